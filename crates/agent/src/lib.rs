@@ -1,0 +1,1 @@
+//! yonder agent (under construction)

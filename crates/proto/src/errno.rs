@@ -1,0 +1,156 @@
+//! Portable errno numbering.
+//!
+//! Errno values differ between operating systems (ENOTEMPTY is 39 on Linux and
+//! 66 on macOS), so the wire carries a fixed protocol numbering. The numbering
+//! happens to equal Linux's for the values listed here, which keeps packet
+//! dumps readable; it is nonetheless a protocol constant, and every host maps
+//! to and from it through `libc` constants.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An error number in the protocol's fixed numbering.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Errno(pub u16);
+
+macro_rules! errnos {
+    ($($name:ident = $wire:literal => $host:ident,)*) => {
+        impl Errno {
+            $(pub const $name: Errno = Errno($wire);)*
+
+            /// Maps a host errno (as seen in `std::io::Error::raw_os_error`)
+            /// to the protocol numbering. Unknown values become EIO.
+            pub fn from_host(host: i32) -> Errno {
+                $(if host == libc::$host { return Errno::$name; })*
+                Errno::EIO
+            }
+
+            /// Maps to the host's errno value.
+            pub fn to_host(self) -> i32 {
+                match self.0 {
+                    $($wire => libc::$host,)*
+                    _ => libc::EIO,
+                }
+            }
+
+            /// Symbolic name, e.g. `"ENOENT"`.
+            pub fn name(self) -> &'static str {
+                match self.0 {
+                    $($wire => stringify!($name),)*
+                    _ => "EUNKNOWN",
+                }
+            }
+
+            /// Every errno the protocol knows.
+            pub const ALL: &'static [Errno] = &[$(Errno::$name,)*];
+        }
+    };
+}
+
+errnos! {
+    EPERM = 1 => EPERM,
+    ENOENT = 2 => ENOENT,
+    ESRCH = 3 => ESRCH,
+    EINTR = 4 => EINTR,
+    EIO = 5 => EIO,
+    ENXIO = 6 => ENXIO,
+    E2BIG = 7 => E2BIG,
+    EBADF = 9 => EBADF,
+    EAGAIN = 11 => EAGAIN,
+    ENOMEM = 12 => ENOMEM,
+    EACCES = 13 => EACCES,
+    EFAULT = 14 => EFAULT,
+    EBUSY = 16 => EBUSY,
+    EEXIST = 17 => EEXIST,
+    EXDEV = 18 => EXDEV,
+    ENODEV = 19 => ENODEV,
+    ENOTDIR = 20 => ENOTDIR,
+    EISDIR = 21 => EISDIR,
+    EINVAL = 22 => EINVAL,
+    ENFILE = 23 => ENFILE,
+    EMFILE = 24 => EMFILE,
+    ENOTTY = 25 => ENOTTY,
+    ETXTBSY = 26 => ETXTBSY,
+    EFBIG = 27 => EFBIG,
+    ENOSPC = 28 => ENOSPC,
+    ESPIPE = 29 => ESPIPE,
+    EROFS = 30 => EROFS,
+    EMLINK = 31 => EMLINK,
+    EPIPE = 32 => EPIPE,
+    ERANGE = 34 => ERANGE,
+    EDEADLK = 35 => EDEADLK,
+    ENAMETOOLONG = 36 => ENAMETOOLONG,
+    ENOLCK = 37 => ENOLCK,
+    ENOSYS = 38 => ENOSYS,
+    ENOTEMPTY = 39 => ENOTEMPTY,
+    ELOOP = 40 => ELOOP,
+    ENODATA = 61 => ENODATA,
+    EOVERFLOW = 75 => EOVERFLOW,
+    EPROTO = 71 => EPROTO,
+    EILSEQ = 84 => EILSEQ,
+    EOPNOTSUPP = 95 => EOPNOTSUPP,
+    ECONNRESET = 104 => ECONNRESET,
+    ENOTCONN = 107 => ENOTCONN,
+    ETIMEDOUT = 110 => ETIMEDOUT,
+    ESTALE = 116 => ESTALE,
+    EDQUOT = 122 => EDQUOT,
+    ECANCELED = 125 => ECANCELED,
+}
+
+impl Errno {
+    /// The host's description of this error, e.g. "No such file or directory".
+    pub fn description(self) -> String {
+        std::io::Error::from_raw_os_error(self.to_host()).to_string().split(" (os error").next().unwrap_or_default().to_string()
+    }
+
+    /// Errno of an I/O error, EIO when it carries none.
+    pub fn from_io(err: &std::io::Error) -> Errno {
+        match err.raw_os_error() {
+            Some(code) => Errno::from_host(code),
+            None => match err.kind() {
+                std::io::ErrorKind::NotFound => Errno::ENOENT,
+                std::io::ErrorKind::PermissionDenied => Errno::EACCES,
+                std::io::ErrorKind::AlreadyExists => Errno::EEXIST,
+                std::io::ErrorKind::InvalidInput => Errno::EINVAL,
+                std::io::ErrorKind::TimedOut => Errno::ETIMEDOUT,
+                std::io::ErrorKind::Unsupported => Errno::EOPNOTSUPP,
+                _ => Errno::EIO,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_mapping_round_trips_every_known_errno() {
+        for &e in Errno::ALL {
+            assert_eq!(Errno::from_host(e.to_host()), e, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_values_become_eio() {
+        assert_eq!(Errno::from_host(100_000), Errno::EIO);
+        assert_eq!(Errno(9999).to_host(), libc::EIO);
+    }
+
+    #[test]
+    fn description_is_strerror() {
+        assert_eq!(Errno::ENOENT.description(), "No such file or directory");
+    }
+}

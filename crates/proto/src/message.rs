@@ -1,0 +1,313 @@
+//! Messages exchanged between client and agent.
+//!
+//! Paths are byte strings relative to the agent's root (`b""` or `b"."` is the
+//! root itself); Unix file names need not be UTF-8. No operation moves a whole
+//! file implicitly: data travels only through `Read` and `Write` on a handle.
+
+use crate::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+/// A path relative to the agent's root, as raw bytes.
+pub type WirePath = serde_bytes::ByteBuf;
+
+/// Agent-side handle of an open file, valid until `Close`.
+pub type Handle = u64;
+
+/// First frame sent by each side (id 0). Field order is frozen across
+/// versions so that any version can decode a peer's `Hello` and report the
+/// mismatch by number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub capabilities: Vec<String>,
+    /// Free text, e.g. "yonder 0.1.0 agent"; shown in diagnostics only.
+    pub software: String,
+}
+
+/// A point in time with nanosecond precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+/// File attributes as returned by `lstat`/`stat`.
+///
+/// `mode` carries the file type bits in their traditional octal values
+/// (`0o100000` regular, `0o040000` directory, ...), which all Unix hosts
+/// share. Device numbers travel split so that Linux and macOS `dev_t`
+/// encodings never meet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    pub ino: u64,
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+    pub size: u64,
+    /// Allocated 512-byte blocks.
+    pub blocks: u64,
+    pub blksize: u32,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+}
+
+pub mod file_type {
+    pub const MASK: u32 = 0o170000;
+    pub const SOCKET: u32 = 0o140000;
+    pub const SYMLINK: u32 = 0o120000;
+    pub const REGULAR: u32 = 0o100000;
+    pub const BLOCK: u32 = 0o060000;
+    pub const DIRECTORY: u32 = 0o040000;
+    pub const CHAR: u32 = 0o020000;
+    pub const FIFO: u32 = 0o010000;
+}
+
+impl Attr {
+    pub fn file_type(&self) -> u32 {
+        self.mode & file_type::MASK
+    }
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == file_type::DIRECTORY
+    }
+    pub fn is_file(&self) -> bool {
+        self.file_type() == file_type::REGULAR
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.file_type() == file_type::SYMLINK
+    }
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o7777
+    }
+}
+
+/// Portable `open(2)` flags. Values are protocol constants, not host ones.
+pub mod open_flags {
+    pub const READ_ONLY: u32 = 0;
+    pub const WRITE_ONLY: u32 = 1;
+    pub const READ_WRITE: u32 = 2;
+    pub const ACCESS_MASK: u32 = 3;
+    pub const CREATE: u32 = 1 << 4;
+    pub const EXCLUSIVE: u32 = 1 << 5;
+    pub const TRUNCATE: u32 = 1 << 6;
+    pub const APPEND: u32 = 1 << 7;
+    pub const NOFOLLOW: u32 = 1 << 8;
+    pub const DIRECTORY: u32 = 1 << 9;
+    pub const SYNC: u32 = 1 << 10;
+    pub const DSYNC: u32 = 1 << 11;
+    pub const NONBLOCK: u32 = 1 << 12;
+    pub const NOATIME: u32 = 1 << 13;
+}
+
+/// Owner to give a node the request creates. The agent applies it when it
+/// may (typically when it runs as root), so that files created through a
+/// mount by user U belong to U, as they would locally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What a `Setattr` does to a timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetTime {
+    /// Leave it as is (UTIME_OMIT).
+    #[default]
+    Omit,
+    /// Set it to the agent's current time (UTIME_NOW).
+    Now,
+    Set(Timespec),
+}
+
+/// The object a `Setattr` or `Fstat`-like request acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Path(WirePath),
+    /// An open handle; works for unlinked-but-open files.
+    Handle(Handle),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: SetTime,
+    pub mtime: SetTime,
+}
+
+impl SetAttr {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime == SetTime::Omit
+            && self.mtime == SetTime::Omit
+    }
+}
+
+/// Flags of `Rename`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameFlags {
+    /// Fail with EEXIST if the destination exists (RENAME_NOREPLACE).
+    pub noreplace: bool,
+    /// Atomically swap source and destination (RENAME_EXCHANGE).
+    pub exchange: bool,
+}
+
+/// Flags of `SetXattr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XattrMode {
+    #[default]
+    Either,
+    /// Fail with EEXIST if the attribute exists (XATTR_CREATE).
+    Create,
+    /// Fail with ENODATA if it does not (XATTR_REPLACE).
+    Replace,
+}
+
+/// One directory entry with its attributes (from `lstat`), so that listing a
+/// directory costs one round trip per page, not one per entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: serde_bytes::ByteBuf,
+    /// `None` if the entry vanished between listing and `lstat`.
+    pub attr: Option<Attr>,
+}
+
+/// One page of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirPage {
+    pub entries: Vec<DirEntry>,
+    /// Pass back as `cursor` to get the next page; `None` at the end.
+    pub next: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatFs {
+    pub block_size: u64,
+    pub fragment_size: u64,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub blocks_available: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub files_available: u64,
+    pub name_max: u64,
+}
+
+/// Bits of `Access::mask`, equal to POSIX `R_OK`/`W_OK`/`X_OK` (the same on
+/// every Unix host); 0 is `F_OK`.
+pub mod access_mask {
+    pub const EXISTS: u32 = 0;
+    pub const EXECUTE: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const READ: u32 = 4;
+}
+
+/// A request from client to agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Attributes without following a final symlink.
+    Lstat { path: WirePath },
+    /// Attributes following symlinks.
+    Stat { path: WirePath },
+    /// Attributes of an open handle.
+    Fstat { handle: Handle },
+    /// One page of a directory listing with attributes. `cursor` is `None`
+    /// for the first page and the previous page's `next` after that.
+    ReadDir { path: WirePath, cursor: Option<u64>, max_entries: u32 },
+    Open { path: WirePath, flags: u32, mode: u32, owner: Option<Owner> },
+    Read { handle: Handle, offset: u64, len: u32 },
+    Write { handle: Handle, offset: u64, #[serde(with = "serde_bytes")] data: Vec<u8> },
+    Fsync { handle: Handle, datasync: bool },
+    Close { handle: Handle },
+    Setattr { target: Target, attr: SetAttr },
+    Mkdir { path: WirePath, mode: u32, owner: Option<Owner> },
+    /// `mode` includes the file type bits (FIFO, CHAR, BLOCK, SOCKET, REGULAR).
+    Mknod { path: WirePath, mode: u32, rdev_major: u32, rdev_minor: u32, owner: Option<Owner> },
+    Unlink { path: WirePath },
+    Rmdir { path: WirePath },
+    Rename { from: WirePath, to: WirePath, flags: RenameFlags },
+    /// Creates `path` as a symlink whose content is `target`, stored as is.
+    Symlink { target: WirePath, path: WirePath, owner: Option<Owner> },
+    Readlink { path: WirePath },
+    /// Creates `to` as a hard link to `from`.
+    Link { from: WirePath, to: WirePath },
+    Statfs { path: WirePath },
+    GetXattr { path: WirePath, name: WirePath },
+    SetXattr { path: WirePath, name: WirePath, value: WirePath, mode: XattrMode },
+    ListXattr { path: WirePath },
+    RemoveXattr { path: WirePath, name: WirePath },
+    Access { path: WirePath, mask: u32 },
+}
+
+impl Request {
+    /// Operation name, as used in error messages and logs.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Lstat { .. } => "lstat",
+            Request::Stat { .. } => "stat",
+            Request::Fstat { .. } => "fstat",
+            Request::ReadDir { .. } => "readdir",
+            Request::Open { .. } => "open",
+            Request::Read { .. } => "read",
+            Request::Write { .. } => "write",
+            Request::Fsync { .. } => "fsync",
+            Request::Close { .. } => "close",
+            Request::Setattr { .. } => "setattr",
+            Request::Mkdir { .. } => "mkdir",
+            Request::Mknod { .. } => "mknod",
+            Request::Unlink { .. } => "unlink",
+            Request::Rmdir { .. } => "rmdir",
+            Request::Rename { .. } => "rename",
+            Request::Symlink { .. } => "symlink",
+            Request::Readlink { .. } => "readlink",
+            Request::Link { .. } => "link",
+            Request::Statfs { .. } => "statfs",
+            Request::GetXattr { .. } => "getxattr",
+            Request::SetXattr { .. } => "setxattr",
+            Request::ListXattr { .. } => "listxattr",
+            Request::RemoveXattr { .. } => "removexattr",
+            Request::Access { .. } => "access",
+        }
+    }
+}
+
+/// An error reported by the agent for one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub errno: Errno,
+    /// Human-readable detail, e.g. the failing syscall and path.
+    pub message: String,
+}
+
+/// The agent's answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Success without a payload.
+    Done,
+    Attr(Attr),
+    Opened { handle: Handle, attr: Attr },
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Written(u32),
+    DirPage(DirPage),
+    /// Symlink target or xattr value.
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    Names(Vec<serde_bytes::ByteBuf>),
+    StatFs(StatFs),
+    Error(WireError),
+}
+
+/// Every frame body is one of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    Request(Request),
+    Response(Response),
+}

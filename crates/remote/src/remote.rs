@@ -1,0 +1,71 @@
+use crate::Result;
+use async_trait::async_trait;
+use yonder_proto::{Attr, DirEntry, DirPage, Handle, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode};
+
+/// A remote directory tree, addressed by paths relative to its root.
+///
+/// Paths are raw bytes without a leading `/`; the empty path is the root.
+/// Every method is one round trip and may be called concurrently: an
+/// implementation pipelines them over its transport.
+#[async_trait]
+pub trait Remote: Send + Sync + 'static {
+    /// Attributes, not following a final symlink.
+    async fn lstat(&self, path: &[u8]) -> Result<Attr>;
+    /// Attributes, following symlinks.
+    async fn stat(&self, path: &[u8]) -> Result<Attr>;
+    /// Attributes of an open file (works after it is unlinked).
+    async fn fstat(&self, handle: Handle) -> Result<Attr>;
+    /// One page of a directory listing with each entry's attributes.
+    async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage>;
+    /// Opens (and with `CREATE`, creates) a file; `flags` are
+    /// [`yonder_proto::open_flags`] values.
+    async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)>;
+    /// Reads up to `len` bytes; fewer means end of file.
+    async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>>;
+    /// Writes `data` at `offset` (ignored for append-mode handles).
+    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32>;
+    async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()>;
+    async fn close(&self, handle: Handle) -> Result<()>;
+    /// Changes mode, owner, size and times; returns the new attributes.
+    async fn setattr(&self, target: Target, attr: SetAttr) -> Result<Attr>;
+    async fn mkdir(&self, path: &[u8], mode: u32, owner: Option<Owner>) -> Result<Attr>;
+    /// `mode` includes the file type bits.
+    async fn mknod(
+        &self,
+        path: &[u8],
+        mode: u32,
+        rdev_major: u32,
+        rdev_minor: u32,
+        owner: Option<Owner>,
+    ) -> Result<Attr>;
+    async fn unlink(&self, path: &[u8]) -> Result<()>;
+    async fn rmdir(&self, path: &[u8]) -> Result<()>;
+    async fn rename(&self, from: &[u8], to: &[u8], flags: RenameFlags) -> Result<()>;
+    /// Creates `path` as a symlink containing `target`, stored as given.
+    async fn symlink(&self, target: &[u8], path: &[u8], owner: Option<Owner>) -> Result<Attr>;
+    async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>>;
+    /// Creates `to` as a hard link to `from`; returns the link's attributes.
+    async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr>;
+    async fn statfs(&self, path: &[u8]) -> Result<StatFs>;
+    async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>>;
+    async fn setxattr(&self, path: &[u8], name: &[u8], value: &[u8], mode: XattrMode) -> Result<()>;
+    async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>>;
+    async fn removexattr(&self, path: &[u8], name: &[u8]) -> Result<()>;
+    /// `mask` is [`yonder_proto::access_mask`] bits, checked with the
+    /// agent's credentials.
+    async fn access(&self, path: &[u8], mask: u32) -> Result<()>;
+
+    /// The whole listing of a directory, page by page.
+    async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<DirEntry>> {
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.read_dir_page(path, cursor, 4096).await?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(entries),
+            }
+        }
+    }
+}
