@@ -1,1 +1,261 @@
-//! yonder agent (under construction)
+//! The remote side of yonder: serves one directory tree over a byte stream.
+//!
+//! `yonder agent --stdio --root DIR` runs [`run_stdio`] on the remote
+//! machine, usually under ssh. The client sends framed requests (see
+//! `yonder_proto`); the agent runs each one concurrently on a blocking
+//! thread pool and sends responses back as they complete, possibly out of
+//! order, each tagged with its request's id.
+//!
+//! stdout carries the protocol, so this crate never prints: diagnostics are
+//! `tracing` events, routed by the binary (to stderr or a log file).
+
+mod attr;
+mod dirs;
+mod error;
+mod handles;
+mod ops;
+mod paths;
+mod wire;
+
+pub use error::AgentError;
+
+use ops::Agent;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use wire::{encode_response, kind, protocol_error, read_frame};
+use yonder_proto::{Errno, Hello, Message, Response, WireError, CAPABILITIES, PROTOCOL_VERSION};
+
+/// What to serve.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Directory tree to serve; wire paths are relative to it.
+    pub root: PathBuf,
+}
+
+const READ_BUFFER: usize = 64 * 1024;
+/// Large enough that a burst of small responses leaves in one write.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Requests read but not yet answered. Past this the agent stops reading,
+/// which bounds its memory (each may hold a 4 MiB read) when a client sends
+/// faster than it takes responses.
+const MAX_IN_FLIGHT: usize = 128;
+/// After the client's end of stream, how long requests still running may
+/// take to send their responses. A request stuck in a system call (opening a
+/// FIFO nobody writes) must not keep the agent alive forever.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the protocol on `reader`/`writer` until the reader reaches EOF.
+/// Returns Ok on clean EOF.
+pub async fn serve<R, W>(config: AgentConfig, reader: R, writer: W) -> Result<(), AgentError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let root = paths::Root::open(&config.root)?;
+    // The client already applied the caller's umask; applying the agent's as
+    // well would strip bits the caller asked for.
+    rustix::process::umask(rustix::fs::Mode::empty());
+    tracing::debug!(root = %root.path().display(), "serving");
+
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    handshake(&mut reader, &mut writer).await?;
+
+    let agent = Arc::new(Agent::new(root));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut responses = tokio::spawn(write_responses(writer, rx));
+    let read = tokio::select! {
+        read = read_requests(&mut reader, agent, tx) => read,
+        // Only an error ends the writer while the reader holds a sender.
+        written = &mut responses => return Err(writer_failure(written)),
+    };
+    if let Err(err) = read {
+        tracing::warn!(error = %error_chain(&err), "stopping");
+        responses.abort();
+        return Err(err);
+    }
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut responses).await {
+        Ok(Ok(written)) => written,
+        Ok(Err(join)) => Err(writer_failure(Err(join))),
+        Err(_) => {
+            tracing::warn!("client left; abandoning requests still running after {DRAIN_TIMEOUT:?}");
+            responses.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Convenience used by `yonder agent --stdio --root DIR`: builds a tokio
+/// runtime and serves stdin/stdout.
+pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Runtime { source })?;
+    let result = runtime.block_on(serve(config, tokio::io::stdin(), tokio::io::stdout()));
+    // Blocking threads stuck in a system call (or in a read of stdin after a
+    // protocol error) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn handshake<R, W>(reader: &mut R, writer: &mut W) -> Result<(), AgentError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let no_hello = || AgentError::Handshake {
+        detail: "the client closed the connection before sending Hello".to_string(),
+    };
+    let frame = read_frame(reader).await?.ok_or_else(no_hello)?;
+    let refusal = match frame.decode() {
+        Ok(Message::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
+            tracing::debug!(client = %hello.software, capabilities = ?hello.capabilities, "handshake");
+            let hello = Hello {
+                version: PROTOCOL_VERSION,
+                capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+                software: format!("yonder {} agent", env!("CARGO_PKG_VERSION")),
+            };
+            return send(writer, Message::Hello(hello)).await;
+        }
+        Ok(Message::Hello(hello)) => {
+            AgentError::VersionMismatch { client: hello.version, agent: PROTOCOL_VERSION }
+        }
+        Ok(other) => AgentError::Handshake {
+            detail: format!("expected Hello as the first message, got a {}", kind(&other)),
+        },
+        Err(err) => AgentError::Handshake { detail: err.to_string() },
+    };
+    tracing::warn!(error = %refusal, "refusing the client");
+    let error = WireError { errno: Errno::EPROTO, message: refusal.to_string() };
+    send(writer, Message::Response(Response::Error(error))).await?;
+    Err(refusal)
+}
+
+/// Sends a handshake frame (id 0) and flushes it.
+async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result<(), AgentError> {
+    let frame = yonder_proto::encode_frame(0, &message).expect("a handshake message fits in a frame");
+    let io_err = |source| AgentError::Io { op: "answering the client's Hello", source };
+    writer.write_all(&frame).await.map_err(io_err)?;
+    writer.flush().await.map_err(io_err)
+}
+
+/// An encoded response on its way to the writer. It holds its request's
+/// in-flight slot until written, so that unsent responses count against
+/// [`MAX_IN_FLIGHT`] too.
+struct Outgoing {
+    frame: Vec<u8>,
+    _slot: OwnedSemaphorePermit,
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    agent: Arc<Agent>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+) -> Result<(), AgentError> {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(frame) = read_frame(reader).await? {
+        let slot = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let id = frame.id;
+        let response = match frame.decode() {
+            Ok(Message::Request(request)) => {
+                tracing::debug!(id, op = request.op(), "request");
+                let (agent, tx) = (agent.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let response = run(&agent, id, request);
+                    // Fails only when the writer is gone, and then serve is
+                    // returning anyway.
+                    let _ = tx.send(Outgoing { frame: encode_response(id, response), _slot: slot });
+                });
+                continue;
+            }
+            Ok(other) => {
+                tracing::warn!(id, kind = kind(&other), "unexpected message after the handshake");
+                protocol_error(format!("unexpected {} message after the handshake", kind(&other)))
+            }
+            Err(err) => {
+                tracing::warn!(id, error = %err, "undecodable request");
+                protocol_error(err.to_string())
+            }
+        };
+        let _ = tx.send(Outgoing { frame: encode_response(id, response), _slot: slot });
+    }
+    tracing::debug!("client closed the connection");
+    Ok(())
+}
+
+/// Runs one request, turning a panic into an error response so that the
+/// client is never left waiting for an answer.
+fn run(agent: &Agent, id: u64, request: yonder_proto::Request) -> Response {
+    let op = request.op();
+    // Unwind safety: the agent's shared state is tables behind mutexes whose
+    // every critical section is a single map operation.
+    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agent.handle(request)))
+        .unwrap_or_else(|_| {
+            tracing::warn!(id, op, "request handler panicked");
+            let message = format!("{op}: internal error in the agent");
+            Response::Error(WireError { errno: Errno::EIO, message })
+        });
+    if let Response::Error(err) = &response {
+        tracing::debug!(id, errno = ?err.errno, message = %err.message, "request failed");
+    }
+    response
+}
+
+/// Owns the writer. Responses that completed while the previous write was
+/// in progress share one flush; a lone response is flushed immediately.
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut writer: BufWriter<W>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) -> Result<(), AgentError> {
+    let io_err = |source| AgentError::Io { op: "writing responses to the client", source };
+    while let Some(first) = rx.recv().await {
+        writer.write_all(&first.frame).await.map_err(io_err)?;
+        drop(first);
+        while let Ok(next) = rx.try_recv() {
+            writer.write_all(&next.frame).await.map_err(io_err)?;
+        }
+        writer.flush().await.map_err(io_err)?;
+    }
+    writer.shutdown().await.map_err(io_err)
+}
+
+fn writer_failure(joined: Result<Result<(), AgentError>, tokio::task::JoinError>) -> AgentError {
+    match joined {
+        Ok(Err(err)) => err,
+        Ok(Ok(())) => AgentError::Io {
+            op: "writing responses to the client",
+            source: std::io::Error::other("the response writer stopped early"),
+        },
+        Err(join) => AgentError::Io { op: "writing responses to the client", source: std::io::Error::other(join) },
+    }
+}
+
+/// The error and its causes on one line, for logs.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Every open file and directory listing holds a descriptor; the default
+/// soft limit (often 1024) is low for a busy mount, the hard limit rarely is.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(%err, "cannot raise the open file limit");
+        }
+    }
+}

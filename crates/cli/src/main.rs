@@ -1,1 +1,68 @@
-fn main() {}
+//! The `yonder` binary: every role in one executable, so a remote machine
+//! needs a single file. This crate only parses arguments and wires the
+//! library crates together.
+
+mod agent_cmd;
+mod fs_cmd;
+mod logging;
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "yonder", version, about = "Mount a remote machine's file system locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a directory tree over stdin/stdout (run on the remote by yonder itself).
+    Agent(agent_cmd::AgentArgs),
+    /// Scripting commands on a SOURCE without mounting it.
+    Fs(fs_cmd::FsArgs),
+}
+
+/// How to reach the agent; shared by every command that takes a SOURCE.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConnectArgs {
+    /// Pass an option to ssh, as `-o KEY=VALUE` (repeatable).
+    #[arg(short = 'o', value_name = "SSH_OPTION", global = true)]
+    pub ssh_option: Vec<String>,
+    /// Program (and arguments) to run instead of `ssh`.
+    #[arg(long, value_name = "COMMAND", global = true)]
+    pub ssh_command: Option<String>,
+    /// Path of `yonder` on the remote machine.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub agent_path: Option<String>,
+    /// Log debug detail to stderr.
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> yonder_remote::ConnectOptions {
+        yonder_remote::ConnectOptions {
+            ssh_options: self.ssh_option.clone(),
+            ssh_command: self.ssh_command.clone(),
+            agent_path: self.agent_path.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => agent_cmd::run(args),
+        Command::Fs(args) => fs_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("yonder: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! [`AgentClient`]: the yonder protocol over any byte stream.
+//!
+//! Callers encode their own request frames (so encoding runs in parallel on
+//! the callers' threads) and hand them to one writer task; one reader task
+//! routes each response to its caller by request id. Any number of requests
+//! can be in flight, and responses may come back in any order.
+
+use crate::error::display_path;
+use crate::{Remote, RemoteError, Result};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use yonder_proto::{
+    decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Errno, Handle,
+    Hello, Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode, LEN_PREFIX,
+    PROTOCOL_VERSION,
+};
+
+type Reply = std::result::Result<Response, String>;
+
+struct Shared {
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Set once the connection is gone; later calls fail at once with it.
+    closed: Option<String>,
+}
+
+impl Shared {
+    fn fail_all(&self, reason: String) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        if pending.closed.is_none() {
+            pending.closed = Some(reason.clone());
+        }
+        for (_, waiter) in pending.waiters.drain() {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+}
+
+/// A connection to one `yonder agent`.
+pub struct AgentClient {
+    shared: Arc<Shared>,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    next_id: AtomicU64,
+    peer: Hello,
+    /// The agent process, when this client started one; killed on drop.
+    child: Mutex<Option<tokio::process::Child>>,
+}
+
+impl AgentClient {
+    /// Performs the handshake on `reader`/`writer` and starts the I/O tasks.
+    /// `describe` names the peer in errors (e.g. the SOURCE string).
+    pub async fn handshake<R, W>(reader: R, writer: W, describe: &str) -> Result<AgentClient>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let connect_err = |reason: String| RemoteError::Connect { source_desc: describe.to_string(), reason };
+        let mut reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            capabilities: yonder_proto::CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            software: format!("yonder {} client", env!("CARGO_PKG_VERSION")),
+        };
+        let frame = encode_frame(0, &Message::Hello(hello)).expect("hello fits in a frame");
+        let sent = async {
+            writer.write_all(&frame).await?;
+            writer.flush().await
+        };
+        if let Err(err) = sent.await {
+            return Err(connect_err(format!("cannot send handshake: {err}")));
+        }
+        let (id, body) = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(connect_err("agent closed the connection during the handshake".into())),
+            Err(err) => return Err(connect_err(format!("handshake: {err}"))),
+        };
+        let message: Message =
+            decode_body(&body).map_err(|err| connect_err(format!("handshake: {err}")))?;
+        let peer = match (id, message) {
+            (0, Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
+            (0, Message::Hello(peer)) => {
+                return Err(connect_err(format!(
+                    "protocol version mismatch: client speaks v{PROTOCOL_VERSION}, agent speaks v{}",
+                    peer.version
+                )))
+            }
+            (_, Message::Response(Response::Error(err))) => return Err(connect_err(err.message)),
+            (_, other) => return Err(connect_err(format!("unexpected handshake reply: {other:?}"))),
+        };
+
+        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()) });
+        let (frames, outgoing) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(writer, outgoing, shared.clone()));
+        tokio::spawn(read_loop(reader, shared.clone()));
+        Ok(AgentClient { shared, frames, next_id: AtomicU64::new(1), peer, child: Mutex::new(None) })
+    }
+
+    pub(crate) fn attach_child(&self, child: tokio::process::Child) {
+        *self.child.lock().expect("child lock") = Some(child);
+    }
+
+    /// The agent's handshake: version, capabilities, software.
+    pub fn peer(&self) -> &Hello {
+        &self.peer
+    }
+
+    /// Sends one request and waits for its response. Agent-side errors
+    /// become [`RemoteError::Os`] naming `op` and `path`.
+    async fn call(&self, request: Request, path: &(dyn Fn() -> String + Sync)) -> Result<Response> {
+        let op = request.op();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        encode_frame_into(id, &Message::Request(request), &mut frame)
+            .map_err(|err| RemoteError::Protocol { op, path: path(), reason: err.to_string() })?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.shared.pending.lock().expect("pending lock");
+            if let Some(reason) = &pending.closed {
+                return Err(RemoteError::Disconnected { op, path: path(), reason: reason.clone() });
+            }
+            pending.waiters.insert(id, tx);
+        }
+        if self.frames.send(frame).is_err() {
+            self.shared.pending.lock().expect("pending lock").waiters.remove(&id);
+            return Err(RemoteError::Disconnected { op, path: path(), reason: "writer stopped".into() });
+        }
+        match rx.await {
+            Ok(Ok(Response::Error(err))) => {
+                Err(RemoteError::Os { op, path: path(), errno: err.errno, detail: err.message })
+            }
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reason)) => Err(RemoteError::Disconnected { op, path: path(), reason }),
+            Err(_) => Err(RemoteError::Disconnected { op, path: path(), reason: "reader stopped".into() }),
+        }
+    }
+
+    async fn call_path(&self, request: Request, p: &[u8]) -> Result<Response> {
+        self.call(request, &|| display_path(p)).await
+    }
+
+    async fn call_handle(&self, request: Request, handle: Handle) -> Result<Response> {
+        self.call(request, &|| format!("<handle {handle}>")).await
+    }
+}
+
+impl Drop for AgentClient {
+    fn drop(&mut self) {
+        self.shared.fail_all("client dropped".into());
+    }
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(err) => return Err(err),
+    }
+    let len = parse_length(prefix).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut frame = vec![0u8; len as usize];
+    reader.read_exact(&mut frame).await?;
+    let (id, _) = split_frame(&frame).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    frame.drain(..yonder_proto::codec::ID_LEN);
+    Ok(Some((id, frame)))
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: BufWriter<W>,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(frame) = outgoing.recv().await {
+        let mut result = writer.write_all(&frame).await;
+        // Batch whatever else is already queued into the same flush, so 64
+        // pipelined requests cost a handful of write syscalls, not 64.
+        while result.is_ok() {
+            match outgoing.try_recv() {
+                Ok(frame) => result = writer.write_all(&frame).await,
+                Err(_) => break,
+            }
+        }
+        if result.is_ok() {
+            result = writer.flush().await;
+        }
+        if let Err(err) = result {
+            shared.fail_all(format!("write to agent failed: {err}"));
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<Shared>) {
+    let reason = loop {
+        let (id, body) = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break "agent closed the connection".to_string(),
+            Err(err) => break format!("read from agent failed: {err}"),
+        };
+        let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
+        let Some(waiter) = waiter else {
+            tracing::warn!(id, "response for an unknown request id");
+            continue;
+        };
+        let reply = match decode_body::<Message>(&body) {
+            Ok(Message::Response(response)) => Ok(response),
+            Ok(other) => Ok(Response::Error(yonder_proto::WireError {
+                errno: Errno::EPROTO,
+                message: format!("expected a response, got {other:?}"),
+            })),
+            Err(err) => Ok(Response::Error(yonder_proto::WireError {
+                errno: Errno::EPROTO,
+                message: err.to_string(),
+            })),
+        };
+        let _ = waiter.send(reply);
+    };
+    tracing::debug!(%reason, "agent connection ended");
+    shared.fail_all(reason);
+}
+
+fn path_buf(p: &[u8]) -> yonder_proto::WirePath {
+    yonder_proto::WirePath::from(p.to_vec())
+}
+
+fn unexpected(op: &'static str, path: String, response: Response) -> RemoteError {
+    RemoteError::Protocol { op, path, reason: format!("unexpected response {response:?}") }
+}
+
+macro_rules! expect {
+    ($response:expr, $op:literal, $path:expr, $pattern:pat => $value:expr) => {
+        match $response {
+            $pattern => Ok($value),
+            other => Err(unexpected($op, $path, other)),
+        }
+    };
+}
+
+#[async_trait]
+impl Remote for AgentClient {
+    async fn lstat(&self, path: &[u8]) -> Result<Attr> {
+        let r = self.call_path(Request::Lstat { path: path_buf(path) }, path).await?;
+        expect!(r, "lstat", display_path(path), Response::Attr(a) => a)
+    }
+
+    async fn stat(&self, path: &[u8]) -> Result<Attr> {
+        let r = self.call_path(Request::Stat { path: path_buf(path) }, path).await?;
+        expect!(r, "stat", display_path(path), Response::Attr(a) => a)
+    }
+
+    async fn fstat(&self, handle: Handle) -> Result<Attr> {
+        let r = self.call_handle(Request::Fstat { handle }, handle).await?;
+        expect!(r, "fstat", format!("<handle {handle}>"), Response::Attr(a) => a)
+    }
+
+    async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage> {
+        let r = self.call_path(Request::ReadDir { path: path_buf(path), cursor, max_entries }, path).await?;
+        expect!(r, "readdir", display_path(path), Response::DirPage(p) => p)
+    }
+
+    async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
+        let r = self.call_path(Request::Open { path: path_buf(path), flags, mode, owner }, path).await?;
+        expect!(r, "open", display_path(path), Response::Opened { handle, attr } => (handle, attr))
+    }
+
+    async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let r = self.call_handle(Request::Read { handle, offset, len }, handle).await?;
+        expect!(r, "read", format!("<handle {handle}>"), Response::Data(d) => d)
+    }
+
+    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
+        let r = self.call_handle(Request::Write { handle, offset, data }, handle).await?;
+        expect!(r, "write", format!("<handle {handle}>"), Response::Written(n) => n)
+    }
+
+    async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()> {
+        let r = self.call_handle(Request::Fsync { handle, datasync }, handle).await?;
+        expect!(r, "fsync", format!("<handle {handle}>"), Response::Done => ())
+    }
+
+    async fn close(&self, handle: Handle) -> Result<()> {
+        let r = self.call_handle(Request::Close { handle }, handle).await?;
+        expect!(r, "close", format!("<handle {handle}>"), Response::Done => ())
+    }
+
+    async fn setattr(&self, target: Target, attr: SetAttr) -> Result<Attr> {
+        let describe = match &target {
+            Target::Path(p) => display_path(p),
+            Target::Handle(h) => format!("<handle {h}>"),
+        };
+        let r = self.call(Request::Setattr { target, attr }, &|| describe.clone()).await?;
+        expect!(r, "setattr", describe, Response::Attr(a) => a)
+    }
+
+    async fn mkdir(&self, path: &[u8], mode: u32, owner: Option<Owner>) -> Result<Attr> {
+        let r = self.call_path(Request::Mkdir { path: path_buf(path), mode, owner }, path).await?;
+        expect!(r, "mkdir", display_path(path), Response::Attr(a) => a)
+    }
+
+    async fn mknod(
+        &self,
+        path: &[u8],
+        mode: u32,
+        rdev_major: u32,
+        rdev_minor: u32,
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
+        let request = Request::Mknod { path: path_buf(path), mode, rdev_major, rdev_minor, owner };
+        let r = self.call_path(request, path).await?;
+        expect!(r, "mknod", display_path(path), Response::Attr(a) => a)
+    }
+
+    async fn unlink(&self, path: &[u8]) -> Result<()> {
+        let r = self.call_path(Request::Unlink { path: path_buf(path) }, path).await?;
+        expect!(r, "unlink", display_path(path), Response::Done => ())
+    }
+
+    async fn rmdir(&self, path: &[u8]) -> Result<()> {
+        let r = self.call_path(Request::Rmdir { path: path_buf(path) }, path).await?;
+        expect!(r, "rmdir", display_path(path), Response::Done => ())
+    }
+
+    async fn rename(&self, from: &[u8], to: &[u8], flags: RenameFlags) -> Result<()> {
+        let request = Request::Rename { from: path_buf(from), to: path_buf(to), flags };
+        let describe = || format!("{} -> {}", display_path(from), display_path(to));
+        let r = self.call(request, &describe).await?;
+        expect!(r, "rename", describe(), Response::Done => ())
+    }
+
+    async fn symlink(&self, target: &[u8], path: &[u8], owner: Option<Owner>) -> Result<Attr> {
+        let request = Request::Symlink { target: path_buf(target), path: path_buf(path), owner };
+        let r = self.call_path(request, path).await?;
+        expect!(r, "symlink", display_path(path), Response::Attr(a) => a)
+    }
+
+    async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let r = self.call_path(Request::Readlink { path: path_buf(path) }, path).await?;
+        expect!(r, "readlink", display_path(path), Response::Bytes(b) => b)
+    }
+
+    async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr> {
+        let request = Request::Link { from: path_buf(from), to: path_buf(to) };
+        let describe = || format!("{} -> {}", display_path(from), display_path(to));
+        let r = self.call(request, &describe).await?;
+        expect!(r, "link", describe(), Response::Attr(a) => a)
+    }
+
+    async fn statfs(&self, path: &[u8]) -> Result<StatFs> {
+        let r = self.call_path(Request::Statfs { path: path_buf(path) }, path).await?;
+        expect!(r, "statfs", display_path(path), Response::StatFs(s) => s)
+    }
+
+    async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>> {
+        let r = self.call_path(Request::GetXattr { path: path_buf(path), name: path_buf(name) }, path).await?;
+        expect!(r, "getxattr", display_path(path), Response::Bytes(b) => b)
+    }
+
+    async fn setxattr(&self, path: &[u8], name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
+        let request =
+            Request::SetXattr { path: path_buf(path), name: path_buf(name), value: path_buf(value), mode };
+        let r = self.call_path(request, path).await?;
+        expect!(r, "setxattr", display_path(path), Response::Done => ())
+    }
+
+    async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let r = self.call_path(Request::ListXattr { path: path_buf(path) }, path).await?;
+        expect!(r, "listxattr", display_path(path), Response::Names(n) => n.into_iter().map(|b| b.into_vec()).collect())
+    }
+
+    async fn removexattr(&self, path: &[u8], name: &[u8]) -> Result<()> {
+        let request = Request::RemoveXattr { path: path_buf(path), name: path_buf(name) };
+        let r = self.call_path(request, path).await?;
+        expect!(r, "removexattr", display_path(path), Response::Done => ())
+    }
+
+    async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
+        let r = self.call_path(Request::Access { path: path_buf(path), mask }, path).await?;
+        expect!(r, "access", display_path(path), Response::Done => ())
+    }
+}

@@ -15,5 +15,6 @@ pub mod source;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use remote::Remote;
-pub use source::{connect, ConnectOptions, Source};
+pub use source::{connect, ConnectOptions, Source, SourceError};
 pub use yonder_proto as proto;
+pub mod transfer;

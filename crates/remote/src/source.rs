@@ -1,0 +1,401 @@
+//! SOURCE strings and the transports they select.
+//!
+//! * a local path, or `local:PATH`: spawns this binary as `yonder agent`;
+//! * `[user@]host:[path]` (scp style) or `ssh://[user@]host[:port][/path]`:
+//!   runs the system `ssh`, so `~/.ssh/config`, keys, the ssh agent and
+//!   ProxyJump work unchanged.
+
+use crate::{AgentClient, RemoteError, Result};
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+/// Where the directory tree to serve lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Local { root: PathBuf },
+    Ssh { user: Option<String>, host: String, port: Option<u16>, path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid source {source_text:?}: {reason}")]
+pub struct SourceError {
+    pub source_text: String,
+    pub reason: String,
+}
+
+impl Source {
+    pub fn parse(text: &str) -> std::result::Result<Source, SourceError> {
+        let fail = |reason: &str| SourceError { source_text: text.to_string(), reason: reason.to_string() };
+        if text.is_empty() {
+            return Err(fail("empty source"));
+        }
+        if let Some(path) = text.strip_prefix("local:") {
+            if path.is_empty() {
+                return Err(fail("empty local path"));
+            }
+            return Ok(Source::Local { root: PathBuf::from(path) });
+        }
+        if let Some(rest) = text.strip_prefix("ssh://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], rest[i..].to_string()),
+                None => (rest, String::new()),
+            };
+            let (user, hostport) = split_user(authority);
+            let (host, port) = split_port(hostport).map_err(|r| fail(&r))?;
+            return Source::ssh(user, host, port, path).map_err(|r| fail(&r));
+        }
+        // scp style: a colon before any slash. Anything else is a local path
+        // (write `./a:b` or `local:a:b` for a local name containing a colon).
+        if let Some(colon) = find_scp_colon(text) {
+            let (authority, path) = (&text[..colon], &text[colon + 1..]);
+            let (user, host) = split_user(authority);
+            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+            return Source::ssh(user, host, None, path.to_string()).map_err(|r| fail(&r));
+        }
+        Ok(Source::Local { root: PathBuf::from(text) })
+    }
+
+    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: String) -> std::result::Result<Source, String> {
+        // A host or user that begins with '-' would be parsed by ssh as an
+        // option (the sshfs CVE); refuse it outright, and pass it after `--`.
+        if host.is_empty() {
+            return Err("missing host name".into());
+        }
+        check_ssh_word("host", host)?;
+        if let Some(user) = user {
+            if user.is_empty() {
+                return Err("empty user name".into());
+            }
+            check_ssh_word("user", user)?;
+        }
+        if path.contains('\0') || path.contains('\n') {
+            return Err("path contains a NUL or newline".into());
+        }
+        Ok(Source::Ssh { user: user.map(str::to_string), host: host.to_string(), port, path })
+    }
+
+    /// Short human description, used in errors.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn check_ssh_word(what: &str, word: &str) -> std::result::Result<(), String> {
+    if word.starts_with('-') {
+        return Err(format!("{what} name may not begin with '-'"));
+    }
+    if word.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"') {
+        return Err(format!("{what} name contains whitespace, quotes or control characters"));
+    }
+    Ok(())
+}
+
+fn split_user(authority: &str) -> (Option<&str>, &str) {
+    match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    }
+}
+
+fn split_port(hostport: &str) -> std::result::Result<(&str, Option<u16>), String> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let end = rest.find(']').ok_or("unclosed '[' in host")?;
+        let host = &rest[..end];
+        return match rest[end + 1..].strip_prefix(':') {
+            Some(port) => Ok((host, Some(parse_port(port)?))),
+            None if rest[end + 1..].is_empty() => Ok((host, None)),
+            None => Err("unexpected text after ']'".into()),
+        };
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Ok((host, Some(parse_port(port)?))),
+        None => Ok((hostport, None)),
+    }
+}
+
+fn parse_port(port: &str) -> std::result::Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("invalid port {port:?}")),
+    }
+}
+
+fn find_scp_colon(text: &str) -> Option<usize> {
+    if text.starts_with('/') || text.starts_with('.') {
+        return None;
+    }
+    let mut in_brackets = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => in_brackets = true,
+            ']' => in_brackets = false,
+            '/' if !in_brackets => return None,
+            ':' if !in_brackets => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Local { root } => write!(f, "{}", root.display()),
+            Source::Ssh { user, host, port, path } => {
+                f.write_str("ssh://")?;
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                if host.contains(':') {
+                    write!(f, "[{host}]")?;
+                } else {
+                    f.write_str(host)?;
+                }
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                if !path.is_empty() && !path.starts_with('/') {
+                    f.write_str("/~/")?;
+                }
+                f.write_str(path)
+            }
+        }
+    }
+}
+
+/// How to reach the agent for a [`Source`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Extra `-o KEY=VALUE` options for ssh; they take precedence over
+    /// yonder's defaults.
+    pub ssh_options: Vec<String>,
+    /// Replaces the `ssh` program, split on whitespace (e.g. `"ssh -F cfg"`).
+    pub ssh_command: Option<String>,
+    /// The remote `yonder` binary; `yonder` on the remote PATH by default.
+    pub agent_path: Option<String>,
+    /// The local binary to run as agent for local sources; this executable
+    /// by default.
+    pub local_agent: Option<PathBuf>,
+    /// Extra arguments for the agent (e.g. `--log-file`).
+    pub agent_args: Vec<String>,
+}
+
+/// The argv that starts the agent for `source`.
+pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+    match source {
+        Source::Local { root } => {
+            let program = match &options.local_agent {
+                Some(p) => p.clone(),
+                None => std::env::current_exe().map_err(|e| RemoteError::Connect {
+                    source_desc: source.describe(),
+                    reason: format!("cannot find the yonder executable: {e}"),
+                })?,
+            };
+            let mut argv = vec![program.to_string_lossy().into_owned(), "agent".into(), "--stdio".into()];
+            argv.extend(options.agent_args.iter().cloned());
+            argv.push("--root".into());
+            argv.push(root.to_string_lossy().into_owned());
+            Ok(argv)
+        }
+        Source::Ssh { user, host, port, path } => {
+            let mut argv: Vec<String> = match &options.ssh_command {
+                Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+                None => vec!["ssh".into()],
+            };
+            if argv.is_empty() {
+                return Err(RemoteError::Connect {
+                    source_desc: source.describe(),
+                    reason: "empty --ssh-command".into(),
+                });
+            }
+            for option in &options.ssh_options {
+                argv.push("-o".into());
+                argv.push(option.clone());
+            }
+            // No tty (the stream must be 8-bit clean), no X11 forwarding.
+            argv.extend(["-T".into(), "-x".into()]);
+            if let Some(port) = port {
+                argv.extend(["-p".into(), port.to_string()]);
+            }
+            if let Some(user) = user {
+                argv.extend(["-l".into(), user.clone()]);
+            }
+            argv.push("--".into());
+            argv.push(host.clone());
+            let agent = options.agent_path.as_deref().unwrap_or("yonder");
+            let root = match path.as_str() {
+                "" | "~" => ".",
+                p => p.strip_prefix("~/").unwrap_or(p),
+            };
+            let mut remote = format!("exec {} agent --stdio", shell_quote(agent));
+            for arg in &options.agent_args {
+                remote.push(' ');
+                remote.push_str(&shell_quote(arg));
+            }
+            remote.push_str(" --root ");
+            remote.push_str(&shell_quote(root));
+            argv.push(remote);
+            Ok(argv)
+        }
+    }
+}
+
+/// Quotes a word for the remote POSIX shell. Words of safe characters pass
+/// unchanged, so that `~/bin/yonder` still gets tilde expansion.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+~=,:@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) && !word.starts_with('-') {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// Starts the agent for `source` and completes the handshake.
+pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
+    let describe = source.describe();
+    let connect_err = |reason: String| RemoteError::Connect { source_desc: describe.clone(), reason };
+    if let Source::Local { root } = source {
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(connect_err("not a directory".into())),
+            Err(e) => return Err(connect_err(Errno::from_io(&e).description())),
+        }
+    }
+    let argv = agent_command(source, options)?;
+    tracing::debug!(?argv, "starting agent");
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
+    }
+    match AgentClient::handshake(stdout, stdin, &describe).await {
+        Ok(client) => {
+            client.attach_child(child);
+            Ok(client)
+        }
+        Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, &describe).await),
+    }
+}
+
+use yonder_proto::Errno;
+
+/// Replaces a bare "connection closed" with what the agent or ssh said on
+/// stderr before it died: that is the message the user needs.
+async fn explain_failure(
+    err: RemoteError,
+    child: &mut Child,
+    stderr_tail: &Mutex<VecDeque<String>>,
+    describe: &str,
+) -> RemoteError {
+    let status = tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await;
+    // Give the stderr forwarder a moment to drain the last lines.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
+    let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
+    match (said, status) {
+        (Some(line), _) => {
+            RemoteError::Connect { source_desc: describe.to_string(), reason: line.trim().to_string() }
+        }
+        (None, Ok(Ok(status))) if !status.success() => RemoteError::Connect {
+            source_desc: describe.to_string(),
+            reason: format!("agent exited with {status} during the handshake"),
+        },
+        _ => err,
+    }
+}
+
+async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "yonder::agent", "{line}");
+        let mut tail = tail.lock().expect("stderr lock");
+        if tail.len() == 20 {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Source {
+        Source::Ssh { user: user.map(str::to_string), host: host.into(), port, path: path.into() }
+    }
+
+    #[test]
+    fn parses_every_source_form() {
+        assert_eq!(Source::parse("/srv/data").unwrap(), Source::Local { root: "/srv/data".into() });
+        assert_eq!(Source::parse("data").unwrap(), Source::Local { root: "data".into() });
+        assert_eq!(Source::parse("./a:b").unwrap(), Source::Local { root: "./a:b".into() });
+        assert_eq!(Source::parse("local:a:b").unwrap(), Source::Local { root: "a:b".into() });
+        assert_eq!(Source::parse("host:").unwrap(), ssh(None, "host", None, ""));
+        assert_eq!(Source::parse("me@host:/srv").unwrap(), ssh(Some("me"), "host", None, "/srv"));
+        assert_eq!(Source::parse("host:rel/dir").unwrap(), ssh(None, "host", None, "rel/dir"));
+        assert_eq!(Source::parse("[::1]:/x").unwrap(), ssh(None, "::1", None, "/x"));
+        assert_eq!(Source::parse("ssh://host").unwrap(), ssh(None, "host", None, ""));
+        assert_eq!(Source::parse("ssh://me@host:2222/srv/d").unwrap(), ssh(Some("me"), "host", Some(2222), "/srv/d"));
+        assert_eq!(Source::parse("ssh://[::1]:22/").unwrap(), ssh(None, "::1", Some(22), "/"));
+    }
+
+    #[test]
+    fn refuses_hosts_and_users_that_look_like_options() {
+        for bad in ["-oProxyCommand=touch /tmp/x:/", "ssh://-oProxyCommand=x/", "-l:x", "me@-host:/", "-u@host:/"] {
+            let err = Source::parse(bad).unwrap_err();
+            assert!(err.reason.contains("may not begin with '-'"), "{bad}: {err}");
+        }
+        assert!(Source::parse("ssh://host:0/").is_err());
+        assert!(Source::parse("ssh://host:http/").is_err());
+        assert!(Source::parse("ssh:///x").is_err());
+        assert!(Source::parse("").is_err());
+    }
+
+    #[test]
+    fn ssh_argv_puts_host_after_double_dash_and_quotes_the_remote_command() {
+        let source = ssh(Some("me"), "host", Some(2222), "/srv/my data");
+        let options = ConnectOptions {
+            ssh_options: vec!["StrictHostKeyChecking=no".into()],
+            agent_path: Some("/opt/yonder".into()),
+            ..Default::default()
+        };
+        let argv = agent_command(&source, &options).unwrap();
+        assert_eq!(
+            argv,
+            [
+                "ssh", "-o", "StrictHostKeyChecking=no", "-T", "-x", "-p", "2222", "-l", "me", "--", "host",
+                "exec /opt/yonder agent --stdio --root '/srv/my data'"
+            ]
+        );
+    }
+
+    #[test]
+    fn remote_paths_relative_to_home() {
+        let argv = agent_command(&ssh(None, "h", None, "~/x"), &ConnectOptions::default()).unwrap();
+        assert!(argv.last().unwrap().ends_with("--root x"), "{argv:?}");
+        let argv = agent_command(&ssh(None, "h", None, ""), &ConnectOptions::default()).unwrap();
+        assert!(argv.last().unwrap().ends_with("--root ."), "{argv:?}");
+    }
+
+    #[test]
+    fn shell_quote_handles_quotes() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("~/bin/yonder"), "~/bin/yonder");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+}

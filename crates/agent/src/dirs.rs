@@ -1,0 +1,201 @@
+//! Paged directory listings and the table of streams between pages.
+//!
+//! A listing keeps one open directory stream across pages, so a directory of
+//! a million entries is never held in memory and entries are neither skipped
+//! nor repeated while the client pages through it.
+
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, CWD};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use yonder_proto::DirEntry;
+
+/// Open streams kept between pages. Each holds a file descriptor, and a
+/// client that abandons listings must not exhaust the agent's descriptors.
+pub(crate) const MAX_STREAMS: usize = 256;
+const MIN_PAGE_ENTRIES: u32 = 1;
+const MAX_PAGE_ENTRIES: u32 = 8192;
+/// Budget for one page's encoded size, well below the frame limit.
+const PAGE_BYTES: usize = 1 << 20;
+/// Upper bound of an entry's encoding besides its name (an `Attr` of
+/// varints, the option tag and the name's length).
+const ENTRY_OVERHEAD: usize = 128;
+
+pub(crate) fn clamp_page_entries(requested: u32) -> usize {
+    requested.clamp(MIN_PAGE_ENTRIES, MAX_PAGE_ENTRIES) as usize
+}
+
+pub(crate) struct DirStream {
+    dir: Dir,
+    /// The directory this stream lists, to reject a cursor sent along with
+    /// a different path.
+    path: PathBuf,
+    /// An entry read past the end of the previous page: reading ahead is how
+    /// a page knows whether another one follows.
+    pending: Option<Vec<u8>>,
+}
+
+/// One page of entries; `more` is false when the directory is exhausted.
+pub(crate) struct Page {
+    pub entries: Vec<DirEntry>,
+    pub more: bool,
+}
+
+impl DirStream {
+    pub(crate) fn open(path: &Path) -> rustix::io::Result<DirStream> {
+        let fd = rustix::fs::openat(
+            CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(DirStream { dir: Dir::new(fd)?, path: path.to_path_buf(), pending: None })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn read_page(&mut self, max_entries: usize) -> rustix::io::Result<Page> {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        while let Some(name) = self.next_name()? {
+            if entries.len() >= max_entries || bytes >= PAGE_BYTES {
+                self.pending = Some(name);
+                return Ok(Page { entries, more: true });
+            }
+            bytes += name.len() + ENTRY_OVERHEAD;
+            let attr = self.lstat(&name);
+            entries.push(DirEntry { name: name.into(), attr });
+        }
+        Ok(Page { entries, more: false })
+    }
+
+    fn next_name(&mut self) -> rustix::io::Result<Option<Vec<u8>>> {
+        if let Some(name) = self.pending.take() {
+            return Ok(Some(name));
+        }
+        loop {
+            match self.dir.read() {
+                None => return Ok(None),
+                Some(Err(err)) => return Err(err),
+                Some(Ok(entry)) => {
+                    let name = entry.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        return Ok(Some(name.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `None` when the entry cannot be examined, typically because it was
+    /// removed since it was listed; one such entry must not fail the page.
+    fn lstat(&self, name: &[u8]) -> Option<yonder_proto::Attr> {
+        let fd = self.dir.fd().ok()?;
+        match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(crate::attr::attr_from_stat(&st)),
+            Err(err) => {
+                tracing::debug!(
+                    dir = %self.path.display(),
+                    name = %String::from_utf8_lossy(name),
+                    %err,
+                    "lstat of a listed entry failed"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Streams between pages, keyed by cursor. Every page gets a fresh cursor,
+/// so the smallest key is always the least recently used stream, and a
+/// replayed cursor is reported stale rather than yielding a wrong page.
+#[derive(Default)]
+pub(crate) struct DirCursors {
+    inner: Mutex<CursorTable>,
+}
+
+#[derive(Default)]
+struct CursorTable {
+    last: u64,
+    streams: BTreeMap<u64, DirStream>,
+}
+
+impl DirCursors {
+    /// Removes the stream from the table while a page is read from it.
+    pub(crate) fn take(&self, cursor: u64) -> Option<DirStream> {
+        self.lock().streams.remove(&cursor)
+    }
+
+    /// Stores a stream that has more entries and returns its new cursor.
+    pub(crate) fn park(&self, stream: DirStream) -> u64 {
+        let evicted;
+        let cursor;
+        {
+            let mut table = self.lock();
+            table.last += 1;
+            cursor = table.last;
+            table.streams.insert(cursor, stream);
+            evicted = if table.streams.len() > MAX_STREAMS { table.streams.pop_first() } else { None };
+        }
+        if let Some((old, stream)) = evicted {
+            tracing::debug!(cursor = old, dir = %stream.path.display(), "evicted idle directory stream");
+        }
+        cursor
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().streams.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CursorTable> {
+        // Each critical section is one map operation, so a poisoned table is
+        // still consistent.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_clamped() {
+        assert_eq!(clamp_page_entries(0), 1);
+        assert_eq!(clamp_page_entries(100), 100);
+        assert_eq!(clamp_page_entries(u32::MAX), 8192);
+    }
+
+    #[test]
+    fn table_evicts_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cursors = DirCursors::default();
+        let first = cursors.park(DirStream::open(dir.path()).unwrap());
+        let mut newest = 0;
+        for _ in 0..MAX_STREAMS {
+            newest = cursors.park(DirStream::open(dir.path()).unwrap());
+        }
+        assert_eq!(cursors.len(), MAX_STREAMS);
+        assert!(cursors.take(first).is_none());
+        assert!(cursors.take(newest).is_some());
+    }
+
+    #[test]
+    fn page_reads_ahead_to_detect_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let mut stream = DirStream::open(dir.path()).unwrap();
+        let page = stream.read_page(2).unwrap();
+        assert_eq!((page.entries.len(), page.more), (2, true));
+        let page = stream.read_page(2).unwrap();
+        assert_eq!((page.entries.len(), page.more), (1, false));
+
+        let mut stream = DirStream::open(dir.path()).unwrap();
+        let page = stream.read_page(3).unwrap();
+        assert_eq!((page.entries.len(), page.more), (3, false));
+    }
+}

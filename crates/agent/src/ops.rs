@@ -1,0 +1,688 @@
+//! The file system operations: one request in, one response out.
+//!
+//! Everything here blocks in system calls and runs on tokio's blocking pool.
+
+use crate::attr::{attr_from_stat, statfs_from_statvfs};
+use crate::dirs::{clamp_page_entries, DirCursors, DirStream};
+use crate::error::OpError;
+use crate::handles::{HandleTable, OpenFile};
+use crate::paths::{display, PathError, Root};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
+use rustix::io::Errno as HostErrno;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use yonder_proto::{
+    access_mask, file_type, open_flags, DirPage, Errno, Owner, RenameFlags, Request, Response, SetAttr,
+    SetTime, Target, XattrMode, MAX_IO_SIZE,
+};
+
+/// Attempts at telling whether `O_CREAT` created the file before giving up
+/// on knowing (see [`open_tracking_creation`]).
+const CREATE_RACE_RETRIES: usize = 8;
+/// First buffer for xattr values and lists; most fit, larger ones cost one
+/// size query and a second call.
+const XATTR_FIRST_TRY: usize = 4096;
+/// Rounds of "too small, ask the size, try again" before giving up.
+const XATTR_RETRIES: usize = 8;
+const S_ISGID: u32 = 0o2000;
+
+/// The state shared by all requests of one session.
+pub(crate) struct Agent {
+    root: Root,
+    handles: HandleTable,
+    dirs: DirCursors,
+    /// Only root can give a new node to another user; anyone else creates
+    /// nodes that belong to the agent's user, as sshfs does.
+    can_chown: bool,
+}
+
+/// What a request acts on, for error messages: the operation and the path,
+/// pair of paths or handle as the client named it.
+struct Subject {
+    op: &'static str,
+    what: String,
+}
+
+impl Subject {
+    fn path(op: &'static str, wire: &[u8]) -> Subject {
+        Subject { op, what: display(wire) }
+    }
+
+    fn pair(op: &'static str, from: &[u8], to: &[u8]) -> Subject {
+        Subject { op, what: format!("{} -> {}", display(from), display(to)) }
+    }
+
+    fn handle(op: &'static str, handle: u64) -> Subject {
+        Subject { op, what: format!("handle {handle}") }
+    }
+
+    fn sys(&self, err: HostErrno) -> OpError {
+        OpError::sys(self.op, &self.what, err)
+    }
+
+    fn io(&self, err: &std::io::Error) -> OpError {
+        OpError::io(self.op, &self.what, err)
+    }
+
+    fn refused(&self, errno: Errno, why: &str) -> OpError {
+        OpError::refused(self.op, &self.what, errno, why)
+    }
+}
+
+type OpResult = Result<Response, OpError>;
+
+impl Agent {
+    pub(crate) fn new(root: Root) -> Agent {
+        Agent {
+            root,
+            handles: HandleTable::default(),
+            dirs: DirCursors::default(),
+            can_chown: rustix::process::geteuid().is_root(),
+        }
+    }
+
+    pub(crate) fn handle(&self, request: Request) -> Response {
+        self.dispatch(request).unwrap_or_else(|err| Response::Error(err.into()))
+    }
+
+    fn dispatch(&self, request: Request) -> OpResult {
+        let op = request.op();
+        match request {
+            Request::Lstat { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+            }
+            Request::Stat { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let st = rustix::fs::statat(CWD, &abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                Ok(Response::Attr(attr_from_stat(&st)))
+            }
+            Request::Fstat { handle } => {
+                let s = Subject::handle(op, handle);
+                let file = self.file(&s, handle)?;
+                let st = rustix::fs::fstat(&file.file).map_err(|e| s.sys(e))?;
+                Ok(Response::Attr(attr_from_stat(&st)))
+            }
+            Request::ReadDir { path, cursor, max_entries } => self.read_dir(op, &path, cursor, max_entries),
+            Request::Open { path, flags, mode, owner } => self.open(op, &path, flags, mode, owner),
+            Request::Read { handle, offset, len } => self.read(op, handle, offset, len),
+            Request::Write { handle, offset, data } => self.write(op, handle, offset, &data),
+            Request::Fsync { handle, datasync } => {
+                let s = Subject::handle(op, handle);
+                let file = self.file(&s, handle)?;
+                let synced = if datasync { file.file.sync_data() } else { file.file.sync_all() };
+                synced.map_err(|e| s.io(&e))?;
+                Ok(Response::Done)
+            }
+            Request::Close { handle } => self.close(op, handle),
+            Request::Setattr { target, attr } => self.setattr(op, target, &attr),
+            Request::Mkdir { path, mode, owner } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                rustix::fs::mkdirat(CWD, &abs, permissions(mode)).map_err(|e| s.sys(e))?;
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+            }
+            Request::Mknod { path, mode, rdev_major, rdev_minor, owner } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                mknod(&abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
+                    Some(e) => s.sys(e),
+                    None => s.refused(Errno::EINVAL, &format!("cannot create file type {mode:#o} with mknod")),
+                })?;
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+            }
+            Request::Unlink { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve_not_root(&s, &path)?;
+                rustix::fs::unlinkat(CWD, &abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
+            Request::Rmdir { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve_not_root(&s, &path)?;
+                rustix::fs::unlinkat(CWD, &abs, AtFlags::REMOVEDIR).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
+            Request::Rename { from, to, flags } => self.rename(op, &from, &to, flags),
+            Request::Symlink { target, path, owner } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                if target.contains(&0) {
+                    return Err(s.refused(Errno::EINVAL, "symlink target contains a NUL byte"));
+                }
+                // The target is the link's content, interpreted by whoever
+                // follows it; it is stored verbatim, not resolved or sandboxed.
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), CWD, &abs).map_err(|e| s.sys(e))?;
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+            }
+            Request::Readlink { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let target = rustix::fs::readlinkat(CWD, &abs, Vec::new()).map_err(|e| s.sys(e))?;
+                Ok(Response::Bytes(target.into_bytes()))
+            }
+            Request::Link { from, to } => {
+                let s = Subject::pair(op, &from, &to);
+                let abs_from = self.resolve(&s, &from)?;
+                let abs_to = self.resolve(&s, &to)?;
+                rustix::fs::linkat(CWD, &abs_from, CWD, &abs_to, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                Ok(Response::Attr(lstat(&abs_to).map_err(|e| s.sys(e))?))
+            }
+            Request::Statfs { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let st = rustix::fs::statvfs(&abs).map_err(|e| s.sys(e))?;
+                Ok(Response::StatFs(statfs_from_statvfs(&st)))
+            }
+            Request::GetXattr { path, name } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let name = xattr_name(&s, &name)?;
+                let value = read_sized(|buf| rustix::fs::lgetxattr(&abs, name, buf), || {
+                    rustix::fs::lgetxattr_query(&abs, name)
+                })
+                .map_err(|e| s.sys(e))?;
+                Ok(Response::Bytes(value))
+            }
+            Request::SetXattr { path, name, value, mode } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let name = xattr_name(&s, &name)?;
+                let flags = match mode {
+                    XattrMode::Either => rustix::fs::XattrFlags::empty(),
+                    XattrMode::Create => rustix::fs::XattrFlags::CREATE,
+                    XattrMode::Replace => rustix::fs::XattrFlags::REPLACE,
+                };
+                rustix::fs::lsetxattr(&abs, name, &value, flags).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
+            Request::ListXattr { path } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let list = read_sized(|buf| rustix::fs::llistxattr(&abs, buf), || {
+                    rustix::fs::llistxattr_query(&abs)
+                })
+                .map_err(|e| s.sys(e))?;
+                let names =
+                    list.split(|&b| b == 0).filter(|n| !n.is_empty()).map(|n| n.to_vec().into()).collect();
+                Ok(Response::Names(names))
+            }
+            Request::RemoveXattr { path, name } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let name = xattr_name(&s, &name)?;
+                rustix::fs::lremovexattr(&abs, name).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
+            Request::Access { path, mask } => {
+                let s = Subject::path(op, &path);
+                let abs = self.resolve(&s, &path)?;
+                let access = host_access(mask)
+                    .ok_or_else(|| s.refused(Errno::EINVAL, &format!("unknown access mask {mask:#o}")))?;
+                rustix::fs::accessat(CWD, &abs, access, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    fn resolve(&self, s: &Subject, wire: &[u8]) -> Result<PathBuf, OpError> {
+        self.root.resolve(wire).map_err(|err| match err {
+            PathError::Nul => s.refused(Errno::EINVAL, "path contains a NUL byte"),
+            PathError::Escapes => s.refused(Errno::EACCES, "path escapes the served root"),
+        })
+    }
+
+    /// For operations that would remove or replace the served root itself,
+    /// which would leave the session serving nothing.
+    fn resolve_not_root(&self, s: &Subject, wire: &[u8]) -> Result<PathBuf, OpError> {
+        let abs = self.resolve(s, wire)?;
+        if abs == self.root.path() {
+            return Err(s.refused(Errno::EBUSY, "the served root cannot be removed or replaced"));
+        }
+        Ok(abs)
+    }
+
+    fn file(&self, s: &Subject, handle: u64) -> Result<Arc<OpenFile>, OpError> {
+        self.handles.get(handle).ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))
+    }
+
+    fn read_dir(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, max_entries: u32) -> OpResult {
+        let s = Subject::path(op, wire);
+        let abs = self.resolve(&s, wire)?;
+        let mut stream = match cursor {
+            None => DirStream::open(&abs).map_err(|e| s.sys(e))?,
+            Some(cursor) => {
+                let stream =
+                    self.dirs.take(cursor).ok_or_else(|| s.refused(Errno::EINVAL, "stale directory cursor"))?;
+                if stream.path() != abs {
+                    return Err(s.refused(Errno::EINVAL, "directory cursor belongs to another directory"));
+                }
+                stream
+            }
+        };
+        let page = stream.read_page(clamp_page_entries(max_entries)).map_err(|e| s.sys(e))?;
+        let next = page.more.then(|| self.dirs.park(stream));
+        Ok(Response::DirPage(DirPage { entries: page.entries, next }))
+    }
+
+    fn open(&self, op: &'static str, wire: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> OpResult {
+        let s = Subject::path(op, wire);
+        let abs = self.resolve(&s, wire)?;
+        let oflags = host_open_flags(flags)
+            .ok_or_else(|| s.refused(Errno::EINVAL, &format!("unsupported open flags {flags:#x}")))?;
+        let (fd, created) = open_tracking_creation(&abs, oflags, permissions(mode)).map_err(|e| s.sys(e))?;
+        let file = File::from(fd);
+        if created {
+            self.give_owner(&s, &abs, Node::Fd(file.as_fd()), owner);
+        }
+        let st = rustix::fs::fstat(&file).map_err(|e| s.sys(e))?;
+        let append = flags & open_flags::APPEND != 0;
+        let handle = self.handles.insert(OpenFile { file, append });
+        Ok(Response::Opened { handle, attr: attr_from_stat(&st) })
+    }
+
+    fn read(&self, op: &'static str, handle: u64, offset: u64, len: u32) -> OpResult {
+        let s = Subject::handle(op, handle);
+        let file = self.file(&s, handle)?;
+        // Clamped before allocating: the client's number is not trusted.
+        let len = len.min(MAX_IO_SIZE) as usize;
+        let mut buf = vec![0; len];
+        let mut done = 0;
+        while done < len {
+            let Some(at) = offset.checked_add(done as u64) else {
+                return Err(s.refused(Errno::EINVAL, "offset overflows"));
+            };
+            match file.file.read_at(&mut buf[done..], at) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Like read(2), a short read stands and the error surfaces on
+                // the next call.
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(s.io(&e)),
+            }
+        }
+        buf.truncate(done);
+        Ok(Response::Data(buf))
+    }
+
+    fn write(&self, op: &'static str, handle: u64, offset: u64, data: &[u8]) -> OpResult {
+        let s = Subject::handle(op, handle);
+        let file = self.file(&s, handle)?;
+        let written = if file.append { (&file.file).write_all(data) } else { file.file.write_all_at(data, offset) };
+        written.map_err(|e| s.io(&e))?;
+        // A frame cannot carry more than u32::MAX bytes.
+        Ok(Response::Written(data.len() as u32))
+    }
+
+    fn close(&self, op: &'static str, handle: u64) -> OpResult {
+        let s = Subject::handle(op, handle);
+        let file = self.handles.remove(handle).ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))?;
+        // A request still in flight on this handle keeps the file open; it
+        // is closed, silently, when that request finishes.
+        if let Ok(file) = Arc::try_unwrap(file) {
+            close_reporting(file.file).map_err(|e| s.io(&e))?;
+        }
+        Ok(Response::Done)
+    }
+
+    fn setattr(&self, op: &'static str, target: Target, attr: &SetAttr) -> OpResult {
+        let (s, abs, file);
+        let node = match &target {
+            Target::Path(wire) => {
+                s = Subject::path(op, wire);
+                abs = self.resolve(&s, wire)?;
+                Node::Path(&abs)
+            }
+            Target::Handle(handle) => {
+                s = Subject::handle(op, *handle);
+                file = self.file(&s, *handle)?;
+                Node::Fd(file.file.as_fd())
+            }
+        };
+        let times = timestamps(attr.atime, attr.mtime)
+            .ok_or_else(|| s.refused(Errno::EINVAL, "nanoseconds out of range"))?;
+        if let Some(size) = attr.size {
+            node.truncate(size).map_err(|e| s.sys(e))?;
+        }
+        let (uid, gid) = (attr.uid.and_then(uid), attr.gid.and_then(gid));
+        if uid.is_some() || gid.is_some() {
+            node.chown(uid, gid).map_err(|e| s.sys(e))?;
+        }
+        // After chown, which clears the set-id bits this may set.
+        if let Some(mode) = attr.mode {
+            node.chmod(permissions(mode)).map_err(|e| s.sys(e))?;
+        }
+        if let Some(times) = times {
+            node.set_times(&times).map_err(|e| s.sys(e))?;
+        }
+        Ok(Response::Attr(attr_from_stat(&node.lstat().map_err(|e| s.sys(e))?)))
+    }
+
+    fn rename(&self, op: &'static str, from: &[u8], to: &[u8], flags: RenameFlags) -> OpResult {
+        let s = Subject::pair(op, from, to);
+        let abs_from = self.resolve_not_root(&s, from)?;
+        let abs_to = self.resolve_not_root(&s, to)?;
+        let mut host = rustix::fs::RenameFlags::empty();
+        host.set(rustix::fs::RenameFlags::NOREPLACE, flags.noreplace);
+        host.set(rustix::fs::RenameFlags::EXCHANGE, flags.exchange);
+        if host.is_empty() {
+            rustix::fs::renameat(CWD, &abs_from, CWD, &abs_to)
+        } else {
+            rustix::fs::renameat_with(CWD, &abs_from, CWD, &abs_to, host)
+        }
+        .map_err(|e| s.sys(e))?;
+        Ok(Response::Done)
+    }
+
+    /// Hands a node the request just created to `owner`, keeping the group
+    /// inherited from a setgid parent. Failure is logged, not reported: the
+    /// node exists, and belonging to the agent's user is what an agent
+    /// without the privilege would have produced anyway.
+    fn give_owner(&self, s: &Subject, abs: &Path, node: Node<'_>, owner: Option<Owner>) {
+        let Some(owner) = owner else { return };
+        if !self.can_chown {
+            return;
+        }
+        let parent = abs.parent().unwrap_or(self.root.path());
+        if let Err(err) = give_owner(parent, node, owner) {
+            tracing::warn!(op = s.op, path = %s.what, uid = owner.uid, gid = owner.gid, %err,
+                "cannot give the new node to its owner");
+        }
+    }
+}
+
+fn give_owner(parent: &Path, node: Node<'_>, owner: Owner) -> rustix::io::Result<()> {
+    let parent_mode = rustix::fs::statat(CWD, parent, AtFlags::empty())?.st_mode as u32;
+    let gid = if parent_mode & S_ISGID != 0 { None } else { gid(owner.gid) };
+    let before = node.lstat()?;
+    node.chown(uid(owner.uid), gid)?;
+    if FileType::from_raw_mode(before.st_mode as _) == FileType::Symlink {
+        return Ok(());
+    }
+    // chown clears setuid/setgid on regular files; the creator asked for
+    // them (or the kernel set them), so they are put back.
+    let after = node.lstat()?;
+    let perms = |mode| (mode as u32) & 0o7777;
+    if perms(after.st_mode) != perms(before.st_mode) {
+        node.chmod(Mode::from_raw_mode(perms(before.st_mode) as _))?;
+    }
+    Ok(())
+}
+
+/// A node addressed by path (symlinks not followed where the call allows)
+/// or by an open descriptor.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Path(&'a Path),
+    Fd(BorrowedFd<'a>),
+}
+
+impl Node<'_> {
+    fn lstat(self) -> rustix::io::Result<rustix::fs::Stat> {
+        match self {
+            Node::Path(path) => rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW),
+            Node::Fd(fd) => rustix::fs::fstat(fd),
+        }
+    }
+
+    fn chown(self, uid: Option<rustix::fs::Uid>, gid: Option<rustix::fs::Gid>) -> rustix::io::Result<()> {
+        match self {
+            Node::Path(path) => rustix::fs::chownat(CWD, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
+            Node::Fd(fd) => rustix::fs::fchown(fd, uid, gid),
+        }
+    }
+
+    /// Follows symlinks for paths: Linux cannot change a link's own mode.
+    fn chmod(self, mode: Mode) -> rustix::io::Result<()> {
+        match self {
+            Node::Path(path) => rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()),
+            Node::Fd(fd) => rustix::fs::fchmod(fd, mode),
+        }
+    }
+
+    fn truncate(self, size: u64) -> rustix::io::Result<()> {
+        match self {
+            Node::Path(path) => truncate_path(path, size),
+            Node::Fd(fd) => rustix::fs::ftruncate(fd, size),
+        }
+    }
+
+    fn set_times(self, times: &Timestamps) -> rustix::io::Result<()> {
+        match self {
+            Node::Path(path) => rustix::fs::utimensat(CWD, path, times, AtFlags::SYMLINK_NOFOLLOW),
+            Node::Fd(fd) => rustix::fs::futimens(fd, times),
+        }
+    }
+}
+
+fn lstat(path: &Path) -> rustix::io::Result<yonder_proto::Attr> {
+    rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).map(|st| attr_from_stat(&st))
+}
+
+/// `truncate(2)`, which rustix lacks. Opening the file and calling
+/// `ftruncate` instead would block on FIFOs and have side effects on devices.
+fn truncate_path(path: &Path, size: u64) -> rustix::io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| HostErrno::INVAL)?;
+    let size = libc::off_t::try_from(size).map_err(|_| HostErrno::FBIG)?;
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the
+    // call, and truncate(2) only reads it.
+    let rc = unsafe { libc::truncate(c_path.as_ptr(), size) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(HostErrno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
+    }
+}
+
+/// `close(2)` with its error reported, which dropping a `File` discards; a
+/// failing close can be the first sign of lost writes (NFS, quotas).
+fn close_reporting(file: File) -> std::io::Result<()> {
+    let fd = file.into_raw_fd();
+    // SAFETY: `into_raw_fd` transferred ownership of `fd` to this function;
+    // nothing else refers to it, and it is closed exactly once, here.
+    let rc = unsafe { libc::close(fd) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Opens `path` and tells whether this call created the file, which decides
+/// whether the requested owner applies. `O_CREAT` alone cannot tell, so the
+/// file is first opened without it and created with `O_EXCL` only if absent.
+fn open_tracking_creation(path: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<(OwnedFd, bool)> {
+    if !flags.contains(OFlags::CREATE) || flags.contains(OFlags::EXCL) {
+        let created = flags.contains(OFlags::CREATE);
+        return rustix::fs::openat(CWD, path, flags, mode).map(|fd| (fd, created));
+    }
+    for _ in 0..CREATE_RACE_RETRIES {
+        match rustix::fs::openat(CWD, path, flags - OFlags::CREATE, mode) {
+            Err(HostErrno::NOENT) => {}
+            other => return other.map(|fd| (fd, false)),
+        }
+        match rustix::fs::openat(CWD, path, flags | OFlags::EXCL, mode) {
+            // Created by someone else in between; the next plain open sees it.
+            Err(HostErrno::EXIST) => {}
+            other => return other.map(|fd| (fd, true)),
+        }
+    }
+    // Persistent ENOENT/EEXIST means a dangling symlink: O_EXCL refuses to
+    // create through it. Plain O_CREAT creates the link's target, but whether
+    // that file is new cannot be known without a race, so no owner is given.
+    rustix::fs::openat(CWD, path, flags, mode).map(|fd| (fd, false))
+}
+
+/// Maps portable open flags to the host's. `None` for bits this build does
+/// not know, so that a newer client's flag is refused rather than ignored.
+fn host_open_flags(flags: u32) -> Option<OFlags> {
+    use open_flags as f;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const NOATIME: libc::c_int = libc::O_NOATIME;
+    // A hint only; hosts without it read as usual.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const NOATIME: libc::c_int = 0;
+    let bits = [
+        (f::CREATE, libc::O_CREAT),
+        (f::EXCLUSIVE, libc::O_EXCL),
+        (f::TRUNCATE, libc::O_TRUNC),
+        (f::APPEND, libc::O_APPEND),
+        (f::NOFOLLOW, libc::O_NOFOLLOW),
+        (f::DIRECTORY, libc::O_DIRECTORY),
+        (f::SYNC, libc::O_SYNC),
+        (f::DSYNC, libc::O_DSYNC),
+        (f::NONBLOCK, libc::O_NONBLOCK),
+        (f::NOATIME, NOATIME),
+    ];
+    let known = bits.iter().fold(f::ACCESS_MASK, |acc, (bit, _)| acc | bit);
+    if flags & !known != 0 {
+        return None;
+    }
+    let mut host = match flags & f::ACCESS_MASK {
+        f::READ_ONLY => libc::O_RDONLY,
+        f::WRITE_ONLY => libc::O_WRONLY,
+        f::READ_WRITE => libc::O_RDWR,
+        _ => return None,
+    };
+    for (bit, host_bit) in bits {
+        if flags & bit != 0 {
+            host |= host_bit;
+        }
+    }
+    // Descriptors must not leak into anything the agent might spawn.
+    host |= libc::O_CLOEXEC;
+    Some(OFlags::from_bits_retain(host as _))
+}
+
+fn host_access(mask: u32) -> Option<rustix::fs::Access> {
+    use rustix::fs::Access;
+    let all = access_mask::READ | access_mask::WRITE | access_mask::EXECUTE;
+    if mask & !all != 0 {
+        return None;
+    }
+    let mut access = Access::EXISTS;
+    access.set(Access::READ_OK, mask & access_mask::READ != 0);
+    access.set(Access::WRITE_OK, mask & access_mask::WRITE != 0);
+    access.set(Access::EXEC_OK, mask & access_mask::EXECUTE != 0);
+    Some(access)
+}
+
+/// Creates a non-directory node. `Err(None)` for a file type mknod cannot
+/// make (directories, symlinks, unknown bits).
+fn mknod(path: &Path, mode: u32, major: u32, minor: u32) -> Result<(), Option<HostErrno>> {
+    let perms = permissions(mode);
+    let kind = match mode & file_type::MASK {
+        0 | file_type::REGULAR => FileType::RegularFile,
+        file_type::FIFO => return rustix::fs::mkfifoat(CWD, path, perms).map_err(Some),
+        file_type::CHAR => FileType::CharacterDevice,
+        file_type::BLOCK => FileType::BlockDevice,
+        file_type::SOCKET => FileType::Socket,
+        _ => return Err(None),
+    };
+    rustix::fs::mknodat(CWD, path, kind, perms, rustix::fs::makedev(major, minor)).map_err(Some)
+}
+
+fn permissions(mode: u32) -> Mode {
+    Mode::from_raw_mode((mode & 0o7777) as _)
+}
+
+/// `u32::MAX` is chown's "leave unchanged" (-1), never a real id.
+fn uid(raw: u32) -> Option<rustix::fs::Uid> {
+    (raw != u32::MAX).then(|| rustix::fs::Uid::from_raw(raw))
+}
+
+fn gid(raw: u32) -> Option<rustix::fs::Gid> {
+    (raw != u32::MAX).then(|| rustix::fs::Gid::from_raw(raw))
+}
+
+/// `Ok(None)` when both are omitted, `None` for nanoseconds that would alias
+/// UTIME_NOW/UTIME_OMIT or be rejected by the kernel.
+fn timestamps(atime: SetTime, mtime: SetTime) -> Option<Option<Timestamps>> {
+    if atime == SetTime::Omit && mtime == SetTime::Omit {
+        return Some(None);
+    }
+    let convert = |t: SetTime| -> Option<rustix::fs::Timespec> {
+        Some(match t {
+            SetTime::Omit => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+            SetTime::Now => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+            SetTime::Set(ts) if ts.nsec < 1_000_000_000 => {
+                rustix::fs::Timespec { tv_sec: ts.sec, tv_nsec: ts.nsec as _ }
+            }
+            SetTime::Set(_) => return None,
+        })
+    };
+    Some(Some(Timestamps { last_access: convert(atime)?, last_modification: convert(mtime)? }))
+}
+
+fn xattr_name<'a>(s: &Subject, name: &'a [u8]) -> Result<&'a OsStr, OpError> {
+    if name.contains(&0) {
+        return Err(s.refused(Errno::EINVAL, "attribute name contains a NUL byte"));
+    }
+    Ok(OsStr::from_bytes(name))
+}
+
+/// Reads a value whose size is only known to the kernel (xattr values and
+/// lists), retrying when it grows between the size query and the read.
+fn read_sized(
+    mut read: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    mut query: impl FnMut() -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0; XATTR_FIRST_TRY];
+    for _ in 0..XATTR_RETRIES {
+        match read(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(HostErrno::RANGE) => {
+                let size = query()?;
+                // The response must fit in a frame.
+                if size > MAX_IO_SIZE as usize {
+                    return Err(HostErrno::TOOBIG);
+                }
+                buf.resize(size.max(buf.len() * 2).min(MAX_IO_SIZE as usize), 0);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    // Still growing faster than it can be read.
+    Err(HostErrno::RANGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_map_and_reject_unknown_bits() {
+        let flags = host_open_flags(open_flags::READ_WRITE | open_flags::CREATE | open_flags::EXCLUSIVE).unwrap();
+        assert!(flags.contains(OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC));
+        assert!(host_open_flags(1 << 30).is_none());
+        assert!(host_open_flags(open_flags::ACCESS_MASK).is_none());
+    }
+
+    #[test]
+    fn access_mask_maps() {
+        assert_eq!(host_access(0), Some(rustix::fs::Access::EXISTS));
+        assert!(host_access(8).is_none());
+    }
+
+    #[test]
+    fn timestamps_refuse_aliasing_nanoseconds() {
+        let bad = SetTime::Set(yonder_proto::Timespec { sec: 0, nsec: 1_000_000_000 });
+        assert!(timestamps(bad, SetTime::Omit).is_none());
+        assert!(matches!(timestamps(SetTime::Omit, SetTime::Omit), Some(None)));
+    }
+}

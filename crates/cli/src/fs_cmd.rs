@@ -1,0 +1,505 @@
+//! `yonder fs`: scripting commands over any SOURCE, without a mount.
+//!
+//! Paths are relative to the SOURCE's root (a leading `/` is ignored), so
+//! `yonder fs cat host:/srv notes.txt` reads `/srv/notes.txt` on `host`.
+
+use crate::ConnectArgs;
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use yonder_remote::proto::{open_flags, Attr, Errno, SetAttr, Target};
+use yonder_remote::transfer::{read_to, write_from, Pipeline};
+use yonder_remote::{AgentClient, Remote, RemoteError, Source};
+
+#[derive(Args)]
+pub struct FsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(subcommand)]
+    command: FsCommand,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum FsCommand {
+    /// List a directory (or show a file).
+    Ls {
+        /// Long form: type, mode, links, owner, size, mtime.
+        #[arg(short = 'l')]
+        long: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        source: String,
+        path: Option<String>,
+    },
+    /// Show the attributes of paths (not following a final symlink).
+    Stat {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        source: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Write files' contents to stdout.
+    Cat {
+        source: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Write a remote file from LOCAL (or stdin when LOCAL is omitted or `-`).
+    Put { source: String, path: String, local: Option<PathBuf> },
+    /// Copy a remote file to LOCAL (or stdout when LOCAL is omitted or `-`).
+    Get { source: String, path: String, local: Option<PathBuf> },
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; an existing directory is not an error.
+        #[arg(short = 'p')]
+        parents: bool,
+        source: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove files (and with -r, directories and their contents).
+    Rm {
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// Ignore missing paths.
+        #[arg(short = 'f')]
+        force: bool,
+        source: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Rename FROM to TO (replacing TO if it is a file).
+    Mv { source: String, from: String, to: String },
+    /// Create LINK pointing at TARGET (a hard link unless -s).
+    Ln {
+        /// Symbolic link; TARGET is stored as given.
+        #[arg(short = 's')]
+        symbolic: bool,
+        source: String,
+        target: String,
+        link: String,
+    },
+    /// Change permission bits, given in octal.
+    Chmod {
+        source: String,
+        mode: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+impl FsCommand {
+    fn source(&self) -> &str {
+        match self {
+            FsCommand::Ls { source, .. }
+            | FsCommand::Stat { source, .. }
+            | FsCommand::Cat { source, .. }
+            | FsCommand::Put { source, .. }
+            | FsCommand::Get { source, .. }
+            | FsCommand::Mkdir { source, .. }
+            | FsCommand::Rm { source, .. }
+            | FsCommand::Mv { source, .. }
+            | FsCommand::Ln { source, .. }
+            | FsCommand::Chmod { source, .. } => source,
+        }
+    }
+}
+
+pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.connect.debug, None)?;
+    let source = Source::parse(args.command.source())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = Arc::new(yonder_remote::connect(&source, &args.connect.options()).await?);
+        execute(client, args.command).await
+    })
+}
+
+/// Wire path for a user-given path: relative to the root, no leading `/`.
+fn wire(path: &str) -> Vec<u8> {
+    path.trim_start_matches('/').as_bytes().to_vec()
+}
+
+async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        FsCommand::Ls { long, format, path, .. } => {
+            let path = wire(path.as_deref().unwrap_or(""));
+            let attr = client.lstat(&path).await?;
+            let mut rows: Vec<(Vec<u8>, Attr)> = if attr.is_dir() {
+                let entries = client.read_dir_all(&path).await?;
+                entries.into_iter().filter_map(|e| Some((e.name.into_vec(), e.attr?))).collect()
+            } else {
+                vec![(path.clone(), attr)]
+            };
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            match format {
+                Format::Json => {
+                    let items: Vec<_> = rows.iter().map(|(name, attr)| JsonAttr::new(name, attr)).collect();
+                    serde_json::to_writer_pretty(&mut stdout, &items)?;
+                    writeln!(stdout)?;
+                }
+                Format::Text if long => {
+                    for (name, attr) in &rows {
+                        let mut line = long_line(name, attr);
+                        if attr.is_symlink() {
+                            let full = if attr.is_dir() || path == *name { name.clone() } else { join(&path, name) };
+                            if let Ok(target) = client.readlink(&full).await {
+                                line.push_str(" -> ");
+                                line.push_str(&String::from_utf8_lossy(&target));
+                            }
+                        }
+                        writeln!(stdout, "{line}")?;
+                    }
+                }
+                Format::Text => {
+                    for (name, _) in &rows {
+                        stdout.write_all(name)?;
+                        writeln!(stdout)?;
+                    }
+                }
+            }
+        }
+        FsCommand::Stat { format, paths, .. } => {
+            let mut items = Vec::new();
+            for p in &paths {
+                let attr = client.lstat(&wire(p)).await?;
+                items.push(JsonAttr::new(p.as_bytes(), &attr));
+            }
+            match format {
+                Format::Json if items.len() == 1 => serde_json::to_writer_pretty(&mut stdout, &items[0])?,
+                Format::Json => serde_json::to_writer_pretty(&mut stdout, &items)?,
+                Format::Text => {
+                    for item in &items {
+                        write!(stdout, "{}", item.text())?;
+                    }
+                }
+            }
+            if matches!(format, Format::Json) {
+                writeln!(stdout)?;
+            }
+        }
+        FsCommand::Cat { paths, .. } => {
+            drop(stdout);
+            for p in &paths {
+                let mut out = tokio::io::stdout();
+                read_file(&client, &wire(p), &mut out).await?;
+            }
+        }
+        FsCommand::Get { path, local, .. } => {
+            drop(stdout);
+            match local.filter(|l| l.as_os_str() != "-") {
+                None => read_file(&client, &wire(&path), &mut tokio::io::stdout()).await?,
+                Some(local) => {
+                    let mut file = tokio::fs::File::create(&local)
+                        .await
+                        .with_context(|| format!("create {}", local.display()))?;
+                    read_file(&client, &wire(&path), &mut file).await?;
+                    file.sync_all().await.with_context(|| format!("fsync {}", local.display()))?;
+                }
+            }
+        }
+        FsCommand::Put { path, local, .. } => match local.filter(|l| l.as_os_str() != "-") {
+            None => write_file(&client, &wire(&path), &mut tokio::io::stdin()).await?,
+            Some(local) => {
+                let mut file =
+                    tokio::fs::File::open(&local).await.with_context(|| format!("open {}", local.display()))?;
+                write_file(&client, &wire(&path), &mut file).await?;
+            }
+        },
+        FsCommand::Mkdir { parents, paths, .. } => {
+            for p in &paths {
+                if parents {
+                    mkdir_parents(&client, &wire(p)).await?;
+                } else {
+                    client.mkdir(&wire(p), 0o777 & !umask(), None).await?;
+                }
+            }
+        }
+        FsCommand::Rm { recursive, force, paths, .. } => {
+            for p in &paths {
+                let path = wire(p);
+                if path.is_empty() {
+                    anyhow::bail!("rm {p}: refusing to remove the source's root");
+                }
+                let result = if recursive {
+                    remove_tree(client.clone(), path).await
+                } else {
+                    match client.lstat(&path).await {
+                        Ok(attr) if attr.is_dir() => {
+                            Err(RemoteError::os("rm", p.clone(), Errno::EISDIR))
+                        }
+                        Ok(_) => client.unlink(&path).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                match result {
+                    Err(e) if force && e.errno() == Errno::ENOENT => {}
+                    other => other?,
+                }
+            }
+        }
+        FsCommand::Mv { from, to, .. } => {
+            client.rename(&wire(&from), &wire(&to), Default::default()).await?;
+        }
+        FsCommand::Ln { symbolic, target, link, .. } => {
+            if symbolic {
+                client.symlink(target.as_bytes(), &wire(&link), None).await?;
+            } else {
+                client.link(&wire(&target), &wire(&link)).await?;
+            }
+        }
+        FsCommand::Chmod { mode, paths, .. } => {
+            let mode = u32::from_str_radix(&mode, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| anyhow::anyhow!("chmod: invalid mode {mode:?} (expected octal, e.g. 644)"))?;
+            for p in &paths {
+                let attr = SetAttr { mode: Some(mode), ..Default::default() };
+                client.setattr(Target::Path(wire(p).into()), attr).await?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn umask() -> u32 {
+    // The process umask can only be read by setting it; set it straight back.
+    let old = rustix_umask(0o022);
+    rustix_umask(old);
+    old
+}
+
+fn rustix_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) only swaps the process's file mode creation mask; it
+    // cannot fail and touches no memory. This runs before any thread that
+    // creates files locally.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+async fn read_file<W: tokio::io::AsyncWrite + Unpin>(
+    client: &Arc<AgentClient>,
+    path: &[u8],
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let (handle, _) = client.open(path, open_flags::READ_ONLY, 0, None).await?;
+    let copied = read_to(client.clone(), handle, 0, Pipeline::default(), out).await;
+    let closed = client.close(handle).await;
+    copied?;
+    closed?;
+    Ok(())
+}
+
+async fn write_file<R: tokio::io::AsyncRead + Unpin>(
+    client: &Arc<AgentClient>,
+    path: &[u8],
+    input: &mut R,
+) -> anyhow::Result<()> {
+    let flags = open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::TRUNCATE;
+    let (handle, _) = client.open(path, flags, 0o666 & !umask(), None).await?;
+    let written = write_from(client.clone(), handle, 0, Pipeline::default(), input).await;
+    // Close even after a failed write, but report the first error: a write
+    // error must never be masked by a successful close.
+    let synced = match &written {
+        Ok(_) => client.fsync(handle, false).await,
+        Err(_) => Ok(()),
+    };
+    let closed = client.close(handle).await;
+    written?;
+    synced?;
+    closed?;
+    Ok(())
+}
+
+async fn mkdir_parents(client: &Arc<AgentClient>, path: &[u8]) -> Result<(), RemoteError> {
+    let mut prefix = Vec::new();
+    for component in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(component);
+        match client.mkdir(&prefix, 0o777 & !umask(), None).await {
+            Ok(_) => {}
+            Err(e) if e.errno() == Errno::EEXIST => {
+                if !client.stat(&prefix).await?.is_dir() {
+                    return Err(RemoteError::os("mkdir", String::from_utf8_lossy(&prefix), Errno::ENOTDIR));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Removes a tree, children of a directory concurrently so that a deep tree
+/// over a slow link costs round trips per level, not per file.
+fn remove_tree(
+    client: Arc<AgentClient>,
+    path: Vec<u8>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RemoteError>> + Send>> {
+    Box::pin(async move {
+        let attr = client.lstat(&path).await?;
+        if !attr.is_dir() {
+            return client.unlink(&path).await;
+        }
+        let entries = client.read_dir_all(&path).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for entry in entries {
+            let child = join(&path, &entry.name);
+            let client = client.clone();
+            let is_dir = entry.attr.is_some_and(|a| a.is_dir());
+            tasks.spawn(async move {
+                if is_dir {
+                    remove_tree(client, child).await
+                } else {
+                    client.unlink(&child).await
+                }
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.expect("remove task panicked")?;
+        }
+        client.rmdir(&path).await
+    })
+}
+
+#[derive(Serialize)]
+struct JsonTime {
+    sec: i64,
+    nsec: u32,
+}
+
+#[derive(Serialize)]
+struct JsonAttr {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    mode: String,
+    ino: u64,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    rdev_major: u32,
+    rdev_minor: u32,
+    size: u64,
+    blocks: u64,
+    atime: JsonTime,
+    mtime: JsonTime,
+    ctime: JsonTime,
+}
+
+fn kind_name(attr: &Attr) -> &'static str {
+    use yonder_remote::proto::file_type::*;
+    match attr.file_type() {
+        REGULAR => "file",
+        DIRECTORY => "dir",
+        SYMLINK => "symlink",
+        FIFO => "fifo",
+        SOCKET => "socket",
+        CHAR => "char",
+        BLOCK => "block",
+        _ => "unknown",
+    }
+}
+
+impl JsonAttr {
+    fn new(name: &[u8], a: &Attr) -> Self {
+        let t = |t: yonder_remote::proto::Timespec| JsonTime { sec: t.sec, nsec: t.nsec };
+        JsonAttr {
+            name: String::from_utf8_lossy(std::ffi::OsStr::from_bytes(name).as_bytes()).into_owned(),
+            kind: kind_name(a),
+            mode: format!("{:04o}", a.permissions()),
+            ino: a.ino,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev_major: a.rdev_major,
+            rdev_minor: a.rdev_minor,
+            size: a.size,
+            blocks: a.blocks,
+            atime: t(a.atime),
+            mtime: t(a.mtime),
+            ctime: t(a.ctime),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "  File: {}\n  Type: {}\n  Size: {}  Blocks: {}  Inode: {}  Links: {}\n  Mode: {}  Uid: {}  Gid: {}\nAccess: {}.{:09}\nModify: {}.{:09}\nChange: {}.{:09}\n",
+            self.name, self.kind, self.size, self.blocks, self.ino, self.nlink, self.mode, self.uid, self.gid,
+            self.atime.sec, self.atime.nsec, self.mtime.sec, self.mtime.nsec, self.ctime.sec, self.ctime.nsec,
+        )
+    }
+}
+
+fn mode_string(attr: &Attr) -> String {
+    use yonder_remote::proto::file_type::*;
+    let kind = match attr.file_type() {
+        DIRECTORY => 'd',
+        SYMLINK => 'l',
+        FIFO => 'p',
+        SOCKET => 's',
+        CHAR => 'c',
+        BLOCK => 'b',
+        _ => '-',
+    };
+    let m = attr.mode;
+    let bit = |mask: u32, c: char| if m & mask != 0 { c } else { '-' };
+    let exec = |x: u32, special: u32, set: char, unset: char| match (m & x != 0, m & special != 0) {
+        (true, true) => set,
+        (false, true) => unset,
+        (true, false) => 'x',
+        (false, false) => '-',
+    };
+    [
+        kind,
+        bit(0o400, 'r'),
+        bit(0o200, 'w'),
+        exec(0o100, 0o4000, 's', 'S'),
+        bit(0o040, 'r'),
+        bit(0o020, 'w'),
+        exec(0o010, 0o2000, 's', 'S'),
+        bit(0o004, 'r'),
+        bit(0o002, 'w'),
+        exec(0o001, 0o1000, 't', 'T'),
+    ]
+    .iter()
+    .collect()
+}
+
+fn long_line(name: &[u8], attr: &Attr) -> String {
+    format!(
+        "{} {:>3} {:>5} {:>5} {:>10} {}.{:09} {}",
+        mode_string(attr),
+        attr.nlink,
+        attr.uid,
+        attr.gid,
+        attr.size,
+        attr.mtime.sec,
+        attr.mtime.nsec,
+        String::from_utf8_lossy(name)
+    )
+}

@@ -1,0 +1,176 @@
+//! `yonder fs` end to end: the real binary, over a local source and over ssh.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use support::{yonder_bin, Transport};
+use yonder_testkit::Sshd;
+
+struct Cli {
+    dir: tempfile::TempDir,
+    source: String,
+    ssh_args: Vec<String>,
+    _sshd: Option<Sshd>,
+}
+
+impl Cli {
+    fn new(t: Transport) -> Cli {
+        let dir = tempfile::Builder::new().prefix("yonder-cli").tempdir().unwrap();
+        let sshd = matches!(t, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let (source, options) = support::source_for(t, dir.path(), sshd.as_ref());
+        let mut ssh_args = Vec::new();
+        for o in options.ssh_options {
+            ssh_args.push("-o".to_string());
+            ssh_args.push(o);
+        }
+        if let Some(agent) = options.agent_path {
+            ssh_args.push("--agent-path".into());
+            ssh_args.push(agent);
+        }
+        Cli { dir, source, ssh_args, _sshd: sshd }
+    }
+
+    fn disk(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let (cmd, rest) = args.split_first().unwrap();
+        let mut child = Command::new(yonder_bin())
+            .arg("fs")
+            .args(&self.ssh_args)
+            .arg(cmd)
+            .arg(&self.source)
+            .args(rest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, b"")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one-line error, got {err:?}");
+        err
+    }
+}
+
+fn commands_work_end_to_end(t: Transport) {
+    let cli = Cli::new(t);
+    let out = cli.run_with_input(&["put", "notes.txt"], b"first line\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(cli.disk("notes.txt")).unwrap(), b"first line\n");
+    assert_eq!(cli.ok(&["cat", "notes.txt"]), "first line\n");
+
+    cli.ok(&["mkdir", "-p", "a/b/c"]);
+    assert!(cli.disk("a/b/c").is_dir());
+    cli.ok(&["mkdir", "-p", "a/b"]);
+    let local = cli.dir.path().join("local-copy");
+    std::fs::write(&local, vec![7u8; 3_000_000]).unwrap();
+    cli.ok(&["put", "a/b/big", local.to_str().unwrap()]);
+    assert_eq!(std::fs::read(cli.disk("a/b/big")).unwrap(), vec![7u8; 3_000_000]);
+    let fetched = cli.dir.path().join("fetched");
+    cli.ok(&["get", "a/b/big", fetched.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&fetched).unwrap(), vec![7u8; 3_000_000]);
+
+    assert_eq!(cli.ok(&["ls", "a"]), "b\n");
+    let listing = cli.ok(&["ls", "-l", "a/b"]);
+    assert!(listing.lines().any(|l| l.starts_with("-rw") && l.contains("3000000") && l.ends_with(" big")), "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with("d") && l.ends_with(" c")), "{listing}");
+
+    cli.ok(&["ln", "-s", "../notes.txt", "a/link"]);
+    assert_eq!(std::fs::read_link(cli.disk("a/link")).unwrap().to_str().unwrap(), "../notes.txt");
+    assert!(cli.ok(&["ls", "-l", "a"]).contains("link -> ../notes.txt"));
+
+    let json: serde_json::Value = serde_json::from_str(&cli.ok(&["ls", "--format", "json", "a"])).unwrap();
+    let entries = json.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["name"], "link");
+    assert_eq!(entries[1]["type"], "symlink");
+
+    cli.ok(&["chmod", "600", "notes.txt"]);
+    assert_eq!(std::fs::metadata(cli.disk("notes.txt")).unwrap().permissions().mode() & 0o7777, 0o600);
+    let stat: serde_json::Value = serde_json::from_str(&cli.ok(&["stat", "--format", "json", "notes.txt"])).unwrap();
+    assert_eq!(stat["mode"], "0600");
+    assert_eq!(stat["size"], 11);
+    assert_eq!(stat["type"], "file");
+    assert!(stat["mtime"]["nsec"].is_u64());
+    assert!(cli.ok(&["stat", "notes.txt"]).contains("Size: 11"));
+
+    cli.ok(&["mv", "notes.txt", "a/moved.txt"]);
+    assert!(!cli.disk("notes.txt").exists());
+    assert_eq!(std::fs::read(cli.disk("a/moved.txt")).unwrap(), b"first line\n");
+
+    cli.ok(&["rm", "a/moved.txt"]);
+    assert!(!cli.disk("a/moved.txt").exists());
+    cli.ok(&["rm", "-r", "a"]);
+    assert!(!cli.disk("a").exists());
+    cli.ok(&["rm", "-f", "never-existed"]);
+}
+
+fn errors_are_one_line_with_op_path_and_strerror(t: Transport) {
+    let cli = Cli::new(t);
+    std::fs::create_dir(cli.disk("d")).unwrap();
+    std::fs::write(cli.disk("d/f"), b"").unwrap();
+    assert_eq!(cli.fails(&["cat", "missing"]), "yonder: open missing: No such file or directory\n");
+    assert_eq!(cli.fails(&["stat", "nope/x"]), "yonder: lstat nope/x: No such file or directory\n");
+    assert_eq!(cli.fails(&["mkdir", "d"]), "yonder: mkdir d: File exists\n");
+    assert_eq!(cli.fails(&["rm", "d"]), "yonder: rm d: Is a directory\n");
+    assert!(cli.fails(&["rm", "../x"]).contains("Permission denied"));
+    assert!(cli.fails(&["chmod", "9z", "d"]).contains("invalid mode"));
+    assert!(cli.disk("d/f").exists());
+}
+
+#[test]
+fn local_commands_work_end_to_end() {
+    commands_work_end_to_end(Transport::Local)
+}
+
+#[test]
+fn ssh_commands_work_end_to_end() {
+    commands_work_end_to_end(Transport::Ssh)
+}
+
+#[test]
+fn local_errors_are_one_line() {
+    errors_are_one_line_with_op_path_and_strerror(Transport::Local)
+}
+
+#[test]
+fn ssh_errors_are_one_line() {
+    errors_are_one_line_with_op_path_and_strerror(Transport::Ssh)
+}
+
+#[test]
+fn bad_sources_fail_with_one_line_before_connecting() {
+    let run = |args: &[&str]| {
+        let out = Command::new(yonder_bin()).args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(&["fs", "ls", "--", "-oProxyCommand=touch /tmp/yonder-pwned:/"]);
+    assert!(err.contains("may not begin with '-'"), "{err}");
+    assert!(!std::path::Path::new("/tmp/yonder-pwned").exists());
+    let err = run(&["fs", "ls", "/definitely/not/here"]);
+    assert_eq!(err, "yonder: connect /definitely/not/here: No such file or directory\n");
+    let err = run(&["fs", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "ls", "nosuchhost.invalid:/"]);
+    assert!(err.starts_with("yonder: connect ssh://nosuchhost.invalid/"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -1,0 +1,65 @@
+//! Connects a client to a fresh temporary root over each transport.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use yonder_remote::{AgentClient, ConnectOptions, Source};
+use yonder_testkit::Sshd;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// `yonder agent` spawned as a local child process.
+    Local,
+    /// `yonder agent` started through the system `ssh` on a private sshd.
+    Ssh,
+}
+
+pub struct Fixture {
+    pub client: Arc<AgentClient>,
+    pub dir: tempfile::TempDir,
+    // Dropped after the client, so the ssh session ends first.
+    pub sshd: Option<Sshd>,
+}
+
+impl Fixture {
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path on the remote (here: local) disk behind a wire path.
+    pub fn disk(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+pub fn yonder_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_yonder"))
+}
+
+/// The source string and options that reach `root` over `transport`.
+pub fn source_for(transport: Transport, root: &Path, sshd: Option<&Sshd>) -> (String, ConnectOptions) {
+    let mut options = ConnectOptions { local_agent: Some(yonder_bin()), ..Default::default() };
+    match transport {
+        Transport::Local => (root.display().to_string(), options),
+        Transport::Ssh => {
+            let sshd = sshd.expect("ssh transport needs an sshd");
+            options.ssh_options = sshd.ssh_options();
+            options.agent_path = Some(yonder_bin().display().to_string());
+            (sshd.source(root), options)
+        }
+    }
+}
+
+pub async fn fixture(transport: Transport) -> Fixture {
+    let dir = tempfile::Builder::new().prefix("yonder-test").tempdir().expect("tempdir");
+    let sshd = match transport {
+        Transport::Local => None,
+        Transport::Ssh => Some(Sshd::start().expect("start test sshd")),
+    };
+    let (source, options) = source_for(transport, dir.path(), sshd.as_ref());
+    let source = Source::parse(&source).expect("parse source");
+    let client = yonder_remote::connect(&source, &options).await.unwrap_or_else(|e| {
+        panic!("connect {source}: {e}\nsshd log: {}", sshd.as_ref().map(|s| s.log()).unwrap_or_default())
+    });
+    Fixture { client: Arc::new(client), dir, sshd }
+}

@@ -1,0 +1,124 @@
+use yonder_proto::{file_type, Attr, Owner, Timespec};
+
+/// Inode number as the VFS hands it to frontends. The root is always
+/// [`ROOT_INO`]; every other inode keeps the remote's inode number, so hard
+/// links share one and numbers survive remounts.
+pub type Ino = u64;
+
+/// Handle of an open file or directory, as the VFS hands it to frontends.
+pub type Fh = u64;
+
+pub const ROOT_INO: Ino = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+impl FileKind {
+    /// Kind from the file type bits of a mode; unknown types count as regular
+    /// files, which is the least surprising thing to show.
+    pub fn from_mode(mode: u32) -> FileKind {
+        match mode & file_type::MASK {
+            file_type::DIRECTORY => FileKind::Directory,
+            file_type::SYMLINK => FileKind::Symlink,
+            file_type::FIFO => FileKind::Fifo,
+            file_type::CHAR => FileKind::CharDevice,
+            file_type::BLOCK => FileKind::BlockDevice,
+            file_type::SOCKET => FileKind::Socket,
+            _ => FileKind::Regular,
+        }
+    }
+
+    /// The file type bits of a mode (protocol values, equal to Unix ones).
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileKind::Regular => file_type::REGULAR,
+            FileKind::Directory => file_type::DIRECTORY,
+            FileKind::Symlink => file_type::SYMLINK,
+            FileKind::Fifo => file_type::FIFO,
+            FileKind::CharDevice => file_type::CHAR,
+            FileKind::BlockDevice => file_type::BLOCK,
+            FileKind::Socket => file_type::SOCKET,
+        }
+    }
+}
+
+/// Attributes of a file as the VFS reports them: the remote's, with the inode
+/// number mapped into the VFS's numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileAttr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub perm: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+    pub size: u64,
+    /// Allocated 512-byte blocks.
+    pub blocks: u64,
+    pub blksize: u32,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+}
+
+impl FileAttr {
+    pub(crate) fn from_remote(ino: Ino, attr: &Attr) -> FileAttr {
+        FileAttr {
+            ino,
+            kind: FileKind::from_mode(attr.mode),
+            perm: attr.mode & 0o7777,
+            nlink: attr.nlink,
+            uid: attr.uid,
+            gid: attr.gid,
+            rdev_major: attr.rdev_major,
+            rdev_minor: attr.rdev_minor,
+            size: attr.size,
+            blocks: attr.blocks,
+            blksize: attr.blksize,
+            atime: attr.atime,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+        }
+    }
+
+    /// Full mode: file type bits and permission bits.
+    pub fn mode(&self) -> u32 {
+        self.kind.mode_bits() | self.perm
+    }
+}
+
+/// Who asks: the credentials of the process behind a request. The VFS passes
+/// them on where the remote needs them, e.g. as the owner of created nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    /// Applied to the mode of created nodes; 0 when the frontend (like the
+    /// Linux kernel) already applied it.
+    pub umask: u32,
+}
+
+impl Caller {
+    /// The credentials of the current process, umask 0.
+    pub fn current() -> Caller {
+        // SAFETY: getuid, getgid and getpid cannot fail and touch no memory.
+        let (uid, gid, pid) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
+        Caller { uid, gid, pid: pid as u32, umask: 0 }
+    }
+
+    pub fn owner(&self) -> Owner {
+        Owner { uid: self.uid, gid: self.gid }
+    }
+}

@@ -1,0 +1,472 @@
+//! The inode table: numbering, kernel lookup counts, the names each inode is
+//! known by (the remote is path based, so every inode must be turned back
+//! into a path), and the attribute and name caches hanging off each inode.
+//!
+//! An inode's path is not stored: it is computed from `(parent, name)` links
+//! up to the root. Renaming a directory therefore moves everything beneath
+//! it, open files included, by updating one link.
+
+use crate::attr::{FileAttr, FileKind, Ino, ROOT_INO};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use yonder_proto::Attr;
+
+/// Deepest directory nesting a path is built for; deeper means a corrupt
+/// table (a cycle), reported instead of looping.
+const MAX_DEPTH: usize = 4096;
+
+pub(crate) struct Inode {
+    pub kind: FileKind,
+    /// Lookups the kernel (or another frontend) holds; see `forget`.
+    pub lookups: u64,
+    /// Open file and directory handles on this inode.
+    pub open: u32,
+    /// Names this inode is known by, most recently confirmed first. Several
+    /// for hard links; none once unlinked (then reachable through handles
+    /// only).
+    pub links: Vec<(Ino, Vec<u8>)>,
+    pub attr: Option<FileAttr>,
+    pub attr_until: Instant,
+    /// Until when the set of names in this directory known to the table is
+    /// complete, so that a name missing from it does not exist.
+    pub listing_until: Option<Instant>,
+}
+
+struct NameEntry {
+    ino: Ino,
+    until: Instant,
+}
+
+pub(crate) struct InodeTable {
+    nodes: HashMap<Ino, Inode>,
+    names: HashMap<(Ino, Vec<u8>), NameEntry>,
+    /// The remote's inode number of the root, which the VFS calls 1; the
+    /// remote's inode 1 (if some file has it) takes this number instead.
+    root_remote: u64,
+    attr_ttl: Duration,
+    dir_ttl: Duration,
+    sweep_at: usize,
+}
+
+impl InodeTable {
+    pub fn new(root: &Attr, attr_ttl: Duration, dir_ttl: Duration) -> InodeTable {
+        let mut table = InodeTable {
+            nodes: HashMap::new(),
+            names: HashMap::new(),
+            root_remote: root.ino,
+            attr_ttl,
+            dir_ttl,
+            sweep_at: 4096,
+        };
+        let now = Instant::now();
+        table.nodes.insert(
+            ROOT_INO,
+            Inode {
+                kind: FileKind::Directory,
+                // The root is never forgotten.
+                lookups: 1,
+                open: 0,
+                links: Vec::new(),
+                attr: Some(FileAttr::from_remote(ROOT_INO, root)),
+                attr_until: now + attr_ttl,
+                listing_until: None,
+            },
+        );
+        table
+    }
+
+    /// Maps a remote inode number to the VFS's.
+    pub fn local_ino(&self, remote: u64) -> Ino {
+        if remote == self.root_remote {
+            ROOT_INO
+        } else if remote == ROOT_INO {
+            // Swap with the root so both stay unique.
+            if self.root_remote > ROOT_INO {
+                self.root_remote
+            } else {
+                u64::MAX - 1
+            }
+        } else if remote == 0 {
+            // 0 is not a valid inode for any frontend.
+            u64::MAX - 2
+        } else {
+            remote
+        }
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<&Inode> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The remote path of an inode; `None` if it has no resolvable name
+    /// (unlinked, or unknown).
+    pub fn path(&self, ino: Ino) -> Option<Vec<u8>> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            if parts.len() > MAX_DEPTH {
+                return None;
+            }
+            let node = self.nodes.get(&cur)?;
+            // The first link whose parent is still known; a stale one (parent
+            // forgotten) is skipped.
+            let (parent, name) = node
+                .links
+                .iter()
+                .find(|(p, n)| self.names.get(&(*p, n.clone())).is_some_and(|e| e.ino == cur))?;
+            parts.push(name);
+            cur = *parent;
+        }
+        let mut path = Vec::new();
+        for part in parts.iter().rev() {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(part);
+        }
+        Some(path)
+    }
+
+    pub fn child_path(&self, parent: Ino, name: &[u8]) -> Option<Vec<u8>> {
+        let mut path = self.path(parent)?;
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        Some(path)
+    }
+
+    /// Records that `parent/name` is the remote file `attr`; returns its
+    /// attributes in VFS numbering. Does not count a lookup.
+    pub fn upsert(&mut self, parent: Ino, name: &[u8], attr: &Attr, now: Instant) -> FileAttr {
+        let ino = self.local_ino(attr.ino);
+        let fattr = FileAttr::from_remote(ino, attr);
+        let key = (parent, name.to_vec());
+        if let Some(old) = self.names.get(&key) {
+            if old.ino != ino {
+                // The name now refers to another file.
+                let old_ino = old.ino;
+                self.drop_link(old_ino, parent, name);
+            }
+        }
+        self.names.insert(key, NameEntry { ino, until: now + self.dir_ttl });
+        let attr_until = now + self.attr_ttl;
+        let node = self.nodes.entry(ino).or_insert_with(|| Inode {
+            kind: fattr.kind,
+            lookups: 0,
+            open: 0,
+            links: Vec::new(),
+            attr: None,
+            attr_until,
+            listing_until: None,
+        });
+        node.kind = fattr.kind;
+        node.attr = Some(fattr);
+        node.attr_until = attr_until;
+        if ino != ROOT_INO {
+            if let Some(pos) = node.links.iter().position(|(p, n)| *p == parent && n == name) {
+                if pos != 0 {
+                    let link = node.links.remove(pos);
+                    node.links.insert(0, link);
+                }
+            } else {
+                node.links.insert(0, (parent, name.to_vec()));
+            }
+        }
+        if self.nodes.len() >= self.sweep_at {
+            self.sweep(now);
+        }
+        fattr
+    }
+
+    /// Refreshes the attributes of a known inode (e.g. after `fstat`).
+    pub fn set_attr(&mut self, ino: Ino, attr: &Attr, now: Instant) -> FileAttr {
+        let fattr = FileAttr::from_remote(ino, attr);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.attr = Some(fattr);
+            node.attr_until = now + self.attr_ttl;
+        }
+        fattr
+    }
+
+    /// A still-valid cached answer to "what is `parent/name`".
+    pub fn cached_lookup(&self, parent: Ino, name: &[u8], now: Instant) -> Option<FileAttr> {
+        let entry = self.names.get(&(parent, name.to_vec()))?;
+        if entry.until <= now {
+            return None;
+        }
+        let node = self.nodes.get(&entry.ino)?;
+        match node.attr {
+            Some(attr) if node.attr_until > now => Some(attr),
+            _ => None,
+        }
+    }
+
+    /// Whether `parent/name` is known not to exist.
+    pub fn known_absent(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
+        let complete = self.nodes.get(&parent).and_then(|n| n.listing_until).is_some_and(|until| until > now);
+        complete && !self.names.contains_key(&(parent, name.to_vec()))
+    }
+
+    pub fn ino_of(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.names.get(&(parent, name.to_vec())).map(|e| e.ino)
+    }
+
+    pub fn inc_lookup(&mut self, ino: Ino, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups += n;
+        }
+    }
+
+    /// Drops `n` lookups; an inode nobody references any more leaves the
+    /// table.
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        node.lookups = node.lookups.saturating_sub(n);
+        if node.lookups == 0 && node.open == 0 {
+            self.remove(ino);
+        }
+    }
+
+    pub fn open_inc(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.open += 1;
+        }
+    }
+
+    pub fn open_dec(&mut self, ino: Ino) {
+        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        node.open = node.open.saturating_sub(1);
+        if node.open == 0 && node.lookups == 0 && ino != ROOT_INO {
+            self.remove(ino);
+        }
+    }
+
+    fn remove(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.remove(&ino) {
+            for (parent, name) in node.links {
+                let key = (parent, name);
+                if self.names.get(&key).is_some_and(|e| e.ino == ino) {
+                    self.names.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.links.retain(|(p, n)| !(*p == parent && n == name));
+            // nlink and ctime changed.
+            node.attr_until = Instant::now();
+        }
+    }
+
+    /// `parent/name` was removed; returns the inode it named, if known.
+    pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let entry = self.names.remove(&(parent, name.to_vec()))?;
+        self.drop_link(entry.ino, parent, name);
+        Some(entry.ino)
+    }
+
+    /// Mirrors a successful remote rename.
+    pub fn rename(&mut self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], exchange: bool) {
+        let now = Instant::now();
+        let src = self.names.remove(&(parent, name.to_vec()));
+        let dst = self.names.remove(&(new_parent, new_name.to_vec()));
+        if let Some(dst) = &dst {
+            self.drop_link(dst.ino, new_parent, new_name);
+        }
+        if let Some(src) = src {
+            self.drop_link(src.ino, parent, name);
+            self.add_link(src.ino, new_parent, new_name, now);
+        }
+        if exchange {
+            if let Some(dst) = dst {
+                self.add_link(dst.ino, parent, name, now);
+            }
+        }
+    }
+
+    fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], now: Instant) {
+        self.names.insert((parent, name.to_vec()), NameEntry { ino, until: now + self.dir_ttl });
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.links.insert(0, (parent, name.to_vec()));
+        }
+    }
+
+    pub fn invalidate_attr(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.attr_until = Instant::now();
+        }
+    }
+
+    /// Forgets what is cached about the names in directory `ino` (a change
+    /// happened in it): its attributes (mtime, nlink), listing completeness
+    /// and name validity. Links stay: they are how paths are built.
+    pub fn invalidate_dir(&mut self, ino: Ino) {
+        let now = Instant::now();
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.attr_until = now;
+            node.listing_until = None;
+        }
+        for ((parent, _), entry) in self.names.iter_mut() {
+            if *parent == ino {
+                entry.until = now;
+            }
+        }
+    }
+
+    /// A complete listing of `dir` was just loaded: names not in `present`
+    /// are gone, and the set is complete until the TTL ends.
+    pub fn listing_complete(&mut self, dir: Ino, present: &HashSet<Vec<u8>>, now: Instant) {
+        let stale: Vec<Vec<u8>> = self
+            .names
+            .keys()
+            .filter(|(p, n)| *p == dir && !present.contains(n))
+            .map(|(_, n)| n.clone())
+            .collect();
+        for name in stale {
+            self.unlink(dir, &name);
+        }
+        if let Some(node) = self.nodes.get_mut(&dir) {
+            node.listing_until = Some(now + self.dir_ttl);
+        }
+    }
+
+    /// Resolves a remote path through the names known to the table.
+    pub fn resolve(&self, path: &[u8]) -> Option<Ino> {
+        let mut ino = ROOT_INO;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+            ino = self.names.get(&(ino, part.to_vec()))?.ino;
+        }
+        Some(ino)
+    }
+
+    /// Evicts inodes that are only cache (no lookups, nothing open), whose
+    /// attributes expired, and that no other inode hangs below.
+    fn sweep(&mut self, now: Instant) {
+        let parents: HashSet<Ino> =
+            self.nodes.values().flat_map(|n| n.links.iter().map(|(p, _)| *p)).collect();
+        let victims: Vec<Ino> = self
+            .nodes
+            .iter()
+            .filter(|(ino, n)| {
+                **ino != ROOT_INO
+                    && n.lookups == 0
+                    && n.open == 0
+                    && n.attr_until <= now
+                    && !parents.contains(ino)
+            })
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in victims {
+            self.remove(ino);
+        }
+        self.sweep_at = (self.nodes.len() * 2).max(4096);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(ino: u64, mode: u32) -> Attr {
+        Attr { ino, mode, nlink: 1, ..Attr::default() }
+    }
+
+    fn table() -> InodeTable {
+        InodeTable::new(&attr(500, 0o40755), Duration::from_secs(60), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn root_is_one_and_remote_one_takes_roots_number() {
+        let t = table();
+        assert_eq!(t.local_ino(500), ROOT_INO);
+        assert_eq!(t.local_ino(1), 500);
+        assert_eq!(t.local_ino(77), 77);
+        assert_ne!(t.local_ino(0), 0);
+    }
+
+    #[test]
+    fn paths_follow_directory_renames() {
+        let mut t = table();
+        let now = Instant::now();
+        t.upsert(ROOT_INO, b"a", &attr(10, 0o40755), now);
+        t.upsert(10, b"b", &attr(11, 0o40755), now);
+        t.upsert(11, b"f", &attr(12, 0o100644), now);
+        assert_eq!(t.path(12).unwrap(), b"a/b/f");
+        t.rename(ROOT_INO, b"a", ROOT_INO, b"z", false);
+        assert_eq!(t.path(12).unwrap(), b"z/b/f");
+        assert_eq!(t.resolve(b"z/b/f"), Some(12));
+        assert_eq!(t.resolve(b"a/b/f"), None);
+    }
+
+    #[test]
+    fn hard_links_share_an_inode_and_survive_unlink_of_one_name() {
+        let mut t = table();
+        let now = Instant::now();
+        let a = t.upsert(ROOT_INO, b"x", &attr(20, 0o100644), now);
+        let b = t.upsert(ROOT_INO, b"y", &attr(20, 0o100644), now);
+        assert_eq!(a.ino, b.ino);
+        t.unlink(ROOT_INO, b"y");
+        assert_eq!(t.path(20).unwrap(), b"x");
+        t.unlink(ROOT_INO, b"x");
+        assert_eq!(t.path(20), None);
+    }
+
+    #[test]
+    fn rename_over_existing_unlinks_target_and_exchange_swaps() {
+        let mut t = table();
+        let now = Instant::now();
+        t.upsert(ROOT_INO, b"a", &attr(30, 0o100644), now);
+        t.upsert(ROOT_INO, b"b", &attr(31, 0o100644), now);
+        t.rename(ROOT_INO, b"a", ROOT_INO, b"b", true);
+        assert_eq!(t.path(30).unwrap(), b"b");
+        assert_eq!(t.path(31).unwrap(), b"a");
+        t.rename(ROOT_INO, b"a", ROOT_INO, b"b", false);
+        assert_eq!(t.path(31).unwrap(), b"b");
+        assert_eq!(t.path(30), None);
+    }
+
+    #[test]
+    fn forget_removes_unreferenced_inodes_but_not_open_ones() {
+        let mut t = table();
+        let now = Instant::now();
+        t.upsert(ROOT_INO, b"a", &attr(40, 0o100644), now);
+        t.inc_lookup(40, 2);
+        t.open_inc(40);
+        t.forget(40, 2);
+        assert!(t.get(40).is_some());
+        t.open_dec(40);
+        assert!(t.get(40).is_none());
+        assert_eq!(t.ino_of(ROOT_INO, b"a"), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn complete_listing_answers_negative_lookups_and_drops_vanished_names() {
+        let mut t = table();
+        let now = Instant::now();
+        t.upsert(ROOT_INO, b"keep", &attr(50, 0o100644), now);
+        t.upsert(ROOT_INO, b"gone", &attr(51, 0o100644), now);
+        let present: HashSet<Vec<u8>> = [b"keep".to_vec()].into_iter().collect();
+        t.listing_complete(ROOT_INO, &present, now);
+        assert!(t.known_absent(ROOT_INO, b"gone", now));
+        assert!(t.known_absent(ROOT_INO, b"other", now));
+        assert!(!t.known_absent(ROOT_INO, b"keep", now));
+        t.invalidate_dir(ROOT_INO);
+        assert!(!t.known_absent(ROOT_INO, b"other", now + Duration::from_millis(1)));
+    }
+}

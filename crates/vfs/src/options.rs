@@ -1,0 +1,41 @@
+use std::time::Duration;
+
+/// Tunables of a [`crate::Vfs`].
+#[derive(Clone, Debug)]
+pub struct VfsOptions {
+    /// Refuse every modification with EROFS.
+    pub read_only: bool,
+    /// How long attributes fetched from the remote are trusted.
+    pub attr_ttl: Duration,
+    /// How long names (directory entries, including the absence of a name
+    /// in a fully listed directory) are trusted.
+    pub dir_ttl: Duration,
+    /// Small sequential writes are gathered into remote writes of up to this
+    /// many bytes.
+    pub write_buffer: usize,
+    /// Buffered write data is sent at the latest this long after it was
+    /// written, so that other clients of the remote see it without waiting
+    /// for close.
+    pub write_delay: Duration,
+    /// Size of one readahead request.
+    pub readahead_chunk: usize,
+    /// Upper bound of the readahead window of a sequential reader.
+    pub readahead_max: usize,
+    /// Entries asked for per directory listing round trip.
+    pub readdir_page: u32,
+}
+
+impl Default for VfsOptions {
+    fn default() -> Self {
+        VfsOptions {
+            read_only: false,
+            attr_ttl: Duration::from_secs(1),
+            dir_ttl: Duration::from_secs(1),
+            write_buffer: 1 << 20,
+            write_delay: Duration::from_secs(1),
+            readahead_chunk: 1 << 20,
+            readahead_max: 8 << 20,
+            readdir_page: 1024,
+        }
+    }
+}
