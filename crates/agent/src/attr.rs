@@ -29,7 +29,10 @@ pub(crate) fn attr_from_stat(st: &Stat) -> Attr {
 }
 
 fn timespec(sec: i64, nsec: i64) -> Timespec {
-    Timespec { sec, nsec: nsec.clamp(0, 999_999_999) as u32 }
+    Timespec {
+        sec,
+        nsec: nsec.clamp(0, 999_999_999) as u32,
+    }
 }
 
 #[allow(clippy::unnecessary_cast)]

@@ -49,7 +49,11 @@ impl DirStream {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(DirStream { dir: Dir::new(fd)?, path: path.to_path_buf(), pending: None })
+        Ok(DirStream {
+            dir: Dir::new(fd)?,
+            path: path.to_path_buf(),
+            pending: None,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -66,7 +70,10 @@ impl DirStream {
             }
             bytes += name.len() + ENTRY_OVERHEAD;
             let attr = self.lstat(&name);
-            entries.push(DirEntry { name: name.into(), attr });
+            entries.push(DirEntry {
+                name: name.into(),
+                attr,
+            });
         }
         Ok(Page { entries, more: false })
     }
@@ -137,7 +144,11 @@ impl DirCursors {
             table.last += 1;
             cursor = table.last;
             table.streams.insert(cursor, stream);
-            evicted = if table.streams.len() > MAX_STREAMS { table.streams.pop_first() } else { None };
+            evicted = if table.streams.len() > MAX_STREAMS {
+                table.streams.pop_first()
+            } else {
+                None
+            };
         }
         if let Some((old, stream)) = evicted {
             tracing::debug!(cursor = old, dir = %stream.path.display(), "evicted idle directory stream");

@@ -13,7 +13,10 @@ pub enum AgentError {
     RootNotDirectory { path: PathBuf },
     /// Reading from or writing to the client failed.
     #[error("{op}")]
-    Io { op: &'static str, source: std::io::Error },
+    Io {
+        op: &'static str,
+        source: std::io::Error,
+    },
     /// The byte stream no longer splits into frames.
     #[error("{op}")]
     Frame { op: &'static str, source: FrameError },
@@ -35,12 +38,18 @@ pub(crate) struct OpError {
 impl OpError {
     /// `subject` is the displayed path, `a -> b` pair or `handle N`.
     pub(crate) fn new(op: &str, subject: &str, errno: Errno) -> OpError {
-        OpError { errno, message: format!("{op} {subject}: {}", errno.description()) }
+        OpError {
+            errno,
+            message: format!("{op} {subject}: {}", errno.description()),
+        }
     }
 
     /// Like [`OpError::new`] with a note on why the agent itself refused.
     pub(crate) fn refused(op: &str, subject: &str, errno: Errno, why: &str) -> OpError {
-        OpError { errno, message: format!("{op} {subject}: {} ({why})", errno.description()) }
+        OpError {
+            errno,
+            message: format!("{op} {subject}: {} ({why})", errno.description()),
+        }
     }
 
     pub(crate) fn sys(op: &str, subject: &str, err: rustix::io::Errno) -> OpError {
@@ -54,6 +63,9 @@ impl OpError {
 
 impl From<OpError> for WireError {
     fn from(err: OpError) -> WireError {
-        WireError { errno: err.errno, message: err.message }
+        WireError {
+            errno: err.errno,
+            message: err.message,
+        }
     }
 }

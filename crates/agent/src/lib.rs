@@ -122,16 +122,22 @@ where
             };
             return send(writer, Message::Hello(hello)).await;
         }
-        Ok(Message::Hello(hello)) => {
-            AgentError::VersionMismatch { client: hello.version, agent: PROTOCOL_VERSION }
-        }
+        Ok(Message::Hello(hello)) => AgentError::VersionMismatch {
+            client: hello.version,
+            agent: PROTOCOL_VERSION,
+        },
         Ok(other) => AgentError::Handshake {
             detail: format!("expected Hello as the first message, got a {}", kind(&other)),
         },
-        Err(err) => AgentError::Handshake { detail: err.to_string() },
+        Err(err) => AgentError::Handshake {
+            detail: err.to_string(),
+        },
     };
     tracing::warn!(error = %refusal, "refusing the client");
-    let error = WireError { errno: Errno::EPROTO, message: refusal.to_string() };
+    let error = WireError {
+        errno: Errno::EPROTO,
+        message: refusal.to_string(),
+    };
     send(writer, Message::Response(Response::Error(error))).await?;
     Err(refusal)
 }
@@ -139,7 +145,10 @@ where
 /// Sends a handshake frame (id 0) and flushes it.
 async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result<(), AgentError> {
     let frame = yonder_proto::encode_frame(0, &message).expect("a handshake message fits in a frame");
-    let io_err = |source| AgentError::Io { op: "answering the client's Hello", source };
+    let io_err = |source| AgentError::Io {
+        op: "answering the client's Hello",
+        source,
+    };
     writer.write_all(&frame).await.map_err(io_err)?;
     writer.flush().await.map_err(io_err)
 }
@@ -159,7 +168,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(frame) = read_frame(reader).await? {
-        let slot = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let slot = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let id = frame.id;
         let response = match frame.decode() {
             Ok(Message::Request(request)) => {
@@ -169,7 +182,10 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     let response = run(&agent, id, request);
                     // Fails only when the writer is gone, and then serve is
                     // returning anyway.
-                    let _ = tx.send(Outgoing { frame: encode_response(id, response), _slot: slot });
+                    let _ = tx.send(Outgoing {
+                        frame: encode_response(id, response),
+                        _slot: slot,
+                    });
                 });
                 continue;
             }
@@ -182,7 +198,10 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 protocol_error(err.to_string())
             }
         };
-        let _ = tx.send(Outgoing { frame: encode_response(id, response), _slot: slot });
+        let _ = tx.send(Outgoing {
+            frame: encode_response(id, response),
+            _slot: slot,
+        });
     }
     tracing::debug!("client closed the connection");
     Ok(())
@@ -198,7 +217,10 @@ fn run(agent: &Agent, id: u64, request: yonder_proto::Request) -> Response {
         .unwrap_or_else(|_| {
             tracing::warn!(id, op, "request handler panicked");
             let message = format!("{op}: internal error in the agent");
-            Response::Error(WireError { errno: Errno::EIO, message })
+            Response::Error(WireError {
+                errno: Errno::EIO,
+                message,
+            })
         });
     if let Response::Error(err) = &response {
         tracing::debug!(id, errno = ?err.errno, message = %err.message, "request failed");
@@ -212,7 +234,10 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     mut writer: BufWriter<W>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) -> Result<(), AgentError> {
-    let io_err = |source| AgentError::Io { op: "writing responses to the client", source };
+    let io_err = |source| AgentError::Io {
+        op: "writing responses to the client",
+        source,
+    };
     while let Some(first) = rx.recv().await {
         writer.write_all(&first.frame).await.map_err(io_err)?;
         drop(first);
@@ -231,7 +256,10 @@ fn writer_failure(joined: Result<Result<(), AgentError>, tokio::task::JoinError>
             op: "writing responses to the client",
             source: std::io::Error::other("the response writer stopped early"),
         },
-        Err(join) => AgentError::Io { op: "writing responses to the client", source: std::io::Error::other(join) },
+        Err(join) => AgentError::Io {
+            op: "writing responses to the client",
+            source: std::io::Error::other(join),
+        },
     }
 }
 
@@ -252,10 +280,16 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
-        if let Err(err) = setrlimit(Resource::Nofile, raised) {
-            tracing::debug!(%err, "cannot raise the open file limit");
+    // `None` is unlimited; a soft limit of "unlimited" cannot be set anyway.
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current < maximum {
+            let raised = rustix::process::Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            if let Err(err) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(%err, "cannot raise the open file limit");
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
 use rustix::io::Errno as HostErrno;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -51,15 +51,24 @@ struct Subject {
 
 impl Subject {
     fn path(op: &'static str, wire: &[u8]) -> Subject {
-        Subject { op, what: display(wire) }
+        Subject {
+            op,
+            what: display(wire),
+        }
     }
 
     fn pair(op: &'static str, from: &[u8], to: &[u8]) -> Subject {
-        Subject { op, what: format!("{} -> {}", display(from), display(to)) }
+        Subject {
+            op,
+            what: format!("{} -> {}", display(from), display(to)),
+        }
     }
 
     fn handle(op: &'static str, handle: u64) -> Subject {
-        Subject { op, what: format!("handle {handle}") }
+        Subject {
+            op,
+            what: format!("handle {handle}"),
+        }
     }
 
     fn sys(&self, err: HostErrno) -> OpError {
@@ -88,7 +97,8 @@ impl Agent {
     }
 
     pub(crate) fn handle(&self, request: Request) -> Response {
-        self.dispatch(request).unwrap_or_else(|err| Response::Error(err.into()))
+        self.dispatch(request)
+            .unwrap_or_else(|err| Response::Error(err.into()))
     }
 
     fn dispatch(&self, request: Request) -> OpResult {
@@ -111,14 +121,27 @@ impl Agent {
                 let st = rustix::fs::fstat(&file.file).map_err(|e| s.sys(e))?;
                 Ok(Response::Attr(attr_from_stat(&st)))
             }
-            Request::ReadDir { path, cursor, max_entries } => self.read_dir(op, &path, cursor, max_entries),
-            Request::Open { path, flags, mode, owner } => self.open(op, &path, flags, mode, owner),
+            Request::ReadDir {
+                path,
+                cursor,
+                max_entries,
+            } => self.read_dir(op, &path, cursor, max_entries),
+            Request::Open {
+                path,
+                flags,
+                mode,
+                owner,
+            } => self.open(op, &path, flags, mode, owner),
             Request::Read { handle, offset, len } => self.read(op, handle, offset, len),
             Request::Write { handle, offset, data } => self.write(op, handle, offset, &data),
             Request::Fsync { handle, datasync } => {
                 let s = Subject::handle(op, handle);
                 let file = self.file(&s, handle)?;
-                let synced = if datasync { file.file.sync_data() } else { file.file.sync_all() };
+                let synced = if datasync {
+                    file.file.sync_data()
+                } else {
+                    file.file.sync_all()
+                };
                 synced.map_err(|e| s.io(&e))?;
                 Ok(Response::Done)
             }
@@ -131,12 +154,21 @@ impl Agent {
                 self.give_owner(&s, &abs, Node::Path(&abs), owner);
                 Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
             }
-            Request::Mknod { path, mode, rdev_major, rdev_minor, owner } => {
+            Request::Mknod {
+                path,
+                mode,
+                rdev_major,
+                rdev_minor,
+                owner,
+            } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 mknod(&abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
                     Some(e) => s.sys(e),
-                    None => s.refused(Errno::EINVAL, &format!("cannot create file type {mode:#o} with mknod")),
+                    None => s.refused(
+                        Errno::EINVAL,
+                        &format!("cannot create file type {mode:#o} with mknod"),
+                    ),
                 })?;
                 self.give_owner(&s, &abs, Node::Path(&abs), owner);
                 Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
@@ -189,13 +221,19 @@ impl Agent {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 let name = xattr_name(&s, &name)?;
-                let value = read_sized(|buf| rustix::fs::lgetxattr(&abs, name, buf), || {
-                    rustix::fs::lgetxattr_query(&abs, name)
-                })
+                let value = read_sized(
+                    |buf| rustix::fs::lgetxattr(&abs, name, buf),
+                    || rustix::fs::lgetxattr_query(&abs, name),
+                )
                 .map_err(|e| s.sys(e))?;
                 Ok(Response::Bytes(value))
             }
-            Request::SetXattr { path, name, value, mode } => {
+            Request::SetXattr {
+                path,
+                name,
+                value,
+                mode,
+            } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 let name = xattr_name(&s, &name)?;
@@ -210,12 +248,16 @@ impl Agent {
             Request::ListXattr { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                let list = read_sized(|buf| rustix::fs::llistxattr(&abs, buf), || {
-                    rustix::fs::llistxattr_query(&abs)
-                })
+                let list = read_sized(
+                    |buf| rustix::fs::llistxattr(&abs, buf),
+                    || rustix::fs::llistxattr_query(&abs),
+                )
                 .map_err(|e| s.sys(e))?;
-                let names =
-                    list.split(|&b| b == 0).filter(|n| !n.is_empty()).map(|n| n.to_vec().into()).collect();
+                let names = list
+                    .split(|&b| b == 0)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| n.to_vec().into())
+                    .collect();
                 Ok(Response::Names(names))
             }
             Request::RemoveXattr { path, name } => {
@@ -254,7 +296,9 @@ impl Agent {
     }
 
     fn file(&self, s: &Subject, handle: u64) -> Result<Arc<OpenFile>, OpError> {
-        self.handles.get(handle).ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))
+        self.handles
+            .get(handle)
+            .ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))
     }
 
     fn read_dir(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, max_entries: u32) -> OpResult {
@@ -263,17 +307,24 @@ impl Agent {
         let mut stream = match cursor {
             None => DirStream::open(&abs).map_err(|e| s.sys(e))?,
             Some(cursor) => {
-                let stream =
-                    self.dirs.take(cursor).ok_or_else(|| s.refused(Errno::EINVAL, "stale directory cursor"))?;
+                let stream = self
+                    .dirs
+                    .take(cursor)
+                    .ok_or_else(|| s.refused(Errno::EINVAL, "stale directory cursor"))?;
                 if stream.path() != abs {
                     return Err(s.refused(Errno::EINVAL, "directory cursor belongs to another directory"));
                 }
                 stream
             }
         };
-        let page = stream.read_page(clamp_page_entries(max_entries)).map_err(|e| s.sys(e))?;
+        let page = stream
+            .read_page(clamp_page_entries(max_entries))
+            .map_err(|e| s.sys(e))?;
         let next = page.more.then(|| self.dirs.park(stream));
-        Ok(Response::DirPage(DirPage { entries: page.entries, next }))
+        Ok(Response::DirPage(DirPage {
+            entries: page.entries,
+            next,
+        }))
     }
 
     fn open(&self, op: &'static str, wire: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> OpResult {
@@ -289,7 +340,10 @@ impl Agent {
         let st = rustix::fs::fstat(&file).map_err(|e| s.sys(e))?;
         let append = flags & open_flags::APPEND != 0;
         let handle = self.handles.insert(OpenFile { file, append });
-        Ok(Response::Opened { handle, attr: attr_from_stat(&st) })
+        Ok(Response::Opened {
+            handle,
+            attr: attr_from_stat(&st),
+        })
     }
 
     fn read(&self, op: &'static str, handle: u64, offset: u64, len: u32) -> OpResult {
@@ -304,6 +358,7 @@ impl Agent {
                 return Err(s.refused(Errno::EINVAL, "offset overflows"));
             };
             match file.file.read_at(&mut buf[done..], at) {
+                Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => return read_stream(&s, &file.file, buf),
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -320,7 +375,16 @@ impl Agent {
     fn write(&self, op: &'static str, handle: u64, offset: u64, data: &[u8]) -> OpResult {
         let s = Subject::handle(op, handle);
         let file = self.file(&s, handle)?;
-        let written = if file.append { (&file.file).write_all(data) } else { file.file.write_all_at(data, offset) };
+        let written = if file.append {
+            (&file.file).write_all(data)
+        } else {
+            match file.file.write_all_at(data, offset) {
+                // Streams (FIFOs, sockets, terminals) have no offset to
+                // write at; pwrite fails before writing anything.
+                Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => (&file.file).write_all(data),
+                other => other,
+            }
+        };
         written.map_err(|e| s.io(&e))?;
         // A frame cannot carry more than u32::MAX bytes.
         Ok(Response::Written(data.len() as u32))
@@ -328,7 +392,10 @@ impl Agent {
 
     fn close(&self, op: &'static str, handle: u64) -> OpResult {
         let s = Subject::handle(op, handle);
-        let file = self.handles.remove(handle).ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))?;
+        let file = self
+            .handles
+            .remove(handle)
+            .ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))?;
         // A request still in flight on this handle keeps the file open; it
         // is closed, silently, when that request finishes.
         if let Ok(file) = Arc::try_unwrap(file) {
@@ -367,7 +434,9 @@ impl Agent {
         if let Some(times) = times {
             node.set_times(&times).map_err(|e| s.sys(e))?;
         }
-        Ok(Response::Attr(attr_from_stat(&node.lstat().map_err(|e| s.sys(e))?)))
+        Ok(Response::Attr(attr_from_stat(
+            &node.lstat().map_err(|e| s.sys(e))?,
+        )))
     }
 
     fn rename(&self, op: &'static str, from: &[u8], to: &[u8], flags: RenameFlags) -> OpResult {
@@ -404,19 +473,22 @@ impl Agent {
 }
 
 fn give_owner(parent: &Path, node: Node<'_>, owner: Owner) -> rustix::io::Result<()> {
-    let parent_mode = rustix::fs::statat(CWD, parent, AtFlags::empty())?.st_mode as u32;
-    let gid = if parent_mode & S_ISGID != 0 { None } else { gid(owner.gid) };
-    let before = node.lstat()?;
+    let parent = attr_from_stat(&rustix::fs::statat(CWD, parent, AtFlags::empty())?);
+    let gid = if parent.mode & S_ISGID != 0 {
+        None
+    } else {
+        gid(owner.gid)
+    };
+    let before = attr_from_stat(&node.lstat()?);
     node.chown(uid(owner.uid), gid)?;
-    if FileType::from_raw_mode(before.st_mode as _) == FileType::Symlink {
+    if before.is_symlink() {
         return Ok(());
     }
     // chown clears setuid/setgid on regular files; the creator asked for
     // them (or the kernel set them), so they are put back.
-    let after = node.lstat()?;
-    let perms = |mode| (mode as u32) & 0o7777;
-    if perms(after.st_mode) != perms(before.st_mode) {
-        node.chmod(Mode::from_raw_mode(perms(before.st_mode) as _))?;
+    let after = attr_from_stat(&node.lstat()?);
+    if after.permissions() != before.permissions() {
+        node.chmod(permissions(before.permissions()))?;
     }
     Ok(())
 }
@@ -467,6 +539,21 @@ impl Node<'_> {
     }
 }
 
+/// Reads from a stream, which has no offset to read at. Returns what one
+/// read(2) yields: waiting to fill the buffer could wait forever.
+fn read_stream(s: &Subject, file: &File, mut buf: Vec<u8>) -> OpResult {
+    loop {
+        match (&*file).read(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Response::Data(buf));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(s.io(&e)),
+        }
+    }
+}
+
 fn lstat(path: &Path) -> rustix::io::Result<yonder_proto::Attr> {
     rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).map(|st| attr_from_stat(&st))
 }
@@ -482,7 +569,11 @@ fn truncate_path(path: &Path, size: u64) -> rustix::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(HostErrno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
+        Err(HostErrno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
     }
 }
 
@@ -615,15 +706,25 @@ fn timestamps(atime: SetTime, mtime: SetTime) -> Option<Option<Timestamps>> {
     }
     let convert = |t: SetTime| -> Option<rustix::fs::Timespec> {
         Some(match t {
-            SetTime::Omit => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
-            SetTime::Now => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
-            SetTime::Set(ts) if ts.nsec < 1_000_000_000 => {
-                rustix::fs::Timespec { tv_sec: ts.sec, tv_nsec: ts.nsec as _ }
-            }
+            SetTime::Omit => rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            SetTime::Now => rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            SetTime::Set(ts) if ts.nsec < 1_000_000_000 => rustix::fs::Timespec {
+                tv_sec: ts.sec,
+                tv_nsec: ts.nsec as _,
+            },
             SetTime::Set(_) => return None,
         })
     };
-    Some(Some(Timestamps { last_access: convert(atime)?, last_modification: convert(mtime)? }))
+    Some(Some(Timestamps {
+        last_access: convert(atime)?,
+        last_modification: convert(mtime)?,
+    }))
 }
 
 fn xattr_name<'a>(s: &Subject, name: &'a [u8]) -> Result<&'a OsStr, OpError> {
@@ -667,7 +768,8 @@ mod tests {
 
     #[test]
     fn open_flags_map_and_reject_unknown_bits() {
-        let flags = host_open_flags(open_flags::READ_WRITE | open_flags::CREATE | open_flags::EXCLUSIVE).unwrap();
+        let flags =
+            host_open_flags(open_flags::READ_WRITE | open_flags::CREATE | open_flags::EXCLUSIVE).unwrap();
         assert!(flags.contains(OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC));
         assert!(host_open_flags(1 << 30).is_none());
         assert!(host_open_flags(open_flags::ACCESS_MASK).is_none());
@@ -680,8 +782,33 @@ mod tests {
     }
 
     #[test]
+    fn sized_reads_retry_when_the_buffer_is_too_small() {
+        let value = vec![7u8; 10_000];
+        let read = |buf: &mut [u8]| {
+            if buf.len() < value.len() {
+                return Err(HostErrno::RANGE);
+            }
+            buf[..value.len()].copy_from_slice(&value);
+            Ok(value.len())
+        };
+        assert_eq!(read_sized(read, || Ok(value.len())).unwrap(), value);
+        // A value that keeps growing ends in ERANGE rather than a loop.
+        assert_eq!(
+            read_sized(|_| Err(HostErrno::RANGE), || Ok(1)),
+            Err(HostErrno::RANGE)
+        );
+        assert_eq!(
+            read_sized(|_| Err(HostErrno::RANGE), || Ok(usize::MAX)),
+            Err(HostErrno::TOOBIG)
+        );
+    }
+
+    #[test]
     fn timestamps_refuse_aliasing_nanoseconds() {
-        let bad = SetTime::Set(yonder_proto::Timespec { sec: 0, nsec: 1_000_000_000 });
+        let bad = SetTime::Set(yonder_proto::Timespec {
+            sec: 0,
+            nsec: 1_000_000_000,
+        });
         assert!(timestamps(bad, SetTime::Omit).is_none());
         assert!(matches!(timestamps(SetTime::Omit, SetTime::Omit), Some(None)));
     }

@@ -27,12 +27,18 @@ pub(crate) struct Root {
 
 impl Root {
     pub(crate) fn open(path: &Path) -> Result<Root, AgentError> {
-        let canonical = std::fs::canonicalize(path)
-            .map_err(|source| AgentError::Root { path: path.to_path_buf(), source })?;
-        let meta = std::fs::metadata(&canonical)
-            .map_err(|source| AgentError::Root { path: path.to_path_buf(), source })?;
+        let canonical = std::fs::canonicalize(path).map_err(|source| AgentError::Root {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let meta = std::fs::metadata(&canonical).map_err(|source| AgentError::Root {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if !meta.is_dir() {
-            return Err(AgentError::RootNotDirectory { path: path.to_path_buf() });
+            return Err(AgentError::RootNotDirectory {
+                path: path.to_path_buf(),
+            });
         }
         Ok(Root { path: canonical })
     }
@@ -79,7 +85,9 @@ mod tests {
     use super::*;
 
     fn root() -> Root {
-        Root { path: PathBuf::from("/srv/root") }
+        Root {
+            path: PathBuf::from("/srv/root"),
+        }
     }
 
     #[test]
@@ -91,12 +99,18 @@ mod tests {
 
     #[test]
     fn leading_slash_stays_inside() {
-        assert_eq!(root().resolve(b"/etc/passwd").unwrap(), Path::new("/srv/root/etc/passwd"));
+        assert_eq!(
+            root().resolve(b"/etc/passwd").unwrap(),
+            Path::new("/srv/root/etc/passwd")
+        );
     }
 
     #[test]
     fn dot_dot_pops_lexically() {
-        assert_eq!(root().resolve(b"a/./b/../c//d").unwrap(), Path::new("/srv/root/a/c/d"));
+        assert_eq!(
+            root().resolve(b"a/./b/../c//d").unwrap(),
+            Path::new("/srv/root/a/c/d")
+        );
     }
 
     #[test]

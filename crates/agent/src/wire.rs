@@ -29,7 +29,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<O
         0 => return Ok(None),
         LEN_PREFIX => {}
         got => {
-            let source = FrameError::Truncated { expected: LEN_PREFIX, got };
+            let source = FrameError::Truncated {
+                expected: LEN_PREFIX,
+                got,
+            };
             return Err(AgentError::Frame { op: OP, source });
         }
     }
@@ -38,7 +41,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<O
     let mut bytes = vec![0; len];
     let got = read_full(reader, &mut bytes).await.map_err(io_err)?;
     if got < len {
-        let source = FrameError::Truncated { expected: LEN_PREFIX + len, got: LEN_PREFIX + got };
+        let source = FrameError::Truncated {
+            expected: LEN_PREFIX + len,
+            got: LEN_PREFIX + got,
+        };
         return Err(AgentError::Frame { op: OP, source });
     }
     let (id, _) = yonder_proto::split_frame(&bytes).map_err(|source| AgentError::Frame { op: OP, source })?;
@@ -69,7 +75,10 @@ pub(crate) fn encode_response(id: u64, response: Response) -> Vec<u8> {
         Err(err) => {
             tracing::warn!(id, %err, "response does not fit in a frame");
             let message = format!("response does not fit in a frame: {err}");
-            let error = Response::Error(WireError { errno: Errno::EOVERFLOW, message });
+            let error = Response::Error(WireError {
+                errno: Errno::EOVERFLOW,
+                message,
+            });
             encode_frame(id, &Message::Response(error)).expect("a short error fits in a frame")
         }
     }
@@ -78,7 +87,10 @@ pub(crate) fn encode_response(id: u64, response: Response) -> Vec<u8> {
 /// A protocol-level error response (EPROTO), for frames that are not a
 /// request this agent can run.
 pub(crate) fn protocol_error(message: String) -> Response {
-    Response::Error(WireError { errno: Errno::EPROTO, message })
+    Response::Error(WireError {
+        errno: Errno::EPROTO,
+        message,
+    })
 }
 
 pub(crate) fn kind(message: &Message) -> &'static str {

@@ -48,7 +48,17 @@ async fn seq_read(client: &Arc<AgentClient>, path: &[u8]) -> anyhow::Result<(u64
     let start = Instant::now();
     let (h, _) = client.open(path, open_flags::READ_ONLY, 0, None).await?;
     let mut sink = tokio::io::sink();
-    let n = read_to(client.clone(), h, 0, Pipeline { chunk: 1 << 20, depth: 16 }, &mut sink).await?;
+    let n = read_to(
+        client.clone(),
+        h,
+        0,
+        Pipeline {
+            chunk: 1 << 20,
+            depth: 16,
+        },
+        &mut sink,
+    )
+    .await?;
     client.close(h).await?;
     Ok((n, start.elapsed()))
 }
@@ -58,7 +68,17 @@ async fn seq_write(client: &Arc<AgentClient>, path: &[u8], size: u64) -> anyhow:
     let start = Instant::now();
     let flags = open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::TRUNCATE;
     let (h, _) = client.open(path, flags, 0o644, None).await?;
-    let n = write_from(client.clone(), h, 0, Pipeline { chunk: 1 << 20, depth: 16 }, &mut &data[..]).await?;
+    let n = write_from(
+        client.clone(),
+        h,
+        0,
+        Pipeline {
+            chunk: 1 << 20,
+            depth: 16,
+        },
+        &mut &data[..],
+    )
+    .await?;
     client.fsync(h, false).await?;
     client.close(h).await?;
     Ok((n, start.elapsed()))
@@ -109,16 +129,31 @@ fn ssh_cat_rate(sshd: &Sshd, file: &Path, size: u64) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let tmp = tempfile::Builder::new().prefix("yonder-bench").tempdir_in(args.dir.as_deref().unwrap_or(Path::new("/tmp")))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("yonder-bench")
+        .tempdir_in(args.dir.as_deref().unwrap_or(Path::new("/tmp")))?;
     let root = tmp.path().canonicalize()?;
     let size = args.size_mib * 1024 * 1024;
     std::fs::write(root.join("data"), vec![0xa5u8; size as usize])?;
-    println!("yonder client benchmark: {} MiB file, best of {} runs\n", args.size_mib, args.repeat);
-    println!("{:<8} {:>12} {:>12} {:>14} {:>14}", "", "read MB/s", "write MB/s", "stat/s (1)", "stat/s (64)");
+    println!(
+        "yonder client benchmark: {} MiB file, best of {} runs\n",
+        args.size_mib, args.repeat
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>14} {:>14}",
+        "", "read MB/s", "write MB/s", "stat/s (1)", "stat/s (64)"
+    );
 
-    let sshd = if args.transports.iter().any(|t| t == "ssh") { Some(Sshd::start().map_err(anyhow::Error::msg)?) } else { None };
+    let sshd = if args.transports.iter().any(|t| t == "ssh") {
+        Some(Sshd::start().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
     for transport in &args.transports {
-        let mut options = ConnectOptions { local_agent: Some(args.yonder.clone()), ..Default::default() };
+        let mut options = ConnectOptions {
+            local_agent: Some(args.yonder.clone()),
+            ..Default::default()
+        };
         let source = match transport.as_str() {
             "local" => root.display().to_string(),
             "ssh" => {
@@ -150,7 +185,10 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..args.repeat {
             best = best.max(ssh_cat_rate(sshd, &root.join("data"), size)?);
         }
-        println!("{:<8} {best:>12.0}   (ssh host cat FILE, for reference)", "ssh cat");
+        println!(
+            "{:<8} {best:>12.0}   (ssh host cat FILE, for reference)",
+            "ssh cat"
+        );
     }
     Ok(())
 }

@@ -58,9 +58,17 @@ enum FsCommand {
         paths: Vec<String>,
     },
     /// Write a remote file from LOCAL (or stdin when LOCAL is omitted or `-`).
-    Put { source: String, path: String, local: Option<PathBuf> },
+    Put {
+        source: String,
+        path: String,
+        local: Option<PathBuf>,
+    },
     /// Copy a remote file to LOCAL (or stdout when LOCAL is omitted or `-`).
-    Get { source: String, path: String, local: Option<PathBuf> },
+    Get {
+        source: String,
+        path: String,
+        local: Option<PathBuf>,
+    },
     /// Create directories.
     Mkdir {
         /// Create missing parents; an existing directory is not an error.
@@ -82,7 +90,11 @@ enum FsCommand {
         paths: Vec<String>,
     },
     /// Rename FROM to TO (replacing TO if it is a file).
-    Mv { source: String, from: String, to: String },
+    Mv {
+        source: String,
+        from: String,
+        to: String,
+    },
     /// Create LINK pointing at TARGET (a hard link unless -s).
     Ln {
         /// Symbolic link; TARGET is stored as given.
@@ -136,19 +148,27 @@ fn wire(path: &str) -> Vec<u8> {
 async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
-        FsCommand::Ls { long, format, path, .. } => {
+        FsCommand::Ls {
+            long, format, path, ..
+        } => {
             let path = wire(path.as_deref().unwrap_or(""));
             let attr = client.lstat(&path).await?;
             let mut rows: Vec<(Vec<u8>, Attr)> = if attr.is_dir() {
                 let entries = client.read_dir_all(&path).await?;
-                entries.into_iter().filter_map(|e| Some((e.name.into_vec(), e.attr?))).collect()
+                entries
+                    .into_iter()
+                    .filter_map(|e| Some((e.name.into_vec(), e.attr?)))
+                    .collect()
             } else {
                 vec![(path.clone(), attr)]
             };
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             match format {
                 Format::Json => {
-                    let items: Vec<_> = rows.iter().map(|(name, attr)| JsonAttr::new(name, attr)).collect();
+                    let items: Vec<_> = rows
+                        .iter()
+                        .map(|(name, attr)| JsonAttr::new(name, attr))
+                        .collect();
                     serde_json::to_writer_pretty(&mut stdout, &items)?;
                     writeln!(stdout)?;
                 }
@@ -156,7 +176,11 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
                     for (name, attr) in &rows {
                         let mut line = long_line(name, attr);
                         if attr.is_symlink() {
-                            let full = if attr.is_dir() || path == *name { name.clone() } else { join(&path, name) };
+                            let full = if attr.is_dir() || path == *name {
+                                name.clone()
+                            } else {
+                                join(&path, name)
+                            };
                             if let Ok(target) = client.readlink(&full).await {
                                 line.push_str(" -> ");
                                 line.push_str(&String::from_utf8_lossy(&target));
@@ -208,15 +232,18 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
                         .await
                         .with_context(|| format!("create {}", local.display()))?;
                     read_file(&client, &wire(&path), &mut file).await?;
-                    file.sync_all().await.with_context(|| format!("fsync {}", local.display()))?;
+                    file.sync_all()
+                        .await
+                        .with_context(|| format!("fsync {}", local.display()))?;
                 }
             }
         }
         FsCommand::Put { path, local, .. } => match local.filter(|l| l.as_os_str() != "-") {
             None => write_file(&client, &wire(&path), &mut tokio::io::stdin()).await?,
             Some(local) => {
-                let mut file =
-                    tokio::fs::File::open(&local).await.with_context(|| format!("open {}", local.display()))?;
+                let mut file = tokio::fs::File::open(&local)
+                    .await
+                    .with_context(|| format!("open {}", local.display()))?;
                 write_file(&client, &wire(&path), &mut file).await?;
             }
         },
@@ -229,7 +256,12 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
                 }
             }
         }
-        FsCommand::Rm { recursive, force, paths, .. } => {
+        FsCommand::Rm {
+            recursive,
+            force,
+            paths,
+            ..
+        } => {
             for p in &paths {
                 let path = wire(p);
                 if path.is_empty() {
@@ -239,9 +271,7 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
                     remove_tree(client.clone(), path).await
                 } else {
                     match client.lstat(&path).await {
-                        Ok(attr) if attr.is_dir() => {
-                            Err(RemoteError::os("rm", p.clone(), Errno::EISDIR))
-                        }
+                        Ok(attr) if attr.is_dir() => Err(RemoteError::os("rm", p.clone(), Errno::EISDIR)),
                         Ok(_) => client.unlink(&path).await,
                         Err(e) => Err(e),
                     }
@@ -253,9 +283,16 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
             }
         }
         FsCommand::Mv { from, to, .. } => {
-            client.rename(&wire(&from), &wire(&to), Default::default()).await?;
+            client
+                .rename(&wire(&from), &wire(&to), Default::default())
+                .await?;
         }
-        FsCommand::Ln { symbolic, target, link, .. } => {
+        FsCommand::Ln {
+            symbolic,
+            target,
+            link,
+            ..
+        } => {
             if symbolic {
                 client.symlink(target.as_bytes(), &wire(&link), None).await?;
             } else {
@@ -268,7 +305,10 @@ async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result
                 .filter(|m| *m <= 0o7777)
                 .ok_or_else(|| anyhow::anyhow!("chmod: invalid mode {mode:?} (expected octal, e.g. 644)"))?;
             for p in &paths {
-                let attr = SetAttr { mode: Some(mode), ..Default::default() };
+                let attr = SetAttr {
+                    mode: Some(mode),
+                    ..Default::default()
+                };
                 client.setattr(Target::Path(wire(p).into()), attr).await?;
             }
         }
@@ -345,7 +385,11 @@ async fn mkdir_parents(client: &Arc<AgentClient>, path: &[u8]) -> Result<(), Rem
             Ok(_) => {}
             Err(e) if e.errno() == Errno::EEXIST => {
                 if !client.stat(&prefix).await?.is_dir() {
-                    return Err(RemoteError::os("mkdir", String::from_utf8_lossy(&prefix), Errno::ENOTDIR));
+                    return Err(RemoteError::os(
+                        "mkdir",
+                        String::from_utf8_lossy(&prefix),
+                        Errno::ENOTDIR,
+                    ));
                 }
             }
             Err(e) => return Err(e),
@@ -427,7 +471,10 @@ fn kind_name(attr: &Attr) -> &'static str {
 
 impl JsonAttr {
     fn new(name: &[u8], a: &Attr) -> Self {
-        let t = |t: yonder_remote::proto::Timespec| JsonTime { sec: t.sec, nsec: t.nsec };
+        let t = |t: yonder_remote::proto::Timespec| JsonTime {
+            sec: t.sec,
+            nsec: t.nsec,
+        };
         JsonAttr {
             name: String::from_utf8_lossy(std::ffi::OsStr::from_bytes(name).as_bytes()).into_owned(),
             kind: kind_name(a),

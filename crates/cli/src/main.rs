@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "yonder", version, about = "Mount a remote machine's file system locally")]
+#[command(
+    name = "yonder",
+    version,
+    about = "Mount a remote machine's file system locally"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

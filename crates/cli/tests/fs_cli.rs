@@ -29,7 +29,12 @@ impl Cli {
             ssh_args.push("--agent-path".into());
             ssh_args.push(agent);
         }
-        Cli { dir, source, ssh_args, _sshd: sshd }
+        Cli {
+            dir,
+            source,
+            ssh_args,
+            _sshd: sshd,
+        }
     }
 
     fn disk(&self, rel: &str) -> std::path::PathBuf {
@@ -59,7 +64,11 @@ impl Cli {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -92,11 +101,22 @@ fn commands_work_end_to_end(t: Transport) {
 
     assert_eq!(cli.ok(&["ls", "a"]), "b\n");
     let listing = cli.ok(&["ls", "-l", "a/b"]);
-    assert!(listing.lines().any(|l| l.starts_with("-rw") && l.contains("3000000") && l.ends_with(" big")), "{listing}");
-    assert!(listing.lines().any(|l| l.starts_with("d") && l.ends_with(" c")), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw") && l.contains("3000000") && l.ends_with(" big")),
+        "{listing}"
+    );
+    assert!(
+        listing.lines().any(|l| l.starts_with("d") && l.ends_with(" c")),
+        "{listing}"
+    );
 
     cli.ok(&["ln", "-s", "../notes.txt", "a/link"]);
-    assert_eq!(std::fs::read_link(cli.disk("a/link")).unwrap().to_str().unwrap(), "../notes.txt");
+    assert_eq!(
+        std::fs::read_link(cli.disk("a/link")).unwrap().to_str().unwrap(),
+        "../notes.txt"
+    );
     assert!(cli.ok(&["ls", "-l", "a"]).contains("link -> ../notes.txt"));
 
     let json: serde_json::Value = serde_json::from_str(&cli.ok(&["ls", "--format", "json", "a"])).unwrap();
@@ -106,8 +126,16 @@ fn commands_work_end_to_end(t: Transport) {
     assert_eq!(entries[1]["type"], "symlink");
 
     cli.ok(&["chmod", "600", "notes.txt"]);
-    assert_eq!(std::fs::metadata(cli.disk("notes.txt")).unwrap().permissions().mode() & 0o7777, 0o600);
-    let stat: serde_json::Value = serde_json::from_str(&cli.ok(&["stat", "--format", "json", "notes.txt"])).unwrap();
+    assert_eq!(
+        std::fs::metadata(cli.disk("notes.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o600
+    );
+    let stat: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["stat", "--format", "json", "notes.txt"])).unwrap();
     assert_eq!(stat["mode"], "0600");
     assert_eq!(stat["size"], 11);
     assert_eq!(stat["type"], "file");
@@ -129,8 +157,14 @@ fn errors_are_one_line_with_op_path_and_strerror(t: Transport) {
     let cli = Cli::new(t);
     std::fs::create_dir(cli.disk("d")).unwrap();
     std::fs::write(cli.disk("d/f"), b"").unwrap();
-    assert_eq!(cli.fails(&["cat", "missing"]), "yonder: open missing: No such file or directory\n");
-    assert_eq!(cli.fails(&["stat", "nope/x"]), "yonder: lstat nope/x: No such file or directory\n");
+    assert_eq!(
+        cli.fails(&["cat", "missing"]),
+        "yonder: open missing: No such file or directory\n"
+    );
+    assert_eq!(
+        cli.fails(&["stat", "nope/x"]),
+        "yonder: lstat nope/x: No such file or directory\n"
+    );
     assert_eq!(cli.fails(&["mkdir", "d"]), "yonder: mkdir d: File exists\n");
     assert_eq!(cli.fails(&["rm", "d"]), "yonder: rm d: Is a directory\n");
     assert!(cli.fails(&["rm", "../x"]).contains("Permission denied"));
@@ -161,16 +195,39 @@ fn ssh_errors_are_one_line() {
 #[test]
 fn bad_sources_fail_with_one_line_before_connecting() {
     let run = |args: &[&str]| {
-        let out = Command::new(yonder_bin()).args(args).stdin(Stdio::null()).output().unwrap();
+        let out = Command::new(yonder_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?}");
         String::from_utf8(out.stderr).unwrap()
     };
-    let err = run(&["fs", "ls", "--", "-oProxyCommand=touch /tmp/yonder-pwned:/"]);
-    assert!(err.contains("may not begin with '-'"), "{err}");
-    assert!(!std::path::Path::new("/tmp/yonder-pwned").exists());
+    for hostile in [
+        "-oProxyCommand=true:/srv",
+        "ssh://-oProxyCommand=true/srv",
+        "-lroot@host:/",
+    ] {
+        let err = run(&["fs", "ls", "--", hostile]);
+        assert!(err.contains("may not begin with '-'"), "{hostile}: {err}");
+    }
     let err = run(&["fs", "ls", "/definitely/not/here"]);
-    assert_eq!(err, "yonder: connect /definitely/not/here: No such file or directory\n");
-    let err = run(&["fs", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "ls", "nosuchhost.invalid:/"]);
-    assert!(err.starts_with("yonder: connect ssh://nosuchhost.invalid/"), "{err}");
+    assert_eq!(
+        err,
+        "yonder: connect /definitely/not/here: No such file or directory\n"
+    );
+    let err = run(&[
+        "fs",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=2",
+        "ls",
+        "nosuchhost.invalid:/",
+    ]);
+    assert!(
+        err.starts_with("yonder: connect ssh://nosuchhost.invalid/"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }

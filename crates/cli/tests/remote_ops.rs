@@ -30,9 +30,18 @@ async fn stat_and_lstat(t: Transport) {
     assert_eq!(a.uid, disk.uid());
     assert_eq!(a.gid, disk.gid());
     assert_eq!(a.blocks, disk.blocks());
-    assert_eq!((a.mtime.sec, a.mtime.nsec as i64), (disk.mtime(), disk.mtime_nsec()));
-    assert_eq!((a.ctime.sec, a.ctime.nsec as i64), (disk.ctime(), disk.ctime_nsec()));
-    assert_eq!((a.atime.sec, a.atime.nsec as i64), (disk.atime(), disk.atime_nsec()));
+    assert_eq!(
+        (a.mtime.sec, a.mtime.nsec as i64),
+        (disk.mtime(), disk.mtime_nsec())
+    );
+    assert_eq!(
+        (a.ctime.sec, a.ctime.nsec as i64),
+        (disk.ctime(), disk.ctime_nsec())
+    );
+    assert_eq!(
+        (a.atime.sec, a.atime.nsec as i64),
+        (disk.atime(), disk.atime_nsec())
+    );
     let l = f.client.lstat(b"link").await.unwrap();
     assert!(l.is_symlink());
     assert_eq!(f.client.stat(b"link").await.unwrap().ino, disk.ino());
@@ -47,12 +56,24 @@ async fn escaping_the_root_is_refused(t: Transport) {
     std::fs::create_dir(f.disk("a")).unwrap();
     std::fs::write(f.disk("b"), b"x").unwrap();
     for bad in [&b"../etc/passwd"[..], b"a/../../x", b"..", b"a/../.."] {
-        assert_eq!(errno(f.client.lstat(bad).await), Errno::EACCES, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            errno(f.client.lstat(bad).await),
+            Errno::EACCES,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
-    assert_eq!(errno(f.client.mkdir(b"../outside", 0o755, None).await), Errno::EACCES);
+    assert_eq!(
+        errno(f.client.mkdir(b"../outside", 0o755, None).await),
+        Errno::EACCES
+    );
     assert!(!f.root().parent().unwrap().join("outside").exists());
     assert_eq!(f.client.lstat(b"a/../b").await.unwrap().size, 1);
-    assert_eq!(f.client.lstat(b"/b").await.unwrap().size, 1, "a leading slash means the root");
+    assert_eq!(
+        f.client.lstat(b"/b").await.unwrap().size,
+        1,
+        "a leading slash means the root"
+    );
 }
 
 async fn read_write_fsync_close(t: Transport) {
@@ -71,22 +92,42 @@ async fn read_write_fsync_close(t: Transport) {
     assert_eq!(f.client.fstat(h).await.unwrap().size, 11);
     f.client.close(h).await.unwrap();
     assert_eq!(std::fs::read(f.disk("new")).unwrap(), b"hello WORLD");
-    assert_eq!(std::fs::metadata(f.disk("new")).unwrap().permissions().mode() & 0o7777, 0o640);
+    assert_eq!(
+        std::fs::metadata(f.disk("new")).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
     // The handle is gone after close.
     assert_eq!(errno(f.client.read(h, 0, 1).await), Errno::EBADF);
     // O_EXCL on an existing file, O_TRUNC, O_APPEND.
-    assert_eq!(errno(f.client.open(b"new", flags, 0o640, None).await), Errno::EEXIST);
-    let (h, _) = f.client.open(b"new", open_flags::WRITE_ONLY | open_flags::APPEND, 0, None).await.unwrap();
+    assert_eq!(
+        errno(f.client.open(b"new", flags, 0o640, None).await),
+        Errno::EEXIST
+    );
+    let (h, _) = f
+        .client
+        .open(b"new", open_flags::WRITE_ONLY | open_flags::APPEND, 0, None)
+        .await
+        .unwrap();
     f.client.write(h, 0, b"!".to_vec()).await.unwrap();
     f.client.close(h).await.unwrap();
     assert_eq!(std::fs::read(f.disk("new")).unwrap(), b"hello WORLD!");
-    let (h, a) = f.client.open(b"new", open_flags::WRITE_ONLY | open_flags::TRUNCATE, 0, None).await.unwrap();
+    let (h, a) = f
+        .client
+        .open(b"new", open_flags::WRITE_ONLY | open_flags::TRUNCATE, 0, None)
+        .await
+        .unwrap();
     assert_eq!(a.size, 0);
     f.client.close(h).await.unwrap();
     assert_eq!(std::fs::read(f.disk("new")).unwrap(), b"");
-    assert_eq!(errno(f.client.open(b"missing", open_flags::READ_ONLY, 0, None).await), Errno::ENOENT);
+    assert_eq!(
+        errno(f.client.open(b"missing", open_flags::READ_ONLY, 0, None).await),
+        Errno::ENOENT
+    );
     std::fs::create_dir(f.disk("dir")).unwrap();
-    assert_eq!(errno(f.client.open(b"dir", open_flags::WRITE_ONLY, 0, None).await), Errno::EISDIR);
+    assert_eq!(
+        errno(f.client.open(b"dir", open_flags::WRITE_ONLY, 0, None).await),
+        Errno::EISDIR
+    );
 }
 
 async fn large_reads_and_writes_are_split_and_pipelined(t: Transport) {
@@ -94,16 +135,25 @@ async fn large_reads_and_writes_are_split_and_pipelined(t: Transport) {
     let data: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let flags = open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::TRUNCATE;
     let (h, _) = f.client.open(b"big", flags, 0o644, None).await.unwrap();
-    let pipeline = yonder_remote::transfer::Pipeline { chunk: 1 << 20, depth: 8 };
+    let pipeline = yonder_remote::transfer::Pipeline {
+        chunk: 1 << 20,
+        depth: 8,
+    };
     let written = yonder_remote::transfer::write_from(f.client.clone(), h, 0, pipeline, &mut &data[..])
         .await
         .unwrap();
     assert_eq!(written, data.len() as u64);
     f.client.close(h).await.unwrap();
     assert!(std::fs::read(f.disk("big")).unwrap() == data);
-    let (h, _) = f.client.open(b"big", open_flags::READ_ONLY, 0, None).await.unwrap();
+    let (h, _) = f
+        .client
+        .open(b"big", open_flags::READ_ONLY, 0, None)
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    let read = yonder_remote::transfer::read_to(f.client.clone(), h, 0, pipeline, &mut out).await.unwrap();
+    let read = yonder_remote::transfer::read_to(f.client.clone(), h, 0, pipeline, &mut out)
+        .await
+        .unwrap();
     assert_eq!(read, data.len() as u64);
     assert!(out == data);
 }
@@ -112,29 +162,80 @@ async fn setattr_changes_mode_owner_size_and_times(t: Transport) {
     let f = fixture(t).await;
     std::fs::write(f.disk("f"), b"0123456789").unwrap();
     let path = || Target::Path(b"f".to_vec().into());
-    let a = f.client.setattr(path(), SetAttr { mode: Some(0o600), ..Default::default() }).await.unwrap();
+    let a = f
+        .client
+        .setattr(
+            path(),
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(a.permissions(), 0o600);
-    let a = f.client.setattr(path(), SetAttr { size: Some(4), ..Default::default() }).await.unwrap();
+    let a = f
+        .client
+        .setattr(
+            path(),
+            SetAttr {
+                size: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(a.size, 4);
     assert_eq!(std::fs::read(f.disk("f")).unwrap(), b"0123");
     let before = std::fs::metadata(f.disk("f")).unwrap();
-    let stamp = Timespec { sec: 1_000_000_000, nsec: 123_456_789 };
+    let stamp = Timespec {
+        sec: 1_000_000_000,
+        nsec: 123_456_789,
+    };
     let a = f
         .client
-        .setattr(path(), SetAttr { mtime: SetTime::Set(stamp), atime: SetTime::Omit, ..Default::default() })
+        .setattr(
+            path(),
+            SetAttr {
+                mtime: SetTime::Set(stamp),
+                atime: SetTime::Omit,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(a.mtime, stamp);
     let disk = std::fs::metadata(f.disk("f")).unwrap();
     assert_eq!((disk.mtime(), disk.mtime_nsec()), (1_000_000_000, 123_456_789));
-    assert_eq!((disk.atime(), disk.atime_nsec()), (before.atime(), before.atime_nsec()), "atime omitted");
-    let a = f.client.setattr(path(), SetAttr { atime: SetTime::Now, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        (disk.atime(), disk.atime_nsec()),
+        (before.atime(), before.atime_nsec()),
+        "atime omitted"
+    );
+    let a = f
+        .client
+        .setattr(
+            path(),
+            SetAttr {
+                atime: SetTime::Now,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(a.atime.sec >= before.atime() - 1 && a.atime.sec > 1_000_000_000);
     assert_eq!(a.mtime, stamp, "mtime omitted");
     // Changing the owner needs root; as non-root, setting it to ourselves works.
     let a = f
         .client
-        .setattr(path(), SetAttr { uid: Some(disk.uid()), gid: Some(1), ..Default::default() })
+        .setattr(
+            path(),
+            SetAttr {
+                uid: Some(disk.uid()),
+                gid: Some(1),
+                ..Default::default()
+            },
+        )
         .await;
     if rustix_is_root() {
         let a = a.unwrap();
@@ -144,18 +245,47 @@ async fn setattr_changes_mode_owner_size_and_times(t: Transport) {
         assert_eq!(errno(a), Errno::EPERM);
     }
     // ftruncate through a handle, after the file is unlinked.
-    let (h, _) = f.client.open(b"f", open_flags::READ_WRITE, 0, None).await.unwrap();
+    let (h, _) = f
+        .client
+        .open(b"f", open_flags::READ_WRITE, 0, None)
+        .await
+        .unwrap();
     f.client.unlink(b"f").await.unwrap();
-    let a = f.client.setattr(Target::Handle(h), SetAttr { size: Some(2), ..Default::default() }).await.unwrap();
+    let a = f
+        .client
+        .setattr(
+            Target::Handle(h),
+            SetAttr {
+                size: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(a.size, 2);
     assert_eq!(a.nlink, 0);
     assert_eq!(f.client.read(h, 0, 10).await.unwrap(), b"01");
     f.client.close(h).await.unwrap();
-    assert_eq!(errno(f.client.setattr(path(), SetAttr { size: Some(1), ..Default::default() }).await), Errno::ENOENT);
+    assert_eq!(
+        errno(
+            f.client
+                .setattr(
+                    path(),
+                    SetAttr {
+                        size: Some(1),
+                        ..Default::default()
+                    }
+                )
+                .await
+        ),
+        Errno::ENOENT
+    );
 }
 
 fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 async fn namespace_operations(t: Transport) {
@@ -176,12 +306,29 @@ async fn namespace_operations(t: Transport) {
     assert!(!f.disk("d").exists());
 
     // mknod: a FIFO and a regular file.
-    let a = f.client.mknod(b"fifo", file_type::FIFO | 0o600, 0, 0, None).await.unwrap();
+    let a = f
+        .client
+        .mknod(b"fifo", file_type::FIFO | 0o600, 0, 0, None)
+        .await
+        .unwrap();
     assert_eq!(a.file_type(), file_type::FIFO);
-    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(f.disk("fifo")).unwrap().file_type()));
-    let a = f.client.mknod(b"plain", file_type::REGULAR | 0o644, 0, 0, None).await.unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(f.disk("fifo")).unwrap().file_type()
+    ));
+    let a = f
+        .client
+        .mknod(b"plain", file_type::REGULAR | 0o644, 0, 0, None)
+        .await
+        .unwrap();
     assert!(a.is_file());
-    assert_eq!(errno(f.client.mknod(b"plain", file_type::FIFO | 0o600, 0, 0, None).await), Errno::EEXIST);
+    assert_eq!(
+        errno(
+            f.client
+                .mknod(b"plain", file_type::FIFO | 0o600, 0, 0, None)
+                .await
+        ),
+        Errno::EEXIST
+    );
 
     // symlink targets are stored verbatim, even dangling or absolute ones.
     for target in [&b"../../somewhere/else"[..], b"/etc/passwd", b"plain"] {
@@ -189,7 +336,10 @@ async fn namespace_operations(t: Transport) {
         let a = f.client.symlink(target, b"sl", None).await.unwrap();
         assert!(a.is_symlink());
         assert_eq!(f.client.readlink(b"sl").await.unwrap(), target);
-        assert_eq!(std::fs::read_link(f.disk("sl")).unwrap().as_os_str().len(), target.len());
+        assert_eq!(
+            std::fs::read_link(f.disk("sl")).unwrap().as_os_str().len(),
+            target.len()
+        );
     }
     assert_eq!(errno(f.client.readlink(b"plain").await), Errno::EINVAL);
     assert_eq!(errno(f.client.symlink(b"x", b"plain", None).await), Errno::EEXIST);
@@ -207,8 +357,14 @@ async fn rename_with_flags(t: Transport) {
     let f = fixture(t).await;
     std::fs::write(f.disk("a"), b"A").unwrap();
     std::fs::write(f.disk("b"), b"B").unwrap();
-    let noreplace = RenameFlags { noreplace: true, exchange: false };
-    let exchange = RenameFlags { noreplace: false, exchange: true };
+    let noreplace = RenameFlags {
+        noreplace: true,
+        exchange: false,
+    };
+    let exchange = RenameFlags {
+        noreplace: false,
+        exchange: true,
+    };
     assert_eq!(errno(f.client.rename(b"a", b"b", noreplace).await), Errno::EEXIST);
     f.client.rename(b"a", b"b", exchange).await.unwrap();
     assert_eq!(std::fs::read(f.disk("a")).unwrap(), b"B");
@@ -218,14 +374,29 @@ async fn rename_with_flags(t: Transport) {
     assert_eq!(std::fs::read(f.disk("b")).unwrap(), b"B");
     assert!(!f.disk("a").exists());
     f.client.rename(b"b", b"c", noreplace).await.unwrap();
-    assert_eq!(errno(f.client.rename(b"missing", b"x", RenameFlags::default()).await), Errno::ENOENT);
+    assert_eq!(
+        errno(f.client.rename(b"missing", b"x", RenameFlags::default()).await),
+        Errno::ENOENT
+    );
     std::fs::create_dir(f.disk("dir")).unwrap();
     std::fs::create_dir(f.disk("full")).unwrap();
     std::fs::write(f.disk("full/x"), b"").unwrap();
-    assert_eq!(errno(f.client.rename(b"c", b"dir", RenameFlags::default()).await), Errno::EISDIR);
-    assert_eq!(errno(f.client.rename(b"dir", b"c", RenameFlags::default()).await), Errno::ENOTDIR);
-    assert_eq!(errno(f.client.rename(b"dir", b"full", RenameFlags::default()).await), Errno::ENOTEMPTY);
-    assert_eq!(errno(f.client.rename(b"c", b"../c", RenameFlags::default()).await), Errno::EACCES);
+    assert_eq!(
+        errno(f.client.rename(b"c", b"dir", RenameFlags::default()).await),
+        Errno::EISDIR
+    );
+    assert_eq!(
+        errno(f.client.rename(b"dir", b"c", RenameFlags::default()).await),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        errno(f.client.rename(b"dir", b"full", RenameFlags::default()).await),
+        Errno::ENOTEMPTY
+    );
+    assert_eq!(
+        errno(f.client.rename(b"c", b"../c", RenameFlags::default()).await),
+        Errno::EACCES
+    );
 }
 
 async fn readdir_pages_with_attributes(t: Transport) {
@@ -255,12 +426,22 @@ async fn readdir_pages_with_attributes(t: Transport) {
     }
     assert!(pages >= 25, "{pages} pages");
     seen.sort();
-    assert_eq!(seen, (0..2500).collect::<Vec<_>>(), "every entry exactly once, no . or ..");
+    assert_eq!(
+        seen,
+        (0..2500).collect::<Vec<_>>(),
+        "every entry exactly once, no . or .."
+    );
     let all = f.client.read_dir_all(b"").await.unwrap();
     assert_eq!(all.len(), 1);
-    assert_eq!(errno(f.client.read_dir_page(b"missing", None, 10).await), Errno::ENOENT);
+    assert_eq!(
+        errno(f.client.read_dir_page(b"missing", None, 10).await),
+        Errno::ENOENT
+    );
     std::fs::write(f.disk("file"), b"").unwrap();
-    assert_eq!(errno(f.client.read_dir_page(b"file", None, 10).await), Errno::ENOTDIR);
+    assert_eq!(
+        errno(f.client.read_dir_page(b"file", None, 10).await),
+        Errno::ENOTDIR
+    );
 }
 
 async fn statfs_xattr_access(t: Transport) {
@@ -273,29 +454,80 @@ async fn statfs_xattr_access(t: Transport) {
     assert!(s.name_max >= 255);
 
     std::fs::write(f.disk("f"), b"").unwrap();
-    f.client.setxattr(b"f", b"user.color", b"blue", XattrMode::Create).await.unwrap();
-    assert_eq!(errno(f.client.setxattr(b"f", b"user.color", b"red", XattrMode::Create).await), Errno::EEXIST);
-    assert_eq!(errno(f.client.setxattr(b"f", b"user.none", b"x", XattrMode::Replace).await), Errno::ENODATA);
-    f.client.setxattr(b"f", b"user.color", b"green", XattrMode::Replace).await.unwrap();
-    f.client.setxattr(b"f", b"user.empty", b"", XattrMode::Either).await.unwrap();
+    f.client
+        .setxattr(b"f", b"user.color", b"blue", XattrMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        errno(
+            f.client
+                .setxattr(b"f", b"user.color", b"red", XattrMode::Create)
+                .await
+        ),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        errno(
+            f.client
+                .setxattr(b"f", b"user.none", b"x", XattrMode::Replace)
+                .await
+        ),
+        Errno::ENODATA
+    );
+    f.client
+        .setxattr(b"f", b"user.color", b"green", XattrMode::Replace)
+        .await
+        .unwrap();
+    f.client
+        .setxattr(b"f", b"user.empty", b"", XattrMode::Either)
+        .await
+        .unwrap();
     assert_eq!(f.client.getxattr(b"f", b"user.color").await.unwrap(), b"green");
     assert_eq!(f.client.getxattr(b"f", b"user.empty").await.unwrap(), b"");
     let big = vec![b'v'; 3000];
-    f.client.setxattr(b"f", b"user.big", &big, XattrMode::Either).await.unwrap();
+    f.client
+        .setxattr(b"f", b"user.big", &big, XattrMode::Either)
+        .await
+        .unwrap();
     assert_eq!(f.client.getxattr(b"f", b"user.big").await.unwrap(), big);
     let mut names = f.client.listxattr(b"f").await.unwrap();
     names.sort();
-    assert_eq!(names, vec![b"user.big".to_vec(), b"user.color".to_vec(), b"user.empty".to_vec()]);
+    assert_eq!(
+        names,
+        vec![
+            b"user.big".to_vec(),
+            b"user.color".to_vec(),
+            b"user.empty".to_vec()
+        ]
+    );
     f.client.removexattr(b"f", b"user.color").await.unwrap();
-    assert_eq!(errno(f.client.getxattr(b"f", b"user.color").await), Errno::ENODATA);
-    assert_eq!(errno(f.client.removexattr(b"f", b"user.color").await), Errno::ENODATA);
-    assert_eq!(errno(f.client.getxattr(b"missing", b"user.x").await), Errno::ENOENT);
+    assert_eq!(
+        errno(f.client.getxattr(b"f", b"user.color").await),
+        Errno::ENODATA
+    );
+    assert_eq!(
+        errno(f.client.removexattr(b"f", b"user.color").await),
+        Errno::ENODATA
+    );
+    assert_eq!(
+        errno(f.client.getxattr(b"missing", b"user.x").await),
+        Errno::ENOENT
+    );
 
     f.client.access(b"f", access_mask::EXISTS).await.unwrap();
-    f.client.access(b"f", access_mask::READ | access_mask::WRITE).await.unwrap();
-    assert_eq!(errno(f.client.access(b"missing", access_mask::EXISTS).await), Errno::ENOENT);
+    f.client
+        .access(b"f", access_mask::READ | access_mask::WRITE)
+        .await
+        .unwrap();
+    assert_eq!(
+        errno(f.client.access(b"missing", access_mask::EXISTS).await),
+        Errno::ENOENT
+    );
     if !rustix_is_root() {
-        assert_eq!(errno(f.client.access(b"f", access_mask::EXECUTE).await), Errno::EACCES);
+        assert_eq!(
+            errno(f.client.access(b"f", access_mask::EXECUTE).await),
+            Errno::EACCES
+        );
     }
 }
 
@@ -306,8 +538,15 @@ async fn sixty_four_requests_in_flight(t: Transport) {
     }
     // Hold a slow request (a read on a FIFO nobody writes) while the rest run:
     // responses must come back out of order, matched by id.
-    f.client.mknod(b"fifo", file_type::FIFO | 0o600, 0, 0, None).await.unwrap();
-    let (fifo, _) = f.client.open(b"fifo", open_flags::READ_WRITE, 0, None).await.unwrap();
+    f.client
+        .mknod(b"fifo", file_type::FIFO | 0o600, 0, 0, None)
+        .await
+        .unwrap();
+    let (fifo, _) = f
+        .client
+        .open(b"fifo", open_flags::READ_WRITE, 0, None)
+        .await
+        .unwrap();
     let client = f.client.clone();
     let slow = tokio::spawn(async move { client.read(fifo, 0, 5).await });
     let mut tasks = tokio::task::JoinSet::new();
@@ -322,8 +561,19 @@ async fn sixty_four_requests_in_flight(t: Transport) {
         done += 1;
     }
     assert_eq!(done, 64);
-    assert!(!slow.is_finished(), "the FIFO read is still pending while 64 stats completed");
-    let mut writer = std::fs::OpenOptions::new().write(true).open(f.disk("fifo")).unwrap();
+    assert!(
+        !slow.is_finished(),
+        "the FIFO read is still pending while 64 stats completed: {:?}",
+        if slow.is_finished() {
+            Some(slow.await)
+        } else {
+            None
+        }
+    );
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.disk("fifo"))
+        .unwrap();
     std::io::Write::write_all(&mut writer, b"ready").unwrap();
     assert_eq!(slow.await.unwrap().unwrap(), b"ready");
 }

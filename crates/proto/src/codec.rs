@@ -46,7 +46,10 @@ pub struct DecodeError {
 pub fn parse_length(prefix: [u8; LEN_PREFIX]) -> Result<u32, FrameError> {
     let len = u32::from_be_bytes(prefix);
     if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
     }
     if (len as usize) < ID_LEN {
         return Err(FrameError::TooShort { len });
@@ -57,7 +60,9 @@ pub fn parse_length(prefix: [u8; LEN_PREFIX]) -> Result<u32, FrameError> {
 /// Splits a frame (everything after the length prefix) into id and body.
 pub fn split_frame(frame: &[u8]) -> Result<(u64, &[u8]), FrameError> {
     if frame.len() < ID_LEN {
-        return Err(FrameError::TooShort { len: frame.len() as u32 });
+        return Err(FrameError::TooShort {
+            len: frame.len() as u32,
+        });
     }
     let (id, body) = frame.split_at(ID_LEN);
     Ok((u64::from_be_bytes(id.try_into().expect("split at ID_LEN")), body))
@@ -76,7 +81,10 @@ pub fn encode_frame_into(id: u64, message: &Message, out: &mut Vec<u8>) -> Resul
     let len = out.len() - start - LEN_PREFIX;
     if len > MAX_FRAME_LEN as usize {
         out.truncate(start);
-        return Err(FrameError::TooLarge { len: len.min(u32::MAX as usize) as u32, max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len: len.min(u32::MAX as usize) as u32,
+            max: MAX_FRAME_LEN,
+        });
     }
     out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
@@ -165,7 +173,10 @@ impl FrameDecoder {
         }
         let frame: Vec<u8> = self.buf.drain(..LEN_PREFIX + len).skip(LEN_PREFIX).collect();
         let (id, body) = split_frame(&frame)?;
-        Ok(Some(RawFrame { id, body: body.to_vec() }))
+        Ok(Some(RawFrame {
+            id,
+            body: body.to_vec(),
+        }))
     }
 
     /// Call at end of stream: reports a frame cut short.
@@ -178,6 +189,9 @@ impl FrameDecoder {
         } else {
             LEN_PREFIX
         };
-        Err(FrameError::Truncated { expected, got: self.buf.len() })
+        Err(FrameError::Truncated {
+            expected,
+            got: self.buf.len(),
+        })
     }
 }

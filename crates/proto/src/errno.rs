@@ -100,7 +100,12 @@ errnos! {
 impl Errno {
     /// The host's description of this error, e.g. "No such file or directory".
     pub fn description(self) -> String {
-        std::io::Error::from_raw_os_error(self.to_host()).to_string().split(" (os error").next().unwrap_or_default().to_string()
+        std::io::Error::from_raw_os_error(self.to_host())
+            .to_string()
+            .split(" (os error")
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Errno of an I/O error, EIO when it carries none.

@@ -23,8 +23,7 @@ pub mod message;
 
 pub use codec::{
     decode_body, encode_frame, encode_frame_into, hex_preview, parse_length, split_frame, DecodeError,
-    FrameDecoder, FrameError, RawFrame, FRAME_HEADER_LEN, LEN_PREFIX,
-    MAX_FRAME_LEN,
+    FrameDecoder, FrameError, RawFrame, FRAME_HEADER_LEN, LEN_PREFIX, MAX_FRAME_LEN,
 };
 pub use errno::Errno;
 pub use message::*;

@@ -214,37 +214,114 @@ pub mod access_mask {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Attributes without following a final symlink.
-    Lstat { path: WirePath },
+    Lstat {
+        path: WirePath,
+    },
     /// Attributes following symlinks.
-    Stat { path: WirePath },
+    Stat {
+        path: WirePath,
+    },
     /// Attributes of an open handle.
-    Fstat { handle: Handle },
+    Fstat {
+        handle: Handle,
+    },
     /// One page of a directory listing with attributes. `cursor` is `None`
     /// for the first page and the previous page's `next` after that.
-    ReadDir { path: WirePath, cursor: Option<u64>, max_entries: u32 },
-    Open { path: WirePath, flags: u32, mode: u32, owner: Option<Owner> },
-    Read { handle: Handle, offset: u64, len: u32 },
-    Write { handle: Handle, offset: u64, #[serde(with = "serde_bytes")] data: Vec<u8> },
-    Fsync { handle: Handle, datasync: bool },
-    Close { handle: Handle },
-    Setattr { target: Target, attr: SetAttr },
-    Mkdir { path: WirePath, mode: u32, owner: Option<Owner> },
+    ReadDir {
+        path: WirePath,
+        cursor: Option<u64>,
+        max_entries: u32,
+    },
+    Open {
+        path: WirePath,
+        flags: u32,
+        mode: u32,
+        owner: Option<Owner>,
+    },
+    Read {
+        handle: Handle,
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        handle: Handle,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    Fsync {
+        handle: Handle,
+        datasync: bool,
+    },
+    Close {
+        handle: Handle,
+    },
+    Setattr {
+        target: Target,
+        attr: SetAttr,
+    },
+    Mkdir {
+        path: WirePath,
+        mode: u32,
+        owner: Option<Owner>,
+    },
     /// `mode` includes the file type bits (FIFO, CHAR, BLOCK, SOCKET, REGULAR).
-    Mknod { path: WirePath, mode: u32, rdev_major: u32, rdev_minor: u32, owner: Option<Owner> },
-    Unlink { path: WirePath },
-    Rmdir { path: WirePath },
-    Rename { from: WirePath, to: WirePath, flags: RenameFlags },
+    Mknod {
+        path: WirePath,
+        mode: u32,
+        rdev_major: u32,
+        rdev_minor: u32,
+        owner: Option<Owner>,
+    },
+    Unlink {
+        path: WirePath,
+    },
+    Rmdir {
+        path: WirePath,
+    },
+    Rename {
+        from: WirePath,
+        to: WirePath,
+        flags: RenameFlags,
+    },
     /// Creates `path` as a symlink whose content is `target`, stored as is.
-    Symlink { target: WirePath, path: WirePath, owner: Option<Owner> },
-    Readlink { path: WirePath },
+    Symlink {
+        target: WirePath,
+        path: WirePath,
+        owner: Option<Owner>,
+    },
+    Readlink {
+        path: WirePath,
+    },
     /// Creates `to` as a hard link to `from`.
-    Link { from: WirePath, to: WirePath },
-    Statfs { path: WirePath },
-    GetXattr { path: WirePath, name: WirePath },
-    SetXattr { path: WirePath, name: WirePath, value: WirePath, mode: XattrMode },
-    ListXattr { path: WirePath },
-    RemoveXattr { path: WirePath, name: WirePath },
-    Access { path: WirePath, mask: u32 },
+    Link {
+        from: WirePath,
+        to: WirePath,
+    },
+    Statfs {
+        path: WirePath,
+    },
+    GetXattr {
+        path: WirePath,
+        name: WirePath,
+    },
+    SetXattr {
+        path: WirePath,
+        name: WirePath,
+        value: WirePath,
+        mode: XattrMode,
+    },
+    ListXattr {
+        path: WirePath,
+    },
+    RemoveXattr {
+        path: WirePath,
+        name: WirePath,
+    },
+    Access {
+        path: WirePath,
+        mask: u32,
+    },
 }
 
 impl Request {
@@ -293,7 +370,10 @@ pub enum Response {
     /// Success without a payload.
     Done,
     Attr(Attr),
-    Opened { handle: Handle, attr: Attr },
+    Opened {
+        handle: Handle,
+        attr: Attr,
+    },
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     Written(u32),
     DirPage(DirPage),

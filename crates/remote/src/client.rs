@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
+use yonder_proto::codec::ID_LEN;
 use yonder_proto::{
     decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Errno, Handle,
-    Hello, Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode, LEN_PREFIX,
-    PROTOCOL_VERSION,
+    Hello, Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode,
+    FRAME_HEADER_LEN, LEN_PREFIX, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, String>;
@@ -62,7 +63,10 @@ impl AgentClient {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let connect_err = |reason: String| RemoteError::Connect { source_desc: describe.to_string(), reason };
+        let connect_err = |reason: String| RemoteError::Connect {
+            source_desc: describe.to_string(),
+            reason,
+        };
         let mut reader = BufReader::with_capacity(256 * 1024, reader);
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
 
@@ -81,11 +85,14 @@ impl AgentClient {
         }
         let (id, body) = match read_frame(&mut reader).await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return Err(connect_err("agent closed the connection during the handshake".into())),
+            Ok(None) => {
+                return Err(connect_err(
+                    "agent closed the connection during the handshake".into(),
+                ))
+            }
             Err(err) => return Err(connect_err(format!("handshake: {err}"))),
         };
-        let message: Message =
-            decode_body(&body).map_err(|err| connect_err(format!("handshake: {err}")))?;
+        let message: Message = decode_body(&body).map_err(|err| connect_err(format!("handshake: {err}")))?;
         let peer = match (id, message) {
             (0, Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
             (0, Message::Hello(peer)) => {
@@ -98,11 +105,19 @@ impl AgentClient {
             (_, other) => return Err(connect_err(format!("unexpected handshake reply: {other:?}"))),
         };
 
-        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()) });
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+        });
         let (frames, outgoing) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(writer, outgoing, shared.clone()));
         tokio::spawn(read_loop(reader, shared.clone()));
-        Ok(AgentClient { shared, frames, next_id: AtomicU64::new(1), peer, child: Mutex::new(None) })
+        Ok(AgentClient {
+            shared,
+            frames,
+            next_id: AtomicU64::new(1),
+            peer,
+            child: Mutex::new(None),
+        })
     }
 
     pub(crate) fn attach_child(&self, child: tokio::process::Child) {
@@ -120,27 +135,56 @@ impl AgentClient {
         let op = request.op();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
-        encode_frame_into(id, &Message::Request(request), &mut frame)
-            .map_err(|err| RemoteError::Protocol { op, path: path(), reason: err.to_string() })?;
+        encode_frame_into(id, &Message::Request(request), &mut frame).map_err(|err| {
+            RemoteError::Protocol {
+                op,
+                path: path(),
+                reason: err.to_string(),
+            }
+        })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.shared.pending.lock().expect("pending lock");
             if let Some(reason) = &pending.closed {
-                return Err(RemoteError::Disconnected { op, path: path(), reason: reason.clone() });
+                return Err(RemoteError::Disconnected {
+                    op,
+                    path: path(),
+                    reason: reason.clone(),
+                });
             }
             pending.waiters.insert(id, tx);
         }
         if self.frames.send(frame).is_err() {
-            self.shared.pending.lock().expect("pending lock").waiters.remove(&id);
-            return Err(RemoteError::Disconnected { op, path: path(), reason: "writer stopped".into() });
+            self.shared
+                .pending
+                .lock()
+                .expect("pending lock")
+                .waiters
+                .remove(&id);
+            return Err(RemoteError::Disconnected {
+                op,
+                path: path(),
+                reason: "writer stopped".into(),
+            });
         }
         match rx.await {
-            Ok(Ok(Response::Error(err))) => {
-                Err(RemoteError::Os { op, path: path(), errno: err.errno, detail: err.message })
-            }
+            Ok(Ok(Response::Error(err))) => Err(RemoteError::Os {
+                op,
+                path: path(),
+                errno: err.errno,
+                detail: err.message,
+            }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(reason)) => Err(RemoteError::Disconnected { op, path: path(), reason }),
-            Err(_) => Err(RemoteError::Disconnected { op, path: path(), reason: "reader stopped".into() }),
+            Ok(Err(reason)) => Err(RemoteError::Disconnected {
+                op,
+                path: path(),
+                reason,
+            }),
+            Err(_) => Err(RemoteError::Disconnected {
+                op,
+                path: path(),
+                reason: "reader stopped".into(),
+            }),
         }
     }
 
@@ -161,18 +205,20 @@ impl Drop for AgentClient {
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u64, Vec<u8>)>> {
-    let mut prefix = [0u8; LEN_PREFIX];
-    match reader.read_exact(&mut prefix).await {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    match reader.read_exact(&mut header[..LEN_PREFIX]).await {
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(err) => return Err(err),
     }
+    let prefix = header[..LEN_PREFIX].try_into().expect("4 bytes");
     let len = parse_length(prefix).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut frame = vec![0u8; len as usize];
-    reader.read_exact(&mut frame).await?;
-    let (id, _) = split_frame(&frame).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    frame.drain(..yonder_proto::codec::ID_LEN);
-    Ok(Some((id, frame)))
+    reader.read_exact(&mut header[LEN_PREFIX..]).await?;
+    let (id, _) = split_frame(&header[LEN_PREFIX..]).expect("header holds a whole id");
+    // Read the body straight into its own buffer: no shifting of megabytes.
+    let mut body = vec![0u8; len as usize - ID_LEN];
+    reader.read_exact(&mut body).await?;
+    Ok(Some((id, body)))
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -235,7 +281,11 @@ fn path_buf(p: &[u8]) -> yonder_proto::WirePath {
 }
 
 fn unexpected(op: &'static str, path: String, response: Response) -> RemoteError {
-    RemoteError::Protocol { op, path, reason: format!("unexpected response {response:?}") }
+    RemoteError::Protocol {
+        op,
+        path,
+        reason: format!("unexpected response {response:?}"),
+    }
 }
 
 macro_rules! expect {
@@ -250,12 +300,16 @@ macro_rules! expect {
 #[async_trait]
 impl Remote for AgentClient {
     async fn lstat(&self, path: &[u8]) -> Result<Attr> {
-        let r = self.call_path(Request::Lstat { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Lstat { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "lstat", display_path(path), Response::Attr(a) => a)
     }
 
     async fn stat(&self, path: &[u8]) -> Result<Attr> {
-        let r = self.call_path(Request::Stat { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Stat { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "stat", display_path(path), Response::Attr(a) => a)
     }
 
@@ -265,27 +319,52 @@ impl Remote for AgentClient {
     }
 
     async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage> {
-        let r = self.call_path(Request::ReadDir { path: path_buf(path), cursor, max_entries }, path).await?;
+        let r = self
+            .call_path(
+                Request::ReadDir {
+                    path: path_buf(path),
+                    cursor,
+                    max_entries,
+                },
+                path,
+            )
+            .await?;
         expect!(r, "readdir", display_path(path), Response::DirPage(p) => p)
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
-        let r = self.call_path(Request::Open { path: path_buf(path), flags, mode, owner }, path).await?;
+        let r = self
+            .call_path(
+                Request::Open {
+                    path: path_buf(path),
+                    flags,
+                    mode,
+                    owner,
+                },
+                path,
+            )
+            .await?;
         expect!(r, "open", display_path(path), Response::Opened { handle, attr } => (handle, attr))
     }
 
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let r = self.call_handle(Request::Read { handle, offset, len }, handle).await?;
+        let r = self
+            .call_handle(Request::Read { handle, offset, len }, handle)
+            .await?;
         expect!(r, "read", format!("<handle {handle}>"), Response::Data(d) => d)
     }
 
     async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
-        let r = self.call_handle(Request::Write { handle, offset, data }, handle).await?;
+        let r = self
+            .call_handle(Request::Write { handle, offset, data }, handle)
+            .await?;
         expect!(r, "write", format!("<handle {handle}>"), Response::Written(n) => n)
     }
 
     async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()> {
-        let r = self.call_handle(Request::Fsync { handle, datasync }, handle).await?;
+        let r = self
+            .call_handle(Request::Fsync { handle, datasync }, handle)
+            .await?;
         expect!(r, "fsync", format!("<handle {handle}>"), Response::Done => ())
     }
 
@@ -299,12 +378,23 @@ impl Remote for AgentClient {
             Target::Path(p) => display_path(p),
             Target::Handle(h) => format!("<handle {h}>"),
         };
-        let r = self.call(Request::Setattr { target, attr }, &|| describe.clone()).await?;
+        let r = self
+            .call(Request::Setattr { target, attr }, &|| describe.clone())
+            .await?;
         expect!(r, "setattr", describe, Response::Attr(a) => a)
     }
 
     async fn mkdir(&self, path: &[u8], mode: u32, owner: Option<Owner>) -> Result<Attr> {
-        let r = self.call_path(Request::Mkdir { path: path_buf(path), mode, owner }, path).await?;
+        let r = self
+            .call_path(
+                Request::Mkdir {
+                    path: path_buf(path),
+                    mode,
+                    owner,
+                },
+                path,
+            )
+            .await?;
         expect!(r, "mkdir", display_path(path), Response::Attr(a) => a)
     }
 
@@ -316,76 +406,126 @@ impl Remote for AgentClient {
         rdev_minor: u32,
         owner: Option<Owner>,
     ) -> Result<Attr> {
-        let request = Request::Mknod { path: path_buf(path), mode, rdev_major, rdev_minor, owner };
+        let request = Request::Mknod {
+            path: path_buf(path),
+            mode,
+            rdev_major,
+            rdev_minor,
+            owner,
+        };
         let r = self.call_path(request, path).await?;
         expect!(r, "mknod", display_path(path), Response::Attr(a) => a)
     }
 
     async fn unlink(&self, path: &[u8]) -> Result<()> {
-        let r = self.call_path(Request::Unlink { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Unlink { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "unlink", display_path(path), Response::Done => ())
     }
 
     async fn rmdir(&self, path: &[u8]) -> Result<()> {
-        let r = self.call_path(Request::Rmdir { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Rmdir { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "rmdir", display_path(path), Response::Done => ())
     }
 
     async fn rename(&self, from: &[u8], to: &[u8], flags: RenameFlags) -> Result<()> {
-        let request = Request::Rename { from: path_buf(from), to: path_buf(to), flags };
+        let request = Request::Rename {
+            from: path_buf(from),
+            to: path_buf(to),
+            flags,
+        };
         let describe = || format!("{} -> {}", display_path(from), display_path(to));
         let r = self.call(request, &describe).await?;
         expect!(r, "rename", describe(), Response::Done => ())
     }
 
     async fn symlink(&self, target: &[u8], path: &[u8], owner: Option<Owner>) -> Result<Attr> {
-        let request = Request::Symlink { target: path_buf(target), path: path_buf(path), owner };
+        let request = Request::Symlink {
+            target: path_buf(target),
+            path: path_buf(path),
+            owner,
+        };
         let r = self.call_path(request, path).await?;
         expect!(r, "symlink", display_path(path), Response::Attr(a) => a)
     }
 
     async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
-        let r = self.call_path(Request::Readlink { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Readlink { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "readlink", display_path(path), Response::Bytes(b) => b)
     }
 
     async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr> {
-        let request = Request::Link { from: path_buf(from), to: path_buf(to) };
+        let request = Request::Link {
+            from: path_buf(from),
+            to: path_buf(to),
+        };
         let describe = || format!("{} -> {}", display_path(from), display_path(to));
         let r = self.call(request, &describe).await?;
         expect!(r, "link", describe(), Response::Attr(a) => a)
     }
 
     async fn statfs(&self, path: &[u8]) -> Result<StatFs> {
-        let r = self.call_path(Request::Statfs { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::Statfs { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "statfs", display_path(path), Response::StatFs(s) => s)
     }
 
     async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>> {
-        let r = self.call_path(Request::GetXattr { path: path_buf(path), name: path_buf(name) }, path).await?;
+        let r = self
+            .call_path(
+                Request::GetXattr {
+                    path: path_buf(path),
+                    name: path_buf(name),
+                },
+                path,
+            )
+            .await?;
         expect!(r, "getxattr", display_path(path), Response::Bytes(b) => b)
     }
 
     async fn setxattr(&self, path: &[u8], name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
-        let request =
-            Request::SetXattr { path: path_buf(path), name: path_buf(name), value: path_buf(value), mode };
+        let request = Request::SetXattr {
+            path: path_buf(path),
+            name: path_buf(name),
+            value: path_buf(value),
+            mode,
+        };
         let r = self.call_path(request, path).await?;
         expect!(r, "setxattr", display_path(path), Response::Done => ())
     }
 
     async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let r = self.call_path(Request::ListXattr { path: path_buf(path) }, path).await?;
+        let r = self
+            .call_path(Request::ListXattr { path: path_buf(path) }, path)
+            .await?;
         expect!(r, "listxattr", display_path(path), Response::Names(n) => n.into_iter().map(|b| b.into_vec()).collect())
     }
 
     async fn removexattr(&self, path: &[u8], name: &[u8]) -> Result<()> {
-        let request = Request::RemoveXattr { path: path_buf(path), name: path_buf(name) };
+        let request = Request::RemoveXattr {
+            path: path_buf(path),
+            name: path_buf(name),
+        };
         let r = self.call_path(request, path).await?;
         expect!(r, "removexattr", display_path(path), Response::Done => ())
     }
 
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
-        let r = self.call_path(Request::Access { path: path_buf(path), mask }, path).await?;
+        let r = self
+            .call_path(
+                Request::Access {
+                    path: path_buf(path),
+                    mask,
+                },
+                path,
+            )
+            .await?;
         expect!(r, "access", display_path(path), Response::Done => ())
     }
 }

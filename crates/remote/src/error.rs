@@ -8,13 +8,26 @@ pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
 pub enum RemoteError {
     /// The remote system call failed; `errno` is faithful to the remote's.
     #[error("{op} {path}: {}", errno.description())]
-    Os { op: &'static str, path: String, errno: Errno, detail: String },
+    Os {
+        op: &'static str,
+        path: String,
+        errno: Errno,
+        detail: String,
+    },
     /// The connection to the agent is gone; the operation's outcome is unknown.
     #[error("{op} {path}: connection to the agent lost: {reason}")]
-    Disconnected { op: &'static str, path: String, reason: String },
+    Disconnected {
+        op: &'static str,
+        path: String,
+        reason: String,
+    },
     /// The peer sent something this side cannot understand.
     #[error("{op} {path}: protocol error: {reason}")]
-    Protocol { op: &'static str, path: String, reason: String },
+    Protocol {
+        op: &'static str,
+        path: String,
+        reason: String,
+    },
     /// Establishing the connection failed (spawn, ssh, handshake).
     #[error("connect {source_desc}: {reason}")]
     Connect { source_desc: String, reason: String },
@@ -32,7 +45,12 @@ impl RemoteError {
     }
 
     pub fn os(op: &'static str, path: impl Into<String>, errno: Errno) -> Self {
-        RemoteError::Os { op, path: path.into(), errno, detail: String::new() }
+        RemoteError::Os {
+            op,
+            path: path.into(),
+            errno,
+            detail: String::new(),
+        }
     }
 }
 

@@ -17,8 +17,15 @@ use tokio::process::{Child, Command};
 /// Where the directory tree to serve lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    Local { root: PathBuf },
-    Ssh { user: Option<String>, host: String, port: Option<u16>, path: String },
+    Local {
+        root: PathBuf,
+    },
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,7 +37,10 @@ pub struct SourceError {
 
 impl Source {
     pub fn parse(text: &str) -> std::result::Result<Source, SourceError> {
-        let fail = |reason: &str| SourceError { source_text: text.to_string(), reason: reason.to_string() };
+        let fail = |reason: &str| SourceError {
+            source_text: text.to_string(),
+            reason: reason.to_string(),
+        };
         if text.is_empty() {
             return Err(fail("empty source"));
         }
@@ -38,7 +48,9 @@ impl Source {
             if path.is_empty() {
                 return Err(fail("empty local path"));
             }
-            return Ok(Source::Local { root: PathBuf::from(path) });
+            return Ok(Source::Local {
+                root: PathBuf::from(path),
+            });
         }
         if let Some(rest) = text.strip_prefix("ssh://") {
             let (authority, path) = match rest.find('/') {
@@ -54,13 +66,23 @@ impl Source {
         if let Some(colon) = find_scp_colon(text) {
             let (authority, path) = (&text[..colon], &text[colon + 1..]);
             let (user, host) = split_user(authority);
-            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
             return Source::ssh(user, host, None, path.to_string()).map_err(|r| fail(&r));
         }
-        Ok(Source::Local { root: PathBuf::from(text) })
+        Ok(Source::Local {
+            root: PathBuf::from(text),
+        })
     }
 
-    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: String) -> std::result::Result<Source, String> {
+    fn ssh(
+        user: Option<&str>,
+        host: &str,
+        port: Option<u16>,
+        path: String,
+    ) -> std::result::Result<Source, String> {
         // A host or user that begins with '-' would be parsed by ssh as an
         // option (the sshfs CVE); refuse it outright, and pass it after `--`.
         if host.is_empty() {
@@ -76,7 +98,12 @@ impl Source {
         if path.contains('\0') || path.contains('\n') {
             return Err("path contains a NUL or newline".into());
         }
-        Ok(Source::Ssh { user: user.map(str::to_string), host: host.to_string(), port, path })
+        Ok(Source::Ssh {
+            user: user.map(str::to_string),
+            host: host.to_string(),
+            port,
+            path,
+        })
     }
 
     /// Short human description, used in errors.
@@ -89,8 +116,13 @@ fn check_ssh_word(what: &str, word: &str) -> std::result::Result<(), String> {
     if word.starts_with('-') {
         return Err(format!("{what} name may not begin with '-'"));
     }
-    if word.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"') {
-        return Err(format!("{what} name contains whitespace, quotes or control characters"));
+    if word
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"')
+    {
+        return Err(format!(
+            "{what} name contains whitespace, quotes or control characters"
+        ));
     }
     Ok(())
 }
@@ -146,7 +178,12 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Local { root } => write!(f, "{}", root.display()),
-            Source::Ssh { user, host, port, path } => {
+            Source::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => {
                 f.write_str("ssh://")?;
                 if let Some(user) = user {
                     write!(f, "{user}@")?;
@@ -196,13 +233,22 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
                     reason: format!("cannot find the yonder executable: {e}"),
                 })?,
             };
-            let mut argv = vec![program.to_string_lossy().into_owned(), "agent".into(), "--stdio".into()];
+            let mut argv = vec![
+                program.to_string_lossy().into_owned(),
+                "agent".into(),
+                "--stdio".into(),
+            ];
             argv.extend(options.agent_args.iter().cloned());
             argv.push("--root".into());
             argv.push(root.to_string_lossy().into_owned());
             Ok(argv)
         }
-        Source::Ssh { user, host, port, path } => {
+        Source::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => {
             let mut argv: Vec<String> = match &options.ssh_command {
                 Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
                 None => vec!["ssh".into()],
@@ -258,7 +304,10 @@ pub fn shell_quote(word: &str) -> String {
 /// Starts the agent for `source` and completes the handshake.
 pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
     let describe = source.describe();
-    let connect_err = |reason: String| RemoteError::Connect { source_desc: describe.clone(), reason };
+    let connect_err = |reason: String| RemoteError::Connect {
+        source_desc: describe.clone(),
+        reason,
+    };
     if let Source::Local { root } = source {
         match std::fs::metadata(root) {
             Ok(meta) if meta.is_dir() => {}
@@ -278,6 +327,8 @@ pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<AgentC
         .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
+    enlarge_pipe(&stdin);
+    enlarge_pipe(&stdout);
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
@@ -307,15 +358,27 @@ async fn explain_failure(
     let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
     let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
     match (said, status) {
-        (Some(line), _) => {
-            RemoteError::Connect { source_desc: describe.to_string(), reason: line.trim().to_string() }
-        }
+        (Some(line), _) => RemoteError::Connect {
+            source_desc: describe.to_string(),
+            reason: line.trim().to_string(),
+        },
         (None, Ok(Ok(status))) if !status.success() => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!("agent exited with {status} during the handshake"),
         },
         _ => err,
     }
+}
+
+/// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
+/// maximum), so a 1 MiB read response crosses in one wakeup instead of 16.
+fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
+        tracing::debug!(%err, "cannot enlarge pipe");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
 }
 
 async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
@@ -335,27 +398,64 @@ mod tests {
     use super::*;
 
     fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Source {
-        Source::Ssh { user: user.map(str::to_string), host: host.into(), port, path: path.into() }
+        Source::Ssh {
+            user: user.map(str::to_string),
+            host: host.into(),
+            port,
+            path: path.into(),
+        }
     }
 
     #[test]
     fn parses_every_source_form() {
-        assert_eq!(Source::parse("/srv/data").unwrap(), Source::Local { root: "/srv/data".into() });
-        assert_eq!(Source::parse("data").unwrap(), Source::Local { root: "data".into() });
-        assert_eq!(Source::parse("./a:b").unwrap(), Source::Local { root: "./a:b".into() });
-        assert_eq!(Source::parse("local:a:b").unwrap(), Source::Local { root: "a:b".into() });
+        assert_eq!(
+            Source::parse("/srv/data").unwrap(),
+            Source::Local {
+                root: "/srv/data".into()
+            }
+        );
+        assert_eq!(
+            Source::parse("data").unwrap(),
+            Source::Local { root: "data".into() }
+        );
+        assert_eq!(
+            Source::parse("./a:b").unwrap(),
+            Source::Local { root: "./a:b".into() }
+        );
+        assert_eq!(
+            Source::parse("local:a:b").unwrap(),
+            Source::Local { root: "a:b".into() }
+        );
         assert_eq!(Source::parse("host:").unwrap(), ssh(None, "host", None, ""));
-        assert_eq!(Source::parse("me@host:/srv").unwrap(), ssh(Some("me"), "host", None, "/srv"));
-        assert_eq!(Source::parse("host:rel/dir").unwrap(), ssh(None, "host", None, "rel/dir"));
+        assert_eq!(
+            Source::parse("me@host:/srv").unwrap(),
+            ssh(Some("me"), "host", None, "/srv")
+        );
+        assert_eq!(
+            Source::parse("host:rel/dir").unwrap(),
+            ssh(None, "host", None, "rel/dir")
+        );
         assert_eq!(Source::parse("[::1]:/x").unwrap(), ssh(None, "::1", None, "/x"));
         assert_eq!(Source::parse("ssh://host").unwrap(), ssh(None, "host", None, ""));
-        assert_eq!(Source::parse("ssh://me@host:2222/srv/d").unwrap(), ssh(Some("me"), "host", Some(2222), "/srv/d"));
-        assert_eq!(Source::parse("ssh://[::1]:22/").unwrap(), ssh(None, "::1", Some(22), "/"));
+        assert_eq!(
+            Source::parse("ssh://me@host:2222/srv/d").unwrap(),
+            ssh(Some("me"), "host", Some(2222), "/srv/d")
+        );
+        assert_eq!(
+            Source::parse("ssh://[::1]:22/").unwrap(),
+            ssh(None, "::1", Some(22), "/")
+        );
     }
 
     #[test]
     fn refuses_hosts_and_users_that_look_like_options() {
-        for bad in ["-oProxyCommand=touch /tmp/x:/", "ssh://-oProxyCommand=x/", "-l:x", "me@-host:/", "-u@host:/"] {
+        for bad in [
+            "-oProxyCommand=touch /tmp/x:/",
+            "ssh://-oProxyCommand=x/",
+            "-l:x",
+            "me@-host:/",
+            "-u@host:/",
+        ] {
             let err = Source::parse(bad).unwrap_err();
             assert!(err.reason.contains("may not begin with '-'"), "{bad}: {err}");
         }
@@ -377,7 +477,17 @@ mod tests {
         assert_eq!(
             argv,
             [
-                "ssh", "-o", "StrictHostKeyChecking=no", "-T", "-x", "-p", "2222", "-l", "me", "--", "host",
+                "ssh",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-T",
+                "-x",
+                "-p",
+                "2222",
+                "-l",
+                "me",
+                "--",
+                "host",
                 "exec /opt/yonder agent --stdio --root '/srv/my data'"
             ]
         );

@@ -20,7 +20,10 @@ pub struct Pipeline {
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Pipeline { chunk: 1024 * 1024, depth: 8 }
+        Pipeline {
+            chunk: 1024 * 1024,
+            depth: 8,
+        }
     }
 }
 
@@ -50,7 +53,9 @@ pub async fn read_to<R: Remote + ?Sized, W: AsyncWrite + Unpin>(
         while !eof && in_flight.len() < pipeline.depth {
             let remote = remote.clone();
             let at = next_offset;
-            in_flight.push_back(tokio::spawn(async move { remote.read(handle, at, pipeline.chunk).await }));
+            in_flight.push_back(tokio::spawn(async move {
+                remote.read(handle, at, pipeline.chunk).await
+            }));
             next_offset += pipeline.chunk as u64;
         }
         let Some(next) = in_flight.pop_front() else { break };
@@ -83,7 +88,10 @@ pub async fn write_from<R: Remote + ?Sized, S: AsyncRead + Unpin>(
     while !done || !in_flight.is_empty() {
         while !done && in_flight.len() < pipeline.depth {
             let mut chunk = Vec::with_capacity(pipeline.chunk as usize);
-            let n = (&mut *source).take(pipeline.chunk as u64).read_to_end(&mut chunk).await?;
+            let n = (&mut *source)
+                .take(pipeline.chunk as u64)
+                .read_to_end(&mut chunk)
+                .await?;
             if n == 0 {
                 done = true;
                 break;
@@ -91,7 +99,9 @@ pub async fn write_from<R: Remote + ?Sized, S: AsyncRead + Unpin>(
             let remote = remote.clone();
             let write_at = at;
             at += n as u64;
-            in_flight.push_back(tokio::spawn(async move { remote.write(handle, write_at, chunk).await }));
+            in_flight.push_back(tokio::spawn(async move {
+                remote.write(handle, write_at, chunk).await
+            }));
         }
         if let Some(next) = in_flight.pop_front() {
             next.await.expect("write task panicked")?;

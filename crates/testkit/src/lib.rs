@@ -20,7 +20,10 @@ pub struct Sshd {
 fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(())
 }
@@ -43,10 +46,15 @@ impl Sshd {
     /// test that silently skips its ssh half proves nothing.
     pub fn start() -> Result<Sshd, String> {
         let sshd = find_sshd()?;
-        let dir = tempfile::Builder::new().prefix("yonder-sshd").tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-sshd")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let d = dir.path();
         for key in ["host_key", "client_key"] {
-            run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join(key)))?;
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key)))?;
         }
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).map_err(|e| e.to_string())?;
         // sshd insists on its privilege-separation directory.
@@ -65,10 +73,17 @@ impl Sshd {
             .arg(d.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(
+                std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?,
+            ))
             .spawn()
             .map_err(|e| format!("start sshd: {e}"))?;
-        let mut server = Sshd { child, port, dir, user: current_user() };
+        let mut server = Sshd {
+            child,
+            port,
+            dir,
+            user: current_user(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -124,7 +139,13 @@ impl Sshd {
             argv.push("-o".into());
             argv.push(o);
         }
-        argv.extend(["-p".into(), self.port.to_string(), "-l".into(), self.user.clone(), "127.0.0.1".into()]);
+        argv.extend([
+            "-p".into(),
+            self.port.to_string(),
+            "-l".into(),
+            self.user.clone(),
+            "127.0.0.1".into(),
+        ]);
         argv
     }
 }

@@ -38,7 +38,10 @@ pub fn yonder_bin() -> PathBuf {
 
 /// The source string and options that reach `root` over `transport`.
 pub fn source_for(transport: Transport, root: &Path, sshd: Option<&Sshd>) -> (String, ConnectOptions) {
-    let mut options = ConnectOptions { local_agent: Some(yonder_bin()), ..Default::default() };
+    let mut options = ConnectOptions {
+        local_agent: Some(yonder_bin()),
+        ..Default::default()
+    };
     match transport {
         Transport::Local => (root.display().to_string(), options),
         Transport::Ssh => {
@@ -51,15 +54,27 @@ pub fn source_for(transport: Transport, root: &Path, sshd: Option<&Sshd>) -> (St
 }
 
 pub async fn fixture(transport: Transport) -> Fixture {
-    let dir = tempfile::Builder::new().prefix("yonder-test").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("yonder-test")
+        .tempdir()
+        .expect("tempdir");
     let sshd = match transport {
         Transport::Local => None,
         Transport::Ssh => Some(Sshd::start().expect("start test sshd")),
     };
     let (source, options) = source_for(transport, dir.path(), sshd.as_ref());
     let source = Source::parse(&source).expect("parse source");
-    let client = yonder_remote::connect(&source, &options).await.unwrap_or_else(|e| {
-        panic!("connect {source}: {e}\nsshd log: {}", sshd.as_ref().map(|s| s.log()).unwrap_or_default())
-    });
-    Fixture { client: Arc::new(client), dir, sshd }
+    let client = yonder_remote::connect(&source, &options)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connect {source}: {e}\nsshd log: {}",
+                sshd.as_ref().map(|s| s.log()).unwrap_or_default()
+            )
+        });
+    Fixture {
+        client: Arc::new(client),
+        dir,
+        sshd,
+    }
 }
