@@ -15,6 +15,7 @@ mod error;
 mod handles;
 mod ops;
 mod paths;
+mod stdio;
 mod wire;
 
 pub use error::AgentError;
@@ -96,7 +97,15 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
         .enable_all()
         .build()
         .map_err(|source| AgentError::Runtime { source })?;
-    let result = runtime.block_on(serve(config, tokio::io::stdin(), tokio::io::stdout()));
+    let result = runtime.block_on(async {
+        let io_err = |source| AgentError::Io {
+            op: "setting up stdin/stdout",
+            source,
+        };
+        let reader = stdio::stdin().map_err(io_err)?;
+        let writer = stdio::stdout().map_err(io_err)?;
+        serve(config, reader, writer).await
+    });
     // Blocking threads stuck in a system call (or in a read of stdin after a
     // protocol error) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -158,7 +167,20 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result
 /// [`MAX_IN_FLIGHT`] too.
 struct Outgoing {
     frame: Vec<u8>,
+    /// A read's data, sent after `frame` from the buffer it was read into.
+    payload: Vec<u8>,
     _slot: OwnedSemaphorePermit,
+}
+
+impl Outgoing {
+    fn new(id: u64, response: Response, slot: OwnedSemaphorePermit) -> Outgoing {
+        let (frame, payload) = encode_response(id, response);
+        Outgoing {
+            frame,
+            payload,
+            _slot: slot,
+        }
+    }
 }
 
 async fn read_requests<R: AsyncRead + Unpin>(
@@ -182,10 +204,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     let response = run(&agent, id, request);
                     // Fails only when the writer is gone, and then serve is
                     // returning anyway.
-                    let _ = tx.send(Outgoing {
-                        frame: encode_response(id, response),
-                        _slot: slot,
-                    });
+                    let _ = tx.send(Outgoing::new(id, response, slot));
                 });
                 continue;
             }
@@ -198,10 +217,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 protocol_error(err.to_string())
             }
         };
-        let _ = tx.send(Outgoing {
-            frame: encode_response(id, response),
-            _slot: slot,
-        });
+        let _ = tx.send(Outgoing::new(id, response, slot));
     }
     tracing::debug!("client closed the connection");
     Ok(())
@@ -240,9 +256,11 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     };
     while let Some(first) = rx.recv().await {
         writer.write_all(&first.frame).await.map_err(io_err)?;
+        writer.write_all(&first.payload).await.map_err(io_err)?;
         drop(first);
         while let Ok(next) = rx.try_recv() {
             writer.write_all(&next.frame).await.map_err(io_err)?;
+            writer.write_all(&next.payload).await.map_err(io_err)?;
         }
         writer.flush().await.map_err(io_err)?;
     }

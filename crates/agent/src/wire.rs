@@ -69,19 +69,30 @@ async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std:
 /// Encodes a response frame. A response too large for a frame (which the
 /// operations are built never to produce) becomes an error response, so the
 /// client is answered either way.
-pub(crate) fn encode_response(id: u64, response: Response) -> Vec<u8> {
-    match encode_frame(id, &Message::Response(response)) {
-        Ok(frame) => frame,
-        Err(err) => {
-            tracing::warn!(id, %err, "response does not fit in a frame");
-            let message = format!("response does not fit in a frame: {err}");
-            let error = Response::Error(WireError {
-                errno: Errno::EOVERFLOW,
-                message,
-            });
-            encode_frame(id, &Message::Response(error)).expect("a short error fits in a frame")
-        }
+///
+/// Returns the frame and, for a read's data, the payload to send after it
+/// unchanged: a megabyte of data is not copied into a frame buffer.
+pub(crate) fn encode_response(id: u64, response: Response) -> (Vec<u8>, Vec<u8>) {
+    if let Response::Data(payload) = response {
+        return match yonder_proto::codec::encode_data_response_header(id, payload.len()) {
+            Ok(header) => (header, payload),
+            Err(err) => (too_large(id, err), Vec::new()),
+        };
     }
+    match encode_frame(id, &Message::Response(response)) {
+        Ok(frame) => (frame, Vec::new()),
+        Err(err) => (too_large(id, err), Vec::new()),
+    }
+}
+
+fn too_large(id: u64, err: FrameError) -> Vec<u8> {
+    tracing::warn!(id, %err, "response does not fit in a frame");
+    let message = format!("response does not fit in a frame: {err}");
+    let error = Response::Error(WireError {
+        errno: Errno::EOVERFLOW,
+        message,
+    });
+    encode_frame(id, &Message::Response(error)).expect("a short error fits in a frame")
 }
 
 /// A protocol-level error response (EPROTO), for frames that are not a

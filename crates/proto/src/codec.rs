@@ -133,6 +133,65 @@ pub fn hex_preview(bytes: &[u8], max: usize) -> String {
     s
 }
 
+/// Longest body prefix [`data_response_header`] needs to see.
+pub const DATA_HEADER_MAX: usize = 2 + 10;
+
+/// If `prefix` (the first bytes of a frame body whose full length is
+/// `body_len`) starts a `Message::Response(Response::Data(..))`, returns
+/// the length of the header before the payload bytes.
+///
+/// This lets a reader put a read's payload straight into its own buffer
+/// instead of decoding (copying) a megabyte per response; the layout is
+/// postcard's: variant index, variant index, varint length, bytes.
+pub fn data_response_header(prefix: &[u8], body_len: usize) -> Option<usize> {
+    // Variant indices of Message::Response and Response::Data.
+    const RESPONSE: u8 = 2;
+    const DATA: u8 = 3;
+    if prefix.len() < 3 || prefix[0] != RESPONSE || prefix[1] != DATA {
+        return None;
+    }
+    let mut len: u64 = 0;
+    for (i, byte) in prefix[2..].iter().enumerate().take(10) {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let header = 2 + i + 1;
+            return (header as u64 + len == body_len as u64).then_some(header);
+        }
+    }
+    None
+}
+
+/// Encodes everything of a `Response::Data` frame but the payload itself,
+/// so a writer can send the payload from the buffer it was read into.
+/// `header ++ payload` equals `encode_frame(id, Response::Data(payload))`.
+pub fn encode_data_response_header(id: u64, payload_len: usize) -> Result<Vec<u8>, FrameError> {
+    let mut varint = [0u8; 10];
+    let mut n = payload_len as u64;
+    let mut used = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        varint[used] = if n == 0 { byte } else { byte | 0x80 };
+        used += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = ID_LEN + 2 + used + payload_len;
+    if len > MAX_FRAME_LEN as usize {
+        return Err(FrameError::TooLarge {
+            len: len.min(u32::MAX as usize) as u32,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + 2 + used);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&[2, 3]);
+    out.extend_from_slice(&varint[..used]);
+    Ok(out)
+}
+
 /// A decoded frame: its id and undecoded body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {

@@ -211,7 +211,7 @@ fn message() -> impl Strategy<Value = Message> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn every_message_round_trips(id in any::<u64>(), msg in message()) {
@@ -252,6 +252,25 @@ proptest! {
         let err = decoder.finish().unwrap_err();
         let truncated = matches!(err, FrameError::Truncated { got, .. } if got == keep);
         prop_assert!(truncated, "{:?}", err);
+    }
+
+    #[test]
+    fn data_response_payload_is_found_without_decoding(data in prop::collection::vec(any::<u8>(), 0..20_000), other in message()) {
+        let frame = encode_frame(5, &Message::Response(Response::Data(data.clone()))).unwrap();
+        let body = &frame[12..];
+        let header = yonder_proto::codec::data_response_header(body, body.len()).unwrap();
+        prop_assert_eq!(&body[header..], &data[..]);
+        let mut split = yonder_proto::codec::encode_data_response_header(5, data.len()).unwrap();
+        split.extend_from_slice(&data);
+        prop_assert_eq!(&split, &frame, "header ++ payload is the same frame");
+        let frame = encode_frame(5, &other).unwrap();
+        let body = &frame[12..];
+        if let Some(header) = yonder_proto::codec::data_response_header(body, body.len()) {
+            // Only a Data response may match, and then at the same place.
+            let decoded = decode_body::<Message>(body).unwrap();
+            let matches = matches!(&decoded, Message::Response(Response::Data(d)) if d[..] == body[header..]);
+            prop_assert!(matches, "{:?}", decoded);
+        }
     }
 
     #[test]

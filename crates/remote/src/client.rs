@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
-use yonder_proto::codec::ID_LEN;
+use yonder_proto::codec::{data_response_header, DATA_HEADER_MAX, ID_LEN};
 use yonder_proto::{
     decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Errno, Handle,
     Hello, Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode,
@@ -91,6 +91,9 @@ impl AgentClient {
                 ))
             }
             Err(err) => return Err(connect_err(format!("handshake: {err}"))),
+        };
+        let Incoming::Body(body) = body else {
+            return Err(connect_err("agent answered the handshake with data".into()));
         };
         let message: Message = decode_body(&body).map_err(|err| connect_err(format!("handshake: {err}")))?;
         let peer = match (id, message) {
@@ -203,8 +206,14 @@ impl Drop for AgentClient {
     }
 }
 
+/// A frame's id and body; a read's payload arrives already split out.
+enum Incoming {
+    Body(Vec<u8>),
+    Data(Vec<u8>),
+}
+
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u64, Incoming)>> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     match reader.read_exact(&mut header[..LEN_PREFIX]).await {
         Ok(_) => {}
@@ -215,10 +224,23 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Opt
     let len = parse_length(prefix).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     reader.read_exact(&mut header[LEN_PREFIX..]).await?;
     let (id, _) = split_frame(&header[LEN_PREFIX..]).expect("header holds a whole id");
-    // Read the body straight into its own buffer: no shifting of megabytes.
-    let mut body = vec![0u8; len as usize - ID_LEN];
-    reader.read_exact(&mut body).await?;
-    Ok(Some((id, body)))
+    let body_len = len as usize - ID_LEN;
+    // Peek at the start of the body: a read's payload goes straight into a
+    // buffer of its own, with no decode copy and no shifting of megabytes.
+    let mut start = [0u8; DATA_HEADER_MAX];
+    let peek = body_len.min(DATA_HEADER_MAX);
+    reader.read_exact(&mut start[..peek]).await?;
+    let (skip, kind): (usize, fn(Vec<u8>) -> Incoming) = match data_response_header(&start[..peek], body_len)
+    {
+        Some(header) => (header, Incoming::Data),
+        None => (0, Incoming::Body),
+    };
+    let mut body = Vec::with_capacity(body_len - skip);
+    body.extend_from_slice(&start[skip.min(peek)..peek]);
+    body.resize(body_len - skip, 0);
+    let already = peek.saturating_sub(skip);
+    reader.read_exact(&mut body[already..]).await?;
+    Ok(Some((id, kind(body))))
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -258,6 +280,13 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<S
         let Some(waiter) = waiter else {
             tracing::warn!(id, "response for an unknown request id");
             continue;
+        };
+        let body = match body {
+            Incoming::Data(data) => {
+                let _ = waiter.send(Ok(Response::Data(data)));
+                continue;
+            }
+            Incoming::Body(body) => body,
         };
         let reply = match decode_body::<Message>(&body) {
             Ok(Message::Response(response)) => Ok(response),

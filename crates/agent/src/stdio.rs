@@ -1,0 +1,60 @@
+//! Non-blocking stdin/stdout for the agent.
+//!
+//! `tokio::io::stdin`/`stdout` run every read and write on the blocking
+//! thread pool, through an extra buffer: one thread hop and one copy per
+//! frame. The agent's stdio is almost always a pipe (local spawn, sshd) or a
+//! socket, which tokio can drive directly with epoll, so use that and keep
+//! the generic path only for terminals and files.
+
+use std::os::fd::{AsFd, OwnedFd};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
+pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+enum Kind {
+    Pipe,
+    Socket,
+    Other,
+}
+
+fn kind(fd: &impl AsFd) -> Kind {
+    match rustix::fs::fstat(fd) {
+        Ok(st) => match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Fifo => Kind::Pipe,
+            rustix::fs::FileType::Socket => Kind::Socket,
+            _ => Kind::Other,
+        },
+        Err(_) => Kind::Other,
+    }
+}
+
+fn dup(fd: impl AsFd) -> std::io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}
+
+/// stdin as an async reader. Must be called inside a tokio runtime.
+pub(crate) fn stdin() -> std::io::Result<Reader> {
+    let fd = std::io::stdin();
+    Ok(match kind(&fd) {
+        Kind::Pipe => Box::new(tokio::net::unix::pipe::Receiver::from_owned_fd(dup(fd)?)?),
+        Kind::Socket => Box::new(socket(dup(fd)?)?),
+        Kind::Other => Box::new(tokio::io::stdin()),
+    })
+}
+
+/// stdout as an async writer. Must be called inside a tokio runtime.
+pub(crate) fn stdout() -> std::io::Result<Writer> {
+    let fd = std::io::stdout();
+    Ok(match kind(&fd) {
+        Kind::Pipe => Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(dup(fd)?)?),
+        Kind::Socket => Box::new(socket(dup(fd)?)?),
+        Kind::Other => Box::new(tokio::io::stdout()),
+    })
+}
+
+fn socket(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(stream)
+}
