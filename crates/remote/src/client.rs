@@ -15,12 +15,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::sync::{mpsc, oneshot};
 use yonder_proto::codec::{data_response_header, DATA_HEADER_MAX, ID_LEN};
 use yonder_proto::{
-    decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Errno, Handle,
-    Hello, Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode,
-    FRAME_HEADER_LEN, LEN_PREFIX, PROTOCOL_VERSION,
+    decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Handle, Hello,
+    Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode, FRAME_HEADER_LEN,
+    LEN_PREFIX, PROTOCOL_VERSION,
 };
 
-type Reply = std::result::Result<Response, String>;
+type Reply = std::result::Result<Response, Failure>;
+
+/// Why a request got no response from the agent.
+enum Failure {
+    Disconnected(String),
+    /// The response arrived but could not be understood.
+    Protocol(String),
+}
 
 struct Shared {
     pending: Mutex<Pending>,
@@ -40,7 +47,7 @@ impl Shared {
             pending.closed = Some(reason.clone());
         }
         for (_, waiter) in pending.waiters.drain() {
-            let _ = waiter.send(Err(reason.clone()));
+            let _ = waiter.send(Err(Failure::Disconnected(reason.clone())));
         }
     }
 }
@@ -178,7 +185,12 @@ impl AgentClient {
                 detail: err.message,
             }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(reason)) => Err(RemoteError::Disconnected {
+            Ok(Err(Failure::Disconnected(reason))) => Err(RemoteError::Disconnected {
+                op,
+                path: path(),
+                reason,
+            }),
+            Ok(Err(Failure::Protocol(reason))) => Err(RemoteError::Protocol {
                 op,
                 path: path(),
                 reason,
@@ -290,14 +302,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<S
         };
         let reply = match decode_body::<Message>(&body) {
             Ok(Message::Response(response)) => Ok(response),
-            Ok(other) => Ok(Response::Error(yonder_proto::WireError {
-                errno: Errno::EPROTO,
-                message: format!("expected a response, got {other:?}"),
-            })),
-            Err(err) => Ok(Response::Error(yonder_proto::WireError {
-                errno: Errno::EPROTO,
-                message: err.to_string(),
-            })),
+            Ok(other) => Err(Failure::Protocol(format!("expected a response, got {other:?}"))),
+            Err(err) => Err(Failure::Protocol(err.to_string())),
         };
         let _ = waiter.send(reply);
     };

@@ -239,8 +239,8 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
                 "--stdio".into(),
             ];
             argv.extend(options.agent_args.iter().cloned());
-            argv.push("--root".into());
-            argv.push(root.to_string_lossy().into_owned());
+            // `--root=` keeps a path that begins with '-' from reading as a flag.
+            argv.push(format!("--root={}", root.to_string_lossy()));
             Ok(argv)
         }
         Source::Ssh {
@@ -283,8 +283,8 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
                 remote.push(' ');
                 remote.push_str(&shell_quote(arg));
             }
-            remote.push_str(" --root ");
-            remote.push_str(&shell_quote(root));
+            remote.push(' ');
+            remote.push_str(&shell_quote(&format!("--root={root}")));
             argv.push(remote);
             Ok(argv)
         }
@@ -295,7 +295,7 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
 /// unchanged, so that `~/bin/yonder` still gets tilde expansion.
 pub fn shell_quote(word: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+~=,:@%".contains(c);
-    if !word.is_empty() && word.chars().all(safe) && !word.starts_with('-') {
+    if !word.is_empty() && word.chars().all(safe) {
         return word.to_string();
     }
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn refuses_hosts_and_users_that_look_like_options() {
         for bad in [
-            "-oProxyCommand=touch /tmp/x:/",
+            "-oProxyCommand=true:/x",
             "ssh://-oProxyCommand=x/",
             "-l:x",
             "me@-host:/",
@@ -488,7 +488,7 @@ mod tests {
                 "me",
                 "--",
                 "host",
-                "exec /opt/yonder agent --stdio --root '/srv/my data'"
+                "exec /opt/yonder agent --stdio '--root=/srv/my data'"
             ]
         );
     }
@@ -496,9 +496,9 @@ mod tests {
     #[test]
     fn remote_paths_relative_to_home() {
         let argv = agent_command(&ssh(None, "h", None, "~/x"), &ConnectOptions::default()).unwrap();
-        assert!(argv.last().unwrap().ends_with("--root x"), "{argv:?}");
+        assert!(argv.last().unwrap().ends_with("--root=x"), "{argv:?}");
         let argv = agent_command(&ssh(None, "h", None, ""), &ConnectOptions::default()).unwrap();
-        assert!(argv.last().unwrap().ends_with("--root ."), "{argv:?}");
+        assert!(argv.last().unwrap().ends_with("--root=."), "{argv:?}");
     }
 
     #[test]
