@@ -263,6 +263,13 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
                 argv.push("-o".into());
                 argv.push(option.clone());
             }
+            // ssh keeps the first value it sees for an option, so these
+            // defaults come after the user's: a dead link is noticed within
+            // about 15 s instead of the kernel's TCP timeout of many minutes.
+            for default in ["ServerAliveInterval=5", "ServerAliveCountMax=3"] {
+                argv.push("-o".into());
+                argv.push(default.into());
+            }
             // No tty (the stream must be 8-bit clean), no X11 forwarding.
             argv.extend(["-T".into(), "-x".into()]);
             if let Some(port) = port {
@@ -480,6 +487,10 @@ mod tests {
                 "ssh",
                 "-o",
                 "StrictHostKeyChecking=no",
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=3",
                 "-T",
                 "-x",
                 "-p",
