@@ -18,6 +18,9 @@ use yonder_remote::{AgentClient, Remote, RemoteError, Source};
 
 #[derive(Args)]
 pub struct FsArgs {
+    /// Pass an option to ssh, as `-o KEY=VALUE` (repeatable).
+    #[arg(short = 'o', value_name = "SSH_OPTION")]
+    ssh_option: Vec<String>,
     #[command(flatten)]
     connect: ConnectArgs,
     #[command(subcommand)]
@@ -135,7 +138,9 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
     let source = Source::parse(args.command.source())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = Arc::new(yonder_remote::connect(&source, &args.connect.options()).await?);
+        let mut options = args.connect.options();
+        options.ssh_options = args.ssh_option;
+        let client = Arc::new(yonder_remote::connect(&source, &options).await?);
         execute(client, args.command).await
     })
 }

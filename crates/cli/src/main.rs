@@ -5,6 +5,7 @@
 mod agent_cmd;
 mod fs_cmd;
 mod logging;
+mod mount_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,22 +27,27 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Scripting commands on a SOURCE without mounting it.
     Fs(fs_cmd::FsArgs),
+    /// Mount SOURCE at MOUNTPOINT (in the foreground; Ctrl+C unmounts).
+    Mount(mount_cmd::MountArgs),
+    /// Unmount a yonder mount, including one whose process has died.
+    #[command(alias = "umount")]
+    Unmount(mount_cmd::UnmountArgs),
 }
 
 /// How to reach the agent; shared by every command that takes a SOURCE.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConnectArgs {
-    /// Pass an option to ssh, as `-o KEY=VALUE` (repeatable).
-    #[arg(short = 'o', value_name = "SSH_OPTION", global = true)]
+    /// Options for ssh (`KEY=VALUE`); each command decides how `-o` fills it.
+    #[arg(skip)]
     pub ssh_option: Vec<String>,
     /// Program (and arguments) to run instead of `ssh`.
-    #[arg(long, value_name = "COMMAND", global = true)]
+    #[arg(long, value_name = "COMMAND")]
     pub ssh_command: Option<String>,
     /// Path of `yonder` on the remote machine.
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH")]
     pub agent_path: Option<String>,
     /// Log debug detail to stderr.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
 }
 
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Fs(args) => fs_cmd::run(args),
+        Command::Mount(args) => mount_cmd::run(args),
+        Command::Unmount(args) => mount_cmd::unmount(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,164 @@
+//! `yonder mount` and `yonder unmount`.
+//!
+//! `-o` takes comma-separated options, as sshfs does, for both layers: a key
+//! that begins with an upper-case letter is an ssh option (`-o
+//! IdentityFile=~/.ssh/k`, `-o ProxyJump=bastion`; ssh's option names are
+//! all capitalised), anything else is a mount option (`-o noexec`,
+//! `-o default_permissions`, `-o fsname=data`).
+
+use crate::ConnectArgs;
+use anyhow::Context as _;
+use clap::Args;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use yonder_remote::{Remote, Source};
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// What to mount: a local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
+    source: String,
+    /// Where to mount it; created if missing.
+    mountpoint: PathBuf,
+    /// Refuse every change.
+    #[arg(long)]
+    read_only: bool,
+    /// Seconds the kernel and yonder trust file attributes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    attr_ttl: f64,
+    /// Seconds the kernel and yonder trust directory entries and listings.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    dir_ttl: f64,
+    /// Let other users (and root) use the mount; non-root mounters need
+    /// `user_allow_other` in /etc/fuse.conf.
+    #[arg(long)]
+    allow_other: bool,
+    /// Mount over a directory that is not empty, hiding its contents.
+    #[arg(long)]
+    allow_non_empty: bool,
+    /// Options, comma-separated and repeatable: `KEY=VALUE` with a
+    /// capitalised KEY goes to ssh, anything else is a mount option.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+#[derive(Args)]
+pub struct UnmountArgs {
+    /// The mount point.
+    mountpoint: PathBuf,
+    /// Detach now even if busy; the mount goes once its files are closed.
+    #[arg(short = 'z', long)]
+    lazy: bool,
+}
+
+/// Splits `-o` values into (ssh options, mount options).
+fn split_options(values: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut ssh = Vec::new();
+    let mut mount = Vec::new();
+    for option in values.iter().flat_map(|v| v.split(',')).filter(|o| !o.is_empty()) {
+        if option.starts_with(|c: char| c.is_ascii_uppercase()) && option.contains('=') {
+            ssh.push(option.to_string());
+        } else {
+            mount.push(option.to_string());
+        }
+    }
+    (ssh, mount)
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value >= 0.0,
+        "--{name} must be a number of seconds >= 0, not {value}"
+    );
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Creates a missing mount point; refuses a file or (without
+/// `allow_non_empty`) a non-empty directory, before anything connects.
+fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create mount point {}", path.display())),
+        Err(e) => Err(anyhow::anyhow!("mount point {}: {e}", path.display())),
+        Ok(meta) => {
+            let meta = if meta.file_type().is_symlink() {
+                std::fs::metadata(path).with_context(|| format!("mount point {}", path.display()))?
+            } else {
+                meta
+            };
+            anyhow::ensure!(meta.is_dir(), "mount point {} is not a directory", path.display());
+            if !allow_non_empty {
+                let mut entries =
+                    std::fs::read_dir(path).with_context(|| format!("mount point {}", path.display()))?;
+                anyhow::ensure!(
+                    entries.next().is_none(),
+                    "mount point {} is not empty (use --allow-non-empty to mount over it)",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.connect.debug, None)?;
+    let source = Source::parse(&args.source)?;
+    let (ssh_options, mount_options) = split_options(&args.options);
+    let options = yonder_fuse::MountOptions {
+        read_only: args.read_only,
+        attr_ttl: seconds("attr-ttl", args.attr_ttl)?,
+        dir_ttl: seconds("dir-ttl", args.dir_ttl)?,
+        allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
+        default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
+        allow_non_empty: args.allow_non_empty || mount_options.iter().any(|o| o == "nonempty"),
+        fuse_options: mount_options.into_iter().filter(|o| o != "nonempty").collect(),
+        debug: args.connect.debug,
+        fs_name: Some(args.source.clone()),
+    };
+    prepare_mountpoint(&args.mountpoint, options.allow_non_empty)?;
+    let mut connect = args.connect.options();
+    connect.ssh_options.extend(ssh_options);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("yonder")
+        .build()?;
+    let remote: Arc<dyn Remote> = runtime.block_on(async {
+        let client = yonder_remote::connect(&source, &connect).await?;
+        anyhow::Ok(Arc::new(client) as Arc<dyn Remote>)
+    })?;
+    let session = yonder_fuse::mount(remote, runtime.handle().clone(), &args.mountpoint, &options)?;
+    // Scripts wait for this line: the mount is usable once it is printed.
+    println!("{}", session.mountpoint().display());
+    std::io::stdout().flush()?;
+    session.run_until_signal()?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
+    yonder_fuse::unmount(&args.mountpoint, args.lazy)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capitalised_keys_go_to_ssh() {
+        let (ssh, mount) = split_options(&[
+            "IdentityFile=/k,default_permissions".into(),
+            "noexec".into(),
+            "Port=2222".into(),
+            "fsname=x".into(),
+        ]);
+        assert_eq!(ssh, ["IdentityFile=/k", "Port=2222"]);
+        assert_eq!(mount, ["default_permissions", "noexec", "fsname=x"]);
+    }
+}
