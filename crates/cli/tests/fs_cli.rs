@@ -231,3 +231,28 @@ fn bad_sources_fail_with_one_line_before_connecting() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn ssh_missing_remote_path_fails_naming_it() {
+    let sshd = Sshd::start().expect("start sshd");
+    let missing = std::path::Path::new("/nonexistent/yonder-test-root");
+    let (source, options) = support::source_for(Transport::Ssh, missing, Some(&sshd));
+    let mut cmd = Command::new(yonder_bin());
+    cmd.arg("fs");
+    for o in options.ssh_options {
+        cmd.args(["-o", &o]);
+    }
+    let out = cmd
+        .args(["--agent-path", &options.agent_path.unwrap(), "ls", &source])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("yonder: connect {source}: ")), "{err}");
+    assert!(
+        err.contains("/nonexistent/yonder-test-root") && err.contains("No such file or directory"),
+        "{err}"
+    );
+}

@@ -365,10 +365,15 @@ async fn explain_failure(
     let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
     let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
     match (said, status) {
-        (Some(line), _) => RemoteError::Connect {
-            source_desc: describe.to_string(),
-            reason: line.trim().to_string(),
-        },
+        (Some(line), _) => {
+            // The remote agent's own errors start with "yonder: " already.
+            let line = line.trim();
+            let reason = line.strip_prefix("yonder: ").unwrap_or(line).to_string();
+            RemoteError::Connect {
+                source_desc: describe.to_string(),
+                reason,
+            }
+        }
         (None, Ok(Ok(status))) if !status.success() => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!("agent exited with {status} during the handshake"),

@@ -98,10 +98,6 @@ impl InodeTable {
         self.nodes.get(&ino)
     }
 
-    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        self.nodes.get_mut(&ino)
-    }
-
     /// The remote path of an inode; `None` if it has no resolvable name
     /// (unlinked, or unknown).
     pub fn path(&self, ino: Ino) -> Option<Vec<u8>> {
@@ -372,8 +368,7 @@ impl InodeTable {
         self.sweep_at = (self.nodes.len() * 2).max(4096);
     }
 
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn len_nodes(&self) -> usize {
         self.nodes.len()
     }
 }
@@ -452,7 +447,7 @@ mod tests {
         t.open_dec(40);
         assert!(t.get(40).is_none());
         assert_eq!(t.ino_of(ROOT_INO, b"a"), None);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.len_nodes(), 1);
     }
 
     #[test]

@@ -1,1 +1,38 @@
+//! yonder's virtual file system: the layer between a mount frontend (FUSE,
+//! later others) and a [`yonder_remote::Remote`].
+//!
+//! The API mirrors the operating system's file API, addressed by inode and
+//! handle numbers, and knows nothing of any frontend. Modelled on rclone's
+//! `vfs/`, one module per concept:
+//!
+//! - [`inode`](crate::Vfs::lookup): inode numbers taken from the remote's
+//!   (hard links share one; the root is 1), lookup counts, and the names that
+//!   turn an inode back into a remote path;
+//! - handles: open files (a remote handle each) and directory streams;
+//! - caches: attributes (`attr_ttl`) and names (`dir_ttl`), with
+//!   [`Vfs::invalidate_path`] / [`Vfs::invalidate_inode`] for change
+//!   notifications;
+//! - write coalescing ([`VfsOptions::write_buffer`]) with errors reported at
+//!   write, flush or fsync;
+//! - sequential-read detection with pipelined readahead.
 
+mod attr;
+mod dir;
+mod error;
+pub mod flags;
+mod handle;
+mod inode;
+mod options;
+mod readahead;
+mod vfs;
+mod write;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use attr::{Caller, FileAttr, FileKind, Fh, Ino, ROOT_INO};
+pub use dir::DirItem;
+pub use error::{Result, VfsError};
+pub use options::VfsOptions;
+pub use vfs::{Vfs, VfsStats};
+pub use yonder_proto::{access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode};

@@ -1,0 +1,599 @@
+//! The `fuser::Filesystem` implementation: translates each kernel request to
+//! a [`Vfs`] call run as its own task, so a slow remote operation never holds
+//! up the requests behind it.
+
+use crate::convert::{errno, file_type, fuse_attr, set_time};
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno as FuseErrno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::runtime::Handle;
+use yonder_vfs::flags::open_flags_from_host;
+use yonder_vfs::{Caller, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
+
+/// Largest request the kernel may send or ask for, bounded by what the
+/// kernel allows (`fs.fuse.max_pages_limit` pages, 1 MiB by default).
+fn max_io_size() -> u32 {
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
+    let pages = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(256)
+        .clamp(32, 4096);
+    pages.saturating_mul(page).min(16 << 20)
+}
+
+pub(crate) struct FuseFs {
+    pub vfs: Arc<Vfs>,
+    pub rt: Handle,
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    pub debug: bool,
+}
+
+fn caller(req: &Request, umask: u32) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid(), umask }
+}
+
+fn bytes(name: &OsStr) -> Vec<u8> {
+    name.as_bytes().to_vec()
+}
+
+impl FuseFs {
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.rt.spawn(fut);
+    }
+
+    /// Logs a failed operation. Expected failures (a lookup of a missing
+    /// name) are only interesting when debugging.
+    fn fail(debug: bool, err: &VfsError) -> FuseErrno {
+        let e = err.errno();
+        let routine = matches!(e, yonder_vfs::Errno::ENOENT | yonder_vfs::Errno::ENODATA | yonder_vfs::Errno::EEXIST);
+        if debug || !routine {
+            tracing::debug!("{err}");
+        }
+        errno(err)
+    }
+
+    fn entry_reply(&self) -> (Duration, Duration, bool) {
+        (self.attr_ttl, self.entry_ttl, self.debug)
+    }
+}
+
+macro_rules! trace_op {
+    ($self:ident, $($arg:tt)*) => {
+        if $self.debug {
+            tracing::debug!($($arg)*);
+        }
+    };
+}
+
+impl fuser::Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_MAX_PAGES
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_ASYNC_DIO;
+        let supported = wanted & config.capabilities();
+        if let Err(missing) = config.add_capabilities(supported) {
+            tracing::debug!("kernel lacks FUSE capabilities {missing:?}");
+        }
+        let io = max_io_size();
+        if let Err(max) = config.set_max_write(io) {
+            let _ = config.set_max_write(max);
+        }
+        // The kernel only lets this be lowered from what it offered.
+        if let Err(max) = config.set_max_readahead(io) {
+            let _ = config.set_max_readahead(max);
+        }
+        // Room for many concurrent readahead and background requests.
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        tracing::debug!("FUSE init: capabilities {supported:?}, max_write {io}");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let vfs = self.vfs.clone();
+        if let Err(e) = crate::block_on(&self.rt, async move { vfs.flush_all().await }) {
+            tracing::warn!("flushing buffered writes at unmount: {e}");
+        }
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        trace_op!(self, "lookup {parent} {name:?}");
+        let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(name));
+        let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        self.spawn(async move {
+            match vfs.lookup(&caller, parent.0, &name).await {
+                Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        trace_op!(self, "getattr {ino} {fh:?}");
+        let (vfs, ttl, debug) = (self.vfs.clone(), self.attr_ttl, self.debug);
+        self.spawn(async move {
+            match vfs.getattr(ino.0, fh.map(|f| f.0)).await {
+                Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        trace_op!(self, "setattr {ino} mode {mode:?} uid {uid:?} gid {gid:?} size {size:?} fh {fh:?}");
+        let attr = SetAttr {
+            mode: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: set_time(atime),
+            mtime: set_time(mtime),
+        };
+        let (vfs, caller, ttl, debug) = (self.vfs.clone(), caller(req, 0), self.attr_ttl, self.debug);
+        self.spawn(async move {
+            match vfs.setattr(&caller, ino.0, fh.map(|f| f.0), attr).await {
+                Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        trace_op!(self, "mknod {parent} {name:?} {mode:o} {rdev}");
+        let (vfs, caller, name) = (self.vfs.clone(), caller(req, umask), bytes(name));
+        let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        let (major, minor) = (libc::major(rdev as libc::dev_t), libc::minor(rdev as libc::dev_t));
+        self.spawn(async move {
+            match vfs.mknod(&caller, parent.0, &name, mode, major, minor).await {
+                Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        trace_op!(self, "mkdir {parent} {name:?} {mode:o}");
+        let (vfs, caller, name) = (self.vfs.clone(), caller(req, umask), bytes(name));
+        let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        self.spawn(async move {
+            match vfs.mkdir(&caller, parent.0, &name, mode).await {
+                Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        trace_op!(self, "unlink {parent} {name:?}");
+        let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, 0), bytes(name), self.debug);
+        self.spawn(async move {
+            match vfs.unlink(&caller, parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        trace_op!(self, "rmdir {parent} {name:?}");
+        let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, 0), bytes(name), self.debug);
+        self.spawn(async move {
+            match vfs.rmdir(&caller, parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        trace_op!(self, "symlink {parent} {link_name:?} -> {target:?}");
+        let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(link_name));
+        let target = target.as_os_str().as_bytes().to_vec();
+        let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        self.spawn(async move {
+            match vfs.symlink(&caller, parent.0, &name, &target).await {
+                Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: FuseRenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        trace_op!(self, "rename {parent} {name:?} -> {newparent} {newname:?} flags {flags}");
+        let known = FuseRenameFlags::RENAME_NOREPLACE | FuseRenameFlags::RENAME_EXCHANGE;
+        if !known.contains(flags) {
+            // RENAME_WHITEOUT is for overlay file systems.
+            reply.error(FuseErrno::EINVAL);
+            return;
+        }
+        let rflags = RenameFlags {
+            noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
+        };
+        let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
+        let (name, newname) = (bytes(name), bytes(newname));
+        self.spawn(async move {
+            match vfs.rename(&caller, parent.0, &name, newparent.0, &newname, rflags).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        trace_op!(self, "link {ino} -> {newparent} {newname:?}");
+        let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(newname));
+        let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        self.spawn(async move {
+            match vfs.link(&caller, ino.0, newparent.0, &name).await {
+                Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        trace_op!(self, "open {ino} {:#x}", flags.0);
+        let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
+        self.spawn(async move {
+            match vfs.open(&caller, ino.0, open_flags_from_host(flags.0)).await {
+                // No FOPEN_KEEP_CACHE: the page cache is dropped on open, which
+                // gives close-to-open consistency with other remote writers.
+                Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (vfs, data, debug) = (self.vfs.clone(), data.to_vec(), self.debug);
+        self.spawn(async move {
+            match vfs.write(fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let vfs = self.vfs.clone();
+        self.spawn(async move {
+            // The kernel ignores release errors; flush reported any.
+            if let Err(e) = vfs.release(fh.0).await {
+                tracing::debug!("{e}");
+            }
+            reply.ok();
+        });
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.fsync(fh.0, datasync).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        trace_op!(self, "opendir {ino}");
+        let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
+        self.spawn(async move {
+            match vfs.opendir(&caller, ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.readdir(fh.0, offset).await {
+                Ok(items) => {
+                    for item in items {
+                        if reply.add(INodeNo(item.ino), item.offset, file_type(item.kind), OsStr::from_bytes(&item.name))
+                        {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        // One TTL covers both the entry and its attributes here.
+        let ttl = self.attr_ttl.min(self.entry_ttl);
+        self.spawn(async move {
+            let items = match vfs.readdir(fh.0, offset).await {
+                Ok(items) => items,
+                Err(e) => return reply.error(Self::fail(debug, &e)),
+            };
+            for item in items {
+                let name = OsStr::from_bytes(&item.name);
+                if item.is_dot_or_dotdot() {
+                    // The kernel neither counts nor caches these.
+                    let attr = crate::convert::placeholder_dir_attr(item.ino);
+                    if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
+                        break;
+                    }
+                    continue;
+                }
+                let Some(attr) = vfs.remember(ino.0, &item).await else { continue };
+                if reply.add(INodeNo(attr.ino), item.offset, name, &ttl, &fuse_attr(&attr), Generation(0)) {
+                    // Did not fit: the kernel will not count this lookup.
+                    vfs.forget(attr.ino, 1);
+                    break;
+                }
+            }
+            reply.ok();
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        let vfs = self.vfs.clone();
+        self.spawn(async move {
+            let _ = vfs.releasedir(fh.0).await;
+            reply.ok();
+        });
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Directory operations are not buffered; the remote has them.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.statfs(ino.0).await {
+                Ok(s) => reply.statfs(
+                    s.blocks,
+                    s.blocks_free,
+                    s.blocks_available,
+                    s.files,
+                    s.files_free,
+                    s.block_size as u32,
+                    s.name_max as u32,
+                    s.fragment_size as u32,
+                ),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        trace_op!(self, "setxattr {ino} {name:?} flags {flags}");
+        if position != 0 {
+            reply.error(FuseErrno::EINVAL);
+            return;
+        }
+        let mode = match flags {
+            0 => XattrMode::Either,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => return reply.error(FuseErrno::EINVAL),
+        };
+        let (vfs, name, value, debug) = (self.vfs.clone(), bytes(name), value.to_vec(), self.debug);
+        self.spawn(async move {
+            match vfs.setxattr(ino.0, &name, &value, mode).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
+        self.spawn(async move {
+            match vfs.getxattr(ino.0, &name).await {
+                Ok(value) => reply_xattr(reply, &value, size),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.listxattr(ino.0).await {
+                Ok(names) => {
+                    let mut list = Vec::new();
+                    for name in names {
+                        list.extend_from_slice(&name);
+                        list.push(0);
+                    }
+                    reply_xattr(reply, &list, size);
+                }
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
+        self.spawn(async move {
+            match vfs.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
+        self.spawn(async move {
+            match vfs.access(&caller, ino.0, mask.bits() as u32).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        trace_op!(self, "create {parent} {name:?} {mode:o} flags {flags:#x}");
+        let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, umask), bytes(name), self.debug);
+        // One TTL covers both the entry and its attributes here.
+        let ttl = self.attr_ttl.min(self.entry_ttl);
+        self.spawn(async move {
+            match vfs.create(&caller, parent.0, &name, mode, open_flags_from_host(flags)).await {
+                Ok((fh, a)) => {
+                    reply.created(&ttl, &fuse_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty())
+                }
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+}
+
+/// Answers a getxattr/listxattr: the size for a probe (`size` 0), ERANGE if
+/// the caller's buffer is too small, else the data.
+fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(FuseErrno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}

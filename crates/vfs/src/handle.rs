@@ -1,0 +1,101 @@
+//! The handle table: open files and directories, each tied to an inode and,
+//! for files, to the remote's handle.
+
+use crate::attr::{Fh, Ino};
+use crate::dir::DirStream;
+use crate::readahead::Readahead;
+use crate::write::FileIo;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use yonder_proto::Handle;
+
+pub(crate) struct OpenFile {
+    pub fh: Fh,
+    pub ino: Ino,
+    pub remote: Handle,
+    /// Protocol open flags.
+    pub flags: u32,
+    pub append: bool,
+    pub io: tokio::sync::Mutex<FileIo>,
+    /// Set while the write buffer holds data; lets readers of the inode skip
+    /// taking every handle's lock.
+    pub dirty: AtomicBool,
+    pub readahead: Mutex<Readahead>,
+}
+
+impl OpenFile {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) struct OpenDir {
+    pub ino: Ino,
+    pub stream: tokio::sync::Mutex<DirStream>,
+}
+
+#[derive(Default)]
+pub(crate) struct HandleTable {
+    files: HashMap<Fh, Arc<OpenFile>>,
+    dirs: HashMap<Fh, Arc<OpenDir>>,
+    by_ino: HashMap<Ino, Vec<Fh>>,
+    next: Fh,
+}
+
+impl HandleTable {
+    fn alloc(&mut self) -> Fh {
+        // 0 stays unused: some frontends treat it as "no handle".
+        self.next += 1;
+        self.next
+    }
+
+    pub fn insert_file(&mut self, make: impl FnOnce(Fh) -> OpenFile) -> Arc<OpenFile> {
+        let fh = self.alloc();
+        let file = Arc::new(make(fh));
+        self.by_ino.entry(file.ino).or_default().push(fh);
+        self.files.insert(fh, file.clone());
+        file
+    }
+
+    pub fn insert_dir(&mut self, dir: OpenDir) -> Fh {
+        let fh = self.alloc();
+        self.dirs.insert(fh, Arc::new(dir));
+        fh
+    }
+
+    pub fn file(&self, fh: Fh) -> Option<Arc<OpenFile>> {
+        self.files.get(&fh).cloned()
+    }
+
+    pub fn dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
+        self.dirs.get(&fh).cloned()
+    }
+
+    pub fn remove_file(&mut self, fh: Fh) -> Option<Arc<OpenFile>> {
+        let file = self.files.remove(&fh)?;
+        if let Some(list) = self.by_ino.get_mut(&file.ino) {
+            list.retain(|f| *f != fh);
+            if list.is_empty() {
+                self.by_ino.remove(&file.ino);
+            }
+        }
+        Some(file)
+    }
+
+    pub fn remove_dir(&mut self, fh: Fh) -> Option<Arc<OpenDir>> {
+        self.dirs.remove(&fh)
+    }
+
+    /// Open files of an inode.
+    pub fn files_of(&self, ino: Ino) -> Vec<Arc<OpenFile>> {
+        self.by_ino
+            .get(&ino)
+            .map(|fhs| fhs.iter().filter_map(|fh| self.files.get(fh).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn all_files(&self) -> Vec<Arc<OpenFile>> {
+        self.files.values().cloned().collect()
+    }
+}

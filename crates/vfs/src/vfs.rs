@@ -1,0 +1,843 @@
+//! The VFS proper: an API shaped like the operating system's file API,
+//! addressed by inode and handle numbers, implemented on a path-based
+//! [`Remote`].
+
+use crate::attr::{Caller, FileAttr, FileKind, Fh, Ino, ROOT_INO};
+use crate::dir::{DirItem, DirStream};
+use crate::error::{display_path, Result, VfsError};
+use crate::flags::writes;
+use crate::handle::{HandleTable, OpenDir, OpenFile};
+use crate::inode::InodeTable;
+use crate::options::VfsOptions;
+use crate::readahead::{Plan, Readahead};
+use crate::write::FileIo;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+use tokio::sync::watch;
+use yonder_proto::{
+    file_type, open_flags as of, Attr, Errno, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode,
+};
+use yonder_remote::Remote;
+
+/// Counters describing the VFS's tables, for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VfsStats {
+    pub inodes: usize,
+    pub open_files: usize,
+}
+
+pub struct Vfs {
+    remote: Arc<dyn Remote>,
+    opts: VfsOptions,
+    inodes: Mutex<InodeTable>,
+    handles: Mutex<HandleTable>,
+    /// For tasks that outlive a call (delayed write flushes).
+    me: Weak<Vfs>,
+}
+
+const SETGID: u32 = 0o2000;
+
+impl Vfs {
+    /// Builds a VFS over `remote`, checking that its root is a directory.
+    pub async fn new(remote: Arc<dyn Remote>, opts: VfsOptions) -> Result<Arc<Vfs>> {
+        let root = remote.lstat(b"").await.map_err(|e| VfsError::remote("lstat", b"", e))?;
+        if !root.is_dir() {
+            return Err(VfsError::new("mount", ".", Errno::ENOTDIR));
+        }
+        let inodes = InodeTable::new(&root, opts.attr_ttl, opts.dir_ttl);
+        Ok(Arc::new_cyclic(|me| Vfs {
+            remote,
+            opts,
+            inodes: Mutex::new(inodes),
+            handles: Mutex::new(HandleTable::default()),
+            me: me.clone(),
+        }))
+    }
+
+    pub fn options(&self) -> &VfsOptions {
+        &self.opts
+    }
+
+    pub fn remote(&self) -> &Arc<dyn Remote> {
+        &self.remote
+    }
+
+    pub fn stats(&self) -> VfsStats {
+        VfsStats { inodes: self.inodes().len_nodes(), open_files: self.handles().all_files().len() }
+    }
+
+    fn inodes(&self) -> MutexGuard<'_, InodeTable> {
+        // A panic while holding the lock leaves consistent-enough data: every
+        // mutation is a handful of map operations.
+        self.inodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HandleTable> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
+        if self.opts.read_only {
+            return Err(VfsError::new(op, self.describe(ino), Errno::EROFS));
+        }
+        Ok(())
+    }
+
+    /// Path of an inode for messages.
+    fn describe(&self, ino: Ino) -> String {
+        match self.inodes().path(ino) {
+            Some(p) => display_path(&p),
+            None => format!("<inode {ino}>"),
+        }
+    }
+
+    fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
+        let table = self.inodes();
+        match table.path(ino) {
+            Some(p) => Ok(p),
+            None if table.get(ino).is_some() => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT)),
+            None => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ESTALE)),
+        }
+    }
+
+    fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        if name.is_empty() {
+            return Err(VfsError::new(op, "", Errno::ENOENT));
+        }
+        if name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(VfsError::new(op, display_path(name), Errno::EINVAL));
+        }
+        let table = self.inodes();
+        match table.child_path(parent, name) {
+            Some(p) => Ok(p),
+            None => {
+                let errno = if table.get(parent).is_some() { Errno::ENOENT } else { Errno::ESTALE };
+                Err(VfsError::new(op, display_path(name), errno))
+            }
+        }
+    }
+
+    fn file(&self, op: &'static str, fh: Fh) -> Result<Arc<OpenFile>> {
+        self.handles().file(fh).ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
+    }
+
+    /// Owner for a node created in `parent`: the caller, except that a
+    /// setgid directory passes its group on, as it would locally.
+    fn owner_for(&self, caller: &Caller, parent: Ino) -> Owner {
+        let mut owner = caller.owner();
+        // Even expired attributes tell the setgid bit, which rarely changes.
+        if let Some(attr) = self.inodes().get(parent).and_then(|n| n.attr) {
+            if attr.perm & SETGID != 0 {
+                owner.gid = attr.gid;
+            }
+        }
+        owner
+    }
+
+    /// Registers a node that an operation created (or linked) at
+    /// `parent/name`, counting one lookup for the caller.
+    fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
+        let mut table = self.inodes();
+        let fattr = table.upsert(parent, name, attr, Instant::now());
+        table.inc_lookup(fattr.ino, 1);
+        // The parent's mtime, ctime (and nlink for directories) changed.
+        table.invalidate_attr(parent);
+        fattr
+    }
+
+    // ----- names -----
+
+    /// Looks `name` up in directory `parent`; counts one lookup on success,
+    /// to be released with [`Vfs::forget`].
+    pub async fn lookup(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
+        let now = Instant::now();
+        {
+            let mut table = self.inodes();
+            if let Some(attr) = table.cached_lookup(parent, name, now) {
+                if !self.is_dirty(attr.ino) {
+                    table.inc_lookup(attr.ino, 1);
+                    return Ok(attr);
+                }
+            } else if table.known_absent(parent, name, now) {
+                return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
+            }
+        }
+        let path = self.child_path("lookup", parent, name)?;
+        let attr = match self.remote.lstat(&path).await {
+            Ok(attr) => attr,
+            Err(e) => {
+                if e.errno() == Errno::ENOENT {
+                    self.inodes().unlink(parent, name);
+                }
+                return Err(VfsError::remote("lookup", &path, e));
+            }
+        };
+        let mut fattr = self.inodes().upsert(parent, name, &attr, Instant::now());
+        if self.is_dirty(fattr.ino) {
+            // The remote's size lags behind buffered writes.
+            self.flush_inode(fattr.ino).await;
+            fattr = self.getattr(fattr.ino, None).await?;
+        }
+        self.inodes().inc_lookup(fattr.ino, 1);
+        Ok(fattr)
+    }
+
+    /// Releases `n` lookups of `ino`.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.inodes().forget(ino, n);
+    }
+
+    // ----- attributes -----
+
+    pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {
+        if self.is_dirty(ino) {
+            self.flush_inode(ino).await;
+        }
+        if fh.is_none() {
+            let table = self.inodes();
+            if let Some(node) = table.get(ino) {
+                if let Some(attr) = node.attr.filter(|_| node.attr_until > Instant::now()) {
+                    return Ok(attr);
+                }
+            }
+        }
+        let attr = self.fetch_attr(ino, fh).await?;
+        Ok(self.inodes().set_attr(ino, &attr, Instant::now()))
+    }
+
+    /// Handle to stat or change an inode through when its path is gone.
+    fn any_handle(&self, ino: Ino, fh: Option<Fh>) -> Option<Arc<OpenFile>> {
+        let handles = self.handles();
+        if let Some(file) = fh.and_then(|fh| handles.file(fh)).filter(|f| f.ino == ino) {
+            return Some(file);
+        }
+        handles.files_of(ino).into_iter().next()
+    }
+
+    async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
+        if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
+            return self.remote.fstat(file.remote).await.map_err(|e| VfsError::remote("fstat", b"", e));
+        }
+        let path = self.inodes().path(ino);
+        if let Some(path) = path {
+            match self.remote.lstat(&path).await {
+                Ok(attr) if ino == ROOT_INO || self.inodes().local_ino(attr.ino) == ino => return Ok(attr),
+                Ok(_) => {
+                    // The name now belongs to another file.
+                    if let Some((parent, name)) = self.first_link(ino) {
+                        self.inodes().unlink(parent, &name);
+                    }
+                }
+                Err(e) if e.errno() != Errno::ENOENT => return Err(VfsError::remote("lstat", &path, e)),
+                Err(_) => {}
+            }
+        }
+        match self.any_handle(ino, None) {
+            Some(file) => self.remote.fstat(file.remote).await.map_err(|e| VfsError::remote("fstat", b"", e)),
+            None => Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE)),
+        }
+    }
+
+    fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+        self.inodes().get(ino).and_then(|n| n.links.first().cloned())
+    }
+
+    /// Changes attributes. `fh` (ftruncate, futimens) or, for a file whose
+    /// last name is gone, any open handle is used instead of the path.
+    pub async fn setattr(&self, _caller: &Caller, ino: Ino, fh: Option<Fh>, attr: SetAttr) -> Result<FileAttr> {
+        self.check_writable("setattr", ino)?;
+        if attr.is_empty() {
+            return self.getattr(ino, fh).await;
+        }
+        if attr.size.is_some() {
+            // Buffered data must land before the cut, not after it.
+            self.flush_inode(ino).await;
+            self.drop_readahead(ino);
+        }
+        let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
+        let path = self.inodes().path(ino);
+        let (target, shown) = match (by_handle, path) {
+            (Some(file), _) => (Target::Handle(file.remote), Vec::new()),
+            (None, Some(path)) => (Target::Path(path.clone().into()), path),
+            (None, None) => match self.any_handle(ino, None) {
+                Some(file) => (Target::Handle(file.remote), Vec::new()),
+                None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
+            },
+        };
+        let new = self.remote.setattr(target, attr).await.map_err(|e| VfsError::remote("setattr", &shown, e))?;
+        Ok(self.inodes().set_attr(ino, &new, Instant::now()))
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let path = self.path("readlink", ino)?;
+        self.remote.readlink(&path).await.map_err(|e| VfsError::remote("readlink", &path, e))
+    }
+
+    // ----- creating and removing names -----
+
+    /// Creates a node; `mode` carries the file type bits (regular, FIFO,
+    /// socket, character or block device).
+    pub async fn mknod(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        rdev_major: u32,
+        rdev_minor: u32,
+    ) -> Result<FileAttr> {
+        self.check_writable("mknod", parent)?;
+        let path = self.child_path("mknod", parent, name)?;
+        let mode = (mode & file_type::MASK) | (mode & 0o7777 & !caller.umask);
+        let owner = self.owner_for(caller, parent);
+        let attr = self
+            .remote
+            .mknod(&path, mode, rdev_major, rdev_minor, Some(owner))
+            .await
+            .map_err(|e| VfsError::remote("mknod", &path, e))?;
+        Ok(self.entered(parent, name, &attr))
+    }
+
+    pub async fn mkdir(&self, caller: &Caller, parent: Ino, name: &[u8], mode: u32) -> Result<FileAttr> {
+        self.check_writable("mkdir", parent)?;
+        let path = self.child_path("mkdir", parent, name)?;
+        let owner = self.owner_for(caller, parent);
+        let attr = self
+            .remote
+            .mkdir(&path, mode & 0o7777 & !caller.umask, Some(owner))
+            .await
+            .map_err(|e| VfsError::remote("mkdir", &path, e))?;
+        Ok(self.entered(parent, name, &attr))
+    }
+
+    /// Creates `parent/name` as a symlink whose content is `target`, verbatim.
+    pub async fn symlink(&self, caller: &Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<FileAttr> {
+        self.check_writable("symlink", parent)?;
+        let path = self.child_path("symlink", parent, name)?;
+        let owner = self.owner_for(caller, parent);
+        let attr = self
+            .remote
+            .symlink(target, &path, Some(owner))
+            .await
+            .map_err(|e| VfsError::remote("symlink", &path, e))?;
+        Ok(self.entered(parent, name, &attr))
+    }
+
+    /// Creates `new_parent/new_name` as a hard link to `ino`.
+    pub async fn link(&self, _caller: &Caller, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<FileAttr> {
+        self.check_writable("link", new_parent)?;
+        let from = self.path("link", ino)?;
+        let to = self.child_path("link", new_parent, new_name)?;
+        let attr = self.remote.link(&from, &to).await.map_err(|e| VfsError::remote("link", &to, e))?;
+        Ok(self.entered(new_parent, new_name, &attr))
+    }
+
+    pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.check_writable("unlink", parent)?;
+        let path = self.child_path("unlink", parent, name)?;
+        self.remote.unlink(&path).await.map_err(|e| VfsError::remote("unlink", &path, e))?;
+        let mut table = self.inodes();
+        table.unlink(parent, name);
+        table.invalidate_attr(parent);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.check_writable("rmdir", parent)?;
+        let path = self.child_path("rmdir", parent, name)?;
+        self.remote.rmdir(&path).await.map_err(|e| VfsError::remote("rmdir", &path, e))?;
+        let mut table = self.inodes();
+        table.unlink(parent, name);
+        table.invalidate_attr(parent);
+        Ok(())
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`. Open files and
+    /// everything below a renamed directory follow.
+    pub async fn rename(
+        &self,
+        _caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.check_writable("rename", parent)?;
+        let from = self.child_path("rename", parent, name)?;
+        let to = self.child_path("rename", new_parent, new_name)?;
+        self.remote.rename(&from, &to, flags).await.map_err(|e| VfsError::remote("rename", &from, e))?;
+        let mut table = self.inodes();
+        let moved = table.ino_of(parent, name);
+        table.rename(parent, name, new_parent, new_name, flags.exchange);
+        table.invalidate_attr(parent);
+        table.invalidate_attr(new_parent);
+        if let Some(ino) = moved {
+            // ctime changed.
+            table.invalidate_attr(ino);
+        }
+        Ok(())
+    }
+
+    // ----- files -----
+
+    /// Opens `ino`; `flags` are [`yonder_proto::open_flags`] values.
+    pub async fn open(&self, _caller: &Caller, ino: Ino, flags: u32) -> Result<(Fh, FileAttr)> {
+        if writes(flags) || flags & of::TRUNCATE != 0 {
+            self.check_writable("open", ino)?;
+        }
+        let flags = flags & !(of::CREATE | of::EXCLUSIVE);
+        if flags & of::TRUNCATE != 0 {
+            self.flush_inode(ino).await;
+            self.drop_readahead(ino);
+        }
+        let path = self.path("open", ino)?;
+        let (handle, attr) =
+            self.remote.open(&path, flags, 0, None).await.map_err(|e| VfsError::remote("open", &path, e))?;
+        let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
+        let fh = self.register_file(ino, handle, flags);
+        Ok((fh, fattr))
+    }
+
+    /// Creates (or with `flags` lacking EXCLUSIVE, maybe opens) and opens
+    /// `parent/name`; counts one lookup like [`Vfs::lookup`].
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        flags: u32,
+    ) -> Result<(Fh, FileAttr)> {
+        self.check_writable("create", parent)?;
+        let path = self.child_path("create", parent, name)?;
+        let flags = flags | of::CREATE;
+        let owner = self.owner_for(caller, parent);
+        let (handle, attr) = self
+            .remote
+            .open(&path, flags, mode & 0o7777 & !caller.umask, Some(owner))
+            .await
+            .map_err(|e| VfsError::remote("create", &path, e))?;
+        let fattr = self.entered(parent, name, &attr);
+        let fh = self.register_file(fattr.ino, handle, flags & !(of::CREATE | of::EXCLUSIVE));
+        Ok((fh, fattr))
+    }
+
+    fn register_file(&self, ino: Ino, handle: yonder_proto::Handle, flags: u32) -> Fh {
+        let file = self.handles().insert_file(|fh| OpenFile {
+            fh,
+            ino,
+            remote: handle,
+            flags,
+            append: flags & of::APPEND != 0,
+            io: tokio::sync::Mutex::new(FileIo::default()),
+            dirty: Default::default(),
+            readahead: Mutex::new(Readahead::default()),
+        });
+        self.inodes().open_inc(ino);
+        file.fh
+    }
+
+    fn is_dirty(&self, ino: Ino) -> bool {
+        self.handles().files_of(ino).iter().any(|f| f.is_dirty())
+    }
+
+    /// Sends every handle's buffered writes of `ino`. Errors stay with the
+    /// handle that wrote, reported by its next write, flush or fsync.
+    async fn flush_inode(&self, ino: Ino) {
+        let files = self.handles().files_of(ino);
+        for file in files.iter().filter(|f| f.is_dirty()) {
+            let mut io = file.io.lock().await;
+            if let Err(e) = self.send_buffer(file, &mut io).await {
+                io.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn drop_readahead(&self, ino: Ino) {
+        for file in self.handles().files_of(ino) {
+            file.readahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    async fn send_buffer(&self, file: &OpenFile, io: &mut FileIo) -> Result<()> {
+        let Some((offset, data)) = io.buf.take() else { return Ok(()) };
+        file.dirty.store(false, Ordering::Release);
+        let result = self.write_all(file, offset, data).await;
+        // A readahead that raced the write may hold old data.
+        self.drop_readahead(file.ino);
+        result
+    }
+
+    async fn write_all(&self, file: &OpenFile, mut offset: u64, data: Vec<u8>) -> Result<()> {
+        let mut rest: &[u8] = &data;
+        while !rest.is_empty() {
+            let sent = self.remote.write(file.remote, offset, rest.to_vec()).await.map_err(|e| {
+                let err = VfsError::remote("write", self.describe(file.ino).as_bytes(), e);
+                tracing::warn!("{err}");
+                err
+            })? as usize;
+            if sent == 0 {
+                return Err(VfsError::new("write", self.describe(file.ino), Errno::EIO));
+            }
+            rest = &rest[sent.min(rest.len())..];
+            offset += sent as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles). The data
+    /// may be buffered; a failure to send it surfaces at a later write, at
+    /// [`Vfs::flush`] or at [`Vfs::fsync`].
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let file = self.file("write", fh)?;
+        self.check_writable("write", file.ino)?;
+        self.drop_readahead(file.ino);
+        self.inodes().invalidate_attr(file.ino);
+        let max = self.opts.write_buffer;
+        let mut io = file.io.lock().await;
+        if let Some(err) = io.error.take() {
+            return Err(err);
+        }
+        let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
+        if !io.buf.continues(offset, file.append) || io.buf.len() + data.len() > max {
+            self.send_buffer(&file, &mut io).await?;
+        }
+        if sync || max == 0 || (io.buf.is_empty() && data.len() >= max) {
+            self.write_all(&file, offset, data.to_vec()).await?;
+            return Ok(data.len() as u32);
+        }
+        let was_empty = io.buf.is_empty();
+        io.buf.push(offset, data);
+        file.dirty.store(true, Ordering::Release);
+        if io.buf.len() >= max {
+            self.send_buffer(&file, &mut io).await?;
+        } else if was_empty {
+            self.schedule_flush(file.clone(), io.buf.generation());
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Sends data still buffered `write_delay` after it started filling.
+    fn schedule_flush(&self, file: Arc<OpenFile>, generation: u64) {
+        let delay = self.opts.write_delay;
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(vfs) = me.upgrade() else { return };
+            let mut io = file.io.lock().await;
+            if io.buf.generation() == generation {
+                if let Err(e) = vfs.send_buffer(&file, &mut io).await {
+                    io.error.get_or_insert(e);
+                }
+            }
+        });
+    }
+
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let file = self.file("read", fh)?;
+        if self.is_dirty(file.ino) {
+            self.flush_inode(file.ino).await;
+        }
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let chunk = self.opts.readahead_chunk.max(4096) as u64;
+        let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
+        let plan = if self.opts.readahead_max == 0 {
+            Plan::Direct
+        } else {
+            let remote = self.remote.clone();
+            let handle = file.remote;
+            file.readahead.lock().unwrap_or_else(|e| e.into_inner()).plan(
+                offset,
+                size,
+                chunk,
+                max_chunks,
+                |start, len| {
+                    let (tx, rx) = watch::channel(None);
+                    let remote = remote.clone();
+                    let task = tokio::spawn(async move {
+                        let result = remote.read(handle, start, len).await.map(Arc::new).map_err(|e| e.errno());
+                        let _ = tx.send(Some(result));
+                    });
+                    (rx, task)
+                },
+            )
+        };
+        let chunks = match plan {
+            Plan::Direct => {
+                return self
+                    .remote
+                    .read(file.remote, offset, size)
+                    .await
+                    .map_err(|e| VfsError::remote("read", self.describe(file.ino).as_bytes(), e));
+            }
+            Plan::Chunks(chunks) => chunks,
+        };
+        let end = offset + size as u64;
+        let mut out = Vec::with_capacity(size as usize);
+        for c in chunks {
+            let pos = offset + out.len() as u64;
+            if c.start > pos {
+                break;
+            }
+            let data = match c.data().await {
+                Ok(data) => data,
+                Err(errno) => {
+                    file.readahead.lock().unwrap_or_else(|e| e.into_inner()).forget_chunk(c.start);
+                    return Err(VfsError::new("read", self.describe(file.ino), errno));
+                }
+            };
+            let rel = (pos - c.start) as usize;
+            if rel >= data.len() {
+                break;
+            }
+            let take = (data.len() - rel).min((end - pos) as usize);
+            out.extend_from_slice(&data[rel..rel + take]);
+            if data.len() < chunk as usize || out.len() == size as usize {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Called on each close of a descriptor: sends buffered data and
+    /// reports any write error not reported yet.
+    pub async fn flush(&self, fh: Fh) -> Result<()> {
+        let file = self.file("flush", fh)?;
+        let mut io = file.io.lock().await;
+        let sent = self.send_buffer(&file, &mut io).await;
+        match io.error.take() {
+            Some(err) => Err(err),
+            None => sent,
+        }
+    }
+
+    pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
+        let file = self.file("fsync", fh)?;
+        let mut io = file.io.lock().await;
+        let sent = self.send_buffer(&file, &mut io).await;
+        if let Some(err) = io.error.take() {
+            return Err(err);
+        }
+        sent?;
+        self.remote
+            .fsync(file.remote, datasync)
+            .await
+            .map_err(|e| VfsError::remote("fsync", self.describe(file.ino).as_bytes(), e))
+    }
+
+    /// Closes a handle. Buffered data is sent first; its error, if any,
+    /// can only be logged here (frontends flush before releasing).
+    pub async fn release(&self, fh: Fh) -> Result<()> {
+        let Some(file) = self.handles().remove_file(fh) else {
+            return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
+        };
+        {
+            let mut io = file.io.lock().await;
+            let sent = self.send_buffer(&file, &mut io).await;
+            if let Some(err) = io.error.take().or(sent.err()) {
+                tracing::warn!("write error lost at release: {err}");
+            }
+        }
+        file.readahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.inodes().open_dec(file.ino);
+        self.remote
+            .close(file.remote)
+            .await
+            .map_err(|e| VfsError::remote("close", self.describe(file.ino).as_bytes(), e))
+    }
+
+    /// Sends every handle's buffered writes (before unmounting). Returns the
+    /// first error; all errors also stay with their handles.
+    pub async fn flush_all(&self) -> Result<()> {
+        let files = self.handles().all_files();
+        let mut first = None;
+        for file in files {
+            let mut io = file.io.lock().await;
+            if let Err(e) = self.send_buffer(&file, &mut io).await {
+                first.get_or_insert(e.clone());
+                io.error.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    // ----- directories -----
+
+    pub async fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
+        let kind = self.inodes().get(ino).map(|n| n.kind);
+        match kind {
+            None => return Err(VfsError::new("opendir", format!("<inode {ino}>"), Errno::ESTALE)),
+            Some(FileKind::Directory) => {}
+            Some(_) => return Err(VfsError::new("opendir", self.describe(ino), Errno::ENOTDIR)),
+        }
+        let fh = self.handles().insert_dir(OpenDir { ino, stream: tokio::sync::Mutex::new(DirStream::default()) });
+        self.inodes().open_inc(ino);
+        Ok(fh)
+    }
+
+    /// Entries of an open directory from `offset` (0, or an entry's
+    /// `offset`). An empty result means the end. Offset 0 starts over with a
+    /// fresh listing. No lookups are counted; see [`Vfs::remember`].
+    pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
+        const BATCH: usize = 256;
+        let dir = self.handles().dir(fh).ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
+        let mut st = dir.stream.lock().await;
+        if offset == 0 && st.started {
+            st.reset();
+        }
+        if !st.started {
+            st.started = true;
+            let parent = self.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
+            for (name, ino) in [(&b"."[..], dir.ino), (&b".."[..], parent)] {
+                let offset = st.items.len() as u64 + 1;
+                st.items.push(DirItem {
+                    name: name.to_vec(),
+                    ino,
+                    kind: FileKind::Directory,
+                    offset,
+                    attr: None,
+                    remote: None,
+                });
+            }
+        }
+        let offset = offset as usize;
+        while !st.done && st.items.len() < offset + BATCH {
+            let path = self.path("readdir", dir.ino)?;
+            let page = self
+                .remote
+                .read_dir_page(&path, st.cursor, self.opts.readdir_page)
+                .await
+                .map_err(|e| VfsError::remote("readdir", &path, e))?;
+            let now = Instant::now();
+            let mut table = self.inodes();
+            for entry in page.entries {
+                // Vanished between listing and lstat.
+                let Some(attr) = entry.attr else { continue };
+                let fattr = table.upsert(dir.ino, &entry.name, &attr, now);
+                let offset = st.items.len() as u64 + 1;
+                st.items.push(DirItem {
+                    name: entry.name.into_vec(),
+                    ino: fattr.ino,
+                    kind: fattr.kind,
+                    offset,
+                    attr: Some(fattr),
+                    remote: Some(attr),
+                });
+            }
+            st.cursor = page.next;
+            if page.next.is_none() {
+                st.done = true;
+                let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
+                table.listing_complete(dir.ino, &present, now);
+            }
+        }
+        let end = st.items.len().min(offset + BATCH);
+        Ok(st.items.get(offset..end).map(<[DirItem]>::to_vec).unwrap_or_default())
+    }
+
+    /// Counts a lookup for an entry handed out with its attributes (as by
+    /// readdirplus) and returns current attributes for it. `None` for `.`
+    /// and `..`, which frontends pass without counting.
+    pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        let remote = item.remote.as_ref()?;
+        let mut fattr = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        if self.is_dirty(fattr.ino) {
+            self.flush_inode(fattr.ino).await;
+            if let Ok(fresh) = self.getattr(fattr.ino, None).await {
+                fattr = fresh;
+            }
+        }
+        self.inodes().inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    pub async fn releasedir(&self, fh: Fh) -> Result<()> {
+        let dir = self.handles().remove_dir(fh).ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
+        self.inodes().open_dec(dir.ino);
+        Ok(())
+    }
+
+    // ----- the rest -----
+
+    pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
+        let path = self.inodes().path(ino).unwrap_or_default();
+        self.remote.statfs(&path).await.map_err(|e| VfsError::remote("statfs", &path, e))
+    }
+
+    pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        let path = self.path("getxattr", ino)?;
+        self.remote.getxattr(&path, name).await.map_err(|e| VfsError::remote("getxattr", &path, e))
+    }
+
+    pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
+        self.check_writable("setxattr", ino)?;
+        let path = self.path("setxattr", ino)?;
+        self.remote.setxattr(&path, name, value, mode).await.map_err(|e| VfsError::remote("setxattr", &path, e))?;
+        self.inodes().invalidate_attr(ino);
+        Ok(())
+    }
+
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let path = self.path("listxattr", ino)?;
+        self.remote.listxattr(&path).await.map_err(|e| VfsError::remote("listxattr", &path, e))
+    }
+
+    pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        self.check_writable("removexattr", ino)?;
+        let path = self.path("removexattr", ino)?;
+        self.remote.removexattr(&path, name).await.map_err(|e| VfsError::remote("removexattr", &path, e))?;
+        self.inodes().invalidate_attr(ino);
+        Ok(())
+    }
+
+    /// Checks access with the remote's credentials; `mask` is
+    /// [`yonder_proto::access_mask`] bits.
+    pub async fn access(&self, _caller: &Caller, ino: Ino, mask: u32) -> Result<()> {
+        if self.opts.read_only && mask & yonder_proto::access_mask::WRITE != 0 {
+            return Err(VfsError::new("access", self.describe(ino), Errno::EROFS));
+        }
+        let path = self.path("access", ino)?;
+        self.remote.access(&path, mask).await.map_err(|e| VfsError::remote("access", &path, e))
+    }
+
+    // ----- invalidation (remote change notifications) -----
+
+    /// Something changed at remote `path`: forget what is cached about it
+    /// and about the names in its directory. Returns the inode of `path`
+    /// if known, so a frontend can invalidate its own caches too.
+    pub fn invalidate_path(&self, path: &[u8]) -> Option<Ino> {
+        let parent_path = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => &path[..i],
+            None => &b""[..],
+        };
+        let (ino, parent) = {
+            let table = self.inodes();
+            (table.resolve(path), table.resolve(parent_path))
+        };
+        if let Some(parent) = parent {
+            self.inodes().invalidate_dir(parent);
+        }
+        if let Some(ino) = ino {
+            self.invalidate_inode(ino);
+        }
+        ino
+    }
+
+    /// Forgets cached attributes, listing and readahead data of `ino`.
+    pub fn invalidate_inode(&self, ino: Ino) {
+        {
+            let mut table = self.inodes();
+            table.invalidate_attr(ino);
+            if table.get(ino).is_some_and(|n| n.kind == FileKind::Directory) {
+                table.invalidate_dir(ino);
+            }
+        }
+        self.drop_readahead(ino);
+    }
+}

@@ -1,0 +1,234 @@
+//! The VFS over an in-process `LocalRemote` serving a temporary directory.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use yonder_vfs::testing::LocalRemote;
+use yonder_vfs::{open_flags as of, Caller, Errno, FileKind, RenameFlags, Vfs, VfsOptions, ROOT_INO};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    remote: Arc<LocalRemote>,
+    vfs: Arc<Vfs>,
+}
+
+async fn fixture_with(opts: VfsOptions) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::new(dir.path());
+    let vfs = Vfs::new(remote.clone(), opts).await.unwrap();
+    Fixture { dir, remote, vfs }
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(VfsOptions { write_delay: Duration::from_secs(3600), ..VfsOptions::default() }).await
+}
+
+fn me() -> Caller {
+    Caller::current()
+}
+
+#[tokio::test]
+async fn root_is_inode_one_and_a_directory() {
+    let f = fixture().await;
+    let attr = f.vfs.getattr(ROOT_INO, None).await.unwrap();
+    assert_eq!(attr.ino, ROOT_INO);
+    assert_eq!(attr.kind, FileKind::Directory);
+}
+
+#[tokio::test]
+async fn small_sequential_writes_are_coalesced_and_read_back() {
+    let f = fixture().await;
+    let (fh, attr) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE).await.unwrap();
+    assert_eq!(attr.ino, std::fs::metadata(f.dir.path().join("f")).unwrap().ino());
+    let mut expect = Vec::new();
+    for i in 0..100u32 {
+        let chunk = vec![i as u8; 1000];
+        let n = f.vfs.write(fh, expect.len() as u64, &chunk).await.unwrap();
+        assert_eq!(n, 1000);
+        expect.extend_from_slice(&chunk);
+    }
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 0);
+    // A read of the same file sends the buffer first.
+    let got = f.vfs.read(fh, 0, 200_000).await.unwrap();
+    assert_eq!(got, expect);
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 1);
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    assert_eq!(f.remote.open_handles(), 0);
+}
+
+#[tokio::test]
+async fn non_contiguous_write_sends_the_buffer_and_getattr_sees_the_size() {
+    let f = fixture().await;
+    let (fh, attr) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"hello").await.unwrap();
+    f.vfs.write(fh, 100, b"world").await.unwrap();
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 1);
+    let attr = f.vfs.getattr(attr.ino, None).await.unwrap();
+    assert_eq!(attr.size, 105);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn write_errors_surface_at_flush_and_fsync() {
+    let f = fixture().await;
+    let (fh, _) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    *f.remote.fail_writes.lock().unwrap() = Some(Errno::ENOSPC);
+    f.vfs.write(fh, 0, b"buffered").await.unwrap();
+    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOSPC);
+    f.vfs.write(fh, 8, b"again").await.unwrap();
+    assert_eq!(f.vfs.fsync(fh, false).await.unwrap_err().errno(), Errno::ENOSPC);
+    // A flush of another reader's read lands in the writer's error slot.
+    let (fh2, attr) = f.vfs.create(&me(), ROOT_INO, b"g", 0o644, of::READ_WRITE).await.unwrap();
+    f.vfs.write(fh2, 0, b"x").await.unwrap();
+    f.vfs.getattr(attr.ino, None).await.unwrap();
+    assert_eq!(f.vfs.write(fh2, 1, b"y").await.unwrap_err().errno(), Errno::ENOSPC);
+    *f.remote.fail_writes.lock().unwrap() = None;
+    f.vfs.release(fh).await.unwrap();
+    f.vfs.release(fh2).await.unwrap();
+}
+
+#[tokio::test]
+async fn delayed_flush_sends_idle_buffers() {
+    let f = fixture_with(VfsOptions { write_delay: Duration::from_millis(50), ..VfsOptions::default() }).await;
+    let (fh, _) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"soon").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"soon");
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn sequential_reads_are_served_by_pipelined_readahead() {
+    let f = fixture().await;
+    let data: Vec<u8> = (0..(5 << 20) + 12345).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(f.dir.path().join("big"), &data).unwrap();
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"big").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let piece = f.vfs.read(fh, got.len() as u64, 128 << 10).await.unwrap();
+        if piece.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&piece);
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    let reads = f.remote.calls.reads.load(Ordering::Relaxed);
+    // 1 MiB chunks: 6 with data, plus at most a window's worth past the end.
+    assert!((6..=16).contains(&reads), "{reads} remote reads");
+    // A random read goes straight to the remote.
+    let piece = f.vfs.read(fh, 3_000_000, 10).await.unwrap();
+    assert_eq!(piece, &data[3_000_000..3_000_010]);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn renaming_a_directory_moves_open_files_beneath_it() {
+    let f = fixture().await;
+    let d = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
+    let (fh, file) = f.vfs.create(&me(), d.ino, b"f", 0o644, of::READ_WRITE).await.unwrap();
+    f.vfs.rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default()).await.unwrap();
+    f.vfs.write(fh, 0, b"moved").await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("e/f")).unwrap(), b"moved");
+    // Path-based operations on the inode use the new path.
+    f.vfs.setattr(&me(), file.ino, None, yonder_vfs::SetAttr { mode: Some(0o600), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(std::fs::metadata(f.dir.path().join("e/f")).unwrap().mode() & 0o777, 0o600);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn unlinked_open_files_are_reached_through_their_handle() {
+    let f = fixture().await;
+    let (fh, file) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE).await.unwrap();
+    f.vfs.unlink(&me(), ROOT_INO, b"f").await.unwrap();
+    assert!(!f.dir.path().join("f").exists());
+    f.vfs.write(fh, 0, b"ghost").await.unwrap();
+    let attr = f.vfs.getattr(file.ino, None).await.unwrap();
+    assert_eq!((attr.size, attr.nlink), (5, 0));
+    let attr = f
+        .vfs
+        .setattr(&me(), file.ino, None, yonder_vfs::SetAttr { size: Some(2), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(attr.size, 2);
+    assert_eq!(f.vfs.read(fh, 0, 100).await.unwrap(), b"gh");
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn hard_links_share_the_inode() {
+    let f = fixture().await;
+    let (fh, a) = f.vfs.create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let b = f.vfs.link(&me(), a.ino, ROOT_INO, b"b").await.unwrap();
+    assert_eq!(a.ino, b.ino);
+    assert_eq!(b.nlink, 2);
+    f.vfs.unlink(&me(), ROOT_INO, b"a").await.unwrap();
+    // Still reachable by the remaining name.
+    assert_eq!(f.vfs.getattr(a.ino, None).await.unwrap().nlink, 1);
+}
+
+#[tokio::test]
+async fn readdir_pages_through_and_answers_negative_lookups() {
+    let f = fixture_with(VfsOptions { readdir_page: 7, dir_ttl: Duration::from_secs(60), ..VfsOptions::default() })
+        .await;
+    for i in 0..50 {
+        std::fs::write(f.dir.path().join(format!("n{i:02}")), b"").unwrap();
+    }
+    let dh = f.vfs.opendir(&me(), ROOT_INO).await.unwrap();
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let items = f.vfs.readdir(dh, offset).await.unwrap();
+        let Some(last) = items.last() else { break };
+        offset = last.offset;
+        names.extend(items.into_iter().map(|i| String::from_utf8(i.name).unwrap()));
+    }
+    f.vfs.releasedir(dh).await.unwrap();
+    assert_eq!(names.len(), 52);
+    assert_eq!(&names[..2], &[".", ".."]);
+    assert_eq!(names[2], "n00");
+    let before = f.remote.calls.lstats.load(Ordering::Relaxed);
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"missing").await.unwrap_err().errno(), Errno::ENOENT);
+    f.vfs.lookup(&me(), ROOT_INO, b"n07").await.unwrap();
+    assert_eq!(f.remote.calls.lstats.load(Ordering::Relaxed), before);
+}
+
+#[tokio::test]
+async fn created_nodes_belong_to_the_caller() {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let f = fixture().await;
+    let caller = Caller { uid: 4321, gid: 4322, pid: 1, umask: 0o022 };
+    let (fh, attr) = f.vfs.create(&caller, ROOT_INO, b"f", 0o666, of::WRITE_ONLY).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!((attr.uid, attr.gid, attr.perm), (4321, 4322, 0o644));
+    let d = f.vfs.mkdir(&caller, ROOT_INO, b"d", 0o777).await.unwrap();
+    assert_eq!((d.uid, d.perm), (4321, 0o755));
+    let s = f.vfs.symlink(&caller, ROOT_INO, b"s", b"../x//y").await.unwrap();
+    assert_eq!(s.uid, 4321);
+    let m = std::fs::symlink_metadata(f.dir.path().join("s")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (4321, 4322));
+    assert_eq!(f.vfs.readlink(s.ino).await.unwrap(), b"../x//y");
+}
+
+#[tokio::test]
+async fn read_only_refuses_changes() {
+    let f = fixture_with(VfsOptions { read_only: true, ..VfsOptions::default() }).await;
+    let err = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::EROFS);
+    std::fs::write(f.dir.path().join("f"), b"x").unwrap();
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
+    assert_eq!(f.vfs.open(&me(), attr.ino, of::WRITE_ONLY).await.unwrap_err().errno(), Errno::EROFS);
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(f.vfs.read(fh, 0, 10).await.unwrap(), b"x");
+    f.vfs.release(fh).await.unwrap();
+}
