@@ -31,13 +31,22 @@ pub(crate) fn system_time(t: Timespec) -> SystemTime {
 
 pub(crate) fn timespec(t: SystemTime) -> Timespec {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+        Ok(d) => Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
         Err(before) => {
             let d = before.duration();
             if d.subsec_nanos() == 0 {
-                Timespec { sec: -(d.as_secs() as i64), nsec: 0 }
+                Timespec {
+                    sec: -(d.as_secs() as i64),
+                    nsec: 0,
+                }
             } else {
-                Timespec { sec: -(d.as_secs() as i64) - 1, nsec: 1_000_000_000 - d.subsec_nanos() }
+                Timespec {
+                    sec: -(d.as_secs() as i64) - 1,
+                    nsec: 1_000_000_000 - d.subsec_nanos(),
+                }
             }
         }
     }
@@ -101,9 +110,15 @@ mod tests {
     #[test]
     fn times_round_trip_with_nanoseconds_including_before_the_epoch() {
         for t in [
-            Timespec { sec: 1_700_000_000, nsec: 123_456_789 },
+            Timespec {
+                sec: 1_700_000_000,
+                nsec: 123_456_789,
+            },
             Timespec { sec: 0, nsec: 0 },
-            Timespec { sec: -5, nsec: 250_000_000 },
+            Timespec {
+                sec: -5,
+                nsec: 250_000_000,
+            },
         ] {
             assert_eq!(timespec(system_time(t)), t);
         }

@@ -6,8 +6,8 @@ use crate::convert::{errno, file_type, fuse_attr, set_time};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno as FuseErrno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::future::Future;
@@ -41,7 +41,12 @@ pub(crate) struct FuseFs {
 }
 
 fn caller(req: &Request, umask: u32) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid(), umask }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+        umask,
+    }
 }
 
 fn bytes(name: &OsStr) -> Vec<u8> {
@@ -57,7 +62,10 @@ impl FuseFs {
     /// name) are only interesting when debugging.
     fn fail(debug: bool, err: &VfsError) -> FuseErrno {
         let e = err.errno();
-        let routine = matches!(e, yonder_vfs::Errno::ENOENT | yonder_vfs::Errno::ENODATA | yonder_vfs::Errno::EEXIST);
+        let routine = matches!(
+            e,
+            yonder_vfs::Errno::ENOENT | yonder_vfs::Errno::ENODATA | yonder_vfs::Errno::EEXIST
+        );
         if debug || !routine {
             tracing::debug!("{err}");
         }
@@ -159,7 +167,10 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        trace_op!(self, "setattr {ino} mode {mode:?} uid {uid:?} gid {gid:?} size {size:?} fh {fh:?}");
+        trace_op!(
+            self,
+            "setattr {ino} mode {mode:?} uid {uid:?} gid {gid:?} size {size:?} fh {fh:?}"
+        );
         let attr = SetAttr {
             mode: mode.map(|m| m & 0o7777),
             uid,
@@ -266,7 +277,10 @@ impl fuser::Filesystem for FuseFs {
         flags: FuseRenameFlags,
         reply: ReplyEmpty,
     ) {
-        trace_op!(self, "rename {parent} {name:?} -> {newparent} {newname:?} flags {flags}");
+        trace_op!(
+            self,
+            "rename {parent} {name:?} -> {newparent} {newname:?} flags {flags}"
+        );
         let known = FuseRenameFlags::RENAME_NOREPLACE | FuseRenameFlags::RENAME_EXCHANGE;
         if !known.contains(flags) {
             // RENAME_WHITEOUT is for overlay file systems.
@@ -280,7 +294,10 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         let (name, newname) = (bytes(name), bytes(newname));
         self.spawn(async move {
-            match vfs.rename(&caller, parent.0, &name, newparent.0, &newname, rflags).await {
+            match vfs
+                .rename(&caller, parent.0, &name, newparent.0, &newname, rflags)
+                .await
+            {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -353,7 +370,14 @@ impl fuser::Filesystem for FuseFs {
         });
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             match vfs.flush(fh.0).await {
@@ -410,8 +434,12 @@ impl fuser::Filesystem for FuseFs {
             match vfs.readdir(fh.0, offset).await {
                 Ok(items) => {
                     for item in items {
-                        if reply.add(INodeNo(item.ino), item.offset, file_type(item.kind), OsStr::from_bytes(&item.name))
-                        {
+                        if reply.add(
+                            INodeNo(item.ino),
+                            item.offset,
+                            file_type(item.kind),
+                            OsStr::from_bytes(&item.name),
+                        ) {
                             break;
                         }
                     }
@@ -422,7 +450,14 @@ impl fuser::Filesystem for FuseFs {
         });
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         // One TTL covers both the entry and its attributes here.
         let ttl = self.attr_ttl.min(self.entry_ttl);
@@ -441,8 +476,17 @@ impl fuser::Filesystem for FuseFs {
                     }
                     continue;
                 }
-                let Some(attr) = vfs.remember(ino.0, &item).await else { continue };
-                if reply.add(INodeNo(attr.ino), item.offset, name, &ttl, &fuse_attr(&attr), Generation(0)) {
+                let Some(attr) = vfs.remember(ino.0, &item).await else {
+                    continue;
+                };
+                if reply.add(
+                    INodeNo(attr.ino),
+                    item.offset,
+                    name,
+                    &ttl,
+                    &fuse_attr(&attr),
+                    Generation(0),
+                ) {
                     // Did not fit: the kernel will not count this lookup.
                     vfs.forget(attr.ino, 1);
                     break;
@@ -452,7 +496,14 @@ impl fuser::Filesystem for FuseFs {
         });
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         let vfs = self.vfs.clone();
         self.spawn(async move {
             let _ = vfs.releasedir(fh.0).await;
@@ -576,10 +627,17 @@ impl fuser::Filesystem for FuseFs {
         // One TTL covers both the entry and its attributes here.
         let ttl = self.attr_ttl.min(self.entry_ttl);
         self.spawn(async move {
-            match vfs.create(&caller, parent.0, &name, mode, open_flags_from_host(flags)).await {
-                Ok((fh, a)) => {
-                    reply.created(&ttl, &fuse_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty())
-                }
+            match vfs
+                .create(&caller, parent.0, &name, mode, open_flags_from_host(flags))
+                .await
+            {
+                Ok((fh, a)) => reply.created(
+                    &ttl,
+                    &fuse_attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });

@@ -98,20 +98,30 @@ pub(crate) fn block_on<T: Send + 'static>(rt: &Handle, fut: impl Future<Output =
     rt.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    rx.recv().expect("runtime shut down while a mount operation was running")
+    rx.recv()
+        .expect("runtime shut down while a mount operation was running")
 }
 
 fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<(), FuseError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| FuseError::MountPoint { path: path.to_path_buf(), reason: e.to_string() })?;
+    let meta = std::fs::metadata(path).map_err(|e| FuseError::MountPoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     if !meta.is_dir() {
-        return Err(FuseError::MountPoint { path: path.to_path_buf(), reason: "not a directory".into() });
+        return Err(FuseError::MountPoint {
+            path: path.to_path_buf(),
+            reason: "not a directory".into(),
+        });
     }
     if !allow_non_empty {
-        let mut entries = std::fs::read_dir(path)
-            .map_err(|e| FuseError::MountPoint { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut entries = std::fs::read_dir(path).map_err(|e| FuseError::MountPoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         if entries.next().is_some() {
-            return Err(FuseError::NotEmpty { path: path.to_path_buf() });
+            return Err(FuseError::NotEmpty {
+                path: path.to_path_buf(),
+            });
         }
     }
     Ok(())
@@ -169,8 +179,11 @@ fn fuser_config(opts: &MountOptions) -> fuser::Config {
             }
         }
     }
-    let allow_other =
-        opts.allow_other || opts.fuse_options.iter().any(|o| o.split(',').any(|o| o.trim() == "allow_other"));
+    let allow_other = opts.allow_other
+        || opts
+            .fuse_options
+            .iter()
+            .any(|o| o.split(',').any(|o| o.trim() == "allow_other"));
     let mut config = fuser::Config::default();
     // fusermount3 only unmounts automatically (when this process dies) with
     // allow_other or allow_root; allow_root is enforced by fuser itself.
@@ -227,9 +240,10 @@ pub fn mount_vfs(
     opts: &MountOptions,
 ) -> Result<MountSession, FuseError> {
     check_mountpoint(mountpoint, opts.allow_non_empty)?;
-    let mountpoint = mountpoint
-        .canonicalize()
-        .map_err(|e| FuseError::MountPoint { path: mountpoint.to_path_buf(), reason: e.to_string() })?;
+    let mountpoint = mountpoint.canonicalize().map_err(|e| FuseError::MountPoint {
+        path: mountpoint.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let fs = fs::FuseFs {
         vfs: vfs.clone(),
         rt: runtime.clone(),
@@ -239,8 +253,10 @@ pub fn mount_vfs(
     };
     let config = fuser_config(opts);
     tracing::debug!("mounting {} with {:?}", mountpoint.display(), config);
-    let mut session = fuser::Session::new(fs, &mountpoint, &config)
-        .map_err(|source| FuseError::Mount { path: mountpoint.clone(), source })?;
+    let mut session = fuser::Session::new(fs, &mountpoint, &config).map_err(|source| FuseError::Mount {
+        path: mountpoint.clone(),
+        source,
+    })?;
     let unmounter = session.unmount_callable();
     let (wake_tx, wake_rx) = mpsc::channel();
     let ended = wake_tx.clone();
@@ -251,7 +267,10 @@ pub fn mount_vfs(
             let _ = ended.send(Wake::Ended);
             result
         })
-        .map_err(|source| FuseError::Session { path: mountpoint.clone(), source })?;
+        .map_err(|source| FuseError::Session {
+            path: mountpoint.clone(),
+            source,
+        })?;
     tracing::info!("mounted {}", mountpoint.display());
     Ok(MountSession {
         vfs,
@@ -280,28 +299,43 @@ impl MountSession {
     }
 
     fn shutdown(&mut self) -> Result<(), FuseError> {
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let (detached, thread) = self.detach();
+        let joined = match thread {
+            Some(thread) => self.join_thread(thread),
+            None => Ok(()),
+        };
+        detached.and(joined)
+    }
+
+    /// Sends buffered writes and detaches the mount (lazily, so files still
+    /// open keep working until closed). Returns the session thread, which
+    /// ends once the kernel lets go of the mount.
+    fn detach(&mut self) -> (Result<(), FuseError>, Option<JoinHandle<io::Result<()>>>) {
+        let Some(thread) = self.thread.take() else {
+            return (Ok(()), None);
+        };
         let vfs = self.vfs.clone();
         if let Err(e) = block_on(&self.rt, async move { vfs.flush_all().await }) {
             tracing::warn!("before unmounting: {e}");
         }
         let mut result = Ok(());
         if !thread.is_finished() {
-            if let Some(mut unmounter) = self.unmounter.take() {
-                if let Err(e) = unmounter.unmount() {
-                    tracing::debug!("unmount {}: {e}; detaching", self.mountpoint.display());
-                    result = unmount(&self.mountpoint, true);
-                }
-            }
+            // Unmount explicitly: fusermount3's auto-unmount watcher only acts
+            // once this process stops serving, not when its socket closes.
+            result = unmount(&self.mountpoint, true);
         }
-        let joined = self.join_thread(thread);
-        result.and(joined)
+        // Releases fuser's handle on the mount (and the watcher's socket).
+        drop(self.unmounter.take());
+        (result, Some(thread))
     }
 
     fn join_thread(&self, thread: JoinHandle<io::Result<()>>) -> Result<(), FuseError> {
         match thread.join() {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(FuseError::Session { path: self.mountpoint.clone(), source }),
+            Ok(Err(source)) => Err(FuseError::Session {
+                path: self.mountpoint.clone(),
+                source,
+            }),
             Err(_) => Err(FuseError::Session {
                 path: self.mountpoint.clone(),
                 source: io::Error::other("session thread panicked"),
@@ -324,25 +358,58 @@ impl MountSession {
         let tx = self.wake_tx.clone();
         let watcher = self.rt.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-            else {
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
                 tracing::warn!("cannot watch for signals");
                 return;
             };
-            let name = tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP",
-            };
-            let _ = tx.send(Wake::Signal(name));
+            loop {
+                let name = tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP",
+                };
+                if tx.send(Wake::Signal(name)).is_err() {
+                    return;
+                }
+            }
         });
-        let wake = self.wake_rx.recv();
+        let result = self.serve_until_signal();
         watcher.abort();
-        match wake {
+        result
+    }
+
+    fn serve_until_signal(&mut self) -> Result<(), FuseError> {
+        match self.wake_rx.recv() {
             Ok(Wake::Signal(name)) => {
                 tracing::info!("{name}: unmounting {}", self.mountpoint.display());
-                self.shutdown()
+                let (detached, thread) = self.detach();
+                let Some(thread) = thread else { return detached };
+                if !thread.is_finished() {
+                    tracing::warn!(
+                        "files under {} are still open; serving them until they are closed \
+                         (send {name} again to stop now)",
+                        self.mountpoint.display()
+                    );
+                }
+                // The session ends when the last open file is closed; a
+                // second signal stops waiting, so no one is held forever.
+                loop {
+                    if thread.is_finished() {
+                        return detached.and(self.join_thread(thread));
+                    }
+                    match self.wake_rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Wake::Signal(again)) => {
+                            tracing::warn!("{again}: stopping with files still open under the mount");
+                            return detached;
+                        }
+                        Ok(Wake::Ended) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return detached,
+                    }
+                }
             }
             Ok(Wake::Ended) | Err(_) => {
                 tracing::info!("{} was unmounted", self.mountpoint.display());
@@ -396,5 +463,8 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
             Err(e) => last = format!("{tool}: {e}"),
         }
     }
-    Err(FuseError::Unmount { path: mountpoint.to_path_buf(), reason: last })
+    Err(FuseError::Unmount {
+        path: mountpoint.to_path_buf(),
+        reason: last,
+    })
 }

@@ -29,12 +29,22 @@ impl Mounted {
     }
 
     fn with(opts: MountOptions) -> Mounted {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let backing = tempfile::tempdir().unwrap();
         let mnt = tempfile::tempdir().unwrap();
         let remote = LocalRemote::new(backing.path());
         let session = yonder_fuse::mount(remote.clone(), rt.handle().clone(), mnt.path(), &opts).unwrap();
-        Mounted { session: Some(session), remote, _rt: rt, backing, mnt }
+        Mounted {
+            session: Some(session),
+            remote,
+            _rt: rt,
+            backing,
+            mnt,
+        }
     }
 
     /// Path through the mount.
@@ -77,15 +87,27 @@ fn create_write_read_append_truncate_exclusive() {
     assert_eq!(fs::read(t.b("f")).unwrap(), b"hello world");
     assert_eq!(fs::metadata(t.m("f")).unwrap().len(), 11);
 
-    let mut f = OpenOptions::new().write(true).truncate(true).open(t.m("f")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(t.m("f"))
+        .unwrap();
     f.write_all(b"x").unwrap();
     drop(f);
     assert_eq!(fs::read(t.b("f")).unwrap(), b"x");
     assert_eq!(fs::read(t.m("f")).unwrap(), b"x");
 
-    let err = OpenOptions::new().write(true).create_new(true).open(t.m("f")).unwrap_err();
+    let err = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(t.m("f"))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-    OpenOptions::new().write(true).create_new(true).open(t.m("g")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(t.m("g"))
+        .unwrap();
     assert!(t.b("g").exists());
 
     // ftruncate through the handle, growing and shrinking.
@@ -110,7 +132,9 @@ fn small_writes_are_coalesced_and_large_files_round_trip() {
     let expect: Vec<u8> = (0..1000u32).flat_map(|i| [(i % 256) as u8; 100]).collect();
     assert_eq!(fs::read(t.b("small")).unwrap(), expect);
 
-    let big: Vec<u8> = (0..(9 << 20)).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let big: Vec<u8> = (0..(9 << 20))
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     fs::write(t.m("big"), &big).unwrap();
     assert!(fs::read(t.b("big")).unwrap() == big);
     let before = t.remote.calls.reads.load(Ordering::Relaxed);
@@ -143,7 +167,12 @@ fn rename_over_existing_and_rename_flags() {
 fn renaming_a_directory_keeps_open_files_beneath_it_working() {
     let t = Mounted::new();
     fs::create_dir_all(t.m("d/sub")).unwrap();
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(t.m("d/sub/f")).unwrap();
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(t.m("d/sub/f"))
+        .unwrap();
     f.write_all(b"before ").unwrap();
     fs::rename(t.m("d"), t.m("e")).unwrap();
     f.write_all(b"after").unwrap();
@@ -160,7 +189,12 @@ fn renaming_a_directory_keeps_open_files_beneath_it_working() {
 #[test]
 fn unlinked_open_files_stay_usable_until_closed() {
     let t = Mounted::new();
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(t.m("f")).unwrap();
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(t.m("f"))
+        .unwrap();
     f.write_all(b"data").unwrap();
     fs::remove_file(t.m("f")).unwrap();
     assert!(!t.b("f").exists());
@@ -224,8 +258,14 @@ fn chmod_chown_and_nanosecond_times() {
     }
 
     let times = Timestamps {
-        last_access: Timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 },
-        last_modification: Timespec { tv_sec: 1_500_000_000, tv_nsec: 987_654_321 },
+        last_access: Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123_456_789,
+        },
+        last_modification: Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 987_654_321,
+        },
     };
     rfs::utimensat(CWD, t.m("f"), &times, AtFlags::empty()).unwrap();
     for meta in [fs::metadata(t.b("f")).unwrap(), fs::metadata(t.m("f")).unwrap()] {
@@ -234,8 +274,14 @@ fn chmod_chown_and_nanosecond_times() {
     }
     // UTIME_OMIT keeps atime, UTIME_NOW sets mtime to now.
     let times = Timestamps {
-        last_access: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT },
-        last_modification: Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_NOW },
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_NOW,
+        },
     };
     rfs::utimensat(CWD, t.m("f"), &times, AtFlags::empty()).unwrap();
     let b = fs::metadata(t.b("f")).unwrap();
@@ -249,7 +295,10 @@ fn chmod_chown_and_nanosecond_times() {
 #[test]
 fn statfs_passes_through() {
     let t = Mounted::new();
-    let (m, b) = (rfs::statvfs(t.mnt.path()).unwrap(), rfs::statvfs(t.backing.path()).unwrap());
+    let (m, b) = (
+        rfs::statvfs(t.mnt.path()).unwrap(),
+        rfs::statvfs(t.backing.path()).unwrap(),
+    );
     assert_eq!(m.f_blocks, b.f_blocks);
     assert_eq!(m.f_bsize, b.f_bsize);
     assert_eq!(m.f_frsize, b.f_frsize);
@@ -268,7 +317,10 @@ fn extended_attributes() {
     // Size probe, then a buffer too small.
     assert_eq!(rfs::getxattr_query(t.m("f"), "user.color").unwrap(), 4);
     let mut small = [0u8; 2];
-    assert_eq!(rfs::getxattr(t.m("f"), "user.color", &mut small[..]).unwrap_err(), rustix::io::Errno::RANGE);
+    assert_eq!(
+        rfs::getxattr(t.m("f"), "user.color", &mut small[..]).unwrap_err(),
+        rustix::io::Errno::RANGE
+    );
     let n = rfs::getxattr(t.m("f"), "user.color", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"blue");
     assert_eq!(
@@ -283,11 +335,20 @@ fn extended_attributes() {
     let mut list = [0u8; 64];
     let n = rfs::listxattr(t.m("f"), &mut list[..]).unwrap();
     let names: Vec<&[u8]> = list[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
-    assert!(names.contains(&&b"user.color"[..]) && names.contains(&&b"user.size"[..]), "{names:?}");
+    assert!(
+        names.contains(&&b"user.color"[..]) && names.contains(&&b"user.size"[..]),
+        "{names:?}"
+    );
     assert_eq!(rfs::listxattr_query(t.m("f")).unwrap(), n);
     rfs::removexattr(t.m("f"), "user.color").unwrap();
-    assert_eq!(rfs::getxattr(t.b("f"), "user.color", &mut buf[..]).unwrap_err(), rustix::io::Errno::NODATA);
-    assert_eq!(rfs::getxattr(t.m("f"), "user.color", &mut buf[..]).unwrap_err(), rustix::io::Errno::NODATA);
+    assert_eq!(
+        rfs::getxattr(t.b("f"), "user.color", &mut buf[..]).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
+    assert_eq!(
+        rfs::getxattr(t.m("f"), "user.color", &mut buf[..]).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
 }
 
 #[test]
@@ -300,7 +361,14 @@ fn fifos_and_device_nodes() {
     assert_eq!(m.mode() & 0o777, 0o640 & !current_umask());
     if is_root() {
         let dev = rfs::makedev(1, 3);
-        rfs::mknodat(CWD, t.m("null"), rfs::FileType::CharacterDevice, Mode::from_raw_mode(0o666), dev).unwrap();
+        rfs::mknodat(
+            CWD,
+            t.m("null"),
+            rfs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            dev,
+        )
+        .unwrap();
         assert_eq!(fs::metadata(t.b("null")).unwrap().rdev(), dev);
         let m = fs::symlink_metadata(t.m("null")).unwrap();
         assert!(m.file_type().is_char_device());
@@ -344,8 +412,10 @@ fn large_directories_list_with_attributes() {
     for i in 0..300 {
         fs::write(t.m(&format!("d/file-{i:03}")), format!("{i}")).unwrap();
     }
-    let mut names: Vec<String> =
-        fs::read_dir(t.m("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(t.m("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names.len(), 300);
     assert_eq!(names[42], "file-042");
@@ -355,7 +425,10 @@ fn large_directories_list_with_attributes() {
         let backing = fs::metadata(t.b("d").join(e.file_name())).unwrap();
         assert_eq!((via_mount.ino(), via_mount.len()), (backing.ino(), backing.len()));
     }
-    assert_eq!(fs::metadata(t.m("d")).unwrap().nlink(), fs::metadata(t.b("d")).unwrap().nlink());
+    assert_eq!(
+        fs::metadata(t.m("d")).unwrap().nlink(),
+        fs::metadata(t.b("d")).unwrap().nlink()
+    );
     fs::remove_file(t.m("d/file-000")).unwrap();
     assert_eq!(fs::read_dir(t.m("d")).unwrap().count(), 299);
     let err = fs::remove_dir(t.m("d")).unwrap_err();
@@ -367,11 +440,18 @@ fn files_created_by_a_user_belong_to_that_user() {
     if !is_root() {
         return;
     }
-    let t = Mounted::with(MountOptions { allow_other: true, ..MountOptions::default() });
+    let t = Mounted::with(MountOptions {
+        allow_other: true,
+        ..MountOptions::default()
+    });
     fs::set_permissions(t.b(""), fs::Permissions::from_mode(0o777)).unwrap();
     let status = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("umask 022 && echo hi > '{}' && mkdir '{}'", t.m("mine").display(), t.m("dir").display()))
+        .arg(format!(
+            "umask 022 && echo hi > '{}' && mkdir '{}'",
+            t.m("mine").display(),
+            t.m("dir").display()
+        ))
         .uid(65534)
         .gid(65534)
         .status()
@@ -404,7 +484,10 @@ fn a_slow_request_does_not_hold_up_others() {
 
 #[test]
 fn read_only_mounts_refuse_writes() {
-    let t = Mounted::with(MountOptions { read_only: true, ..MountOptions::default() });
+    let t = Mounted::with(MountOptions {
+        read_only: true,
+        ..MountOptions::default()
+    });
     fs::write(t.b("f"), b"x").unwrap();
     assert_eq!(fs::read(t.m("f")).unwrap(), b"x");
     let err = fs::write(t.m("g"), b"y").unwrap_err();
@@ -414,16 +497,28 @@ fn read_only_mounts_refuse_writes() {
 
 #[test]
 fn mounting_over_a_non_empty_directory_needs_consent() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let backing = tempfile::tempdir().unwrap();
     let mnt = tempfile::tempdir().unwrap();
     fs::write(mnt.path().join("hidden"), b"h").unwrap();
     let remote = LocalRemote::new(backing.path());
-    let err = yonder_fuse::mount(remote.clone(), rt.handle().clone(), mnt.path(), &MountOptions::default())
-        .err()
-        .unwrap();
+    let err = yonder_fuse::mount(
+        remote.clone(),
+        rt.handle().clone(),
+        mnt.path(),
+        &MountOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, yonder_fuse::FuseError::NotEmpty { .. }), "{err}");
-    let opts = MountOptions { allow_non_empty: true, ..MountOptions::default() };
+    let opts = MountOptions {
+        allow_non_empty: true,
+        ..MountOptions::default()
+    };
     let session = yonder_fuse::mount(remote, rt.handle().clone(), mnt.path(), &opts).unwrap();
     assert!(!mnt.path().join("hidden").exists());
     session.unmount().unwrap();

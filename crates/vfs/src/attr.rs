@@ -115,10 +115,18 @@ impl Caller {
     pub fn current() -> Caller {
         // SAFETY: getuid, getgid and getpid cannot fail and touch no memory.
         let (uid, gid, pid) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
-        Caller { uid, gid, pid: pid as u32, umask: 0 }
+        Caller {
+            uid,
+            gid,
+            pid: pid as u32,
+            umask: 0,
+        }
     }
 
     pub fn owner(&self) -> Owner {
-        Owner { uid: self.uid, gid: self.gid }
+        Owner {
+            uid: self.uid,
+            gid: self.gid,
+        }
     }
 }

@@ -18,11 +18,21 @@ pub struct VfsError {
 
 impl VfsError {
     pub fn new(op: &'static str, path: impl Into<String>, errno: Errno) -> Self {
-        VfsError { op, path: path.into(), errno, source: None }
+        VfsError {
+            op,
+            path: path.into(),
+            errno,
+            source: None,
+        }
     }
 
     pub(crate) fn remote(op: &'static str, path: &[u8], err: RemoteError) -> Self {
-        VfsError { op, path: display_path(path), errno: err.errno(), source: Some(err) }
+        VfsError {
+            op,
+            path: display_path(path),
+            errno: err.errno(),
+            source: Some(err),
+        }
     }
 
     pub fn errno(&self) -> Errno {

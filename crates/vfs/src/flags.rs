@@ -51,9 +51,18 @@ mod tests {
             open_flags_from_host(libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC),
             of::WRITE_ONLY | of::CREATE | of::EXCLUSIVE
         );
-        assert_eq!(open_flags_from_host(libc::O_RDWR | libc::O_APPEND), of::READ_WRITE | of::APPEND);
-        assert_eq!(open_flags_from_host(libc::O_WRONLY | libc::O_SYNC), of::WRITE_ONLY | of::SYNC);
-        assert_eq!(open_flags_from_host(libc::O_WRONLY | libc::O_DSYNC), of::WRITE_ONLY | of::DSYNC);
+        assert_eq!(
+            open_flags_from_host(libc::O_RDWR | libc::O_APPEND),
+            of::READ_WRITE | of::APPEND
+        );
+        assert_eq!(
+            open_flags_from_host(libc::O_WRONLY | libc::O_SYNC),
+            of::WRITE_ONLY | of::SYNC
+        );
+        assert_eq!(
+            open_flags_from_host(libc::O_WRONLY | libc::O_DSYNC),
+            of::WRITE_ONLY | of::DSYNC
+        );
         assert!(writes(of::READ_WRITE | of::APPEND));
         assert!(!writes(of::READ_ONLY | of::TRUNCATE));
     }

@@ -149,7 +149,13 @@ impl InodeTable {
                 self.drop_link(old_ino, parent, name);
             }
         }
-        self.names.insert(key, NameEntry { ino, until: now + self.dir_ttl });
+        self.names.insert(
+            key,
+            NameEntry {
+                ino,
+                until: now + self.dir_ttl,
+            },
+        );
         let attr_until = now + self.attr_ttl;
         let node = self.nodes.entry(ino).or_insert_with(|| Inode {
             kind: fattr.kind,
@@ -204,7 +210,11 @@ impl InodeTable {
 
     /// Whether `parent/name` is known not to exist.
     pub fn known_absent(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
-        let complete = self.nodes.get(&parent).and_then(|n| n.listing_until).is_some_and(|until| until > now);
+        let complete = self
+            .nodes
+            .get(&parent)
+            .and_then(|n| n.listing_until)
+            .is_some_and(|until| until > now);
         complete && !self.names.contains_key(&(parent, name.to_vec()))
     }
 
@@ -224,7 +234,9 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 && node.open == 0 {
             self.remove(ino);
@@ -238,7 +250,9 @@ impl InodeTable {
     }
 
     pub fn open_dec(&mut self, ino: Ino) {
-        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
         node.open = node.open.saturating_sub(1);
         if node.open == 0 && node.lookups == 0 && ino != ROOT_INO {
             self.remove(ino);
@@ -291,7 +305,13 @@ impl InodeTable {
     }
 
     fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], now: Instant) {
-        self.names.insert((parent, name.to_vec()), NameEntry { ino, until: now + self.dir_ttl });
+        self.names.insert(
+            (parent, name.to_vec()),
+            NameEntry {
+                ino,
+                until: now + self.dir_ttl,
+            },
+        );
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.insert(0, (parent, name.to_vec()));
         }
@@ -348,8 +368,11 @@ impl InodeTable {
     /// Evicts inodes that are only cache (no lookups, nothing open), whose
     /// attributes expired, and that no other inode hangs below.
     fn sweep(&mut self, now: Instant) {
-        let parents: HashSet<Ino> =
-            self.nodes.values().flat_map(|n| n.links.iter().map(|(p, _)| *p)).collect();
+        let parents: HashSet<Ino> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.links.iter().map(|(p, _)| *p))
+            .collect();
         let victims: Vec<Ino> = self
             .nodes
             .iter()
@@ -378,11 +401,20 @@ mod tests {
     use super::*;
 
     fn attr(ino: u64, mode: u32) -> Attr {
-        Attr { ino, mode, nlink: 1, ..Attr::default() }
+        Attr {
+            ino,
+            mode,
+            nlink: 1,
+            ..Attr::default()
+        }
     }
 
     fn table() -> InodeTable {
-        InodeTable::new(&attr(500, 0o40755), Duration::from_secs(60), Duration::from_secs(60))
+        InodeTable::new(
+            &attr(500, 0o40755),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]

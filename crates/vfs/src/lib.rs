@@ -30,9 +30,11 @@ mod write;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use attr::{Caller, FileAttr, FileKind, Fh, Ino, ROOT_INO};
+pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use dir::DirItem;
 pub use error::{Result, VfsError};
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};
-pub use yonder_proto::{access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode};
+pub use yonder_proto::{
+    access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode,
+};

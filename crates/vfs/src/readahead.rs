@@ -109,13 +109,22 @@ impl Readahead {
             if eof.is_some_and(|e| start >= e && start > first) {
                 break;
             }
-            if !self.chunks.contains_key(&start) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.chunks.entry(start) {
                 let (rx, task) = spawn(start, chunk as u32);
-                self.chunks.insert(start, Arc::new(Chunk { start, len: chunk as u32, rx, task }));
+                slot.insert(Arc::new(Chunk {
+                    start,
+                    len: chunk as u32,
+                    rx,
+                    task,
+                }));
             }
             start += chunk;
         }
-        let covering = self.chunks.range(first..=last_needed).map(|(_, c)| c.clone()).collect();
+        let covering = self
+            .chunks
+            .range(first..=last_needed)
+            .map(|(_, c)| c.clone())
+            .collect();
         Plan::Chunks(covering)
     }
 }

@@ -49,7 +49,10 @@ fn rerr(op: &'static str, path: &[u8], e: rustix::io::Errno) -> RemoteError {
 }
 
 fn ts(sec: i64, nsec: i64) -> Timespec {
-    Timespec { sec, nsec: nsec as u32 }
+    Timespec {
+        sec,
+        nsec: nsec as u32,
+    }
 }
 
 fn attr_of(m: &std::fs::Metadata) -> Attr {
@@ -83,9 +86,18 @@ fn chown_to(path: &Path, owner: Option<Owner>) -> io::Result<()> {
 
 fn timespec(t: SetTime) -> rfs::Timespec {
     match t {
-        SetTime::Omit => rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT },
-        SetTime::Now => rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_NOW },
-        SetTime::Set(t) => rfs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ },
+        SetTime::Omit => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        SetTime::Now => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_NOW,
+        },
+        SetTime::Set(t) => rfs::Timespec {
+            tv_sec: t.sec,
+            tv_nsec: t.nsec as _,
+        },
     }
 }
 
@@ -134,16 +146,22 @@ impl Remote for LocalRemote {
                 tokio::time::sleep(delay).await;
             }
         }
-        std::fs::symlink_metadata(self.p(path)).map(|m| attr_of(&m)).map_err(|e| err("lstat", path, e))
+        std::fs::symlink_metadata(self.p(path))
+            .map(|m| attr_of(&m))
+            .map_err(|e| err("lstat", path, e))
     }
 
     async fn stat(&self, path: &[u8]) -> Result<Attr> {
-        std::fs::metadata(self.p(path)).map(|m| attr_of(&m)).map_err(|e| err("stat", path, e))
+        std::fs::metadata(self.p(path))
+            .map(|m| attr_of(&m))
+            .map_err(|e| err("stat", path, e))
     }
 
     async fn fstat(&self, handle: Handle) -> Result<Attr> {
         let file = self.file(handle)?;
-        file.metadata().map(|m| attr_of(&m)).map_err(|e| err("fstat", b"", e))
+        file.metadata()
+            .map(|m| attr_of(&m))
+            .map_err(|e| err("fstat", b"", e))
     }
 
     async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage> {
@@ -161,10 +179,15 @@ impl Remote for LocalRemote {
             .iter()
             .map(|name| DirEntry {
                 name: name.clone().into(),
-                attr: std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name))).ok().map(|m| attr_of(&m)),
+                attr: std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name)))
+                    .ok()
+                    .map(|m| attr_of(&m)),
             })
             .collect();
-        Ok(DirPage { entries, next: (end < names.len()).then_some(end as u64) })
+        Ok(DirPage {
+            entries,
+            next: (end < names.len()).then_some(end as u64),
+        })
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
@@ -192,7 +215,9 @@ impl Remote for LocalRemote {
             (rfs::open(&p, o, Mode::empty()), false)
         } else {
             match rfs::open(&p, o | OFlags::CREATE | OFlags::EXCL, perm) {
-                Err(rustix::io::Errno::EXIST) if flags & of::EXCLUSIVE == 0 => (rfs::open(&p, o, Mode::empty()), false),
+                Err(rustix::io::Errno::EXIST) if flags & of::EXCLUSIVE == 0 => {
+                    (rfs::open(&p, o, Mode::empty()), false)
+                }
                 other => (other, true),
             }
         };
@@ -233,13 +258,19 @@ impl Remote for LocalRemote {
         }
         let file = self.file(handle)?;
         // pwrite on an O_APPEND descriptor appends on Linux, as the protocol wants.
-        file.write_all_at(&data, offset).map_err(|e| err("write", b"", e))?;
+        file.write_all_at(&data, offset)
+            .map_err(|e| err("write", b"", e))?;
         Ok(data.len() as u32)
     }
 
     async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()> {
         let file = self.file(handle)?;
-        if datasync { file.sync_data() } else { file.sync_all() }.map_err(|e| err("fsync", b"", e))
+        if datasync {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        }
+        .map_err(|e| err("fsync", b"", e))
     }
 
     async fn close(&self, handle: Handle) -> Result<()> {
@@ -252,7 +283,10 @@ impl Remote for LocalRemote {
     }
 
     async fn setattr(&self, target: Target, attr: SetAttr) -> Result<Attr> {
-        let times = Timestamps { last_access: timespec(attr.atime), last_modification: timespec(attr.mtime) };
+        let times = Timestamps {
+            last_access: timespec(attr.atime),
+            last_modification: timespec(attr.mtime),
+        };
         let set_times = attr.atime != SetTime::Omit || attr.mtime != SetTime::Omit;
         let uid = attr.uid.map(rustix::fs::Uid::from_raw_unchecked);
         let gid = attr.gid.map(rustix::fs::Gid::from_raw_unchecked);
@@ -389,7 +423,8 @@ impl Remote for LocalRemote {
             XattrMode::Create => rfs::XattrFlags::CREATE,
             XattrMode::Replace => rfs::XattrFlags::REPLACE,
         };
-        rfs::lsetxattr(self.p(path), OsStr::from_bytes(name), value, flags).map_err(|e| rerr("setxattr", path, e))
+        rfs::lsetxattr(self.p(path), OsStr::from_bytes(name), value, flags)
+            .map_err(|e| rerr("setxattr", path, e))
     }
 
     async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -397,7 +432,11 @@ impl Remote for LocalRemote {
         let len = rfs::llistxattr_query(&p).map_err(|e| rerr("listxattr", path, e))?;
         let mut buf = vec![0u8; len];
         let n = rfs::llistxattr(&p, &mut buf[..]).map_err(|e| rerr("listxattr", path, e))?;
-        Ok(buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect())
+        Ok(buf[..n]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect())
     }
 
     async fn removexattr(&self, path: &[u8], name: &[u8]) -> Result<()> {

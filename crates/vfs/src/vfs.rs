@@ -2,7 +2,7 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, FileAttr, FileKind, Fh, Ino, ROOT_INO};
+use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 use crate::dir::{DirItem, DirStream};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
@@ -42,7 +42,10 @@ const SETGID: u32 = 0o2000;
 impl Vfs {
     /// Builds a VFS over `remote`, checking that its root is a directory.
     pub async fn new(remote: Arc<dyn Remote>, opts: VfsOptions) -> Result<Arc<Vfs>> {
-        let root = remote.lstat(b"").await.map_err(|e| VfsError::remote("lstat", b"", e))?;
+        let root = remote
+            .lstat(b"")
+            .await
+            .map_err(|e| VfsError::remote("lstat", b"", e))?;
         if !root.is_dir() {
             return Err(VfsError::new("mount", ".", Errno::ENOTDIR));
         }
@@ -65,7 +68,10 @@ impl Vfs {
     }
 
     pub fn stats(&self) -> VfsStats {
-        VfsStats { inodes: self.inodes().len_nodes(), open_files: self.handles().all_files().len() }
+        VfsStats {
+            inodes: self.inodes().len_nodes(),
+            open_files: self.handles().all_files().len(),
+        }
     }
 
     fn inodes(&self) -> MutexGuard<'_, InodeTable> {
@@ -97,7 +103,9 @@ impl Vfs {
         let table = self.inodes();
         match table.path(ino) {
             Some(p) => Ok(p),
-            None if table.get(ino).is_some() => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT)),
+            None if table.get(ino).is_some() => {
+                Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT))
+            }
             None => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ESTALE)),
         }
     }
@@ -113,14 +121,20 @@ impl Vfs {
         match table.child_path(parent, name) {
             Some(p) => Ok(p),
             None => {
-                let errno = if table.get(parent).is_some() { Errno::ENOENT } else { Errno::ESTALE };
+                let errno = if table.get(parent).is_some() {
+                    Errno::ENOENT
+                } else {
+                    Errno::ESTALE
+                };
                 Err(VfsError::new(op, display_path(name), errno))
             }
         }
     }
 
     fn file(&self, op: &'static str, fh: Fh) -> Result<Arc<OpenFile>> {
-        self.handles().file(fh).ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
+        self.handles()
+            .file(fh)
+            .ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
     }
 
     /// Owner for a node created in `parent`: the caller, except that a
@@ -218,7 +232,11 @@ impl Vfs {
 
     async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
         if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
-            return self.remote.fstat(file.remote).await.map_err(|e| VfsError::remote("fstat", b"", e));
+            return self
+                .remote
+                .fstat(file.remote)
+                .await
+                .map_err(|e| VfsError::remote("fstat", b"", e));
         }
         let path = self.inodes().path(ino);
         if let Some(path) = path {
@@ -235,7 +253,11 @@ impl Vfs {
             }
         }
         match self.any_handle(ino, None) {
-            Some(file) => self.remote.fstat(file.remote).await.map_err(|e| VfsError::remote("fstat", b"", e)),
+            Some(file) => self
+                .remote
+                .fstat(file.remote)
+                .await
+                .map_err(|e| VfsError::remote("fstat", b"", e)),
             None => Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE)),
         }
     }
@@ -246,7 +268,13 @@ impl Vfs {
 
     /// Changes attributes. `fh` (ftruncate, futimens) or, for a file whose
     /// last name is gone, any open handle is used instead of the path.
-    pub async fn setattr(&self, _caller: &Caller, ino: Ino, fh: Option<Fh>, attr: SetAttr) -> Result<FileAttr> {
+    pub async fn setattr(
+        &self,
+        _caller: &Caller,
+        ino: Ino,
+        fh: Option<Fh>,
+        attr: SetAttr,
+    ) -> Result<FileAttr> {
         self.check_writable("setattr", ino)?;
         if attr.is_empty() {
             return self.getattr(ino, fh).await;
@@ -266,13 +294,20 @@ impl Vfs {
                 None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
             },
         };
-        let new = self.remote.setattr(target, attr).await.map_err(|e| VfsError::remote("setattr", &shown, e))?;
+        let new = self
+            .remote
+            .setattr(target, attr)
+            .await
+            .map_err(|e| VfsError::remote("setattr", &shown, e))?;
         Ok(self.inodes().set_attr(ino, &new, Instant::now()))
     }
 
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let path = self.path("readlink", ino)?;
-        self.remote.readlink(&path).await.map_err(|e| VfsError::remote("readlink", &path, e))
+        self.remote
+            .readlink(&path)
+            .await
+            .map_err(|e| VfsError::remote("readlink", &path, e))
     }
 
     // ----- creating and removing names -----
@@ -313,7 +348,13 @@ impl Vfs {
     }
 
     /// Creates `parent/name` as a symlink whose content is `target`, verbatim.
-    pub async fn symlink(&self, caller: &Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<FileAttr> {
+    pub async fn symlink(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<FileAttr> {
         self.check_writable("symlink", parent)?;
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.owner_for(caller, parent);
@@ -326,18 +367,31 @@ impl Vfs {
     }
 
     /// Creates `new_parent/new_name` as a hard link to `ino`.
-    pub async fn link(&self, _caller: &Caller, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<FileAttr> {
+    pub async fn link(
+        &self,
+        _caller: &Caller,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> Result<FileAttr> {
         self.check_writable("link", new_parent)?;
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
-        let attr = self.remote.link(&from, &to).await.map_err(|e| VfsError::remote("link", &to, e))?;
+        let attr = self
+            .remote
+            .link(&from, &to)
+            .await
+            .map_err(|e| VfsError::remote("link", &to, e))?;
         Ok(self.entered(new_parent, new_name, &attr))
     }
 
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        self.remote.unlink(&path).await.map_err(|e| VfsError::remote("unlink", &path, e))?;
+        self.remote
+            .unlink(&path)
+            .await
+            .map_err(|e| VfsError::remote("unlink", &path, e))?;
         let mut table = self.inodes();
         table.unlink(parent, name);
         table.invalidate_attr(parent);
@@ -347,7 +401,10 @@ impl Vfs {
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
-        self.remote.rmdir(&path).await.map_err(|e| VfsError::remote("rmdir", &path, e))?;
+        self.remote
+            .rmdir(&path)
+            .await
+            .map_err(|e| VfsError::remote("rmdir", &path, e))?;
         let mut table = self.inodes();
         table.unlink(parent, name);
         table.invalidate_attr(parent);
@@ -368,7 +425,10 @@ impl Vfs {
         self.check_writable("rename", parent)?;
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
-        self.remote.rename(&from, &to, flags).await.map_err(|e| VfsError::remote("rename", &from, e))?;
+        self.remote
+            .rename(&from, &to, flags)
+            .await
+            .map_err(|e| VfsError::remote("rename", &from, e))?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
@@ -394,8 +454,11 @@ impl Vfs {
             self.drop_readahead(ino);
         }
         let path = self.path("open", ino)?;
-        let (handle, attr) =
-            self.remote.open(&path, flags, 0, None).await.map_err(|e| VfsError::remote("open", &path, e))?;
+        let (handle, attr) = self
+            .remote
+            .open(&path, flags, 0, None)
+            .await
+            .map_err(|e| VfsError::remote("open", &path, e))?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.register_file(ino, handle, flags);
         Ok((fh, fattr))
@@ -463,7 +526,9 @@ impl Vfs {
     }
 
     async fn send_buffer(&self, file: &OpenFile, io: &mut FileIo) -> Result<()> {
-        let Some((offset, data)) = io.buf.take() else { return Ok(()) };
+        let Some((offset, data)) = io.buf.take() else {
+            return Ok(());
+        };
         file.dirty.store(false, Ordering::Release);
         let result = self.write_all(file, offset, data).await;
         // A readahead that raced the write may hold old data.
@@ -474,11 +539,15 @@ impl Vfs {
     async fn write_all(&self, file: &OpenFile, mut offset: u64, data: Vec<u8>) -> Result<()> {
         let mut rest: &[u8] = &data;
         while !rest.is_empty() {
-            let sent = self.remote.write(file.remote, offset, rest.to_vec()).await.map_err(|e| {
-                let err = VfsError::remote("write", self.describe(file.ino).as_bytes(), e);
-                tracing::warn!("{err}");
-                err
-            })? as usize;
+            let sent = self
+                .remote
+                .write(file.remote, offset, rest.to_vec())
+                .await
+                .map_err(|e| {
+                    let err = VfsError::remote("write", self.describe(file.ino).as_bytes(), e);
+                    tracing::warn!("{err}");
+                    err
+                })? as usize;
             if sent == 0 {
                 return Err(VfsError::new("write", self.describe(file.ino), Errno::EIO));
             }
@@ -561,7 +630,11 @@ impl Vfs {
                     let (tx, rx) = watch::channel(None);
                     let remote = remote.clone();
                     let task = tokio::spawn(async move {
-                        let result = remote.read(handle, start, len).await.map(Arc::new).map_err(|e| e.errno());
+                        let result = remote
+                            .read(handle, start, len)
+                            .await
+                            .map(Arc::new)
+                            .map_err(|e| e.errno());
                         let _ = tx.send(Some(result));
                     });
                     (rx, task)
@@ -588,7 +661,10 @@ impl Vfs {
             let data = match c.data().await {
                 Ok(data) => data,
                 Err(errno) => {
-                    file.readahead.lock().unwrap_or_else(|e| e.into_inner()).forget_chunk(c.start);
+                    file.readahead
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .forget_chunk(c.start);
                     return Err(VfsError::new("read", self.describe(file.ino), errno));
                 }
             };
@@ -676,7 +752,10 @@ impl Vfs {
             Some(FileKind::Directory) => {}
             Some(_) => return Err(VfsError::new("opendir", self.describe(ino), Errno::ENOTDIR)),
         }
-        let fh = self.handles().insert_dir(OpenDir { ino, stream: tokio::sync::Mutex::new(DirStream::default()) });
+        let fh = self.handles().insert_dir(OpenDir {
+            ino,
+            stream: tokio::sync::Mutex::new(DirStream::default()),
+        });
         self.inodes().open_inc(ino);
         Ok(fh)
     }
@@ -686,7 +765,10 @@ impl Vfs {
     /// fresh listing. No lookups are counted; see [`Vfs::remember`].
     pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
         const BATCH: usize = 256;
-        let dir = self.handles().dir(fh).ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
+        let dir = self
+            .handles()
+            .dir(fh)
+            .ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
         let mut st = dir.stream.lock().await;
         if offset == 0 && st.started {
             st.reset();
@@ -738,7 +820,11 @@ impl Vfs {
             }
         }
         let end = st.items.len().min(offset + BATCH);
-        Ok(st.items.get(offset..end).map(<[DirItem]>::to_vec).unwrap_or_default())
+        Ok(st
+            .items
+            .get(offset..end)
+            .map(<[DirItem]>::to_vec)
+            .unwrap_or_default())
     }
 
     /// Counts a lookup for an entry handed out with its attributes (as by
@@ -758,7 +844,10 @@ impl Vfs {
     }
 
     pub async fn releasedir(&self, fh: Fh) -> Result<()> {
-        let dir = self.handles().remove_dir(fh).ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
+        let dir = self
+            .handles()
+            .remove_dir(fh)
+            .ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
         self.inodes().open_dec(dir.ino);
         Ok(())
     }
@@ -767,31 +856,46 @@ impl Vfs {
 
     pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
         let path = self.inodes().path(ino).unwrap_or_default();
-        self.remote.statfs(&path).await.map_err(|e| VfsError::remote("statfs", &path, e))
+        self.remote
+            .statfs(&path)
+            .await
+            .map_err(|e| VfsError::remote("statfs", &path, e))
     }
 
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let path = self.path("getxattr", ino)?;
-        self.remote.getxattr(&path, name).await.map_err(|e| VfsError::remote("getxattr", &path, e))
+        self.remote
+            .getxattr(&path, name)
+            .await
+            .map_err(|e| VfsError::remote("getxattr", &path, e))
     }
 
     pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
-        self.remote.setxattr(&path, name, value, mode).await.map_err(|e| VfsError::remote("setxattr", &path, e))?;
+        self.remote
+            .setxattr(&path, name, value, mode)
+            .await
+            .map_err(|e| VfsError::remote("setxattr", &path, e))?;
         self.inodes().invalidate_attr(ino);
         Ok(())
     }
 
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let path = self.path("listxattr", ino)?;
-        self.remote.listxattr(&path).await.map_err(|e| VfsError::remote("listxattr", &path, e))
+        self.remote
+            .listxattr(&path)
+            .await
+            .map_err(|e| VfsError::remote("listxattr", &path, e))
     }
 
     pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
-        self.remote.removexattr(&path, name).await.map_err(|e| VfsError::remote("removexattr", &path, e))?;
+        self.remote
+            .removexattr(&path, name)
+            .await
+            .map_err(|e| VfsError::remote("removexattr", &path, e))?;
         self.inodes().invalidate_attr(ino);
         Ok(())
     }
@@ -803,7 +907,10 @@ impl Vfs {
             return Err(VfsError::new("access", self.describe(ino), Errno::EROFS));
         }
         let path = self.path("access", ino)?;
-        self.remote.access(&path, mask).await.map_err(|e| VfsError::remote("access", &path, e))
+        self.remote
+            .access(&path, mask)
+            .await
+            .map_err(|e| VfsError::remote("access", &path, e))
     }
 
     // ----- invalidation (remote change notifications) -----

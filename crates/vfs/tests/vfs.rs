@@ -21,7 +21,11 @@ async fn fixture_with(opts: VfsOptions) -> Fixture {
 }
 
 async fn fixture() -> Fixture {
-    fixture_with(VfsOptions { write_delay: Duration::from_secs(3600), ..VfsOptions::default() }).await
+    fixture_with(VfsOptions {
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await
 }
 
 fn me() -> Caller {
@@ -39,7 +43,11 @@ async fn root_is_inode_one_and_a_directory() {
 #[tokio::test]
 async fn small_sequential_writes_are_coalesced_and_read_back() {
     let f = fixture().await;
-    let (fh, attr) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE).await.unwrap();
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
     assert_eq!(attr.ino, std::fs::metadata(f.dir.path().join("f")).unwrap().ino());
     let mut expect = Vec::new();
     for i in 0..100u32 {
@@ -62,7 +70,11 @@ async fn small_sequential_writes_are_coalesced_and_read_back() {
 #[tokio::test]
 async fn non_contiguous_write_sends_the_buffer_and_getattr_sees_the_size() {
     let f = fixture().await;
-    let (fh, attr) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
     f.vfs.write(fh, 0, b"hello").await.unwrap();
     f.vfs.write(fh, 100, b"world").await.unwrap();
     assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 1);
@@ -74,17 +86,28 @@ async fn non_contiguous_write_sends_the_buffer_and_getattr_sees_the_size() {
 #[tokio::test]
 async fn write_errors_surface_at_flush_and_fsync() {
     let f = fixture().await;
-    let (fh, _) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
     *f.remote.fail_writes.lock().unwrap() = Some(Errno::ENOSPC);
     f.vfs.write(fh, 0, b"buffered").await.unwrap();
     assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOSPC);
     f.vfs.write(fh, 8, b"again").await.unwrap();
     assert_eq!(f.vfs.fsync(fh, false).await.unwrap_err().errno(), Errno::ENOSPC);
     // A flush of another reader's read lands in the writer's error slot.
-    let (fh2, attr) = f.vfs.create(&me(), ROOT_INO, b"g", 0o644, of::READ_WRITE).await.unwrap();
+    let (fh2, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"g", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
     f.vfs.write(fh2, 0, b"x").await.unwrap();
     f.vfs.getattr(attr.ino, None).await.unwrap();
-    assert_eq!(f.vfs.write(fh2, 1, b"y").await.unwrap_err().errno(), Errno::ENOSPC);
+    assert_eq!(
+        f.vfs.write(fh2, 1, b"y").await.unwrap_err().errno(),
+        Errno::ENOSPC
+    );
     *f.remote.fail_writes.lock().unwrap() = None;
     f.vfs.release(fh).await.unwrap();
     f.vfs.release(fh2).await.unwrap();
@@ -92,8 +115,16 @@ async fn write_errors_surface_at_flush_and_fsync() {
 
 #[tokio::test]
 async fn delayed_flush_sends_idle_buffers() {
-    let f = fixture_with(VfsOptions { write_delay: Duration::from_millis(50), ..VfsOptions::default() }).await;
-    let (fh, _) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY).await.unwrap();
+    let f = fixture_with(VfsOptions {
+        write_delay: Duration::from_millis(50),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
     f.vfs.write(fh, 0, b"soon").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"soon");
@@ -130,23 +161,46 @@ async fn sequential_reads_are_served_by_pipelined_readahead() {
 async fn renaming_a_directory_moves_open_files_beneath_it() {
     let f = fixture().await;
     let d = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
-    let (fh, file) = f.vfs.create(&me(), d.ino, b"f", 0o644, of::READ_WRITE).await.unwrap();
-    f.vfs.rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default()).await.unwrap();
+    let (fh, file) = f
+        .vfs
+        .create(&me(), d.ino, b"f", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default())
+        .await
+        .unwrap();
     f.vfs.write(fh, 0, b"moved").await.unwrap();
     f.vfs.flush(fh).await.unwrap();
     assert_eq!(std::fs::read(f.dir.path().join("e/f")).unwrap(), b"moved");
     // Path-based operations on the inode use the new path.
-    f.vfs.setattr(&me(), file.ino, None, yonder_vfs::SetAttr { mode: Some(0o600), ..Default::default() })
+    f.vfs
+        .setattr(
+            &me(),
+            file.ino,
+            None,
+            yonder_vfs::SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(std::fs::metadata(f.dir.path().join("e/f")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(f.dir.path().join("e/f")).unwrap().mode() & 0o777,
+        0o600
+    );
     f.vfs.release(fh).await.unwrap();
 }
 
 #[tokio::test]
 async fn unlinked_open_files_are_reached_through_their_handle() {
     let f = fixture().await;
-    let (fh, file) = f.vfs.create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE).await.unwrap();
+    let (fh, file) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
     f.vfs.unlink(&me(), ROOT_INO, b"f").await.unwrap();
     assert!(!f.dir.path().join("f").exists());
     f.vfs.write(fh, 0, b"ghost").await.unwrap();
@@ -154,7 +208,15 @@ async fn unlinked_open_files_are_reached_through_their_handle() {
     assert_eq!((attr.size, attr.nlink), (5, 0));
     let attr = f
         .vfs
-        .setattr(&me(), file.ino, None, yonder_vfs::SetAttr { size: Some(2), ..Default::default() })
+        .setattr(
+            &me(),
+            file.ino,
+            None,
+            yonder_vfs::SetAttr {
+                size: Some(2),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(attr.size, 2);
@@ -165,7 +227,11 @@ async fn unlinked_open_files_are_reached_through_their_handle() {
 #[tokio::test]
 async fn hard_links_share_the_inode() {
     let f = fixture().await;
-    let (fh, a) = f.vfs.create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY).await.unwrap();
+    let (fh, a) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
     f.vfs.release(fh).await.unwrap();
     let b = f.vfs.link(&me(), a.ino, ROOT_INO, b"b").await.unwrap();
     assert_eq!(a.ino, b.ino);
@@ -177,8 +243,12 @@ async fn hard_links_share_the_inode() {
 
 #[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
-    let f = fixture_with(VfsOptions { readdir_page: 7, dir_ttl: Duration::from_secs(60), ..VfsOptions::default() })
-        .await;
+    let f = fixture_with(VfsOptions {
+        readdir_page: 7,
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
     for i in 0..50 {
         std::fs::write(f.dir.path().join(format!("n{i:02}")), b"").unwrap();
     }
@@ -196,7 +266,14 @@ async fn readdir_pages_through_and_answers_negative_lookups() {
     assert_eq!(&names[..2], &[".", ".."]);
     assert_eq!(names[2], "n00");
     let before = f.remote.calls.lstats.load(Ordering::Relaxed);
-    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"missing").await.unwrap_err().errno(), Errno::ENOENT);
+    assert_eq!(
+        f.vfs
+            .lookup(&me(), ROOT_INO, b"missing")
+            .await
+            .unwrap_err()
+            .errno(),
+        Errno::ENOENT
+    );
     f.vfs.lookup(&me(), ROOT_INO, b"n07").await.unwrap();
     assert_eq!(f.remote.calls.lstats.load(Ordering::Relaxed), before);
 }
@@ -207,8 +284,17 @@ async fn created_nodes_belong_to_the_caller() {
         return;
     }
     let f = fixture().await;
-    let caller = Caller { uid: 4321, gid: 4322, pid: 1, umask: 0o022 };
-    let (fh, attr) = f.vfs.create(&caller, ROOT_INO, b"f", 0o666, of::WRITE_ONLY).await.unwrap();
+    let caller = Caller {
+        uid: 4321,
+        gid: 4322,
+        pid: 1,
+        umask: 0o022,
+    };
+    let (fh, attr) = f
+        .vfs
+        .create(&caller, ROOT_INO, b"f", 0o666, of::WRITE_ONLY)
+        .await
+        .unwrap();
     f.vfs.release(fh).await.unwrap();
     assert_eq!((attr.uid, attr.gid, attr.perm), (4321, 4322, 0o644));
     let d = f.vfs.mkdir(&caller, ROOT_INO, b"d", 0o777).await.unwrap();
@@ -222,12 +308,23 @@ async fn created_nodes_belong_to_the_caller() {
 
 #[tokio::test]
 async fn read_only_refuses_changes() {
-    let f = fixture_with(VfsOptions { read_only: true, ..VfsOptions::default() }).await;
+    let f = fixture_with(VfsOptions {
+        read_only: true,
+        ..VfsOptions::default()
+    })
+    .await;
     let err = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap_err();
     assert_eq!(err.errno(), Errno::EROFS);
     std::fs::write(f.dir.path().join("f"), b"x").unwrap();
     let attr = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
-    assert_eq!(f.vfs.open(&me(), attr.ino, of::WRITE_ONLY).await.unwrap_err().errno(), Errno::EROFS);
+    assert_eq!(
+        f.vfs
+            .open(&me(), attr.ino, of::WRITE_ONLY)
+            .await
+            .unwrap_err()
+            .errno(),
+        Errno::EROFS
+    );
     let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
     assert_eq!(f.vfs.read(fh, 0, 10).await.unwrap(), b"x");
     f.vfs.release(fh).await.unwrap();

@@ -78,3 +78,5 @@ pub async fn fixture(transport: Transport) -> Fixture {
         sshd,
     }
 }
+
+pub mod mount;

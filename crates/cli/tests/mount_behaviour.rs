@@ -1,0 +1,488 @@
+//! What users' tools rely on, through a real `yonder mount`: each behaviour
+//! is checked through the mount and directly on the backing directory (the
+//! remote's disk), over a local agent and over real ssh.
+
+mod support;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use support::mount::{is_mounted, Mount};
+use support::Transport;
+
+fn errno(err: std::io::Error) -> i32 {
+    err.raw_os_error().expect("an OS error")
+}
+
+fn open_flags_append_trunc_excl(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("f"), b"one\n").unwrap();
+    let mut f = OpenOptions::new().append(true).open(m.at("f")).unwrap();
+    f.write_all(b"two\n").unwrap();
+    // O_APPEND writes at the end even after a seek.
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(b"three\n").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"one\ntwo\nthree\n");
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"one\ntwo\nthree\n");
+
+    let f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.at("f"))
+        .unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 0);
+    drop(f);
+    assert_eq!(fs::metadata(m.disk("f")).unwrap().len(), 0);
+
+    let err = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.at("f"))
+        .unwrap_err();
+    assert_eq!(errno(err), libc::EEXIST);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(m.at("g"))
+        .unwrap();
+    f.write_all(b"new").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.disk("g")).unwrap(), b"new");
+    assert_eq!(
+        fs::metadata(m.disk("g")).unwrap().mode() & 0o777,
+        0o640 & !umask()
+    );
+}
+
+fn umask() -> u32 {
+    // SAFETY: umask(2) swaps the process mask and cannot fail; it is set
+    // straight back.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old as u32
+    }
+}
+
+fn truncate_and_ftruncate(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("f"), b"0123456789").unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(m.at("f")).unwrap();
+    f.set_len(4).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 4);
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"0123");
+    f.set_len(8).unwrap();
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"0123\0\0\0\0");
+    drop(f);
+    // truncate(2) by path.
+    let path = std::ffi::CString::new(m.at("f").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; truncate touches no other memory.
+    assert_eq!(unsafe { libc::truncate(path.as_ptr(), 2) }, 0);
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"01");
+    assert_eq!(fs::metadata(m.at("f")).unwrap().len(), 2);
+}
+
+fn chmod_chown_utimens_with_nanoseconds(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("f"), b"x").unwrap();
+    fs::set_permissions(m.at("f"), fs::Permissions::from_mode(0o751)).unwrap();
+    assert_eq!(fs::metadata(m.at("f")).unwrap().mode() & 0o7777, 0o751);
+    assert_eq!(fs::metadata(m.disk("f")).unwrap().mode() & 0o7777, 0o751);
+    if fs::metadata("/proc/self").unwrap().uid() == 0 {
+        std::os::unix::fs::chown(m.at("f"), Some(65534), Some(65534)).unwrap();
+        assert_eq!(fs::metadata(m.disk("f")).unwrap().uid(), 65534);
+        assert_eq!(fs::metadata(m.at("f")).unwrap().gid(), 65534);
+    }
+    let stamp = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789);
+    let f = File::options().write(true).open(m.at("f")).unwrap();
+    f.set_times(fs::FileTimes::new().set_modified(stamp).set_accessed(stamp))
+        .unwrap();
+    drop(f);
+    let through = fs::metadata(m.at("f")).unwrap();
+    let disk = fs::metadata(m.disk("f")).unwrap();
+    assert_eq!(
+        (through.mtime(), through.mtime_nsec()),
+        (1_600_000_000, 123_456_789)
+    );
+    assert_eq!((disk.mtime(), disk.mtime_nsec()), (1_600_000_000, 123_456_789));
+    assert_eq!((disk.atime(), disk.atime_nsec()), (1_600_000_000, 123_456_789));
+    // ctime is the remote's real ctime, with nanoseconds.
+    assert_eq!(
+        (through.ctime(), through.ctime_nsec()),
+        (disk.ctime(), disk.ctime_nsec())
+    );
+}
+
+fn symlinks_hard_links_and_inode_numbers(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("target"), b"data").unwrap();
+    for target in ["target", "../../elsewhere/x", "/etc/hostname", "dir/./../target"] {
+        let _ = fs::remove_file(m.at("link"));
+        std::os::unix::fs::symlink(target, m.at("link")).unwrap();
+        assert_eq!(
+            fs::read_link(m.at("link")).unwrap().to_str().unwrap(),
+            target,
+            "stored as given"
+        );
+        assert_eq!(fs::read_link(m.disk("link")).unwrap().to_str().unwrap(), target);
+    }
+    fs::hard_link(m.at("target"), m.at("hard")).unwrap();
+    let a = fs::metadata(m.at("target")).unwrap();
+    let b = fs::metadata(m.at("hard")).unwrap();
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(a.ino(), b.ino(), "hard links share an inode number");
+    assert_eq!(
+        a.ino(),
+        fs::metadata(m.disk("target")).unwrap().ino(),
+        "inode numbers are the remote's"
+    );
+    assert_eq!(fs::metadata(m.disk("target")).unwrap().nlink(), 2);
+    fs::remove_file(m.at("hard")).unwrap();
+    assert_eq!(fs::metadata(m.at("target")).unwrap().nlink(), 1);
+}
+
+fn rename_over_existing_for_atomic_save(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("doc.txt"), b"old").unwrap();
+    let old_ino = fs::metadata(m.at("doc.txt")).unwrap().ino();
+    let mut tmp = File::create(m.at(".doc.txt.swp")).unwrap();
+    tmp.write_all(b"new contents").unwrap();
+    tmp.sync_all().unwrap();
+    drop(tmp);
+    fs::rename(m.at(".doc.txt.swp"), m.at("doc.txt")).unwrap();
+    assert_eq!(fs::read(m.at("doc.txt")).unwrap(), b"new contents");
+    assert_eq!(fs::read(m.disk("doc.txt")).unwrap(), b"new contents");
+    assert!(!m.disk(".doc.txt.swp").exists());
+    assert_ne!(fs::metadata(m.at("doc.txt")).unwrap().ino(), old_ino);
+    let names: Vec<_> = fs::read_dir(m.at(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["doc.txt"]);
+}
+
+fn rename_directory_with_open_file_beneath(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::create_dir_all(m.at("a/b")).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(m.at("a/b/file"))
+        .unwrap();
+    f.write_all(b"before ").unwrap();
+    fs::rename(m.at("a"), m.at("z")).unwrap();
+    f.write_all(b"after").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.disk("z/b/file")).unwrap(), b"before after");
+    assert_eq!(fs::read(m.at("z/b/file")).unwrap(), b"before after");
+    assert!(!m.at("a").exists());
+    // Paths below the renamed directory resolve afresh.
+    fs::write(m.at("z/b/second"), b"2").unwrap();
+    assert_eq!(fs::read(m.disk("z/b/second")).unwrap(), b"2");
+}
+
+fn unlinked_open_file_stays_usable(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("tmp"), b"keep me").unwrap();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.at("tmp"))
+        .unwrap();
+    fs::remove_file(m.at("tmp")).unwrap();
+    assert!(!m.disk("tmp").exists());
+    assert!(!m.at("tmp").exists());
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "keep me");
+    f.write_all(b", and more").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    s.clear();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "keep me, and more");
+    assert_eq!(f.metadata().unwrap().len(), 17);
+    f.set_len(4).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 4);
+}
+
+fn statfs_shows_the_remote(t: Transport) {
+    let m = Mount::start(t, &[]);
+    let through = rustix::fs::statvfs(&m.mountpoint).unwrap();
+    let disk = rustix::fs::statvfs(m.backing.path()).unwrap();
+    assert_eq!(through.f_blocks * through.f_frsize, disk.f_blocks * disk.f_frsize);
+    assert_eq!(through.f_files, disk.f_files);
+    assert!(through.f_bavail > 0);
+}
+
+fn fsync_reaches_the_remote_disk(t: Transport) {
+    let m = Mount::start(t, &[]);
+    let mut f = File::create(m.at("journal")).unwrap();
+    for i in 0..100 {
+        f.write_all(format!("record {i}\n").as_bytes()).unwrap();
+    }
+    f.sync_all().unwrap();
+    // Still open: the data must already be on the remote.
+    let disk = fs::read_to_string(m.disk("journal")).unwrap();
+    assert_eq!(disk.lines().count(), 100);
+    assert!(disk.ends_with("record 99\n"));
+    f.write_all(b"tail").unwrap();
+    f.sync_data().unwrap();
+    assert!(fs::read_to_string(m.disk("journal")).unwrap().ends_with("tail"));
+}
+
+fn xattrs_round_trip(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::write(m.at("f"), b"").unwrap();
+    let path = m.at("f");
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let p = c(path.to_str().unwrap());
+    let set = |name: &str, value: &[u8], flags: i32| {
+        // SAFETY: valid C strings and a buffer of the given length.
+        unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                c(name).as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                flags,
+            )
+        }
+    };
+    assert_eq!(set("user.color", b"blue", libc::XATTR_CREATE), 0);
+    assert_eq!(set("user.color", b"red", libc::XATTR_CREATE), -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EEXIST));
+    let mut buf = [0u8; 64];
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(&buf[..n as usize], b"blue");
+    // SAFETY: size 0 asks for the length only; no buffer is written.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.color").as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(n, 4);
+    // SAFETY: a 2-byte buffer for a 4-byte value must fail with ERANGE.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 2) };
+    assert_eq!(
+        (n, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ERANGE))
+    );
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(&buf[..n as usize], b"user.color\0");
+    // Visible on the remote disk.
+    let d = c(m.disk("f").to_str().unwrap());
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(d.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(&buf[..n as usize], b"blue");
+    // SAFETY: valid C strings.
+    assert_eq!(
+        unsafe { libc::removexattr(p.as_ptr(), c("user.color").as_ptr()) },
+        0
+    );
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(
+        (n, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ENODATA))
+    );
+}
+
+fn fifos_and_device_nodes(t: Transport) {
+    let m = Mount::start(t, &[]);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        m.at("fifo"),
+        rustix::fs::FileType::Fifo,
+        0o600.into(),
+        0,
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(m.disk("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(fs::symlink_metadata(m.at("fifo")).unwrap().file_type().is_fifo());
+    if fs::metadata("/proc/self").unwrap().uid() == 0 {
+        let dev = rustix::fs::makedev(1, 3);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            m.at("null"),
+            rustix::fs::FileType::CharacterDevice,
+            0o600.into(),
+            dev,
+        )
+        .unwrap();
+        let meta = fs::symlink_metadata(m.disk("null")).unwrap();
+        assert!(meta.file_type().is_char_device());
+        assert_eq!(meta.rdev(), dev);
+        assert_eq!(fs::symlink_metadata(m.at("null")).unwrap().rdev(), dev);
+    }
+}
+
+fn directories_and_errno(t: Transport) {
+    let m = Mount::start(t, &[]);
+    fs::create_dir(m.at("d")).unwrap();
+    fs::write(m.at("d/f"), b"").unwrap();
+    assert!(m.disk("d/f").is_file());
+    assert_eq!(errno(fs::remove_dir(m.at("d")).unwrap_err()), libc::ENOTEMPTY);
+    assert_eq!(errno(fs::create_dir(m.at("d")).unwrap_err()), libc::EEXIST);
+    assert_eq!(errno(fs::read(m.at("missing")).unwrap_err()), libc::ENOENT);
+    assert_eq!(errno(fs::read_dir(m.at("d/f")).unwrap_err()), libc::ENOTDIR);
+    assert_eq!(errno(fs::remove_file(m.at("d")).unwrap_err()), libc::EISDIR);
+    let mut names: Vec<_> = (0..300).map(|i| format!("n{i:03}")).collect();
+    for n in &names {
+        fs::write(m.disk(&format!("d/{n}")), n.as_bytes()).unwrap();
+    }
+    names.push("f".into());
+    let mut listed: Vec<_> = fs::read_dir(m.at("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listed.sort();
+    names.sort();
+    assert_eq!(
+        listed, names,
+        "entries made on the remote show up after the directory TTL"
+    );
+    fs::remove_dir_all(m.at("d")).unwrap();
+    assert!(!m.disk("d").exists());
+}
+
+fn large_files_round_trip(t: Transport) {
+    let m = Mount::start(t, &[]);
+    let data: Vec<u8> = (0..20_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    fs::write(m.at("big"), &data).unwrap();
+    assert!(fs::read(m.disk("big")).unwrap() == data);
+    assert!(fs::read(m.at("big")).unwrap() == data);
+    // Random-access reads and writes in the middle.
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.at("big"))
+        .unwrap();
+    f.seek(SeekFrom::Start(12_345_678)).unwrap();
+    f.write_all(b"PATCH").unwrap();
+    f.seek(SeekFrom::Start(12_345_676)).unwrap();
+    let mut buf = [0u8; 9];
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf[2..7], b"PATCH");
+    drop(f);
+    assert_eq!(
+        &fs::read(m.disk("big")).unwrap()[12_345_678..12_345_683],
+        b"PATCH"
+    );
+}
+
+fn sigterm_flushes_and_unmounts(t: Transport) {
+    let mut m = Mount::start(t, &[]);
+    let mut f = File::create(m.at("pending")).unwrap();
+    f.write_all(&vec![b'z'; 100_000]).unwrap();
+    // No close, no fsync: SIGTERM must still deliver the bytes, then keep
+    // serving the open file until it is closed.
+    support::mount::signal(m.pid(), libc::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fs::metadata(m.disk("pending")).map(|m| m.len()).unwrap_or(0) < 100_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "buffered writes were not flushed on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f.write_all(b"after").unwrap();
+    drop(f);
+    assert_eq!(
+        m.wait_exit(),
+        Some(0),
+        "yonder mount exits 0 after a clean unmount"
+    );
+    assert_eq!(fs::read(m.disk("pending")).unwrap().len(), 100_005);
+    assert!(!is_mounted(&m.mountpoint));
+}
+
+fn second_sigterm_stops_waiting_for_open_files(t: Transport) {
+    let mut m = Mount::start(t, &[]);
+    let mut f = File::create(m.at("held")).unwrap();
+    f.write_all(b"held open").unwrap();
+    support::mount::signal(m.pid(), libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(fs::read(m.disk("held")).unwrap(), b"held open");
+    support::mount::signal(m.pid(), libc::SIGTERM);
+    assert!(
+        m.wait_exit().is_some(),
+        "a second SIGTERM ends yonder mount even with files open"
+    );
+    assert!(!is_mounted(&m.mountpoint));
+    drop(f);
+}
+
+fn killed_mount_is_cleaned_up(t: Transport) {
+    let mut m = Mount::start(t, &[]);
+    assert!(is_mounted(&m.mountpoint));
+    m.kill();
+    // AutoUnmount removes the mount when the process dies; `yonder
+    // unmount` must also succeed (or report it is not mounted) on what is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while is_mounted(&m.mountpoint) && std::time::Instant::now() < deadline {
+        let _ = std::process::Command::new(support::yonder_bin())
+            .arg("unmount")
+            .arg(&m.mountpoint)
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!is_mounted(&m.mountpoint));
+    assert!(
+        fs::read_dir(&m.mountpoint).unwrap().next().is_none(),
+        "a plain empty directory again"
+    );
+}
+
+fn read_only_refuses_changes(t: Transport) {
+    let backing = tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap();
+    fs::write(backing.path().join("f"), b"ro").unwrap();
+    let m = Mount::start_on(t, backing, &["--read-only"]);
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"ro");
+    assert_eq!(errno(fs::write(m.at("f"), b"x").unwrap_err()), libc::EROFS);
+    assert_eq!(errno(fs::create_dir(m.at("d")).unwrap_err()), libc::EROFS);
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"ro");
+}
+
+macro_rules! over_every_transport {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $(#[test]
+            fn $test() { super::$test(super::Transport::Local) })*
+        }
+        mod ssh {
+            $(#[test]
+            fn $test() { super::$test(super::Transport::Ssh) })*
+        }
+    };
+}
+
+over_every_transport!(
+    open_flags_append_trunc_excl,
+    truncate_and_ftruncate,
+    chmod_chown_utimens_with_nanoseconds,
+    symlinks_hard_links_and_inode_numbers,
+    rename_over_existing_for_atomic_save,
+    rename_directory_with_open_file_beneath,
+    unlinked_open_file_stays_usable,
+    statfs_shows_the_remote,
+    fsync_reaches_the_remote_disk,
+    xattrs_round_trip,
+    fifos_and_device_nodes,
+    directories_and_errno,
+    large_files_round_trip,
+    sigterm_flushes_and_unmounts,
+    second_sigterm_stops_waiting_for_open_files,
+    killed_mount_is_cleaned_up,
+    read_only_refuses_changes,
+);

@@ -1,0 +1,146 @@
+//! A `yonder mount` process on a temporary backing directory.
+
+use super::{source_for, yonder_bin, Transport};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use yonder_testkit::Sshd;
+
+pub struct Mount {
+    pub backing: tempfile::TempDir,
+    pub mountpoint: PathBuf,
+    _mount_parent: tempfile::TempDir,
+    child: Option<Child>,
+    _sshd: Option<Sshd>,
+}
+
+impl Mount {
+    /// Mounts a fresh backing directory over `transport` with `extra` CLI
+    /// arguments; returns once `yonder mount` reports the mount usable.
+    pub fn start(transport: Transport, extra: &[&str]) -> Mount {
+        let backing = tempfile::Builder::new()
+            .prefix("yonder-backing")
+            .tempdir()
+            .unwrap();
+        Self::start_on(transport, backing, extra)
+    }
+
+    pub fn start_on(transport: Transport, backing: tempfile::TempDir, extra: &[&str]) -> Mount {
+        let sshd = matches!(transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let (source, options) = source_for(transport, backing.path(), sshd.as_ref());
+        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+        let mountpoint = parent.path().join("mnt");
+        let mut cmd = Command::new(yonder_bin());
+        cmd.arg("mount").arg(&source).arg(&mountpoint).args(extra);
+        for o in &options.ssh_options {
+            cmd.args(["-o", o]);
+        }
+        if let Some(agent) = &options.agent_path {
+            cmd.args(["--agent-path", agent]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("yonder mount printed nothing within 30 s");
+        assert_eq!(
+            line.trim_end(),
+            mountpoint.display().to_string(),
+            "yonder mount should print the mount point"
+        );
+        Mount {
+            backing,
+            mountpoint,
+            _mount_parent: parent,
+            child: Some(child),
+            _sshd: sshd,
+        }
+    }
+
+    /// A path inside the mount.
+    pub fn at(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// The same path on the backing directory (the "remote" disk).
+    pub fn disk(&self, rel: &str) -> PathBuf {
+        self.backing.path().join(rel)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for `yonder mount` to exit; returns its status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        signal(child.id(), libc::SIGTERM);
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        status.and_then(|s| s.code())
+    }
+
+    /// Waits (at most 30 s) for `yonder mount` to exit; returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        wait_timeout(&mut child, Duration::from_secs(30)).and_then(|s| s.code())
+    }
+
+    /// Kills `yonder mount` with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.terminate().is_none() && is_mounted(&self.mountpoint) {
+            let _ = Command::new("fusermount3")
+                .args(["-uz"])
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a child pid we own; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().ok().filter(|_| false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `path` is a mount point now, from /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let path = path.display().to_string();
+    info.lines().any(|l| l.split(' ').nth(4) == Some(path.as_str()))
+}
