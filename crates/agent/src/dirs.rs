@@ -42,7 +42,9 @@ pub(crate) struct Page {
 }
 
 impl DirStream {
-    pub(crate) fn open(path: &Path) -> rustix::io::Result<DirStream> {
+    /// Opens `path`; `key` is the directory's stable name (the one a
+    /// follow-up page must ask for).
+    pub(crate) fn open(path: &Path, key: &Path) -> rustix::io::Result<DirStream> {
         let fd = rustix::fs::openat(
             CWD,
             path,
@@ -51,7 +53,7 @@ impl DirStream {
         )?;
         Ok(DirStream {
             dir: Dir::new(fd)?,
-            path: path.to_path_buf(),
+            path: key.to_path_buf(),
             pending: None,
         })
     }
@@ -183,10 +185,10 @@ mod tests {
     fn table_evicts_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
         let cursors = DirCursors::default();
-        let first = cursors.park(DirStream::open(dir.path()).unwrap());
+        let first = cursors.park(DirStream::open(dir.path(), dir.path()).unwrap());
         let mut newest = 0;
         for _ in 0..MAX_STREAMS {
-            newest = cursors.park(DirStream::open(dir.path()).unwrap());
+            newest = cursors.park(DirStream::open(dir.path(), dir.path()).unwrap());
         }
         assert_eq!(cursors.len(), MAX_STREAMS);
         assert!(cursors.take(first).is_none());
@@ -199,13 +201,13 @@ mod tests {
         for name in ["a", "b", "c"] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
-        let mut stream = DirStream::open(dir.path()).unwrap();
+        let mut stream = DirStream::open(dir.path(), dir.path()).unwrap();
         let page = stream.read_page(2).unwrap();
         assert_eq!((page.entries.len(), page.more), (2, true));
         let page = stream.read_page(2).unwrap();
         assert_eq!((page.entries.len(), page.more), (1, false));
 
-        let mut stream = DirStream::open(dir.path()).unwrap();
+        let mut stream = DirStream::open(dir.path(), dir.path()).unwrap();
         let page = stream.read_page(3).unwrap();
         assert_eq!((page.entries.len(), page.more), (3, false));
     }

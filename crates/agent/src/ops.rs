@@ -6,7 +6,7 @@ use crate::attr::{attr_from_stat, statfs_from_statvfs};
 use crate::dirs::{clamp_page_entries, DirCursors, DirStream};
 use crate::error::OpError;
 use crate::handles::{HandleTable, OpenFile};
-use crate::paths::{display, PathError, Root};
+use crate::paths::{display, HostPath, PathError, Root};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
 use rustix::io::Errno as HostErrno;
 use std::ffi::{CString, OsStr};
@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, file_type, open_flags, DirPage, Errno, Owner, RenameFlags, Request, Response, SetAttr,
@@ -107,12 +107,12 @@ impl Agent {
             Request::Lstat { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
             }
             Request::Stat { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                let st = rustix::fs::statat(CWD, &abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                let st = rustix::fs::statat(CWD, &*abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
                 Ok(Response::Attr(attr_from_stat(&st)))
             }
             Request::Fstat { handle } => {
@@ -150,9 +150,9 @@ impl Agent {
             Request::Mkdir { path, mode, owner } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                rustix::fs::mkdirat(CWD, &abs, permissions(mode)).map_err(|e| s.sys(e))?;
-                self.give_owner(&s, &abs, Node::Path(&abs), owner);
-                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+                rustix::fs::mkdirat(CWD, &*abs, permissions(mode)).map_err(|e| s.sys(e))?;
+                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
+                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
             }
             Request::Mknod {
                 path,
@@ -163,26 +163,26 @@ impl Agent {
             } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                mknod(&abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
+                mknod(&*abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
                     Some(e) => s.sys(e),
                     None => s.refused(
                         Errno::EINVAL,
                         &format!("cannot create file type {mode:#o} with mknod"),
                     ),
                 })?;
-                self.give_owner(&s, &abs, Node::Path(&abs), owner);
-                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
+                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
             }
             Request::Unlink { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve_not_root(&s, &path)?;
-                rustix::fs::unlinkat(CWD, &abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                rustix::fs::unlinkat(CWD, &*abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
             Request::Rmdir { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve_not_root(&s, &path)?;
-                rustix::fs::unlinkat(CWD, &abs, AtFlags::REMOVEDIR).map_err(|e| s.sys(e))?;
+                rustix::fs::unlinkat(CWD, &*abs, AtFlags::REMOVEDIR).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
             Request::Rename { from, to, flags } => self.rename(op, &from, &to, flags),
@@ -194,27 +194,27 @@ impl Agent {
                 }
                 // The target is the link's content, interpreted by whoever
                 // follows it; it is stored verbatim, not resolved or sandboxed.
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), CWD, &abs).map_err(|e| s.sys(e))?;
-                self.give_owner(&s, &abs, Node::Path(&abs), owner);
-                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), CWD, &*abs).map_err(|e| s.sys(e))?;
+                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
+                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
             }
             Request::Readlink { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                let target = rustix::fs::readlinkat(CWD, &abs, Vec::new()).map_err(|e| s.sys(e))?;
+                let target = rustix::fs::readlinkat(CWD, &*abs, Vec::new()).map_err(|e| s.sys(e))?;
                 Ok(Response::Bytes(target.into_bytes()))
             }
             Request::Link { from, to } => {
                 let s = Subject::pair(op, &from, &to);
                 let abs_from = self.resolve(&s, &from)?;
                 let abs_to = self.resolve(&s, &to)?;
-                rustix::fs::linkat(CWD, &abs_from, CWD, &abs_to, AtFlags::empty()).map_err(|e| s.sys(e))?;
-                Ok(Response::Attr(lstat(&abs_to).map_err(|e| s.sys(e))?))
+                rustix::fs::linkat(CWD, &*abs_from, CWD, &*abs_to, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                Ok(Response::Attr(lstat(&*abs_to).map_err(|e| s.sys(e))?))
             }
             Request::Statfs { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                let st = rustix::fs::statvfs(&abs).map_err(|e| s.sys(e))?;
+                let st = rustix::fs::statvfs(&*abs).map_err(|e| s.sys(e))?;
                 Ok(Response::StatFs(statfs_from_statvfs(&st)))
             }
             Request::GetXattr { path, name } => {
@@ -222,8 +222,8 @@ impl Agent {
                 let abs = self.resolve(&s, &path)?;
                 let name = xattr_name(&s, &name)?;
                 let value = read_sized(
-                    |buf| rustix::fs::lgetxattr(&abs, name, buf),
-                    || rustix::fs::lgetxattr_query(&abs, name),
+                    |buf| rustix::fs::lgetxattr(&*abs, name, buf),
+                    || rustix::fs::lgetxattr_query(&*abs, name),
                 )
                 .map_err(|e| s.sys(e))?;
                 Ok(Response::Bytes(value))
@@ -242,15 +242,15 @@ impl Agent {
                     XattrMode::Create => rustix::fs::XattrFlags::CREATE,
                     XattrMode::Replace => rustix::fs::XattrFlags::REPLACE,
                 };
-                rustix::fs::lsetxattr(&abs, name, &value, flags).map_err(|e| s.sys(e))?;
+                rustix::fs::lsetxattr(&*abs, name, &value, flags).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
             Request::ListXattr { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 let list = read_sized(
-                    |buf| rustix::fs::llistxattr(&abs, buf),
-                    || rustix::fs::llistxattr_query(&abs),
+                    |buf| rustix::fs::llistxattr(&*abs, buf),
+                    || rustix::fs::llistxattr_query(&*abs),
                 )
                 .map_err(|e| s.sys(e))?;
                 let names = list
@@ -264,7 +264,7 @@ impl Agent {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 let name = xattr_name(&s, &name)?;
-                rustix::fs::lremovexattr(&abs, name).map_err(|e| s.sys(e))?;
+                rustix::fs::lremovexattr(&*abs, name).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
             Request::Access { path, mask } => {
@@ -272,24 +272,25 @@ impl Agent {
                 let abs = self.resolve(&s, &path)?;
                 let access = host_access(mask)
                     .ok_or_else(|| s.refused(Errno::EINVAL, &format!("unknown access mask {mask:#o}")))?;
-                rustix::fs::accessat(CWD, &abs, access, AtFlags::empty()).map_err(|e| s.sys(e))?;
+                rustix::fs::accessat(CWD, &*abs, access, AtFlags::empty()).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
         }
     }
 
-    fn resolve(&self, s: &Subject, wire: &[u8]) -> Result<PathBuf, OpError> {
+    fn resolve(&self, s: &Subject, wire: &[u8]) -> Result<HostPath, OpError> {
         self.root.resolve(wire).map_err(|err| match err {
             PathError::Nul => s.refused(Errno::EINVAL, "path contains a NUL byte"),
             PathError::Escapes => s.refused(Errno::EACCES, "path escapes the served root"),
+            PathError::Walk(errno) => s.sys(errno),
         })
     }
 
     /// For operations that would remove or replace the served root itself,
     /// which would leave the session serving nothing.
-    fn resolve_not_root(&self, s: &Subject, wire: &[u8]) -> Result<PathBuf, OpError> {
+    fn resolve_not_root(&self, s: &Subject, wire: &[u8]) -> Result<HostPath, OpError> {
         let abs = self.resolve(s, wire)?;
-        if abs == self.root.path() {
+        if *abs == *self.root.path() {
             return Err(s.refused(Errno::EBUSY, "the served root cannot be removed or replaced"));
         }
         Ok(abs)
@@ -305,13 +306,13 @@ impl Agent {
         let s = Subject::path(op, wire);
         let abs = self.resolve(&s, wire)?;
         let mut stream = match cursor {
-            None => DirStream::open(&abs).map_err(|e| s.sys(e))?,
+            None => DirStream::open(&abs, abs.logical()).map_err(|e| s.sys(e))?,
             Some(cursor) => {
                 let stream = self
                     .dirs
                     .take(cursor)
                     .ok_or_else(|| s.refused(Errno::EINVAL, "stale directory cursor"))?;
-                if stream.path() != abs {
+                if stream.path() != abs.logical() {
                     return Err(s.refused(Errno::EINVAL, "directory cursor belongs to another directory"));
                 }
                 stream
@@ -332,10 +333,10 @@ impl Agent {
         let abs = self.resolve(&s, wire)?;
         let oflags = host_open_flags(flags)
             .ok_or_else(|| s.refused(Errno::EINVAL, &format!("unsupported open flags {flags:#x}")))?;
-        let (fd, created) = open_tracking_creation(&abs, oflags, permissions(mode)).map_err(|e| s.sys(e))?;
+        let (fd, created) = open_tracking_creation(&*abs, oflags, permissions(mode)).map_err(|e| s.sys(e))?;
         let file = File::from(fd);
         if created {
-            self.give_owner(&s, &abs, Node::Fd(file.as_fd()), owner);
+            self.give_owner(&s, &*abs, Node::Fd(file.as_fd()), owner);
         }
         let st = rustix::fs::fstat(&file).map_err(|e| s.sys(e))?;
         let append = flags & open_flags::APPEND != 0;
@@ -410,7 +411,7 @@ impl Agent {
             Target::Path(wire) => {
                 s = Subject::path(op, wire);
                 abs = self.resolve(&s, wire)?;
-                Node::Path(&abs)
+                Node::Path(&*abs)
             }
             Target::Handle(handle) => {
                 s = Subject::handle(op, *handle);
@@ -447,9 +448,9 @@ impl Agent {
         host.set(rustix::fs::RenameFlags::NOREPLACE, flags.noreplace);
         host.set(rustix::fs::RenameFlags::EXCHANGE, flags.exchange);
         if host.is_empty() {
-            rustix::fs::renameat(CWD, &abs_from, CWD, &abs_to)
+            rustix::fs::renameat(CWD, &*abs_from, CWD, &*abs_to)
         } else {
-            rustix::fs::renameat_with(CWD, &abs_from, CWD, &abs_to, host)
+            rustix::fs::renameat_with(CWD, &*abs_from, CWD, &*abs_to, host)
         }
         .map_err(|e| s.sys(e))?;
         Ok(Response::Done)
