@@ -352,24 +352,28 @@ impl Agent {
         let file = self.file(&s, handle)?;
         // Clamped before allocating: the client's number is not trusted.
         let len = len.min(MAX_IO_SIZE) as usize;
-        let mut buf = vec![0; len];
-        let mut done = 0;
-        while done < len {
-            let Some(at) = offset.checked_add(done as u64) else {
+        // Read into spare capacity: zeroing a megabyte that pread is about
+        // to overwrite costs as much as a copy.
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let Some(at) = offset.checked_add(buf.len() as u64) else {
                 return Err(s.refused(Errno::EINVAL, "offset overflows"));
             };
-            match file.file.read_at(&mut buf[done..], at) {
-                Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => return read_stream(&s, &file.file, buf),
+            let spare = rustix::buffer::spare_capacity(&mut buf);
+            match rustix::io::pread(&file.file, spare, at) {
+                Err(HostErrno::SPIPE) => {
+                    buf.resize(len, 0);
+                    return read_stream(&s, &file.file, buf);
+                }
                 Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(_) => {}
+                Err(HostErrno::INTR) => {}
                 // Like read(2), a short read stands and the error surfaces on
                 // the next call.
-                Err(_) if done > 0 => break,
-                Err(e) => return Err(s.io(&e)),
+                Err(_) if !buf.is_empty() => break,
+                Err(e) => return Err(s.sys(e)),
             }
         }
-        buf.truncate(done);
         Ok(Response::Data(buf))
     }
 

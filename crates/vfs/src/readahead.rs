@@ -7,13 +7,14 @@
 //! long as they stay within a chunk of the frontier. A read elsewhere drops
 //! the window and is served directly.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use yonder_proto::Errno;
 
-pub(crate) type ChunkResult = Option<Result<Arc<Vec<u8>>, Errno>>;
+pub(crate) type ChunkResult = Option<Result<Bytes, Errno>>;
 
 pub(crate) struct Chunk {
     pub start: u64,
@@ -31,7 +32,7 @@ impl Drop for Chunk {
 
 impl Chunk {
     /// Data of the chunk once fetched.
-    pub async fn data(&self) -> Result<Arc<Vec<u8>>, Errno> {
+    pub async fn data(&self) -> Result<Bytes, Errno> {
         let mut rx = self.rx.clone();
         let result = match rx.wait_for(|r| r.is_some()).await {
             Ok(r) => r.clone().unwrap_or(Err(Errno::EIO)),
@@ -140,7 +141,7 @@ mod tests {
             log.push(start);
             let (tx, rx) = watch::channel(None);
             let task = tokio::spawn(async move {
-                let _ = tx.send(Some(Ok(Arc::new(vec![0; 4]))));
+                let _ = tx.send(Some(Ok(Bytes::from(vec![0; 4]))));
             });
             (rx, task)
         }

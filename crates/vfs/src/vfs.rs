@@ -11,6 +11,7 @@ use crate::inode::InodeTable;
 use crate::options::VfsOptions;
 use crate::readahead::{Plan, Readahead};
 use crate::write::FileIo;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -606,13 +607,15 @@ impl Vfs {
     }
 
     /// Reads up to `size` bytes at `offset`; fewer only at end of file.
-    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Reads up to `size` bytes. A read that one readahead chunk covers is
+    /// a view of that chunk, not a copy.
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
         let file = self.file("read", fh)?;
         if self.is_dirty(file.ino) {
             self.flush_inode(file.ino).await;
         }
         if size == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let chunk = self.opts.readahead_chunk.max(4096) as u64;
         let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
@@ -633,7 +636,7 @@ impl Vfs {
                         let result = remote
                             .read(handle, start, len)
                             .await
-                            .map(Arc::new)
+                            .map(Bytes::from)
                             .map_err(|e| e.errno());
                         let _ = tx.send(Some(result));
                     });
@@ -647,6 +650,7 @@ impl Vfs {
                     .remote
                     .read(file.remote, offset, size)
                     .await
+                    .map(Bytes::from)
                     .map_err(|e| VfsError::remote("read", self.describe(file.ino).as_bytes(), e));
             }
             Plan::Chunks(chunks) => chunks,
@@ -673,12 +677,16 @@ impl Vfs {
                 break;
             }
             let take = (data.len() - rel).min((end - pos) as usize);
+            let short = data.len() < chunk as usize;
+            if out.is_empty() && (take == size as usize || short) {
+                return Ok(data.slice(rel..rel + take));
+            }
             out.extend_from_slice(&data[rel..rel + take]);
-            if data.len() < chunk as usize || out.len() == size as usize {
+            if short || out.len() == size as usize {
                 break;
             }
         }
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 
     /// Called on each close of a descriptor: sends buffered data and

@@ -220,7 +220,7 @@ async fn unlinked_open_files_are_reached_through_their_handle() {
         .await
         .unwrap();
     assert_eq!(attr.size, 2);
-    assert_eq!(f.vfs.read(fh, 0, 100).await.unwrap(), b"gh");
+    assert_eq!(&f.vfs.read(fh, 0, 100).await.unwrap()[..], b"gh");
     f.vfs.release(fh).await.unwrap();
 }
 
@@ -326,6 +326,6 @@ async fn read_only_refuses_changes() {
         Errno::EROFS
     );
     let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
-    assert_eq!(f.vfs.read(fh, 0, 10).await.unwrap(), b"x");
+    assert_eq!(&f.vfs.read(fh, 0, 10).await.unwrap()[..], b"x");
     f.vfs.release(fh).await.unwrap();
 }
