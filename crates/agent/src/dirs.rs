@@ -6,6 +6,7 @@
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, CWD};
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use yonder_proto::DirEntry;
@@ -72,9 +73,11 @@ impl DirStream {
             }
             bytes += name.len() + ENTRY_OVERHEAD;
             let attr = self.lstat(&name);
+            let xattrs = attr.as_ref().and_then(|_| self.xattr_names(&name));
             entries.push(DirEntry {
                 name: name.into(),
                 attr,
+                xattrs,
             });
         }
         Ok(Page { entries, more: false })
@@ -96,6 +99,31 @@ impl DirStream {
                 }
             }
         }
+    }
+
+    /// The entry's extended attribute names, through the directory's
+    /// descriptor (there is no `llistxattrat`); `None` on any error.
+    fn xattr_names(&self, name: &[u8]) -> Option<Vec<serde_bytes::ByteBuf>> {
+        use std::os::fd::AsRawFd;
+        let fd = self.dir.fd().ok()?;
+        let mut path = format!("/proc/self/fd/{}/", fd.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        let path = std::ffi::OsStr::from_bytes(&path);
+        let mut buf = vec![0u8; 1024];
+        let len = loop {
+            match rustix::fs::llistxattr(path, &mut buf) {
+                Ok(len) => break len,
+                Err(rustix::io::Errno::RANGE) if buf.len() < (1 << 16) => buf.resize(buf.len() * 8, 0),
+                Err(_) => return None,
+            }
+        };
+        Some(
+            buf[..len]
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| n.to_vec().into())
+                .collect(),
+        )
     }
 
     /// `None` when the entry cannot be examined, typically because it was

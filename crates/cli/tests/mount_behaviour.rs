@@ -277,6 +277,18 @@ fn xattrs_round_trip(t: Transport) {
     // SAFETY: the buffer is 64 bytes long, as passed.
     let n = unsafe { libc::getxattr(d.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
     assert_eq!(&buf[..n as usize], b"blue");
+    // After a listing (which carries xattr names), a name the file lacks
+    // is answered as absent and one it has still reads back.
+    let _ = fs::read_dir(&m.mountpoint).unwrap().count();
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.none").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(
+        (n, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ENODATA))
+    );
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(p.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(&buf[..n as usize], b"blue");
     // SAFETY: valid C strings.
     assert_eq!(
         unsafe { libc::removexattr(p.as_ptr(), c("user.color").as_ptr()) },

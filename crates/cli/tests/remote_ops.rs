@@ -514,6 +514,28 @@ async fn statfs_xattr_access(t: Transport) {
         Errno::ENOENT
     );
 
+    // Listings carry each entry's xattr names, so clients can answer
+    // "no such attribute" without asking.
+    std::fs::write(f.disk("plain"), b"").unwrap();
+    let listing = f.client.read_dir_all(b"").await.unwrap();
+    let xattrs_of = |name: &[u8]| {
+        let entry = listing.iter().find(|e| &e.name[..] == name).unwrap();
+        let mut names: Vec<Vec<u8>> = entry
+            .xattrs
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.into_vec())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        xattrs_of(b"f"),
+        vec![b"user.big".to_vec(), b"user.empty".to_vec()]
+    );
+    assert!(xattrs_of(b"plain").is_empty());
+
     f.client.access(b"f", access_mask::EXISTS).await.unwrap();
     f.client
         .access(b"f", access_mask::READ | access_mask::WRITE)

@@ -178,6 +178,10 @@ pub struct DirEntry {
     pub name: serde_bytes::ByteBuf,
     /// `None` if the entry vanished between listing and `lstat`.
     pub attr: Option<Attr>,
+    /// Names of the entry's extended attributes (`llistxattr`), `None` when
+    /// they could not be listed. `ls -l` asks every file for its ACL
+    /// attributes; with this, a client answers "none" without a round trip.
+    pub xattrs: Option<Vec<serde_bytes::ByteBuf>>,
 }
 
 /// One page of a directory listing.

@@ -156,7 +156,12 @@ fn request() -> impl Strategy<Value = Request> {
 fn dir_page() -> impl Strategy<Value = DirPage> {
     (
         prop::collection::vec(
-            (wire_path(), prop::option::of(attr())).prop_map(|(name, attr)| DirEntry { name, attr }),
+            (
+                wire_path(),
+                prop::option::of(attr()),
+                prop::option::of(prop::collection::vec(wire_path(), 0..3)),
+            )
+                .prop_map(|(name, attr, xattrs)| DirEntry { name, attr, xattrs }),
             0..8,
         ),
         prop::option::of(any::<u64>()),

@@ -30,6 +30,9 @@ pub(crate) struct Inode {
     /// Until when the set of names in this directory known to the table is
     /// complete, so that a name missing from it does not exist.
     pub listing_until: Option<Instant>,
+    /// The inode's extended attribute names and until when they are
+    /// trusted (as long as its attributes).
+    pub xattr_names: Option<(Instant, Vec<Vec<u8>>)>,
 }
 
 struct NameEntry {
@@ -70,6 +73,7 @@ impl InodeTable {
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
                 attr_until: now + attr_ttl,
                 listing_until: None,
+                xattr_names: None,
             },
         );
         table
@@ -165,6 +169,7 @@ impl InodeTable {
             attr: None,
             attr_until,
             listing_until: None,
+            xattr_names: None,
         });
         node.kind = fattr.kind;
         node.attr = Some(fattr);
@@ -320,6 +325,23 @@ impl InodeTable {
     pub fn invalidate_attr(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = Instant::now();
+            node.xattr_names = None;
+        }
+    }
+
+    /// Remembers `ino`'s extended attribute names for the attribute TTL.
+    pub fn set_xattr_names(&mut self, ino: Ino, names: Vec<Vec<u8>>, now: Instant) {
+        let until = now + self.attr_ttl;
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.xattr_names = Some((until, names));
+        }
+    }
+
+    /// Still-valid extended attribute names of `ino`.
+    pub fn cached_xattr_names(&self, ino: Ino, now: Instant) -> Option<&[Vec<u8>]> {
+        match &self.nodes.get(&ino)?.xattr_names {
+            Some((until, names)) if *until > now => Some(names),
+            _ => None,
         }
     }
 

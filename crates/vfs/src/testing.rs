@@ -182,6 +182,8 @@ impl Remote for LocalRemote {
                 attr: std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name)))
                     .ok()
                     .map(|m| attr_of(&m)),
+                // Unknown: the VFS then asks getxattr as usual.
+                xattrs: None,
             })
             .collect();
         Ok(DirPage {
