@@ -37,7 +37,10 @@ fn dup(fd: impl AsFd) -> std::io::Result<OwnedFd> {
 pub(crate) fn stdin() -> std::io::Result<Reader> {
     let fd = std::io::stdin();
     Ok(match kind(&fd) {
-        Kind::Pipe => Box::new(tokio::net::unix::pipe::Receiver::from_owned_fd(dup(fd)?)?),
+        Kind::Pipe => {
+            enlarge_pipe(&fd);
+            Box::new(tokio::net::unix::pipe::Receiver::from_owned_fd(dup(fd)?)?)
+        }
         Kind::Socket => Box::new(socket(dup(fd)?)?),
         Kind::Other => Box::new(tokio::io::stdin()),
     })
@@ -47,7 +50,10 @@ pub(crate) fn stdin() -> std::io::Result<Reader> {
 pub(crate) fn stdout() -> std::io::Result<Writer> {
     let fd = std::io::stdout();
     Ok(match kind(&fd) {
-        Kind::Pipe => Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(dup(fd)?)?),
+        Kind::Pipe => {
+            enlarge_pipe(&fd);
+            Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(dup(fd)?)?)
+        }
         Kind::Socket => Box::new(socket(dup(fd)?)?),
         Kind::Other => Box::new(tokio::io::stdout()),
     })
@@ -57,4 +63,16 @@ fn socket(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
     let stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(stream)
+}
+
+/// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
+/// maximum): sshd hands the agent 64 KiB pipes, and a 1 MiB frame then takes
+/// sixteen wakeups of each side to cross.
+fn enlarge_pipe(pipe: &impl AsFd) {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
+        tracing::debug!(%err, "cannot enlarge pipe");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
 }

@@ -10,7 +10,7 @@ use crate::handle::{HandleTable, OpenDir, OpenFile};
 use crate::inode::InodeTable;
 use crate::options::VfsOptions;
 use crate::readahead::{Plan, Readahead};
-use crate::write::FileIo;
+use crate::write::{FileIo, InFlight, MAX_WRITES_IN_FLIGHT};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -280,9 +280,13 @@ impl Vfs {
         if attr.is_empty() {
             return self.getattr(ino, fh).await;
         }
-        if attr.size.is_some() {
-            // Buffered data must land before the cut, not after it.
+        if self.is_dirty(ino) {
+            // Buffered and in-flight data must land before the change: before
+            // a truncation, not after it, and before new times, which a
+            // later write would overwrite.
             self.flush_inode(ino).await;
+        }
+        if attr.size.is_some() {
             self.drop_readahead(ino);
         }
         let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
@@ -526,36 +530,62 @@ impl Vfs {
         }
     }
 
+    /// Sends the buffer and waits for every write of the handle in flight;
+    /// returns (and clears) the handle's first unreported write error.
     async fn send_buffer(&self, file: &OpenFile, io: &mut FileIo) -> Result<()> {
-        let Some((offset, data)) = io.buf.take() else {
-            return Ok(());
-        };
-        file.dirty.store(false, Ordering::Release);
-        let result = self.write_all(file, offset, data).await;
-        // A readahead that raced the write may hold old data.
-        self.drop_readahead(file.ino);
-        result
+        if let Some((offset, data)) = io.buf.take() {
+            self.queue_write(file, io, offset, data).await;
+        }
+        self.drain_writes(file, io).await;
+        match io.error.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
-    async fn write_all(&self, file: &OpenFile, mut offset: u64, data: Vec<u8>) -> Result<()> {
-        let mut rest: &[u8] = &data;
-        while !rest.is_empty() {
-            let sent = self
-                .remote
-                .write(file.remote, offset, rest.to_vec())
-                .await
-                .map_err(|e| {
-                    let err = VfsError::remote("write", self.describe(file.ino).as_bytes(), e);
-                    tracing::warn!("{err}");
-                    err
-                })? as usize;
-            if sent == 0 {
-                return Err(VfsError::new("write", self.describe(file.ino), Errno::EIO));
-            }
-            rest = &rest[sent.min(rest.len())..];
-            offset += sent as u64;
+    /// Starts a remote write without waiting for it. Its error, like that
+    /// of any write in flight, lands in `io.error`.
+    async fn queue_write(&self, file: &OpenFile, io: &mut FileIo, offset: u64, data: Vec<u8>) {
+        let end = offset + data.len() as u64;
+        if file.append || io.in_flight.iter().any(|w| w.start < end && offset < w.end) {
+            self.drain_writes(file, io).await;
         }
-        Ok(())
+        while io.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
+            let oldest = io.in_flight.pop_front().expect("in flight");
+            Self::settle(io, oldest.task.await);
+        }
+        file.dirty.store(true, Ordering::Release);
+        let remote = self.remote.clone();
+        let (handle, path) = (file.remote, self.describe(file.ino));
+        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
+        io.in_flight.push_back(InFlight {
+            start: offset,
+            end,
+            task,
+        });
+        // A readahead that raced the write may hold old data.
+        self.drop_readahead(file.ino);
+    }
+
+    /// Waits for every write of the handle in flight.
+    async fn drain_writes(&self, file: &OpenFile, io: &mut FileIo) {
+        let had = !io.in_flight.is_empty();
+        while let Some(write) = io.in_flight.pop_front() {
+            Self::settle(io, write.task.await);
+        }
+        if io.buf.is_empty() {
+            file.dirty.store(false, Ordering::Release);
+        }
+        if had {
+            self.drop_readahead(file.ino);
+        }
+    }
+
+    fn settle(io: &mut FileIo, joined: std::result::Result<Result<()>, tokio::task::JoinError>) {
+        let result = joined.unwrap_or_else(|e| Err(VfsError::new("write", e.to_string(), Errno::EIO)));
+        if let Err(err) = result {
+            io.error.get_or_insert(err);
+        }
     }
 
     /// Writes `data` at `offset` (at the end for append handles). The data
@@ -572,18 +602,34 @@ impl Vfs {
             return Err(err);
         }
         let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
-        if !io.buf.continues(offset, file.append) || io.buf.len() + data.len() > max {
-            self.send_buffer(&file, &mut io).await?;
+        if sync {
+            // O_SYNC/O_DSYNC: the data is on the remote when write returns.
+            if let Some((at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, at, buffered).await;
+            }
+            self.queue_write(&file, &mut io, offset, data.to_vec()).await;
+            self.drain_writes(&file, &mut io).await;
+            return match io.error.take() {
+                Some(err) => Err(err),
+                None => Ok(data.len() as u32),
+            };
         }
-        if sync || max == 0 || (io.buf.is_empty() && data.len() >= max) {
-            self.write_all(&file, offset, data.to_vec()).await?;
+        if !io.buf.continues(offset, file.append) || io.buf.len() + data.len() > max {
+            if let Some((at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, at, buffered).await;
+            }
+        }
+        if max == 0 || (io.buf.is_empty() && data.len() >= max) {
+            self.queue_write(&file, &mut io, offset, data.to_vec()).await;
             return Ok(data.len() as u32);
         }
         let was_empty = io.buf.is_empty();
         io.buf.push(offset, data);
         file.dirty.store(true, Ordering::Release);
         if io.buf.len() >= max {
-            self.send_buffer(&file, &mut io).await?;
+            if let Some((at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, at, buffered).await;
+            }
         } else if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());
         }
@@ -985,4 +1031,33 @@ impl Vfs {
         }
         self.drop_readahead(ino);
     }
+}
+
+/// Writes all of `data` at `offset`, in as many requests as the remote
+/// accepts; runs as its own task so the caller need not wait.
+async fn write_all(
+    remote: Arc<dyn Remote>,
+    handle: yonder_proto::Handle,
+    path: String,
+    mut offset: u64,
+    data: Vec<u8>,
+) -> Result<()> {
+    let mut rest: &[u8] = &data;
+    while !rest.is_empty() {
+        let chunk = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
+        let sent = remote
+            .write(handle, offset, rest[..chunk].to_vec())
+            .await
+            .map_err(|e| {
+                let err = VfsError::remote("write", path.as_bytes(), e);
+                tracing::warn!("{err}");
+                err
+            })? as usize;
+        if sent == 0 {
+            return Err(VfsError::new("write", path, Errno::EIO));
+        }
+        rest = &rest[sent.min(rest.len())..];
+        offset += sent as u64;
+    }
+    Ok(())
 }

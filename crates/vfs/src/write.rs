@@ -8,11 +8,29 @@
 //! nobody waits for is kept in `FileIo::error` and reported by the next
 //! write, flush or fsync of the handle: write errors are never dropped.
 //!
-//! Asynchronous write-back fits in the same place: instead of sending inline,
-//! a full buffer would be handed to a task and tracked until flush or fsync,
-//! with its error landing in the same slot.
+//! Sends are asynchronous (write-back): a full buffer, or a write as large
+//! as the buffer, is handed to a task and tracked in `FileIo::in_flight`;
+//! the `write` returns at once, so a sequential writer keeps several
+//! requests on the wire instead of waiting a round trip per megabyte. At
+//! most [`MAX_WRITES_IN_FLIGHT`] run per handle. Flush, fsync, release, and
+//! any read or attribute query of the inode wait for all of them, and their
+//! errors land in the same slot as before. Writes that overlap one in
+//! flight, and appends, wait first: the agent runs requests concurrently,
+//! so only disjoint writes may race.
 
 use crate::error::VfsError;
+use std::collections::VecDeque;
+use tokio::task::JoinHandle;
+
+/// Remote writes one handle may have on the wire at once.
+pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
+
+/// A remote write on its way: the byte range it covers and its task.
+pub(crate) struct InFlight {
+    pub start: u64,
+    pub end: u64,
+    pub task: JoinHandle<Result<(), VfsError>>,
+}
 
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
@@ -65,6 +83,8 @@ pub(crate) struct FileIo {
     pub buf: WriteBuffer,
     /// First error of a send no caller was waiting for.
     pub error: Option<VfsError>,
+    /// Writes sent and not yet answered, oldest first.
+    pub in_flight: VecDeque<InFlight>,
 }
 
 #[cfg(test)]

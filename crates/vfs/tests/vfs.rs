@@ -64,6 +64,13 @@ async fn small_sequential_writes_are_coalesced_and_read_back() {
     f.vfs.flush(fh).await.unwrap();
     f.vfs.release(fh).await.unwrap();
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    // The remote close is not waited for; it follows shortly.
+    for _ in 0..100 {
+        if f.remote.open_handles() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(f.remote.open_handles(), 0);
 }
 
@@ -77,9 +84,11 @@ async fn non_contiguous_write_sends_the_buffer_and_getattr_sees_the_size() {
         .unwrap();
     f.vfs.write(fh, 0, b"hello").await.unwrap();
     f.vfs.write(fh, 100, b"world").await.unwrap();
-    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 1);
+    // The first piece went out on its own (asynchronously); getattr waits
+    // for it and sends the second.
     let attr = f.vfs.getattr(attr.ino, None).await.unwrap();
     assert_eq!(attr.size, 105);
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 2);
     f.vfs.release(fh).await.unwrap();
 }
 
@@ -327,5 +336,38 @@ async fn read_only_refuses_changes() {
     );
     let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
     assert_eq!(&f.vfs.read(fh, 0, 10).await.unwrap()[..], b"x");
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn large_writes_go_out_in_parallel_yet_overlapping_ones_keep_their_order() {
+    let f = fixture().await;
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    let mib = 1 << 20;
+    // Sixteen 1 MiB writes: each returns without waiting for the remote.
+    for i in 0..16u64 {
+        f.vfs
+            .write(fh, i * mib, &vec![i as u8; mib as usize])
+            .await
+            .unwrap();
+    }
+    // Overwrite across the boundary of two writes that may still be in flight.
+    f.vfs.write(fh, mib / 2, &vec![0xee; mib as usize]).await.unwrap();
+    f.vfs.fsync(fh, false).await.unwrap();
+    let disk = std::fs::read(f.dir.path().join("f")).unwrap();
+    assert_eq!(disk.len(), 16 * mib as usize);
+    assert!(disk[..(mib / 2) as usize].iter().all(|b| *b == 0));
+    assert!(disk[(mib / 2) as usize..(3 * mib / 2) as usize]
+        .iter()
+        .all(|b| *b == 0xee));
+    assert!(disk[(3 * mib / 2) as usize..2 * mib as usize]
+        .iter()
+        .all(|b| *b == 1));
+    assert!(disk[15 * mib as usize..].iter().all(|b| *b == 15));
+    assert_eq!(f.vfs.getattr(attr.ino, None).await.unwrap().size, 16 * mib);
     f.vfs.release(fh).await.unwrap();
 }
