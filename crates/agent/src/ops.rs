@@ -107,7 +107,7 @@ impl Agent {
             Request::Lstat { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
             }
             Request::Stat { path } => {
                 let s = Subject::path(op, &path);
@@ -151,8 +151,8 @@ impl Agent {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
                 rustix::fs::mkdirat(CWD, &*abs, permissions(mode)).map_err(|e| s.sys(e))?;
-                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
-                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
             }
             Request::Mknod {
                 path,
@@ -163,15 +163,15 @@ impl Agent {
             } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                mknod(&*abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
+                mknod(&abs, mode, rdev_major, rdev_minor).map_err(|e| match e {
                     Some(e) => s.sys(e),
                     None => s.refused(
                         Errno::EINVAL,
                         &format!("cannot create file type {mode:#o} with mknod"),
                     ),
                 })?;
-                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
-                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
             }
             Request::Unlink { path } => {
                 let s = Subject::path(op, &path);
@@ -195,8 +195,8 @@ impl Agent {
                 // The target is the link's content, interpreted by whoever
                 // follows it; it is stored verbatim, not resolved or sandboxed.
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), CWD, &*abs).map_err(|e| s.sys(e))?;
-                self.give_owner(&s, &*abs, Node::Path(&*abs), owner);
-                Ok(Response::Attr(lstat(&*abs).map_err(|e| s.sys(e))?))
+                self.give_owner(&s, &abs, Node::Path(&abs), owner);
+                Ok(Response::Attr(lstat(&abs).map_err(|e| s.sys(e))?))
             }
             Request::Readlink { path } => {
                 let s = Subject::path(op, &path);
@@ -209,7 +209,7 @@ impl Agent {
                 let abs_from = self.resolve(&s, &from)?;
                 let abs_to = self.resolve(&s, &to)?;
                 rustix::fs::linkat(CWD, &*abs_from, CWD, &*abs_to, AtFlags::empty()).map_err(|e| s.sys(e))?;
-                Ok(Response::Attr(lstat(&*abs_to).map_err(|e| s.sys(e))?))
+                Ok(Response::Attr(lstat(&abs_to).map_err(|e| s.sys(e))?))
             }
             Request::Statfs { path } => {
                 let s = Subject::path(op, &path);
@@ -333,10 +333,10 @@ impl Agent {
         let abs = self.resolve(&s, wire)?;
         let oflags = host_open_flags(flags)
             .ok_or_else(|| s.refused(Errno::EINVAL, &format!("unsupported open flags {flags:#x}")))?;
-        let (fd, created) = open_tracking_creation(&*abs, oflags, permissions(mode)).map_err(|e| s.sys(e))?;
+        let (fd, created) = open_tracking_creation(&abs, oflags, permissions(mode)).map_err(|e| s.sys(e))?;
         let file = File::from(fd);
         if created {
-            self.give_owner(&s, &*abs, Node::Fd(file.as_fd()), owner);
+            self.give_owner(&s, &abs, Node::Fd(file.as_fd()), owner);
         }
         let st = rustix::fs::fstat(&file).map_err(|e| s.sys(e))?;
         let append = flags & open_flags::APPEND != 0;
@@ -415,7 +415,7 @@ impl Agent {
             Target::Path(wire) => {
                 s = Subject::path(op, wire);
                 abs = self.resolve(&s, wire)?;
-                Node::Path(&*abs)
+                Node::Path(&abs)
             }
             Target::Handle(handle) => {
                 s = Subject::handle(op, *handle);

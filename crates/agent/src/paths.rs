@@ -144,7 +144,7 @@ impl Root {
         while 32 + rest_len(next) >= PATH_MAX && next + 1 < parts.len() {
             let mut hop = PathBuf::new();
             let mut len = 0;
-            while next + 1 < parts.len() && (len == 0 || len + parts[next].len() + 1 <= HOP) {
+            while next + 1 < parts.len() && (len == 0 || len + parts[next].len() < HOP) {
                 hop.push(OsStr::from_bytes(parts[next]));
                 len += parts[next].len() + 1;
                 next += 1;
