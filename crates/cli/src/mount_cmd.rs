@@ -25,11 +25,13 @@ pub struct MountArgs {
     /// Refuse every change.
     #[arg(long)]
     read_only: bool,
-    /// Seconds the kernel and yonder trust file attributes.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    /// Seconds the kernel and yonder trust file attributes. Changes made
+    /// through this mount are seen at once; changes made on the remote by
+    /// others within this time (sshfs trusts its cache for 20).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     attr_ttl: f64,
     /// Seconds the kernel and yonder trust directory entries and listings.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     dir_ttl: f64,
     /// Let other users (and root) use the mount; non-root mounters need
     /// `user_allow_other` in /etc/fuse.conf.

@@ -52,8 +52,8 @@ impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
             read_only: false,
-            attr_ttl: Duration::from_secs(1),
-            dir_ttl: Duration::from_secs(1),
+            attr_ttl: Duration::from_secs(10),
+            dir_ttl: Duration::from_secs(10),
             allow_other: false,
             default_permissions: false,
             fuse_options: Vec::new(),

@@ -349,7 +349,12 @@ impl Vfs {
             .mkdir(&path, mode & 0o7777 & !caller.umask, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mkdir", &path, e))?;
-        Ok(self.entered(parent, name, &attr))
+        let fattr = self.entered(parent, name, &attr);
+        // A new directory is empty: lookups in it (an untar creating its
+        // files) need not ask the remote whether a name exists.
+        self.inodes()
+            .listing_complete(fattr.ino, &HashSet::new(), Instant::now());
+        Ok(fattr)
     }
 
     /// Creates `parent/name` as a symlink whose content is `target`, verbatim.
