@@ -175,7 +175,9 @@ impl Vfs {
                     table.inc_lookup(attr.ino, 1);
                     return Ok(attr);
                 }
-            } else if table.known_absent(parent, name, now) {
+            } else if name.len() <= NAME_MAX && table.known_absent(parent, name, now) {
+                // (An over-long name is left to the remote, whose answer is
+                // ENAMETOOLONG, not ENOENT.)
                 return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
             }
         }
@@ -1037,6 +1039,10 @@ impl Vfs {
         self.drop_readahead(ino);
     }
 }
+
+/// Longest file name the negative cache answers for; longer ones go to the
+/// remote for its own error.
+const NAME_MAX: usize = 255;
 
 /// Writes all of `data` at `offset`, in as many requests as the remote
 /// accepts; runs as its own task so the caller need not wait.
