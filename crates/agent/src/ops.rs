@@ -134,6 +134,34 @@ impl Agent {
             } => self.open(op, &path, flags, mode, owner),
             Request::Read { handle, offset, len } => self.read(op, handle, offset, len),
             Request::Write { handle, offset, data } => self.write(op, handle, offset, &data),
+            Request::Fallocate {
+                handle,
+                offset,
+                len,
+                mode,
+            } => {
+                use yonder_proto::fallocate_mode as fm;
+                let s = Subject::handle(op, handle);
+                let file = self.file(&s, handle)?;
+                if mode & !(fm::KEEP_SIZE | fm::PUNCH_HOLE | fm::ZERO_RANGE) != 0 {
+                    return Err(s.refused(
+                        Errno::EOPNOTSUPP,
+                        &format!("unsupported fallocate mode {mode:#x}"),
+                    ));
+                }
+                let mut flags = rustix::fs::FallocateFlags::empty();
+                for (bit, flag) in [
+                    (fm::KEEP_SIZE, rustix::fs::FallocateFlags::KEEP_SIZE),
+                    (fm::PUNCH_HOLE, rustix::fs::FallocateFlags::PUNCH_HOLE),
+                    (fm::ZERO_RANGE, rustix::fs::FallocateFlags::ZERO_RANGE),
+                ] {
+                    if mode & bit != 0 {
+                        flags |= flag;
+                    }
+                }
+                rustix::fs::fallocate(&file.file, flags, offset, len).map_err(|e| s.sys(e))?;
+                Ok(Response::Done)
+            }
             Request::Fsync { handle, datasync } => {
                 let s = Subject::handle(op, handle);
                 let file = self.file(&s, handle)?;

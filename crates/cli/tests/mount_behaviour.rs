@@ -219,6 +219,36 @@ fn statfs_shows_the_remote(t: Transport) {
     assert!(through.f_bavail > 0);
 }
 
+fn posix_fallocate_reaches_the_remote(t: Transport) {
+    let m = Mount::start(t, &[]);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(m.at("pre"))
+        .unwrap();
+    let before = fs::metadata(m.at("pre")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // SAFETY: posix_fallocate on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 3 << 20) },
+        0
+    );
+    let disk = fs::metadata(m.disk("pre")).unwrap();
+    assert_eq!(disk.len(), 3 << 20);
+    assert!(
+        disk.blocks() * 512 >= 3 << 20,
+        "allocated on the remote, not emulated by writes"
+    );
+    let after = fs::metadata(m.at("pre")).unwrap();
+    assert_eq!(after.len(), 3 << 20);
+    assert!(
+        (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
+        "ctime moves"
+    );
+}
+
 fn fsync_reaches_the_remote_disk(t: Transport) {
     let m = Mount::start(t, &[]);
     let mut f = File::create(m.at("journal")).unwrap();
@@ -489,6 +519,7 @@ over_every_transport!(
     unlinked_open_file_stays_usable,
     statfs_shows_the_remote,
     fsync_reaches_the_remote_disk,
+    posix_fallocate_reaches_the_remote,
     xattrs_round_trip,
     fifos_and_device_nodes,
     directories_and_errno,

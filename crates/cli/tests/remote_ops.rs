@@ -130,6 +130,41 @@ async fn read_write_fsync_close(t: Transport) {
     );
 }
 
+async fn fallocate_allocates_and_punches(t: Transport) {
+    use yonder_remote::proto::fallocate_mode;
+    let f = fixture(t).await;
+    let (h, _) = f
+        .client
+        .open(b"f", open_flags::READ_WRITE | open_flags::CREATE, 0o644, None)
+        .await
+        .unwrap();
+    f.client.fallocate(h, 0, 1 << 20, 0).await.unwrap();
+    let disk = std::fs::metadata(f.disk("f")).unwrap();
+    assert_eq!(disk.len(), 1 << 20);
+    assert!(disk.blocks() * 512 >= 1 << 20, "space is allocated");
+    f.client
+        .fallocate(h, 1 << 20, 1 << 20, fallocate_mode::KEEP_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.client.fstat(h).await.unwrap().size,
+        1 << 20,
+        "KEEP_SIZE keeps the size"
+    );
+    f.client.write(h, 0, vec![7u8; 8192]).await.unwrap();
+    f.client
+        .fallocate(h, 0, 4096, fallocate_mode::KEEP_SIZE | fallocate_mode::PUNCH_HOLE)
+        .await
+        .unwrap();
+    let data = f.client.read(h, 0, 8192).await.unwrap();
+    assert!(data[..4096].iter().all(|b| *b == 0) && data[4096..].iter().all(|b| *b == 7));
+    assert_eq!(
+        errno(f.client.fallocate(h, 0, 1, 1 << 30).await),
+        Errno::EOPNOTSUPP
+    );
+    f.client.close(h).await.unwrap();
+}
+
 async fn large_reads_and_writes_are_split_and_pipelined(t: Transport) {
     let f = fixture(t).await;
     let data: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -618,6 +653,7 @@ over_every_transport!(
     escaping_the_root_is_refused,
     read_write_fsync_close,
     large_reads_and_writes_are_split_and_pipelined,
+    fallocate_allocates_and_punches,
     setattr_changes_mode_owner_size_and_times,
     namespace_operations,
     rename_with_flags,

@@ -326,6 +326,24 @@ pub enum Request {
         path: WirePath,
         mask: u32,
     },
+    /// Allocates (or with flags, punches) space of an open file:
+    /// `fallocate(2)`. `mode` is [`fallocate_mode`] bits.
+    Fallocate {
+        handle: Handle,
+        offset: u64,
+        len: u64,
+        mode: u32,
+    },
+}
+
+/// Bits of `Fallocate::mode`. Protocol constants; 0 allocates and extends.
+pub mod fallocate_mode {
+    /// Do not change the file size (FALLOC_FL_KEEP_SIZE).
+    pub const KEEP_SIZE: u32 = 1;
+    /// Deallocate the range; needs KEEP_SIZE (FALLOC_FL_PUNCH_HOLE).
+    pub const PUNCH_HOLE: u32 = 2;
+    /// Zero the range (FALLOC_FL_ZERO_RANGE).
+    pub const ZERO_RANGE: u32 = 4;
 }
 
 impl Request {
@@ -356,6 +374,7 @@ impl Request {
             Request::ListXattr { .. } => "listxattr",
             Request::RemoveXattr { .. } => "removexattr",
             Request::Access { .. } => "access",
+            Request::Fallocate { .. } => "fallocate",
         }
     }
 }

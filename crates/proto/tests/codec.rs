@@ -150,6 +150,14 @@ fn request() -> impl Strategy<Value = Request> {
         wire_path().prop_map(|path| Request::ListXattr { path }),
         (wire_path(), wire_path()).prop_map(|(path, name)| Request::RemoveXattr { path, name }),
         (wire_path(), any::<u32>()).prop_map(|(path, mask)| Request::Access { path, mask }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len, mode)| {
+            Request::Fallocate {
+                handle,
+                offset,
+                len,
+                mode,
+            }
+        }),
     ]
 }
 

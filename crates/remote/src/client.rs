@@ -555,6 +555,21 @@ impl Remote for AgentClient {
         expect!(r, "removexattr", display_path(path), Response::Done => ())
     }
 
+    async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()> {
+        let r = self
+            .call_handle(
+                Request::Fallocate {
+                    handle,
+                    offset,
+                    len,
+                    mode,
+                },
+                handle,
+            )
+            .await?;
+        expect!(r, "fallocate", format!("<handle {handle}>"), Response::Done => ())
+    }
+
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
         let r = self
             .call_path(

@@ -54,6 +54,9 @@ pub trait Remote: Send + Sync + 'static {
     /// `mask` is [`yonder_proto::access_mask`] bits, checked with the
     /// agent's credentials.
     async fn access(&self, path: &[u8], mask: u32) -> Result<()>;
+    /// `fallocate(2)` on an open file; `mode` is
+    /// [`yonder_proto::fallocate_mode`] bits.
+    async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()>;
 
     /// The whole listing of a directory, page by page.
     async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<DirEntry>> {

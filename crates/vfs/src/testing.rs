@@ -275,6 +275,18 @@ impl Remote for LocalRemote {
         .map_err(|e| err("fsync", b"", e))
     }
 
+    async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()> {
+        let file = self.file(handle)?;
+        let mut flags = rfs::FallocateFlags::empty();
+        if mode & yonder_proto::fallocate_mode::KEEP_SIZE != 0 {
+            flags |= rfs::FallocateFlags::KEEP_SIZE;
+        }
+        if mode & yonder_proto::fallocate_mode::PUNCH_HOLE != 0 {
+            flags |= rfs::FallocateFlags::PUNCH_HOLE;
+        }
+        rfs::fallocate(&*file, flags, offset, len).map_err(|e| rerr("fallocate", b"", e))
+    }
+
     async fn close(&self, handle: Handle) -> Result<()> {
         self.files
             .lock()

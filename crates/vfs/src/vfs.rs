@@ -754,6 +754,24 @@ impl Vfs {
         }
     }
 
+    /// `fallocate(2)`: pending writes land first, so a hole punched or a
+    /// range zeroed is not overwritten by older data afterwards.
+    pub async fn fallocate(&self, fh: Fh, offset: u64, len: u64, mode: u32) -> Result<()> {
+        let file = self.file("fallocate", fh)?;
+        self.check_writable("fallocate", file.ino)?;
+        {
+            let mut io = file.io.lock().await;
+            self.send_buffer(&file, &mut io).await?;
+        }
+        self.drop_readahead(file.ino);
+        self.remote
+            .fallocate(file.remote, offset, len, mode)
+            .await
+            .map_err(|e| VfsError::remote("fallocate", self.describe(file.ino).as_bytes(), e))?;
+        self.inodes().invalidate_attr(file.ino);
+        Ok(())
+    }
+
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.file("fsync", fh)?;
         let mut io = file.io.lock().await;
