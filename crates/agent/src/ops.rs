@@ -132,6 +132,11 @@ impl Agent {
                 mode,
                 owner,
             } => self.open(op, &path, flags, mode, owner),
+            Request::OpenRead {
+                path,
+                flags,
+                prefetch,
+            } => self.open_read(op, &path, flags, prefetch),
             Request::Read { handle, offset, len } => self.read(op, handle, offset, len),
             Request::Write { handle, offset, data } => self.write(op, handle, offset, &data),
             Request::Fallocate {
@@ -373,6 +378,36 @@ impl Agent {
             handle,
             attr: attr_from_stat(&st),
         })
+    }
+
+    /// Open plus the first read, for readers of small files.
+    fn open_read(&self, op: &'static str, wire: &[u8], flags: u32, prefetch: u32) -> OpResult {
+        let s = Subject::path(op, wire);
+        if flags & (open_flags::ACCESS_MASK | open_flags::CREATE | open_flags::TRUNCATE)
+            != open_flags::READ_ONLY
+        {
+            return Err(s.refused(Errno::EINVAL, "OpenRead is for reading existing files"));
+        }
+        let Response::Opened { handle, attr } = self.open(op, wire, flags, 0, None)? else {
+            unreachable!("open answers Opened")
+        };
+        // Only regular files: a read of a FIFO or device could block or
+        // consume data nobody asked for yet.
+        if !attr.is_file() || prefetch == 0 {
+            return Ok(Response::OpenedRead {
+                handle,
+                attr,
+                data: Vec::new(),
+            });
+        }
+        match self.read(op, handle, 0, prefetch) {
+            Ok(Response::Data(data)) => Ok(Response::OpenedRead { handle, attr, data }),
+            Ok(_) => unreachable!("read answers Data"),
+            Err(err) => {
+                self.handles.remove(handle);
+                Err(err)
+            }
+        }
     }
 
     fn read(&self, op: &'static str, handle: u64, offset: u64, len: u32) -> OpResult {

@@ -130,6 +130,51 @@ async fn read_write_fsync_close(t: Transport) {
     );
 }
 
+async fn open_read_returns_the_start_of_the_file(t: Transport) {
+    let f = fixture(t).await;
+    std::fs::write(f.disk("small"), b"tiny").unwrap();
+    std::fs::write(f.disk("big"), vec![9u8; 300_000]).unwrap();
+    let (h, attr, data) = f
+        .client
+        .open_read(b"small", open_flags::READ_ONLY, 65536)
+        .await
+        .unwrap();
+    assert_eq!((attr.size, &data[..]), (4, &b"tiny"[..]));
+    f.client.close(h).await.unwrap();
+    let (h, _, data) = f
+        .client
+        .open_read(b"big", open_flags::READ_ONLY, 65536)
+        .await
+        .unwrap();
+    assert_eq!(data.len(), 65536);
+    assert_eq!(
+        f.client.read(h, 65536, 10).await.unwrap(),
+        vec![9u8; 10],
+        "the handle reads on"
+    );
+    f.client.close(h).await.unwrap();
+    // A FIFO is opened but not read: that would block or consume data.
+    f.client
+        .mknod(b"fifo", file_type::FIFO | 0o600, 0, 0, None)
+        .await
+        .unwrap();
+    let (h, attr, data) = f
+        .client
+        .open_read(b"fifo", open_flags::READ_ONLY | open_flags::NONBLOCK, 4096)
+        .await
+        .unwrap();
+    assert!(data.is_empty() && attr.file_type() == file_type::FIFO);
+    f.client.close(h).await.unwrap();
+    assert_eq!(
+        errno(f.client.open_read(b"missing", open_flags::READ_ONLY, 10).await),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        errno(f.client.open_read(b"small", open_flags::WRITE_ONLY, 10).await),
+        Errno::EINVAL
+    );
+}
+
 async fn fallocate_allocates_and_punches(t: Transport) {
     use yonder_remote::proto::fallocate_mode;
     let f = fixture(t).await;
@@ -654,6 +699,7 @@ over_every_transport!(
     read_write_fsync_close,
     large_reads_and_writes_are_split_and_pipelined,
     fallocate_allocates_and_punches,
+    open_read_returns_the_start_of_the_file,
     setattr_changes_mode_owner_size_and_times,
     namespace_operations,
     rename_with_flags,

@@ -601,6 +601,12 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // `ls -l` asks every file for ACLs it rarely has: answer from the
+        // cached name list right here, without a task hop.
+        if self.vfs.xattr_known_absent(ino.0, name.as_bytes()) {
+            reply.error(FuseErrno::from_i32(libc::ENODATA));
+            return;
+        }
         let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
         self.spawn(async move {
             match vfs.getxattr(ino.0, &name).await {

@@ -215,6 +215,9 @@ pub mod access_mask {
 }
 
 /// A request from client to agent.
+///
+/// A variant's position is its tag on the wire: new variants go at the end
+/// (and the codec's fast paths hard-code the tags of `Response::Data`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Attributes without following a final symlink.
@@ -334,6 +337,13 @@ pub enum Request {
         len: u64,
         mode: u32,
     },
+    /// Opens an existing file for reading and returns its first `prefetch`
+    /// bytes with the handle: reading a small file costs one round trip.
+    OpenRead {
+        path: WirePath,
+        flags: u32,
+        prefetch: u32,
+    },
 }
 
 /// Bits of `Fallocate::mode`. Protocol constants; 0 allocates and extends.
@@ -355,6 +365,7 @@ impl Request {
             Request::Fstat { .. } => "fstat",
             Request::ReadDir { .. } => "readdir",
             Request::Open { .. } => "open",
+            Request::OpenRead { .. } => "open",
             Request::Read { .. } => "read",
             Request::Write { .. } => "write",
             Request::Fsync { .. } => "fsync",
@@ -405,6 +416,14 @@ pub enum Response {
     Names(Vec<serde_bytes::ByteBuf>),
     StatFs(StatFs),
     Error(WireError),
+    /// Answer to `OpenRead`: fewer than `prefetch` bytes of data means the
+    /// whole file.
+    OpenedRead {
+        handle: Handle,
+        attr: Attr,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// Every frame body is one of these.

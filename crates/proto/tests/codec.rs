@@ -96,6 +96,11 @@ fn request() -> impl Strategy<Value = Request> {
                 owner,
             }
         }),
+        (wire_path(), any::<u32>(), any::<u32>()).prop_map(|(path, flags, prefetch)| Request::OpenRead {
+            path,
+            flags,
+            prefetch
+        }),
         (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len)| Request::Read {
             handle,
             offset,
@@ -196,6 +201,11 @@ fn response() -> impl Strategy<Value = Response> {
         Just(Response::Done),
         attr().prop_map(Response::Attr),
         (any::<u64>(), attr()).prop_map(|(handle, attr)| Response::Opened { handle, attr }),
+        (any::<u64>(), attr(), bytes()).prop_map(|(handle, attr, data)| Response::OpenedRead {
+            handle,
+            attr,
+            data
+        }),
         bytes().prop_map(Response::Data),
         any::<u32>().prop_map(Response::Written),
         dir_page().prop_map(Response::DirPage),

@@ -386,6 +386,20 @@ impl Remote for AgentClient {
         expect!(r, "open", display_path(path), Response::Opened { handle, attr } => (handle, attr))
     }
 
+    async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
+        let r = self
+            .call_path(
+                Request::OpenRead {
+                    path: path_buf(path),
+                    flags,
+                    prefetch,
+                },
+                path,
+            )
+            .await?;
+        expect!(r, "open", display_path(path), Response::OpenedRead { handle, attr, data } => (handle, attr, data))
+    }
+
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
         let r = self
             .call_handle(Request::Read { handle, offset, len }, handle)

@@ -20,6 +20,23 @@ pub trait Remote: Send + Sync + 'static {
     /// Opens (and with `CREATE`, creates) a file; `flags` are
     /// [`yonder_proto::open_flags`] values.
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)>;
+    /// Opens an existing file for reading and returns up to `prefetch`
+    /// bytes from its start in the same round trip; fewer bytes than asked
+    /// for means the whole file. Transports without such a call open, then
+    /// read.
+    async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
+        let (handle, attr) = self.open(path, flags, 0, None).await?;
+        if !attr.is_file() || prefetch == 0 {
+            return Ok((handle, attr, Vec::new()));
+        }
+        match self.read(handle, 0, prefetch).await {
+            Ok(data) => Ok((handle, attr, data)),
+            Err(err) => {
+                let _ = self.close(handle).await;
+                Err(err)
+            }
+        }
+    }
     /// Reads up to `len` bytes; fewer means end of file.
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>>;
     /// Writes `data` at `offset` (ignored for append-mode handles).

@@ -63,11 +63,37 @@ pub(crate) struct Readahead {
     frontier: u64,
     streak: u32,
     chunks: BTreeMap<u64, Arc<Chunk>>,
+    /// The file's first bytes, fetched with the open; `head_whole` when
+    /// they are the whole file.
+    head: Option<Bytes>,
+    head_whole: bool,
 }
 
 impl Readahead {
     pub fn clear(&mut self) {
         self.chunks.clear();
+        self.head = None;
+    }
+
+    /// Keeps the first bytes of the file that came with the open.
+    pub fn set_head(&mut self, data: Bytes, whole: bool) {
+        self.head = Some(data);
+        self.head_whole = whole;
+    }
+
+    /// Serves a read from the prefetched head of the file, if it covers it.
+    pub fn read_head(&mut self, offset: u64, size: u32) -> Option<Bytes> {
+        let head = self.head.as_ref()?;
+        let len = head.len() as u64;
+        let end = offset.saturating_add(size as u64);
+        if offset < len && (end <= len || self.head_whole) {
+            self.frontier = self.frontier.max(end.min(len));
+            return Some(head.slice(offset as usize..end.min(len) as usize));
+        }
+        if self.head_whole && offset >= len {
+            return Some(Bytes::new());
+        }
+        None
     }
 
     pub fn forget_chunk(&mut self, start: u64) {

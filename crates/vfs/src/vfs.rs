@@ -466,6 +466,23 @@ impl Vfs {
             self.drop_readahead(ino);
         }
         let path = self.path("open", ino)?;
+        if flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY {
+            // A reader gets the file's start with the handle: a small file
+            // is then read in one round trip, not two.
+            let (handle, attr, head) = self
+                .remote
+                .open_read(&path, flags, OPEN_PREFETCH)
+                .await
+                .map_err(|e| VfsError::remote("open", &path, e))?;
+            let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
+            let mut readahead = Readahead::default();
+            if attr.is_file() && !self.is_dirty(ino) {
+                let whole = head.len() < OPEN_PREFETCH as usize;
+                readahead.set_head(Bytes::from(head), whole);
+            }
+            let fh = self.register_file_with(ino, handle, flags, readahead);
+            return Ok((fh, fattr));
+        }
         let (handle, attr) = self
             .remote
             .open(&path, flags, 0, None)
@@ -501,6 +518,16 @@ impl Vfs {
     }
 
     fn register_file(&self, ino: Ino, handle: yonder_proto::Handle, flags: u32) -> Fh {
+        self.register_file_with(ino, handle, flags, Readahead::default())
+    }
+
+    fn register_file_with(
+        &self,
+        ino: Ino,
+        handle: yonder_proto::Handle,
+        flags: u32,
+        readahead: Readahead,
+    ) -> Fh {
         let file = self.handles().insert_file(|fh| OpenFile {
             fh,
             ino,
@@ -509,7 +536,7 @@ impl Vfs {
             append: flags & of::APPEND != 0,
             io: tokio::sync::Mutex::new(FileIo::default()),
             dirty: Default::default(),
-            readahead: Mutex::new(Readahead::default()),
+            readahead: Mutex::new(readahead),
         });
         self.inodes().open_inc(ino);
         file.fh
@@ -669,6 +696,14 @@ impl Vfs {
         }
         if size == 0 {
             return Ok(Bytes::new());
+        }
+        let head = file
+            .readahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_head(offset, size);
+        if let Some(data) = head {
+            return Ok(data);
         }
         let chunk = self.opts.readahead_chunk.max(4096) as u64;
         let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
@@ -952,6 +987,14 @@ impl Vfs {
             .map_err(|e| VfsError::remote("statfs", &path, e))
     }
 
+    /// Whether a fresh cached name list says `ino` has no attribute `name`:
+    /// answerable without waiting, so frontends may call it inline.
+    pub fn xattr_known_absent(&self, ino: Ino, name: &[u8]) -> bool {
+        self.inodes()
+            .cached_xattr_names(ino, Instant::now())
+            .is_some_and(|names| !names.iter().any(|n| n == name))
+    }
+
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let path = self.path("getxattr", ino)?;
         // Tools ask every file for attributes it rarely has (`ls -l` for
@@ -1057,6 +1100,10 @@ impl Vfs {
         self.drop_readahead(ino);
     }
 }
+
+/// Bytes of a file fetched with a read-only open (the kernel's first read
+/// of a file is usually this size or smaller).
+const OPEN_PREFETCH: u32 = 128 * 1024;
 
 /// Longest file name the negative cache answers for; longer ones go to the
 /// remote for its own error.
