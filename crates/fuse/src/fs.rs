@@ -454,13 +454,11 @@ impl fuser::Filesystem for FuseFs {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         trace_op!(self, "opendir {ino}");
-        let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
-        self.spawn(async move {
-            match vfs.opendir(&caller, ino.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(Self::fail(debug, &e)),
-            }
-        });
+        // Nothing remote happens here: answer inline, without a task hop.
+        match self.vfs.opendir(&caller(req, 0), ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(Self::fail(self.debug, &e)),
+        }
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -539,11 +537,8 @@ impl fuser::Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let vfs = self.vfs.clone();
-        self.spawn(async move {
-            let _ = vfs.releasedir(fh.0).await;
-            reply.ok();
-        });
+        let _ = self.vfs.releasedir(fh.0);
+        reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -867,7 +867,9 @@ impl Vfs {
 
     // ----- directories -----
 
-    pub async fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
+    /// Opens a directory. No remote call (the listing is fetched by the
+    /// first `readdir`), so it is synchronous and frontends answer inline.
+    pub fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
         let kind = self.inodes().get(ino).map(|n| n.kind);
         match kind {
             None => return Err(VfsError::new("opendir", format!("<inode {ino}>"), Errno::ESTALE)),
@@ -968,7 +970,7 @@ impl Vfs {
         Some(fattr)
     }
 
-    pub async fn releasedir(&self, fh: Fh) -> Result<()> {
+    pub fn releasedir(&self, fh: Fh) -> Result<()> {
         let dir = self
             .handles()
             .remove_dir(fh)

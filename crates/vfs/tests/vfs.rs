@@ -261,7 +261,7 @@ async fn readdir_pages_through_and_answers_negative_lookups() {
     for i in 0..50 {
         std::fs::write(f.dir.path().join(format!("n{i:02}")), b"").unwrap();
     }
-    let dh = f.vfs.opendir(&me(), ROOT_INO).await.unwrap();
+    let dh = f.vfs.opendir(&me(), ROOT_INO).unwrap();
     let mut names = Vec::new();
     let mut offset = 0;
     loop {
@@ -270,7 +270,7 @@ async fn readdir_pages_through_and_answers_negative_lookups() {
         offset = last.offset;
         names.extend(items.into_iter().map(|i| String::from_utf8(i.name).unwrap()));
     }
-    f.vfs.releasedir(dh).await.unwrap();
+    f.vfs.releasedir(dh).unwrap();
     assert_eq!(names.len(), 52);
     assert_eq!(&names[..2], &[".", ".."]);
     assert_eq!(names[2], "n00");
