@@ -325,6 +325,14 @@ impl InodeTable {
     pub fn invalidate_attr(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = Instant::now();
+        }
+    }
+
+    /// Forgets the extended attribute names of `ino`. Separate from
+    /// attributes: a write changes size and times but no xattr, and the
+    /// kernel asks for `security.capability` before every write.
+    pub fn invalidate_xattrs(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
             node.xattr_names = None;
         }
     }

@@ -999,13 +999,12 @@ impl Vfs {
 
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let path = self.path("getxattr", ino)?;
-        // Tools ask every file for attributes it rarely has (`ls -l` for
-        // ACLs); a fresh name list answers "none" without a round trip.
-        let absent = self
-            .inodes()
-            .cached_xattr_names(ino, Instant::now())
-            .is_some_and(|names| !names.iter().any(|n| n == name));
-        if absent {
+        // Tools ask files for attributes they rarely have (`ls -l` for ACLs,
+        // the kernel for `security.capability` before every write). One
+        // listing per attribute TTL answers all of those "none"s locally.
+        let listed = self.inodes().cached_xattr_names(ino, Instant::now()).is_some()
+            || self.listxattr(ino).await.is_ok();
+        if listed && self.xattr_known_absent(ino, name) {
             return Err(VfsError::new(
                 "getxattr",
                 String::from_utf8_lossy(&path),
@@ -1025,7 +1024,9 @@ impl Vfs {
             .setxattr(&path, name, value, mode)
             .await
             .map_err(|e| VfsError::remote("setxattr", &path, e))?;
-        self.inodes().invalidate_attr(ino);
+        let mut table = self.inodes();
+        table.invalidate_attr(ino);
+        table.invalidate_xattrs(ino);
         Ok(())
     }
 
@@ -1050,7 +1051,9 @@ impl Vfs {
             .removexattr(&path, name)
             .await
             .map_err(|e| VfsError::remote("removexattr", &path, e))?;
-        self.inodes().invalidate_attr(ino);
+        let mut table = self.inodes();
+        table.invalidate_attr(ino);
+        table.invalidate_xattrs(ino);
         Ok(())
     }
 
@@ -1095,6 +1098,7 @@ impl Vfs {
         {
             let mut table = self.inodes();
             table.invalidate_attr(ino);
+            table.invalidate_xattrs(ino);
             if table.get(ino).is_some_and(|n| n.kind == FileKind::Directory) {
                 table.invalidate_dir(ino);
             }
