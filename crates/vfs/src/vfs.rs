@@ -34,6 +34,8 @@ pub struct Vfs {
     opts: VfsOptions,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HandleTable>,
+    /// Whether nodes created here start without extended attributes.
+    new_nodes_bare: bool,
     /// For tasks that outlive a call (delayed write flushes).
     me: Weak<Vfs>,
 }
@@ -51,9 +53,19 @@ impl Vfs {
             return Err(VfsError::new("mount", ".", Errno::ENOTDIR));
         }
         let inodes = InodeTable::new(&root, opts.attr_ttl, opts.dir_ttl);
+        // New files start without extended attributes unless the remote
+        // labels them (security.*) or a default ACL hands one down; the
+        // root tells which kind of tree this is.
+        let new_nodes_bare = match remote.listxattr(b"").await {
+            Ok(names) => !names
+                .iter()
+                .any(|n| n.starts_with(b"security.") || n == b"system.posix_acl_default"),
+            Err(_) => false,
+        };
         Ok(Arc::new_cyclic(|me| Vfs {
             remote,
             opts,
+            new_nodes_bare,
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HandleTable::default()),
             me: me.clone(),
@@ -153,6 +165,25 @@ impl Vfs {
 
     /// Registers a node that an operation created (or linked) at
     /// `parent/name`, counting one lookup for the caller.
+    /// Like [`Vfs::entered`] for a node this call created: in a tree whose
+    /// new nodes start bare, it is known to have no extended attributes,
+    /// so the kernel's `security.capability` probe before its first write
+    /// costs no round trip.
+    fn entered_new(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
+        let fattr = self.entered(parent, name, attr);
+        if self.new_nodes_bare {
+            let now = Instant::now();
+            let mut table = self.inodes();
+            let inherits_acl = table
+                .cached_xattr_names(parent, now)
+                .is_some_and(|names| names.iter().any(|n| n == b"system.posix_acl_default"));
+            if !inherits_acl {
+                table.set_xattr_names(fattr.ino, Vec::new(), now);
+            }
+        }
+        fattr
+    }
+
     fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
         let mut table = self.inodes();
         let fattr = table.upsert(parent, name, attr, Instant::now());
@@ -339,7 +370,7 @@ impl Vfs {
             .mknod(&path, mode, rdev_major, rdev_minor, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mknod", &path, e))?;
-        Ok(self.entered(parent, name, &attr))
+        Ok(self.entered_new(parent, name, &attr))
     }
 
     pub async fn mkdir(&self, caller: &Caller, parent: Ino, name: &[u8], mode: u32) -> Result<FileAttr> {
@@ -351,7 +382,7 @@ impl Vfs {
             .mkdir(&path, mode & 0o7777 & !caller.umask, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mkdir", &path, e))?;
-        let fattr = self.entered(parent, name, &attr);
+        let fattr = self.entered_new(parent, name, &attr);
         // A new directory is empty: lookups in it (an untar creating its
         // files) need not ask the remote whether a name exists.
         self.inodes()
@@ -375,7 +406,7 @@ impl Vfs {
             .symlink(target, &path, Some(owner))
             .await
             .map_err(|e| VfsError::remote("symlink", &path, e))?;
-        Ok(self.entered(parent, name, &attr))
+        Ok(self.entered_new(parent, name, &attr))
     }
 
     /// Creates `new_parent/new_name` as a hard link to `ino`.
@@ -512,7 +543,7 @@ impl Vfs {
             .open(&path, flags, mode & 0o7777 & !caller.umask, Some(owner))
             .await
             .map_err(|e| VfsError::remote("create", &path, e))?;
-        let fattr = self.entered(parent, name, &attr);
+        let fattr = self.entered_new(parent, name, &attr);
         let fh = self.register_file(fattr.ino, handle, flags & !(of::CREATE | of::EXCLUSIVE));
         Ok((fh, fattr))
     }
