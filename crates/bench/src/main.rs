@@ -53,8 +53,8 @@ async fn seq_read(client: &Arc<AgentClient>, path: &[u8]) -> anyhow::Result<(u64
         h,
         0,
         Pipeline {
-            chunk: 1 << 20,
-            depth: 16,
+            chunk: 4 << 20,
+            depth: 4,
         },
         &mut sink,
     )
