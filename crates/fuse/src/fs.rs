@@ -21,7 +21,7 @@ use yonder_vfs::{Caller, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
 /// Largest request the kernel may send or ask for, bounded by what the
 /// kernel allows (`fs.fuse.max_pages_limit` pages, 1 MiB by default).
-fn max_io_size() -> u32 {
+pub(crate) fn max_io_size() -> u32 {
     // SAFETY: sysconf only reads a system constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
     let pages = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")

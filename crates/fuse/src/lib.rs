@@ -271,6 +271,7 @@ pub fn mount_vfs(
             path: mountpoint.clone(),
             source,
         })?;
+    raise_readahead(&mountpoint, fs::max_io_size() / 1024);
     tracing::info!("mounted {}", mountpoint.display());
     Ok(MountSession {
         vfs,
@@ -467,4 +468,29 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
         path: mountpoint.to_path_buf(),
         reason: last,
     })
+}
+
+/// The kernel offers FUSE mounts a 128 KiB readahead window and lets the
+/// file system only lower it at init; sequential reads then arrive as
+/// 128 KiB requests. Root may widen the window through sysfs afterwards, to
+/// the largest request size (wider windows measured slower). Found through
+/// /proc/self/mountinfo, not stat, which would ask this very mount before
+/// it serves.
+fn raise_readahead(mountpoint: &Path, kib: u32) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let wanted = mountpoint.to_string_lossy();
+    let Some(dev) = info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.get(4) == Some(&wanted.as_ref()))
+            .then(|| fields.get(2).map(|d| d.to_string()))
+            .flatten()
+    }) else {
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, kib.to_string()) {
+        tracing::debug!("readahead stays at the kernel's default ({knob}: {e})");
+    }
 }
