@@ -145,25 +145,15 @@ impl Agent {
                 len,
                 mode,
             } => {
-                use yonder_proto::fallocate_mode as fm;
                 let s = Subject::handle(op, handle);
                 let file = self.file(&s, handle)?;
-                if mode & !(fm::KEEP_SIZE | fm::PUNCH_HOLE | fm::ZERO_RANGE) != 0 {
-                    return Err(s.refused(
+                let host = yonder_proto::fallocate_mode::to_host(mode).ok_or_else(|| {
+                    s.refused(
                         Errno::EOPNOTSUPP,
                         &format!("unsupported fallocate mode {mode:#x}"),
-                    ));
-                }
-                let mut flags = rustix::fs::FallocateFlags::empty();
-                for (bit, flag) in [
-                    (fm::KEEP_SIZE, rustix::fs::FallocateFlags::KEEP_SIZE),
-                    (fm::PUNCH_HOLE, rustix::fs::FallocateFlags::PUNCH_HOLE),
-                    (fm::ZERO_RANGE, rustix::fs::FallocateFlags::ZERO_RANGE),
-                ] {
-                    if mode & bit != 0 {
-                        flags |= flag;
-                    }
-                }
+                    )
+                })?;
+                let flags = rustix::fs::FallocateFlags::from_bits_retain(host as _);
                 rustix::fs::fallocate(&file.file, flags, offset, len).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }

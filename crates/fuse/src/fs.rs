@@ -417,22 +417,10 @@ impl fuser::Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        use yonder_proto::fallocate_mode as fm;
-        let known = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
-        if mode & !known != 0 {
+        let Some(wire) = yonder_proto::fallocate_mode::from_host(mode) else {
             reply.error(FuseErrno::EOPNOTSUPP);
             return;
-        }
-        let mut wire = 0;
-        for (host, bit) in [
-            (libc::FALLOC_FL_KEEP_SIZE, fm::KEEP_SIZE),
-            (libc::FALLOC_FL_PUNCH_HOLE, fm::PUNCH_HOLE),
-            (libc::FALLOC_FL_ZERO_RANGE, fm::ZERO_RANGE),
-        ] {
-            if mode & host != 0 {
-                wire |= bit;
-            }
-        }
+        };
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             match vfs.fallocate(fh.0, offset, length, wire).await {

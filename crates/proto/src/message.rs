@@ -354,6 +354,37 @@ pub mod fallocate_mode {
     pub const PUNCH_HOLE: u32 = 2;
     /// Zero the range (FALLOC_FL_ZERO_RANGE).
     pub const ZERO_RANGE: u32 = 4;
+
+    #[cfg(target_os = "linux")]
+    const HOST: [(u32, i32); 3] = [
+        (KEEP_SIZE, libc::FALLOC_FL_KEEP_SIZE),
+        (PUNCH_HOLE, libc::FALLOC_FL_PUNCH_HOLE),
+        (ZERO_RANGE, libc::FALLOC_FL_ZERO_RANGE),
+    ];
+
+    /// The host's `FALLOC_FL_*` flags for `mode`; `None` if it has bits
+    /// the protocol does not know.
+    #[cfg(target_os = "linux")]
+    pub fn to_host(mode: u32) -> Option<i32> {
+        let known = HOST.iter().fold(0, |acc, (wire, _)| acc | wire);
+        (mode & !known == 0).then(|| {
+            HOST.iter()
+                .filter(|(wire, _)| mode & wire != 0)
+                .fold(0, |acc, (_, h)| acc | h)
+        })
+    }
+
+    /// The protocol's mode for host `FALLOC_FL_*` flags; `None` if some are
+    /// not carried by the protocol.
+    #[cfg(target_os = "linux")]
+    pub fn from_host(host: i32) -> Option<u32> {
+        let known = HOST.iter().fold(0, |acc, (_, h)| acc | h);
+        (host & !known == 0).then(|| {
+            HOST.iter()
+                .filter(|(_, h)| host & h != 0)
+                .fold(0, |acc, (wire, _)| acc | wire)
+        })
+    }
 }
 
 impl Request {

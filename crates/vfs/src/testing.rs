@@ -277,13 +277,9 @@ impl Remote for LocalRemote {
 
     async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()> {
         let file = self.file(handle)?;
-        let mut flags = rfs::FallocateFlags::empty();
-        if mode & yonder_proto::fallocate_mode::KEEP_SIZE != 0 {
-            flags |= rfs::FallocateFlags::KEEP_SIZE;
-        }
-        if mode & yonder_proto::fallocate_mode::PUNCH_HOLE != 0 {
-            flags |= rfs::FallocateFlags::PUNCH_HOLE;
-        }
+        let host = yonder_proto::fallocate_mode::to_host(mode)
+            .ok_or_else(|| rerr("fallocate", b"", rustix::io::Errno::OPNOTSUPP))?;
+        let flags = rfs::FallocateFlags::from_bits_retain(host as _);
         rfs::fallocate(&*file, flags, offset, len).map_err(|e| rerr("fallocate", b"", e))
     }
 
