@@ -6,8 +6,11 @@
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, CWD};
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use yonder_proto::DirEntry;
 
@@ -101,17 +104,12 @@ impl DirStream {
         }
     }
 
-    /// The entry's extended attribute names, through the directory's
-    /// descriptor (there is no `llistxattrat`); `None` on any error.
+    /// The entry's extended attribute names; `None` on any error.
     fn xattr_names(&self, name: &[u8]) -> Option<Vec<serde_bytes::ByteBuf>> {
-        use std::os::fd::AsRawFd;
         let fd = self.dir.fd().ok()?;
-        let mut path = format!("/proc/self/fd/{}/", fd.as_raw_fd()).into_bytes();
-        path.extend_from_slice(name);
-        let path = std::ffi::OsStr::from_bytes(&path);
         let mut buf = vec![0u8; 1024];
         let len = loop {
-            match rustix::fs::llistxattr(path, &mut buf) {
+            match list_xattrs_at(fd, name, &mut buf) {
                 Ok(len) => break len,
                 Err(rustix::io::Errno::RANGE) if buf.len() < (1 << 16) => buf.resize(buf.len() * 8, 0),
                 Err(_) => return None,
@@ -142,6 +140,64 @@ impl DirStream {
                 None
             }
         }
+    }
+}
+
+/// `llistxattr` of `name` inside the directory `dir`.
+///
+/// Listings ask this of every entry, so it matters that it is cheap: Linux
+/// 6.13 added `listxattrat`, which resolves one name under a descriptor. On
+/// older kernels (or where a sandbox refuses the call) the name is reached
+/// through `/proc/self/fd/N/`, which costs a walk through procfs each time.
+fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> rustix::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if !NO_LISTXATTRAT.load(Ordering::Relaxed) {
+        match listxattrat(dir, name, buf) {
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                NO_LISTXATTRAT.store(true, Ordering::Relaxed)
+            }
+            result => return result,
+        }
+    }
+    list_xattrs_through_proc(dir, name, buf)
+}
+
+fn list_xattrs_through_proc(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> rustix::io::Result<usize> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    rustix::fs::llistxattr(std::ffi::OsStr::from_bytes(&path), buf)
+}
+
+#[cfg(target_os = "linux")]
+static NO_LISTXATTRAT: AtomicBool = AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+fn listxattrat(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> rustix::io::Result<usize> {
+    // The same number on every architecture (the unified table from 5.1 on).
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    let name = std::ffi::CString::new(name).map_err(|_| rustix::io::Errno::INVAL)?;
+    // SAFETY: `name` is a NUL-terminated string and `buf` a writable buffer
+    // of `buf.len()` bytes, both alive for the duration of the call; the
+    // kernel writes at most `buf.len()` bytes into `buf` and retains neither
+    // pointer. `dir` is an open descriptor borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if ret < 0 {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(ret as usize)
     }
 }
 
@@ -221,6 +277,32 @@ mod tests {
         assert_eq!(cursors.len(), MAX_STREAMS);
         assert!(cursors.take(first).is_none());
         assert!(cursors.take(newest).is_some());
+    }
+
+    #[test]
+    fn xattr_names_agree_with_and_without_listxattrat() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("link")).unwrap();
+        if rustix::fs::setxattr(&file, "user.yonder", b"1", rustix::fs::XattrFlags::empty()).is_err() {
+            // tmpfs before 6.6 has no user xattrs; the empty lists still compare.
+        }
+        let stream = DirStream::open(dir.path(), dir.path()).unwrap();
+        let fd = stream.dir.fd().unwrap();
+        for name in [&b"f"[..], b"link", b"missing"] {
+            let (mut a, mut b) = (vec![0u8; 1024], vec![0u8; 1024]);
+            let direct = list_xattrs_at(fd, name, &mut a).map(|n| a[..n].to_vec());
+            let through_proc = list_xattrs_through_proc(fd, name, &mut b).map(|n| b[..n].to_vec());
+            assert_eq!(direct, through_proc, "{}", String::from_utf8_lossy(name));
+        }
+        // Not followed: the link itself is asked, not its target.
+        let mut buf = vec![0u8; 1024];
+        let target = list_xattrs_at(fd, b"f", &mut buf).unwrap();
+        let link = list_xattrs_at(fd, b"link", &mut buf).unwrap();
+        if target > 0 {
+            assert_ne!(target, link);
+        }
     }
 
     #[test]

@@ -40,9 +40,54 @@ struct NameEntry {
     until: Instant,
 }
 
+/// Directory entries, grouped by directory: a lookup borrows the name
+/// instead of building a key, and a directory's entries are found without
+/// scanning every other directory's (invalidation after each create or
+/// unlink, pruning after each listing).
+#[derive(Default)]
+struct Names {
+    by_dir: HashMap<Ino, HashMap<Box<[u8]>, NameEntry>>,
+}
+
+impl Names {
+    fn get(&self, dir: Ino, name: &[u8]) -> Option<&NameEntry> {
+        self.by_dir.get(&dir)?.get(name)
+    }
+
+    fn insert(&mut self, dir: Ino, name: &[u8], entry: NameEntry) {
+        let entries = self.by_dir.entry(dir).or_default();
+        match entries.get_mut(name) {
+            Some(existing) => *existing = entry,
+            None => {
+                entries.insert(name.into(), entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, dir: Ino, name: &[u8]) -> Option<NameEntry> {
+        let entries = self.by_dir.get_mut(&dir)?;
+        let entry = entries.remove(name);
+        if entries.is_empty() {
+            self.by_dir.remove(&dir);
+        }
+        entry
+    }
+
+    fn children_mut(&mut self, dir: Ino) -> impl Iterator<Item = &mut NameEntry> {
+        self.by_dir.get_mut(&dir).into_iter().flat_map(|m| m.values_mut())
+    }
+
+    fn child_names(&self, dir: Ino) -> impl Iterator<Item = &[u8]> {
+        self.by_dir
+            .get(&dir)
+            .into_iter()
+            .flat_map(|m| m.keys().map(|k| &**k))
+    }
+}
+
 pub(crate) struct InodeTable {
     nodes: HashMap<Ino, Inode>,
-    names: HashMap<(Ino, Vec<u8>), NameEntry>,
+    names: Names,
     /// The remote's inode number of the root, which the VFS calls 1; the
     /// remote's inode 1 (if some file has it) takes this number instead.
     root_remote: u64,
@@ -55,7 +100,7 @@ impl InodeTable {
     pub fn new(root: &Attr, attr_ttl: Duration, dir_ttl: Duration) -> InodeTable {
         let mut table = InodeTable {
             nodes: HashMap::new(),
-            names: HashMap::new(),
+            names: Names::default(),
             root_remote: root.ino,
             attr_ttl,
             dir_ttl,
@@ -117,7 +162,7 @@ impl InodeTable {
             let (parent, name) = node
                 .links
                 .iter()
-                .find(|(p, n)| self.names.get(&(*p, n.clone())).is_some_and(|e| e.ino == cur))?;
+                .find(|(p, n)| self.names.get(*p, n).is_some_and(|e| e.ino == cur))?;
             parts.push(name);
             cur = *parent;
         }
@@ -145,8 +190,7 @@ impl InodeTable {
     pub fn upsert(&mut self, parent: Ino, name: &[u8], attr: &Attr, now: Instant) -> FileAttr {
         let ino = self.local_ino(attr.ino);
         let fattr = FileAttr::from_remote(ino, attr);
-        let key = (parent, name.to_vec());
-        if let Some(old) = self.names.get(&key) {
+        if let Some(old) = self.names.get(parent, name) {
             if old.ino != ino {
                 // The name now refers to another file.
                 let old_ino = old.ino;
@@ -154,7 +198,8 @@ impl InodeTable {
             }
         }
         self.names.insert(
-            key,
+            parent,
+            name,
             NameEntry {
                 ino,
                 until: now + self.dir_ttl,
@@ -202,7 +247,7 @@ impl InodeTable {
 
     /// A still-valid cached answer to "what is `parent/name`".
     pub fn cached_lookup(&self, parent: Ino, name: &[u8], now: Instant) -> Option<FileAttr> {
-        let entry = self.names.get(&(parent, name.to_vec()))?;
+        let entry = self.names.get(parent, name)?;
         if entry.until <= now {
             return None;
         }
@@ -220,11 +265,11 @@ impl InodeTable {
             .get(&parent)
             .and_then(|n| n.listing_until)
             .is_some_and(|until| until > now);
-        complete && !self.names.contains_key(&(parent, name.to_vec()))
+        complete && self.names.get(parent, name).is_none()
     }
 
     pub fn ino_of(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        self.names.get(&(parent, name.to_vec())).map(|e| e.ino)
+        self.names.get(parent, name).map(|e| e.ino)
     }
 
     pub fn inc_lookup(&mut self, ino: Ino, n: u64) {
@@ -267,9 +312,8 @@ impl InodeTable {
     fn remove(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.remove(&ino) {
             for (parent, name) in node.links {
-                let key = (parent, name);
-                if self.names.get(&key).is_some_and(|e| e.ino == ino) {
-                    self.names.remove(&key);
+                if self.names.get(parent, &name).is_some_and(|e| e.ino == ino) {
+                    self.names.remove(parent, &name);
                 }
             }
         }
@@ -285,7 +329,7 @@ impl InodeTable {
 
     /// `parent/name` was removed; returns the inode it named, if known.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        let entry = self.names.remove(&(parent, name.to_vec()))?;
+        let entry = self.names.remove(parent, name)?;
         self.drop_link(entry.ino, parent, name);
         Some(entry.ino)
     }
@@ -293,8 +337,8 @@ impl InodeTable {
     /// Mirrors a successful remote rename.
     pub fn rename(&mut self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], exchange: bool) {
         let now = Instant::now();
-        let src = self.names.remove(&(parent, name.to_vec()));
-        let dst = self.names.remove(&(new_parent, new_name.to_vec()));
+        let src = self.names.remove(parent, name);
+        let dst = self.names.remove(new_parent, new_name);
         if let Some(dst) = &dst {
             self.drop_link(dst.ino, new_parent, new_name);
         }
@@ -311,7 +355,8 @@ impl InodeTable {
 
     fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], now: Instant) {
         self.names.insert(
-            (parent, name.to_vec()),
+            parent,
+            name,
             NameEntry {
                 ino,
                 until: now + self.dir_ttl,
@@ -362,10 +407,8 @@ impl InodeTable {
             node.attr_until = now;
             node.listing_until = None;
         }
-        for ((parent, _), entry) in self.names.iter_mut() {
-            if *parent == ino {
-                entry.until = now;
-            }
+        for entry in self.names.children_mut(ino) {
+            entry.until = now;
         }
     }
 
@@ -374,9 +417,9 @@ impl InodeTable {
     pub fn listing_complete(&mut self, dir: Ino, present: &HashSet<Vec<u8>>, now: Instant) {
         let stale: Vec<Vec<u8>> = self
             .names
-            .keys()
-            .filter(|(p, n)| *p == dir && !present.contains(n))
-            .map(|(_, n)| n.clone())
+            .child_names(dir)
+            .filter(|n| !present.contains(*n))
+            .map(<[u8]>::to_vec)
             .collect();
         for name in stale {
             self.unlink(dir, &name);
@@ -390,7 +433,7 @@ impl InodeTable {
     pub fn resolve(&self, path: &[u8]) -> Option<Ino> {
         let mut ino = ROOT_INO;
         for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
-            ino = self.names.get(&(ino, part.to_vec()))?.ino;
+            ino = self.names.get(ino, part)?.ino;
         }
         Some(ino)
     }
