@@ -13,6 +13,7 @@ mod attr;
 mod dirs;
 mod error;
 mod handles;
+mod inline;
 mod ops;
 mod paths;
 mod stdio;
@@ -189,6 +190,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     tx: mpsc::UnboundedSender<Outgoing>,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut inline = inline::InlinePolicy::new(agent.root());
     while let Some(frame) = read_frame(reader).await? {
         let slot = in_flight
             .clone()
@@ -197,6 +199,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .expect("the semaphore is never closed");
         let id = frame.id;
         let response = match frame.decode() {
+            // A quick metadata call costs less than the two thread hand-offs
+            // the pool would add (see `inline`).
+            Ok(Message::Request(request)) if inline.allows(&request) => {
+                tracing::debug!(id, op = request.op(), "request, inline");
+                run(&agent, id, request)
+            }
             Ok(Message::Request(request)) => {
                 tracing::debug!(id, op = request.op(), "request");
                 let (agent, tx) = (agent.clone(), tx.clone());

@@ -87,6 +87,11 @@ impl Subject {
 type OpResult = Result<Response, OpError>;
 
 impl Agent {
+    /// The directory served, canonical.
+    pub(crate) fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
+
     pub(crate) fn new(root: Root) -> Agent {
         Agent {
             root,
