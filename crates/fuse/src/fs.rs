@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 use yonder_vfs::flags::open_flags_from_host;
-use yonder_vfs::{Caller, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
+use yonder_vfs::{Caller, DirItem, FileAttr, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
 /// Largest request the kernel may send or ask for, bounded by what the
 /// kernel allows (`fs.fuse.max_pages_limit` pages, 1 MiB by default).
@@ -449,23 +449,16 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        // The end of a listing, and listings fetched ahead, are at hand:
+        // answer without a task hop.
+        if let Some(items) = self.vfs.readdir_ready(fh.0, offset) {
+            return reply_dir(reply, items);
+        }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             match vfs.readdir(fh.0, offset).await {
-                Ok(items) => {
-                    for item in items {
-                        if reply.add(
-                            INodeNo(item.ino),
-                            item.offset,
-                            file_type(item.kind),
-                            OsStr::from_bytes(&item.name),
-                        ) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
+                Ok(items) => reply_dir(reply, items),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });
@@ -479,25 +472,38 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (vfs, debug) = (self.vfs.clone(), self.debug);
         // One TTL covers both the entry and its attributes here.
         let ttl = self.attr_ttl.min(self.entry_ttl);
+        if let Some(items) = self.vfs.readdir_ready(fh.0, offset) {
+            if !self.vfs.any_dirty(&items) {
+                let vfs = &self.vfs;
+                return reply_dir_plus(
+                    reply,
+                    ttl,
+                    items,
+                    |item| vfs.remember_clean(ino.0, item),
+                    |ino| vfs.forget(ino, 1),
+                );
+            }
+        }
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             let items = match vfs.readdir(fh.0, offset).await {
                 Ok(items) => items,
                 Err(e) => return reply.error(Self::fail(debug, &e)),
             };
-            for item in items {
+            // Entries with buffered writes are flushed first (by `remember`),
+            // so that the sizes handed to the kernel are current.
+            for item in &items {
                 let name = OsStr::from_bytes(&item.name);
                 if item.is_dot_or_dotdot() {
-                    // The kernel neither counts nor caches these.
                     let attr = crate::convert::placeholder_dir_attr(item.ino);
                     if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
                         break;
                     }
                     continue;
                 }
-                let Some(attr) = vfs.remember(ino.0, &item).await else {
+                let Some(attr) = vfs.remember(ino.0, item).await else {
                     continue;
                 };
                 if reply.add(
@@ -508,7 +514,6 @@ impl fuser::Filesystem for FuseFs {
                     &fuse_attr(&attr),
                     Generation(0),
                 ) {
-                    // Did not fit: the kernel will not count this lookup.
                     vfs.forget(attr.ino, 1);
                     break;
                 }
@@ -678,4 +683,56 @@ fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
     } else {
         reply.data(data);
     }
+}
+
+fn reply_dir(mut reply: ReplyDirectory, items: Vec<DirItem>) {
+    for item in items {
+        if reply.add(
+            INodeNo(item.ino),
+            item.offset,
+            file_type(item.kind),
+            OsStr::from_bytes(&item.name),
+        ) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// Fills a readdirplus reply. `remember` counts the kernel's lookup of an
+/// entry and gives its attributes (`None` skips it); an entry that does not
+/// fit is not counted by the kernel, so `unremember` takes its lookup back.
+fn reply_dir_plus(
+    mut reply: ReplyDirectoryPlus,
+    ttl: Duration,
+    items: Vec<DirItem>,
+    mut remember: impl FnMut(&DirItem) -> Option<FileAttr>,
+    unremember: impl Fn(u64),
+) {
+    for item in &items {
+        let name = OsStr::from_bytes(&item.name);
+        if item.is_dot_or_dotdot() {
+            // The kernel neither counts nor caches these.
+            let attr = crate::convert::placeholder_dir_attr(item.ino);
+            if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
+                break;
+            }
+            continue;
+        }
+        let Some(attr) = remember(item) else {
+            continue;
+        };
+        if reply.add(
+            INodeNo(attr.ino),
+            item.offset,
+            name,
+            &ttl,
+            &fuse_attr(&attr),
+            Generation(0),
+        ) {
+            unremember(attr.ino);
+            break;
+        }
+    }
+    reply.ok();
 }

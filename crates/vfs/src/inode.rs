@@ -7,6 +7,7 @@
 //! it, open files included, by updating one link.
 
 use crate::attr::{FileAttr, FileKind, Ino, ROOT_INO};
+use crate::dir::DirItem;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use yonder_proto::Attr;
@@ -33,6 +34,12 @@ pub(crate) struct Inode {
     /// The inode's extended attribute names and until when they are
     /// trusted (as long as its attributes).
     pub xattr_names: Option<(Instant, Vec<Vec<u8>>)>,
+    /// A directory's entries fetched ahead of a reader (see `prefetch`),
+    /// valid while `listing_until` is and handed out once.
+    pub listing: Option<Vec<DirItem>>,
+    /// Bumped whenever the set of names in this directory changes, so that
+    /// a listing fetched meanwhile is not stored as current.
+    pub dir_version: u64,
 }
 
 struct NameEntry {
@@ -54,12 +61,18 @@ impl Names {
         self.by_dir.get(&dir)?.get(name)
     }
 
-    fn insert(&mut self, dir: Ino, name: &[u8], entry: NameEntry) {
+    /// Returns whether the name is new in `dir`, or now names another inode.
+    fn insert(&mut self, dir: Ino, name: &[u8], entry: NameEntry) -> bool {
         let entries = self.by_dir.entry(dir).or_default();
         match entries.get_mut(name) {
-            Some(existing) => *existing = entry,
+            Some(existing) => {
+                let changed = existing.ino != entry.ino;
+                *existing = entry;
+                changed
+            }
             None => {
                 entries.insert(name.into(), entry);
+                true
             }
         }
     }
@@ -119,6 +132,8 @@ impl InodeTable {
                 attr_until: now + attr_ttl,
                 listing_until: None,
                 xattr_names: None,
+                listing: None,
+                dir_version: 0,
             },
         );
         table
@@ -197,7 +212,7 @@ impl InodeTable {
                 self.drop_link(old_ino, parent, name);
             }
         }
-        self.names.insert(
+        let added = self.names.insert(
             parent,
             name,
             NameEntry {
@@ -205,6 +220,9 @@ impl InodeTable {
                 until: now + self.dir_ttl,
             },
         );
+        if added {
+            self.dir_changed(parent);
+        }
         let attr_until = now + self.attr_ttl;
         let node = self.nodes.entry(ino).or_insert_with(|| Inode {
             kind: fattr.kind,
@@ -215,6 +233,8 @@ impl InodeTable {
             attr_until,
             listing_until: None,
             xattr_names: None,
+            listing: None,
+            dir_version: 0,
         });
         node.kind = fattr.kind;
         node.attr = Some(fattr);
@@ -314,6 +334,7 @@ impl InodeTable {
             for (parent, name) in node.links {
                 if self.names.get(parent, &name).is_some_and(|e| e.ino == ino) {
                     self.names.remove(parent, &name);
+                    self.dir_changed(parent);
                 }
             }
         }
@@ -330,6 +351,7 @@ impl InodeTable {
     /// `parent/name` was removed; returns the inode it named, if known.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
         let entry = self.names.remove(parent, name)?;
+        self.dir_changed(parent);
         self.drop_link(entry.ino, parent, name);
         Some(entry.ino)
     }
@@ -339,6 +361,8 @@ impl InodeTable {
         let now = Instant::now();
         let src = self.names.remove(parent, name);
         let dst = self.names.remove(new_parent, new_name);
+        self.dir_changed(parent);
+        self.dir_changed(new_parent);
         if let Some(dst) = &dst {
             self.drop_link(dst.ino, new_parent, new_name);
         }
@@ -354,6 +378,7 @@ impl InodeTable {
     }
 
     fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], now: Instant) {
+        self.dir_changed(parent);
         self.names.insert(
             parent,
             name,
@@ -407,6 +432,7 @@ impl InodeTable {
             node.attr_until = now;
             node.listing_until = None;
         }
+        self.dir_changed(ino);
         for entry in self.names.children_mut(ino) {
             entry.until = now;
         }
@@ -427,6 +453,91 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&dir) {
             node.listing_until = Some(now + self.dir_ttl);
         }
+    }
+
+    /// The set of names in `dir` changed: a listing fetched ahead is stale.
+    fn dir_changed(&mut self, dir: Ino) {
+        if let Some(node) = self.nodes.get_mut(&dir) {
+            node.dir_version = node.dir_version.wrapping_add(1);
+            node.listing = None;
+        }
+    }
+
+    pub fn dir_version(&self, dir: Ino) -> Option<u64> {
+        self.nodes.get(&dir).map(|n| n.dir_version)
+    }
+
+    /// Whether a complete listing of `dir` is known and fresh.
+    pub fn listing_fresh(&self, dir: Ino, now: Instant) -> bool {
+        self.nodes
+            .get(&dir)
+            .and_then(|n| n.listing_until)
+            .is_some_and(|until| until > now)
+    }
+
+    /// Keeps `items`, a complete listing of `dir` fetched ahead of a reader,
+    /// after entering its names (as a reader's listing would). Dropped if
+    /// the directory changed since `version` was read.
+    pub fn store_listing(
+        &mut self,
+        dir: Ino,
+        version: u64,
+        entries: Vec<yonder_proto::DirEntry>,
+        now: Instant,
+    ) {
+        if self.dir_version(dir) != Some(version) {
+            return;
+        }
+        let mut items = Vec::with_capacity(entries.len());
+        let mut present = HashSet::with_capacity(entries.len());
+        for entry in entries {
+            let Some(attr) = entry.attr else { continue };
+            let fattr = self.upsert(dir, &entry.name, &attr, now);
+            if let Some(names) = entry.xattrs {
+                self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
+            }
+            present.insert(entry.name.to_vec());
+            items.push(DirItem {
+                name: entry.name.into_vec(),
+                ino: fattr.ino,
+                kind: fattr.kind,
+                offset: 0,
+                attr: Some(fattr),
+                remote: Some(attr),
+            });
+        }
+        self.listing_complete(dir, &present, now);
+        if let Some(node) = self.nodes.get_mut(&dir) {
+            node.listing = Some(items);
+        }
+    }
+
+    /// A listing fetched ahead, if still fresh; handed out once.
+    pub fn take_listing(&mut self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
+        if !self.listing_fresh(dir, now) {
+            if let Some(node) = self.nodes.get_mut(&dir) {
+                node.listing = None;
+            }
+            return None;
+        }
+        self.nodes.get_mut(&dir)?.listing.take()
+    }
+
+    /// Directories named in `dir`, by inode, with no fresh listing.
+    pub fn unlisted_subdirs(&self, dir: Ino, now: Instant) -> Vec<Ino> {
+        let Some(entries) = self.names.by_dir.get(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .values()
+            .filter(|e| {
+                self.nodes
+                    .get(&e.ino)
+                    .is_some_and(|n| n.kind == FileKind::Directory && n.listing.is_none())
+                    && !self.listing_fresh(e.ino, now)
+            })
+            .map(|e| e.ino)
+            .collect()
     }
 
     /// Resolves a remote path through the names known to the table.

@@ -38,7 +38,17 @@ pub struct Vfs {
     new_nodes_bare: bool,
     /// For tasks that outlive a call (delayed write flushes).
     me: Weak<Vfs>,
+    /// Directory listings being fetched ahead of a reader.
+    prefetching: Mutex<HashSet<Ino>>,
+    prefetch_slots: Arc<tokio::sync::Semaphore>,
+    /// Where background fetches run: some calls come from frontend threads
+    /// outside the runtime.
+    runtime: tokio::runtime::Handle,
 }
+
+/// Directory listings fetched ahead at once, and per walk step.
+const PREFETCH_PARALLEL: usize = 8;
+const PREFETCH_MAX: usize = 64;
 
 const SETGID: u32 = 0o2000;
 
@@ -69,6 +79,9 @@ impl Vfs {
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HandleTable::default()),
             me: me.clone(),
+            prefetching: Mutex::new(HashSet::new()),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
+            runtime: tokio::runtime::Handle::current(),
         }))
     }
 
@@ -919,32 +932,14 @@ impl Vfs {
     /// `offset`). An empty result means the end. Offset 0 starts over with a
     /// fresh listing. No lookups are counted; see [`Vfs::remember`].
     pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
-        const BATCH: usize = 256;
         let dir = self
             .handles()
             .dir(fh)
             .ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
         let mut st = dir.stream.lock().await;
-        if offset == 0 && st.started {
-            st.reset();
-        }
-        if !st.started {
-            st.started = true;
-            let parent = self.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
-            for (name, ino) in [(&b"."[..], dir.ino), (&b".."[..], parent)] {
-                let offset = st.items.len() as u64 + 1;
-                st.items.push(DirItem {
-                    name: name.to_vec(),
-                    ino,
-                    kind: FileKind::Directory,
-                    offset,
-                    attr: None,
-                    remote: None,
-                });
-            }
-        }
         let offset = offset as usize;
-        while !st.done && st.items.len() < offset + BATCH {
+        self.start_listing(&dir, &mut st, offset);
+        while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.path("readdir", dir.ino)?;
             let page = self
                 .remote
@@ -975,20 +970,136 @@ impl Vfs {
                 st.done = true;
                 let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
                 table.listing_complete(dir.ino, &present, now);
+                drop(table);
+                self.prefetch_around(dir.ino);
             }
         }
-        let end = st.items.len().min(offset + BATCH);
-        Ok(st
-            .items
-            .get(offset..end)
-            .map(<[DirItem]>::to_vec)
-            .unwrap_or_default())
+        Ok(batch(&st, offset))
+    }
+
+    /// [`Vfs::readdir`] when it can answer without waiting: the entries are
+    /// already fetched (or were fetched ahead) and nobody else holds the
+    /// stream. Frontends answer such calls inline.
+    pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
+        let dir = self.handles().dir(fh)?;
+        let mut st = dir.stream.try_lock().ok()?;
+        let offset = offset as usize;
+        self.start_listing(&dir, &mut st, offset);
+        (st.done || st.items.len() >= offset + READDIR_BATCH).then(|| batch(&st, offset))
+    }
+
+    /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then a
+    /// listing fetched ahead if there is a fresh one.
+    fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
+        if offset == 0 && st.started {
+            st.reset();
+        }
+        if st.started {
+            return;
+        }
+        st.started = true;
+        let parent = self.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
+        for (name, ino) in [(&b"."[..], dir.ino), (&b".."[..], parent)] {
+            let offset = st.items.len() as u64 + 1;
+            st.items.push(DirItem {
+                name: name.to_vec(),
+                ino,
+                kind: FileKind::Directory,
+                offset,
+                attr: None,
+                remote: None,
+            });
+        }
+        let fetched = self.inodes().take_listing(dir.ino, Instant::now());
+        if let Some(items) = fetched {
+            for mut item in items {
+                item.offset = st.items.len() as u64 + 1;
+                st.items.push(item);
+            }
+            st.done = true;
+            self.prefetch_around(dir.ino);
+        }
+    }
+
+    /// A walker that lists a directory whose parent it listed just before
+    /// (`find`, `ls -R`, `du`, `rm -rf`, `git status`) will list its
+    /// subdirectories and its siblings next. Fetching those listings now,
+    /// several at once, turns one round trip per directory into a few for
+    /// the whole walk. A one-off `ls` (parent not listed) fetches nothing.
+    fn prefetch_around(&self, dir: Ino) {
+        let Some(vfs) = self.me.upgrade() else { return };
+        let now = Instant::now();
+        let candidates = {
+            let table = self.inodes();
+            let Some(parent) = table.get(dir).and_then(|n| n.links.first()).map(|(p, _)| *p) else {
+                return;
+            };
+            if !table.listing_fresh(parent, now) {
+                return;
+            }
+            let mut dirs = table.unlisted_subdirs(dir, now);
+            dirs.extend(
+                table
+                    .unlisted_subdirs(parent, now)
+                    .into_iter()
+                    .filter(|d| *d != dir),
+            );
+            dirs
+        };
+        let mut started = 0;
+        for ino in candidates {
+            if started == PREFETCH_MAX {
+                break;
+            }
+            if !lock(&self.prefetching).insert(ino) {
+                continue;
+            }
+            started += 1;
+            let vfs = vfs.clone();
+            self.runtime.spawn(async move {
+                vfs.prefetch_listing(ino).await;
+                lock(&vfs.prefetching).remove(&ino);
+            });
+        }
+    }
+
+    async fn prefetch_listing(&self, ino: Ino) {
+        let Ok(_slot) = self.prefetch_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (path, version) = {
+            let table = self.inodes();
+            if table.listing_fresh(ino, Instant::now()) {
+                return;
+            }
+            match (table.path(ino), table.dir_version(ino)) {
+                (Some(path), Some(version)) => (path, version),
+                _ => return,
+            }
+        };
+        match self
+            .remote
+            .read_dir_page(&path, None, self.opts.readdir_page)
+            .await
+        {
+            // Only whole listings are kept; a huge directory is paged by its
+            // reader as usual.
+            Ok(page) if page.next.is_none() => {
+                self.inodes()
+                    .store_listing(ino, version, page.entries, Instant::now());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing ahead failed"),
+        }
     }
 
     /// Counts a lookup for an entry handed out with its attributes (as by
     /// readdirplus) and returns current attributes for it. `None` for `.`
     /// and `..`, which frontends pass without counting.
     pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        if !self.is_dirty(item.ino) {
+            return self.remember_clean(parent, item);
+        }
         let remote = item.remote.as_ref()?;
         let mut fattr = self.inodes().upsert(parent, &item.name, remote, Instant::now());
         if self.is_dirty(fattr.ino) {
@@ -999,6 +1110,25 @@ impl Vfs {
         }
         self.inodes().inc_lookup(fattr.ino, 1);
         Some(fattr)
+    }
+
+    /// [`Vfs::remember`] for entries with no buffered writes (see
+    /// [`Vfs::any_dirty`]), which needs no waiting.
+    pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        let remote = item.remote.as_ref()?;
+        let mut table = self.inodes();
+        let fattr = table.upsert(parent, &item.name, remote, Instant::now());
+        table.inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    /// Whether any of `items` has writes not yet sent, whose attributes
+    /// (size, mtime) the listing does not reflect.
+    pub fn any_dirty(&self, items: &[DirItem]) -> bool {
+        let handles = self.handles();
+        items
+            .iter()
+            .any(|i| i.remote.is_some() && handles.files_of(i.ino).iter().any(|f| f.is_dirty()))
     }
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
@@ -1173,4 +1303,19 @@ async fn write_all(
         offset += sent as u64;
     }
     Ok(())
+}
+
+/// Entries handed out per readdir call at most.
+const READDIR_BATCH: usize = 256;
+
+fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
+    let end = st.items.len().min(offset + READDIR_BATCH);
+    st.items
+        .get(offset..end)
+        .map(<[DirItem]>::to_vec)
+        .unwrap_or_default()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

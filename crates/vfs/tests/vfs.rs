@@ -371,3 +371,80 @@ async fn large_writes_go_out_in_parallel_yet_overlapping_ones_keep_their_order()
     assert_eq!(f.vfs.getattr(attr.ino, None).await.unwrap().size, 16 * mib);
     f.vfs.release(fh).await.unwrap();
 }
+
+async fn list(vfs: &Vfs, dir: u64) -> Vec<String> {
+    let dh = vfs.opendir(&me(), dir).unwrap();
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let items = vfs.readdir(dh, offset).await.unwrap();
+        let Some(last) = items.last() else { break };
+        offset = last.offset;
+        names.extend(items.into_iter().map(|i| String::from_utf8(i.name).unwrap()));
+    }
+    vfs.releasedir(dh).unwrap();
+    names.sort();
+    names
+}
+
+/// Waits until the background listings have arrived (the remote's call
+/// count stops moving).
+async fn settle(remote: &LocalRemote) {
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = remote.calls.read_dir_pages.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    for d in ["a", "b", "c"] {
+        std::fs::create_dir(f.dir.path().join(d)).unwrap();
+        std::fs::write(f.dir.path().join(d).join("file"), b"x").unwrap();
+    }
+    let pages = || f.remote.calls.read_dir_pages.load(Ordering::Relaxed);
+
+    // A one-off listing (its parent was never listed) fetches nothing more.
+    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
+    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    settle(&f.remote).await;
+    assert_eq!(pages(), 1);
+
+    // A walk: the root, then one of its directories. The siblings' listings
+    // are fetched ahead, so listing them costs no round trip.
+    list(&f.vfs, ROOT_INO).await;
+    let before = pages();
+    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    settle(&f.remote).await;
+    assert_eq!(pages(), before + 3, "a itself, then b and c ahead");
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file"]);
+    assert_eq!(pages(), before + 3, "b came from the listing fetched ahead");
+
+    // A change through the VFS drops the listing fetched ahead for c.
+    let c = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap();
+    let (fh, _) = f
+        .vfs
+        .create(&me(), c.ino, b"new", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(list(&f.vfs, c.ino).await, [".", "..", "file", "new"]);
+
+    // A listing fetched ahead is handed out once; the next one asks again.
+    let again = pages();
+    std::fs::write(f.dir.path().join("b").join("later"), b"").unwrap();
+    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file", "later"]);
+    assert!(pages() > again);
+}
