@@ -16,6 +16,7 @@ mod handles;
 mod inline;
 mod ops;
 mod paths;
+mod splice;
 mod stdio;
 mod wire;
 
@@ -56,6 +57,21 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_with(config, reader, writer, None).await
+}
+
+/// [`serve`], with `splice_out` (a second descriptor of `writer`'s pipe or
+/// socket) to send read data without copying it.
+async fn serve_with<R, W>(
+    config: AgentConfig,
+    reader: R,
+    writer: W,
+    splice_out: Option<splice::SpliceOut>,
+) -> Result<(), AgentError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let root = paths::Root::open(&config.root)?;
     // The client already applied the caller's umask; applying the agent's as
     // well would strip bits the caller asked for.
@@ -67,10 +83,12 @@ where
     handshake(&mut reader, &mut writer).await?;
 
     let agent = Arc::new(Agent::new(root));
+    let splice_capable = splice_out.is_some();
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut responses = tokio::spawn(write_responses(writer, rx));
+    let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
+    let splicing = splice_capable;
     let read = tokio::select! {
-        read = read_requests(&mut reader, agent, tx) => read,
+        read = read_requests(&mut reader, agent, tx, splicing) => read,
         // Only an error ends the writer while the reader holds a sender.
         written = &mut responses => return Err(writer_failure(written)),
     };
@@ -104,8 +122,8 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
             source,
         };
         let reader = stdio::stdin().map_err(io_err)?;
-        let writer = stdio::stdout().map_err(io_err)?;
-        serve(config, reader, writer).await
+        let (writer, splice_out) = stdio::stdout().map_err(io_err)?;
+        serve_with(config, reader, writer, splice_out).await
     });
     // Blocking threads stuck in a system call (or in a read of stdin after a
     // protocol error) must not delay the exit.
@@ -168,9 +186,16 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result
 /// [`MAX_IN_FLIGHT`] too.
 struct Outgoing {
     frame: Vec<u8>,
-    /// A read's data, sent after `frame` from the buffer it was read into.
-    payload: Vec<u8>,
+    payload: Payload,
     _slot: OwnedSemaphorePermit,
+}
+
+/// A read's data, sent after the frame header.
+enum Payload {
+    /// In the buffer it was read into.
+    Bytes(Vec<u8>),
+    /// Still in the pipe it was spliced into.
+    Spliced(splice::Spliced),
 }
 
 impl Outgoing {
@@ -178,8 +203,19 @@ impl Outgoing {
         let (frame, payload) = encode_response(id, response);
         Outgoing {
             frame,
-            payload,
+            payload: Payload::Bytes(payload),
             _slot: slot,
+        }
+    }
+
+    fn spliced(id: u64, data: splice::Spliced, slot: OwnedSemaphorePermit) -> Outgoing {
+        match yonder_proto::codec::encode_data_response_header(id, data.len) {
+            Ok(frame) => Outgoing {
+                frame,
+                payload: Payload::Spliced(data),
+                _slot: slot,
+            },
+            Err(err) => Outgoing::new(id, wire::too_large_response(err), slot),
         }
     }
 }
@@ -188,6 +224,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     reader: &mut R,
     agent: Arc<Agent>,
     tx: mpsc::UnboundedSender<Outgoing>,
+    splicing: bool,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut inline = inline::InlinePolicy::new(agent.root());
@@ -204,6 +241,22 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Message::Request(request)) if inline.allows(&request) => {
                 tracing::debug!(id, op = request.op(), "request, inline");
                 run(&agent, id, request)
+            }
+            Ok(Message::Request(yonder_proto::Request::Read { handle, offset, len })) if splicing => {
+                tracing::debug!(id, op = "read", "request, spliced");
+                let (agent, tx) = (agent.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let outgoing = match agent.read_spliced(handle, offset, len) {
+                        Some(Ok(data)) => Outgoing::spliced(id, data, slot),
+                        Some(Err(response)) => Outgoing::new(id, response, slot),
+                        None => {
+                            let request = yonder_proto::Request::Read { handle, offset, len };
+                            Outgoing::new(id, run(&agent, id, request), slot)
+                        }
+                    };
+                    let _ = tx.send(outgoing);
+                });
+                continue;
             }
             Ok(Message::Request(request)) => {
                 tracing::debug!(id, op = request.op(), "request");
@@ -257,18 +310,33 @@ fn run(agent: &Agent, id: u64, request: yonder_proto::Request) -> Response {
 async fn write_responses<W: AsyncWrite + Unpin>(
     mut writer: BufWriter<W>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    agent: Arc<Agent>,
+    splice_out: Option<splice::SpliceOut>,
 ) -> Result<(), AgentError> {
     let io_err = |source| AgentError::Io {
         op: "writing responses to the client",
         source,
     };
     while let Some(first) = rx.recv().await {
-        writer.write_all(&first.frame).await.map_err(io_err)?;
-        writer.write_all(&first.payload).await.map_err(io_err)?;
-        drop(first);
-        while let Ok(next) = rx.try_recv() {
-            writer.write_all(&next.frame).await.map_err(io_err)?;
-            writer.write_all(&next.payload).await.map_err(io_err)?;
+        let mut next = Some(first);
+        while let Some(out) = next {
+            writer.write_all(&out.frame).await.map_err(io_err)?;
+            match out.payload {
+                Payload::Bytes(bytes) => writer.write_all(&bytes).await.map_err(io_err)?,
+                Payload::Spliced(data) => match &splice_out {
+                    Some(output) => {
+                        // The header (and everything before it) goes out
+                        // first, through the writer's own descriptor.
+                        writer.flush().await.map_err(io_err)?;
+                        output.send(data, agent.pipes()).await.map_err(io_err)?;
+                    }
+                    None => {
+                        let bytes = data.into_bytes(agent.pipes()).map_err(io_err)?;
+                        writer.write_all(&bytes).await.map_err(io_err)?;
+                    }
+                },
+            }
+            next = rx.try_recv().ok();
         }
         writer.flush().await.map_err(io_err)?;
     }

@@ -7,6 +7,7 @@ use crate::dirs::{clamp_page_entries, DirCursors, DirStream};
 use crate::error::OpError;
 use crate::handles::{HandleTable, OpenFile};
 use crate::paths::{display, HostPath, PathError, Root};
+use crate::splice::{PipePool, Spliced};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
 use rustix::io::Errno as HostErrno;
 use std::ffi::{CString, OsStr};
@@ -37,6 +38,7 @@ pub(crate) struct Agent {
     root: Root,
     handles: HandleTable,
     dirs: DirCursors,
+    pipes: PipePool,
     /// Only root can give a new node to another user; anyone else creates
     /// nodes that belong to the agent's user, as sshfs does.
     can_chown: bool,
@@ -97,6 +99,7 @@ impl Agent {
             root,
             handles: HandleTable::default(),
             dirs: DirCursors::default(),
+            pipes: PipePool::default(),
             can_chown: rustix::process::geteuid().is_root(),
         }
     }
@@ -403,6 +406,30 @@ impl Agent {
                 Err(err)
             }
         }
+    }
+
+    /// A read whose data is spliced into a pipe instead of copied; `None`
+    /// when it must be done by [`Agent::handle`] instead.
+    pub(crate) fn read_spliced(
+        &self,
+        handle: u64,
+        offset: u64,
+        len: u32,
+    ) -> Option<Result<Spliced, Response>> {
+        let s = Subject::handle("read", handle);
+        let file = match self.file(&s, handle) {
+            Ok(file) => file,
+            Err(err) => return Some(Err(Response::Error(err.into()))),
+        };
+        let len = len.min(MAX_IO_SIZE) as usize;
+        match self.pipes.fill(&file.file, offset, len)? {
+            Ok(spliced) => Some(Ok(spliced)),
+            Err(errno) => Some(Err(Response::Error(s.sys(errno).into()))),
+        }
+    }
+
+    pub(crate) fn pipes(&self) -> &PipePool {
+        &self.pipes
     }
 
     fn read(&self, op: &'static str, handle: u64, offset: u64, len: u32) -> OpResult {

@@ -6,6 +6,7 @@
 //! socket, which tokio can drive directly with epoll, so use that and keep
 //! the generic path only for terminals and files.
 
+use crate::splice::SpliceOut;
 use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -46,17 +47,24 @@ pub(crate) fn stdin() -> std::io::Result<Reader> {
     })
 }
 
-/// stdout as an async writer. Must be called inside a tokio runtime.
-pub(crate) fn stdout() -> std::io::Result<Writer> {
+/// stdout as an async writer, and for a pipe or socket also as a splice
+/// destination. Must be called inside a tokio runtime.
+pub(crate) fn stdout() -> std::io::Result<(Writer, Option<SpliceOut>)> {
     let fd = std::io::stdout();
-    Ok(match kind(&fd) {
+    let writer: Writer = match kind(&fd) {
         Kind::Pipe => {
             enlarge_pipe(&fd);
-            Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(dup(fd)?)?)
+            Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(dup(&fd)?)?)
         }
-        Kind::Socket => Box::new(socket(dup(fd)?)?),
-        Kind::Other => Box::new(tokio::io::stdout()),
-    })
+        Kind::Socket => Box::new(socket(dup(&fd)?)?),
+        Kind::Other => return Ok((Box::new(tokio::io::stdout()), None)),
+    };
+    // After the writer made the output non-blocking, which the splice
+    // destination relies on.
+    let splice_out = SpliceOut::new(fd.as_fd())
+        .inspect_err(|err| tracing::debug!(%err, "not splicing read data"))
+        .ok();
+    Ok((writer, splice_out))
 }
 
 fn socket(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {

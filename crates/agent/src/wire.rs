@@ -85,6 +85,14 @@ pub(crate) fn encode_response(id: u64, response: Response) -> (Vec<u8>, Vec<u8>)
     }
 }
 
+/// The error response sent instead of a response that does not fit.
+pub(crate) fn too_large_response(err: FrameError) -> Response {
+    Response::Error(WireError {
+        errno: Errno::EOVERFLOW,
+        message: format!("response does not fit in a frame: {err}"),
+    })
+}
+
 fn too_large(id: u64, err: FrameError) -> Vec<u8> {
     tracing::warn!(id, %err, "response does not fit in a frame");
     let message = format!("response does not fit in a frame: {err}");
