@@ -256,3 +256,28 @@ fn ssh_missing_remote_path_fails_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn ssh_without_yonder_on_the_remote_says_how_to_fix_it() {
+    let sshd = Sshd::start().expect("start sshd");
+    let dir = tempfile::tempdir().unwrap();
+    let (source, options) = support::source_for(Transport::Ssh, dir.path(), Some(&sshd));
+    let mut cmd = Command::new(yonder_bin());
+    cmd.arg("fs");
+    for o in options.ssh_options {
+        cmd.args(["-o", &o]);
+    }
+    let out = cmd
+        .args(["--agent-path", "/nonexistent/bin/yonder", "ls", &source])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("yonder: connect {source}: ")), "{err}");
+    assert!(
+        err.contains("not installed") && err.contains("--agent-path"),
+        "{err}"
+    );
+}

@@ -364,7 +364,17 @@ async fn explain_failure(
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
     let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
+    let not_found = matches!(&status, Ok(Ok(status)) if status.code() == Some(127));
     match (said, status) {
+        // The remote shell's "command not found".
+        (Some(line), _) if not_found => RemoteError::Connect {
+            source_desc: describe.to_string(),
+            reason: format!(
+                "{}: the yonder agent is not installed there (or not on the PATH of a non-interactive shell); \
+                 install yonder on the remote or pass --agent-path",
+                line.trim()
+            ),
+        },
         (Some(line), _) => {
             // The remote agent's own errors start with "yonder: " already.
             let line = line.trim();

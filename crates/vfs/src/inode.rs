@@ -523,6 +523,18 @@ impl InodeTable {
         self.nodes.get_mut(&dir)?.listing.take()
     }
 
+    /// Whether `dir` was listed completely before, with at most `max`
+    /// entries, and that listing has expired: worth listing again rather
+    /// than asking the remote about one name at a time.
+    pub fn relist_worthwhile(&self, dir: Ino, max: usize, now: Instant) -> bool {
+        let expired = self
+            .nodes
+            .get(&dir)
+            .and_then(|n| n.listing_until)
+            .is_some_and(|until| until <= now);
+        expired && self.names.by_dir.get(&dir).map_or(0, |m| m.len()) <= max
+    }
+
     /// Directories named in `dir`, by inode, with no fresh listing.
     pub fn unlisted_subdirs(&self, dir: Ino, now: Instant) -> Vec<Ino> {
         let Some(entries) = self.names.by_dir.get(&dir) else {

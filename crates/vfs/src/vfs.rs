@@ -225,6 +225,18 @@ impl Vfs {
                 return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
             }
         }
+        if self.relist(parent).await {
+            let now = Instant::now();
+            let mut table = self.inodes();
+            if let Some(attr) = table.cached_lookup(parent, name, now) {
+                if !self.is_dirty(attr.ino) {
+                    table.inc_lookup(attr.ino, 1);
+                    return Ok(attr);
+                }
+            } else if name.len() <= NAME_MAX && table.known_absent(parent, name, now) {
+                return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
+            }
+        }
         let path = self.child_path("lookup", parent, name)?;
         let attr = match self.remote.lstat(&path).await {
             Ok(attr) => attr,
@@ -1067,12 +1079,37 @@ impl Vfs {
         let Ok(_slot) = self.prefetch_slots.clone().acquire_owned().await else {
             return;
         };
+        if self.inodes().listing_fresh(ino, Instant::now()) {
+            return;
+        }
+        self.fetch_listing(ino).await;
+    }
+
+    /// When the names of a directory listed before have expired, the first
+    /// lookup in it lists it again: one round trip refreshes every entry,
+    /// where a reader going through its files (`cat *`, `git status`, a
+    /// build) would otherwise pay one per file. Returns whether the listing
+    /// was refreshed.
+    async fn relist(&self, dir: Ino) -> bool {
+        let worthwhile =
+            self.inodes()
+                .relist_worthwhile(dir, self.opts.readdir_page as usize, Instant::now());
+        // Lookups arriving meanwhile ask for their own name.
+        if !worthwhile || !lock(&self.prefetching).insert(dir) {
+            return false;
+        }
+        self.fetch_listing(dir).await;
+        lock(&self.prefetching).remove(&dir);
+        self.inodes().listing_fresh(dir, Instant::now())
+    }
+
+    /// Lists `dir` and keeps the listing, if it fits one page (a huge
+    /// directory is paged by its reader as usual) and the directory did not
+    /// change meanwhile.
+    async fn fetch_listing(&self, dir: Ino) {
         let (path, version) = {
             let table = self.inodes();
-            if table.listing_fresh(ino, Instant::now()) {
-                return;
-            }
-            match (table.path(ino), table.dir_version(ino)) {
+            match (table.path(dir), table.dir_version(dir)) {
                 (Some(path), Some(version)) => (path, version),
                 _ => return,
             }
@@ -1082,14 +1119,12 @@ impl Vfs {
             .read_dir_page(&path, None, self.opts.readdir_page)
             .await
         {
-            // Only whole listings are kept; a huge directory is paged by its
-            // reader as usual.
             Ok(page) if page.next.is_none() => {
                 self.inodes()
-                    .store_listing(ino, version, page.entries, Instant::now());
+                    .store_listing(dir, version, page.entries, Instant::now());
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing ahead failed"),
+            Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing failed"),
         }
     }
 

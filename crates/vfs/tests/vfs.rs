@@ -448,3 +448,37 @@ async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
     assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file", "later"]);
     assert!(pages() > again);
 }
+
+#[tokio::test]
+async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_millis(300),
+        attr_ttl: Duration::from_millis(300),
+        ..VfsOptions::default()
+    })
+    .await;
+    for i in 0..20 {
+        std::fs::write(f.dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    assert_eq!(list(&f.vfs, ROOT_INO).await.len(), 22);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Changed on the remote meanwhile: the new listing sees it.
+    std::fs::write(f.dir.path().join("f3"), b"longer").unwrap();
+    std::fs::remove_file(f.dir.path().join("f4")).unwrap();
+    let (pages, lstats) = (
+        f.remote.calls.read_dir_pages.load(Ordering::Relaxed),
+        f.remote.calls.lstats.load(Ordering::Relaxed),
+    );
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"f3").await.unwrap();
+    assert_eq!(attr.size, 6);
+    for i in 5..20 {
+        f.vfs
+            .lookup(&me(), ROOT_INO, format!("f{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let gone = f.vfs.lookup(&me(), ROOT_INO, b"f4").await.unwrap_err();
+    assert_eq!(gone.errno(), Errno::ENOENT);
+    assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages + 1);
+    assert_eq!(f.remote.calls.lstats.load(Ordering::Relaxed), lstats);
+}
