@@ -496,6 +496,40 @@ fn read_only_refuses_changes(t: Transport) {
     assert_eq!(fs::read(m.disk("f")).unwrap(), b"ro");
 }
 
+fn large_directories_list_and_remove_completely(t: Transport) {
+    // More entries than one readdirplus reply holds: the kernel lets go of
+    // some it was handed, and every name must stay reachable all the same.
+    let m = Mount::start(t, &[]);
+    fs::create_dir(m.disk("big")).unwrap();
+    for i in 0..1500 {
+        fs::write(
+            m.disk(&format!("big/file-with-a-longish-name-{i:05}")),
+            i.to_string(),
+        )
+        .unwrap();
+    }
+    let mut names: Vec<String> = fs::read_dir(m.at("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1500);
+    for name in &names {
+        let i: usize = name.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(
+            fs::read_to_string(m.at(&format!("big/{name}"))).unwrap(),
+            i.to_string()
+        );
+    }
+    for name in &names {
+        fs::remove_file(m.at(&format!("big/{name}"))).unwrap_or_else(|e| panic!("unlink {name}: {e}"));
+    }
+    assert_eq!(fs::read_dir(m.at("big")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(m.disk("big")).unwrap().count(), 0);
+    fs::remove_dir(m.at("big")).unwrap();
+    assert!(!m.disk("big").exists());
+}
+
 macro_rules! over_every_transport {
     ($($test:ident),* $(,)?) => {
         mod local {
@@ -528,4 +562,5 @@ over_every_transport!(
     second_sigterm_stops_waiting_for_open_files,
     killed_mount_is_cleaned_up,
     read_only_refuses_changes,
+    large_directories_list_and_remove_completely,
 );

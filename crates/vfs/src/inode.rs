@@ -329,15 +329,13 @@ impl InodeTable {
         }
     }
 
+    /// Forgets an inode nobody references. Its names stay: they still say
+    /// what the remote directory holds (a directory listed in full must not
+    /// start answering "no such file" for an entry the kernel let go of);
+    /// a later lookup or listing brings the inode back. `sweep` drops the
+    /// names once they expire.
     fn remove(&mut self, ino: Ino) {
-        if let Some(node) = self.nodes.remove(&ino) {
-            for (parent, name) in node.links {
-                if self.names.get(parent, &name).is_some_and(|e| e.ino == ino) {
-                    self.names.remove(parent, &name);
-                    self.dir_changed(parent);
-                }
-            }
-        }
+        self.nodes.remove(&ino);
     }
 
     fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
@@ -584,6 +582,24 @@ impl InodeTable {
         for ino in victims {
             self.remove(ino);
         }
+        // Expired names of forgotten inodes. A directory losing one no
+        // longer has a complete name set.
+        let nodes = &self.nodes;
+        let mut incomplete = Vec::new();
+        self.names.by_dir.retain(|dir, entries| {
+            let before = entries.len();
+            entries.retain(|_, e| e.until > now || nodes.contains_key(&e.ino));
+            if entries.len() != before {
+                incomplete.push(*dir);
+            }
+            !entries.is_empty()
+        });
+        for dir in incomplete {
+            if let Some(node) = self.nodes.get_mut(&dir) {
+                node.listing_until = None;
+                node.listing = None;
+            }
+        }
         self.sweep_at = (self.nodes.len() * 2).max(4096);
     }
 
@@ -674,8 +690,15 @@ mod tests {
         assert!(t.get(40).is_some());
         t.open_dec(40);
         assert!(t.get(40).is_none());
-        assert_eq!(t.ino_of(ROOT_INO, b"a"), None);
         assert_eq!(t.len_nodes(), 1);
+        // The name is still known to exist: only the inode was let go.
+        let present: HashSet<Vec<u8>> = [b"a".to_vec()].into_iter().collect();
+        t.listing_complete(ROOT_INO, &present, now);
+        assert!(!t.known_absent(ROOT_INO, b"a", now));
+        assert!(
+            t.cached_lookup(ROOT_INO, b"a", now).is_none(),
+            "attributes went with the inode"
+        );
     }
 
     #[test]
