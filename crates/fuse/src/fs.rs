@@ -126,6 +126,14 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "lookup {parent} {name:?}");
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(name));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
+        // Answered from the caches without a task hop when they can.
+        match vfs.lookup_ready(&caller, parent.0, &name) {
+            Some(Ok(a)) => {
+                return reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0))
+            }
+            Some(Err(e)) => return reply.error(Self::fail(debug, &e)),
+            None => {}
+        }
         self.spawn(async move {
             match vfs.lookup(&caller, parent.0, &name).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
@@ -141,6 +149,11 @@ impl fuser::Filesystem for FuseFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         trace_op!(self, "getattr {ino} {fh:?}");
         let (vfs, ttl, debug) = (self.vfs.clone(), self.attr_ttl, self.debug);
+        if fh.is_none() {
+            if let Some(a) = vfs.getattr_ready(ino.0) {
+                return reply.attr(&ttl, &fuse_attr(&a));
+            }
+        }
         self.spawn(async move {
             match vfs.getattr(ino.0, fh.map(|f| f.0)).await {
                 Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),

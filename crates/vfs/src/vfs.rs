@@ -210,31 +210,13 @@ impl Vfs {
 
     /// Looks `name` up in directory `parent`; counts one lookup on success,
     /// to be released with [`Vfs::forget`].
-    pub async fn lookup(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
-        let now = Instant::now();
-        {
-            let mut table = self.inodes();
-            if let Some(attr) = table.cached_lookup(parent, name, now) {
-                if !self.is_dirty(attr.ino) {
-                    table.inc_lookup(attr.ino, 1);
-                    return Ok(attr);
-                }
-            } else if name.len() <= NAME_MAX && table.known_absent(parent, name, now) {
-                // (An over-long name is left to the remote, whose answer is
-                // ENAMETOOLONG, not ENOENT.)
-                return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
-            }
+    pub async fn lookup(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
+        if let Some(answer) = self.lookup_ready(caller, parent, name) {
+            return answer;
         }
         if self.relist(parent).await {
-            let now = Instant::now();
-            let mut table = self.inodes();
-            if let Some(attr) = table.cached_lookup(parent, name, now) {
-                if !self.is_dirty(attr.ino) {
-                    table.inc_lookup(attr.ino, 1);
-                    return Ok(attr);
-                }
-            } else if name.len() <= NAME_MAX && table.known_absent(parent, name, now) {
-                return Err(VfsError::new("lookup", display_path(name), Errno::ENOENT));
+            if let Some(answer) = self.lookup_ready(caller, parent, name) {
+                return answer;
             }
         }
         let path = self.child_path("lookup", parent, name)?;
@@ -255,6 +237,38 @@ impl Vfs {
         }
         self.inodes().inc_lookup(fattr.ino, 1);
         Ok(fattr)
+    }
+
+    /// [`Vfs::lookup`] when the caches answer it (a fresh entry, or a name
+    /// known absent); `None` when the remote must be asked. Frontends call
+    /// it inline.
+    pub fn lookup_ready(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
+        let now = Instant::now();
+        let mut table = self.inodes();
+        if let Some(attr) = table.cached_lookup(parent, name, now) {
+            // Buffered writes make the cached size stale.
+            if self.is_dirty(attr.ino) {
+                return None;
+            }
+            table.inc_lookup(attr.ino, 1);
+            return Some(Ok(attr));
+        }
+        // An over-long name is left to the remote, whose answer is
+        // ENAMETOOLONG, not ENOENT.
+        if name.len() <= NAME_MAX && table.known_absent(parent, name, now) {
+            return Some(Err(VfsError::new("lookup", display_path(name), Errno::ENOENT)));
+        }
+        None
+    }
+
+    /// [`Vfs::getattr`] without a handle, when fresh cached attributes
+    /// answer it; frontends call it inline.
+    pub fn getattr_ready(&self, ino: Ino) -> Option<FileAttr> {
+        let table = self.inodes();
+        let node = table.get(ino)?;
+        let attr = node.attr.filter(|_| node.attr_until > Instant::now())?;
+        drop(table);
+        (!self.is_dirty(ino)).then_some(attr)
     }
 
     /// Releases `n` lookups of `ino`.
