@@ -112,7 +112,11 @@ where
 /// runtime and serves stdin/stdout.
 pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread does all the protocol work (reading, quick metadata calls,
+    // writing); everything that may block goes to the blocking pool. A
+    // second worker only adds wake-ups between the two: lstat round trips
+    // through a local agent measured 30-35k/s this way, 16-21k/s with two.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| AgentError::Runtime { source })?;
