@@ -445,6 +445,13 @@ pub fn run_foreground(
 /// Unmounts a yonder (or any FUSE) mount by path, as `yonder unmount` does;
 /// `lazy` detaches it even while busy.
 pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
+    // fusermount3 says nothing useful about this case (and -q silences it).
+    if is_mount_point(mountpoint) == Some(false) {
+        return Err(FuseError::Unmount {
+            path: mountpoint.to_path_buf(),
+            reason: "not mounted".into(),
+        });
+    }
     let mut last = String::new();
     for tool in ["fusermount3", "fusermount"] {
         let mut cmd = std::process::Command::new(tool);
@@ -470,6 +477,35 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     })
 }
 
+/// Whether `path` is a mount point, from /proc/self/mountinfo (`None` if
+/// that cannot be read). Not by stat: a dead FUSE mount answers ENOTCONN.
+fn is_mount_point(path: &Path) -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // The path as given (made absolute) and with its directory resolved, as
+    // fusermount3 would; mountinfo escapes space, tab, newline, backslash.
+    let absolute = std::path::absolute(path).ok()?;
+    let resolved = match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| absolute.clone()),
+        _ => absolute.clone(),
+    };
+    let escape = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\134")
+            .replace(' ', "\\040")
+            .replace('\t', "\\011")
+            .replace('\n', "\\012")
+    };
+    let candidates = [escape(&absolute), escape(&resolved)];
+    Some(info.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mount_point| candidates.iter().any(|c| c == mount_point))
+    }))
+}
+
 /// The kernel offers FUSE mounts a 128 KiB readahead window and lets the
 /// file system only lower it at init; sequential reads then arrive as
 /// 128 KiB requests. Root may widen the window through sysfs afterwards, to
@@ -492,5 +528,22 @@ fn raise_readahead(mountpoint: &Path, kib: u32) {
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
     if let Err(e) = std::fs::write(&knob, kib.to_string()) {
         tracing::debug!("readahead stays at the kernel's default ({knob}: {e})");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_found_in_the_mount_table() {
+        assert_eq!(is_mount_point(Path::new("/proc")), Some(true));
+        assert_eq!(is_mount_point(Path::new("/proc/../proc")), Some(true));
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("a b");
+        std::fs::create_dir(&spaced).unwrap();
+        assert_eq!(is_mount_point(&spaced), Some(false));
+        let err = unmount(&spaced, false).unwrap_err();
+        assert!(err.to_string().contains("not mounted"), "{err}");
     }
 }
