@@ -232,18 +232,19 @@ fn bad_sources_fail_with_one_line_before_connecting() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
-#[test]
-fn ssh_missing_remote_path_fails_naming_it() {
+/// `yonder fs ls` of `root` over ssh to a fresh sshd, expected to fail
+/// before connecting: returns the SOURCE and the one-line error.
+fn failed_ssh_ls(root: &std::path::Path, agent_path: Option<&str>) -> (String, String) {
     let sshd = Sshd::start().expect("start sshd");
-    let missing = std::path::Path::new("/nonexistent/yonder-test-root");
-    let (source, options) = support::source_for(Transport::Ssh, missing, Some(&sshd));
+    let (source, options) = support::source_for(Transport::Ssh, root, Some(&sshd));
     let mut cmd = Command::new(yonder_bin());
     cmd.arg("fs");
     for o in options.ssh_options {
         cmd.args(["-o", &o]);
     }
+    let agent = agent_path.map(str::to_string).or(options.agent_path).unwrap();
     let out = cmd
-        .args(["--agent-path", &options.agent_path.unwrap(), "ls", &source])
+        .args(["--agent-path", &agent, "ls", &source])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -251,6 +252,13 @@ fn ssh_missing_remote_path_fails_naming_it() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with(&format!("yonder: connect {source}: ")), "{err}");
+    (source, err)
+}
+
+#[test]
+fn ssh_missing_remote_path_fails_naming_it() {
+    let missing = std::path::Path::new("/nonexistent/yonder-test-root");
+    let (_, err) = failed_ssh_ls(missing, None);
     assert!(
         err.contains("/nonexistent/yonder-test-root") && err.contains("No such file or directory"),
         "{err}"
@@ -259,23 +267,8 @@ fn ssh_missing_remote_path_fails_naming_it() {
 
 #[test]
 fn ssh_without_yonder_on_the_remote_says_how_to_fix_it() {
-    let sshd = Sshd::start().expect("start sshd");
     let dir = tempfile::tempdir().unwrap();
-    let (source, options) = support::source_for(Transport::Ssh, dir.path(), Some(&sshd));
-    let mut cmd = Command::new(yonder_bin());
-    cmd.arg("fs");
-    for o in options.ssh_options {
-        cmd.args(["-o", &o]);
-    }
-    let out = cmd
-        .args(["--agent-path", "/nonexistent/bin/yonder", "ls", &source])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with(&format!("yonder: connect {source}: ")), "{err}");
+    let (_, err) = failed_ssh_ls(dir.path(), Some("/nonexistent/bin/yonder"));
     assert!(
         err.contains("not installed") && err.contains("--agent-path"),
         "{err}"

@@ -483,20 +483,22 @@ impl fuser::Filesystem for FuseFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
         // One TTL covers both the entry and its attributes here.
         let ttl = self.attr_ttl.min(self.entry_ttl);
         if let Some(items) = self.vfs.readdir_ready(fh.0, offset) {
             if !self.vfs.any_dirty(&items) {
                 let vfs = &self.vfs;
-                return reply_dir_plus(
-                    reply,
-                    ttl,
-                    items,
-                    |item| vfs.remember_clean(ino.0, item),
-                    |ino| vfs.forget(ino, 1),
-                );
+                let unsent = reply_dir_plus(reply, ttl, &items, |_, item| vfs.remember_clean(ino.0, item));
+                // Only the entry that did not fit was counted.
+                if let Some(item) = unsent
+                    .and_then(|i| items.get(i))
+                    .filter(|i| !i.is_dot_or_dotdot())
+                {
+                    vfs.forget(item.ino, 1);
+                }
+                return;
             }
         }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
@@ -507,31 +509,15 @@ impl fuser::Filesystem for FuseFs {
             };
             // Entries with buffered writes are flushed first (by `remember`),
             // so that the sizes handed to the kernel are current.
+            let mut attrs = Vec::with_capacity(items.len());
             for item in &items {
-                let name = OsStr::from_bytes(&item.name);
-                if item.is_dot_or_dotdot() {
-                    let attr = crate::convert::placeholder_dir_attr(item.ino);
-                    if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
-                        break;
-                    }
-                    continue;
-                }
-                let Some(attr) = vfs.remember(ino.0, item).await else {
-                    continue;
-                };
-                if reply.add(
-                    INodeNo(attr.ino),
-                    item.offset,
-                    name,
-                    &ttl,
-                    &fuse_attr(&attr),
-                    Generation(0),
-                ) {
+                attrs.push(vfs.remember(ino.0, item).await);
+            }
+            if let Some(unsent) = reply_dir_plus(reply, ttl, &items, |i, _| attrs[i]) {
+                for attr in attrs[unsent..].iter().flatten() {
                     vfs.forget(attr.ino, 1);
-                    break;
                 }
             }
-            reply.ok();
         });
     }
 
@@ -712,27 +698,28 @@ fn reply_dir(mut reply: ReplyDirectory, items: Vec<DirItem>) {
     reply.ok();
 }
 
-/// Fills a readdirplus reply. `remember` counts the kernel's lookup of an
-/// entry and gives its attributes (`None` skips it); an entry that does not
-/// fit is not counted by the kernel, so `unremember` takes its lookup back.
+/// Fills a readdirplus reply. `attr_of` gives an entry's attributes, its
+/// lookup counted (`None` skips it); returns the index of the first entry
+/// that did not fit, which the kernel will not count.
 fn reply_dir_plus(
     mut reply: ReplyDirectoryPlus,
     ttl: Duration,
-    items: Vec<DirItem>,
-    mut remember: impl FnMut(&DirItem) -> Option<FileAttr>,
-    unremember: impl Fn(u64),
-) {
-    for item in &items {
+    items: &[DirItem],
+    mut attr_of: impl FnMut(usize, &DirItem) -> Option<FileAttr>,
+) -> Option<usize> {
+    let mut unsent = None;
+    for (i, item) in items.iter().enumerate() {
         let name = OsStr::from_bytes(&item.name);
         if item.is_dot_or_dotdot() {
             // The kernel neither counts nor caches these.
             let attr = crate::convert::placeholder_dir_attr(item.ino);
             if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
+                unsent = Some(i);
                 break;
             }
             continue;
         }
-        let Some(attr) = remember(item) else {
+        let Some(attr) = attr_of(i, item) else {
             continue;
         };
         if reply.add(
@@ -743,9 +730,10 @@ fn reply_dir_plus(
             &fuse_attr(&attr),
             Generation(0),
         ) {
-            unremember(attr.ino);
+            unsent = Some(i);
             break;
         }
     }
     reply.ok();
+    unsent
 }
