@@ -333,6 +333,20 @@ impl MountSession {
     fn join_thread(&self, thread: JoinHandle<io::Result<()>>) -> Result<(), FuseError> {
         match thread.join() {
             Ok(Ok(())) => Ok(()),
+            // When the last user of a lazily unmounted file system lets go,
+            // the kernel tears the connection down and the session's read
+            // may report ECONNABORTED rather than ENODEV: the end of an
+            // unmount all the same.
+            Ok(Err(source))
+                if source.raw_os_error() == Some(libc::ECONNABORTED)
+                    && is_mount_point(&self.mountpoint) == Some(false) =>
+            {
+                tracing::debug!(
+                    "session on {} ended with the connection torn down",
+                    self.mountpoint.display()
+                );
+                Ok(())
+            }
             Ok(Err(source)) => Err(FuseError::Session {
                 path: self.mountpoint.clone(),
                 source,
