@@ -123,10 +123,10 @@ impl InlinePolicy {
     }
 
     fn is_below_slow_mount(&self, wire: &[u8]) -> bool {
-        let parts: Vec<&[u8]> = components(wire).collect();
-        self.slow_below
-            .iter()
-            .any(|mount| mount.len() <= parts.len() && mount.iter().zip(&parts).all(|(m, p)| m == p))
+        self.slow_below.iter().any(|mount| {
+            let mut parts = components(wire);
+            mount.iter().all(|m| parts.next() == Some(m.as_slice()))
+        })
     }
 
     fn refresh(&mut self) {

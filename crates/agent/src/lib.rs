@@ -83,10 +83,9 @@ where
     handshake(&mut reader, &mut writer).await?;
 
     let agent = Arc::new(Agent::new(root));
-    let splice_capable = splice_out.is_some();
+    let splicing = splice_out.is_some();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
-    let splicing = splice_capable;
     let read = tokio::select! {
         read = read_requests(&mut reader, agent, tx, splicing) => read,
         // Only an error ends the writer while the reader holds a sender.

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -173,7 +173,7 @@ impl SpliceOut {
     }
 
     /// Moves all of `spliced` to the output, then recycles its pipe.
-    pub(crate) async fn send(&self, mut spliced: Spliced, pool: &PipePool) -> io::Result<()> {
+    pub(crate) async fn send(&self, spliced: Spliced, pool: &PipePool) -> io::Result<()> {
         let mut left = spliced.len;
         while left > 0 {
             let mut ready = self.fd.writable().await?;
@@ -190,15 +190,8 @@ impl SpliceOut {
                 Err(_would_block) => {}
             }
         }
-        spliced.len = 0;
         pool.recycle(spliced);
         Ok(())
-    }
-}
-
-impl AsRawFd for SpliceOut {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.fd.get_ref().as_fd().as_raw_fd()
     }
 }
 

@@ -95,12 +95,7 @@ pub(crate) fn too_large_response(err: FrameError) -> Response {
 
 fn too_large(id: u64, err: FrameError) -> Vec<u8> {
     tracing::warn!(id, %err, "response does not fit in a frame");
-    let message = format!("response does not fit in a frame: {err}");
-    let error = Response::Error(WireError {
-        errno: Errno::EOVERFLOW,
-        message,
-    });
-    encode_frame(id, &Message::Response(error)).expect("a short error fits in a frame")
+    encode_frame(id, &Message::Response(too_large_response(err))).expect("a short error fits in a frame")
 }
 
 /// A protocol-level error response (EPROTO), for frames that are not a

@@ -491,13 +491,19 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     })
 }
 
-/// Whether `path` is a mount point, from /proc/self/mountinfo (`None` if
-/// that cannot be read). Not by stat: a dead FUSE mount answers ENOTCONN.
+/// Whether `path` is a mount point (`None` if the mount table cannot be
+/// read). Not by stat: a dead FUSE mount answers ENOTCONN.
 fn is_mount_point(path: &Path) -> Option<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_entry(path).ok().map(|entry| entry.is_some())
+}
+
+/// The /proc/self/mountinfo line of the mount at `path` (the topmost, if
+/// several are stacked there).
+fn mount_entry(path: &Path) -> io::Result<Option<String>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     // The path as given (made absolute) and with its directory resolved, as
     // fusermount3 would; mountinfo escapes space, tab, newline, backslash.
-    let absolute = std::path::absolute(path).ok()?;
+    let absolute = std::path::absolute(path)?;
     let resolved = match (absolute.parent(), absolute.file_name()) {
         (Some(dir), Some(name)) => dir
             .canonicalize()
@@ -513,11 +519,15 @@ fn is_mount_point(path: &Path) -> Option<bool> {
             .replace('\n', "\\012")
     };
     let candidates = [escape(&absolute), escape(&resolved)];
-    Some(info.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|mount_point| candidates.iter().any(|c| c == mount_point))
-    }))
+    Ok(info
+        .lines()
+        .rev()
+        .find(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|mount_point| candidates.iter().any(|c| c == mount_point))
+        })
+        .map(str::to_string))
 }
 
 /// The kernel offers FUSE mounts a 128 KiB readahead window and lets the
@@ -527,16 +537,10 @@ fn is_mount_point(path: &Path) -> Option<bool> {
 /// /proc/self/mountinfo, not stat, which would ask this very mount before
 /// it serves.
 fn raise_readahead(mountpoint: &Path, kib: u32) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(Some(entry)) = mount_entry(mountpoint) else {
         return;
     };
-    let wanted = mountpoint.to_string_lossy();
-    let Some(dev) = info.lines().rev().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        (fields.get(4) == Some(&wanted.as_ref()))
-            .then(|| fields.get(2).map(|d| d.to_string()))
-            .flatten()
-    }) else {
+    let Some(dev) = entry.split(' ').nth(2) else {
         return;
     };
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");

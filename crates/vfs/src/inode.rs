@@ -271,21 +271,18 @@ impl InodeTable {
         if entry.until <= now {
             return None;
         }
-        let node = self.nodes.get(&entry.ino)?;
-        match node.attr {
-            Some(attr) if node.attr_until > now => Some(attr),
-            _ => None,
-        }
+        self.fresh_attr(entry.ino, now)
     }
 
     /// Whether `parent/name` is known not to exist.
     pub fn known_absent(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
-        let complete = self
-            .nodes
-            .get(&parent)
-            .and_then(|n| n.listing_until)
-            .is_some_and(|until| until > now);
-        complete && self.names.get(parent, name).is_none()
+        self.listing_fresh(parent, now) && self.names.get(parent, name).is_none()
+    }
+
+    /// `ino`'s attributes, if cached and still fresh.
+    pub fn fresh_attr(&self, ino: Ino, now: Instant) -> Option<FileAttr> {
+        let node = self.nodes.get(&ino)?;
+        node.attr.filter(|_| node.attr_until > now)
     }
 
     pub fn ino_of(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
@@ -486,15 +483,30 @@ impl InodeTable {
         if self.dir_version(dir) != Some(version) {
             return;
         }
+        let items = self.enter_entries(dir, entries, now);
+        let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
+        self.listing_complete(dir, &present, now);
+        if let Some(node) = self.nodes.get_mut(&dir) {
+            node.listing = Some(items);
+        }
+    }
+
+    /// Enters a page of `dir`'s listing (names, attributes, xattr names)
+    /// and returns its entries as listing items, with offset 0. Entries
+    /// without attributes vanished between the listing and their `lstat`.
+    pub fn enter_entries(
+        &mut self,
+        dir: Ino,
+        entries: Vec<yonder_proto::DirEntry>,
+        now: Instant,
+    ) -> Vec<DirItem> {
         let mut items = Vec::with_capacity(entries.len());
-        let mut present = HashSet::with_capacity(entries.len());
         for entry in entries {
             let Some(attr) = entry.attr else { continue };
             let fattr = self.upsert(dir, &entry.name, &attr, now);
             if let Some(names) = entry.xattrs {
                 self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
             }
-            present.insert(entry.name.to_vec());
             items.push(DirItem {
                 name: entry.name.into_vec(),
                 ino: fattr.ino,
@@ -504,10 +516,7 @@ impl InodeTable {
                 remote: Some(attr),
             });
         }
-        self.listing_complete(dir, &present, now);
-        if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing = Some(items);
-        }
+        items
     }
 
     /// A listing fetched ahead, if still fresh; handed out once.

@@ -101,13 +101,11 @@ impl Vfs {
     }
 
     fn inodes(&self) -> MutexGuard<'_, InodeTable> {
-        // A panic while holding the lock leaves consistent-enough data: every
-        // mutation is a handful of map operations.
-        self.inodes.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inodes)
     }
 
     fn handles(&self) -> MutexGuard<'_, HandleTable> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.handles)
     }
 
     fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
@@ -264,10 +262,7 @@ impl Vfs {
     /// [`Vfs::getattr`] without a handle, when fresh cached attributes
     /// answer it; frontends call it inline.
     pub fn getattr_ready(&self, ino: Ino) -> Option<FileAttr> {
-        let table = self.inodes();
-        let node = table.get(ino)?;
-        let attr = node.attr.filter(|_| node.attr_until > Instant::now())?;
-        drop(table);
+        let attr = self.inodes().fresh_attr(ino, Instant::now())?;
         (!self.is_dirty(ino)).then_some(attr)
     }
 
@@ -283,11 +278,8 @@ impl Vfs {
             self.flush_inode(ino).await;
         }
         if fh.is_none() {
-            let table = self.inodes();
-            if let Some(node) = table.get(ino) {
-                if let Some(attr) = node.attr.filter(|_| node.attr_until > Instant::now()) {
-                    return Ok(attr);
-                }
+            if let Some(attr) = self.inodes().fresh_attr(ino, Instant::now()) {
+                return Ok(attr);
             }
         }
         let attr = self.fetch_attr(ino, fh).await?;
@@ -630,7 +622,7 @@ impl Vfs {
 
     fn drop_readahead(&self, ino: Ino) {
         for file in self.handles().files_of(ino) {
-            file.readahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            lock(&file.readahead).clear();
         }
     }
 
@@ -767,11 +759,7 @@ impl Vfs {
         if size == 0 {
             return Ok(Bytes::new());
         }
-        let head = file
-            .readahead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_head(offset, size);
+        let head = lock(&file.readahead).read_head(offset, size);
         if let Some(data) = head {
             return Ok(data);
         }
@@ -782,25 +770,19 @@ impl Vfs {
         } else {
             let remote = self.remote.clone();
             let handle = file.remote;
-            file.readahead.lock().unwrap_or_else(|e| e.into_inner()).plan(
-                offset,
-                size,
-                chunk,
-                max_chunks,
-                |start, len| {
-                    let (tx, rx) = watch::channel(None);
-                    let remote = remote.clone();
-                    let task = tokio::spawn(async move {
-                        let result = remote
-                            .read(handle, start, len)
-                            .await
-                            .map(Bytes::from)
-                            .map_err(|e| e.errno());
-                        let _ = tx.send(Some(result));
-                    });
-                    (rx, task)
-                },
-            )
+            lock(&file.readahead).plan(offset, size, chunk, max_chunks, |start, len| {
+                let (tx, rx) = watch::channel(None);
+                let remote = remote.clone();
+                let task = tokio::spawn(async move {
+                    let result = remote
+                        .read(handle, start, len)
+                        .await
+                        .map(Bytes::from)
+                        .map_err(|e| e.errno());
+                    let _ = tx.send(Some(result));
+                });
+                (rx, task)
+            })
         };
         let chunks = match plan {
             Plan::Direct => {
@@ -823,10 +805,7 @@ impl Vfs {
             let data = match c.data().await {
                 Ok(data) => data,
                 Err(errno) => {
-                    file.readahead
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .forget_chunk(c.start);
+                    lock(&file.readahead).forget_chunk(c.start);
                     return Err(VfsError::new("read", self.describe(file.ino), errno));
                 }
             };
@@ -904,7 +883,7 @@ impl Vfs {
                 tracing::warn!("write error lost at release: {err}");
             }
         }
-        file.readahead.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        lock(&file.readahead).clear();
         self.inodes().open_dec(file.ino);
         // Nobody waits for the remote close: the data went out above (and
         // the agent writes synchronously, so its errors were reported at
@@ -974,22 +953,9 @@ impl Vfs {
                 .map_err(|e| VfsError::remote("readdir", &path, e))?;
             let now = Instant::now();
             let mut table = self.inodes();
-            for entry in page.entries {
-                // Vanished between listing and lstat.
-                let Some(attr) = entry.attr else { continue };
-                let fattr = table.upsert(dir.ino, &entry.name, &attr, now);
-                if let Some(names) = entry.xattrs {
-                    table.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
-                }
-                let offset = st.items.len() as u64 + 1;
-                st.items.push(DirItem {
-                    name: entry.name.into_vec(),
-                    ino: fattr.ino,
-                    kind: fattr.kind,
-                    offset,
-                    attr: Some(fattr),
-                    remote: Some(attr),
-                });
+            for mut item in table.enter_entries(dir.ino, page.entries, now) {
+                item.offset = st.items.len() as u64 + 1;
+                st.items.push(item);
             }
             st.cursor = page.next;
             if page.next.is_none() {
@@ -1149,14 +1115,12 @@ impl Vfs {
         if !self.is_dirty(item.ino) {
             return self.remember_clean(parent, item);
         }
+        // The listing's size lags behind buffered writes: send them, then
+        // ask again.
         let remote = item.remote.as_ref()?;
-        let mut fattr = self.inodes().upsert(parent, &item.name, remote, Instant::now());
-        if self.is_dirty(fattr.ino) {
-            self.flush_inode(fattr.ino).await;
-            if let Ok(fresh) = self.getattr(fattr.ino, None).await {
-                fattr = fresh;
-            }
-        }
+        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        self.flush_inode(listed.ino).await;
+        let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
         self.inodes().inc_lookup(fattr.ino, 1);
         Some(fattr)
     }
@@ -1174,10 +1138,7 @@ impl Vfs {
     /// Whether any of `items` has writes not yet sent, whose attributes
     /// (size, mtime) the listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
-        let handles = self.handles();
-        items
-            .iter()
-            .any(|i| i.remote.is_some() && handles.files_of(i.ino).iter().any(|f| f.is_dirty()))
+        items.iter().any(|i| i.remote.is_some() && self.is_dirty(i.ino))
     }
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
@@ -1365,6 +1326,9 @@ fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
         .unwrap_or_default()
 }
 
+/// Locks `mutex`. A panic while holding one of the VFS's locks leaves
+/// consistent-enough data: every critical section is a handful of map
+/// operations.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
