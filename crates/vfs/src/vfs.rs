@@ -612,11 +612,18 @@ impl Vfs {
     /// handle that wrote, reported by its next write, flush or fsync.
     async fn flush_inode(&self, ino: Ino) {
         let files = self.handles().files_of(ino);
+        let mut sent = false;
         for file in files.iter().filter(|f| f.is_dirty()) {
             let mut io = file.io.lock().await;
             if let Err(e) = self.send_buffer(file, &mut io).await {
                 io.error.get_or_insert(e);
             }
+            sent = true;
+        }
+        // Attributes cached while the data was still buffered here (a
+        // lookup or listing meanwhile) show the old size and times.
+        if sent {
+            self.inodes().invalidate_attr(ino);
         }
     }
 

@@ -482,3 +482,26 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages + 1);
     assert_eq!(f.remote.calls.lstats.load(Ordering::Relaxed), lstats);
 }
+
+#[tokio::test]
+async fn a_lookup_of_a_file_with_buffered_writes_reports_their_size() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_millis(200),
+        attr_ttl: Duration::from_millis(200),
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.write(fh, 0, &[7; 100]).await.unwrap();
+    // The name expires; the remote still has an empty file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
+    assert_eq!(found.ino, attr.ino);
+    assert_eq!(found.size, 100);
+    f.vfs.release(fh).await.unwrap();
+}
