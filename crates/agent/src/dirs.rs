@@ -128,8 +128,8 @@ impl DirStream {
     /// removed since it was listed; one such entry must not fail the page.
     fn lstat(&self, name: &[u8]) -> Option<yonder_proto::Attr> {
         let fd = self.dir.fd().ok()?;
-        match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(crate::attr::attr_from_stat(&st)),
+        match crate::attr::stat_at(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(attr) => Some(attr),
             Err(err) => {
                 tracing::debug!(
                     dir = %self.path.display(),

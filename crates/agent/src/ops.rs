@@ -2,7 +2,7 @@
 //!
 //! Everything here blocks in system calls and runs on tokio's blocking pool.
 
-use crate::attr::{attr_from_stat, statfs_from_statvfs};
+use crate::attr::{attr_from_stat, stat_at, stat_fd, statfs_from_statvfs};
 use crate::dirs::{clamp_page_entries, DirCursors, DirStream};
 use crate::error::OpError;
 use crate::handles::{HandleTable, OpenFile};
@@ -120,14 +120,14 @@ impl Agent {
             Request::Stat { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
-                let st = rustix::fs::statat(CWD, &*abs, AtFlags::empty()).map_err(|e| s.sys(e))?;
-                Ok(Response::Attr(attr_from_stat(&st)))
+                Ok(Response::Attr(
+                    stat_at(CWD, &*abs, AtFlags::empty()).map_err(|e| s.sys(e))?,
+                ))
             }
             Request::Fstat { handle } => {
                 let s = Subject::handle(op, handle);
                 let file = self.file(&s, handle)?;
-                let st = rustix::fs::fstat(&file.file).map_err(|e| s.sys(e))?;
-                Ok(Response::Attr(attr_from_stat(&st)))
+                Ok(Response::Attr(stat_fd(&file.file).map_err(|e| s.sys(e))?))
             }
             Request::ReadDir {
                 path,
@@ -369,13 +369,10 @@ impl Agent {
         if created {
             self.give_owner(&s, &abs, Node::Fd(file.as_fd()), owner);
         }
-        let st = rustix::fs::fstat(&file).map_err(|e| s.sys(e))?;
+        let attr = stat_fd(&file).map_err(|e| s.sys(e))?;
         let append = flags & open_flags::APPEND != 0;
         let handle = self.handles.insert(OpenFile { file, append });
-        Ok(Response::Opened {
-            handle,
-            attr: attr_from_stat(&st),
-        })
+        Ok(Response::Opened { handle, attr })
     }
 
     /// Open plus the first read, for readers of small files.
@@ -524,9 +521,7 @@ impl Agent {
         if let Some(times) = times {
             node.set_times(&times).map_err(|e| s.sys(e))?;
         }
-        Ok(Response::Attr(attr_from_stat(
-            &node.lstat().map_err(|e| s.sys(e))?,
-        )))
+        Ok(Response::Attr(node.attr().map_err(|e| s.sys(e))?))
     }
 
     fn rename(&self, op: &'static str, from: &[u8], to: &[u8], flags: RenameFlags) -> OpResult {
@@ -599,6 +594,14 @@ impl Node<'_> {
         }
     }
 
+    /// Wire attributes, identity included.
+    fn attr(self) -> rustix::io::Result<yonder_proto::Attr> {
+        match self {
+            Node::Path(path) => lstat(path),
+            Node::Fd(fd) => stat_fd(fd),
+        }
+    }
+
     fn chown(self, uid: Option<rustix::fs::Uid>, gid: Option<rustix::fs::Gid>) -> rustix::io::Result<()> {
         match self {
             Node::Path(path) => rustix::fs::chownat(CWD, path, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
@@ -645,7 +648,7 @@ fn read_stream(s: &Subject, file: &File, mut buf: Vec<u8>) -> OpResult {
 }
 
 fn lstat(path: &Path) -> rustix::io::Result<yonder_proto::Attr> {
-    rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).map(|st| attr_from_stat(&st))
+    stat_at(CWD, path, AtFlags::SYMLINK_NOFOLLOW)
 }
 
 /// `truncate(2)`, which rustix lacks. Opening the file and calling

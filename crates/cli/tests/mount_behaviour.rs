@@ -133,11 +133,10 @@ fn symlinks_hard_links_and_inode_numbers(t: Transport) {
     let b = fs::metadata(m.at("hard")).unwrap();
     assert_eq!(a.nlink(), 2);
     assert_eq!(a.ino(), b.ino(), "hard links share an inode number");
-    assert_eq!(
-        a.ino(),
-        fs::metadata(m.disk("target")).unwrap().ino(),
-        "inode numbers are the remote's"
-    );
+    // yonder numbers files itself (the remote's numbers repeat across file
+    // systems and get reused): stable while the file exists, unique.
+    assert_eq!(a.ino(), fs::metadata(m.at("target")).unwrap().ino());
+    assert_ne!(a.ino(), fs::metadata(m.at("link")).unwrap().ino());
     assert_eq!(fs::metadata(m.disk("target")).unwrap().nlink(), 2);
     fs::remove_file(m.at("hard")).unwrap();
     assert_eq!(fs::metadata(m.at("target")).unwrap().nlink(), 1);
@@ -530,6 +529,225 @@ fn large_directories_list_and_remove_completely(t: Transport) {
     assert!(!m.disk("big").exists());
 }
 
+/// The reproduction: `a`'s older buffered write must not land after
+/// `b`'s newer one. Local result: `BBBB` then the rest of `a`'s data.
+fn writes_through_two_descriptors_land_in_order(t: Transport) {
+    let m = Mount::start(t, &[]);
+    let p = m.at("f");
+    for size in [10usize, 100_000] {
+        let expect: Vec<u8> = [vec![b'B'; 4], vec![b'A'; size - 4]].concat();
+        for round in 0..100 {
+            for rdwr in [false, true] {
+                fs::write(&p, vec![b'x'; size]).unwrap();
+                let mut a = OpenOptions::new().read(rdwr).write(true).open(&p).unwrap();
+                a.write_all(&vec![b'A'; size]).unwrap();
+                let mut b = OpenOptions::new().read(rdwr).write(true).open(&p).unwrap();
+                b.write_all(b"BBBB").unwrap();
+                drop(b);
+                drop(a);
+                let got = fs::read(&p).unwrap();
+                assert!(
+                    got == expect,
+                    "size {size} round {round} rdwr {rdwr}: got {:?}...",
+                    String::from_utf8_lossy(&got[..got.len().min(16)])
+                );
+                assert_eq!(fs::read(m.disk("f")).unwrap(), expect);
+            }
+        }
+        // The second descriptor in another process.
+        for round in 0..20 {
+            fs::write(&p, vec![b'x'; size]).unwrap();
+            let mut a = OpenOptions::new().write(true).open(&p).unwrap();
+            a.write_all(&vec![b'A'; size]).unwrap();
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg("printf BBBB 1<>\"$1\"")
+                .arg("sh")
+                .arg(&p)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            drop(a);
+            assert!(fs::read(&p).unwrap() == expect, "size {size} child round {round}");
+        }
+    }
+}
+
+/// Two file systems below the root, each with a file of the same inode
+/// number: two files, never one. Needs root to mount the tmpfs.
+fn files_on_two_file_systems_stay_apart(t: Transport) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts tmpfs file systems below the served root: run it as root"
+    );
+    let backing = tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap();
+    let tmpfs = TmpfsPair::mount(backing.path());
+    for (dir, text) in [("t1", "one\n"), ("t2", "two\n")] {
+        fs::write(backing.path().join(dir).join("f1"), text).unwrap();
+        fs::write(backing.path().join(dir).join("f2"), text).unwrap();
+    }
+    assert_eq!(
+        fs::metadata(backing.path().join("t1/f1")).unwrap().ino(),
+        fs::metadata(backing.path().join("t2/f1")).unwrap().ino(),
+        "fresh tmpfs number their first files alike"
+    );
+    let m = Mount::start_on(t, backing, &[]);
+    assert_eq!(fs::read_to_string(m.at("t1/f1")).unwrap(), "one\n");
+    assert_eq!(fs::read_to_string(m.at("t2/f1")).unwrap(), "two\n");
+    assert_eq!(fs::read_to_string(m.at("t1/f1")).unwrap(), "one\n");
+    assert_ne!(
+        fs::metadata(m.at("t1")).unwrap().ino(),
+        fs::metadata(m.at("t2")).unwrap().ino()
+    );
+    assert_ne!(
+        fs::metadata(m.at("t1/f1")).unwrap().ino(),
+        fs::metadata(m.at("t2/f1")).unwrap().ino()
+    );
+    fs::write(m.at("t1/f1"), "x\n").unwrap();
+    assert_eq!(fs::read_to_string(m.disk("t1/f1")).unwrap(), "x\n");
+    assert_eq!(fs::read_to_string(m.disk("t2/f1")).unwrap(), "two\n");
+    fs::remove_file(m.at("t1/f2")).unwrap();
+    assert!(!m.disk("t1/f2").exists());
+    assert!(m.disk("t2/f2").exists());
+    let mut seen = Vec::new();
+    for dir in ["t1", "t2"] {
+        for e in fs::read_dir(m.at(dir)).unwrap() {
+            seen.push(format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()));
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["t1/f1", "t2/f1", "t2/f2"]);
+    drop(m);
+    drop(tmpfs);
+}
+
+/// Two tmpfs mounted at `root/t1` and `root/t2`, unmounted on drop.
+struct TmpfsPair(Vec<std::path::PathBuf>);
+
+impl TmpfsPair {
+    fn mount(root: &std::path::Path) -> TmpfsPair {
+        let mut mounted = TmpfsPair(Vec::new());
+        for dir in ["t1", "t2"] {
+            let at = root.join(dir);
+            fs::create_dir(&at).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=8m", "yonder-test"])
+                .arg(&at)
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount tmpfs at {}", at.display());
+            mounted.0.push(at);
+        }
+        mounted
+    }
+}
+
+impl Drop for TmpfsPair {
+    fn drop(&mut self) {
+        for at in &self.0 {
+            let _ = std::process::Command::new("umount").arg("-l").arg(at).status();
+        }
+    }
+}
+
+/// An editor's atomic save (write a temp file, rename it over the name)
+/// while others read the name: every read is the old or the new version,
+/// whole; never a missing name, an empty read or a cut one. Saved through
+/// the mount, and on the remote behind the mount's back.
+fn atomic_saves_are_seen_whole(t: Transport) {
+    let m = Mount::start(t, &[]);
+    for through_mount in [true, false] {
+        let dir = if through_mount { m.at("") } else { m.disk("") };
+        fs::write(dir.join("doc"), version(0)).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (doc, done) = (m.at("doc"), done.clone());
+                std::thread::spawn(move || {
+                    let (mut reads, mut bad) = (0, Vec::new());
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        reads += 1;
+                        match fs::read(&doc) {
+                            Ok(data) if is_version(&data) => {}
+                            Ok(data) => bad.push(format!("{} bytes: {:?}", data.len(), tail(&data))),
+                            Err(e) => bad.push(e.to_string()),
+                        }
+                    }
+                    (reads, bad)
+                })
+            })
+            .collect();
+        for i in 1..=300 {
+            fs::write(dir.join(".tmp"), version(i)).unwrap();
+            fs::rename(dir.join(".tmp"), dir.join("doc")).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            let (reads, bad) = r.join().unwrap();
+            assert!(reads > 0);
+            assert!(
+                bad.is_empty(),
+                "through mount {through_mount}: {} bad of {reads} reads, first: {:?}",
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            );
+        }
+    }
+
+    fn version(i: usize) -> String {
+        (1..=i + 100).map(|n| format!("{n}\n")).collect()
+    }
+
+    /// A whole version: `1..=n`, one number per line.
+    fn is_version(data: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(data);
+        let lines: Vec<&str> = text.lines().collect();
+        !lines.is_empty() && text.ends_with('\n') && lines.last() == Some(&lines.len().to_string().as_str())
+    }
+
+    fn tail(data: &[u8]) -> String {
+        String::from_utf8_lossy(&data[data.len().saturating_sub(12)..]).into_owned()
+    }
+}
+
+/// A file kept open sees data appended on the remote once its attributes
+/// are refreshed (the head that came with the open is not the whole file
+/// any more).
+fn open_file_sees_remote_growth(t: Transport) {
+    let m = Mount::start(t, &["--attr-ttl", "1"]);
+    fs::write(m.disk("log"), b"line1\n").unwrap();
+    let mut f = File::open(m.at("log")).unwrap();
+    let mut got = String::new();
+    f.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "line1\n");
+    OpenOptions::new()
+        .append(true)
+        .open(m.disk("log"))
+        .unwrap()
+        .write_all(b"line2\n")
+        .unwrap();
+    // Within the attribute TTL plus a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let len = f.metadata().unwrap().len();
+        let mut more = String::new();
+        f.read_to_string(&mut more).unwrap();
+        got.push_str(&more);
+        if got == "line1\nline2\n" {
+            assert_eq!(len, 12);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the TTL: fstat says {len} bytes, read gave {got:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 macro_rules! over_every_transport {
     ($($test:ident),* $(,)?) => {
         mod local {
@@ -563,4 +781,8 @@ over_every_transport!(
     killed_mount_is_cleaned_up,
     read_only_refuses_changes,
     large_directories_list_and_remove_completely,
+    writes_through_two_descriptors_land_in_order,
+    files_on_two_file_systems_stay_apart,
+    atomic_saves_are_seen_whole,
+    open_file_sees_remote_growth,
 );

@@ -95,7 +95,11 @@ impl fuser::Filesystem for FuseFs {
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_ASYNC_DIO;
+            | InitFlags::FUSE_ASYNC_DIO
+            // Pages cached for an open file are dropped once refreshed
+            // attributes show a new mtime, as well as a new size: an open
+            // file follows changes made on the remote.
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
         let supported = wanted & config.capabilities();
         if let Err(missing) = config.add_capabilities(supported) {
             tracing::debug!("kernel lacks FUSE capabilities {missing:?}");

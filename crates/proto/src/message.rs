@@ -53,6 +53,14 @@ pub struct Attr {
     pub atime: Timespec,
     pub mtime: Timespec,
     pub ctime: Timespec,
+    /// The file system the file lives on, as the remote numbers them: an
+    /// inode number is only unique within one (a tree may span several).
+    /// Opaque; compared for equality only.
+    pub dev: u64,
+    /// Birth time where the remote's file system records one. Inode numbers
+    /// are reused once freed; `(dev, ino, btime)` tells the file that has a
+    /// number now from the one that had it before.
+    pub btime: Option<Timespec>,
 }
 
 pub mod file_type {

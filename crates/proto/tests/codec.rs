@@ -21,8 +21,10 @@ prop_compose! {
     fn attr()(ino in any::<u64>(), mode in any::<u32>(), nlink in any::<u64>(), uid in any::<u32>(),
                gid in any::<u32>(), rdev_major in any::<u32>(), rdev_minor in any::<u32>(),
                size in any::<u64>(), blocks in any::<u64>(), blksize in any::<u32>(),
-               atime in timespec(), mtime in timespec(), ctime in timespec()) -> Attr {
-        Attr { ino, mode, nlink, uid, gid, rdev_major, rdev_minor, size, blocks, blksize, atime, mtime, ctime }
+               atime in timespec(), mtime in timespec(), ctime in timespec(), dev in any::<u64>(),
+               btime in prop::option::of(timespec())) -> Attr {
+        Attr { ino, mode, nlink, uid, gid, rdev_major, rdev_minor, size, blocks, blksize, atime, mtime, ctime,
+               dev, btime }
     }
 }
 

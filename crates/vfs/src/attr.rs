@@ -1,14 +1,36 @@
 use yonder_proto::{file_type, Attr, Owner, Timespec};
 
-/// Inode number as the VFS hands it to frontends. The root is always
-/// [`ROOT_INO`]; every other inode keeps the remote's inode number, so hard
-/// links share one and numbers survive remounts.
+/// Inode number as the VFS hands it to frontends. The VFS allocates them:
+/// the root is always [`ROOT_INO`], every other file gets the next number
+/// the first time it is seen, keyed by its [`RemoteId`], so hard links share
+/// one and no number ever names two files.
 pub type Ino = u64;
 
 /// Handle of an open file or directory, as the VFS hands it to frontends.
 pub type Fh = u64;
 
 pub const ROOT_INO: Ino = 1;
+
+/// What tells two files apart on the remote. An inode number alone does
+/// not: a tree may span several file systems, and a freed number is given
+/// to the next new file. The birth time, where the remote has one, tells a
+/// reused number from the file that had it before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteId {
+    pub dev: u64,
+    pub ino: u64,
+    pub btime: Option<Timespec>,
+}
+
+impl RemoteId {
+    pub fn of(attr: &Attr) -> RemoteId {
+        RemoteId {
+            dev: attr.dev,
+            ino: attr.ino,
+            btime: attr.btime,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileKind {

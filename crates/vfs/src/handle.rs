@@ -4,9 +4,8 @@
 use crate::attr::{Fh, Ino};
 use crate::dir::DirStream;
 use crate::readahead::Readahead;
-use crate::write::FileIo;
+use crate::write::{InodeIo, Writer};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use yonder_proto::Handle;
 
@@ -17,16 +16,22 @@ pub(crate) struct OpenFile {
     /// Protocol open flags.
     pub flags: u32,
     pub append: bool,
-    pub io: tokio::sync::Mutex<FileIo>,
-    /// Set while the write buffer holds data; lets readers of the inode skip
-    /// taking every handle's lock.
-    pub dirty: AtomicBool,
+    /// The inode's write-back, shared with every other handle of the inode.
+    pub io: Arc<InodeIo>,
     pub readahead: Mutex<Readahead>,
 }
 
 impl OpenFile {
     pub fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire)
+        self.io.is_dirty()
+    }
+
+    pub fn writer(&self) -> Writer {
+        Writer {
+            fh: self.fh,
+            handle: self.remote,
+            append: self.append,
+        }
     }
 }
 
@@ -50,9 +55,21 @@ impl HandleTable {
         self.next
     }
 
-    pub fn insert_file(&mut self, make: impl FnOnce(Fh) -> OpenFile) -> Arc<OpenFile> {
+    /// Adds an open file of `ino`; `make` gets its handle number and the
+    /// inode's write-back, shared with the inode's other open files.
+    pub fn insert_file(
+        &mut self,
+        ino: Ino,
+        make: impl FnOnce(Fh, Arc<InodeIo>) -> OpenFile,
+    ) -> Arc<OpenFile> {
         let fh = self.alloc();
-        let file = Arc::new(make(fh));
+        let io = self
+            .by_ino
+            .get(&ino)
+            .and_then(|fhs| fhs.iter().find_map(|fh| self.files.get(fh)))
+            .map(|f| f.io.clone())
+            .unwrap_or_default();
+        let file = Arc::new(make(fh, io));
         self.by_ino.entry(file.ino).or_default().push(fh);
         self.files.insert(fh, file.clone());
         file

@@ -6,7 +6,7 @@
 //! up to the root. Renaming a directory therefore moves everything beneath
 //! it, open files included, by updating one link.
 
-use crate::attr::{FileAttr, FileKind, Ino, ROOT_INO};
+use crate::attr::{FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
 use crate::dir::DirItem;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -26,6 +26,9 @@ pub(crate) struct Inode {
     /// for hard links; none once unlinked (then reachable through handles
     /// only).
     pub links: Vec<(Ino, Vec<u8>)>,
+    /// The last name this inode had, once it has none (replaced by a
+    /// rename, or deleted): what the kernel may still be opening it by.
+    pub former: Option<(Ino, Vec<u8>)>,
     pub attr: Option<FileAttr>,
     pub attr_until: Instant,
     /// Until when the set of names in this directory known to the table is
@@ -101,9 +104,10 @@ impl Names {
 pub(crate) struct InodeTable {
     nodes: HashMap<Ino, Inode>,
     names: Names,
-    /// The remote's inode number of the root, which the VFS calls 1; the
-    /// remote's inode 1 (if some file has it) takes this number instead.
-    root_remote: u64,
+    /// The VFS's number of every remote file it knows (a node, or a name).
+    by_id: HashMap<RemoteId, Ino>,
+    ids: HashMap<Ino, RemoteId>,
+    next_ino: Ino,
     attr_ttl: Duration,
     dir_ttl: Duration,
     sweep_at: usize,
@@ -114,7 +118,9 @@ impl InodeTable {
         let mut table = InodeTable {
             nodes: HashMap::new(),
             names: Names::default(),
-            root_remote: root.ino,
+            by_id: HashMap::from([(RemoteId::of(root), ROOT_INO)]),
+            ids: HashMap::from([(ROOT_INO, RemoteId::of(root))]),
+            next_ino: ROOT_INO + 1,
             attr_ttl,
             dir_ttl,
             sweep_at: 4096,
@@ -128,6 +134,7 @@ impl InodeTable {
                 lookups: 1,
                 open: 0,
                 links: Vec::new(),
+                former: None,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
                 attr_until: now + attr_ttl,
                 listing_until: None,
@@ -139,22 +146,46 @@ impl InodeTable {
         table
     }
 
-    /// Maps a remote inode number to the VFS's.
-    pub fn local_ino(&self, remote: u64) -> Ino {
-        if remote == self.root_remote {
-            ROOT_INO
-        } else if remote == ROOT_INO {
-            // Swap with the root so both stay unique.
-            if self.root_remote > ROOT_INO {
-                self.root_remote
-            } else {
-                u64::MAX - 1
+    /// The VFS's number for the remote file `attr` describes; a file not
+    /// seen before gets a new one.
+    fn ino_for(&mut self, attr: &Attr) -> Ino {
+        let id = RemoteId::of(attr);
+        if let Some(ino) = self.by_id.get(&id) {
+            return *ino;
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.by_id.insert(id, ino);
+        self.ids.insert(ino, id);
+        ino
+    }
+
+    /// Whether `attr` describes the file the VFS calls `ino`. A path may
+    /// name another file by now (replaced by a rename, or deleted and its
+    /// number reused).
+    pub fn same_file(&self, ino: Ino, attr: &Attr) -> bool {
+        self.ids.get(&ino) == Some(&RemoteId::of(attr))
+    }
+
+    /// `ino` was deleted through this mount (its last known name removed,
+    /// nothing open): should its remote number come back, it is another
+    /// file. Matters where the remote has no birth times to tell.
+    pub fn retire_if_gone(&mut self, ino: Ino) {
+        // Without the node, whether other names remain is unknown; `sweep`
+        // drops the number once nothing refers to it.
+        let Some(node) = self.nodes.get(&ino).filter(|_| ino != ROOT_INO) else {
+            return;
+        };
+        let more_links = node
+            .attr
+            .is_some_and(|a| a.kind != FileKind::Directory && a.nlink > 1);
+        if !node.links.is_empty() || node.open > 0 || more_links {
+            return;
+        }
+        if let Some(id) = self.ids.get(&ino) {
+            if self.by_id.get(id) == Some(&ino) {
+                self.by_id.remove(id);
             }
-        } else if remote == 0 {
-            // 0 is not a valid inode for any frontend.
-            u64::MAX - 2
-        } else {
-            remote
         }
     }
 
@@ -203,7 +234,7 @@ impl InodeTable {
     /// Records that `parent/name` is the remote file `attr`; returns its
     /// attributes in VFS numbering. Does not count a lookup.
     pub fn upsert(&mut self, parent: Ino, name: &[u8], attr: &Attr, now: Instant) -> FileAttr {
-        let ino = self.local_ino(attr.ino);
+        let ino = self.ino_for(attr);
         let fattr = FileAttr::from_remote(ino, attr);
         if let Some(old) = self.names.get(parent, name) {
             if old.ino != ino {
@@ -229,6 +260,7 @@ impl InodeTable {
             lookups: 0,
             open: 0,
             links: Vec::new(),
+            former: None,
             attr: None,
             attr_until,
             listing_until: None,
@@ -321,7 +353,12 @@ impl InodeTable {
             return;
         };
         node.open = node.open.saturating_sub(1);
-        if node.open == 0 && node.lookups == 0 && ino != ROOT_INO {
+        let unused = node.open == 0 && node.lookups == 0;
+        if node.open == 0 {
+            // The last close of a file deleted while open.
+            self.retire_if_gone(ino);
+        }
+        if unused && ino != ROOT_INO {
             self.remove(ino);
         }
     }
@@ -338,6 +375,9 @@ impl InodeTable {
     fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
+            if node.links.is_empty() {
+                node.former = Some((parent, name.to_vec()));
+            }
             // nlink and ctime changed.
             node.attr_until = Instant::now();
         }
@@ -609,6 +649,21 @@ impl InodeTable {
                 node.listing = None;
             }
         }
+        // Numbers of files neither a node nor a name refers to any more.
+        let named: HashSet<Ino> = self
+            .names
+            .by_dir
+            .values()
+            .flat_map(|m| m.values().map(|e| e.ino))
+            .collect();
+        let (nodes, by_id) = (&self.nodes, &mut self.by_id);
+        self.ids.retain(|ino, id| {
+            let keep = nodes.contains_key(ino) || named.contains(ino);
+            if !keep && by_id.get(id) == Some(ino) {
+                by_id.remove(id);
+            }
+            keep
+        });
         self.sweep_at = (self.nodes.len() * 2).max(4096);
     }
 
@@ -639,25 +694,62 @@ mod tests {
     }
 
     #[test]
-    fn root_is_one_and_remote_one_takes_roots_number() {
-        let t = table();
-        assert_eq!(t.local_ino(500), ROOT_INO);
-        assert_eq!(t.local_ino(1), 500);
-        assert_eq!(t.local_ino(77), 77);
-        assert_ne!(t.local_ino(0), 0);
+    fn numbers_are_keyed_by_device_inode_and_birth_time() {
+        let mut t = table();
+        let now = Instant::now();
+        assert_eq!(t.ino_for(&attr(500, 0o40755)), ROOT_INO);
+        let on_dev = |dev: u64, ino: u64, birth: i64| Attr {
+            dev,
+            btime: Some(yonder_proto::Timespec { sec: birth, nsec: 0 }),
+            ..attr(ino, 0o100644)
+        };
+        // The same inode number on two file systems: two files.
+        let a = t.upsert(ROOT_INO, b"a", &on_dev(1, 7, 100), now).ino;
+        let b = t.upsert(ROOT_INO, b"b", &on_dev(2, 7, 100), now).ino;
+        assert_ne!(a, b);
+        assert_eq!(t.path(a).unwrap(), b"a");
+        assert_eq!(t.path(b).unwrap(), b"b");
+        // The remote's inode 1 is not the root.
+        assert_ne!(t.upsert(ROOT_INO, b"one", &on_dev(1, 1, 5), now).ino, ROOT_INO);
+        // A reused number with another birth time is another file.
+        t.unlink(ROOT_INO, b"a");
+        let reused = t.upsert(ROOT_INO, b"c", &on_dev(1, 7, 200), now).ino;
+        assert_ne!(reused, a);
+        assert!(t.same_file(reused, &on_dev(1, 7, 200)));
+        assert!(!t.same_file(a, &on_dev(1, 7, 200)));
+    }
+
+    #[test]
+    fn a_file_deleted_here_gives_up_its_number_without_birth_times() {
+        let mut t = table();
+        let now = Instant::now();
+        let old = t.upsert(ROOT_INO, b"doc", &attr(60, 0o100644), now).ino;
+        t.unlink(ROOT_INO, b"doc");
+        t.retire_if_gone(old);
+        let new = t.upsert(ROOT_INO, b"doc", &attr(60, 0o100644), now).ino;
+        assert_ne!(new, old, "the remote reused the number for a new file");
+        // A file with another link left keeps its number.
+        let linked = Attr {
+            nlink: 2,
+            ..attr(61, 0o100644)
+        };
+        let x = t.upsert(ROOT_INO, b"x", &linked, now).ino;
+        t.unlink(ROOT_INO, b"x");
+        t.retire_if_gone(x);
+        assert_eq!(t.upsert(ROOT_INO, b"y", &linked, now).ino, x);
     }
 
     #[test]
     fn paths_follow_directory_renames() {
         let mut t = table();
         let now = Instant::now();
-        t.upsert(ROOT_INO, b"a", &attr(10, 0o40755), now);
-        t.upsert(10, b"b", &attr(11, 0o40755), now);
-        t.upsert(11, b"f", &attr(12, 0o100644), now);
-        assert_eq!(t.path(12).unwrap(), b"a/b/f");
+        let a = t.upsert(ROOT_INO, b"a", &attr(10, 0o40755), now).ino;
+        let b = t.upsert(a, b"b", &attr(11, 0o40755), now).ino;
+        let f = t.upsert(b, b"f", &attr(12, 0o100644), now).ino;
+        assert_eq!(t.path(f).unwrap(), b"a/b/f");
         t.rename(ROOT_INO, b"a", ROOT_INO, b"z", false);
-        assert_eq!(t.path(12).unwrap(), b"z/b/f");
-        assert_eq!(t.resolve(b"z/b/f"), Some(12));
+        assert_eq!(t.path(f).unwrap(), b"z/b/f");
+        assert_eq!(t.resolve(b"z/b/f"), Some(f));
         assert_eq!(t.resolve(b"a/b/f"), None);
     }
 
@@ -669,36 +761,36 @@ mod tests {
         let b = t.upsert(ROOT_INO, b"y", &attr(20, 0o100644), now);
         assert_eq!(a.ino, b.ino);
         t.unlink(ROOT_INO, b"y");
-        assert_eq!(t.path(20).unwrap(), b"x");
+        assert_eq!(t.path(a.ino).unwrap(), b"x");
         t.unlink(ROOT_INO, b"x");
-        assert_eq!(t.path(20), None);
+        assert_eq!(t.path(a.ino), None);
     }
 
     #[test]
     fn rename_over_existing_unlinks_target_and_exchange_swaps() {
         let mut t = table();
         let now = Instant::now();
-        t.upsert(ROOT_INO, b"a", &attr(30, 0o100644), now);
-        t.upsert(ROOT_INO, b"b", &attr(31, 0o100644), now);
+        let x = t.upsert(ROOT_INO, b"a", &attr(30, 0o100644), now).ino;
+        let y = t.upsert(ROOT_INO, b"b", &attr(31, 0o100644), now).ino;
         t.rename(ROOT_INO, b"a", ROOT_INO, b"b", true);
-        assert_eq!(t.path(30).unwrap(), b"b");
-        assert_eq!(t.path(31).unwrap(), b"a");
+        assert_eq!(t.path(x).unwrap(), b"b");
+        assert_eq!(t.path(y).unwrap(), b"a");
         t.rename(ROOT_INO, b"a", ROOT_INO, b"b", false);
-        assert_eq!(t.path(31).unwrap(), b"b");
-        assert_eq!(t.path(30), None);
+        assert_eq!(t.path(y).unwrap(), b"b");
+        assert_eq!(t.path(x), None);
     }
 
     #[test]
     fn forget_removes_unreferenced_inodes_but_not_open_ones() {
         let mut t = table();
         let now = Instant::now();
-        t.upsert(ROOT_INO, b"a", &attr(40, 0o100644), now);
-        t.inc_lookup(40, 2);
-        t.open_inc(40);
-        t.forget(40, 2);
-        assert!(t.get(40).is_some());
-        t.open_dec(40);
-        assert!(t.get(40).is_none());
+        let a = t.upsert(ROOT_INO, b"a", &attr(40, 0o100644), now).ino;
+        t.inc_lookup(a, 2);
+        t.open_inc(a);
+        t.forget(a, 2);
+        assert!(t.get(a).is_some());
+        t.open_dec(a);
+        assert!(t.get(a).is_none());
         assert_eq!(t.len_nodes(), 1);
         // The name is still known to exist: only the inode was let go.
         let present: HashSet<Vec<u8>> = [b"a".to_vec()].into_iter().collect();

@@ -24,6 +24,7 @@ mod handle;
 mod inode;
 mod options;
 mod readahead;
+mod reopen;
 mod vfs;
 mod write;
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use yonder_proto::Errno;
+use yonder_proto::{Errno, Timespec};
 
 pub(crate) type ChunkResult = Option<Result<Bytes, Errno>>;
 
@@ -67,12 +67,25 @@ pub(crate) struct Readahead {
     /// they are the whole file.
     head: Option<Bytes>,
     head_whole: bool,
+    /// Size and mtime of the file when the data held here was fetched.
+    seen: Option<(u64, Timespec)>,
 }
 
 impl Readahead {
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.head = None;
+    }
+
+    /// Drops what is held once the file's size or mtime differ from when it
+    /// was fetched: data held from before a change on the remote is stale,
+    /// and an end of file seen then (a short chunk, a head that was the
+    /// whole file) no longer is one.
+    pub fn follow(&mut self, size: u64, mtime: Timespec) {
+        if self.seen.is_some_and(|seen| seen != (size, mtime)) {
+            self.clear();
+        }
+        self.seen = Some((size, mtime));
     }
 
     /// Keeps the first bytes of the file that came with the open.
@@ -189,6 +202,19 @@ mod tests {
         assert!(matches!(ra.plan(1000, 4, 4, 8, spawner(&mut log)), Plan::Direct));
         assert!(log.is_empty());
         assert!(ra.chunks.is_empty());
+    }
+
+    #[test]
+    fn a_changed_file_drops_its_head_and_its_end_of_file() {
+        let mut ra = Readahead::default();
+        let t0 = Timespec { sec: 1, nsec: 0 };
+        ra.follow(6, t0);
+        ra.set_head(Bytes::from_static(b"line1\n"), true);
+        assert_eq!(ra.read_head(6, 100), Some(Bytes::new()), "end of file");
+        ra.follow(6, t0);
+        assert!(ra.read_head(0, 6).is_some(), "unchanged: kept");
+        ra.follow(12, Timespec { sec: 2, nsec: 0 });
+        assert_eq!(ra.read_head(6, 100), None, "grown: ask the remote");
     }
 
     #[tokio::test]

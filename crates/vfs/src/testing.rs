@@ -70,6 +70,15 @@ fn attr_of(m: &std::fs::Metadata) -> Attr {
         atime: ts(m.atime(), m.atime_nsec()),
         mtime: ts(m.mtime(), m.mtime_nsec()),
         ctime: ts(m.ctime(), m.ctime_nsec()),
+        dev: m.dev(),
+        btime: m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| Timespec {
+                sec: d.as_secs() as i64,
+                nsec: d.subsec_nanos(),
+            }),
     }
 }
 

@@ -10,10 +10,10 @@ use crate::handle::{HandleTable, OpenDir, OpenFile};
 use crate::inode::InodeTable;
 use crate::options::VfsOptions;
 use crate::readahead::{Plan, Readahead};
-use crate::write::{FileIo, InFlight, MAX_WRITES_IN_FLIGHT};
+use crate::reopen::{ReopenAhead, REOPEN_WINDOW};
+use crate::write::{InFlight, WriteBack, Writer, MAX_WRITES_IN_FLIGHT};
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -41,6 +41,8 @@ pub struct Vfs {
     /// Directory listings being fetched ahead of a reader.
     prefetching: Mutex<HashSet<Ino>>,
     prefetch_slots: Arc<tokio::sync::Semaphore>,
+    /// Names whose open came back stale, and files opened ahead for them.
+    reopen: Mutex<ReopenAhead>,
     /// Where background fetches run: some calls come from frontend threads
     /// outside the runtime.
     runtime: tokio::runtime::Handle,
@@ -81,6 +83,7 @@ impl Vfs {
             me: me.clone(),
             prefetching: Mutex::new(HashSet::new()),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
+            reopen: Mutex::new(ReopenAhead::default()),
             runtime: tokio::runtime::Handle::current(),
         }))
     }
@@ -212,6 +215,11 @@ impl Vfs {
         if let Some(answer) = self.lookup_ready(caller, parent, name) {
             return answer;
         }
+        if lock(&self.reopen).is_stale(parent, name, Instant::now()) {
+            if let Some(fattr) = self.lookup_by_opening(parent, name).await {
+                return Ok(fattr);
+            }
+        }
         if self.relist(parent).await {
             if let Some(answer) = self.lookup_ready(caller, parent, name) {
                 return answer;
@@ -237,11 +245,66 @@ impl Vfs {
         Ok(fattr)
     }
 
+    /// The kernel's lookup after a stale open (see `reopen.rs`): opens the
+    /// name and keeps the handle for the open that follows, so that both
+    /// see the same file. `None` if it cannot be opened for reading (then
+    /// an ordinary lookup answers).
+    async fn lookup_by_opening(&self, parent: Ino, name: &[u8]) -> Option<FileAttr> {
+        lock(&self.reopen).clear_stale(parent, name);
+        let path = self.child_path("lookup", parent, name).ok()?;
+        // Never follow a symlink (a lookup describes the link), never wait
+        // on a FIFO.
+        let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
+        let (handle, attr, head) = self.remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
+        let fattr = {
+            let mut table = self.inodes();
+            let fattr = table.upsert(parent, name, &attr, Instant::now());
+            table.inc_lookup(fattr.ino, 1);
+            fattr
+        };
+        if attr.is_file() && !self.is_dirty(fattr.ino) {
+            self.inodes().open_inc(fattr.ino);
+            lock(&self.reopen).keep(fattr.ino, handle, attr, head, Instant::now());
+        } else {
+            self.close_remote(handle);
+        }
+        self.close_unclaimed_later();
+        Some(fattr)
+    }
+
+    /// Closes, once their window has passed, files opened ahead that no
+    /// open came for.
+    fn close_unclaimed_later(&self) {
+        let me = self.me.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(REOPEN_WINDOW).await;
+            let Some(vfs) = me.upgrade() else { return };
+            let expired = lock(&vfs.reopen).expired(Instant::now());
+            for (ino, handle) in expired {
+                vfs.inodes().open_dec(ino);
+                vfs.close_remote(handle);
+            }
+        });
+    }
+
+    /// Closes a remote handle nobody holds, without waiting.
+    fn close_remote(&self, handle: yonder_proto::Handle) {
+        let remote = self.remote.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = remote.close(handle).await {
+                tracing::debug!("close of an unused handle: {e}");
+            }
+        });
+    }
+
     /// [`Vfs::lookup`] when the caches answer it (a fresh entry, or a name
     /// known absent); `None` when the remote must be asked. Frontends call
     /// it inline.
     pub fn lookup_ready(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
+        if lock(&self.reopen).is_stale(parent, name, now) {
+            return None;
+        }
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {
             // Buffered writes make the cached size stale.
@@ -282,8 +345,20 @@ impl Vfs {
                 return Ok(attr);
             }
         }
-        let attr = self.fetch_attr(ino, fh).await?;
-        Ok(self.inodes().set_attr(ino, &attr, Instant::now()))
+        match self.fetch_attr(ino, fh).await {
+            Ok(attr) => Ok(self.inodes().set_attr(ino, &attr, Instant::now())),
+            // A file deleted or replaced, with nothing open on it any more
+            // (the last handle may have closed while it was asked), is
+            // what it was when last seen: a kernel still holding it gets
+            // that, not an error, as a local file system's inode would.
+            Err(e) if e.errno() == Errno::ESTALE => self
+                .inodes()
+                .get(ino)
+                .filter(|n| n.links.is_empty())
+                .and_then(|n| n.attr)
+                .ok_or(e),
+            Err(e) => Err(e),
+        }
     }
 
     /// Handle to stat or change an inode through when its path is gone.
@@ -306,7 +381,7 @@ impl Vfs {
         let path = self.inodes().path(ino);
         if let Some(path) = path {
             match self.remote.lstat(&path).await {
-                Ok(attr) if ino == ROOT_INO || self.inodes().local_ino(attr.ino) == ino => return Ok(attr),
+                Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
                     if let Some((parent, name)) = self.first_link(ino) {
@@ -317,14 +392,25 @@ impl Vfs {
                 Err(_) => {}
             }
         }
-        match self.any_handle(ino, None) {
-            Some(file) => self
-                .remote
-                .fstat(file.remote)
-                .await
-                .map_err(|e| VfsError::remote("fstat", b"", e)),
-            None => Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE)),
+        // No name leads to it: through a handle still open on it. One that
+        // is closed meanwhile (released while this was asked) answers
+        // EBADF: then the next, if any.
+        let mut tried = Vec::new();
+        while let Some(file) = self.any_handle_except(ino, &tried) {
+            match self.remote.fstat(file.remote).await {
+                Err(e) if e.errno() == Errno::EBADF => tried.push(file.fh),
+                other => return other.map_err(|e| VfsError::remote("fstat", b"", e)),
+            }
         }
+        Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE))
+    }
+
+    /// An open handle of `ino` other than those in `tried`.
+    fn any_handle_except(&self, ino: Ino, tried: &[Fh]) -> Option<Arc<OpenFile>> {
+        self.handles()
+            .files_of(ino)
+            .into_iter()
+            .find(|f| !tried.contains(&f.fh))
     }
 
     fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
@@ -467,7 +553,9 @@ impl Vfs {
             .await
             .map_err(|e| VfsError::remote("unlink", &path, e))?;
         let mut table = self.inodes();
-        table.unlink(parent, name);
+        if let Some(ino) = table.unlink(parent, name) {
+            table.retire_if_gone(ino);
+        }
         table.invalidate_attr(parent);
         Ok(())
     }
@@ -480,7 +568,9 @@ impl Vfs {
             .await
             .map_err(|e| VfsError::remote("rmdir", &path, e))?;
         let mut table = self.inodes();
-        table.unlink(parent, name);
+        if let Some(ino) = table.unlink(parent, name) {
+            table.retire_if_gone(ino);
+        }
         table.invalidate_attr(parent);
         Ok(())
     }
@@ -505,12 +595,18 @@ impl Vfs {
             .map_err(|e| VfsError::remote("rename", &from, e))?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
+        let replaced = table.ino_of(new_parent, new_name).filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
         table.invalidate_attr(parent);
         table.invalidate_attr(new_parent);
         if let Some(ino) = moved {
             // ctime changed.
             table.invalidate_attr(ino);
+        }
+        if let Some(ino) = replaced.filter(|r| Some(*r) != moved) {
+            // nlink and ctime changed; deleted, unless open or linked.
+            table.invalidate_attr(ino);
+            table.retire_if_gone(ino);
         }
         Ok(())
     }
@@ -527,32 +623,117 @@ impl Vfs {
             self.flush_inode(ino).await;
             self.drop_readahead(ino);
         }
-        let path = self.path("open", ino)?;
-        if flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY {
+        let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
+        let opened_ahead = if reading {
+            lock(&self.reopen).take(ino, Instant::now())
+        } else {
+            None
+        };
+        if let Some(ahead) = opened_ahead {
+            let opened = self.opened_for_reading(ino, flags, ahead.handle, ahead.attr, ahead.head);
+            // The handle's own open count replaces the one kept for it.
+            self.inodes().open_dec(ino);
+            return Ok(opened);
+        }
+        let path = self.openable_path(ino)?;
+        if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
             let (handle, attr, head) = self
                 .remote
                 .open_read(&path, flags, OPEN_PREFETCH)
                 .await
-                .map_err(|e| VfsError::remote("open", &path, e))?;
-            let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
-            let mut readahead = Readahead::default();
-            if attr.is_file() && !self.is_dirty(ino) {
-                let whole = head.len() < OPEN_PREFETCH as usize;
-                readahead.set_head(Bytes::from(head), whole);
-            }
-            let fh = self.register_file_with(ino, handle, flags, readahead);
-            return Ok((fh, fattr));
+                .map_err(|e| self.open_failed(ino, &path, e))?;
+            self.check_opened(ino, &path, handle, &attr)?;
+            return Ok(self.opened_for_reading(ino, flags, handle, attr, head));
         }
         let (handle, attr) = self
             .remote
             .open(&path, flags, 0, None)
             .await
-            .map_err(|e| VfsError::remote("open", &path, e))?;
+            .map_err(|e| self.open_failed(ino, &path, e))?;
+        self.check_opened(ino, &path, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.register_file(ino, handle, flags);
         Ok((fh, fattr))
+    }
+
+    /// Registers a handle opened for reading, with the file's first bytes
+    /// that came with it.
+    fn opened_for_reading(
+        &self,
+        ino: Ino,
+        flags: u32,
+        handle: yonder_proto::Handle,
+        attr: Attr,
+        head: Vec<u8>,
+    ) -> (Fh, FileAttr) {
+        let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
+        let mut readahead = Readahead::default();
+        readahead.follow(attr.size, attr.mtime);
+        if attr.is_file() && !self.is_dirty(ino) {
+            let whole = head.len() < OPEN_PREFETCH as usize;
+            readahead.set_head(Bytes::from(head), whole);
+        }
+        let fh = self.register_file_with(ino, handle, flags, readahead);
+        (fh, fattr)
+    }
+
+    /// The path to open `ino` by. An inode with no name left (replaced by
+    /// a rename, or deleted) cannot be opened by path: ESTALE, on which
+    /// the kernel looks the name up afresh and opens what it names now, as
+    /// a local open racing a rename would.
+    fn openable_path(&self, ino: Ino) -> Result<Vec<u8>> {
+        let former = {
+            let table = self.inodes();
+            if let Some(path) = table.path(ino) {
+                return Ok(path);
+            }
+            table.get(ino).and_then(|n| n.former.clone())
+        };
+        if let Some((parent, name)) = former {
+            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+        }
+        Err(VfsError::new("open", format!("<inode {ino}>"), Errno::ESTALE))
+    }
+
+    /// A failed remote open: a name that is gone on the remote is forgotten
+    /// and reported stale, so the kernel looks it up again.
+    fn open_failed(&self, ino: Ino, path: &[u8], err: yonder_remote::RemoteError) -> VfsError {
+        let err = VfsError::remote("open", path, err);
+        if err.errno() != Errno::ENOENT {
+            return err;
+        }
+        self.forget_name_of(ino);
+        VfsError::new("open", display_path(path), Errno::ESTALE)
+    }
+
+    /// Checks that a path opened for `ino` still named that file; if
+    /// another file has the name by now, the handle is closed, the name
+    /// forgotten, and the open fails with ESTALE (the kernel then looks the
+    /// name up again): reading another file's data as this inode's would
+    /// mix two files.
+    fn check_opened(&self, ino: Ino, path: &[u8], handle: yonder_proto::Handle, attr: &Attr) -> Result<()> {
+        if self.inodes().same_file(ino, attr) {
+            return Ok(());
+        }
+        self.forget_name_of(ino);
+        self.close_remote(handle);
+        Err(VfsError::new("open", display_path(path), Errno::ESTALE))
+    }
+
+    /// Forgets the name `ino` was reached by: the remote says it names
+    /// something else now, or nothing.
+    /// Its next lookup opens it (see `reopen.rs`).
+    fn forget_name_of(&self, ino: Ino) {
+        if let Some((parent, name)) = self.first_link(ino) {
+            {
+                let mut table = self.inodes();
+                table.unlink(parent, &name);
+                table.invalidate_dir(parent);
+            }
+            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+        }
     }
 
     /// Creates (or with `flags` lacking EXCLUSIVE, maybe opens) and opens
@@ -590,14 +771,13 @@ impl Vfs {
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
-        let file = self.handles().insert_file(|fh| OpenFile {
+        let file = self.handles().insert_file(ino, |fh, io| OpenFile {
             fh,
             ino,
             remote: handle,
             flags,
             append: flags & of::APPEND != 0,
-            io: tokio::sync::Mutex::new(FileIo::default()),
-            dirty: Default::default(),
+            io,
             readahead: Mutex::new(readahead),
         });
         self.inodes().open_inc(ino);
@@ -605,26 +785,25 @@ impl Vfs {
     }
 
     fn is_dirty(&self, ino: Ino) -> bool {
-        self.handles().files_of(ino).iter().any(|f| f.is_dirty())
+        self.handles().files_of(ino).first().is_some_and(|f| f.is_dirty())
     }
 
-    /// Sends every handle's buffered writes of `ino`. Errors stay with the
-    /// handle that wrote, reported by its next write, flush or fsync.
+    /// Sends the buffered writes of `ino` and waits for those in flight.
+    /// Errors stay with the handle that wrote, reported by its next write,
+    /// flush or fsync.
     async fn flush_inode(&self, ino: Ino) {
-        let files = self.handles().files_of(ino);
-        let mut sent = false;
-        for file in files.iter().filter(|f| f.is_dirty()) {
-            let mut io = file.io.lock().await;
-            if let Err(e) = self.send_buffer(file, &mut io).await {
-                io.error.get_or_insert(e);
-            }
-            sent = true;
+        let Some(file) = self.handles().files_of(ino).into_iter().next() else {
+            return;
+        };
+        if !file.is_dirty() {
+            return;
         }
+        let mut io = file.io.state.lock().await;
+        self.send_all(&file, &mut io).await;
+        drop(io);
         // Attributes cached while the data was still buffered here (a
         // lookup or listing meanwhile) show the old size and times.
-        if sent {
-            self.inodes().invalidate_attr(ino);
-        }
+        self.inodes().invalidate_attr(ino);
     }
 
     fn drop_readahead(&self, ino: Ino) {
@@ -633,61 +812,81 @@ impl Vfs {
         }
     }
 
-    /// Sends the buffer and waits for every write of the handle in flight;
-    /// returns (and clears) the handle's first unreported write error.
-    async fn send_buffer(&self, file: &OpenFile, io: &mut FileIo) -> Result<()> {
-        if let Some((offset, data)) = io.buf.take() {
-            self.queue_write(file, io, offset, data).await;
-        }
-        self.drain_writes(file, io).await;
-        match io.error.take() {
+    /// Sends the inode's buffer and waits for every write of the inode in
+    /// flight; returns (and clears) `file`'s first unreported write error.
+    async fn send_buffer(&self, file: &OpenFile, io: &mut WriteBack) -> Result<()> {
+        self.send_all(file, io).await;
+        match io.take_error(file.fh) {
             Some(err) => Err(err),
             None => Ok(()),
         }
     }
 
-    /// Starts a remote write without waiting for it. Its error, like that
-    /// of any write in flight, lands in `io.error`.
-    async fn queue_write(&self, file: &OpenFile, io: &mut FileIo, offset: u64, data: Vec<u8>) {
-        let end = offset + data.len() as u64;
-        if file.append || io.in_flight.iter().any(|w| w.start < end && offset < w.end) {
+    /// Sends the inode's buffer and waits for every write in flight; errors
+    /// stay with the handles that wrote.
+    async fn send_all(&self, file: &OpenFile, io: &mut WriteBack) {
+        if let Some((writer, offset, data)) = io.buf.take() {
+            self.queue_write(file, io, writer, offset, data).await;
+        }
+        self.drain_writes(file, io).await;
+    }
+
+    /// Starts a remote write of `writer`'s data without waiting for it. Its
+    /// error, like that of any write in flight, is kept for `writer`.
+    async fn queue_write(
+        &self,
+        file: &OpenFile,
+        io: &mut WriteBack,
+        writer: Writer,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        // Where an append lands is the remote's end of file: it may touch
+        // any byte.
+        let (start, end) = if writer.append {
+            (0, u64::MAX)
+        } else {
+            (offset, offset + data.len() as u64)
+        };
+        if io.overlaps(start, end) {
             self.drain_writes(file, io).await;
         }
         while io.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
             let oldest = io.in_flight.pop_front().expect("in flight");
-            Self::settle(io, oldest.task.await);
+            Self::settle(io, oldest.fh, oldest.task.await);
         }
-        file.dirty.store(true, Ordering::Release);
+        file.io.set_dirty(true);
         let remote = self.remote.clone();
-        let (handle, path) = (file.remote, self.describe(file.ino));
-        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
+        let path = self.describe(file.ino);
+        let task = tokio::spawn(write_all(remote, writer.handle, path, offset, data));
         io.in_flight.push_back(InFlight {
-            start: offset,
+            start,
             end,
+            fh: writer.fh,
             task,
         });
         // A readahead that raced the write may hold old data.
         self.drop_readahead(file.ino);
     }
 
-    /// Waits for every write of the handle in flight.
-    async fn drain_writes(&self, file: &OpenFile, io: &mut FileIo) {
+    /// Waits for every write of the inode in flight.
+    async fn drain_writes(&self, file: &OpenFile, io: &mut WriteBack) {
         let had = !io.in_flight.is_empty();
         while let Some(write) = io.in_flight.pop_front() {
-            Self::settle(io, write.task.await);
+            Self::settle(io, write.fh, write.task.await);
         }
         if io.buf.is_empty() {
-            file.dirty.store(false, Ordering::Release);
+            file.io.set_dirty(false);
         }
         if had {
             self.drop_readahead(file.ino);
         }
     }
 
-    fn settle(io: &mut FileIo, joined: std::result::Result<Result<()>, tokio::task::JoinError>) {
+    fn settle(io: &mut WriteBack, fh: Fh, joined: std::result::Result<Result<()>, tokio::task::JoinError>) {
         let result = joined.unwrap_or_else(|e| Err(VfsError::new("write", e.to_string(), Errno::EIO)));
         if let Err(err) = result {
-            io.error.get_or_insert(err);
+            io.record_error(fh, err);
         }
     }
 
@@ -700,38 +899,39 @@ impl Vfs {
         self.drop_readahead(file.ino);
         self.inodes().invalidate_attr(file.ino);
         let max = self.opts.write_buffer;
-        let mut io = file.io.lock().await;
-        if let Some(err) = io.error.take() {
+        let me = file.writer();
+        let mut io = file.io.state.lock().await;
+        if let Some(err) = io.take_error(file.fh) {
             return Err(err);
         }
         let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
         if sync {
             // O_SYNC/O_DSYNC: the data is on the remote when write returns.
-            if let Some((at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, at, buffered).await;
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
             }
-            self.queue_write(&file, &mut io, offset, data.to_vec()).await;
+            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
             self.drain_writes(&file, &mut io).await;
-            return match io.error.take() {
+            return match io.take_error(file.fh) {
                 Some(err) => Err(err),
                 None => Ok(data.len() as u32),
             };
         }
-        if !io.buf.continues(offset, file.append) || io.buf.len() + data.len() > max {
-            if let Some((at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, at, buffered).await;
+        if !io.buf.continues(&me, offset) || io.buf.len() + data.len() > max {
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
             }
         }
         if max == 0 || (io.buf.is_empty() && data.len() >= max) {
-            self.queue_write(&file, &mut io, offset, data.to_vec()).await;
+            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
             return Ok(data.len() as u32);
         }
         let was_empty = io.buf.is_empty();
-        io.buf.push(offset, data);
-        file.dirty.store(true, Ordering::Release);
+        io.buf.push(me, offset, data);
+        file.io.set_dirty(true);
         if io.buf.len() >= max {
-            if let Some((at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, at, buffered).await;
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
             }
         } else if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());
@@ -746,11 +946,9 @@ impl Vfs {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let Some(vfs) = me.upgrade() else { return };
-            let mut io = file.io.lock().await;
+            let mut io = file.io.state.lock().await;
             if io.buf.generation() == generation {
-                if let Err(e) = vfs.send_buffer(&file, &mut io).await {
-                    io.error.get_or_insert(e);
-                }
+                vfs.send_all(&file, &mut io).await;
             }
         });
     }
@@ -765,6 +963,12 @@ impl Vfs {
         }
         if size == 0 {
             return Ok(Bytes::new());
+        }
+        // Attributes refreshed since (the remote file grew or changed)
+        // retire what was read ahead.
+        let seen = self.inodes().get(file.ino).and_then(|n| n.attr);
+        if let Some(attr) = seen {
+            lock(&file.readahead).follow(attr.size, attr.mtime);
         }
         let head = lock(&file.readahead).read_head(offset, size);
         if let Some(data) = head {
@@ -837,12 +1041,8 @@ impl Vfs {
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.file("flush", fh)?;
-        let mut io = file.io.lock().await;
-        let sent = self.send_buffer(&file, &mut io).await;
-        match io.error.take() {
-            Some(err) => Err(err),
-            None => sent,
-        }
+        let mut io = file.io.state.lock().await;
+        self.send_buffer(&file, &mut io).await
     }
 
     /// `fallocate(2)`: pending writes land first, so a hole punched or a
@@ -851,7 +1051,7 @@ impl Vfs {
         let file = self.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
         {
-            let mut io = file.io.lock().await;
+            let mut io = file.io.state.lock().await;
             self.send_buffer(&file, &mut io).await?;
         }
         self.drop_readahead(file.ino);
@@ -865,12 +1065,9 @@ impl Vfs {
 
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.file("fsync", fh)?;
-        let mut io = file.io.lock().await;
-        let sent = self.send_buffer(&file, &mut io).await;
-        if let Some(err) = io.error.take() {
-            return Err(err);
-        }
-        sent?;
+        let mut io = file.io.state.lock().await;
+        // fsync covers the file's data written through every descriptor.
+        self.send_buffer(&file, &mut io).await?;
         self.remote
             .fsync(file.remote, datasync)
             .await
@@ -884,9 +1081,8 @@ impl Vfs {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
         {
-            let mut io = file.io.lock().await;
-            let sent = self.send_buffer(&file, &mut io).await;
-            if let Some(err) = io.error.take().or(sent.err()) {
+            let mut io = file.io.state.lock().await;
+            if let Err(err) = self.send_buffer(&file, &mut io).await {
                 tracing::warn!("write error lost at release: {err}");
             }
         }
@@ -912,10 +1108,10 @@ impl Vfs {
         let files = self.handles().all_files();
         let mut first = None;
         for file in files {
-            let mut io = file.io.lock().await;
-            if let Err(e) = self.send_buffer(&file, &mut io).await {
+            let mut io = file.io.state.lock().await;
+            self.send_all(&file, &mut io).await;
+            if let Some(e) = io.errors.get(&file.fh) {
                 first.get_or_insert(e.clone());
-                io.error.get_or_insert(e);
             }
         }
         first.map_or(Ok(()), Err)

@@ -1,6 +1,9 @@
 //! Write coalescing. Applications (and the kernel without writeback caching)
 //! write in small pieces; each piece sent alone costs a round trip. A
 //! handle's sequential writes are gathered here and sent as one request.
+//! The buffer and the writes in flight belong to the inode, not to one
+//! handle: writes reach the remote in the order applications made them,
+//! across all descriptors and processes.
 //!
 //! The buffer is sent when a write does not continue it, when it is full,
 //! before any read or attribute query of the same inode, on flush, fsync and
@@ -18,22 +21,38 @@
 //! flight, and appends, wait first: the agent runs requests concurrently,
 //! so only disjoint writes may race.
 
+use crate::attr::Fh;
 use crate::error::VfsError;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
+use yonder_proto::Handle;
 
-/// Remote writes one handle may have on the wire at once.
+/// Remote writes one inode may have on the wire at once.
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
 
-/// A remote write on its way: the byte range it covers and its task.
+/// The open file a piece of written data came through: the remote handle
+/// it is sent on, and the handle its error is reported to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Writer {
+    pub fh: Fh,
+    pub handle: Handle,
+    /// O_APPEND: the remote writes at its end of file, whatever the offset.
+    pub append: bool,
+}
+
+/// A remote write on its way: the byte range it may touch, its task, and
+/// the handle its error belongs to.
 pub(crate) struct InFlight {
     pub start: u64,
     pub end: u64,
+    pub fh: Fh,
     pub task: JoinHandle<Result<(), VfsError>>,
 }
 
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
+    writer: Option<Writer>,
     offset: u64,
     data: Vec<u8>,
     /// Bumped whenever the buffer is emptied, so a delayed flush can tell
@@ -54,55 +73,116 @@ impl WriteBuffer {
         self.generation
     }
 
-    /// Whether `offset` continues the buffered data. Append-mode handles
-    /// always continue: the remote writes them at the end regardless.
-    pub fn continues(&self, offset: u64, append: bool) -> bool {
-        self.data.is_empty() || append || offset == self.offset + self.data.len() as u64
+    /// Whether a write by `writer` at `offset` continues the buffered data.
+    /// Data from another handle never joins it: each piece goes out through
+    /// the handle it was written with. Append-mode handles always continue:
+    /// the remote writes them at the end regardless.
+    pub fn continues(&self, writer: &Writer, offset: u64) -> bool {
+        match &self.writer {
+            _ if self.data.is_empty() => true,
+            Some(w) if w == writer => writer.append || offset == self.offset + self.data.len() as u64,
+            _ => false,
+        }
     }
 
-    pub fn push(&mut self, offset: u64, data: &[u8]) {
+    pub fn push(&mut self, writer: Writer, offset: u64, data: &[u8]) {
         if self.data.is_empty() {
+            self.writer = Some(writer);
             self.offset = offset;
         }
         self.data.extend_from_slice(data);
     }
 
-    pub fn take(&mut self) -> Option<(u64, Vec<u8>)> {
+    pub fn take(&mut self) -> Option<(Writer, u64, Vec<u8>)> {
         if self.data.is_empty() {
             return None;
         }
         self.generation += 1;
-        Some((self.offset, std::mem::take(&mut self.data)))
+        let writer = self.writer.take()?;
+        Some((writer, self.offset, std::mem::take(&mut self.data)))
     }
 }
 
-/// State of the write side of an open file, under one async lock that is
-/// held across the remote write, so that nobody reads around data in flight.
+/// The write side of one inode, shared by all its open handles: one buffer
+/// and one queue of writes in flight, so that the remote sees the writes
+/// of every descriptor and process in the order they were made. (Per-handle
+/// buffers let one descriptor's older data land after another's newer
+/// data, which a local file system never does.)
 #[derive(Default)]
-pub(crate) struct FileIo {
+pub(crate) struct InodeIo {
+    pub state: tokio::sync::Mutex<WriteBack>,
+    /// Set while the inode has data buffered or in flight; lets readers of
+    /// the inode skip taking the lock.
+    dirty: AtomicBool,
+}
+
+impl InodeIo {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    pub fn set_dirty(&self, dirty: bool) {
+        self.dirty.store(dirty, Ordering::Release);
+    }
+}
+
+/// State of an inode's write-back, under one async lock that is held
+/// across sends, so that nobody reads around data in flight.
+#[derive(Default)]
+pub(crate) struct WriteBack {
     pub buf: WriteBuffer,
-    /// First error of a send no caller was waiting for.
-    pub error: Option<VfsError>,
     /// Writes sent and not yet answered, oldest first.
     pub in_flight: VecDeque<InFlight>,
+    /// First error of a send no caller was waiting for, per handle that
+    /// wrote the data: reported by that handle's next write, flush or
+    /// fsync.
+    pub errors: HashMap<Fh, VfsError>,
+}
+
+impl WriteBack {
+    pub fn record_error(&mut self, fh: Fh, err: VfsError) {
+        self.errors.entry(fh).or_insert(err);
+    }
+
+    pub fn take_error(&mut self, fh: Fh) -> Option<VfsError> {
+        self.errors.remove(&fh)
+    }
+
+    /// Whether a write of `start..end` must wait for those in flight: the
+    /// agent runs requests concurrently, so only disjoint writes may race.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.in_flight.iter().any(|w| w.start < end && start < w.end)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn writer(fh: Fh, append: bool) -> Writer {
+        Writer {
+            fh,
+            handle: fh,
+            append,
+        }
+    }
+
     #[test]
-    fn buffer_coalesces_contiguous_writes_only() {
-        let mut b = WriteBuffer::default();
-        assert!(b.continues(100, false));
-        b.push(100, b"abc");
-        assert!(b.continues(103, false));
-        assert!(!b.continues(50, false));
-        assert!(b.continues(50, true));
-        b.push(103, b"de");
-        let g = b.generation();
-        assert_eq!(b.take(), Some((100, b"abcde".to_vec())));
-        assert_ne!(b.generation(), g);
-        assert!(b.take().is_none());
+    fn buffer_coalesces_contiguous_writes_of_one_handle_only() {
+        let (a, b) = (writer(1, false), writer(2, false));
+        let mut buf = WriteBuffer::default();
+        assert!(buf.continues(&a, 100));
+        buf.push(a, 100, b"abc");
+        assert!(buf.continues(&a, 103));
+        assert!(!buf.continues(&a, 50));
+        assert!(!buf.continues(&b, 103), "another handle's data never joins");
+        buf.push(a, 103, b"de");
+        let g = buf.generation();
+        assert_eq!(buf.take(), Some((a, 100, b"abcde".to_vec())));
+        assert_ne!(buf.generation(), g);
+        assert!(buf.take().is_none());
+        let app = writer(3, true);
+        buf.push(app, 0, b"x");
+        assert!(buf.continues(&app, 50));
     }
 }
