@@ -478,8 +478,9 @@ impl fuser::Filesystem for FuseFs {
         });
     }
 
-    // The defaults of the methods below log a warning per call; these give
-    // the same answers without it.
+    // fuser's defaults of the methods below log a warning per call (every
+    // `isatty()` on a mounted file); these answer as the kernel expects,
+    // without it.
 
     /// No ioctls are served: `isatty()` and friends on every file should
     /// hear "not a terminal", which is what the kernel makes of ENOSYS too.
