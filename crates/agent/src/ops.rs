@@ -19,8 +19,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
-    access_mask, file_type, open_flags, DirPage, Errno, Owner, RenameFlags, Request, Response, SetAttr,
-    SetTime, Target, XattrMode, MAX_IO_SIZE,
+    access_mask, file_type, open_flags, DirPage, Errno, Owner, RenameFlags, Request, Response, SeekWhence,
+    SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
@@ -164,6 +164,23 @@ impl Agent {
                 let flags = rustix::fs::FallocateFlags::from_bits_retain(host as _);
                 rustix::fs::fallocate(&file.file, flags, offset, len).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
+            }
+            Request::Lseek {
+                handle,
+                offset,
+                whence,
+            } => {
+                let s = Subject::handle(op, handle);
+                let file = self.file(&s, handle)?;
+                // This moves the descriptor's offset, which nothing else
+                // uses: reads and writes give theirs (append handles and
+                // streams write at the end, or have no offset to move).
+                let pos = match whence {
+                    SeekWhence::Data => rustix::fs::SeekFrom::Data(offset),
+                    SeekWhence::Hole => rustix::fs::SeekFrom::Hole(offset),
+                };
+                let found = rustix::fs::seek(&file.file, pos).map_err(|e| s.sys(e))?;
+                Ok(Response::Offset(found))
             }
             Request::Fsync { handle, datasync } => {
                 let s = Subject::handle(op, handle);

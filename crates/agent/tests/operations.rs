@@ -8,8 +8,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use yonder_proto::{
-    access_mask, file_type, open_flags, Attr, DirPage, Errno, Owner, RenameFlags, Request, Response, SetAttr,
-    SetTime, Target, Timespec, WirePath, XattrMode, MAX_IO_SIZE,
+    access_mask, file_type, open_flags, Attr, DirPage, Errno, Owner, RenameFlags, Request, Response,
+    SeekWhence, SetAttr, SetTime, Target, Timespec, WirePath, XattrMode, MAX_IO_SIZE,
 };
 
 fn as_attr(response: Response) -> Attr {
@@ -426,6 +426,53 @@ async fn append_handles_write_at_the_end() {
     })
     .await;
     assert_eq!(std::fs::read(s.path("log")).unwrap(), b"one\ntwo\n");
+}
+
+#[tokio::test]
+async fn lseek_finds_data_and_holes() {
+    const DATA: u64 = 1 << 20;
+    const DATA_END: u64 = DATA + 8192;
+    const SIZE: u64 = 4 << 20;
+    let mut s = connect().await;
+    let file = std::fs::File::create(s.path("sparse")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[9; (DATA_END - DATA) as usize], DATA).unwrap();
+    file.set_len(SIZE).unwrap();
+    drop(file);
+    let (handle, _) = open(&mut s, "sparse", open_flags::READ_ONLY, 0).await;
+    let lseek = |offset, whence| Request::Lseek {
+        handle,
+        offset,
+        whence,
+    };
+    for (offset, whence, found) in [
+        (0, SeekWhence::Data, DATA),
+        (0, SeekWhence::Hole, 0),
+        (DATA + 1, SeekWhence::Data, DATA + 1),
+        (DATA, SeekWhence::Hole, DATA_END),
+        (DATA_END, SeekWhence::Hole, DATA_END),
+    ] {
+        assert_eq!(
+            s.ok(lseek(offset, whence)).await,
+            Response::Offset(found),
+            "{whence:?} from {offset}"
+        );
+    }
+    // No data after the last, and nothing at or past the end: ENXIO, which
+    // callers (cp, tar) take as "done", not as a failure.
+    for (offset, whence) in [
+        (DATA_END, SeekWhence::Data),
+        (SIZE, SeekWhence::Data),
+        (SIZE, SeekWhence::Hole),
+    ] {
+        let (errno, message) = s.fail(lseek(offset, whence)).await;
+        assert_eq!(errno, Errno::ENXIO, "{whence:?} from {offset}");
+        assert!(
+            message.starts_with(&format!("lseek handle {handle}: ")),
+            "{message}"
+        );
+    }
+    s.ok(Request::Close { handle }).await;
+    assert_eq!(s.errno(lseek(0, SeekWhence::Data)).await, Errno::EBADF);
 }
 
 #[tokio::test]

@@ -264,6 +264,109 @@ fn fsync_reaches_the_remote_disk(t: Transport) {
     assert!(fs::read_to_string(m.disk("journal")).unwrap().ends_with("tail"));
 }
 
+/// `lseek(2)` with SEEK_DATA (`data`) or SEEK_HOLE, as an errno on failure.
+fn seek(file: &File, offset: u64, data: bool) -> Result<u64, i32> {
+    let whence = if data {
+        rustix::fs::SeekFrom::Data(offset)
+    } else {
+        rustix::fs::SeekFrom::Hole(offset)
+    };
+    rustix::fs::seek(file, whence).map_err(|e| e.raw_os_error())
+}
+
+fn seek_data_and_seek_hole(t: Transport) {
+    // cp, tar and backup tools skip holes with these; a mount that calls
+    // everything data makes them read (and write) 1.5 GiB of zeros.
+    const DATA: u64 = 3 << 29;
+    const DATA_LEN: u64 = 8192;
+    let m = Mount::start(t, &[]);
+    let disk = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.disk("sparse"))
+        .unwrap();
+    disk.set_len(DATA).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&disk, &[1; DATA_LEN as usize], DATA).unwrap();
+    let size = DATA + DATA_LEN;
+    let through = File::open(m.at("sparse")).unwrap();
+    for (offset, data, expected) in [
+        (0, true, Ok(DATA)),
+        (0, false, Ok(0)),
+        (DATA + 100, true, Ok(DATA + 100)),
+        (DATA + 100, false, Ok(size)),
+        (size, true, Err(libc::ENXIO)),
+        (size + 4096, false, Err(libc::ENXIO)),
+    ] {
+        let what = format!("{} from {offset}", if data { "SEEK_DATA" } else { "SEEK_HOLE" });
+        assert_eq!(seek(&disk, offset, data), expected, "{what} on the backing file");
+        assert_eq!(seek(&through, offset, data), expected, "{what} through the mount");
+    }
+    // SEEK_SET and SEEK_END still work (the kernel answers those).
+    let mut through = through;
+    assert_eq!(through.seek(SeekFrom::End(0)).unwrap(), size);
+    assert_eq!(through.seek(SeekFrom::Start(5)).unwrap(), 5);
+
+    // Data written through the mount and still buffered there is data, as
+    // seen from another descriptor of the file too.
+    let writer = OpenOptions::new().write(true).open(m.at("sparse")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&writer, b"early", 1 << 29).unwrap();
+    assert_eq!(seek(&through, 0, true), Ok(1 << 29), "through another descriptor");
+    assert_eq!(seek(&writer, 0, true), Ok(1 << 29), "through the writer");
+    assert_eq!(seek(&disk, 0, true), Ok(1 << 29), "on the backing file");
+    assert_eq!(seek(&through, 1 << 29, false), seek(&disk, 1 << 29, false));
+}
+
+/// Every call a mounted file is likely to see from ordinary tools that the
+/// mount does not serve: answered as a local file would be, and silently.
+fn ioctl_is_quiet_and_enotty(t: Transport) {
+    use std::io::IsTerminal;
+    use std::os::fd::AsRawFd;
+    let m = Mount::start_logged(t, &[]);
+    fs::write(m.at("plain"), b"not a terminal").unwrap();
+    let f = File::open(m.at("plain")).unwrap();
+    for _ in 0..100 {
+        assert!(!f.is_terminal());
+    }
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: TCGETS writes at most one `termios`, and `termios` is one.
+    let got = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    assert_eq!(got, -1);
+    assert_eq!(errno(std::io::Error::last_os_error()), libc::ENOTTY);
+    assert!(!File::open(&m.mountpoint).unwrap().is_terminal());
+
+    // poll(2) on a file: ready at once, as a local file is.
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+    assert_ne!(pfd.revents & libc::POLLIN, 0);
+
+    // copy_file_range(2), which cp tries first: the kernel copies by reading
+    // and writing.
+    let out = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(m.at("copy"))
+        .unwrap();
+    let (mut from, mut to) = (0u64, 0u64);
+    let copied = rustix::fs::copy_file_range(&f, Some(&mut from), &out, Some(&mut to), 100).unwrap();
+    assert_eq!(copied, 14);
+    drop(out);
+    assert_eq!(fs::read(m.disk("copy")).unwrap(), b"not a terminal");
+
+    let log = m.log();
+    assert!(
+        !log.contains("Not Implemented") && !log.contains("ioctl"),
+        "yonder mount logged:\n{log}"
+    );
+}
+
 fn xattrs_round_trip(t: Transport) {
     let m = Mount::start(t, &[]);
     fs::write(m.at("f"), b"").unwrap();
@@ -772,6 +875,8 @@ over_every_transport!(
     statfs_shows_the_remote,
     fsync_reaches_the_remote_disk,
     posix_fallocate_reaches_the_remote,
+    seek_data_and_seek_hole,
+    ioctl_is_quiet_and_enotty,
     xattrs_round_trip,
     fifos_and_device_nodes,
     directories_and_errno,

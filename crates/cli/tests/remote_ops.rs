@@ -210,6 +210,30 @@ async fn fallocate_allocates_and_punches(t: Transport) {
     f.client.close(h).await.unwrap();
 }
 
+async fn lseek_finds_data_and_holes(t: Transport) {
+    use yonder_remote::proto::SeekWhence;
+    const DATA: u64 = 3 << 29; // 1.5 GiB
+    let f = fixture(t).await;
+    let disk = std::fs::File::create(f.disk("sparse")).unwrap();
+    disk.set_len(DATA).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&disk, &[5; 4096], DATA).unwrap();
+    let size = DATA + 4096;
+    let (h, _) = f
+        .client
+        .open(b"sparse", open_flags::READ_ONLY, 0, None)
+        .await
+        .unwrap();
+    assert_eq!(f.client.lseek(h, 0, SeekWhence::Data).await.unwrap(), DATA);
+    assert_eq!(f.client.lseek(h, 0, SeekWhence::Hole).await.unwrap(), 0);
+    assert_eq!(f.client.lseek(h, DATA + 1, SeekWhence::Hole).await.unwrap(), size);
+    assert_eq!(
+        errno(f.client.lseek(h, size, SeekWhence::Data).await),
+        Errno::ENXIO
+    );
+    f.client.close(h).await.unwrap();
+    assert_eq!(errno(f.client.lseek(h, 0, SeekWhence::Data).await), Errno::EBADF);
+}
+
 async fn large_reads_and_writes_are_split_and_pipelined(t: Transport) {
     let f = fixture(t).await;
     let data: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -699,6 +723,7 @@ over_every_transport!(
     read_write_fsync_close,
     large_reads_and_writes_are_split_and_pipelined,
     fallocate_allocates_and_punches,
+    lseek_finds_data_and_holes,
     open_read_returns_the_start_of_the_file,
     setattr_changes_mode_owner_size_and_times,
     namespace_operations,

@@ -4,10 +4,11 @@
 
 use crate::convert::{errno, file_type, fuse_attr, set_time};
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno as FuseErrno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno as FuseErrno, FileHandle, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags as FuseRenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
+use yonder_proto::SeekWhence;
 use yonder_vfs::flags::open_flags_from_host;
 use yonder_vfs::{Caller, DirItem, FileAttr, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
@@ -445,6 +447,134 @@ impl fuser::Filesystem for FuseFs {
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });
+    }
+
+    /// Only `SEEK_DATA`/`SEEK_HOLE` get here: the kernel answers the other
+    /// whences itself, and falls back to treating the whole file as data
+    /// only after an ENOSYS, which would report holes as data.
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let whence = match whence {
+            libc::SEEK_DATA => SeekWhence::Data,
+            libc::SEEK_HOLE => SeekWhence::Hole,
+            _ => return reply.error(FuseErrno::EINVAL),
+        };
+        // As local file systems answer: nothing is found before the start.
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(FuseErrno::ENXIO);
+        };
+        let (vfs, debug) = (self.vfs.clone(), self.debug);
+        self.spawn(async move {
+            match vfs.lseek(fh.0, offset, whence).await {
+                Ok(found) => match i64::try_from(found) {
+                    Ok(found) => reply.offset(found),
+                    Err(_) => reply.error(FuseErrno::EOVERFLOW),
+                },
+                Err(e) => reply.error(Self::fail(debug, &e)),
+            }
+        });
+    }
+
+    // fuser's defaults of the methods below log a warning per call (every
+    // `isatty()` on a mounted file); these answer as the kernel expects,
+    // without it.
+
+    /// No ioctls are served: `isatty()` and friends on every file should
+    /// hear "not a terminal", which is what the kernel makes of ENOSYS too.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        trace_op!(self, "ioctl {ino} {cmd:#x}: not served");
+        reply.error(FuseErrno::ENOTTY);
+    }
+
+    /// ENOSYS makes the kernel stop asking and report files always ready,
+    /// as for a local file.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(FuseErrno::ENOSYS);
+    }
+
+    /// ENOSYS makes the kernel stop asking and copy through reads and
+    /// writes (`cp` tries copy_file_range first).
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(FuseErrno::ENOSYS);
+    }
+
+    /// Not sent unless `init` asks for FUSE_POSIX_LOCKS, which it does not:
+    /// the kernel locks locally. (Were it asked for, ENOSYS would reach
+    /// applications.)
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        reply.error(FuseErrno::ENOSYS);
+    }
+
+    /// See [`Self::getlk`].
+    fn setlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(FuseErrno::ENOSYS);
+    }
+
+    /// Only block-device mounts (`fuseblk`) are asked; there are no blocks
+    /// to map here.
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        reply.error(FuseErrno::ENOSYS);
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {

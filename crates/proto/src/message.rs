@@ -352,6 +352,26 @@ pub enum Request {
         flags: u32,
         prefetch: u32,
     },
+    /// Finds the next data or hole at or after `offset` of an open file:
+    /// `lseek(2)` with `SEEK_DATA`/`SEEK_HOLE`. ENXIO when there is none
+    /// (`offset` at or past the end, or no data after it).
+    Lseek {
+        handle: Handle,
+        offset: u64,
+        whence: SeekWhence,
+    },
+}
+
+/// What `Lseek` looks for. Only these two travel: a kernel answers
+/// `SEEK_SET`/`SEEK_CUR`/`SEEK_END` from the size it knows, and the host
+/// values of `SEEK_DATA`/`SEEK_HOLE` differ between systems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeekWhence {
+    /// The start of the first data at or after the offset (SEEK_DATA).
+    Data,
+    /// The start of the first hole at or after the offset (SEEK_HOLE); the
+    /// end of the file counts as a hole.
+    Hole,
 }
 
 /// Bits of `Fallocate::mode`. Protocol constants; 0 allocates and extends.
@@ -425,6 +445,7 @@ impl Request {
             Request::RemoveXattr { .. } => "removexattr",
             Request::Access { .. } => "access",
             Request::Fallocate { .. } => "fallocate",
+            Request::Lseek { .. } => "lseek",
         }
     }
 }
@@ -463,6 +484,8 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// A file offset: the answer to `Lseek`.
+    Offset(u64),
 }
 
 /// Every frame body is one of these.

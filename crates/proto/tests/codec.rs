@@ -165,6 +165,11 @@ fn request() -> impl Strategy<Value = Request> {
                 mode,
             }
         }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(handle, offset, data)| Request::Lseek {
+            handle,
+            offset,
+            whence: if data { SeekWhence::Data } else { SeekWhence::Hole },
+        }),
     ]
 }
 
@@ -214,6 +219,7 @@ fn response() -> impl Strategy<Value = Response> {
         bytes().prop_map(Response::Bytes),
         prop::collection::vec(wire_path(), 0..8).prop_map(Response::Names),
         statfs().prop_map(Response::StatFs),
+        any::<u64>().prop_map(Response::Offset),
         (any::<u16>(), ".{0,40}").prop_map(|(e, message)| Response::Error(WireError {
             errno: Errno(e),
             message

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use yonder_proto::codec::{data_response_header, DATA_HEADER_MAX, ID_LEN};
 use yonder_proto::{
     decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Handle, Hello,
-    Message, Owner, RenameFlags, Request, Response, SetAttr, StatFs, Target, XattrMode, FRAME_HEADER_LEN,
-    LEN_PREFIX, PROTOCOL_VERSION,
+    Message, Owner, RenameFlags, Request, Response, SeekWhence, SetAttr, StatFs, Target, XattrMode,
+    FRAME_HEADER_LEN, LEN_PREFIX, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, Failure>;
@@ -582,6 +582,20 @@ impl Remote for AgentClient {
             )
             .await?;
         expect!(r, "fallocate", format!("<handle {handle}>"), Response::Done => ())
+    }
+
+    async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64> {
+        let r = self
+            .call_handle(
+                Request::Lseek {
+                    handle,
+                    offset,
+                    whence,
+                },
+                handle,
+            )
+            .await?;
+        expect!(r, "lseek", format!("<handle {handle}>"), Response::Offset(o) => o)
     }
 
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {

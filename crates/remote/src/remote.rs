@@ -1,6 +1,8 @@
 use crate::Result;
 use async_trait::async_trait;
-use yonder_proto::{Attr, DirEntry, DirPage, Handle, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode};
+use yonder_proto::{
+    Attr, DirEntry, DirPage, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, XattrMode,
+};
 
 /// A remote directory tree, addressed by paths relative to its root.
 ///
@@ -74,6 +76,9 @@ pub trait Remote: Send + Sync + 'static {
     /// `fallocate(2)` on an open file; `mode` is
     /// [`yonder_proto::fallocate_mode`] bits.
     async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()>;
+    /// `lseek(2)` with `SEEK_DATA`/`SEEK_HOLE` on an open file: the offset
+    /// of the next data or hole at or after `offset`; ENXIO if none.
+    async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64>;
 
     /// The whole listing of a directory, page by page.
     async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<DirEntry>> {

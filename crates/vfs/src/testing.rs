@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use yonder_proto::{
-    open_flags as of, Attr, DirEntry, DirPage, Errno, Handle, Owner, RenameFlags, SetAttr, SetTime, StatFs,
-    Target, Timespec, XattrMode,
+    open_flags as of, Attr, DirEntry, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr,
+    SetTime, StatFs, Target, Timespec, XattrMode,
 };
 use yonder_remote::{Remote, RemoteError, Result};
 
@@ -290,6 +290,15 @@ impl Remote for LocalRemote {
             .ok_or_else(|| rerr("fallocate", b"", rustix::io::Errno::OPNOTSUPP))?;
         let flags = rfs::FallocateFlags::from_bits_retain(host as _);
         rfs::fallocate(&*file, flags, offset, len).map_err(|e| rerr("fallocate", b"", e))
+    }
+
+    async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64> {
+        let file = self.file(handle)?;
+        let pos = match whence {
+            SeekWhence::Data => rfs::SeekFrom::Data(offset),
+            SeekWhence::Hole => rfs::SeekFrom::Hole(offset),
+        };
+        rfs::seek(&*file, pos).map_err(|e| rerr("lseek", b"", e))
     }
 
     async fn close(&self, handle: Handle) -> Result<()> {

@@ -1063,6 +1063,21 @@ impl Vfs {
         Ok(())
     }
 
+    /// `lseek(2)` with `SEEK_DATA`/`SEEK_HOLE`, answered by the remote.
+    /// Writes still buffered here (through any handle of the inode) are
+    /// holes to the remote, so they are sent first. A failure to send them
+    /// stays with its handle, as for a read.
+    pub async fn lseek(&self, fh: Fh, offset: u64, whence: yonder_proto::SeekWhence) -> Result<u64> {
+        let file = self.file("lseek", fh)?;
+        if self.is_dirty(file.ino) {
+            self.flush_inode(file.ino).await;
+        }
+        self.remote
+            .lseek(file.remote, offset, whence)
+            .await
+            .map_err(|e| VfsError::remote("lseek", self.describe(file.ino).as_bytes(), e))
+    }
+
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.file("fsync", fh)?;
         let mut io = file.io.state.lock().await;

@@ -4,6 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use yonder_proto::SeekWhence;
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{open_flags as of, Caller, Errno, FileKind, RenameFlags, Vfs, VfsOptions, ROOT_INO};
 
@@ -506,4 +507,40 @@ async fn a_lookup_of_a_file_with_buffered_writes_reports_their_size() {
     assert_eq!(found.ino, attr.ino);
     assert_eq!(found.size, 100);
     f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn lseek_sees_writes_still_buffered_by_any_handle() {
+    let f = fixture().await;
+    let disk = std::fs::File::create(f.dir.path().join("sparse")).unwrap();
+    disk.set_len(8 << 20).unwrap();
+    drop(disk);
+    let ino = f.vfs.lookup(&me(), ROOT_INO, b"sparse").await.unwrap().ino;
+    let (writer, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
+    let (reader, _) = f.vfs.open(&me(), ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(
+        f.vfs
+            .lseek(reader, 0, SeekWhence::Data)
+            .await
+            .unwrap_err()
+            .errno(),
+        Errno::ENXIO,
+        "all hole"
+    );
+    f.vfs.write(writer, 2 << 20, &[7; 100]).await.unwrap();
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 0, "buffered");
+    assert_eq!(f.vfs.lseek(reader, 0, SeekWhence::Data).await.unwrap(), 2 << 20);
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 1);
+    let disk = std::fs::File::open(f.dir.path().join("sparse")).unwrap();
+    let hole = rustix::fs::seek(&disk, rustix::fs::SeekFrom::Hole(2 << 20)).unwrap();
+    assert!(hole > 2 << 20 && hole < 8 << 20, "{hole}");
+    assert_eq!(
+        f.vfs.lseek(reader, 2 << 20, SeekWhence::Hole).await.unwrap(),
+        hole
+    );
+    let err = f.vfs.lseek(reader, 8 << 20, SeekWhence::Hole).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ENXIO);
+    assert_eq!(err.to_string(), "lseek sparse: No such device or address");
+    f.vfs.release(writer).await.unwrap();
+    f.vfs.release(reader).await.unwrap();
 }

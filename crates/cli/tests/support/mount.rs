@@ -13,6 +13,8 @@ pub struct Mount {
     _mount_parent: tempfile::TempDir,
     child: Option<Child>,
     _sshd: Option<Sshd>,
+    /// Where `yonder mount`'s stderr goes, when captured.
+    log: Option<PathBuf>,
 }
 
 impl Mount {
@@ -27,6 +29,27 @@ impl Mount {
     }
 
     pub fn start_on(transport: Transport, backing: tempfile::TempDir, extra: &[&str]) -> Mount {
+        Self::spawn(transport, backing, extra, false)
+    }
+
+    /// Like [`Mount::start`], with `yonder mount`'s stderr (its log, at the
+    /// default level) captured for [`Mount::log`] instead of shown.
+    pub fn start_logged(transport: Transport, extra: &[&str]) -> Mount {
+        let backing = tempfile::Builder::new()
+            .prefix("yonder-backing")
+            .tempdir()
+            .unwrap();
+        Self::spawn(transport, backing, extra, true)
+    }
+
+    /// What `yonder mount` has written to stderr so far; only for a mount
+    /// made with [`Mount::start_logged`].
+    pub fn log(&self) -> String {
+        let path = self.log.as_ref().expect("mount started with start_logged");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn spawn(transport: Transport, backing: tempfile::TempDir, extra: &[&str], logged: bool) -> Mount {
         let sshd = matches!(transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
         let (source, options) = source_for(transport, backing.path(), sshd.as_ref());
         let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
@@ -39,10 +62,19 @@ impl Mount {
         if let Some(agent) = &options.agent_path {
             cmd.args(["--agent-path", agent]);
         }
+        let log = logged.then(|| parent.path().join("mount.log"));
+        if logged {
+            // The default level, whatever the test's environment asks for.
+            cmd.env_remove("YONDER_LOG");
+        }
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -66,6 +98,7 @@ impl Mount {
             _mount_parent: parent,
             child: Some(child),
             _sshd: sshd,
+            log,
         }
     }
 
