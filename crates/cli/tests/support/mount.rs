@@ -4,6 +4,7 @@ use super::{source_for, yonder_bin, Transport};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use yonder_testkit::Sshd;
 
@@ -12,6 +13,7 @@ pub struct Mount {
     pub mountpoint: PathBuf,
     _mount_parent: tempfile::TempDir,
     child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
     _sshd: Option<Sshd>,
 }
 
@@ -42,9 +44,21 @@ impl Mount {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, kept) = (child.stderr.take().unwrap(), stderr.clone());
+        // Passed on as it comes (a failing test shows it) and kept for
+        // tests that check what was said.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -65,6 +79,7 @@ impl Mount {
             mountpoint,
             _mount_parent: parent,
             child: Some(child),
+            stderr,
             _sshd: sshd,
         }
     }
@@ -77,6 +92,11 @@ impl Mount {
     /// The same path on the backing directory (the "remote" disk).
     pub fn disk(&self, rel: &str) -> PathBuf {
         self.backing.path().join(rel)
+    }
+
+    /// What `yonder mount` has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
