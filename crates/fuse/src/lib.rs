@@ -583,6 +583,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn other_users_get_permission_checks_unless_told_not_to() {
+        let opts = |allow_other, fuse_options: &[&str], no_default_permissions| MountOptions {
+            allow_other,
+            no_default_permissions,
+            fuse_options: fuse_options.iter().map(|o| o.to_string()).collect(),
+            ..MountOptions::default()
+        };
+        let checks = |o: &MountOptions| {
+            let config = fuser_config(o);
+            let on = config.mount_options.contains(&MountOption::DefaultPermissions);
+            assert_eq!(on, o.kernel_checks_permissions());
+            on
+        };
+        assert!(
+            !checks(&opts(false, &[], false)),
+            "a single-user mount leaves checks to the remote"
+        );
+        assert!(checks(&opts(true, &[], false)));
+        assert!(checks(&opts(false, &["noexec,allow_other"], false)));
+        assert!(!checks(&opts(true, &[], true)));
+        assert!(!checks(&opts(false, &["allow_other"], true)));
+        assert!(checks(&opts(false, &["default_permissions"], false)));
+    }
+
+    #[test]
     fn mount_points_are_found_in_the_mount_table() {
         assert_eq!(is_mount_point(Path::new("/proc")), Some(true));
         assert_eq!(is_mount_point(Path::new("/proc/../proc")), Some(true));
