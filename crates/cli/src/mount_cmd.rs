@@ -33,10 +33,17 @@ pub struct MountArgs {
     /// Seconds the kernel and yonder trust directory entries and listings.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     dir_ttl: f64,
-    /// Let other users (and root) use the mount; non-root mounters need
-    /// `user_allow_other` in /etc/fuse.conf.
+    /// Let other users (and root) use the mount, each with their own
+    /// rights: the kernel checks permissions from modes and ACLs
+    /// (default_permissions). Non-root mounters need `user_allow_other` in
+    /// /etc/fuse.conf.
     #[arg(long)]
     allow_other: bool,
+    /// With --allow-other, leave the kernel's permission checks off: every
+    /// local user who can reach the mount then acts with the rights of the
+    /// remote agent's user (as sshfs does without default_permissions).
+    #[arg(long)]
+    no_default_permissions: bool,
     /// Mount over a directory that is not empty, hiding its contents.
     #[arg(long)]
     allow_non_empty: bool,
@@ -111,17 +118,29 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.connect.debug, None)?;
     let source = Source::parse(&args.source)?;
     let (ssh_options, mount_options) = split_options(&args.options);
+    anyhow::ensure!(
+        !(args.no_default_permissions && mount_options.iter().any(|o| o == "default_permissions")),
+        "--no-default-permissions conflicts with -o default_permissions"
+    );
     let options = yonder_fuse::MountOptions {
         read_only: args.read_only,
         attr_ttl: seconds("attr-ttl", args.attr_ttl)?,
         dir_ttl: seconds("dir-ttl", args.dir_ttl)?,
         allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
         default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
+        no_default_permissions: args.no_default_permissions,
         allow_non_empty: args.allow_non_empty || mount_options.iter().any(|o| o == "nonempty"),
         fuse_options: mount_options.into_iter().filter(|o| o != "nonempty").collect(),
         debug: args.connect.debug,
         fs_name: Some(args.source.clone()),
     };
+    if options.allows_other() && !options.kernel_checks_permissions() {
+        eprintln!(
+            "yonder: warning: --no-default-permissions: permissions are not checked; every user who can \
+             reach {} acts with the rights of the remote agent's user",
+            args.mountpoint.display()
+        );
+    }
     prepare_mountpoint(&args.mountpoint, options.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);

@@ -5,16 +5,16 @@
 use crate::convert::{errno, file_type, fuse_attr, set_time};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno as FuseErrno, FileHandle, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier,
-    RenameFlags as FuseRenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 use yonder_proto::SeekWhence;
@@ -40,6 +40,14 @@ pub(crate) struct FuseFs {
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
     pub debug: bool,
+    /// The kernel checks permissions (`default_permissions`), so it should
+    /// also consult ACLs, which it only does with FUSE_POSIX_ACL.
+    pub want_kernel_acls: bool,
+    /// FUSE_POSIX_ACL was agreed at init: the kernel then drops its cached
+    /// attributes itself when an ACL changes.
+    pub kernel_acls: bool,
+    /// Set once the session exists, before the first request.
+    pub notifier: Arc<OnceLock<Notifier>>,
 }
 
 fn caller(req: &Request, umask: u32) -> Caller {
@@ -77,6 +85,29 @@ impl FuseFs {
     fn entry_reply(&self) -> (Duration, Duration, bool) {
         (self.attr_ttl, self.entry_ttl, self.debug)
     }
+
+    /// What an xattr change must do to the kernel's cache once the remote
+    /// has made it: an ACL change rewrites the mode (and ctime), and a
+    /// kernel without FUSE_POSIX_ACL would keep showing the old mode for
+    /// the attribute TTL (`cp -a` sets modes through ACLs).
+    fn after_xattr_change(&self, name: &[u8]) -> Option<Notifier> {
+        if self.kernel_acls || !name.starts_with(b"system.posix_acl_") {
+            return None;
+        }
+        self.notifier.get().cloned()
+    }
+}
+
+/// Drops the kernel's cached attributes of `ino`. Sent before the reply,
+/// so a `stat` right after the call that changed them cannot be answered
+/// from the cache; with a negative offset only attributes are dropped,
+/// which takes no lock the pending request could hold.
+fn invalidate_kernel_attrs(notifier: Option<Notifier>, ino: INodeNo) {
+    if let Some(notifier) = notifier {
+        if let Err(e) = notifier.inval_inode(ino, -1, 0) {
+            tracing::debug!("invalidating the kernel's attributes of inode {ino}: {e}");
+        }
+    }
 }
 
 macro_rules! trace_op {
@@ -101,7 +132,17 @@ impl fuser::Filesystem for FuseFs {
             // Pages cached for an open file are dropped once refreshed
             // attributes show a new mtime, as well as a new size: an open
             // file follows changes made on the remote.
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            // The umask is applied by the VFS, which knows when a default
+            // ACL replaces it (the kernel would apply it regardless).
+            | InitFlags::FUSE_DONT_MASK;
+        // The kernel consults ACLs only with this, and then always checks
+        // permissions itself, so only where checks are wanted.
+        let wanted = if self.want_kernel_acls {
+            wanted | InitFlags::FUSE_POSIX_ACL
+        } else {
+            wanted
+        };
         let supported = wanted & config.capabilities();
         if let Err(missing) = config.add_capabilities(supported) {
             tracing::debug!("kernel lacks FUSE capabilities {missing:?}");
@@ -117,6 +158,7 @@ impl fuser::Filesystem for FuseFs {
         // Room for many concurrent readahead and background requests.
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
+        self.kernel_acls = supported.contains(InitFlags::FUSE_POSIX_ACL);
         tracing::debug!("FUSE init: capabilities {supported:?}, max_write {io}");
         Ok(())
     }
@@ -713,9 +755,13 @@ impl fuser::Filesystem for FuseFs {
             _ => return reply.error(FuseErrno::EINVAL),
         };
         let (vfs, name, value, debug) = (self.vfs.clone(), bytes(name), value.to_vec(), self.debug);
+        let notifier = self.after_xattr_change(&name);
         self.spawn(async move {
             match vfs.setxattr(ino.0, &name, &value, mode).await {
-                Ok(()) => reply.ok(),
+                Ok(()) => {
+                    invalidate_kernel_attrs(notifier, ino);
+                    reply.ok()
+                }
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });
@@ -756,9 +802,13 @@ impl fuser::Filesystem for FuseFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
+        let notifier = self.after_xattr_change(&name);
         self.spawn(async move {
             match vfs.removexattr(ino.0, &name).await {
-                Ok(()) => reply.ok(),
+                Ok(()) => {
+                    invalidate_kernel_attrs(notifier, ino);
+                    reply.ok()
+                }
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });

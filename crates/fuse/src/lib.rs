@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -33,11 +33,16 @@ pub struct MountOptions {
     /// How long the kernel (and the VFS) trust names.
     pub dir_ttl: Duration,
     /// Let users other than the mounting one use the mount (needs
-    /// `user_allow_other` in /etc/fuse.conf for non-root mounters).
+    /// `user_allow_other` in /etc/fuse.conf for non-root mounters); the
+    /// kernel then checks their permissions (see `default_permissions`).
     pub allow_other: bool,
-    /// Let the kernel check permissions from file modes; without it every
-    /// user who may use the mount acts with the remote agent's rights.
+    /// Let the kernel check permissions from file modes and ACLs; without
+    /// it every user who may use the mount acts with the remote agent's
+    /// rights. Implied by `allow_other` unless `no_default_permissions`.
     pub default_permissions: bool,
+    /// With `allow_other`, leave the kernel's permission checks off: every
+    /// local user then acts with the remote agent's rights.
+    pub no_default_permissions: bool,
     /// Extra `-o` options, as for mount(8) (`noexec`, `nosuid`, `fsname=`...).
     pub fuse_options: Vec<String>,
     /// Mount over a non-empty directory, hiding its contents.
@@ -56,6 +61,7 @@ impl Default for MountOptions {
             dir_ttl: Duration::from_secs(10),
             allow_other: false,
             default_permissions: false,
+            no_default_permissions: false,
             fuse_options: Vec::new(),
             allow_non_empty: false,
             debug: false,
@@ -65,6 +71,27 @@ impl Default for MountOptions {
 }
 
 impl MountOptions {
+    fn has_fuse_option(&self, name: &str) -> bool {
+        self.fuse_options
+            .iter()
+            .any(|o| o.split(',').any(|o| o.trim() == name))
+    }
+
+    /// Whether users other than the mounting one (and root) may use the mount.
+    pub fn allows_other(&self) -> bool {
+        self.allow_other || self.has_fuse_option("allow_other")
+    }
+
+    /// Whether the kernel checks each caller's permissions (mount option
+    /// `default_permissions`). Without the checks the agent acts with its
+    /// own rights for whoever asks, which is only right for a mount used by
+    /// one user: a mount other users may use checks unless told not to.
+    pub fn kernel_checks_permissions(&self) -> bool {
+        self.default_permissions
+            || self.has_fuse_option("default_permissions")
+            || (self.allows_other() && !self.no_default_permissions)
+    }
+
     /// VFS options matching these mount options.
     pub fn vfs_options(&self) -> VfsOptions {
         VfsOptions {
@@ -169,7 +196,7 @@ fn fuser_config(opts: &MountOptions) -> fuser::Config {
     if opts.read_only {
         mount_options.push(MountOption::RO);
     }
-    if opts.default_permissions {
+    if opts.kernel_checks_permissions() {
         mount_options.push(MountOption::DefaultPermissions);
     }
     for opt in opts.fuse_options.iter().flat_map(|o| o.split(',')) {
@@ -179,11 +206,7 @@ fn fuser_config(opts: &MountOptions) -> fuser::Config {
             }
         }
     }
-    let allow_other = opts.allow_other
-        || opts
-            .fuse_options
-            .iter()
-            .any(|o| o.split(',').any(|o| o.trim() == "allow_other"));
+    let allow_other = opts.allows_other();
     let mut config = fuser::Config::default();
     // fusermount3 only unmounts automatically (when this process dies) with
     // allow_other or allow_root; allow_root is enforced by fuser itself.
@@ -244,12 +267,16 @@ pub fn mount_vfs(
         path: mountpoint.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let notifier = Arc::new(OnceLock::new());
     let fs = fs::FuseFs {
         vfs: vfs.clone(),
         rt: runtime.clone(),
         attr_ttl: opts.attr_ttl,
         entry_ttl: opts.dir_ttl,
         debug: opts.debug,
+        want_kernel_acls: opts.kernel_checks_permissions(),
+        kernel_acls: false,
+        notifier: notifier.clone(),
     };
     let config = fuser_config(opts);
     tracing::debug!("mounting {} with {:?}", mountpoint.display(), config);
@@ -257,6 +284,8 @@ pub fn mount_vfs(
         path: mountpoint.clone(),
         source,
     })?;
+    // Set before the session thread serves its first request.
+    let _ = notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
     let (wake_tx, wake_rx) = mpsc::channel();
     let ended = wake_tx.clone();
@@ -552,6 +581,31 @@ fn raise_readahead(mountpoint: &Path, kib: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_users_get_permission_checks_unless_told_not_to() {
+        let opts = |allow_other, fuse_options: &[&str], no_default_permissions| MountOptions {
+            allow_other,
+            no_default_permissions,
+            fuse_options: fuse_options.iter().map(|o| o.to_string()).collect(),
+            ..MountOptions::default()
+        };
+        let checks = |o: &MountOptions| {
+            let config = fuser_config(o);
+            let on = config.mount_options.contains(&MountOption::DefaultPermissions);
+            assert_eq!(on, o.kernel_checks_permissions());
+            on
+        };
+        assert!(
+            !checks(&opts(false, &[], false)),
+            "a single-user mount leaves checks to the remote"
+        );
+        assert!(checks(&opts(true, &[], false)));
+        assert!(checks(&opts(false, &["noexec,allow_other"], false)));
+        assert!(!checks(&opts(true, &[], true)));
+        assert!(!checks(&opts(false, &["allow_other"], true)));
+        assert!(checks(&opts(false, &["default_permissions"], false)));
+    }
 
     #[test]
     fn mount_points_are_found_in_the_mount_table() {

@@ -177,6 +177,21 @@ impl Vfs {
         owner
     }
 
+    /// The permission bits to create a node in `parent` with, as a local
+    /// file system decides them: the caller's umask applies unless
+    /// `parent` has a default ACL, whose entries (applied by the remote
+    /// kernel) take its place.
+    async fn creation_mode(&self, caller: &Caller, parent: Ino, mode: u32) -> u32 {
+        let mode = mode & 0o7777;
+        if mode & caller.umask == 0 {
+            return mode;
+        }
+        match self.listxattr(parent).await {
+            Ok(names) if names.iter().any(|n| n == b"system.posix_acl_default") => mode,
+            _ => mode & !caller.umask,
+        }
+    }
+
     /// Registers a node that an operation created (or linked) at
     /// `parent/name`, counting one lookup for the caller.
     /// Like [`Vfs::entered`] for a node this call created: in a tree whose
@@ -480,7 +495,7 @@ impl Vfs {
     ) -> Result<FileAttr> {
         self.check_writable("mknod", parent)?;
         let path = self.child_path("mknod", parent, name)?;
-        let mode = (mode & file_type::MASK) | (mode & 0o7777 & !caller.umask);
+        let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
         let owner = self.owner_for(caller, parent);
         let attr = self
             .remote
@@ -494,9 +509,10 @@ impl Vfs {
         self.check_writable("mkdir", parent)?;
         let path = self.child_path("mkdir", parent, name)?;
         let owner = self.owner_for(caller, parent);
+        let mode = self.creation_mode(caller, parent, mode).await;
         let attr = self
             .remote
-            .mkdir(&path, mode & 0o7777 & !caller.umask, Some(owner))
+            .mkdir(&path, mode, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mkdir", &path, e))?;
         let fattr = self.entered_new(parent, name, &attr);
@@ -750,9 +766,10 @@ impl Vfs {
         let path = self.child_path("create", parent, name)?;
         let flags = flags | of::CREATE;
         let owner = self.owner_for(caller, parent);
+        let mode = self.creation_mode(caller, parent, mode).await;
         let (handle, attr) = self
             .remote
-            .open(&path, flags, mode & 0o7777 & !caller.umask, Some(owner))
+            .open(&path, flags, mode, Some(owner))
             .await
             .map_err(|e| VfsError::remote("create", &path, e))?;
         let fattr = self.entered_new(parent, name, &attr);

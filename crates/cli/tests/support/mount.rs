@@ -4,6 +4,7 @@ use super::{source_for, yonder_bin, Transport};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use yonder_testkit::Sshd;
 
@@ -12,9 +13,8 @@ pub struct Mount {
     pub mountpoint: PathBuf,
     _mount_parent: tempfile::TempDir,
     child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
     _sshd: Option<Sshd>,
-    /// Where `yonder mount`'s stderr goes, when captured.
-    log: Option<PathBuf>,
 }
 
 impl Mount {
@@ -32,8 +32,9 @@ impl Mount {
         Self::spawn(transport, backing, extra, false)
     }
 
-    /// Like [`Mount::start`], with `yonder mount`'s stderr (its log, at the
-    /// default level) captured for [`Mount::log`] instead of shown.
+    /// Like [`Mount::start`], with `yonder mount` logging at the default
+    /// level whatever the test's environment asks for, so that
+    /// [`Mount::log`] shows what a user would see.
     pub fn start_logged(transport: Transport, extra: &[&str]) -> Mount {
         let backing = tempfile::Builder::new()
             .prefix("yonder-backing")
@@ -42,11 +43,9 @@ impl Mount {
         Self::spawn(transport, backing, extra, true)
     }
 
-    /// What `yonder mount` has written to stderr so far; only for a mount
-    /// made with [`Mount::start_logged`].
+    /// What `yonder mount` has written to stderr so far.
     pub fn log(&self) -> String {
-        let path = self.log.as_ref().expect("mount started with start_logged");
-        std::fs::read_to_string(path).unwrap()
+        self.stderr()
     }
 
     fn spawn(transport: Transport, backing: tempfile::TempDir, extra: &[&str], logged: bool) -> Mount {
@@ -62,21 +61,27 @@ impl Mount {
         if let Some(agent) = &options.agent_path {
             cmd.args(["--agent-path", agent]);
         }
-        let log = logged.then(|| parent.path().join("mount.log"));
         if logged {
-            // The default level, whatever the test's environment asks for.
             cmd.env_remove("YONDER_LOG");
         }
-        let stderr = match &log {
-            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            None => Stdio::inherit(),
-        };
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, kept) = (child.stderr.take().unwrap(), stderr.clone());
+        // Passed on as it comes (a failing test shows it) and kept for
+        // tests that check what was said.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -97,8 +102,8 @@ impl Mount {
             mountpoint,
             _mount_parent: parent,
             child: Some(child),
+            stderr,
             _sshd: sshd,
-            log,
         }
     }
 
@@ -110,6 +115,11 @@ impl Mount {
     /// The same path on the backing directory (the "remote" disk).
     pub fn disk(&self, rel: &str) -> PathBuf {
         self.backing.path().join(rel)
+    }
+
+    /// What `yonder mount` has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,355 @@
+//! Who may do what through a mount: with `--allow-other` the kernel checks
+//! each caller's rights (ACLs included) instead of letting every local user
+//! act as the agent's user; ACL changes show in the mode at once. Checked
+//! through a real `yonder mount` over a local agent and over ssh.
+//!
+//! These tests act as `nobody`, so they must run as root (CI does); run as
+//! another user they fail rather than pass without checking anything.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use support::mount::Mount;
+use support::Transport;
+
+const SECRET: &[u8] = b"root's secret\n";
+const MINE: &[u8] = b"root's file in a shared directory\n";
+
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the permission tests switch to the user nobody and must run as root"
+    );
+}
+
+/// uid and gid of `nobody`, from the password database.
+fn nobody() -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"nobody"))
+        .map(|f| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        .expect("no user nobody in /etc/passwd")
+}
+
+/// Runs `program args` as nobody (no supplementary groups).
+fn as_nobody<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Output {
+    let (uid, gid) = nobody();
+    // std drops the supplementary groups when it changes the uid.
+    Command::new(program)
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .current_dir("/")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program} as nobody: {e}"))
+}
+
+/// Runs `sh -c script path` as nobody (the script sees the path as `$0`).
+fn sh_as_nobody(script: &str, path: &Path) -> Output {
+    as_nobody("sh", &[OsStr::new("-c"), OsStr::new(script), path.as_os_str()])
+}
+
+fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts that a command run as nobody was refused with EACCES or EPERM.
+fn assert_refused(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && (stderr.contains("Permission denied") || stderr.contains("Operation not permitted")),
+        "{what} as nobody should be refused with EACCES or EPERM; status {}, stderr: {stderr}",
+        out.status
+    );
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} as nobody should succeed; status {}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asks only for `fields`, as `stat -c %a` and `ls -l` do, which lets the
+/// kernel answer from its attribute cache (std's metadata asks for the
+/// birth time too, which a FUSE mount always fetches afresh).
+fn statx(path: &Path, fields: rustix::fs::StatxFlags) -> rustix::fs::Statx {
+    use rustix::fs::{AtFlags, CWD};
+    rustix::fs::statx(CWD, path, AtFlags::empty(), fields)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+}
+
+fn mode(path: &Path) -> u32 {
+    u32::from(statx(path, rustix::fs::StatxFlags::MODE).stx_mode) & 0o7777
+}
+
+fn ctime(path: &Path) -> (i64, u32) {
+    let st = statx(path, rustix::fs::StatxFlags::CTIME);
+    (st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Mounts a backing directory holding root's 0600 `secret` and a 1777
+/// `pub` with root's 0644 `pub/mine`, with every directory on the way to
+/// the mount traversable by nobody (temporary directories start 0700).
+fn mount_shared(t: Transport, extra: &[&str]) -> Mount {
+    require_root();
+    let backing = tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap();
+    chmod(backing.path(), 0o755);
+    fs::write(backing.path().join("secret"), SECRET).unwrap();
+    chmod(&backing.path().join("secret"), 0o600);
+    fs::create_dir(backing.path().join("pub")).unwrap();
+    chmod(&backing.path().join("pub"), 0o1777);
+    fs::write(backing.path().join("pub/mine"), MINE).unwrap();
+    chmod(&backing.path().join("pub/mine"), 0o644);
+    let m = Mount::start_on(t, backing, extra);
+    chmod(m.mountpoint.parent().unwrap(), 0o755);
+    // The setup works: nobody reaches the mount and reads what is public.
+    assert_ok(&as_nobody("cat", &[m.at("pub/mine")]), "reading a 0644 file");
+    m
+}
+
+fn assert_untouched(m: &Mount) {
+    assert_eq!(
+        fs::read(m.disk("secret")).unwrap(),
+        SECRET,
+        "secret's content changed"
+    );
+    assert_eq!(mode(&m.disk("secret")), 0o600, "secret's mode changed");
+    assert_eq!(
+        fs::read(m.disk("pub/mine")).unwrap(),
+        MINE,
+        "pub/mine changed or went"
+    );
+}
+
+fn allow_other_enforces_permissions(t: Transport) {
+    for extra in [&["--allow-other"][..], &["-o", "allow_other"]] {
+        let m = mount_shared(t, extra);
+        let secret = m.at("secret");
+        assert_refused(&as_nobody("cat", &[&secret]), "reading root's 0600 file");
+        assert_refused(
+            &sh_as_nobody("printf x >> \"$0\"", &secret),
+            "appending to root's 0600 file",
+        );
+        assert_refused(
+            &sh_as_nobody("printf x > \"$0\"", &secret),
+            "truncating root's 0600 file",
+        );
+        assert_refused(
+            &as_nobody("chmod", &["666".as_ref(), secret.as_os_str()]),
+            "chmod of root's file",
+        );
+        assert_refused(
+            &as_nobody("rm", &["-f".as_ref(), m.at("pub/mine").as_os_str()]),
+            "unlinking root's file in a sticky directory",
+        );
+        assert_untouched(&m);
+        // Root still may.
+        assert_eq!(fs::read(&secret).unwrap(), SECRET);
+    }
+}
+
+fn no_default_permissions_option_warns(t: Transport) {
+    let m = mount_shared(t, &["--allow-other", "--no-default-permissions"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !m.stderr().contains("warning") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stderr = m.stderr();
+    let warnings: Vec<_> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line expected; stderr: {stderr}");
+    assert!(
+        warnings[0].contains("--no-default-permissions"),
+        "the warning should name the option: {}",
+        warnings[0]
+    );
+    // As documented: every user acts with the agent's rights.
+    let out = as_nobody("cat", &[m.at("secret")]);
+    assert_ok(&out, "reading root's 0600 file without default permissions");
+    assert_eq!(out.stdout, SECRET);
+}
+
+fn acl_mode_change_visible_at_once(t: Transport) {
+    require_root();
+    for extra in [&[][..], &["--allow-other"]] {
+        let m = Mount::start(t, extra);
+        let f = m.at("f");
+        fs::write(&f, b"data").unwrap();
+        chmod(&f, 0o600);
+        assert_eq!(mode(&f), 0o600);
+        run("setfacl", &["-m".as_ref(), "o::r".as_ref(), f.as_os_str()]);
+        assert_eq!(mode(&m.disk("f")), 0o604, "the remote's mode ({extra:?})");
+        assert_eq!(
+            mode(&f),
+            0o604,
+            "mode through the mount right after setfacl ({extra:?})"
+        );
+        // A named entry makes the group bits the ACL mask.
+        run("setfacl", &["-m".as_ref(), "u:nobody:rw".as_ref(), f.as_os_str()]);
+        assert_eq!(
+            mode(&f),
+            mode(&m.disk("f")),
+            "after adding a named user ({extra:?})"
+        );
+        assert_eq!(mode(&f), 0o664);
+        // Removing the ACL xattr keeps the mode but changes ctime.
+        run(
+            "setfattr",
+            &["-x".as_ref(), "system.posix_acl_access".as_ref(), f.as_os_str()],
+        );
+        assert_eq!(mode(&f), 0o664, "mode after removing the ACL ({extra:?})");
+        assert_eq!(
+            ctime(&f),
+            ctime(&m.disk("f")),
+            "ctime after removing the ACL ({extra:?})"
+        );
+
+        // cp -a sets the copy's mode through its ACL.
+        let src_dir = tempfile::tempdir().unwrap();
+        let src = src_dir.path().join("with-acl");
+        fs::write(&src, b"copied").unwrap();
+        chmod(&src, 0o640);
+        run(
+            "setfacl",
+            &["-m".as_ref(), "u:nobody:rw".as_ref(), src.as_os_str()],
+        );
+        let want = mode(&src);
+        assert_eq!(want, 0o660);
+        run("cp", &["-a".as_ref(), src.as_os_str(), m.at("copy").as_os_str()]);
+        assert_eq!(mode(&m.disk("copy")), want, "the remote copy's mode ({extra:?})");
+        assert_eq!(
+            mode(&m.at("copy")),
+            want,
+            "the copy's mode through the mount ({extra:?})"
+        );
+    }
+}
+
+fn named_user_acl_grants_read(t: Transport) {
+    let m = mount_shared(t, &["--allow-other"]);
+    let secret = m.at("secret");
+    assert_refused(
+        &as_nobody("cat", &[&secret]),
+        "reading root's 0600 file before the ACL",
+    );
+    run(
+        "setfacl",
+        &["-m".as_ref(), "u:nobody:r".as_ref(), secret.as_os_str()],
+    );
+    let out = as_nobody("cat", &[&secret]);
+    assert_ok(&out, "reading a file whose ACL grants nobody read");
+    assert_eq!(out.stdout, SECRET);
+    assert_refused(
+        &sh_as_nobody("printf x >> \"$0\"", &secret),
+        "appending to a file nobody may only read",
+    );
+    assert_refused(
+        &sh_as_nobody("printf x > \"$0\"", &secret),
+        "truncating a file nobody may only read",
+    );
+    assert_eq!(fs::read(m.disk("secret")).unwrap(), SECRET);
+    // Taking the entry away takes the right away.
+    run(
+        "setfacl",
+        &["-x".as_ref(), "u:nobody".as_ref(), secret.as_os_str()],
+    );
+    assert_refused(
+        &as_nobody("cat", &[&secret]),
+        "reading after the ACL entry is removed",
+    );
+}
+
+/// New files and directories get the modes a local file system gives: the
+/// umask applies, except below a directory with a default ACL, whose
+/// entries apply instead.
+fn umask_and_default_acls_as_on_a_local_disk(t: Transport) {
+    require_root();
+    for extra in [&[][..], &["--allow-other"]] {
+        let m = Mount::start(t, extra);
+        let reference = tempfile::tempdir().unwrap();
+        let create = |dir: &Path| {
+            fs::create_dir(dir.join("plain")).unwrap();
+            fs::create_dir(dir.join("inherit")).unwrap();
+            run(
+                "setfacl",
+                &[
+                    "-d".as_ref(),
+                    "-m".as_ref(),
+                    "u::rwx,g::rwx,o::rwx".as_ref(),
+                    dir.join("inherit").as_os_str(),
+                ],
+            );
+            run(
+                "sh",
+                &[
+                    OsStr::new("-c"),
+                    OsStr::new(
+                        "umask 027 && cd \"$0\" && for d in plain inherit; do \
+                         : > $d/file && mkdir $d/dir && mkfifo $d/fifo; done",
+                    ),
+                    dir.as_os_str(),
+                ],
+            );
+        };
+        create(reference.path());
+        create(&m.mountpoint);
+        for name in [
+            "plain/file",
+            "plain/dir",
+            "plain/fifo",
+            "inherit/file",
+            "inherit/dir",
+            "inherit/fifo",
+        ] {
+            let want = mode(&reference.path().join(name));
+            assert_eq!(mode(&m.disk(name)), want, "{name} on the remote ({extra:?})");
+            assert_eq!(mode(&m.at(name)), want, "{name} through the mount ({extra:?})");
+        }
+    }
+}
+
+macro_rules! over_every_transport {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $(#[test]
+            fn $test() { super::$test(super::Transport::Local) })*
+        }
+        mod ssh {
+            $(#[test]
+            fn $test() { super::$test(super::Transport::Ssh) })*
+        }
+    };
+}
+
+over_every_transport!(
+    allow_other_enforces_permissions,
+    no_default_permissions_option_warns,
+    acl_mode_change_visible_at_once,
+    named_user_acl_grants_read,
+    umask_and_default_acls_as_on_a_local_disk,
+);
