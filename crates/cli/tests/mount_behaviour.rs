@@ -136,7 +136,7 @@ fn symlinks_hard_links_and_inode_numbers(t: Transport) {
     // yonder numbers files itself (the remote's numbers repeat across file
     // systems and get reused): stable while the file exists, unique.
     assert_eq!(a.ino(), fs::metadata(m.at("target")).unwrap().ino());
-    assert_ne!(a.ino(), fs::metadata(m.at("link")).unwrap().ino());
+    assert_ne!(a.ino(), fs::symlink_metadata(m.at("link")).unwrap().ino());
     assert_eq!(fs::metadata(m.disk("target")).unwrap().nlink(), 2);
     fs::remove_file(m.at("hard")).unwrap();
     assert_eq!(fs::metadata(m.at("target")).unwrap().nlink(), 1);
@@ -766,7 +766,10 @@ fn atomic_saves_are_seen_whole(t: Transport) {
         let dir = if through_mount { m.at("") } else { m.disk("") };
         fs::write(dir.join("doc"), version(0)).unwrap();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let readers: Vec<_> = (0..2)
+        // Several readers at once through the mount; one behind its back
+        // (see ARCHITECTURE.md: concurrent readers of a name replaced on
+        // the remote hundreds of times a second may still meet ESTALE).
+        let readers: Vec<_> = (0..if through_mount { 3 } else { 1 })
             .map(|_| {
                 let (doc, done) = (m.at("doc"), done.clone());
                 std::thread::spawn(move || {
@@ -783,7 +786,7 @@ fn atomic_saves_are_seen_whole(t: Transport) {
                 })
             })
             .collect();
-        for i in 1..=300 {
+        for i in 1..=500 {
             fs::write(dir.join(".tmp"), version(i)).unwrap();
             fs::rename(dir.join(".tmp"), dir.join("doc")).unwrap();
         }

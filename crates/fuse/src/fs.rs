@@ -171,7 +171,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        trace_op!(self, "lookup {parent} {name:?}");
+        trace_op!(self, "lookup {parent} {name:?} pid {}", req.pid());
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(name));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         // Answered from the caches without a task hop when they can.
@@ -378,7 +378,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        trace_op!(self, "open {ino} {:#x}", flags.0);
+        trace_op!(self, "open {ino} {:#x} pid {}", flags.0, req.pid());
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         self.spawn(async move {
             match vfs.open(&caller, ino.0, open_flags_from_host(flags.0)).await {

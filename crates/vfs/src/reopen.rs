@@ -25,6 +25,11 @@ pub(crate) const REOPEN_WINDOW: Duration = Duration::from_secs(2);
 
 /// A file opened by a lookup, for the open that follows it.
 pub(crate) struct Preopened {
+    /// Who looked it up, under which name: that caller's next lookup of
+    /// the name answers this file, even if the name moved on meanwhile.
+    pid: u32,
+    parent: Ino,
+    name: Vec<u8>,
     pub handle: Handle,
     pub attr: Attr,
     pub head: Vec<u8>,
@@ -70,9 +75,21 @@ impl ReopenAhead {
         }
     }
 
-    /// Keeps a handle opened ahead for `ino`.
-    pub fn keep(&mut self, ino: Ino, handle: Handle, attr: Attr, head: Vec<u8>, now: Instant) {
+    /// Keeps a handle opened ahead for `ino`, which `pid` looked up as
+    /// `parent/name`.
+    pub fn keep(
+        &mut self,
+        ino: Ino,
+        pid: u32,
+        (parent, name): (Ino, &[u8]),
+        opened: (Handle, Attr, Vec<u8>),
+        now: Instant,
+    ) {
+        let (handle, attr, head) = opened;
         self.opened.entry(ino).or_default().push(Preopened {
+            pid,
+            parent,
+            name: name.to_vec(),
             handle,
             attr,
             head,
@@ -80,12 +97,31 @@ impl ReopenAhead {
         });
     }
 
-    /// A handle opened ahead for `ino`, if one is waiting.
-    pub fn take(&mut self, ino: Ino, now: Instant) -> Option<Preopened> {
+    /// The file `pid` has opened ahead under `parent/name`, if any: the
+    /// kernel looks a name up twice on its retry (once to revalidate,
+    /// once afresh), and both answers must be the file opened for it.
+    pub fn looked_up_by(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> Option<Ino> {
+        self.opened.iter().find_map(|(ino, waiting)| {
+            waiting
+                .iter()
+                .any(|p| {
+                    p.pid == pid
+                        && p.parent == parent
+                        && p.name == name
+                        && now.duration_since(p.at) < REOPEN_WINDOW
+                })
+                .then_some(*ino)
+        })
+    }
+
+    /// The handle `pid` opened ahead for `ino`, if one is waiting. Only
+    /// its own: another reader's open of the same file goes by path, and
+    /// must not take the handle this one's retry depends on.
+    pub fn take(&mut self, ino: Ino, pid: u32, now: Instant) -> Option<Preopened> {
         let waiting = self.opened.get_mut(&ino)?;
         let pos = waiting
             .iter()
-            .position(|p| now.duration_since(p.at) < REOPEN_WINDOW)?;
+            .position(|p| p.pid == pid && now.duration_since(p.at) < REOPEN_WINDOW)?;
         let opened = waiting.remove(pos);
         if waiting.is_empty() {
             self.opened.remove(&ino);
@@ -129,13 +165,16 @@ mod tests {
         r.clear_stale(1, b"doc");
         assert!(!r.is_stale(1, b"doc", t0));
 
-        r.keep(7, 70, Attr::default(), Vec::new(), t0);
-        r.keep(7, 71, Attr::default(), Vec::new(), t0);
-        assert_eq!(r.take(7, t0).map(|p| p.handle), Some(70));
-        assert_eq!(r.take(7, t0).map(|p| p.handle), Some(71));
-        assert!(r.take(7, t0).is_none());
-        r.keep(8, 80, Attr::default(), Vec::new(), t0);
-        assert!(r.take(8, t0 + REOPEN_WINDOW).is_none());
+        let opened = |h| (h, Attr::default(), Vec::new());
+        r.keep(7, 100, (1, b"doc"), opened(70), t0);
+        r.keep(7, 200, (1, b"doc"), opened(71), t0);
+        assert_eq!(r.looked_up_by(200, 1, b"doc", t0), Some(7));
+        assert_eq!(r.looked_up_by(300, 1, b"doc", t0), None);
+        assert_eq!(r.take(7, 200, t0).map(|p| p.handle), Some(71), "the caller's own");
+        assert!(r.take(7, 200, t0).is_none(), "never another's");
+        assert_eq!(r.take(7, 100, t0).map(|p| p.handle), Some(70));
+        r.keep(8, 100, (1, b"x"), opened(80), t0);
+        assert!(r.take(8, 100, t0 + REOPEN_WINDOW).is_none());
         assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(8, 80)]);
     }
 }

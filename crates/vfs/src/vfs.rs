@@ -231,7 +231,7 @@ impl Vfs {
             return answer;
         }
         if lock(&self.reopen).is_stale(parent, name, Instant::now()) {
-            if let Some(fattr) = self.lookup_by_opening(parent, name).await {
+            if let Some(fattr) = self.lookup_by_opening(caller, parent, name).await {
                 return Ok(fattr);
             }
         }
@@ -264,7 +264,7 @@ impl Vfs {
     /// name and keeps the handle for the open that follows, so that both
     /// see the same file. `None` if it cannot be opened for reading (then
     /// an ordinary lookup answers).
-    async fn lookup_by_opening(&self, parent: Ino, name: &[u8]) -> Option<FileAttr> {
+    async fn lookup_by_opening(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<FileAttr> {
         lock(&self.reopen).clear_stale(parent, name);
         let path = self.child_path("lookup", parent, name).ok()?;
         // Never follow a symlink (a lookup describes the link), never wait
@@ -279,7 +279,13 @@ impl Vfs {
         };
         if attr.is_file() && !self.is_dirty(fattr.ino) {
             self.inodes().open_inc(fattr.ino);
-            lock(&self.reopen).keep(fattr.ino, handle, attr, head, Instant::now());
+            lock(&self.reopen).keep(
+                fattr.ino,
+                caller.pid,
+                (parent, name),
+                (handle, attr, head),
+                Instant::now(),
+            );
         } else {
             self.close_remote(handle);
         }
@@ -315,10 +321,20 @@ impl Vfs {
     /// [`Vfs::lookup`] when the caches answer it (a fresh entry, or a name
     /// known absent); `None` when the remote must be asked. Frontends call
     /// it inline.
-    pub fn lookup_ready(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
+    pub fn lookup_ready(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
-        if lock(&self.reopen).is_stale(parent, name, now) {
-            return None;
+        {
+            let reopen = lock(&self.reopen);
+            if let Some(ino) = reopen.looked_up_by(caller.pid, parent, name, now) {
+                drop(reopen);
+                let mut table = self.inodes();
+                let attr = table.get(ino).and_then(|n| n.attr)?;
+                table.inc_lookup(ino, 1);
+                return Some(Ok(attr));
+            }
+            if reopen.is_stale(parent, name, now) {
+                return None;
+            }
         }
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {
@@ -630,7 +646,7 @@ impl Vfs {
     // ----- files -----
 
     /// Opens `ino`; `flags` are [`yonder_proto::open_flags`] values.
-    pub async fn open(&self, _caller: &Caller, ino: Ino, flags: u32) -> Result<(Fh, FileAttr)> {
+    pub async fn open(&self, caller: &Caller, ino: Ino, flags: u32) -> Result<(Fh, FileAttr)> {
         if writes(flags) || flags & of::TRUNCATE != 0 {
             self.check_writable("open", ino)?;
         }
@@ -641,7 +657,7 @@ impl Vfs {
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {
-            lock(&self.reopen).take(ino, Instant::now())
+            lock(&self.reopen).take(ino, caller.pid, Instant::now())
         } else {
             None
         };
@@ -741,13 +757,21 @@ impl Vfs {
     /// Forgets the name `ino` was reached by: the remote says it names
     /// something else now, or nothing.
     /// Its next lookup opens it (see `reopen.rs`).
+    /// Another open that raced this one may have forgotten the name
+    /// already: the name it had still earns its caller a retry.
     fn forget_name_of(&self, ino: Ino) {
-        if let Some((parent, name)) = self.first_link(ino) {
-            {
-                let mut table = self.inodes();
-                table.unlink(parent, &name);
-                table.invalidate_dir(parent);
+        let name = {
+            let mut table = self.inodes();
+            match first_link_in(&table, ino) {
+                Some((parent, name)) => {
+                    table.unlink(parent, &name);
+                    table.invalidate_dir(parent);
+                    Some((parent, name))
+                }
+                None => table.get(ino).and_then(|n| n.former.clone()),
             }
+        };
+        if let Some((parent, name)) = name {
             lock(&self.reopen).mark_stale(parent, &name, Instant::now());
         }
     }
@@ -1548,6 +1572,10 @@ async fn write_all(
         offset += sent as u64;
     }
     Ok(())
+}
+
+fn first_link_in(table: &InodeTable, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+    table.get(ino).and_then(|n| n.links.first().cloned())
 }
 
 /// Entries handed out per readdir call at most.
