@@ -544,3 +544,68 @@ async fn lseek_sees_writes_still_buffered_by_any_handle() {
     f.vfs.release(writer).await.unwrap();
     f.vfs.release(reader).await.unwrap();
 }
+
+#[tokio::test]
+async fn writes_through_two_handles_reach_the_remote_in_order() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("f"), b"xxxxxxxxxx").unwrap();
+    let ino = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap().ino;
+    let (a, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(a, 0, b"AAAAAAAAAA").await.unwrap();
+    let (b, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(b, 0, b"BBBB").await.unwrap();
+    f.vfs.flush(b).await.unwrap();
+    f.vfs.release(b).await.unwrap();
+    f.vfs.flush(a).await.unwrap();
+    f.vfs.release(a).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"BBBBAAAAAA");
+}
+
+#[tokio::test]
+async fn a_write_error_is_reported_to_the_handle_that_wrote() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("f"), b"").unwrap();
+    let ino = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap().ino;
+    let (a, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
+    let (b, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
+    *f.remote.fail_writes.lock().unwrap() = Some(Errno::ENOSPC);
+    f.vfs.write(a, 0, b"from a").await.unwrap();
+    // b's write sends a's buffered data first; its failure belongs to a,
+    // and b's own to b: each hears of its own once.
+    f.vfs.write(b, 100, b"from b").await.unwrap();
+    assert_eq!(f.vfs.flush(b).await.unwrap_err().errno(), Errno::ENOSPC);
+    *f.remote.fail_writes.lock().unwrap() = None;
+    f.vfs.flush(b).await.unwrap();
+    assert_eq!(f.vfs.flush(a).await.unwrap_err().errno(), Errno::ENOSPC);
+    f.vfs.flush(a).await.unwrap();
+    f.vfs.release(a).await.unwrap();
+    f.vfs.release(b).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_open_of_a_replaced_name_is_stale_and_the_retry_opens_the_new_file() {
+    let f = fixture().await;
+    let doc = f.dir.path().join("doc");
+    std::fs::write(&doc, b"old").unwrap();
+    let old = f.vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap().ino;
+    // An atomic save behind the mount's back.
+    std::fs::write(f.dir.path().join(".tmp"), b"new!").unwrap();
+    std::fs::rename(f.dir.path().join(".tmp"), &doc).unwrap();
+    let err = f.vfs.open(&me(), old, of::READ_ONLY).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ESTALE);
+    // The kernel's retry: a lookup, which opens the file, then the open,
+    // which takes that handle even if the name moved on once more.
+    let new = f.vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap();
+    assert_ne!(new.ino, old);
+    assert_eq!(new.size, 4);
+    std::fs::write(f.dir.path().join(".tmp"), b"newer").unwrap();
+    std::fs::rename(f.dir.path().join(".tmp"), &doc).unwrap();
+    assert_eq!(
+        f.vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap().ino,
+        new.ino,
+        "the same caller's second lookup answers the file it opened"
+    );
+    let (fh, _) = f.vfs.open(&me(), new.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 100).await.unwrap()[..], b"new!");
+    f.vfs.release(fh).await.unwrap();
+}
