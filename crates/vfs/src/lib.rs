@@ -23,6 +23,7 @@ pub mod flags;
 mod handle;
 mod inode;
 mod options;
+mod prefetch;
 mod readahead;
 mod reopen;
 mod vfs;

@@ -7,6 +7,9 @@
 //! long as they stay within a chunk of the frontier. A read elsewhere drops
 //! the window and is served directly.
 
+use crate::attr::{Fh, Ino};
+use crate::error::{Result, VfsError};
+use crate::vfs::{lock, Vfs};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,7 +46,7 @@ impl Chunk {
     }
 
     /// Where the file ended, if this chunk came back short.
-    fn eof_at(&self) -> Option<u64> {
+    pub(crate) fn eof_at(&self) -> Option<u64> {
         match &*self.rx.borrow() {
             Some(Ok(data)) if data.len() < self.len as usize => Some(self.start + data.len() as u64),
             _ => None,
@@ -169,11 +172,105 @@ impl Readahead {
     }
 }
 
+// ----- serving reads -----
+
+impl Vfs {
+    pub(crate) fn drop_readahead(&self, ino: Ino) {
+        for file in self.handles().files_of(ino) {
+            lock(&file.readahead).clear();
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    /// Reads up to `size` bytes. A read that one readahead chunk covers is
+    /// a view of that chunk, not a copy.
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
+        let file = self.file("read", fh)?;
+        if self.is_dirty(file.ino) {
+            self.flush_inode(file.ino).await;
+        }
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        // Attributes refreshed since (the remote file grew or changed)
+        // retire what was read ahead.
+        let seen = self.inodes().get(file.ino).and_then(|n| n.attr);
+        if let Some(attr) = seen {
+            lock(&file.readahead).follow(attr.size, attr.mtime);
+        }
+        let head = lock(&file.readahead).read_head(offset, size);
+        if let Some(data) = head {
+            return Ok(data);
+        }
+        let chunk = self.opts.readahead_chunk.max(4096) as u64;
+        let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
+        let plan = if self.opts.readahead_max == 0 {
+            Plan::Direct
+        } else {
+            let remote = self.remote.clone();
+            let handle = file.remote;
+            lock(&file.readahead).plan(offset, size, chunk, max_chunks, |start, len| {
+                let (tx, rx) = watch::channel(None);
+                let remote = remote.clone();
+                let task = tokio::spawn(async move {
+                    let result = remote
+                        .read(handle, start, len)
+                        .await
+                        .map(Bytes::from)
+                        .map_err(|e| e.errno());
+                    let _ = tx.send(Some(result));
+                });
+                (rx, task)
+            })
+        };
+        let chunks = match plan {
+            Plan::Direct => {
+                return self
+                    .remote
+                    .read(file.remote, offset, size)
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|e| VfsError::remote("read", self.describe(file.ino).as_bytes(), e));
+            }
+            Plan::Chunks(chunks) => chunks,
+        };
+        let end = offset + size as u64;
+        let mut out = Vec::with_capacity(size as usize);
+        for c in chunks {
+            let pos = offset + out.len() as u64;
+            if c.start > pos {
+                break;
+            }
+            let data = match c.data().await {
+                Ok(data) => data,
+                Err(errno) => {
+                    lock(&file.readahead).forget_chunk(c.start);
+                    return Err(VfsError::new("read", self.describe(file.ino), errno));
+                }
+            };
+            let rel = (pos - c.start) as usize;
+            if rel >= data.len() {
+                break;
+            }
+            let take = (data.len() - rel).min((end - pos) as usize);
+            let short = data.len() < chunk as usize;
+            if out.is_empty() && (take == size as usize || short) {
+                return Ok(data.slice(rel..rel + take));
+            }
+            out.extend_from_slice(&data[rel..rel + take]);
+            if short || out.len() == size as usize {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spawner(
+    pub(crate) fn spawner(
         log: &mut Vec<u64>,
     ) -> impl FnMut(u64, u32) -> (watch::Receiver<ChunkResult>, JoinHandle<()>) + '_ {
         move |start, _len| {
@@ -187,7 +284,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn window_grows_for_sequential_reads_and_resets_on_seek() {
+    pub(crate) async fn window_grows_for_sequential_reads_and_resets_on_seek() {
         let mut ra = Readahead::default();
         let mut log = Vec::new();
         assert!(matches!(ra.plan(0, 4, 4, 8, spawner(&mut log)), Plan::Chunks(c) if c.len() == 1));
@@ -205,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_file_drops_its_head_and_its_end_of_file() {
+    pub(crate) fn a_changed_file_drops_its_head_and_its_end_of_file() {
         let mut ra = Readahead::default();
         let t0 = Timespec { sec: 1, nsec: 0 };
         ra.follow(6, t0);
@@ -218,7 +315,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn window_is_capped() {
+    pub(crate) async fn window_is_capped() {
         let mut ra = Readahead::default();
         let mut log = Vec::new();
         for i in 0..20 {

@@ -14,10 +14,12 @@
 //! kernel letting go of the inode in between (it does, when the lookup's
 //! answer replaces its cached entry) does not drop the inode.
 
-use crate::attr::Ino;
+use crate::attr::{Caller, FileAttr, Ino};
+use crate::error::{display_path, Result, VfsError};
+use crate::vfs::{first_link_in, lock, Vfs, OPEN_PREFETCH};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use yonder_proto::{Attr, Handle};
+use yonder_proto::{open_flags as of, Attr, Errno, Handle};
 
 /// How long a stale open's name is looked up by opening it, and how long a
 /// handle opened ahead waits for the open that follows.
@@ -146,12 +148,140 @@ impl ReopenAhead {
     }
 }
 
+// ----- the VFS's side: stale opens and lookups that open -----
+
+impl Vfs {
+    /// The kernel's lookup after a stale open (see `reopen.rs`): opens the
+    /// name and keeps the handle for the open that follows, so that both
+    /// see the same file. `None` if it cannot be opened for reading (then
+    /// an ordinary lookup answers).
+    pub(crate) async fn lookup_by_opening(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+    ) -> Option<FileAttr> {
+        lock(&self.reopen).clear_stale(parent, name);
+        let path = self.child_path("lookup", parent, name).ok()?;
+        // Never follow a symlink (a lookup describes the link), never wait
+        // on a FIFO.
+        let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
+        let (handle, attr, head) = self.remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
+        let fattr = {
+            let mut table = self.inodes();
+            let fattr = table.upsert(parent, name, &attr, Instant::now());
+            table.inc_lookup(fattr.ino, 1);
+            fattr
+        };
+        if attr.is_file() && !self.is_dirty(fattr.ino) {
+            self.inodes().open_inc(fattr.ino);
+            lock(&self.reopen).keep(
+                fattr.ino,
+                caller.pid,
+                (parent, name),
+                (handle, attr, head),
+                Instant::now(),
+            );
+        } else {
+            self.close_remote(handle);
+        }
+        self.close_unclaimed_later();
+        Some(fattr)
+    }
+
+    /// Closes, once their window has passed, files opened ahead that no
+    /// open came for.
+    pub(crate) fn close_unclaimed_later(&self) {
+        let me = self.me.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(REOPEN_WINDOW).await;
+            let Some(vfs) = me.upgrade() else { return };
+            let expired = lock(&vfs.reopen).expired(Instant::now());
+            for (ino, handle) in expired {
+                vfs.inodes().open_dec(ino);
+                vfs.close_remote(handle);
+            }
+        });
+    }
+
+    /// The path to open `ino` by. An inode with no name left (replaced by
+    /// a rename, or deleted) cannot be opened by path: ESTALE, on which
+    /// the kernel looks the name up afresh and opens what it names now, as
+    /// a local open racing a rename would.
+    pub(crate) fn openable_path(&self, ino: Ino) -> Result<Vec<u8>> {
+        let former = {
+            let table = self.inodes();
+            if let Some(path) = table.path(ino) {
+                return Ok(path);
+            }
+            table.get(ino).and_then(|n| n.former.clone())
+        };
+        if let Some((parent, name)) = former {
+            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+        }
+        Err(VfsError::new("open", format!("<inode {ino}>"), Errno::ESTALE))
+    }
+
+    /// A failed remote open: a name that is gone on the remote is forgotten
+    /// and reported stale, so the kernel looks it up again.
+    pub(crate) fn open_failed(&self, ino: Ino, path: &[u8], err: yonder_remote::RemoteError) -> VfsError {
+        let err = VfsError::remote("open", path, err);
+        if err.errno() != Errno::ENOENT {
+            return err;
+        }
+        self.forget_name_of(ino);
+        VfsError::new("open", display_path(path), Errno::ESTALE)
+    }
+
+    /// Checks that a path opened for `ino` still named that file; if
+    /// another file has the name by now, the handle is closed, the name
+    /// forgotten, and the open fails with ESTALE (the kernel then looks the
+    /// name up again): reading another file's data as this inode's would
+    /// mix two files.
+    pub(crate) fn check_opened(
+        &self,
+        ino: Ino,
+        path: &[u8],
+        handle: yonder_proto::Handle,
+        attr: &Attr,
+    ) -> Result<()> {
+        if self.inodes().same_file(ino, attr) {
+            return Ok(());
+        }
+        self.forget_name_of(ino);
+        self.close_remote(handle);
+        Err(VfsError::new("open", display_path(path), Errno::ESTALE))
+    }
+
+    /// Forgets the name `ino` was reached by: the remote says it names
+    /// something else now, or nothing.
+    /// Its next lookup opens it (see `reopen.rs`).
+    /// Another open that raced this one may have forgotten the name
+    /// already: the name it had still earns its caller a retry.
+    pub(crate) fn forget_name_of(&self, ino: Ino) {
+        let name = {
+            let mut table = self.inodes();
+            match first_link_in(&table, ino) {
+                Some((parent, name)) => {
+                    table.unlink(parent, &name);
+                    table.invalidate_dir(parent);
+                    Some((parent, name))
+                }
+                None => table.get(ino).and_then(|n| n.former.clone()),
+            }
+        };
+        if let Some((parent, name)) = name {
+            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stale_names_and_handles_opened_ahead_expire() {
+    pub(crate) fn stale_names_and_handles_opened_ahead_expire() {
         let mut r = ReopenAhead::default();
         let t0 = Instant::now();
         assert!(!r.is_stale(1, b"doc", t0));

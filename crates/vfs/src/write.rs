@@ -21,12 +21,16 @@
 //! flight, and appends, wait first: the agent runs requests concurrently,
 //! so only disjoint writes may race.
 
-use crate::attr::Fh;
-use crate::error::VfsError;
+use crate::attr::{Fh, Ino};
+use crate::error::{Result, VfsError};
+use crate::handle::OpenFile;
+use crate::vfs::Vfs;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
-use yonder_proto::Handle;
+use yonder_proto::{open_flags as of, Errno, Handle};
+use yonder_remote::Remote;
 
 /// Remote writes one inode may have on the wire at once.
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
@@ -155,11 +159,245 @@ impl WriteBack {
     }
 }
 
+// ----- the write-back engine -----
+
+/// Writes all of `data` at `offset`, in as many requests as the remote
+/// accepts; runs as its own task so the caller need not wait.
+async fn write_all(
+    remote: Arc<dyn Remote>,
+    handle: yonder_proto::Handle,
+    path: String,
+    mut offset: u64,
+    data: Vec<u8>,
+) -> Result<()> {
+    let mut rest: &[u8] = &data;
+    while !rest.is_empty() {
+        let chunk = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
+        let sent = remote
+            .write(handle, offset, rest[..chunk].to_vec())
+            .await
+            .map_err(|e| {
+                let err = VfsError::remote("write", path.as_bytes(), e);
+                tracing::warn!("{err}");
+                err
+            })? as usize;
+        if sent == 0 {
+            return Err(VfsError::new("write", path, Errno::EIO));
+        }
+        rest = &rest[sent.min(rest.len())..];
+        offset += sent as u64;
+    }
+    Ok(())
+}
+
+impl Vfs {
+    pub(crate) fn is_dirty(&self, ino: Ino) -> bool {
+        self.handles().files_of(ino).first().is_some_and(|f| f.is_dirty())
+    }
+
+    /// Sends the buffered writes of `ino` and waits for those in flight.
+    /// Errors stay with the handle that wrote, reported by its next write,
+    /// flush or fsync.
+    pub(crate) async fn flush_inode(&self, ino: Ino) {
+        let Some(file) = self.handles().files_of(ino).into_iter().next() else {
+            return;
+        };
+        if !file.is_dirty() {
+            return;
+        }
+        let mut io = file.io.state.lock().await;
+        self.send_all(&file, &mut io).await;
+        drop(io);
+        // Attributes cached while the data was still buffered here (a
+        // lookup or listing meanwhile) show the old size and times.
+        self.inodes().invalidate_attr(ino);
+    }
+
+    /// Sends the inode's buffer and waits for every write of the inode in
+    /// flight; returns (and clears) `file`'s first unreported write error.
+    pub(crate) async fn send_buffer(&self, file: &OpenFile, io: &mut WriteBack) -> Result<()> {
+        self.send_all(file, io).await;
+        match io.take_error(file.fh) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the inode's buffer and waits for every write in flight; errors
+    /// stay with the handles that wrote.
+    pub(crate) async fn send_all(&self, file: &OpenFile, io: &mut WriteBack) {
+        if let Some((writer, offset, data)) = io.buf.take() {
+            self.queue_write(file, io, writer, offset, data).await;
+        }
+        self.drain_writes(file, io).await;
+    }
+
+    /// Starts a remote write of `writer`'s data without waiting for it. Its
+    /// error, like that of any write in flight, is kept for `writer`.
+    pub(crate) async fn queue_write(
+        &self,
+        file: &OpenFile,
+        io: &mut WriteBack,
+        writer: Writer,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        // Where an append lands is the remote's end of file: it may touch
+        // any byte.
+        let (start, end) = if writer.append {
+            (0, u64::MAX)
+        } else {
+            (offset, offset + data.len() as u64)
+        };
+        if io.overlaps(start, end) {
+            self.drain_writes(file, io).await;
+        }
+        while io.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
+            let oldest = io.in_flight.pop_front().expect("in flight");
+            Self::settle(io, oldest.fh, oldest.task.await);
+        }
+        file.io.set_dirty(true);
+        let remote = self.remote.clone();
+        let path = self.describe(file.ino);
+        let task = tokio::spawn(write_all(remote, writer.handle, path, offset, data));
+        io.in_flight.push_back(InFlight {
+            start,
+            end,
+            fh: writer.fh,
+            task,
+        });
+        // A readahead that raced the write may hold old data.
+        self.drop_readahead(file.ino);
+    }
+
+    /// Waits for every write of the inode in flight.
+    pub(crate) async fn drain_writes(&self, file: &OpenFile, io: &mut WriteBack) {
+        let had = !io.in_flight.is_empty();
+        while let Some(write) = io.in_flight.pop_front() {
+            Self::settle(io, write.fh, write.task.await);
+        }
+        if io.buf.is_empty() {
+            file.io.set_dirty(false);
+        }
+        if had {
+            self.drop_readahead(file.ino);
+        }
+    }
+
+    pub(crate) fn settle(
+        io: &mut WriteBack,
+        fh: Fh,
+        joined: std::result::Result<Result<()>, tokio::task::JoinError>,
+    ) {
+        let result = joined.unwrap_or_else(|e| Err(VfsError::new("write", e.to_string(), Errno::EIO)));
+        if let Err(err) = result {
+            io.record_error(fh, err);
+        }
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles). The data
+    /// may be buffered; a failure to send it surfaces at a later write, at
+    /// [`Vfs::flush`] or at [`Vfs::fsync`].
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let file = self.file("write", fh)?;
+        self.check_writable("write", file.ino)?;
+        self.drop_readahead(file.ino);
+        self.inodes().invalidate_attr(file.ino);
+        let max = self.opts.write_buffer;
+        let me = file.writer();
+        let mut io = file.io.state.lock().await;
+        if let Some(err) = io.take_error(file.fh) {
+            return Err(err);
+        }
+        let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
+        if sync {
+            // O_SYNC/O_DSYNC: the data is on the remote when write returns.
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
+            }
+            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
+            self.drain_writes(&file, &mut io).await;
+            return match io.take_error(file.fh) {
+                Some(err) => Err(err),
+                None => Ok(data.len() as u32),
+            };
+        }
+        if !io.buf.continues(&me, offset) || io.buf.len() + data.len() > max {
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
+            }
+        }
+        if max == 0 || (io.buf.is_empty() && data.len() >= max) {
+            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
+            return Ok(data.len() as u32);
+        }
+        let was_empty = io.buf.is_empty();
+        io.buf.push(me, offset, data);
+        file.io.set_dirty(true);
+        if io.buf.len() >= max {
+            if let Some((writer, at, buffered)) = io.buf.take() {
+                self.queue_write(&file, &mut io, writer, at, buffered).await;
+            }
+        } else if was_empty {
+            self.schedule_flush(file.clone(), io.buf.generation());
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Sends data still buffered `write_delay` after it started filling.
+    pub(crate) fn schedule_flush(&self, file: Arc<OpenFile>, generation: u64) {
+        let delay = self.opts.write_delay;
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(vfs) = me.upgrade() else { return };
+            let mut io = file.io.state.lock().await;
+            if io.buf.generation() == generation {
+                vfs.send_all(&file, &mut io).await;
+            }
+        });
+    }
+
+    /// Called on each close of a descriptor: sends buffered data and
+    /// reports any write error not reported yet.
+    pub async fn flush(&self, fh: Fh) -> Result<()> {
+        let file = self.file("flush", fh)?;
+        let mut io = file.io.state.lock().await;
+        self.send_buffer(&file, &mut io).await
+    }
+
+    pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
+        let file = self.file("fsync", fh)?;
+        let mut io = file.io.state.lock().await;
+        // fsync covers the file's data written through every descriptor.
+        self.send_buffer(&file, &mut io).await?;
+        self.remote
+            .fsync(file.remote, datasync)
+            .await
+            .map_err(|e| VfsError::remote("fsync", self.describe(file.ino).as_bytes(), e))
+    }
+
+    /// Sends every handle's buffered writes (before unmounting). Returns the
+    /// first error; all errors also stay with their handles.
+    pub async fn flush_all(&self) -> Result<()> {
+        let files = self.handles().all_files();
+        let mut first = None;
+        for file in files {
+            let mut io = file.io.state.lock().await;
+            self.send_all(&file, &mut io).await;
+            if let Some(e) = io.errors.get(&file.fh) {
+                first.get_or_insert(e.clone());
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn writer(fh: Fh, append: bool) -> Writer {
+    pub(crate) fn writer(fh: Fh, append: bool) -> Writer {
         Writer {
             fh,
             handle: fh,
@@ -168,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn buffer_coalesces_contiguous_writes_of_one_handle_only() {
+    pub(crate) fn buffer_coalesces_contiguous_writes_of_one_handle_only() {
         let (a, b) = (writer(1, false), writer(2, false));
         let mut buf = WriteBuffer::default();
         assert!(buf.continues(&a, 100));

@@ -1,0 +1,111 @@
+//! Listing prefetch: a walker (`find`, `ls -R`, `du`, `rm -rf`, `git
+//! status`) that lists a directory right after its parent will list its
+//! subdirectories and siblings next; their listings are fetched ahead,
+//! several at once, and kept on their inodes until read once or until
+//! anything changes in them.
+
+use crate::attr::Ino;
+use crate::vfs::{lock, Vfs};
+use std::time::Instant;
+
+/// Directory listings fetched ahead at once, and per walk step.
+pub(crate) const PREFETCH_PARALLEL: usize = 8;
+
+pub(crate) const PREFETCH_MAX: usize = 64;
+
+impl Vfs {
+    /// A walker that lists a directory whose parent it listed just before
+    /// (`find`, `ls -R`, `du`, `rm -rf`, `git status`) will list its
+    /// subdirectories and its siblings next. Fetching those listings now,
+    /// several at once, turns one round trip per directory into a few for
+    /// the whole walk. A one-off `ls` (parent not listed) fetches nothing.
+    pub(crate) fn prefetch_around(&self, dir: Ino) {
+        let Some(vfs) = self.me.upgrade() else { return };
+        let now = Instant::now();
+        let candidates = {
+            let table = self.inodes();
+            let Some(parent) = table.get(dir).and_then(|n| n.links.first()).map(|(p, _)| *p) else {
+                return;
+            };
+            if !table.listing_fresh(parent, now) {
+                return;
+            }
+            let mut dirs = table.unlisted_subdirs(dir, now);
+            dirs.extend(
+                table
+                    .unlisted_subdirs(parent, now)
+                    .into_iter()
+                    .filter(|d| *d != dir),
+            );
+            dirs
+        };
+        let mut started = 0;
+        for ino in candidates {
+            if started == PREFETCH_MAX {
+                break;
+            }
+            if !lock(&self.prefetching).insert(ino) {
+                continue;
+            }
+            started += 1;
+            let vfs = vfs.clone();
+            self.runtime.spawn(async move {
+                vfs.prefetch_listing(ino).await;
+                lock(&vfs.prefetching).remove(&ino);
+            });
+        }
+    }
+
+    pub(crate) async fn prefetch_listing(&self, ino: Ino) {
+        let Ok(_slot) = self.prefetch_slots.clone().acquire_owned().await else {
+            return;
+        };
+        if self.inodes().listing_fresh(ino, Instant::now()) {
+            return;
+        }
+        self.fetch_listing(ino).await;
+    }
+
+    /// When the names of a directory listed before have expired, the first
+    /// lookup in it lists it again: one round trip refreshes every entry,
+    /// where a reader going through its files (`cat *`, `git status`, a
+    /// build) would otherwise pay one per file. Returns whether the listing
+    /// was refreshed.
+    pub(crate) async fn relist(&self, dir: Ino) -> bool {
+        let worthwhile =
+            self.inodes()
+                .relist_worthwhile(dir, self.opts.readdir_page as usize, Instant::now());
+        // Lookups arriving meanwhile ask for their own name.
+        if !worthwhile || !lock(&self.prefetching).insert(dir) {
+            return false;
+        }
+        self.fetch_listing(dir).await;
+        lock(&self.prefetching).remove(&dir);
+        self.inodes().listing_fresh(dir, Instant::now())
+    }
+
+    /// Lists `dir` and keeps the listing, if it fits one page (a huge
+    /// directory is paged by its reader as usual) and the directory did not
+    /// change meanwhile.
+    pub(crate) async fn fetch_listing(&self, dir: Ino) {
+        let (path, version) = {
+            let table = self.inodes();
+            match (table.path(dir), table.dir_version(dir)) {
+                (Some(path), Some(version)) => (path, version),
+                _ => return,
+            }
+        };
+        match self
+            .remote
+            .read_dir_page(&path, None, self.opts.readdir_page)
+            .await
+        {
+            Ok(page) if page.next.is_none() => {
+                self.inodes()
+                    .store_listing(dir, version, page.entries, Instant::now());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing failed"),
+        }
+    }
+}
