@@ -23,12 +23,15 @@ pub struct RemoteId {
 }
 
 impl RemoteId {
-    pub fn of(attr: &Attr) -> RemoteId {
-        RemoteId {
+    /// `None` for a remote without inode numbers (an SFTP server reports
+    /// none): its files are known by path, and a rename through the VFS
+    /// carries the identity along.
+    pub fn of(attr: &Attr) -> Option<RemoteId> {
+        (attr.ino != 0).then_some(RemoteId {
             dev: attr.dev,
             ino: attr.ino,
             btime: attr.btime,
-        }
+        })
     }
 }
 

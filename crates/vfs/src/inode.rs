@@ -118,8 +118,8 @@ impl InodeTable {
         let mut table = InodeTable {
             nodes: HashMap::new(),
             names: Names::default(),
-            by_id: HashMap::from([(RemoteId::of(root), ROOT_INO)]),
-            ids: HashMap::from([(ROOT_INO, RemoteId::of(root))]),
+            by_id: RemoteId::of(root).map(|id| (id, ROOT_INO)).into_iter().collect(),
+            ids: RemoteId::of(root).map(|id| (ROOT_INO, id)).into_iter().collect(),
             next_ino: ROOT_INO + 1,
             attr_ttl,
             dir_ttl,
@@ -146,25 +146,48 @@ impl InodeTable {
         table
     }
 
-    /// The VFS's number for the remote file `attr` describes; a file not
-    /// seen before gets a new one.
-    fn ino_for(&mut self, attr: &Attr) -> Ino {
-        let id = RemoteId::of(attr);
+    /// The VFS's number for the remote file `attr` describes, found at
+    /// `parent/name`; a file not seen before gets a new one.
+    fn ino_for(&mut self, parent: Ino, name: &[u8], attr: &Attr) -> Ino {
+        let Some(id) = RemoteId::of(attr) else {
+            // Known by path only: the name's inode, unless the name now
+            // holds another kind of file.
+            let kind = FileKind::from_mode(attr.mode);
+            if let Some(entry) = self.names.get(parent, name) {
+                if self.nodes.get(&entry.ino).is_none_or(|n| n.kind == kind) {
+                    return entry.ino;
+                }
+            }
+            return self.allocate();
+        };
         if let Some(ino) = self.by_id.get(&id) {
             return *ino;
         }
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let ino = self.allocate();
         self.by_id.insert(id, ino);
         self.ids.insert(ino, id);
+        ino
+    }
+
+    fn allocate(&mut self) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
         ino
     }
 
     /// Whether `attr` describes the file the VFS calls `ino`. A path may
     /// name another file by now (replaced by a rename, or deleted and its
     /// number reused).
+    /// Without inode numbers, only a change of kind tells.
     pub fn same_file(&self, ino: Ino, attr: &Attr) -> bool {
-        self.ids.get(&ino) == Some(&RemoteId::of(attr))
+        match (self.ids.get(&ino), RemoteId::of(attr)) {
+            (Some(known), Some(id)) => *known == id,
+            (None, None) => self
+                .nodes
+                .get(&ino)
+                .is_none_or(|n| n.kind == FileKind::from_mode(attr.mode)),
+            _ => false,
+        }
     }
 
     /// `ino` was deleted through this mount (its last known name removed,
@@ -234,7 +257,7 @@ impl InodeTable {
     /// Records that `parent/name` is the remote file `attr`; returns its
     /// attributes in VFS numbering. Does not count a lookup.
     pub fn upsert(&mut self, parent: Ino, name: &[u8], attr: &Attr, now: Instant) -> FileAttr {
-        let ino = self.ino_for(attr);
+        let ino = self.ino_for(parent, name, attr);
         let fattr = FileAttr::from_remote(ino, attr);
         if let Some(old) = self.names.get(parent, name) {
             if old.ino != ino {
@@ -697,7 +720,7 @@ mod tests {
     fn numbers_are_keyed_by_device_inode_and_birth_time() {
         let mut t = table();
         let now = Instant::now();
-        assert_eq!(t.ino_for(&attr(500, 0o40755)), ROOT_INO);
+        assert_eq!(t.ino_for(ROOT_INO, b"", &attr(500, 0o40755)), ROOT_INO);
         let on_dev = |dev: u64, ino: u64, birth: i64| Attr {
             dev,
             btime: Some(yonder_proto::Timespec { sec: birth, nsec: 0 }),
@@ -717,6 +740,36 @@ mod tests {
         assert_ne!(reused, a);
         assert!(t.same_file(reused, &on_dev(1, 7, 200)));
         assert!(!t.same_file(a, &on_dev(1, 7, 200)));
+    }
+
+    #[test]
+    fn without_inode_numbers_files_are_known_by_path_and_renames_carry_them() {
+        let mut t = InodeTable::new(
+            &attr(0, 0o40755),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let now = Instant::now();
+        let a = t.upsert(ROOT_INO, b"a", &attr(0, 0o100644), now).ino;
+        let b = t.upsert(ROOT_INO, b"b", &attr(0, 0o100644), now).ino;
+        assert_ne!(a, b, "two files, two numbers");
+        assert_ne!(a, ROOT_INO);
+        assert_eq!(
+            t.upsert(ROOT_INO, b"a", &attr(0, 0o100644), now).ino,
+            a,
+            "seen again"
+        );
+        t.rename(ROOT_INO, b"a", ROOT_INO, b"z", false);
+        assert_eq!(
+            t.upsert(ROOT_INO, b"z", &attr(0, 0o100644), now).ino,
+            a,
+            "renamed"
+        );
+        assert!(t.same_file(a, &attr(0, 0o100644)));
+        // The name now holds a directory: another file.
+        let d = t.upsert(ROOT_INO, b"z", &attr(0, 0o40755), now).ino;
+        assert_ne!(d, a);
+        assert!(!t.same_file(a, &attr(0, 0o40755)));
     }
 
     #[test]

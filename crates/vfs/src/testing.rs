@@ -38,6 +38,9 @@ pub struct LocalRemote {
     pub fail_writes: Mutex<Option<Errno>>,
     /// When set, `lstat` of a path ending in the given name sleeps this long.
     pub slow_lstat: Mutex<Option<(Vec<u8>, Duration)>>,
+    /// When set, attributes carry no inode number, device or birth time,
+    /// as from a remote that has none (SFTP).
+    pub no_inode_numbers: std::sync::atomic::AtomicBool,
 }
 
 fn err(op: &'static str, path: &[u8], e: io::Error) -> RemoteError {
@@ -119,7 +122,21 @@ impl LocalRemote {
             calls: CallCounts::default(),
             fail_writes: Mutex::new(None),
             slow_lstat: Mutex::new(None),
+            no_inode_numbers: Default::default(),
         })
+    }
+
+    fn shown(&self, attr: Attr) -> Attr {
+        if self.no_inode_numbers.load(Ordering::Relaxed) {
+            Attr {
+                ino: 0,
+                dev: 0,
+                btime: None,
+                ..attr
+            }
+        } else {
+            attr
+        }
     }
 
     fn p(&self, path: &[u8]) -> PathBuf {
@@ -156,20 +173,20 @@ impl Remote for LocalRemote {
             }
         }
         std::fs::symlink_metadata(self.p(path))
-            .map(|m| attr_of(&m))
+            .map(|m| self.shown(attr_of(&m)))
             .map_err(|e| err("lstat", path, e))
     }
 
     async fn stat(&self, path: &[u8]) -> Result<Attr> {
         std::fs::metadata(self.p(path))
-            .map(|m| attr_of(&m))
+            .map(|m| self.shown(attr_of(&m)))
             .map_err(|e| err("stat", path, e))
     }
 
     async fn fstat(&self, handle: Handle) -> Result<Attr> {
         let file = self.file(handle)?;
         file.metadata()
-            .map(|m| attr_of(&m))
+            .map(|m| self.shown(attr_of(&m)))
             .map_err(|e| err("fstat", b"", e))
     }
 
@@ -190,7 +207,7 @@ impl Remote for LocalRemote {
                 name: name.clone().into(),
                 attr: std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name)))
                     .ok()
-                    .map(|m| attr_of(&m)),
+                    .map(|m| self.shown(attr_of(&m))),
                 // Unknown: the VFS then asks getxattr as usual.
                 xattrs: None,
             })
@@ -239,7 +256,7 @@ impl Remote for LocalRemote {
             chown_to(&p, owner).map_err(|e| err("open", path, e))?;
         }
         let file = File::from(fd);
-        let attr = attr_of(&file.metadata().map_err(|e| err("open", path, e))?);
+        let attr = self.shown(attr_of(&file.metadata().map_err(|e| err("open", path, e))?));
         let handle = self.next.fetch_add(1, Ordering::Relaxed);
         self.files.lock().unwrap().insert(handle, Arc::new(file));
         Ok((handle, attr))

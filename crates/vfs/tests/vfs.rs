@@ -609,3 +609,58 @@ async fn an_open_of_a_replaced_name_is_stale_and_the_retry_opens_the_new_file() 
     assert_eq!(&f.vfs.read(fh, 0, 100).await.unwrap()[..], b"new!");
     f.vfs.release(fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::new(dir.path());
+    remote.no_inode_numbers.store(true, Ordering::Relaxed);
+    let vfs = Vfs::new(remote.clone(), VfsOptions::default()).await.unwrap();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    for name in ["d/a", "d/b", "c"] {
+        std::fs::write(dir.path().join(name), name).unwrap();
+    }
+    let d = vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap().ino;
+    let a = vfs.lookup(&me(), d, b"a").await.unwrap().ino;
+    let b = vfs.lookup(&me(), d, b"b").await.unwrap().ino;
+    let c = vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap().ino;
+    let all = [ROOT_INO, d, a, b, c];
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "two files never share a number: {all:?}"
+    );
+    // A listing finds the same numbers.
+    let fh = vfs.opendir(&me(), d).unwrap();
+    let listed: Vec<(String, u64)> = vfs
+        .readdir(fh, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (String::from_utf8(i.name).unwrap(), i.ino))
+        .collect();
+    vfs.releasedir(fh).unwrap();
+    assert!(
+        listed.contains(&("a".into(), a)) && listed.contains(&("b".into(), b)),
+        "{listed:?}"
+    );
+    // A rename through the VFS carries the identity along, below a
+    // renamed directory too.
+    vfs.rename(&me(), d, b"a", ROOT_INO, b"moved", RenameFlags::default())
+        .await
+        .unwrap();
+    vfs.rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(vfs.lookup(&me(), ROOT_INO, b"moved").await.unwrap().ino, a);
+    assert_eq!(vfs.lookup(&me(), ROOT_INO, b"e").await.unwrap().ino, d);
+    assert_eq!(vfs.lookup(&me(), d, b"b").await.unwrap().ino, b);
+    let (fh, _) = vfs.open(&me(), a, of::READ_ONLY).await.unwrap();
+    assert_eq!(&vfs.read(fh, 0, 100).await.unwrap()[..], b"d/a");
+    vfs.release(fh).await.unwrap();
+    // A new file at an old name is a new number.
+    std::fs::write(dir.path().join("a2"), b"x").unwrap();
+    let a2 = vfs.lookup(&me(), ROOT_INO, b"a2").await.unwrap().ino;
+    assert!(!all.contains(&a2));
+}
