@@ -22,6 +22,9 @@ pub(crate) struct Inode {
     pub lookups: u64,
     /// Open file and directory handles on this inode.
     pub open: u32,
+    /// Handed to a stateless frontend (NFS) as a file handle, which it may
+    /// present at any time: kept while the file exists.
+    pub exported: bool,
     /// Names this inode is known by, most recently confirmed first. Several
     /// for hard links; none once unlinked (then reachable through handles
     /// only).
@@ -133,6 +136,7 @@ impl InodeTable {
                 // The root is never forgotten.
                 lookups: 1,
                 open: 0,
+                exported: false,
                 links: Vec::new(),
                 former: None,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
@@ -282,6 +286,7 @@ impl InodeTable {
             kind: fattr.kind,
             lookups: 0,
             open: 0,
+            exported: false,
             links: Vec::new(),
             former: None,
             attr: None,
@@ -360,9 +365,22 @@ impl InodeTable {
             return;
         };
         node.lookups = node.lookups.saturating_sub(n);
-        if node.lookups == 0 && node.open == 0 {
+        if node.lookups == 0 && node.open == 0 && !node.exported {
             self.remove(ino);
         }
+    }
+
+    /// Takes back `n` lookups counted by a lookup whose caller does not
+    /// count them (a stateless frontend); never drops the inode.
+    pub fn uncount(&mut self, ino: Ino, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+    }
+
+    /// Keeps `ino` for as long as its file exists; `false` if unknown.
+    pub fn export(&mut self, ino: Ino) -> bool {
+        self.nodes.get_mut(&ino).map(|n| n.exported = true).is_some()
     }
 
     pub fn open_inc(&mut self, ino: Ino) {
@@ -376,7 +394,7 @@ impl InodeTable {
             return;
         };
         node.open = node.open.saturating_sub(1);
-        let unused = node.open == 0 && node.lookups == 0;
+        let unused = node.open == 0 && node.lookups == 0 && !node.exported;
         if node.open == 0 {
             // The last close of a file deleted while open.
             self.retire_if_gone(ino);
@@ -646,6 +664,7 @@ impl InodeTable {
                 **ino != ROOT_INO
                     && n.lookups == 0
                     && n.open == 0
+                    && !n.exported
                     && n.attr_until <= now
                     && !parents.contains(ino)
             })

@@ -19,6 +19,7 @@
 mod attr;
 mod dir;
 mod error;
+mod export;
 pub mod flags;
 mod handle;
 mod inode;
@@ -35,6 +36,7 @@ pub mod testing;
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use dir::DirItem;
 pub use error::{Result, VfsError};
+pub use export::FileHandle;
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};
 pub use yonder_proto::{

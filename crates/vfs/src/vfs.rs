@@ -39,6 +39,11 @@ pub struct Vfs {
     /// Directory listings being fetched ahead of a reader.
     pub(crate) prefetching: Mutex<HashSet<Ino>>,
     pub(crate) prefetch_slots: Arc<tokio::sync::Semaphore>,
+    /// Handles opened for frontends that address files without opening
+    /// them (see `export.rs`).
+    pub(crate) open_cache: Mutex<crate::export::OpenCache>,
+    /// This mount among all others: file handles carry it.
+    pub(crate) epoch: u64,
     /// Names whose open came back stale, and files opened ahead for them.
     pub(crate) reopen: Mutex<ReopenAhead>,
     /// Where background fetches run: some calls come from frontend threads
@@ -78,6 +83,8 @@ impl Vfs {
             prefetching: Mutex::new(HashSet::new()),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
             reopen: Mutex::new(ReopenAhead::default()),
+            open_cache: Mutex::default(),
+            epoch: mount_epoch(),
             runtime: tokio::runtime::Handle::current(),
         }))
     }
@@ -907,6 +914,20 @@ pub(crate) const NAME_MAX: usize = 255;
 
 pub(crate) fn first_link_in(table: &InodeTable, ino: Ino) -> Option<(Ino, Vec<u8>)> {
     table.get(ino).and_then(|n| n.links.first().cloned())
+}
+
+/// A number no other mount is likely to have drawn: file handles from an
+/// earlier mount must not resolve in this one.
+fn mount_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Locks `mutex`. A panic while holding one of the VFS's locks leaves

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use yonder_proto::SeekWhence;
 use yonder_vfs::testing::LocalRemote;
-use yonder_vfs::{open_flags as of, Caller, Errno, FileKind, RenameFlags, Vfs, VfsOptions, ROOT_INO};
+use yonder_vfs::{
+    open_flags as of, Caller, Errno, FileHandle, FileKind, RenameFlags, Vfs, VfsOptions, ROOT_INO,
+};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -663,4 +665,56 @@ async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_ident
     std::fs::write(dir.path().join("a2"), b"x").unwrap();
     let a2 = vfs.lookup(&me(), ROOT_INO, b"a2").await.unwrap().ino;
     assert!(!all.contains(&a2));
+}
+
+/// Driven as an NFS server drives it: uncounted lookups, reads and writes
+/// by inode with no open, handles that outlive renames and mounts.
+#[tokio::test]
+async fn a_stateless_frontend_reads_and_writes_by_handle() {
+    let f = fixture().await;
+    std::fs::create_dir(f.dir.path().join("d")).unwrap();
+    std::fs::write(f.dir.path().join("d/f"), b"hello").unwrap();
+    let d = f.vfs.lookup_uncounted(&me(), ROOT_INO, b"d").await.unwrap().ino;
+    let ino = f.vfs.lookup_uncounted(&me(), d, b"f").await.unwrap().ino;
+    let handle = f.vfs.file_handle(ino).unwrap();
+    let wire = handle.to_bytes();
+
+    // No lookup is counted, yet the inode stays: it was handed out.
+    f.vfs.forget(ino, 0);
+    let ino = f.vfs.resolve(&FileHandle::from_bytes(&wire).unwrap()).unwrap();
+    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..], b"hello");
+    assert_eq!(f.vfs.write_ino(&me(), ino, 5, b", world").await.unwrap(), 7);
+    f.vfs.commit_ino(&me(), ino).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("d/f")).unwrap(), b"hello, world");
+    assert_eq!(
+        &f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..],
+        b"hello, world"
+    );
+
+    // Renamed (and its directory too): the same handle, the same file.
+    f.vfs
+        .rename(&me(), d, b"f", d, b"g", RenameFlags::default())
+        .await
+        .unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.resolve(&handle).unwrap(), ino);
+    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 5).await.unwrap()[..], b"hello");
+
+    // A handle from another mount of the same tree is stale.
+    let other = Vfs::new(f.remote.clone(), VfsOptions::default()).await.unwrap();
+    assert_eq!(other.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+
+    // Deleted: stale, never another file.
+    f.vfs.unlink(&me(), d, b"g").await.unwrap();
+    // The handle cache let go of it once idle; until then the file is
+    // still open (as an NFS client's file would be on a local server).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    std::fs::write(f.dir.path().join("e/g"), b"new file").unwrap();
+    let new = f.vfs.lookup_uncounted(&me(), d, b"g").await.unwrap().ino;
+    assert_ne!(new, ino);
+    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
 }
