@@ -88,7 +88,7 @@ impl Vfs {
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.path("readdir", dir.ino)?;
             let page = self
-                .remote
+                .remote()
                 .read_dir_page(&path, st.cursor, self.opts.readdir_page)
                 .await
                 .map_err(|e| VfsError::remote("readdir", &path, e))?;

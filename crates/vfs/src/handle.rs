@@ -2,6 +2,7 @@
 //! for files, to the remote's handle.
 
 use crate::attr::{Fh, Ino};
+use crate::connection::Generation;
 use crate::dir::DirStream;
 use crate::readahead::Readahead;
 use crate::write::{InodeIo, Writer};
@@ -12,7 +13,9 @@ use yonder_proto::Handle;
 pub(crate) struct OpenFile {
     pub fh: Fh,
     pub ino: Ino,
-    pub remote: Handle,
+    /// The remote's handle of the file, and the connection it was opened
+    /// on (see `connection.rs`).
+    pub remote_handle: Mutex<(Handle, Generation)>,
     /// Protocol open flags.
     pub flags: u32,
     pub append: bool,
@@ -29,9 +32,12 @@ impl OpenFile {
     pub fn writer(&self) -> Writer {
         Writer {
             fh: self.fh,
-            handle: self.remote,
             append: self.append,
         }
+    }
+
+    pub fn remote_handle(&self) -> (Handle, Generation) {
+        *self.remote_handle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -17,6 +17,7 @@
 //! - sequential-read detection with pipelined readahead.
 
 mod attr;
+mod connection;
 mod dir;
 mod error;
 mod export;
@@ -34,6 +35,7 @@ mod write;
 pub mod testing;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
+pub use connection::{Connection, Generation};
 pub use dir::DirItem;
 pub use error::{Result, VfsError};
 pub use export::FileHandle;

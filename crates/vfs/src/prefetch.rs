@@ -96,7 +96,7 @@ impl Vfs {
             }
         };
         match self
-            .remote
+            .remote()
             .read_dir_page(&path, None, self.opts.readdir_page)
             .await
         {

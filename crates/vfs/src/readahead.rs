@@ -202,13 +202,13 @@ impl Vfs {
         if let Some(data) = head {
             return Ok(data);
         }
+        let (remote, handle) = self.handle_of(&file).await?;
         let chunk = self.opts.readahead_chunk.max(4096) as u64;
         let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
         let plan = if self.opts.readahead_max == 0 {
             Plan::Direct
         } else {
-            let remote = self.remote.clone();
-            let handle = file.remote;
+            let remote = remote.clone();
             lock(&file.readahead).plan(offset, size, chunk, max_chunks, |start, len| {
                 let (tx, rx) = watch::channel(None);
                 let remote = remote.clone();
@@ -225,9 +225,8 @@ impl Vfs {
         };
         let chunks = match plan {
             Plan::Direct => {
-                return self
-                    .remote
-                    .read(file.remote, offset, size)
+                return remote
+                    .read(handle, offset, size)
                     .await
                     .map(Bytes::from)
                     .map_err(|e| VfsError::remote("read", self.describe(file.ino).as_bytes(), e));

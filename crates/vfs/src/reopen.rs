@@ -15,6 +15,7 @@
 //! answer replaces its cached entry) does not drop the inode.
 
 use crate::attr::{Caller, FileAttr, Ino};
+use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::vfs::{first_link_in, lock, Vfs, OPEN_PREFETCH};
 use std::collections::HashMap;
@@ -32,7 +33,8 @@ pub(crate) struct Preopened {
     pid: u32,
     parent: Ino,
     name: Vec<u8>,
-    pub handle: Handle,
+    /// The handle, and the connection it was opened on.
+    pub handle: (Handle, Generation),
     pub attr: Attr,
     pub head: Vec<u8>,
     at: Instant,
@@ -84,7 +86,7 @@ impl ReopenAhead {
         ino: Ino,
         pid: u32,
         (parent, name): (Ino, &[u8]),
-        opened: (Handle, Attr, Vec<u8>),
+        opened: ((Handle, Generation), Attr, Vec<u8>),
         now: Instant,
     ) {
         let (handle, attr, head) = opened;
@@ -131,8 +133,19 @@ impl ReopenAhead {
         Some(opened)
     }
 
+    /// Forgets every handle opened ahead (their connection was replaced)
+    /// and every retry due.
+    /// Returns the inodes of the handles dropped.
+    pub fn clear(&mut self) -> Vec<Ino> {
+        self.stale.clear();
+        self.opened
+            .drain()
+            .flat_map(|(ino, waiting)| std::iter::repeat_n(ino, waiting.len()))
+            .collect()
+    }
+
     /// Handles nobody came for in time, to be closed, with their inodes.
-    pub fn expired(&mut self, now: Instant) -> Vec<(Ino, Handle)> {
+    pub fn expired(&mut self, now: Instant) -> Vec<(Ino, (Handle, Generation))> {
         let mut expired = Vec::new();
         self.opened.retain(|ino, waiting| {
             waiting.retain(|p| {
@@ -166,7 +179,8 @@ impl Vfs {
         // Never follow a symlink (a lookup describes the link), never wait
         // on a FIFO.
         let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
-        let (handle, attr, head) = self.remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
+        let (remote, generation) = self.conn.get();
+        let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
         let fattr = {
             let mut table = self.inodes();
             let fattr = table.upsert(parent, name, &attr, Instant::now());
@@ -179,7 +193,7 @@ impl Vfs {
                 fattr.ino,
                 caller.pid,
                 (parent, name),
-                (handle, attr, head),
+                ((handle, generation), attr, head),
                 Instant::now(),
             );
         } else {
@@ -197,9 +211,12 @@ impl Vfs {
             tokio::time::sleep(REOPEN_WINDOW).await;
             let Some(vfs) = me.upgrade() else { return };
             let expired = lock(&vfs.reopen).expired(Instant::now());
-            for (ino, handle) in expired {
+            let current = vfs.conn.get().1;
+            for (ino, (handle, opened_on)) in expired {
                 vfs.inodes().open_dec(ino);
-                vfs.close_remote(handle);
+                if opened_on == current {
+                    vfs.close_remote(handle);
+                }
             }
         });
     }
@@ -295,16 +312,20 @@ mod tests {
         r.clear_stale(1, b"doc");
         assert!(!r.is_stale(1, b"doc", t0));
 
-        let opened = |h| (h, Attr::default(), Vec::new());
+        let opened = |h| ((h, Generation(0)), Attr::default(), Vec::new());
         r.keep(7, 100, (1, b"doc"), opened(70), t0);
         r.keep(7, 200, (1, b"doc"), opened(71), t0);
         assert_eq!(r.looked_up_by(200, 1, b"doc", t0), Some(7));
         assert_eq!(r.looked_up_by(300, 1, b"doc", t0), None);
-        assert_eq!(r.take(7, 200, t0).map(|p| p.handle), Some(71), "the caller's own");
+        assert_eq!(
+            r.take(7, 200, t0).map(|p| p.handle.0),
+            Some(71),
+            "the caller's own"
+        );
         assert!(r.take(7, 200, t0).is_none(), "never another's");
-        assert_eq!(r.take(7, 100, t0).map(|p| p.handle), Some(70));
+        assert_eq!(r.take(7, 100, t0).map(|p| p.handle.0), Some(70));
         r.keep(8, 100, (1, b"x"), opened(80), t0);
         assert!(r.take(8, 100, t0 + REOPEN_WINDOW).is_none());
-        assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(8, 80)]);
+        assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(8, (80, Generation(0)))]);
     }
 }

@@ -3,6 +3,7 @@
 //! [`Remote`].
 
 use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino};
+use crate::connection::{Connection, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
@@ -28,7 +29,8 @@ pub struct VfsStats {
 }
 
 pub struct Vfs {
-    pub(crate) remote: Arc<dyn Remote>,
+    /// The remote, through a connection that can be replaced.
+    pub(crate) conn: Connection,
     pub(crate) opts: VfsOptions,
     pub(crate) inodes: Mutex<InodeTable>,
     pub(crate) handles: Mutex<HandleTable>,
@@ -74,7 +76,7 @@ impl Vfs {
             Err(_) => false,
         };
         Ok(Arc::new_cyclic(|me| Vfs {
-            remote,
+            conn: Connection::new(remote),
             opts,
             new_nodes_bare,
             inodes: Mutex::new(inodes),
@@ -93,8 +95,25 @@ impl Vfs {
         &self.opts
     }
 
-    pub fn remote(&self) -> &Arc<dyn Remote> {
-        &self.remote
+    /// The remote the next request goes to.
+    pub fn remote(&self) -> Arc<dyn Remote> {
+        self.conn.remote()
+    }
+
+    /// Puts `remote` in place of the current connection (a reconnecting
+    /// layer does, once it has a new one). Open files carry on: each is
+    /// reopened on the new connection as it is next used. What was read
+    /// ahead or opened ahead on the old one is dropped.
+    pub fn replace_remote(&self, remote: Arc<dyn Remote>) {
+        self.conn.replace(remote);
+        for file in self.handles().all_files() {
+            lock(&file.readahead).clear();
+        }
+        let dropped = lock(&self.reopen).clear();
+        let mut table = self.inodes();
+        for ino in dropped {
+            table.open_dec(ino);
+        }
     }
 
     pub fn stats(&self) -> VfsStats {
@@ -242,7 +261,7 @@ impl Vfs {
             }
         }
         let path = self.child_path("lookup", parent, name)?;
-        let attr = match self.remote.lstat(&path).await {
+        let attr = match self.remote().lstat(&path).await {
             Ok(attr) => attr,
             Err(e) => {
                 if e.errno() == Errno::ENOENT {
@@ -263,7 +282,7 @@ impl Vfs {
 
     /// Closes a remote handle nobody holds, without waiting.
     pub(crate) fn close_remote(&self, handle: yonder_proto::Handle) {
-        let remote = self.remote.clone();
+        let remote = self.remote();
         self.runtime.spawn(async move {
             if let Err(e) = remote.close(handle).await {
                 tracing::debug!("close of an unused handle: {e}");
@@ -345,6 +364,42 @@ impl Vfs {
         }
     }
 
+    /// The remote to reach `file` through, and its handle there. A handle
+    /// opened on a connection since replaced is reopened on the current
+    /// one, by path and with its open flags (less create and truncate),
+    /// provided the path still names the same file: otherwise ESTALE, as
+    /// for a file deleted while the connection was being replaced.
+    pub(crate) async fn handle_of(&self, file: &OpenFile) -> Result<(Arc<dyn Remote>, yonder_proto::Handle)> {
+        let (remote, generation) = self.conn.get();
+        let (handle, opened_on) = file.remote_handle();
+        if opened_on == generation {
+            return Ok((remote, handle));
+        }
+        let stale = |path: &[u8]| VfsError::new("reopen", display_path(path), Errno::ESTALE);
+        let Some(path) = self.inodes().path(file.ino) else {
+            return Err(stale(format!("<inode {}>", file.ino).as_bytes()));
+        };
+        let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
+        let (reopened, attr) = remote
+            .open(&path, flags, 0, None)
+            .await
+            .map_err(|e| VfsError::remote("reopen", &path, e))?;
+        if !self.inodes().same_file(file.ino, &attr) {
+            self.close_remote(reopened);
+            return Err(stale(&path));
+        }
+        let mut slot = file.remote_handle.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.1 == generation {
+            // Another call reopened it meanwhile.
+            let theirs = slot.0;
+            drop(slot);
+            self.close_remote(reopened);
+            return Ok((remote, theirs));
+        }
+        *slot = (reopened, generation);
+        Ok((remote, reopened))
+    }
+
     /// Handle to stat or change an inode through when its path is gone.
     pub(crate) fn any_handle(&self, ino: Ino, fh: Option<Fh>) -> Option<Arc<OpenFile>> {
         let handles = self.handles();
@@ -356,15 +411,15 @@ impl Vfs {
 
     pub(crate) async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
         if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
-            return self
-                .remote
-                .fstat(file.remote)
+            let (remote, handle) = self.handle_of(&file).await?;
+            return remote
+                .fstat(handle)
                 .await
                 .map_err(|e| VfsError::remote("fstat", b"", e));
         }
         let path = self.inodes().path(ino);
         if let Some(path) = path {
-            match self.remote.lstat(&path).await {
+            match self.remote().lstat(&path).await {
                 Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
@@ -381,7 +436,8 @@ impl Vfs {
         // EBADF: then the next, if any.
         let mut tried = Vec::new();
         while let Some(file) = self.any_handle_except(ino, &tried) {
-            match self.remote.fstat(file.remote).await {
+            let (remote, handle) = self.handle_of(&file).await?;
+            match remote.fstat(handle).await {
                 Err(e) if e.errno() == Errno::EBADF => tried.push(file.fh),
                 other => return other.map_err(|e| VfsError::remote("fstat", b"", e)),
             }
@@ -425,16 +481,25 @@ impl Vfs {
         }
         let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
-        let (target, shown) = match (by_handle, path) {
-            (Some(file), _) => (Target::Handle(file.remote), Vec::new()),
-            (None, Some(path)) => (Target::Path(path.clone().into()), path),
+        let through = match (by_handle, path) {
+            (Some(file), _) => Some(file),
+            (None, Some(_)) => None,
             (None, None) => match self.any_handle(ino, None) {
-                Some(file) => (Target::Handle(file.remote), Vec::new()),
+                Some(file) => Some(file),
                 None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
             },
         };
-        let new = self
-            .remote
+        let (remote, target, shown) = match through {
+            Some(file) => {
+                let (remote, handle) = self.handle_of(&file).await?;
+                (remote, Target::Handle(handle), Vec::new())
+            }
+            None => {
+                let path = self.inodes().path(ino).unwrap_or_default();
+                (self.remote(), Target::Path(path.clone().into()), path)
+            }
+        };
+        let new = remote
             .setattr(target, attr)
             .await
             .map_err(|e| VfsError::remote("setattr", &shown, e))?;
@@ -443,7 +508,7 @@ impl Vfs {
 
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let path = self.path("readlink", ino)?;
-        self.remote
+        self.remote()
             .readlink(&path)
             .await
             .map_err(|e| VfsError::remote("readlink", &path, e))
@@ -467,7 +532,7 @@ impl Vfs {
         let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
         let owner = self.owner_for(caller, parent);
         let attr = self
-            .remote
+            .remote()
             .mknod(&path, mode, rdev_major, rdev_minor, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mknod", &path, e))?;
@@ -480,7 +545,7 @@ impl Vfs {
         let owner = self.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         let attr = self
-            .remote
+            .remote()
             .mkdir(&path, mode, Some(owner))
             .await
             .map_err(|e| VfsError::remote("mkdir", &path, e))?;
@@ -504,7 +569,7 @@ impl Vfs {
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.owner_for(caller, parent);
         let attr = self
-            .remote
+            .remote()
             .symlink(target, &path, Some(owner))
             .await
             .map_err(|e| VfsError::remote("symlink", &path, e))?;
@@ -523,7 +588,7 @@ impl Vfs {
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
         let attr = self
-            .remote
+            .remote()
             .link(&from, &to)
             .await
             .map_err(|e| VfsError::remote("link", &to, e))?;
@@ -533,7 +598,7 @@ impl Vfs {
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        self.remote
+        self.remote()
             .unlink(&path)
             .await
             .map_err(|e| VfsError::remote("unlink", &path, e))?;
@@ -548,7 +613,7 @@ impl Vfs {
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
-        self.remote
+        self.remote()
             .rmdir(&path)
             .await
             .map_err(|e| VfsError::remote("rmdir", &path, e))?;
@@ -574,7 +639,7 @@ impl Vfs {
         self.check_writable("rename", parent)?;
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
-        self.remote
+        self.remote()
             .rename(&from, &to, flags)
             .await
             .map_err(|e| VfsError::remote("rename", &from, e))?;
@@ -621,25 +686,24 @@ impl Vfs {
             return Ok(opened);
         }
         let path = self.openable_path(ino)?;
+        let (remote, generation) = self.conn.get();
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
-            let (handle, attr, head) = self
-                .remote
+            let (handle, attr, head) = remote
                 .open_read(&path, flags, OPEN_PREFETCH)
                 .await
                 .map_err(|e| self.open_failed(ino, &path, e))?;
             self.check_opened(ino, &path, handle, &attr)?;
-            return Ok(self.opened_for_reading(ino, flags, handle, attr, head));
+            return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
         }
-        let (handle, attr) = self
-            .remote
+        let (handle, attr) = remote
             .open(&path, flags, 0, None)
             .await
             .map_err(|e| self.open_failed(ino, &path, e))?;
         self.check_opened(ino, &path, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
-        let fh = self.register_file(ino, handle, flags);
+        let fh = self.register_file(ino, (handle, generation), flags);
         Ok((fh, fattr))
     }
 
@@ -649,7 +713,7 @@ impl Vfs {
         &self,
         ino: Ino,
         flags: u32,
-        handle: yonder_proto::Handle,
+        handle: (yonder_proto::Handle, Generation),
         attr: Attr,
         head: Vec<u8>,
     ) -> (Fh, FileAttr) {
@@ -679,31 +743,37 @@ impl Vfs {
         let flags = flags | of::CREATE;
         let owner = self.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
-        let (handle, attr) = self
-            .remote
+        let (remote, generation) = self.conn.get();
+        let (handle, attr) = remote
             .open(&path, flags, mode, Some(owner))
             .await
             .map_err(|e| VfsError::remote("create", &path, e))?;
         let fattr = self.entered_new(parent, name, &attr);
-        let fh = self.register_file(fattr.ino, handle, flags & !(of::CREATE | of::EXCLUSIVE));
+        let flags = flags & !(of::CREATE | of::EXCLUSIVE);
+        let fh = self.register_file(fattr.ino, (handle, generation), flags);
         Ok((fh, fattr))
     }
 
-    pub(crate) fn register_file(&self, ino: Ino, handle: yonder_proto::Handle, flags: u32) -> Fh {
+    pub(crate) fn register_file(
+        &self,
+        ino: Ino,
+        handle: (yonder_proto::Handle, Generation),
+        flags: u32,
+    ) -> Fh {
         self.register_file_with(ino, handle, flags, Readahead::default())
     }
 
     pub(crate) fn register_file_with(
         &self,
         ino: Ino,
-        handle: yonder_proto::Handle,
+        handle: (yonder_proto::Handle, Generation),
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
         let file = self.handles().insert_file(ino, |fh, io| OpenFile {
             fh,
             ino,
-            remote: handle,
+            remote_handle: Mutex::new(handle),
             flags,
             append: flags & of::APPEND != 0,
             io,
@@ -723,8 +793,9 @@ impl Vfs {
             self.send_buffer(&file, &mut io).await?;
         }
         self.drop_readahead(file.ino);
-        self.remote
-            .fallocate(file.remote, offset, len, mode)
+        let (remote, handle) = self.handle_of(&file).await?;
+        remote
+            .fallocate(handle, offset, len, mode)
             .await
             .map_err(|e| VfsError::remote("fallocate", self.describe(file.ino).as_bytes(), e))?;
         self.inodes().invalidate_attr(file.ino);
@@ -740,8 +811,9 @@ impl Vfs {
         if self.is_dirty(file.ino) {
             self.flush_inode(file.ino).await;
         }
-        self.remote
-            .lseek(file.remote, offset, whence)
+        let (remote, handle) = self.handle_of(&file).await?;
+        remote
+            .lseek(handle, offset, whence)
             .await
             .map_err(|e| VfsError::remote("lseek", self.describe(file.ino).as_bytes(), e))
     }
@@ -764,8 +836,13 @@ impl Vfs {
         // the agent writes synchronously, so its errors were reported at
         // write, flush or fsync). Not waiting saves a round trip per file
         // for `cat`, `cp` and untar.
-        let remote = self.remote.clone();
-        let (handle, path) = (file.remote, self.describe(file.ino));
+        let (remote, generation) = self.conn.get();
+        let (handle, opened_on) = file.remote_handle();
+        if opened_on != generation {
+            // Its connection is gone, and the handle with it.
+            return Ok(());
+        }
+        let path = self.describe(file.ino);
         tokio::spawn(async move {
             if let Err(e) = remote.close(handle).await {
                 tracing::debug!("close {path}: {e}");
@@ -780,7 +857,7 @@ impl Vfs {
 
     pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
         let path = self.inodes().path(ino).unwrap_or_default();
-        self.remote
+        self.remote()
             .statfs(&path)
             .await
             .map_err(|e| VfsError::remote("statfs", &path, e))
@@ -808,7 +885,7 @@ impl Vfs {
                 Errno::ENODATA,
             ));
         }
-        self.remote
+        self.remote()
             .getxattr(&path, name)
             .await
             .map_err(|e| VfsError::remote("getxattr", &path, e))
@@ -817,7 +894,7 @@ impl Vfs {
     pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
-        self.remote
+        self.remote()
             .setxattr(&path, name, value, mode)
             .await
             .map_err(|e| VfsError::remote("setxattr", &path, e))?;
@@ -833,7 +910,7 @@ impl Vfs {
             return Ok(names.to_vec());
         }
         let names = self
-            .remote
+            .remote()
             .listxattr(&path)
             .await
             .map_err(|e| VfsError::remote("listxattr", &path, e))?;
@@ -844,7 +921,7 @@ impl Vfs {
     pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
-        self.remote
+        self.remote()
             .removexattr(&path, name)
             .await
             .map_err(|e| VfsError::remote("removexattr", &path, e))?;
@@ -861,7 +938,7 @@ impl Vfs {
             return Err(VfsError::new("access", self.describe(ino), Errno::EROFS));
         }
         let path = self.path("access", ino)?;
-        self.remote
+        self.remote()
             .access(&path, mask)
             .await
             .map_err(|e| VfsError::remote("access", &path, e))

@@ -29,18 +29,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
-use yonder_proto::{open_flags as of, Errno, Handle};
+use yonder_proto::{open_flags as of, Errno};
 use yonder_remote::Remote;
 
 /// Remote writes one inode may have on the wire at once.
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
 
-/// The open file a piece of written data came through: the remote handle
-/// it is sent on, and the handle its error is reported to.
+/// The open file a piece of written data came through: its remote handle
+/// is what the data is sent on, and its error is reported to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Writer {
     pub fh: Fh,
-    pub handle: Handle,
     /// O_APPEND: the remote writes at its end of file, whatever the offset.
     pub append: bool,
 }
@@ -257,9 +256,26 @@ impl Vfs {
             Self::settle(io, oldest.fh, oldest.task.await);
         }
         file.io.set_dirty(true);
-        let remote = self.remote.clone();
+        // The writer's own handle: `file` itself, or another open file of
+        // the inode (a writer's data is sent before it is released).
+        let other = (writer.fh != file.fh).then(|| self.handles().file(writer.fh));
+        let owner = match &other {
+            None => Some(file),
+            Some(other) => other.as_deref(),
+        };
+        let sent_through = match owner {
+            Some(owner) => self.handle_of(owner).await,
+            None => Err(VfsError::new("write", self.describe(file.ino), Errno::EBADF)),
+        };
+        let (remote, handle) = match sent_through {
+            Ok(through) => through,
+            Err(err) => {
+                io.record_error(writer.fh, err);
+                return;
+            }
+        };
         let path = self.describe(file.ino);
-        let task = tokio::spawn(write_all(remote, writer.handle, path, offset, data));
+        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
         io.in_flight.push_back(InFlight {
             start,
             end,
@@ -371,8 +387,9 @@ impl Vfs {
         let mut io = file.io.state.lock().await;
         // fsync covers the file's data written through every descriptor.
         self.send_buffer(&file, &mut io).await?;
-        self.remote
-            .fsync(file.remote, datasync)
+        let (remote, handle) = self.handle_of(&file).await?;
+        remote
+            .fsync(handle, datasync)
             .await
             .map_err(|e| VfsError::remote("fsync", self.describe(file.ino).as_bytes(), e))
     }
@@ -398,11 +415,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn writer(fh: Fh, append: bool) -> Writer {
-        Writer {
-            fh,
-            handle: fh,
-            append,
-        }
+        Writer { fh, append }
     }
 
     #[test]

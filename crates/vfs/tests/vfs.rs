@@ -718,3 +718,44 @@ async fn a_stateless_frontend_reads_and_writes_by_handle() {
     assert_ne!(new, ino);
     assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
 }
+
+/// The seam a reconnecting layer plugs into: the connection is replaced
+/// between two operations on one open file, which carries on (reopened on
+/// the new connection by path); the old connection is not used again, and
+/// no other file is touched.
+#[tokio::test]
+async fn an_open_file_carries_on_when_the_connection_is_replaced() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("other"), b"untouched").unwrap();
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    f.vfs.write(fh, 0, b"before ").await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+
+    let old_calls =
+        |r: &LocalRemote| r.calls.writes.load(Ordering::Relaxed) + r.calls.reads.load(Ordering::Relaxed);
+    let replacement = LocalRemote::new(f.dir.path());
+    f.vfs.replace_remote(replacement.clone());
+    let old_before = old_calls(&f.remote);
+
+    f.vfs.write(fh, 7, b"after").await.unwrap();
+    f.vfs.fsync(fh, false).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 100).await.unwrap()[..], b"before after");
+    assert_eq!(f.vfs.getattr(attr.ino, Some(fh)).await.unwrap().size, 12);
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"before after");
+    assert_eq!(std::fs::read(f.dir.path().join("other")).unwrap(), b"untouched");
+    assert_eq!(old_calls(&f.remote), old_before, "the old connection is not used");
+    assert!(old_calls(&replacement) >= 2);
+
+    // A file replaced on the remote meanwhile is not reopened as this one.
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
+    std::fs::write(f.dir.path().join(".tmp"), b"another file").unwrap();
+    std::fs::rename(f.dir.path().join(".tmp"), f.dir.path().join("f")).unwrap();
+    f.vfs.replace_remote(LocalRemote::new(f.dir.path()));
+    assert_eq!(f.vfs.read(fh, 20, 10).await.unwrap_err().errno(), Errno::ESTALE);
+    f.vfs.release(fh).await.unwrap();
+}
