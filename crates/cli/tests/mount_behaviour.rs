@@ -723,6 +723,50 @@ fn second_sigterm_stops_waiting_for_open_files(v: Variant) {
     drop(f);
 }
 
+/// SIGINT (Ctrl+C) and SIGHUP (the terminal going away) unmount as
+/// SIGTERM does.
+fn sigint_and_sighup_unmount_too(v: Variant) {
+    for signal in [libc::SIGINT, libc::SIGHUP] {
+        let mut m = Mount::start(v, &[]);
+        let mut f = File::create(m.at("f")).unwrap();
+        f.write_all(b"unflushed").unwrap();
+        support::mount::signal(m.pid(), signal);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while fs::read(m.disk("f")).unwrap_or_default() != b"unflushed" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not flushed on signal {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(f);
+        assert_eq!(m.wait_exit(), Some(0), "signal {signal}");
+        assert!(!is_mounted(&m.mountpoint));
+    }
+}
+
+/// `yonder unmount` (or any unmount from outside) ends `yonder mount`.
+fn yonder_unmount_ends_the_mount(v: Variant) {
+    let mut m = Mount::start(v, &[]);
+    fs::write(m.at("f"), b"x").unwrap();
+    let status = std::process::Command::new(support::yonder_bin())
+        .arg("unmount")
+        .arg(&m.mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(m.wait_exit(), Some(0), "yonder mount exits 0 once unmounted");
+    assert!(!is_mounted(&m.mountpoint));
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"x");
+    let out = std::process::Command::new(support::yonder_bin())
+        .arg("unmount")
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not mounted"));
+}
+
 fn killed_mount_is_cleaned_up(v: Variant) {
     let mut m = Mount::start(v, &[]);
     assert!(is_mounted(&m.mountpoint));
@@ -1118,6 +1162,8 @@ mount_suite!(
     large_files_round_trip,
     sigterm_flushes_and_unmounts,
     second_sigterm_stops_waiting_for_open_files,
+    sigint_and_sighup_unmount_too,
+    yonder_unmount_ends_the_mount,
     killed_mount_is_cleaned_up,
     read_only_refuses_changes,
     mounting_over_a_non_empty_directory_needs_consent,
