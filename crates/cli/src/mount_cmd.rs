@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use yonder_fuse::{MountConfig, Mounted};
 use yonder_remote::{Remote, Source};
 
 #[derive(Args)]
@@ -122,7 +125,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         !(args.no_default_permissions && mount_options.iter().any(|o| o == "default_permissions")),
         "--no-default-permissions conflicts with -o default_permissions"
     );
-    let options = yonder_fuse::MountOptions {
+    let config = MountConfig {
         read_only: args.read_only,
         attr_ttl: seconds("attr-ttl", args.attr_ttl)?,
         dir_ttl: seconds("dir-ttl", args.dir_ttl)?,
@@ -134,14 +137,14 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         debug: args.connect.debug,
         fs_name: Some(args.source.clone()),
     };
-    if options.allows_other() && !options.kernel_checks_permissions() {
+    if config.allows_other() && !config.kernel_checks_permissions() {
         eprintln!(
             "yonder: warning: --no-default-permissions: permissions are not checked; every user who can \
              reach {} acts with the rights of the remote agent's user",
             args.mountpoint.display()
         );
     }
-    prepare_mountpoint(&args.mountpoint, options.allow_non_empty)?;
+    prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
 
@@ -149,17 +152,110 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("yonder")
         .build()?;
-    let remote: Arc<dyn Remote> = runtime.block_on(async {
+    let vfs = runtime.block_on(async {
         let client = yonder_remote::connect(&source, &connect).await?;
-        anyhow::Ok(Arc::new(client) as Arc<dyn Remote>)
+        let remote = Arc::new(client) as Arc<dyn Remote>;
+        anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
     })?;
-    let session = yonder_fuse::mount(remote, runtime.handle().clone(), &args.mountpoint, &options)?;
+    let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
+    // From here on a signal unmounts (before, it ends the process).
+    let signals = runtime.block_on(async { Signals::install() })?;
     // Scripts wait for this line: the mount is usable once it is printed.
-    println!("{}", session.mountpoint().display());
+    println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
-    session.run_until_signal()?;
+    serve_until_signal(&runtime, mounted, signals)?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT, SIGTERM and SIGHUP, as they arrive.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; needs the runtime's context.
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal's name (one that came while no one was waiting counts).
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+enum Event {
+    Signal(&'static str),
+    Ended,
+}
+
+/// Serves until unmounted from outside (`yonder unmount`), or until a
+/// signal: the first sends buffered writes and detaches the mount lazily,
+/// serving files still open until they are closed; a second stops at once.
+fn serve_until_signal(runtime: &Runtime, mounted: Mounted, mut signals: Signals) -> anyhow::Result<()> {
+    // The next event, or None if `timeout` passes first.
+    let mut next = |timeout: Option<Duration>| {
+        let ended = mounted.ended();
+        runtime.block_on(async {
+            let event = async {
+                tokio::select! {
+                    name = signals.next() => Event::Signal(name),
+                    () = ended => Event::Ended,
+                }
+            };
+            match timeout {
+                Some(timeout) => tokio::time::timeout(timeout, event).await.ok(),
+                None => Some(event.await),
+            }
+        })
+    };
+    let mountpoint = mounted.mountpoint().display().to_string();
+    let name = match next(None) {
+        Some(Event::Signal(name)) => name,
+        _ => {
+            tracing::info!("{mountpoint} was unmounted");
+            mounted.wait()?;
+            return Ok(());
+        }
+    };
+    tracing::info!("{name}: unmounting {mountpoint}");
+    if let Err(e) = mounted.flush() {
+        tracing::warn!("before unmounting: {e}");
+    }
+    let detached = mounted.unmount(true);
+    // Without open files the session ends as soon as the kernel lets go.
+    let mut event = next(Some(Duration::from_millis(200)));
+    if event.is_none() {
+        tracing::warn!(
+            "files under {mountpoint} are still open; serving them until they are closed \
+             (send {name} again to stop now)"
+        );
+        event = next(None);
+    }
+    match event {
+        Some(Event::Signal(again)) => {
+            // The session thread is left serving; the process's end takes
+            // the mount's connection with it.
+            tracing::warn!("{again}: stopping with files still open under the mount");
+            detached?;
+        }
+        _ => {
+            detached?;
+            mounted.wait()?;
+        }
+    }
+    Ok(())
 }
 
 pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,10 @@
-//! What users' tools rely on, through a real `yonder mount`: each behaviour
-//! is checked through the mount and directly on the backing directory (the
-//! remote's disk), over a local agent and over real ssh.
+//! The behaviour suite: what users' tools rely on, through a real `yonder
+//! mount`. Each behaviour is checked through the mount and directly on the
+//! backing directory (the remote's disk), over every frontend (FUSE) and
+//! transport (a local agent, real ssh): see `mount_suite!`.
+//!
+//! Some checks mount tmpfs file systems below the served root, so the suite
+//! runs as root (CI does).
 
 mod support;
 
@@ -8,14 +12,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use support::mount::{is_mounted, Mount};
-use support::Transport;
+use support::Variant;
 
 fn errno(err: std::io::Error) -> i32 {
     err.raw_os_error().expect("an OS error")
 }
 
-fn open_flags_append_trunc_excl(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn open_flags_append_trunc_excl(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("f"), b"one\n").unwrap();
     let mut f = OpenOptions::new().append(true).open(m.at("f")).unwrap();
     f.write_all(b"two\n").unwrap();
@@ -25,15 +29,19 @@ fn open_flags_append_trunc_excl(t: Transport) {
     drop(f);
     assert_eq!(fs::read(m.at("f")).unwrap(), b"one\ntwo\nthree\n");
     assert_eq!(fs::read(m.disk("f")).unwrap(), b"one\ntwo\nthree\n");
+    assert_eq!(fs::metadata(m.at("f")).unwrap().len(), 14);
 
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(m.at("f"))
         .unwrap();
     assert_eq!(f.metadata().unwrap().len(), 0);
-    drop(f);
     assert_eq!(fs::metadata(m.disk("f")).unwrap().len(), 0);
+    f.write_all(b"x").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"x");
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"x");
 
     let err = OpenOptions::new()
         .write(true)
@@ -66,8 +74,8 @@ fn umask() -> u32 {
     }
 }
 
-fn truncate_and_ftruncate(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn truncate_and_ftruncate(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("f"), b"0123456789").unwrap();
     let f = OpenOptions::new().read(true).write(true).open(m.at("f")).unwrap();
     f.set_len(4).unwrap();
@@ -75,7 +83,11 @@ fn truncate_and_ftruncate(t: Transport) {
     assert_eq!(fs::read(m.disk("f")).unwrap(), b"0123");
     f.set_len(8).unwrap();
     assert_eq!(fs::read(m.at("f")).unwrap(), b"0123\0\0\0\0");
+    f.set_len(4096).unwrap();
+    assert_eq!(fs::metadata(m.disk("f")).unwrap().len(), 4096);
+    f.set_len(8).unwrap();
     drop(f);
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"0123\0\0\0\0");
     // truncate(2) by path.
     let path = std::ffi::CString::new(m.at("f").into_os_string().into_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path; truncate touches no other memory.
@@ -84,16 +96,24 @@ fn truncate_and_ftruncate(t: Transport) {
     assert_eq!(fs::metadata(m.at("f")).unwrap().len(), 2);
 }
 
-fn chmod_chown_utimens_with_nanoseconds(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn chmod_chown_utimens_with_nanoseconds(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("f"), b"x").unwrap();
+    // setuid and the other special bits too.
+    fs::set_permissions(m.at("f"), fs::Permissions::from_mode(0o4751)).unwrap();
+    assert_eq!(fs::metadata(m.at("f")).unwrap().mode() & 0o7777, 0o4751);
+    assert_eq!(fs::metadata(m.disk("f")).unwrap().mode() & 0o7777, 0o4751);
     fs::set_permissions(m.at("f"), fs::Permissions::from_mode(0o751)).unwrap();
     assert_eq!(fs::metadata(m.at("f")).unwrap().mode() & 0o7777, 0o751);
     assert_eq!(fs::metadata(m.disk("f")).unwrap().mode() & 0o7777, 0o751);
     if fs::metadata("/proc/self").unwrap().uid() == 0 {
-        std::os::unix::fs::chown(m.at("f"), Some(65534), Some(65534)).unwrap();
-        assert_eq!(fs::metadata(m.disk("f")).unwrap().uid(), 65534);
-        assert_eq!(fs::metadata(m.at("f")).unwrap().gid(), 65534);
+        std::os::unix::fs::chown(m.at("f"), Some(65534), Some(65533)).unwrap();
+        let (disk, through) = (
+            fs::metadata(m.disk("f")).unwrap(),
+            fs::metadata(m.at("f")).unwrap(),
+        );
+        assert_eq!((disk.uid(), disk.gid()), (65534, 65533));
+        assert_eq!((through.uid(), through.gid()), (65534, 65533));
     }
     let stamp = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789);
     let f = File::options().write(true).open(m.at("f")).unwrap();
@@ -113,12 +133,62 @@ fn chmod_chown_utimens_with_nanoseconds(t: Transport) {
         (through.ctime(), through.ctime_nsec()),
         (disk.ctime(), disk.ctime_nsec())
     );
+
+    // utimensat(2) by path: atime and mtime apart, UTIME_OMIT, UTIME_NOW.
+    use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123_456_789,
+        },
+        last_modification: Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 987_654_321,
+        },
+    };
+    rustix::fs::utimensat(CWD, m.at("f"), &times, AtFlags::empty()).unwrap();
+    for meta in [
+        fs::metadata(m.disk("f")).unwrap(),
+        fs::metadata(m.at("f")).unwrap(),
+    ] {
+        assert_eq!((meta.atime(), meta.atime_nsec()), (1_000_000_000, 123_456_789));
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_500_000_000, 987_654_321));
+    }
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+    };
+    rustix::fs::utimensat(CWD, m.at("f"), &times, AtFlags::empty()).unwrap();
+    let disk = fs::metadata(m.disk("f")).unwrap();
+    assert_eq!((disk.atime(), disk.atime_nsec()), (1_000_000_000, 123_456_789));
+    assert!(disk.mtime() > 1_600_000_000);
+    let through = fs::metadata(m.at("f")).unwrap();
+    assert_eq!(
+        (through.mtime(), through.mtime_nsec()),
+        (disk.mtime(), disk.mtime_nsec())
+    );
+    assert_eq!(
+        (through.ctime(), through.ctime_nsec()),
+        (disk.ctime(), disk.ctime_nsec())
+    );
 }
 
-fn symlinks_hard_links_and_inode_numbers(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn symlinks_hard_links_and_inode_numbers(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("target"), b"data").unwrap();
-    for target in ["target", "../../elsewhere/x", "/etc/hostname", "dir/./../target"] {
+    for target in [
+        "target",
+        "../../elsewhere/x",
+        "/etc/hostname",
+        "dir/./../target",
+        "../no/such//place/",
+    ] {
         let _ = fs::remove_file(m.at("link"));
         std::os::unix::fs::symlink(target, m.at("link")).unwrap();
         assert_eq!(
@@ -127,7 +197,14 @@ fn symlinks_hard_links_and_inode_numbers(t: Transport) {
             "stored as given"
         );
         assert_eq!(fs::read_link(m.disk("link")).unwrap().to_str().unwrap(), target);
+        assert!(fs::symlink_metadata(m.at("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
+    // Followed by the kernel, relative to the link.
+    std::os::unix::fs::symlink("target", m.at("rel")).unwrap();
+    assert_eq!(fs::read(m.at("rel")).unwrap(), b"data");
     fs::hard_link(m.at("target"), m.at("hard")).unwrap();
     let a = fs::metadata(m.at("target")).unwrap();
     let b = fs::metadata(m.at("hard")).unwrap();
@@ -140,10 +217,29 @@ fn symlinks_hard_links_and_inode_numbers(t: Transport) {
     assert_eq!(fs::metadata(m.disk("target")).unwrap().nlink(), 2);
     fs::remove_file(m.at("hard")).unwrap();
     assert_eq!(fs::metadata(m.at("target")).unwrap().nlink(), 1);
+    assert_eq!(fs::metadata(m.disk("target")).unwrap().nlink(), 1);
 }
 
-fn rename_over_existing_for_atomic_save(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn rename_noreplace_and_exchange(v: Variant) {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let m = Mount::start(v, &[]);
+    fs::write(m.at("b"), b"B").unwrap();
+    fs::write(m.at("c"), b"C").unwrap();
+    let err = renameat_with(CWD, m.at("c"), CWD, m.at("b"), RenameFlags::NOREPLACE).unwrap_err();
+    assert_eq!(err, rustix::io::Errno::EXIST);
+    assert_eq!(fs::read(m.disk("b")).unwrap(), b"B");
+    renameat_with(CWD, m.at("c"), CWD, m.at("b"), RenameFlags::EXCHANGE).unwrap();
+    assert_eq!(fs::read(m.at("b")).unwrap(), b"C");
+    assert_eq!(fs::read(m.at("c")).unwrap(), b"B");
+    assert_eq!(fs::read(m.disk("b")).unwrap(), b"C");
+    assert_eq!(fs::read(m.disk("c")).unwrap(), b"B");
+    renameat_with(CWD, m.at("c"), CWD, m.at("d"), RenameFlags::NOREPLACE).unwrap();
+    assert_eq!(fs::read(m.disk("d")).unwrap(), b"B");
+    assert!(!m.at("c").exists() && !m.disk("c").exists());
+}
+
+fn rename_over_existing_for_atomic_save(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("doc.txt"), b"old").unwrap();
     let old_ino = fs::metadata(m.at("doc.txt")).unwrap().ino();
     let mut tmp = File::create(m.at(".doc.txt.swp")).unwrap();
@@ -162,8 +258,8 @@ fn rename_over_existing_for_atomic_save(t: Transport) {
     assert_eq!(names, ["doc.txt"]);
 }
 
-fn rename_directory_with_open_file_beneath(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn rename_directory_with_open_file_beneath(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::create_dir_all(m.at("a/b")).unwrap();
     let mut f = OpenOptions::new()
         .create(true)
@@ -176,7 +272,12 @@ fn rename_directory_with_open_file_beneath(t: Transport) {
     fs::rename(m.at("a"), m.at("z")).unwrap();
     f.write_all(b"after").unwrap();
     f.sync_all().unwrap();
+    assert_eq!(fs::read(m.disk("z/b/file")).unwrap(), b"before after");
+    assert_eq!(f.metadata().unwrap().len(), 12);
+    // fchmod through the handle reaches the renamed file.
+    f.set_permissions(fs::Permissions::from_mode(0o600)).unwrap();
     drop(f);
+    assert_eq!(fs::metadata(m.disk("z/b/file")).unwrap().mode() & 0o777, 0o600);
     assert_eq!(fs::read(m.disk("z/b/file")).unwrap(), b"before after");
     assert_eq!(fs::read(m.at("z/b/file")).unwrap(), b"before after");
     assert!(!m.at("a").exists());
@@ -185,8 +286,8 @@ fn rename_directory_with_open_file_beneath(t: Transport) {
     assert_eq!(fs::read(m.disk("z/b/second")).unwrap(), b"2");
 }
 
-fn unlinked_open_file_stays_usable(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn unlinked_open_file_stays_usable(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("tmp"), b"keep me").unwrap();
     let mut f = OpenOptions::new()
         .read(true)
@@ -204,22 +305,31 @@ fn unlinked_open_file_stays_usable(t: Transport) {
     s.clear();
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "keep me, and more");
-    assert_eq!(f.metadata().unwrap().len(), 17);
+    let meta = f.metadata().unwrap();
+    assert_eq!((meta.len(), meta.nlink()), (17, 0));
     f.set_len(4).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 4);
+    drop(f);
+    assert_eq!(fs::read_dir(m.at("")).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(fs::read_dir(m.disk("")).unwrap().count(), 0);
 }
 
-fn statfs_shows_the_remote(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn statfs_shows_the_remote(v: Variant) {
+    let m = Mount::start(v, &[]);
     let through = rustix::fs::statvfs(&m.mountpoint).unwrap();
     let disk = rustix::fs::statvfs(m.backing.path()).unwrap();
     assert_eq!(through.f_blocks * through.f_frsize, disk.f_blocks * disk.f_frsize);
+    assert_eq!(
+        (through.f_blocks, through.f_bsize, through.f_frsize),
+        (disk.f_blocks, disk.f_bsize, disk.f_frsize)
+    );
     assert_eq!(through.f_files, disk.f_files);
+    assert_eq!(through.f_namemax, disk.f_namemax);
     assert!(through.f_bavail > 0);
 }
 
-fn posix_fallocate_reaches_the_remote(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn posix_fallocate_reaches_the_remote(v: Variant) {
+    let m = Mount::start(v, &[]);
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -248,8 +358,8 @@ fn posix_fallocate_reaches_the_remote(t: Transport) {
     );
 }
 
-fn fsync_reaches_the_remote_disk(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn fsync_reaches_the_remote_disk(v: Variant) {
+    let m = Mount::start(v, &[]);
     let mut f = File::create(m.at("journal")).unwrap();
     for i in 0..100 {
         f.write_all(format!("record {i}\n").as_bytes()).unwrap();
@@ -274,12 +384,12 @@ fn seek(file: &File, offset: u64, data: bool) -> Result<u64, i32> {
     rustix::fs::seek(file, whence).map_err(|e| e.raw_os_error())
 }
 
-fn seek_data_and_seek_hole(t: Transport) {
+fn seek_data_and_seek_hole(v: Variant) {
     // cp, tar and backup tools skip holes with these; a mount that calls
     // everything data makes them read (and write) 1.5 GiB of zeros.
     const DATA: u64 = 3 << 29;
     const DATA_LEN: u64 = 8192;
-    let m = Mount::start(t, &[]);
+    let m = Mount::start(v, &[]);
     let disk = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -320,10 +430,10 @@ fn seek_data_and_seek_hole(t: Transport) {
 
 /// Every call a mounted file is likely to see from ordinary tools that the
 /// mount does not serve: answered as a local file would be, and silently.
-fn ioctl_is_quiet_and_enotty(t: Transport) {
+fn ioctl_is_quiet_and_enotty(v: Variant) {
     use std::io::IsTerminal;
     use std::os::fd::AsRawFd;
-    let m = Mount::start_logged(t, &[]);
+    let m = Mount::start_logged(v, &[]);
     fs::write(m.at("plain"), b"not a terminal").unwrap();
     let f = File::open(m.at("plain")).unwrap();
     for _ in 0..100 {
@@ -367,8 +477,8 @@ fn ioctl_is_quiet_and_enotty(t: Transport) {
     );
 }
 
-fn xattrs_round_trip(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn xattrs_round_trip(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::write(m.at("f"), b"").unwrap();
     let path = m.at("f");
     let c = |s: &str| std::ffi::CString::new(s).unwrap();
@@ -432,15 +542,42 @@ fn xattrs_round_trip(t: Transport) {
         (n, std::io::Error::last_os_error().raw_os_error()),
         (-1, Some(libc::ENODATA))
     );
+    // SAFETY: the buffer is 64 bytes long, as passed.
+    let n = unsafe { libc::getxattr(d.as_ptr(), c("user.color").as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(
+        (n, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::ENODATA)),
+        "removed on the remote disk too"
+    );
+
+    // Replacing a missing name; an empty value; listing sizes.
+    use rustix::fs::{getxattr, listxattr, listxattr_query, setxattr, XattrFlags};
+    assert_eq!(
+        setxattr(&path, "user.none", b"red", XattrFlags::REPLACE).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
+    setxattr(&path, "user.a", b"1", XattrFlags::empty()).unwrap();
+    setxattr(&path, "user.empty", b"", XattrFlags::empty()).unwrap();
+    assert_eq!(getxattr(&path, "user.empty", &mut buf[..]).unwrap(), 0);
+    assert_eq!(getxattr(m.disk("f"), "user.empty", &mut buf[..]).unwrap(), 0);
+    let n = listxattr(&path, &mut buf[..]).unwrap();
+    let mut names: Vec<&[u8]> = buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
+    names.sort();
+    assert_eq!(names, [&b"user.a"[..], b"user.empty"]);
+    assert_eq!(
+        listxattr_query(&path).unwrap(),
+        n,
+        "the size probe matches the list"
+    );
 }
 
-fn fifos_and_device_nodes(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn fifos_and_device_nodes(v: Variant) {
+    let m = Mount::start(v, &[]);
     rustix::fs::mknodat(
         rustix::fs::CWD,
         m.at("fifo"),
         rustix::fs::FileType::Fifo,
-        0o600.into(),
+        0o640.into(),
         0,
     )
     .unwrap();
@@ -448,7 +585,13 @@ fn fifos_and_device_nodes(t: Transport) {
         .unwrap()
         .file_type()
         .is_fifo());
-    assert!(fs::symlink_metadata(m.at("fifo")).unwrap().file_type().is_fifo());
+    let fifo = fs::symlink_metadata(m.at("fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+    assert_eq!(fifo.mode() & 0o777, 0o640 & !umask());
+    assert_eq!(
+        fs::symlink_metadata(m.disk("fifo")).unwrap().mode() & 0o777,
+        0o640 & !umask()
+    );
     if fs::metadata("/proc/self").unwrap().uid() == 0 {
         let dev = rustix::fs::makedev(1, 3);
         rustix::fs::mknodat(
@@ -466,8 +609,8 @@ fn fifos_and_device_nodes(t: Transport) {
     }
 }
 
-fn directories_and_errno(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn directories_and_errno(v: Variant) {
+    let m = Mount::start(v, &[]);
     fs::create_dir(m.at("d")).unwrap();
     fs::write(m.at("d/f"), b"").unwrap();
     assert!(m.disk("d/f").is_file());
@@ -491,12 +634,28 @@ fn directories_and_errno(t: Transport) {
         listed, names,
         "entries made on the remote show up after the directory TTL"
     );
+    for e in fs::read_dir(m.at("d")).unwrap() {
+        let e = e.unwrap();
+        let through = e.metadata().unwrap();
+        let disk = fs::metadata(m.disk("d").join(e.file_name())).unwrap();
+        assert_eq!(
+            (through.len(), through.mode(), through.mtime()),
+            (disk.len(), disk.mode(), disk.mtime())
+        );
+    }
+    fs::create_dir(m.at("d/sub")).unwrap();
+    assert_eq!(
+        fs::metadata(m.at("d")).unwrap().nlink(),
+        fs::metadata(m.disk("d")).unwrap().nlink()
+    );
+    fs::remove_file(m.at("d/n000")).unwrap();
+    assert_eq!(fs::read_dir(m.at("d")).unwrap().count(), 301);
     fs::remove_dir_all(m.at("d")).unwrap();
     assert!(!m.disk("d").exists());
 }
 
-fn large_files_round_trip(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn large_files_round_trip(v: Variant) {
+    let m = Mount::start(v, &[]);
     let data: Vec<u8> = (0..20_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -522,8 +681,8 @@ fn large_files_round_trip(t: Transport) {
     );
 }
 
-fn sigterm_flushes_and_unmounts(t: Transport) {
-    let mut m = Mount::start(t, &[]);
+fn sigterm_flushes_and_unmounts(v: Variant) {
+    let mut m = Mount::start(v, &[]);
     let mut f = File::create(m.at("pending")).unwrap();
     f.write_all(&vec![b'z'; 100_000]).unwrap();
     // No close, no fsync: SIGTERM must still deliver the bytes, then keep
@@ -548,8 +707,8 @@ fn sigterm_flushes_and_unmounts(t: Transport) {
     assert!(!is_mounted(&m.mountpoint));
 }
 
-fn second_sigterm_stops_waiting_for_open_files(t: Transport) {
-    let mut m = Mount::start(t, &[]);
+fn second_sigterm_stops_waiting_for_open_files(v: Variant) {
+    let mut m = Mount::start(v, &[]);
     let mut f = File::create(m.at("held")).unwrap();
     f.write_all(b"held open").unwrap();
     support::mount::signal(m.pid(), libc::SIGTERM);
@@ -564,8 +723,52 @@ fn second_sigterm_stops_waiting_for_open_files(t: Transport) {
     drop(f);
 }
 
-fn killed_mount_is_cleaned_up(t: Transport) {
-    let mut m = Mount::start(t, &[]);
+/// SIGINT (Ctrl+C) and SIGHUP (the terminal going away) unmount as
+/// SIGTERM does.
+fn sigint_and_sighup_unmount_too(v: Variant) {
+    for signal in [libc::SIGINT, libc::SIGHUP] {
+        let mut m = Mount::start(v, &[]);
+        let mut f = File::create(m.at("f")).unwrap();
+        f.write_all(b"unflushed").unwrap();
+        support::mount::signal(m.pid(), signal);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while fs::read(m.disk("f")).unwrap_or_default() != b"unflushed" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not flushed on signal {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(f);
+        assert_eq!(m.wait_exit(), Some(0), "signal {signal}");
+        assert!(!is_mounted(&m.mountpoint));
+    }
+}
+
+/// `yonder unmount` (or any unmount from outside) ends `yonder mount`.
+fn yonder_unmount_ends_the_mount(v: Variant) {
+    let mut m = Mount::start(v, &[]);
+    fs::write(m.at("f"), b"x").unwrap();
+    let status = std::process::Command::new(support::yonder_bin())
+        .arg("unmount")
+        .arg(&m.mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(m.wait_exit(), Some(0), "yonder mount exits 0 once unmounted");
+    assert!(!is_mounted(&m.mountpoint));
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"x");
+    let out = std::process::Command::new(support::yonder_bin())
+        .arg("unmount")
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not mounted"));
+}
+
+fn killed_mount_is_cleaned_up(v: Variant) {
+    let mut m = Mount::start(v, &[]);
     assert!(is_mounted(&m.mountpoint));
     m.kill();
     // AutoUnmount removes the mount when the process dies; `yonder
@@ -585,23 +788,25 @@ fn killed_mount_is_cleaned_up(t: Transport) {
     );
 }
 
-fn read_only_refuses_changes(t: Transport) {
+fn read_only_refuses_changes(v: Variant) {
     let backing = tempfile::Builder::new()
         .prefix("yonder-backing")
         .tempdir()
         .unwrap();
     fs::write(backing.path().join("f"), b"ro").unwrap();
-    let m = Mount::start_on(t, backing, &["--read-only"]);
+    let m = Mount::start_on(v, backing, &["--read-only"]);
     assert_eq!(fs::read(m.at("f")).unwrap(), b"ro");
     assert_eq!(errno(fs::write(m.at("f"), b"x").unwrap_err()), libc::EROFS);
+    assert_eq!(errno(fs::write(m.at("g"), b"y").unwrap_err()), libc::EROFS);
     assert_eq!(errno(fs::create_dir(m.at("d")).unwrap_err()), libc::EROFS);
     assert_eq!(fs::read(m.disk("f")).unwrap(), b"ro");
+    assert!(!m.disk("g").exists() && !m.disk("d").exists());
 }
 
-fn large_directories_list_and_remove_completely(t: Transport) {
+fn large_directories_list_and_remove_completely(v: Variant) {
     // More entries than one readdirplus reply holds: the kernel lets go of
     // some it was handed, and every name must stay reachable all the same.
-    let m = Mount::start(t, &[]);
+    let m = Mount::start(v, &[]);
     fs::create_dir(m.disk("big")).unwrap();
     for i in 0..1500 {
         fs::write(
@@ -634,8 +839,8 @@ fn large_directories_list_and_remove_completely(t: Transport) {
 
 /// The issue's reproduction: `a`'s older buffered write must not land after
 /// `b`'s newer one. Local result: `BBBB` then the rest of `a`'s data.
-fn writes_through_two_descriptors_land_in_order(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn writes_through_two_descriptors_land_in_order(v: Variant) {
+    let m = Mount::start(v, &[]);
     let p = m.at("f");
     for size in [10usize, 100_000] {
         let expect: Vec<u8> = [vec![b'B'; 4], vec![b'A'; size - 4]].concat();
@@ -678,16 +883,13 @@ fn writes_through_two_descriptors_land_in_order(t: Transport) {
 
 /// Two file systems below the root, each with a file of the same inode
 /// number: two files, never one. Needs root to mount the tmpfs.
-fn files_on_two_file_systems_stay_apart(t: Transport) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test mounts tmpfs file systems below the served root: run it as root"
-    );
+fn files_on_two_file_systems_stay_apart(v: Variant) {
+    require_root("files_on_two_file_systems_stay_apart");
     let backing = tempfile::Builder::new()
         .prefix("yonder-backing")
         .tempdir()
         .unwrap();
-    let tmpfs = TmpfsPair::mount(backing.path());
+    let tmpfs = Tmpfs::pair(backing.path());
     for (dir, text) in [("t1", "one\n"), ("t2", "two\n")] {
         fs::write(backing.path().join(dir).join("f1"), text).unwrap();
         fs::write(backing.path().join(dir).join("f2"), text).unwrap();
@@ -697,7 +899,7 @@ fn files_on_two_file_systems_stay_apart(t: Transport) {
         fs::metadata(backing.path().join("t2/f1")).unwrap().ino(),
         "fresh tmpfs number their first files alike"
     );
-    let m = Mount::start_on(t, backing, &[]);
+    let m = Mount::start_on(v, backing, &[]);
     assert_eq!(fs::read_to_string(m.at("t1/f1")).unwrap(), "one\n");
     assert_eq!(fs::read_to_string(m.at("t2/f1")).unwrap(), "two\n");
     assert_eq!(fs::read_to_string(m.at("t1/f1")).unwrap(), "one\n");
@@ -727,28 +929,32 @@ fn files_on_two_file_systems_stay_apart(t: Transport) {
     drop(tmpfs);
 }
 
-/// Two tmpfs mounted at `root/t1` and `root/t2`, unmounted on drop.
-struct TmpfsPair(Vec<std::path::PathBuf>);
+/// tmpfs file systems mounted at directories it creates, unmounted on drop.
+struct Tmpfs(Vec<std::path::PathBuf>);
 
-impl TmpfsPair {
-    fn mount(root: &std::path::Path) -> TmpfsPair {
-        let mut mounted = TmpfsPair(Vec::new());
+impl Tmpfs {
+    /// Two tmpfs at `root/t1` and `root/t2`.
+    fn pair(root: &std::path::Path) -> Tmpfs {
+        let mut mounted = Tmpfs(Vec::new());
         for dir in ["t1", "t2"] {
-            let at = root.join(dir);
-            fs::create_dir(&at).unwrap();
-            let status = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=8m", "yonder-test"])
-                .arg(&at)
-                .status()
-                .unwrap();
-            assert!(status.success(), "mount tmpfs at {}", at.display());
-            mounted.0.push(at);
+            mounted.add(&root.join(dir), "8m");
         }
         mounted
     }
+
+    fn add(&mut self, at: &std::path::Path, size: &str) {
+        fs::create_dir(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "yonder-test"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        self.0.push(at.to_path_buf());
+    }
 }
 
-impl Drop for TmpfsPair {
+impl Drop for Tmpfs {
     fn drop(&mut self) {
         for at in &self.0 {
             let _ = std::process::Command::new("umount").arg("-l").arg(at).status();
@@ -756,12 +962,93 @@ impl Drop for TmpfsPair {
     }
 }
 
+fn require_root(what: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{what} mounts tmpfs file systems below the served root: run it as root"
+    );
+}
+
+/// A remote write that fails (here: the remote's disk is full) reaches the
+/// application that wrote, at fsync and at close, though the write itself
+/// was only buffered.
+fn write_errors_reach_the_application(v: Variant) {
+    require_root("write_errors_reach_the_application");
+    let backing = tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap();
+    let mut tmpfs = Tmpfs(Vec::new());
+    tmpfs.add(&backing.path().join("small"), "1m");
+    let m = Mount::start_on(v, backing, &[]);
+    let mut f = File::create(m.at("small/f")).unwrap();
+    f.write_all(b"synced").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(fs::read(m.disk("small/f")).unwrap(), b"synced");
+
+    // Fill the disk behind the mount's back.
+    let mut filler = File::create(m.disk("small/filler")).unwrap();
+    let full = loop {
+        if let Err(e) = filler.write_all(&[0; 64 << 10]) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+    drop(filler);
+
+    f.write_all(&[b'x'; 64 << 10]).unwrap();
+    assert_eq!(errno(f.sync_all().unwrap_err()), libc::ENOSPC, "fsync reports it");
+    f.write_all(&[b'y'; 64 << 10]).unwrap();
+    // close(2) reports it too.
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: `fd` came from `into_raw_fd`, so this is its only owner.
+    let rc = unsafe { libc::close(fd) };
+    assert_eq!(rc, -1, "close reports it");
+    assert_eq!(errno(std::io::Error::last_os_error()), libc::ENOSPC);
+    drop(m);
+    drop(tmpfs);
+}
+
+/// `yonder mount` refuses a non-empty mount point unless told to mount
+/// over it; the hidden files are back after the unmount.
+fn mounting_over_a_non_empty_directory_needs_consent(v: Variant) {
+    let backing = tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap();
+    fs::write(backing.path().join("remote"), b"r").unwrap();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mountpoint = parent.path().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    fs::write(mountpoint.join("hidden"), b"h").unwrap();
+    let said = Mount::refused(v, backing.path(), &mountpoint, &[]);
+    assert!(said.contains("not empty"), "{said}");
+    assert!(!is_mounted(&mountpoint));
+    for extra in [&["--allow-non-empty"][..], &["-o", "nonempty"]] {
+        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+        let mountpoint = parent.path().join("mnt");
+        fs::create_dir(&mountpoint).unwrap();
+        fs::write(mountpoint.join("hidden"), b"h").unwrap();
+        let backing = tempfile::Builder::new()
+            .prefix("yonder-backing")
+            .tempdir()
+            .unwrap();
+        fs::write(backing.path().join("remote"), b"r").unwrap();
+        let mut m = Mount::start_at(v, backing, parent, extra);
+        assert!(!m.at("hidden").exists(), "hidden by the mount ({extra:?})");
+        assert_eq!(fs::read(m.at("remote")).unwrap(), b"r");
+        assert_eq!(m.terminate(), Some(0));
+        assert_eq!(fs::read(m.at("hidden")).unwrap(), b"h", "back after the unmount");
+        assert!(!m.at("remote").exists());
+    }
+}
+
 /// An editor's atomic save (write a temp file, rename it over the name)
 /// while others read the name: every read is the old or the new version,
 /// whole; never a missing name, an empty read or a cut one. Saved through
 /// the mount, and on the remote behind the mount's back.
-fn atomic_saves_are_seen_whole(t: Transport) {
-    let m = Mount::start(t, &[]);
+fn atomic_saves_are_seen_whole(v: Variant) {
+    let m = Mount::start(v, &[]);
     for through_mount in [true, false] {
         let dir = if through_mount { m.at("") } else { m.disk("") };
         fs::write(dir.join("doc"), version(0)).unwrap();
@@ -822,8 +1109,8 @@ fn atomic_saves_are_seen_whole(t: Transport) {
 /// A file kept open sees data appended on the remote once its attributes
 /// are refreshed (the head that came with the open is not the whole file
 /// any more).
-fn open_file_sees_remote_growth(t: Transport) {
-    let m = Mount::start(t, &["--attr-ttl", "1"]);
+fn open_file_sees_remote_growth(v: Variant) {
+    let m = Mount::start(v, &["--attr-ttl", "1"]);
     fs::write(m.disk("log"), b"line1\n").unwrap();
     let mut f = File::open(m.at("log")).unwrap();
     let mut got = String::new();
@@ -854,29 +1141,18 @@ fn open_file_sees_remote_growth(t: Transport) {
     }
 }
 
-macro_rules! over_every_transport {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $(#[test]
-            fn $test() { super::$test(super::Transport::Local) })*
-        }
-        mod ssh {
-            $(#[test]
-            fn $test() { super::$test(super::Transport::Ssh) })*
-        }
-    };
-}
-
-over_every_transport!(
+mount_suite!(
     open_flags_append_trunc_excl,
     truncate_and_ftruncate,
     chmod_chown_utimens_with_nanoseconds,
     symlinks_hard_links_and_inode_numbers,
     rename_over_existing_for_atomic_save,
+    rename_noreplace_and_exchange,
     rename_directory_with_open_file_beneath,
     unlinked_open_file_stays_usable,
     statfs_shows_the_remote,
     fsync_reaches_the_remote_disk,
+    write_errors_reach_the_application,
     posix_fallocate_reaches_the_remote,
     seek_data_and_seek_hole,
     ioctl_is_quiet_and_enotty,
@@ -886,8 +1162,11 @@ over_every_transport!(
     large_files_round_trip,
     sigterm_flushes_and_unmounts,
     second_sigterm_stops_waiting_for_open_files,
+    sigint_and_sighup_unmount_too,
+    yonder_unmount_ends_the_mount,
     killed_mount_is_cleaned_up,
     read_only_refuses_changes,
+    mounting_over_a_non_empty_directory_needs_consent,
     large_directories_list_and_remove_completely,
     writes_through_two_descriptors_land_in_order,
     files_on_two_file_systems_stay_apart,

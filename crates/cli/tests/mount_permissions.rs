@@ -1,7 +1,8 @@
 //! Who may do what through a mount: with `--allow-other` the kernel checks
 //! each caller's rights (ACLs included) instead of letting every local user
-//! act as the agent's user; ACL changes show in the mode at once. Checked
-//! through a real `yonder mount` over a local agent and over ssh.
+//! act as the agent's user; ACL changes show in the mode at once; what a
+//! user creates is theirs. Checked through a real `yonder mount` over every
+//! frontend and transport, as the behaviour suite is (`mount_suite!`).
 //!
 //! These tests act as `nobody`, so they must run as root (CI does); run as
 //! another user they fail rather than pass without checking anything.
@@ -10,12 +11,12 @@ mod support;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use support::mount::Mount;
-use support::Transport;
+use support::Variant;
 
 const SECRET: &[u8] = b"root's secret\n";
 const MINE: &[u8] = b"root's file in a shared directory\n";
@@ -113,7 +114,7 @@ fn chmod(path: &Path, mode: u32) {
 /// Mounts a backing directory holding root's 0600 `secret` and a 1777
 /// `pub` with root's 0644 `pub/mine`, with every directory on the way to
 /// the mount traversable by nobody (temporary directories start 0700).
-fn mount_shared(t: Transport, extra: &[&str]) -> Mount {
+fn mount_shared(v: Variant, extra: &[&str]) -> Mount {
     require_root();
     let backing = tempfile::Builder::new()
         .prefix("yonder-backing")
@@ -126,7 +127,7 @@ fn mount_shared(t: Transport, extra: &[&str]) -> Mount {
     chmod(&backing.path().join("pub"), 0o1777);
     fs::write(backing.path().join("pub/mine"), MINE).unwrap();
     chmod(&backing.path().join("pub/mine"), 0o644);
-    let m = Mount::start_on(t, backing, extra);
+    let m = Mount::start_on(v, backing, extra);
     chmod(m.mountpoint.parent().unwrap(), 0o755);
     // The setup works: nobody reaches the mount and reads what is public.
     assert_ok(&as_nobody("cat", &[m.at("pub/mine")]), "reading a 0644 file");
@@ -147,9 +148,9 @@ fn assert_untouched(m: &Mount) {
     );
 }
 
-fn allow_other_enforces_permissions(t: Transport) {
+fn allow_other_enforces_permissions(v: Variant) {
     for extra in [&["--allow-other"][..], &["-o", "allow_other"]] {
-        let m = mount_shared(t, extra);
+        let m = mount_shared(v, extra);
         let secret = m.at("secret");
         assert_refused(&as_nobody("cat", &[&secret]), "reading root's 0600 file");
         assert_refused(
@@ -174,8 +175,8 @@ fn allow_other_enforces_permissions(t: Transport) {
     }
 }
 
-fn no_default_permissions_option_warns(t: Transport) {
-    let m = mount_shared(t, &["--allow-other", "--no-default-permissions"]);
+fn no_default_permissions_option_warns(v: Variant) {
+    let m = mount_shared(v, &["--allow-other", "--no-default-permissions"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !m.stderr().contains("warning") && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -194,10 +195,10 @@ fn no_default_permissions_option_warns(t: Transport) {
     assert_eq!(out.stdout, SECRET);
 }
 
-fn acl_mode_change_visible_at_once(t: Transport) {
+fn acl_mode_change_visible_at_once(v: Variant) {
     require_root();
     for extra in [&[][..], &["--allow-other"]] {
-        let m = Mount::start(t, extra);
+        let m = Mount::start(v, extra);
         let f = m.at("f");
         fs::write(&f, b"data").unwrap();
         chmod(&f, 0o600);
@@ -250,8 +251,8 @@ fn acl_mode_change_visible_at_once(t: Transport) {
     }
 }
 
-fn named_user_acl_grants_read(t: Transport) {
-    let m = mount_shared(t, &["--allow-other"]);
+fn named_user_acl_grants_read(v: Variant) {
+    let m = mount_shared(v, &["--allow-other"]);
     let secret = m.at("secret");
     assert_refused(
         &as_nobody("cat", &[&secret]),
@@ -284,13 +285,49 @@ fn named_user_acl_grants_read(t: Transport) {
     );
 }
 
+/// What a user creates through a mount others may use belongs to that user
+/// (an agent running as root gives it their uid and gid), with the user's
+/// umask applied.
+fn files_created_by_a_user_belong_to_that_user(v: Variant) {
+    require_root();
+    let (uid, gid) = nobody();
+    let m = Mount::start(v, &["--allow-other"]);
+    chmod(m.mountpoint.parent().unwrap(), 0o755);
+    // Through the mount: the kernel checks permissions (allow_other), from
+    // the root's attributes it cached at mount time.
+    chmod(&m.mountpoint, 0o777);
+    let out = sh_as_nobody(
+        "cd \"$0\" && umask 022 && echo hi > mine && mkdir dir",
+        &m.mountpoint,
+    );
+    assert_ok(&out, "creating a file and a directory");
+    for path in [m.disk("mine"), m.at("mine")] {
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (uid, gid, 0o644),
+            "{}",
+            path.display()
+        );
+    }
+    for path in [m.disk("dir"), m.at("dir")] {
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (uid, gid, 0o755),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 /// New files and directories get the modes a local file system gives: the
 /// umask applies, except below a directory with a default ACL, whose
 /// entries apply instead.
-fn umask_and_default_acls_as_on_a_local_disk(t: Transport) {
+fn umask_and_default_acls_as_on_a_local_disk(v: Variant) {
     require_root();
     for extra in [&[][..], &["--allow-other"]] {
-        let m = Mount::start(t, extra);
+        let m = Mount::start(v, extra);
         let reference = tempfile::tempdir().unwrap();
         let create = |dir: &Path| {
             fs::create_dir(dir.join("plain")).unwrap();
@@ -333,23 +370,11 @@ fn umask_and_default_acls_as_on_a_local_disk(t: Transport) {
     }
 }
 
-macro_rules! over_every_transport {
-    ($($test:ident),* $(,)?) => {
-        mod local {
-            $(#[test]
-            fn $test() { super::$test(super::Transport::Local) })*
-        }
-        mod ssh {
-            $(#[test]
-            fn $test() { super::$test(super::Transport::Ssh) })*
-        }
-    };
-}
-
-over_every_transport!(
+mount_suite!(
     allow_other_enforces_permissions,
     no_default_permissions_option_warns,
     acl_mode_change_visible_at_once,
     named_user_acl_grants_read,
     umask_and_default_acls_as_on_a_local_disk,
+    files_created_by_a_user_belong_to_that_user,
 );

@@ -6,12 +6,37 @@ use std::sync::Arc;
 use yonder_remote::{AgentClient, ConnectOptions, Source};
 use yonder_testkit::Sshd;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// `yonder agent` spawned as a local child process.
     Local,
     /// `yonder agent` started through the system `ssh` on a private sshd.
     Ssh,
+}
+
+/// How applications reach the mounted tree: the kernel interface `yonder
+/// mount` serves. The mount suites run over every frontend × [`Transport`]
+/// (see [`mount_suite!`](crate::mount_suite)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frontend {
+    /// The kernel's FUSE driver.
+    Fuse,
+}
+
+impl Frontend {
+    /// The `yonder mount` arguments that choose this frontend.
+    pub fn mount_args(self) -> &'static [&'static str] {
+        match self {
+            Frontend::Fuse => &[],
+        }
+    }
+}
+
+/// One cell of the mount suites' matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    pub frontend: Frontend,
+    pub transport: Transport,
 }
 
 pub struct Fixture {

@@ -1,6 +1,7 @@
-//! A `yonder mount` process on a temporary backing directory.
+//! A `yonder mount` process on a temporary backing directory, and the
+//! macro that runs a mount suite over every frontend and transport.
 
-use super::{source_for, yonder_bin, Transport};
+use super::{source_for, yonder_bin, Transport, Variant};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,30 +18,84 @@ pub struct Mount {
     _sshd: Option<Sshd>,
 }
 
+/// Generates, for each `fn name(v: Variant)` listed, one `#[test]` per
+/// frontend × transport: `fuse_local::name`, `fuse_ssh::name`. A new
+/// frontend joins by adding its two lines here (and a [`Frontend`]
+/// variant); a check that does not apply to it can look at `v.frontend`.
+///
+/// [`Frontend`]: super::Frontend
+#[macro_export]
+macro_rules! mount_suite {
+    ($($test:ident),* $(,)?) => {
+        mount_suite!(@variant fuse_local, Fuse, Local; $($test),*);
+        mount_suite!(@variant fuse_ssh, Fuse, Ssh; $($test),*);
+    };
+    (@variant $module:ident, $frontend:ident, $transport:ident; $($test:ident),*) => {
+        mod $module {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::support::Variant {
+                    frontend: $crate::support::Frontend::$frontend,
+                    transport: $crate::support::Transport::$transport,
+                })
+            })*
+        }
+    };
+}
+
 impl Mount {
-    /// Mounts a fresh backing directory over `transport` with `extra` CLI
+    /// Mounts a fresh backing directory as `v` says with `extra` CLI
     /// arguments; returns once `yonder mount` reports the mount usable.
-    pub fn start(transport: Transport, extra: &[&str]) -> Mount {
-        let backing = tempfile::Builder::new()
-            .prefix("yonder-backing")
-            .tempdir()
-            .unwrap();
-        Self::start_on(transport, backing, extra)
+    pub fn start(v: Variant, extra: &[&str]) -> Mount {
+        Self::start_on(v, backing_dir(), extra)
     }
 
-    pub fn start_on(transport: Transport, backing: tempfile::TempDir, extra: &[&str]) -> Mount {
-        Self::spawn(transport, backing, extra, false)
+    pub fn start_on(v: Variant, backing: tempfile::TempDir, extra: &[&str]) -> Mount {
+        // `yonder mount` creates the missing mount point.
+        let parent = mount_parent();
+        Self::spawn(v, backing, parent, extra, false)
+    }
+
+    /// Mounts at `parent/mnt`, as the caller has prepared it.
+    pub fn start_at(
+        v: Variant,
+        backing: tempfile::TempDir,
+        parent: tempfile::TempDir,
+        extra: &[&str],
+    ) -> Mount {
+        Self::spawn(v, backing, parent, extra, false)
     }
 
     /// Like [`Mount::start`], with `yonder mount` logging at the default
     /// level whatever the test's environment asks for, so that
     /// [`Mount::log`] shows what a user would see.
-    pub fn start_logged(transport: Transport, extra: &[&str]) -> Mount {
-        let backing = tempfile::Builder::new()
-            .prefix("yonder-backing")
-            .tempdir()
+    pub fn start_logged(v: Variant, extra: &[&str]) -> Mount {
+        // `yonder mount` creates the missing mount point.
+        let parent = mount_parent();
+        Self::spawn(v, backing_dir(), parent, extra, true)
+    }
+
+    /// Runs a `yonder mount` of `backing` at `mountpoint` that must fail;
+    /// returns what it said.
+    pub fn refused(v: Variant, backing: &Path, mountpoint: &Path, extra: &[&str]) -> String {
+        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let mut cmd = mount_command(v, backing, mountpoint, extra, sshd.as_ref());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        Self::spawn(transport, backing, extra, true)
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder mount hung");
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            !status.success() && stdout.is_empty(),
+            "yonder mount should have failed: {status}, stdout {stdout:?}, stderr {stderr:?}"
+        );
+        stderr
     }
 
     /// What `yonder mount` has written to stderr so far.
@@ -48,19 +103,16 @@ impl Mount {
         self.stderr()
     }
 
-    fn spawn(transport: Transport, backing: tempfile::TempDir, extra: &[&str], logged: bool) -> Mount {
-        let sshd = matches!(transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
-        let (source, options) = source_for(transport, backing.path(), sshd.as_ref());
-        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    fn spawn(
+        v: Variant,
+        backing: tempfile::TempDir,
+        parent: tempfile::TempDir,
+        extra: &[&str],
+        logged: bool,
+    ) -> Mount {
+        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
         let mountpoint = parent.path().join("mnt");
-        let mut cmd = Command::new(yonder_bin());
-        cmd.arg("mount").arg(&source).arg(&mountpoint).args(extra);
-        for o in &options.ssh_options {
-            cmd.args(["-o", o]);
-        }
-        if let Some(agent) = &options.agent_path {
-            cmd.args(["--agent-path", agent]);
-        }
+        let mut cmd = mount_command(v, backing.path(), &mountpoint, extra, sshd.as_ref());
         if logged {
             cmd.env_remove("YONDER_LOG");
         }
@@ -147,6 +199,41 @@ impl Mount {
             let _ = child.wait();
         }
     }
+}
+
+fn backing_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("yonder-backing")
+        .tempdir()
+        .unwrap()
+}
+
+fn mount_parent() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap()
+}
+
+/// `yonder mount` of `backing` at `mountpoint` as `v` says.
+fn mount_command(
+    v: Variant,
+    backing: &Path,
+    mountpoint: &Path,
+    extra: &[&str],
+    sshd: Option<&Sshd>,
+) -> Command {
+    let (source, options) = source_for(v.transport, backing, sshd);
+    let mut cmd = Command::new(yonder_bin());
+    cmd.arg("mount")
+        .arg(&source)
+        .arg(mountpoint)
+        .args(v.frontend.mount_args())
+        .args(extra);
+    for o in &options.ssh_options {
+        cmd.args(["-o", o]);
+    }
+    if let Some(agent) = &options.agent_path {
+        cmd.args(["--agent-path", agent]);
+    }
+    cmd
 }
 
 impl Drop for Mount {

@@ -1,0 +1,234 @@
+//! How to mount: [`MountConfig`], and its translation into `fuser`'s mount
+//! configuration. Pure: nothing here touches the system, so every rule is
+//! unit-tested.
+
+use fuser::{MountOption, SessionACL};
+use std::time::Duration;
+use yonder_vfs::VfsOptions;
+
+/// How to mount one file system. Several mounts of one process each have
+/// their own.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    pub read_only: bool,
+    /// How long the kernel (and the VFS) trust attributes.
+    pub attr_ttl: Duration,
+    /// How long the kernel (and the VFS) trust names.
+    pub dir_ttl: Duration,
+    /// Let users other than the mounting one use the mount (needs
+    /// `user_allow_other` in /etc/fuse.conf for non-root mounters); the
+    /// kernel then checks their permissions (see `default_permissions`).
+    pub allow_other: bool,
+    /// Let the kernel check permissions from file modes and ACLs; without
+    /// it every user who may use the mount acts with the remote agent's
+    /// rights. Implied by `allow_other` unless `no_default_permissions`.
+    pub default_permissions: bool,
+    /// With `allow_other`, leave the kernel's permission checks off: every
+    /// local user then acts with the remote agent's rights.
+    pub no_default_permissions: bool,
+    /// Extra `-o` options, as for mount(8) (`noexec`, `nosuid`, `fsname=`...).
+    pub fuse_options: Vec<String>,
+    /// Mount over a non-empty directory, hiding its contents.
+    pub allow_non_empty: bool,
+    /// Log every request.
+    pub debug: bool,
+    /// Source shown in the mount table, e.g. `user@host:/path`.
+    pub fs_name: Option<String>,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            read_only: false,
+            attr_ttl: Duration::from_secs(10),
+            dir_ttl: Duration::from_secs(10),
+            allow_other: false,
+            default_permissions: false,
+            no_default_permissions: false,
+            fuse_options: Vec::new(),
+            allow_non_empty: false,
+            debug: false,
+            fs_name: None,
+        }
+    }
+}
+
+impl MountConfig {
+    fn has_fuse_option(&self, name: &str) -> bool {
+        self.fuse_options
+            .iter()
+            .any(|o| o.split(',').any(|o| o.trim() == name))
+    }
+
+    /// Whether users other than the mounting one (and root) may use the mount.
+    pub fn allows_other(&self) -> bool {
+        self.allow_other || self.has_fuse_option("allow_other")
+    }
+
+    /// Whether the kernel checks each caller's permissions (mount option
+    /// `default_permissions`). Without the checks the agent acts with its
+    /// own rights for whoever asks, which is only right for a mount used by
+    /// one user: a mount other users may use checks unless told not to.
+    pub fn kernel_checks_permissions(&self) -> bool {
+        self.default_permissions
+            || self.has_fuse_option("default_permissions")
+            || (self.allows_other() && !self.no_default_permissions)
+    }
+
+    /// VFS options matching this configuration.
+    pub fn vfs_options(&self) -> VfsOptions {
+        VfsOptions {
+            read_only: self.read_only,
+            attr_ttl: self.attr_ttl,
+            dir_ttl: self.dir_ttl,
+            ..VfsOptions::default()
+        }
+    }
+
+    /// `fuser`'s configuration for this mount, on a host where
+    /// `fusermount3` does (`may_allow_other`, see [`may_allow_other`]) or
+    /// does not accept `allow_other` from this user.
+    pub fn fuser_config(&self, may_allow_other: bool) -> fuser::Config {
+        let mut mount_options = vec![
+            MountOption::FSName(self.fs_name.clone().unwrap_or_else(|| "yonder".to_string())),
+            MountOption::Subtype("yonder".to_string()),
+        ];
+        if self.read_only {
+            mount_options.push(MountOption::RO);
+        }
+        if self.kernel_checks_permissions() {
+            mount_options.push(MountOption::DefaultPermissions);
+        }
+        for opt in self.fuse_options.iter().flat_map(|o| o.split(',')) {
+            if let Some(o) = parse_option(opt.trim()) {
+                if !mount_options.contains(&o) {
+                    mount_options.push(o);
+                }
+            }
+        }
+        let mut config = fuser::Config::default();
+        // fusermount3 only unmounts automatically (when this process dies)
+        // with allow_other or allow_root; allow_root is enforced by fuser
+        // itself.
+        config.acl = if self.allows_other() {
+            SessionACL::All
+        } else if may_allow_other {
+            SessionACL::RootAndOwner
+        } else {
+            SessionACL::Owner
+        };
+        if config.acl != SessionACL::Owner {
+            mount_options.push(MountOption::AutoUnmount);
+        }
+        config.mount_options = mount_options;
+        config
+    }
+}
+
+/// Whether `fusermount3` accepts `allow_other` from this user: root, or
+/// `user_allow_other` in /etc/fuse.conf. Without it a mount is not removed
+/// automatically when its process dies.
+pub fn may_allow_other() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    root || std::fs::read_to_string("/etc/fuse.conf")
+        .map(|s| s.lines().any(|l| l.trim() == "user_allow_other"))
+        .unwrap_or(false)
+}
+
+fn parse_option(opt: &str) -> Option<MountOption> {
+    Some(match opt {
+        "" => return None,
+        "ro" => MountOption::RO,
+        "rw" => MountOption::RW,
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        "atime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        "default_permissions" => MountOption::DefaultPermissions,
+        // Handled through the session ACL.
+        "allow_other" | "allow_root" | "auto_unmount" => return None,
+        o if o.starts_with("fsname=") => MountOption::FSName(o["fsname=".len()..].to_string()),
+        o if o.starts_with("subtype=") => MountOption::Subtype(o["subtype=".len()..].to_string()),
+        o => MountOption::CUSTOM(o.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(allow_other: bool, fuse_options: &[&str], no_default_permissions: bool) -> MountConfig {
+        MountConfig {
+            allow_other,
+            no_default_permissions,
+            fuse_options: fuse_options.iter().map(|o| o.to_string()).collect(),
+            ..MountConfig::default()
+        }
+    }
+
+    #[test]
+    fn other_users_get_permission_checks_unless_told_not_to() {
+        let checks = |c: &MountConfig| {
+            let on = c
+                .fuser_config(true)
+                .mount_options
+                .contains(&MountOption::DefaultPermissions);
+            assert_eq!(on, c.kernel_checks_permissions());
+            on
+        };
+        assert!(
+            !checks(&config(false, &[], false)),
+            "a single-user mount leaves checks to the remote"
+        );
+        assert!(checks(&config(true, &[], false)));
+        assert!(checks(&config(false, &["noexec,allow_other"], false)));
+        assert!(!checks(&config(true, &[], true)));
+        assert!(!checks(&config(false, &["allow_other"], true)));
+        assert!(checks(&config(false, &["default_permissions"], false)));
+    }
+
+    #[test]
+    fn auto_unmount_needs_fusermount_to_allow_other() {
+        let single = config(false, &[], false);
+        let fc = single.fuser_config(true);
+        assert_eq!(fc.acl, SessionACL::RootAndOwner);
+        assert!(fc.mount_options.contains(&MountOption::AutoUnmount));
+        let fc = single.fuser_config(false);
+        assert_eq!(fc.acl, SessionACL::Owner);
+        assert!(!fc.mount_options.contains(&MountOption::AutoUnmount));
+        // allow_other asked for: fusermount3 decides (and refuses) itself.
+        let fc = config(true, &[], false).fuser_config(false);
+        assert_eq!(fc.acl, SessionACL::All);
+        assert!(fc.mount_options.contains(&MountOption::AutoUnmount));
+    }
+
+    #[test]
+    fn options_pass_through_once_and_name_the_source() {
+        let c = MountConfig {
+            read_only: true,
+            fs_name: Some("me@host:/data".into()),
+            fuse_options: vec!["ro,noexec".into(), "nosuid, noexec".into(), "x-custom=1".into()],
+            ..MountConfig::default()
+        };
+        let opts = c.fuser_config(false).mount_options;
+        assert_eq!(
+            opts,
+            [
+                MountOption::FSName("me@host:/data".into()),
+                MountOption::Subtype("yonder".into()),
+                MountOption::RO,
+                MountOption::NoExec,
+                MountOption::NoSuid,
+                MountOption::CUSTOM("x-custom=1".into()),
+            ]
+        );
+    }
+}

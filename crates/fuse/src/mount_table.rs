@@ -1,0 +1,139 @@
+//! The system's mount table (/proc/self/mountinfo) and `fusermount3`:
+//! finding a mount, unmounting by path, and the per-mount readahead knob.
+
+use crate::FuseError;
+use std::io;
+use std::path::Path;
+
+/// Unmounts a yonder (or any FUSE) mount by path, as `yonder unmount` does;
+/// `lazy` detaches it even while busy.
+pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
+    // fusermount3 says nothing useful about this case.
+    if is_mount_point(mountpoint) == Some(false) {
+        return Err(FuseError::Unmount {
+            path: mountpoint.to_path_buf(),
+            reason: "not mounted".into(),
+        });
+    }
+    fusermount_unmount(mountpoint, lazy)
+}
+
+/// `fusermount3 -u` (`-z` if `lazy`), falling back to `fusermount`.
+pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
+    let mut last = String::new();
+    for tool in ["fusermount3", "fusermount"] {
+        let mut cmd = std::process::Command::new(tool);
+        // Not -q, which also silences why an unmount failed (busy).
+        cmd.arg("-u");
+        if lazy {
+            cmd.arg("-z");
+        }
+        match cmd.arg("--").arg(mountpoint).output() {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => {
+                last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if last.is_empty() {
+                    last = format!("{tool} exited with {}", out.status);
+                }
+                break;
+            }
+            Err(e) => last = format!("{tool}: {e}"),
+        }
+    }
+    Err(FuseError::Unmount {
+        path: mountpoint.to_path_buf(),
+        reason: last,
+    })
+}
+
+/// Whether `path` is a mount point (`None` if the mount table cannot be
+/// read). Not by stat: a dead FUSE mount answers ENOTCONN.
+pub(crate) fn is_mount_point(path: &Path) -> Option<bool> {
+    mount_entry(path).ok().map(|entry| entry.is_some())
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Clone, Debug)]
+pub(crate) struct MountEntry {
+    line: String,
+}
+
+impl MountEntry {
+    /// The mounted file system's device, `major:minor`: what tells two
+    /// mounts at one path apart.
+    pub(crate) fn device(&self) -> Option<&str> {
+        self.line.split(' ').nth(2)
+    }
+}
+
+/// The mount at `path` (the topmost, if several are stacked there).
+pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    // The path as given (made absolute) and with its directory resolved, as
+    // fusermount3 would; mountinfo escapes space, tab, newline, backslash.
+    let absolute = std::path::absolute(path)?;
+    let resolved = match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| absolute.clone()),
+        _ => absolute.clone(),
+    };
+    let escape = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\134")
+            .replace(' ', "\\040")
+            .replace('\t', "\\011")
+            .replace('\n', "\\012")
+    };
+    let candidates = [escape(&absolute), escape(&resolved)];
+    Ok(info
+        .lines()
+        .rev()
+        .find(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|mount_point| candidates.iter().any(|c| c == mount_point))
+        })
+        .map(|line| MountEntry {
+            line: line.to_string(),
+        }))
+}
+
+/// Whether a file system of device `device` (`major:minor`) is mounted
+/// anywhere (`None` if the mount table cannot be read).
+pub(crate) fn device_is_mounted(device: &str) -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    Some(info.lines().any(|line| line.split(' ').nth(2) == Some(device)))
+}
+
+/// The kernel offers FUSE mounts a 128 KiB readahead window and lets the
+/// file system only lower it at init; sequential reads then arrive as
+/// 128 KiB requests. Root may widen the window through sysfs afterwards, to
+/// the largest request size (wider windows measured slower).
+pub(crate) fn raise_readahead(device: &str, kib: u32) {
+    let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, kib.to_string()) {
+        tracing::debug!("readahead stays at the kernel's default ({knob}: {e})");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_found_in_the_mount_table() {
+        assert_eq!(is_mount_point(Path::new("/proc")), Some(true));
+        assert_eq!(is_mount_point(Path::new("/proc/../proc")), Some(true));
+        let proc = mount_entry(Path::new("/proc")).unwrap().unwrap();
+        assert_eq!(device_is_mounted(proc.device().unwrap()), Some(true));
+        assert_eq!(device_is_mounted("4095:1048575"), Some(false));
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("a b");
+        std::fs::create_dir(&spaced).unwrap();
+        assert_eq!(is_mount_point(&spaced), Some(false));
+        let err = unmount(&spaced, false).unwrap_err();
+        assert!(err.to_string().contains("not mounted"), "{err}");
+    }
+}
