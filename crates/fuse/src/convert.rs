@@ -62,7 +62,7 @@ pub(crate) fn set_time(t: Option<TimeOrNow>) -> SetTime {
 
 pub(crate) fn fuse_attr(a: &FileAttr) -> fuser::FileAttr {
     fuser::FileAttr {
-        ino: INodeNo(a.ino),
+        ino: INodeNo(a.ino.0),
         size: a.size,
         blocks: a.blocks,
         atime: system_time(a.atime),

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 use yonder_proto::SeekWhence;
 use yonder_vfs::flags::open_flags_from_host;
-use yonder_vfs::{Caller, DirItem, FileAttr, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
+use yonder_vfs::{Caller, DirItem, Fh, FileAttr, Ino, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
 /// Largest request the kernel may send or ask for, bounded by what the
 /// kernel allows (`fs.fuse.max_pages_limit` pages, 1 MiB by default).
@@ -175,7 +175,7 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(name));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         // Answered from the caches without a task hop when they can.
-        match vfs.lookup_ready(&caller, parent.0, &name) {
+        match vfs.lookup_ready(&caller, Ino(parent.0), &name) {
             Some(Ok(a)) => {
                 return reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0))
             }
@@ -183,7 +183,7 @@ impl fuser::Filesystem for FuseFs {
             None => {}
         }
         self.spawn(async move {
-            match vfs.lookup(&caller, parent.0, &name).await {
+            match vfs.lookup(&caller, Ino(parent.0), &name).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -191,19 +191,19 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.vfs.forget(ino.0, nlookup);
+        self.vfs.forget(Ino(ino.0), nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         trace_op!(self, "getattr {ino} {fh:?}");
         let (vfs, ttl, debug) = (self.vfs.clone(), self.attr_ttl, self.debug);
         if fh.is_none() {
-            if let Some(a) = vfs.getattr_ready(ino.0) {
+            if let Some(a) = vfs.getattr_ready(Ino(ino.0)) {
                 return reply.attr(&ttl, &fuse_attr(&a));
             }
         }
         self.spawn(async move {
-            match vfs.getattr(ino.0, fh.map(|f| f.0)).await {
+            match vfs.getattr(Ino(ino.0), fh.map(|f| Fh(f.0))).await {
                 Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -242,7 +242,7 @@ impl fuser::Filesystem for FuseFs {
         };
         let (vfs, caller, ttl, debug) = (self.vfs.clone(), caller(req, 0), self.attr_ttl, self.debug);
         self.spawn(async move {
-            match vfs.setattr(&caller, ino.0, fh.map(|f| f.0), attr).await {
+            match vfs.setattr(&caller, Ino(ino.0), fh.map(|f| Fh(f.0)), attr).await {
                 Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -252,7 +252,7 @@ impl fuser::Filesystem for FuseFs {
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.readlink(ino.0).await {
+            match vfs.readlink(Ino(ino.0)).await {
                 Ok(target) => reply.data(&target),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -274,7 +274,7 @@ impl fuser::Filesystem for FuseFs {
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         let (major, minor) = (libc::major(rdev as libc::dev_t), libc::minor(rdev as libc::dev_t));
         self.spawn(async move {
-            match vfs.mknod(&caller, parent.0, &name, mode, major, minor).await {
+            match vfs.mknod(&caller, Ino(parent.0), &name, mode, major, minor).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -286,7 +286,7 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, umask), bytes(name));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         self.spawn(async move {
-            match vfs.mkdir(&caller, parent.0, &name, mode).await {
+            match vfs.mkdir(&caller, Ino(parent.0), &name, mode).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -297,7 +297,7 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "unlink {parent} {name:?}");
         let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, 0), bytes(name), self.debug);
         self.spawn(async move {
-            match vfs.unlink(&caller, parent.0, &name).await {
+            match vfs.unlink(&caller, Ino(parent.0), &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -308,7 +308,7 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "rmdir {parent} {name:?}");
         let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, 0), bytes(name), self.debug);
         self.spawn(async move {
-            match vfs.rmdir(&caller, parent.0, &name).await {
+            match vfs.rmdir(&caller, Ino(parent.0), &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -321,7 +321,7 @@ impl fuser::Filesystem for FuseFs {
         let target = target.as_os_str().as_bytes().to_vec();
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         self.spawn(async move {
-            match vfs.symlink(&caller, parent.0, &name, &target).await {
+            match vfs.symlink(&caller, Ino(parent.0), &name, &target).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -356,7 +356,7 @@ impl fuser::Filesystem for FuseFs {
         let (name, newname) = (bytes(name), bytes(newname));
         self.spawn(async move {
             match vfs
-                .rename(&caller, parent.0, &name, newparent.0, &newname, rflags)
+                .rename(&caller, Ino(parent.0), &name, Ino(newparent.0), &newname, rflags)
                 .await
             {
                 Ok(()) => reply.ok(),
@@ -370,7 +370,7 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, 0), bytes(newname));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
         self.spawn(async move {
-            match vfs.link(&caller, ino.0, newparent.0, &name).await {
+            match vfs.link(&caller, Ino(ino.0), Ino(newparent.0), &name).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -381,10 +381,10 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "open {ino} {:#x} pid {}", flags.0, req.pid());
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         self.spawn(async move {
-            match vfs.open(&caller, ino.0, open_flags_from_host(flags.0)).await {
+            match vfs.open(&caller, Ino(ino.0), open_flags_from_host(flags.0)).await {
                 // No FOPEN_KEEP_CACHE: the page cache is dropped on open, which
                 // gives close-to-open consistency with other remote writers.
-                Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok((fh, _)) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });
@@ -403,7 +403,7 @@ impl fuser::Filesystem for FuseFs {
     ) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.read(fh.0, offset, size).await {
+            match vfs.read(Fh(fh.0), offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -424,7 +424,7 @@ impl fuser::Filesystem for FuseFs {
     ) {
         let (vfs, data, debug) = (self.vfs.clone(), data.to_vec(), self.debug);
         self.spawn(async move {
-            match vfs.write(fh.0, offset, &data).await {
+            match vfs.write(Fh(fh.0), offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -441,7 +441,7 @@ impl fuser::Filesystem for FuseFs {
     ) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.flush(fh.0).await {
+            match vfs.flush(Fh(fh.0)).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -461,7 +461,7 @@ impl fuser::Filesystem for FuseFs {
         let vfs = self.vfs.clone();
         self.spawn(async move {
             // The kernel ignores release errors; flush reported any.
-            if let Err(e) = vfs.release(fh.0).await {
+            if let Err(e) = vfs.release(Fh(fh.0)).await {
                 tracing::debug!("{e}");
             }
             reply.ok();
@@ -484,7 +484,7 @@ impl fuser::Filesystem for FuseFs {
         };
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.fallocate(fh.0, offset, length, wire).await {
+            match vfs.fallocate(Fh(fh.0), offset, length, wire).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -514,7 +514,7 @@ impl fuser::Filesystem for FuseFs {
         };
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.lseek(fh.0, offset, whence).await {
+            match vfs.lseek(Fh(fh.0), offset, whence).await {
                 Ok(found) => match i64::try_from(found) {
                     Ok(found) => reply.offset(found),
                     Err(_) => reply.error(FuseErrno::EOVERFLOW),
@@ -622,7 +622,7 @@ impl fuser::Filesystem for FuseFs {
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.fsync(fh.0, datasync).await {
+            match vfs.fsync(Fh(fh.0), datasync).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -632,8 +632,8 @@ impl fuser::Filesystem for FuseFs {
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         trace_op!(self, "opendir {ino}");
         // Nothing remote happens here: answer inline, without a task hop.
-        match self.vfs.opendir(&caller(req, 0), ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        match self.vfs.opendir(&caller(req, 0), Ino(ino.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(Self::fail(self.debug, &e)),
         }
     }
@@ -641,12 +641,12 @@ impl fuser::Filesystem for FuseFs {
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         // The end of a listing, and listings fetched ahead, are at hand:
         // answer without a task hop.
-        if let Some(items) = self.vfs.readdir_ready(fh.0, offset) {
+        if let Some(items) = self.vfs.readdir_ready(Fh(fh.0), offset) {
             return reply_dir(reply, items);
         }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.readdir(fh.0, offset).await {
+            match vfs.readdir(Fh(fh.0), offset).await {
                 Ok(items) => reply_dir(reply, items),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -663,10 +663,11 @@ impl fuser::Filesystem for FuseFs {
     ) {
         // One TTL covers both the entry and its attributes here.
         let ttl = self.attr_ttl.min(self.entry_ttl);
-        if let Some(items) = self.vfs.readdir_ready(fh.0, offset) {
+        if let Some(items) = self.vfs.readdir_ready(Fh(fh.0), offset) {
             if !self.vfs.any_dirty(&items) {
                 let vfs = &self.vfs;
-                let unsent = reply_dir_plus(reply, ttl, &items, |_, item| vfs.remember_clean(ino.0, item));
+                let unsent =
+                    reply_dir_plus(reply, ttl, &items, |_, item| vfs.remember_clean(Ino(ino.0), item));
                 // Only the entry that did not fit was counted.
                 if let Some(item) = unsent
                     .and_then(|i| items.get(i))
@@ -679,7 +680,7 @@ impl fuser::Filesystem for FuseFs {
         }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            let items = match vfs.readdir(fh.0, offset).await {
+            let items = match vfs.readdir(Fh(fh.0), offset).await {
                 Ok(items) => items,
                 Err(e) => return reply.error(Self::fail(debug, &e)),
             };
@@ -687,7 +688,7 @@ impl fuser::Filesystem for FuseFs {
             // so that the sizes handed to the kernel are current.
             let mut attrs = Vec::with_capacity(items.len());
             for item in &items {
-                attrs.push(vfs.remember(ino.0, item).await);
+                attrs.push(vfs.remember(Ino(ino.0), item).await);
             }
             if let Some(unsent) = reply_dir_plus(reply, ttl, &items, |i, _| attrs[i]) {
                 for attr in attrs[unsent..].iter().flatten() {
@@ -705,7 +706,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _ = self.vfs.releasedir(fh.0);
+        let _ = self.vfs.releasedir(Fh(fh.0));
         reply.ok();
     }
 
@@ -717,7 +718,7 @@ impl fuser::Filesystem for FuseFs {
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.statfs(ino.0).await {
+            match vfs.statfs(Ino(ino.0)).await {
                 Ok(s) => reply.statfs(
                     s.blocks,
                     s.blocks_free,
@@ -757,7 +758,7 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, name, value, debug) = (self.vfs.clone(), bytes(name), value.to_vec(), self.debug);
         let notifier = self.after_xattr_change(&name);
         self.spawn(async move {
-            match vfs.setxattr(ino.0, &name, &value, mode).await {
+            match vfs.setxattr(Ino(ino.0), &name, &value, mode).await {
                 Ok(()) => {
                     invalidate_kernel_attrs(notifier, ino);
                     reply.ok()
@@ -770,13 +771,13 @@ impl fuser::Filesystem for FuseFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         // `ls -l` asks every file for ACLs it rarely has: answer from the
         // cached name list right here, without a task hop.
-        if self.vfs.xattr_known_absent(ino.0, name.as_bytes()) {
+        if self.vfs.xattr_known_absent(Ino(ino.0), name.as_bytes()) {
             reply.error(FuseErrno::from_i32(libc::ENODATA));
             return;
         }
         let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
         self.spawn(async move {
-            match vfs.getxattr(ino.0, &name).await {
+            match vfs.getxattr(Ino(ino.0), &name).await {
                 Ok(value) => reply_xattr(reply, &value, size),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -786,7 +787,7 @@ impl fuser::Filesystem for FuseFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
-            match vfs.listxattr(ino.0).await {
+            match vfs.listxattr(Ino(ino.0)).await {
                 Ok(names) => {
                     let mut list = Vec::new();
                     for name in names {
@@ -804,7 +805,7 @@ impl fuser::Filesystem for FuseFs {
         let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);
         let notifier = self.after_xattr_change(&name);
         self.spawn(async move {
-            match vfs.removexattr(ino.0, &name).await {
+            match vfs.removexattr(Ino(ino.0), &name).await {
                 Ok(()) => {
                     invalidate_kernel_attrs(notifier, ino);
                     reply.ok()
@@ -817,7 +818,7 @@ impl fuser::Filesystem for FuseFs {
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         self.spawn(async move {
-            match vfs.access(&caller, ino.0, mask.bits() as u32).await {
+            match vfs.access(&caller, Ino(ino.0), mask.bits() as u32).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
@@ -840,14 +841,14 @@ impl fuser::Filesystem for FuseFs {
         let ttl = self.attr_ttl.min(self.entry_ttl);
         self.spawn(async move {
             match vfs
-                .create(&caller, parent.0, &name, mode, open_flags_from_host(flags))
+                .create(&caller, Ino(parent.0), &name, mode, open_flags_from_host(flags))
                 .await
             {
                 Ok((fh, a)) => reply.created(
                     &ttl,
                     &fuse_attr(&a),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(fh.0),
                     FopenFlags::empty(),
                 ),
                 Err(e) => reply.error(Self::fail(debug, &e)),
@@ -871,7 +872,7 @@ fn reply_xattr(reply: ReplyXattr, data: &[u8], size: u32) {
 fn reply_dir(mut reply: ReplyDirectory, items: Vec<DirItem>) {
     for item in items {
         if reply.add(
-            INodeNo(item.ino),
+            INodeNo(item.ino.0),
             item.offset,
             file_type(item.kind),
             OsStr::from_bytes(&item.name),
@@ -896,8 +897,8 @@ fn reply_dir_plus(
         let name = OsStr::from_bytes(&item.name);
         if item.is_dot_or_dotdot() {
             // The kernel neither counts nor caches these.
-            let attr = crate::convert::placeholder_dir_attr(item.ino);
-            if reply.add(INodeNo(item.ino), item.offset, name, &ttl, &attr, Generation(0)) {
+            let attr = crate::convert::placeholder_dir_attr(item.ino.0);
+            if reply.add(INodeNo(item.ino.0), item.offset, name, &ttl, &attr, Generation(0)) {
                 unsent = Some(i);
                 break;
             }
@@ -907,7 +908,7 @@ fn reply_dir_plus(
             continue;
         };
         if reply.add(
-            INodeNo(attr.ino),
+            INodeNo(attr.ino.0),
             item.offset,
             name,
             &ttl,

@@ -4,12 +4,28 @@ use yonder_proto::{file_type, Attr, Owner, Timespec};
 /// the root is always [`ROOT_INO`], every other file gets the next number
 /// the first time it is seen, keyed by its [`RemoteId`], so hard links share
 /// one and no number ever names two files.
-pub type Ino = u64;
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ino(pub u64);
 
 /// Handle of an open file or directory, as the VFS hands it to frontends.
-pub type Fh = u64;
+/// The VFS's own number: it maps to a remote handle (which a replaced
+/// connection changes) and stays the same for the life of the open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fh(pub u64);
 
-pub const ROOT_INO: Ino = 1;
+impl std::fmt::Display for Ino {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Fh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+pub const ROOT_INO: Ino = Ino(1);
 
 /// What tells two files apart on the remote. An inode number alone does
 /// not: a tree may span several file systems, and a freed number is given

@@ -40,7 +40,7 @@ impl FileHandle {
     pub fn to_bytes(self) -> [u8; Self::LEN] {
         let mut out = [0; Self::LEN];
         out[..8].copy_from_slice(&self.epoch.to_be_bytes());
-        out[8..].copy_from_slice(&self.ino.to_be_bytes());
+        out[8..].copy_from_slice(&self.ino.0.to_be_bytes());
         out
     }
 
@@ -49,7 +49,7 @@ impl FileHandle {
         let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
         Some(FileHandle {
             epoch: u64::from_be_bytes(bytes[..8].try_into().ok()?),
-            ino: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+            ino: Ino(u64::from_be_bytes(bytes[8..].try_into().ok()?)),
         })
     }
 }
@@ -201,7 +201,7 @@ mod tests {
     fn handles_round_trip_through_bytes() {
         let h = FileHandle {
             epoch: 0xdead_beef,
-            ino: 42,
+            ino: Ino(42),
         };
         assert_eq!(FileHandle::from_bytes(&h.to_bytes()), Some(h));
         assert_eq!(FileHandle::from_bytes(&[0; 15]), None);

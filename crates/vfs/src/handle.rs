@@ -57,7 +57,7 @@ pub(crate) struct HandleTable {
 impl HandleTable {
     fn alloc(&mut self) -> Fh {
         // 0 stays unused: some frontends treat it as "no handle".
-        self.next += 1;
+        self.next.0 += 1;
         self.next
     }
 

@@ -123,7 +123,7 @@ impl InodeTable {
             names: Names::default(),
             by_id: RemoteId::of(root).map(|id| (id, ROOT_INO)).into_iter().collect(),
             ids: RemoteId::of(root).map(|id| (ROOT_INO, id)).into_iter().collect(),
-            next_ino: ROOT_INO + 1,
+            next_ino: Ino(ROOT_INO.0 + 1),
             attr_ttl,
             dir_ttl,
             sweep_at: 4096,
@@ -175,7 +175,7 @@ impl InodeTable {
 
     fn allocate(&mut self) -> Ino {
         let ino = self.next_ino;
-        self.next_ino += 1;
+        self.next_ino.0 += 1;
         ino
     }
 

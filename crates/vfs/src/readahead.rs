@@ -283,7 +283,7 @@ mod tests {
     }
 
     #[tokio::test]
-    pub(crate) async fn window_grows_for_sequential_reads_and_resets_on_seek() {
+    async fn window_grows_for_sequential_reads_and_resets_on_seek() {
         let mut ra = Readahead::default();
         let mut log = Vec::new();
         assert!(matches!(ra.plan(0, 4, 4, 8, spawner(&mut log)), Plan::Chunks(c) if c.len() == 1));
@@ -301,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    pub(crate) fn a_changed_file_drops_its_head_and_its_end_of_file() {
+    fn a_changed_file_drops_its_head_and_its_end_of_file() {
         let mut ra = Readahead::default();
         let t0 = Timespec { sec: 1, nsec: 0 };
         ra.follow(6, t0);
@@ -314,7 +314,7 @@ mod tests {
     }
 
     #[tokio::test]
-    pub(crate) async fn window_is_capped() {
+    async fn window_is_capped() {
         let mut ra = Readahead::default();
         let mut log = Vec::new();
         for i in 0..20 {

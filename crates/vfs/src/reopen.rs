@@ -40,43 +40,34 @@ pub(crate) struct Preopened {
     at: Instant,
 }
 
-/// Several readers may retry the same name at once: each stale open is
-/// counted, each one earns its own lookup by opening, and each open that
-/// follows takes one handle.
+/// Several readers may retry the same name at once. The kernel retries on
+/// the thread whose open failed, so everything here is the caller's own:
+/// its stale open earns its next lookup of the name an open, and only its
+/// own open takes that handle.
 #[derive(Default)]
 pub(crate) struct ReopenAhead {
-    /// Names whose opens came back stale: how many retries are due, and
-    /// when the last was marked.
-    stale: HashMap<(Ino, Vec<u8>), (u32, Instant)>,
+    /// Names whose open by a caller (pid) came back stale, and when.
+    stale: HashMap<(Ino, Vec<u8>, u32), Instant>,
     opened: HashMap<Ino, Vec<Preopened>>,
 }
 
 impl ReopenAhead {
-    pub fn mark_stale(&mut self, parent: Ino, name: &[u8], now: Instant) {
-        self.stale
-            .retain(|_, (_, at)| now.duration_since(*at) < REOPEN_WINDOW);
-        let due = self.stale.entry((parent, name.to_vec())).or_insert((0, now));
-        *due = (due.0 + 1, now);
+    pub fn mark_stale(&mut self, parent: Ino, name: &[u8], pid: u32, now: Instant) {
+        self.stale.retain(|_, at| now.duration_since(*at) < REOPEN_WINDOW);
+        self.stale.insert((parent, name.to_vec(), pid), now);
     }
 
-    pub fn is_stale(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
+    pub fn is_stale(&self, parent: Ino, name: &[u8], pid: u32, now: Instant) -> bool {
         // The common case, nothing stale, costs no allocation.
         !self.stale.is_empty()
             && self
                 .stale
-                .get(&(parent, name.to_vec()))
-                .is_some_and(|(_, at)| now.duration_since(*at) < REOPEN_WINDOW)
+                .get(&(parent, name.to_vec(), pid))
+                .is_some_and(|at| now.duration_since(*at) < REOPEN_WINDOW)
     }
 
-    /// Counts off one retry of `parent/name`.
-    pub fn clear_stale(&mut self, parent: Ino, name: &[u8]) {
-        let key = (parent, name.to_vec());
-        if let Some((due, _)) = self.stale.get_mut(&key) {
-            *due -= 1;
-            if *due == 0 {
-                self.stale.remove(&key);
-            }
-        }
+    pub fn clear_stale(&mut self, parent: Ino, name: &[u8], pid: u32) {
+        self.stale.remove(&(parent, name.to_vec(), pid));
     }
 
     /// Keeps a handle opened ahead for `ino`, which `pid` looked up as
@@ -174,7 +165,7 @@ impl Vfs {
         parent: Ino,
         name: &[u8],
     ) -> Option<FileAttr> {
-        lock(&self.reopen).clear_stale(parent, name);
+        lock(&self.reopen).clear_stale(parent, name, caller.pid);
         let path = self.child_path("lookup", parent, name).ok()?;
         // Never follow a symlink (a lookup describes the link), never wait
         // on a FIFO.
@@ -225,7 +216,7 @@ impl Vfs {
     /// a rename, or deleted) cannot be opened by path: ESTALE, on which
     /// the kernel looks the name up afresh and opens what it names now, as
     /// a local open racing a rename would.
-    pub(crate) fn openable_path(&self, ino: Ino) -> Result<Vec<u8>> {
+    pub(crate) fn openable_path(&self, ino: Ino, pid: u32) -> Result<Vec<u8>> {
         let former = {
             let table = self.inodes();
             if let Some(path) = table.path(ino) {
@@ -234,19 +225,25 @@ impl Vfs {
             table.get(ino).and_then(|n| n.former.clone())
         };
         if let Some((parent, name)) = former {
-            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+            lock(&self.reopen).mark_stale(parent, &name, pid, Instant::now());
         }
         Err(VfsError::new("open", format!("<inode {ino}>"), Errno::ESTALE))
     }
 
     /// A failed remote open: a name that is gone on the remote is forgotten
     /// and reported stale, so the kernel looks it up again.
-    pub(crate) fn open_failed(&self, ino: Ino, path: &[u8], err: yonder_remote::RemoteError) -> VfsError {
+    pub(crate) fn open_failed(
+        &self,
+        ino: Ino,
+        pid: u32,
+        path: &[u8],
+        err: yonder_remote::RemoteError,
+    ) -> VfsError {
         let err = VfsError::remote("open", path, err);
         if err.errno() != Errno::ENOENT {
             return err;
         }
-        self.forget_name_of(ino);
+        self.forget_name_of(ino, pid);
         VfsError::new("open", display_path(path), Errno::ESTALE)
     }
 
@@ -258,6 +255,7 @@ impl Vfs {
     pub(crate) fn check_opened(
         &self,
         ino: Ino,
+        pid: u32,
         path: &[u8],
         handle: yonder_proto::Handle,
         attr: &Attr,
@@ -265,7 +263,7 @@ impl Vfs {
         if self.inodes().same_file(ino, attr) {
             return Ok(());
         }
-        self.forget_name_of(ino);
+        self.forget_name_of(ino, pid);
         self.close_remote(handle);
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
@@ -275,7 +273,7 @@ impl Vfs {
     /// Its next lookup opens it (see `reopen.rs`).
     /// Another open that raced this one may have forgotten the name
     /// already: the name it had still earns its caller a retry.
-    pub(crate) fn forget_name_of(&self, ino: Ino) {
+    pub(crate) fn forget_name_of(&self, ino: Ino, pid: u32) {
         let name = {
             let mut table = self.inodes();
             match first_link_in(&table, ino) {
@@ -288,7 +286,7 @@ impl Vfs {
             }
         };
         if let Some((parent, name)) = name {
-            lock(&self.reopen).mark_stale(parent, &name, Instant::now());
+            lock(&self.reopen).mark_stale(parent, &name, pid, Instant::now());
         }
     }
 }
@@ -298,34 +296,36 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(crate) fn stale_names_and_handles_opened_ahead_expire() {
+    fn stale_names_and_handles_opened_ahead_expire() {
+        const P: Ino = Ino(1);
+        const F: Ino = Ino(7);
+        const G: Ino = Ino(8);
         let mut r = ReopenAhead::default();
         let t0 = Instant::now();
-        assert!(!r.is_stale(1, b"doc", t0));
-        r.mark_stale(1, b"doc", t0);
-        r.mark_stale(1, b"doc", t0);
-        assert!(r.is_stale(1, b"doc", t0));
-        assert!(!r.is_stale(1, b"other", t0));
-        assert!(!r.is_stale(1, b"doc", t0 + REOPEN_WINDOW));
-        r.clear_stale(1, b"doc");
-        assert!(r.is_stale(1, b"doc", t0), "two readers, two retries");
-        r.clear_stale(1, b"doc");
-        assert!(!r.is_stale(1, b"doc", t0));
+        assert!(!r.is_stale(P, b"doc", 100, t0));
+        r.mark_stale(P, b"doc", 100, t0);
+        r.mark_stale(P, b"doc", 200, t0);
+        assert!(r.is_stale(P, b"doc", 100, t0));
+        assert!(!r.is_stale(P, b"other", 100, t0));
+        assert!(!r.is_stale(P, b"doc", 100, t0 + REOPEN_WINDOW));
+        r.clear_stale(P, b"doc", 100);
+        assert!(!r.is_stale(P, b"doc", 100, t0));
+        assert!(r.is_stale(P, b"doc", 200, t0), "each reader its own retry");
 
         let opened = |h| ((h, Generation(0)), Attr::default(), Vec::new());
-        r.keep(7, 100, (1, b"doc"), opened(70), t0);
-        r.keep(7, 200, (1, b"doc"), opened(71), t0);
-        assert_eq!(r.looked_up_by(200, 1, b"doc", t0), Some(7));
-        assert_eq!(r.looked_up_by(300, 1, b"doc", t0), None);
+        r.keep(F, 100, (P, b"doc"), opened(70), t0);
+        r.keep(F, 200, (P, b"doc"), opened(71), t0);
+        assert_eq!(r.looked_up_by(200, P, b"doc", t0), Some(F));
+        assert_eq!(r.looked_up_by(300, P, b"doc", t0), None);
         assert_eq!(
-            r.take(7, 200, t0).map(|p| p.handle.0),
+            r.take(F, 200, t0).map(|p| p.handle.0),
             Some(71),
             "the caller's own"
         );
-        assert!(r.take(7, 200, t0).is_none(), "never another's");
-        assert_eq!(r.take(7, 100, t0).map(|p| p.handle.0), Some(70));
-        r.keep(8, 100, (1, b"x"), opened(80), t0);
-        assert!(r.take(8, 100, t0 + REOPEN_WINDOW).is_none());
-        assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(8, (80, Generation(0)))]);
+        assert!(r.take(F, 200, t0).is_none(), "never another's");
+        assert_eq!(r.take(F, 100, t0).map(|p| p.handle.0), Some(70));
+        r.keep(G, 100, (P, b"x"), opened(80), t0);
+        assert!(r.take(G, 100, t0 + REOPEN_WINDOW).is_none());
+        assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(G, (80, Generation(0)))]);
     }
 }

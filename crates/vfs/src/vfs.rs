@@ -250,7 +250,7 @@ impl Vfs {
         if let Some(answer) = self.lookup_ready(caller, parent, name) {
             return answer;
         }
-        if lock(&self.reopen).is_stale(parent, name, Instant::now()) {
+        if lock(&self.reopen).is_stale(parent, name, caller.pid, Instant::now()) {
             if let Some(fattr) = self.lookup_by_opening(caller, parent, name).await {
                 return Ok(fattr);
             }
@@ -304,7 +304,7 @@ impl Vfs {
                 table.inc_lookup(ino, 1);
                 return Some(Ok(attr));
             }
-            if reopen.is_stale(parent, name, now) {
+            if reopen.is_stale(parent, name, caller.pid, now) {
                 return None;
             }
         }
@@ -685,7 +685,7 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        let path = self.openable_path(ino)?;
+        let path = self.openable_path(ino, caller.pid)?;
         let (remote, generation) = self.conn.get();
         if reading {
             // A reader gets the file's start with the handle: a small file
@@ -693,15 +693,15 @@ impl Vfs {
             let (handle, attr, head) = remote
                 .open_read(&path, flags, OPEN_PREFETCH)
                 .await
-                .map_err(|e| self.open_failed(ino, &path, e))?;
-            self.check_opened(ino, &path, handle, &attr)?;
+                .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
+            self.check_opened(ino, caller.pid, &path, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
         }
         let (handle, attr) = remote
             .open(&path, flags, 0, None)
             .await
-            .map_err(|e| self.open_failed(ino, &path, e))?;
-        self.check_opened(ino, &path, handle, &attr)?;
+            .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
+        self.check_opened(ino, caller.pid, &path, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.register_file(ino, (handle, generation), flags);
         Ok((fh, fattr))

@@ -414,12 +414,12 @@ impl Vfs {
 mod tests {
     use super::*;
 
-    pub(crate) fn writer(fh: Fh, append: bool) -> Writer {
-        Writer { fh, append }
+    fn writer(fh: u64, append: bool) -> Writer {
+        Writer { fh: Fh(fh), append }
     }
 
     #[test]
-    pub(crate) fn buffer_coalesces_contiguous_writes_of_one_handle_only() {
+    fn buffer_coalesces_contiguous_writes_of_one_handle_only() {
         let (a, b) = (writer(1, false), writer(2, false));
         let mut buf = WriteBuffer::default();
         assert!(buf.continues(&a, 100));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use yonder_proto::SeekWhence;
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
-    open_flags as of, Caller, Errno, FileHandle, FileKind, RenameFlags, Vfs, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, Errno, FileHandle, FileKind, Ino, RenameFlags, Vfs, VfsOptions, ROOT_INO,
 };
 
 struct Fixture {
@@ -377,7 +377,7 @@ async fn large_writes_go_out_in_parallel_yet_overlapping_ones_keep_their_order()
     f.vfs.release(fh).await.unwrap();
 }
 
-async fn list(vfs: &Vfs, dir: u64) -> Vec<String> {
+async fn list(vfs: &Vfs, dir: Ino) -> Vec<String> {
     let dh = vfs.opendir(&me(), dir).unwrap();
     let mut names = Vec::new();
     let mut offset = 0;
@@ -635,7 +635,7 @@ async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_ident
     );
     // A listing finds the same numbers.
     let fh = vfs.opendir(&me(), d).unwrap();
-    let listed: Vec<(String, u64)> = vfs
+    let listed: Vec<(String, Ino)> = vfs
         .readdir(fh, 0)
         .await
         .unwrap()
