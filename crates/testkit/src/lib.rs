@@ -1,9 +1,20 @@
 //! Fixtures shared by yonder's integration tests and benchmarks.
 //!
+//! - [`Sshd`]: a private sshd (below);
+//! - [`agent`]: the agent served in this process, with a client connected;
+//! - [`contract`]: the behaviour every [`yonder_remote::Remote`] owes its
+//!   callers, one check per `#[test]` ([`remote_contract!`]);
+//! - [`faults`]: `Remote` wrappers that inject errors, delays and
+//!   disconnection.
+//!
 //! [`Sshd`] starts a private OpenSSH server on a free loopback port, with a
 //! host key and a client key generated in a temporary directory, so that
 //! tests exercise the real `ssh` path without depending on any daemon or key
 //! that exists on the machine. It is stopped when dropped.
+
+pub mod agent;
+pub mod contract;
+pub mod faults;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
