@@ -5,7 +5,8 @@
 //! behaviour suite, `crates/cli/tests/mount_behaviour.rs`, covers the
 //! rest): the API itself (several mounts in one process, unmounting,
 //! status, errors), and checks that count or delay the remote's calls,
-//! which only the in-process double allows.
+//! which only the in-process double (with `yonder_testkit::faults`
+//! wrappers) allows.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,6 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_fuse::{FuseError, MountConfig, MountStatus, Mounted};
+use yonder_remote::Remote;
+use yonder_testkit::faults::{Delayed, Op};
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::Vfs;
 
@@ -29,7 +32,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// mounts would: a VFS, then a session.
 fn start(
     rt: &tokio::runtime::Runtime,
-    remote: Arc<LocalRemote>,
+    remote: Arc<dyn Remote>,
     mountpoint: &Path,
     config: &MountConfig,
 ) -> Result<Mounted, FuseError> {
@@ -40,7 +43,10 @@ fn start(
 /// One mount of a temporary backing directory.
 struct Fixture {
     mounted: Option<Mounted>,
+    /// The remote itself, for its call counts.
     remote: Arc<LocalRemote>,
+    /// Between the mount and the remote: calls held up on demand.
+    delays: Arc<Delayed>,
     backing: tempfile::TempDir,
     mnt: tempfile::TempDir,
     // Dropped last: it serves the mount.
@@ -57,10 +63,12 @@ impl Fixture {
         let backing = tempfile::tempdir().unwrap();
         let mnt = tempfile::tempdir().unwrap();
         let remote = LocalRemote::new(backing.path());
-        let mounted = start(&rt, remote.clone(), mnt.path(), &config).unwrap();
+        let delays = Delayed::new(remote.clone());
+        let mounted = start(&rt, delays.clone(), mnt.path(), &config).unwrap();
         Fixture {
             mounted: Some(mounted),
             remote,
+            delays,
             backing,
             mnt,
             rt,
@@ -333,13 +341,16 @@ fn small_writes_are_coalesced_and_reads_pipelined() {
     assert!(reads <= 24, "{reads} remote reads for 9 MiB");
 }
 
-/// Delays one remote call: only the in-process double can.
+/// Delays one remote call (testkit's `Delayed` wrapper).
 #[test]
 fn a_slow_request_does_not_hold_up_others() {
     let t = Fixture::new();
     fs::write(t.b("slow"), b"s").unwrap();
     fs::write(t.b("fast"), b"f").unwrap();
-    *t.remote.slow_lstat.lock().unwrap() = Some((b"slow".to_vec(), Duration::from_secs(2)));
+    t.delays.delay_when(
+        |call| call.op == Op::Lstat && call.path.is_some_and(|p| p.ends_with(b"slow")),
+        Duration::from_secs(2),
+    );
     let slow_path = t.m("slow");
     let slow = std::thread::spawn(move || fs::metadata(slow_path).map(|m| m.len()));
     std::thread::sleep(Duration::from_millis(200));

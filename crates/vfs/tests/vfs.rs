@@ -1,10 +1,13 @@
-//! The VFS over an in-process `LocalRemote` serving a temporary directory.
+//! The VFS over an in-process `LocalRemote` serving a temporary directory,
+//! wrapped in `yonder_testkit::faults` wrappers that fail or cut calls when
+//! a test asks.
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use yonder_proto::SeekWhence;
+use yonder_testkit::faults::{Disconnecting, Fault, Faulty, Op};
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
     open_flags as of, Caller, Errno, FileHandle, FileKind, Ino, RenameFlags, Vfs, VfsOptions, ROOT_INO,
@@ -12,15 +15,28 @@ use yonder_vfs::{
 
 struct Fixture {
     dir: tempfile::TempDir,
+    /// The remote itself, for its call counts.
     remote: Arc<LocalRemote>,
+    /// Between the VFS and the remote: errors injected on demand...
+    faults: Arc<Faulty>,
+    /// ...and, outermost, a connection that can die.
+    link: Arc<Disconnecting>,
     vfs: Arc<Vfs>,
 }
 
 async fn fixture_with(opts: VfsOptions) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let remote = LocalRemote::new(dir.path());
-    let vfs = Vfs::new(remote.clone(), opts).await.unwrap();
-    Fixture { dir, remote, vfs }
+    let faults = Faulty::new(remote.clone());
+    let link = Disconnecting::new(faults.clone());
+    let vfs = Vfs::new(link.clone(), opts).await.unwrap();
+    Fixture {
+        dir,
+        remote,
+        faults,
+        link,
+        vfs,
+    }
 }
 
 async fn fixture() -> Fixture {
@@ -105,7 +121,7 @@ async fn write_errors_surface_at_flush_and_fsync() {
         .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
         .await
         .unwrap();
-    *f.remote.fail_writes.lock().unwrap() = Some(Errno::ENOSPC);
+    let enospc = f.faults.fail(Op::Write, Errno::ENOSPC);
     f.vfs.write(fh, 0, b"buffered").await.unwrap();
     assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOSPC);
     f.vfs.write(fh, 8, b"again").await.unwrap();
@@ -122,9 +138,49 @@ async fn write_errors_surface_at_flush_and_fsync() {
         f.vfs.write(fh2, 1, b"y").await.unwrap_err().errno(),
         Errno::ENOSPC
     );
-    *f.remote.fail_writes.lock().unwrap() = None;
+    f.faults.remove(enospc);
     f.vfs.release(fh).await.unwrap();
     f.vfs.release(fh2).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_write_the_remote_refuses_fails_the_flush_and_is_not_retried() {
+    let f = fixture().await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // The remote refuses the next write, once.
+    f.faults.inject(Fault::on(Op::Write, Errno::EIO).times(1));
+    f.vfs.write(fh, 0, b"lost").await.unwrap();
+    assert_eq!(f.faults.injected(), 0, "buffered: nothing sent yet");
+    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
+    assert_eq!(f.faults.injected(), 1);
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"");
+    // Reported once; the handle writes on.
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.write(fh, 0, b"kept").await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"kept");
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_connection_fails_calls_with_enotconn() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("f"), b"data").unwrap();
+    let ino = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap().ino;
+    let (fh, _) = f.vfs.open(&me(), ino, of::READ_WRITE).await.unwrap();
+    f.vfs.write(fh, 0, b"DATA").await.unwrap();
+    f.link.disconnect();
+    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOTCONN);
+    let err = f.vfs.lookup(&me(), ROOT_INO, b"other").await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ENOTCONN);
+    let err = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ENOTCONN);
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"data");
+    f.vfs.release(fh).await.unwrap_or_default();
 }
 
 #[tokio::test]
@@ -570,13 +626,13 @@ async fn a_write_error_is_reported_to_the_handle_that_wrote() {
     let ino = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap().ino;
     let (a, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
     let (b, _) = f.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
-    *f.remote.fail_writes.lock().unwrap() = Some(Errno::ENOSPC);
+    f.faults.fail(Op::Write, Errno::ENOSPC);
     f.vfs.write(a, 0, b"from a").await.unwrap();
     // b's write sends a's buffered data first; its failure belongs to a,
     // and b's own to b: each hears of its own once.
     f.vfs.write(b, 100, b"from b").await.unwrap();
     assert_eq!(f.vfs.flush(b).await.unwrap_err().errno(), Errno::ENOSPC);
-    *f.remote.fail_writes.lock().unwrap() = None;
+    f.faults.clear();
     f.vfs.flush(b).await.unwrap();
     assert_eq!(f.vfs.flush(a).await.unwrap_err().errno(), Errno::ENOSPC);
     f.vfs.flush(a).await.unwrap();
