@@ -80,6 +80,12 @@ impl InProcessAgent {
         self.dir.path().join(rel)
     }
 
+    /// Ends the agent as a crash would, the client left connected: its
+    /// calls then fail as over a dead connection.
+    pub fn kill(&self) {
+        self.serve.abort();
+    }
+
     /// Drops the client and waits for the agent to finish, returning how
     /// it ended (Ok after a clean end of stream).
     pub async fn stop(self) -> std::result::Result<(), AgentError> {

@@ -673,3 +673,177 @@ impl Interceptor for Connection {
 
 /// A remote whose connection can be cut; see [`Connection`].
 pub type Disconnecting = Intercepted<Connection>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::InProcessAgent;
+    use std::time::Instant;
+
+    fn errno<T: std::fmt::Debug>(result: Result<T>) -> Errno {
+        result.expect_err("the call should fail").errno()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn faulty_fails_the_chosen_operation_before_it_reaches_the_remote() {
+        let agent = InProcessAgent::start().await;
+        let remote = Faulty::new(agent.remote());
+        let fault = remote.fail(Op::Mkdir, Errno::EROFS);
+        let err = remote.mkdir(b"d", 0o755, None).await.unwrap_err();
+        assert_eq!(err.errno(), Errno::EROFS);
+        assert_eq!(err.to_string(), "mkdir d: Read-only file system");
+        assert!(!agent.disk("d").exists(), "the remote never saw the call");
+        remote.lstat(b"").await.unwrap();
+        assert_eq!(remote.injected(), 1);
+        remote.remove(fault);
+        remote.mkdir(b"d", 0o755, None).await.unwrap();
+        assert!(agent.disk("d").is_dir());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn faulty_counts_calls_after_and_times() {
+        let agent = InProcessAgent::start().await;
+        let remote = Faulty::new(agent.remote());
+        // The third and fourth lstat fail; the rest pass.
+        remote.inject(Fault::on(Op::Lstat, Errno::EIO).after(2).times(2));
+        let mut outcomes = Vec::new();
+        for _ in 0..6 {
+            outcomes.push(remote.lstat(b"").await.is_ok());
+            remote.stat(b"").await.unwrap();
+        }
+        assert_eq!(outcomes, [true, true, false, false, true, true]);
+        assert_eq!(remote.injected(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn faulty_picks_calls_by_predicate() {
+        let agent = InProcessAgent::start().await;
+        std::fs::write(agent.disk("secret"), b"s").unwrap();
+        std::fs::write(agent.disk("a"), b"a").unwrap();
+        let remote = Faulty::new(agent.remote());
+        remote.inject(Fault::when(|call| call.names(b"secret"), Errno::EACCES));
+        assert_eq!(errno(remote.lstat(b"secret").await), Errno::EACCES);
+        assert_eq!(
+            errno(remote.rename(b"a", b"secret", RenameFlags::default()).await),
+            Errno::EACCES
+        );
+        assert_eq!(remote.lstat(b"a").await.unwrap().size, 1);
+        // One handle's writes fail, another's pass.
+        let (bad, _) = remote.open(b"a", 1, 0, None).await.unwrap();
+        let (good, _) = remote.open(b"a", 1, 0, None).await.unwrap();
+        remote.inject(Fault::when(move |call| call.handle == Some(bad), Errno::ENOSPC));
+        assert_eq!(errno(remote.write(bad, 0, b"x".to_vec()).await), Errno::ENOSPC);
+        assert_eq!(remote.write(good, 0, b"y".to_vec()).await.unwrap(), 1);
+        remote.clear();
+        remote.close(bad).await.unwrap();
+        remote.close(good).await.unwrap();
+        assert_eq!(std::fs::read(agent.disk("a")).unwrap(), b"y");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delayed_holds_calls_up_and_later_ones_overtake_them() {
+        let agent = InProcessAgent::start().await;
+        std::fs::write(agent.disk("slow"), b"s").unwrap();
+        std::fs::write(agent.disk("fast"), b"f").unwrap();
+        let remote = Delayed::new(agent.remote());
+        let delay = Duration::from_millis(300);
+        remote.delay_when(|call| call.names(b"slow"), delay);
+        let start = Instant::now();
+        let slow = tokio::spawn({
+            let remote = remote.clone();
+            async move {
+                remote.lstat(b"slow").await.unwrap();
+                start.elapsed()
+            }
+        });
+        remote.lstat(b"fast").await.unwrap();
+        assert!(start.elapsed() < delay, "the fast call was not held up");
+        assert!(!slow.is_finished());
+        assert!(slow.await.unwrap() >= delay);
+        assert_eq!(remote.delayed(), 1);
+        // Latency on every call.
+        remote.clear();
+        remote.delay_every_call(Duration::from_millis(50));
+        let start = Instant::now();
+        remote.lstat(b"fast").await.unwrap();
+        remote.statfs(b"").await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disconnecting_after_n_calls_fails_every_later_call_with_enotconn() {
+        let agent = InProcessAgent::start().await;
+        let remote = Disconnecting::new(agent.remote());
+        remote.disconnect_after(2);
+        remote.lstat(b"").await.unwrap();
+        remote.mkdir(b"one", 0o755, None).await.unwrap();
+        assert!(!remote.is_disconnected());
+        let err = remote.mkdir(b"two", 0o755, None).await.unwrap_err();
+        assert!(matches!(err, RemoteError::Disconnected { .. }), "{err:?}");
+        assert_eq!(err.errno(), Errno::ENOTCONN);
+        assert!(remote.is_disconnected());
+        assert!(agent.disk("one").is_dir() && !agent.disk("two").exists());
+        for _ in 0..3 {
+            assert_eq!(errno(remote.lstat(b"").await), Errno::ENOTCONN);
+        }
+        assert_eq!(errno(remote.close(1).await), Errno::ENOTCONN);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disconnecting_fails_calls_in_flight_and_by_predicate() {
+        let agent = InProcessAgent::start().await;
+        // A call stuck behind a slow link is cut when the connection dies.
+        let slow = Delayed::new(agent.remote());
+        slow.delay(Op::Lstat, Duration::from_secs(30));
+        let remote = Disconnecting::new(slow);
+        let pending = tokio::spawn({
+            let remote = remote.clone();
+            async move { remote.lstat(b"").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let start = Instant::now();
+        remote.disconnect();
+        assert_eq!(errno(pending.await.unwrap()), Errno::ENOTCONN);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // The first call a predicate picks cuts the connection.
+        let remote = Disconnecting::new(agent.remote());
+        remote.disconnect_when(|call| call.op == Op::Write);
+        let (h, _) = remote.open(b"f", 1 | 1 << 4, 0o644, None).await.unwrap();
+        assert_eq!(errno(remote.write(h, 0, b"x".to_vec()).await), Errno::ENOTCONN);
+        assert_eq!(errno(remote.statfs(b"").await), Errno::ENOTCONN);
+        assert_eq!(std::fs::read(agent.disk("f")).unwrap(), b"");
+    }
+
+    /// The wrapper's failures are a real client's after its agent died.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_connection_fails_as_a_dead_agent_does() {
+        let dead = InProcessAgent::start().await;
+        dead.client().lstat(b"").await.unwrap();
+        dead.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let real = loop {
+            match dead.client().lstat(b"f").await {
+                Err(err) => break err,
+                Ok(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+                Ok(_) => panic!("the killed agent still answers"),
+            }
+        };
+        let live = InProcessAgent::start().await;
+        let cut = Disconnecting::new(live.remote());
+        cut.disconnect();
+        let injected = cut.lstat(b"f").await.unwrap_err();
+        assert_eq!(injected.errno(), real.errno());
+        // The reason depends on which of the client's tasks noticed first.
+        match (&injected, &real) {
+            (
+                RemoteError::Disconnected { op, path, .. },
+                RemoteError::Disconnected {
+                    op: real_op,
+                    path: real_path,
+                    ..
+                },
+            ) => assert_eq!((op, path), (real_op, real_path)),
+            _ => panic!("{injected:?} / {real:?}"),
+        }
+    }
+}
