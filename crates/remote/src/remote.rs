@@ -24,9 +24,18 @@ pub trait Remote: Send + Sync + 'static {
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)>;
     /// Opens an existing file for reading and returns up to `prefetch`
     /// bytes from its start in the same round trip; fewer bytes than asked
-    /// for means the whole file. Transports without such a call open, then
-    /// read.
+    /// for means the whole file. Flags that would write, create or truncate
+    /// are EINVAL. Only regular files are read. Transports without such a
+    /// call open, then read.
     async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
+        use yonder_proto::open_flags as of;
+        if flags & (of::ACCESS_MASK | of::CREATE | of::TRUNCATE) != of::READ_ONLY {
+            return Err(crate::RemoteError::os(
+                "open",
+                crate::error::display_path(path),
+                yonder_proto::Errno::EINVAL,
+            ));
+        }
         let (handle, attr) = self.open(path, flags, 0, None).await?;
         if !attr.is_file() || prefetch == 0 {
             return Ok((handle, attr, Vec::new()));

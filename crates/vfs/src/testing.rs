@@ -6,6 +6,8 @@
 //! (`yonder_testkit::contract`, run on it in tests/remote_contract.rs):
 //! paths are confined to the root as the agent confines them, errors carry
 //! the agent's errnos, listings carry xattr names and single-use cursors.
+//! `open_read` is the trait's default (open, then read), so the suite holds
+//! that to the agent's `OpenRead` too.
 //! Errors, delays and disconnection are injected by wrapping it in
 //! `yonder_testkit::faults`.
 
@@ -411,28 +413,6 @@ impl Remote for LocalRemote {
         let handle = self.next.fetch_add(1, Ordering::Relaxed);
         self.files.lock().unwrap().insert(handle, Arc::new(file));
         Ok((handle, attr))
-    }
-
-    async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
-        if flags & (of::ACCESS_MASK | of::CREATE | of::TRUNCATE) != of::READ_ONLY {
-            return Err(RemoteError::os(
-                "open",
-                String::from_utf8_lossy(path),
-                Errno::EINVAL,
-            ));
-        }
-        let (handle, attr) = self.open(path, flags, 0, None).await?;
-        // Only regular files: a FIFO or a device could block or lose data.
-        if !attr.is_file() || prefetch == 0 {
-            return Ok((handle, attr, Vec::new()));
-        }
-        match self.read(handle, 0, prefetch).await {
-            Ok(data) => Ok((handle, attr, data)),
-            Err(e) => {
-                self.files.lock().unwrap().remove(&handle);
-                Err(e)
-            }
-        }
     }
 
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
