@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_remote::proto::open_flags;
 use yonder_remote::transfer::{read_to, write_from, Pipeline};
-use yonder_remote::{AgentClient, ConnectOptions, Remote, Source};
+use yonder_remote::{ConnectOptions, Remote, Source};
 use yonder_testkit::Sshd;
 
 #[derive(Parser)]
@@ -44,7 +44,7 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
-async fn seq_read(client: &Arc<AgentClient>, path: &[u8]) -> anyhow::Result<(u64, Duration)> {
+async fn seq_read(client: &Arc<dyn Remote>, path: &[u8]) -> anyhow::Result<(u64, Duration)> {
     let start = Instant::now();
     let (h, _) = client.open(path, open_flags::READ_ONLY, 0, None).await?;
     let mut sink = tokio::io::sink();
@@ -63,7 +63,7 @@ async fn seq_read(client: &Arc<AgentClient>, path: &[u8]) -> anyhow::Result<(u64
     Ok((n, start.elapsed()))
 }
 
-async fn seq_write(client: &Arc<AgentClient>, path: &[u8], size: u64) -> anyhow::Result<(u64, Duration)> {
+async fn seq_write(client: &Arc<dyn Remote>, path: &[u8], size: u64) -> anyhow::Result<(u64, Duration)> {
     let data = vec![0x5au8; size as usize];
     let start = Instant::now();
     let flags = open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::TRUNCATE;
@@ -84,7 +84,7 @@ async fn seq_write(client: &Arc<AgentClient>, path: &[u8], size: u64) -> anyhow:
     Ok((n, start.elapsed()))
 }
 
-async fn stat_rate(client: &Arc<AgentClient>, in_flight: usize, seconds: f64) -> anyhow::Result<f64> {
+async fn stat_rate(client: &Arc<dyn Remote>, in_flight: usize, seconds: f64) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!("unknown transport {other}"),
         };
-        let client = Arc::new(yonder_remote::connect(&Source::parse(&source)?, &options).await?);
+        let client = yonder_remote::connect(&Source::parse(&source)?, &options).await?;
         // Warm the page cache so both sides read the same thing.
         seq_read(&client, b"data").await?;
         let mut best_read: f64 = 0.0;

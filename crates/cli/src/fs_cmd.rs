@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use yonder_remote::proto::{open_flags, Attr, Errno, SetAttr, Target};
 use yonder_remote::transfer::{read_to, write_from, Pipeline};
-use yonder_remote::{AgentClient, Remote, RemoteError, Source};
+use yonder_remote::{Remote, RemoteError, Source};
 
 #[derive(Args)]
 pub struct FsArgs {
@@ -140,7 +140,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let mut options = args.connect.options();
         options.ssh_options = args.ssh_option;
-        let client = Arc::new(yonder_remote::connect(&source, &options).await?);
+        let client = yonder_remote::connect(&source, &options).await?;
         execute(client, args.command).await
     })
 }
@@ -150,7 +150,7 @@ fn wire(path: &str) -> Vec<u8> {
     path.trim_start_matches('/').as_bytes().to_vec()
 }
 
-async fn execute(client: Arc<AgentClient>, command: FsCommand) -> anyhow::Result<ExitCode> {
+async fn execute(client: Arc<dyn Remote>, command: FsCommand) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match command {
         FsCommand::Ls {
@@ -346,7 +346,7 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 async fn read_file<W: tokio::io::AsyncWrite + Unpin>(
-    client: &Arc<AgentClient>,
+    client: &Arc<dyn Remote>,
     path: &[u8],
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -359,7 +359,7 @@ async fn read_file<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 async fn write_file<R: tokio::io::AsyncRead + Unpin>(
-    client: &Arc<AgentClient>,
+    client: &Arc<dyn Remote>,
     path: &[u8],
     input: &mut R,
 ) -> anyhow::Result<()> {
@@ -379,7 +379,7 @@ async fn write_file<R: tokio::io::AsyncRead + Unpin>(
     Ok(())
 }
 
-async fn mkdir_parents(client: &Arc<AgentClient>, path: &[u8]) -> Result<(), RemoteError> {
+async fn mkdir_parents(client: &Arc<dyn Remote>, path: &[u8]) -> Result<(), RemoteError> {
     let mut prefix = Vec::new();
     for component in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
         if !prefix.is_empty() {
@@ -406,7 +406,7 @@ async fn mkdir_parents(client: &Arc<AgentClient>, path: &[u8]) -> Result<(), Rem
 /// Removes a tree, children of a directory concurrently so that a deep tree
 /// over a slow link costs round trips per level, not per file.
 fn remove_tree(
-    client: Arc<AgentClient>,
+    client: Arc<dyn Remote>,
     path: Vec<u8>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RemoteError>> + Send>> {
     Box::pin(async move {

@@ -12,12 +12,11 @@ use clap::Args;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::{Remote, Source};
+use yonder_remote::Source;
 
 #[derive(Args)]
 pub struct MountArgs {
@@ -153,8 +152,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         .thread_name("yonder")
         .build()?;
     let vfs = runtime.block_on(async {
-        let client = yonder_remote::connect(&source, &connect).await?;
-        let remote = Arc::new(client) as Arc<dyn Remote>;
+        let remote = yonder_remote::connect(&source, &connect).await?;
         anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
     })?;
     let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;

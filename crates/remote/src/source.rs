@@ -5,7 +5,7 @@
 //!   runs the system `ssh`, so `~/.ssh/config`, keys, the ssh agent and
 //!   ProxyJump work unchanged.
 
-use crate::{AgentClient, RemoteError, Result};
+use crate::{AgentClient, Remote, RemoteError, Result};
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
@@ -308,8 +308,10 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// Starts the agent for `source` and completes the handshake.
-pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
+/// Starts the agent for `source` and completes the handshake. What comes
+/// back is a `Remote`, whatever the transport: callers (the VFS, `yonder
+/// fs`, a reconnecting layer) never depend on how it is carried.
+pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
     let describe = source.describe();
     let connect_err = |reason: String| RemoteError::Connect {
         source_desc: describe.clone(),
@@ -343,7 +345,7 @@ pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<AgentC
     match AgentClient::handshake(stdout, stdin, &describe).await {
         Ok(client) => {
             client.attach_child(child);
-            Ok(client)
+            Ok(Arc::new(client))
         }
         Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, &describe).await),
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use yonder_remote::{AgentClient, ConnectOptions, Source};
+use yonder_remote::{ConnectOptions, Remote, Source};
 use yonder_testkit::Sshd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct Variant {
 }
 
 pub struct Fixture {
-    pub client: Arc<AgentClient>,
+    pub client: Arc<dyn Remote>,
     pub dir: tempfile::TempDir,
     // Dropped after the client, so the ssh session ends first.
     pub sshd: Option<Sshd>,
@@ -97,11 +97,7 @@ pub async fn fixture(transport: Transport) -> Fixture {
                 sshd.as_ref().map(|s| s.log()).unwrap_or_default()
             )
         });
-    Fixture {
-        client: Arc::new(client),
-        dir,
-        sshd,
-    }
+    Fixture { client, dir, sshd }
 }
 
 pub mod mount;
