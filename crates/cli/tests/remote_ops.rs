@@ -8,7 +8,7 @@ use support::{fixture, Transport};
 use yonder_remote::proto::{
     access_mask, file_type, open_flags, Errno, RenameFlags, SetAttr, SetTime, Target, Timespec, XattrMode,
 };
-use yonder_remote::{Remote, RemoteError};
+use yonder_remote::{Bytes, Remote, RemoteError};
 
 fn errno<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> Errno {
     match result {
@@ -82,8 +82,17 @@ async fn read_write_fsync_close(t: Transport) {
     let (h, attr) = f.client.open(b"new", flags, 0o640, None).await.unwrap();
     assert!(attr.is_file());
     assert_eq!(attr.permissions(), 0o640);
-    assert_eq!(f.client.write(h, 0, b"hello world".to_vec()).await.unwrap(), 11);
-    assert_eq!(f.client.write(h, 6, b"WORLD".to_vec()).await.unwrap(), 5);
+    assert_eq!(
+        f.client
+            .write(h, 0, Bytes::from_static(b"hello world"))
+            .await
+            .unwrap(),
+        11
+    );
+    assert_eq!(
+        f.client.write(h, 6, Bytes::from_static(b"WORLD")).await.unwrap(),
+        5
+    );
     f.client.fsync(h, false).await.unwrap();
     f.client.fsync(h, true).await.unwrap();
     assert_eq!(f.client.read(h, 0, 100).await.unwrap(), b"hello WORLD");
@@ -108,7 +117,7 @@ async fn read_write_fsync_close(t: Transport) {
         .open(b"new", open_flags::WRITE_ONLY | open_flags::APPEND, 0, None)
         .await
         .unwrap();
-    f.client.write(h, 0, b"!".to_vec()).await.unwrap();
+    f.client.write(h, 0, Bytes::from_static(b"!")).await.unwrap();
     f.client.close(h).await.unwrap();
     assert_eq!(std::fs::read(f.disk("new")).unwrap(), b"hello WORLD!");
     let (h, a) = f
@@ -196,7 +205,7 @@ async fn fallocate_allocates_and_punches(t: Transport) {
         1 << 20,
         "KEEP_SIZE keeps the size"
     );
-    f.client.write(h, 0, vec![7u8; 8192]).await.unwrap();
+    f.client.write(h, 0, vec![7u8; 8192].into()).await.unwrap();
     f.client
         .fallocate(h, 0, 4096, fallocate_mode::KEEP_SIZE | fallocate_mode::PUNCH_HOLE)
         .await

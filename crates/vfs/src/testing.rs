@@ -3,6 +3,7 @@
 //! tested without an agent. It counts calls and can inject write errors.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timestamps, CWD};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -38,6 +39,9 @@ pub struct LocalRemote {
     pub fail_writes: Mutex<Option<Errno>>,
     /// When set, `lstat` of a path ending in the given name sleeps this long.
     pub slow_lstat: Mutex<Option<(Vec<u8>, Duration)>>,
+    /// Every `write`'s data as received (the buffers themselves, not
+    /// copies), to check what the VFS copies on the way.
+    pub written: Mutex<Vec<Bytes>>,
 }
 
 fn err(op: &'static str, path: &[u8], e: io::Error) -> RemoteError {
@@ -119,6 +123,7 @@ impl LocalRemote {
             calls: CallCounts::default(),
             fail_writes: Mutex::new(None),
             slow_lstat: Mutex::new(None),
+            written: Mutex::new(Vec::new()),
         })
     }
 
@@ -262,8 +267,9 @@ impl Remote for LocalRemote {
         Ok(buf)
     }
 
-    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
+    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
         self.calls.writes.fetch_add(1, Ordering::Relaxed);
+        self.written.lock().unwrap().push(data.clone());
         if let Some(errno) = *self.fail_writes.lock().unwrap() {
             return Err(RemoteError::os("write", handle.to_string(), errno));
         }
