@@ -445,7 +445,7 @@ impl FrameDecoder {
     /// Returns the next complete frame, `Ok(None)` if more bytes are needed.
     /// The length is validated before any frame-sized allocation.
     pub fn next_frame(&mut self) -> Result<Option<RawFrame>, FrameError> {
-        if let Some(err) = &self.failed {
+        if let Some(err) = self.failed() {
             return Err(err.clone());
         }
         let input = std::mem::take(&mut self.input);
@@ -480,7 +480,7 @@ impl FrameDecoder {
 
     /// Call at end of stream: reports a frame cut short.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if let Some(err) = &self.failed {
+        if let Some(err) = self.failed() {
             return Err(err.clone());
         }
         let seen = match &self.body {
@@ -527,7 +527,7 @@ impl FrameDecoder {
     /// Records `n` bytes put where [`FrameDecoder::space`] said; returns the
     /// frame they complete, if any.
     pub(crate) fn advance(&mut self, n: usize) -> Result<Option<RawFrame>, FrameError> {
-        if let Some(err) = &self.failed {
+        if let Some(err) = self.failed() {
             return Err(err.clone());
         }
         if let Some(body) = &self.body {

@@ -349,11 +349,8 @@ proptest! {
         let mut decoder = FrameDecoder::new();
         for piece in stream.chunks(chunk) {
             decoder.push(piece);
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => { let _ = frame.into_message(); }
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                let _ = frame.into_message();
             }
         }
         let _ = decoder.finish();
