@@ -29,6 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::{encode_response, kind, protocol_error, read_frame};
+use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{Errno, Hello, Message, Response, WireError, CAPABILITIES, PROTOCOL_VERSION};
 
 /// What to serve.
@@ -78,7 +79,7 @@ where
     rustix::process::umask(rustix::fs::Mode::empty());
     tracing::debug!(root = %root.path().display(), "serving");
 
-    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let mut reader = FrameReader::new(BufReader::with_capacity(READ_BUFFER, reader));
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     handshake(&mut reader, &mut writer).await?;
 
@@ -134,7 +135,7 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
     result
 }
 
-async fn handshake<R, W>(reader: &mut R, writer: &mut W) -> Result<(), AgentError>
+async fn handshake<R, W>(reader: &mut FrameReader<R>, writer: &mut W) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -143,7 +144,7 @@ where
         detail: "the client closed the connection before sending Hello".to_string(),
     };
     let frame = read_frame(reader).await?.ok_or_else(no_hello)?;
-    let refusal = match frame.decode() {
+    let refusal = match frame.into_message() {
         Ok(Message::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
             tracing::debug!(client = %hello.software, capabilities = ?hello.capabilities, "handshake");
             let hello = Hello {
@@ -224,7 +225,7 @@ impl Outgoing {
 }
 
 async fn read_requests<R: AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut FrameReader<R>,
     agent: Arc<Agent>,
     tx: mpsc::UnboundedSender<Outgoing>,
     splicing: bool,
@@ -238,7 +239,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .await
             .expect("the semaphore is never closed");
         let id = frame.id;
-        let response = match frame.decode() {
+        // A write's data arrives split off its frame and is moved into the
+        // request, not decoded out of a frame buffer.
+        let response = match frame.into_message() {
             // A quick metadata call costs less than the two thread hand-offs
             // the pool would add (see `inline`).
             Ok(Message::Request(request)) if inline.allows(&request) => {
@@ -323,19 +326,24 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(out) = next {
-            writer.write_all(&out.frame).await.map_err(io_err)?;
             match out.payload {
-                Payload::Bytes(bytes) => writer.write_all(&bytes).await.map_err(io_err)?,
+                // Header and data in one vectored write, not joined first.
+                Payload::Bytes(bytes) => write_parts(&mut writer, &out.frame, &bytes)
+                    .await
+                    .map_err(io_err)?,
                 Payload::Spliced(data) => match &splice_out {
                     Some(output) => {
                         // The header (and everything before it) goes out
                         // first, through the writer's own descriptor.
+                        writer.write_all(&out.frame).await.map_err(io_err)?;
                         writer.flush().await.map_err(io_err)?;
                         output.send(data, agent.pipes()).await.map_err(io_err)?;
                     }
                     None => {
                         let bytes = data.into_bytes(agent.pipes()).map_err(io_err)?;
-                        writer.write_all(&bytes).await.map_err(io_err)?;
+                        write_parts(&mut writer, &out.frame, &bytes)
+                            .await
+                            .map_err(io_err)?;
                     }
                 },
             }

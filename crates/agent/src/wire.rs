@@ -1,69 +1,20 @@
 //! Frames in and out of the byte stream.
 
 use crate::AgentError;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use yonder_proto::{
-    codec::ID_LEN, decode_body, encode_frame, parse_length, DecodeError, Errno, FrameError, Message,
-    Response, WireError, LEN_PREFIX,
-};
+use tokio::io::AsyncRead;
+use yonder_proto::stream::{FrameReader, ReadError};
+use yonder_proto::{encode_frame, Errno, FrameError, Message, RawFrame, Response, WireError};
 
-/// One frame as read: the request id and the undecoded body.
-pub(crate) struct Frame {
-    pub id: u64,
-    /// The whole frame after the length prefix; the body follows the id.
-    bytes: Vec<u8>,
-}
-
-impl Frame {
-    pub(crate) fn decode(&self) -> Result<Message, DecodeError> {
-        decode_body(&self.bytes[ID_LEN..])
-    }
-}
-
-/// Reads the next frame; `None` on end of stream at a frame boundary.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Frame>, AgentError> {
+/// Reads the next frame with the frame reader the client uses too
+/// (`yonder_proto::stream`); `None` on end of stream at a frame boundary.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<Option<RawFrame>, AgentError> {
     const OP: &str = "reading a frame from the client";
-    let io_err = |source| AgentError::Io { op: OP, source };
-    let mut prefix = [0; LEN_PREFIX];
-    match read_full(reader, &mut prefix).await.map_err(io_err)? {
-        0 => return Ok(None),
-        LEN_PREFIX => {}
-        got => {
-            let source = FrameError::Truncated {
-                expected: LEN_PREFIX,
-                got,
-            };
-            return Err(AgentError::Frame { op: OP, source });
-        }
-    }
-    // Validated before the allocation it sizes.
-    let len = parse_length(prefix).map_err(|source| AgentError::Frame { op: OP, source })? as usize;
-    let mut bytes = vec![0; len];
-    let got = read_full(reader, &mut bytes).await.map_err(io_err)?;
-    if got < len {
-        let source = FrameError::Truncated {
-            expected: LEN_PREFIX + len,
-            got: LEN_PREFIX + got,
-        };
-        return Err(AgentError::Frame { op: OP, source });
-    }
-    let (id, _) = yonder_proto::split_frame(&bytes).map_err(|source| AgentError::Frame { op: OP, source })?;
-    Ok(Some(Frame { id, bytes }))
-}
-
-/// Like `read_exact`, but tells how much arrived before end of stream, to
-/// tell a clean end from a frame cut short.
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match reader.read(&mut buf[done..]).await {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
+    reader.next_frame().await.map_err(|err| match err {
+        ReadError::Io(source) => AgentError::Io { op: OP, source },
+        ReadError::Frame(source) => AgentError::Frame { op: OP, source },
+    })
 }
 
 /// Encodes a response frame. A response too large for a frame (which the

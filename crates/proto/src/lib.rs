@@ -3,7 +3,9 @@
 //! This crate defines what travels between the local side (client) and the
 //! remote `yonder agent`: the handshake, request and response messages, the
 //! portable errno numbering, and the length-prefixed framing codec. It does no
-//! I/O; transports feed it bytes and take bytes from it.
+//! I/O; transports feed it bytes and take bytes from it. The `tokio` feature
+//! adds [`stream`]: the frame reader and writer the client and the agent
+//! share, a thin driver of [`FrameDecoder`] over tokio's byte streams.
 //!
 //! A frame on the wire is
 //!
@@ -20,10 +22,12 @@
 pub mod codec;
 pub mod errno;
 pub mod message;
+#[cfg(feature = "tokio")]
+pub mod stream;
 
 pub use codec::{
     decode_body, encode_frame, encode_frame_into, hex_preview, parse_length, split_frame, DecodeError,
-    FrameDecoder, FrameError, RawFrame, FRAME_HEADER_LEN, LEN_PREFIX, MAX_FRAME_LEN,
+    FrameDecoder, FrameError, Payload, RawFrame, FRAME_HEADER_LEN, LEN_PREFIX, MAX_FRAME_LEN,
 };
 pub use errno::Errno;
 pub use message::*;

@@ -265,7 +265,15 @@ proptest! {
         for piece in stream.chunks(chunk) {
             decoder.push(piece);
             while let Some(frame) = decoder.next_frame().unwrap() {
-                got.push((frame.id, frame.decode().unwrap()));
+                let message = frame.decode().unwrap();
+                // Reads' and writes' data come split off, undecoded.
+                let split = matches!(
+                    message,
+                    Message::Response(Response::Data(_)) | Message::Request(Request::Write { .. })
+                );
+                prop_assert_eq!(frame.payload.is_some(), split);
+                prop_assert_eq!(frame.clone().into_message().unwrap(), message.clone());
+                got.push((frame.id, message));
             }
         }
         decoder.finish().unwrap();
@@ -302,6 +310,50 @@ proptest! {
             let matches = matches!(&decoded, Message::Response(Response::Data(d)) if d[..] == body[header..]);
             prop_assert!(matches, "{:?}", decoded);
         }
+    }
+
+    #[test]
+    fn write_request_payload_is_found_without_decoding(handle in any::<u64>(), offset in any::<u64>(),
+                                                       data in prop::collection::vec(any::<u8>(), 0..20_000),
+                                                       other in message()) {
+        let write = Message::Request(Request::Write { handle, offset, data: data.clone() });
+        let frame = encode_frame(5, &write).unwrap();
+        let body = &frame[12..];
+        let header = yonder_proto::codec::write_request_header(body, body.len()).unwrap();
+        prop_assert_eq!((header.handle, header.offset), (handle, offset));
+        prop_assert_eq!(&body[header.len..], &data[..]);
+        let mut split = yonder_proto::codec::encode_write_request_header(5, handle, offset, data.len()).unwrap();
+        split.extend_from_slice(&data);
+        prop_assert_eq!(&split, &frame, "header ++ payload is the same frame");
+        let frame = encode_frame(5, &other).unwrap();
+        let body = &frame[12..];
+        if let Some(header) = yonder_proto::codec::write_request_header(body, body.len()) {
+            // Only a Write request may match, and then with its own fields.
+            let decoded = decode_body::<Message>(body).unwrap();
+            let matches = matches!(&decoded, Message::Request(Request::Write { handle, offset, data })
+                if (*handle, *offset) == (header.handle, header.offset) && data[..] == body[header.len..]);
+            prop_assert!(matches, "{:?}", decoded);
+        }
+    }
+
+    #[test]
+    fn garbage_streams_never_panic(stream in prop::collection::vec(any::<u8>(), 0..512), chunk in 1usize..40,
+                                   tags in any::<bool>()) {
+        // Often a Data response's or a Write request's tags, so the
+        // payload paths see hostile lengths and varints too.
+        let mut stream = stream;
+        if tags && stream.len() >= 14 {
+            stream[12] = if stream[13] % 2 == 0 { 1 } else { 2 };
+            stream[13] = if stream[12] == 1 { 6 } else { 3 };
+        }
+        let mut decoder = FrameDecoder::new();
+        for piece in stream.chunks(chunk) {
+            decoder.push(piece);
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                let _ = frame.into_message();
+            }
+        }
+        let _ = decoder.finish();
     }
 
     #[test]
@@ -395,4 +447,45 @@ fn malformed_body_error_names_type_length_and_preview() {
 fn hex_preview_is_bounded() {
     assert_eq!(hex_preview(&[], 4), "<empty>");
     assert_eq!(hex_preview(&[1, 2, 3, 4, 5], 4), "01 02 03 04 ...");
+}
+
+#[test]
+fn hostile_payload_lengths_are_not_split_and_do_not_overflow() {
+    use yonder_proto::codec::{data_response_header, write_request_header};
+    // A ten-byte varint of 2^64 - 1: header + length overflows a u64.
+    let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    let mut data = vec![2, 3];
+    data.extend_from_slice(&huge);
+    assert_eq!(data_response_header(&data, 100), None);
+    let mut write = vec![1, 6, 0, 0];
+    write.extend_from_slice(&huge);
+    assert_eq!(write_request_header(&write, 100), None);
+    // A tenth byte above 1 is malformed, as postcard says.
+    let mut bad = vec![2, 3];
+    bad.extend_from_slice(&[0x80; 9]);
+    bad.push(0x02);
+    assert_eq!(data_response_header(&bad, 100), None);
+    // A length that does not fill the body exactly is left to the decoder.
+    assert_eq!(data_response_header(&[2, 3, 5, 0, 0, 0, 0, 0], 8), Some(3));
+    assert_eq!(data_response_header(&[2, 3, 5, 0, 0, 0, 0, 0], 9), None);
+}
+
+#[test]
+fn a_frame_arriving_byte_by_byte_allocates_its_body_once_its_length_is_checked() {
+    let data = vec![9u8; 5000];
+    let frame = encode_frame(3, &Message::Response(Response::Data(data.clone()))).unwrap();
+    let mut decoder = FrameDecoder::new();
+    for (i, byte) in frame.iter().enumerate() {
+        decoder.push(&[*byte]);
+        let got = decoder.next_frame().unwrap();
+        if i + 1 < frame.len() {
+            assert!(got.is_none());
+            assert!(decoder.finish().is_err(), "mid-frame end of stream at {i}");
+        } else {
+            let got = got.unwrap();
+            assert_eq!(got.id, 3);
+            assert_eq!(got.payload, Some(Payload::Data(data.clone())));
+        }
+    }
+    decoder.finish().unwrap();
 }

@@ -4,20 +4,27 @@
 //! the callers' threads) and hand them to one writer task; one reader task
 //! routes each response to its caller by request id. Any number of requests
 //! can be in flight, and responses may come back in any order.
+//!
+//! Frames are read with `yonder_proto::stream::FrameReader`, the agent's
+//! reader too. A write's data is not encoded: the caller's `Bytes` go to the
+//! writer task beside an encoded header and out in one vectored write, so
+//! between [`Remote::write`] and the transport the payload is not copied
+//! (a read's data likewise arrives in a buffer of its own).
 
 use crate::error::display_path;
 use crate::{Remote, RemoteError, Result};
 use async_trait::async_trait;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
-use yonder_proto::codec::{data_response_header, DATA_HEADER_MAX, ID_LEN};
+use yonder_proto::codec::encode_write_request_header;
+use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{
-    decode_body, encode_frame, encode_frame_into, parse_length, split_frame, Attr, DirPage, Handle, Hello,
-    Message, Owner, RenameFlags, Request, Response, SeekWhence, SetAttr, StatFs, Target, XattrMode,
-    FRAME_HEADER_LEN, LEN_PREFIX, PROTOCOL_VERSION,
+    encode_frame, encode_frame_into, Attr, DirPage, Handle, Hello, Message, Owner, RenameFlags, Request,
+    Response, SeekWhence, SetAttr, StatFs, Target, XattrMode, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, Failure>;
@@ -52,10 +59,17 @@ impl Shared {
     }
 }
 
+/// A request on its way to the writer task: an encoded frame, or for a
+/// write the frame's header and the caller's data, sent after it as is.
+struct Outgoing {
+    frame: Vec<u8>,
+    payload: Bytes,
+}
+
 /// A connection to one `yonder agent`.
 pub struct AgentClient {
     shared: Arc<Shared>,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicU64,
     peer: Hello,
     /// The agent process, when this client started one; killed on drop.
@@ -74,7 +88,7 @@ impl AgentClient {
             source_desc: describe.to_string(),
             reason,
         };
-        let mut reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut reader = FrameReader::new(BufReader::with_capacity(256 * 1024, reader));
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
 
         let hello = Hello {
@@ -90,7 +104,7 @@ impl AgentClient {
         if let Err(err) = sent.await {
             return Err(connect_err(format!("cannot send handshake: {err}")));
         }
-        let (id, body) = match read_frame(&mut reader).await {
+        let frame = match reader.next_frame().await {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 return Err(connect_err(
@@ -99,10 +113,13 @@ impl AgentClient {
             }
             Err(err) => return Err(connect_err(format!("handshake: {err}"))),
         };
-        let Incoming::Body(body) = body else {
+        if frame.payload.is_some() {
             return Err(connect_err("agent answered the handshake with data".into()));
-        };
-        let message: Message = decode_body(&body).map_err(|err| connect_err(format!("handshake: {err}")))?;
+        }
+        let id = frame.id;
+        let message = frame
+            .into_message()
+            .map_err(|err| connect_err(format!("handshake: {err}")))?;
         let peer = match (id, message) {
             (0, Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
             (0, Message::Hello(peer)) => {
@@ -152,6 +169,18 @@ impl AgentClient {
                 reason: err.to_string(),
             }
         })?;
+        let payload = Bytes::new();
+        self.exchange(op, path, id, Outgoing { frame, payload }).await
+    }
+
+    /// Hands request `id`, encoded, to the writer and waits for its response.
+    async fn exchange(
+        &self,
+        op: &'static str,
+        path: &(dyn Fn() -> String + Sync),
+        id: u64,
+        frame: Outgoing,
+    ) -> Result<Response> {
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.shared.pending.lock().expect("pending lock");
@@ -218,59 +247,18 @@ impl Drop for AgentClient {
     }
 }
 
-/// A frame's id and body; a read's payload arrives already split out.
-enum Incoming {
-    Body(Vec<u8>),
-    Data(Vec<u8>),
-}
-
-/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u64, Incoming)>> {
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    match reader.read_exact(&mut header[..LEN_PREFIX]).await {
-        Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(err) => return Err(err),
-    }
-    let prefix = header[..LEN_PREFIX].try_into().expect("4 bytes");
-    let len = parse_length(prefix).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    reader.read_exact(&mut header[LEN_PREFIX..]).await?;
-    let (id, _) = split_frame(&header[LEN_PREFIX..]).expect("header holds a whole id");
-    let body_len = len as usize - ID_LEN;
-    // Peek at the start of the body: a read's payload goes straight into a
-    // buffer of its own, with no decode copy and no shifting of megabytes.
-    let mut start = [0u8; DATA_HEADER_MAX];
-    let peek = body_len.min(DATA_HEADER_MAX);
-    reader.read_exact(&mut start[..peek]).await?;
-    let (skip, kind): (usize, fn(Vec<u8>) -> Incoming) = match data_response_header(&start[..peek], body_len)
-    {
-        Some(header) => (header, Incoming::Data),
-        None => (0, Incoming::Body),
-    };
-    let mut body = Vec::with_capacity(body_len - skip);
-    body.extend_from_slice(&start[skip.min(peek)..peek]);
-    // read_to_end fills the reserved capacity without zeroing it first: a
-    // megabyte of memset per read is measurable at these rates.
-    let rest = (body_len - peek) as u64;
-    let got = (&mut *reader).take(rest).read_to_end(&mut body).await?;
-    if (got as u64) < rest {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Some((id, kind(body))))
-}
-
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: BufWriter<W>,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
-    while let Some(frame) = outgoing.recv().await {
-        let mut result = writer.write_all(&frame).await;
+    while let Some(out) = outgoing.recv().await {
+        let mut result = send(&mut writer, &out).await;
         // Batch whatever else is already queued into the same flush, so 64
         // pipelined requests cost a handful of write syscalls, not 64.
         while result.is_ok() {
             match outgoing.try_recv() {
-                Ok(frame) => result = writer.write_all(&frame).await,
+                Ok(out) => result = send(&mut writer, &out).await,
                 Err(_) => break,
             }
         }
@@ -285,28 +273,39 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<Shared>) {
+/// Writes one request. A write's data goes out from the caller's buffer
+/// behind its header (one vectored write; the `BufWriter` passes a payload
+/// of its capacity or more straight through, and gathers smaller ones).
+async fn send<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, out: &Outgoing) -> std::io::Result<()> {
+    if out.payload.is_empty() {
+        writer.write_all(&out.frame).await
+    } else {
+        write_parts(writer, &out.frame, &out.payload).await
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, shared: Arc<Shared>) {
     let reason = loop {
-        let (id, body) = match read_frame(&mut reader).await {
+        let frame = match reader.next_frame().await {
             Ok(Some(frame)) => frame,
             Ok(None) => break "agent closed the connection".to_string(),
             Err(err) => break format!("read from agent failed: {err}"),
         };
+        let id = frame.id;
         let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
         let Some(waiter) = waiter else {
             tracing::warn!(id, "response for an unknown request id");
             continue;
         };
-        let body = match body {
-            Incoming::Data(data) => {
-                let _ = waiter.send(Ok(Response::Data(data)));
-                continue;
-            }
-            Incoming::Body(body) => body,
-        };
-        let reply = match decode_body::<Message>(&body) {
+        // A read's data arrives split off its frame and is moved into the
+        // response, not decoded out of a frame buffer.
+        let reply = match frame.into_message() {
             Ok(Message::Response(response)) => Ok(response),
-            Ok(other) => Err(Failure::Protocol(format!("expected a response, got {other:?}"))),
+            Ok(Message::Hello(_)) => Err(Failure::Protocol("expected a response, got a Hello".into())),
+            Ok(Message::Request(request)) => Err(Failure::Protocol(format!(
+                "expected a response, got a {} request",
+                request.op()
+            ))),
             Err(err) => Err(Failure::Protocol(err.to_string())),
         };
         let _ = waiter.send(reply);
@@ -407,11 +406,21 @@ impl Remote for AgentClient {
         expect!(r, "read", format!("<handle {handle}>"), Response::Data(d) => d)
     }
 
-    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
-        let r = self
-            .call_handle(Request::Write { handle, offset, data }, handle)
-            .await?;
-        expect!(r, "write", format!("<handle {handle}>"), Response::Written(n) => n)
+    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
+        // The same frame as `Request::Write { handle, offset, data }`, but
+        // only its header is encoded: the data is sent from `data` itself.
+        let describe = || format!("<handle {handle}>");
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_write_request_header(id, handle, offset, data.len()).map_err(|err| {
+            RemoteError::Protocol {
+                op: "write",
+                path: describe(),
+                reason: err.to_string(),
+            }
+        })?;
+        let out = Outgoing { frame, payload: data };
+        let r = self.exchange("write", &describe, id, out).await?;
+        expect!(r, "write", describe(), Response::Written(n) => n)
     }
 
     async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()> {

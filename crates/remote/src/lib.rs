@@ -12,6 +12,7 @@ mod error;
 mod remote;
 pub mod source;
 
+pub use bytes::Bytes;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use remote::Remote;

@@ -1,5 +1,6 @@
 use crate::Result;
 use async_trait::async_trait;
+use bytes::Bytes;
 use yonder_proto::{
     Attr, DirEntry, DirPage, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, XattrMode,
 };
@@ -50,8 +51,11 @@ pub trait Remote: Send + Sync + 'static {
     }
     /// Reads up to `len` bytes; fewer means end of file.
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>>;
-    /// Writes `data` at `offset` (ignored for append-mode handles).
-    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32>;
+    /// Writes `data` at `offset` (ignored for append-mode handles), at
+    /// most [`yonder_proto::MAX_IO_SIZE`] bytes. `Bytes`, so a caller can
+    /// hand on (a slice of) its buffer and the transport send it from there:
+    /// [`crate::AgentClient`] copies it nowhere before the kernel.
+    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32>;
     async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()>;
     async fn close(&self, handle: Handle) -> Result<()>;
     /// Changes mode, owner, size and times; returns the new attributes.

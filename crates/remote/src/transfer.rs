@@ -103,7 +103,7 @@ pub async fn write_from<R: Remote + ?Sized, S: AsyncRead + Unpin>(
             let write_at = at;
             at += n as u64;
             in_flight.push_back(tokio::spawn(async move {
-                remote.write(handle, write_at, chunk).await
+                remote.write(handle, write_at, chunk.into()).await
             }));
         }
         if let Some(next) = in_flight.pop_front() {

@@ -1,9 +1,13 @@
 //! The client against scripted peers: version mismatch, undecodable
 //! responses, out-of-order replies and a peer that disappears.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use yonder_proto::{encode_frame, parse_length, split_frame, Attr, Errno, Hello, Message, Request, Response};
-use yonder_remote::{AgentClient, Remote, RemoteError};
+use yonder_remote::{AgentClient, Bytes, Remote, RemoteError};
 
 async fn read_message(stream: &mut DuplexStream) -> Option<(u64, Message)> {
     let mut prefix = [0u8; 4];
@@ -155,4 +159,82 @@ async fn agent_errors_carry_op_path_and_errno() {
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.errno(), Errno::ENOTEMPTY);
     assert_eq!(err.to_string(), "rmdir dir/sub: Directory not empty");
+}
+
+/// A transport that notes the address of every buffer the client asks it
+/// to write.
+struct Recorder<W> {
+    inner: W,
+    seen: Arc<Mutex<Vec<usize>>>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Recorder<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.seen.lock().unwrap().push(buf.as_ptr() as usize);
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(bufs.iter().map(|b| b.as_ptr() as usize));
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_write_goes_out_from_the_callers_buffer_as_an_ordinary_write_frame() {
+    let (client_end, mut peer) = tokio::io::duplex(8 << 20);
+    let (r, w) = tokio::io::split(client_end);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = Recorder {
+        inner: w,
+        seen: seen.clone(),
+    };
+    let handshake = tokio::spawn(async move { AgentClient::handshake(r, w, "scripted").await });
+    read_message(&mut peer).await.unwrap();
+    send(&mut peer, 0, hello(yonder_proto::PROTOCOL_VERSION)).await;
+    let client = Arc::new(handshake.await.unwrap().unwrap());
+    // A megabyte (sent past the client's write buffer) and a few bytes
+    // (gathered in it): the agent sees the frame `Request::Write` encodes.
+    for (len, offset) in [(1 << 20, 1u64 << 33), (3, 5)] {
+        let data = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let (c, d) = (client.clone(), data.clone());
+        let call = tokio::spawn(async move { c.write(7, offset, d).await });
+        let (id, message) = read_message(&mut peer).await.unwrap();
+        let want = Request::Write {
+            handle: 7,
+            offset,
+            data: data.to_vec(),
+        };
+        assert_eq!(message, Message::Request(want));
+        send(&mut peer, id, Message::Response(Response::Written(len as u32))).await;
+        assert_eq!(call.await.unwrap().unwrap(), len as u32);
+        if len == 1 << 20 {
+            // Handed to the transport from the caller's `Bytes`: no copy on
+            // the way.
+            assert!(seen.lock().unwrap().contains(&(data.as_ptr() as usize)));
+        }
+    }
 }

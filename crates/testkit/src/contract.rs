@@ -138,7 +138,9 @@ pub fn errno<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> Errno {
 /// Every write of the suite goes through here (one place to adapt when the
 /// payload type changes).
 async fn put(remote: &dyn Remote, handle: Handle, offset: u64, data: &[u8]) -> Result<u32, RemoteError> {
-    remote.write(handle, offset, data.to_vec()).await
+    remote
+        .write(handle, offset, yonder_remote::Bytes::copy_from_slice(data))
+        .await
 }
 
 fn is_root() -> bool {

@@ -246,7 +246,7 @@ impl<I: Interceptor> Remote for Intercepted<I> {
         self.interceptor.intercept(call, next).await
     }
 
-    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
+    async fn write(&self, handle: Handle, offset: u64, data: yonder_remote::Bytes) -> Result<u32> {
         let call = Call::handle(Op::Write, handle);
         let next = self.inner.write(handle, offset, data);
         self.interceptor.intercept(call, next).await
@@ -732,8 +732,21 @@ mod tests {
         let (bad, _) = remote.open(b"a", 1, 0, None).await.unwrap();
         let (good, _) = remote.open(b"a", 1, 0, None).await.unwrap();
         remote.inject(Fault::when(move |call| call.handle == Some(bad), Errno::ENOSPC));
-        assert_eq!(errno(remote.write(bad, 0, b"x".to_vec()).await), Errno::ENOSPC);
-        assert_eq!(remote.write(good, 0, b"y".to_vec()).await.unwrap(), 1);
+        assert_eq!(
+            errno(
+                remote
+                    .write(bad, 0, yonder_remote::Bytes::from_static(b"x"))
+                    .await
+            ),
+            Errno::ENOSPC
+        );
+        assert_eq!(
+            remote
+                .write(good, 0, yonder_remote::Bytes::from_static(b"y"))
+                .await
+                .unwrap(),
+            1
+        );
         remote.clear();
         remote.close(bad).await.unwrap();
         remote.close(good).await.unwrap();
@@ -809,7 +822,10 @@ mod tests {
         let remote = Disconnecting::new(agent.remote());
         remote.disconnect_when(|call| call.op == Op::Write);
         let (h, _) = remote.open(b"f", 1 | 1 << 4, 0o644, None).await.unwrap();
-        assert_eq!(errno(remote.write(h, 0, b"x".to_vec()).await), Errno::ENOTCONN);
+        assert_eq!(
+            errno(remote.write(h, 0, yonder_remote::Bytes::from_static(b"x")).await),
+            Errno::ENOTCONN
+        );
         assert_eq!(errno(remote.statfs(b"").await), Errno::ENOTCONN);
         assert_eq!(std::fs::read(agent.disk("f")).unwrap(), b"");
     }

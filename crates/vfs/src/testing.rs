@@ -12,6 +12,7 @@
 //! `yonder_testkit::faults`.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timestamps, CWD};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -48,6 +49,9 @@ pub struct LocalRemote {
     /// When set, attributes carry no inode number, device or birth time,
     /// as from a remote that has none (SFTP).
     pub no_inode_numbers: std::sync::atomic::AtomicBool,
+    /// Every `write`'s data as received (the buffers themselves, not
+    /// copies), to check what the VFS copies on the way.
+    pub written: Mutex<Vec<Bytes>>,
 }
 
 #[derive(Default)]
@@ -223,6 +227,7 @@ impl LocalRemote {
             listings: Mutex::new(Listings::default()),
             calls: CallCounts::default(),
             no_inode_numbers: Default::default(),
+            written: Mutex::new(Vec::new()),
         })
     }
 
@@ -452,8 +457,9 @@ impl Remote for LocalRemote {
         Ok(buf)
     }
 
-    async fn write(&self, handle: Handle, offset: u64, data: Vec<u8>) -> Result<u32> {
+    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
         self.calls.writes.fetch_add(1, Ordering::Relaxed);
+        self.written.lock().unwrap().push(data.clone());
         let file = self.file(handle)?;
         // pwrite on an O_APPEND descriptor appends on Linux, as the protocol
         // wants; streams have no offset to write at.

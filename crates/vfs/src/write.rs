@@ -25,6 +25,7 @@ use crate::attr::{Fh, Ino};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::vfs::Vfs;
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -161,19 +162,20 @@ impl WriteBack {
 // ----- the write-back engine -----
 
 /// Writes all of `data` at `offset`, in as many requests as the remote
-/// accepts; runs as its own task so the caller need not wait.
+/// accepts; runs as its own task so the caller need not wait. Each request
+/// carries a slice of `data`, not a copy.
 async fn write_all(
     remote: Arc<dyn Remote>,
     handle: yonder_proto::Handle,
     path: String,
     mut offset: u64,
-    data: Vec<u8>,
+    data: Bytes,
 ) -> Result<()> {
-    let mut rest: &[u8] = &data;
+    let mut rest = data;
     while !rest.is_empty() {
         let chunk = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
         let sent = remote
-            .write(handle, offset, rest[..chunk].to_vec())
+            .write(handle, offset, rest.slice(..chunk))
             .await
             .map_err(|e| {
                 let err = VfsError::remote("write", path.as_bytes(), e);
@@ -183,7 +185,7 @@ async fn write_all(
         if sent == 0 {
             return Err(VfsError::new("write", path, Errno::EIO));
         }
-        rest = &rest[sent.min(rest.len())..];
+        rest = rest.slice(sent.min(rest.len())..);
         offset += sent as u64;
     }
     Ok(())
@@ -275,7 +277,8 @@ impl Vfs {
             }
         };
         let path = self.describe(file.ino);
-        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
+        // Frozen, not copied: the chunks sent are slices of this buffer.
+        let task = tokio::spawn(write_all(remote, handle, path, offset, Bytes::from(data)));
         io.in_flight.push_back(InFlight {
             start,
             end,

@@ -815,3 +815,43 @@ async fn an_open_file_carries_on_when_the_connection_is_replaced() {
     assert_eq!(f.vfs.read(fh, 20, 10).await.unwrap_err().errno(), Errno::ESTALE);
     f.vfs.release(fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn buffered_data_reaches_the_remote_as_slices_of_one_buffer_not_copies() {
+    // A buffer larger than a request: sent as several requests, each a
+    // view of the one buffer the writes were gathered in. (The ninth write
+    // does not fit and starts the next buffer.)
+    let max_io = yonder_proto::MAX_IO_SIZE as usize;
+    let f = fixture_with(VfsOptions {
+        write_buffer: 2 * max_io + 4096,
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    let piece = 1 << 20;
+    let mut expect = Vec::new();
+    for i in 0..9u8 {
+        let data = vec![i; piece];
+        f.vfs.write(fh, expect.len() as u64, &data).await.unwrap();
+        expect.extend_from_slice(&data);
+    }
+    f.vfs.fsync(fh, false).await.unwrap();
+    let written = f.remote.written.lock().unwrap().clone();
+    assert_eq!(
+        written.iter().map(|b| b.len()).collect::<Vec<_>>(),
+        [max_io, max_io, piece]
+    );
+    assert_eq!(
+        written[1].as_ptr(),
+        written[0].as_ptr().wrapping_add(max_io),
+        "the second request's data is the buffer right after the first's"
+    );
+    assert_eq!(written.concat(), expect);
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    f.vfs.release(fh).await.unwrap();
+}
