@@ -422,9 +422,11 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (vfs, data, debug) = (self.vfs.clone(), data.to_vec(), self.debug);
+        // The kernel's buffer is only borrowed: this is the one copy a
+        // write's data gets on its way to the remote.
+        let (vfs, data, debug) = (self.vfs.clone(), bytes::Bytes::copy_from_slice(data), self.debug);
         self.spawn(async move {
-            match vfs.write(Fh(fh.0), offset, &data).await {
+            match vfs.write_bytes(Fh(fh.0), offset, data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }

@@ -228,7 +228,8 @@ impl Vfs {
     /// stay with the handles that wrote.
     pub(crate) async fn send_all(&self, file: &OpenFile, io: &mut WriteBack) {
         if let Some((writer, offset, data)) = io.buf.take() {
-            self.queue_write(file, io, writer, offset, data).await;
+            self.queue_write(file, io, writer, offset, Bytes::from(data))
+                .await;
         }
         self.drain_writes(file, io).await;
     }
@@ -241,7 +242,7 @@ impl Vfs {
         io: &mut WriteBack,
         writer: Writer,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
     ) {
         // Where an append lands is the remote's end of file: it may touch
         // any byte.
@@ -278,7 +279,7 @@ impl Vfs {
         };
         let path = self.describe(file.ino);
         // Frozen, not copied: the chunks sent are slices of this buffer.
-        let task = tokio::spawn(write_all(remote, handle, path, offset, Bytes::from(data)));
+        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
         io.in_flight.push_back(InFlight {
             start,
             end,
@@ -318,6 +319,14 @@ impl Vfs {
     /// may be buffered; a failure to send it surfaces at a later write, at
     /// [`Vfs::flush`] or at [`Vfs::fsync`].
     pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        self.write_bytes(fh, offset, Bytes::copy_from_slice(data)).await
+    }
+
+    /// [`Vfs::write`] of data the caller already owns: a write too large
+    /// to gather, or an O_SYNC one, is sent as it is, without a copy (a
+    /// frontend that must copy the kernel's buffer anyway copies it once,
+    /// into `data`).
+    pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
         let file = self.file("write", fh)?;
         self.check_writable("write", file.ino)?;
         self.drop_readahead(file.ino);
@@ -332,30 +341,35 @@ impl Vfs {
         if sync {
             // O_SYNC/O_DSYNC: the data is on the remote when write returns.
             if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, buffered).await;
+                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
+                    .await;
             }
-            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
+            let len = data.len() as u32;
+            self.queue_write(&file, &mut io, me, offset, data).await;
             self.drain_writes(&file, &mut io).await;
             return match io.take_error(file.fh) {
                 Some(err) => Err(err),
-                None => Ok(data.len() as u32),
+                None => Ok(len),
             };
         }
         if !io.buf.continues(&me, offset) || io.buf.len() + data.len() > max {
             if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, buffered).await;
+                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
+                    .await;
             }
         }
         if max == 0 || (io.buf.is_empty() && data.len() >= max) {
-            self.queue_write(&file, &mut io, me, offset, data.to_vec()).await;
-            return Ok(data.len() as u32);
+            let len = data.len() as u32;
+            self.queue_write(&file, &mut io, me, offset, data).await;
+            return Ok(len);
         }
         let was_empty = io.buf.is_empty();
-        io.buf.push(me, offset, data);
+        io.buf.push(me, offset, &data);
         file.io.set_dirty(true);
         if io.buf.len() >= max {
             if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, buffered).await;
+                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
+                    .await;
             }
         } else if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());

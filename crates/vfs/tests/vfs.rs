@@ -855,3 +855,21 @@ async fn buffered_data_reaches_the_remote_as_slices_of_one_buffer_not_copies() {
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
     f.vfs.release(fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_large_write_reaches_the_remote_as_the_callers_own_buffer() {
+    let f = fixture().await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"big", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // As large as the write buffer: sent as it is, no copy on the way.
+    let data = bytes::Bytes::from(vec![7u8; VfsOptions::default().write_buffer]);
+    f.vfs.write_bytes(fh, 0, data.clone()).await.unwrap();
+    f.vfs.fsync(fh, false).await.unwrap();
+    let written = f.remote.written.lock().unwrap().clone();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].as_ptr(), data.as_ptr());
+    f.vfs.release(fh).await.unwrap();
+}
