@@ -12,6 +12,8 @@
 mod attr;
 mod dirs;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handles;
 mod inline;
 mod ops;

@@ -1,0 +1,54 @@
+//! Entry points for the fuzz targets in `fuzz/`. Not an API: hidden from the
+//! docs, and free to change with the targets.
+
+use crate::{ops, paths, wire, AgentError};
+use std::path::Path;
+use yonder_proto::{DecodeError, Message, Request, Response};
+
+/// One session's request handling over a root, without the byte stream
+/// around it.
+pub struct Dispatcher {
+    agent: ops::Agent,
+}
+
+impl Dispatcher {
+    /// Serves `root`. Sets the process umask to 0, as [`crate::serve`] does.
+    pub fn new(root: &Path) -> Result<Dispatcher, AgentError> {
+        let root = paths::Root::open(root)?;
+        rustix::process::umask(rustix::fs::Mode::empty());
+        Ok(Dispatcher {
+            agent: ops::Agent::new(root),
+        })
+    }
+
+    /// Runs one request as the reader task or a pool thread does, but
+    /// without the guard that turns a panic into an EIO response: for a
+    /// fuzzer, a panic is a finding.
+    pub fn handle(&self, request: Request) -> Response {
+        self.agent.handle(request)
+    }
+
+    /// A read as the agent makes it when its output can take a splice: into
+    /// a pipe, then (as for an output that cannot) out of it. `None` when the
+    /// agent would read with `pread` instead ([`Dispatcher::handle`]).
+    pub fn read_spliced(&self, handle: u64, offset: u64, len: u32) -> Option<Result<Vec<u8>, Response>> {
+        Some(match self.agent.read_spliced(handle, offset, len)? {
+            Ok(spliced) => spliced
+                .into_bytes(self.agent.pipes())
+                .map_err(|err| wire::protocol_error(err.to_string())),
+            Err(response) => Err(response),
+        })
+    }
+}
+
+/// Reads the next frame as the agent reads a client's and decodes its body:
+/// `None` at end of stream between frames.
+#[allow(clippy::type_complexity)]
+pub async fn read_frame<R>(reader: &mut R) -> Result<Option<(u64, Result<Message, DecodeError>)>, AgentError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    Ok(wire::read_frame(reader)
+        .await?
+        .map(|frame| (frame.id, frame.decode())))
+}
