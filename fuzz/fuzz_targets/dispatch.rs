@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let world = world();
-    let root = if flags & 1 == 0 { &world.shallow } else { &world.deep };
+    let root = if flags & 1 == 0 {
+        &world.shallow
+    } else {
+        &world.deep
+    };
     reset(root);
     let dispatcher = Dispatcher::new(root).expect("serving the fuzz root");
     for _ in 0..MAX_REQUESTS {
@@ -58,9 +62,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     drop(dispatcher);
-    assert!(fs::symlink_metadata(root).expect("the root").is_dir(), "the root was replaced");
+    assert!(
+        fs::symlink_metadata(root).expect("the root").is_dir(),
+        "the root was replaced"
+    );
     let now = snapshot(&world.watched);
-    assert!(now == world.before, "something outside the root changed:\nbefore {:?}\nafter  {now:?}", world.before);
+    assert!(
+        now == world.before,
+        "something outside the root changed:\nbefore {:?}\nafter  {now:?}",
+        world.before
+    );
 });
 
 /// Adjusts a request that would do something the agent does by design but
@@ -94,7 +105,11 @@ fn constrain(request: Request) -> Option<Request> {
             mode,
             owner,
         },
-        Request::OpenRead { path, flags, prefetch } => Request::OpenRead {
+        Request::OpenRead {
+            path,
+            flags,
+            prefetch,
+        } => Request::OpenRead {
             path,
             flags: flags | open_flags::NONBLOCK,
             prefetch: prefetch.min(MAX_READ),
@@ -199,7 +214,11 @@ fn read(dispatcher: &Dispatcher, handle: u64, offset: u64, len: u32) -> Response
         }
     };
     if let Response::Data(data) = &response {
-        assert!(data.len() <= len.min(MAX_IO_SIZE) as usize, "{} bytes for a read of {len}", data.len());
+        assert!(
+            data.len() <= len.min(MAX_IO_SIZE) as usize,
+            "{} bytes for a read of {len}",
+            data.len()
+        );
     }
     response
 }
@@ -253,6 +272,12 @@ fn world() -> &'static World {
         // through a change to one of these.
         let watched = vec![base.clone(), outside, sentinel, deep_parent];
         let before = snapshot(&watched);
+        BASE.set(base).expect("set once");
+        // libFuzzer ends with exit() after -runs or -max_total_time; after a
+        // crash, the next run's remove_stale clears up.
+        // SAFETY: registers a function that takes no arguments and does not
+        // unwind (remove_dir_all reports errors, it does not panic).
+        unsafe { libc::atexit(remove_base) };
         World {
             shallow,
             deep,
@@ -263,6 +288,15 @@ fn world() -> &'static World {
 }
 
 const PREFIX: &str = "yonder-fuzz-dispatch-";
+
+/// This process's directory, with the roots and the sentinel.
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_base() {
+    if let Some(base) = BASE.get() {
+        let _ = fs::remove_dir_all(base);
+    }
+}
 
 /// Removes the directories of fuzzing processes that are gone.
 fn remove_stale(parent: &Path) {
@@ -288,7 +322,12 @@ fn snapshot(paths: &[PathBuf]) -> Vec<Seen> {
             let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
             let mut listing: Vec<Vec<u8>> = match is_dir {
                 true => fs::read_dir(path)
-                    .map(|entries| entries.flatten().map(|e| e.file_name().as_bytes().to_vec()).collect())
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .map(|e| e.file_name().as_bytes().to_vec())
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 false => Vec::new(),
             };

@@ -71,7 +71,13 @@ fn reference(stream: &[u8]) -> (Vec<(u64, &[u8])>, End) {
         }
         let Some((prefix, after)) = rest.split_first_chunk::<LEN_PREFIX>() else {
             let got = rest.len();
-            return (frames, Err(FrameError::Truncated { expected: LEN_PREFIX, got }));
+            return (
+                frames,
+                Err(FrameError::Truncated {
+                    expected: LEN_PREFIX,
+                    got,
+                }),
+            );
         };
         let raw = u32::from_be_bytes(*prefix);
         let len = match parse_length(*prefix) {
@@ -81,7 +87,10 @@ fn reference(stream: &[u8]) -> (Vec<(u64, &[u8])>, End) {
                 len as usize
             }
             Err(err) => {
-                assert!(raw > MAX_FRAME_LEN || raw < 8, "parse_length refused {raw}: {err}");
+                assert!(
+                    raw > MAX_FRAME_LEN || raw < 8,
+                    "parse_length refused {raw}: {err}"
+                );
                 return (frames, Err(err));
             }
         };
@@ -102,7 +111,10 @@ fn round_trip(id: u64, body: &[u8]) {
     let message = match decode_body::<Message>(body) {
         Ok(message) => message,
         Err(err) => {
-            assert!(fast.is_none(), "the fast path takes a body that does not decode: {err}");
+            assert!(
+                fast.is_none(),
+                "the fast path takes a body that does not decode: {err}"
+            );
             let _ = err.to_string();
             return;
         }
@@ -124,7 +136,10 @@ fn round_trip(id: u64, body: &[u8]) {
     let (again_id, again_body) = again[0];
     assert_eq!(again_id, id);
     assert_eq!(decode_body::<Message>(again_body).as_ref(), Ok(&message));
-    let fast = data_response_header(&again_body[..again_body.len().min(DATA_HEADER_MAX)], again_body.len());
+    let fast = data_response_header(
+        &again_body[..again_body.len().min(DATA_HEADER_MAX)],
+        again_body.len(),
+    );
     match &message {
         Message::Response(Response::Data(data)) => {
             let header = fast.expect("the fast path takes every encoded Data response");
@@ -195,15 +210,29 @@ fn client(stream: &[u8], sizes: &[u8], frames: &[(u64, &[u8])], end: &End) {
                 let full = decode_body::<Message>(body);
                 if let Taken::Data(data) = &taken {
                     let expected = Message::Response(Response::Data(data.clone()));
-                    assert_eq!(full.as_ref(), Ok(&expected), "the fast path disagrees with decoding");
+                    assert_eq!(
+                        full.as_ref(),
+                        Ok(&expected),
+                        "the fast path disagrees with decoding"
+                    );
                 }
                 assert_eq!(taken.message(), full);
             }
             Ok(None) => {
                 // The client takes a stream that ends inside a length
                 // prefix for a closed connection, like one between frames.
-                let clean = matches!(end, Ok(()) | Err(FrameError::Truncated { expected: LEN_PREFIX, .. }));
-                assert!(clean, "the client ends cleanly where the stream ends with {end:?}");
+                let clean = matches!(
+                    end,
+                    Ok(())
+                        | Err(FrameError::Truncated {
+                            expected: LEN_PREFIX,
+                            ..
+                        })
+                );
+                assert!(
+                    clean,
+                    "the client ends cleanly where the stream ends with {end:?}"
+                );
                 break;
             }
             Err(err) => {
