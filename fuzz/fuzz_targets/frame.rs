@@ -6,29 +6,32 @@
 //! stream goes through
 //!
 //! - a one-shot reference split with `parse_length`/`split_frame`,
-//! - `FrameDecoder`, fed chunk by chunk,
-//! - the agent's frame reader (`yonder_agent::fuzzing::read_frame`),
-//! - the client's frame reader, with its fast path for read payloads
-//!   (`yonder_remote::fuzzing::read_frame_as_client`),
+//! - `FrameDecoder`, pushed chunk by chunk,
+//! - `stream::FrameReader`, the reader of both the client and the agent,
+//!   over a stream that yields one chunk per read, bare and behind a
+//!   `BufReader` as the peers use it,
 //!
-//! and all four must agree on every frame and on how the stream ends.
-//! Every frame whose body decodes must re-encode and decode to the same
-//! message, and the client's fast path must only ever take what the full
-//! decoder reads as a `Response::Data` with the same payload. No single
-//! allocation may exceed `MAX_FRAME_LEN`: a length from the wire is checked
-//! before it sizes anything.
+//! and all must agree on every frame and on how the stream ends. A payload
+//! the readers split off undecoded (`Response::Data`, `Request::Write`)
+//! must be what the full decoder reads from the same body. Every frame
+//! whose body decodes must re-encode and decode to the same message. No
+//! single allocation may exceed `MAX_FRAME_LEN`: a length from the wire is
+//! checked before it sizes anything.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use yonder_agent::AgentError;
+use tokio::io::BufReader;
 use yonder_fuzz::{block_on, chunks, take_largest_allocation, Chunked, Tracking};
-use yonder_proto::codec::{data_response_header, encode_data_response_header, DATA_HEADER_MAX};
-use yonder_proto::{
-    decode_body, encode_frame, parse_length, split_frame, FrameDecoder, FrameError, Message, Response,
-    LEN_PREFIX, MAX_FRAME_LEN,
+use yonder_proto::codec::{
+    data_response_header, encode_data_response_header, encode_write_request_header, write_request_header,
+    DATA_HEADER_MAX, WRITE_HEADER_MAX,
 };
-use yonder_remote::fuzzing::{read_frame_as_client, Taken};
+use yonder_proto::stream::{FrameReader, ReadError};
+use yonder_proto::{
+    decode_body, encode_frame, parse_length, split_frame, FrameDecoder, FrameError, Message, RawFrame,
+    Request, Response, LEN_PREFIX, MAX_FRAME_LEN,
+};
 
 #[global_allocator]
 static ALLOCATOR: Tracking = Tracking;
@@ -54,8 +57,10 @@ fn check(stream: &[u8], sizes: &[u8]) {
         round_trip(id, body);
     }
     frame_decoder(stream, sizes, &frames, &end);
-    agent(stream, sizes, &frames, &end);
-    client(stream, sizes, &frames, &end);
+    let bare = read_all(FrameReader::new(Chunked::new(stream, sizes)));
+    agrees(bare, &frames, &end);
+    let buffered = FrameReader::new(BufReader::with_capacity(64 * 1024, Chunked::new(stream, sizes)));
+    agrees(read_all(buffered), &frames, &end);
 }
 
 /// How a stream ends: between frames, or with a framing error.
@@ -104,28 +109,39 @@ fn reference(stream: &[u8]) -> (Vec<(u64, &[u8])>, End) {
     }
 }
 
-/// A decoded message re-encodes, and decodes again to the same message.
+/// A decoded message re-encodes, and decodes again to the same message;
+/// the payload fast paths take exactly the bodies of their messages.
 fn round_trip(id: u64, body: &[u8]) {
-    // What every reader's preview of a frame sees.
-    let fast = data_response_header(&body[..body.len().min(DATA_HEADER_MAX)], body.len());
-    let message = match decode_body::<Message>(body) {
+    let decoded = decode_body::<Message>(body);
+    let data = data_response_header(&body[..body.len().min(DATA_HEADER_MAX)], body.len());
+    let write = write_request_header(&body[..body.len().min(WRITE_HEADER_MAX)], body.len());
+    if let Some(header) = data {
+        let want = Message::Response(Response::Data(body[header..].to_vec()));
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&want),
+            "the Data fast path disagrees with decoding"
+        );
+    }
+    if let Some(w) = write {
+        let want = Message::Request(Request::Write {
+            handle: w.handle,
+            offset: w.offset,
+            data: body[w.len..].to_vec(),
+        });
+        assert_eq!(
+            decoded.as_ref(),
+            Ok(&want),
+            "the Write fast path disagrees with decoding"
+        );
+    }
+    let message = match decoded {
         Ok(message) => message,
         Err(err) => {
-            assert!(
-                fast.is_none(),
-                "the fast path takes a body that does not decode: {err}"
-            );
             let _ = err.to_string();
             return;
         }
     };
-    if let Some(header) = fast {
-        assert!(
-            matches!(&message, Message::Response(Response::Data(d)) if d[..] == body[header..]),
-            "the fast path takes {:?} bytes of payload from {message:?}",
-            body.len() - header
-        );
-    }
     // Re-encoding is never longer than the body: postcard's own encoding is
     // the shortest, and a decoded body may have had trailing bytes.
     let encoded = encode_frame(id, &message).expect("a decoded message fits in a frame");
@@ -136,19 +152,56 @@ fn round_trip(id: u64, body: &[u8]) {
     let (again_id, again_body) = again[0];
     assert_eq!(again_id, id);
     assert_eq!(decode_body::<Message>(again_body).as_ref(), Ok(&message));
-    let fast = data_response_header(
+    let data = data_response_header(
         &again_body[..again_body.len().min(DATA_HEADER_MAX)],
         again_body.len(),
     );
+    let write = write_request_header(
+        &again_body[..again_body.len().min(WRITE_HEADER_MAX)],
+        again_body.len(),
+    );
     match &message {
-        Message::Response(Response::Data(data)) => {
-            let header = fast.expect("the fast path takes every encoded Data response");
-            assert_eq!(&again_body[header..], &data[..]);
-            let mut split = encode_data_response_header(id, data.len()).expect("fits");
-            split.extend_from_slice(data);
+        Message::Response(Response::Data(payload)) => {
+            let header = data.expect("the fast path takes every encoded Data response");
+            assert_eq!(&again_body[header..], &payload[..]);
+            let mut split = encode_data_response_header(id, payload.len()).expect("fits");
+            split.extend_from_slice(payload);
             assert_eq!(split, encoded, "header ++ payload is the encoded frame");
         }
-        _ => assert_eq!(fast, None, "the fast path takes {message:?}"),
+        Message::Request(Request::Write {
+            handle,
+            offset,
+            data: payload,
+        }) => {
+            let w = write.expect("the fast path takes every encoded Write request");
+            assert_eq!(
+                (w.handle, w.offset, &again_body[w.len..]),
+                (*handle, *offset, &payload[..])
+            );
+            let mut split = encode_write_request_header(id, *handle, *offset, payload.len()).expect("fits");
+            split.extend_from_slice(payload);
+            assert_eq!(split, encoded, "header ++ payload is the encoded frame");
+        }
+        _ => assert_eq!((data, write), (None, None), "a fast path takes {message:?}"),
+    }
+}
+
+/// A frame as a reader returned it is the reference's frame: the same id,
+/// and the same body, or a payload split off that the decoder reads from
+/// that body.
+fn same_frame(frame: &RawFrame, id: u64, body: &[u8]) {
+    assert_eq!(frame.id, id);
+    match &frame.payload {
+        Some(payload) => {
+            assert!(frame.body.is_empty());
+            let want = payload.clone().into_message();
+            assert_eq!(
+                decode_body::<Message>(body),
+                Ok(want),
+                "a split payload the decoder reads otherwise"
+            );
+        }
+        None => assert_eq!(&frame.body[..], body),
     }
 }
 
@@ -176,77 +229,27 @@ fn frame_decoder(stream: &[u8], sizes: &[u8], frames: &[(u64, &[u8])], end: &End
     assert_eq!(&got_end, end);
     assert_eq!(got.len(), frames.len());
     for (frame, &(id, body)) in got.iter().zip(frames) {
-        assert_eq!((frame.id, &frame.body[..]), (id, body));
+        same_frame(frame, id, body);
     }
 }
 
-fn agent(stream: &[u8], sizes: &[u8], frames: &[(u64, &[u8])], end: &End) {
-    let mut reader = Chunked::new(stream, sizes);
-    let mut expected = frames.iter();
-    let got_end = loop {
-        match block_on(yonder_agent::fuzzing::read_frame(&mut reader)) {
-            Ok(Some((id, decoded))) => {
-                let &(want_id, body) = expected.next().expect("the agent reads a frame too many");
-                assert_eq!(id, want_id);
-                assert_eq!(decoded, decode_body::<Message>(body));
-            }
-            Ok(None) => break Ok(()),
-            Err(AgentError::Frame { source, .. }) => break Err(source),
-            Err(err) => panic!("the agent's reader fails with {err}"),
-        }
-    };
-    assert!(expected.next().is_none(), "the agent reads fewer frames");
-    assert_eq!(&got_end, end);
-}
-
-fn client(stream: &[u8], sizes: &[u8], frames: &[(u64, &[u8])], end: &End) {
-    let mut reader = Chunked::new(stream, sizes);
-    let mut expected = frames.iter();
+/// Every frame a reader returns, and how its stream ended.
+fn read_all<R: tokio::io::AsyncRead + Unpin>(mut reader: FrameReader<R>) -> (Vec<RawFrame>, End) {
+    let mut frames = Vec::new();
     loop {
-        match block_on(read_frame_as_client(&mut reader)) {
-            Ok(Some((id, taken))) => {
-                let &(want_id, body) = expected.next().expect("the client reads a frame too many");
-                assert_eq!(id, want_id);
-                let full = decode_body::<Message>(body);
-                if let Taken::Data(data) = &taken {
-                    let expected = Message::Response(Response::Data(data.clone()));
-                    assert_eq!(
-                        full.as_ref(),
-                        Ok(&expected),
-                        "the fast path disagrees with decoding"
-                    );
-                }
-                assert_eq!(taken.message(), full);
-            }
-            Ok(None) => {
-                // The client takes a stream that ends inside a length
-                // prefix for a closed connection, like one between frames.
-                let clean = matches!(
-                    end,
-                    Ok(())
-                        | Err(FrameError::Truncated {
-                            expected: LEN_PREFIX,
-                            ..
-                        })
-                );
-                assert!(
-                    clean,
-                    "the client ends cleanly where the stream ends with {end:?}"
-                );
-                break;
-            }
-            Err(err) => {
-                let kind = match end {
-                    Err(FrameError::TooLarge { .. } | FrameError::TooShort { .. }) => {
-                        std::io::ErrorKind::InvalidData
-                    }
-                    Err(FrameError::Truncated { .. }) => std::io::ErrorKind::UnexpectedEof,
-                    Ok(()) => panic!("the client fails with {err} on a clean stream"),
-                };
-                assert_eq!(err.kind(), kind, "{err}");
-                break;
-            }
+        match block_on(reader.next_frame()) {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => return (frames, Ok(())),
+            Err(ReadError::Frame(err)) => return (frames, Err(err)),
+            Err(ReadError::Io(err)) => panic!("a stream that never fails fails: {err}"),
         }
     }
-    assert!(expected.next().is_none(), "the client reads fewer frames");
+}
+
+fn agrees((got, got_end): (Vec<RawFrame>, End), frames: &[(u64, &[u8])], end: &End) {
+    assert_eq!(&got_end, end);
+    assert_eq!(got.len(), frames.len());
+    for (frame, &(id, body)) in got.iter().zip(frames) {
+        same_frame(frame, id, body);
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::{ops, paths, wire, AgentError};
 use std::path::Path;
-use yonder_proto::{DecodeError, Message, Request, Response};
+use yonder_proto::{Request, Response};
 
 /// One session's request handling over a root, without the byte stream
 /// around it.
@@ -39,16 +39,4 @@ impl Dispatcher {
             Err(response) => Err(response),
         })
     }
-}
-
-/// Reads the next frame as the agent reads a client's and decodes its body:
-/// `None` at end of stream between frames.
-#[allow(clippy::type_complexity)]
-pub async fn read_frame<R>(reader: &mut R) -> Result<Option<(u64, Result<Message, DecodeError>)>, AgentError>
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
-    Ok(wire::read_frame(reader)
-        .await?
-        .map(|frame| (frame.id, frame.decode())))
 }
