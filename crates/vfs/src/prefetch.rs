@@ -95,6 +95,7 @@ impl Vfs {
                 _ => return,
             }
         };
+        let asked = Instant::now();
         match self
             .remote()
             .read_dir_page(&path, None, self.opts.readdir_page)
@@ -102,7 +103,7 @@ impl Vfs {
         {
             Ok(page) if page.next.is_none() => {
                 self.inodes()
-                    .store_listing(dir, version, page.entries, Instant::now());
+                    .store_listing(dir, version, page.entries, asked, Instant::now());
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing failed"),

@@ -479,6 +479,8 @@ impl Vfs {
         if attr.size.is_some() {
             self.drop_readahead(ino);
         }
+        // Listings asked for until now show the attributes from before.
+        self.inodes().invalidate_attr(ino);
         let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
         let through = match (by_handle, path) {
@@ -587,6 +589,8 @@ impl Vfs {
         self.check_writable("link", new_parent)?;
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
+        // nlink changes: listings asked for until now show the old one.
+        self.inodes().invalidate_attr(ino);
         let attr = self
             .remote()
             .link(&from, &to)
@@ -672,6 +676,7 @@ impl Vfs {
         if flags & of::TRUNCATE != 0 {
             self.flush_inode(ino).await;
             self.drop_readahead(ino);
+            self.inodes().invalidate_attr(ino);
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {

@@ -454,6 +454,75 @@ async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
     assert!(pages() > again);
 }
 
+/// The sizes readdirplus hands out (through `remember`) for each entry.
+async fn listed_sizes(vfs: &Vfs, dir: u64) -> Vec<(String, u64)> {
+    let dh = vfs.opendir(&me(), dir).unwrap();
+    let items = vfs.readdir(dh, 0).await.unwrap();
+    vfs.releasedir(dh).unwrap();
+    let mut sizes = Vec::new();
+    for item in items.iter().filter(|i| !i.is_dot_or_dotdot()) {
+        let attr = vfs.remember(dir, item).await.unwrap();
+        vfs.forget(attr.ino, 1);
+        sizes.push((String::from_utf8(item.name.clone()).unwrap(), attr.size));
+    }
+    sizes.sort();
+    sizes
+}
+
+#[tokio::test]
+async fn two_names_of_a_file_with_buffered_writes_are_listed_with_its_new_size() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // Two names of a file with buffered writes: the first entry's remember
+    // sends them, and the second must not hand out the listing's size from
+    // before.
+    let (fh, file) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    f.vfs.link(&me(), file.ino, ROOT_INO, b"c").await.unwrap();
+    f.vfs.write(fh, 0, b"x").await.unwrap();
+    assert_eq!(
+        listed_sizes(&f.vfs, ROOT_INO).await,
+        [("b".to_string(), 1), ("c".to_string(), 1)]
+    );
+    assert_eq!(f.vfs.getattr(file.ino, None).await.unwrap().size, 1);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_listing_fetched_ahead_of_a_write_through_the_mount_is_not_handed_out() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // A listing fetched ahead, then a write through the mount: the listing
+    // shows the size from before the write.
+    for d in ["d", "e"] {
+        std::fs::create_dir(f.dir.path().join(d)).unwrap();
+        std::fs::write(f.dir.path().join(d).join("file"), b"x").unwrap();
+    }
+    list(&f.vfs, ROOT_INO).await;
+    let d = f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap();
+    list(&f.vfs, d.ino).await;
+    settle(&f.remote).await;
+    let e = f.vfs.lookup(&me(), ROOT_INO, b"e").await.unwrap();
+    let file = f.vfs.lookup(&me(), e.ino, b"file").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), file.ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"grown").await.unwrap();
+    f.vfs.fsync(fh, false).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(listed_sizes(&f.vfs, e.ino).await, [("file".to_string(), 5)]);
+    assert_eq!(f.vfs.getattr(file.ino, None).await.unwrap().size, 5);
+}
+
 #[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
