@@ -649,6 +649,10 @@ impl Vfs {
             .map_err(|e| VfsError::remote("rename", &from, e))?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
+        if moved.is_some() && moved == table.ino_of(new_parent, new_name) {
+            // Two names of one file (or one name): rename(2) leaves both.
+            return Ok(());
+        }
         let replaced = table.ino_of(new_parent, new_name).filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
         table.invalidate_attr(parent);

@@ -256,6 +256,34 @@ async fn hard_links_share_the_inode() {
 }
 
 #[tokio::test]
+async fn renaming_a_name_onto_another_name_of_the_same_file_keeps_both() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, a) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    f.vfs.link(&me(), a.ino, ROOT_INO, b"c").await.unwrap();
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "c"]);
+    // rename(2) of two names of one file does nothing.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"c", ROOT_INO, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert!(f.dir.path().join("c").exists());
+    for name in [&b"a"[..], b"c"] {
+        let attr = f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
+        assert_eq!((attr.ino, attr.nlink), (a.ino, 2));
+    }
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
