@@ -525,6 +525,7 @@ impl InodeTable {
         let now = Instant::now();
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = now;
+            node.changed = Some(now);
             node.listing_until = None;
         }
         self.dir_changed(ino);

@@ -552,6 +552,35 @@ async fn a_listing_fetched_ahead_of_a_write_through_the_mount_is_not_handed_out(
 }
 
 #[tokio::test]
+async fn a_listing_fetched_ahead_of_a_change_notification_is_not_handed_out() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    for d in ["p/d", "q"] {
+        std::fs::create_dir_all(f.dir.path().join(d)).unwrap();
+    }
+    // A walk lists q after the root: p's listing (with d's attributes) is
+    // fetched ahead.
+    list(&f.vfs, ROOT_INO).await;
+    let p = f.vfs.lookup(&me(), ROOT_INO, b"p").await.unwrap();
+    let q = f.vfs.lookup(&me(), ROOT_INO, b"q").await.unwrap();
+    list(&f.vfs, q.ino).await;
+    settle(&f.remote).await;
+    // Someone makes a directory in d, and the notifier reports it.
+    std::fs::create_dir(f.dir.path().join("p/d/new")).unwrap();
+    f.vfs.invalidate_path(b"p/d/new");
+    let dh = f.vfs.opendir(&me(), p.ino).unwrap();
+    let items = f.vfs.readdir(dh, 0).await.unwrap();
+    f.vfs.releasedir(dh).unwrap();
+    let d = items.iter().find(|i| i.name == b"d").unwrap();
+    assert_eq!(f.vfs.remember(p.ino, d).await.unwrap().nlink, 3);
+    assert_eq!(f.vfs.getattr(d.ino, None).await.unwrap().nlink, 3);
+}
+
+#[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_millis(300),
