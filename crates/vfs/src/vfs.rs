@@ -649,12 +649,22 @@ impl Vfs {
             .map_err(|e| VfsError::remote("rename", &from, e))?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
-        if moved.is_some() && moved == table.ino_of(new_parent, new_name) {
+        let target = table.ino_of(new_parent, new_name);
+        if moved.is_some() && moved == target {
             // Two names of one file (or one name): rename(2) leaves both.
             return Ok(());
         }
-        let replaced = table.ino_of(new_parent, new_name).filter(|_| !flags.exchange);
+        let replaced = target.filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
+        // A name this mount never looked up (a stateless frontend renames
+        // by name) moved in: what it holds now is not known here, and a
+        // listing must not say it is absent.
+        if moved.is_none() {
+            table.invalidate_dir(new_parent);
+        }
+        if flags.exchange && target.is_none() {
+            table.invalidate_dir(parent);
+        }
         table.invalidate_attr(parent);
         table.invalidate_attr(new_parent);
         if let Some(ino) = moved {

@@ -284,6 +284,44 @@ async fn renaming_a_name_onto_another_name_of_the_same_file_keeps_both() {
 }
 
 #[tokio::test]
+async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // New directories are known empty for the TTL.
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    let c = f.vfs.mkdir(&me(), ROOT_INO, b"c", 0o755).await.unwrap();
+    let (fh, _) = f
+        .vfs
+        .create(&me(), c.ino, b"x", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Names the VFS has not looked up, as a stateless (NFS) frontend
+    // renames them.
+    std::fs::write(f.dir.path().join("a"), b"a").unwrap();
+    std::fs::write(f.dir.path().join("y"), b"y").unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", b.ino, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"a").await.unwrap().size, 1);
+    let exchange = RenameFlags {
+        exchange: true,
+        ..RenameFlags::default()
+    };
+    f.vfs
+        .rename(&me(), c.ino, b"x", ROOT_INO, b"y", exchange)
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), c.ino, b"x").await.unwrap().size, 1);
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().size, 0);
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
