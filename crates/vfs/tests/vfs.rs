@@ -322,6 +322,22 @@ async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there(
 }
 
 #[tokio::test]
+async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::write(f.dir.path().join("a"), b"a").unwrap();
+    std::fs::hard_link(f.dir.path().join("a"), f.dir.path().join("c")).unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 2);
+    // A stateless (NFS) frontend removes by name.
+    f.vfs.unlink(&me(), ROOT_INO, b"c").await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 1);
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
