@@ -176,13 +176,14 @@ enum Op<P = Path, H = Slot> {
         excl: bool,
         mode: Mode,
     },
-    /// `open(path, flags)` into a free slot.
+    /// `open(path, flags)` into a free slot; `sync` is O_SYNC.
     Open {
         path: P,
         slot: H,
         access: Access,
         trunc: bool,
         append: bool,
+        sync: bool,
     },
     /// `close`: flush, then release.
     Close {
@@ -216,6 +217,11 @@ enum Op<P = Path, H = Slot> {
     /// `utimensat` of both times, with nanoseconds.
     Utimes {
         path: P,
+        sec: i64,
+    },
+    /// `futimens` of both times.
+    Futimes {
+        slot: H,
         sec: i64,
     },
     Mkdir {
@@ -339,12 +345,14 @@ impl<P, H> Op<P, H> {
                 access,
                 trunc,
                 append,
+                sync,
             } => Op::Open {
                 path: path(p),
                 slot: slot(h, Need::Free)?,
                 access: *access,
                 trunc: *trunc,
                 append: *append,
+                sync: *sync,
             },
             Op::Close { slot: h } => Op::Close {
                 slot: slot(h, Need::Open)?,
@@ -376,6 +384,10 @@ impl<P, H> Op<P, H> {
             },
             Op::Utimes { path: p, sec } => Op::Utimes {
                 path: path(p),
+                sec: *sec,
+            },
+            Op::Futimes { slot: h, sec } => Op::Futimes {
+                slot: slot(h, Need::Open)?,
                 sec: *sec,
             },
             Op::Mkdir { path: p, mode } => Op::Mkdir {
@@ -809,6 +821,7 @@ impl Model {
                 access,
                 trunc,
                 append,
+                sync: _,
             } => {
                 if self.handle(*slot).is_some() {
                     return Ok(Outcome::Skipped);
@@ -890,6 +903,13 @@ impl Model {
             Op::Utimes { path, sec } => {
                 let id = self.resolve(path)?;
                 self.node_mut(id).mtime = Some(utimes_stamp(*sec));
+                Ok(Outcome::Done)
+            }
+            Op::Futimes { slot, sec } => {
+                let Some(h) = self.handle(*slot) else {
+                    return Ok(Outcome::Skipped);
+                };
+                self.node_mut(h.id).mtime = Some(utimes_stamp(*sec));
                 Ok(Outcome::Done)
             }
             Op::Mkdir { path, mode } => self.mkdir(path, mode.0 | 0o700),
@@ -1299,6 +1319,7 @@ impl Sut {
                 access,
                 trunc,
                 append,
+                sync,
             } => {
                 let attr = self.resolve(path).await?;
                 if attr.kind == FileKind::Directory && *access == Access::R {
@@ -1312,6 +1333,9 @@ impl Sut {
                 }
                 if *append {
                     flags |= of::APPEND;
+                }
+                if *sync {
+                    flags |= of::SYNC;
                 }
                 let (fh, _) = self
                     .vfs
@@ -1387,6 +1411,16 @@ impl Sut {
                     ..SetAttr::default()
                 };
                 self.setattr(attr.ino, None, set).await
+            }
+            Op::Futimes { slot, sec } => {
+                let (fh, ino) = self.slots[slot.0].expect("model says open");
+                let t = SetTime::Set(utimes_stamp(*sec));
+                let set = SetAttr {
+                    atime: t,
+                    mtime: t,
+                    ..SetAttr::default()
+                };
+                self.setattr(ino, Some(fh), set).await
             }
             Op::Mkdir { path, mode } => {
                 let dir = self.walk_parent(path).await?;
@@ -2126,16 +2160,24 @@ fn op() -> impl Strategy<Value = Op<Pick, Held>> {
     prop_oneof![
         4 => (fresh(), held(), any::<bool>(), file_mode())
             .prop_map(|(path, slot, excl, mode)| Op::Create { path, slot, excl, mode }),
-        4 => (present(), held(), access(), any::<bool>(), prop::bool::weighted(0.2)).prop_map(
-            |(path, slot, access, trunc, append)| Op::Open {
+        4 => (
+            present(),
+            held(),
+            access(),
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.15),
+        )
+            .prop_map(|(path, slot, access, trunc, append, sync)| Op::Open {
                 path,
                 slot,
                 access,
-                // O_TRUNC only where it is meant: with write access.
+                // O_TRUNC and O_SYNC only where they are meant: with write
+                // access.
                 trunc: trunc && access != Access::R && !append,
                 append,
-            }
-        ),
+                sync: sync && access != Access::R,
+            }),
         3 => held().prop_map(|slot| Op::Close { slot }),
         8 => (held(), offset(), len()).prop_map(|(slot, offset, len)| Op::Write { slot, offset, len }),
         5 => (held(), offset(), read_len()).prop_map(|(slot, offset, len)| Op::Read { slot, offset, len }),
@@ -2144,6 +2186,7 @@ fn op() -> impl Strategy<Value = Op<Pick, Held>> {
         2 => (held(), offset()).prop_map(|(slot, size)| Op::Ftruncate { slot, size }),
         1 => (present(), file_mode()).prop_map(|(path, mode)| Op::Chmod { path, mode }),
         1 => (present(), 1i64..1_000_000).prop_map(|(path, sec)| Op::Utimes { path, sec }),
+        1 => (held(), 1i64..1_000_000).prop_map(|(slot, sec)| Op::Futimes { slot, sec }),
         3 => (fresh(), dir_mode()).prop_map(|(path, mode)| Op::Mkdir { path, mode }),
         1 => present().prop_map(|path| Op::Rmdir { path }),
         2 => present().prop_map(|path| Op::Unlink { path }),
