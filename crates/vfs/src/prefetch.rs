@@ -72,6 +72,11 @@ impl Vfs {
     /// build) would otherwise pay one per file. Returns whether the listing
     /// was refreshed.
     pub(crate) async fn relist(&self, dir: Ino) -> bool {
+        if self.opts.dir_ttl.is_zero() {
+            // The listing would expire as it arrives, and the name be
+            // asked for anyway.
+            return false;
+        }
         let worthwhile =
             self.inodes()
                 .relist_worthwhile(dir, self.opts.readdir_page as usize, Instant::now());

@@ -635,6 +635,26 @@ async fn a_listing_fetched_ahead_of_a_change_notification_is_not_handed_out() {
 }
 
 #[tokio::test]
+async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..VfsOptions::default()
+    })
+    .await;
+    for name in ["a", "b", "c"] {
+        std::fs::write(f.dir.path().join(name), b"x").unwrap();
+    }
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
+    let pages = f.remote.calls.read_dir_pages.load(Ordering::Relaxed);
+    // A listing would expire as soon as it came: one lstat per lookup.
+    for name in [&b"a"[..], b"b", b"c"] {
+        f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
+    }
+    assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages);
+}
+
+#[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_millis(300),
