@@ -21,6 +21,9 @@ pub struct DirItem {
     pub attr: Option<FileAttr>,
     /// The remote's attributes, to register the entry on a readdirplus.
     pub(crate) remote: Option<Attr>,
+    /// When the listing was asked for: a change to the entry made through
+    /// the mount since makes `remote` stale.
+    pub(crate) asked: Instant,
 }
 
 impl DirItem {
@@ -87,6 +90,7 @@ impl Vfs {
         self.start_listing(&dir, &mut st, offset);
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.path("readdir", dir.ino)?;
+            let asked = Instant::now();
             let page = self
                 .remote()
                 .read_dir_page(&path, st.cursor, self.opts.readdir_page)
@@ -94,7 +98,7 @@ impl Vfs {
                 .map_err(|e| VfsError::remote("readdir", &path, e))?;
             let now = Instant::now();
             let mut table = self.inodes();
-            for mut item in table.enter_entries(dir.ino, page.entries, now) {
+            for mut item in table.enter_entries(dir.ino, page.entries, asked, now) {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
             }
@@ -141,6 +145,7 @@ impl Vfs {
                 offset,
                 attr: None,
                 remote: None,
+                asked: Instant::now(),
             });
         }
         let fetched = self.inodes().take_listing(dir.ino, Instant::now());
@@ -158,21 +163,25 @@ impl Vfs {
     /// readdirplus) and returns current attributes for it. `None` for `.`
     /// and `..`, which frontends pass without counting.
     pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        if !self.is_dirty(item.ino) {
+        if !self.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
             return self.remember_clean(parent, item);
         }
-        // The listing's size lags behind buffered writes: send them, then
-        // ask again.
+        // The listing's size lags behind buffered writes, or the file
+        // changed through the mount since it was listed (another name of
+        // it sent its writes, a listing fetched ahead): send what is
+        // buffered, then ask again.
         let remote = item.remote.as_ref()?;
         let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
         self.flush_inode(listed.ino).await;
+        self.inodes().invalidate_attr(listed.ino);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
         self.inodes().inc_lookup(fattr.ino, 1);
         Some(fattr)
     }
 
-    /// [`Vfs::remember`] for entries with no buffered writes (see
-    /// [`Vfs::any_dirty`]), which needs no waiting.
+    /// [`Vfs::remember`] for entries with no buffered writes and no change
+    /// since they were listed (see [`Vfs::any_dirty`]), which needs no
+    /// waiting.
     pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
         let remote = item.remote.as_ref()?;
         let mut table = self.inodes();
@@ -181,10 +190,13 @@ impl Vfs {
         Some(fattr)
     }
 
-    /// Whether any of `items` has writes not yet sent, whose attributes
-    /// (size, mtime) the listing does not reflect.
+    /// Whether any of `items` has writes not yet sent, or changed through
+    /// the mount since it was listed: attributes (size, mtime, nlink) the
+    /// listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
-        items.iter().any(|i| i.remote.is_some() && self.is_dirty(i.ino))
+        items.iter().any(|i| {
+            i.remote.is_some() && (self.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+        })
     }
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {

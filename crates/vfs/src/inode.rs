@@ -34,6 +34,9 @@ pub(crate) struct Inode {
     pub former: Option<(Ino, Vec<u8>)>,
     pub attr: Option<FileAttr>,
     pub attr_until: Instant,
+    /// When this mount last changed the file's attributes or was told they
+    /// changed: a listing asked for before then shows older ones.
+    pub changed: Option<Instant>,
     /// Until when the set of names in this directory known to the table is
     /// complete, so that a name missing from it does not exist.
     pub listing_until: Option<Instant>,
@@ -141,6 +144,7 @@ impl InodeTable {
                 former: None,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
                 attr_until: now + attr_ttl,
+                changed: None,
                 listing_until: None,
                 xattr_names: None,
                 listing: None,
@@ -291,6 +295,7 @@ impl InodeTable {
             former: None,
             attr: None,
             attr_until,
+            changed: None,
             listing_until: None,
             xattr_names: None,
             listing: None,
@@ -420,7 +425,9 @@ impl InodeTable {
                 node.former = Some((parent, name.to_vec()));
             }
             // nlink and ctime changed.
-            node.attr_until = Instant::now();
+            let now = Instant::now();
+            node.attr_until = now;
+            node.changed = Some(now);
         }
     }
 
@@ -470,8 +477,20 @@ impl InodeTable {
 
     pub fn invalidate_attr(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.attr_until = Instant::now();
+            let now = Instant::now();
+            node.attr_until = now;
+            node.changed = Some(now);
         }
+    }
+
+    /// Whether `ino`'s attributes changed (through this mount, or as a
+    /// notification said) after `asked`: a listing asked for then shows
+    /// older ones.
+    pub fn changed_since(&self, ino: Ino, asked: Instant) -> bool {
+        self.nodes
+            .get(&ino)
+            .and_then(|n| n.changed)
+            .is_some_and(|changed| changed > asked)
     }
 
     /// Forgets the extended attribute names of `ino`. Separate from
@@ -506,6 +525,7 @@ impl InodeTable {
         let now = Instant::now();
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = now;
+            node.changed = Some(now);
             node.listing_until = None;
         }
         self.dir_changed(ino);
@@ -551,20 +571,22 @@ impl InodeTable {
             .is_some_and(|until| until > now)
     }
 
-    /// Keeps `items`, a complete listing of `dir` fetched ahead of a reader,
-    /// after entering its names (as a reader's listing would). Dropped if
-    /// the directory changed since `version` was read.
+    /// Keeps `items`, a complete listing of `dir` fetched ahead of a reader
+    /// (asked for at `asked`), after entering its names (as a reader's
+    /// listing would). Dropped if the directory changed since `version` was
+    /// read.
     pub fn store_listing(
         &mut self,
         dir: Ino,
         version: u64,
         entries: Vec<yonder_proto::DirEntry>,
+        asked: Instant,
         now: Instant,
     ) {
         if self.dir_version(dir) != Some(version) {
             return;
         }
-        let items = self.enter_entries(dir, entries, now);
+        let items = self.enter_entries(dir, entries, asked, now);
         let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
         self.listing_complete(dir, &present, now);
         if let Some(node) = self.nodes.get_mut(&dir) {
@@ -572,19 +594,28 @@ impl InodeTable {
         }
     }
 
-    /// Enters a page of `dir`'s listing (names, attributes, xattr names)
-    /// and returns its entries as listing items, with offset 0. Entries
-    /// without attributes vanished between the listing and their `lstat`.
+    /// Enters a page of `dir`'s listing (names, attributes, xattr names),
+    /// asked for at `asked`, and returns its entries as listing items, with
+    /// offset 0. Entries without attributes vanished between the listing
+    /// and their `lstat`.
     pub fn enter_entries(
         &mut self,
         dir: Ino,
         entries: Vec<yonder_proto::DirEntry>,
+        asked: Instant,
         now: Instant,
     ) -> Vec<DirItem> {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(attr) = entry.attr else { continue };
             let fattr = self.upsert(dir, &entry.name, &attr, now);
+            if self.changed_since(fattr.ino, asked) {
+                // Changed while the listing was on its way: its attributes
+                // may be from before.
+                if let Some(node) = self.nodes.get_mut(&fattr.ino) {
+                    node.attr_until = now;
+                }
+            }
             if let Some(names) = entry.xattrs {
                 self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
             }
@@ -595,6 +626,7 @@ impl InodeTable {
                 offset: 0,
                 attr: Some(fattr),
                 remote: Some(attr),
+                asked,
             });
         }
         items

@@ -72,6 +72,11 @@ impl Vfs {
     /// build) would otherwise pay one per file. Returns whether the listing
     /// was refreshed.
     pub(crate) async fn relist(&self, dir: Ino) -> bool {
+        if self.opts.dir_ttl.is_zero() {
+            // The listing would expire as it arrives, and the name be
+            // asked for anyway.
+            return false;
+        }
         let worthwhile =
             self.inodes()
                 .relist_worthwhile(dir, self.opts.readdir_page as usize, Instant::now());
@@ -95,6 +100,7 @@ impl Vfs {
                 _ => return,
             }
         };
+        let asked = Instant::now();
         match self
             .remote()
             .read_dir_page(&path, None, self.opts.readdir_page)
@@ -102,7 +108,7 @@ impl Vfs {
         {
             Ok(page) if page.next.is_none() => {
                 self.inodes()
-                    .store_listing(dir, version, page.entries, Instant::now());
+                    .store_listing(dir, version, page.entries, asked, Instant::now());
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing failed"),

@@ -479,6 +479,8 @@ impl Vfs {
         if attr.size.is_some() {
             self.drop_readahead(ino);
         }
+        // Listings asked for until now show the attributes from before.
+        self.inodes().invalidate_attr(ino);
         let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
         let through = match (by_handle, path) {
@@ -587,6 +589,8 @@ impl Vfs {
         self.check_writable("link", new_parent)?;
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
+        // nlink changes: listings asked for until now show the old one.
+        self.inodes().invalidate_attr(ino);
         let attr = self
             .remote()
             .link(&from, &to)
@@ -598,6 +602,13 @@ impl Vfs {
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
+        if self.inodes().ino_of(parent, name).is_none() {
+            // A name never looked up (a stateless frontend removes by
+            // name): which file it is tells whose other names lose a link.
+            if let Ok(attr) = self.remote().lstat(&path).await {
+                self.inodes().upsert(parent, name, &attr, Instant::now());
+            }
+        }
         self.remote()
             .unlink(&path)
             .await
@@ -645,8 +656,22 @@ impl Vfs {
             .map_err(|e| VfsError::remote("rename", &from, e))?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
-        let replaced = table.ino_of(new_parent, new_name).filter(|_| !flags.exchange);
+        let target = table.ino_of(new_parent, new_name);
+        if moved.is_some() && moved == target {
+            // Two names of one file (or one name): rename(2) leaves both.
+            return Ok(());
+        }
+        let replaced = target.filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
+        // A name this mount never looked up (a stateless frontend renames
+        // by name) moved in: what it holds now is not known here, and a
+        // listing must not say it is absent.
+        if moved.is_none() {
+            table.invalidate_dir(new_parent);
+        }
+        if flags.exchange && target.is_none() {
+            table.invalidate_dir(parent);
+        }
         table.invalidate_attr(parent);
         table.invalidate_attr(new_parent);
         if let Some(ino) = moved {
@@ -672,6 +697,7 @@ impl Vfs {
         if flags & of::TRUNCATE != 0 {
             self.flush_inode(ino).await;
             self.drop_readahead(ino);
+            self.inodes().invalidate_attr(ino);
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {

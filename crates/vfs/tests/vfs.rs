@@ -312,6 +312,88 @@ async fn hard_links_share_the_inode() {
 }
 
 #[tokio::test]
+async fn renaming_a_name_onto_another_name_of_the_same_file_keeps_both() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, a) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    f.vfs.link(&me(), a.ino, ROOT_INO, b"c").await.unwrap();
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "c"]);
+    // rename(2) of two names of one file does nothing.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"c", ROOT_INO, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert!(f.dir.path().join("c").exists());
+    for name in [&b"a"[..], b"c"] {
+        let attr = f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
+        assert_eq!((attr.ino, attr.nlink), (a.ino, 2));
+    }
+}
+
+#[tokio::test]
+async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // New directories are known empty for the TTL.
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    let c = f.vfs.mkdir(&me(), ROOT_INO, b"c", 0o755).await.unwrap();
+    let (fh, _) = f
+        .vfs
+        .create(&me(), c.ino, b"x", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Names the VFS has not looked up, as a stateless (NFS) frontend
+    // renames them.
+    std::fs::write(f.dir.path().join("a"), b"a").unwrap();
+    std::fs::write(f.dir.path().join("y"), b"y").unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", b.ino, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"a").await.unwrap().size, 1);
+    let exchange = RenameFlags {
+        exchange: true,
+        ..RenameFlags::default()
+    };
+    f.vfs
+        .rename(&me(), c.ino, b"x", ROOT_INO, b"y", exchange)
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), c.ino, b"x").await.unwrap().size, 1);
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().size, 0);
+}
+
+#[tokio::test]
+async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::write(f.dir.path().join("a"), b"a").unwrap();
+    std::fs::hard_link(f.dir.path().join("a"), f.dir.path().join("c")).unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 2);
+    // A stateless (NFS) frontend removes by name.
+    f.vfs.unlink(&me(), ROOT_INO, b"c").await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 1);
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
@@ -508,6 +590,124 @@ async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
     std::fs::write(f.dir.path().join("b").join("later"), b"").unwrap();
     assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file", "later"]);
     assert!(pages() > again);
+}
+
+/// The sizes readdirplus hands out (through `remember`) for each entry.
+async fn listed_sizes(vfs: &Vfs, dir: Ino) -> Vec<(String, u64)> {
+    let dh = vfs.opendir(&me(), dir).unwrap();
+    let items = vfs.readdir(dh, 0).await.unwrap();
+    vfs.releasedir(dh).unwrap();
+    let mut sizes = Vec::new();
+    for item in items.iter().filter(|i| !i.is_dot_or_dotdot()) {
+        let attr = vfs.remember(dir, item).await.unwrap();
+        vfs.forget(attr.ino, 1);
+        sizes.push((String::from_utf8(item.name.clone()).unwrap(), attr.size));
+    }
+    sizes.sort();
+    sizes
+}
+
+#[tokio::test]
+async fn two_names_of_a_file_with_buffered_writes_are_listed_with_its_new_size() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // Two names of a file with buffered writes: the first entry's remember
+    // sends them, and the second must not hand out the listing's size from
+    // before.
+    let (fh, file) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    f.vfs.link(&me(), file.ino, ROOT_INO, b"c").await.unwrap();
+    f.vfs.write(fh, 0, b"x").await.unwrap();
+    assert_eq!(
+        listed_sizes(&f.vfs, ROOT_INO).await,
+        [("b".to_string(), 1), ("c".to_string(), 1)]
+    );
+    assert_eq!(f.vfs.getattr(file.ino, None).await.unwrap().size, 1);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_listing_fetched_ahead_of_a_write_through_the_mount_is_not_handed_out() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    // A listing fetched ahead, then a write through the mount: the listing
+    // shows the size from before the write.
+    for d in ["d", "e"] {
+        std::fs::create_dir(f.dir.path().join(d)).unwrap();
+        std::fs::write(f.dir.path().join(d).join("file"), b"x").unwrap();
+    }
+    list(&f.vfs, ROOT_INO).await;
+    let d = f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap();
+    list(&f.vfs, d.ino).await;
+    settle(&f.remote).await;
+    let e = f.vfs.lookup(&me(), ROOT_INO, b"e").await.unwrap();
+    let file = f.vfs.lookup(&me(), e.ino, b"file").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), file.ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"grown").await.unwrap();
+    f.vfs.fsync(fh, false).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(listed_sizes(&f.vfs, e.ino).await, [("file".to_string(), 5)]);
+    assert_eq!(f.vfs.getattr(file.ino, None).await.unwrap().size, 5);
+}
+
+#[tokio::test]
+async fn a_listing_fetched_ahead_of_a_change_notification_is_not_handed_out() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    for d in ["p/d", "q"] {
+        std::fs::create_dir_all(f.dir.path().join(d)).unwrap();
+    }
+    // A walk lists q after the root: p's listing (with d's attributes) is
+    // fetched ahead.
+    list(&f.vfs, ROOT_INO).await;
+    let p = f.vfs.lookup(&me(), ROOT_INO, b"p").await.unwrap();
+    let q = f.vfs.lookup(&me(), ROOT_INO, b"q").await.unwrap();
+    list(&f.vfs, q.ino).await;
+    settle(&f.remote).await;
+    // Someone makes a directory in d, and the notifier reports it.
+    std::fs::create_dir(f.dir.path().join("p/d/new")).unwrap();
+    f.vfs.invalidate_path(b"p/d/new");
+    let dh = f.vfs.opendir(&me(), p.ino).unwrap();
+    let items = f.vfs.readdir(dh, 0).await.unwrap();
+    f.vfs.releasedir(dh).unwrap();
+    let d = items.iter().find(|i| i.name == b"d").unwrap();
+    assert_eq!(f.vfs.remember(p.ino, d).await.unwrap().nlink, 3);
+    assert_eq!(f.vfs.getattr(d.ino, None).await.unwrap().nlink, 3);
+}
+
+#[tokio::test]
+async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..VfsOptions::default()
+    })
+    .await;
+    for name in ["a", "b", "c"] {
+        std::fs::write(f.dir.path().join(name), b"x").unwrap();
+    }
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
+    let pages = f.remote.calls.read_dir_pages.load(Ordering::Relaxed);
+    // A listing would expire as soon as it came: one lstat per lookup.
+    for name in [&b"a"[..], b"b", b"c"] {
+        f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
+    }
+    assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages);
 }
 
 #[tokio::test]
