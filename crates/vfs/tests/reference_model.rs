@@ -34,8 +34,11 @@
 //! kernel dropping its caches), except one for each open file. With zero
 //! TTLs a read is preceded by a getattr through its handle (FUSE's
 //! auto_inval_data with expired attributes); within a TTL it is not.
-//! Everything else (EEXIST, EISDIR, ENOTDIR, ENOTEMPTY, EINVAL, EPERM...) is
-//! left to the VFS and the remote, and must be what Linux answers.
+//! Unlink, rmdir and rename name their last component without looking it
+//! up first, as a stateless (NFS) frontend may (the kernel would look it
+//! up, and answer ENOENT itself). Everything else (EEXIST, EISDIR,
+//! ENOTDIR, ENOTEMPTY, EINVAL, EPERM...) is left to the VFS and the remote,
+//! and must be what Linux answers.
 //!
 //! Sequences also change the backing directory directly, behind the VFS's
 //! back (write in place, truncate, create, atomic save, unlink, mkdir,
@@ -1023,8 +1026,7 @@ impl Model {
             if self.is_dir(old) && self.ancestor_or_self(old, to_dir) {
                 return Err(Errno::EINVAL);
             }
-            if let Some(new) = new.filter(|n| self.is_dir(*n) && self.ancestor_or_self(*n, from_dir)) {
-                let _ = new;
+            if new.is_some_and(|n| self.is_dir(n) && self.ancestor_or_self(n, from_dir)) {
                 return Err(match how {
                     RenameMode::Exchange => Errno::EINVAL,
                     _ => Errno::ENOTEMPTY,
