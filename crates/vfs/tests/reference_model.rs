@@ -62,6 +62,7 @@
 //! every buffer (`Vfs::flush_all`, as `write_delay` passing would).
 //!
 //! Cases: `YONDER_MODEL_CASES` (default 1,000) per test;
+//! `YONDER_MODEL_SEED` repeats the cases of a failed run (it is printed);
 //! `YONDER_MODEL_STATS=1` prints how often each kind of step had each
 //! answer. A failure shrinks to a minimal sequence; the message shows the
 //! setup and a trace of every step as it ran (paths and handles resolved,
@@ -2233,9 +2234,25 @@ fn cases() -> u32 {
     }
 }
 
+/// `YONDER_MODEL_SEED`, or a fresh one: printed with a failure, so that
+/// the same cases can be run again (timing may still differ).
+fn seed() -> u64 {
+    match std::env::var("YONDER_MODEL_SEED") {
+        Ok(seed) => seed.parse().expect("YONDER_MODEL_SEED: a number"),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        }
+    }
+}
+
 fn run(freshness: Freshness) {
+    let seed = seed();
     let config = Config {
         cases: cases(),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         // Failures are shrunk and printed; a file of them next to the
         // sources would only grow.
         failure_persistence: None,
@@ -2256,7 +2273,7 @@ fn run(freshness: Freshness) {
     });
     stats::print();
     if let Err(err) = result {
-        panic!("{err}");
+        panic!("{err}\n(YONDER_MODEL_SEED={seed} runs these cases again)");
     }
 }
 
