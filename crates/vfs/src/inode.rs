@@ -439,9 +439,10 @@ impl InodeTable {
         Some(entry.ino)
     }
 
-    /// Mirrors a successful remote rename.
+    /// Mirrors a successful remote rename. A moved name is as sure as the
+    /// entry it came from: one that had expired (a notification said the
+    /// name changed) does not vouch for the file now under the new name.
     pub fn rename(&mut self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], exchange: bool) {
-        let now = Instant::now();
         let src = self.names.remove(parent, name);
         let dst = self.names.remove(new_parent, new_name);
         self.dir_changed(parent);
@@ -451,25 +452,18 @@ impl InodeTable {
         }
         if let Some(src) = src {
             self.drop_link(src.ino, parent, name);
-            self.add_link(src.ino, new_parent, new_name, now);
+            self.add_link(src.ino, new_parent, new_name, src.until);
         }
         if exchange {
             if let Some(dst) = dst {
-                self.add_link(dst.ino, parent, name, now);
+                self.add_link(dst.ino, parent, name, dst.until);
             }
         }
     }
 
-    fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], now: Instant) {
+    fn add_link(&mut self, ino: Ino, parent: Ino, name: &[u8], until: Instant) {
         self.dir_changed(parent);
-        self.names.insert(
-            parent,
-            name,
-            NameEntry {
-                ino,
-                until: now + self.dir_ttl,
-            },
-        );
+        self.names.insert(parent, name, NameEntry { ino, until });
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.insert(0, (parent, name.to_vec()));
         }

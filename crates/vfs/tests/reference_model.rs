@@ -34,8 +34,11 @@
 //! kernel dropping its caches), except one for each open file. With zero
 //! TTLs a read is preceded by a getattr through its handle (FUSE's
 //! auto_inval_data with expired attributes); within a TTL it is not.
-//! Everything else (EEXIST, EISDIR, ENOTDIR, ENOTEMPTY, EINVAL, EPERM...) is
-//! left to the VFS and the remote, and must be what Linux answers.
+//! Unlink, rmdir and rename name their last component without looking it
+//! up first, as a stateless (NFS) frontend may (the kernel would look it
+//! up, and answer ENOENT itself). Everything else (EEXIST, EISDIR,
+//! ENOTDIR, ENOTEMPTY, EINVAL, EPERM...) is left to the VFS and the remote,
+//! and must be what Linux answers.
 //!
 //! Sequences also change the backing directory directly, behind the VFS's
 //! back (write in place, truncate, create, atomic save, unlink, mkdir,
@@ -59,6 +62,7 @@
 //! every buffer (`Vfs::flush_all`, as `write_delay` passing would).
 //!
 //! Cases: `YONDER_MODEL_CASES` (default 1,000) per test;
+//! `YONDER_MODEL_SEED` repeats the cases of a failed run (it is printed);
 //! `YONDER_MODEL_STATS=1` prints how often each kind of step had each
 //! answer. A failure shrinks to a minimal sequence; the message shows the
 //! setup and a trace of every step as it ran (paths and handles resolved,
@@ -1023,8 +1027,7 @@ impl Model {
             if self.is_dir(old) && self.ancestor_or_self(old, to_dir) {
                 return Err(Errno::EINVAL);
             }
-            if let Some(new) = new.filter(|n| self.is_dir(*n) && self.ancestor_or_self(*n, from_dir)) {
-                let _ = new;
+            if new.is_some_and(|n| self.is_dir(n) && self.ancestor_or_self(n, from_dir)) {
                 return Err(match how {
                     RenameMode::Exchange => Errno::EINVAL,
                     _ => Errno::ENOTEMPTY,
@@ -2231,9 +2234,25 @@ fn cases() -> u32 {
     }
 }
 
+/// `YONDER_MODEL_SEED`, or a fresh one: printed with a failure, so that
+/// the same cases can be run again (timing may still differ).
+fn seed() -> u64 {
+    match std::env::var("YONDER_MODEL_SEED") {
+        Ok(seed) => seed.parse().expect("YONDER_MODEL_SEED: a number"),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        }
+    }
+}
+
 fn run(freshness: Freshness) {
+    let seed = seed();
     let config = Config {
         cases: cases(),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         // Failures are shrunk and printed; a file of them next to the
         // sources would only grow.
         failure_persistence: None,
@@ -2254,7 +2273,7 @@ fn run(freshness: Freshness) {
     });
     stats::print();
     if let Err(err) = result {
-        panic!("{err}");
+        panic!("{err}\n(YONDER_MODEL_SEED={seed} runs these cases again)");
     }
 }
 

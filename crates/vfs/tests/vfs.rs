@@ -394,6 +394,34 @@ async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others()
 }
 
 #[tokio::test]
+async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::write(f.dir.path().join("b"), b"old").unwrap();
+    let old = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), old.ino, of::WRITE_ONLY).await.unwrap();
+    // An atomic save over b, reported by the notifier: b's entry is stale.
+    std::fs::write(f.dir.path().join("new"), b"newer").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("b")).unwrap();
+    f.vfs.invalidate_path(b"b");
+    // Renaming b moves the new file; the VFS cannot know which file that is.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"b", ROOT_INO, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    // The old file's attributes are fresh again (fstat of its handle).
+    assert_eq!(f.vfs.getattr(old.ino, Some(fh)).await.unwrap().nlink, 0);
+    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
+    assert_ne!(a.ino, old.ino);
+    assert_eq!((a.size, a.nlink), (5, 1));
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
