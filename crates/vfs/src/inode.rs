@@ -354,6 +354,11 @@ impl InodeTable {
         self.names.get(parent, name).map(|e| e.ino)
     }
 
+    /// Whether `parent/name` is known and its entry has not expired.
+    pub fn name_fresh(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
+        self.names.get(parent, name).is_some_and(|e| e.until > now)
+    }
+
     pub fn inc_lookup(&mut self, ino: Ino, n: u64) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.lookups += n;

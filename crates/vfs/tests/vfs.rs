@@ -284,6 +284,34 @@ async fn renaming_a_name_onto_another_name_of_the_same_file_keeps_both() {
 }
 
 #[tokio::test]
+async fn a_stale_entry_does_not_make_a_rename_look_like_one_between_two_names_of_a_file() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, b) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Renamed on the remote, and reported: b's entry is stale.
+    std::fs::rename(f.dir.path().join("b"), f.dir.path().join("c")).unwrap();
+    f.vfs.invalidate_path(b"b");
+    f.vfs.invalidate_path(b"c");
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap().ino, b.ino);
+    f.vfs
+        .rename(&me(), ROOT_INO, b"c", ROOT_INO, b"b", RenameFlags::default())
+        .await
+        .unwrap();
+    let gone = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap_err();
+    assert_eq!(gone.errno(), Errno::ENOENT);
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap().ino, b.ino);
+}
+
+#[tokio::test]
 async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
