@@ -482,6 +482,16 @@ impl InodeTable {
         }
     }
 
+    /// `ino` was just created, linked or opened with O_CREAT through this
+    /// mount, and its attributes came with the answer: a listing asked
+    /// for before shows older ones (one that raced the creation saw the
+    /// new node before the agent gave it its owner).
+    pub fn changed_here(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.changed = Some(Instant::now());
+        }
+    }
+
     /// Whether `ino`'s attributes changed (through this mount, or as a
     /// notification said) after `asked`: a listing asked for then shows
     /// older ones.

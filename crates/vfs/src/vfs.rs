@@ -236,6 +236,7 @@ impl Vfs {
     pub(crate) fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
         let mut table = self.inodes();
         let fattr = table.upsert(parent, name, attr, Instant::now());
+        table.changed_here(fattr.ino);
         table.inc_lookup(fattr.ino, 1);
         // The parent's mtime, ctime (and nlink for directories) changed.
         table.invalidate_attr(parent);

@@ -1,6 +1,6 @@
 //! The VFS over an in-process `LocalRemote` serving a temporary directory.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -708,6 +708,42 @@ async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
         f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
     }
     assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages);
+}
+
+#[tokio::test]
+async fn attributes_a_create_answered_are_not_replaced_by_an_older_listing() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir_all(f.dir.path().join("q")).unwrap();
+    std::fs::create_dir_all(f.dir.path().join("p")).unwrap();
+    std::fs::write(f.dir.path().join("p/x"), b"").unwrap();
+    // p's listing is fetched ahead (a walk lists q after the root).
+    list(&f.vfs, ROOT_INO).await;
+    let p = f.vfs.lookup(&me(), ROOT_INO, b"p").await.unwrap();
+    let q = f.vfs.lookup(&me(), ROOT_INO, b"q").await.unwrap();
+    list(&f.vfs, q.ino).await;
+    settle(&f.remote).await;
+    // x changes meanwhile (as when the agent gives a new node its owner
+    // after a listing saw it), then an open with O_CREAT answers its
+    // attributes as they are now.
+    std::fs::set_permissions(f.dir.path().join("p/x"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (fh, x) = f
+        .vfs
+        .create(&me(), p.ino, b"x", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(x.perm, 0o600);
+    let dh = f.vfs.opendir(&me(), p.ino).unwrap();
+    let items = f.vfs.readdir(dh, 0).await.unwrap();
+    f.vfs.releasedir(dh).unwrap();
+    let item = items.iter().find(|i| i.name == b"x").unwrap();
+    assert_eq!(f.vfs.remember(p.ino, item).await.unwrap().perm, 0o600);
+    assert_eq!(f.vfs.getattr(x.ino, None).await.unwrap().perm, 0o600);
 }
 
 #[tokio::test]
