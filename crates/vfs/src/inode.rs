@@ -236,10 +236,10 @@ impl InodeTable {
             let node = self.nodes.get(&cur)?;
             // The first link whose parent is still known; a stale one (parent
             // forgotten) is skipped.
-            let (parent, name) = node
-                .links
-                .iter()
-                .find(|(p, n)| self.names.get(*p, n).is_some_and(|e| e.ino == cur))?;
+            let (parent, name) = node.links.iter().find(|(p, n)| {
+                (*p == ROOT_INO || self.nodes.contains_key(p))
+                    && self.names.get(*p, n).is_some_and(|e| e.ino == cur)
+            })?;
             parts.push(name);
             cur = *parent;
         }

@@ -394,6 +394,29 @@ async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
 }
 
 #[tokio::test]
+async fn a_file_opens_by_its_other_name_once_a_directory_of_one_is_forgotten() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..VfsOptions::default()
+    })
+    .await;
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    let (fh, x) = f
+        .vfs
+        .create(&me(), b.ino, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.link(&me(), x.ino, ROOT_INO, b"a").await.unwrap();
+    // b/a is the name seen last; then the kernel lets go of b.
+    f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    f.vfs.forget(b.ino, 1);
+    let (fh2, _) = f.vfs.open(&me(), x.ino, of::READ_ONLY).await.unwrap();
+    f.vfs.release(fh2).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
 async fn readdir_pages_through_and_answers_negative_lookups() {
     let f = fixture_with(VfsOptions {
         readdir_page: 7,
