@@ -236,10 +236,10 @@ impl InodeTable {
             let node = self.nodes.get(&cur)?;
             // The first link whose parent is still known; a stale one (parent
             // forgotten) is skipped.
-            let (parent, name) = node
-                .links
-                .iter()
-                .find(|(p, n)| self.names.get(*p, n).is_some_and(|e| e.ino == cur))?;
+            let (parent, name) = node.links.iter().find(|(p, n)| {
+                (*p == ROOT_INO || self.nodes.contains_key(p))
+                    && self.names.get(*p, n).is_some_and(|e| e.ino == cur)
+            })?;
             parts.push(name);
             cur = *parent;
         }
@@ -352,6 +352,11 @@ impl InodeTable {
 
     pub fn ino_of(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
         self.names.get(parent, name).map(|e| e.ino)
+    }
+
+    /// Whether `parent/name` is known and its entry has not expired.
+    pub fn name_fresh(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
+        self.names.get(parent, name).is_some_and(|e| e.until > now)
     }
 
     pub fn inc_lookup(&mut self, ino: Ino, n: u64) {
@@ -474,6 +479,16 @@ impl InodeTable {
             let now = Instant::now();
             node.attr_until = now;
             node.changed = Some(now);
+        }
+    }
+
+    /// `ino` was just created, linked or opened with O_CREAT through this
+    /// mount, and its attributes came with the answer: a listing asked
+    /// for before shows older ones (one that raced the creation saw the
+    /// new node before the agent gave it its owner).
+    pub fn changed_here(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.changed = Some(Instant::now());
         }
     }
 

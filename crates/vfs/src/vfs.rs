@@ -236,6 +236,7 @@ impl Vfs {
     pub(crate) fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
         let mut table = self.inodes();
         let fattr = table.upsert(parent, name, attr, Instant::now());
+        table.changed_here(fattr.ino);
         table.inc_lookup(fattr.ino, 1);
         // The parent's mtime, ctime (and nlink for directories) changed.
         table.invalidate_attr(parent);
@@ -657,19 +658,23 @@ impl Vfs {
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
-        if moved.is_some() && moved == target {
+        let same = moved.is_some() && moved == target;
+        let now = Instant::now();
+        if same && table.name_fresh(parent, name, now) && table.name_fresh(new_parent, new_name, now) {
             // Two names of one file (or one name): rename(2) leaves both.
             return Ok(());
         }
         let replaced = target.filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
         // A name this mount never looked up (a stateless frontend renames
-        // by name) moved in: what it holds now is not known here, and a
-        // listing must not say it is absent.
-        if moved.is_none() {
+        // by name) moved in, or names whose entries expired looked like
+        // two names of one file (both stay if they still are): what they
+        // hold now is not known here, and a listing must not say a name
+        // is absent.
+        if moved.is_none() || same {
             table.invalidate_dir(new_parent);
         }
-        if flags.exchange && target.is_none() {
+        if (flags.exchange && target.is_none()) || same {
             table.invalidate_dir(parent);
         }
         table.invalidate_attr(parent);

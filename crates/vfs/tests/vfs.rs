@@ -2,7 +2,7 @@
 //! wrapped in `yonder_testkit::faults` wrappers that fail or cut calls when
 //! a test asks.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,6 +340,34 @@ async fn renaming_a_name_onto_another_name_of_the_same_file_keeps_both() {
 }
 
 #[tokio::test]
+async fn a_stale_entry_does_not_make_a_rename_look_like_one_between_two_names_of_a_file() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, b) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Renamed on the remote, and reported: b's entry is stale.
+    std::fs::rename(f.dir.path().join("b"), f.dir.path().join("c")).unwrap();
+    f.vfs.invalidate_path(b"b");
+    f.vfs.invalidate_path(b"c");
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap().ino, b.ino);
+    f.vfs
+        .rename(&me(), ROOT_INO, b"c", ROOT_INO, b"b", RenameFlags::default())
+        .await
+        .unwrap();
+    let gone = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap_err();
+    assert_eq!(gone.errno(), Errno::ENOENT);
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap().ino, b.ino);
+}
+
+#[tokio::test]
 async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
@@ -418,6 +446,29 @@ async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
     let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
     assert_ne!(a.ino, old.ino);
     assert_eq!((a.size, a.nlink), (5, 1));
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_opens_by_its_other_name_once_a_directory_of_one_is_forgotten() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::ZERO,
+        attr_ttl: Duration::ZERO,
+        ..VfsOptions::default()
+    })
+    .await;
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    let (fh, x) = f
+        .vfs
+        .create(&me(), b.ino, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.link(&me(), x.ino, ROOT_INO, b"a").await.unwrap();
+    // b/a is the name seen last; then the kernel lets go of b.
+    f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    f.vfs.forget(b.ino, 1);
+    let (fh2, _) = f.vfs.open(&me(), x.ino, of::READ_ONLY).await.unwrap();
+    f.vfs.release(fh2).await.unwrap();
     f.vfs.release(fh).await.unwrap();
 }
 
@@ -736,6 +787,42 @@ async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
         f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
     }
     assert_eq!(f.remote.calls.read_dir_pages.load(Ordering::Relaxed), pages);
+}
+
+#[tokio::test]
+async fn attributes_a_create_answered_are_not_replaced_by_an_older_listing() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir_all(f.dir.path().join("q")).unwrap();
+    std::fs::create_dir_all(f.dir.path().join("p")).unwrap();
+    std::fs::write(f.dir.path().join("p/x"), b"").unwrap();
+    // p's listing is fetched ahead (a walk lists q after the root).
+    list(&f.vfs, ROOT_INO).await;
+    let p = f.vfs.lookup(&me(), ROOT_INO, b"p").await.unwrap();
+    let q = f.vfs.lookup(&me(), ROOT_INO, b"q").await.unwrap();
+    list(&f.vfs, q.ino).await;
+    settle(&f.remote).await;
+    // x changes meanwhile (as when the agent gives a new node its owner
+    // after a listing saw it), then an open with O_CREAT answers its
+    // attributes as they are now.
+    std::fs::set_permissions(f.dir.path().join("p/x"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (fh, x) = f
+        .vfs
+        .create(&me(), p.ino, b"x", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert_eq!(x.perm, 0o600);
+    let dh = f.vfs.opendir(&me(), p.ino).unwrap();
+    let items = f.vfs.readdir(dh, 0).await.unwrap();
+    f.vfs.releasedir(dh).unwrap();
+    let item = items.iter().find(|i| i.name == b"x").unwrap();
+    assert_eq!(f.vfs.remember(p.ino, item).await.unwrap().perm, 0o600);
+    assert_eq!(f.vfs.getattr(x.ino, None).await.unwrap().perm, 0o600);
 }
 
 #[tokio::test]
