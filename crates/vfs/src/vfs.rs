@@ -978,8 +978,10 @@ impl Vfs {
     // ----- invalidation (remote change notifications) -----
 
     /// Something changed at remote `path`: forget what is cached about it
-    /// and about the names in its directory. Returns the inode of `path`
-    /// if known, so a frontend can invalidate its own caches too.
+    /// and about the names in its directory, and for a directory (which may
+    /// have moved, and what is below it be reported by paths not known
+    /// here) about every name below it. Returns the inode of `path` if
+    /// known, so a frontend can invalidate its own caches too.
     pub fn invalidate_path(&self, path: &[u8]) -> Option<Ino> {
         let parent_path = match path.iter().rposition(|b| *b == b'/') {
             Some(i) => &path[..i],
@@ -994,6 +996,7 @@ impl Vfs {
         }
         if let Some(ino) = ino {
             self.invalidate_inode(ino);
+            self.inodes().invalidate_tree(ino);
         }
         ino
     }

@@ -770,6 +770,38 @@ async fn attributes_a_create_answered_are_not_replaced_by_an_older_listing() {
 }
 
 #[tokio::test]
+async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let a = f.vfs.mkdir(&me(), ROOT_INO, b"a", 0o755).await.unwrap();
+    let aa = f.vfs.mkdir(&me(), a.ino, b"a", 0o755).await.unwrap();
+    let (fh, old) = f
+        .vfs
+        .create(&me(), aa.ino, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // The directory is renamed on the remote, and reported...
+    std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    // ...then a file below it is saved over, and reported by its new path,
+    // which the VFS has not seen yet.
+    std::fs::write(f.dir.path().join("new"), b"newer").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("b/a/f")).unwrap();
+    f.vfs.invalidate_path(b"b/a/f");
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    let ba = f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    let now = f.vfs.lookup(&me(), ba.ino, b"f").await.unwrap();
+    assert_ne!(now.ino, old.ino);
+    assert_eq!(now.size, 5);
+}
+
+#[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_millis(300),
