@@ -603,9 +603,11 @@ impl Vfs {
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        if self.inodes().ino_of(parent, name).is_none() {
-            // A name never looked up (a stateless frontend removes by
-            // name): which file it is tells whose other names lose a link.
+        let unsure = !self.opts.attr_ttl.is_zero() && !self.inodes().name_fresh(parent, name, Instant::now());
+        if unsure {
+            // A name never looked up, or whose entry expired (a stateless
+            // frontend removes by name; the kernel looks it up first):
+            // which file it is now tells whose other names lose a link.
             if let Ok(attr) = self.remote().lstat(&path).await {
                 self.inodes().upsert(parent, name, &attr, Instant::now());
             }

@@ -350,7 +350,7 @@ async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there(
 }
 
 #[tokio::test]
-async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others() {
+async fn unlinking_a_name_not_known_for_sure_updates_the_link_count_of_the_others() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
         attr_ttl: Duration::from_secs(60),
@@ -363,6 +363,20 @@ async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others()
     // A stateless (NFS) frontend removes by name.
     f.vfs.unlink(&me(), ROOT_INO, b"c").await.unwrap();
     assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 1);
+
+    // A name whose entry expired: x is saved over and linked as y on the
+    // remote, and that reported; then x is removed through the VFS.
+    std::fs::write(f.dir.path().join("x"), b"x").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"x").await.unwrap();
+    std::fs::write(f.dir.path().join("new"), b"new").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("x")).unwrap();
+    std::fs::hard_link(f.dir.path().join("x"), f.dir.path().join("y")).unwrap();
+    for name in [&b"x"[..], b"y"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 2);
+    f.vfs.unlink(&me(), ROOT_INO, b"x").await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 1);
 }
 
 #[tokio::test]
