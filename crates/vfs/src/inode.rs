@@ -543,6 +543,28 @@ impl InodeTable {
         }
     }
 
+    /// [`InodeTable::invalidate_dir`] of `dir` and of every directory
+    /// named below it: a directory may have moved, and what is below it is
+    /// then reported by paths the table does not know.
+    pub fn invalidate_tree(&mut self, dir: Ino) {
+        let mut stack = vec![dir];
+        let mut seen = HashSet::new();
+        while let Some(dir) = stack.pop() {
+            if !seen.insert(dir) {
+                continue;
+            }
+            self.invalidate_dir(dir);
+            if let Some(entries) = self.names.by_dir.get(&dir) {
+                stack.extend(
+                    entries
+                        .values()
+                        .map(|e| e.ino)
+                        .filter(|ino| self.names.by_dir.contains_key(ino)),
+                );
+            }
+        }
+    }
+
     /// A complete listing of `dir` was just loaded: names not in `present`
     /// are gone, and the set is complete until the TTL ends.
     pub fn listing_complete(&mut self, dir: Ino, present: &HashSet<Vec<u8>>, now: Instant) {

@@ -603,9 +603,11 @@ impl Vfs {
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        if self.inodes().ino_of(parent, name).is_none() {
-            // A name never looked up (a stateless frontend removes by
-            // name): which file it is tells whose other names lose a link.
+        let unsure = !self.opts.attr_ttl.is_zero() && !self.inodes().name_fresh(parent, name, Instant::now());
+        if unsure {
+            // A name never looked up, or whose entry expired (a stateless
+            // frontend removes by name; the kernel looks it up first):
+            // which file it is now tells whose other names lose a link.
             if let Ok(attr) = self.remote().lstat(&path).await {
                 self.inodes().upsert(parent, name, &attr, Instant::now());
             }
@@ -978,8 +980,10 @@ impl Vfs {
     // ----- invalidation (remote change notifications) -----
 
     /// Something changed at remote `path`: forget what is cached about it
-    /// and about the names in its directory. Returns the inode of `path`
-    /// if known, so a frontend can invalidate its own caches too.
+    /// and about the names in its directory, and for a directory (which may
+    /// have moved, and what is below it be reported by paths not known
+    /// here) about every name below it. Returns the inode of `path` if
+    /// known, so a frontend can invalidate its own caches too.
     pub fn invalidate_path(&self, path: &[u8]) -> Option<Ino> {
         let parent_path = match path.iter().rposition(|b| *b == b'/') {
             Some(i) => &path[..i],
@@ -994,6 +998,7 @@ impl Vfs {
         }
         if let Some(ino) = ino {
             self.invalidate_inode(ino);
+            self.inodes().invalidate_tree(ino);
         }
         ino
     }

@@ -406,7 +406,7 @@ async fn renaming_a_name_never_looked_up_into_a_listed_directory_finds_it_there(
 }
 
 #[tokio::test]
-async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others() {
+async fn unlinking_a_name_not_known_for_sure_updates_the_link_count_of_the_others() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
         attr_ttl: Duration::from_secs(60),
@@ -419,6 +419,20 @@ async fn unlinking_a_name_never_looked_up_updates_the_link_count_of_the_others()
     // A stateless (NFS) frontend removes by name.
     f.vfs.unlink(&me(), ROOT_INO, b"c").await.unwrap();
     assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().nlink, 1);
+
+    // A name whose entry expired: x is saved over and linked as y on the
+    // remote, and that reported; then x is removed through the VFS.
+    std::fs::write(f.dir.path().join("x"), b"x").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"x").await.unwrap();
+    std::fs::write(f.dir.path().join("new"), b"new").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("x")).unwrap();
+    std::fs::hard_link(f.dir.path().join("x"), f.dir.path().join("y")).unwrap();
+    for name in [&b"x"[..], b"y"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 2);
+    f.vfs.unlink(&me(), ROOT_INO, b"x").await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 1);
 }
 
 #[tokio::test]
@@ -823,6 +837,38 @@ async fn attributes_a_create_answered_are_not_replaced_by_an_older_listing() {
     let item = items.iter().find(|i| i.name == b"x").unwrap();
     assert_eq!(f.vfs.remember(p.ino, item).await.unwrap().perm, 0o600);
     assert_eq!(f.vfs.getattr(x.ino, None).await.unwrap().perm, 0o600);
+}
+
+#[tokio::test]
+async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let a = f.vfs.mkdir(&me(), ROOT_INO, b"a", 0o755).await.unwrap();
+    let aa = f.vfs.mkdir(&me(), a.ino, b"a", 0o755).await.unwrap();
+    let (fh, old) = f
+        .vfs
+        .create(&me(), aa.ino, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // The directory is renamed on the remote, and reported...
+    std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    // ...then a file below it is saved over, and reported by its new path,
+    // which the VFS has not seen yet.
+    std::fs::write(f.dir.path().join("new"), b"newer").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("b/a/f")).unwrap();
+    f.vfs.invalidate_path(b"b/a/f");
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    let ba = f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    let now = f.vfs.lookup(&me(), ba.ino, b"f").await.unwrap();
+    assert_ne!(now.ino, old.ino);
+    assert_eq!(now.size, 5);
 }
 
 #[tokio::test]
