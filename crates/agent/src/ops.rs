@@ -165,6 +165,7 @@ impl Agent {
                 rustix::fs::fallocate(&file.file, flags, offset, len).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
+            Request::Ping => Ok(Response::Done),
             Request::Lseek {
                 handle,
                 offset,

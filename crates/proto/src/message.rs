@@ -360,6 +360,10 @@ pub enum Request {
         offset: u64,
         whence: SeekWhence,
     },
+    /// Answered with `Done` and nothing else: liveness probes (a
+    /// heartbeat, a health check) that must not touch the file system, so
+    /// that a slow disk is not taken for a dead link.
+    Ping,
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -446,6 +450,7 @@ impl Request {
             Request::Access { .. } => "access",
             Request::Fallocate { .. } => "fallocate",
             Request::Lseek { .. } => "lseek",
+            Request::Ping => "ping",
         }
     }
 }

@@ -607,6 +607,11 @@ impl Remote for AgentClient {
         expect!(r, "lseek", format!("<handle {handle}>"), Response::Offset(o) => o)
     }
 
+    async fn ping(&self) -> Result<()> {
+        let r = self.call(Request::Ping, &|| "<ping>".to_string()).await?;
+        expect!(r, "ping", "<ping>".to_string(), Response::Done => ())
+    }
+
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
         let r = self
             .call_path(

@@ -93,6 +93,13 @@ pub trait Remote: Send + Sync + 'static {
     /// of the next data or hole at or after `offset`; ENXIO if none.
     async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64>;
 
+    /// One round trip that touches no file: proves the link and the
+    /// agent alive (heartbeats, health checks). Transports without such a
+    /// call stat the root.
+    async fn ping(&self) -> Result<()> {
+        self.lstat(b"").await.map(|_| ())
+    }
+
     /// The whole listing of a directory, page by page.
     async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<DirEntry>> {
         let mut entries = Vec::new();

@@ -112,6 +112,7 @@ macro_rules! remote_contract {
             mkdir_rmdir_unlink,
             mknod_makes_fifos_devices_and_files,
             new_nodes_belong_to_the_owner_given,
+            ping_answers_and_touches_nothing,
         );
     };
     (@checks $subject:path; $($check:ident),* $(,)?) => {
@@ -1407,6 +1408,23 @@ pub async fn lseek_finds_data_and_holes(s: Subject) {
     assert_eq!(r.read(h, DATA, 2).await.unwrap(), [5, 5]);
     assert_eq!(r.read(h, 0, 2).await.unwrap(), [0, 0]);
     r.close(h).await.unwrap();
+}
+
+/// A ping answers, many at once, alongside other calls, and changes
+/// nothing on disk.
+pub async fn ping_answers_and_touches_nothing(s: Subject) {
+    let r = &*s.remote;
+    std::fs::write(s.disk("f"), b"x").unwrap();
+    let before = r.lstat(b"f").await.unwrap();
+    for _ in 0..8 {
+        let (a, b, c) = tokio::join!(r.ping(), r.lstat(b"f"), r.ping());
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+    }
+    let after = r.lstat(b"f").await.unwrap();
+    assert_eq!(before, after);
+    assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), 1);
 }
 
 /// Extended attributes: create, replace, either; empty and large values;

@@ -60,6 +60,7 @@ pub enum Op {
     Access,
     Fallocate,
     Lseek,
+    Ping,
 }
 
 impl Op {
@@ -93,6 +94,7 @@ impl Op {
             Op::Access => "access",
             Op::Fallocate => "fallocate",
             Op::Lseek => "lseek",
+            Op::Ping => "ping",
         }
     }
 }
@@ -125,6 +127,15 @@ impl<'a> Call<'a> {
             op,
             path: Some(from),
             to: Some(to),
+            handle: None,
+        }
+    }
+
+    fn bare(op: Op) -> Call<'a> {
+        Call {
+            op,
+            path: None,
+            to: None,
             handle: None,
         }
     }
@@ -368,6 +379,11 @@ impl<I: Interceptor> Remote for Intercepted<I> {
         let call = Call::handle(Op::Lseek, handle);
         let next = self.inner.lseek(handle, offset, whence);
         self.interceptor.intercept(call, next).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let call = Call::bare(Op::Ping);
+        self.interceptor.intercept(call, self.inner.ping()).await
     }
 }
 
