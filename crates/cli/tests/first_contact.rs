@@ -1,0 +1,79 @@
+//! What a new user meets first: a failed mount that cleans up after
+//! itself, a clear word about a mount point already in use, logs without
+//! colour codes in files and pipes, and shell completions.
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::mount::wait_timeout;
+use support::yonder_bin;
+
+/// Logs carry colour codes only on a terminal, and never with NO_COLOR.
+#[test]
+fn logs_are_coloured_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"x").unwrap();
+    let ls = format!("{} fs ls {}", yonder_bin().display(), dir.path().display());
+    let run = |no_color: Option<&str>, terminal: bool| {
+        let mut cmd = if terminal {
+            // script(1) gives the command a pseudo-terminal.
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &ls, "/dev/null"]);
+            cmd
+        } else {
+            let mut cmd = Command::new(yonder_bin());
+            cmd.args(["fs", "ls"]).arg(dir.path());
+            cmd
+        };
+        cmd.env("YONDER_LOG", "debug").env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            cmd.env("NO_COLOR", value);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // On the terminal, stdout and stderr are one stream.
+        let logs = if terminal { out.stdout } else { out.stderr };
+        assert!(
+            String::from_utf8_lossy(&logs).contains("DEBUG"),
+            "no log lines: {}",
+            String::from_utf8_lossy(&logs)
+        );
+        logs.contains(&0x1b)
+    };
+    assert!(!run(None, false), "colour codes in a pipe");
+    assert!(!run(Some("1"), false));
+    assert!(run(None, true), "no colour on a terminal");
+    assert!(run(Some(""), true), "an empty NO_COLOR does not count");
+    assert!(!run(Some("1"), true), "colour codes despite NO_COLOR");
+}
+
+/// A reader that goes away (`yonder ... 2>&1 | head -1`) must not stop the
+/// command: a failed log write used to panic the task that logged.
+#[test]
+fn logging_into_a_closed_pipe_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"x").unwrap();
+    let mut child = Command::new(yonder_bin())
+        .args(["fs", "ls"])
+        .arg(dir.path())
+        .env("YONDER_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("DEBUG"), "{first}");
+    // The stderr pipe's read end is closed here.
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder fs ls hung");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(out, "f\n");
+}
