@@ -88,13 +88,40 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// Creates a missing mount point; refuses a file or (without
-/// `allow_non_empty`) a non-empty directory, before anything connects.
-fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<()> {
+/// Creates a missing mount point; refuses a file, a live mount point or
+/// (without `allow_non_empty`) a non-empty directory, before anything
+/// connects. Returns the topmost directory it created, if any.
+fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<Option<PathBuf>> {
+    let mounted = yonder_fuse::mounted_at(path);
+    if let (Some(what), false) = (&mounted, allow_non_empty) {
+        anyhow::bail!(
+            "{} is already a mount point ({} from {}); unmount it first",
+            path.display(),
+            what.fs_type,
+            what.source
+        );
+    }
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create mount point {}", path.display())),
-        Err(e) => Err(anyhow::anyhow!("mount point {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let top = path
+                .ancestors()
+                .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                .last()
+                .map(Path::to_path_buf);
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("cannot create mount point {}", path.display()))?;
+            Ok(top)
+        }
+        Err(e) => match mounted {
+            Some(what) => Err(anyhow::anyhow!(
+                "{} is a mount point that does not answer ({} from {}: {e}); `yonder unmount {}` removes it",
+                path.display(),
+                what.fs_type,
+                what.source,
+                path.display()
+            )),
+            None => Err(anyhow::anyhow!("mount point {}: {e}", path.display())),
+        },
         Ok(meta) => {
             let meta = if meta.file_type().is_symlink() {
                 std::fs::metadata(path).with_context(|| format!("mount point {}", path.display()))?
@@ -111,7 +138,18 @@ fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<()> 
                     path.display()
                 );
             }
-            Ok(())
+            Ok(None)
+        }
+    }
+}
+
+/// Removes the directories [`prepare_mountpoint`] created for a mount that
+/// then failed, from `path` up to `top`, each only while it is empty.
+fn remove_created_mountpoint(path: &Path, top: Option<&Path>) {
+    let Some(top) = top else { return };
+    for dir in path.ancestors() {
+        if std::fs::remove_dir(dir).is_err() || dir == top {
+            break;
         }
     }
 }
@@ -143,7 +181,6 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             args.mountpoint.display()
         );
     }
-    prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
 
@@ -151,11 +188,27 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("yonder")
         .build()?;
-    let vfs = runtime.block_on(async {
-        let remote = yonder_remote::connect(&source, &connect).await?;
-        anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
-    })?;
-    let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
+    let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
+    let started = runtime
+        .block_on(async {
+            let remote = yonder_remote::connect(&source, &connect).await?;
+            anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
+        })
+        .and_then(|vfs| {
+            Ok(Mounted::start(
+                vfs,
+                runtime.handle().clone(),
+                &args.mountpoint,
+                &config,
+            )?)
+        });
+    let mounted = match started {
+        Ok(mounted) => mounted,
+        Err(err) => {
+            remove_created_mountpoint(&args.mountpoint, created.as_deref());
+            return Err(err);
+        }
+    };
     // From here on a signal unmounts (before, it ends the process).
     let signals = runtime.block_on(async { Signals::install() })?;
     // Scripts wait for this line: the mount is usable once it is printed.

@@ -8,8 +8,82 @@ use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::mount::wait_timeout;
-use support::yonder_bin;
+use support::mount::{is_mounted, wait_timeout, Mount};
+use support::{yonder_bin, Frontend, Transport, Variant};
+
+const LOCAL: Variant = Variant {
+    frontend: Frontend::Fuse,
+    transport: Transport::Local,
+};
+
+/// Runs `yonder ARGS` that must fail within 30 s; returns its stderr.
+fn fails(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(yonder_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder hung");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!status.success(), "{args:?} should fail");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+    err
+}
+
+/// A mount that fails to connect removes the mount point it created (and
+/// the parents it created for it), but never one that was there before.
+#[test]
+fn failed_mount_removes_the_mount_point_it_created() {
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let created = parent.path().join("made");
+    let mountpoint = created.join("by").join("yonder");
+    let missing = parent.path().join("no such source");
+    let err = fails(&["mount".as_ref(), missing.as_os_str(), mountpoint.as_os_str()]);
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(!created.exists(), "{} left behind", created.display());
+    assert!(parent.path().is_dir());
+
+    // Over ssh: a host that cannot be reached.
+    let err = fails(&[
+        "mount".as_ref(),
+        "root@127.0.0.1:/srv".as_ref(),
+        mountpoint.as_os_str(),
+        "--ssh-command".as_ref(),
+        "false".as_ref(),
+    ]);
+    assert!(err.contains("connect ssh://root@127.0.0.1/srv"), "{err}");
+    assert!(!created.exists(), "{} left behind", created.display());
+
+    // A mount point that existed stays.
+    fs::create_dir(&created).unwrap();
+    fails(&["mount".as_ref(), missing.as_os_str(), created.as_os_str()]);
+    assert!(created.is_dir());
+}
+
+/// Mounting where something is mounted already names what is mounted
+/// there, instead of calling the mount point "not empty".
+#[test]
+fn mounting_on_a_live_mount_point_says_what_is_mounted_there() {
+    let m = Mount::start(LOCAL, &[]);
+    let other = tempfile::tempdir().unwrap();
+    let err = fails(&[
+        "mount".as_ref(),
+        other.path().as_os_str(),
+        m.mountpoint.as_os_str(),
+    ]);
+    let expect = format!(
+        "yonder: {} is already a mount point (fuse.yonder from {}); unmount it first",
+        m.mountpoint.display(),
+        m.backing.path().display()
+    );
+    assert_eq!(err.trim_end(), expect);
+    assert!(is_mounted(&m.mountpoint));
+    assert!(m.at("").read_dir().is_ok(), "the first mount still serves");
+}
 
 /// Logs carry colour codes only on a terminal, and never with NO_COLOR.
 #[test]
