@@ -3,18 +3,22 @@
 //! library crates together.
 
 mod agent_cmd;
+mod completions_cmd;
 mod fs_cmd;
 mod logging;
 mod mount_cmd;
+mod mount_helper;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "yonder",
     version,
-    about = "Mount a remote machine's file system locally"
+    about = "Mount a remote machine's file system locally",
+    after_help = "yonder SOURCE MOUNTPOINT [-o OPTIONS] (as mount.fuse3 runs it for an /etc/fstab line of type \
+                  fuse.yonder) mounts in the background and returns once the mount is usable."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +36,8 @@ enum Command {
     /// Unmount a yonder mount, including one whose process has died.
     #[command(alias = "umount")]
     Unmount(mount_cmd::UnmountArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(completions_cmd::CompletionsArgs),
 }
 
 /// How to reach the agent; shared by every command that takes a SOURCE.
@@ -63,12 +69,16 @@ impl ConnectArgs {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = mount_helper::main_if_helper_form(&Cli::command()) {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Fs(args) => fs_cmd::run(args),
         Command::Mount(args) => mount_cmd::run(args),
         Command::Unmount(args) => mount_cmd::unmount(args),
+        Command::Completions(args) => completions_cmd::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -55,6 +55,11 @@ pub struct MountArgs {
     options: Vec<String>,
     #[command(flatten)]
     connect: ConnectArgs,
+    /// Serve the mount in this process until it is unmounted (how every
+    /// mount runs for now).
+    #[arg(long)]
+    #[allow(dead_code)]
+    foreground: bool,
 }
 
 #[derive(Args)]
@@ -214,6 +219,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
+    crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, signals)?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)

@@ -151,3 +151,38 @@ fn logging_into_a_closed_pipe_is_harmless() {
     assert!(status.success(), "{status}");
     assert_eq!(out, "f\n");
 }
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(yonder_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("mount") && text.contains("unmount"),
+            "{shell}: {text}"
+        );
+        if shell == "bash" {
+            let script = tempfile::NamedTempFile::new().unwrap();
+            fs::write(script.path(), &text).unwrap();
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(script.path())
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let out = Command::new(yonder_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
