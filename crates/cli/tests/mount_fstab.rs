@@ -99,7 +99,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for at in &self.0 {
             if is_mounted(at) {
-                let _ = Command::new("umount").arg("-l").arg(at).status();
+                let _ = Command::new("umount").arg("-l").arg(at).output();
             }
             for pid in mount_processes(at) {
                 support::mount::signal(pid, libc::SIGKILL);
