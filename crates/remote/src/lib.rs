@@ -19,6 +19,6 @@ pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use remote::Remote;
 pub use scoped::Scoped;
-pub use source::{connect, ConnectOptions, Source, SourceError};
+pub use source::{connect, spawn, ConnectOptions, Source, SourceError, Spawned};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -55,6 +55,13 @@ impl Scoped {
         format!("/{}", String::from_utf8_lossy(&self.prefix))
     }
 
+    /// The tree's root as an absolute path on the remote, as bytes.
+    pub fn root_bytes(&self) -> Vec<u8> {
+        let mut root = vec![b'/'];
+        root.extend_from_slice(&self.prefix);
+        root
+    }
+
     /// The remote this view is a part of.
     pub fn inner(&self) -> &Arc<dyn Remote> {
         &self.inner
