@@ -689,6 +689,40 @@ fn ssh_mounts_of_one_host_share_one_ssh_process() {
     // The connection goes with its last mount, and its ssh with it.
     assert!(eventually(Duration::from_secs(5), || children_named(pid, "ssh").is_empty()));
     assert_eq!(env.status()["connections"], serde_json::json!([]));
+
+    // `host:dir` is relative to the remote home.
+    let out = Command::new("sh")
+        .args(["-c", "getent passwd \"$(id -un)\" | cut -d: -f6"])
+        .output()
+        .unwrap();
+    let home = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let in_home = tempfile::Builder::new()
+        .prefix(".yonder-test")
+        .tempdir_in(&home)
+        .unwrap();
+    std::fs::write(in_home.path().join("hello"), b"home\n").unwrap();
+    let name = in_home.path().file_name().unwrap().to_str().unwrap();
+    let source = format!("{}@127.0.0.1:{name}", sshd.user());
+    let port = format!("Port={}", sshd.port());
+    let at = env.dir.path().join("home");
+    let mut args: Vec<&str> = vec![
+        "mount",
+        &source,
+        at.to_str().unwrap(),
+        "--agent-path",
+        &agent,
+        "-o",
+        &port,
+    ];
+    args.extend(opts.iter().map(String::as_str));
+    let id = env.ok(&args).split_whitespace().next().unwrap().to_string();
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"home\n");
+    let m = env.mount_status(&id).unwrap();
+    assert_eq!(
+        m["root"],
+        in_home.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    env.ok(&["unmount", &id]);
 }
 
 #[test]

@@ -381,10 +381,9 @@ async fn client_session(manager: Arc<Manager>, stream: UnixStream) {
             Request::Stop => {
                 let _ = send(&mut writer, &Response::Stopping).await;
                 manager.stop.send_replace(true);
-                // The client waits for the end of this stream: the
-                // manager's exit.
-                std::mem::forget(writer);
-                return;
+                // The client waits for the end of this stream, which
+                // comes with the process's exit, after the shutdown.
+                std::future::pending::<()>().await;
             }
             request => {
                 let response = manager.clone().handle(request).await;
@@ -512,8 +511,8 @@ impl Manager {
         })
     }
 
-    /// The connection to `destination`: a connected one if there is one,
-    /// else a new one. `pin` marks it as asked for by `yonder connect`.
+    /// The connection to `destination`: one that is connected (or
+    /// reconnecting) if there is one, else a new one. `pin` marks it as asked for by `yonder connect`.
     async fn connection_for(
         self: &Arc<Self>,
         destination: &Destination,
@@ -529,10 +528,9 @@ impl Manager {
         let _one_at_a_time = gate.lock().await;
         let id = {
             let mut reg = self.registry();
-            let existing = reg
-                .connections
-                .values_mut()
-                .find(|c| &c.conn.destination == destination && c.state == ConnectionState::Connected);
+            let existing = reg.connections.values_mut().find(|c| {
+                &c.conn.destination == destination && !matches!(c.state, ConnectionState::Disconnected { .. })
+            });
             if let Some(entry) = existing {
                 entry.pinned |= pin;
                 return Ok((entry.conn.clone(), false));
