@@ -2,8 +2,8 @@
 //!
 //! [`Client::connect`] reaches a running manager (hellos exchanged, the
 //! protocol checked); [`ensure_running`] starts one first when there is
-//! none: `yonder manager run` detached (its own session, stdio on
-//! /dev/null), then waits for its socket.
+//! none: `yonder manager run` detached (its own session, working
+//! directory `/`, stdio on /dev/null), then waits for its socket.
 
 use crate::paths::Paths;
 use crate::protocol::{Event, Hello, Request, Response, PROTOCOL};
@@ -183,6 +183,9 @@ pub fn ensure_running(paths: &Paths, exe: &Path, args: &[String]) -> Result<Clie
     let mut child = Command::new(exe)
         .args(["manager", "run"])
         .args(args)
+        // Not the caller's directory, which the manager would keep busy
+        // (one inside a mount could then never be unmounted).
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
