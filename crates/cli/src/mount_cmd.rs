@@ -1,4 +1,5 @@
-//! `yonder mount` and `yonder unmount`.
+//! `yonder mount`: in the foreground (`--foreground`), or handed to the
+//! manager (`manager_cmd`).
 //!
 //! `-o` takes comma-separated options, as sshfs does, for both layers: a key
 //! that begins with an upper-case letter is an ssh option (`-o
@@ -53,22 +54,12 @@ pub struct MountArgs {
     /// capitalised KEY goes to ssh, anything else is a mount option.
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
+    /// Mount in this process, which serves until it is unmounted or
+    /// signalled (Ctrl+C), instead of handing the mount to the manager.
+    #[arg(long)]
+    foreground: bool,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Serve the mount in this process until it is unmounted (how every
-    /// mount runs for now).
-    #[arg(long)]
-    #[allow(dead_code)]
-    foreground: bool,
-}
-
-#[derive(Args)]
-pub struct UnmountArgs {
-    /// The mount point.
-    mountpoint: PathBuf,
-    /// Detach now even if busy; the mount goes once its files are closed.
-    #[arg(short = 'z', long)]
-    lazy: bool,
 }
 
 /// Splits `-o` values into (ssh options, mount options).
@@ -153,7 +144,11 @@ fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<Opti
 fn remove_created_mountpoint(path: &Path, top: Option<&Path>) {
     let Some(top) = top else { return };
     for dir in path.ancestors() {
-        if std::fs::remove_dir(dir).is_err() || dir == top {
+        let removed = match std::fs::remove_dir(dir) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(()) => true,
+        };
+        if !removed || dir == top {
             break;
         }
     }
@@ -186,14 +181,28 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             args.mountpoint.display()
         );
     }
+    let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
+    if !args.foreground {
+        let result = crate::manager_cmd::mount(
+            &args.source,
+            &args.mountpoint,
+            &config,
+            &connect,
+            created.is_some(),
+        );
+        if result.is_err() {
+            // The mount point itself is gone already; the parents made for it go too.
+            remove_created_mountpoint(&args.mountpoint, created.as_deref());
+        }
+        return result;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("yonder")
         .build()?;
-    let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let started = runtime
         .block_on(async {
             let remote = yonder_remote::connect(&source, &connect).await?;
@@ -313,11 +322,6 @@ fn serve_until_signal(runtime: &Runtime, mounted: Mounted, mut signals: Signals)
         }
     }
     Ok(())
-}
-
-pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
-    yonder_fuse::unmount(&args.mountpoint, args.lazy)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::mount::{is_mounted, wait_timeout, Mount};
@@ -16,73 +18,120 @@ const LOCAL: Variant = Variant {
     transport: Transport::Local,
 };
 
-/// Runs `yonder ARGS` that must fail within 30 s; returns its stderr.
-fn fails(args: &[&std::ffi::OsStr]) -> String {
-    let mut child = Command::new(yonder_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder hung");
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(!status.success(), "{args:?} should fail");
-    assert!(out.stdout.is_empty(), "{args:?}");
-    assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
-    err
+/// A private manager environment (runtime and state directories) for
+/// commands that may start the manager; the manager, if one started, is
+/// stopped when this is dropped.
+struct Manager(tempfile::TempDir);
+
+impl Manager {
+    fn new() -> Manager {
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-manager")
+            .tempdir()
+            .unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+        Manager(dir)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(yonder_bin());
+        cmd.env("XDG_RUNTIME_DIR", self.0.path().join("run"))
+            .env("XDG_STATE_HOME", self.0.path().join("state"))
+            .env_remove("YONDER_MANAGER_SOCKET");
+        cmd
+    }
+
+    /// Runs `yonder ARGS` that must fail within 30 s; returns its stderr.
+    fn fails(&self, args: &[&OsStr]) -> String {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder hung");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+        err
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .args(["manager", "stop"])
+            .stdin(Stdio::null())
+            .output();
+    }
 }
 
 /// A mount that fails to connect removes the mount point it created (and
-/// the parents it created for it), but never one that was there before.
+/// the parents it created for it), but never one that was there before:
+/// through the manager and in the foreground.
 #[test]
 fn failed_mount_removes_the_mount_point_it_created() {
-    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
-    let created = parent.path().join("made");
-    let mountpoint = created.join("by").join("yonder");
-    let missing = parent.path().join("no such source");
-    let err = fails(&["mount".as_ref(), missing.as_os_str(), mountpoint.as_os_str()]);
-    assert!(err.contains("No such file or directory"), "{err}");
-    assert!(!created.exists(), "{} left behind", created.display());
-    assert!(parent.path().is_dir());
+    let manager = Manager::new();
+    for mode in [&["--foreground"][..], &[]] {
+        let mount = |source: &OsStr, mountpoint: &OsStr, extra: &[&str]| {
+            let mut args: Vec<&OsStr> = vec!["mount".as_ref()];
+            args.extend(mode.iter().chain(extra).map(OsStr::new));
+            args.extend([source, mountpoint]);
+            manager.fails(&args)
+        };
+        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+        let created = parent.path().join("made");
+        let mountpoint = created.join("by").join("yonder");
+        let missing = parent.path().join("no such source");
+        let err = mount(missing.as_os_str(), mountpoint.as_os_str(), &[]);
+        assert!(err.contains("No such file or directory"), "{mode:?}: {err}");
+        assert!(!created.exists(), "{mode:?}: {} left behind", created.display());
+        assert!(parent.path().is_dir());
 
-    // Over ssh: a host that cannot be reached.
-    let err = fails(&[
-        "mount".as_ref(),
-        "root@127.0.0.1:/srv".as_ref(),
-        mountpoint.as_os_str(),
-        "--ssh-command".as_ref(),
-        "false".as_ref(),
-    ]);
-    assert!(err.contains("connect ssh://root@127.0.0.1/srv"), "{err}");
-    assert!(!created.exists(), "{} left behind", created.display());
+        // Over ssh: a host that cannot be reached.
+        let err = mount(
+            "root@127.0.0.1:/srv".as_ref(),
+            mountpoint.as_os_str(),
+            &["--ssh-command", "false"],
+        );
+        assert!(err.contains("connect ssh://root@127.0.0.1/"), "{mode:?}: {err}");
+        assert!(!created.exists(), "{mode:?}: {} left behind", created.display());
 
-    // A mount point that existed stays.
-    fs::create_dir(&created).unwrap();
-    fails(&["mount".as_ref(), missing.as_os_str(), created.as_os_str()]);
-    assert!(created.is_dir());
+        // A mount point that existed stays.
+        fs::create_dir(&created).unwrap();
+        mount(missing.as_os_str(), created.as_os_str(), &[]);
+        assert!(created.is_dir(), "{mode:?}");
+    }
 }
 
 /// Mounting where something is mounted already names what is mounted
 /// there, instead of calling the mount point "not empty".
 #[test]
 fn mounting_on_a_live_mount_point_says_what_is_mounted_there() {
+    let manager = Manager::new();
     let m = Mount::start(LOCAL, &[]);
     let other = tempfile::tempdir().unwrap();
-    let err = fails(&[
-        "mount".as_ref(),
-        other.path().as_os_str(),
-        m.mountpoint.as_os_str(),
-    ]);
     let expect = format!(
         "yonder: {} is already a mount point (fuse.yonder from {}); unmount it first",
         m.mountpoint.display(),
         m.backing.path().display()
     );
-    assert_eq!(err.trim_end(), expect);
-    assert!(is_mounted(&m.mountpoint));
-    assert!(m.at("").read_dir().is_ok(), "the first mount still serves");
+    for mode in [&["--foreground"][..], &[]] {
+        let mut args: Vec<&OsStr> = vec!["mount".as_ref()];
+        args.extend(mode.iter().map(OsStr::new));
+        args.extend([other.path().as_os_str(), m.mountpoint.as_os_str()]);
+        let err = manager.fails(&args);
+        assert_eq!(err.trim_end(), expect, "{mode:?}");
+        assert!(is_mounted(&m.mountpoint));
+        assert!(m.at("").read_dir().is_ok(), "the first mount still serves");
+    }
 }
 
 /// Logs carry colour codes only on a terminal, and never with NO_COLOR.
