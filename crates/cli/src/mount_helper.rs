@@ -19,6 +19,7 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Set in the environment of the detached `yonder mount`: once the mount is
 /// ready, it points its stdout and stderr at /dev/null, as nobody reads
@@ -238,9 +239,11 @@ fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
             Ok(())
         });
     }
+    catch_signals();
     let mut child = command
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run yonder mount: {e}"))?;
+    forward_signals_to(child.id());
     let mut line = String::new();
     let read = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
     let ready = matches!(read, Ok(n) if n > 0 && line.ends_with('\n'));
@@ -255,6 +258,51 @@ fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
             args.mountpoint.to_string_lossy(),
             status.expect("status")
         ),
+    }
+}
+
+/// The detached mount process while this one waits for it, and the last
+/// signal that came before it was started.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    match CHILD.load(Ordering::SeqCst) {
+        0 => PENDING.store(signal, Ordering::SeqCst),
+        // SAFETY: kill(2) is async-signal-safe and touches no memory.
+        pid => unsafe {
+            libc::kill(pid, signal);
+        },
+    }
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP go to the mount process (see
+/// [`forward_signals_to`]) rather than end this one.
+fn catch_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only uses atomics and kill(2), which are
+        // async-signal-safe; glibc's signal() installs it with SA_RESTART,
+        // so the reads it interrupts restart. A handler does not survive
+        // exec: the mount process starts with the default dispositions.
+        unsafe {
+            libc::signal(signal, forward_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Passes SIGINT, SIGTERM and SIGHUP on to the mount process while this one
+/// waits: the mount is in a session of its own, so Ctrl+C, or a timeout of
+/// systemd's, would otherwise stop only the waiting and leave the mount to
+/// come up later in the background. One that came during the start goes
+/// to it now.
+fn forward_signals_to(pid: u32) {
+    CHILD.store(pid as i32, Ordering::SeqCst);
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    if pending != 0 {
+        // SAFETY: kill(2) on the child just started; no memory is involved.
+        unsafe {
+            libc::kill(pid as i32, pending);
+        }
     }
 }
 

@@ -292,3 +292,40 @@ fn helper_form_relays_the_mount_error_and_exit_code() {
         assert!(mount_processes(&mountpoint).is_empty());
     }
 }
+
+/// Ctrl+C (or systemd's timeout) while the helper form waits stops the
+/// mount it started too, instead of leaving it to come up in the
+/// background: here a connection that never answers.
+#[test]
+fn signal_while_waiting_stops_the_mount() {
+    let dir = tempfile::Builder::new().prefix("yonder-hang").tempdir().unwrap();
+    let hang = dir.path().join("hang");
+    fs::write(&hang, "#!/bin/sh\nexec sleep 20\n").unwrap();
+    fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mountpoint = dir.path().join("mnt");
+    fs::create_dir(&mountpoint).unwrap();
+    let _cleanup = Cleanup(vec![mountpoint.clone()]);
+    let mut helper = Command::new(yonder_bin())
+        .arg("root@127.0.0.1:/srv")
+        .arg(&mountpoint)
+        .arg("-o")
+        .arg(format!("ssh_command={}", hang.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mount_processes(&mountpoint).is_empty() {
+        assert!(Instant::now() < deadline, "no yonder mount process started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    support::mount::signal(helper.id(), libc::SIGINT);
+    let status = wait_timeout(&mut helper, Duration::from_secs(10)).expect("the helper kept waiting");
+    let out = helper.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{status}");
+    assert!(err.contains("ended before the mount was ready"), "{err}");
+    wait_for_mount_process_to_end(&mountpoint);
+    assert!(!is_mounted(&mountpoint));
+}
