@@ -114,7 +114,8 @@ impl Drop for Cleanup {
 /// with `mount -a`. mount(8) runs the helper with an environment of its
 /// own, without PATH, so mount.fuse3's shell finds `yonder` only in the
 /// default search path: the test runs in a private mount namespace where
-/// /usr/local/sbin holds a `yonder` that is this build.
+/// /usr/local/sbin and /usr/local/bin, first in that path, hold only a
+/// `yonder` that is this build (not one installed there).
 #[test]
 fn fstab_line_mounts_with_mount_and_unmounts_with_umount() {
     require_root();
@@ -159,6 +160,7 @@ fn fstab_line_mounts_with_mount_and_unmounts_with_umount() {
         set -u
         trap 'umount -l "$BY_POINT" "$BY_ALL" 2>/dev/null' EXIT
         mount --bind "$BIN" /usr/local/sbin || exit 10
+        mount --bind "$BIN" /usr/local/bin || exit 10
         mount -T "$FSTAB" "$BY_POINT" || exit 11
         cat "$BY_POINT/hello" || exit 12
         findmnt -n -o FSTYPE,SOURCE,OPTIONS "$BY_POINT" || exit 13
