@@ -14,7 +14,7 @@
 //! error and exit code if it fails instead.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead as _, Read as _, Seek as _, Write as _};
+use std::io::{BufRead as _, Write as _};
 use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
@@ -307,11 +307,21 @@ fn forward_signals_to(pid: u32) {
 }
 
 /// Copies what the mount process has written to its stderr so far to ours.
+/// Reads by position: the file offset is shared with the processes still
+/// writing there.
 fn relay(stderr: OwnedFd) -> anyhow::Result<()> {
-    let mut file = std::fs::File::from(stderr);
-    file.rewind()?;
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::from(stderr);
     let mut said = Vec::new();
-    file.read_to_end(&mut said)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        match file.read_at(&mut chunk, said.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut out = std::io::stderr().lock();
     out.write_all(&said)?;
     out.flush()?;
