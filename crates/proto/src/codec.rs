@@ -243,7 +243,7 @@ pub fn write_request_header(prefix: &[u8], body_len: usize) -> Option<WriteHeade
     let (len, used) = read_varint(&prefix[at..])?;
     at += used;
     fills_body(at, len, body_len).then_some(WriteHeader {
-        handle,
+        handle: Handle(handle),
         offset,
         len: at,
     })
@@ -287,7 +287,7 @@ pub fn encode_write_request_header(
 ) -> Result<Vec<u8>, FrameError> {
     let mut fields = Vec::with_capacity(2 + 2 * VARINT_MAX);
     fields.extend_from_slice(&[TAG_REQUEST, TAG_WRITE]);
-    write_varint(handle, &mut fields);
+    write_varint(handle.0, &mut fields);
     write_varint(offset, &mut fields);
     payload_frame_header(id, &fields, payload_len)
 }

@@ -40,10 +40,14 @@ fn set_time() -> impl Strategy<Value = SetTime> {
     ]
 }
 
+fn any_handle() -> impl Strategy<Value = Handle> {
+    any::<u64>().prop_map(Handle)
+}
+
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
         wire_path().prop_map(Target::Path),
-        any::<u64>().prop_map(Target::Handle)
+        any_handle().prop_map(Target::Handle)
     ]
 }
 
@@ -82,7 +86,7 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         wire_path().prop_map(|path| Request::Lstat { path }),
         wire_path().prop_map(|path| Request::Stat { path }),
-        any::<u64>().prop_map(|handle| Request::Fstat { handle }),
+        any_handle().prop_map(|handle| Request::Fstat { handle }),
         (wire_path(), prop::option::of(any::<u64>()), any::<u32>()).prop_map(
             |(path, cursor, max_entries)| Request::ReadDir {
                 path,
@@ -103,18 +107,18 @@ fn request() -> impl Strategy<Value = Request> {
             flags,
             prefetch
         }),
-        (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len)| Request::Read {
+        (any_handle(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len)| Request::Read {
             handle,
             offset,
             len
         }),
-        (any::<u64>(), any::<u64>(), bytes()).prop_map(|(handle, offset, data)| Request::Write {
+        (any_handle(), any::<u64>(), bytes()).prop_map(|(handle, offset, data)| Request::Write {
             handle,
             offset,
             data
         }),
-        (any::<u64>(), any::<bool>()).prop_map(|(handle, datasync)| Request::Fsync { handle, datasync }),
-        any::<u64>().prop_map(|handle| Request::Close { handle }),
+        (any_handle(), any::<bool>()).prop_map(|(handle, datasync)| Request::Fsync { handle, datasync }),
+        any_handle().prop_map(|handle| Request::Close { handle }),
         (target(), set_attr()).prop_map(|(target, attr)| Request::Setattr { target, attr }),
         (wire_path(), any::<u32>(), owner()).prop_map(|(path, mode, owner)| Request::Mkdir {
             path,
@@ -157,7 +161,7 @@ fn request() -> impl Strategy<Value = Request> {
         wire_path().prop_map(|path| Request::ListXattr { path }),
         (wire_path(), wire_path()).prop_map(|(path, name)| Request::RemoveXattr { path, name }),
         (wire_path(), any::<u32>()).prop_map(|(path, mask)| Request::Access { path, mask }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len, mode)| {
+        (any_handle(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len, mode)| {
             Request::Fallocate {
                 handle,
                 offset,
@@ -165,7 +169,7 @@ fn request() -> impl Strategy<Value = Request> {
                 mode,
             }
         }),
-        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(handle, offset, data)| Request::Lseek {
+        (any_handle(), any::<u64>(), any::<bool>()).prop_map(|(handle, offset, data)| Request::Lseek {
             handle,
             offset,
             whence: if data { SeekWhence::Data } else { SeekWhence::Hole },
@@ -207,8 +211,8 @@ fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         Just(Response::Done),
         attr().prop_map(Response::Attr),
-        (any::<u64>(), attr()).prop_map(|(handle, attr)| Response::Opened { handle, attr }),
-        (any::<u64>(), attr(), bytes()).prop_map(|(handle, attr, data)| Response::OpenedRead {
+        (any_handle(), attr()).prop_map(|(handle, attr)| Response::Opened { handle, attr }),
+        (any_handle(), attr(), bytes()).prop_map(|(handle, attr, data)| Response::OpenedRead {
             handle,
             attr,
             data
@@ -313,7 +317,7 @@ proptest! {
     }
 
     #[test]
-    fn write_request_payload_is_found_without_decoding(handle in any::<u64>(), offset in any::<u64>(),
+    fn write_request_payload_is_found_without_decoding(handle in any_handle(), offset in any::<u64>(),
                                                        data in prop::collection::vec(any::<u8>(), 0..20_000),
                                                        other in message()) {
         let write = Message::Request(Request::Write { handle, offset, data: data.clone() });
@@ -407,7 +411,7 @@ fn lengths_just_past_the_maximum_and_below_the_id_fail() {
 #[test]
 fn oversized_messages_are_refused_at_encoding() {
     let msg = Message::Request(Request::Write {
-        handle: 1,
+        handle: Handle(1),
         offset: 0,
         data: vec![0; MAX_FRAME_LEN as usize],
     });

@@ -713,7 +713,7 @@ impl Vfs {
             None
         };
         if let Some(ahead) = opened_ahead {
-            let opened = self.opened_for_reading(ino, flags, ahead.handle, ahead.attr, ahead.head);
+            let opened = self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, ahead.head);
             // The handle's own open count replaces the one kept for it.
             self.inodes().open_dec(ino);
             return Ok(opened);
@@ -746,7 +746,7 @@ impl Vfs {
         &self,
         ino: Ino,
         flags: u32,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         attr: Attr,
         head: Vec<u8>,
     ) -> (Fh, FileAttr) {
@@ -757,7 +757,7 @@ impl Vfs {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
-        let fh = self.register_file_with(ino, handle, flags, readahead);
+        let fh = self.register_file_with(ino, remote_handle, flags, readahead);
         (fh, fattr)
     }
 
@@ -790,23 +790,23 @@ impl Vfs {
     pub(crate) fn register_file(
         &self,
         ino: Ino,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         flags: u32,
     ) -> Fh {
-        self.register_file_with(ino, handle, flags, Readahead::default())
+        self.register_file_with(ino, remote_handle, flags, Readahead::default())
     }
 
     pub(crate) fn register_file_with(
         &self,
         ino: Ino,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
         let file = self.handles().insert_file(ino, |fh, io| OpenFile {
             fh,
             ino,
-            remote_handle: Mutex::new(handle),
+            remote_handle: Mutex::new(remote_handle),
             flags,
             append: flags & of::APPEND != 0,
             io,
