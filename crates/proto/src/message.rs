@@ -26,7 +26,9 @@ impl std::fmt::Display for Handle {
 
 /// First frame sent by each side (id 0). Field order is frozen across
 /// versions so that any version can decode a peer's `Hello` and report the
-/// mismatch by number.
+/// mismatch by number. No field may be added either: a body with bytes
+/// after its message does not decode, so an older peer could not read a
+/// longer `Hello`. New features are announced in `capabilities`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub version: u32,

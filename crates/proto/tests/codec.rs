@@ -2,7 +2,7 @@
 //! specified errors and never allocate from an untrusted length.
 
 use proptest::prelude::*;
-use yonder_proto::codec::{LEN_PREFIX, MAX_FRAME_LEN};
+use yonder_proto::codec::{FRAME_HEADER_LEN, LEN_PREFIX, MAX_FRAME_LEN};
 use yonder_proto::*;
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -259,6 +259,21 @@ proptest! {
     }
 
     #[test]
+    fn a_message_followed_by_anything_is_refused(msg in message(),
+                                                 extra in prop::collection::vec(any::<u8>(), 1..16)) {
+        let frame = encode_frame(1, &msg).unwrap();
+        let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+        let complete = body.len();
+        body.extend_from_slice(&extra);
+        let err = decode_body::<Message>(&body).unwrap_err();
+        prop_assert_eq!(
+            err.reason,
+            format!("{} trailing bytes after a complete message of {complete} bytes", extra.len())
+        );
+        prop_assert_eq!(err.frame_len, body.len() + 8);
+    }
+
+    #[test]
     fn frames_split_at_any_chunk_boundary(msgs in prop::collection::vec(message(), 1..6), chunk in 1usize..64) {
         let mut stream = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
@@ -419,6 +434,33 @@ fn oversized_messages_are_refused_at_encoding() {
     let mut out = b"keep".to_vec();
     assert!(encode_frame_into(1, &msg, &mut out).is_err());
     assert_eq!(out, b"keep", "a refused frame leaves the buffer as it was");
+}
+
+#[test]
+fn trailing_bytes_after_a_message_are_a_decode_error() {
+    let frame = encode_frame(7, &Message::Request(Request::Close { handle: Handle(3) })).unwrap();
+    let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+    assert_eq!(body, [1, 8, 3], "Request, Close, handle 3");
+    body.extend_from_slice(&[0xde, 0xad]);
+    let err = decode_body::<Message>(&body).unwrap_err();
+    assert_eq!(err.type_name, "Message");
+    assert_eq!(err.frame_len, 13);
+    assert_eq!(err.preview, "01 08 03 de ad");
+    assert_eq!(
+        err.to_string(),
+        "cannot decode Message from a 13-byte frame: 2 trailing bytes after a complete message \
+         of 3 bytes (first bytes: 01 08 03 de ad)"
+    );
+    // The frame decoder hands such a body on undecoded; turning it into a
+    // message refuses it the same way.
+    let mut framed = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&7u64.to_be_bytes());
+    framed.extend_from_slice(&body);
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&framed);
+    let raw = decoder.next_frame().unwrap().expect("a whole frame");
+    assert_eq!(raw.id, 7);
+    assert_eq!(raw.into_message().unwrap_err(), err);
 }
 
 #[test]
