@@ -653,6 +653,18 @@ impl Vfs {
         self.check_writable("rename", parent)?;
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
+        let unsure = !flags.noreplace
+            && !self.opts.attr_ttl.is_zero()
+            && !self.inodes().name_fresh(new_parent, new_name, Instant::now());
+        if unsure {
+            // A name renamed over that was never looked up, or whose entry
+            // expired (a stateless frontend renames by name; the kernel
+            // looks it up first): which file it is now tells whose other
+            // names lose a link, as for unlink.
+            if let Ok(attr) = self.remote().lstat(&to).await {
+                self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
+            }
+        }
         self.remote()
             .rename(&from, &to, flags)
             .await

@@ -436,6 +436,59 @@ async fn unlinking_a_name_not_known_for_sure_updates_the_link_count_of_the_other
 }
 
 #[tokio::test]
+async fn renaming_over_a_name_not_known_for_sure_updates_the_link_count_of_the_others() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    // b/c is created and linked as b/a on the remote, and that reported;
+    // b/a is never looked up.
+    std::fs::write(f.dir.path().join("b/c"), b"c").unwrap();
+    f.vfs.invalidate_path(b"b/c");
+    std::fs::hard_link(f.dir.path().join("b/c"), f.dir.path().join("b/a")).unwrap();
+    for name in [&b"b/c"[..], b"b/a"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"c").await.unwrap().nlink, 2);
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Renamed over b/a by name, as a stateless (NFS) frontend may: b/c
+    // loses a link.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", b.ino, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"c").await.unwrap().nlink, 1);
+
+    // A name whose entry expired: x is looked up, then saved over and
+    // linked as y on the remote, and that reported; then z is renamed over
+    // x through the VFS.
+    std::fs::write(f.dir.path().join("x"), b"x").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"x").await.unwrap();
+    std::fs::write(f.dir.path().join("new"), b"new").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("x")).unwrap();
+    std::fs::hard_link(f.dir.path().join("x"), f.dir.path().join("y")).unwrap();
+    for name in [&b"x"[..], b"y"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 2);
+    std::fs::write(f.dir.path().join("z"), b"z").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"z").await.unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"z", ROOT_INO, b"x", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 1);
+}
+
+#[tokio::test]
 async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
