@@ -1271,6 +1271,84 @@ async fn buffered_data_reaches_the_remote_as_slices_of_one_buffer_not_copies() {
 }
 
 #[tokio::test]
+async fn small_writes_join_the_buffer_without_waiting_and_the_rest_are_left_to_write_bytes() {
+    let f = fixture_with(VfsOptions {
+        write_buffer: 64,
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // Gathered at once: copied from the caller's buffer into the write
+    // buffer, nothing sent.
+    assert_eq!(f.vfs.write_ready(fh, 0, &[1; 30]).unwrap().unwrap(), 30);
+    assert_eq!(f.vfs.write_ready(fh, 30, &[2; 30]).unwrap().unwrap(), 30);
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 0);
+    // One that would fill the buffer, one that does not continue it, and
+    // one as large as the buffer are sent, which takes a wait.
+    assert!(f.vfs.write_ready(fh, 60, &[3; 4]).is_none());
+    assert!(f.vfs.write_ready(fh, 100, &[3; 1]).is_none());
+    assert!(f.vfs.write_ready(fh, 60, &[3; 64]).is_none());
+    f.vfs.write(fh, 60, &[3; 4]).await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    let mut expect = vec![1; 30];
+    expect.extend([2; 30]);
+    expect.extend([3; 4]);
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    assert_eq!(
+        f.remote.calls.writes.load(Ordering::Relaxed),
+        1,
+        "one gathered write"
+    );
+
+    // An error kept for the handle is reported by the next write, here too.
+    f.faults.inject(Fault::on(Op::Write, Errno::EIO).times(1));
+    f.vfs.write(fh, 64, &[4; 64]).await.unwrap();
+    f.vfs.getattr(attr.ino, None).await.unwrap();
+    let err = f.vfs.write_ready(fh, 128, &[5; 1]).unwrap().unwrap_err();
+    assert_eq!(err.errno(), Errno::EIO);
+    f.vfs.release(fh).await.unwrap();
+
+    // O_SYNC: on the remote when write returns, so never gathered here.
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"g", 0o644, of::WRITE_ONLY | of::SYNC)
+        .await
+        .unwrap();
+    assert!(f.vfs.write_ready(fh, 0, &[1; 4]).is_none());
+    f.vfs.release(fh).await.unwrap();
+    let gone = f.vfs.write_ready(fh, 0, &[1; 4]).unwrap().unwrap_err();
+    assert_eq!(gone.errno(), Errno::EBADF);
+}
+
+#[tokio::test]
+async fn a_write_gathered_on_a_frontends_own_thread_is_sent_after_the_delay() {
+    let f = fixture_with(VfsOptions {
+        write_delay: Duration::from_millis(50),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // As the FUSE session thread calls it: outside the runtime.
+    let vfs = f.vfs.clone();
+    let done = std::thread::spawn(move || vfs.write_ready(fh, 0, b"soon"))
+        .join()
+        .unwrap();
+    assert_eq!(done.unwrap().unwrap(), 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"soon");
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_large_write_reaches_the_remote_as_the_callers_own_buffer() {
     let f = fixture().await;
     let (fh, _) = f
