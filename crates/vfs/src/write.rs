@@ -301,6 +301,10 @@ impl Vfs {
         }
         if had {
             self.drop_readahead(file.ino);
+            // Attributes fetched while the data was on its way (a rename
+            // or unlink looking a name up meanwhile) show the old size and
+            // times; those cached before were dropped by the writes.
+            self.inodes().invalidate_attr(file.ino);
         }
     }
 

@@ -489,6 +489,41 @@ async fn renaming_over_a_name_not_known_for_sure_updates_the_link_count_of_the_o
 }
 
 #[tokio::test]
+async fn attributes_fetched_while_writes_were_buffered_are_dropped_once_they_are_sent() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (b, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    let (a, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // b is renamed over a on the remote, and that reported.
+    std::fs::rename(f.dir.path().join("b"), f.dir.path().join("a")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    f.vfs.write(b, 0, &[1; 16]).await.unwrap();
+    // Renaming a onto itself looks a up (its entry expired): the remote's
+    // size then lags behind the buffered write.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", ROOT_INO, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    f.vfs.release(b).await.unwrap();
+    f.vfs.release(a).await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().size, 16);
+}
+
+#[tokio::test]
 async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
