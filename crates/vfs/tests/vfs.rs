@@ -960,6 +960,32 @@ async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
 }
 
 #[tokio::test]
+async fn a_notification_below_an_empty_directory_renamed_on_the_remote_is_not_lost() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("a")).unwrap();
+    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
+    // Made here, so known empty, and nothing named below it.
+    let aa = f.vfs.mkdir(&me(), a.ino, b"a", 0o755).await.unwrap();
+    // Its parent is renamed on the remote, and reported...
+    std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    // ...then a file is created in it, and reported by its new path, which
+    // the VFS has not seen yet.
+    std::fs::write(f.dir.path().join("b/a/a"), b"new").unwrap();
+    f.vfs.invalidate_path(b"b/a/a");
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    let ba = f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    assert_eq!(ba.ino, aa.ino);
+    assert_eq!(f.vfs.lookup(&me(), ba.ino, b"a").await.unwrap().size, 3);
+}
+
+#[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_millis(300),
