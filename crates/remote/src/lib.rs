@@ -5,17 +5,21 @@
 //! implementations are transports: [`AgentClient`] speaks the yonder protocol
 //! to a `yonder agent` reached over any byte stream; [`source`] turns a
 //! user's SOURCE string into such a stream (a local child process, or one
-//! started through the system `ssh`).
+//! started through the system `ssh`). [`Link`] supervises one such
+//! connection: heartbeats, and reconnection when it dies.
 
 mod client;
 mod error;
+pub mod link;
 mod remote;
 pub mod source;
+pub mod tcp;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
+pub use link::{Connector, Link, LinkOptions, LinkState, LinkStatus, SourceConnector};
 pub use remote::Remote;
-pub use source::{connect, ConnectOptions, Source, SourceError};
+pub use source::{connect, connect_agent, ConnectOptions, Source, SourceError};
 pub use yonder_proto as proto;
 pub mod transfer;
