@@ -1214,6 +1214,7 @@ impl Sut {
             readahead_chunk: 4096,
             readahead_max: setup.readahead_max,
             readdir_page: setup.readdir_page,
+            op_timeout: Duration::from_secs(20),
         };
         let remote = in_process_agent(&root).await;
         let vfs = Vfs::new(remote, opts).await.expect("VFS over the agent");
