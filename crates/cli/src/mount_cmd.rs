@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::Source;
+use yonder_remote::{Link, LinkOptions, Source};
 
 #[derive(Args)]
 pub struct MountArgs {
@@ -55,6 +55,55 @@ pub struct MountArgs {
     options: Vec<String>,
     #[command(flatten)]
     connect: ConnectArgs,
+    #[command(flatten)]
+    resilience: ResilienceArgs,
+}
+
+/// How a mount rides out network failures.
+#[derive(Args, Clone, Debug)]
+pub struct ResilienceArgs {
+    /// Seconds between heartbeats to the remote agent.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    heartbeat: f64,
+    /// The connection counts as dead once the agent has been silent for
+    /// this many heartbeats; yonder then reconnects.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    heartbeat_misses: u32,
+    /// Seconds an operation waits for a lost connection to come back,
+    /// counted from its start, before failing with EIO.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    op_timeout: f64,
+    /// Stop reconnecting after this many seconds without a connection
+    /// (default: keep trying; waits between attempts grow from 0.5 s to
+    /// 30 s).
+    #[arg(long, value_name = "SECONDS")]
+    reconnect_timeout: Option<f64>,
+    /// Never reconnect: once the connection is lost, every operation fails
+    /// at once with EIO until unmounted.
+    #[arg(long)]
+    no_reconnect: bool,
+}
+
+impl ResilienceArgs {
+    pub fn link_options(&self) -> anyhow::Result<LinkOptions> {
+        let heartbeat = seconds("heartbeat", self.heartbeat)?;
+        anyhow::ensure!(!heartbeat.is_zero(), "--heartbeat must be more than 0 seconds");
+        anyhow::ensure!(self.heartbeat_misses > 0, "--heartbeat-misses must be at least 1");
+        Ok(LinkOptions {
+            heartbeat,
+            heartbeat_misses: self.heartbeat_misses,
+            reconnect: !self.no_reconnect,
+            reconnect_timeout: self
+                .reconnect_timeout
+                .map(|t| seconds("reconnect-timeout", t))
+                .transpose()?,
+            ..LinkOptions::default()
+        })
+    }
+
+    pub fn op_timeout(&self) -> anyhow::Result<Duration> {
+        seconds("op-timeout", self.op_timeout)
+    }
 }
 
 #[derive(Args)]
@@ -147,13 +196,29 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
 
+    let link_options = args.resilience.link_options()?;
+    let mut vfs_options = config.vfs_options();
+    vfs_options.op_timeout = args.resilience.op_timeout()?;
+    if vfs_options.op_timeout < link_options.dead_after() {
+        eprintln!(
+            "yonder: warning: --op-timeout {:.0} s is shorter than the time a dead connection takes to \
+             notice (--heartbeat x --heartbeat-misses = {:.0} s): operations may wait that long",
+            vfs_options.op_timeout.as_secs_f64(),
+            link_options.dead_after().as_secs_f64()
+        );
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("yonder")
         .build()?;
-    let vfs = runtime.block_on(async {
-        let remote = yonder_remote::connect(&source, &connect).await?;
-        anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
+    // The link reconnects by itself; the VFS takes each new connection.
+    let (link, vfs) = runtime.block_on(async {
+        let link = Link::connect(&source, &connect, link_options).await?;
+        let (generation, remote) = link.current();
+        let vfs = yonder_vfs::Vfs::new(remote, vfs_options).await?;
+        vfs.follow(link.watch(), generation, |remote| remote);
+        anyhow::Ok((link, vfs))
     })?;
     let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
     // From here on a signal unmounts (before, it ends the process).
@@ -162,6 +227,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
     serve_until_signal(&runtime, mounted, signals)?;
+    link.close();
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

@@ -29,9 +29,11 @@
 //! wait (and a link that gave up starts again; a connected one is dropped
 //! and made anew). [`Link::close`] ends the link for good.
 //!
-//! Every state a link enters is published once on [`Link::transitions`]
-//! (a broadcast, for event streams that must not miss one) as well as on
-//! [`Link::watch`] (the latest state, for whoever only needs that).
+//! Every state a link enters is logged at info (target `yonder::link`,
+//! field `state`: connected, reconnecting or disconnected) and published
+//! once on [`Link::transitions`] (a broadcast, for event streams that must
+//! not miss one) as well as on [`Link::watch`] (the latest state, for
+//! whoever only needs that).
 //!
 //! TCP keepalive: every transport today is a child process's stdio (ssh
 //! sets its own keepalive, see `source.rs`). A transport that opens a TCP
@@ -235,7 +237,7 @@ impl Link {
             options: options.clone(),
             supervisor: Mutex::new(None),
         });
-        tracing::info!(target: LOG_TARGET, "{describe}: connected");
+        tracing::info!(target: LOG_TARGET, state = %"connected", "{describe}: connected");
         let supervisor = Supervisor {
             connector,
             options,
@@ -333,7 +335,7 @@ impl Supervisor {
             let reason = match end {
                 End::Closed => {
                     client.shutdown("link closed");
-                    tracing::info!(target: LOG_TARGET, "{}: closed", self.describe);
+                    tracing::info!(target: LOG_TARGET, state = %"disconnected", "{}: closed", self.describe);
                     self.publish(
                         LinkState::Disconnected {
                             reason: "closed".into(),
@@ -347,11 +349,17 @@ impl Supervisor {
             };
             client.shutdown(&format!("connection lost: {reason}"));
             let next = if self.options.reconnect {
-                tracing::info!(target: LOG_TARGET, "{}: connection lost ({reason}); reconnecting", self.describe);
+                tracing::info!(
+                    target: LOG_TARGET,
+                    state = %"reconnecting",
+                    "{}: connection lost ({reason}); reconnecting",
+                    self.describe
+                );
                 self.reconnect(&reason).await
             } else {
                 tracing::info!(
                     target: LOG_TARGET,
+                    state = %"disconnected",
                     "{}: connection lost ({reason}); not reconnecting (--no-reconnect)",
                     self.describe
                 );
@@ -425,6 +433,7 @@ impl Supervisor {
                         let client = Arc::new(client);
                         tracing::info!(
                             target: LOG_TARGET,
+                            state = %"connected",
                             "{}: reconnected (attempt {attempt}, after {:.1} s)",
                             self.describe,
                             started.elapsed().as_secs_f64()
@@ -440,7 +449,11 @@ impl Supervisor {
                 },
                 _ = self.close.notified() => return self.closed_while_down(),
             };
-            tracing::info!(target: LOG_TARGET, "{}: reconnection attempt {attempt} failed: {error}", self.describe);
+            tracing::info!(
+                target: LOG_TARGET,
+                "{}: reconnection attempt {attempt} failed: {error}",
+                self.describe
+            );
             let mut wait = delay;
             if let Some(limit) = self.options.reconnect_timeout {
                 let left = limit.saturating_sub(started.elapsed());
@@ -450,7 +463,12 @@ impl Supervisor {
                          (last: {error})",
                         started.elapsed().as_secs_f64()
                     );
-                    tracing::info!(target: LOG_TARGET, "{}: {reason}", self.describe);
+                    tracing::info!(
+                        target: LOG_TARGET,
+                        state = %"disconnected",
+                        "{}: {reason}",
+                        self.describe
+                    );
                     self.publish(LinkState::Disconnected { reason }, None);
                     return self.wait_while_disconnected().await;
                 }
@@ -469,7 +487,12 @@ impl Supervisor {
     async fn wait_while_disconnected(&mut self) -> Option<Arc<AgentClient>> {
         tokio::select! {
             _ = self.reconnect_now.notified() => {
-                tracing::info!(target: LOG_TARGET, "{}: reconnecting on request", self.describe);
+                tracing::info!(
+                    target: LOG_TARGET,
+                    state = %"reconnecting",
+                    "{}: reconnecting on request",
+                    self.describe
+                );
                 Box::pin(self.reconnect("reconnection requested")).await
             }
             _ = self.close.notified() => self.closed_while_down(),
@@ -477,7 +500,7 @@ impl Supervisor {
     }
 
     fn closed_while_down(&self) -> Option<Arc<AgentClient>> {
-        tracing::info!(target: LOG_TARGET, "{}: closed", self.describe);
+        tracing::info!(target: LOG_TARGET, state = %"disconnected", "{}: closed", self.describe);
         self.publish(
             LinkState::Disconnected {
                 reason: "closed".into(),
