@@ -137,6 +137,9 @@ pub struct LinkStatus {
     pub generation: u64,
     /// The current (or, while not connected, the last) connection's remote.
     pub remote: Arc<dyn Remote>,
+    /// While not connected: when the outage began (the agent's last sign
+    /// of life, or the moment its stream ended).
+    pub lost_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for LinkStatus {
@@ -227,6 +230,7 @@ impl Link {
             state: LinkState::Connected,
             generation: 1,
             remote: client.clone(),
+            lost_at: None,
         });
         let inner = Arc::new(Inner {
             status: status.clone(),
@@ -247,6 +251,7 @@ impl Link {
             reconnect_now: inner.reconnect_now.clone(),
             close: inner.close.clone(),
             generation: 1,
+            lost_at: None,
         };
         let task = tokio::spawn(supervisor.run(client));
         *inner.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
@@ -306,11 +311,13 @@ struct Supervisor {
     reconnect_now: Arc<Notify>,
     close: Arc<Notify>,
     generation: u64,
+    lost_at: Option<std::time::Instant>,
 }
 
 /// Why a connection ended.
 enum End {
-    Lost(String),
+    /// Lost, and since when (the agent's last sign of life, or now).
+    Lost(String, std::time::Instant),
     Requested,
     Closed,
 }
@@ -318,9 +325,14 @@ enum End {
 impl Supervisor {
     fn publish(&self, state: LinkState, remote: Option<Arc<dyn Remote>>) {
         let generation = self.generation;
+        let lost_at = match state {
+            LinkState::Connected => None,
+            _ => self.lost_at,
+        };
         self.status.send_modify(|status| {
             status.state = state.clone();
             status.generation = generation;
+            status.lost_at = lost_at;
             if let Some(remote) = remote {
                 status.remote = remote;
             }
@@ -344,8 +356,14 @@ impl Supervisor {
                     );
                     return;
                 }
-                End::Requested => "reconnection requested".to_string(),
-                End::Lost(reason) => reason,
+                End::Requested => {
+                    self.lost_at = Some(std::time::Instant::now());
+                    "reconnection requested".to_string()
+                }
+                End::Lost(reason, at) => {
+                    self.lost_at = Some(at);
+                    reason
+                }
             };
             client.shutdown(&format!("connection lost: {reason}"));
             let next = if self.options.reconnect {
@@ -391,7 +409,7 @@ impl Supervisor {
         loop {
             let silent_until = Instant::from_std(client.last_heard()) + dead_after;
             tokio::select! {
-                reason = &mut closed => return End::Lost(reason),
+                reason = &mut closed => return End::Lost(reason, std::time::Instant::now()),
                 _ = ticker.tick() => {
                     // Fire and forget: the answer shows in `last_heard`,
                     // a failure in `closed`.
@@ -403,11 +421,12 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(silent_until) => {
                     let heard = Instant::from_std(client.last_heard());
                     if heard + dead_after <= Instant::now() {
-                        return End::Lost(format!(
+                        let reason = format!(
                             "no answer to {} heartbeats in {:.1} s",
                             self.options.heartbeat_misses,
                             dead_after.as_secs_f64()
-                        ));
+                        );
+                        return End::Lost(reason, heard.into_std());
                     }
                 }
                 _ = self.reconnect_now.notified() => return End::Requested,

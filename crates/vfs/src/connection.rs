@@ -64,11 +64,17 @@ pub(crate) struct Snapshot {
     pub remote: Arc<dyn Remote>,
     pub generation: Generation,
     pub status: Status,
+    /// While not up: when the outage began.
+    pub lost_at: Option<Instant>,
 }
 
 pub struct Connection {
     snapshot: watch::Sender<Snapshot>,
     state: watch::Sender<ConnectionState>,
+    /// How long an outage makes operations wait at most (the op timeout):
+    /// once it has lasted that long, they fail at once until the
+    /// connection is back.
+    outage_limit: std::time::Duration,
 }
 
 /// Why a call could not get a connection.
@@ -81,14 +87,16 @@ pub(crate) enum Unavailable {
 }
 
 impl Connection {
-    pub fn new(remote: Arc<dyn Remote>) -> Connection {
+    pub fn new(remote: Arc<dyn Remote>, outage_limit: std::time::Duration) -> Connection {
         Connection {
             snapshot: watch::Sender::new(Snapshot {
                 remote,
                 generation: Generation(0),
                 status: Status::Up,
+                lost_at: None,
             }),
             state: watch::Sender::new(ConnectionState::Up),
+            outage_limit,
         }
     }
 
@@ -130,7 +138,12 @@ impl Connection {
                 reason: reason.clone(),
             },
         };
-        self.snapshot.send_modify(|s| s.status = status);
+        self.snapshot.send_modify(|s| {
+            if status == Status::Up {
+                s.lost_at = None;
+            }
+            s.status = status;
+        });
         self.state.send_if_modified(|s| {
             let changed = *s != public;
             *s = public;
@@ -162,8 +175,11 @@ impl Connection {
         true
     }
 
-    /// The connection was lost; a new one is expected.
-    pub(crate) fn lost(&self) {
+    /// The connection was lost (at `at`); a new one is expected.
+    pub(crate) fn lost(&self, at: Instant) {
+        self.snapshot.send_modify(|s| {
+            s.lost_at = Some(s.lost_at.map_or(at, |known| known.min(at)));
+        });
         if !matches!(self.snapshot.borrow().status, Status::Down) {
             self.set_status(Status::Down);
         }
@@ -193,25 +209,37 @@ impl Connection {
         self.wait(deadline, |s| s.generation > generation).await
     }
 
+    /// An operation (with a `deadline`) waits until its deadline, and no
+    /// longer than the outage limit after the connection was lost: an
+    /// outage that has lasted that long fails operations at once, so one
+    /// that is retried (the kernel looks a name up again after a failed
+    /// revalidation) or a shell loop does not wait the whole op timeout
+    /// again and again.
     async fn wait(
         &self,
         deadline: Option<Instant>,
         newer: impl Fn(&Snapshot) -> bool,
     ) -> std::result::Result<(Arc<dyn Remote>, Generation), Unavailable> {
         let mut rx = self.snapshot.subscribe();
-        let wanted =
-            |s: &Snapshot| matches!(s.status, Status::Gone(_)) || (s.status == Status::Up && newer(s));
-        let found = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, rx.wait_for(wanted))
-                .await
-                .map_err(|_| Unavailable::TimedOut)?
-                .map(|s| s.clone()),
-            None => rx.wait_for(wanted).await.map(|s| s.clone()),
-        };
-        let snapshot = found.map_err(|_| Unavailable::Gone("connection dropped".into()))?;
-        match snapshot.status {
-            Status::Gone(reason) => Err(Unavailable::Gone(reason)),
-            _ => Ok((snapshot.remote, snapshot.generation)),
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            match &snapshot.status {
+                Status::Gone(reason) => return Err(Unavailable::Gone(reason.clone())),
+                Status::Up if newer(&snapshot) => return Ok((snapshot.remote, snapshot.generation)),
+                _ => {}
+            }
+            let until = deadline.map(|deadline| match snapshot.lost_at {
+                Some(lost_at) if snapshot.status != Status::Up => deadline.min(lost_at + self.outage_limit),
+                _ => deadline,
+            });
+            let dropped = |_| Unavailable::Gone("connection dropped".into());
+            match until {
+                Some(until) => tokio::select! {
+                    changed = rx.changed() => changed.map_err(dropped)?,
+                    _ = tokio::time::sleep_until(until) => return Err(Unavailable::TimedOut),
+                },
+                None => rx.changed().await.map_err(dropped)?,
+            }
         }
     }
 }
@@ -448,7 +476,10 @@ impl Vfs {
                 }
                 match &status.state {
                     LinkState::Connected => {}
-                    LinkState::Reconnecting { .. } => me.connection_lost(),
+                    LinkState::Reconnecting { .. } => {
+                        let at = status.lost_at.map_or_else(Instant::now, Instant::from_std);
+                        me.connection_lost_since(at);
+                    }
                     LinkState::Disconnected { reason } => me.connection_gone(reason),
                 }
                 drop(me);
@@ -465,7 +496,14 @@ impl Vfs {
     /// The connection was lost and a new one is expected: calls wait for
     /// it (up to the op timeout) instead of failing.
     pub fn connection_lost(&self) {
-        self.conn.lost();
+        self.conn.lost(Instant::now());
+    }
+
+    /// [`Vfs::connection_lost`], the outage having begun at `at` (the
+    /// remote's last sign of life): operations wait at most the op timeout
+    /// after it.
+    pub fn connection_lost_since(&self, at: Instant) {
+        self.conn.lost(at);
     }
 
     /// The connection was lost and none is coming: calls fail at once with

@@ -108,7 +108,7 @@ impl Vfs {
             Err(_) => false,
         };
         Ok(Arc::new_cyclic(|me| Vfs {
-            conn: Connection::new(remote),
+            conn: Connection::new(remote, opts.op_timeout),
             opts,
             new_nodes_bare,
             inodes: Mutex::new(inodes),
