@@ -132,6 +132,9 @@ fs_mount() {
             else
                 opts=(--allow-other -o default_permissions)
             fi
+            # In this process (not handed to the manager): the suites
+            # watch it and signal it.
+            if grep -q -- '--foreground' <<< "$help"; then opts+=(--foreground); fi
             echo "$FS_BIN mount $backing $mnt ${opts[*]}" >"$logf"
             "$FS_BIN" mount "$backing" "$mnt" "${opts[@]}" </dev/null >>"$logf" 2>&1 &
             MOUNT_PID=$!

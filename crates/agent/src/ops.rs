@@ -14,7 +14,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -166,6 +166,10 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::Ping => Ok(Response::Done),
+            Request::Realpath { path } => {
+                let s = Subject::path(op, &path);
+                self.realpath(&s, &path)
+            }
             Request::Lseek {
                 handle,
                 offset,
@@ -333,6 +337,25 @@ impl Agent {
             PathError::Escapes => s.refused(Errno::EACCES, "path escapes the served root"),
             PathError::Walk(errno) => s.sys(errno),
         })
+    }
+
+    /// `Realpath`: `wire` taken as a host path (a relative one against the
+    /// working directory), resolved, and kept within the root.
+    fn realpath(&self, s: &Subject, wire: &[u8]) -> OpResult {
+        if wire.contains(&0) {
+            return Err(s.refused(Errno::EINVAL, "path contains a NUL byte"));
+        }
+        let given = Path::new(OsStr::from_bytes(wire));
+        let path = if given.is_absolute() {
+            given.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| s.io(&e))?.join(given)
+        };
+        let canonical = std::fs::canonicalize(&path).map_err(|e| s.io(&e))?;
+        if !canonical.starts_with(self.root.path()) {
+            return Err(s.refused(Errno::EACCES, "path lies outside the served root"));
+        }
+        Ok(Response::Bytes(canonical.into_os_string().into_vec()))
     }
 
     /// For operations that would remove or replace the served root itself,

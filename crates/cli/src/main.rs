@@ -5,6 +5,7 @@
 mod agent_cmd;
 mod fs_cmd;
 mod logging;
+mod manager_cmd;
 mod mount_cmd;
 
 use clap::{Args, Parser, Subcommand};
@@ -27,11 +28,25 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Scripting commands on a SOURCE without mounting it.
     Fs(fs_cmd::FsArgs),
-    /// Mount SOURCE at MOUNTPOINT (in the foreground; Ctrl+C unmounts).
+    /// Mount SOURCE at MOUNTPOINT: through the manager (returns once
+    /// mounted), or with --foreground in this process (Ctrl+C unmounts).
     Mount(mount_cmd::MountArgs),
-    /// Unmount a yonder mount, including one whose process has died.
+    /// Unmount a mount by id or mount point (flushing buffered writes
+    /// first), every mount (--all), or any yonder mount point, including
+    /// one whose process has died.
     #[command(alias = "umount")]
-    Unmount(mount_cmd::UnmountArgs),
+    Unmount(manager_cmd::UnmountArgs),
+    /// Connect to SOURCE's host through the manager; prints the
+    /// connection's id. Mounts of that host reuse it.
+    Connect(manager_cmd::ConnectCmdArgs),
+    /// List the manager's connections and mounts.
+    Status(manager_cmd::StatusArgs),
+    /// Print every state change of connections and mounts as it happens.
+    Events(manager_cmd::EventsArgs),
+    /// Close a connection and unmount its mounts.
+    Kill(manager_cmd::KillArgs),
+    /// The manager daemon: start, stop, status, logs.
+    Manager(manager_cmd::ManagerArgs),
 }
 
 /// How to reach the agent; shared by every command that takes a SOURCE.
@@ -68,7 +83,12 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Fs(args) => fs_cmd::run(args),
         Command::Mount(args) => mount_cmd::run(args),
-        Command::Unmount(args) => mount_cmd::unmount(args),
+        Command::Unmount(args) => manager_cmd::unmount(args),
+        Command::Connect(args) => manager_cmd::connect(args),
+        Command::Status(args) => manager_cmd::status(args),
+        Command::Events(args) => manager_cmd::events(args),
+        Command::Kill(args) => manager_cmd::kill(args),
+        Command::Manager(args) => manager_cmd::manager_command(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! `yonder mount` and `yonder unmount`.
+//! `yonder mount`: in the foreground (`--foreground`), or handed to the
+//! manager (`manager_cmd`).
 //!
 //! `-o` takes comma-separated options, as sshfs does, for both layers: a key
 //! that begins with an upper-case letter is an ssh option (`-o
@@ -53,6 +54,10 @@ pub struct MountArgs {
     /// capitalised KEY goes to ssh, anything else is a mount option.
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
+    /// Mount in this process, which serves until it is unmounted or
+    /// signalled (Ctrl+C), instead of handing the mount to the manager.
+    #[arg(long)]
+    foreground: bool,
     #[command(flatten)]
     connect: ConnectArgs,
     #[command(flatten)]
@@ -104,15 +109,6 @@ impl ResilienceArgs {
     pub fn op_timeout(&self) -> anyhow::Result<Duration> {
         seconds("op-timeout", self.op_timeout)
     }
-}
-
-#[derive(Args)]
-pub struct UnmountArgs {
-    /// The mount point.
-    mountpoint: PathBuf,
-    /// Detach now even if busy; the mount goes once its files are closed.
-    #[arg(short = 'z', long)]
-    lazy: bool,
 }
 
 /// Splits `-o` values into (ssh options, mount options).
@@ -192,9 +188,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             args.mountpoint.display()
         );
     }
+    let existed = std::fs::symlink_metadata(&args.mountpoint).is_ok();
     prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
+    if !args.foreground {
+        return crate::manager_cmd::mount(&args.source, &args.mountpoint, &config, &connect, !existed);
+    }
 
     let link_options = args.resilience.link_options()?;
     let mut vfs_options = config.vfs_options();
@@ -320,11 +320,6 @@ fn serve_until_signal(runtime: &Runtime, mounted: Mounted, mut signals: Signals)
         }
     }
     Ok(())
-}
-
-pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
-    yonder_fuse::unmount(&args.mountpoint, args.lazy)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

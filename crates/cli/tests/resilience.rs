@@ -87,6 +87,7 @@ impl Mounted {
         cmd.arg("mount")
             .arg(&source)
             .arg(&mountpoint)
+            .arg("--foreground")
             .args(["--heartbeat", &HEARTBEAT.as_secs_f64().to_string()])
             .args(["--heartbeat-misses", &MISSES.to_string()])
             .args(["--agent-path", &yonder_bin().display().to_string()])

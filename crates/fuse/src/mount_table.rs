@@ -79,13 +79,6 @@ pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
             .unwrap_or_else(|_| absolute.clone()),
         _ => absolute.clone(),
     };
-    let escape = |p: &Path| {
-        p.to_string_lossy()
-            .replace('\\', "\\134")
-            .replace(' ', "\\040")
-            .replace('\t', "\\011")
-            .replace('\n', "\\012")
-    };
     let candidates = [escape(&absolute), escape(&resolved)];
     Ok(info
         .lines()
@@ -101,10 +94,26 @@ pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
 }
 
 /// Whether a file system of device `device` (`major:minor`) is mounted
-/// anywhere (`None` if the mount table cannot be read).
-pub(crate) fn device_is_mounted(device: &str) -> Option<bool> {
+/// at `path`, a canonical path (`None` if the mount table cannot be read).
+/// Both, because the kernel hands a FUSE mount's device number to the
+/// next FUSE mount as soon as the first is unmounted: the device alone
+/// may name another process's new mount elsewhere.
+pub(crate) fn device_is_mounted(device: &str, path: &Path) -> Option<bool> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    Some(info.lines().any(|line| line.split(' ').nth(2) == Some(device)))
+    let path = escape(path);
+    Some(info.lines().any(|line| {
+        let mut fields = line.split(' ');
+        fields.nth(2) == Some(device) && fields.nth(1) == Some(path.as_str())
+    }))
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash escaped.
+fn escape(p: &Path) -> String {
+    p.to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012")
 }
 
 /// The kernel offers FUSE mounts a 128 KiB readahead window and lets the
@@ -127,8 +136,15 @@ mod tests {
         assert_eq!(is_mount_point(Path::new("/proc")), Some(true));
         assert_eq!(is_mount_point(Path::new("/proc/../proc")), Some(true));
         let proc = mount_entry(Path::new("/proc")).unwrap().unwrap();
-        assert_eq!(device_is_mounted(proc.device().unwrap()), Some(true));
-        assert_eq!(device_is_mounted("4095:1048575"), Some(false));
+        assert_eq!(
+            device_is_mounted(proc.device().unwrap(), Path::new("/proc")),
+            Some(true)
+        );
+        assert_eq!(
+            device_is_mounted(proc.device().unwrap(), Path::new("/tmp")),
+            Some(false)
+        );
+        assert_eq!(device_is_mounted("4095:1048575", Path::new("/proc")), Some(false));
         let dir = tempfile::tempdir().unwrap();
         let spaced = dir.path().join("a b");
         std::fs::create_dir(&spaced).unwrap();

@@ -38,7 +38,8 @@ pub struct Mounted {
     mountpoint: PathBuf,
     /// The mount's device (`major:minor` in the mount table): tells this
     /// mount from another at the same path, and is gone from the table
-    /// once it is unmounted, even lazily.
+    /// once it is unmounted, even lazily. Looked for at the mount point
+    /// only: once unmounted, the number goes to the next FUSE mount.
     device: Option<String>,
     thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
     /// Turns true when the session thread ends.
@@ -255,7 +256,7 @@ impl Mounted {
 
     fn in_mount_table(&self) -> Option<bool> {
         match &self.device {
-            Some(device) => device_is_mounted(device),
+            Some(device) => device_is_mounted(device, &self.mountpoint),
             None => is_mount_point(&self.mountpoint),
         }
     }

@@ -34,7 +34,7 @@ pub use message::*;
 
 /// Version of the protocol spoken by this build. Bumped on any incompatible
 /// change to the message layout; both sides refuse to talk across versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest payload a single `Read` or `Write` may carry. Larger transfers are
 /// split by the client and pipelined.

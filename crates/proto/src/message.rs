@@ -364,6 +364,17 @@ pub enum Request {
     /// heartbeat, a health check) that must not touch the file system, so
     /// that a slow disk is not taken for a dead link.
     Ping,
+    /// The canonical absolute path (symlinks resolved, as `realpath(3)`)
+    /// of `path` on the agent's host, answered with `Bytes`. Unlike every
+    /// other request, `path` is not relative to the served root: an
+    /// absolute path is taken as it is, a relative one against the agent's
+    /// working directory (the home directory under ssh). The result must
+    /// lie within the served root (EACCES otherwise). What a client serving
+    /// several trees over one agent rooted at `/` resolves each tree's root
+    /// with (`host:dir` names a directory relative to the remote home).
+    Realpath {
+        path: WirePath,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -451,6 +462,7 @@ impl Request {
             Request::Fallocate { .. } => "fallocate",
             Request::Lseek { .. } => "lseek",
             Request::Ping => "ping",
+            Request::Realpath { .. } => "realpath",
         }
     }
 }

@@ -710,6 +710,13 @@ impl Remote for AgentClient {
         expect!(r, "ping", "<ping>".to_string(), Response::Done => ())
     }
 
+    async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let r = self
+            .call_path(Request::Realpath { path: path_buf(path) }, path)
+            .await?;
+        expect!(r, "realpath", display_path(path), Response::Bytes(b) => b)
+    }
+
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
         let r = self
             .call_path(

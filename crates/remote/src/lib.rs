@@ -5,13 +5,16 @@
 //! implementations are transports: [`AgentClient`] speaks the yonder protocol
 //! to a `yonder agent` reached over any byte stream; [`source`] turns a
 //! user's SOURCE string into such a stream (a local child process, or one
-//! started through the system `ssh`). [`Link`] supervises one such
-//! connection: heartbeats, and reconnection when it dies.
+//! started through the system `ssh`); [`Scoped`] shows one tree of a
+//! remote that serves `/`, so one connection carries several mounts.
+//! [`Link`] supervises one connection: heartbeats, and reconnection when it
+//! dies.
 
 mod client;
 mod error;
 pub mod link;
 mod remote;
+mod scoped;
 pub mod source;
 pub mod tcp;
 
@@ -20,6 +23,7 @@ pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use link::{Connector, Link, LinkOptions, LinkState, LinkStatus, SourceConnector};
 pub use remote::Remote;
-pub use source::{connect, connect_agent, ConnectOptions, Source, SourceError};
+pub use scoped::Scoped;
+pub use source::{connect, connect_agent, spawn, ConnectOptions, Source, SourceError, Spawned};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -100,6 +100,14 @@ pub trait Remote: Send + Sync + 'static {
         self.lstat(b"").await.map(|_| ())
     }
 
+    /// The canonical absolute path on the remote host (symlinks resolved)
+    /// of `path`, which, unlike every other path here, is not relative to
+    /// the root: an absolute one is taken as it is, a relative one against
+    /// the agent's working directory (the home directory under ssh). The
+    /// result lies within the root (EACCES otherwise). How a connection
+    /// serving `/` finds the tree a SOURCE names ([`crate::Scoped`]).
+    async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>>;
+
     /// The whole listing of a directory, page by page.
     async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<DirEntry>> {
         let mut entries = Vec::new();

@@ -383,14 +383,32 @@ pub fn shell_quote(word: &str) -> String {
 
 /// Starts the agent for `source` and completes the handshake. What comes
 /// back is a `Remote`, whatever the transport: callers (the VFS, `yonder
-/// fs`, a reconnecting layer) never depend on how it is carried.
+/// fs`, a reconnecting layer) never depend on how it is carried. The agent
+/// process is killed when the remote is dropped.
 pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
     Ok(Arc::new(connect_agent(source, options).await?))
 }
 
-/// [`connect`], returning the client itself: what a supervisor (see
-/// [`crate::Link`]) needs to watch the connection and end it.
+/// [`connect`], returning the client itself, which owns the agent process:
+/// what a supervisor (see [`crate::Link`]) needs to watch the connection
+/// and end it.
 pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
+    let Spawned { client, child } = spawn(source, options).await?;
+    client.attach_child(child);
+    Ok(client)
+}
+
+/// An agent started by [`spawn`]: the client, and the process it talks to
+/// (the local agent, or `ssh`), which the caller owns: waits for (a daemon
+/// learns at once that it ended, and reaps it) and kills.
+pub struct Spawned {
+    pub client: AgentClient,
+    /// Killed when dropped.
+    pub child: Child,
+}
+
+/// [`connect`], leaving the agent process to the caller.
+pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned> {
     let describe = source.describe();
     let connect_err = |reason: String| RemoteError::Connect {
         source_desc: describe.clone(),
@@ -426,10 +444,7 @@ pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<
         tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
     }
     match AgentClient::handshake(stdout, stdin, &describe).await {
-        Ok(client) => {
-            client.attach_child(child);
-            Ok(client)
-        }
+        Ok(client) => Ok(Spawned { client, child }),
         Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, &describe).await),
     }
 }

@@ -113,6 +113,7 @@ macro_rules! remote_contract {
             mknod_makes_fifos_devices_and_files,
             new_nodes_belong_to_the_owner_given,
             ping_answers_and_touches_nothing,
+            realpath_resolves_absolute_paths_within_the_root,
         );
     };
     (@checks $subject:path; $($check:ident),* $(,)?) => {
@@ -1408,6 +1409,39 @@ pub async fn lseek_finds_data_and_holes(s: Subject) {
     assert_eq!(r.read(h, DATA, 2).await.unwrap(), [5, 5]);
     assert_eq!(r.read(h, 0, 2).await.unwrap(), [0, 0]);
     r.close(h).await.unwrap();
+}
+
+/// `realpath` takes a host path (not one relative to the root), resolves
+/// symlinks and `..`, and answers the canonical absolute path, which must
+/// lie within the root: EACCES for anything outside, ENOENT for a missing
+/// name, EINVAL for a NUL byte.
+pub async fn realpath_resolves_absolute_paths_within_the_root(s: Subject) {
+    use std::os::unix::ffi::OsStrExt;
+    let r = &*s.remote;
+    let root = s.root().canonicalize().unwrap();
+    let host = |p: &Path| p.as_os_str().as_bytes().to_vec();
+    std::fs::create_dir(s.disk("d")).unwrap();
+    std::fs::write(s.disk("d/f"), b"x").unwrap();
+    std::os::unix::fs::symlink("d", s.disk("link")).unwrap();
+    std::os::unix::fs::symlink("/", s.disk("out")).unwrap();
+    assert_eq!(r.realpath(&host(&root)).await.unwrap(), host(&root));
+    assert_eq!(
+        r.realpath(&host(&root.join("d/../d/"))).await.unwrap(),
+        host(&root.join("d"))
+    );
+    assert_eq!(
+        r.realpath(&host(&root.join("link/f"))).await.unwrap(),
+        host(&root.join("d/f"))
+    );
+    assert_eq!(
+        errno(r.realpath(&host(&root.join("missing"))).await),
+        Errno::ENOENT
+    );
+    if root != Path::new("/") {
+        assert_eq!(errno(r.realpath(&host(&root.join(".."))).await), Errno::EACCES);
+        assert_eq!(errno(r.realpath(&host(&root.join("out"))).await), Errno::EACCES);
+    }
+    assert_eq!(errno(r.realpath(b"/a\0b").await), Errno::EINVAL);
 }
 
 /// A ping answers, many at once, alongside other calls, and changes

@@ -63,6 +63,7 @@ pub enum Op {
     Fallocate,
     Lseek,
     Ping,
+    Realpath,
 }
 
 impl Op {
@@ -97,6 +98,7 @@ impl Op {
             Op::Fallocate => "fallocate",
             Op::Lseek => "lseek",
             Op::Ping => "ping",
+            Op::Realpath => "realpath",
         }
     }
 }
@@ -386,6 +388,11 @@ impl<I: Interceptor> Remote for Intercepted<I> {
     async fn ping(&self) -> Result<()> {
         let call = Call::bare(Op::Ping);
         self.interceptor.intercept(call, self.inner.ping()).await
+    }
+
+    async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let call = Call::path(Op::Realpath, path);
+        self.interceptor.intercept(call, self.inner.realpath(path)).await
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `Remote` contract against the agent served in this process
 //! (`yonder_agent::serve` on an in-memory pipe, an `AgentClient` on the
-//! other end). The child-process and ssh instantiations live with the
-//! binary, in crates/cli/tests/remote_contract.rs; `LocalRemote`'s in
+//! other end), and against a `Scoped` view of a temporary directory through
+//! an agent serving `/` (how the manager's mounts share one connection).
+//! The child-process and ssh instantiations live with the binary, in
+//! crates/cli/tests/remote_contract.rs; `LocalRemote`'s in
 //! crates/vfs/tests/remote_contract.rs.
 
 use yonder_testkit::contract::Subject;
@@ -11,3 +13,36 @@ async fn subject() -> Subject {
 }
 
 yonder_testkit::remote_contract!(subject);
+
+mod scoped {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::sync::Arc;
+    use yonder_remote::Scoped;
+    use yonder_testkit::contract::Subject;
+
+    async fn subject() -> Subject {
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-scoped")
+            .tempdir()
+            .expect("temporary directory");
+        let (client, serve) = yonder_testkit::agent::connect(Path::new("/"))
+            .await
+            .expect("in-process agent serving /");
+        let root = dir.path().canonicalize().unwrap();
+        let scoped = Scoped::resolve(Arc::new(client), root.as_os_str().as_bytes())
+            .await
+            .expect("scoped view");
+        Subject::new(Arc::new(scoped), root, (dir, AbortOnDrop(serve)))
+    }
+
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    yonder_testkit::remote_contract!(subject);
+}

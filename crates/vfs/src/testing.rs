@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -641,6 +641,28 @@ impl Remote for LocalRemote {
         std::fs::read_link(self.resolve("readlink", path)?)
             .map(|t| t.as_os_str().as_bytes().to_vec())
             .map_err(|e| err("readlink", path, e))
+    }
+
+    async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
+        if path.contains(&0) {
+            return Err(RemoteError::os(
+                "realpath",
+                String::from_utf8_lossy(path),
+                Errno::EINVAL,
+            ));
+        }
+        let root = std::fs::canonicalize(&self.root).map_err(|e| err("realpath", path, e))?;
+        // Relative paths against the working directory, as the agent's.
+        let canonical =
+            std::fs::canonicalize(OsStr::from_bytes(path)).map_err(|e| err("realpath", path, e))?;
+        if !canonical.starts_with(&root) {
+            return Err(RemoteError::os(
+                "realpath",
+                String::from_utf8_lossy(path),
+                Errno::EACCES,
+            ));
+        }
+        Ok(canonical.into_os_string().into_vec())
     }
 
     async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr> {

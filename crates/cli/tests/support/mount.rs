@@ -222,7 +222,10 @@ fn mount_command(
 ) -> Command {
     let (source, options) = source_for(v.transport, backing, sshd);
     let mut cmd = Command::new(yonder_bin());
+    // The suites watch the `yonder mount` process itself (its output, its
+    // exit on unmount or signal): the foreground form.
     cmd.arg("mount")
+        .arg("--foreground")
         .arg(&source)
         .arg(mountpoint)
         .args(v.frontend.mount_args())

@@ -1,0 +1,378 @@
+//! The control protocol between the CLI and the manager: JSON, one object
+//! per line, over the manager's Unix socket. docs/manager.md describes it
+//! for people; this module is its definition.
+//!
+//! Each side's first line is a [`Hello`]. The manager sends its own at
+//! once and drops a client whose `protocol` differs from its own; a client
+//! that finds another `protocol` in the manager's hello says so and stops,
+//! so two versions never misread each other. After the hellos the client
+//! sends one [`Request`] per line and reads one [`Response`] per line,
+//! except after [`Request::Events`], which turns the connection into a
+//! stream of [`Event`] lines.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The control protocol spoken by this build. Bumped on any change that an
+/// older peer would misread.
+pub const PROTOCOL: u32 = 1;
+
+/// The first line each side sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    /// The sender's yonder version.
+    pub version: String,
+    /// The manager's process id (the manager's hello only): how `yonder
+    /// manager stop` stops a manager of another protocol, with SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+impl Hello {
+    pub fn this(protocol: u32, pid: Option<u32>) -> Hello {
+        Hello {
+            protocol,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid,
+        }
+    }
+}
+
+/// How to reach an agent, as given on the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSpec {
+    /// A SOURCE (`host:path`, `ssh://...`, a local path made absolute).
+    pub source: String,
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
+    #[serde(default)]
+    pub ssh_command: Option<String>,
+    #[serde(default)]
+    pub agent_path: Option<String>,
+}
+
+/// A mount as `yonder mount` asks for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub connect: ConnectSpec,
+    /// Absolute; prepared (created, checked empty) by the client.
+    pub mountpoint: PathBuf,
+    pub read_only: bool,
+    pub attr_ttl_secs: f64,
+    pub dir_ttl_secs: f64,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+    pub no_default_permissions: bool,
+    pub allow_non_empty: bool,
+    /// `-o` options for the mount (ssh's already split off into `connect`).
+    pub fuse_options: Vec<String>,
+    pub debug: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    Connection,
+    Mount,
+    #[default]
+    All,
+}
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Connections and mounts.
+    Status,
+    /// A connection to the destination of `connect` (an existing one if
+    /// there is one); kept until killed.
+    Connect {
+        connect: ConnectSpec,
+    },
+    Mount {
+        mount: MountSpec,
+    },
+    /// By id (`m1`) or mount point; `all` for every mount. `force`
+    /// detaches a busy mount lazily.
+    Unmount {
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        all: bool,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Closes a connection (`c1`) and unmounts its mounts.
+    Kill {
+        id: String,
+    },
+    /// Streams events from now on; with `after`, first those still kept
+    /// whose `seq` is greater.
+    Events {
+        #[serde(default)]
+        topic: Topic,
+        #[serde(default)]
+        after: Option<u64>,
+    },
+    /// Unmounts everything, closes every connection and exits.
+    Stop,
+}
+
+/// What the manager answers (one per request, except `Events`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Connected {
+        id: String,
+        created: bool,
+    },
+    Mounted {
+        id: String,
+        mountpoint: PathBuf,
+        connection: String,
+    },
+    Unmounted {
+        ids: Vec<String>,
+    },
+    Killed {
+        id: String,
+        unmounted: Vec<String>,
+    },
+    /// `Events` accepted: event lines follow.
+    Subscribed,
+    Stopping,
+    Error {
+        message: String,
+    },
+}
+
+/// `yonder status --format json`: stable, documented in docs/manager.md.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The manager's own version and process.
+    pub manager: ManagerInfo,
+    pub connections: Vec<ConnectionInfo>,
+    pub mounts: Vec<MountInfo>,
+    /// The `seq` of the last event published (0: none yet); `yonder events
+    /// --after` it misses nothing that happens after this status.
+    pub last_event: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerInfo {
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub id: String,
+    /// `local`, or `ssh://[user@]host[:port]`.
+    pub destination: String,
+    /// `connected`, `reconnecting` or `disconnected`.
+    pub state: String,
+    /// Why the connection left `connected`, while it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Made by `yonder connect`: kept when its last mount goes.
+    pub pinned: bool,
+    /// The ids of its mounts.
+    pub mounts: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    pub id: String,
+    /// Always `fuse` for now.
+    pub backend: String,
+    /// The SOURCE as given.
+    pub source: String,
+    /// The served tree: an absolute path on the remote.
+    pub root: String,
+    pub mountpoint: PathBuf,
+    pub connection: String,
+    /// `active`, `reconnecting`, `disconnected` or `failed`.
+    pub state: String,
+    /// Why a mount is `failed` (or not `active`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub read_only: bool,
+}
+
+/// One state change, as `yonder events --format json` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// 1, 2, 3... in the order of the changes, per manager.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `connection`, `mount`, or `events` for a [`EventKind::Missed`] marker.
+    pub topic: String,
+    /// `c1`, `m1` (empty for a marker).
+    pub id: String,
+    pub event: EventKind,
+    /// The state after the change; absent for `closed`, `unmounted` and
+    /// `missed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Connections: their destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Mounts: their SOURCE, mount point and connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// `missed`: how many events this subscriber lost (it read too slowly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A connection was established.
+    Connected,
+    /// A connection was closed (killed, its last mount gone, shutdown).
+    Closed,
+    Mounted,
+    Unmounted,
+    /// A connection or mount changed state.
+    State,
+    /// Events were lost to this subscriber.
+    Missed,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Connected => "connected",
+            EventKind::Closed => "closed",
+            EventKind::Mounted => "mounted",
+            EventKind::Unmounted => "unmounted",
+            EventKind::State => "state",
+            EventKind::Missed => "missed",
+        }
+    }
+}
+
+impl Event {
+    /// Whether a subscriber to `topic` gets this event (markers go to all).
+    pub fn matches(&self, topic: Topic) -> bool {
+        match topic {
+            Topic::All => true,
+            Topic::Connection => self.topic != "mount",
+            Topic::Mount => self.topic != "connection",
+        }
+    }
+
+    /// One line for people: time, topic, id, what happened.
+    pub fn text(&self) -> String {
+        let mut line = format!("{} {} {} {}", self.time, self.topic, self.id, self.event.name());
+        if self.event == EventKind::Missed {
+            return format!(
+                "{} missed {} events (read too slowly)",
+                self.time,
+                self.missed.unwrap_or(0)
+            );
+        }
+        if let Some(state) = &self.state {
+            if self.event == EventKind::State {
+                line = format!("{line} {state}");
+            }
+        }
+        if let Some(reason) = &self.reason {
+            line = format!("{line}: {reason}");
+        }
+        if let Some(d) = &self.destination {
+            line = format!("{line} {d}");
+        }
+        if let (Some(source), Some(mp)) = (&self.source, &self.mountpoint) {
+            line = format!("{line} {source} on {}", mp.display());
+        }
+        if let Some(c) = &self.connection {
+            if self.event == EventKind::Mounted {
+                line = format!("{line} ({c})");
+            }
+        }
+        line
+    }
+}
+
+/// Formats a time as RFC 3339 in UTC, with milliseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+        let t = UNIX_EPOCH + Duration::from_secs(4_102_444_799);
+        assert_eq!(rfc3339(t), "2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn requests_and_responses_are_tagged_json() {
+        let r = Request::Unmount {
+            target: Some("m1".into()),
+            all: false,
+            force: true,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"request":"unmount","target":"m1","all":false,"force":true}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        let line = r#"{"request":"events"}"#;
+        assert_eq!(
+            serde_json::from_str::<Request>(line).unwrap(),
+            Request::Events {
+                topic: Topic::All,
+                after: None
+            }
+        );
+        let e = Response::Error {
+            message: "no mount m9".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"response":"error","message":"no mount m9"}"#
+        );
+    }
+}
