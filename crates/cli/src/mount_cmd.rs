@@ -7,7 +7,7 @@
 //! all capitalised), anything else is a mount option (`-o noexec`,
 //! `-o default_permissions`, `-o fsname=data`).
 
-use crate::ConnectArgs;
+use crate::{ConnectArgs, LinkArgs};
 use anyhow::Context as _;
 use clap::Args;
 use std::io::Write as _;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::{Link, LinkOptions, Source};
+use yonder_remote::{Link, Source};
 
 #[derive(Args)]
 pub struct MountArgs {
@@ -61,54 +61,12 @@ pub struct MountArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     #[command(flatten)]
-    resilience: ResilienceArgs,
-}
-
-/// How a mount rides out network failures.
-#[derive(Args, Clone, Debug)]
-pub struct ResilienceArgs {
-    /// Seconds between heartbeats to the remote agent.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    heartbeat: f64,
-    /// The connection counts as dead once the agent has been silent for
-    /// this many heartbeats; yonder then reconnects.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    heartbeat_misses: u32,
+    link: LinkArgs,
     /// Seconds an operation waits for a lost connection to come back,
-    /// counted from its start, before failing with EIO.
+    /// counted from its start (and from the start of the outage), before
+    /// failing with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     op_timeout: f64,
-    /// Stop reconnecting after this many seconds without a connection
-    /// (default: keep trying; waits between attempts grow from 0.5 s to
-    /// 30 s).
-    #[arg(long, value_name = "SECONDS")]
-    reconnect_timeout: Option<f64>,
-    /// Never reconnect: once the connection is lost, every operation fails
-    /// at once with EIO until unmounted.
-    #[arg(long)]
-    no_reconnect: bool,
-}
-
-impl ResilienceArgs {
-    pub fn link_options(&self) -> anyhow::Result<LinkOptions> {
-        let heartbeat = seconds("heartbeat", self.heartbeat)?;
-        anyhow::ensure!(!heartbeat.is_zero(), "--heartbeat must be more than 0 seconds");
-        anyhow::ensure!(self.heartbeat_misses > 0, "--heartbeat-misses must be at least 1");
-        Ok(LinkOptions {
-            heartbeat,
-            heartbeat_misses: self.heartbeat_misses,
-            reconnect: !self.no_reconnect,
-            reconnect_timeout: self
-                .reconnect_timeout
-                .map(|t| seconds("reconnect-timeout", t))
-                .transpose()?,
-            ..LinkOptions::default()
-        })
-    }
-
-    pub fn op_timeout(&self) -> anyhow::Result<Duration> {
-        seconds("op-timeout", self.op_timeout)
-    }
 }
 
 /// Splits `-o` values into (ssh options, mount options).
@@ -192,21 +150,30 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
-    if !args.foreground {
-        return crate::manager_cmd::mount(&args.source, &args.mountpoint, &config, &connect, !existed);
-    }
-
-    let link_options = args.resilience.link_options()?;
-    let mut vfs_options = config.vfs_options();
-    vfs_options.op_timeout = args.resilience.op_timeout()?;
-    if vfs_options.op_timeout < link_options.dead_after() {
+    let link_options = args.link.options()?;
+    let op_timeout = seconds("op-timeout", args.op_timeout)?;
+    if op_timeout < link_options.dead_after() {
         eprintln!(
             "yonder: warning: --op-timeout {:.0} s is shorter than the time a dead connection takes to \
              notice (--heartbeat x --heartbeat-misses = {:.0} s): operations may wait that long",
-            vfs_options.op_timeout.as_secs_f64(),
+            op_timeout.as_secs_f64(),
             link_options.dead_after().as_secs_f64()
         );
     }
+    if !args.foreground {
+        let link = args.link.spec();
+        return crate::manager_cmd::mount(
+            &args.source,
+            &args.mountpoint,
+            &config,
+            (&connect, link),
+            op_timeout,
+            !existed,
+        );
+    }
+
+    let mut vfs_options = config.vfs_options();
+    vfs_options.op_timeout = op_timeout;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

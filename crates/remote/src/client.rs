@@ -111,6 +111,9 @@ pub struct AgentClient {
     /// Kills the agent process, when this client started one (sending,
     /// or dropping the sender, kills it: on drop of the client too).
     kill_child: Mutex<Option<oneshot::Sender<()>>>,
+    /// Turns true once the agent process (if any) has exited and been
+    /// reaped.
+    exited: watch::Sender<bool>,
 }
 
 impl AgentClient {
@@ -181,6 +184,7 @@ impl AgentClient {
             peer,
             io_tasks: vec![writer.abort_handle(), reader.abort_handle()],
             kill_child: Mutex::new(None),
+            exited: watch::Sender::new(true),
         })
     }
 
@@ -191,6 +195,8 @@ impl AgentClient {
         let (kill, killed) = oneshot::channel::<()>();
         *self.kill_child.lock().expect("child lock") = Some(kill);
         let shared = self.shared.clone();
+        self.exited.send_replace(false);
+        let exited = self.exited.clone();
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
@@ -204,7 +210,17 @@ impl AgentClient {
                 Err(err) => format!("agent process lost: {err}"),
             };
             shared.fail_all(reason);
+            exited.send_replace(true);
         });
+    }
+
+    /// Resolves once the agent process this client started has exited and
+    /// been reaped (at once if it started none).
+    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut exited = self.exited.subscribe();
+        async move {
+            let _ = exited.wait_for(|e| *e).await;
+        }
     }
 
     /// Resolves once the connection has ended (the agent's stream closed,

@@ -97,9 +97,9 @@ impl LinkOptions {
 pub enum LinkState {
     /// Connected; requests go to the current remote.
     Connected,
-    /// The connection was lost; attempt `attempt` (from 1) to make a new
-    /// one is running or waiting its turn.
-    Reconnecting { attempt: u32 },
+    /// The connection was lost (`reason`); attempt `attempt` (from 1) to
+    /// make a new one is running or waiting its turn.
+    Reconnecting { attempt: u32, reason: String },
     /// Not connected and not trying (reconnection is off, gave up, or the
     /// link was closed): calls fail at once. [`Link::reconnect_now`] tries
     /// again, except after [`Link::close`].
@@ -122,7 +122,9 @@ impl fmt::Display for LinkState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LinkState::Connected => f.write_str("connected"),
-            LinkState::Reconnecting { attempt } => write!(f, "reconnecting (attempt {attempt})"),
+            LinkState::Reconnecting { attempt, reason } => {
+                write!(f, "reconnecting (attempt {attempt}): {reason}")
+            }
             LinkState::Disconnected { reason } => write!(f, "disconnected: {reason}"),
         }
     }
@@ -347,6 +349,9 @@ impl Supervisor {
             let reason = match end {
                 End::Closed => {
                     client.shutdown("link closed");
+                    // The agent process is gone (and reaped) before the
+                    // link says it is closed.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), client.exited()).await;
                     tracing::info!(target: LOG_TARGET, state = %"disconnected", "{}: closed", self.describe);
                     self.publish(
                         LinkState::Disconnected {
@@ -383,7 +388,7 @@ impl Supervisor {
                 );
                 self.publish(
                     LinkState::Disconnected {
-                        reason: format!("connection lost: {reason}"),
+                        reason: format!("connection lost ({reason}); not reconnecting"),
                     },
                     None,
                 );
@@ -443,7 +448,13 @@ impl Supervisor {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.publish(LinkState::Reconnecting { attempt }, None);
+            self.publish(
+                LinkState::Reconnecting {
+                    attempt,
+                    reason: lost.to_string(),
+                },
+                None,
+            );
             let connecting = tokio::time::timeout(self.options.connect_timeout, self.connector.connect());
             let error = tokio::select! {
                 result = connecting => match result {

@@ -162,7 +162,7 @@ async fn reconnection_backs_off_and_gives_up_after_the_reconnect_timeout() {
     let mut attempts = 0;
     let mut seen = Vec::new();
     while let Ok(state) = s.states.try_recv() {
-        if let LinkState::Reconnecting { attempt } = state {
+        if let LinkState::Reconnecting { attempt, .. } = state {
             attempts = attempt;
         }
         seen.push(state.name());
