@@ -2,7 +2,10 @@
 //! through the fault proxy (`yonder_testkit::proxy`) to a private sshd, and
 //! each test breaks the network (or the remote) in one way and checks what
 //! applications see, and the exact sequence of connection states the mount
-//! went through (its `yonder::link` log lines, `state=...`).
+//! went through. Each runs twice: `foreground::*` (`yonder mount
+//! --foreground`, states from its `yonder::link` log lines, `state=...`)
+//! and `managed::*` (the mount handed to a private manager, states from
+//! `yonder events --format json`, the mount's states as well).
 //!
 //! Heartbeats every second, dead after 3 silent ones. Runs as root (FUSE),
 //! with no stdin; every wait is bounded.
@@ -11,7 +14,7 @@ mod support;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -57,19 +60,83 @@ impl Remote {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `yonder mount --foreground`.
+    Foreground,
+    /// `yonder mount`, served by a manager of the test's own.
+    Managed,
+}
+
+/// Generates `foreground::NAME` and `managed::NAME` for each `fn NAME(Mode)`.
+macro_rules! both_modes {
+    ($($test:ident),* $(,)?) => {
+        mod foreground {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Mode::Foreground)
+            })*
+        }
+        mod managed {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Mode::Managed)
+            })*
+        }
+    };
+}
+
+both_modes!(
+    a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on,
+    twenty_cuts_during_a_64_mib_dd_lose_nothing,
+    stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down,
+    the_mount_comes_back_after_the_remote_sshd_is_killed_and_restarted,
+    without_reconnection_operations_fail_fast,
+    a_stopped_agent_is_detected_and_replaced,
+);
+
 struct Mounted {
+    mode: Mode,
     remote: Remote,
     backing: tempfile::TempDir,
     _parent: tempfile::TempDir,
     mountpoint: PathBuf,
+    /// `yonder mount --foreground`, or `yonder events` of the manager.
     child: Option<Child>,
+    /// Foreground: the mount's stderr. Managed: the event lines.
     log: Arc<Mutex<String>>,
+    /// The manager's runtime and state directories (managed).
+    manager: Option<tempfile::TempDir>,
+}
+
+/// Collects `pipe`'s lines into `log` (and the test's stderr).
+fn collect(pipe: impl std::io::Read + Send + 'static, log: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut kept = log.lock().unwrap();
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    });
+}
+
+/// The first line of `pipe`, within 30 s.
+fn first_line(pipe: impl std::io::Read + Send + 'static, what: &str) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(pipe).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} printed nothing within 30 s"))
 }
 
 impl Mounted {
     /// Mounts a fresh backing directory over ssh through the proxy, with
     /// `extra` arguments.
-    fn start(extra: &[&str]) -> Mounted {
+    fn start(mode: Mode, extra: &[&str]) -> Mounted {
         let remote = Remote::start();
         let backing = tempfile::Builder::new()
             .prefix("yonder-backing")
@@ -83,54 +150,92 @@ impl Mounted {
             remote.proxy.port(),
             backing.path().display()
         );
-        let mut cmd = Command::new(yonder_bin());
-        cmd.arg("mount")
-            .arg(&source)
-            .arg(&mountpoint)
-            .arg("--foreground")
-            .args(["--heartbeat", &HEARTBEAT.as_secs_f64().to_string()])
-            .args(["--heartbeat-misses", &MISSES.to_string()])
-            .args(["--agent-path", &yonder_bin().display().to_string()])
-            .args(extra)
-            .env("YONDER_LOG", "warn,yonder::link=info")
-            .env("NO_COLOR", "1");
-        for option in remote.sshd.ssh_options() {
-            cmd.args(["-o", &option]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (pipe, kept) = (child.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let mut kept = kept.lock().unwrap();
-                kept.push_str(&line);
-                kept.push('\n');
+        let manager = (mode == Mode::Managed).then(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("yonder-manager")
+                .tempdir()
+                .unwrap();
+            std::fs::create_dir(dir.path().join("run")).unwrap();
+            std::fs::set_permissions(dir.path().join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+            dir
+        });
+        let yonder = |args: &[&str]| {
+            let mut cmd = Command::new(yonder_bin());
+            cmd.args(args).stdin(Stdio::null()).env("NO_COLOR", "1");
+            if let Some(dir) = &manager {
+                cmd.env("XDG_RUNTIME_DIR", dir.path().join("run"))
+                    .env("XDG_STATE_HOME", dir.path().join("state"))
+                    .env_remove("YONDER_MANAGER_SOCKET")
+                    .env_remove("YONDER_CONTROL_PROTOCOL");
             }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("yonder mount printed nothing within 30 s");
-        assert_eq!(line.trim_end(), mountpoint.display().to_string());
+            cmd
+        };
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut events = None;
+        if mode == Mode::Managed {
+            let started = yonder(&["manager", "start"]).output().unwrap();
+            assert!(started.status.success(), "{started:?}");
+            // Subscribed before the mount: every event of it is seen.
+            let mut child = yonder(&["events", "--format", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            collect(child.stdout.take().unwrap(), log.clone());
+            events = Some(child);
+        }
+        let agent = yonder_bin().display().to_string();
+        let mut args = vec![
+            "mount".to_string(),
+            source,
+            mountpoint.display().to_string(),
+            "--heartbeat".into(),
+            HEARTBEAT.as_secs_f64().to_string(),
+            "--heartbeat-misses".into(),
+            MISSES.to_string(),
+            "--agent-path".into(),
+            agent,
+        ];
+        if mode == Mode::Foreground {
+            args.push("--foreground".into());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        for option in remote.sshd.ssh_options() {
+            args.extend(["-o".to_string(), option]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = yonder(&args);
+        cmd.env("YONDER_LOG", "warn,yonder::link=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let line = first_line(child.stdout.take().unwrap(), "yonder mount");
+        let child = match mode {
+            Mode::Foreground => {
+                collect(child.stderr.take().unwrap(), log.clone());
+                assert_eq!(line.trim_end(), mountpoint.display().to_string());
+                Some(child)
+            }
+            Mode::Managed => {
+                // `ID MOUNTPOINT`, and `yonder mount` is done.
+                assert_eq!(
+                    line.split_once(' ').map(|(_, at)| at.trim_end()),
+                    mountpoint.to_str()
+                );
+                let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder mount hung");
+                assert!(status.success());
+                events
+            }
+        };
         Mounted {
+            mode,
             remote,
             backing,
             _parent: parent,
             mountpoint,
-            child: Some(child),
+            child,
             log,
+            manager,
         }
     }
 
@@ -146,9 +251,14 @@ impl Mounted {
         &self.remote.proxy
     }
 
-    /// The connection states the mount logged, in order.
+    /// The connection states the mount logged (or the manager published),
+    /// in order.
     fn states(&self) -> Vec<String> {
-        states_in(&self.log.lock().unwrap())
+        let log = self.log.lock().unwrap();
+        match self.mode {
+            Mode::Foreground => states_in(&log),
+            Mode::Managed => event_states(&log, "connection"),
+        }
     }
 
     /// Waits until the mount has logged `count` states, the last being
@@ -167,23 +277,77 @@ impl Mounted {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// Checks the exact sequence of connection states, and (managed) that
+    /// the mount followed it: `active` for `connected`.
+    fn assert_states(&self, expect: &[&str]) {
+        assert_eq!(self.states(), expect);
+        if self.mode == Mode::Managed {
+            // The mount's events follow the connection's in the stream.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let follows: Vec<&str> = expect
+                .iter()
+                .map(|s| if *s == "connected" { "active" } else { s })
+                .collect();
+            while event_states(&self.log.lock().unwrap(), "mount").len() < follows.len()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(event_states(&self.log.lock().unwrap(), "mount"), follows);
+        }
+    }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            if wait_timeout(&mut child, Duration::from_secs(30)).is_none() && is_mounted(&self.mountpoint) {
-                let _ = Command::new("fusermount3")
-                    .args(["-uz"])
-                    .arg(&self.mountpoint)
-                    .status();
+        match self.mode {
+            Mode::Foreground => {
+                if let Some(mut child) = self.child.take() {
+                    signal(child.id(), libc::SIGTERM);
+                    let _ = wait_timeout(&mut child, Duration::from_secs(30));
+                }
             }
+            Mode::Managed => {
+                if let Some(dir) = &self.manager {
+                    let mut stop = Command::new(yonder_bin());
+                    stop.args(["manager", "stop"])
+                        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+                        .env("XDG_STATE_HOME", dir.path().join("state"))
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null());
+                    if let Ok(mut stopping) = stop.spawn() {
+                        let _ = wait_timeout(&mut stopping, Duration::from_secs(30));
+                    }
+                }
+                if let Some(mut events) = self.child.take() {
+                    let _ = events.kill();
+                    let _ = events.wait();
+                }
+            }
+        }
+        if is_mounted(&self.mountpoint) {
+            let _ = Command::new("fusermount3")
+                .args(["-uz"])
+                .arg(&self.mountpoint)
+                .status();
         }
         // The sshd and everything it runs, stopped agents included.
         self.remote.sshd.kill();
         let _ = &self.remote.rt;
     }
+}
+
+/// From `yonder events --format json` lines: the states of the first
+/// connection (`c1`) or mount (`m1`), in order.
+fn event_states(log: &str, topic: &str) -> Vec<String> {
+    let id = if topic == "connection" { "c1" } else { "m1" };
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["topic"] == topic && e["id"] == id)
+        .filter(|e| matches!(e["event"].as_str(), Some("connected" | "mounted" | "state")))
+        .filter_map(|e| e["state"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// The `state=...` fields of `yonder::link` log lines.
@@ -228,9 +392,8 @@ fn errno(err: &std::io::Error) -> i32 {
 /// (a) A black-holed link is declared dead within heartbeat × misses + 1 s;
 /// once restored the mount comes back, and a descriptor opened before reads
 /// the right data.
-#[test]
-fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on() {
-    let m = Mounted::start(&[]);
+fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on(mode: Mode) {
+    let m = Mounted::start(mode, &[]);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(m.disk("f"), &data).unwrap();
     let f = File::open(m.at("f")).unwrap();
@@ -252,14 +415,13 @@ fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on() {
     f.read_exact_at(&mut rest, 1000).unwrap();
     assert_eq!(rest, data[1000..]);
     assert_eq!(fs::read(m.at("f")).unwrap(), data);
-    assert_eq!(m.states(), ["connected", "reconnecting", "connected"]);
+    m.assert_states(&["connected", "reconnecting", "connected"]);
 }
 
 /// (b) 20 cuts during a 64 MiB `dd ... conv=fsync` on one descriptor: dd
 /// succeeds and the remote file is the same bytes.
-#[test]
-fn twenty_cuts_during_a_64_mib_dd_lose_nothing() {
-    let m = Mounted::start(&[]);
+fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
+    let m = Mounted::start(mode, &[]);
     let work = tempfile::tempdir().unwrap();
     let fifo = work.path().join("in");
     let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -310,27 +472,29 @@ fn twenty_cuts_during_a_64_mib_dd_lose_nothing() {
     let written = fs::read(m.disk("big")).unwrap();
     assert_eq!(written.len(), total);
     assert!(written == source, "the remote file differs from what dd wrote");
-    let mut expect = vec!["connected".to_string()];
+    let mut expect = vec!["connected"];
     for _ in 0..cuts {
-        expect.extend(["reconnecting".to_string(), "connected".to_string()]);
+        expect.extend(["reconnecting", "connected"]);
     }
-    assert_eq!(m.states(), expect);
+    m.assert_states(&expect);
 }
 
 /// (c) With the link down beyond --op-timeout, `stat` fails with EIO
 /// within op-timeout + 1 s, not later; once the outage has lasted that
 /// long, operations fail at once until the link is back.
-#[test]
-fn stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down() {
+fn stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down(mode: Mode) {
     let op_timeout = Duration::from_secs(5);
-    let m = Mounted::start(&[
-        "--op-timeout",
-        &op_timeout.as_secs().to_string(),
-        "--attr-ttl",
-        "0",
-        "--dir-ttl",
-        "0",
-    ]);
+    let m = Mounted::start(
+        mode,
+        &[
+            "--op-timeout",
+            &op_timeout.as_secs().to_string(),
+            "--attr-ttl",
+            "0",
+            "--dir-ttl",
+            "0",
+        ],
+    );
     fs::write(m.disk("f"), b"x").unwrap();
     fs::metadata(m.at("f")).unwrap();
     m.proxy().blackhole();
@@ -342,7 +506,7 @@ fn stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down() {
     eprintln!("stat on the dying link: {err} after {took:?}");
     assert_eq!(errno(&err), libc::EIO);
     assert!(took <= op_timeout + Duration::from_secs(1), "{took:?}");
-    assert_eq!(m.states(), ["connected", "reconnecting"]);
+    m.assert_states(&["connected", "reconnecting"]);
     // The outage is older than the op timeout: at once.
     let second = Instant::now();
     let err = fs::metadata(m.at("f")).unwrap_err();
@@ -353,34 +517,32 @@ fn stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down() {
     m.proxy().restore();
     m.wait_states(3, "connected", Duration::from_secs(40));
     assert_eq!(fs::read(m.at("f")).unwrap(), b"x");
-    assert_eq!(m.states(), ["connected", "reconnecting", "connected"]);
+    m.assert_states(&["connected", "reconnecting", "connected"]);
 }
 
 /// (d) The remote's sshd dies (its sessions with it) and comes back later:
 /// the mount reconnects by itself.
-#[test]
-fn the_mount_comes_back_after_the_remote_sshd_is_killed_and_restarted() {
-    let mut m = Mounted::start(&[]);
+fn the_mount_comes_back_after_the_remote_sshd_is_killed_and_restarted(mode: Mode) {
+    let mut m = Mounted::start(mode, &[]);
     fs::write(m.at("before"), b"before").unwrap();
     m.remote.sshd.kill();
     m.wait_states(2, "reconnecting", Duration::from_secs(10));
     // Attempts fail while nothing listens.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(m.states(), ["connected", "reconnecting"]);
+    m.assert_states(&["connected", "reconnecting"]);
     m.remote.sshd.restart().unwrap();
     let back = m.wait_states(3, "connected", Duration::from_secs(40));
     eprintln!("reconnected {back:?} after sshd came back");
     assert_eq!(fs::read(m.at("before")).unwrap(), b"before");
     fs::write(m.at("after"), b"after").unwrap();
     assert_eq!(fs::read(m.disk("after")).unwrap(), b"after");
-    assert_eq!(m.states(), ["connected", "reconnecting", "connected"]);
+    m.assert_states(&["connected", "reconnecting", "connected"]);
 }
 
 /// (e) With --no-reconnect a lost link stays lost: the state goes to
 /// disconnected and operations fail at once.
-#[test]
-fn without_reconnection_operations_fail_fast() {
-    let m = Mounted::start(&["--no-reconnect", "--attr-ttl", "0", "--dir-ttl", "0"]);
+fn without_reconnection_operations_fail_fast(mode: Mode) {
+    let m = Mounted::start(mode, &["--no-reconnect", "--attr-ttl", "0", "--dir-ttl", "0"]);
     fs::write(m.disk("f"), b"x").unwrap();
     fs::metadata(m.at("f")).unwrap();
     m.proxy().drop_all();
@@ -399,7 +561,7 @@ fn without_reconnection_operations_fail_fast() {
     assert_eq!(errno(&fs::write(m.at("g"), b"y").unwrap_err()), libc::EIO);
     assert!(started.elapsed() < Duration::from_millis(500));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(m.states(), ["connected", "disconnected"]);
+    m.assert_states(&["connected", "disconnected"]);
     assert_eq!(m.proxy().accepted(), 1, "no reconnection attempt");
     assert!(is_mounted(&m.mountpoint), "still mounted");
 }
@@ -407,9 +569,8 @@ fn without_reconnection_operations_fail_fast() {
 /// (f) The remote agent is stopped (SIGSTOP) with the link up: the
 /// heartbeat finds it dead, a new session takes over, and an operation
 /// waiting meanwhile completes rather than hanging.
-#[test]
-fn a_stopped_agent_is_detected_and_replaced() {
-    let m = Mounted::start(&["--attr-ttl", "0", "--dir-ttl", "0", "--op-timeout", "20"]);
+fn a_stopped_agent_is_detected_and_replaced(mode: Mode) {
+    let m = Mounted::start(mode, &["--attr-ttl", "0", "--dir-ttl", "0", "--op-timeout", "20"]);
     fs::write(m.disk("f"), b"still here").unwrap();
     assert_eq!(fs::read(m.at("f")).unwrap(), b"still here");
     let agents = m.remote.agents();
@@ -435,7 +596,7 @@ fn a_stopped_agent_is_detected_and_replaced() {
     assert_eq!(result.unwrap(), b"still here", "completed on the new session");
     assert!(took < Duration::from_secs(20));
     assert!(stopped.elapsed() < Duration::from_secs(30));
-    assert_eq!(m.states(), ["connected", "reconnecting", "connected"]);
+    m.assert_states(&["connected", "reconnecting", "connected"]);
     // A new agent serves the mount (the stopped one, if still there, is
     // removed by the sshd's kill at the end).
     assert!(m.remote.agents().iter().any(|pid| *pid != agents[0]));
