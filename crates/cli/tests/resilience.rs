@@ -610,3 +610,288 @@ fn transitions_are_read_from_the_log() {
                2026 INFO yonder::link: ssh://h: connection lost (x); reconnecting \x1b[3mstate\x1b[0m\x1b[2m=\x1b[0mreconnecting\n";
     assert_eq!(states_in(log), ["connected", "reconnecting"]);
 }
+
+// ----- the soak (conformance/soak-reconnect) -----
+
+/// A deterministic byte stream (xorshift), for file contents and choices.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+/// The content of soak file `n`: `size` bytes from its own stream.
+fn soak_content(n: u64, size: usize) -> Vec<u8> {
+    let mut data = vec![0; size];
+    Rng::new(n + 1_000_003).fill(&mut data);
+    data
+}
+
+/// A file the writer finished: its close (or its last fsync, with every
+/// write before it) succeeded, so its content must be on the remote.
+#[derive(Clone)]
+struct Done {
+    name: String,
+    n: u64,
+    size: usize,
+}
+
+/// `close(2)` of `file`, reporting its error (dropping a `File` ignores it).
+fn close(file: File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` is an open descriptor this function owns.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Writes file `n` through the mount: positioned or O_APPEND writes in
+/// random pieces, fsyncs here and there, and sometimes an atomic save
+/// (written under a temporary name, renamed into place). `Ok` once closed
+/// (and renamed) without an error.
+fn soak_write(dir: &std::path::Path, n: u64, rng: &mut Rng) -> std::io::Result<Done> {
+    let size = (4096 + rng.below(6 << 20)) as usize;
+    let data = soak_content(n, size);
+    let name = format!("f{n:05}");
+    let atomic = rng.below(4) == 0;
+    let append = !atomic && rng.below(4) == 0;
+    let target = if atomic {
+        format!(".tmp{n:05}")
+    } else {
+        name.clone()
+    };
+    let mut options = OpenOptions::new();
+    options.create(true).write(true);
+    if append {
+        options.append(true);
+    } else {
+        options.truncate(true);
+    }
+    let mut file = options.open(dir.join(&target))?;
+    let mut at = 0;
+    while at < size {
+        let piece = (1 + rng.below(1 << 20) as usize).min(size - at);
+        file.write_all(&data[at..at + piece])?;
+        at += piece;
+        if rng.below(8) == 0 {
+            file.sync_data()?;
+        }
+    }
+    if atomic || rng.below(2) == 0 {
+        file.sync_all()?;
+    }
+    close(file)?;
+    if atomic {
+        fs::rename(dir.join(&target), dir.join(&name))?;
+    }
+    Ok(Done { name, n, size })
+}
+
+/// `conformance/soak-reconnect`: a writer and a reader work through a
+/// mount while the link is cut at random every 5-30 s (closed, or
+/// black-holed for 1-10 s), for `YONDER_SOAK_SECS` (600). At the end every
+/// file the writer finished is on the remote with the right content, and
+/// no read through the mount returned wrong data. Prints the figures.
+#[test]
+#[ignore = "runs for minutes: conformance/soak-reconnect"]
+fn soak() {
+    let secs: u64 = std::env::var("YONDER_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let seed: u64 = std::env::var("YONDER_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let mode = match std::env::var("YONDER_SOAK_MODE").as_deref() {
+        Ok("managed") => Mode::Managed,
+        _ => Mode::Foreground,
+    };
+    let m = Mounted::start(mode, &[]);
+    let dir = m.mountpoint.clone();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let done: Arc<Mutex<Vec<Done>>> = Arc::default();
+    let stats: Arc<Mutex<SoakStats>> = Arc::default();
+    let backing = m.backing.path().to_path_buf();
+
+    let writer = {
+        let (dir, done, stats) = (dir.clone(), done.clone(), stats.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(seed);
+            let mut n = 0;
+            while Instant::now() < until {
+                n += 1;
+                match soak_write(&dir, n, &mut rng) {
+                    Ok(file) => {
+                        let mut s = stats.lock().unwrap();
+                        s.files += 1;
+                        s.bytes += file.size as u64;
+                        drop(s);
+                        let retired = {
+                            let mut done = done.lock().unwrap();
+                            done.push(file);
+                            (done.len() > SOAK_KEEP).then(|| done.remove(0))
+                        };
+                        // The disk stays small: the oldest finished file is
+                        // checked on the remote, then deleted through the
+                        // mount.
+                        if let Some(old) = retired {
+                            let mut s = stats.lock().unwrap();
+                            match fs::read(backing.join(&old.name)) {
+                                Ok(data) if data == soak_content(old.n, old.size) => s.verified += 1,
+                                Ok(data) => {
+                                    s.missing
+                                        .push(format!("{}: {} bytes, wrong", old.name, data.len()))
+                                }
+                                Err(e) => s.missing.push(format!("{}: {e}", old.name)),
+                            }
+                            drop(s);
+                            if let Err(e) = fs::remove_file(dir.join(&old.name)) {
+                                eprintln!("soak: removing {} failed: {e}", old.name);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("soak: writing f{n:05} failed (not counted): {e}");
+                        stats.lock().unwrap().write_errors += 1;
+                    }
+                }
+            }
+        })
+    };
+    let reader = {
+        let (dir, done, stats) = (dir.clone(), done.clone(), stats.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(seed ^ 0x5555);
+            while Instant::now() < until {
+                let pick = {
+                    let done = done.lock().unwrap();
+                    (!done.is_empty()).then(|| done[rng.below(done.len() as u64) as usize].clone())
+                };
+                let Some(file) = pick else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                match fs::read(dir.join(&file.name)) {
+                    Ok(data) if data == soak_content(file.n, file.size) => {
+                        stats.lock().unwrap().reads += 1;
+                    }
+                    // Retired by the writer meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Ok(data) => {
+                        eprintln!("soak: {} read back wrong ({} bytes)", file.name, data.len());
+                        stats.lock().unwrap().wrong_reads += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("soak: reading {} failed: {e}", file.name);
+                        stats.lock().unwrap().read_errors += 1;
+                    }
+                }
+            }
+        })
+    };
+    // The cuts.
+    let mut rng = Rng::new(seed ^ 0xaaaa);
+    let (mut drops, mut holes) = (0, 0);
+    loop {
+        let wait = Duration::from_millis(5_000 + rng.below(25_000));
+        if Instant::now() + wait >= until {
+            break;
+        }
+        std::thread::sleep(wait);
+        if rng.below(3) == 0 {
+            let hold = Duration::from_millis(1_000 + rng.below(9_000));
+            m.proxy().blackhole();
+            std::thread::sleep(hold);
+            m.proxy().restore();
+            holes += 1;
+            eprintln!("soak: black hole {holes} ({hold:?}) at {:?}", started.elapsed());
+        } else {
+            m.proxy().drop_all();
+            drops += 1;
+            eprintln!("soak: cut {drops} at {:?}", started.elapsed());
+        }
+    }
+    writer.join().unwrap();
+    reader.join().unwrap();
+    // The link is back, and nothing is left to send.
+    let states = m.states();
+    assert_eq!(states.last().map(String::as_str), Some("connected"), "{states:?}");
+    let done = done.lock().unwrap().clone();
+    let mut s = stats.lock().unwrap();
+    for file in &done {
+        match fs::read(m.disk(&file.name)) {
+            Ok(data) if data == soak_content(file.n, file.size) => s.verified += 1,
+            Ok(data) => s
+                .missing
+                .push(format!("{}: {} bytes, wrong content", file.name, data.len())),
+            Err(e) => s.missing.push(format!("{}: {e}", file.name)),
+        }
+    }
+    let reconnections = states.iter().filter(|s| *s == "reconnecting").count();
+    println!(
+        "soak: {:.0} s, {} cuts ({drops} closed, {holes} black-holed), {reconnections} reconnections; \
+         writer: {} files, {} bytes ({:.1} MiB) finished, {} failed; reader: {} files verified, {} wrong, \
+         {} errors; remote: {} of {} finished files right",
+        started.elapsed().as_secs_f64(),
+        drops + holes,
+        s.files,
+        s.bytes,
+        s.bytes as f64 / (1 << 20) as f64,
+        s.write_errors,
+        s.reads,
+        s.wrong_reads,
+        s.read_errors,
+        s.verified,
+        s.files
+    );
+    assert!(
+        s.missing.is_empty(),
+        "finished files not on the remote as written: {:?}",
+        s.missing
+    );
+    assert_eq!(s.verified, s.files, "every finished file was checked");
+    assert_eq!(s.wrong_reads, 0, "reads through the mount returned wrong data");
+    assert!(drops + holes > 0 || secs < 30, "no cut");
+}
+
+/// Finished files kept on the remote; older ones are checked and deleted.
+const SOAK_KEEP: usize = 48;
+
+#[derive(Default)]
+struct SoakStats {
+    /// Finished files checked on the remote, right.
+    verified: u64,
+    /// Finished files not on the remote as written.
+    missing: Vec<String>,
+    files: u64,
+    bytes: u64,
+    write_errors: u64,
+    reads: u64,
+    wrong_reads: u64,
+    read_errors: u64,
+}
