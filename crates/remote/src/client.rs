@@ -238,6 +238,11 @@ impl AgentClient {
         }
     }
 
+    /// Requests sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.shared.pending.lock().expect("pending lock").waiters.len()
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.ended.borrow().is_some()

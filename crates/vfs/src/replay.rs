@@ -355,7 +355,14 @@ impl Vfs {
 
     /// Replays on `generation` (just put in place) the batches sent on
     /// older connections, oldest first, then lets everything else use it.
+    /// First every open file is reopened there (by path, identity
+    /// checked): a file that is still where it was keeps working even if
+    /// its name is removed right after, and one that is gone is known lost
+    /// at once.
     pub(crate) async fn replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
+        if !self.reopen_all(&remote, generation).await {
+            return;
+        }
         let batches = self.unconfirmed.begin_replay(generation);
         let (mut replayed, mut failed) = (0usize, 0usize);
         let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
@@ -396,6 +403,34 @@ impl Vfs {
                 failed,
             });
         }
+    }
+}
+
+impl Vfs {
+    /// Reopens every open file on `remote`, 16 at a time; false if the
+    /// connection was lost (or replaced) meanwhile.
+    async fn reopen_all(&self, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
+        let Some(me) = self.me.upgrade() else {
+            return false;
+        };
+        let files = self.handles().all_files();
+        for chunk in files.chunks(16) {
+            let mut reopening = tokio::task::JoinSet::new();
+            for file in chunk {
+                let (vfs, file, remote) = (me.clone(), file.clone(), remote.clone());
+                reopening.spawn(async move { vfs.handle_on(&file, &remote, generation).await });
+            }
+            while let Some(done) = reopening.join_next().await {
+                if matches!(done, Ok(Err(e)) if e.is_connection_lost()) {
+                    tracing::info!("reopening files on the new connection interrupted: connection lost");
+                    return false;
+                }
+            }
+            if self.conn.get().1 != generation {
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -431,7 +431,7 @@ impl Vfs {
             // (the last handle may have closed while it was asked), is
             // what it was when last seen: a kernel still holding it gets
             // that, not an error, as a local file system's inode would.
-            Err(e) if e.errno() == Errno::ESTALE => self
+            Err(e) if e.errno() == Errno::ESTALE && !self.lost_handle(fh) => self
                 .inodes()
                 .get(ino)
                 .filter(|n| n.links.is_empty())
@@ -499,6 +499,14 @@ impl Vfs {
             });
         }
         VfsError::new("reopen", path, Errno::ESTALE)
+    }
+
+    /// Whether `fh` is an open file lost with a connection (its file could
+    /// not be reopened): asked through it, the answer is ESTALE, not what
+    /// the file was when last seen.
+    fn lost_handle(&self, fh: Option<Fh>) -> bool {
+        fh.and_then(|fh| self.handles().file(fh))
+            .is_some_and(|f| f.lost.load(Ordering::Relaxed))
     }
 
     /// Handle to stat or change an inode through when its path is gone.
