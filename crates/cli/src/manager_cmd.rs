@@ -45,7 +45,8 @@ enum ManagerCommand {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// Seconds between health checks of every mount and connection.
+    /// Seconds between health checks of every mount (connections check
+    /// themselves: heartbeats).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     health_interval: f64,
     /// Log debug detail.
