@@ -178,21 +178,20 @@ async fn execute(client: Arc<dyn Remote>, command: FsCommand) -> anyhow::Result<
                     writeln!(stdout)?;
                 }
                 Format::Text if long => {
+                    let mut lines = Vec::with_capacity(rows.len());
                     for (name, attr) in &rows {
-                        let mut line = long_line(name, attr);
+                        let mut target = None;
                         if attr.is_symlink() {
                             let full = if attr.is_dir() || path == *name {
                                 name.clone()
                             } else {
                                 join(&path, name)
                             };
-                            if let Ok(target) = client.readlink(&full).await {
-                                line.push_str(" -> ");
-                                line.push_str(&String::from_utf8_lossy(&target));
-                            }
+                            target = client.readlink(&full).await.ok();
                         }
-                        writeln!(stdout, "{line}")?;
+                        lines.push((name.as_slice(), attr, target));
                     }
+                    write!(stdout, "{}", long_listing(&lines, unix_now()))?;
                 }
                 Format::Text => {
                     for (name, _) in &rows {
@@ -542,16 +541,127 @@ fn mode_string(attr: &Attr) -> String {
     .collect()
 }
 
-fn long_line(name: &[u8], attr: &Attr) -> String {
-    format!(
-        "{} {:>3} {:>5} {:>5} {:>10} {}.{:09} {}",
-        mode_string(attr),
-        attr.nlink,
-        attr.uid,
-        attr.gid,
-        attr.size,
-        attr.mtime.sec,
-        attr.mtime.nsec,
-        String::from_utf8_lossy(name)
-    )
+/// `ls -l`'s lines: mode, links, owner, group, size (or device numbers),
+/// modification time and name (`-> target` for a symlink), in columns as
+/// wide as their widest entry. Owner and group are names where they
+/// resolve on this machine, numbers otherwise; times are local.
+/// One entry of a long listing: its name, attributes and, for a symlink,
+/// its target.
+type LongRow<'a> = (&'a [u8], &'a Attr, Option<Vec<u8>>);
+
+fn long_listing(rows: &[LongRow<'_>], now: i64) -> String {
+    use yonder_remote::proto::file_type::{BLOCK, CHAR};
+    let mut users = std::collections::HashMap::new();
+    let mut groups = std::collections::HashMap::new();
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|(_, attr, _)| {
+            let user = users
+                .entry(attr.uid)
+                .or_insert_with(|| user_name(attr.uid).unwrap_or_else(|| attr.uid.to_string()));
+            let group = groups
+                .entry(attr.gid)
+                .or_insert_with(|| group_name(attr.gid).unwrap_or_else(|| attr.gid.to_string()));
+            let size = match attr.file_type() {
+                CHAR | BLOCK => format!("{}, {}", attr.rdev_major, attr.rdev_minor),
+                _ => attr.size.to_string(),
+            };
+            [
+                mode_string(attr),
+                attr.nlink.to_string(),
+                user.clone(),
+                group.clone(),
+                size,
+            ]
+        })
+        .collect();
+    let width = |i: usize| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0);
+    let (links, owner, group, size) = (width(1), width(2), width(3), width(4));
+    let mut out = String::new();
+    for ((name, attr, target), [mode, nlink, user, grp, sz]) in rows.iter().zip(&cells) {
+        out.push_str(&format!(
+            "{mode} {nlink:>links$} {user:<owner$} {grp:<group$} {sz:>size$} {} {}",
+            ls_time(attr.mtime.sec, now),
+            String::from_utf8_lossy(name)
+        ));
+        if let Some(target) = target {
+            out.push_str(" -> ");
+            out.push_str(&String::from_utf8_lossy(target));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A time as `ls -l` shows it, in local time: `Nov 29 17:05` within the
+/// last six months, `Nov 29  2025` before that or in the future.
+fn ls_time(sec: i64, now: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Half of an average Gregorian year, as ls uses.
+    const SIX_MONTHS: i64 = 31_556_952 / 2;
+    // time_t is 64 bits wide on every target yonder builds for.
+    let time = sec as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to fill.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `time` and writes only `tm`, both valid
+    // for the call; it returns NULL for a time it cannot represent.
+    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+        return sec.to_string();
+    }
+    let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???");
+    if sec > now - SIX_MONTHS && sec <= now {
+        format!("{month} {:>2} {:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min)
+    } else {
+        format!("{month} {:>2} {:>5}", tm.tm_mday, i64::from(tm.tm_year) + 1900)
+    }
+}
+
+/// The local name of a user id, through the system's user database (NSS).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero `passwd` is a valid value for getpwuid_r to fill.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes the entry and its strings into `entry` and
+    // `buf` (whose length it is given) and sets `found` to `entry` or NULL.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The local name of a group id, through the system's group database.
+fn group_name(gid: u32) -> Option<String> {
+    // Groups may list many members: grow the buffer while it is too small.
+    let mut size = 4096;
+    loop {
+        let mut buf = vec![0u8; size];
+        // SAFETY: an all-zero `group` is a valid value for getgrgid_r to fill.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: as for getpwuid_r above.
+        let rc = unsafe { libc::getgrgid_r(gid, &mut entry, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+        if rc == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 || found.is_null() {
+            return None;
+        }
+        // SAFETY: on success gr_name points at a NUL-terminated string in `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.gr_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
 }

@@ -3,19 +3,23 @@
 //! library crates together.
 
 mod agent_cmd;
+mod completions_cmd;
 mod fs_cmd;
 mod logging;
 mod manager_cmd;
 mod mount_cmd;
+mod mount_helper;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "yonder",
     version,
-    about = "Mount a remote machine's file system locally"
+    about = "Mount a remote machine's file system locally",
+    after_help = "yonder SOURCE MOUNTPOINT [-o OPTIONS] (as mount.fuse3 runs it for an /etc/fstab line of type \
+                  fuse.yonder) mounts in the background and returns once the mount is usable."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,6 +54,8 @@ enum Command {
     Reconnect(manager_cmd::ReconnectArgs),
     /// The manager daemon: start, stop, status, logs.
     Manager(manager_cmd::ManagerArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(completions_cmd::CompletionsArgs),
 }
 
 /// How to reach the agent; shared by every command that takes a SOURCE.
@@ -138,6 +144,9 @@ impl ConnectArgs {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = mount_helper::main_if_helper_form(&Cli::command()) {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(args) => agent_cmd::run(args),
@@ -150,6 +159,7 @@ fn main() -> ExitCode {
         Command::Kill(args) => manager_cmd::kill(args),
         Command::Reconnect(args) => manager_cmd::reconnect(args),
         Command::Manager(args) => manager_cmd::manager_command(args),
+        Command::Completions(args) => completions_cmd::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -91,13 +91,40 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// Creates a missing mount point; refuses a file or (without
-/// `allow_non_empty`) a non-empty directory, before anything connects.
-fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<()> {
+/// Creates a missing mount point; refuses a file, a live mount point or
+/// (without `allow_non_empty`) a non-empty directory, before anything
+/// connects. Returns the topmost directory it created, if any.
+fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<Option<PathBuf>> {
+    let mounted = yonder_fuse::mounted_at(path);
+    if let (Some(what), false) = (&mounted, allow_non_empty) {
+        anyhow::bail!(
+            "{} is already a mount point ({} from {}); unmount it first",
+            path.display(),
+            what.fs_type,
+            what.source
+        );
+    }
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create mount point {}", path.display())),
-        Err(e) => Err(anyhow::anyhow!("mount point {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let top = path
+                .ancestors()
+                .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                .last()
+                .map(Path::to_path_buf);
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("cannot create mount point {}", path.display()))?;
+            Ok(top)
+        }
+        Err(e) => match mounted {
+            Some(what) => Err(anyhow::anyhow!(
+                "{} is a mount point that does not answer ({} from {}: {e}); `yonder unmount {}` removes it",
+                path.display(),
+                what.fs_type,
+                what.source,
+                path.display()
+            )),
+            None => Err(anyhow::anyhow!("mount point {}: {e}", path.display())),
+        },
         Ok(meta) => {
             let meta = if meta.file_type().is_symlink() {
                 std::fs::metadata(path).with_context(|| format!("mount point {}", path.display()))?
@@ -114,7 +141,22 @@ fn prepare_mountpoint(path: &Path, allow_non_empty: bool) -> anyhow::Result<()> 
                     path.display()
                 );
             }
-            Ok(())
+            Ok(None)
+        }
+    }
+}
+
+/// Removes the directories [`prepare_mountpoint`] created for a mount that
+/// then failed, from `path` up to `top`, each only while it is empty.
+fn remove_created_mountpoint(path: &Path, top: Option<&Path>) {
+    let Some(top) = top else { return };
+    for dir in path.ancestors() {
+        let removed = match std::fs::remove_dir(dir) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(()) => true,
+        };
+        if !removed || dir == top {
+            break;
         }
     }
 }
@@ -146,8 +188,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
             args.mountpoint.display()
         );
     }
-    let existed = std::fs::symlink_metadata(&args.mountpoint).is_ok();
-    prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
+    let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
     let link_options = args.link.options()?;
@@ -161,38 +202,53 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !args.foreground {
-        let link = args.link.spec();
-        return crate::manager_cmd::mount(
+        let result = crate::manager_cmd::mount(
             &args.source,
             &args.mountpoint,
             &config,
-            (&connect, link),
+            (&connect, args.link.spec()),
             op_timeout,
-            !existed,
+            created.is_some(),
         );
+        if result.is_err() {
+            // The mount point itself is gone already; the parents made for it go too.
+            remove_created_mountpoint(&args.mountpoint, created.as_deref());
+        }
+        return result;
     }
 
     let mut vfs_options = config.vfs_options();
     vfs_options.op_timeout = op_timeout;
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("yonder")
         .build()?;
     // The link reconnects by itself; the VFS takes each new connection.
-    let (link, vfs) = runtime.block_on(async {
-        let link = Link::connect(&source, &connect, link_options).await?;
-        let (generation, remote) = link.current();
-        let vfs = yonder_vfs::Vfs::new(remote, vfs_options).await?;
-        vfs.follow(link.watch(), generation, |remote| remote);
-        anyhow::Ok((link, vfs))
-    })?;
-    let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
+    let started = runtime
+        .block_on(async {
+            let link = Link::connect(&source, &connect, link_options).await?;
+            let (generation, remote) = link.current();
+            let vfs = yonder_vfs::Vfs::new(remote, vfs_options).await?;
+            vfs.follow(link.watch(), generation, |remote| remote);
+            anyhow::Ok((link, vfs))
+        })
+        .and_then(|(link, vfs)| {
+            let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
+            Ok((link, mounted))
+        });
+    let (link, mounted) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            remove_created_mountpoint(&args.mountpoint, created.as_deref());
+            return Err(err);
+        }
+    };
     // From here on a signal unmounts (before, it ends the process).
     let signals = runtime.block_on(async { Signals::install() })?;
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
+    crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, signals)?;
     link.close();
     runtime.shutdown_timeout(Duration::from_secs(2));

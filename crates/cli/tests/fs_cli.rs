@@ -274,3 +274,61 @@ fn ssh_without_yonder_on_the_remote_says_how_to_fix_it() {
         "{err}"
     );
 }
+
+/// `ls -l` as ls prints it: owner and group names where they resolve on
+/// this machine (numbers where not), `Nov 29 17:05` for the last six
+/// months and `Jan  2  2020` for older or future times, in columns.
+#[test]
+fn ls_long_reads_like_ls() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "ls_long_reads_like_ls gives a file to an unnamed user: run it as root"
+    );
+    let dir = tempfile::Builder::new().prefix("yonder-cli").tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let files = [
+        ("recent", now - 3600, "%b %e %H:%M"),
+        ("oldone", 1_577_966_400, "%b %e  %Y"),
+        ("future", now + 30 * 86400, "%b %e  %Y"),
+        ("nobody", now - 60, "%b %e %H:%M"),
+    ];
+    for (name, mtime, _) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"12345").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let touched = Command::new("touch")
+            .arg("-d")
+            .arg(format!("@{mtime}"))
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    std::os::unix::fs::chown(dir.path().join("nobody"), Some(54321), Some(54321)).unwrap();
+    let out = Command::new(yonder_bin())
+        .args(["fs", "ls", "-l"])
+        .arg(dir.path())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let root = "root  root ";
+    for (name, mtime, format) in files {
+        let date = Command::new("date")
+            .args(["-u", "-d", &format!("@{mtime}"), &format!("+{format}")])
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap();
+        let date = String::from_utf8(date.stdout).unwrap();
+        let owner = if name == "nobody" { "54321 54321" } else { root };
+        let expect = format!("-rw-r--r-- 1 {owner} 5 {} {name}", date.trim_end());
+        assert!(
+            listing.lines().any(|l| l == expect),
+            "no line {expect:?} in\n{listing}"
+        );
+    }
+}

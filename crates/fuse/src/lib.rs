@@ -23,7 +23,7 @@ mod mount_table;
 mod session;
 
 pub use config::{may_allow_other, MountConfig};
-pub use mount_table::unmount;
+pub use mount_table::{mounted_at, unmount, MountedAt};
 pub use session::{MountStatus, Mounted};
 
 use std::future::Future;

@@ -18,6 +18,49 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     fusermount_unmount(mountpoint, lazy)
 }
 
+/// What is mounted at a path: its file system type and source as the mount
+/// table shows them (`fuse.yonder`, `user@host:/srv`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedAt {
+    pub fs_type: String,
+    pub source: String,
+}
+
+/// The file system mounted at `path` (the topmost, if several are stacked
+/// there), or `None` if nothing is or the mount table cannot be read.
+pub fn mounted_at(path: &Path) -> Option<MountedAt> {
+    let entry = mount_entry(path).ok()??;
+    Some(MountedAt {
+        fs_type: unescape(entry.field_after_separator(0)?),
+        source: unescape(entry.field_after_separator(1)?),
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `fusermount3 -u` (`-z` if `lazy`), falling back to `fusermount`.
 pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     let mut last = String::new();
@@ -63,6 +106,13 @@ impl MountEntry {
     /// mounts at one path apart.
     pub(crate) fn device(&self) -> Option<&str> {
         self.line.split(' ').nth(2)
+    }
+
+    /// The `n`th field after the ` - ` that ends the optional fields: file
+    /// system type (0), source (1), super block options (2).
+    fn field_after_separator(&self, n: usize) -> Option<&str> {
+        let (_, rest) = self.line.split_once(" - ")?;
+        rest.split(' ').nth(n)
     }
 }
 
@@ -145,10 +195,14 @@ mod tests {
             Some(false)
         );
         assert_eq!(device_is_mounted("4095:1048575", Path::new("/proc")), Some(false));
+        let what = mounted_at(Path::new("/proc")).unwrap();
+        assert_eq!((what.fs_type.as_str(), what.source.as_str()), ("proc", "proc"));
+        assert_eq!(unescape(r"a\040b\\c\134"), r"a b\\c\");
         let dir = tempfile::tempdir().unwrap();
         let spaced = dir.path().join("a b");
         std::fs::create_dir(&spaced).unwrap();
         assert_eq!(is_mount_point(&spaced), Some(false));
+        assert_eq!(mounted_at(&spaced), None);
         let err = unmount(&spaced, false).unwrap_err();
         assert!(err.to_string().contains("not mounted"), "{err}");
     }

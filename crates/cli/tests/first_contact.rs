@@ -1,0 +1,237 @@
+//! What a new user meets first: a failed mount that cleans up after
+//! itself, a clear word about a mount point already in use, logs without
+//! colour codes in files and pipes, and shell completions.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::mount::{is_mounted, wait_timeout, Mount};
+use support::{yonder_bin, Frontend, Transport, Variant};
+
+const LOCAL: Variant = Variant {
+    frontend: Frontend::Fuse,
+    transport: Transport::Local,
+};
+
+/// A private manager environment (runtime and state directories) for
+/// commands that may start the manager; the manager, if one started, is
+/// stopped when this is dropped.
+struct Manager(tempfile::TempDir);
+
+impl Manager {
+    fn new() -> Manager {
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-manager")
+            .tempdir()
+            .unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+        Manager(dir)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(yonder_bin());
+        cmd.env("XDG_RUNTIME_DIR", self.0.path().join("run"))
+            .env("XDG_STATE_HOME", self.0.path().join("state"))
+            .env_remove("YONDER_MANAGER_SOCKET");
+        cmd
+    }
+
+    /// Runs `yonder ARGS` that must fail within 30 s; returns its stderr.
+    fn fails(&self, args: &[&OsStr]) -> String {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder hung");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+        err
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .args(["manager", "stop"])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// A mount that fails to connect removes the mount point it created (and
+/// the parents it created for it), but never one that was there before:
+/// through the manager and in the foreground.
+#[test]
+fn failed_mount_removes_the_mount_point_it_created() {
+    let manager = Manager::new();
+    for mode in [&["--foreground"][..], &[]] {
+        let mount = |source: &OsStr, mountpoint: &OsStr, extra: &[&str]| {
+            let mut args: Vec<&OsStr> = vec!["mount".as_ref()];
+            args.extend(mode.iter().chain(extra).map(OsStr::new));
+            args.extend([source, mountpoint]);
+            manager.fails(&args)
+        };
+        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+        let created = parent.path().join("made");
+        let mountpoint = created.join("by").join("yonder");
+        let missing = parent.path().join("no such source");
+        let err = mount(missing.as_os_str(), mountpoint.as_os_str(), &[]);
+        assert!(err.contains("No such file or directory"), "{mode:?}: {err}");
+        assert!(!created.exists(), "{mode:?}: {} left behind", created.display());
+        assert!(parent.path().is_dir());
+
+        // Over ssh: a host that cannot be reached.
+        let err = mount(
+            "root@127.0.0.1:/srv".as_ref(),
+            mountpoint.as_os_str(),
+            &["--ssh-command", "false"],
+        );
+        assert!(err.contains("connect ssh://root@127.0.0.1/"), "{mode:?}: {err}");
+        assert!(!created.exists(), "{mode:?}: {} left behind", created.display());
+
+        // A mount point that existed stays.
+        fs::create_dir(&created).unwrap();
+        mount(missing.as_os_str(), created.as_os_str(), &[]);
+        assert!(created.is_dir(), "{mode:?}");
+    }
+}
+
+/// Mounting where something is mounted already names what is mounted
+/// there, instead of calling the mount point "not empty".
+#[test]
+fn mounting_on_a_live_mount_point_says_what_is_mounted_there() {
+    let manager = Manager::new();
+    let m = Mount::start(LOCAL, &[]);
+    let other = tempfile::tempdir().unwrap();
+    let expect = format!(
+        "yonder: {} is already a mount point (fuse.yonder from {}); unmount it first",
+        m.mountpoint.display(),
+        m.backing.path().display()
+    );
+    for mode in [&["--foreground"][..], &[]] {
+        let mut args: Vec<&OsStr> = vec!["mount".as_ref()];
+        args.extend(mode.iter().map(OsStr::new));
+        args.extend([other.path().as_os_str(), m.mountpoint.as_os_str()]);
+        let err = manager.fails(&args);
+        assert_eq!(err.trim_end(), expect, "{mode:?}");
+        assert!(is_mounted(&m.mountpoint));
+        assert!(m.at("").read_dir().is_ok(), "the first mount still serves");
+    }
+}
+
+/// Logs carry colour codes only on a terminal, and never with NO_COLOR.
+#[test]
+fn logs_are_coloured_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"x").unwrap();
+    let ls = format!("{} fs ls {}", yonder_bin().display(), dir.path().display());
+    let run = |no_color: Option<&str>, terminal: bool| {
+        let mut cmd = if terminal {
+            // script(1) gives the command a pseudo-terminal.
+            let mut cmd = Command::new("script");
+            cmd.args(["-qec", &ls, "/dev/null"]);
+            cmd
+        } else {
+            let mut cmd = Command::new(yonder_bin());
+            cmd.args(["fs", "ls"]).arg(dir.path());
+            cmd
+        };
+        cmd.env("YONDER_LOG", "debug").env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            cmd.env("NO_COLOR", value);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // On the terminal, stdout and stderr are one stream.
+        let logs = if terminal { out.stdout } else { out.stderr };
+        assert!(
+            String::from_utf8_lossy(&logs).contains("DEBUG"),
+            "no log lines: {}",
+            String::from_utf8_lossy(&logs)
+        );
+        logs.contains(&0x1b)
+    };
+    assert!(!run(None, false), "colour codes in a pipe");
+    assert!(!run(Some("1"), false));
+    assert!(run(None, true), "no colour on a terminal");
+    assert!(run(Some(""), true), "an empty NO_COLOR does not count");
+    assert!(!run(Some("1"), true), "colour codes despite NO_COLOR");
+}
+
+/// A reader that goes away (`yonder ... 2>&1 | head -1`) must not stop the
+/// command: a failed log write used to panic the task that logged.
+#[test]
+fn logging_into_a_closed_pipe_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"x").unwrap();
+    let mut child = Command::new(yonder_bin())
+        .args(["fs", "ls"])
+        .arg(dir.path())
+        .env("YONDER_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("DEBUG"), "{first}");
+    // The stderr pipe's read end is closed here.
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder fs ls hung");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(out, "f\n");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(yonder_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("mount") && text.contains("unmount"),
+            "{shell}: {text}"
+        );
+        if shell == "bash" {
+            let script = tempfile::NamedTempFile::new().unwrap();
+            fs::write(script.path(), &text).unwrap();
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(script.path())
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let out = Command::new(yonder_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
