@@ -3,7 +3,8 @@
 //! each test breaks the network (or the remote) in one way and checks what
 //! applications see, and the exact sequence of connection states the mount
 //! went through. Each runs twice: `foreground::*` (`yonder mount
-//! --foreground`, states from its `yonder::link` log lines, `state=...`)
+//! --foreground`, states from its `yonder::link` log lines, `state=...`,
+//! the first connection's at debug)
 //! and `managed::*` (the mount handed to a private manager, states from
 //! `yonder events --format json`, the mount's states as well).
 //!
@@ -205,7 +206,7 @@ impl Mounted {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = yonder(&args);
-        cmd.env("YONDER_LOG", "warn,yonder::link=info")
+        cmd.env("YONDER_LOG", "warn,yonder::link=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();

@@ -30,7 +30,8 @@
 //! and made anew). [`Link::close`] ends the link for good.
 //!
 //! Every state a link enters is logged at info (target `yonder::link`,
-//! field `state`: connected, reconnecting or disconnected) and published
+//! field `state`: connected, reconnecting or disconnected; the first
+//! connection at debug) and published
 //! once on [`Link::transitions`] (a broadcast, for event streams that must
 //! not miss one) as well as on [`Link::watch`] (the latest state, for
 //! whoever only needs that).
@@ -243,7 +244,9 @@ impl Link {
             options: options.clone(),
             supervisor: Mutex::new(None),
         });
-        tracing::info!(target: LOG_TARGET, state = %"connected", "{describe}: connected");
+        // The first connection is no news (a mount that starts says
+        // nothing): at debug. Every change after it is at info.
+        tracing::debug!(target: LOG_TARGET, state = %"connected", "{describe}: connected");
         let supervisor = Supervisor {
             connector,
             options,

@@ -117,6 +117,16 @@ impl Connection {
         (snapshot.status == Status::Up).then(|| (snapshot.remote.clone(), snapshot.generation))
     }
 
+    /// While the connection is not up: when the outage will have lasted
+    /// the outage limit (operations wait no longer).
+    pub(crate) fn outage_end(&self) -> Option<Instant> {
+        let snapshot = self.snapshot.borrow();
+        match snapshot.status {
+            Status::Up => None,
+            _ => snapshot.lost_at.map(|lost_at| lost_at + self.outage_limit),
+        }
+    }
+
     /// Err while the connection is gone for good: operations that need
     /// no remote call yet (a buffered write) fail then too.
     pub(crate) fn usable(&self) -> std::result::Result<(), Unavailable> {
@@ -287,11 +297,17 @@ impl Vfs {
         OP_DEADLINE.scope(Instant::now() + self.opts.op_timeout, request)
     }
 
-    /// The current operation's deadline.
+    /// The current operation's deadline: `op_timeout` after it started,
+    /// or earlier if the connection is down and the outage will have
+    /// lasted that long by then (waits for write-back end then too).
     pub(crate) fn deadline(&self) -> Instant {
-        OP_DEADLINE
+        let op = OP_DEADLINE
             .try_with(|d| *d)
-            .unwrap_or_else(|_| Instant::now() + self.opts.op_timeout)
+            .unwrap_or_else(|_| Instant::now() + self.opts.op_timeout);
+        match self.conn.outage_end() {
+            Some(end) => op.min(end),
+            None => op,
+        }
     }
 
     pub(crate) fn unavailable(&self, op: &'static str, path: &[u8], why: Unavailable) -> VfsError {

@@ -317,6 +317,7 @@ async fn calls_wait_for_the_connection_until_the_operation_deadline() {
     .await;
     std::fs::write(s.disk("f"), b"x").unwrap();
     let ino = s.ino(b"f").await;
+    let (fh, _) = s.vfs.open(&me(), ino, of::WRITE_ONLY).await.unwrap();
     s.vfs.connection_lost();
     // Two waits in one operation share its deadline.
     let started = Instant::now();
@@ -335,11 +336,24 @@ async fn calls_wait_for_the_connection_until_the_operation_deadline() {
         waited >= Duration::from_millis(350) && waited < Duration::from_millis(700),
         "{waited:?}"
     );
+    // The outage is older than the op timeout: operations fail at once,
+    // a flush of acknowledged writes too (they stay queued).
+    let started = Instant::now();
+    assert_eq!(s.vfs.getattr(ino, None).await.unwrap_err().errno(), Errno::EIO);
+    s.vfs.write(fh, 0, b"queued").await.unwrap();
+    assert_eq!(s.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.vfs.unconfirmed_writes(), (1, 6));
     // Gone for good: at once.
     s.vfs.connection_gone("no reconnection");
     let started = Instant::now();
     assert_eq!(s.vfs.getattr(ino, None).await.unwrap_err().errno(), Errno::EIO);
     assert!(started.elapsed() < Duration::from_millis(50));
+    let _ = s.vfs.release(fh).await;
 }
 
 #[tokio::test]
