@@ -49,6 +49,9 @@ enum Command {
     Events(manager_cmd::EventsArgs),
     /// Close a connection and unmount its mounts.
     Kill(manager_cmd::KillArgs),
+    /// Reconnect a connection (by its id, or a mount's) now, without
+    /// waiting for the next attempt; a disconnected one tries again.
+    Reconnect(manager_cmd::ReconnectArgs),
     /// The manager daemon: start, stop, status, logs.
     Manager(manager_cmd::ManagerArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -70,6 +73,63 @@ pub struct ConnectArgs {
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
+}
+
+/// How a connection rides out network failures; for every command that
+/// makes one (`mount`, `connect`).
+#[derive(Args, Clone, Debug)]
+pub struct LinkArgs {
+    /// Seconds between heartbeats to the remote agent.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub heartbeat: f64,
+    /// The connection counts as dead once the agent has been silent for
+    /// this many heartbeats; yonder then reconnects.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub heartbeat_misses: u32,
+    /// Stop reconnecting after this many seconds without a connection
+    /// (default: keep trying; waits between attempts grow from 0.5 s to
+    /// 30 s).
+    #[arg(long, value_name = "SECONDS")]
+    pub reconnect_timeout: Option<f64>,
+    /// Never reconnect: once the connection is lost, every operation fails
+    /// at once with EIO (until `yonder reconnect`, or unmounting).
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+impl LinkArgs {
+    pub fn options(&self) -> anyhow::Result<yonder_remote::LinkOptions> {
+        let seconds = |name: &str, value: f64| {
+            anyhow::ensure!(
+                value.is_finite() && value >= 0.0,
+                "--{name} must be a number of seconds >= 0, not {value}"
+            );
+            Ok(std::time::Duration::from_secs_f64(value))
+        };
+        let heartbeat = seconds("heartbeat", self.heartbeat)?;
+        anyhow::ensure!(!heartbeat.is_zero(), "--heartbeat must be more than 0 seconds");
+        anyhow::ensure!(self.heartbeat_misses > 0, "--heartbeat-misses must be at least 1");
+        Ok(yonder_remote::LinkOptions {
+            heartbeat,
+            heartbeat_misses: self.heartbeat_misses,
+            reconnect: !self.no_reconnect,
+            reconnect_timeout: self
+                .reconnect_timeout
+                .map(|t| seconds("reconnect-timeout", t))
+                .transpose()?,
+            ..Default::default()
+        })
+    }
+
+    /// The same, for a request to the manager.
+    pub fn spec(&self) -> yonder_manager::protocol::LinkSpec {
+        yonder_manager::protocol::LinkSpec {
+            heartbeat_secs: self.heartbeat,
+            heartbeat_misses: self.heartbeat_misses,
+            reconnect_timeout_secs: self.reconnect_timeout,
+            no_reconnect: self.no_reconnect,
+        }
+    }
 }
 
 impl ConnectArgs {
@@ -97,6 +157,7 @@ fn main() -> ExitCode {
         Command::Status(args) => manager_cmd::status(args),
         Command::Events(args) => manager_cmd::events(args),
         Command::Kill(args) => manager_cmd::kill(args),
+        Command::Reconnect(args) => manager_cmd::reconnect(args),
         Command::Manager(args) => manager_cmd::manager_command(args),
         Command::Completions(args) => completions_cmd::run(args, Cli::command()),
     };

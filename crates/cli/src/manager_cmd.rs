@@ -3,7 +3,7 @@
 //! managed half of `yonder mount`. Thin: each builds a request, sends it
 //! with `yonder_manager::client` and prints the answer.
 
-use crate::ConnectArgs;
+use crate::{ConnectArgs, LinkArgs};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use yonder_manager::client::{ensure_running, Client};
-use yonder_manager::protocol::{ConnectSpec, MountSpec, Request, Response, Status, Topic};
+use yonder_manager::protocol::{ConnectSpec, LinkSpec, MountSpec, Request, Response, Status, Topic};
 use yonder_manager::{ManagerError, Paths};
 
 /// How long a request that connects or mounts may take.
@@ -45,7 +45,8 @@ enum ManagerCommand {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// Seconds between health checks of every mount and connection.
+    /// Seconds between health checks of every mount (connections check
+    /// themselves: heartbeats).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     health_interval: f64,
     /// Log debug detail.
@@ -72,6 +73,8 @@ pub struct ConnectCmdArgs {
     options: Vec<String>,
     #[command(flatten)]
     connect: ConnectArgs,
+    #[command(flatten)]
+    link: LinkArgs,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -118,6 +121,12 @@ pub struct EventsArgs {
 #[derive(Args)]
 pub struct KillArgs {
     /// The connection's id (`c1`).
+    id: String,
+}
+
+#[derive(Args)]
+pub struct ReconnectArgs {
+    /// The connection's id (`c1`), or a mount's (`m1`) for its connection.
     id: String,
 }
 
@@ -291,7 +300,11 @@ fn logs(follow: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `ssh options from -o`, as `yonder mount` splits them.
-fn connect_spec(source: &str, options: &yonder_remote::ConnectOptions) -> anyhow::Result<ConnectSpec> {
+fn connect_spec(
+    source: &str,
+    options: &yonder_remote::ConnectOptions,
+    link: LinkSpec,
+) -> anyhow::Result<ConnectSpec> {
     // A local path is taken from here, not from the manager's directory.
     let source = match yonder_remote::Source::parse(source)? {
         yonder_remote::Source::Local { root } => {
@@ -307,6 +320,7 @@ fn connect_spec(source: &str, options: &yonder_remote::ConnectOptions) -> anyhow
         ssh_options: options.ssh_options.clone(),
         ssh_command: options.ssh_command.clone(),
         agent_path: options.agent_path.clone(),
+        link,
     })
 }
 
@@ -319,7 +333,8 @@ pub fn connect(args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
             .filter(|o| !o.is_empty())
             .map(str::to_string),
     );
-    let spec = connect_spec(&args.source, &options)?;
+    args.link.options()?;
+    let spec = connect_spec(&args.source, &options, args.link.spec())?;
     let response = manager()?.request(&Request::Connect { connect: spec }, SLOW)?;
     let Response::Connected { id, .. } = response else {
         anyhow::bail!("unexpected answer to connect: {response:?}");
@@ -335,13 +350,14 @@ pub fn mount(
     source: &str,
     mountpoint: &Path,
     config: &yonder_fuse::MountConfig,
-    options: &yonder_remote::ConnectOptions,
+    (options, link): (&yonder_remote::ConnectOptions, LinkSpec),
+    op_timeout: std::time::Duration,
     created: bool,
 ) -> anyhow::Result<ExitCode> {
     let absolute =
         std::path::absolute(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
     let spec = MountSpec {
-        connect: connect_spec(source, options)?,
+        connect: connect_spec(source, options, link)?,
         mountpoint: absolute.clone(),
         read_only: config.read_only,
         attr_ttl_secs: config.attr_ttl.as_secs_f64(),
@@ -352,6 +368,7 @@ pub fn mount(
         allow_non_empty: config.allow_non_empty,
         fuse_options: config.fuse_options.clone(),
         debug: config.debug,
+        op_timeout_secs: op_timeout.as_secs_f64(),
     };
     let result = manager().and_then(|mut m| Ok(m.request(&Request::Mount { mount: spec }, SLOW)?));
     match result {
@@ -509,6 +526,22 @@ pub fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
     };
     client.request(&Request::Kill { id: args.id }, SLOW)?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn reconnect(args: ReconnectArgs) -> anyhow::Result<ExitCode> {
+    let mut client = match Client::connect(&paths()) {
+        Err(ManagerError::NotRunning { .. }) => {
+            anyhow::bail!("no connection {} (no manager is running)", args.id)
+        }
+        other => other?,
+    };
+    match client.request(&Request::Reconnect { id: args.id }, QUICK)? {
+        Response::Reconnecting { id } => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer to reconnect: {other:?}"),
+    }
 }
 
 fn looks_like_id(target: &str) -> bool {

@@ -7,7 +7,7 @@
 //! all capitalised), anything else is a mount option (`-o noexec`,
 //! `-o default_permissions`, `-o fsname=data`).
 
-use crate::ConnectArgs;
+use crate::{ConnectArgs, LinkArgs};
 use anyhow::Context as _;
 use clap::Args;
 use std::io::Write as _;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::Source;
+use yonder_remote::{Link, Source};
 
 #[derive(Args)]
 pub struct MountArgs {
@@ -60,6 +60,13 @@ pub struct MountArgs {
     foreground: bool,
     #[command(flatten)]
     connect: ConnectArgs,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// Seconds an operation waits for a lost connection to come back,
+    /// counted from its start (and from the start of the outage), before
+    /// failing with EIO.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    op_timeout: f64,
 }
 
 /// Splits `-o` values into (ssh options, mount options).
@@ -184,12 +191,23 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
     let mut connect = args.connect.options();
     connect.ssh_options.extend(ssh_options);
+    let link_options = args.link.options()?;
+    let op_timeout = seconds("op-timeout", args.op_timeout)?;
+    if op_timeout < link_options.dead_after() {
+        eprintln!(
+            "yonder: warning: --op-timeout {:.0} s is shorter than the time a dead connection takes to \
+             notice (--heartbeat x --heartbeat-misses = {:.0} s): operations may wait that long",
+            op_timeout.as_secs_f64(),
+            link_options.dead_after().as_secs_f64()
+        );
+    }
     if !args.foreground {
         let result = crate::manager_cmd::mount(
             &args.source,
             &args.mountpoint,
             &config,
-            &connect,
+            (&connect, args.link.spec()),
+            op_timeout,
             created.is_some(),
         );
         if result.is_err() {
@@ -199,25 +217,27 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         return result;
     }
 
+    let mut vfs_options = config.vfs_options();
+    vfs_options.op_timeout = op_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("yonder")
         .build()?;
+    // The link reconnects by itself; the VFS takes each new connection.
     let started = runtime
         .block_on(async {
-            let remote = yonder_remote::connect(&source, &connect).await?;
-            anyhow::Ok(yonder_vfs::Vfs::new(remote, config.vfs_options()).await?)
+            let link = Link::connect(&source, &connect, link_options).await?;
+            let (generation, remote) = link.current();
+            let vfs = yonder_vfs::Vfs::new(remote, vfs_options).await?;
+            vfs.follow(link.watch(), generation, |remote| remote);
+            anyhow::Ok((link, vfs))
         })
-        .and_then(|vfs| {
-            Ok(Mounted::start(
-                vfs,
-                runtime.handle().clone(),
-                &args.mountpoint,
-                &config,
-            )?)
+        .and_then(|(link, vfs)| {
+            let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
+            Ok((link, mounted))
         });
-    let mounted = match started {
-        Ok(mounted) => mounted,
+    let (link, mounted) = match started {
+        Ok(started) => started,
         Err(err) => {
             remove_created_mountpoint(&args.mountpoint, created.as_deref());
             return Err(err);
@@ -230,6 +250,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     std::io::stdout().flush()?;
     crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, signals)?;
+    link.close();
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

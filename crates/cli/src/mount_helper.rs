@@ -187,11 +187,17 @@ fn translate(option: &str, out: &mut Vec<OsString>) -> anyhow::Result<()> {
         ("agent_path", _) => push(&["--agent-path", need()?]),
         ("attr_ttl", _) => push(&["--attr-ttl", need()?]),
         ("dir_ttl", _) => push(&["--dir-ttl", need()?]),
+        ("heartbeat", _) => push(&["--heartbeat", need()?]),
+        ("heartbeat_misses", _) => push(&["--heartbeat-misses", need()?]),
+        ("op_timeout", _) => push(&["--op-timeout", need()?]),
+        ("reconnect_timeout", _) => push(&["--reconnect-timeout", need()?]),
+        ("no_reconnect", None) => push(&["--no-reconnect"]),
         // ssh's own options, as `yonder mount -o` takes them.
         (k, Some(_)) if k.starts_with(|c: char| c.is_ascii_uppercase()) => push(&["-o", option]),
         _ => anyhow::bail!(
             "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
-             port=, ssh_command=, agent_path=, attr_ttl=, dir_ttl=, nonempty, debug, the kernel's \
+             port=, ssh_command=, agent_path=, attr_ttl=, dir_ttl=, heartbeat=, heartbeat_misses=, \
+             op_timeout=, reconnect_timeout=, no_reconnect, nonempty, debug, the kernel's \
              nodev/nosuid/noexec/noatime/sync, and ssh options as Key=value)"
         ),
     }
@@ -397,6 +403,8 @@ mod tests {
             "-o",
             "ro,allow_other,port=2222,IdentityFile=/k,default_permissions,dev,suid",
             "-onoexec,_netdev,x-systemd.automount,ssh_command=ssh -F cfg",
+            "-o",
+            "heartbeat=2,op_timeout=30,no_reconnect",
         ]))
         .unwrap();
         assert!(!parsed.foreground);
@@ -421,6 +429,11 @@ mod tests {
                 "noexec",
                 "--ssh-command",
                 "ssh -F cfg",
+                "--heartbeat",
+                "2",
+                "--op-timeout",
+                "30",
+                "--no-reconnect",
                 "--",
                 "root@127.0.0.1:/srv/data",
                 "/mnt/x",

@@ -289,7 +289,7 @@ fn status_lists_connections_and_mounts_as_json_and_says_when_there_are_none() {
     assert!(std::fs::write(mb.join("new"), b"x").is_err());
 
     let status = env.status();
-    assert_eq!(status["manager"]["protocol"], 1);
+    assert_eq!(status["manager"]["protocol"], 2);
     let conns = status["connections"].as_array().unwrap();
     assert_eq!(conns.len(), 1, "both local mounts share one connection: {status}");
     assert_eq!(conns[0]["destination"], "local");
@@ -479,14 +479,14 @@ fn other_users_cannot_talk_to_the_manager() {
 fn a_client_of_another_protocol_is_told_in_one_line() {
     let mut env = Env::new();
     env.ok(&["manager", "start"]);
-    env.vars.push(("YONDER_CONTROL_PROTOCOL".into(), "2".into()));
+    env.vars.push(("YONDER_CONTROL_PROTOCOL".into(), "3".into()));
     let out = env.run(&["status"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         err,
         format!(
-            "yonder: the running manager speaks control protocol 1 (yonder {}), this yonder speaks 2: \
+            "yonder: the running manager speaks control protocol 2 (yonder {}), this yonder speaks 3: \
              stop it with 'yonder manager stop'\n",
             env!("CARGO_PKG_VERSION")
         )
@@ -725,43 +725,126 @@ fn ssh_mounts_of_one_host_share_one_ssh_process() {
     env.ok(&["unmount", &id]);
 }
 
+/// The next event's (topic, event, state).
+fn kind(event: &Value) -> (String, String, String) {
+    let text = |k: &str| event[k].as_str().unwrap_or("").to_string();
+    (text("topic"), text("event"), text("state"))
+}
+
+fn state_event(topic: &str, state: &str) -> (String, String, String) {
+    (topic.to_string(), "state".to_string(), state.to_string())
+}
+
+/// The only `yonder` child (the agent) of the manager.
+fn the_agent(env: &Env) -> i32 {
+    let pid = env.manager_pid().unwrap();
+    let mut agents = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            agents = children_named(pid, "yonder");
+            agents.len() == 1
+        }),
+        "{agents:?}"
+    );
+    agents[0].0
+}
+
 #[test]
-fn a_lost_agent_disconnects_its_connection_and_mounts() {
+fn a_lost_agent_is_replaced_and_its_mounts_carry_on() {
     let env = Env::new();
     env.ok(&["manager", "start", "--health-interval", "0.5"]);
     let a = local_backing(&env, "a");
     let at = env.dir.path().join("mnt");
     let id = env.mount(a.to_str().unwrap(), &at, &[]);
+    let mut held = std::fs::File::open(at.join("hello")).unwrap();
     let after = env.status()["last_event"].as_u64().unwrap().to_string();
     let events = Events::start(&env, &["--after", &after]);
-    let pid = env.manager_pid().unwrap();
-    let agents = children_named(pid, "yonder");
-    assert_eq!(agents.len(), 1, "{agents:?}");
-    signal(agents[0].0 as u32, libc::SIGKILL);
+    signal(the_agent(&env) as u32, libc::SIGKILL);
+    let lost = events.next();
+    assert_eq!(kind(&lost), state_event("connection", "reconnecting"));
+    assert!(lost["reason"].as_str().unwrap().contains("agent"), "{lost}");
+    let mount = events.next();
+    assert_eq!(kind(&mount), state_event("mount", "reconnecting"));
+    assert_eq!(mount["id"].as_str(), Some(id.as_str()));
+    assert_eq!(kind(&events.next()), state_event("connection", "connected"));
+    let back = events.next();
+    assert_eq!(kind(&back), state_event("mount", "active"));
+    // The same descriptor reads on, over the new agent.
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+    assert_eq!(text, "a\n");
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"a\n");
+    assert!(env.ok(&["status"]).contains("active"));
+    assert_eq!(env.status()["connections"].as_array().unwrap().len(), 1);
+
+    // `yonder reconnect` (by the mount's id) makes a new connection now.
+    let old = the_agent(&env);
+    assert_eq!(env.ok(&["reconnect", &id]).trim(), "c1");
+    assert_eq!(kind(&events.next()), state_event("connection", "reconnecting"));
+    assert_eq!(kind(&events.next()), state_event("mount", "reconnecting"));
+    assert_eq!(kind(&events.next()), state_event("connection", "connected"));
+    assert_eq!(kind(&events.next()), state_event("mount", "active"));
+    assert_ne!(the_agent(&env), old);
+    assert!(env
+        .fails(&["reconnect", "c9"])
+        .contains("no connection or mount c9"));
+    drop(held);
+    env.ok(&["unmount", &id]);
+}
+
+#[test]
+fn without_reconnection_a_lost_agent_disconnects_its_connection_and_mounts() {
+    let env = Env::new();
+    env.ok(&["manager", "start", "--health-interval", "0.5"]);
+    let a = local_backing(&env, "a");
+    let at = env.dir.path().join("mnt");
+    let id = env.mount(a.to_str().unwrap(), &at, &["--no-reconnect"]);
+    let after = env.status()["last_event"].as_u64().unwrap().to_string();
+    let events = Events::start(&env, &["--after", &after]);
+    signal(the_agent(&env) as u32, libc::SIGKILL);
     let conn = events.next();
-    assert_eq!(
-        (
-            conn["topic"].as_str(),
-            conn["event"].as_str(),
-            conn["state"].as_str()
-        ),
-        (Some("connection"), Some("state"), Some("disconnected"))
+    assert_eq!(kind(&conn), state_event("connection", "disconnected"));
+    let reason = conn["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("agent") && reason.contains("not reconnecting"),
+        "{conn}"
     );
-    assert!(conn["reason"].as_str().unwrap().contains("exited"), "{conn}");
     let mount = events.next();
     assert_eq!(
         (mount["id"].as_str(), mount["state"].as_str()),
         (Some(id.as_str()), Some("disconnected"))
     );
-    // Still mounted, answering errors rather than hanging.
+    // Still mounted, failing at once rather than hanging.
     assert!(is_mounted(&at));
-    assert!(std::fs::read(at.join("hello")).is_err());
+    let started = Instant::now();
+    let err = std::fs::read(at.join("hello")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
     assert!(env.ok(&["status"]).contains("disconnected"));
     // A new mount of the same destination gets a new connection.
     let again = env.mount(a.to_str().unwrap(), &env.dir.path().join("again"), &[]);
     let status = env.status();
     assert_eq!(status["connections"].as_array().unwrap().len(), 2, "{status}");
     assert_eq!(env.mount_status(&again).unwrap()["state"], "active");
+    // `yonder reconnect` brings the disconnected one back.
+    env.ok(&["reconnect", "c1"]);
+    let mut seen = Vec::new();
+    while seen.last() != Some(&state_event("mount", "active")) {
+        let event = events.next();
+        if event["id"] == "c1" || event["id"] == id.as_str() {
+            seen.push(kind(&event));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            state_event("connection", "reconnecting"),
+            state_event("mount", "reconnecting"),
+            state_event("connection", "connected"),
+            state_event("mount", "active"),
+        ]
+    );
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"a\n");
     env.ok(&["unmount", &id]);
     assert!(!is_mounted(&at));
 }

@@ -64,8 +64,18 @@ fn bytes(name: &OsStr) -> Vec<u8> {
 }
 
 impl FuseFs {
+    /// Runs one kernel request as a task, under its deadline: a request
+    /// that must wait for a lost connection is answered (EIO) at the
+    /// latest `op_timeout` after it arrived (see `Vfs::operation`).
+    ///
+    /// FUSE_INTERRUPT cannot shorten that: fuser 0.18 answers the kernel's
+    /// interrupt requests itself with ENOSYS, without telling the file
+    /// system, and the kernel then stops sending them for the mount. A
+    /// process waiting on a request sleeps killably until the request is
+    /// read by this side, and after that until the answer comes; the
+    /// deadline bounds that wait.
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        self.rt.spawn(fut);
+        self.rt.spawn(self.vfs.operation(fut));
     }
 
     /// Logs a failed operation. Expected failures (a lookup of a missing

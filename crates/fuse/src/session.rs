@@ -10,11 +10,13 @@ use crate::{fs, try_block_on, FuseError};
 use fuser::MountOption;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use tokio::runtime::Handle;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use yonder_vfs::Vfs;
 
@@ -44,6 +46,8 @@ pub struct Mounted {
     ended: watch::Receiver<bool>,
     /// Unmounted through this handle.
     detached: AtomicBool,
+    /// Drops the kernel's caches after each new connection.
+    revalidate: tokio::task::JoinHandle<()>,
 }
 
 /// Where a mount stands.
@@ -129,6 +133,7 @@ impl Mounted {
         if let Some(device) = &device {
             raise_readahead(device, fs::max_io_size() / 1024);
         }
+        let revalidate = runtime.spawn(revalidate_after_reconnecting(Arc::downgrade(&vfs), notifier));
         tracing::info!("mounted {}", mountpoint.display());
         Ok(Mounted {
             vfs,
@@ -138,6 +143,7 @@ impl Mounted {
             thread: Mutex::new(Some(thread)),
             ended,
             detached: AtomicBool::new(false),
+            revalidate,
         })
     }
 
@@ -258,6 +264,7 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        self.revalidate.abort();
         if self.detached.load(Ordering::Relaxed) {
             return;
         }
@@ -271,6 +278,40 @@ impl Drop for Mounted {
                 tracing::warn!("{e}");
             }
         }
+    }
+}
+
+/// After each new connection (the VFS has expired its own caches), asks
+/// the kernel to drop the attributes and names it cached: what changed on
+/// the remote while the link was down shows at once, not after the TTLs.
+/// Pages of open files go with them once the refreshed attributes show
+/// another size or mtime (AUTO_INVAL_DATA).
+async fn revalidate_after_reconnecting(vfs: std::sync::Weak<Vfs>, notifier: Arc<OnceLock<fuser::Notifier>>) {
+    let Some(mut events) = vfs.upgrade().map(|v| v.events()) else {
+        return;
+    };
+    loop {
+        match events.recv().await {
+            Ok(yonder_vfs::VfsEvent::Reconnected { .. }) | Err(RecvError::Lagged(_)) => {}
+            Ok(_) => continue,
+            Err(RecvError::Closed) => return,
+        }
+        let (Some(vfs), Some(notifier)) = (vfs.upgrade(), notifier.get().cloned()) else {
+            return;
+        };
+        let (inodes, names) = (vfs.known_inodes(), vfs.known_names());
+        drop(vfs);
+        // Each notification is a write to the FUSE device that may wait for
+        // a directory's lock: off the runtime's threads.
+        let done = tokio::task::spawn_blocking(move || {
+            for ino in inodes {
+                let _ = notifier.inval_inode(fuser::INodeNo(ino.0), -1, 0);
+            }
+            for (parent, name) in names {
+                let _ = notifier.inval_entry(fuser::INodeNo(parent.0), std::ffi::OsStr::from_bytes(&name));
+            }
+        });
+        let _ = done.await;
     }
 }
 

@@ -1,23 +1,22 @@
 //! One connection: an agent serving `/` on a destination, which every
 //! mount of that destination shares through a [`Scoped`] view of its tree.
 //!
-//! [`Connection`] is the only place that knows how the link is carried:
-//! it owns the agent's process (the local agent, or `ssh`), learns at once
-//! when it ends (and reaps it), kills it on [`close`](Connection::close),
-//! and answers health pings. Reconnection plugs in here: a reconnecting
-//! link would report `reconnecting`/`connected` through the same callback
-//! that reports the end of the process today, and hand its new remote to
-//! [`Connection::replace_link`]; the manager then re-scopes every mount's
-//! VFS onto it (`Vfs::replace_remote`).
+//! [`Connection`] is the only place that knows how the link is carried: it
+//! owns a [`Link`] (`yonder_remote::link`), which owns the agent's process
+//! (the local agent, or `ssh`), learns at once when it ends, sends
+//! heartbeats, reconnects with backoff and kills the process on
+//! [`close`](Connection::close). Every state the link enters is reported
+//! to the manager (`reconnecting`, `connected`, `disconnected`), which
+//! moves the mounts along; each mount's VFS follows the link itself onto
+//! every new connection, through a new scoped view of its tree.
 
 use crate::protocol::ConnectSpec;
 use crate::ManagerError;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-use tokio::sync::{oneshot, watch};
-use yonder_remote::{ConnectOptions, Remote, Source};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use yonder_remote::{ConnectOptions, Link, LinkOptions, LinkState, Remote, Source};
 
 /// Where a connection goes: what tells two connections apart. A mount
 /// reuses a connection to the same destination.
@@ -136,94 +135,87 @@ impl fmt::Display for Destination {
 pub struct Connection {
     pub id: String,
     pub destination: Destination,
-    link: RwLock<Arc<dyn Remote>>,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
-    /// Turns true once the agent's process has ended and been reaped.
-    ended: watch::Receiver<bool>,
+    link: Link,
+    /// Forwards the link's transitions to the manager.
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Connection {
     /// Starts an agent serving `/` on `destination` and completes the
-    /// handshake. `on_end` is called once, with a reason, when the agent's
-    /// process ends by itself (not after [`close`](Connection::close)).
+    /// handshake, under a [`Link`] that keeps it alive (heartbeats,
+    /// reconnection as `link` says). `on_state` is called with every state
+    /// the link enters after that, in order: `reconnecting` when the agent
+    /// is lost, `connected` once a new one is in place, `disconnected` when
+    /// the link gives up or never reconnects (not after
+    /// [`close`](Connection::close)).
     pub async fn open(
         id: String,
         destination: Destination,
         local_agent: Option<PathBuf>,
-        on_end: impl FnOnce(String) + Send + 'static,
+        link: LinkOptions,
+        on_state: impl Fn(LinkState) + Send + Sync + 'static,
     ) -> Result<Arc<Connection>, ManagerError> {
         let source = destination.source();
         let options = destination.options(local_agent);
-        let spawned = yonder_remote::spawn(&source, &options)
+        let link = Link::connect(&source, &options, link)
             .await
             .map_err(|e| ManagerError::Failed(e.to_string()))?;
-        let mut child = spawned.child;
-        let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        let (ended_tx, ended) = watch::channel(false);
-        let describe = destination.to_string();
-        tokio::spawn(async move {
-            let ended_by_itself = tokio::select! {
-                status = child.wait() => Some(match status {
-                    Ok(status) => format!("the agent's process ({describe}) exited: {status}"),
-                    Err(e) => format!("waiting for the agent's process ({describe}): {e}"),
-                }),
-                _ = kill_rx => {
-                    if let Err(e) = child.start_kill() {
-                        tracing::debug!("kill agent of {describe}: {e}");
-                    }
-                    if let Err(e) = child.wait().await {
-                        tracing::warn!("wait for agent of {describe}: {e}");
-                    }
-                    None
+        let mut transitions = link.transitions();
+        let current = link.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                match transitions.recv().await {
+                    Ok(LinkState::Disconnected { reason }) if reason == "closed" => return,
+                    Ok(state) => on_state(state),
+                    // Too slow to see each one: the latest will do.
+                    Err(broadcast::error::RecvError::Lagged(_)) => on_state(current.state()),
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-            };
-            ended_tx.send_replace(true);
-            if let Some(reason) = ended_by_itself {
-                on_end(reason);
             }
         });
         Ok(Arc::new(Connection {
             id,
             destination,
-            link: RwLock::new(Arc::new(spawned.client)),
-            kill: Mutex::new(Some(kill_tx)),
-            ended,
+            link,
+            watcher,
         }))
     }
 
-    /// The remote, serving `/`.
+    /// The remote, serving `/` (the current connection's).
     pub fn remote(&self) -> Arc<dyn Remote> {
-        self.link.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.link.current().1
     }
 
-    /// Puts a new link (serving `/` on the same destination) in place of
-    /// the current one; the caller moves the mounts onto it.
-    pub fn replace_link(&self, remote: Arc<dyn Remote>) {
-        *self.link.write().unwrap_or_else(|e| e.into_inner()) = remote;
+    /// The link, which mounts' VFSs follow onto each new connection.
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 
-    /// Kills the agent's process (ssh, or the local agent): every call in
-    /// flight and every later one fails as disconnected.
+    /// Reconnects now (`yonder reconnect`).
+    pub fn reconnect(&self) {
+        self.link.reconnect_now();
+    }
+
+    /// Ends the link for good, killing the agent's process (ssh, or the
+    /// local agent): every call in flight and every later one fails as
+    /// disconnected.
     pub fn close(&self) {
-        if let Some(kill) = self.kill.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = kill.send(());
-        }
+        self.link.close();
     }
 
-    /// Resolves once the agent's process has ended and been reaped.
+    /// Resolves once the link is closed and the agent's process has ended
+    /// and been reaped.
     pub async fn ended(&self) {
-        let mut ended = self.ended.clone();
-        let _ = ended.wait_for(|ended| *ended).await;
+        let mut status = self.link.watch();
+        let _ = status
+            .wait_for(|s| matches!(&s.state, LinkState::Disconnected { reason } if reason == "closed"))
+            .await;
     }
+}
 
-    /// One ping, which must be answered within `deadline`.
-    pub async fn ping(&self, deadline: Duration) -> Result<(), String> {
-        let remote = self.remote();
-        match tokio::time::timeout(deadline, remote.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("ping failed: {e}")),
-            Err(_) => Err(format!("no answer to a ping within {deadline:?}")),
-        }
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.watcher.abort();
     }
 }
 

@@ -15,8 +15,8 @@ use crate::connection::{Connection, Destination};
 use crate::events::{connection_event, missed, mount_event, EventBus};
 use crate::paths::Paths;
 use crate::protocol::{
-    ConnectSpec, ConnectionInfo, EventKind, Hello, ManagerInfo, MountInfo, MountSpec, Request, Response,
-    Status, Topic, PROTOCOL,
+    ConnectSpec, ConnectionInfo, EventKind, Hello, LinkSpec, ManagerInfo, MountInfo, MountSpec, Request,
+    Response, Status, Topic, PROTOCOL,
 };
 use crate::reap::Reaper;
 use crate::state::{ConnectionState, MountState};
@@ -30,7 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::Scoped;
+use yonder_remote::{LinkOptions, LinkState, Scoped};
 
 /// How the manager runs.
 #[derive(Clone, Debug)]
@@ -42,8 +42,6 @@ pub struct Config {
     pub local_agent: Option<PathBuf>,
 }
 
-/// How long a health ping may take before the connection counts as lost.
-const PING_DEADLINE: Duration = Duration::from_secs(5);
 /// How long `kill` lets each mount's buffered writes take.
 const KILL_FLUSH: Duration = Duration::from_millis(500);
 /// How long a client may take to send its hello.
@@ -68,9 +66,6 @@ struct ManagedMount {
     id: String,
     source: String,
     root: String,
-    /// The tree's root on the remote (absolute, canonical), for
-    /// re-scoping onto a new link.
-    root_bytes: Vec<u8>,
     connection: String,
     read_only: bool,
     mounted: Mounted,
@@ -455,6 +450,7 @@ impl Manager {
             Request::Mount { mount } => self.clone().mount(mount).await,
             Request::Unmount { target, all, force } => self.unmount(target, all, force).await,
             Request::Kill { id } => self.kill(&id).await,
+            Request::Reconnect { id } => self.reconnect(&id),
             Request::Events { .. } | Request::Stop => Err(ManagerError::Failed("not here".into())),
         };
         result.unwrap_or_else(|e| failed(e.to_string()))
@@ -504,7 +500,7 @@ impl Manager {
 
     async fn connect(self: Arc<Self>, spec: &ConnectSpec) -> Result<Response, ManagerError> {
         let (destination, _) = Destination::parse(spec)?;
-        let (conn, created) = self.connection_for(&destination, true).await?;
+        let (conn, created) = self.connection_for(&destination, &spec.link, true).await?;
         Ok(Response::Connected {
             id: conn.id.clone(),
             created,
@@ -516,6 +512,7 @@ impl Manager {
     async fn connection_for(
         self: &Arc<Self>,
         destination: &Destination,
+        link: &LinkSpec,
         pin: bool,
     ) -> Result<(Arc<Connection>, bool), ManagerError> {
         let gate = self
@@ -539,14 +536,15 @@ impl Manager {
             format!("c{}", reg.next_connection)
         };
         let weak = Arc::downgrade(self);
-        let ended_id = id.clone();
+        let watched = id.clone();
         let conn = Connection::open(
             id,
             destination.clone(),
             self.config.local_agent.clone(),
-            move |reason| {
+            link_options(link)?,
+            move |state| {
                 if let Some(manager) = weak.upgrade() {
-                    manager.connection_lost(&ended_id, reason);
+                    manager.link_state(&watched, state);
                 }
             },
         )
@@ -561,11 +559,47 @@ impl Manager {
         Ok((conn, true))
     }
 
-    /// The agent of connection `id` ended by itself.
-    fn connection_lost(&self, id: &str, reason: String) {
-        tracing::warn!("{id}: {reason}");
-        self.registry()
-            .set_connection_state(&self.events, id, ConnectionState::Disconnected { reason });
+    /// Connection `id`'s link entered `state`: the connection (and its
+    /// mounts) follow. (Each mount's VFS follows the link by itself onto a
+    /// new connection, see `start_mount`.)
+    fn link_state(&self, id: &str, state: LinkState) {
+        let next = match state {
+            LinkState::Connected => ConnectionState::Connected,
+            LinkState::Reconnecting { reason, .. } => ConnectionState::Reconnecting { reason },
+            LinkState::Disconnected { reason } => {
+                tracing::warn!("{id}: {reason}");
+                ConnectionState::Disconnected { reason }
+            }
+        };
+        self.registry().set_connection_state(&self.events, id, next);
+    }
+
+    /// `yonder reconnect ID`: connection `id` (or mount `id`'s) reconnects
+    /// now.
+    fn reconnect(&self, id: &str) -> Result<Response, ManagerError> {
+        let reg = self.registry();
+        let connection = match reg.mount(id) {
+            Some(m) => m.mount.connection.clone(),
+            None => id.to_string(),
+        };
+        let Some(entry) = reg.connection(&connection) else {
+            return Err(ManagerError::Failed(format!("no connection or mount {id}")));
+        };
+        entry.conn.reconnect();
+        tracing::info!("{connection}: reconnecting on request");
+        Ok(Response::Reconnecting { id: connection })
+    }
+
+    /// An open file of mount `id` was lost with a connection: an event.
+    fn file_lost(&self, id: &str, path: String) {
+        if self.registry().mount(id).is_none() {
+            return;
+        }
+        let mut event = mount_event(id, EventKind::FileLost);
+        event.path = Some(path);
+        event.reason =
+            Some("deleted or replaced while the connection was down; its descriptors answer ESTALE".into());
+        self.events.publish(event);
     }
 
     /// Closes connection `id` if nothing needs it: not pinned, no mounts.
@@ -610,7 +644,9 @@ impl Manager {
                 m.mount.source
             )));
         }
-        let (conn, created) = self.connection_for(&destination, false).await?;
+        let (conn, created) = self
+            .connection_for(&destination, &spec.connect.link, false)
+            .await?;
         let started = self.start_mount(&conn, &spec, &root, &mountpoint).await;
         let (mounted, scoped_root) = match started {
             Ok(started) => started,
@@ -629,7 +665,6 @@ impl Manager {
             id: id.clone(),
             source: spec.connect.source.clone(),
             root: String::from_utf8_lossy(&scoped_root).into_owned(),
-            root_bytes: scoped_root,
             connection: conn.id.clone(),
             read_only: spec.read_only,
             mounted,
@@ -658,6 +693,22 @@ impl Manager {
                 manager.check_mount(&watched);
             }
         });
+        // Open files lost with a connection: events.
+        let mut vfs_events = mount.mounted.vfs().events();
+        let weak = Arc::downgrade(&self);
+        let watched = id.clone();
+        tokio::spawn(async move {
+            loop {
+                match vfs_events.recv().await {
+                    Ok(yonder_vfs::VfsEvent::HandleLost { path, .. }) => match weak.upgrade() {
+                        Some(manager) => manager.file_lost(&watched, path),
+                        None => return,
+                    },
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
         Ok(Response::Mounted {
             id,
             mountpoint: mount.mounted.mountpoint().to_path_buf(),
@@ -674,7 +725,8 @@ impl Manager {
         mountpoint: &Path,
     ) -> Result<(Mounted, Vec<u8>), ManagerError> {
         let source = &spec.connect.source;
-        let scoped = Scoped::resolve(conn.remote(), root).await.map_err(|e| {
+        let (generation, remote) = conn.link().current();
+        let scoped = Scoped::resolve(remote, root).await.map_err(|e| {
             let reason = match e.errno() {
                 yonder_remote::proto::Errno::ENOTDIR => "not a directory".to_string(),
                 _ => e.to_string(),
@@ -683,9 +735,17 @@ impl Manager {
         })?;
         let scoped_root = scoped.root_bytes();
         let config = mount_config(spec)?;
-        let vfs = yonder_vfs::Vfs::new(Arc::new(scoped), config.vfs_options())
+        let mut options = config.vfs_options();
+        options.op_timeout = seconds("op-timeout", spec.op_timeout_secs)?;
+        let vfs = yonder_vfs::Vfs::new(Arc::new(scoped), options)
             .await
             .map_err(|e| ManagerError::Failed(format!("mount {source}: {e}")))?;
+        // Onto each new connection of the link, through a new scoped view
+        // of the same tree.
+        let tree = scoped_root.clone();
+        vfs.follow(conn.link().watch(), generation, move |remote| {
+            Arc::new(Scoped::new(remote, &tree))
+        });
         let runtime = self.runtime.clone();
         let at = mountpoint.to_path_buf();
         let mounted = tokio::task::spawn_blocking(move || Mounted::start(vfs, runtime, &at, &config))
@@ -945,25 +1005,6 @@ impl Manager {
         }
     }
 
-    /// Puts a new link under connection `id` and moves its mounts onto it
-    /// (each through a new scoped view of its tree): where a reconnecting
-    /// link hands over, before reporting `connected`.
-    pub fn replace_link(&self, id: &str, remote: Arc<dyn yonder_remote::Remote>) {
-        let reg = self.registry();
-        let Some(entry) = reg.connection(id) else { return };
-        entry.conn.replace_link(remote.clone());
-        for m in reg.mounts.values().filter(|m| m.mount.connection == id) {
-            let scoped = Scoped::new(remote.clone(), &m.mount.root_bytes);
-            m.mount.mounted.vfs().replace_remote(Arc::new(scoped));
-        }
-    }
-
-    /// Where the connection's state is driven from outside the manager (a
-    /// reconnecting link): `reconnecting`, `connected` again, `disconnected`.
-    pub fn set_connection_state(&self, id: &str, state: ConnectionState) {
-        self.registry().set_connection_state(&self.events, id, state);
-    }
-
     async fn check_health(&self, reaper: &mut Reaper) {
         let ids: Vec<String> = self
             .registry()
@@ -974,26 +1015,8 @@ impl Manager {
         for id in ids {
             self.check_mount(&id);
         }
-        let conns: Vec<Arc<Connection>> = self
-            .registry()
-            .connections
-            .values()
-            .filter(|c| c.state == ConnectionState::Connected)
-            .map(|c| c.conn.clone())
-            .collect();
-        let deadline = PING_DEADLINE.min(self.config.health_interval.max(Duration::from_millis(500)));
-        let mut pings = tokio::task::JoinSet::new();
-        for conn in conns {
-            pings.spawn(async move {
-                let result = conn.ping(deadline).await;
-                (conn, result)
-            });
-        }
-        while let Some(joined) = pings.join_next().await {
-            if let Ok((conn, Err(reason))) = joined {
-                self.connection_lost(&conn.id, reason);
-            }
-        }
+        // Connections need no check here: each link pings its agent
+        // (heartbeats) and reports what it finds (`link_state`).
         reaper.reap();
     }
 }
@@ -1014,17 +1037,39 @@ async fn health_loop(manager: Weak<Manager>) {
     }
 }
 
+/// A number of seconds from a request.
+fn seconds(name: &str, value: f64) -> Result<Duration, ManagerError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ManagerError::Failed(format!(
+            "--{name} must be a number of seconds >= 0, not {value}"
+        )))
+    }
+}
+
+/// How a new connection's link keeps it alive.
+fn link_options(spec: &LinkSpec) -> Result<LinkOptions, ManagerError> {
+    let heartbeat = seconds("heartbeat", spec.heartbeat_secs)?;
+    if heartbeat.is_zero() || spec.heartbeat_misses == 0 {
+        return Err(ManagerError::Failed(
+            "--heartbeat and --heartbeat-misses must be more than 0".into(),
+        ));
+    }
+    Ok(LinkOptions {
+        heartbeat,
+        heartbeat_misses: spec.heartbeat_misses,
+        reconnect: !spec.no_reconnect,
+        reconnect_timeout: spec
+            .reconnect_timeout_secs
+            .map(|t| seconds("reconnect-timeout", t))
+            .transpose()?,
+        ..LinkOptions::default()
+    })
+}
+
 /// The FUSE mount configuration a mount request asks for.
 fn mount_config(spec: &MountSpec) -> Result<MountConfig, ManagerError> {
-    let seconds = |name: &str, value: f64| {
-        if value.is_finite() && value >= 0.0 {
-            Ok(Duration::from_secs_f64(value))
-        } else {
-            Err(ManagerError::Failed(format!(
-                "--{name} must be a number of seconds >= 0, not {value}"
-            )))
-        }
-    };
     Ok(MountConfig {
         read_only: spec.read_only,
         attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,

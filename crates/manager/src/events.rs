@@ -81,6 +81,7 @@ fn blank(topic: &str, id: &str, event: EventKind) -> Event {
         event,
         state: None,
         reason: None,
+        path: None,
         destination: None,
         source: None,
         mountpoint: None,

@@ -7,7 +7,7 @@
 //!   other users out.
 //! - [`state`]: connection and mount states and their transition rules.
 //! - [`connection`]: one connection (an agent serving `/`, reached over ssh
-//!   or locally), its process, its health; the seam reconnection plugs into.
+//!   or locally) under a supervised link: heartbeats, reconnection.
 //! - [`daemon`]: the manager itself: the registry of connections and mounts,
 //!   the socket server, health checks, shutdown.
 //! - [`client`]: the CLI's side: connecting, starting the manager on

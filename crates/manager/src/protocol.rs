@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// The control protocol spoken by this build. Bumped on any change that an
 /// older peer would misread.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// The first line each side sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ impl Hello {
 }
 
 /// How to reach an agent, as given on the command line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnectSpec {
     /// A SOURCE (`host:path`, `ssh://...`, a local path made absolute).
     pub source: String,
@@ -50,6 +50,38 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// How the connection rides out network failures (for a new
+    /// connection; one that exists keeps its own).
+    #[serde(default)]
+    pub link: LinkSpec,
+}
+
+/// Heartbeats and reconnection of a connection (`--heartbeat`,
+/// `--heartbeat-misses`, `--reconnect-timeout`, `--no-reconnect`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    pub heartbeat_secs: f64,
+    pub heartbeat_misses: u32,
+    /// Give up reconnecting after this long; none: never.
+    #[serde(default)]
+    pub reconnect_timeout_secs: Option<f64>,
+    #[serde(default)]
+    pub no_reconnect: bool,
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        LinkSpec {
+            heartbeat_secs: 5.0,
+            heartbeat_misses: 3,
+            reconnect_timeout_secs: None,
+            no_reconnect: false,
+        }
+    }
+}
+
+fn default_op_timeout() -> f64 {
+    20.0
 }
 
 /// A mount as `yonder mount` asks for it.
@@ -68,6 +100,9 @@ pub struct MountSpec {
     /// `-o` options for the mount (ssh's already split off into `connect`).
     pub fuse_options: Vec<String>,
     pub debug: bool,
+    /// How long an operation waits for a lost connection (`--op-timeout`).
+    #[serde(default = "default_op_timeout")]
+    pub op_timeout_secs: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +142,12 @@ pub enum Request {
     Kill {
         id: String,
     },
+    /// Reconnects a connection (`c1`, or a mount's: `m1`) now: a waiting
+    /// reconnection tries at once, a disconnected connection tries again,
+    /// a connected one is made anew.
+    Reconnect {
+        id: String,
+    },
     /// Streams events from now on; with `after`, first those still kept
     /// whose `seq` is greater.
     Events {
@@ -139,6 +180,10 @@ pub enum Response {
     Killed {
         id: String,
         unmounted: Vec<String>,
+    },
+    /// The connection's reconnection was started.
+    Reconnecting {
+        id: String,
     },
     /// `Events` accepted: event lines follow.
     Subscribed,
@@ -225,6 +270,10 @@ pub struct Event {
     /// Connections: their destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// `file_lost`: the path, in the mount, of the open file that could not
+    /// be reopened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Mounts: their SOURCE, mount point and connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -250,6 +299,10 @@ pub enum EventKind {
     State,
     /// Events were lost to this subscriber.
     Missed,
+    /// A mount's open file could not be reopened after a reconnection (it
+    /// was deleted or replaced meanwhile): its descriptors answer ESTALE.
+    #[serde(rename = "file_lost")]
+    FileLost,
 }
 
 impl EventKind {
@@ -261,6 +314,7 @@ impl EventKind {
             EventKind::Unmounted => "unmounted",
             EventKind::State => "state",
             EventKind::Missed => "missed",
+            EventKind::FileLost => "file_lost",
         }
     }
 }
@@ -289,6 +343,9 @@ impl Event {
             if self.event == EventKind::State {
                 line = format!("{line} {state}");
             }
+        }
+        if let Some(path) = &self.path {
+            line = format!("{line} {path}");
         }
         if let Some(reason) = &self.reason {
             line = format!("{line}: {reason}");

@@ -10,6 +10,13 @@
 //! writer task beside an encoded header and out in one vectored write, so
 //! between [`Remote::write`] and the transport the payload is not copied
 //! (a read's data likewise arrives in a buffer of its own).
+//!
+//! For a supervisor (`link.rs`) the client tells when the connection ended
+//! ([`AgentClient::closed`]: end of stream, a failed write, the agent
+//! process exiting), when the agent was last heard from
+//! ([`AgentClient::last_heard`]: any frame counts), and can be shut down
+//! ([`AgentClient::shutdown`]: the transport killed, every call in flight
+//! failed at once), so that no caller waits on a dead or stopped agent.
 
 use crate::error::display_path;
 use crate::{Remote, RemoteError, Result};
@@ -18,8 +25,10 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 use yonder_proto::codec::encode_write_request_header;
 use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{
@@ -38,6 +47,13 @@ enum Failure {
 
 struct Shared {
     pending: Mutex<Pending>,
+    /// Why the connection ended, once it has (the same reason as
+    /// `Pending::closed`), for [`AgentClient::closed`].
+    ended: watch::Sender<Option<String>>,
+    /// When the agent was last heard from (any frame), as nanoseconds
+    /// since `epoch`.
+    heard: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Default)]
@@ -48,14 +64,31 @@ struct Pending {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            pending: Mutex::new(Pending::default()),
+            ended: watch::Sender::new(None),
+            heard: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Ends the connection: every call waiting fails with `reason`, and so
+    /// does every later one. The first reason given is the one kept.
     fn fail_all(&self, reason: String) {
         let mut pending = self.pending.lock().expect("pending lock");
         if pending.closed.is_none() {
             pending.closed = Some(reason.clone());
+            self.ended.send_replace(Some(reason.clone()));
         }
         for (_, waiter) in pending.waiters.drain() {
             let _ = waiter.send(Err(Failure::Disconnected(reason.clone())));
         }
+    }
+
+    fn heard_now(&self) {
+        let nanos = self.epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.heard.store(nanos, Ordering::Relaxed);
     }
 }
 
@@ -72,8 +105,15 @@ pub struct AgentClient {
     frames: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicU64,
     peer: Hello,
-    /// The agent process, when this client started one; killed on drop.
-    child: Mutex<Option<tokio::process::Child>>,
+    /// The reader and writer tasks: aborted by `shutdown`, which closes
+    /// the transport's stream.
+    io_tasks: Vec<AbortHandle>,
+    /// Kills the agent process, when this client started one (sending,
+    /// or dropping the sender, kills it: on drop of the client too).
+    kill_child: Mutex<Option<oneshot::Sender<()>>>,
+    /// Turns true once the agent process (if any) has exited and been
+    /// reaped.
+    exited: watch::Sender<bool>,
 }
 
 impl AgentClient {
@@ -132,23 +172,101 @@ impl AgentClient {
             (_, other) => return Err(connect_err(format!("unexpected handshake reply: {other:?}"))),
         };
 
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-        });
+        let shared = Arc::new(Shared::new());
+        shared.heard_now();
         let (frames, outgoing) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(writer, outgoing, shared.clone()));
-        tokio::spawn(read_loop(reader, shared.clone()));
+        let writer = tokio::spawn(write_loop(writer, outgoing, shared.clone()));
+        let reader = tokio::spawn(read_loop(reader, shared.clone()));
         Ok(AgentClient {
             shared,
             frames,
             next_id: AtomicU64::new(1),
             peer,
-            child: Mutex::new(None),
+            io_tasks: vec![writer.abort_handle(), reader.abort_handle()],
+            kill_child: Mutex::new(None),
+            exited: watch::Sender::new(true),
         })
     }
 
-    pub(crate) fn attach_child(&self, child: tokio::process::Child) {
-        *self.child.lock().expect("child lock") = Some(child);
+    /// Hands the agent process to the client: the connection counts as
+    /// ended as soon as it exits, and it is killed by
+    /// [`AgentClient::shutdown`] or when the client is dropped.
+    pub(crate) fn attach_child(&self, mut child: tokio::process::Child) {
+        let (kill, killed) = oneshot::channel::<()>();
+        *self.kill_child.lock().expect("child lock") = Some(kill);
+        let shared = self.shared.clone();
+        self.exited.send_replace(false);
+        let exited = self.exited.clone();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = killed => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let reason = match status {
+                Ok(status) => format!("agent process exited ({status})"),
+                Err(err) => format!("agent process lost: {err}"),
+            };
+            shared.fail_all(reason);
+            exited.send_replace(true);
+        });
+    }
+
+    /// Resolves once the agent process this client started has exited and
+    /// been reaped (at once if it started none).
+    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut exited = self.exited.subscribe();
+        async move {
+            let _ = exited.wait_for(|e| *e).await;
+        }
+    }
+
+    /// Resolves once the connection has ended (the agent's stream closed,
+    /// a write to it failed, its process exited, or [`shutdown`] was
+    /// called), with the reason. Independent of `self`.
+    ///
+    /// [`shutdown`]: AgentClient::shutdown
+    pub fn closed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut ended = self.shared.ended.subscribe();
+        async move {
+            match ended.wait_for(Option::is_some).await {
+                Ok(reason) => reason.clone().unwrap_or_default(),
+                Err(_) => "client dropped".to_string(),
+            }
+        }
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.shared.pending.lock().expect("pending lock").waiters.len()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.ended.borrow().is_some()
+    }
+
+    /// When the agent was last heard from: any frame it sent (a heartbeat's
+    /// answer or any other response), or the handshake.
+    pub fn last_heard(&self) -> Instant {
+        self.shared.epoch + Duration::from_nanos(self.shared.heard.load(Ordering::Relaxed))
+    }
+
+    /// Ends the connection now: every call in flight and every later one
+    /// fails with `reason` ([`RemoteError::Disconnected`] or
+    /// [`RemoteError::NotConnected`]), the stream is closed and the agent
+    /// process (if this client started one) is killed. For a supervisor
+    /// that has found the agent dead or hung.
+    pub fn shutdown(&self, reason: &str) {
+        self.shared.fail_all(reason.to_string());
+        for task in &self.io_tasks {
+            task.abort();
+        }
+        if let Some(kill) = self.kill_child.lock().expect("child lock").take() {
+            let _ = kill.send(());
+        }
     }
 
     /// The agent's handshake: version, capabilities, software.
@@ -185,7 +303,7 @@ impl AgentClient {
         {
             let mut pending = self.shared.pending.lock().expect("pending lock");
             if let Some(reason) = &pending.closed {
-                return Err(RemoteError::Disconnected {
+                return Err(RemoteError::NotConnected {
                     op,
                     path: path(),
                     reason: reason.clone(),
@@ -200,7 +318,7 @@ impl AgentClient {
                 .expect("pending lock")
                 .waiters
                 .remove(&id);
-            return Err(RemoteError::Disconnected {
+            return Err(RemoteError::NotConnected {
                 op,
                 path: path(),
                 reason: "writer stopped".into(),
@@ -291,6 +409,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
             Ok(None) => break "agent closed the connection".to_string(),
             Err(err) => break format!("read from agent failed: {err}"),
         };
+        shared.heard_now();
         let id = frame.id;
         let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
         let Some(waiter) = waiter else {

@@ -14,9 +14,18 @@ pub enum RemoteError {
         errno: Errno,
         detail: String,
     },
-    /// The connection to the agent is gone; the operation's outcome is unknown.
+    /// The connection to the agent was lost while the request was on its
+    /// way or being answered: the agent may or may not have carried it out.
     #[error("{op} {path}: connection to the agent lost: {reason}")]
     Disconnected {
+        op: &'static str,
+        path: String,
+        reason: String,
+    },
+    /// The connection to the agent was already gone when the call was
+    /// made: nothing was sent, so the remote is unchanged by it.
+    #[error("{op} {path}: not connected to the agent: {reason}")]
+    NotConnected {
         op: &'static str,
         path: String,
         reason: String,
@@ -38,10 +47,28 @@ impl RemoteError {
     pub fn errno(&self) -> Errno {
         match self {
             RemoteError::Os { errno, .. } => *errno,
-            RemoteError::Disconnected { .. } => Errno::ENOTCONN,
+            RemoteError::Disconnected { .. } | RemoteError::NotConnected { .. } => Errno::ENOTCONN,
             RemoteError::Protocol { .. } => Errno::EPROTO,
             RemoteError::Connect { .. } => Errno::ENOTCONN,
         }
+    }
+
+    /// The call failed because the connection to the agent is gone, not
+    /// because of anything on the remote: a caller may wait for a new
+    /// connection and try again. (An `Os` error with errno ENOTCONN, say
+    /// from a dead mount below the remote root, is not one of these.)
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Disconnected { .. } | RemoteError::NotConnected { .. }
+        )
+    }
+
+    /// The connection was lost after the request may have reached the
+    /// agent: whether it took effect is unknown, so a call that is not
+    /// idempotent must not simply be sent again.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, RemoteError::Disconnected { .. })
     }
 
     pub fn os(op: &'static str, path: impl Into<String>, errno: Errno) -> Self {

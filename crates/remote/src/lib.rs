@@ -7,18 +7,23 @@
 //! user's SOURCE string into such a stream (a local child process, or one
 //! started through the system `ssh`); [`Scoped`] shows one tree of a
 //! remote that serves `/`, so one connection carries several mounts.
+//! [`Link`] supervises one connection: heartbeats, and reconnection when it
+//! dies.
 
 mod client;
 mod error;
+pub mod link;
 mod remote;
 mod scoped;
 pub mod source;
+pub mod tcp;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
+pub use link::{Connector, Link, LinkOptions, LinkState, LinkStatus, SourceConnector};
 pub use remote::Remote;
 pub use scoped::Scoped;
-pub use source::{connect, spawn, ConnectOptions, Source, SourceError, Spawned};
+pub use source::{connect, connect_agent, spawn, ConnectOptions, Source, SourceError, Spawned};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -222,8 +222,36 @@ pub struct ConnectOptions {
     pub agent_args: Vec<String>,
 }
 
-/// The argv that starts the agent for `source`.
+/// The argv that starts the agent for `source`, with yonder's ssh
+/// keepalive options (see [`agent_command_with`]).
 pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+    agent_command_with(source, options, true)
+}
+
+/// The program and arguments that ssh runs as, before any option of ours.
+fn ssh_program(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+    let argv: Vec<String> = match &options.ssh_command {
+        Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+        None => vec!["ssh".into()],
+    };
+    if argv.is_empty() {
+        return Err(RemoteError::Connect {
+            source_desc: source.describe(),
+            reason: "empty --ssh-command".into(),
+        });
+    }
+    Ok(argv)
+}
+
+/// ssh's keepalive, which yonder asks for unless the user's configuration
+/// sets its own: a probe every 5 s through the encrypted channel, the
+/// session ended after 3 unanswered (a dead link is noticed within about
+/// 15 s instead of the kernel's TCP timeout of many minutes).
+pub const SSH_KEEPALIVE: [&str; 2] = ["ServerAliveInterval=5", "ServerAliveCountMax=3"];
+
+/// The argv that starts the agent for `source`; `keepalive` adds
+/// [`SSH_KEEPALIVE`] to an ssh command line.
+pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: bool) -> Result<Vec<String>> {
     match source {
         Source::Local { root } => {
             let program = match &options.local_agent {
@@ -243,43 +271,24 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
             argv.push(format!("--root={}", root.to_string_lossy()));
             Ok(argv)
         }
-        Source::Ssh {
-            user,
-            host,
-            port,
-            path,
-        } => {
-            let mut argv: Vec<String> = match &options.ssh_command {
-                Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
-                None => vec!["ssh".into()],
-            };
-            if argv.is_empty() {
-                return Err(RemoteError::Connect {
-                    source_desc: source.describe(),
-                    reason: "empty --ssh-command".into(),
-                });
-            }
-            for option in &options.ssh_options {
-                argv.push("-o".into());
-                argv.push(option.clone());
-            }
+        Source::Ssh { path, .. } => {
+            let mut argv = ssh_destination(source, options)?;
+            let host = argv.pop().expect("destination");
+            let dashdash = argv.pop().expect("--");
             // ssh keeps the first value it sees for an option, so these
-            // defaults come after the user's: a dead link is noticed within
-            // about 15 s instead of the kernel's TCP timeout of many minutes.
-            for default in ["ServerAliveInterval=5", "ServerAliveCountMax=3"] {
-                argv.push("-o".into());
-                argv.push(default.into());
+            // come after the user's `-o` (and `connect` leaves them out when
+            // the user's ssh configuration sets a keepalive of its own:
+            // command-line options would override it).
+            if keepalive {
+                for default in SSH_KEEPALIVE {
+                    argv.push("-o".into());
+                    argv.push(default.into());
+                }
             }
             // No tty (the stream must be 8-bit clean), no X11 forwarding.
             argv.extend(["-T".into(), "-x".into()]);
-            if let Some(port) = port {
-                argv.extend(["-p".into(), port.to_string()]);
-            }
-            if let Some(user) = user {
-                argv.extend(["-l".into(), user.clone()]);
-            }
-            argv.push("--".into());
-            argv.push(host.clone());
+            argv.push(dashdash);
+            argv.push(host);
             let agent = options.agent_path.as_deref().unwrap_or("yonder");
             let root = match path.as_str() {
                 "" | "~" => ".",
@@ -298,6 +307,70 @@ pub fn agent_command(source: &Source, options: &ConnectOptions) -> Result<Vec<St
     }
 }
 
+/// `ssh [-o OPTION]... [-p PORT] [-l USER] -- HOST`: the ssh command line
+/// up to the destination, for the agent and for `ssh -G`.
+fn ssh_destination(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+    let Source::Ssh { user, host, port, .. } = source else {
+        return Err(RemoteError::Connect {
+            source_desc: source.describe(),
+            reason: "not an ssh source".into(),
+        });
+    };
+    let mut argv = ssh_program(source, options)?;
+    for option in &options.ssh_options {
+        argv.push("-o".into());
+        argv.push(option.clone());
+    }
+    if let Some(port) = port {
+        argv.extend(["-p".into(), port.to_string()]);
+    }
+    if let Some(user) = user {
+        argv.extend(["-l".into(), user.clone()]);
+    }
+    argv.push("--".into());
+    argv.push(host.clone());
+    Ok(argv)
+}
+
+/// Whether yonder should add its keepalive ([`SSH_KEEPALIVE`]) for
+/// `source`: asks `ssh -G` (the configuration ssh would use, the user's
+/// files and `-o` options included) and adds it only where
+/// `serveraliveinterval` is 0, ssh's default. A configured keepalive (or
+/// one the user turned off on purpose with a `-o`) is left alone; if ssh
+/// cannot say (a `--ssh-command` without `-G`), yonder's is added. (ssh
+/// reports 300 s for a `BatchMode` session without a keepalive of its own,
+/// and that is kept; the link's heartbeat notices a dead link either way.)
+pub async fn ssh_needs_keepalive(source: &Source, options: &ConnectOptions) -> bool {
+    let Ok(mut argv) = ssh_destination(source, options) else {
+        return false;
+    };
+    let host = argv.pop().expect("destination");
+    let dashdash = argv.pop().expect("--");
+    argv.extend(["-G".to_string(), dashdash, host]);
+    let output = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), output).await {
+        Ok(Ok(out)) if out.status.success() => keepalive_unset(&String::from_utf8_lossy(&out.stdout)),
+        _ => true,
+    }
+}
+
+/// From `ssh -G` output: whether no keepalive interval is configured.
+fn keepalive_unset(config: &str) -> bool {
+    config
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            key.eq_ignore_ascii_case("serveraliveinterval")
+                .then(|| value.trim() == "0")
+        })
+        .unwrap_or(true)
+}
+
 /// Quotes a word for the remote POSIX shell. Words of safe characters pass
 /// unchanged, so that `~/bin/yonder` still gets tilde expansion.
 pub fn shell_quote(word: &str) -> String {
@@ -313,9 +386,16 @@ pub fn shell_quote(word: &str) -> String {
 /// fs`, a reconnecting layer) never depend on how it is carried. The agent
 /// process is killed when the remote is dropped.
 pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
+    Ok(Arc::new(connect_agent(source, options).await?))
+}
+
+/// [`connect`], returning the client itself, which owns the agent process:
+/// what a supervisor (see [`crate::Link`]) needs to watch the connection
+/// and end it.
+pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
     let Spawned { client, child } = spawn(source, options).await?;
     client.attach_child(child);
-    Ok(Arc::new(client))
+    Ok(client)
 }
 
 /// An agent started by [`spawn`]: the client, and the process it talks to
@@ -341,7 +421,11 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
             Err(e) => return Err(connect_err(Errno::from_io(&e).description())),
         }
     }
-    let argv = agent_command(source, options)?;
+    let keepalive = match source {
+        Source::Ssh { .. } => ssh_needs_keepalive(source, options).await,
+        Source::Local { .. } => false,
+    };
+    let argv = agent_command_with(source, options, keepalive)?;
     tracing::debug!(?argv, "starting agent");
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -518,20 +602,60 @@ mod tests {
                 "ssh",
                 "-o",
                 "StrictHostKeyChecking=no",
+                "-p",
+                "2222",
+                "-l",
+                "me",
                 "-o",
                 "ServerAliveInterval=5",
                 "-o",
                 "ServerAliveCountMax=3",
                 "-T",
                 "-x",
-                "-p",
-                "2222",
-                "-l",
-                "me",
                 "--",
                 "host",
                 "exec /opt/yonder agent --stdio '--root=/srv/my data'"
             ]
+        );
+    }
+
+    #[test]
+    fn keepalive_is_added_only_where_ssh_has_none() {
+        let source = ssh(None, "host", None, "");
+        let argv = agent_command_with(&source, &ConnectOptions::default(), false).unwrap();
+        assert!(!argv.iter().any(|a| a.starts_with("ServerAlive")), "{argv:?}");
+        assert!(keepalive_unset(
+            "user me\nserveraliveinterval 0\nserveralivecountmax 3\n"
+        ));
+        assert!(!keepalive_unset(
+            "serveraliveinterval 30\nserveralivecountmax 3\n"
+        ));
+        assert!(keepalive_unset("user me\n"), "not said: ssh's default");
+    }
+
+    #[tokio::test]
+    async fn ssh_dash_g_tells_whether_a_keepalive_is_configured() {
+        if std::process::Command::new("ssh").arg("-V").output().is_err() {
+            return;
+        }
+        let source = ssh(None, "example.invalid", Some(2222), "");
+        // (Not BatchMode: ssh then reports an interval of 300 s itself.)
+        let mut options = ConnectOptions {
+            // `-F /dev/null`: no user or system configuration.
+            ssh_command: Some("ssh -F /dev/null".into()),
+            ..Default::default()
+        };
+        assert!(ssh_needs_keepalive(&source, &options).await);
+        options.ssh_options.push("ServerAliveInterval=7".into());
+        assert!(!ssh_needs_keepalive(&source, &options).await, "set with -o");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(&config, "Host example.invalid\n  ServerAliveInterval 11\n").unwrap();
+        options.ssh_options.pop();
+        options.ssh_command = Some(format!("ssh -F {}", config.display()));
+        assert!(
+            !ssh_needs_keepalive(&source, &options).await,
+            "set in the config file"
         );
     }
 

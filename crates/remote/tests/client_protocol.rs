@@ -143,7 +143,54 @@ async fn a_vanished_peer_fails_pending_and_later_calls_instead_of_hanging() {
     assert!(matches!(err, RemoteError::Disconnected { .. }), "{err:?}");
     assert_eq!(err.errno(), Errno::ENOTCONN);
     let err = client.lstat(b"later").await.unwrap_err();
+    assert!(matches!(err, RemoteError::NotConnected { .. }), "{err:?}");
+    assert!(err.is_connection_lost() && !err.outcome_unknown());
+    assert_eq!(err.errno(), Errno::ENOTCONN);
+}
+
+#[tokio::test]
+async fn shutdown_fails_the_calls_waiting_on_a_silent_peer_at_once() {
+    // The peer reads the request and never answers (a stopped agent).
+    let (client, mut peer) = connected().await;
+    let client = std::sync::Arc::new(client);
+    let c = client.clone();
+    let call = tokio::spawn(async move { c.lstat(b"x").await });
+    read_message(&mut peer).await.unwrap();
+    let heard = client.last_heard();
+    assert!(!client.is_closed());
+    let closed = client.closed();
+    client.shutdown("no answer to 3 heartbeats");
+    let err = tokio::time::timeout(std::time::Duration::from_secs(1), call)
+        .await
+        .expect("failed at once")
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, RemoteError::Disconnected { .. }), "{err:?}");
+    assert!(err.to_string().contains("no answer to 3 heartbeats"), "{err}");
+    assert_eq!(closed.await, "no answer to 3 heartbeats");
+    assert!(client.is_closed());
+    assert_eq!(client.last_heard(), heard, "nothing was heard since");
+    // The stream is closed: the peer sees its end.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), peer.read_to_end(&mut rest)).await;
+    assert!(matches!(
+        client.ping().await,
+        Err(RemoteError::NotConnected { .. })
+    ));
+}
+
+#[tokio::test]
+async fn every_frame_from_the_agent_counts_as_a_sign_of_life() {
+    let (client, mut peer) = connected().await;
+    let client = std::sync::Arc::new(client);
+    let before = client.last_heard();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move { c.lstat(b"x").await });
+    let (id, _) = read_message(&mut peer).await.unwrap();
+    send(&mut peer, id, Message::Response(Response::Attr(Attr::default()))).await;
+    call.await.unwrap().unwrap();
+    assert!(client.last_heard() > before);
 }
 
 #[tokio::test]

@@ -111,3 +111,94 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// An agent as a network service, in this process: serves `root` to every
+/// connection accepted on a loopback TCP port (one `yonder_agent::serve`
+/// each). With [`crate::proxy::FaultProxy`] in front and [`TcpConnector`]
+/// behind a [`yonder_remote::Link`], the whole reconnection path runs
+/// without a binary, ssh or sshd.
+pub struct TcpAgent {
+    addr: std::net::SocketAddr,
+    accept: JoinHandle<()>,
+    sessions: Arc<std::sync::Mutex<Vec<Session>>>,
+}
+
+/// The task serving one connection of a [`TcpAgent`].
+type Session = JoinHandle<Result<(), AgentError>>;
+
+impl TcpAgent {
+    pub async fn start(root: &Path) -> std::io::Result<TcpAgent> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let sessions: Arc<std::sync::Mutex<Vec<Session>>> = Arc::default();
+        let root = root.to_path_buf();
+        let list = sessions.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let (reader, writer) = stream.into_split();
+                let config = AgentConfig { root: root.clone() };
+                let session = tokio::spawn(yonder_agent::serve(config, reader, writer));
+                let mut list = list.lock().unwrap();
+                list.retain(|s| !s.is_finished());
+                list.push(session);
+            }
+        });
+        Ok(TcpAgent {
+            addr,
+            accept,
+            sessions,
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Sessions still being served.
+    pub fn sessions(&self) -> usize {
+        let mut list = self.sessions.lock().unwrap();
+        list.retain(|s| !s.is_finished());
+        list.len()
+    }
+}
+
+impl Drop for TcpAgent {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for session in self.sessions.lock().unwrap().drain(..) {
+            session.abort();
+        }
+    }
+}
+
+/// Connects to an agent served over TCP (a [`TcpAgent`], usually through a
+/// [`crate::proxy::FaultProxy`]), with TCP keepalive on, as a direct TCP
+/// transport would.
+pub struct TcpConnector {
+    pub addr: std::net::SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl yonder_remote::Connector for TcpConnector {
+    async fn connect(&self) -> Result<AgentClient> {
+        let describe = self.describe();
+        let failed = |reason: String| yonder_remote::RemoteError::Connect {
+            source_desc: describe.clone(),
+            reason,
+        };
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let second = std::time::Duration::from_secs(1);
+        yonder_remote::tcp::set_keepalive(&stream, 5 * second, second, 3)
+            .map_err(|e| failed(e.to_string()))?;
+        let (reader, writer) = stream.into_split();
+        AgentClient::handshake(reader, writer, &describe).await
+    }
+
+    fn describe(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+}

@@ -9,7 +9,9 @@
 //! - [`Disconnecting`] behaves as a connection that dies ([`Connection`]):
 //!   from a point on, every call, those in flight included, fails with
 //!   [`RemoteError::Disconnected`] (errno ENOTCONN), as [`AgentClient`]'s
-//!   calls do once the agent's stream has ended.
+//!   calls do once the agent's stream has ended; or a chosen call takes
+//!   effect and then its answer is lost with the connection
+//!   ([`Connection::lose_answer_of`]).
 //!
 //! The wrappers nest: `Delayed::new(Faulty::new(remote))`. Each dereferences
 //! to its interceptor, so `faulty.inject(...)` and `link.disconnect()` are
@@ -615,6 +617,9 @@ pub struct Connection {
     /// The number of the call (counted from the first) that cuts.
     cut_at: AtomicU64,
     trigger: Mutex<Option<Predicate>>,
+    /// Picks the call whose answer is lost: it runs on the remote, then
+    /// the connection is cut.
+    after: Mutex<Option<Predicate>>,
 }
 
 impl Default for Connection {
@@ -624,6 +629,7 @@ impl Default for Connection {
             calls: AtomicU64::new(0),
             cut_at: AtomicU64::new(u64::MAX),
             trigger: Mutex::new(None),
+            after: Mutex::new(None),
         }
     }
 }
@@ -645,6 +651,14 @@ impl Connection {
     /// without reaching the remote).
     pub fn disconnect_when(&self, matches: impl Fn(&Call<'_>) -> bool + Send + Sync + 'static) {
         *self.trigger.lock().unwrap() = Some(Box::new(matches));
+    }
+
+    /// The first call `matches` picks runs on the remote, and then the
+    /// connection is cut before its answer arrives: the call fails with
+    /// [`RemoteError::Disconnected`] although it took effect, the case a
+    /// caller cannot tell from a call that never arrived.
+    pub fn lose_answer_of(&self, matches: impl Fn(&Call<'_>) -> bool + Send + Sync + 'static) {
+        *self.after.lock().unwrap() = Some(Box::new(matches));
     }
 
     pub fn is_disconnected(&self) -> bool {
@@ -680,9 +694,22 @@ impl Interceptor for Connection {
             reason: DISCONNECT_REASON.into(),
         };
         let cut = self.cut_by(&call);
+        let lose_answer = !cut && {
+            let mut after = self.after.lock().unwrap();
+            let picked = after.as_ref().is_some_and(|matches| matches(&call));
+            if picked {
+                *after = None;
+            }
+            picked
+        };
         let mut watch = self.cut.subscribe();
         async move {
             if cut {
+                return Err(disconnected());
+            }
+            if lose_answer {
+                let _ = next.await;
+                self.disconnect();
                 return Err(disconnected());
             }
             tokio::select! {

@@ -5,7 +5,11 @@
 //! - [`contract`]: the behaviour every [`yonder_remote::Remote`] owes its
 //!   callers, one check per `#[test]` ([`remote_contract!`]);
 //! - [`faults`]: `Remote` wrappers that inject errors, delays and
-//!   disconnection.
+//!   disconnection;
+//! - [`proxy`]: a loopback TCP proxy that drops, black-holes and restores
+//!   the connections through it (network faults under ssh or TCP);
+//! - [`agent::TcpAgent`] and [`agent::TcpConnector`]: the agent served over
+//!   TCP in this process, for [`yonder_remote::Link`] tests.
 //!
 //! [`Sshd`] starts a private OpenSSH server on a free loopback port, with a
 //! host key and a client key generated in a temporary directory, so that
@@ -15,6 +19,7 @@
 pub mod agent;
 pub mod contract;
 pub mod faults;
+pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -79,33 +84,56 @@ impl Sshd {
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).map_err(|e| e.to_string())?;
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(d.join("sshd.log")).map_err(|e| e.to_string())?,
-            ))
-            .spawn()
-            .map_err(|e| format!("start sshd: {e}"))?;
+        let child = spawn_sshd(&sshd, d)?;
         let mut server = Sshd {
             child,
             port,
             dir,
             user: current_user(),
         };
+        server.wait_listening()?;
+        Ok(server)
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let port = self.port;
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!("sshd exited with {status}: {}", server.log()));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("sshd exited with {status}: {}", self.log()));
             }
             if Instant::now() > deadline {
-                return Err(format!("sshd did not listen on port {port}: {}", server.log()));
+                return Err(format!("sshd did not listen on port {port}: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(server)
+        Ok(())
+    }
+
+    /// Kills the server and every session it runs (the per-connection
+    /// sshd processes and what they started, agents included), as a
+    /// crash or reboot of the remote would: clients see their connections
+    /// closed, and new ones refused until [`Sshd::restart`].
+    pub fn kill(&mut self) {
+        let mut victims = descendants(self.child.id());
+        victims.push(self.child.id());
+        for pid in victims.iter().rev() {
+            // SAFETY: kill(2) on processes this fixture started (the sshd
+            // child and its descendants).
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with the same keys.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.child = spawn_sshd(&find_sshd()?, self.dir.path())?;
+        self.wait_listening()
+    }
+
+    /// The process id of the listening sshd.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn port(&self) -> u16 {
@@ -166,6 +194,56 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_sshd(sshd: &Path, dir: &Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sshd.log"))
+        .map_err(|e| e.to_string())?;
+    Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("start sshd: {e}"))
+}
+
+/// Every process descended from `pid`, parents before children.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The command name may hold spaces and parentheses: fields
+            // start after its last ')'.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                parents.push((child, ppid));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid) in &parents {
+            if ppid == parent && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
 }
 
 /// A loopback TCP port that was free a moment ago.

@@ -2,6 +2,7 @@
 //! reader advances, with stable offsets for the lifetime of the stream.
 
 use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
+use crate::connection::Generation;
 use crate::error::{Result, VfsError};
 use crate::handle::OpenDir;
 use crate::vfs::Vfs;
@@ -36,6 +37,11 @@ impl DirItem {
 pub(crate) struct DirStream {
     pub items: Vec<DirItem>,
     pub cursor: Option<u64>,
+    /// The connection whose agent keeps `cursor`'s listing open.
+    pub cursor_on: Option<Generation>,
+    /// The listing was started again on a new connection (the old cursor
+    /// died with its connection): names already handed out are skipped.
+    pub restarted: bool,
     pub started: bool,
     pub done: bool,
 }
@@ -88,17 +94,45 @@ impl Vfs {
         let mut st = dir.stream.lock().await;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
+        let deadline = self.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.path("readdir", dir.ino)?;
             let asked = Instant::now();
-            let page = self
-                .remote()
+            let (remote, generation) = self
+                .conn
+                .ready(Some(deadline))
+                .await
+                .map_err(|why| self.unavailable("readdir", &path, why))?;
+            if st.cursor.is_some() && st.cursor_on != Some(generation) {
+                // The agent's open listing died with its connection: list
+                // again from the start, handing out only names not seen yet
+                // (offsets already handed out stay valid).
+                st.cursor = None;
+                st.restarted = true;
+            }
+            let page = match remote
                 .read_dir_page(&path, st.cursor, self.opts.readdir_page)
                 .await
-                .map_err(|e| VfsError::remote("readdir", &path, e))?;
+            {
+                Ok(page) => page,
+                Err(e) if e.is_connection_lost() => {
+                    self.conn
+                        .after(generation, Some(deadline))
+                        .await
+                        .map_err(|why| self.unavailable("readdir", &path, why))?;
+                    continue;
+                }
+                Err(e) => return Err(VfsError::remote("readdir", &path, e)),
+            };
+            st.cursor_on = Some(generation);
+            let mut entries = page.entries;
+            if st.restarted {
+                let seen: HashSet<&[u8]> = st.items.iter().map(|i| &i.name[..]).collect();
+                entries.retain(|e| !seen.contains(&e.name[..]));
+            }
             let now = Instant::now();
             let mut table = self.inodes();
-            for mut item in table.enter_entries(dir.ino, page.entries, asked, now) {
+            for mut item in table.enter_entries(dir.ino, entries, asked, now) {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
             }

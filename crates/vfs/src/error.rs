@@ -38,6 +38,12 @@ impl VfsError {
     pub fn errno(&self) -> Errno {
         self.errno
     }
+
+    /// The remote call failed because the connection was lost (its remote
+    /// error says so), not because of anything on the remote.
+    pub fn is_connection_lost(&self) -> bool {
+        self.source.as_ref().is_some_and(RemoteError::is_connection_lost) && self.errno == Errno::ENOTCONN
+    }
 }
 
 /// Renders a remote path for messages: lossy UTF-8, `.` for the root.

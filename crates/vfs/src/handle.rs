@@ -7,6 +7,7 @@ use crate::dir::DirStream;
 use crate::readahead::Readahead;
 use crate::write::{InodeIo, Writer};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use yonder_proto::Handle;
 
@@ -22,6 +23,9 @@ pub(crate) struct OpenFile {
     /// The inode's write-back, shared with every other handle of the inode.
     pub io: Arc<InodeIo>,
     pub readahead: Mutex<Readahead>,
+    /// Could not be reopened on a new connection (deleted or replaced
+    /// meanwhile): answers ESTALE from then on.
+    pub lost: AtomicBool,
 }
 
 impl OpenFile {

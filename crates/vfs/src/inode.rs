@@ -474,6 +474,51 @@ impl InodeTable {
         }
     }
 
+    /// The remote identity of `ino`, where the remote has one.
+    pub fn remote_id(&self, ino: Ino) -> Option<RemoteId> {
+        self.ids.get(&ino).copied()
+    }
+
+    /// Expires everything cached (attributes, names, listings, extended
+    /// attribute names): after a new connection, what changed on the remote
+    /// meanwhile is unknown. Links stay: paths are built from them.
+    pub fn expire_all(&mut self) {
+        let now = Instant::now();
+        let inos: Vec<Ino> = self.nodes.keys().copied().collect();
+        for ino in inos {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.attr_until = now;
+                node.changed = Some(now);
+                node.listing_until = None;
+                node.listing = None;
+                node.xattr_names = None;
+                if node.kind == FileKind::Directory {
+                    self.dir_changed(ino);
+                }
+            }
+        }
+        for entries in self.names.by_dir.values_mut() {
+            for entry in entries.values_mut() {
+                entry.until = now;
+            }
+        }
+    }
+
+    /// Every (directory, name) the table knows, for a frontend that drops
+    /// its own cached entries after a new connection.
+    pub fn known_names(&self) -> Vec<(Ino, Vec<u8>)> {
+        self.names
+            .by_dir
+            .iter()
+            .flat_map(|(dir, entries)| entries.keys().map(move |name| (*dir, name.to_vec())))
+            .collect()
+    }
+
+    /// Every inode number the table knows.
+    pub fn known_inodes(&self) -> Vec<Ino> {
+        self.nodes.keys().copied().collect()
+    }
+
     pub fn invalidate_attr(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             let now = Instant::now();

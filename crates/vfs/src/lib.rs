@@ -14,7 +14,11 @@
 //!   notifications;
 //! - write coalescing ([`VfsOptions::write_buffer`]) with errors reported at
 //!   write, flush or fsync;
-//! - sequential-read detection with pipelined readahead.
+//! - sequential-read detection with pipelined readahead;
+//! - the connection, replaced under a running mount after a network
+//!   failure ([`Vfs::follow`], [`Vfs::replace_remote`]): calls wait for the
+//!   next one up to [`VfsOptions::op_timeout`], and writes the agent had
+//!   not confirmed ([`Journal`]) are replayed on it in order.
 
 mod attr;
 mod connection;
@@ -24,10 +28,12 @@ mod export;
 pub mod flags;
 mod handle;
 mod inode;
+mod journal;
 mod options;
 mod prefetch;
 mod readahead;
 mod reopen;
+mod replay;
 mod vfs;
 mod write;
 
@@ -35,12 +41,13 @@ mod write;
 pub mod testing;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
-pub use connection::{Connection, Generation};
+pub use connection::{Connection, ConnectionState, Generation};
 pub use dir::DirItem;
 pub use error::{Result, VfsError};
 pub use export::FileHandle;
+pub use journal::{Entry, Journal, MemoryJournal, Seq};
 pub use options::VfsOptions;
-pub use vfs::{Vfs, VfsStats};
+pub use vfs::{Vfs, VfsEvent, VfsStats};
 pub use yonder_proto::{
     access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode,
 };

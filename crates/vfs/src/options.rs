@@ -23,6 +23,9 @@ pub struct VfsOptions {
     pub readahead_max: usize,
     /// Entries asked for per directory listing round trip.
     pub readdir_page: u32,
+    /// How long an operation waits for a lost connection to come back
+    /// (counted from the operation's start) before failing with EIO.
+    pub op_timeout: Duration,
 }
 
 impl Default for VfsOptions {
@@ -36,6 +39,7 @@ impl Default for VfsOptions {
             readahead_chunk: 1 << 20,
             readahead_max: 8 << 20,
             readdir_page: 1024,
+            op_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -101,11 +101,11 @@ impl Vfs {
             }
         };
         let asked = Instant::now();
-        match self
-            .remote()
-            .read_dir_page(&path, None, self.opts.readdir_page)
-            .await
-        {
+        // Only worth it while the connection is up.
+        let Some((remote, _)) = self.conn.if_up() else {
+            return;
+        };
+        match remote.read_dir_page(&path, None, self.opts.readdir_page).await {
             Ok(page) if page.next.is_none() => {
                 self.inodes()
                     .store_listing(dir, version, page.entries, asked, Instant::now());

@@ -9,15 +9,17 @@
 
 use crate::attr::{Fh, Ino};
 use crate::error::{Result, VfsError};
+use crate::handle::OpenFile;
 use crate::vfs::{lock, Vfs};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use yonder_proto::{Errno, Timespec};
+use yonder_proto::{Errno, Handle, Timespec};
+use yonder_remote::{Remote, RemoteError};
 
-pub(crate) type ChunkResult = Option<Result<Bytes, Errno>>;
+pub(crate) type ChunkResult = Option<Result<Bytes, RemoteError>>;
 
 pub(crate) struct Chunk {
     pub start: u64,
@@ -35,12 +37,13 @@ impl Drop for Chunk {
 
 impl Chunk {
     /// Data of the chunk once fetched.
-    pub async fn data(&self) -> Result<Bytes, Errno> {
+    pub async fn data(&self) -> Result<Bytes, RemoteError> {
         let mut rx = self.rx.clone();
+        let aborted = || RemoteError::os("read", "", Errno::EIO);
         let result = match rx.wait_for(|r| r.is_some()).await {
-            Ok(r) => r.clone().unwrap_or(Err(Errno::EIO)),
+            Ok(r) => r.clone().unwrap_or_else(|| Err(aborted())),
             // The task was aborted (handle released meanwhile).
-            Err(_) => Err(Errno::EIO),
+            Err(_) => Err(aborted()),
         };
         result
     }
@@ -202,7 +205,44 @@ impl Vfs {
         if let Some(data) = head {
             return Ok(data);
         }
-        let (remote, handle) = self.handle_of(&file).await?;
+        // Reads may run again: on a lost connection, wait for the next one
+        // (until the operation's deadline) and read there.
+        let deadline = self.deadline();
+        let path = || self.describe(file.ino);
+        let (mut remote, mut generation) = self
+            .conn
+            .ready(Some(deadline))
+            .await
+            .map_err(|why| self.unavailable("read", path().as_bytes(), why))?;
+        loop {
+            let attempt = match self.handle_on(&file, &remote, generation).await {
+                Ok(handle) => self.read_on(&file, &remote, handle, offset, size).await,
+                Err(e) if e.is_connection_lost() => Err(e.source.expect("a remote error")),
+                Err(e) => return Err(e),
+            };
+            match attempt {
+                Err(e) if e.is_connection_lost() => {
+                    lock(&file.readahead).clear();
+                    (remote, generation) = self
+                        .conn
+                        .after(generation, Some(deadline))
+                        .await
+                        .map_err(|why| self.unavailable("read", path().as_bytes(), why))?;
+                }
+                other => return other.map_err(|e| VfsError::remote("read", path().as_bytes(), e)),
+            }
+        }
+    }
+
+    /// One attempt at [`Vfs::read`] through `handle` on `remote`.
+    async fn read_on(
+        &self,
+        file: &OpenFile,
+        remote: &Arc<dyn Remote>,
+        handle: Handle,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, RemoteError> {
         let chunk = self.opts.readahead_chunk.max(4096) as u64;
         let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
         let plan = if self.opts.readahead_max == 0 {
@@ -213,24 +253,14 @@ impl Vfs {
                 let (tx, rx) = watch::channel(None);
                 let remote = remote.clone();
                 let task = tokio::spawn(async move {
-                    let result = remote
-                        .read(handle, start, len)
-                        .await
-                        .map(Bytes::from)
-                        .map_err(|e| e.errno());
+                    let result = remote.read(handle, start, len).await.map(Bytes::from);
                     let _ = tx.send(Some(result));
                 });
                 (rx, task)
             })
         };
         let chunks = match plan {
-            Plan::Direct => {
-                return remote
-                    .read(handle, offset, size)
-                    .await
-                    .map(Bytes::from)
-                    .map_err(|e| VfsError::remote("read", self.describe(file.ino).as_bytes(), e));
-            }
+            Plan::Direct => return remote.read(handle, offset, size).await.map(Bytes::from),
             Plan::Chunks(chunks) => chunks,
         };
         let end = offset + size as u64;
@@ -242,9 +272,9 @@ impl Vfs {
             }
             let data = match c.data().await {
                 Ok(data) => data,
-                Err(errno) => {
+                Err(e) => {
                     lock(&file.readahead).forget_chunk(c.start);
-                    return Err(VfsError::new("read", self.describe(file.ino), errno));
+                    return Err(e);
                 }
             };
             let rel = (pos - c.start) as usize;

@@ -19,8 +19,10 @@ use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::vfs::{first_link_in, lock, Vfs, OPEN_PREFETCH};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_proto::{open_flags as of, Attr, Errno, Handle};
+use yonder_remote::Remote;
 
 /// How long a stale open's name is looked up by opening it, and how long a
 /// handle opened ahead waits for the open that follows.
@@ -170,7 +172,8 @@ impl Vfs {
         // Never follow a symlink (a lookup describes the link), never wait
         // on a FIFO.
         let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
-        let (remote, generation) = self.conn.get();
+        // Only worth it now: a lookup waits for the connection itself.
+        let (remote, generation) = self.conn.if_up()?;
         let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
         let fattr = {
             let mut table = self.inodes();
@@ -188,7 +191,7 @@ impl Vfs {
                 Instant::now(),
             );
         } else {
-            self.close_remote(handle);
+            self.close_remote(remote, handle);
         }
         self.close_unclaimed_later();
         Some(fattr)
@@ -202,11 +205,11 @@ impl Vfs {
             tokio::time::sleep(REOPEN_WINDOW).await;
             let Some(vfs) = me.upgrade() else { return };
             let expired = lock(&vfs.reopen).expired(Instant::now());
-            let current = vfs.conn.get().1;
+            let (remote, current) = vfs.conn.get();
             for (ino, (handle, opened_on)) in expired {
                 vfs.inodes().open_dec(ino);
                 if opened_on == current {
-                    vfs.close_remote(handle);
+                    vfs.close_remote(remote.clone(), handle);
                 }
             }
         });
@@ -232,14 +235,7 @@ impl Vfs {
 
     /// A failed remote open: a name that is gone on the remote is forgotten
     /// and reported stale, so the kernel looks it up again.
-    pub(crate) fn open_failed(
-        &self,
-        ino: Ino,
-        pid: u32,
-        path: &[u8],
-        err: yonder_remote::RemoteError,
-    ) -> VfsError {
-        let err = VfsError::remote("open", path, err);
+    pub(crate) fn open_failed(&self, ino: Ino, pid: u32, path: &[u8], err: VfsError) -> VfsError {
         if err.errno() != Errno::ENOENT {
             return err;
         }
@@ -257,6 +253,7 @@ impl Vfs {
         ino: Ino,
         pid: u32,
         path: &[u8],
+        remote: &Arc<dyn Remote>,
         remote_handle: yonder_proto::Handle,
         attr: &Attr,
     ) -> Result<()> {
@@ -264,7 +261,7 @@ impl Vfs {
             return Ok(());
         }
         self.forget_name_of(ino, pid);
-        self.close_remote(remote_handle);
+        self.close_remote(remote.clone(), remote_handle);
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
 

@@ -2,24 +2,49 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino};
+use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId};
 use crate::connection::{Connection, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
 use crate::inode::InodeTable;
+use crate::journal::{Journal, MemoryJournal};
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
 use crate::reopen::ReopenAhead;
+use crate::replay::Unconfirmed;
 use bytes::Bytes;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
+use tokio::sync::broadcast;
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::Remote;
+use yonder_remote::{Remote, RemoteError};
+
+/// What happened to a mount's connection and files that a manager may
+/// report ([`Vfs::events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VfsEvent {
+    /// A new connection is up; the writes the old one had not confirmed
+    /// were replayed on it first (`failed` of them could not be).
+    Reconnected {
+        generation: u64,
+        replayed: usize,
+        failed: usize,
+    },
+    /// An open file could not be reopened on a new connection: it was
+    /// deleted meanwhile (or unlinked while open), or its name now names
+    /// another file. Its descriptors answer ESTALE; nothing else is
+    /// affected.
+    HandleLost { ino: Ino, path: String },
+    /// A write the agent had not confirmed could not be replayed; the
+    /// writer gets the error at its next write, flush or fsync.
+    WriteLost { ino: Ino, path: String, error: String },
+}
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +76,13 @@ pub struct Vfs {
     /// Where background fetches run: some calls come from frontend threads
     /// outside the runtime.
     pub(crate) runtime: tokio::runtime::Handle,
+    /// Writes acknowledged and not yet confirmed by the agent, in order.
+    pub(crate) journal: Arc<dyn Journal>,
+    /// The batches those writes are sent in, until settled.
+    pub(crate) unconfirmed: Unconfirmed,
+    /// The replay on the newest connection, while it runs.
+    pub(crate) replay_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) events: broadcast::Sender<VfsEvent>,
 }
 
 pub(crate) const SETGID: u32 = 0o2000;
@@ -76,7 +108,7 @@ impl Vfs {
             Err(_) => false,
         };
         Ok(Arc::new_cyclic(|me| Vfs {
-            conn: Connection::new(remote),
+            conn: Connection::new(remote, opts.op_timeout),
             opts,
             new_nodes_bare,
             inodes: Mutex::new(inodes),
@@ -88,6 +120,10 @@ impl Vfs {
             open_cache: Mutex::default(),
             epoch: mount_epoch(),
             runtime: tokio::runtime::Handle::current(),
+            journal: Arc::new(MemoryJournal::default()),
+            unconfirmed: Unconfirmed::default(),
+            replay_task: Mutex::new(None),
+            events: broadcast::channel(64).0,
         }))
     }
 
@@ -101,19 +137,58 @@ impl Vfs {
     }
 
     /// Puts `remote` in place of the current connection (a reconnecting
-    /// layer does, once it has a new one). Open files carry on: each is
-    /// reopened on the new connection as it is next used. What was read
-    /// ahead or opened ahead on the old one is dropped.
-    pub fn replace_remote(&self, remote: Arc<dyn Remote>) {
-        self.conn.replace(remote);
+    /// layer does, once it has a new one; see [`Vfs::follow`]). First the
+    /// writes the old connection had not confirmed are replayed on it, in
+    /// order; meanwhile calls wait. Open files carry on: each is reopened
+    /// on the new connection as it is next used. What was read ahead or
+    /// opened ahead on the old one is dropped, and every cached attribute,
+    /// name and listing expires: what changed on the remote meanwhile is
+    /// unknown (frontends drop their own caches on
+    /// [`VfsEvent::Reconnected`]).
+    pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
+        let generation = self.conn.install(remote.clone());
         for file in self.handles().all_files() {
             lock(&file.readahead).clear();
         }
         let dropped = lock(&self.reopen).clear();
-        let mut table = self.inodes();
-        for ino in dropped {
-            table.open_dec(ino);
+        {
+            let mut table = self.inodes();
+            for ino in dropped {
+                table.open_dec(ino);
+            }
+            table.expire_all();
         }
+        let me = self.me.clone();
+        let replay = self.runtime.spawn(async move {
+            if let Some(vfs) = me.upgrade() {
+                vfs.replay(remote, generation).await;
+            }
+        });
+        if let Some(previous) = lock(&self.replay_task).replace(replay) {
+            previous.abort();
+        }
+        generation
+    }
+
+    /// Reconnections, open files lost with a connection, writes that could
+    /// not be replayed: for a manager's event stream.
+    pub fn events(&self) -> broadcast::Receiver<VfsEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every inode the VFS knows, and every (directory, name) it has
+    /// cached: for a frontend that drops the kernel's caches after a new
+    /// connection.
+    pub fn known_inodes(&self) -> Vec<Ino> {
+        self.inodes().known_inodes()
+    }
+
+    pub fn known_names(&self) -> Vec<(Ino, Vec<u8>)> {
+        self.inodes().known_names()
+    }
+
+    pub(crate) fn emit(&self, event: VfsEvent) {
+        let _ = self.events.send(event);
     }
 
     pub fn stats(&self) -> VfsStats {
@@ -262,13 +337,14 @@ impl Vfs {
             }
         }
         let path = self.child_path("lookup", parent, name)?;
-        let attr = match self.remote().lstat(&path).await {
+        let p = &path[..];
+        let attr = match self.call("lookup", p, |r| async move { r.lstat(p).await }).await {
             Ok(attr) => attr,
             Err(e) => {
                 if e.errno() == Errno::ENOENT {
                     self.inodes().unlink(parent, name);
                 }
-                return Err(VfsError::remote("lookup", &path, e));
+                return Err(e);
             }
         };
         let mut fattr = self.inodes().upsert(parent, name, &attr, Instant::now());
@@ -281,9 +357,9 @@ impl Vfs {
         Ok(fattr)
     }
 
-    /// Closes a remote handle nobody holds, without waiting.
-    pub(crate) fn close_remote(&self, handle: yonder_proto::Handle) {
-        let remote = self.remote();
+    /// Closes a remote handle nobody holds (opened on `remote`), without
+    /// waiting.
+    pub(crate) fn close_remote(&self, remote: Arc<dyn Remote>, handle: yonder_proto::Handle) {
         self.runtime.spawn(async move {
             if let Err(e) = remote.close(handle).await {
                 tracing::debug!("close of an unused handle: {e}");
@@ -355,7 +431,7 @@ impl Vfs {
             // (the last handle may have closed while it was asked), is
             // what it was when last seen: a kernel still holding it gets
             // that, not an error, as a local file system's inode would.
-            Err(e) if e.errno() == Errno::ESTALE => self
+            Err(e) if e.errno() == Errno::ESTALE && !self.lost_handle(fh) => self
                 .inodes()
                 .get(ino)
                 .filter(|n| n.links.is_empty())
@@ -365,40 +441,72 @@ impl Vfs {
         }
     }
 
-    /// The remote to reach `file` through, and its handle there. A handle
-    /// opened on a connection since replaced is reopened on the current
-    /// one, by path and with its open flags (less create and truncate),
-    /// provided the path still names the same file: otherwise ESTALE, as
-    /// for a file deleted while the connection was being replaced.
-    pub(crate) async fn handle_of(&self, file: &OpenFile) -> Result<(Arc<dyn Remote>, yonder_proto::Handle)> {
-        let (remote, generation) = self.conn.get();
+    /// `file`'s handle on `remote` (the connection of `generation`). A
+    /// handle opened on a connection since replaced is reopened there, by
+    /// path and with its open flags (less create and truncate), provided
+    /// the path still names the same file: otherwise ESTALE, for good (the
+    /// file was deleted or replaced meanwhile, or unlinked while open),
+    /// logged and reported as [`VfsEvent::HandleLost`].
+    pub(crate) async fn handle_on(
+        &self,
+        file: &OpenFile,
+        remote: &Arc<dyn Remote>,
+        generation: Generation,
+    ) -> Result<yonder_proto::Handle> {
         let (handle, opened_on) = file.remote_handle();
         if opened_on == generation {
-            return Ok((remote, handle));
+            return Ok(handle);
         }
-        let stale = |path: &[u8]| VfsError::new("reopen", display_path(path), Errno::ESTALE);
+        if file.lost.load(Ordering::Relaxed) {
+            return Err(VfsError::new("reopen", self.describe(file.ino), Errno::ESTALE));
+        }
         let Some(path) = self.inodes().path(file.ino) else {
-            return Err(stale(format!("<inode {}>", file.ino).as_bytes()));
+            return Err(self.handle_lost(file, format!("<inode {}>", file.ino)));
         };
         let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
-        let (reopened, attr) = remote
-            .open(&path, flags, 0, None)
-            .await
-            .map_err(|e| VfsError::remote("reopen", &path, e))?;
+        let (reopened, attr) = match remote.open(&path, flags, 0, None).await {
+            Ok(opened) => opened,
+            Err(e) if e.errno() == Errno::ENOENT && !e.is_connection_lost() => {
+                return Err(self.handle_lost(file, display_path(&path)));
+            }
+            Err(e) => return Err(VfsError::remote("reopen", &path, e)),
+        };
         if !self.inodes().same_file(file.ino, &attr) {
-            self.close_remote(reopened);
-            return Err(stale(&path));
+            self.close_remote(remote.clone(), reopened);
+            return Err(self.handle_lost(file, display_path(&path)));
         }
         let mut slot = file.remote_handle.lock().unwrap_or_else(|e| e.into_inner());
         if slot.1 == generation {
             // Another call reopened it meanwhile.
             let theirs = slot.0;
             drop(slot);
-            self.close_remote(reopened);
-            return Ok((remote, theirs));
+            self.close_remote(remote.clone(), reopened);
+            return Ok(theirs);
         }
         *slot = (reopened, generation);
-        Ok((remote, reopened))
+        Ok(reopened)
+    }
+
+    fn handle_lost(&self, file: &OpenFile, path: String) -> VfsError {
+        if !file.lost.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{path}: an open file could not be reopened on the new connection (deleted or replaced \
+                 meanwhile); its descriptor answers ESTALE"
+            );
+            self.emit(VfsEvent::HandleLost {
+                ino: file.ino,
+                path: path.clone(),
+            });
+        }
+        VfsError::new("reopen", path, Errno::ESTALE)
+    }
+
+    /// Whether `fh` is an open file lost with a connection (its file could
+    /// not be reopened): asked through it, the answer is ESTALE, not what
+    /// the file was when last seen.
+    fn lost_handle(&self, fh: Option<Fh>) -> bool {
+        fh.and_then(|fh| self.handles().file(fh))
+            .is_some_and(|f| f.lost.load(Ordering::Relaxed))
     }
 
     /// Handle to stat or change an inode through when its path is gone.
@@ -412,15 +520,16 @@ impl Vfs {
 
     pub(crate) async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
         if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
-            let (remote, handle) = self.handle_of(&file).await?;
-            return remote
-                .fstat(handle)
-                .await
-                .map_err(|e| VfsError::remote("fstat", b"", e));
+            return self
+                .call_handle(&file, "fstat", |remote, handle| async move {
+                    remote.fstat(handle).await
+                })
+                .await;
         }
         let path = self.inodes().path(ino);
         if let Some(path) = path {
-            match self.remote().lstat(&path).await {
+            let p = &path[..];
+            match self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
                 Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
@@ -428,7 +537,7 @@ impl Vfs {
                         self.inodes().unlink(parent, &name);
                     }
                 }
-                Err(e) if e.errno() != Errno::ENOENT => return Err(VfsError::remote("lstat", &path, e)),
+                Err(e) if e.errno() != Errno::ENOENT => return Err(e),
                 Err(_) => {}
             }
         }
@@ -437,10 +546,14 @@ impl Vfs {
         // EBADF: then the next, if any.
         let mut tried = Vec::new();
         while let Some(file) = self.any_handle_except(ino, &tried) {
-            let (remote, handle) = self.handle_of(&file).await?;
-            match remote.fstat(handle).await {
+            match self
+                .call_handle(&file, "fstat", |remote, handle| async move {
+                    remote.fstat(handle).await
+                })
+                .await
+            {
                 Err(e) if e.errno() == Errno::EBADF => tried.push(file.fh),
-                other => return other.map_err(|e| VfsError::remote("fstat", b"", e)),
+                other => return other,
             }
         }
         Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE))
@@ -492,29 +605,34 @@ impl Vfs {
                 None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
             },
         };
-        let (remote, target, shown) = match through {
+        // Setting absolute values: may be sent again after a lost
+        // connection.
+        let new = match through {
             Some(file) => {
-                let (remote, handle) = self.handle_of(&file).await?;
-                (remote, Target::Handle(handle), Vec::new())
+                self.call_handle(&file, "setattr", |remote, handle| {
+                    let attr = attr.clone();
+                    async move { remote.setattr(Target::Handle(handle), attr).await }
+                })
+                .await?
             }
             None => {
                 let path = self.inodes().path(ino).unwrap_or_default();
-                (self.remote(), Target::Path(path.clone().into()), path)
+                let p = &path[..];
+                self.call("setattr", p, |remote| {
+                    let attr = attr.clone();
+                    async move { remote.setattr(Target::Path(p.to_vec().into()), attr).await }
+                })
+                .await?
             }
         };
-        let new = remote
-            .setattr(target, attr)
-            .await
-            .map_err(|e| VfsError::remote("setattr", &shown, e))?;
         Ok(self.inodes().set_attr(ino, &new, Instant::now()))
     }
 
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let path = self.path("readlink", ino)?;
-        self.remote()
-            .readlink(&path)
+        let p = &path[..];
+        self.call("readlink", p, |r| async move { r.readlink(p).await })
             .await
-            .map_err(|e| VfsError::remote("readlink", &path, e))
     }
 
     // ----- creating and removing names -----
@@ -534,11 +652,25 @@ impl Vfs {
         let path = self.child_path("mknod", parent, name)?;
         let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
         let owner = self.owner_for(caller, parent);
+        let p = &path[..];
         let attr = self
-            .remote()
-            .mknod(&path, mode, rdev_major, rdev_minor, Some(owner))
-            .await
-            .map_err(|e| VfsError::remote("mknod", &path, e))?;
+            .call_once(
+                "mknod",
+                p,
+                |r| async move { r.mknod(p, mode, rdev_major, rdev_minor, Some(owner)).await },
+                // Made by the call that was cut off if the name is now a
+                // node of the same type.
+                |r| async move {
+                    match r.mknod(p, mode, rdev_major, rdev_minor, Some(owner)).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
+                            Ok(attr) if attr.mode & file_type::MASK == mode & file_type::MASK => Ok(attr),
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         Ok(self.entered_new(parent, name, &attr))
     }
 
@@ -547,11 +679,25 @@ impl Vfs {
         let path = self.child_path("mkdir", parent, name)?;
         let owner = self.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
+        let p = &path[..];
         let attr = self
-            .remote()
-            .mkdir(&path, mode, Some(owner))
-            .await
-            .map_err(|e| VfsError::remote("mkdir", &path, e))?;
+            .call_once(
+                "mkdir",
+                p,
+                |r| async move { r.mkdir(p, mode, Some(owner)).await },
+                // Made by the call that was cut off if the name is now a
+                // directory.
+                |r| async move {
+                    match r.mkdir(p, mode, Some(owner)).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
+                            Ok(attr) if attr.is_dir() => Ok(attr),
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         let fattr = self.entered_new(parent, name, &attr);
         // A new directory is empty: lookups in it (an untar creating its
         // files) need not ask the remote whether a name exists.
@@ -571,11 +717,25 @@ impl Vfs {
         self.check_writable("symlink", parent)?;
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.owner_for(caller, parent);
+        let p = &path[..];
         let attr = self
-            .remote()
-            .symlink(target, &path, Some(owner))
-            .await
-            .map_err(|e| VfsError::remote("symlink", &path, e))?;
+            .call_once(
+                "symlink",
+                p,
+                |r| async move { r.symlink(target, p, Some(owner)).await },
+                // Made by the call that was cut off if the name is now a
+                // symlink to the same target.
+                |r| async move {
+                    match r.symlink(target, p, Some(owner)).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match r.readlink(p).await {
+                            Ok(content) if content == target => r.lstat(p).await,
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         Ok(self.entered_new(parent, name, &attr))
     }
 
@@ -592,11 +752,29 @@ impl Vfs {
         let to = self.child_path("link", new_parent, new_name)?;
         // nlink changes: listings asked for until now show the old one.
         self.inodes().invalidate_attr(ino);
+        let (f, t) = (&from[..], &to[..]);
         let attr = self
-            .remote()
-            .link(&from, &to)
-            .await
-            .map_err(|e| VfsError::remote("link", &to, e))?;
+            .call_once(
+                "link",
+                t,
+                |r| async move { r.link(f, t).await },
+                // Made by the call that was cut off if the new name is now
+                // the same file as the old one.
+                |r| async move {
+                    match r.link(f, t).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match (r.lstat(f).await, r.lstat(t).await) {
+                            (Ok(a), Ok(b))
+                                if RemoteId::of(&a).is_some() && RemoteId::of(&a) == RemoteId::of(&b) =>
+                            {
+                                Ok(b)
+                            }
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         Ok(self.entered(new_parent, new_name, &attr))
     }
 
@@ -608,14 +786,20 @@ impl Vfs {
             // A name never looked up, or whose entry expired (a stateless
             // frontend removes by name; the kernel looks it up first):
             // which file it is now tells whose other names lose a link.
-            if let Ok(attr) = self.remote().lstat(&path).await {
+            let p = &path[..];
+            if let Ok(attr) = self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
                 self.inodes().upsert(parent, name, &attr, Instant::now());
             }
         }
-        self.remote()
-            .unlink(&path)
-            .await
-            .map_err(|e| VfsError::remote("unlink", &path, e))?;
+        let p = &path[..];
+        self.call_once(
+            "unlink",
+            p,
+            |r| async move { r.unlink(p).await },
+            // Gone is what was asked for.
+            |r| async move { gone_is_done(r.unlink(p).await) },
+        )
+        .await?;
         let mut table = self.inodes();
         if let Some(ino) = table.unlink(parent, name) {
             table.retire_if_gone(ino);
@@ -627,10 +811,14 @@ impl Vfs {
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
-        self.remote()
-            .rmdir(&path)
-            .await
-            .map_err(|e| VfsError::remote("rmdir", &path, e))?;
+        let p = &path[..];
+        self.call_once(
+            "rmdir",
+            p,
+            |r| async move { r.rmdir(p).await },
+            |r| async move { gone_is_done(r.rmdir(p).await) },
+        )
+        .await?;
         let mut table = self.inodes();
         if let Some(ino) = table.unlink(parent, name) {
             table.retire_if_gone(ino);
@@ -660,15 +848,26 @@ impl Vfs {
             // A name renamed over that was never looked up, or whose entry
             // expired (a stateless frontend renames by name; the kernel
             // looks it up first): which file it is now tells whose other
-            // names lose a link, as for unlink.
+            // names lose a link, as for unlink. Best effort: the rename
+            // below reports a lost connection.
             if let Ok(attr) = self.remote().lstat(&to).await {
                 self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
             }
         }
-        self.remote()
-            .rename(&from, &to, flags)
-            .await
-            .map_err(|e| VfsError::remote("rename", &from, e))?;
+        // What the source is, to tell after a lost connection whether the
+        // rename was carried out.
+        let moved_id = {
+            let table = self.inodes();
+            table.ino_of(parent, name).and_then(|ino| table.remote_id(ino))
+        };
+        let (f, t) = (&from[..], &to[..]);
+        self.call_once(
+            "rename",
+            f,
+            |r| async move { r.rename(f, t, flags).await },
+            |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
+        )
+        .await?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
@@ -731,22 +930,26 @@ impl Vfs {
             return Ok(opened);
         }
         let path = self.openable_path(ino, caller.pid)?;
-        let (remote, generation) = self.conn.get();
+        let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
-            let (handle, attr, head) = remote
-                .open_read(&path, flags, OPEN_PREFETCH)
+            let ((handle, attr, head), remote, generation) = self
+                .call_on("open", p, |r| async move {
+                    r.open_read(p, flags, OPEN_PREFETCH).await
+                })
                 .await
                 .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-            self.check_opened(ino, caller.pid, &path, handle, &attr)?;
+            self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
         }
-        let (handle, attr) = remote
-            .open(&path, flags, 0, None)
+        // Opening again after a lost connection is harmless, O_TRUNC
+        // included: the application has no descriptor to write with yet.
+        let ((handle, attr), remote, generation) = self
+            .call_on("open", p, |r| async move { r.open(p, flags, 0, None).await })
             .await
             .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-        self.check_opened(ino, caller.pid, &path, handle, &attr)?;
+        self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.register_file(ino, (handle, generation), flags);
         Ok((fh, fattr))
@@ -788,11 +991,33 @@ impl Vfs {
         let flags = flags | of::CREATE;
         let owner = self.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
-        let (remote, generation) = self.conn.get();
-        let (handle, attr) = remote
-            .open(&path, flags, mode, Some(owner))
-            .await
-            .map_err(|e| VfsError::remote("create", &path, e))?;
+        let p = &path[..];
+        let exclusive = flags & of::EXCLUSIVE != 0;
+        let ((handle, attr), _, generation) = self
+            .call_once_on(
+                "create",
+                p,
+                |r| async move { r.open(p, flags, mode, Some(owner)).await },
+                // Without O_EXCL, creating again opens what the call that
+                // was cut off created. With it, a file now at the name may
+                // be that one or another's: EIO, not a guess (EEXIST would
+                // tell an application holding a lock file that someone
+                // else holds it; success might hand it another's).
+                |r| async move {
+                    match r.open(p, flags, mode, Some(owner)).await {
+                        Err(e) if exclusive && e.errno() == Errno::EEXIST => {
+                            tracing::warn!(
+                                "create {}: the connection was lost with an exclusive create in flight and \
+                                 the name exists now; whether this mount created it is unknown (EIO)",
+                                display_path(p)
+                            );
+                            Err(RemoteError::os("create", display_path(p), Errno::EIO))
+                        }
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         let fattr = self.entered_new(parent, name, &attr);
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
         let fh = self.register_file(fattr.ino, (handle, generation), flags);
@@ -823,6 +1048,7 @@ impl Vfs {
             append: flags & of::APPEND != 0,
             io,
             readahead: Mutex::new(readahead),
+            lost: std::sync::atomic::AtomicBool::new(false),
         });
         self.inodes().open_inc(ino);
         file.fh
@@ -834,15 +1060,15 @@ impl Vfs {
         let file = self.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
         {
-            let mut io = file.io.state.lock().await;
-            self.send_buffer(&file, &mut io).await?;
+            let mut io = self.lock_io(&file, "fallocate", self.deadline()).await?;
+            self.send_buffer(&file, &mut io, "fallocate").await?;
         }
         self.drop_readahead(file.ino);
-        let (remote, handle) = self.handle_of(&file).await?;
-        remote
-            .fallocate(handle, offset, len, mode)
-            .await
-            .map_err(|e| VfsError::remote("fallocate", self.describe(file.ino).as_bytes(), e))?;
+        // Allocating, punching or zeroing a range again is harmless.
+        self.call_handle(&file, "fallocate", |remote, handle| async move {
+            remote.fallocate(handle, offset, len, mode).await
+        })
+        .await?;
         self.inodes().invalidate_attr(file.ino);
         Ok(())
     }
@@ -856,11 +1082,10 @@ impl Vfs {
         if self.is_dirty(file.ino) {
             self.flush_inode(file.ino).await;
         }
-        let (remote, handle) = self.handle_of(&file).await?;
-        remote
-            .lseek(handle, offset, whence)
-            .await
-            .map_err(|e| VfsError::remote("lseek", self.describe(file.ino).as_bytes(), e))
+        self.call_handle(&file, "lseek", |remote, handle| async move {
+            remote.lseek(handle, offset, whence).await
+        })
+        .await
     }
 
     /// Closes a handle. Buffered data is sent first; its error, if any,
@@ -869,14 +1094,22 @@ impl Vfs {
         let Some(file) = self.handles().remove_file(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        {
-            let mut io = file.io.state.lock().await;
-            if let Err(err) = self.send_buffer(&file, &mut io).await {
-                tracing::warn!("write error lost at release: {err}");
+        match self.lock_io(&file, "release", self.deadline()).await {
+            Ok(mut io) => {
+                if let Err(err) = self.send_buffer(&file, &mut io, "release").await {
+                    tracing::warn!("write error lost at release: {err}");
+                }
             }
+            Err(err) => tracing::warn!("{err}: buffered writes are sent later"),
         }
         lock(&file.readahead).clear();
         self.inodes().open_dec(file.ino);
+        if !self.unconfirmed.of_file(fh).is_empty() {
+            // Writes through it are still waiting for a connection: its
+            // remote handle is closed once they are settled.
+            self.close_after_writes(file);
+            return Ok(());
+        }
         // Nobody waits for the remote close: the data went out above (and
         // the agent writes synchronously, so its errors were reported at
         // write, flush or fsync). Not waiting saves a round trip per file
@@ -896,16 +1129,37 @@ impl Vfs {
         Ok(())
     }
 
+    /// Closes `file`'s remote handle once the writes sent through it are
+    /// settled (they may wait for a connection longer than its release).
+    fn close_after_writes(&self, file: Arc<OpenFile>) {
+        let me = self.me.clone();
+        self.runtime.spawn(async move {
+            let batches = match me.upgrade() {
+                Some(vfs) => vfs.unconfirmed.of_file(file.fh),
+                None => return,
+            };
+            for batch in batches {
+                let _ = batch.settled().await;
+            }
+            let Some(vfs) = me.upgrade() else { return };
+            let (remote, generation) = vfs.conn.get();
+            let (handle, opened_on) = file.remote_handle();
+            if opened_on == generation {
+                if let Err(e) = remote.close(handle).await {
+                    tracing::debug!("close {}: {e}", vfs.describe(file.ino));
+                }
+            }
+        });
+    }
+
     // ----- directories -----
 
     // ----- the rest -----
 
     pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
         let path = self.inodes().path(ino).unwrap_or_default();
-        self.remote()
-            .statfs(&path)
-            .await
-            .map_err(|e| VfsError::remote("statfs", &path, e))
+        let p = &path[..];
+        self.call("statfs", p, |r| async move { r.statfs(p).await }).await
     }
 
     /// Whether a fresh cached name list says `ino` has no attribute `name`:
@@ -930,19 +1184,32 @@ impl Vfs {
                 Errno::ENODATA,
             ));
         }
-        self.remote()
-            .getxattr(&path, name)
+        let p = &path[..];
+        self.call("getxattr", p, |r| async move { r.getxattr(p, name).await })
             .await
-            .map_err(|e| VfsError::remote("getxattr", &path, e))
     }
 
     pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
-        self.remote()
-            .setxattr(&path, name, value, mode)
-            .await
-            .map_err(|e| VfsError::remote("setxattr", &path, e))?;
+        let p = &path[..];
+        self.call_once(
+            "setxattr",
+            p,
+            |r| async move { r.setxattr(p, name, value, mode).await },
+            // Setting the value again is harmless, except that a create
+            // then finds the one the call that was cut off set.
+            |r| async move {
+                match r.setxattr(p, name, value, mode).await {
+                    Err(e) if e.errno() == Errno::EEXIST => match r.getxattr(p, name).await {
+                        Ok(found) if found == value => Ok(()),
+                        _ => Err(e),
+                    },
+                    other => other,
+                }
+            },
+        )
+        .await?;
         let mut table = self.inodes();
         table.invalidate_attr(ino);
         table.invalidate_xattrs(ino);
@@ -954,11 +1221,10 @@ impl Vfs {
         if let Some(names) = self.inodes().cached_xattr_names(ino, Instant::now()) {
             return Ok(names.to_vec());
         }
+        let p = &path[..];
         let names = self
-            .remote()
-            .listxattr(&path)
-            .await
-            .map_err(|e| VfsError::remote("listxattr", &path, e))?;
+            .call("listxattr", p, |r| async move { r.listxattr(p).await })
+            .await?;
         self.inodes().set_xattr_names(ino, names.clone(), Instant::now());
         Ok(names)
     }
@@ -966,10 +1232,19 @@ impl Vfs {
     pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
-        self.remote()
-            .removexattr(&path, name)
-            .await
-            .map_err(|e| VfsError::remote("removexattr", &path, e))?;
+        let p = &path[..];
+        self.call_once(
+            "removexattr",
+            p,
+            |r| async move { r.removexattr(p, name).await },
+            |r| async move {
+                match r.removexattr(p, name).await {
+                    Err(e) if e.errno() == Errno::ENODATA => Ok(()),
+                    other => other,
+                }
+            },
+        )
+        .await?;
         let mut table = self.inodes();
         table.invalidate_attr(ino);
         table.invalidate_xattrs(ino);
@@ -983,10 +1258,9 @@ impl Vfs {
             return Err(VfsError::new("access", self.describe(ino), Errno::EROFS));
         }
         let path = self.path("access", ino)?;
-        self.remote()
-            .access(&path, mask)
+        let p = &path[..];
+        self.call("access", p, |r| async move { r.access(p, mask).await })
             .await
-            .map_err(|e| VfsError::remote("access", &path, e))
     }
 
     // ----- invalidation (remote change notifications) -----
@@ -1026,6 +1300,52 @@ impl Vfs {
             }
         }
         self.drop_readahead(ino);
+    }
+}
+
+/// For a removal whose first attempt may have been carried out: the name
+/// being gone is what was asked for.
+fn gone_is_done(result: yonder_remote::Result<()>) -> yonder_remote::Result<()> {
+    match result {
+        Err(e) if e.errno() == Errno::ENOENT => Ok(()),
+        other => other,
+    }
+}
+
+/// After a rename was cut off by a lost connection: done if the target now
+/// is the source's file (`moved`, its identity when known); sent again if
+/// the source is still there and is that file; otherwise unknown (EIO),
+/// never a second rename of whatever the name holds now.
+async fn resolve_rename(
+    r: &dyn Remote,
+    from: &[u8],
+    to: &[u8],
+    flags: RenameFlags,
+    moved: Option<RemoteId>,
+) -> yonder_remote::Result<()> {
+    let unknown = || {
+        tracing::warn!(
+            "rename {} -> {}: the connection was lost with the rename in flight and the names do not tell \
+             whether it was carried out (EIO)",
+            display_path(from),
+            display_path(to)
+        );
+        Err(RemoteError::os("rename", display_path(from), Errno::EIO))
+    };
+    let target = r.lstat(to).await;
+    if let (Ok(attr), Some(id)) = (&target, moved) {
+        if RemoteId::of(attr) == Some(id) {
+            return Ok(());
+        }
+    }
+    match r.lstat(from).await {
+        Ok(attr) if moved.is_none() || RemoteId::of(&attr) == moved => r.rename(from, to, flags).await,
+        Ok(_) => unknown(),
+        // The source is gone and the target exists: carried out, as far as
+        // names without identities can tell.
+        Err(e) if e.errno() == Errno::ENOENT && moved.is_none() && target.is_ok() => Ok(()),
+        Err(e) if e.is_connection_lost() => Err(e),
+        Err(_) => unknown(),
     }
 }
 

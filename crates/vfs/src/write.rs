@@ -8,30 +8,42 @@
 //! The buffer is sent when a write does not continue it, when it is full,
 //! before any read or attribute query of the same inode, on flush, fsync and
 //! release, and `write_delay` after it started filling. An error from a send
-//! nobody waits for is kept in `FileIo::error` and reported by the next
+//! nobody waits for is kept in `WriteBack::errors` and reported by the next
 //! write, flush or fsync of the handle: write errors are never dropped.
 //!
+//! Every write is recorded in the journal (`journal.rs`) before `write`
+//! returns, and stays there until the agent confirms it: a write an
+//! application was told succeeded is replayed on the next connection if
+//! the one it was sent on is lost (`replay.rs`).
+//!
 //! Sends are asynchronous (write-back): a full buffer, or a write as large
-//! as the buffer, is handed to a task and tracked in `FileIo::in_flight`;
-//! the `write` returns at once, so a sequential writer keeps several
-//! requests on the wire instead of waiting a round trip per megabyte. At
-//! most [`MAX_WRITES_IN_FLIGHT`] run per handle. Flush, fsync, release, and
-//! any read or attribute query of the inode wait for all of them, and their
-//! errors land in the same slot as before. Writes that overlap one in
-//! flight, and appends, wait first: the agent runs requests concurrently,
-//! so only disjoint writes may race.
+//! as the buffer, becomes a batch sent by a task of its own
+//! (`replay::run_batch`) and tracked in `WriteBack::in_flight`; the
+//! `write` returns at once, so a sequential writer keeps several requests
+//! on the wire instead of waiting a round trip per megabyte. A batch waits
+//! for the batches of its inode it overlaps (all of them, for an append)
+//! before it is sent: the agent runs requests concurrently, so only
+//! disjoint writes may race. At most [`MAX_WRITES_IN_FLIGHT`] are in flight
+//! per inode; a write beyond that waits for the oldest (until its
+//! operation's deadline, then EIO: while the connection is down, an inode
+//! holds at most that many batches plus its buffer). Flush, fsync,
+//! release, and any read or attribute query of the inode wait for all of
+//! them (flush and fsync answer EIO at the deadline, the writes staying
+//! queued), and their errors land in the same slot as before.
 
 use crate::attr::{Fh, Ino};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
+use crate::journal::{Entry, Seq};
+use crate::replay::{run_batch, Batch};
 use crate::vfs::Vfs;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use yonder_proto::{open_flags as of, Errno};
-use yonder_remote::Remote;
 
 /// Remote writes one inode may have on the wire at once.
 pub(crate) const MAX_WRITES_IN_FLIGHT: usize = 8;
@@ -45,11 +57,9 @@ pub(crate) struct Writer {
     pub append: bool,
 }
 
-/// A remote write on its way: the byte range it may touch, its task, and
-/// the handle its error belongs to.
+/// A remote write on its way: its task, and the handle its error belongs
+/// to.
 pub(crate) struct InFlight {
-    pub start: u64,
-    pub end: u64,
     pub fh: Fh,
     pub task: JoinHandle<Result<(), VfsError>>,
 }
@@ -59,6 +69,8 @@ pub(crate) struct WriteBuffer {
     writer: Option<Writer>,
     offset: u64,
     data: Vec<u8>,
+    /// The journal entries of the data gathered.
+    seqs: Vec<Seq>,
     /// Bumped whenever the buffer is emptied, so a delayed flush can tell
     /// whether the data it was started for is still waiting.
     generation: u64,
@@ -89,22 +101,37 @@ impl WriteBuffer {
         }
     }
 
-    pub fn push(&mut self, writer: Writer, offset: u64, data: &[u8]) {
+    pub fn push(&mut self, writer: Writer, offset: u64, data: &[u8], seq: Seq) {
         if self.data.is_empty() {
             self.writer = Some(writer);
             self.offset = offset;
         }
         self.data.extend_from_slice(data);
+        self.seqs.push(seq);
     }
 
-    pub fn take(&mut self) -> Option<(Writer, u64, Vec<u8>)> {
+    pub fn take(&mut self) -> Option<Taken> {
         if self.data.is_empty() {
             return None;
         }
         self.generation += 1;
         let writer = self.writer.take()?;
-        Some((writer, self.offset, std::mem::take(&mut self.data)))
+        Some(Taken {
+            writer,
+            offset: self.offset,
+            data: std::mem::take(&mut self.data),
+            seqs: std::mem::take(&mut self.seqs),
+        })
     }
+}
+
+/// The contents of a [`WriteBuffer`], on their way out.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub writer: Writer,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub seqs: Vec<Seq>,
 }
 
 /// The write side of one inode, shared by all its open handles: one buffer
@@ -151,54 +178,42 @@ impl WriteBack {
     pub fn take_error(&mut self, fh: Fh) -> Option<VfsError> {
         self.errors.remove(&fh)
     }
-
-    /// Whether a write of `start..end` must wait for those in flight: the
-    /// agent runs requests concurrently, so only disjoint writes may race.
-    pub fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.in_flight.iter().any(|w| w.start < end && start < w.end)
-    }
 }
 
 // ----- the write-back engine -----
-
-/// Writes all of `data` at `offset`, in as many requests as the remote
-/// accepts; runs as its own task so the caller need not wait. Each request
-/// carries a slice of `data`, not a copy.
-async fn write_all(
-    remote: Arc<dyn Remote>,
-    handle: yonder_proto::Handle,
-    path: String,
-    mut offset: u64,
-    data: Bytes,
-) -> Result<()> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let chunk = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
-        let sent = remote
-            .write(handle, offset, rest.slice(..chunk))
-            .await
-            .map_err(|e| {
-                let err = VfsError::remote("write", path.as_bytes(), e);
-                tracing::warn!("{err}");
-                err
-            })? as usize;
-        if sent == 0 {
-            return Err(VfsError::new("write", path, Errno::EIO));
-        }
-        rest = rest.slice(sent.min(rest.len())..);
-        offset += sent as u64;
-    }
-    Ok(())
-}
 
 impl Vfs {
     pub(crate) fn is_dirty(&self, ino: Ino) -> bool {
         self.handles().files_of(ino).first().is_some_and(|f| f.is_dirty())
     }
 
-    /// Sends the buffered writes of `ino` and waits for those in flight.
-    /// Errors stay with the handle that wrote, reported by its next write,
-    /// flush or fsync.
+    /// The inode's write-back lock, waited for until `deadline`.
+    pub(crate) async fn lock_io<'a>(
+        &self,
+        file: &'a OpenFile,
+        op: &'static str,
+        deadline: Instant,
+    ) -> Result<tokio::sync::MutexGuard<'a, WriteBack>> {
+        tokio::time::timeout_at(deadline, file.io.state.lock())
+            .await
+            .map_err(|_| self.not_confirmed(op, file.ino))
+    }
+
+    /// EIO for an operation whose writes were not confirmed by its
+    /// deadline (they stay queued, and are sent once the connection is
+    /// back).
+    fn not_confirmed(&self, op: &'static str, ino: Ino) -> VfsError {
+        let path = self.describe(ino);
+        tracing::debug!(
+            "{op} {path}: writes not confirmed within the operation timeout ({:.0} s); they stay queued",
+            self.opts.op_timeout.as_secs_f64()
+        );
+        VfsError::new(op, path, Errno::EIO)
+    }
+
+    /// Sends the buffered writes of `ino` and waits for those in flight
+    /// (until the operation's deadline). Errors stay with the handle that
+    /// wrote, reported by its next write, flush or fsync.
     pub(crate) async fn flush_inode(&self, ino: Ino) {
         let Some(file) = self.handles().files_of(ino).into_iter().next() else {
             return;
@@ -206,8 +221,11 @@ impl Vfs {
         if !file.is_dirty() {
             return;
         }
-        let mut io = file.io.state.lock().await;
-        self.send_all(&file, &mut io).await;
+        let deadline = self.deadline();
+        let Ok(mut io) = self.lock_io(&file, "flush", deadline).await else {
+            return;
+        };
+        let _ = self.send_all(&file, &mut io, Some(deadline)).await;
         drop(io);
         // Attributes cached while the data was still buffered here (a
         // lookup or listing meanwhile) show the old size and times.
@@ -216,87 +234,95 @@ impl Vfs {
 
     /// Sends the inode's buffer and waits for every write of the inode in
     /// flight; returns (and clears) `file`'s first unreported write error.
-    pub(crate) async fn send_buffer(&self, file: &OpenFile, io: &mut WriteBack) -> Result<()> {
-        self.send_all(file, io).await;
+    pub(crate) async fn send_buffer(
+        &self,
+        file: &Arc<OpenFile>,
+        io: &mut WriteBack,
+        op: &'static str,
+    ) -> Result<()> {
+        self.send_all(file, io, Some(self.deadline()))
+            .await
+            .map_err(|_| self.not_confirmed(op, file.ino))?;
         match io.take_error(file.fh) {
             Some(err) => Err(err),
             None => Ok(()),
         }
     }
 
-    /// Sends the inode's buffer and waits for every write in flight; errors
+    /// Sends the inode's buffer and waits for every write in flight (until
+    /// `deadline`: `Err(())` if they are not all settled by then); errors
     /// stay with the handles that wrote.
-    pub(crate) async fn send_all(&self, file: &OpenFile, io: &mut WriteBack) {
-        if let Some((writer, offset, data)) = io.buf.take() {
-            self.queue_write(file, io, writer, offset, Bytes::from(data))
-                .await;
+    pub(crate) async fn send_all(
+        &self,
+        file: &Arc<OpenFile>,
+        io: &mut WriteBack,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), ()> {
+        if let Some(taken) = io.buf.take() {
+            self.queue_write(
+                file,
+                io,
+                taken.writer,
+                taken.offset,
+                Bytes::from(taken.data),
+                taken.seqs,
+            );
         }
-        self.drain_writes(file, io).await;
+        self.drain_writes(file, io, deadline).await
     }
 
-    /// Starts a remote write of `writer`'s data without waiting for it. Its
-    /// error, like that of any write in flight, is kept for `writer`.
-    pub(crate) async fn queue_write(
+    /// Starts a remote write of `writer`'s data (journal entries `seqs`)
+    /// without waiting for it. Its error, like that of any write in
+    /// flight, is kept for `writer`.
+    pub(crate) fn queue_write(
         &self,
-        file: &OpenFile,
+        file: &Arc<OpenFile>,
         io: &mut WriteBack,
         writer: Writer,
         offset: u64,
         data: Bytes,
+        seqs: Vec<Seq>,
     ) {
-        // Where an append lands is the remote's end of file: it may touch
-        // any byte.
-        let (start, end) = if writer.append {
-            (0, u64::MAX)
-        } else {
-            (offset, offset + data.len() as u64)
-        };
-        if io.overlaps(start, end) {
-            self.drain_writes(file, io).await;
-        }
-        while io.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
-            let oldest = io.in_flight.pop_front().expect("in flight");
-            Self::settle(io, oldest.fh, oldest.task.await);
-        }
         file.io.set_dirty(true);
         // The writer's own handle: `file` itself, or another open file of
         // the inode (a writer's data is sent before it is released).
-        let other = (writer.fh != file.fh).then(|| self.handles().file(writer.fh));
-        let owner = match &other {
-            None => Some(file),
-            Some(other) => other.as_deref(),
+        let owner = if writer.fh == file.fh {
+            file.clone()
+        } else {
+            self.handles().file(writer.fh).unwrap_or_else(|| file.clone())
         };
-        let sent_through = match owner {
-            Some(owner) => self.handle_of(owner).await,
-            None => Err(VfsError::new("write", self.describe(file.ino), Errno::EBADF)),
-        };
-        let (remote, handle) = match sent_through {
-            Ok(through) => through,
-            Err(err) => {
-                io.record_error(writer.fh, err);
-                return;
-            }
-        };
-        let path = self.describe(file.ino);
-        // Frozen, not copied: the chunks sent are slices of this buffer.
-        let task = tokio::spawn(write_all(remote, handle, path, offset, data));
-        io.in_flight.push_back(InFlight {
-            start,
-            end,
-            fh: writer.fh,
-            task,
-        });
+        let batch = Arc::new(Batch::new(seqs, owner, offset, data, writer.append));
+        let before = self.unconfirmed.add(batch.clone());
+        let task = self.runtime.spawn(run_batch(self.me.clone(), batch, before));
+        io.in_flight.push_back(InFlight { fh: writer.fh, task });
         // A readahead that raced the write may hold old data.
         self.drop_readahead(file.ino);
     }
 
-    /// Waits for every write of the inode in flight.
-    pub(crate) async fn drain_writes(&self, file: &OpenFile, io: &mut WriteBack) {
+    /// Waits for every write of the inode in flight, until `deadline`.
+    pub(crate) async fn drain_writes(
+        &self,
+        file: &OpenFile,
+        io: &mut WriteBack,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), ()> {
         let had = !io.in_flight.is_empty();
-        while let Some(write) = io.in_flight.pop_front() {
-            Self::settle(io, write.fh, write.task.await);
+        let mut result = Ok(());
+        while let Some(oldest) = io.in_flight.front_mut() {
+            let joined = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, &mut oldest.task).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        result = Err(());
+                        break;
+                    }
+                },
+                None => (&mut oldest.task).await,
+            };
+            let done = io.in_flight.pop_front().expect("in flight");
+            Self::settle(io, done.fh, joined);
         }
-        if io.buf.is_empty() {
+        if io.buf.is_empty() && io.in_flight.is_empty() {
             file.io.set_dirty(false);
         }
         if had {
@@ -305,6 +331,19 @@ impl Vfs {
             // or unlink looking a name up meanwhile) show the old size and
             // times; those cached before were dropped by the writes.
             self.inodes().invalidate_attr(file.ino);
+        }
+        result
+    }
+
+    /// Collects the writes in flight that are done, without waiting.
+    pub(crate) fn reap_writes(&self, file: &OpenFile, io: &mut WriteBack) {
+        while io.in_flight.front().is_some_and(|w| w.task.is_finished()) {
+            let done = io.in_flight.pop_front().expect("in flight");
+            let joined = futures_now(done.task);
+            Self::settle(io, done.fh, joined);
+        }
+        if io.buf.is_empty() && io.in_flight.is_empty() {
+            file.io.set_dirty(false);
         }
     }
 
@@ -330,12 +369,12 @@ impl Vfs {
     }
 
     /// [`Vfs::write`] when it needs no wait: `data` continues the inode's
-    /// write buffer and does not fill it, the handle is not O_SYNC, and
-    /// nobody holds the inode's write-back (a send, a flush). The data is
-    /// copied straight from the caller's buffer into the write buffer, so
-    /// a small write is copied once on its way to the remote, not twice.
-    /// `None` when [`Vfs::write_bytes`] must do it. Never waits: frontends
-    /// call it inline.
+    /// write buffer and does not fill it, the handle is not O_SYNC, the
+    /// connection is not gone, and nobody holds the inode's write-back (a
+    /// send, a flush). The data is copied from the caller's buffer into the
+    /// journal and into the write buffer, without a task. `None` when
+    /// [`Vfs::write_bytes`] must do it. Never waits: frontends call it
+    /// inline.
     ///
     /// A write taken here may go ahead of an earlier one still waiting for
     /// the write-back lock: both were in flight at once, so the application
@@ -352,6 +391,10 @@ impl Vfs {
         if file.flags & (of::SYNC | of::DSYNC) != 0 || data.len() >= max {
             return None;
         }
+        // While the connection is gone, write_bytes answers (or waits).
+        if self.conn.usable().is_err() {
+            return None;
+        }
         let me = file.writer();
         let mut io = file.io.state.try_lock().ok()?;
         if !io.buf.continues(&me, offset) || io.buf.len() + data.len() >= max {
@@ -362,8 +405,18 @@ impl Vfs {
         if let Some(err) = io.take_error(file.fh) {
             return Some(Err(err));
         }
+        // Journaled before the write is acknowledged, as in write_bytes:
+        // the journal's copy is what a replay sends.
+        let journaled = Bytes::copy_from_slice(data);
+        let seq = self.journal.record(Entry::Write {
+            ino: file.ino,
+            fh: file.fh,
+            offset,
+            data: journaled,
+            append: me.append,
+        });
         let was_empty = io.buf.is_empty();
-        io.buf.push(me, offset, data);
+        io.buf.push(me, offset, data, seq);
         file.io.set_dirty(true);
         if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());
@@ -378,55 +431,97 @@ impl Vfs {
     pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
         let file = self.file("write", fh)?;
         self.check_writable("write", file.ino)?;
+        if let Err(why) = self.conn.usable() {
+            return Err(self.unavailable("write", self.describe(file.ino).as_bytes(), why));
+        }
         self.drop_readahead(file.ino);
         self.inodes().invalidate_attr(file.ino);
         let max = self.opts.write_buffer;
         let me = file.writer();
-        let mut io = file.io.state.lock().await;
+        let deadline = self.deadline();
+        let mut io = self.lock_io(&file, "write", deadline).await?;
+        // Room for one more batch: while the connection is down, the
+        // inode's writes stop being acknowledged here.
+        while io.in_flight.len() >= MAX_WRITES_IN_FLIGHT {
+            let oldest = io.in_flight.front_mut().expect("in flight");
+            let joined = tokio::time::timeout_at(deadline, &mut oldest.task)
+                .await
+                .map_err(|_| self.not_confirmed("write", file.ino))?;
+            let done = io.in_flight.pop_front().expect("in flight");
+            Self::settle(&mut io, done.fh, joined);
+        }
         if let Some(err) = io.take_error(file.fh) {
             return Err(err);
         }
+        let len = data.len() as u32;
+        let seq = self.journal.record(Entry::Write {
+            ino: file.ino,
+            fh: file.fh,
+            offset,
+            data: data.clone(),
+            append: me.append,
+        });
         let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
         if sync {
             // O_SYNC/O_DSYNC: the data is on the remote when write returns.
-            if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
-                    .await;
+            if let Some(taken) = io.buf.take() {
+                self.queue_write(
+                    &file,
+                    &mut io,
+                    taken.writer,
+                    taken.offset,
+                    Bytes::from(taken.data),
+                    taken.seqs,
+                );
             }
-            let len = data.len() as u32;
-            self.queue_write(&file, &mut io, me, offset, data).await;
-            self.drain_writes(&file, &mut io).await;
+            self.queue_write(&file, &mut io, me, offset, data, vec![seq]);
+            self.drain_writes(&file, &mut io, Some(deadline))
+                .await
+                .map_err(|_| self.not_confirmed("write", file.ino))?;
             return match io.take_error(file.fh) {
                 Some(err) => Err(err),
                 None => Ok(len),
             };
         }
         if !io.buf.continues(&me, offset) || io.buf.len() + data.len() > max {
-            if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
-                    .await;
+            if let Some(taken) = io.buf.take() {
+                self.queue_write(
+                    &file,
+                    &mut io,
+                    taken.writer,
+                    taken.offset,
+                    Bytes::from(taken.data),
+                    taken.seqs,
+                );
             }
         }
         if max == 0 || (io.buf.is_empty() && data.len() >= max) {
-            let len = data.len() as u32;
-            self.queue_write(&file, &mut io, me, offset, data).await;
+            self.queue_write(&file, &mut io, me, offset, data, vec![seq]);
             return Ok(len);
         }
         let was_empty = io.buf.is_empty();
-        io.buf.push(me, offset, &data);
+        io.buf.push(me, offset, &data, seq);
         file.io.set_dirty(true);
         if io.buf.len() >= max {
-            if let Some((writer, at, buffered)) = io.buf.take() {
-                self.queue_write(&file, &mut io, writer, at, Bytes::from(buffered))
-                    .await;
+            if let Some(taken) = io.buf.take() {
+                self.queue_write(
+                    &file,
+                    &mut io,
+                    taken.writer,
+                    taken.offset,
+                    Bytes::from(taken.data),
+                    taken.seqs,
+                );
             }
         } else if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());
         }
-        Ok(data.len() as u32)
+        Ok(len)
     }
 
-    /// Sends data still buffered `write_delay` after it started filling.
+    /// Sends data still buffered `write_delay` after it started filling
+    /// (without waiting for it: the lock is not held while the remote
+    /// answers).
     pub(crate) fn schedule_flush(&self, file: Arc<OpenFile>, generation: u64) {
         let delay = self.opts.write_delay;
         let me = self.me.clone();
@@ -437,8 +532,18 @@ impl Vfs {
             let Some(vfs) = me.upgrade() else { return };
             let mut io = file.io.state.lock().await;
             if io.buf.generation() == generation {
-                vfs.send_all(&file, &mut io).await;
+                if let Some(taken) = io.buf.take() {
+                    vfs.queue_write(
+                        &file,
+                        &mut io,
+                        taken.writer,
+                        taken.offset,
+                        Bytes::from(taken.data),
+                        taken.seqs,
+                    );
+                }
             }
+            vfs.reap_writes(&file, &mut io);
         });
     }
 
@@ -446,20 +551,19 @@ impl Vfs {
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.file("flush", fh)?;
-        let mut io = file.io.state.lock().await;
-        self.send_buffer(&file, &mut io).await
+        let mut io = self.lock_io(&file, "flush", self.deadline()).await?;
+        self.send_buffer(&file, &mut io, "flush").await
     }
 
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.file("fsync", fh)?;
-        let mut io = file.io.state.lock().await;
+        let mut io = self.lock_io(&file, "fsync", self.deadline()).await?;
         // fsync covers the file's data written through every descriptor.
-        self.send_buffer(&file, &mut io).await?;
-        let (remote, handle) = self.handle_of(&file).await?;
-        remote
-            .fsync(handle, datasync)
-            .await
-            .map_err(|e| VfsError::remote("fsync", self.describe(file.ino).as_bytes(), e))
+        self.send_buffer(&file, &mut io, "fsync").await?;
+        self.call_handle(&file, "fsync", |remote, handle| async move {
+            remote.fsync(handle, datasync).await
+        })
+        .await
     }
 
     /// Sends every handle's buffered writes (before unmounting). Returns the
@@ -468,13 +572,39 @@ impl Vfs {
         let files = self.handles().all_files();
         let mut first = None;
         for file in files {
-            let mut io = file.io.state.lock().await;
-            self.send_all(&file, &mut io).await;
+            let deadline = self.deadline();
+            let mut io = match self.lock_io(&file, "flush", deadline).await {
+                Ok(io) => io,
+                Err(e) => {
+                    first.get_or_insert(e);
+                    continue;
+                }
+            };
+            if self.send_all(&file, &mut io, Some(deadline)).await.is_err() {
+                first.get_or_insert(self.not_confirmed("flush", file.ino));
+            }
             if let Some(e) = io.errors.get(&file.fh) {
                 first.get_or_insert(e.clone());
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Writes the agent has not confirmed (entries, bytes): what a lost
+    /// connection would have the next one replay.
+    pub fn unconfirmed_writes(&self) -> (usize, u64) {
+        self.journal.pending()
+    }
+}
+
+/// The output of a task known to be finished.
+fn futures_now<T>(task: JoinHandle<T>) -> std::result::Result<T, tokio::task::JoinError> {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut task = std::pin::pin!(task);
+    match task.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("the task is finished"),
     }
 }
 
@@ -491,17 +621,25 @@ mod tests {
         let (a, b) = (writer(1, false), writer(2, false));
         let mut buf = WriteBuffer::default();
         assert!(buf.continues(&a, 100));
-        buf.push(a, 100, b"abc");
+        buf.push(a, 100, b"abc", Seq(1));
         assert!(buf.continues(&a, 103));
         assert!(!buf.continues(&a, 50));
         assert!(!buf.continues(&b, 103), "another handle's data never joins");
-        buf.push(a, 103, b"de");
+        buf.push(a, 103, b"de", Seq(2));
         let g = buf.generation();
-        assert_eq!(buf.take(), Some((a, 100, b"abcde".to_vec())));
+        assert_eq!(
+            buf.take(),
+            Some(Taken {
+                writer: a,
+                offset: 100,
+                data: b"abcde".to_vec(),
+                seqs: vec![Seq(1), Seq(2)]
+            })
+        );
         assert_ne!(buf.generation(), g);
         assert!(buf.take().is_none());
         let app = writer(3, true);
-        buf.push(app, 0, b"x");
+        buf.push(app, 0, b"x", Seq(3));
         assert!(buf.continues(&app, 50));
     }
 }

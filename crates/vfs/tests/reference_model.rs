@@ -61,6 +61,14 @@
 //! network file system. So before each remote change the harness sends
 //! every buffer (`Vfs::flush_all`, as `write_delay` passing would).
 //!
+//! A third run (`zero_ttls_with_connections_replaced`) also draws
+//! `Reconnect` steps: the connection dies with whatever is in flight on it
+//! (background write-back, mostly: its answers are lost, though the agent
+//! carried the requests out), and a new connection to the same tree takes
+//! its place, as after a network failure. Nothing of it may show: every
+//! answer and the whole state stay the model's, the replayed writes
+//! included.
+//!
 //! Cases: `YONDER_MODEL_CASES` (default 1,000) per test;
 //! `YONDER_MODEL_SEED` repeats the cases of a failed run (it is printed);
 //! `YONDER_MODEL_STATS=1` prints how often each kind of step had each
@@ -77,6 +85,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use yonder_remote::AgentClient;
+use yonder_testkit::faults::Disconnecting;
 use yonder_vfs::{
     open_flags as of, Caller, Errno, Fh, FileAttr, FileKind, Ino, RenameFlags, SetAttr, SetTime, Timespec,
     Vfs, VfsOptions, ROOT_INO,
@@ -249,6 +258,10 @@ enum Op<P = Path, H = Slot> {
     },
     /// The kernel lets go of every inode it does not hold open.
     Forget,
+    /// The connection dies (requests in flight lose their answers) and a
+    /// new one to the same tree takes its place: invisible to
+    /// applications.
+    Reconnect,
     // Changes made on the remote, behind the VFS's back.
     RemoteWrite {
         path: P,
@@ -410,6 +423,7 @@ impl<P, H> Op<P, H> {
                 to: path(to),
             },
             Op::Forget => Op::Forget,
+            Op::Reconnect => Op::Reconnect,
             Op::RemoteWrite { path: p, offset, len } => Op::RemoteWrite {
                 path: path(p),
                 offset: *offset,
@@ -615,6 +629,12 @@ struct Model {
     nodes: HashMap<Id, Node>,
     next: Id,
     slots: [Option<Handle>; SLOTS],
+    /// A remote change happened while a handle was open (since all were
+    /// last closed): the VFS may not know an open file's path any more.
+    /// So may a `Forget` while one was open: the harness forgets the
+    /// directories above open files, which the kernel (whose open file
+    /// pins its parents) never does.
+    remote_while_open: bool,
 }
 
 fn set_range(data: &mut Vec<u8>, offset: usize, len: usize, fill: u8) {
@@ -640,6 +660,7 @@ impl Model {
             nodes: [(ROOT, root)].into_iter().collect(),
             next: 1,
             slots: [None; SLOTS],
+            remote_while_open: false,
         }
     }
 
@@ -789,6 +810,12 @@ impl Model {
     }
 
     fn step(&mut self, op: &Op, ctx: StepCtx) -> Answer {
+        let open = self.slots.iter().any(Option::is_some);
+        if !open {
+            self.remote_while_open = false;
+        } else if op.is_remote() || matches!(op, Op::Forget) {
+            self.remote_while_open = true;
+        }
         match op {
             Op::Create {
                 path,
@@ -957,6 +984,23 @@ impl Model {
                 Ok(Outcome::Done)
             }
             Op::Forget => Ok(Outcome::Done),
+            // An open file the VFS cannot reopen by path on the new
+            // connection (unlinked while open, or moved or replaced on the
+            // remote behind its back) answers ESTALE from then on, by
+            // design; the model knows nothing of connections, so those
+            // cases are left out.
+            Op::Reconnect => {
+                let unreachable = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|h| self.paths_of(h.id).is_empty());
+                if open && (self.remote_while_open || unreachable) {
+                    Ok(Outcome::Skipped)
+                } else {
+                    Ok(Outcome::Done)
+                }
+            }
             Op::RemoteWrite { path, offset, len } => {
                 let id = self.file_at(path)?;
                 set_range(self.data_mut(id), *offset as usize, *len, ctx.remote_fill);
@@ -1170,6 +1214,9 @@ enum Freshness {
 struct Sut {
     _dir: tempfile::TempDir,
     root: PathBuf,
+    /// The current connection, and the client under it.
+    conn: Arc<Disconnecting>,
+    client: Arc<AgentClient>,
     scratch: PathBuf,
     vfs: Arc<Vfs>,
     caller: Caller,
@@ -1214,12 +1261,16 @@ impl Sut {
             readahead_chunk: 4096,
             readahead_max: setup.readahead_max,
             readdir_page: setup.readdir_page,
+            op_timeout: Duration::from_secs(20),
         };
-        let remote = in_process_agent(&root).await;
-        let vfs = Vfs::new(remote, opts).await.expect("VFS over the agent");
+        let client = in_process_agent(&root).await;
+        let conn = Disconnecting::new(client.clone());
+        let vfs = Vfs::new(conn.clone(), opts).await.expect("VFS over the agent");
         Sut {
             _dir: dir,
             root,
+            conn,
+            client,
             scratch,
             vfs,
             caller: Caller::current(),
@@ -1227,6 +1278,34 @@ impl Sut {
             lookups: HashMap::new(),
             freshness,
         }
+    }
+
+    /// The connection dies: every call in flight loses its answer (the
+    /// agent carries out what it had received; the harness waits for that,
+    /// so nothing of the old connection lands late), and a new connection
+    /// to the same tree is put in place.
+    async fn reconnect(&mut self) {
+        self.conn.disconnect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.client.in_flight() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old agent never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.client = in_process_agent(&self.root).await;
+        self.conn = Disconnecting::new(self.client.clone());
+        self.vfs.replace_remote(self.conn.clone());
+        // Open files are reopened and unconfirmed writes replayed before
+        // the next step (a remote change racing that would lose an open
+        // file, by design).
+        let mut state = self.vfs.connection_state();
+        let up = state.wait_for(|s| *s == yonder_vfs::ConnectionState::Up);
+        tokio::time::timeout(Duration::from_secs(10), up)
+            .await
+            .expect("the new connection is up")
+            .expect("the VFS is alive");
     }
 
     fn counted(&mut self, ino: Ino) {
@@ -1480,6 +1559,10 @@ impl Sut {
                     .await
                     .map_err(errno)?;
                 self.counted(attr.ino);
+                Ok(Outcome::Done)
+            }
+            Op::Reconnect => {
+                self.reconnect().await;
                 Ok(Outcome::Done)
             }
             Op::Forget => {
@@ -1998,6 +2081,24 @@ async fn run_case(
             trace.push(format!("  #{i} skipped, no handle for it: {step:?}"));
             continue;
         };
+        // An O_APPEND write comes with the file's size as its offset, as
+        // the kernel sends it (what the offset says does not matter to the
+        // remote, but the replay of an append checks it).
+        let op = match op {
+            Op::Write { slot, len, .. } if model.handle(slot).is_some_and(|h| h.append) => {
+                let id = model.handle(slot).expect("handle").id;
+                let size = match &model.node(id).body {
+                    Body::File(data) => data.len() as u64,
+                    Body::Dir(_) => 0,
+                };
+                Op::Write {
+                    slot,
+                    offset: size,
+                    len,
+                }
+            }
+            op => op,
+        };
         let ctx = StepCtx::new(i);
         let before = model.clone();
         let expected = model.step(&op, ctx);
@@ -2214,6 +2315,15 @@ fn op() -> impl Strategy<Value = Op<Pick, Held>> {
     ]
 }
 
+/// [`op`], with `Reconnect` steps when `reconnects`.
+fn step(reconnects: bool) -> BoxedStrategy<Op<Pick, Held>> {
+    if reconnects {
+        prop_oneof![12 => op(), 1 => Just(Op::Reconnect)].boxed()
+    } else {
+        op().boxed()
+    }
+}
+
 fn setup() -> impl Strategy<Value = Setup> {
     (
         prop::sample::select(vec![64usize, 0, 16, 1 << 20]),
@@ -2248,7 +2358,7 @@ fn seed() -> u64 {
     }
 }
 
-fn run(freshness: Freshness) {
+fn run(freshness: Freshness, reconnects: bool) {
     let seed = seed();
     let config = Config {
         cases: cases(),
@@ -2261,7 +2371,7 @@ fn run(freshness: Freshness) {
     let mut runner = TestRunner::new(config);
     let strategy = (
         setup(),
-        prop::collection::vec((op(), prop::bool::weighted(0.3)), 1..40),
+        prop::collection::vec((step(reconnects), prop::bool::weighted(0.3)), 1..40),
     );
     let result = runner.run(&strategy, |(setup, ops)| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -2279,10 +2389,15 @@ fn run(freshness: Freshness) {
 
 #[test]
 fn zero_ttls() {
-    run(Freshness::ZeroTtls);
+    run(Freshness::ZeroTtls, false);
+}
+
+#[test]
+fn zero_ttls_with_connections_replaced() {
+    run(Freshness::ZeroTtls, true);
 }
 
 #[test]
 fn long_ttls_with_change_notification() {
-    run(Freshness::LongTtlsNotified);
+    run(Freshness::LongTtlsNotified, false);
 }

@@ -166,20 +166,50 @@ async fn a_write_the_remote_refuses_fails_the_flush_and_is_not_retried() {
     f.vfs.release(fh).await.unwrap();
 }
 
+/// A dead connection nobody replaces: calls wait for a new one until the
+/// operation timeout, then fail with EIO; the write acknowledged before
+/// stays queued (a new connection would replay it). Once the connection is
+/// declared gone for good, calls fail at once and the queued write's error
+/// reaches its writer.
 #[tokio::test]
-async fn a_dead_connection_fails_calls_with_enotconn() {
-    let f = fixture().await;
+async fn a_dead_connection_fails_calls_with_eio_after_the_op_timeout() {
+    let f = fixture_with(VfsOptions {
+        write_delay: Duration::from_secs(3600),
+        op_timeout: Duration::from_millis(300),
+        ..VfsOptions::default()
+    })
+    .await;
     std::fs::write(f.dir.path().join("f"), b"data").unwrap();
     let ino = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap().ino;
     let (fh, _) = f.vfs.open(&me(), ino, of::READ_WRITE).await.unwrap();
     f.vfs.write(fh, 0, b"DATA").await.unwrap();
     f.link.disconnect();
-    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOTCONN);
+    let started = std::time::Instant::now();
+    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(f.vfs.unconfirmed_writes(), (1, 4), "kept for a new connection");
     let err = f.vfs.lookup(&me(), ROOT_INO, b"other").await.unwrap_err();
-    assert_eq!(err.errno(), Errno::ENOTCONN);
+    assert_eq!(err.errno(), Errno::EIO);
     let err = f.vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap_err();
-    assert_eq!(err.errno(), Errno::ENOTCONN);
+    assert_eq!(err.errno(), Errno::EIO);
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"data");
+
+    f.vfs.connection_gone("test");
+    let started = std::time::Instant::now();
+    let err = f.vfs.lookup(&me(), ROOT_INO, b"other").await.unwrap_err();
+    assert_eq!(err.errno(), Errno::EIO);
+    assert_eq!(f.vfs.write(fh, 0, b"more").await.unwrap_err().errno(), Errno::EIO);
+    assert_eq!(
+        f.vfs.flush(fh).await.unwrap_err().errno(),
+        Errno::EIO,
+        "the lost write"
+    );
+    assert!(started.elapsed() < Duration::from_millis(200), "at once");
+    assert_eq!(f.vfs.unconfirmed_writes(), (0, 0));
     f.vfs.release(fh).await.unwrap_or_default();
 }
 

@@ -1,0 +1,142 @@
+//! The journal of unconfirmed mutations: what an application was told had
+//! succeeded but the agent has not confirmed yet.
+//!
+//! Write-back acknowledges a `write` before the data reaches the remote
+//! (it is buffered, or on its way). Each such write is recorded here,
+//! under an increasing sequence number, before `write` returns, and stays
+//! until the agent confirms it (or its failure is reported to the
+//! application at its next write, flush or fsync). After a lost connection
+//! the VFS replays what the old connection had not confirmed on the new
+//! one, in sequence order (`replay.rs`), before anything else runs there.
+//!
+//! [`Journal`] is the storage; [`MemoryJournal`] keeps it in memory, so an
+//! acknowledged write survives a disconnection but not the end of the
+//! process. A durable journal on disk (write-back data and metadata
+//! replayed after a crash as after a disconnection) implements the same
+//! trait and reuses the same replay: after a crash, every unconfirmed
+//! entry is replayed in order, by inode path and identity.
+
+use crate::attr::{Fh, Ino};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// An entry's place in the journal: later mutations have larger numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+/// A mutation an application was told succeeded.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// `data` written at `offset` of `ino` through handle `fh`. With
+    /// `append` (O_APPEND) the remote writes it at its end of file, which
+    /// the kernel said was `offset`.
+    Write {
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: Bytes,
+        append: bool,
+    },
+}
+
+impl Entry {
+    /// Bytes of data the entry carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Entry::Write { data, .. } => data.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where unconfirmed mutations wait for the agent's confirmation.
+pub trait Journal: Send + Sync + 'static {
+    /// Records `entry` under the next sequence number. Called before the
+    /// application is told the mutation succeeded.
+    fn record(&self, entry: Entry) -> Seq;
+    /// These entries are done (the agent confirmed them, or their failure
+    /// was handed to the application): they leave the journal.
+    fn confirm(&self, seqs: &[Seq]);
+    /// Every entry not confirmed yet, oldest first: what a replay sends.
+    fn unconfirmed(&self) -> Vec<(Seq, Entry)>;
+    /// How many entries, and bytes of data, are unconfirmed.
+    fn pending(&self) -> (usize, u64);
+}
+
+/// A [`Journal`] in memory.
+#[derive(Default)]
+pub struct MemoryJournal {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    next: u64,
+    entries: BTreeMap<Seq, Entry>,
+    bytes: u64,
+}
+
+impl Journal for MemoryJournal {
+    fn record(&self, entry: Entry) -> Seq {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.next += 1;
+        let seq = Seq(inner.next);
+        inner.bytes += entry.len() as u64;
+        inner.entries.insert(seq, entry);
+        seq
+    }
+
+    fn confirm(&self, seqs: &[Seq]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for seq in seqs {
+            if let Some(entry) = inner.entries.remove(seq) {
+                inner.bytes -= entry.len() as u64;
+            }
+        }
+    }
+
+    fn unconfirmed(&self) -> Vec<(Seq, Entry)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.entries.iter().map(|(s, e)| (*s, e.clone())).collect()
+    }
+
+    fn pending(&self) -> (usize, u64) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (inner.entries.len(), inner.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(offset: u64, data: &'static [u8]) -> Entry {
+        Entry::Write {
+            ino: Ino(2),
+            fh: Fh(1),
+            offset,
+            data: Bytes::from_static(data),
+            append: false,
+        }
+    }
+
+    #[test]
+    fn entries_stay_until_confirmed_and_come_back_in_order() {
+        let journal = MemoryJournal::default();
+        let a = journal.record(write(0, b"abc"));
+        let b = journal.record(write(3, b"de"));
+        let c = journal.record(write(5, b"f"));
+        assert!(a < b && b < c);
+        assert_eq!(journal.pending(), (3, 6));
+        journal.confirm(&[b]);
+        let left: Vec<Seq> = journal.unconfirmed().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(left, [a, c]);
+        journal.confirm(&[a, c, a]);
+        assert_eq!(journal.pending(), (0, 0));
+        assert!(journal.record(write(0, b"x")) > c, "numbers are never reused");
+    }
+}

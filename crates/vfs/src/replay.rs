@@ -1,0 +1,460 @@
+//! Writes the agent has not confirmed, and their replay on a new
+//! connection.
+//!
+//! Write-back sends an inode's acknowledged writes as batches (one remote
+//! write of gathered data, `write.rs`). Each batch carries the journal
+//! entries it is made of (`journal.rs`) and is tracked here until it is
+//! settled: confirmed by the agent (its entries leave the journal), or
+//! failed with an error the writer is told of. A batch is sent by a task
+//! of its own, once the batches of the same inode it overlaps (any, for an
+//! append) are settled, so an inode's writes reach the remote in the order
+//! they were made.
+//!
+//! When a connection is lost with batches on it, nobody can tell whether
+//! the agent carried them out. The batch's task does not send it again:
+//! the next connection replays every batch sent on an older one, in
+//! sequence order, before anything else runs on it (the connection counts
+//! as up only afterwards, `connection.rs`), so a replayed write never lands
+//! after a newer one. A positioned write sent twice is harmless: same
+//! offset, same bytes. An O_APPEND write is not: it is re-sent only if the
+//! file ends where the write should begin; if the file already holds the
+//! write's bytes there it landed and counts as confirmed; otherwise the
+//! writer gets EIO, as a duplicate append would corrupt the file.
+//!
+//! A batch is claimed for one connection at a time (`Sending(generation)`,
+//! under the registry's lock), so the replay and the batch's own task
+//! never both send it: a task that finds its batch claimed by a replay
+//! waits for the replay's verdict.
+
+use crate::attr::{Fh, Ino};
+use crate::connection::{Generation, Unavailable};
+use crate::error::{Result, VfsError};
+use crate::handle::OpenFile;
+use crate::journal::{Journal, Seq};
+use crate::vfs::Vfs;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::watch;
+use yonder_proto::{open_flags as of, Errno, Handle};
+use yonder_remote::Remote;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchState {
+    /// Not sent yet (waiting for the batches before it, or a connection).
+    Waiting,
+    /// On its way over the connection of that generation.
+    Sending(Generation),
+    Settled,
+}
+
+/// One remote write of acknowledged data.
+pub(crate) struct Batch {
+    /// The journal entries it carries.
+    pub seqs: Vec<Seq>,
+    pub ino: Ino,
+    /// The open file whose handle it is sent through (reopened by path on
+    /// a new connection).
+    pub file: Arc<OpenFile>,
+    pub offset: u64,
+    pub data: Bytes,
+    pub append: bool,
+    state: Mutex<BatchState>,
+    settled: watch::Sender<Option<Result<()>>>,
+}
+
+impl Batch {
+    pub fn new(seqs: Vec<Seq>, file: Arc<OpenFile>, offset: u64, data: Bytes, append: bool) -> Batch {
+        Batch {
+            seqs,
+            ino: file.ino,
+            file,
+            offset,
+            data,
+            append,
+            state: Mutex::new(BatchState::Waiting),
+            settled: watch::Sender::new(None),
+        }
+    }
+
+    /// The bytes it may touch: an append may touch any.
+    pub fn range(&self) -> (u64, u64) {
+        if self.append {
+            (0, u64::MAX)
+        } else {
+            (self.offset, self.offset + self.data.len() as u64)
+        }
+    }
+
+    fn first(&self) -> Seq {
+        self.seqs.first().copied().unwrap_or(Seq(0))
+    }
+
+    fn state(&self) -> BatchState {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, state: BatchState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Waits for the verdict: confirmed, or the error for the writer.
+    pub async fn settled(&self) -> Result<()> {
+        let mut rx = self.settled.subscribe();
+        let verdict = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        verdict.unwrap_or_else(|| Err(VfsError::new("write", "<batch>", Errno::EIO)))
+    }
+}
+
+/// The unsettled batches of a VFS, by their first sequence number.
+#[derive(Default)]
+pub(crate) struct Unconfirmed {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The connection batches are sent on now: set by a replay as it
+    /// starts, so a batch cannot be claimed for an older one afterwards.
+    generation: Generation,
+    batches: BTreeMap<Seq, Arc<Batch>>,
+}
+
+impl Unconfirmed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `batch`; returns the unsettled batches of its inode that
+    /// must be settled before it is sent (those whose bytes it may touch).
+    pub fn add(&self, batch: Arc<Batch>) -> Vec<Arc<Batch>> {
+        let (start, end) = batch.range();
+        let mut inner = self.lock();
+        let before = inner
+            .batches
+            .values()
+            .filter(|b| b.ino == batch.ino && b.state() != BatchState::Settled)
+            .filter(|b| {
+                let (s, e) = b.range();
+                s < end && start < e
+            })
+            .cloned()
+            .collect();
+        inner.batches.insert(batch.first(), batch);
+        before
+    }
+
+    /// Claims `batch` for sending on `generation`: false if it is settled,
+    /// or if that connection is no longer the one to send on.
+    fn claim(&self, batch: &Batch, generation: Generation) -> bool {
+        let inner = self.lock();
+        if inner.generation != generation || batch.state() != BatchState::Waiting {
+            return false;
+        }
+        batch.set_state(BatchState::Sending(generation));
+        true
+    }
+
+    /// Settles `batch` with `verdict`, if it is still being sent on
+    /// `generation` (`None`: whatever its state). Its entries leave the
+    /// journal.
+    fn settle(
+        &self,
+        batch: &Batch,
+        on: Option<Generation>,
+        verdict: Result<()>,
+        journal: &dyn Journal,
+    ) -> bool {
+        let mut inner = self.lock();
+        match (batch.state(), on) {
+            (BatchState::Settled, _) => return false,
+            (BatchState::Sending(g), Some(on)) if g != on => return false,
+            (BatchState::Waiting, Some(_)) => return false,
+            _ => {}
+        }
+        batch.set_state(BatchState::Settled);
+        inner.batches.remove(&batch.first());
+        drop(inner);
+        journal.confirm(&batch.seqs);
+        batch.settled.send_replace(Some(verdict));
+        true
+    }
+
+    /// A replay on `generation` starts: from now on batches are sent on it
+    /// only. Returns the batches sent on older connections, oldest first,
+    /// claimed for the replay.
+    fn begin_replay(&self, generation: Generation) -> Vec<Arc<Batch>> {
+        let mut inner = self.lock();
+        inner.generation = generation;
+        inner
+            .batches
+            .values()
+            .filter(|b| matches!(b.state(), BatchState::Sending(g) if g < generation))
+            .inspect(|b| b.set_state(BatchState::Sending(generation)))
+            .cloned()
+            .collect()
+    }
+
+    /// The connection is gone for good: every unsettled batch fails.
+    pub fn abandon(&self, reason: &str, journal: &dyn Journal) -> usize {
+        let batches: Vec<Arc<Batch>> = self.lock().batches.values().cloned().collect();
+        let mut count = 0;
+        for batch in batches {
+            if self.settle(&batch, None, Err(lost_for_good(&batch, reason)), journal) {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Unsettled batches sent through `fh`.
+    pub fn of_file(&self, fh: Fh) -> Vec<Arc<Batch>> {
+        self.lock()
+            .batches
+            .values()
+            .filter(|b| b.file.fh == fh)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The error of a batch the remote never confirmed, the connection being
+/// gone for good.
+fn lost_for_good(batch: &Batch, reason: &str) -> VfsError {
+    tracing::debug!(
+        "write of {} bytes at {} of inode {}: not confirmed before the connection was lost for good ({reason})",
+        batch.data.len(),
+        batch.offset,
+        batch.ino
+    );
+    VfsError::new("write", format!("<inode {}>", batch.ino), Errno::EIO)
+}
+
+/// What a batch's task does: waits for the batches before it, sends it on
+/// the current connection, and returns its verdict (from the agent, or
+/// from the replay on a later connection if this one was lost).
+pub(crate) async fn run_batch(vfs: Weak<Vfs>, batch: Arc<Batch>, before: Vec<Arc<Batch>>) -> Result<()> {
+    for earlier in before {
+        let _ = earlier.settled().await;
+    }
+    loop {
+        let Some(me) = vfs.upgrade() else {
+            break;
+        };
+        let (remote, generation) = match me.conn.ready(None).await {
+            Ok(current) => current,
+            Err(Unavailable::Gone(reason)) => {
+                let err = lost_for_good(&batch, &reason);
+                me.unconfirmed.settle(&batch, None, Err(err), &*me.journal);
+                break;
+            }
+            Err(Unavailable::TimedOut) => unreachable!("no deadline"),
+        };
+        if !me.unconfirmed.claim(&batch, generation) {
+            if batch.state() == BatchState::Waiting {
+                // The connection was replaced between `ready` and the
+                // claim: wait for the new one.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            break;
+        }
+        match me.send_batch(&batch, &remote, generation, false).await {
+            Err(e) if e.is_connection_lost() => {
+                // Maybe carried out, maybe not: the replay on the next
+                // connection decides.
+            }
+            verdict => {
+                me.unconfirmed
+                    .settle(&batch, Some(generation), verdict, &*me.journal);
+            }
+        }
+        break;
+    }
+    batch.settled().await
+}
+
+impl Vfs {
+    /// Sends `batch` on `remote` through its file's handle there. On a
+    /// replay (`replaying`), an append whose outcome is unknown is checked
+    /// first (see the module documentation).
+    pub(crate) async fn send_batch(
+        &self,
+        batch: &Batch,
+        remote: &Arc<dyn Remote>,
+        generation: Generation,
+        replaying: bool,
+    ) -> Result<()> {
+        let handle = self.handle_on(&batch.file, remote, generation).await?;
+        let path = self.describe(batch.ino);
+        if replaying && batch.append {
+            return self.replay_append(batch, remote, handle, &path).await;
+        }
+        write_all(remote, handle, &path, batch.offset, batch.data.clone()).await
+    }
+
+    async fn replay_append(
+        &self,
+        batch: &Batch,
+        remote: &Arc<dyn Remote>,
+        handle: Handle,
+        path: &str,
+    ) -> Result<()> {
+        let failed = |e| VfsError::remote("write", path.as_bytes(), e);
+        let size = remote.fstat(handle).await.map_err(failed)?.size;
+        let end = batch.offset + batch.data.len() as u64;
+        if size >= end && self.holds(remote, batch).await.map_err(failed)? {
+            tracing::info!("{path}: an append cut off by the lost connection had landed; not sent again");
+            return Ok(());
+        }
+        if size == batch.offset {
+            return write_all(remote, handle, path, batch.offset, batch.data.clone()).await;
+        }
+        tracing::warn!(
+            "{path}: an O_APPEND write of {} bytes at {} was in flight when the connection was lost, and the \
+             file (now {size} bytes) does not tell whether it landed: not sent again (EIO)",
+            batch.data.len(),
+            batch.offset
+        );
+        Err(VfsError::new("write", path, Errno::EIO))
+    }
+
+    /// Whether the remote file holds `batch`'s bytes at its offset (read
+    /// through a handle of its own: the writer's may be write-only).
+    async fn holds(&self, remote: &Arc<dyn Remote>, batch: &Batch) -> yonder_remote::Result<bool> {
+        let Some(path) = self.inodes().path(batch.ino) else {
+            return Ok(false);
+        };
+        let (handle, attr) = match remote.open(&path, of::READ_ONLY | of::NOFOLLOW, 0, None).await {
+            Ok(opened) => opened,
+            Err(e) if e.is_connection_lost() => return Err(e),
+            Err(_) => return Ok(false),
+        };
+        let mut same = self.inodes().same_file(batch.ino, &attr);
+        let mut offset = batch.offset;
+        let mut rest = &batch.data[..];
+        while same && !rest.is_empty() {
+            let len = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
+            let got = match remote.read(handle, offset, len as u32).await {
+                Ok(got) => got,
+                Err(e) => {
+                    let _ = remote.close(handle).await;
+                    return Err(e);
+                }
+            };
+            same = !got.is_empty() && got[..] == rest[..got.len().min(len)];
+            offset += got.len() as u64;
+            rest = &rest[got.len().min(rest.len())..];
+        }
+        let _ = remote.close(handle).await;
+        Ok(same)
+    }
+
+    /// Replays on `generation` (just put in place) the batches sent on
+    /// older connections, oldest first, then lets everything else use it.
+    /// First every open file is reopened there (by path, identity
+    /// checked): a file that is still where it was keeps working even if
+    /// its name is removed right after, and one that is gone is known lost
+    /// at once.
+    pub(crate) async fn replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
+        if !self.reopen_all(&remote, generation).await {
+            return;
+        }
+        let batches = self.unconfirmed.begin_replay(generation);
+        let (mut replayed, mut failed) = (0usize, 0usize);
+        let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
+        for batch in batches {
+            if self.conn.get().1 != generation {
+                return;
+            }
+            match self.send_batch(&batch, &remote, generation, true).await {
+                Err(e) if e.is_connection_lost() => {
+                    tracing::info!("replay of unconfirmed writes interrupted: {e}");
+                    return;
+                }
+                Ok(()) => {
+                    replayed += 1;
+                    self.unconfirmed
+                        .settle(&batch, Some(generation), Ok(()), &*self.journal);
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!("unconfirmed write not replayed: {e}");
+                    self.emit(crate::VfsEvent::WriteLost {
+                        ino: batch.ino,
+                        path: self.describe(batch.ino),
+                        error: e.to_string(),
+                    });
+                    self.unconfirmed
+                        .settle(&batch, Some(generation), Err(e), &*self.journal);
+                }
+            }
+        }
+        if replayed + failed > 0 {
+            tracing::info!("replayed {replayed} unconfirmed writes ({bytes} bytes) on the new connection, {failed} failed");
+        }
+        if self.conn.mark_up(generation) {
+            self.emit(crate::VfsEvent::Reconnected {
+                generation: generation.0,
+                replayed,
+                failed,
+            });
+        }
+    }
+}
+
+impl Vfs {
+    /// Reopens every open file on `remote`, 16 at a time; false if the
+    /// connection was lost (or replaced) meanwhile.
+    async fn reopen_all(&self, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
+        let Some(me) = self.me.upgrade() else {
+            return false;
+        };
+        let files = self.handles().all_files();
+        for chunk in files.chunks(16) {
+            let mut reopening = tokio::task::JoinSet::new();
+            for file in chunk {
+                let (vfs, file, remote) = (me.clone(), file.clone(), remote.clone());
+                reopening.spawn(async move { vfs.handle_on(&file, &remote, generation).await });
+            }
+            while let Some(done) = reopening.join_next().await {
+                if matches!(done, Ok(Err(e)) if e.is_connection_lost()) {
+                    tracing::info!("reopening files on the new connection interrupted: connection lost");
+                    return false;
+                }
+            }
+            if self.conn.get().1 != generation {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Writes all of `data` at `offset`, in as many requests as the remote
+/// accepts. Each request carries a slice of `data`, not a copy.
+pub(crate) async fn write_all(
+    remote: &Arc<dyn Remote>,
+    handle: Handle,
+    path: &str,
+    mut offset: u64,
+    data: Bytes,
+) -> Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let chunk = rest.len().min(yonder_proto::MAX_IO_SIZE as usize);
+        let sent = remote
+            .write(handle, offset, rest.slice(..chunk))
+            .await
+            .map_err(|e| VfsError::remote("write", path.as_bytes(), e))? as usize;
+        if sent == 0 {
+            return Err(VfsError::new("write", path, Errno::EIO));
+        }
+        rest = rest.slice(sent.min(rest.len())..);
+        offset += sent as u64;
+    }
+    Ok(())
+}
