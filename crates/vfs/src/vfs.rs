@@ -854,11 +854,25 @@ impl Vfs {
                 self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
             }
         }
-        // What the source is, to tell after a lost connection whether the
-        // rename was carried out.
-        let moved_id = {
+        // Which files the two names hold is taken from before the remote
+        // renames: a lookup answered while the rename is under way (a
+        // reader retrying its open of the name saved over) may find the
+        // moved file under the new name already, and the two names would
+        // then look like two names of one file, which rename(2) leaves
+        // alone. The old name stayed: the kernel opened it for the next
+        // save as the saved file, with O_TRUNC.
+        // `moved_id`: what the source is, to tell after a lost connection
+        // whether the rename was carried out.
+        let (moved_before, target_before, sure, moved_id) = {
             let table = self.inodes();
-            table.ino_of(parent, name).and_then(|ino| table.remote_id(ino))
+            let now = Instant::now();
+            let moved_before = table.ino_of(parent, name);
+            (
+                moved_before,
+                table.ino_of(new_parent, new_name),
+                table.name_fresh(parent, name, now) && table.name_fresh(new_parent, new_name, now),
+                moved_before.and_then(|ino| table.remote_id(ino)),
+            )
         };
         let (f, t) = (&from[..], &to[..]);
         self.call_once(
@@ -871,19 +885,26 @@ impl Vfs {
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
-        let same = moved.is_some() && moved == target;
+        let same_before = moved_before.is_some() && moved_before == target_before;
         let now = Instant::now();
-        if same && table.name_fresh(parent, name, now) && table.name_fresh(new_parent, new_name, now) {
+        if same_before
+            && sure
+            && (moved, target) == (moved_before, target_before)
+            && table.name_fresh(parent, name, now)
+            && table.name_fresh(new_parent, new_name, now)
+        {
             // Two names of one file (or one name): rename(2) leaves both.
             return Ok(());
         }
-        let replaced = target.filter(|_| !flags.exchange);
+        let same = same_before || (moved.is_some() && moved == target);
+        // The file replaced is the one the new name held before.
+        let replaced = target_before.or(target).filter(|_| !flags.exchange);
         table.rename(parent, name, new_parent, new_name, flags.exchange);
         // A name this mount never looked up (a stateless frontend renames
-        // by name) moved in, or names whose entries expired looked like
-        // two names of one file (both stay if they still are): what they
-        // hold now is not known here, and a listing must not say a name
-        // is absent.
+        // by name) moved in, or the names looked like two names of one
+        // file (entries that had expired, or a lookup during the rename;
+        // both stay if they still are): what they hold now is not known
+        // here, and a listing must not say a name is absent.
         if moved.is_none() || same {
             table.invalidate_dir(new_parent);
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use yonder_proto::SeekWhence;
-use yonder_testkit::faults::{Disconnecting, Fault, Faulty, Op};
+use yonder_testkit::faults::{Call, Disconnecting, Fault, Faulty, Intercepted, Interceptor, Op};
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
     open_flags as of, Caller, Errno, FileHandle, FileKind, Ino, RenameFlags, Vfs, VfsOptions, ROOT_INO,
@@ -395,6 +395,99 @@ async fn a_stale_entry_does_not_make_a_rename_look_like_one_between_two_names_of
     let gone = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap_err();
     assert_eq!(gone.errno(), Errno::ENOENT);
     assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap().ino, b.ino);
+}
+
+/// Holds the answer of a rename the remote has made, once armed, until let
+/// go: meanwhile the remote has the new names and the VFS has not heard.
+#[derive(Default)]
+struct HeldRename {
+    armed: std::sync::atomic::AtomicBool,
+    renamed: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+impl Interceptor for HeldRename {
+    async fn intercept<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        next: impl std::future::Future<Output = yonder_remote::Result<T>> + Send + 'a,
+    ) -> yonder_remote::Result<T> {
+        let answer = next.await;
+        if call.op == Op::Rename && self.armed.swap(false, Ordering::SeqCst) {
+            self.renamed.notify_one();
+            self.go.notified().await;
+        }
+        answer
+    }
+}
+
+/// An atomic save while a reader retries its open of the name: the
+/// reader's lookup, answered between the remote's rename and the VFS
+/// hearing of it, already finds the saved file under the name. That must
+/// not pass for two names of one file (which rename(2) leaves alone): the
+/// temporary name stayed, the kernel opened it for the next save with
+/// O_TRUNC as that same file, truncating the saved one in place, and the
+/// rename that followed was a no-op to the kernel, so readers saw the
+/// file empty (or zeros) until the end of the saves.
+#[tokio::test]
+async fn a_lookup_answered_during_a_rename_does_not_make_the_old_name_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Intercepted::with(LocalRemote::new(dir.path()), HeldRename::default());
+    let vfs = Vfs::new(
+        remote.clone(),
+        VfsOptions {
+            dir_ttl: Duration::from_secs(60),
+            attr_ttl: Duration::from_secs(60),
+            ..VfsOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let save = |data: &'static [u8]| {
+        let vfs = vfs.clone();
+        async move {
+            let (fh, attr) = vfs
+                .create(&me(), ROOT_INO, b".tmp", 0o644, of::WRITE_ONLY | of::TRUNCATE)
+                .await
+                .unwrap();
+            vfs.write(fh, 0, data).await.unwrap();
+            vfs.flush(fh).await.unwrap();
+            vfs.release(fh).await.unwrap();
+            attr.ino
+        }
+    };
+    let (fh, first) = vfs
+        .create(&me(), ROOT_INO, b"doc", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    vfs.release(fh).await.unwrap();
+    save(b"two").await;
+    vfs.rename(&me(), ROOT_INO, b".tmp", ROOT_INO, b"doc", RenameFlags::default())
+        .await
+        .unwrap();
+    // A reader that found the first file under the name opens it: stale,
+    // so the kernel will look the name up again.
+    let stale = vfs.open(&me(), first.ino, of::READ_ONLY).await.unwrap_err();
+    assert_eq!(stale.errno(), Errno::ESTALE);
+    let third = save(b"three").await;
+    remote.armed.store(true, Ordering::SeqCst);
+    let renamed = remote.renamed.notified();
+    let rename = tokio::spawn({
+        let vfs = vfs.clone();
+        async move {
+            vfs.rename(&me(), ROOT_INO, b".tmp", ROOT_INO, b"doc", RenameFlags::default())
+                .await
+        }
+    });
+    renamed.await;
+    // The reader's lookup, while the rename's answer is on its way.
+    assert_eq!(vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap().ino, third);
+    remote.go.notify_one();
+    rename.await.unwrap().unwrap();
+    let gone = vfs.lookup(&me(), ROOT_INO, b".tmp").await.unwrap_err();
+    assert_eq!(gone.errno(), Errno::ENOENT, "the temporary name is gone");
+    let doc = vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap();
+    assert_eq!((doc.ino, doc.size), (third, 5));
 }
 
 #[tokio::test]
