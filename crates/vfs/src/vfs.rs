@@ -848,9 +848,9 @@ impl Vfs {
             // A name renamed over that was never looked up, or whose entry
             // expired (a stateless frontend renames by name; the kernel
             // looks it up first): which file it is now tells whose other
-            // names lose a link, as for unlink. Best effort: the rename
-            // below reports a lost connection.
-            if let Ok(attr) = self.remote().lstat(&to).await {
+            // names lose a link, as for unlink.
+            let t = &to[..];
+            if let Ok(attr) = self.call("lstat", t, |r| async move { r.lstat(t).await }).await {
                 self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
             }
         }

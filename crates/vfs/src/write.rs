@@ -337,10 +337,17 @@ impl Vfs {
 
     /// Collects the writes in flight that are done, without waiting.
     pub(crate) fn reap_writes(&self, file: &OpenFile, io: &mut WriteBack) {
+        let mut reaped = false;
         while io.in_flight.front().is_some_and(|w| w.task.is_finished()) {
             let done = io.in_flight.pop_front().expect("in flight");
             let joined = futures_now(done.task);
             Self::settle(io, done.fh, joined);
+            reaped = true;
+        }
+        if reaped {
+            // As in `drain_writes`: what was fetched meanwhile is older.
+            self.drop_readahead(file.ino);
+            self.inodes().invalidate_attr(file.ino);
         }
         if io.buf.is_empty() && io.in_flight.is_empty() {
             file.io.set_dirty(false);
