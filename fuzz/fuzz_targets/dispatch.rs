@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use yonder_agent::fuzzing::Dispatcher;
 use yonder_proto::{
-    decode_body, encode_frame, file_type, open_flags, Message, Request, Response, WirePath, MAX_IO_SIZE,
+    decode_body, encode_frame, file_type, open_flags, Handle, Message, Request, Response, WirePath,
+    MAX_IO_SIZE,
 };
 
 /// Requests run per input.
@@ -186,7 +187,7 @@ fn run(dispatcher: &Dispatcher, request: Request) {
 
 /// A read as the agent makes it when its output is a pipe (spliced where it
 /// can be), checked against the `pread` it falls back to.
-fn read(dispatcher: &Dispatcher, handle: u64, offset: u64, len: u32) -> Response {
+fn read(dispatcher: &Dispatcher, handle: Handle, offset: u64, len: u32) -> Response {
     let pread = Request::Read { handle, offset, len };
     let regular = matches!(dispatcher.handle(Request::Fstat { handle }), Response::Attr(a) if a.is_file());
     let response = match dispatcher.read_spliced(handle, offset, len) {

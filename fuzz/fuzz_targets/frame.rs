@@ -143,7 +143,8 @@ fn round_trip(id: u64, body: &[u8]) {
         }
     };
     // Re-encoding is never longer than the body: postcard's own encoding is
-    // the shortest, and a decoded body may have had trailing bytes.
+    // the shortest, and a decoded body may have had longer varints (a
+    // decoded body never has bytes after its message).
     let encoded = encode_frame(id, &message).expect("a decoded message fits in a frame");
     assert!(encoded.len() <= LEN_PREFIX + 8 + body.len());
     let (again, end) = reference(&encoded);

@@ -3,7 +3,7 @@
 
 use crate::{ops, paths, wire, AgentError};
 use std::path::Path;
-use yonder_proto::{Request, Response};
+use yonder_proto::{Handle, Request, Response};
 
 /// One session's request handling over a root, without the byte stream
 /// around it.
@@ -31,7 +31,7 @@ impl Dispatcher {
     /// A read as the agent makes it when its output can take a splice: into
     /// a pipe, then (as for an output that cannot) out of it. `None` when the
     /// agent would read with `pread` instead ([`Dispatcher::handle`]).
-    pub fn read_spliced(&self, handle: u64, offset: u64, len: u32) -> Option<Result<Vec<u8>, Response>> {
+    pub fn read_spliced(&self, handle: Handle, offset: u64, len: u32) -> Option<Result<Vec<u8>, Response>> {
         Some(match self.agent.read_spliced(handle, offset, len)? {
             Ok(spliced) => spliced
                 .into_bytes(self.agent.pipes())

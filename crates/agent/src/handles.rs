@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
+use yonder_proto::Handle;
 
 pub(crate) struct OpenFile {
     pub file: File,
@@ -21,25 +22,25 @@ pub(crate) struct HandleTable {
 #[derive(Default)]
 struct Inner {
     last: u64,
-    files: HashMap<u64, Arc<OpenFile>>,
+    files: HashMap<Handle, Arc<OpenFile>>,
 }
 
 impl HandleTable {
-    pub(crate) fn insert(&self, file: OpenFile) -> u64 {
+    pub(crate) fn insert(&self, file: OpenFile) -> Handle {
         let mut inner = self.lock();
         inner.last += 1;
-        let handle = inner.last;
+        let handle = Handle(inner.last);
         inner.files.insert(handle, Arc::new(file));
         handle
     }
 
     /// The file stays open while the returned `Arc` lives, even if a
     /// concurrent `Close` removes the handle.
-    pub(crate) fn get(&self, handle: u64) -> Option<Arc<OpenFile>> {
+    pub(crate) fn get(&self, handle: Handle) -> Option<Arc<OpenFile>> {
         self.lock().files.get(&handle).cloned()
     }
 
-    pub(crate) fn remove(&self, handle: u64) -> Option<Arc<OpenFile>> {
+    pub(crate) fn remove(&self, handle: Handle) -> Option<Arc<OpenFile>> {
         self.lock().files.remove(&handle)
     }
 

@@ -226,7 +226,7 @@ fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use yonder_proto::WirePath;
+    use yonder_proto::{Handle, WirePath};
 
     const TABLE: &str = "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
@@ -285,7 +285,7 @@ mod tests {
         };
         assert!(!p.allows(&open));
         let read = Request::Read {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             len: 1,
         };

@@ -19,8 +19,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
-    access_mask, file_type, open_flags, DirPage, Errno, Owner, RenameFlags, Request, Response, SeekWhence,
-    SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
+    access_mask, file_type, open_flags, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
+    SeekWhence, SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
@@ -66,7 +66,7 @@ impl Subject {
         }
     }
 
-    fn handle(op: &'static str, handle: u64) -> Subject {
+    fn handle(op: &'static str, handle: Handle) -> Subject {
         Subject {
             op,
             what: format!("handle {handle}"),
@@ -368,7 +368,7 @@ impl Agent {
         Ok(abs)
     }
 
-    fn file(&self, s: &Subject, handle: u64) -> Result<Arc<OpenFile>, OpError> {
+    fn file(&self, s: &Subject, handle: Handle) -> Result<Arc<OpenFile>, OpError> {
         self.handles
             .get(handle)
             .ok_or_else(|| s.refused(Errno::EBADF, "no such open handle"))
@@ -450,7 +450,7 @@ impl Agent {
     /// when it must be done by [`Agent::handle`] instead.
     pub(crate) fn read_spliced(
         &self,
-        handle: u64,
+        handle: Handle,
         offset: u64,
         len: u32,
     ) -> Option<Result<Spliced, Response>> {
@@ -470,7 +470,7 @@ impl Agent {
         &self.pipes
     }
 
-    fn read(&self, op: &'static str, handle: u64, offset: u64, len: u32) -> OpResult {
+    fn read(&self, op: &'static str, handle: Handle, offset: u64, len: u32) -> OpResult {
         let s = Subject::handle(op, handle);
         let file = self.file(&s, handle)?;
         // Clamped before allocating: the client's number is not trusted.
@@ -500,7 +500,7 @@ impl Agent {
         Ok(Response::Data(buf))
     }
 
-    fn write(&self, op: &'static str, handle: u64, offset: u64, data: &[u8]) -> OpResult {
+    fn write(&self, op: &'static str, handle: Handle, offset: u64, data: &[u8]) -> OpResult {
         let s = Subject::handle(op, handle);
         let file = self.file(&s, handle)?;
         let written = if file.append {
@@ -518,7 +518,7 @@ impl Agent {
         Ok(Response::Written(data.len() as u32))
     }
 
-    fn close(&self, op: &'static str, handle: u64) -> OpResult {
+    fn close(&self, op: &'static str, handle: Handle) -> OpResult {
         let s = Subject::handle(op, handle);
         let file = self
             .handles

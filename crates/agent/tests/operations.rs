@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use yonder_proto::{
-    access_mask, file_type, open_flags, Attr, DirPage, Errno, Owner, RenameFlags, Request, Response,
+    access_mask, file_type, open_flags, Attr, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
     SeekWhence, SetAttr, SetTime, Target, Timespec, WirePath, XattrMode, MAX_IO_SIZE,
 };
 
@@ -26,7 +26,7 @@ fn bytes(response: Response) -> Vec<u8> {
     }
 }
 
-async fn open(session: &mut Session, path: &str, flags: u32, mode: u32) -> (u64, Attr) {
+async fn open(session: &mut Session, path: &str, flags: u32, mode: u32) -> (Handle, Attr) {
     match session
         .ok(Request::Open {
             path: wire(path),
@@ -122,7 +122,10 @@ async fn stat_lstat_and_fstat_report_full_attributes() {
         .await,
         Errno::ENOTDIR
     );
-    assert_eq!(s.errno(Request::Fstat { handle: 999 }).await, Errno::EBADF);
+    assert_eq!(
+        s.errno(Request::Fstat { handle: Handle(999) }).await,
+        Errno::EBADF
+    );
 }
 
 #[tokio::test]
@@ -622,7 +625,7 @@ async fn setattr_by_path_and_handle() {
     );
     assert_eq!(
         s.errno(Request::Setattr {
-            target: Target::Handle(12345),
+            target: Target::Handle(Handle(12345)),
             attr: missing
         })
         .await,
@@ -1021,7 +1024,7 @@ async fn error_messages_name_operation_and_path() {
     assert_eq!(message, "lstat no/such: No such file or directory");
     let (_, message) = s
         .fail(Request::Read {
-            handle: 31,
+            handle: Handle(31),
             offset: 0,
             len: 1,
         })

@@ -432,8 +432,15 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        // The kernel's buffer is only borrowed: this is the one copy a
-        // write's data gets on its way to the remote.
+        // A small write joins the inode's write buffer at once: its data is
+        // copied from the kernel's buffer straight into that one.
+        match self.vfs.write_ready(Fh(fh.0), offset, data) {
+            Some(Ok(n)) => return reply.written(n),
+            Some(Err(e)) => return reply.error(Self::fail(self.debug, &e)),
+            None => {}
+        }
+        // Otherwise the kernel's buffer, only borrowed, is copied for the
+        // task: a large or O_SYNC write is sent from this copy as it is.
         let (vfs, data, debug) = (self.vfs.clone(), bytes::Bytes::copy_from_slice(data), self.debug);
         self.spawn(async move {
             match vfs.write_bytes(Fh(fh.0), offset, data).await {

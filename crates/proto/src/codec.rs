@@ -106,15 +106,26 @@ pub fn encode_frame(id: u64, message: &Message) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Decodes a frame body (the bytes after the id) as `T`.
+///
+/// The body must be exactly one `T`: bytes left over after a complete
+/// value are refused, as a body that ends too soon is. Either means the
+/// peer's idea of the message differs from ours, and a request or a
+/// response taken from the front of such a body could be the wrong one.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
-    match postcard::from_bytes::<T>(body) {
-        Ok(value) => Ok(value),
-        Err(err) => Err(DecodeError {
-            type_name: short_type_name::<T>(),
-            frame_len: body.len() + ID_LEN,
-            preview: hex_preview(body, 32),
-            reason: err.to_string(),
-        }),
+    let error = |reason: String| DecodeError {
+        type_name: short_type_name::<T>(),
+        frame_len: body.len() + ID_LEN,
+        preview: hex_preview(body, 32),
+        reason,
+    };
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(error(format!(
+            "{} trailing bytes after a complete message of {} bytes",
+            rest.len(),
+            body.len() - rest.len()
+        ))),
+        Err(err) => Err(error(err.to_string())),
     }
 }
 
@@ -243,7 +254,7 @@ pub fn write_request_header(prefix: &[u8], body_len: usize) -> Option<WriteHeade
     let (len, used) = read_varint(&prefix[at..])?;
     at += used;
     fills_body(at, len, body_len).then_some(WriteHeader {
-        handle,
+        handle: Handle(handle),
         offset,
         len: at,
     })
@@ -287,7 +298,7 @@ pub fn encode_write_request_header(
 ) -> Result<Vec<u8>, FrameError> {
     let mut fields = Vec::with_capacity(2 + 2 * VARINT_MAX);
     fields.extend_from_slice(&[TAG_REQUEST, TAG_WRITE]);
-    write_varint(handle, &mut fields);
+    write_varint(handle.0, &mut fields);
     write_varint(offset, &mut fields);
     payload_frame_header(id, &fields, payload_len)
 }

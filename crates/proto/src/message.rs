@@ -11,11 +11,24 @@ use serde::{Deserialize, Serialize};
 pub type WirePath = serde_bytes::ByteBuf;
 
 /// Agent-side handle of an open file, valid until `Close`.
-pub type Handle = u64;
+///
+/// On the wire it is the bare number (`serde(transparent)`), so this type
+/// changes nothing of the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Handle(pub u64);
+
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// First frame sent by each side (id 0). Field order is frozen across
 /// versions so that any version can decode a peer's `Hello` and report the
-/// mismatch by number.
+/// mismatch by number. No field may be added either: a body with bytes
+/// after its message does not decode, so an older peer could not read a
+/// longer `Hello`. New features are announced in `capabilities`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub version: u32,

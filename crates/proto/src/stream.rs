@@ -108,7 +108,7 @@ pub async fn write_parts<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::codec::{encode_data_response_header, encode_frame, encode_write_request_header, Payload};
-    use crate::{Message, Request, Response, MAX_FRAME_LEN};
+    use crate::{Handle, Message, Request, Response, MAX_FRAME_LEN};
     use std::pin::Pin;
     use std::task::{Context, Poll};
     use tokio::io::ReadBuf;
@@ -164,7 +164,7 @@ mod tests {
             (
                 2,
                 Message::Request(Request::Write {
-                    handle: 3,
+                    handle: Handle(3),
                     offset: 1 << 40,
                     data: (0..70_000u32).map(|i| i as u8).collect(),
                 }),
@@ -174,7 +174,7 @@ mod tests {
             (
                 u64::MAX,
                 Message::Request(Request::Write {
-                    handle: u64::MAX,
+                    handle: Handle(u64::MAX),
                     offset: u64::MAX,
                     data: vec![1],
                 }),
@@ -220,7 +220,7 @@ mod tests {
         assert!(frames[1].body.is_empty());
         assert!(matches!(
             &frames[2].payload,
-            Some(Payload::Write { handle: 3, offset, data }) if *offset == 1 << 40 && data.len() == 70_000
+            Some(Payload::Write { handle: Handle(3), offset, data }) if *offset == 1 << 40 && data.len() == 70_000
         ));
         assert!(matches!(&frames[3].payload, Some(Payload::Data(d)) if d.is_empty()));
         assert!(frames[0].payload.is_none() && frames[4].payload.is_none());
@@ -340,13 +340,13 @@ mod tests {
     async fn header_and_payload_go_out_as_one_frame_from_where_they_are() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let write = Message::Request(Request::Write {
-            handle: 5,
+            handle: Handle(5),
             offset: 99,
             data: data.clone(),
         });
         let cases = [
             (
-                encode_write_request_header(1, 5, 99, data.len()).unwrap(),
+                encode_write_request_header(1, Handle(5), 99, data.len()).unwrap(),
                 encode_frame(1, &write).unwrap(),
             ),
             (

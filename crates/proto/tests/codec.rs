@@ -2,7 +2,7 @@
 //! specified errors and never allocate from an untrusted length.
 
 use proptest::prelude::*;
-use yonder_proto::codec::{LEN_PREFIX, MAX_FRAME_LEN};
+use yonder_proto::codec::{FRAME_HEADER_LEN, LEN_PREFIX, MAX_FRAME_LEN};
 use yonder_proto::*;
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -40,10 +40,14 @@ fn set_time() -> impl Strategy<Value = SetTime> {
     ]
 }
 
+fn any_handle() -> impl Strategy<Value = Handle> {
+    any::<u64>().prop_map(Handle)
+}
+
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
         wire_path().prop_map(Target::Path),
-        any::<u64>().prop_map(Target::Handle)
+        any_handle().prop_map(Target::Handle)
     ]
 }
 
@@ -82,7 +86,7 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         wire_path().prop_map(|path| Request::Lstat { path }),
         wire_path().prop_map(|path| Request::Stat { path }),
-        any::<u64>().prop_map(|handle| Request::Fstat { handle }),
+        any_handle().prop_map(|handle| Request::Fstat { handle }),
         (wire_path(), prop::option::of(any::<u64>()), any::<u32>()).prop_map(
             |(path, cursor, max_entries)| Request::ReadDir {
                 path,
@@ -103,18 +107,18 @@ fn request() -> impl Strategy<Value = Request> {
             flags,
             prefetch
         }),
-        (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len)| Request::Read {
+        (any_handle(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len)| Request::Read {
             handle,
             offset,
             len
         }),
-        (any::<u64>(), any::<u64>(), bytes()).prop_map(|(handle, offset, data)| Request::Write {
+        (any_handle(), any::<u64>(), bytes()).prop_map(|(handle, offset, data)| Request::Write {
             handle,
             offset,
             data
         }),
-        (any::<u64>(), any::<bool>()).prop_map(|(handle, datasync)| Request::Fsync { handle, datasync }),
-        any::<u64>().prop_map(|handle| Request::Close { handle }),
+        (any_handle(), any::<bool>()).prop_map(|(handle, datasync)| Request::Fsync { handle, datasync }),
+        any_handle().prop_map(|handle| Request::Close { handle }),
         (target(), set_attr()).prop_map(|(target, attr)| Request::Setattr { target, attr }),
         (wire_path(), any::<u32>(), owner()).prop_map(|(path, mode, owner)| Request::Mkdir {
             path,
@@ -157,7 +161,7 @@ fn request() -> impl Strategy<Value = Request> {
         wire_path().prop_map(|path| Request::ListXattr { path }),
         (wire_path(), wire_path()).prop_map(|(path, name)| Request::RemoveXattr { path, name }),
         (wire_path(), any::<u32>()).prop_map(|(path, mask)| Request::Access { path, mask }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len, mode)| {
+        (any_handle(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(handle, offset, len, mode)| {
             Request::Fallocate {
                 handle,
                 offset,
@@ -165,7 +169,7 @@ fn request() -> impl Strategy<Value = Request> {
                 mode,
             }
         }),
-        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(handle, offset, data)| Request::Lseek {
+        (any_handle(), any::<u64>(), any::<bool>()).prop_map(|(handle, offset, data)| Request::Lseek {
             handle,
             offset,
             whence: if data { SeekWhence::Data } else { SeekWhence::Hole },
@@ -207,8 +211,8 @@ fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         Just(Response::Done),
         attr().prop_map(Response::Attr),
-        (any::<u64>(), attr()).prop_map(|(handle, attr)| Response::Opened { handle, attr }),
-        (any::<u64>(), attr(), bytes()).prop_map(|(handle, attr, data)| Response::OpenedRead {
+        (any_handle(), attr()).prop_map(|(handle, attr)| Response::Opened { handle, attr }),
+        (any_handle(), attr(), bytes()).prop_map(|(handle, attr, data)| Response::OpenedRead {
             handle,
             attr,
             data
@@ -252,6 +256,21 @@ proptest! {
         let (got_id, body) = split_frame(&frame[LEN_PREFIX..]).unwrap();
         prop_assert_eq!(got_id, id);
         prop_assert_eq!(decode_body::<Message>(body).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_message_followed_by_anything_is_refused(msg in message(),
+                                                 extra in prop::collection::vec(any::<u8>(), 1..16)) {
+        let frame = encode_frame(1, &msg).unwrap();
+        let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+        let complete = body.len();
+        body.extend_from_slice(&extra);
+        let err = decode_body::<Message>(&body).unwrap_err();
+        prop_assert_eq!(
+            err.reason,
+            format!("{} trailing bytes after a complete message of {complete} bytes", extra.len())
+        );
+        prop_assert_eq!(err.frame_len, body.len() + 8);
     }
 
     #[test]
@@ -313,7 +332,7 @@ proptest! {
     }
 
     #[test]
-    fn write_request_payload_is_found_without_decoding(handle in any::<u64>(), offset in any::<u64>(),
+    fn write_request_payload_is_found_without_decoding(handle in any_handle(), offset in any::<u64>(),
                                                        data in prop::collection::vec(any::<u8>(), 0..20_000),
                                                        other in message()) {
         let write = Message::Request(Request::Write { handle, offset, data: data.clone() });
@@ -407,7 +426,7 @@ fn lengths_just_past_the_maximum_and_below_the_id_fail() {
 #[test]
 fn oversized_messages_are_refused_at_encoding() {
     let msg = Message::Request(Request::Write {
-        handle: 1,
+        handle: Handle(1),
         offset: 0,
         data: vec![0; MAX_FRAME_LEN as usize],
     });
@@ -415,6 +434,33 @@ fn oversized_messages_are_refused_at_encoding() {
     let mut out = b"keep".to_vec();
     assert!(encode_frame_into(1, &msg, &mut out).is_err());
     assert_eq!(out, b"keep", "a refused frame leaves the buffer as it was");
+}
+
+#[test]
+fn trailing_bytes_after_a_message_are_a_decode_error() {
+    let frame = encode_frame(7, &Message::Request(Request::Close { handle: Handle(3) })).unwrap();
+    let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+    assert_eq!(body, [1, 8, 3], "Request, Close, handle 3");
+    body.extend_from_slice(&[0xde, 0xad]);
+    let err = decode_body::<Message>(&body).unwrap_err();
+    assert_eq!(err.type_name, "Message");
+    assert_eq!(err.frame_len, 13);
+    assert_eq!(err.preview, "01 08 03 de ad");
+    assert_eq!(
+        err.to_string(),
+        "cannot decode Message from a 13-byte frame: 2 trailing bytes after a complete message \
+         of 3 bytes (first bytes: 01 08 03 de ad)"
+    );
+    // The frame decoder hands such a body on undecoded; turning it into a
+    // message refuses it the same way.
+    let mut framed = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&7u64.to_be_bytes());
+    framed.extend_from_slice(&body);
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&framed);
+    let raw = decoder.next_frame().unwrap().expect("a whole frame");
+    assert_eq!(raw.id, 7);
+    assert_eq!(raw.into_message().unwrap_err(), err);
 }
 
 #[test]

@@ -65,17 +65,17 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             owner: Some(Owner { uid: 1000, gid: 1000 }),
         }),
         Message::Request(Request::Write {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             data: b"hello".to_vec(),
         }),
         Message::Request(Request::Read {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             len: 4096,
         }),
         Message::Request(Request::Setattr {
-            target: Target::Handle(1),
+            target: Target::Handle(Handle(1)),
             attr: SetAttr {
                 size: Some(0),
                 mtime: SetTime::Now,
@@ -87,7 +87,7 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         hello("yonder agent"),
         Message::Response(Response::Attr(attr())),
         Message::Response(Response::Opened {
-            handle: 1,
+            handle: Handle(1),
             attr: attr(),
         }),
         Message::Response(Response::Data(b"hello".to_vec())),
@@ -104,7 +104,7 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             message: "lstat a/b: No such file or directory".into(),
         })),
         Message::Response(Response::OpenedRead {
-            handle: 2,
+            handle: Handle(2),
             attr: attr(),
             data: b"hello".to_vec(),
         }),
@@ -161,36 +161,36 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             owner: Some(Owner { uid: 1, gid: 1 }),
         },
         Write {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             data: b"hello, world".to_vec(),
         },
         Read {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             len: 100,
         },
-        Fstat { handle: 1 },
+        Fstat { handle: Handle(1) },
         Lseek {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             whence: SeekWhence::Hole,
         },
         Fallocate {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             len: 8192,
             mode: fallocate_mode::KEEP_SIZE,
         },
         Setattr {
-            target: Target::Handle(1),
+            target: Target::Handle(Handle(1)),
             attr: SetAttr {
                 size: Some(5),
                 ..SetAttr::default()
             },
         },
         Fsync {
-            handle: 1,
+            handle: Handle(1),
             datasync: true,
         },
         OpenRead {
@@ -199,12 +199,12 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             prefetch: 4096,
         },
         Read {
-            handle: 2,
+            handle: Handle(2),
             offset: 2,
             len: 10,
         },
-        Close { handle: 1 },
-        Close { handle: 2 },
+        Close { handle: Handle(1) },
+        Close { handle: Handle(2) },
         ReadDir {
             path: path("a"),
             cursor: None,
@@ -314,12 +314,12 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             owner: None,
         },
         Write {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             data: b"through the pipe".to_vec(),
         },
         Read {
-            handle: 1,
+            handle: Handle(1),
             offset: 0,
             len: 100,
         },
@@ -336,7 +336,7 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             prefetch: 10,
         },
         Read {
-            handle: 2,
+            handle: Handle(2),
             offset: 0,
             len: 10,
         },

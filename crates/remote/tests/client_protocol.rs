@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use yonder_proto::{encode_frame, parse_length, split_frame, Attr, Errno, Hello, Message, Request, Response};
+use yonder_proto::{
+    encode_frame, parse_length, split_frame, Attr, Errno, Handle, Hello, Message, Request, Response,
+};
 use yonder_remote::{AgentClient, Bytes, Remote, RemoteError};
 
 async fn read_message(stream: &mut DuplexStream) -> Option<(u64, Message)> {
@@ -268,10 +270,10 @@ async fn a_write_goes_out_from_the_callers_buffer_as_an_ordinary_write_frame() {
     for (len, offset) in [(1 << 20, 1u64 << 33), (3, 5)] {
         let data = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
         let (c, d) = (client.clone(), data.clone());
-        let call = tokio::spawn(async move { c.write(7, offset, d).await });
+        let call = tokio::spawn(async move { c.write(Handle(7), offset, d).await });
         let (id, message) = read_message(&mut peer).await.unwrap();
         let want = Request::Write {
-            handle: 7,
+            handle: Handle(7),
             offset,
             data: data.to_vec(),
         };

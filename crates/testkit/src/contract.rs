@@ -675,7 +675,7 @@ pub async fn closed_handles_are_ebadf(s: Subject) {
     r.close(h).await.unwrap();
     let (other, _) = r.open(b"f", of::READ_WRITE, 0, None).await.unwrap();
     assert_ne!(other, h, "a handle is not reused");
-    for bad in [h, 999_999_999] {
+    for bad in [h, Handle(999_999_999)] {
         assert_eq!(errno(r.read(bad, 0, 1).await), Errno::EBADF);
         assert_eq!(errno(put(r, bad, 0, b"x").await), Errno::EBADF);
         assert_eq!(errno(r.fsync(bad, false).await), Errno::EBADF);

@@ -849,7 +849,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(errno(remote.lstat(b"").await), Errno::ENOTCONN);
         }
-        assert_eq!(errno(remote.close(1).await), Errno::ENOTCONN);
+        assert_eq!(errno(remote.close(Handle(1)).await), Errno::ENOTCONN);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -590,7 +590,9 @@ impl InodeTable {
 
     /// [`InodeTable::invalidate_dir`] of `dir` and of every directory
     /// named below it: a directory may have moved, and what is below it is
-    /// then reported by paths the table does not know.
+    /// then reported by paths the table does not know. Empty ones too: a
+    /// directory known empty (made here, or listed empty) answers lookups
+    /// in it from that alone.
     pub fn invalidate_tree(&mut self, dir: Ino) {
         let mut stack = vec![dir];
         let mut seen = HashSet::new();
@@ -600,12 +602,10 @@ impl InodeTable {
             }
             self.invalidate_dir(dir);
             if let Some(entries) = self.names.by_dir.get(&dir) {
-                stack.extend(
-                    entries
-                        .values()
-                        .map(|e| e.ino)
-                        .filter(|ino| self.names.by_dir.contains_key(ino)),
-                );
+                stack.extend(entries.values().map(|e| e.ino).filter(|ino| {
+                    self.names.by_dir.contains_key(ino)
+                        || self.nodes.get(ino).is_some_and(|n| n.kind == FileKind::Directory)
+                }));
             }
         }
     }

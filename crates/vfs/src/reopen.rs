@@ -35,8 +35,8 @@ pub(crate) struct Preopened {
     pid: u32,
     parent: Ino,
     name: Vec<u8>,
-    /// The handle, and the connection it was opened on.
-    pub handle: (Handle, Generation),
+    /// The remote's handle, and the connection it was opened on.
+    pub remote_handle: (Handle, Generation),
     pub attr: Attr,
     pub head: Vec<u8>,
     at: Instant,
@@ -82,12 +82,12 @@ impl ReopenAhead {
         opened: ((Handle, Generation), Attr, Vec<u8>),
         now: Instant,
     ) {
-        let (handle, attr, head) = opened;
+        let (remote_handle, attr, head) = opened;
         self.opened.entry(ino).or_default().push(Preopened {
             pid,
             parent,
             name: name.to_vec(),
-            handle,
+            remote_handle,
             attr,
             head,
             at: now,
@@ -144,7 +144,7 @@ impl ReopenAhead {
             waiting.retain(|p| {
                 let old = now.duration_since(p.at) >= REOPEN_WINDOW;
                 if old {
-                    expired.push((*ino, p.handle));
+                    expired.push((*ino, p.remote_handle));
                 }
                 !old
             });
@@ -254,14 +254,14 @@ impl Vfs {
         pid: u32,
         path: &[u8],
         remote: &Arc<dyn Remote>,
-        handle: yonder_proto::Handle,
+        remote_handle: yonder_proto::Handle,
         attr: &Attr,
     ) -> Result<()> {
         if self.inodes().same_file(ino, attr) {
             return Ok(());
         }
         self.forget_name_of(ino, pid);
-        self.close_remote(remote.clone(), handle);
+        self.close_remote(remote.clone(), remote_handle);
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
 
@@ -309,20 +309,23 @@ mod tests {
         assert!(!r.is_stale(P, b"doc", 100, t0));
         assert!(r.is_stale(P, b"doc", 200, t0), "each reader its own retry");
 
-        let opened = |h| ((h, Generation(0)), Attr::default(), Vec::new());
+        let opened = |h| ((Handle(h), Generation(0)), Attr::default(), Vec::new());
         r.keep(F, 100, (P, b"doc"), opened(70), t0);
         r.keep(F, 200, (P, b"doc"), opened(71), t0);
         assert_eq!(r.looked_up_by(200, P, b"doc", t0), Some(F));
         assert_eq!(r.looked_up_by(300, P, b"doc", t0), None);
         assert_eq!(
-            r.take(F, 200, t0).map(|p| p.handle.0),
-            Some(71),
+            r.take(F, 200, t0).map(|p| p.remote_handle.0),
+            Some(Handle(71)),
             "the caller's own"
         );
         assert!(r.take(F, 200, t0).is_none(), "never another's");
-        assert_eq!(r.take(F, 100, t0).map(|p| p.handle.0), Some(70));
+        assert_eq!(r.take(F, 100, t0).map(|p| p.remote_handle.0), Some(Handle(70)));
         r.keep(G, 100, (P, b"x"), opened(80), t0);
         assert!(r.take(G, 100, t0 + REOPEN_WINDOW).is_none());
-        assert_eq!(r.expired(t0 + REOPEN_WINDOW), vec![(G, (80, Generation(0)))]);
+        assert_eq!(
+            r.expired(t0 + REOPEN_WINDOW),
+            vec![(G, (Handle(80), Generation(0)))]
+        );
     }
 }

@@ -415,7 +415,7 @@ impl Remote for LocalRemote {
         }
         let file = File::from(fd);
         let attr = self.shown(attr_of(&file.metadata().map_err(|e| err("open", path, e))?));
-        let handle = self.next.fetch_add(1, Ordering::Relaxed);
+        let handle = Handle(self.next.fetch_add(1, Ordering::Relaxed));
         self.files.lock().unwrap().insert(handle, Arc::new(file));
         Ok((handle, attr))
     }

@@ -841,6 +841,19 @@ impl Vfs {
         self.check_writable("rename", parent)?;
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
+        let unsure = !flags.noreplace
+            && !self.opts.attr_ttl.is_zero()
+            && !self.inodes().name_fresh(new_parent, new_name, Instant::now());
+        if unsure {
+            // A name renamed over that was never looked up, or whose entry
+            // expired (a stateless frontend renames by name; the kernel
+            // looks it up first): which file it is now tells whose other
+            // names lose a link, as for unlink.
+            let t = &to[..];
+            if let Ok(attr) = self.call("lstat", t, |r| async move { r.lstat(t).await }).await {
+                self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
+            }
+        }
         // What the source is, to tell after a lost connection whether the
         // rename was carried out.
         let moved_id = {
@@ -911,7 +924,7 @@ impl Vfs {
             None
         };
         if let Some(ahead) = opened_ahead {
-            let opened = self.opened_for_reading(ino, flags, ahead.handle, ahead.attr, ahead.head);
+            let opened = self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, ahead.head);
             // The handle's own open count replaces the one kept for it.
             self.inodes().open_dec(ino);
             return Ok(opened);
@@ -948,7 +961,7 @@ impl Vfs {
         &self,
         ino: Ino,
         flags: u32,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         attr: Attr,
         head: Vec<u8>,
     ) -> (Fh, FileAttr) {
@@ -959,7 +972,7 @@ impl Vfs {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
-        let fh = self.register_file_with(ino, handle, flags, readahead);
+        let fh = self.register_file_with(ino, remote_handle, flags, readahead);
         (fh, fattr)
     }
 
@@ -1014,23 +1027,23 @@ impl Vfs {
     pub(crate) fn register_file(
         &self,
         ino: Ino,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         flags: u32,
     ) -> Fh {
-        self.register_file_with(ino, handle, flags, Readahead::default())
+        self.register_file_with(ino, remote_handle, flags, Readahead::default())
     }
 
     pub(crate) fn register_file_with(
         &self,
         ino: Ino,
-        handle: (yonder_proto::Handle, Generation),
+        remote_handle: (yonder_proto::Handle, Generation),
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
         let file = self.handles().insert_file(ino, |fh, io| OpenFile {
             fh,
             ino,
-            remote_handle: Mutex::new(handle),
+            remote_handle: Mutex::new(remote_handle),
             flags,
             append: flags & of::APPEND != 0,
             io,

@@ -327,16 +327,27 @@ impl Vfs {
         }
         if had {
             self.drop_readahead(file.ino);
+            // Attributes fetched while the data was on its way (a rename
+            // or unlink looking a name up meanwhile) show the old size and
+            // times; those cached before were dropped by the writes.
+            self.inodes().invalidate_attr(file.ino);
         }
         result
     }
 
     /// Collects the writes in flight that are done, without waiting.
     pub(crate) fn reap_writes(&self, file: &OpenFile, io: &mut WriteBack) {
+        let mut reaped = false;
         while io.in_flight.front().is_some_and(|w| w.task.is_finished()) {
             let done = io.in_flight.pop_front().expect("in flight");
             let joined = futures_now(done.task);
             Self::settle(io, done.fh, joined);
+            reaped = true;
+        }
+        if reaped {
+            // As in `drain_writes`: what was fetched meanwhile is older.
+            self.drop_readahead(file.ino);
+            self.inodes().invalidate_attr(file.ino);
         }
         if io.buf.is_empty() && io.in_flight.is_empty() {
             file.io.set_dirty(false);
@@ -358,7 +369,64 @@ impl Vfs {
     /// may be buffered; a failure to send it surfaces at a later write, at
     /// [`Vfs::flush`] or at [`Vfs::fsync`].
     pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        if let Some(done) = self.write_ready(fh, offset, data) {
+            return done;
+        }
         self.write_bytes(fh, offset, Bytes::copy_from_slice(data)).await
+    }
+
+    /// [`Vfs::write`] when it needs no wait: `data` continues the inode's
+    /// write buffer and does not fill it, the handle is not O_SYNC, and
+    /// nobody holds the inode's write-back (a send, a flush). The data is
+    /// copied straight from the caller's buffer into the write buffer, so
+    /// a small write is copied once on its way to the remote, not twice.
+    /// `None` when [`Vfs::write_bytes`] must do it. Never waits: frontends
+    /// call it inline.
+    ///
+    /// A write taken here may go ahead of an earlier one still waiting for
+    /// the write-back lock: both were in flight at once, so the application
+    /// cannot have ordered them (it had no answer to the first yet).
+    pub fn write_ready(&self, fh: Fh, offset: u64, data: &[u8]) -> Option<Result<u32>> {
+        let file = match self.file("write", fh) {
+            Ok(file) => file,
+            Err(err) => return Some(Err(err)),
+        };
+        if let Err(err) = self.check_writable("write", file.ino) {
+            return Some(Err(err));
+        }
+        let max = self.opts.write_buffer;
+        if file.flags & (of::SYNC | of::DSYNC) != 0 || data.len() >= max {
+            return None;
+        }
+        if self.conn.usable().is_err() {
+            return None;
+        }
+        let me = file.writer();
+        let mut io = file.io.state.try_lock().ok()?;
+        if !io.buf.continues(&me, offset) || io.buf.len() + data.len() >= max {
+            return None;
+        }
+        self.drop_readahead(file.ino);
+        self.inodes().invalidate_attr(file.ino);
+        if let Some(err) = io.take_error(file.fh) {
+            return Some(Err(err));
+        }
+        // Journaled before it is acknowledged (a copy of a small write: the
+        // buffer holds the data to send, the journal what is owed).
+        let seq = self.journal.record(Entry::Write {
+            ino: file.ino,
+            fh: file.fh,
+            offset,
+            data: Bytes::copy_from_slice(data),
+            append: me.append,
+        });
+        let was_empty = io.buf.is_empty();
+        io.buf.push(me, offset, data, seq);
+        file.io.set_dirty(true);
+        if was_empty {
+            self.schedule_flush(file.clone(), io.buf.generation());
+        }
+        Some(Ok(data.len() as u32))
     }
 
     /// [`Vfs::write`] of data the caller already owns: a write too large
@@ -462,7 +530,9 @@ impl Vfs {
     pub(crate) fn schedule_flush(&self, file: Arc<OpenFile>, generation: u64) {
         let delay = self.opts.write_delay;
         let me = self.me.clone();
-        tokio::spawn(async move {
+        // On the runtime, not the caller's: `write_ready` runs on a
+        // frontend's own thread.
+        self.runtime.spawn(async move {
             tokio::time::sleep(delay).await;
             let Some(vfs) = me.upgrade() else { return };
             let mut io = file.io.state.lock().await;

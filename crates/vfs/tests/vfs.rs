@@ -466,6 +466,94 @@ async fn unlinking_a_name_not_known_for_sure_updates_the_link_count_of_the_other
 }
 
 #[tokio::test]
+async fn renaming_over_a_name_not_known_for_sure_updates_the_link_count_of_the_others() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    let b = f.vfs.mkdir(&me(), ROOT_INO, b"b", 0o755).await.unwrap();
+    // b/c is created and linked as b/a on the remote, and that reported;
+    // b/a is never looked up.
+    std::fs::write(f.dir.path().join("b/c"), b"c").unwrap();
+    f.vfs.invalidate_path(b"b/c");
+    std::fs::hard_link(f.dir.path().join("b/c"), f.dir.path().join("b/a")).unwrap();
+    for name in [&b"b/c"[..], b"b/a"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"c").await.unwrap().nlink, 2);
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Renamed over b/a by name, as a stateless (NFS) frontend may: b/c
+    // loses a link.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", b.ino, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), b.ino, b"c").await.unwrap().nlink, 1);
+
+    // A name whose entry expired: x is looked up, then saved over and
+    // linked as y on the remote, and that reported; then z is renamed over
+    // x through the VFS.
+    std::fs::write(f.dir.path().join("x"), b"x").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"x").await.unwrap();
+    std::fs::write(f.dir.path().join("new"), b"new").unwrap();
+    std::fs::rename(f.dir.path().join("new"), f.dir.path().join("x")).unwrap();
+    std::fs::hard_link(f.dir.path().join("x"), f.dir.path().join("y")).unwrap();
+    for name in [&b"x"[..], b"y"] {
+        f.vfs.invalidate_path(name);
+    }
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 2);
+    std::fs::write(f.dir.path().join("z"), b"z").unwrap();
+    f.vfs.lookup(&me(), ROOT_INO, b"z").await.unwrap();
+    f.vfs
+        .rename(&me(), ROOT_INO, b"z", ROOT_INO, b"x", RenameFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"y").await.unwrap().nlink, 1);
+}
+
+#[tokio::test]
+async fn attributes_fetched_while_writes_were_buffered_are_dropped_once_they_are_sent() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (b, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    let (a, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // b is renamed over a on the remote, and that reported.
+    std::fs::rename(f.dir.path().join("b"), f.dir.path().join("a")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    f.vfs.write(b, 0, &[1; 16]).await.unwrap();
+    // Renaming a onto itself looks a up (its entry expired): the remote's
+    // size then lags behind the buffered write.
+    f.vfs
+        .rename(&me(), ROOT_INO, b"a", ROOT_INO, b"a", RenameFlags::default())
+        .await
+        .unwrap();
+    f.vfs.release(b).await.unwrap();
+    f.vfs.release(a).await.unwrap();
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap().size, 16);
+}
+
+#[tokio::test]
 async fn renaming_a_name_whose_entry_expired_does_not_vouch_for_the_new_name() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
@@ -902,6 +990,32 @@ async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
 }
 
 #[tokio::test]
+async fn a_notification_below_an_empty_directory_renamed_on_the_remote_is_not_lost() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("a")).unwrap();
+    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
+    // Made here, so known empty, and nothing named below it.
+    let aa = f.vfs.mkdir(&me(), a.ino, b"a", 0o755).await.unwrap();
+    // Its parent is renamed on the remote, and reported...
+    std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
+    f.vfs.invalidate_path(b"a");
+    f.vfs.invalidate_path(b"b");
+    // ...then a file is created in it, and reported by its new path, which
+    // the VFS has not seen yet.
+    std::fs::write(f.dir.path().join("b/a/a"), b"new").unwrap();
+    f.vfs.invalidate_path(b"b/a/a");
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
+    let ba = f.vfs.lookup(&me(), b.ino, b"a").await.unwrap();
+    assert_eq!(ba.ino, aa.ino);
+    assert_eq!(f.vfs.lookup(&me(), ba.ino, b"a").await.unwrap().size, 3);
+}
+
+#[tokio::test]
 async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_millis(300),
@@ -1244,6 +1358,84 @@ async fn buffered_data_reaches_the_remote_as_slices_of_one_buffer_not_copies() {
     );
     assert_eq!(written.concat(), expect);
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    f.vfs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn small_writes_join_the_buffer_without_waiting_and_the_rest_are_left_to_write_bytes() {
+    let f = fixture_with(VfsOptions {
+        write_buffer: 64,
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // Gathered at once: copied from the caller's buffer into the write
+    // buffer, nothing sent.
+    assert_eq!(f.vfs.write_ready(fh, 0, &[1; 30]).unwrap().unwrap(), 30);
+    assert_eq!(f.vfs.write_ready(fh, 30, &[2; 30]).unwrap().unwrap(), 30);
+    assert_eq!(f.remote.calls.writes.load(Ordering::Relaxed), 0);
+    // One that would fill the buffer, one that does not continue it, and
+    // one as large as the buffer are sent, which takes a wait.
+    assert!(f.vfs.write_ready(fh, 60, &[3; 4]).is_none());
+    assert!(f.vfs.write_ready(fh, 100, &[3; 1]).is_none());
+    assert!(f.vfs.write_ready(fh, 60, &[3; 64]).is_none());
+    f.vfs.write(fh, 60, &[3; 4]).await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    let mut expect = vec![1; 30];
+    expect.extend([2; 30]);
+    expect.extend([3; 4]);
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), expect);
+    assert_eq!(
+        f.remote.calls.writes.load(Ordering::Relaxed),
+        1,
+        "one gathered write"
+    );
+
+    // An error kept for the handle is reported by the next write, here too.
+    f.faults.inject(Fault::on(Op::Write, Errno::EIO).times(1));
+    f.vfs.write(fh, 64, &[4; 64]).await.unwrap();
+    f.vfs.getattr(attr.ino, None).await.unwrap();
+    let err = f.vfs.write_ready(fh, 128, &[5; 1]).unwrap().unwrap_err();
+    assert_eq!(err.errno(), Errno::EIO);
+    f.vfs.release(fh).await.unwrap();
+
+    // O_SYNC: on the remote when write returns, so never gathered here.
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"g", 0o644, of::WRITE_ONLY | of::SYNC)
+        .await
+        .unwrap();
+    assert!(f.vfs.write_ready(fh, 0, &[1; 4]).is_none());
+    f.vfs.release(fh).await.unwrap();
+    let gone = f.vfs.write_ready(fh, 0, &[1; 4]).unwrap().unwrap_err();
+    assert_eq!(gone.errno(), Errno::EBADF);
+}
+
+#[tokio::test]
+async fn a_write_gathered_on_a_frontends_own_thread_is_sent_after_the_delay() {
+    let f = fixture_with(VfsOptions {
+        write_delay: Duration::from_millis(50),
+        ..VfsOptions::default()
+    })
+    .await;
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"f", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    // As the FUSE session thread calls it: outside the runtime.
+    let vfs = f.vfs.clone();
+    let done = std::thread::spawn(move || vfs.write_ready(fh, 0, b"soon"))
+        .join()
+        .unwrap();
+    assert_eq!(done.unwrap().unwrap(), 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"soon");
     f.vfs.release(fh).await.unwrap();
 }
 
