@@ -258,6 +258,13 @@ impl Vfs {
         io: &mut WriteBack,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), ()> {
+        self.queue_buffered(file, io);
+        self.drain_writes(file, io, deadline).await
+    }
+
+    /// Starts a remote write of the inode's gathered data, if any, and
+    /// empties the buffer.
+    pub(crate) fn queue_buffered(&self, file: &Arc<OpenFile>, io: &mut WriteBack) {
         if let Some(taken) = io.buf.take() {
             self.queue_write(
                 file,
@@ -268,7 +275,6 @@ impl Vfs {
                 taken.seqs,
             );
         }
-        self.drain_writes(file, io, deadline).await
     }
 
     /// Starts a remote write of `writer`'s data (journal entries `seqs`)
@@ -471,16 +477,7 @@ impl Vfs {
         let sync = file.flags & (of::SYNC | of::DSYNC) != 0;
         if sync {
             // O_SYNC/O_DSYNC: the data is on the remote when write returns.
-            if let Some(taken) = io.buf.take() {
-                self.queue_write(
-                    &file,
-                    &mut io,
-                    taken.writer,
-                    taken.offset,
-                    Bytes::from(taken.data),
-                    taken.seqs,
-                );
-            }
+            self.queue_buffered(&file, &mut io);
             self.queue_write(&file, &mut io, me, offset, data, vec![seq]);
             self.drain_writes(&file, &mut io, Some(deadline))
                 .await
@@ -491,16 +488,7 @@ impl Vfs {
             };
         }
         if !io.buf.continues(&me, offset) || io.buf.len() + data.len() > max {
-            if let Some(taken) = io.buf.take() {
-                self.queue_write(
-                    &file,
-                    &mut io,
-                    taken.writer,
-                    taken.offset,
-                    Bytes::from(taken.data),
-                    taken.seqs,
-                );
-            }
+            self.queue_buffered(&file, &mut io);
         }
         if max == 0 || (io.buf.is_empty() && data.len() >= max) {
             self.queue_write(&file, &mut io, me, offset, data, vec![seq]);
@@ -510,16 +498,7 @@ impl Vfs {
         io.buf.push(me, offset, &data, seq);
         file.io.set_dirty(true);
         if io.buf.len() >= max {
-            if let Some(taken) = io.buf.take() {
-                self.queue_write(
-                    &file,
-                    &mut io,
-                    taken.writer,
-                    taken.offset,
-                    Bytes::from(taken.data),
-                    taken.seqs,
-                );
-            }
+            self.queue_buffered(&file, &mut io);
         } else if was_empty {
             self.schedule_flush(file.clone(), io.buf.generation());
         }
@@ -539,16 +518,7 @@ impl Vfs {
             let Some(vfs) = me.upgrade() else { return };
             let mut io = file.io.state.lock().await;
             if io.buf.generation() == generation {
-                if let Some(taken) = io.buf.take() {
-                    vfs.queue_write(
-                        &file,
-                        &mut io,
-                        taken.writer,
-                        taken.offset,
-                        Bytes::from(taken.data),
-                        taken.seqs,
-                    );
-                }
+                vfs.queue_buffered(&file, &mut io);
             }
             vfs.reap_writes(&file, &mut io);
         });
