@@ -111,19 +111,7 @@ impl fmt::Display for Destination {
         match self {
             Destination::Local => f.write_str("local"),
             Destination::Ssh { user, host, port, .. } => {
-                f.write_str("ssh://")?;
-                if let Some(user) = user {
-                    write!(f, "{user}@")?;
-                }
-                if host.contains(':') {
-                    write!(f, "[{host}]")?;
-                } else {
-                    f.write_str(host)?;
-                }
-                if let Some(port) = port {
-                    write!(f, ":{port}")?;
-                }
-                Ok(())
+                yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)
             }
         }
     }

@@ -174,6 +174,29 @@ fn find_scp_colon(text: &str) -> Option<usize> {
     None
 }
 
+/// `ssh://[user@]host[:port]`, an IPv6 host in brackets: how a SOURCE and
+/// a manager's destination name an ssh host.
+pub fn write_ssh_authority(
+    f: &mut fmt::Formatter<'_>,
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+) -> fmt::Result {
+    f.write_str("ssh://")?;
+    if let Some(user) = user {
+        write!(f, "{user}@")?;
+    }
+    if host.contains(':') {
+        write!(f, "[{host}]")?;
+    } else {
+        f.write_str(host)?;
+    }
+    if let Some(port) = port {
+        write!(f, ":{port}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -184,18 +207,7 @@ impl fmt::Display for Source {
                 port,
                 path,
             } => {
-                f.write_str("ssh://")?;
-                if let Some(user) = user {
-                    write!(f, "{user}@")?;
-                }
-                if host.contains(':') {
-                    write!(f, "[{host}]")?;
-                } else {
-                    f.write_str(host)?;
-                }
-                if let Some(port) = port {
-                    write!(f, ":{port}")?;
-                }
+                write_ssh_authority(f, user.as_deref(), host, *port)?;
                 if !path.is_empty() && !path.starts_with('/') {
                     f.write_str("/~/")?;
                 }
