@@ -704,7 +704,10 @@ impl Interceptor for Connection {
         };
         let mut watch = self.cut.subscribe();
         async move {
-            if cut {
+            // A call made before the cut but first run after it must not
+            // reach the remote: a dead connection sends nothing, and a test
+            // that waits for the old agent to fall idle relies on that.
+            if cut || self.is_disconnected() {
                 return Err(disconnected());
             }
             if lose_answer {

@@ -614,6 +614,10 @@ struct Node {
     /// Known only after it was set explicitly (or by a remote change of
     /// this harness); `None` once anything may have changed it.
     mtime: Option<Timespec>,
+    /// The remote gave this file a name of its own (`RemoteLink`): the VFS
+    /// may never have seen that name, and may know no path to it once the
+    /// names it did see are gone.
+    linked_remotely: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -655,6 +659,7 @@ impl Model {
             links: 1,
             parent: ROOT,
             mtime: None,
+            linked_remotely: false,
         };
         Model {
             nodes: [(ROOT, root)].into_iter().collect(),
@@ -758,6 +763,7 @@ impl Model {
                 links: 1,
                 parent,
                 mtime,
+                linked_remotely: false,
             },
         );
         id
@@ -980,21 +986,25 @@ impl Model {
                 }
                 self.children_mut(dir).insert(to.last(), id);
                 self.node_mut(id).links += 1;
+                if matches!(op, Op::RemoteLink { .. }) {
+                    self.node_mut(id).linked_remotely = true;
+                }
                 self.touch_dir(dir);
                 Ok(Outcome::Done)
             }
             Op::Forget => Ok(Outcome::Done),
             // An open file the VFS cannot reopen by path on the new
-            // connection (unlinked while open, or moved or replaced on the
-            // remote behind its back) answers ESTALE from then on, by
-            // design; the model knows nothing of connections, so those
-            // cases are left out.
+            // connection (unlinked while open, moved or replaced on the
+            // remote behind its back, or left only with a name the remote
+            // gave it and the VFS never looked up) answers ESTALE from then
+            // on, by design; the model knows nothing of connections or of
+            // what the VFS has seen, so those cases are left out.
             Op::Reconnect => {
                 let unreachable = self
                     .slots
                     .iter()
                     .flatten()
-                    .any(|h| self.paths_of(h.id).is_empty());
+                    .any(|h| self.paths_of(h.id).is_empty() || self.node(h.id).linked_remotely);
                 if open && (self.remote_while_open || unreachable) {
                     Ok(Outcome::Skipped)
                 } else {
