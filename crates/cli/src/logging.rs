@@ -11,7 +11,10 @@ pub fn init(debug: bool, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // Logs name the user's files and hosts: theirs alone to read.
             let file = std::fs::OpenOptions::new()
+                .mode(0o600)
                 .create(true)
                 .append(true)
                 .open(path)

@@ -588,6 +588,11 @@ fn sigkill_leaves_no_dead_mount_and_the_next_manager_starts_clean() {
     env.mount(a.to_str().unwrap(), &at, &[]);
     assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"a\n");
     assert!(env.log().contains("removed stale socket"), "{}", env.log());
+    let log_mode = std::fs::metadata(env.dir.path().join("state/yonder/manager.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(log_mode & 0o777, 0o600, "the log names the user's files");
     // A second manager refuses to start while one runs.
     let out = env.run(&["manager", "run"]);
     assert!(!out.status.success());

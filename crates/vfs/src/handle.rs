@@ -17,6 +17,11 @@ pub(crate) struct OpenFile {
     /// The remote's handle of the file, and the connection it was opened
     /// on (see `connection.rs`).
     pub remote_handle: Mutex<(Handle, Generation)>,
+    /// The path the VFS knew the file by when it was opened. Reopening
+    /// after a reconnection tries it when the VFS knows no path any more
+    /// (a zero-TTL rename between two names of the file forgets the name
+    /// kept), with the same identity check.
+    pub opened_as: Option<Vec<u8>>,
     /// Protocol open flags.
     pub flags: u32,
     pub append: bool,

@@ -443,8 +443,9 @@ impl Vfs {
 
     /// `file`'s handle on `remote` (the connection of `generation`). A
     /// handle opened on a connection since replaced is reopened there, by
-    /// path and with its open flags (less create and truncate), provided
-    /// the path still names the same file: otherwise ESTALE, for good (the
+    /// path (the one the VFS knows, else the one it was opened by) and
+    /// with its open flags (less create and truncate), provided the path
+    /// still names the same file: otherwise ESTALE, for good (the
     /// file was deleted or replaced meanwhile, or unlinked while open),
     /// logged and reported as [`VfsEvent::HandleLost`].
     pub(crate) async fn handle_on(
@@ -460,21 +461,37 @@ impl Vfs {
         if file.lost.load(Ordering::Relaxed) {
             return Err(VfsError::new("reopen", self.describe(file.ino), Errno::ESTALE));
         }
-        let Some(path) = self.inodes().path(file.ino) else {
-            return Err(self.handle_lost(file, format!("<inode {}>", file.ino)));
-        };
+        let known = self.inodes().path(file.ino);
+        let fallback = file.opened_as.clone().filter(|p| Some(p) != known.as_ref());
         let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
-        let (reopened, attr) = match remote.open(&path, flags, 0, None).await {
-            Ok(opened) => opened,
-            Err(e) if e.errno() == Errno::ENOENT && !e.is_connection_lost() => {
-                return Err(self.handle_lost(file, display_path(&path)));
+        let mut tried = None;
+        let mut found = None;
+        let has_known = known.is_some();
+        for (n, path) in known.into_iter().chain(fallback).enumerate() {
+            let attempt = remote.open(&path, flags, 0, None).await;
+            tried = Some(display_path(&path));
+            match attempt {
+                Ok((reopened, attr)) => {
+                    if self.inodes().same_file(file.ino, &attr) {
+                        found = Some(reopened);
+                        break;
+                    }
+                    self.close_remote(remote.clone(), reopened);
+                }
+                Err(e) if e.is_connection_lost() => return Err(VfsError::remote("reopen", &path, e)),
+                // The name the VFS knows failing otherwise (EACCES, EIO) is
+                // this file's answer; the old name failing only says it
+                // holds something else now.
+                Err(e) if e.errno() != Errno::ENOENT && n == 0 && has_known => {
+                    return Err(VfsError::remote("reopen", &path, e));
+                }
+                Err(_) => {}
             }
-            Err(e) => return Err(VfsError::remote("reopen", &path, e)),
-        };
-        if !self.inodes().same_file(file.ino, &attr) {
-            self.close_remote(remote.clone(), reopened);
-            return Err(self.handle_lost(file, display_path(&path)));
         }
+        let Some(reopened) = found else {
+            let path = tried.unwrap_or_else(|| format!("<inode {}>", file.ino));
+            return Err(self.handle_lost(file, path));
+        };
         let mut slot = file.remote_handle.lock().unwrap_or_else(|e| e.into_inner());
         if slot.1 == generation {
             // Another call reopened it meanwhile.
@@ -1061,10 +1078,12 @@ impl Vfs {
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
+        let opened_as = self.inodes().path(ino);
         let file = self.handles().insert_file(ino, |fh, io| OpenFile {
             fh,
             ino,
             remote_handle: Mutex::new(remote_handle),
+            opened_as,
             flags,
             append: flags & of::APPEND != 0,
             io,

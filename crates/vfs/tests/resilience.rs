@@ -422,6 +422,44 @@ async fn a_file_deleted_while_disconnected_answers_estale_and_is_reported() {
     s.vfs.release(fh_kept).await.unwrap();
 }
 
+/// Renaming one name of a file over another name of the same file changes
+/// nothing (rename(2)), but with zero TTLs the VFS cannot be sure of that
+/// and forgets the name renamed from. When the other name is then replaced,
+/// the VFS knows no path to the open file; the name it was opened by still
+/// holds it, and the reopen finds it there.
+#[tokio::test]
+async fn an_open_file_is_reopened_by_the_name_it_was_opened_by_when_no_other_is_known() {
+    let mut s = setup_with(VfsOptions {
+        attr_ttl: Duration::ZERO,
+        dir_ttl: Duration::ZERO,
+        ..options()
+    })
+    .await;
+    std::fs::write(s.disk("c"), b"file c").unwrap();
+    std::fs::write(s.disk("a"), b"file a").unwrap();
+    let c = s.ino(b"c").await;
+    let (fh, _) = s.vfs.open(&me(), c, of::READ_WRITE).await.unwrap();
+    s.vfs.link(&me(), c, ROOT_INO, b"b").await.unwrap();
+    let plain = RenameFlags::default();
+    s.vfs
+        .rename(&me(), ROOT_INO, b"c", ROOT_INO, b"b", plain)
+        .await
+        .unwrap();
+    s.ino(b"a").await;
+    s.vfs
+        .rename(&me(), ROOT_INO, b"a", ROOT_INO, b"b", plain)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(s.disk("c")).unwrap(), b"file c");
+    s.conn.disconnect();
+    s.reconnect();
+    assert_eq!(&s.vfs.read(fh, 0, 100).await.unwrap()[..], b"file c");
+    s.vfs.write(fh, 0, b"FILE").await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(s.disk("c")).unwrap(), b"FILE c");
+    assert_eq!(std::fs::read(s.disk("b")).unwrap(), b"file a");
+}
+
 #[tokio::test]
 async fn a_listing_in_progress_carries_on_over_a_new_connection() {
     let mut s = setup_with(VfsOptions {
