@@ -331,31 +331,14 @@ impl Vfs {
         &self,
         op: &'static str,
         path: &[u8],
-        mut call: F,
+        call: F,
     ) -> Result<(T, Arc<dyn Remote>, Generation)>
     where
         F: FnMut(Arc<dyn Remote>) -> Fut,
         Fut: Future<Output = yonder_remote::Result<T>>,
     {
-        let deadline = self.deadline();
-        let (mut remote, mut generation) = self
-            .conn
-            .ready(Some(deadline))
+        self.until_answered(op, path, call, None::<fn(Arc<dyn Remote>) -> Fut>)
             .await
-            .map_err(|why| self.unavailable(op, path, why))?;
-        loop {
-            match call(remote.clone()).await {
-                Err(e) if e.is_connection_lost() => {
-                    (remote, generation) = self
-                        .conn
-                        .after(generation, Some(deadline))
-                        .await
-                        .map_err(|why| self.unavailable(op, path, why))?;
-                }
-                Ok(value) => return Ok((value, remote, generation)),
-                Err(e) => return Err(VfsError::remote(op, path, e)),
-            }
-        }
     }
 
     /// [`Vfs::call`] for a call that must not simply run twice (create
@@ -388,8 +371,28 @@ impl Vfs {
         &self,
         op: &'static str,
         path: &[u8],
+        call: F,
+        resolve: R,
+    ) -> Result<(T, Arc<dyn Remote>, Generation)>
+    where
+        F: FnMut(Arc<dyn Remote>) -> Fut,
+        Fut: Future<Output = yonder_remote::Result<T>>,
+        R: FnMut(Arc<dyn Remote>) -> RFut,
+        RFut: Future<Output = yonder_remote::Result<T>>,
+    {
+        self.until_answered(op, path, call, Some(resolve)).await
+    }
+
+    /// Runs `call` on the connection until one answers (or the operation's
+    /// deadline passes). After a loss with the outcome unknown, `resolve`
+    /// runs in its place when there is one; without, the call is one that
+    /// may simply run again.
+    async fn until_answered<T, F, Fut, R, RFut>(
+        &self,
+        op: &'static str,
+        path: &[u8],
         mut call: F,
-        mut resolve: R,
+        mut resolve: Option<R>,
     ) -> Result<(T, Arc<dyn Remote>, Generation)>
     where
         F: FnMut(Arc<dyn Remote>) -> Fut,
@@ -405,14 +408,13 @@ impl Vfs {
             .map_err(|why| self.unavailable(op, path, why))?;
         let mut unsure = false;
         loop {
-            let result = if unsure {
-                resolve(remote.clone()).await
-            } else {
-                call(remote.clone()).await
+            let result = match resolve.as_mut().filter(|_| unsure) {
+                Some(resolve) => resolve(remote.clone()).await,
+                None => call(remote.clone()).await,
             };
             match result {
                 Err(e) if e.is_connection_lost() => {
-                    if e.outcome_unknown() && !unsure {
+                    if resolve.is_some() && e.outcome_unknown() && !unsure {
                         tracing::info!(
                             "{op} {}: connection lost with the call in flight; its outcome is checked on \
                              the next connection",
