@@ -817,12 +817,18 @@ impl Vfs {
             |r| async move { gone_is_done(r.unlink(p).await) },
         )
         .await?;
+        self.name_removed(parent, name);
+        Ok(())
+    }
+
+    /// `parent/name` was removed on the remote: its file loses the name
+    /// (and is forgotten if that was its last, with nothing open).
+    fn name_removed(&self, parent: Ino, name: &[u8]) {
         let mut table = self.inodes();
         if let Some(ino) = table.unlink(parent, name) {
             table.retire_if_gone(ino);
         }
         table.invalidate_attr(parent);
-        Ok(())
     }
 
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
@@ -836,11 +842,7 @@ impl Vfs {
             |r| async move { gone_is_done(r.rmdir(p).await) },
         )
         .await?;
-        let mut table = self.inodes();
-        if let Some(ino) = table.unlink(parent, name) {
-            table.retire_if_gone(ino);
-        }
-        table.invalidate_attr(parent);
+        self.name_removed(parent, name);
         Ok(())
     }
 
