@@ -340,6 +340,16 @@ fn two_mounts_of_one_root_and_unmounting_one_leaves_the_other() {
     // A mount point that is mounted already is refused.
     let err = env.fails(&["mount", a.to_str().unwrap(), m_one.to_str().unwrap()]);
     assert!(!err.is_empty());
+    // Other link settings get a connection of their own, so that each
+    // mount behaves as it asked: --no-reconnect is not lost on a shared one.
+    let m_three = env.dir.path().join("three");
+    let three = env.mount(a.to_str().unwrap(), &m_three, &["--no-reconnect"]);
+    let status = env.status();
+    let conns = status["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{status}");
+    assert_eq!(conns[0]["mounts"], serde_json::json!([one, two]), "{status}");
+    assert_eq!(conns[1]["mounts"], serde_json::json!([three]), "{status}");
+    env.ok(&["unmount", &three]);
     env.ok(&["unmount", &one]);
     assert!(!is_mounted(&m_one) && is_mounted(&m_two));
     assert_eq!(std::fs::read(m_two.join("hello")).unwrap(), b"a\n");

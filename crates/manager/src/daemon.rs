@@ -49,6 +49,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct ConnEntry {
     conn: Arc<Connection>,
+    /// The heartbeat and reconnection settings it was opened with: a
+    /// request asking for others gets a connection of its own.
+    link: LinkSpec,
     state: ConnectionState,
     /// Made or claimed by `yonder connect`: stays when its last mount goes.
     pinned: bool,
@@ -105,7 +108,7 @@ impl Registry {
             .collect()
     }
 
-    fn add_connection(&mut self, events: &EventBus, conn: Arc<Connection>, pinned: bool) {
+    fn add_connection(&mut self, events: &EventBus, conn: Arc<Connection>, link: LinkSpec, pinned: bool) {
         let Some(n) = number(&conn.id, 'c') else { return };
         let mut event = connection_event(&conn.id, EventKind::Connected);
         event.state = Some(ConnectionState::Connected.name().into());
@@ -114,6 +117,7 @@ impl Registry {
             n,
             ConnEntry {
                 conn,
+                link,
                 state: ConnectionState::Connected,
                 pinned,
             },
@@ -507,8 +511,9 @@ impl Manager {
         })
     }
 
-    /// The connection to `destination`: one that is connected (or
-    /// reconnecting) if there is one, else a new one. `pin` marks it as asked for by `yonder connect`.
+    /// The connection to `destination` with the `link` settings: one that
+    /// is connected (or reconnecting) if there is one, else a new one.
+    /// `pin` marks it as asked for by `yonder connect`.
     async fn connection_for(
         self: &Arc<Self>,
         destination: &Destination,
@@ -526,7 +531,9 @@ impl Manager {
         let id = {
             let mut reg = self.registry();
             let existing = reg.connections.values_mut().find(|c| {
-                &c.conn.destination == destination && !matches!(c.state, ConnectionState::Disconnected { .. })
+                &c.conn.destination == destination
+                    && &c.link == link
+                    && !matches!(c.state, ConnectionState::Disconnected { .. })
             });
             if let Some(entry) = existing {
                 entry.pinned |= pin;
@@ -554,7 +561,7 @@ impl Manager {
             conn.close();
             return Err(ManagerError::Failed("the manager is stopping".into()));
         }
-        reg.add_connection(&self.events, conn.clone(), pin);
+        reg.add_connection(&self.events, conn.clone(), link.clone(), pin);
         tracing::info!("{} connected to {}", conn.id, conn.destination);
         Ok((conn, true))
     }
