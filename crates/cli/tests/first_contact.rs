@@ -102,6 +102,7 @@ fn failed_mount_removes_the_mount_point_it_created() {
             &["--ssh-command", "false"],
         );
         assert!(err.contains("connect ssh://root@127.0.0.1/"), "{mode:?}: {err}");
+        assert!(err.contains("/srv"), "{mode:?}: names the path asked for: {err}");
         assert!(!created.exists(), "{mode:?}: {} left behind", created.display());
 
         // A mount point that existed stays.

@@ -653,7 +653,8 @@ impl Manager {
         }
         let (conn, created) = self
             .connection_for(&destination, &spec.connect.link, false)
-            .await?;
+            .await
+            .map_err(|e| ManagerError::Failed(format!("mount {}: {e}", spec.connect.source)))?;
         let started = self.start_mount(&conn, &spec, &root, &mountpoint).await;
         let (mounted, scoped_root) = match started {
             Ok(started) => started,
