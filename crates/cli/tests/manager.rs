@@ -834,7 +834,10 @@ fn without_reconnection_a_lost_agent_disconnects_its_connection_and_mounts() {
     let started = Instant::now();
     let err = std::fs::read(at.join("hello")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "at once, not after the 20 s op timeout"
+    );
     assert!(env.ok(&["status"]).contains("disconnected"));
     // A new mount of the same destination gets a new connection.
     let again = env.mount(a.to_str().unwrap(), &env.dir.path().join("again"), &[]);

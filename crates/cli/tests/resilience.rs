@@ -514,7 +514,7 @@ fn stat_fails_with_eio_within_the_op_timeout_while_the_link_is_down(mode: Mode) 
     let took = second.elapsed();
     eprintln!("stat later in the outage: {err} after {took:?}");
     assert_eq!(errno(&err), libc::EIO);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?} (the op timeout is 5 s)");
     m.proxy().restore();
     m.wait_states(3, "connected", Duration::from_secs(40));
     assert_eq!(fs::read(m.at("f")).unwrap(), b"x");
@@ -553,14 +553,17 @@ fn without_reconnection_operations_fail_fast(mode: Mode) {
         let err = fs::metadata(m.at("f")).unwrap_err();
         assert_eq!(errno(&err), libc::EIO);
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < Duration::from_secs(2),
             "{:?}",
             started.elapsed()
         );
     }
     let started = Instant::now();
     assert_eq!(errno(&fs::write(m.at("g"), b"y").unwrap_err()), libc::EIO);
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the op timeout is 20 s"
+    );
     std::thread::sleep(Duration::from_secs(2));
     m.assert_states(&["connected", "disconnected"]);
     assert_eq!(m.proxy().accepted(), 1, "no reconnection attempt");

@@ -812,7 +812,7 @@ mod tests {
         std::fs::write(agent.disk("slow"), b"s").unwrap();
         std::fs::write(agent.disk("fast"), b"f").unwrap();
         let remote = Delayed::new(agent.remote());
-        let delay = Duration::from_millis(300);
+        let delay = Duration::from_secs(2);
         remote.delay_when(|call| call.names(b"slow"), delay);
         let start = Instant::now();
         let slow = tokio::spawn({

@@ -192,7 +192,7 @@ async fn without_reconnection_the_link_stays_disconnected_and_calls_fail_fast() 
     assert_eq!(s.link.state().name(), "disconnected");
     let started = Instant::now();
     let err = remote.lstat(b"file").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(2), "at once, not waiting");
     assert!(err.is_connection_lost());
     assert_eq!(names(&mut s.states), ["disconnected"]);
     assert_eq!(s.proxy.accepted(), 1, "no reconnection attempt");

@@ -343,8 +343,8 @@ async fn calls_wait_for_the_connection_until_the_operation_deadline() {
     s.vfs.write(fh, 0, b"queued").await.unwrap();
     assert_eq!(s.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
     assert!(
-        started.elapsed() < Duration::from_millis(100),
-        "{:?}",
+        started.elapsed() < Duration::from_secs(2),
+        "{:?} (the op timeout is 10 s)",
         started.elapsed()
     );
     assert_eq!(s.vfs.unconfirmed_writes(), (1, 6));
@@ -352,7 +352,7 @@ async fn calls_wait_for_the_connection_until_the_operation_deadline() {
     s.vfs.connection_gone("no reconnection");
     let started = Instant::now();
     assert_eq!(s.vfs.getattr(ino, None).await.unwrap_err().errno(), Errno::EIO);
-    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(started.elapsed() < Duration::from_secs(2), "at once");
     let _ = s.vfs.release(fh).await;
 }
 
