@@ -16,8 +16,14 @@ impl Dispatcher {
     pub fn new(root: &Path) -> Result<Dispatcher, AgentError> {
         let root = paths::Root::open(root)?;
         rustix::process::umask(rustix::fs::Mode::empty());
+        // Fencing claims stay out of the user's runtime directory.
+        let fence_dir = std::env::temp_dir().join(format!("yonder-fuzz-fence-{}", std::process::id()));
+        std::fs::create_dir_all(&fence_dir).map_err(|source| AgentError::Io {
+            op: "creating the fuzzer's fence directory",
+            source,
+        })?;
         Ok(Dispatcher {
-            agent: ops::Agent::new(root),
+            agent: ops::Agent::with_fence_dir(root, fence_dir),
         })
     }
 

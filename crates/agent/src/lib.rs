@@ -12,6 +12,7 @@
 mod attr;
 mod dirs;
 mod error;
+mod fence;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handles;

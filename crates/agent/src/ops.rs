@@ -5,6 +5,7 @@
 use crate::attr::{attr_from_stat, stat_at, stat_fd, statfs_from_statvfs};
 use crate::dirs::{clamp_page_entries, DirCursors, DirStream};
 use crate::error::OpError;
+use crate::fence::{Fence, FenceError};
 use crate::handles::{HandleTable, OpenFile};
 use crate::paths::{display, HostPath, PathError, Root};
 use crate::splice::{PipePool, Spliced};
@@ -42,6 +43,8 @@ pub(crate) struct Agent {
     /// Only root can give a new node to another user; anyone else creates
     /// nodes that belong to the agent's user, as sshfs does.
     can_chown: bool,
+    /// Refuses changes once a newer connection of the client took over.
+    fence: Fence,
 }
 
 /// What a request acts on, for error messages: the operation and the path,
@@ -94,6 +97,15 @@ impl Agent {
         self.root.path()
     }
 
+    /// An agent whose fencing claims go to `dir` (a fuzzer's own), not to
+    /// the user's runtime directory.
+    pub(crate) fn with_fence_dir(root: Root, dir: std::path::PathBuf) -> Agent {
+        Agent {
+            fence: Fence::in_dir(dir),
+            ..Agent::new(root)
+        }
+    }
+
     pub(crate) fn new(root: Root) -> Agent {
         Agent {
             root,
@@ -101,10 +113,20 @@ impl Agent {
             dirs: DirCursors::default(),
             pipes: PipePool::default(),
             can_chown: rustix::process::geteuid().is_root(),
+            fence: Fence::default(),
         }
     }
 
     pub(crate) fn handle(&self, request: Request) -> Response {
+        if request.changes_files() && self.fence.superseded() {
+            return Response::Error(yonder_proto::WireError {
+                errno: Errno::EIO,
+                message: format!(
+                    "{}: refused, a newer connection of this client took over from this agent",
+                    request.op()
+                ),
+            });
+        }
         self.dispatch(request)
             .unwrap_or_else(|err| Response::Error(err.into()))
     }
@@ -166,6 +188,19 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::Ping => Ok(Response::Done),
+            Request::Fence { session, generation } => {
+                let s = Subject {
+                    op,
+                    what: format!("session {session:016x} generation {generation}"),
+                };
+                match self.fence.claim(session, generation) {
+                    Ok(()) => Ok(Response::Done),
+                    Err(err @ FenceError::Superseded { .. }) => {
+                        Err(s.refused(Errno::ESTALE, &err.to_string()))
+                    }
+                    Err(err) => Err(s.refused(Errno::EIO, &err.to_string())),
+                }
+            }
             Request::Realpath { path } => {
                 let s = Subject::path(op, &path);
                 self.realpath(&s, &path)

@@ -14,7 +14,7 @@
 mod support;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Seek, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -94,6 +94,7 @@ both_modes!(
     the_mount_comes_back_after_the_remote_sshd_is_killed_and_restarted,
     without_reconnection_operations_fail_fast,
     a_stopped_agent_is_detected_and_replaced,
+    a_write_delivered_late_to_a_replaced_agent_changes_nothing,
 );
 
 struct Mounted {
@@ -612,6 +613,54 @@ fn a_stopped_agent_is_detected_and_replaced(mode: Mode) {
     m.assert_states(&["connected", "reconnecting", "connected"]);
     // A new agent serves the mount.
     assert!(m.remote.agents().iter().any(|pid| *pid != agents[0]));
+}
+
+/// (g) The old connection is cut off, not closed, while a write is on its
+/// way (held by the network, as TCP holds what it will retransmit); the
+/// link replaces it and replays the write on the new agent, and the file is
+/// written again after that. When the network delivers the old
+/// connection's data at last, the old agent (still running, its sshd
+/// unaware of anything) must not carry out the old write over the newer
+/// data: the new agent fenced it off.
+fn a_write_delivered_late_to_a_replaced_agent_changes_nothing(mode: Mode) {
+    let m = Mounted::start(mode, &["--attr-ttl", "60", "--op-timeout", "30"]);
+    fs::write(m.at("f"), b"first").unwrap();
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"first");
+    // Opened and written once first, so that only the write itself goes
+    // the old way (not the open, nor the kernel's check for privileges to
+    // drop on a write, answered from the cached attributes afterwards).
+    let mut file = OpenOptions::new().write(true).open(m.at("f")).unwrap();
+    file.write_all(b"F").unwrap();
+    file.sync_all().unwrap();
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"First");
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    m.proxy().hold_existing();
+    // Written and synced (so sent) into the held connection; the fsync
+    // returns once the write is replayed on a new agent.
+    let writer = std::thread::spawn(move || {
+        file.write_all(b"stale")?;
+        file.sync_all()
+    });
+    m.wait_states(3, "connected", Duration::from_secs(40));
+    writer.join().unwrap().expect("the write reached the new agent");
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"stale");
+    fs::write(m.at("f"), b"newer").unwrap();
+    assert_eq!(fs::read(m.disk("f")).unwrap(), b"newer");
+    assert_eq!(m.remote.agents().len(), 2, "the old agent still runs");
+    // The network delivers the old connection's data, then its end.
+    m.proxy().release_held();
+    let old_gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        m.remote.agents().len() == 1
+    });
+    assert!(old_gone, "the old agent saw its connection end");
+    assert_eq!(
+        fs::read(m.disk("f")).unwrap(),
+        b"newer",
+        "the replaced agent carried out the old write after the newer one"
+    );
+    assert_eq!(fs::read(m.at("f")).unwrap(), b"newer");
+    m.assert_states(&["connected", "reconnecting", "connected"]);
 }
 
 #[test]

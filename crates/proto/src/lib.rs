@@ -43,4 +43,10 @@ pub const MAX_IO_SIZE: u32 = 4 * 1024 * 1024;
 /// Capabilities this build understands. Sent in the handshake so that later
 /// features (change notification, batching) can be negotiated without a
 /// version bump.
-pub const CAPABILITIES: &[&str] = &["readdir-plus", "rename-flags", "xattr", "owner-on-create"];
+pub const CAPABILITIES: &[&str] = &[
+    "readdir-plus",
+    "rename-flags",
+    "xattr",
+    "owner-on-create",
+    "fence",
+];

@@ -388,6 +388,18 @@ pub enum Request {
     Realpath {
         path: WirePath,
     },
+    /// Claims the agent's place for the client's connection `session` (a
+    /// number the client picks for the life of one mount or connection)
+    /// at `generation` (its count of connections made): an agent of the
+    /// same session and an older generation refuses every change from then
+    /// on (EIO), so requests a replaced agent still holds cannot land after
+    /// the client has sent them again to this one. `Done`; ESTALE when a
+    /// newer generation holds the place already. Sent only to an agent
+    /// that lists the `fence` capability.
+    Fence {
+        session: u64,
+        generation: u64,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -476,6 +488,44 @@ impl Request {
             Request::Lseek { .. } => "lseek",
             Request::Ping => "ping",
             Request::Realpath { .. } => "realpath",
+            Request::Fence { .. } => "fence",
+        }
+    }
+
+    /// Whether carrying the request out may change the file system: what a
+    /// fenced agent refuses.
+    pub fn changes_files(&self) -> bool {
+        match self {
+            Request::Open { flags, .. } => flags & (open_flags::CREATE | open_flags::TRUNCATE) != 0,
+            Request::Write { .. }
+            | Request::Setattr { .. }
+            | Request::Mkdir { .. }
+            | Request::Mknod { .. }
+            | Request::Unlink { .. }
+            | Request::Rmdir { .. }
+            | Request::Rename { .. }
+            | Request::Symlink { .. }
+            | Request::Link { .. }
+            | Request::SetXattr { .. }
+            | Request::RemoveXattr { .. }
+            | Request::Fallocate { .. } => true,
+            Request::Lstat { .. }
+            | Request::Stat { .. }
+            | Request::Fstat { .. }
+            | Request::ReadDir { .. }
+            | Request::OpenRead { .. }
+            | Request::Read { .. }
+            | Request::Fsync { .. }
+            | Request::Close { .. }
+            | Request::Readlink { .. }
+            | Request::Statfs { .. }
+            | Request::GetXattr { .. }
+            | Request::ListXattr { .. }
+            | Request::Access { .. }
+            | Request::Lseek { .. }
+            | Request::Ping
+            | Request::Realpath { .. }
+            | Request::Fence { .. } => false,
         }
     }
 }

@@ -213,6 +213,10 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         Stat { path: path("a/f") },
     ];
     let names = [
+        Fence {
+            session: 7,
+            generation: 1,
+        },
         Mkdir {
             path: path("d"),
             mode: 0o700,

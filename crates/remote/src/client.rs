@@ -274,6 +274,24 @@ impl AgentClient {
         &self.peer
     }
 
+    /// Makes this agent the one serving connection `session` at
+    /// `generation`: an older agent of the session refuses changes from
+    /// then on (see `Request::Fence`). Whether the agent could claim its
+    /// place: `Ok(false)` for an agent without the `fence` capability.
+    pub async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
+        if !self.peer.capabilities.iter().any(|c| c == "fence") {
+            return Ok(false);
+        }
+        let describe = || format!("<session {session:016x} generation {generation}>");
+        let r = self
+            .call(Request::Fence { session, generation }, &describe)
+            .await?;
+        match r {
+            Response::Done => Ok(true),
+            other => Err(unexpected("fence", describe(), other)),
+        }
+    }
+
     /// Sends one request and waits for its response. Agent-side errors
     /// become [`RemoteError::Os`] naming `op` and `path`.
     async fn call(&self, request: Request, path: &(dyn Fn() -> String + Sync)) -> Result<Response> {

@@ -226,8 +226,11 @@ impl Link {
 
     /// [`Link::connect`] with any [`Connector`].
     pub async fn start(connector: Arc<dyn Connector>, options: LinkOptions) -> Result<Link> {
-        let client = Arc::new(connector.connect().await?);
+        let session = new_session();
         let describe = connector.describe();
+        let client = connector.connect().await?;
+        fence(&client, session, 1, &describe).await?;
+        let client = Arc::new(client);
         let (transitions, _) = broadcast::channel(256);
         let status = watch::Sender::new(LinkStatus {
             state: LinkState::Connected,
@@ -255,6 +258,7 @@ impl Link {
             transitions,
             reconnect_now: inner.reconnect_now.clone(),
             close: inner.close.clone(),
+            session,
             generation: 1,
             lost_at: None,
         };
@@ -315,6 +319,8 @@ struct Supervisor {
     transitions: broadcast::Sender<LinkState>,
     reconnect_now: Arc<Notify>,
     close: Arc<Notify>,
+    /// Names this link's connections to their agents (see [`fence`]).
+    session: u64,
     generation: u64,
     lost_at: Option<std::time::Instant>,
 }
@@ -458,11 +464,16 @@ impl Supervisor {
                 },
                 None,
             );
-            let connecting = tokio::time::timeout(self.options.connect_timeout, self.connector.connect());
+            let next = self.generation + 1;
+            let connecting = tokio::time::timeout(self.options.connect_timeout, async {
+                let client = self.connector.connect().await?;
+                fence(&client, self.session, next, &self.describe).await?;
+                Ok::<_, crate::RemoteError>(client)
+            });
             let error = tokio::select! {
                 result = connecting => match result {
                     Ok(Ok(client)) => {
-                        self.generation += 1;
+                        self.generation = next;
                         let client = Arc::new(client);
                         tracing::info!(
                             target: LOG_TARGET,
@@ -541,5 +552,43 @@ impl Supervisor {
             None,
         );
         None
+    }
+}
+
+/// A number for one link's connections, unlikely to be any other link's
+/// on the same remote: agents of one session fence each other off.
+fn new_session() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // RandomState is seeded from the system's randomness once per process
+    // and varied per instance; the process id and time tell processes apart.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
+}
+
+/// Claims a new agent's place before anything is sent to it: the agent it
+/// replaces, should it still hold requests it read before going quiet,
+/// refuses to carry out any change from then on, so nothing of the old
+/// connection lands after the replay. Best effort: an agent without the
+/// capability, or that cannot write its claim, serves anyway.
+async fn fence(client: &AgentClient, session: u64, generation: u64, describe: &str) -> Result<()> {
+    match client.fence(session, generation).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::debug!(target: LOG_TARGET, "{describe}: the agent cannot fence off the ones it replaces");
+            Ok(())
+        }
+        Err(e) if e.is_connection_lost() => Err(e),
+        Err(e) => {
+            tracing::warn!(
+                target: LOG_TARGET,
+                "{describe}: {e}; an agent this connection replaces is not fenced off"
+            );
+            Ok(())
+        }
     }
 }

@@ -10,7 +10,10 @@
 //!   later), and new connections are accepted but get no further than the
 //!   proxy;
 //! - [`FaultProxy::restore`] forwards again; held data goes through in
-//!   order, as after a network outage that TCP rode out.
+//!   order, as after a network outage that TCP rode out;
+//! - [`FaultProxy::hold_existing`] black-holes only the connections open
+//!   now, while new ones pass: a path that failed while another works, and
+//!   [`FaultProxy::release_held`] delivers what those held, late.
 //!
 //! ssh runs through it with `-p PORT` (or `-o ProxyCommand`), the test's
 //! own sshd being the target.
@@ -32,6 +35,9 @@ enum Mode {
 struct Shared {
     target: Mutex<SocketAddr>,
     mode: watch::Sender<Mode>,
+    /// Connections numbered up to this (from 1, in the order accepted)
+    /// are held; 0: none.
+    held_through: watch::Sender<u64>,
     /// Every task serving a connection; aborted (closing its sockets) by
     /// `drop_all`.
     connections: Mutex<Vec<JoinHandle<()>>>,
@@ -56,6 +62,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
             mode: watch::Sender::new(Mode::Forward),
+            held_through: watch::Sender::new(0),
             connections: Mutex::new(Vec::new()),
             accepted: AtomicU64::new(0),
             drops: AtomicU64::new(0),
@@ -98,6 +105,18 @@ impl FaultProxy {
         self.shared.mode.send_replace(Mode::Forward);
     }
 
+    /// Stops forwarding on the connections open now, closing nothing; new
+    /// connections are forwarded.
+    pub fn hold_existing(&self) {
+        self.shared.held_through.send_replace(self.accepted());
+    }
+
+    /// Forwards again on the connections [`FaultProxy::hold_existing`]
+    /// held, what they held first.
+    pub fn release_held(&self) {
+        self.shared.held_through.send_replace(0);
+    }
+
     pub fn is_blackholed(&self) -> bool {
         *self.shared.mode.borrow() == Mode::Blackhole
     }
@@ -134,23 +153,49 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
-        let task = tokio::spawn(serve(client, shared.clone()));
+        let number = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+        let task = tokio::spawn(serve(client, shared.clone(), number));
         let mut tasks = shared.connections.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
     }
 }
 
-/// Waits until the proxy forwards.
-async fn forwarding(mode: &mut watch::Receiver<Mode>) {
-    let _ = mode.wait_for(|m| *m == Mode::Forward).await;
+/// What a connection watches: the proxy's mode and which are held.
+struct Gate {
+    mode: watch::Receiver<Mode>,
+    held_through: watch::Receiver<u64>,
+    number: u64,
 }
 
-async fn serve(client: TcpStream, shared: Arc<Shared>) {
-    let mut mode = shared.mode.subscribe();
+impl Gate {
+    fn new(shared: &Shared, number: u64) -> Gate {
+        Gate {
+            mode: shared.mode.subscribe(),
+            held_through: shared.held_through.subscribe(),
+            number,
+        }
+    }
+
+    /// Waits until the proxy forwards on this connection.
+    async fn open(&mut self) {
+        loop {
+            let forward = *self.mode.borrow_and_update() == Mode::Forward;
+            let held = self.number <= *self.held_through.borrow_and_update();
+            if forward && !held {
+                return;
+            }
+            tokio::select! {
+                changed = self.mode.changed() => if changed.is_err() { return },
+                changed = self.held_through.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
+
+async fn serve(client: TcpStream, shared: Arc<Shared>, number: u64) {
     // A black-holed network lets no connection through either.
-    forwarding(&mut mode).await;
+    Gate::new(&shared, number).open().await;
     let target = *shared.target.lock().unwrap();
     let Ok(server) = TcpStream::connect(target).await else {
         // Nobody listens there (a stopped sshd): the client sees the
@@ -161,8 +206,8 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, shared.mode.subscribe());
-    let down = pump(server_read, client_write, shared.mode.subscribe());
+    let up = pump(client_read, server_write, Gate::new(&shared, number));
+    let down = pump(server_read, client_write, Gate::new(&shared, number));
     // One direction ending (a FIN) is passed on by its pump; the
     // connection is done when both are.
     tokio::join!(up, down);
@@ -172,17 +217,23 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut mode: watch::Receiver<Mode>,
+    mut gate: Gate,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        forwarding(&mut mode).await;
+        gate.open().await;
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        forwarding(&mut mode).await;
+        gate.open().await;
         if to.write_all(&buf[..n]).await.is_err() {
+            // The other end is gone. What this end still sends is read and
+            // dropped, never left unread: closing a socket with unread data
+            // resets the connection, and the peer's kernel then discards
+            // what it received but had not read yet, which a real network
+            // would have let it read.
+            while matches!(from.read(&mut buf).await, Ok(n) if n > 0) {}
             break;
         }
     }
