@@ -106,11 +106,19 @@ impl Fence {
             .map_err(|e| io("write", e))?;
         let meta = file.metadata().map_err(|e| io("stat", e))?;
         std::fs::rename(&temporary, &path).map_err(|e| io("rename", e))?;
-        *self.claim.lock().unwrap_or_else(|e| e.into_inner()) = Some(Claim {
-            path,
-            generation,
-            identity: (meta.dev(), meta.ino()),
-        });
+        let previous = self
+            .claim
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(Claim {
+                path: path.clone(),
+                generation,
+                identity: (meta.dev(), meta.ino()),
+            });
+        // A second claim (another session) leaves no file of the first.
+        if let Some(previous) = previous.filter(|p| p.path != path) {
+            previous.release();
+        }
         self.superseded.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -145,15 +153,22 @@ impl Fence {
     }
 }
 
+impl Claim {
+    /// Removes the claim's file, unless another claim took it over.
+    fn release(self) {
+        let ours = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl Drop for Fence {
-    /// The claim's file goes with its agent, unless another took it over.
+    /// The claim's file goes with its agent.
     fn drop(&mut self) {
         let claim = self.claim.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(claim) = claim.take() {
-            let ours = std::fs::metadata(&claim.path).is_ok_and(|m| (m.dev(), m.ino()) == claim.identity);
-            if ours {
-                let _ = std::fs::remove_file(&claim.path);
-            }
+            claim.release();
         }
     }
 }
@@ -269,6 +284,11 @@ mod tests {
         assert!(path.exists(), "the old agent leaves the newer claim alone");
         drop(new);
         assert!(!path.exists());
+        // An agent that claims two sessions leaves neither file behind.
+        let both = Fence::default();
+        both.claim_in(dir.path(), 1, 1).unwrap();
+        both.claim_in(dir.path(), 2, 1).unwrap();
+        drop(both);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
