@@ -99,29 +99,10 @@ pub struct LinkArgs {
 
 impl LinkArgs {
     pub fn options(&self) -> anyhow::Result<yonder_remote::LinkOptions> {
-        let seconds = |name: &str, value: f64| {
-            anyhow::ensure!(
-                value.is_finite() && value >= 0.0,
-                "--{name} must be a number of seconds >= 0, not {value}"
-            );
-            Ok(std::time::Duration::from_secs_f64(value))
-        };
-        let heartbeat = seconds("heartbeat", self.heartbeat)?;
-        anyhow::ensure!(!heartbeat.is_zero(), "--heartbeat must be more than 0 seconds");
-        anyhow::ensure!(self.heartbeat_misses > 0, "--heartbeat-misses must be at least 1");
-        Ok(yonder_remote::LinkOptions {
-            heartbeat,
-            heartbeat_misses: self.heartbeat_misses,
-            reconnect: !self.no_reconnect,
-            reconnect_timeout: self
-                .reconnect_timeout
-                .map(|t| seconds("reconnect-timeout", t))
-                .transpose()?,
-            ..Default::default()
-        })
+        Ok(self.spec().options()?)
     }
 
-    /// The same, for a request to the manager.
+    /// The settings as a request to the manager carries them.
     pub fn spec(&self) -> yonder_manager::protocol::LinkSpec {
         yonder_manager::protocol::LinkSpec {
             heartbeat_secs: self.heartbeat,

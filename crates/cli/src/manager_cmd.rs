@@ -517,24 +517,25 @@ pub fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
-    let mut client = match Client::connect(&paths()) {
+/// The running manager, for a request about connection or mount `id`:
+/// with none running, there is no such thing to act on.
+fn manager_for(id: &str) -> anyhow::Result<Client> {
+    match Client::connect(&paths()) {
         Err(ManagerError::NotRunning { .. }) => {
-            anyhow::bail!("no connection {} (no manager is running)", args.id)
+            anyhow::bail!("no connection {id} (no manager is running)")
         }
-        other => other?,
-    };
+        other => Ok(other?),
+    }
+}
+
+pub fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
+    let mut client = manager_for(&args.id)?;
     client.request(&Request::Kill { id: args.id }, SLOW)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn reconnect(args: ReconnectArgs) -> anyhow::Result<ExitCode> {
-    let mut client = match Client::connect(&paths()) {
-        Err(ManagerError::NotRunning { .. }) => {
-            anyhow::bail!("no connection {} (no manager is running)", args.id)
-        }
-        other => other?,
-    };
+    let mut client = manager_for(&args.id)?;
     match client.request(&Request::Reconnect { id: args.id }, QUICK)? {
         Response::Reconnecting { id } => {
             println!("{id}");

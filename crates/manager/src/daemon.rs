@@ -15,8 +15,8 @@ use crate::connection::{Connection, Destination};
 use crate::events::{connection_event, missed, mount_event, EventBus};
 use crate::paths::Paths;
 use crate::protocol::{
-    ConnectSpec, ConnectionInfo, EventKind, Hello, LinkSpec, ManagerInfo, MountInfo, MountSpec, Request,
-    Response, Status, Topic, PROTOCOL,
+    seconds, ConnectSpec, ConnectionInfo, EventKind, Hello, LinkSpec, ManagerInfo, MountInfo, MountSpec,
+    Request, Response, Status, Topic, PROTOCOL,
 };
 use crate::reap::Reaper;
 use crate::state::{ConnectionState, MountState};
@@ -30,7 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::{LinkOptions, LinkState, Scoped};
+use yonder_remote::{LinkState, Scoped};
 
 /// How the manager runs.
 #[derive(Clone, Debug)]
@@ -548,7 +548,7 @@ impl Manager {
             id,
             destination.clone(),
             self.config.local_agent.clone(),
-            link_options(link)?,
+            link.options()?,
             move |state| {
                 if let Some(manager) = weak.upgrade() {
                     manager.link_state(&watched, state);
@@ -1043,37 +1043,6 @@ async fn health_loop(manager: Weak<Manager>) {
         }
         manager.check_health(&mut reaper).await;
     }
-}
-
-/// A number of seconds from a request.
-fn seconds(name: &str, value: f64) -> Result<Duration, ManagerError> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ManagerError::Failed(format!(
-            "--{name} must be a number of seconds >= 0, not {value}"
-        )))
-    }
-}
-
-/// How a new connection's link keeps it alive.
-fn link_options(spec: &LinkSpec) -> Result<LinkOptions, ManagerError> {
-    let heartbeat = seconds("heartbeat", spec.heartbeat_secs)?;
-    if heartbeat.is_zero() || spec.heartbeat_misses == 0 {
-        return Err(ManagerError::Failed(
-            "--heartbeat and --heartbeat-misses must be more than 0".into(),
-        ));
-    }
-    Ok(LinkOptions {
-        heartbeat,
-        heartbeat_misses: spec.heartbeat_misses,
-        reconnect: !spec.no_reconnect,
-        reconnect_timeout: spec
-            .reconnect_timeout_secs
-            .map(|t| seconds("reconnect-timeout", t))
-            .transpose()?,
-        ..LinkOptions::default()
-    })
 }
 
 /// The FUSE mount configuration a mount request asks for.

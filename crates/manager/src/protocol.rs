@@ -10,6 +10,7 @@
 //! except after [`Request::Events`], which turns the connection into a
 //! stream of [`Event`] lines.
 
+use crate::ManagerError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -67,6 +68,46 @@ pub struct LinkSpec {
     pub reconnect_timeout_secs: Option<f64>,
     #[serde(default)]
     pub no_reconnect: bool,
+}
+
+impl LinkSpec {
+    /// How a link with these settings keeps its connection alive: what
+    /// the manager gives a new connection, and `yonder mount --foreground`
+    /// its own.
+    pub fn options(&self) -> Result<yonder_remote::LinkOptions, ManagerError> {
+        let heartbeat = seconds("heartbeat", self.heartbeat_secs)?;
+        if heartbeat.is_zero() {
+            return Err(ManagerError::Failed(
+                "--heartbeat must be more than 0 seconds".into(),
+            ));
+        }
+        if self.heartbeat_misses == 0 {
+            return Err(ManagerError::Failed(
+                "--heartbeat-misses must be at least 1".into(),
+            ));
+        }
+        Ok(yonder_remote::LinkOptions {
+            heartbeat,
+            heartbeat_misses: self.heartbeat_misses,
+            reconnect: !self.no_reconnect,
+            reconnect_timeout: self
+                .reconnect_timeout_secs
+                .map(|t| seconds("reconnect-timeout", t))
+                .transpose()?,
+            ..yonder_remote::LinkOptions::default()
+        })
+    }
+}
+
+/// A number of seconds from a request.
+pub(crate) fn seconds(name: &str, value: f64) -> Result<std::time::Duration, ManagerError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(std::time::Duration::from_secs_f64(value))
+    } else {
+        Err(ManagerError::Failed(format!(
+            "--{name} must be a number of seconds >= 0, not {value}"
+        )))
+    }
 }
 
 impl Default for LinkSpec {

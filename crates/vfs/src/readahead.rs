@@ -8,7 +8,7 @@
 //! the window and is served directly.
 
 use crate::attr::{Fh, Ino};
-use crate::error::{Result, VfsError};
+use crate::error::Result;
 use crate::handle::OpenFile;
 use crate::vfs::{lock, Vfs};
 use bytes::Bytes;
@@ -184,9 +184,9 @@ impl Vfs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
-    /// Reads up to `size` bytes. A read that one readahead chunk covers is
-    /// a view of that chunk, not a copy.
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file. A
+    /// read that one readahead chunk covers is a view of that chunk, not a
+    /// copy.
     pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
         let file = self.file("read", fh)?;
         if self.is_dirty(file.ino) {
@@ -206,32 +206,17 @@ impl Vfs {
             return Ok(data);
         }
         // Reads may run again: on a lost connection, wait for the next one
-        // (until the operation's deadline) and read there.
-        let deadline = self.deadline();
-        let path = || self.describe(file.ino);
-        let (mut remote, mut generation) = self
-            .conn
-            .ready(Some(deadline))
-            .await
-            .map_err(|why| self.unavailable("read", path().as_bytes(), why))?;
-        loop {
-            let attempt = match self.handle_on(&file, &remote, generation).await {
-                Ok(handle) => self.read_on(&file, &remote, handle, offset, size).await,
-                Err(e) if e.is_connection_lost() => Err(e.source.expect("a remote error")),
-                Err(e) => return Err(e),
-            };
-            match attempt {
-                Err(e) if e.is_connection_lost() => {
-                    lock(&file.readahead).clear();
-                    (remote, generation) = self
-                        .conn
-                        .after(generation, Some(deadline))
-                        .await
-                        .map_err(|why| self.unavailable("read", path().as_bytes(), why))?;
-                }
-                other => return other.map_err(|e| VfsError::remote("read", path().as_bytes(), e)),
+        // (until the operation's deadline) and read there, with nothing of
+        // what was read ahead on the old one.
+        let file = &*file;
+        self.call_handle(file, "read", |remote, handle| async move {
+            let read = self.read_on(file, &remote, handle, offset, size).await;
+            if read.as_ref().is_err_and(|e| e.is_connection_lost()) {
+                lock(&file.readahead).clear();
             }
-        }
+            read
+        })
+        .await
     }
 
     /// One attempt at [`Vfs::read`] through `handle` on `remote`.

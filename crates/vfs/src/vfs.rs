@@ -466,8 +466,11 @@ impl Vfs {
         let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
         let mut tried = None;
         let mut found = None;
-        let has_known = known.is_some();
-        for (n, path) in known.into_iter().chain(fallback).enumerate() {
+        let candidates = known
+            .map(|p| (p, true))
+            .into_iter()
+            .chain(fallback.map(|p| (p, false)));
+        for (path, is_known) in candidates {
             let attempt = remote.open(&path, flags, 0, None).await;
             tried = Some(display_path(&path));
             match attempt {
@@ -482,7 +485,7 @@ impl Vfs {
                 // The name the VFS knows failing otherwise (EACCES, EIO) is
                 // this file's answer; the old name failing only says it
                 // holds something else now.
-                Err(e) if e.errno() != Errno::ENOENT && n == 0 && has_known => {
+                Err(e) if e.errno() != Errno::ENOENT && is_known => {
                     return Err(VfsError::remote("reopen", &path, e));
                 }
                 Err(_) => {}
