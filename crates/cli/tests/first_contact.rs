@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::mount::{is_mounted, wait_timeout, Mount};
@@ -235,4 +236,82 @@ fn completions_for_each_shell() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Every entry point reads `-o` with one parser, before connecting, and
+/// answers in one line: an sshfs option yonder does without is named as
+/// such, a kernel flag fusermount3 does not take is refused by name, and
+/// one that changes nothing here is accepted instead of failing in
+/// fusermount3.
+#[test]
+fn mount_options_are_read_alike_everywhere_before_connecting() {
+    let manager = Manager::new();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mountpoint = parent.path().join("m");
+    let mountpoint = mountpoint.to_str().unwrap();
+    // An ssh that cannot connect: an option error must come first.
+    let unreachable = ["--ssh-command", "false", "root@127.0.0.1:/srv"];
+    let forms: [&[&str]; 3] = [&["mount", "--foreground"], &["mount"], &[]];
+    for form in forms {
+        for (option, expect) in [
+            (
+                "reconnect",
+                "mount option reconnect: an sshfs option yonder does without: yonder always reconnects",
+            ),
+            ("follow_symlinks", "mount option follow_symlinks: an sshfs option"),
+            (
+                "nosymfollow",
+                "mount option nosymfollow: a kernel mount flag fusermount3 does not take",
+            ),
+        ] {
+            let mut args: Vec<&str> = form.to_vec();
+            if form.is_empty() {
+                // The helper form (mount.fuse3's): SOURCE MOUNTPOINT -o ...
+                args.extend([
+                    unreachable[2],
+                    mountpoint,
+                    "-o",
+                    option,
+                    "-o",
+                    "ssh_command=false",
+                ]);
+            } else {
+                args.extend(["-o", option]);
+                args.extend(unreachable);
+                args.push(mountpoint);
+            }
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            let err = manager.fails(&args);
+            assert!(err.contains(expect), "{form:?} -o {option}: {err}");
+            assert!(!Path::new(mountpoint).exists(), "{form:?}: mount point left");
+        }
+    }
+
+    // Access-time policies belong to the remote: accepted, not passed on.
+    let backing = tempfile::tempdir().unwrap();
+    fs::write(backing.path().join("f"), b"x").unwrap();
+    let out = manager
+        .command()
+        .args(["mount", "-o", "nodiratime,relatime,noexec"])
+        .arg(backing.path())
+        .arg(mountpoint)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let flags = fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mountpoint))
+        .map(|l| l.split(' ').nth(3).unwrap().to_string())
+        .expect("mounted");
+    assert!(flags.split(',').any(|f| f == "noexec"), "{flags}");
+    assert_eq!(fs::read(Path::new(mountpoint).join("f")).unwrap(), b"x");
+    let out = manager
+        .command()
+        .args(["unmount", mountpoint])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
