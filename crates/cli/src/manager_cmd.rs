@@ -306,7 +306,9 @@ fn connect_spec(
     link: LinkSpec,
 ) -> anyhow::Result<ConnectSpec> {
     // A local path is taken from here, not from the manager's directory.
-    let source = match yonder_remote::Source::parse(source)? {
+    let parsed = yonder_remote::Source::parse(source)?;
+    parsed.check_local_root(source)?;
+    let source = match parsed {
         yonder_remote::Source::Local { root } => {
             let root = std::path::absolute(&root).with_context(|| format!("source {}", root.display()))?;
             root.to_str()

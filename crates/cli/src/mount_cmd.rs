@@ -179,6 +179,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     let (ssh_options, mount_options) = fold_options(&mut args)?;
     crate::logging::init(args.connect.debug, None)?;
     let source = Source::parse(&args.source)?;
+    source.check_local_root(&args.source)?;
     anyhow::ensure!(
         !(args.no_default_permissions && mount_options.iter().any(|o| o == "default_permissions")),
         "--no-default-permissions conflicts with -o default_permissions"

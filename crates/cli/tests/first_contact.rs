@@ -315,3 +315,38 @@ fn mount_options_are_read_alike_everywhere_before_connecting() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `yonder connect me@host` (no colon) is a local path that does not
+/// exist: refused in one line with the form that works, never a `local`
+/// connection; and so for `mount` and `fs`.
+#[test]
+fn a_host_without_a_colon_is_refused_with_the_form_that_works() {
+    let manager = Manager::new();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mountpoint = parent.path().join("m");
+    let mountpoint = mountpoint.to_str().unwrap();
+    for host in ["me@nonexistent-host-xyz", "nonexistent-host-xyz"] {
+        let hint = format!("write {host}: (its home) or {host}:/PATH");
+        let forms: [&[&str]; 4] = [
+            &["connect", host],
+            &["mount", host, mountpoint],
+            &["mount", "--foreground", host, mountpoint],
+            &["fs", "ls", host],
+        ];
+        for args in forms {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            let err = manager.fails(&args);
+            assert!(err.contains(&hint), "{args:?}: {err}");
+            assert!(!Path::new(mountpoint).exists(), "{args:?}: mount point left");
+        }
+    }
+    let err = manager.fails(&["connect".as_ref(), "/no/such/dir".as_ref()]);
+    assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
+    let out = manager
+        .command()
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert!(status.contains("\"connections\": []"), "{status}");
+}
