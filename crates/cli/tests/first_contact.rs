@@ -350,3 +350,55 @@ fn a_host_without_a_colon_is_refused_with_the_form_that_works() {
     let status = String::from_utf8(out.stdout).unwrap();
     assert!(status.contains("\"connections\": []"), "{status}");
 }
+
+/// A managed mount is unmounted by its mount point given relative to the
+/// current directory, in every spelling, with the same answer as by id
+/// when it is busy.
+#[test]
+fn unmount_takes_a_relative_mount_point() {
+    let manager = Manager::new();
+    let backing = tempfile::tempdir().unwrap();
+    fs::write(backing.path().join("f"), b"x").unwrap();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mnt = parent.path().join("mnt");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = manager
+            .command()
+            .current_dir(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mount = || {
+        let (ok, err) = run(
+            parent.path(),
+            &["mount", backing.path().to_str().unwrap(), "mnt/a"],
+        );
+        assert!(ok, "{err}");
+        assert!(is_mounted(&mnt.join("a")));
+    };
+    mount();
+    let open = fs::File::open(mnt.join("a/f")).unwrap();
+    let (ok, busy) = run(parent.path(), &["unmount", "mnt/a"]);
+    assert!(!ok);
+    assert!(busy.contains("is busy"), "{busy}");
+    assert!(!busy.contains("no mount"), "{busy}");
+    drop(open);
+    for (dir, target) in [
+        (parent.path(), "mnt/a"),
+        (parent.path(), "./mnt/a"),
+        (mnt.as_path(), "a"),
+    ] {
+        let (ok, err) = run(dir, &["unmount", target]);
+        assert!(ok, "{target} from {}: {err}", dir.display());
+        assert!(!is_mounted(&mnt.join("a")), "{target}");
+        mount();
+    }
+    let (ok, err) = run(&mnt, &["unmount", "a"]);
+    assert!(ok, "{err}");
+}
