@@ -795,7 +795,7 @@ impl Manager {
         };
         let forget = {
             let mut reg = self.registry();
-            if !reg.mount(id).is_some_and(|m| !m.closing) {
+            if reg.mount(id).is_none_or(|m| m.closing) {
                 return;
             }
             tracing::warn!("{id} on {}: {reason}", mount.mounted.mountpoint().display());
@@ -832,7 +832,7 @@ impl Manager {
     fn unmounted_externally(&self, id: &str) {
         let removed = {
             let mut reg = self.registry();
-            if !reg.mount(id).is_some_and(|m| !m.closing) {
+            if reg.mount(id).is_none_or(|m| m.closing) {
                 return;
             }
             reg.remove_mount(&self.events, id, Some("unmounted externally"))
