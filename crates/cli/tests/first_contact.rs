@@ -341,7 +341,10 @@ fn a_host_without_a_colon_is_refused_with_the_form_that_works() {
         }
     }
     let err = manager.fails(&["connect".as_ref(), "/no/such/dir".as_ref()]);
-    assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
+    assert!(
+        err.contains("connect /no/such/dir: No such file or directory"),
+        "{err}"
+    );
     let out = manager
         .command()
         .args(["status", "--format", "json"])

@@ -110,28 +110,21 @@ impl Source {
     /// directory, before anything starts: a colon-less `me@host` is a
     /// local path, and a word that could name a host gets the hint to
     /// write `host:`. Other sources pass.
-    pub fn check_local_root(&self, text: &str) -> std::result::Result<(), SourceError> {
+    pub fn check_local_root(&self, text: &str) -> Result<()> {
         let Source::Local { root } = self else {
             return Ok(());
         };
-        let fail = |reason: String| SourceError {
-            source_text: text.to_string(),
+        let fail = |reason: String| RemoteError::Connect {
+            source_desc: self.describe(),
             reason,
         };
         match std::fs::metadata(root) {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(fail(format!("{} is not a directory", root.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => {
-                Err(fail(format!(
-                    "no directory {} here; for the host, write {text}: (its home) or {text}:/PATH",
-                    root.display()
-                )))
-            }
-            Err(e) => Err(fail(format!(
-                "{}: {}",
-                root.display(),
-                Errno::from_io(&e).description()
-            ))),
+            Ok(_) => Err(fail("not a directory".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => Err(fail(
+                format!("no such directory here; for the host, write {text}: (its home) or {text}:/PATH"),
+            )),
+            Err(e) => Err(fail(Errno::from_io(&e).description())),
         }
     }
 
@@ -676,16 +669,13 @@ mod tests {
             assert!(err.contains(&format!("write {host}: (its home)")), "{err}");
         }
         let err = check("/no/such/dir").unwrap_err().to_string();
-        assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
-        assert!(!err.contains("write"), "{err}");
+        assert_eq!(err, "connect /no/such/dir: No such file or directory");
         assert!(check("/").is_ok());
         assert!(check("host:").is_ok(), "not local");
         let file = tempfile::NamedTempFile::new().unwrap();
         let path = file.path().to_str().unwrap();
-        assert!(check(path)
-            .unwrap_err()
-            .to_string()
-            .contains("is not a directory"));
+        let err = check(path).unwrap_err().to_string();
+        assert!(err.ends_with(": not a directory"), "{err}");
     }
 
     #[test]
