@@ -374,12 +374,22 @@ fn killing_a_connection_unmounts_its_mounts_within_a_second() {
         2,
         "{status}"
     );
+    let (ma_at, mb_at) = (ma.canonicalize().unwrap(), mb.canonicalize().unwrap());
     let started = Instant::now();
-    env.ok(&["kill", &c]);
+    let said = env.ok(&["kill", &c]);
     let gone = eventually(Duration::from_secs(1), || !is_mounted(&ma) && !is_mounted(&mb));
     let took = started.elapsed();
     eprintln!("kill -> both unmounted: {took:?}");
     assert!(gone, "mounts still there {took:?} after kill");
+    // It says what it did.
+    assert_eq!(
+        said,
+        format!(
+            "c1: closed\nm1: unmounted {}\nm2: unmounted {}\n",
+            ma_at.display(),
+            mb_at.display()
+        )
+    );
     let status = env.status();
     assert_eq!(status["connections"], serde_json::json!([]), "{status}");
     assert_eq!(status["mounts"], serde_json::json!([]), "{status}");
@@ -391,6 +401,22 @@ fn killing_a_connection_unmounts_its_mounts_within_a_second() {
         "agents left: {:?}",
         children_named(pid, "yonder")
     );
+}
+
+/// Two commands that start the manager at once: the one that loses the
+/// race leaves no ERROR in the log, as losing it is normal.
+#[test]
+fn a_manager_started_twice_logs_no_error() {
+    let env = Env::new();
+    env.ok(&["manager", "start"]);
+    let err = env.fails(&["manager", "run"]);
+    assert!(err.contains("a manager is already running"), "{err}");
+    let log = env.log();
+    assert!(
+        log.contains("not starting: a manager is already running"),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 /// A mount unmounted from outside (`umount`) is gone: removed from the
