@@ -748,6 +748,9 @@ impl Manager {
         let scoped = Scoped::resolve(remote, root).await.map_err(|e| {
             let reason = match e.errno() {
                 yonder_remote::proto::Errno::ENOTDIR => "not a directory".to_string(),
+                yonder_remote::proto::Errno::ENOENT => {
+                    format!("no directory {} on the remote", String::from_utf8_lossy(root))
+                }
                 _ => e.to_string(),
             };
             ManagerError::Failed(format!("mount {source}: {reason}"))
