@@ -372,25 +372,23 @@ impl Exchange for AgentClient {
 
     /// The same frame as `Request::Write { handle, offset, data }`, but only
     /// its header is encoded: the data is sent from `data` itself.
-    fn exchange_write(
+    async fn exchange_write(
         &self,
         handle: Handle,
         offset: u64,
         data: Bytes,
         subject: Describe<'_>,
-    ) -> impl Future<Output = Result<Response>> + Send {
-        async move {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let frame = encode_write_request_header(id, handle, offset, data.len()).map_err(|err| {
-                RemoteError::Protocol {
-                    op: "write",
-                    path: subject(),
-                    reason: err.to_string(),
-                }
-            })?;
-            let out = Outgoing { frame, payload: data };
-            self.send_frame("write", subject, id, out).await
-        }
+    ) -> Result<Response> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_write_request_header(id, handle, offset, data.len()).map_err(|err| {
+            RemoteError::Protocol {
+                op: "write",
+                path: subject(),
+                reason: err.to_string(),
+            }
+        })?;
+        let out = Outgoing { frame, payload: data };
+        self.send_frame("write", subject, id, out).await
     }
 }
 

@@ -9,7 +9,6 @@
 //!
 //! Like [`crate::agent`], it sets the process's umask to 0.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use yonder_agent::Handler;
@@ -45,7 +44,7 @@ impl DirectAgent {
 }
 
 impl Exchange for DirectAgent {
-    fn exchange(&self, request: Request, _: Describe<'_>) -> impl Future<Output = Result<Response>> + Send {
-        async move { Ok(self.handler.handle(request).await) }
+    async fn exchange(&self, request: Request, _: Describe<'_>) -> Result<Response> {
+        Ok(self.handler.handle(request).await)
     }
 }
