@@ -72,3 +72,48 @@ pub(crate) fn run(agent: &Agent, id: u64, request: Request) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yonder_proto::open_flags;
+
+    #[tokio::test]
+    async fn answers_requests_and_keeps_their_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"hello").unwrap();
+        let handler = Handler::new(dir.path()).unwrap();
+        let open = Request::Open {
+            path: b"f".to_vec().into(),
+            flags: open_flags::READ_ONLY,
+            mode: 0,
+            owner: None,
+        };
+        let Response::Opened { handle, attr } = handler.handle(open).await else {
+            panic!("open failed")
+        };
+        assert_eq!(attr.size, 5);
+        assert_eq!(handler.open_files(), 1);
+        let read = Request::Read {
+            handle,
+            offset: 1,
+            len: 10,
+        };
+        assert!(matches!(handler.handle(read).await, Response::Data(d) if d == b"ello"));
+        assert!(matches!(
+            handler.handle(Request::Close { handle }).await,
+            Response::Done
+        ));
+        assert_eq!(handler.open_files(), 0);
+        let closed = handler
+            .handle(Request::Close {
+                handle: Handle(handle.0),
+            })
+            .await;
+        assert!(matches!(closed, Response::Error(err) if err.errno == Errno::EBADF));
+        let missing = Request::Lstat {
+            path: b"missing".to_vec().into(),
+        };
+        assert!(matches!(handler.handle(missing).await, Response::Error(err) if err.errno == Errno::ENOENT));
+    }
+}
