@@ -105,11 +105,7 @@ mod tests {
             Response::Done
         ));
         assert_eq!(handler.open_files(), 0);
-        let closed = handler
-            .handle(Request::Close {
-                handle: Handle(handle.0),
-            })
-            .await;
+        let closed = handler.handle(Request::Close { handle }).await;
         assert!(matches!(closed, Response::Error(err) if err.errno == Errno::EBADF));
         let missing = Request::Lstat {
             path: b"missing".to_vec().into(),
