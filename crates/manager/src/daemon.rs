@@ -628,6 +628,10 @@ impl Manager {
 
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
         let (destination, root) = Destination::parse(&spec.connect)?;
+        // Options yonder does not take are refused before connecting.
+        mount_config(&spec)?
+            .check()
+            .map_err(|e| ManagerError::Failed(e.to_string()))?;
         if !spec.mountpoint.is_absolute() {
             return Err(ManagerError::Failed(format!(
                 "mount point {} must be an absolute path",

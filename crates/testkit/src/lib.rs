@@ -8,6 +8,10 @@
 //!   no framing, as a `Remote`;
 //! - [`faults`]: `Remote` wrappers that inject errors, delays and
 //!   disconnection;
+//! - [`impl_placement`]: a type's own methods live in the file that
+//!   defines it (tests/structure.rs);
+//! - [`module_graph`]: the import graph of each crate's modules, which
+//!   must have no cycle (tests/structure.rs);
 //! - [`observe`]: `Remote` wrappers that count calls, record writes and
 //!   hide inode numbers;
 //! - [`proxy`]: a loopback TCP proxy that drops, black-holes and restores
@@ -24,6 +28,8 @@ pub mod agent;
 pub mod contract;
 pub mod direct;
 pub mod faults;
+pub mod impl_placement;
+pub mod module_graph;
 pub mod observe;
 pub mod proxy;
 
