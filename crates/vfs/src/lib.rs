@@ -25,7 +25,6 @@ mod connection;
 mod dir;
 mod error;
 mod export;
-pub mod flags;
 mod handle;
 mod inode;
 mod journal;
@@ -36,9 +35,6 @@ mod reopen;
 mod replay;
 mod vfs;
 mod write;
-
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};

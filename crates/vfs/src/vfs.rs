@@ -5,7 +5,6 @@
 use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId};
 use crate::connection::{Connection, Generation};
 use crate::error::{display_path, Result, VfsError};
-use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
 use crate::inode::InodeTable;
 use crate::journal::{Journal, MemoryJournal};
@@ -20,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use tokio::sync::broadcast;
+use yonder_proto::open_flags::writes;
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
