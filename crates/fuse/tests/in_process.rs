@@ -18,7 +18,7 @@ use yonder_fuse::{FuseError, MountConfig, MountStatus, Mounted};
 use yonder_remote::Remote;
 use yonder_testkit::faults::{Delayed, Op};
 use yonder_vfs::testing::LocalRemote;
-use yonder_vfs::Vfs;
+use yonder_vfs::{MemoryJournal, Vfs};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +36,11 @@ fn start(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> Result<Mounted, FuseError> {
-    let vfs = rt.block_on(Vfs::new(remote, config.vfs_options()))?;
+    let vfs = rt.block_on(Vfs::new(
+        remote,
+        config.vfs_options(),
+        Arc::new(MemoryJournal::default()),
+    ))?;
     Mounted::start(vfs, rt.handle().clone(), mountpoint, config)
 }
 

@@ -5,6 +5,7 @@ use crate::attr::{Fh, Ino};
 use crate::connection::Generation;
 use crate::dir::DirStream;
 use crate::readahead::Readahead;
+use crate::sync::lock;
 use crate::write::{InodeIo, Writer};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -46,7 +47,7 @@ impl OpenFile {
     }
 
     pub fn remote_handle(&self) -> (Handle, Generation) {
-        *self.remote_handle.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.remote_handle)
     }
 }
 

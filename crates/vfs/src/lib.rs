@@ -34,6 +34,7 @@ mod prefetch;
 mod readahead;
 mod reopen;
 mod replay;
+mod sync;
 mod vfs;
 mod write;
 
@@ -44,7 +45,7 @@ pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};
 pub use dir::DirItem;
 pub use error::{Result, VfsError};
-pub use export::FileHandle;
+pub use export::{Exporter, FileHandle};
 pub use journal::{Entry, Journal, MemoryJournal, Seq};
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsEvent, VfsStats};

@@ -5,7 +5,8 @@
 //! anything changes in them.
 
 use crate::attr::Ino;
-use crate::vfs::{lock, Vfs};
+use crate::sync::lock;
+use crate::vfs::Vfs;
 use std::time::Instant;
 
 /// Directory listings fetched ahead at once, and per walk step.

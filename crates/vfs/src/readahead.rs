@@ -10,7 +10,8 @@
 use crate::attr::{Fh, Ino};
 use crate::error::Result;
 use crate::handle::OpenFile;
-use crate::vfs::{lock, Vfs};
+use crate::sync::lock;
+use crate::vfs::Vfs;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,7 +17,8 @@
 use crate::attr::{Caller, FileAttr, Ino};
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
-use crate::vfs::{first_link_in, lock, Vfs, OPEN_PREFETCH};
+use crate::sync::lock;
+use crate::vfs::{first_link_in, Vfs, OPEN_PREFETCH};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -31,6 +31,7 @@ use crate::connection::{Generation, Unavailable};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::journal::{Journal, Seq};
+use crate::sync::lock;
 use crate::vfs::Vfs;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -91,11 +92,11 @@ impl Batch {
     }
 
     fn state(&self) -> BatchState {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.state)
     }
 
     fn set_state(&self, state: BatchState) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        *lock(&self.state) = state;
     }
 
     /// Waits for the verdict: confirmed, or the error for the writer.
@@ -124,15 +125,15 @@ struct Inner {
 }
 
 impl Unconfirmed {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        lock(&self.inner)
     }
 
     /// Registers `batch`; returns the unsettled batches of its inode that
     /// must be settled before it is sent (those whose bytes it may touch).
     pub fn add(&self, batch: Arc<Batch>) -> Vec<Arc<Batch>> {
         let (start, end) = batch.range();
-        let mut inner = self.lock();
+        let mut inner = self.inner();
         let before = inner
             .batches
             .values()
@@ -150,7 +151,7 @@ impl Unconfirmed {
     /// Claims `batch` for sending on `generation`: false if it is settled,
     /// or if that connection is no longer the one to send on.
     fn claim(&self, batch: &Batch, generation: Generation) -> bool {
-        let inner = self.lock();
+        let inner = self.inner();
         if inner.generation != generation || batch.state() != BatchState::Waiting {
             return false;
         }
@@ -168,7 +169,7 @@ impl Unconfirmed {
         verdict: Result<()>,
         journal: &dyn Journal,
     ) -> bool {
-        let mut inner = self.lock();
+        let mut inner = self.inner();
         match (batch.state(), on) {
             (BatchState::Settled, _) => return false,
             (BatchState::Sending(g), Some(on)) if g != on => return false,
@@ -187,7 +188,7 @@ impl Unconfirmed {
     /// only. Returns the batches sent on older connections, oldest first,
     /// claimed for the replay.
     fn begin_replay(&self, generation: Generation) -> Vec<Arc<Batch>> {
-        let mut inner = self.lock();
+        let mut inner = self.inner();
         inner.generation = generation;
         inner
             .batches
@@ -200,7 +201,7 @@ impl Unconfirmed {
 
     /// The connection is gone for good: every unsettled batch fails.
     pub fn abandon(&self, reason: &str, journal: &dyn Journal) -> usize {
-        let batches: Vec<Arc<Batch>> = self.lock().batches.values().cloned().collect();
+        let batches: Vec<Arc<Batch>> = self.inner().batches.values().cloned().collect();
         let mut count = 0;
         for batch in batches {
             if self.settle(&batch, None, Err(lost_for_good(&batch, reason)), journal) {
@@ -212,7 +213,7 @@ impl Unconfirmed {
 
     /// Unsettled batches sent through `fh`.
     pub fn of_file(&self, fh: Fh) -> Vec<Arc<Batch>> {
-        self.lock()
+        self.inner()
             .batches
             .values()
             .filter(|b| b.file.fh == fh)

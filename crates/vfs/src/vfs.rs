@@ -2,18 +2,19 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId};
+use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
 use crate::connection::{Connection, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
 use crate::inode::InodeTable;
-use crate::journal::{Journal, MemoryJournal};
+use crate::journal::Journal;
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
 use crate::reopen::ReopenAhead;
 use crate::replay::Unconfirmed;
+use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -66,11 +67,6 @@ pub struct Vfs {
     /// Directory listings being fetched ahead of a reader.
     pub(crate) prefetching: Mutex<HashSet<Ino>>,
     pub(crate) prefetch_slots: Arc<tokio::sync::Semaphore>,
-    /// Handles opened for frontends that address files without opening
-    /// them (see `export.rs`).
-    pub(crate) open_cache: Mutex<crate::export::OpenCache>,
-    /// This mount among all others: file handles carry it.
-    pub(crate) epoch: u64,
     /// Names whose open came back stale, and files opened ahead for them.
     pub(crate) reopen: Mutex<ReopenAhead>,
     /// Where background fetches run: some calls come from frontend threads
@@ -89,7 +85,14 @@ pub(crate) const SETGID: u32 = 0o2000;
 
 impl Vfs {
     /// Builds a VFS over `remote`, checking that its root is a directory.
-    pub async fn new(remote: Arc<dyn Remote>, opts: VfsOptions) -> Result<Arc<Vfs>> {
+    /// Writes acknowledged and not yet confirmed by the agent are kept in
+    /// `journal` (a [`MemoryJournal`](crate::MemoryJournal), or a durable
+    /// one) until the agent confirms them.
+    pub async fn new(
+        remote: Arc<dyn Remote>,
+        opts: VfsOptions,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Arc<Vfs>> {
         let root = remote
             .lstat(b"")
             .await
@@ -117,10 +120,8 @@ impl Vfs {
             prefetching: Mutex::new(HashSet::new()),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
             reopen: Mutex::new(ReopenAhead::default()),
-            open_cache: Mutex::default(),
-            epoch: mount_epoch(),
             runtime: tokio::runtime::Handle::current(),
-            journal: Arc::new(MemoryJournal::default()),
+            journal,
             unconfirmed: Unconfirmed::default(),
             replay_task: Mutex::new(None),
             events: broadcast::channel(64).0,
@@ -409,6 +410,29 @@ impl Vfs {
         (!self.is_dirty(ino)).then_some(attr)
     }
 
+    /// [`Vfs::lookup`] without counting a lookup, for a frontend that
+    /// never forgets (see [`Exporter`](crate::Exporter)).
+    pub async fn lookup_uncounted(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
+        let attr = self.lookup(caller, parent, name).await?;
+        self.inodes().uncount(attr.ino, 1);
+        Ok(attr)
+    }
+
+    /// Keeps `ino` for as long as its file exists, whatever lookups are
+    /// counted: a stateless frontend handed it out. `false` if unknown.
+    pub fn keep_exported(&self, ino: Ino) -> bool {
+        self.inodes().export(ino)
+    }
+
+    /// Whether `ino` is a file that still exists here: the root, or an
+    /// inode with a name or an open handle.
+    pub fn is_reachable(&self, ino: Ino) -> bool {
+        let table = self.inodes();
+        table
+            .get(ino)
+            .is_some_and(|node| ino == ROOT_INO || !node.links.is_empty() || node.open > 0)
+    }
+
     /// Releases `n` lookups of `ino`.
     pub fn forget(&self, ino: Ino, n: u64) {
         self.inodes().forget(ino, n);
@@ -495,7 +519,7 @@ impl Vfs {
             let path = tried.unwrap_or_else(|| format!("<inode {}>", file.ino));
             return Err(self.handle_lost(file, path));
         };
-        let mut slot = file.remote_handle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&file.remote_handle);
         if slot.1 == generation {
             // Another call reopened it meanwhile.
             let theirs = slot.0;
@@ -1406,23 +1430,3 @@ pub(crate) fn first_link_in(table: &InodeTable, ino: Ino) -> Option<(Ino, Vec<u8
     table.get(ino).and_then(|n| n.links.first().cloned())
 }
 
-/// A number no other mount is likely to have drawn: file handles from an
-/// earlier mount must not resolve in this one.
-fn mount_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
-/// Locks `mutex`. A panic while holding one of the VFS's locks leaves
-/// consistent-enough data: every critical section is a handful of map
-/// operations.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}

@@ -10,7 +10,8 @@ use yonder_proto::SeekWhence;
 use yonder_testkit::faults::{Call, Disconnecting, Fault, Faulty, Intercepted, Interceptor, Op};
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
-    open_flags as of, Caller, Errno, FileHandle, FileKind, Ino, RenameFlags, Vfs, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, Errno, Exporter, FileHandle, FileKind, Ino, MemoryJournal, RenameFlags, Vfs, VfsOptions,
+    ROOT_INO,
 };
 
 struct Fixture {
@@ -29,7 +30,9 @@ async fn fixture_with(opts: VfsOptions) -> Fixture {
     let remote = LocalRemote::new(dir.path());
     let faults = Faulty::new(remote.clone());
     let link = Disconnecting::new(faults.clone());
-    let vfs = Vfs::new(link.clone(), opts).await.unwrap();
+    let vfs = Vfs::new(link.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
     Fixture {
         dir,
         remote,
@@ -440,6 +443,7 @@ async fn a_lookup_answered_during_a_rename_does_not_make_the_old_name_stay() {
             attr_ttl: Duration::from_secs(60),
             ..VfsOptions::default()
         },
+        Arc::new(MemoryJournal::default()),
     )
     .await
     .unwrap();
@@ -1271,7 +1275,13 @@ async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_ident
     let dir = tempfile::tempdir().unwrap();
     let remote = LocalRemote::new(dir.path());
     remote.no_inode_numbers.store(true, Ordering::Relaxed);
-    let vfs = Vfs::new(remote.clone(), VfsOptions::default()).await.unwrap();
+    let vfs = Vfs::new(
+        remote.clone(),
+        VfsOptions::default(),
+        Arc::new(MemoryJournal::default()),
+    )
+    .await
+    .unwrap();
     std::fs::create_dir(dir.path().join("d")).unwrap();
     for name in ["d/a", "d/b", "c"] {
         std::fs::write(dir.path().join(name), name).unwrap();
@@ -1326,22 +1336,23 @@ async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_ident
 #[tokio::test]
 async fn a_stateless_frontend_reads_and_writes_by_handle() {
     let f = fixture().await;
+    let export = Exporter::new(f.vfs.clone());
     std::fs::create_dir(f.dir.path().join("d")).unwrap();
     std::fs::write(f.dir.path().join("d/f"), b"hello").unwrap();
     let d = f.vfs.lookup_uncounted(&me(), ROOT_INO, b"d").await.unwrap().ino;
     let ino = f.vfs.lookup_uncounted(&me(), d, b"f").await.unwrap().ino;
-    let handle = f.vfs.file_handle(ino).unwrap();
+    let handle = export.file_handle(ino).unwrap();
     let wire = handle.to_bytes();
 
     // No lookup is counted, yet the inode stays: it was handed out.
     f.vfs.forget(ino, 0);
-    let ino = f.vfs.resolve(&FileHandle::from_bytes(&wire).unwrap()).unwrap();
-    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..], b"hello");
-    assert_eq!(f.vfs.write_ino(&me(), ino, 5, b", world").await.unwrap(), 7);
-    f.vfs.commit_ino(&me(), ino).await.unwrap();
+    let ino = export.resolve(&FileHandle::from_bytes(&wire).unwrap()).unwrap();
+    assert_eq!(&export.read_ino(&me(), ino, 0, 100).await.unwrap()[..], b"hello");
+    assert_eq!(export.write_ino(&me(), ino, 5, b", world").await.unwrap(), 7);
+    export.commit_ino(&me(), ino).await.unwrap();
     assert_eq!(std::fs::read(f.dir.path().join("d/f")).unwrap(), b"hello, world");
     assert_eq!(
-        &f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..],
+        &export.read_ino(&me(), ino, 0, 100).await.unwrap()[..],
         b"hello, world"
     );
 
@@ -1354,23 +1365,29 @@ async fn a_stateless_frontend_reads_and_writes_by_handle() {
         .rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default())
         .await
         .unwrap();
-    assert_eq!(f.vfs.resolve(&handle).unwrap(), ino);
-    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 5).await.unwrap()[..], b"hello");
+    assert_eq!(export.resolve(&handle).unwrap(), ino);
+    assert_eq!(&export.read_ino(&me(), ino, 0, 5).await.unwrap()[..], b"hello");
 
     // A handle from another mount of the same tree is stale.
-    let other = Vfs::new(f.remote.clone(), VfsOptions::default()).await.unwrap();
-    assert_eq!(other.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    let other = Vfs::new(
+        f.remote.clone(),
+        VfsOptions::default(),
+        Arc::new(MemoryJournal::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Exporter::new(other).resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
 
     // Deleted: stale, never another file.
     f.vfs.unlink(&me(), d, b"g").await.unwrap();
     // The handle cache let go of it once idle; until then the file is
     // still open (as an NFS client's file would be on a local server).
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    assert_eq!(export.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
     std::fs::write(f.dir.path().join("e/g"), b"new file").unwrap();
     let new = f.vfs.lookup_uncounted(&me(), d, b"g").await.unwrap().ino;
     assert_ne!(new, ino);
-    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    assert_eq!(export.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
 }
 
 /// The seam a reconnecting layer plugs into: the connection is replaced
