@@ -2,36 +2,15 @@
 //! reader advances, with stable offsets for the lifetime of the stream.
 
 use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
+use crate::cache_policy::Change;
 use crate::connection::Generation;
 use crate::error::{Result, VfsError};
 use crate::handle::OpenDir;
+use crate::inode::DirItem;
 use crate::vfs::Vfs;
 use std::collections::HashSet;
 use std::time::Instant;
-use yonder_proto::{Attr, Errno};
-
-/// One entry of a directory stream.
-#[derive(Clone, Debug)]
-pub struct DirItem {
-    pub name: Vec<u8>,
-    pub ino: Ino,
-    pub kind: FileKind,
-    /// Offset of the entry after this one: pass it back to continue.
-    pub offset: u64,
-    /// Attributes from the listing; `None` for `.` and `..`.
-    pub attr: Option<FileAttr>,
-    /// The remote's attributes, to register the entry on a readdirplus.
-    pub(crate) remote: Option<Attr>,
-    /// When the listing was asked for: a change to the entry made through
-    /// the mount since makes `remote` stale.
-    pub(crate) asked: Instant,
-}
-
-impl DirItem {
-    pub fn is_dot_or_dotdot(&self) -> bool {
-        self.name == b"." || self.name == b".."
-    }
-}
+use yonder_proto::Errno;
 
 #[derive(Default)]
 pub(crate) struct DirStream {
@@ -169,7 +148,7 @@ impl Vfs {
             return;
         }
         st.started = true;
-        let parent = self.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
+        let parent = self.ns.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
         for (name, ino) in [(&b"."[..], dir.ino), (&b".."[..], parent)] {
             let offset = st.items.len() as u64 + 1;
             st.items.push(DirItem {
@@ -207,7 +186,7 @@ impl Vfs {
         let remote = item.remote.as_ref()?;
         let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
         self.flush_inode(listed.ino).await;
-        self.inodes().invalidate_attr(listed.ino);
+        self.ns.changed(listed.ino, Change::Flushed);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
         self.inodes().inc_lookup(fattr.ino, 1);
         Some(fattr)

@@ -21,6 +21,7 @@
 //!   not confirmed ([`Journal`]) are replayed on it in order.
 
 mod attr;
+mod cache_policy;
 mod connection;
 mod dir;
 mod error;
@@ -29,6 +30,7 @@ pub mod flags;
 mod handle;
 mod inode;
 mod journal;
+mod namespace;
 mod options;
 mod prefetch;
 mod readahead;
@@ -43,9 +45,9 @@ pub mod testing;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};
-pub use dir::DirItem;
 pub use error::{Result, VfsError};
 pub use export::{Exporter, FileHandle};
+pub use inode::DirItem;
 pub use journal::{Entry, Journal, MemoryJournal, Seq};
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsEvent, VfsStats};

@@ -73,7 +73,7 @@ impl Vfs {
     /// build) would otherwise pay one per file. Returns whether the listing
     /// was refreshed.
     pub(crate) async fn relist(&self, dir: Ino) -> bool {
-        if self.opts.dir_ttl.is_zero() {
+        if !self.ns.policy().caches_names() {
             // The listing would expire as it arrives, and the name be
             // asked for anyway.
             return false;

@@ -18,7 +18,7 @@ use crate::attr::{Caller, FileAttr, Ino};
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::sync::lock;
-use crate::vfs::{first_link_in, Vfs, OPEN_PREFETCH};
+use crate::vfs::{Vfs, OPEN_PREFETCH};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -272,18 +272,7 @@ impl Vfs {
     /// Another open that raced this one may have forgotten the name
     /// already: the name it had still earns its caller a retry.
     pub(crate) fn forget_name_of(&self, ino: Ino, pid: u32) {
-        let name = {
-            let mut table = self.inodes();
-            match first_link_in(&table, ino) {
-                Some((parent, name)) => {
-                    table.unlink(parent, &name);
-                    table.invalidate_dir(parent);
-                    Some((parent, name))
-                }
-                None => table.get(ino).and_then(|n| n.former.clone()),
-            }
-        };
-        if let Some((parent, name)) = name {
+        if let Some((parent, name)) = self.ns.forget_name_of(ino) {
             lock(&self.reopen).mark_stale(parent, &name, pid, Instant::now());
         }
     }

@@ -2,13 +2,15 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
+use crate::attr::{Caller, Fh, FileAttr, Ino, RemoteId, ROOT_INO};
+use crate::cache_policy::{CachePolicy, Change};
 use crate::connection::{Connection, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
 use crate::inode::InodeTable;
 use crate::journal::Journal;
+use crate::namespace::Namespace;
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use tokio::sync::broadcast;
 use yonder_proto::{
-    file_type, open_flags as of, Attr, Errno, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode,
+    file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
 use yonder_remote::{Remote, RemoteError};
 
@@ -58,10 +60,8 @@ pub struct Vfs {
     /// The remote, through a connection that can be replaced.
     pub(crate) conn: Connection,
     pub(crate) opts: VfsOptions,
-    pub(crate) inodes: Mutex<InodeTable>,
+    pub(crate) ns: Arc<Namespace>,
     pub(crate) handles: Mutex<HandleTable>,
-    /// Whether nodes created here start without extended attributes.
-    pub(crate) new_nodes_bare: bool,
     /// For tasks that outlive a call (delayed write flushes).
     pub(crate) me: Weak<Vfs>,
     /// Directory listings being fetched ahead of a reader.
@@ -81,8 +81,6 @@ pub struct Vfs {
     pub(crate) events: broadcast::Sender<VfsEvent>,
 }
 
-pub(crate) const SETGID: u32 = 0o2000;
-
 impl Vfs {
     /// Builds a VFS over `remote`, checking that its root is a directory.
     /// Writes acknowledged and not yet confirmed by the agent are kept in
@@ -100,7 +98,6 @@ impl Vfs {
         if !root.is_dir() {
             return Err(VfsError::new("mount", ".", Errno::ENOTDIR));
         }
-        let inodes = InodeTable::new(&root, opts.attr_ttl, opts.dir_ttl);
         // New files start without extended attributes unless the remote
         // labels them (security.*) or a default ACL hands one down; the
         // root tells which kind of tree this is.
@@ -112,9 +109,7 @@ impl Vfs {
         };
         Ok(Arc::new_cyclic(|me| Vfs {
             conn: Connection::new(remote, opts.op_timeout),
-            opts,
-            new_nodes_bare,
-            inodes: Mutex::new(inodes),
+            ns: Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare)),
             handles: Mutex::new(HandleTable::default()),
             me: me.clone(),
             prefetching: Mutex::new(HashSet::new()),
@@ -125,6 +120,7 @@ impl Vfs {
             unconfirmed: Unconfirmed::default(),
             replay_task: Mutex::new(None),
             events: broadcast::channel(64).0,
+            opts,
         }))
     }
 
@@ -200,7 +196,7 @@ impl Vfs {
     }
 
     pub(crate) fn inodes(&self) -> MutexGuard<'_, InodeTable> {
-        lock(&self.inodes)
+        self.ns.table()
     }
 
     pub(crate) fn handles(&self) -> MutexGuard<'_, HandleTable> {
@@ -214,63 +210,22 @@ impl Vfs {
         Ok(())
     }
 
-    /// Path of an inode for messages.
     pub(crate) fn describe(&self, ino: Ino) -> String {
-        match self.inodes().path(ino) {
-            Some(p) => display_path(&p),
-            None => format!("<inode {ino}>"),
-        }
+        self.ns.describe(ino)
     }
 
     pub(crate) fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
-        let table = self.inodes();
-        match table.path(ino) {
-            Some(p) => Ok(p),
-            None if table.get(ino).is_some() => {
-                Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT))
-            }
-            None => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ESTALE)),
-        }
+        self.ns.path(op, ino)
     }
 
     pub(crate) fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        if name.is_empty() {
-            return Err(VfsError::new(op, "", Errno::ENOENT));
-        }
-        if name.contains(&b'/') || name == b"." || name == b".." {
-            return Err(VfsError::new(op, display_path(name), Errno::EINVAL));
-        }
-        let table = self.inodes();
-        match table.child_path(parent, name) {
-            Some(p) => Ok(p),
-            None => {
-                let errno = if table.get(parent).is_some() {
-                    Errno::ENOENT
-                } else {
-                    Errno::ESTALE
-                };
-                Err(VfsError::new(op, display_path(name), errno))
-            }
-        }
+        self.ns.child_path(op, parent, name)
     }
 
     pub(crate) fn file(&self, op: &'static str, fh: Fh) -> Result<Arc<OpenFile>> {
         self.handles()
             .file(fh)
             .ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
-    }
-
-    /// Owner for a node created in `parent`: the caller, except that a
-    /// setgid directory passes its group on, as it would locally.
-    pub(crate) fn owner_for(&self, caller: &Caller, parent: Ino) -> Owner {
-        let mut owner = caller.owner();
-        // Even expired attributes tell the setgid bit, which rarely changes.
-        if let Some(attr) = self.inodes().get(parent).and_then(|n| n.attr) {
-            if attr.perm & SETGID != 0 {
-                owner.gid = attr.gid;
-            }
-        }
-        owner
     }
 
     /// The permission bits to create a node in `parent` with, as a local
@@ -286,37 +241,6 @@ impl Vfs {
             Ok(names) if names.iter().any(|n| n == b"system.posix_acl_default") => mode,
             _ => mode & !caller.umask,
         }
-    }
-
-    /// Registers a node that an operation created (or linked) at
-    /// `parent/name`, counting one lookup for the caller.
-    /// Like [`Vfs::entered`] for a node this call created: in a tree whose
-    /// new nodes start bare, it is known to have no extended attributes,
-    /// so the kernel's `security.capability` probe before its first write
-    /// costs no round trip.
-    pub(crate) fn entered_new(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
-        let fattr = self.entered(parent, name, attr);
-        if self.new_nodes_bare {
-            let now = Instant::now();
-            let mut table = self.inodes();
-            let inherits_acl = table
-                .cached_xattr_names(parent, now)
-                .is_some_and(|names| names.iter().any(|n| n == b"system.posix_acl_default"));
-            if !inherits_acl {
-                table.set_xattr_names(fattr.ino, Vec::new(), now);
-            }
-        }
-        fattr
-    }
-
-    pub(crate) fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
-        let mut table = self.inodes();
-        let fattr = table.upsert(parent, name, attr, Instant::now());
-        table.changed_here(fattr.ino);
-        table.inc_lookup(fattr.ino, 1);
-        // The parent's mtime, ctime (and nlink for directories) changed.
-        table.invalidate_attr(parent);
-        fattr
     }
 
     // ----- names -----
@@ -577,7 +501,7 @@ impl Vfs {
                 Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
-                    if let Some((parent, name)) = self.first_link(ino) {
+                    if let Some((parent, name)) = self.ns.first_link(ino) {
                         self.inodes().unlink(parent, &name);
                     }
                 }
@@ -611,10 +535,6 @@ impl Vfs {
             .find(|f| !tried.contains(&f.fh))
     }
 
-    pub(crate) fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
-        self.inodes().get(ino).and_then(|n| n.links.first().cloned())
-    }
-
     /// Changes attributes. `fh` (ftruncate, futimens) or, for a file whose
     /// last name is gone, any open handle is used instead of the path.
     pub async fn setattr(
@@ -638,7 +558,12 @@ impl Vfs {
             self.drop_readahead(ino);
         }
         // Listings asked for until now show the attributes from before.
-        self.inodes().invalidate_attr(ino);
+        self.ns.changed(
+            ino,
+            Change::Attributes {
+                resized: attr.size.is_some(),
+            },
+        );
         let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
         let through = match (by_handle, path) {
@@ -695,7 +620,7 @@ impl Vfs {
         self.check_writable("mknod", parent)?;
         let path = self.child_path("mknod", parent, name)?;
         let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
             .call_once(
@@ -715,13 +640,13 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered_new(parent, name, &attr))
+        Ok(self.ns.entered_new(parent, name, &attr))
     }
 
     pub async fn mkdir(&self, caller: &Caller, parent: Ino, name: &[u8], mode: u32) -> Result<FileAttr> {
         self.check_writable("mkdir", parent)?;
         let path = self.child_path("mkdir", parent, name)?;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         let p = &path[..];
         let attr = self
@@ -742,7 +667,7 @@ impl Vfs {
                 },
             )
             .await?;
-        let fattr = self.entered_new(parent, name, &attr);
+        let fattr = self.ns.entered_new(parent, name, &attr);
         // A new directory is empty: lookups in it (an untar creating its
         // files) need not ask the remote whether a name exists.
         self.inodes()
@@ -760,7 +685,7 @@ impl Vfs {
     ) -> Result<FileAttr> {
         self.check_writable("symlink", parent)?;
         let path = self.child_path("symlink", parent, name)?;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
             .call_once(
@@ -780,7 +705,7 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered_new(parent, name, &attr))
+        Ok(self.ns.entered_new(parent, name, &attr))
     }
 
     /// Creates `new_parent/new_name` as a hard link to `ino`.
@@ -795,7 +720,7 @@ impl Vfs {
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
         // nlink changes: listings asked for until now show the old one.
-        self.inodes().invalidate_attr(ino);
+        self.ns.changed(ino, Change::Attributes { resized: false });
         let (f, t) = (&from[..], &to[..]);
         let attr = self
             .call_once(
@@ -819,13 +744,14 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered(new_parent, new_name, &attr))
+        Ok(self.ns.entered(new_parent, new_name, &attr))
     }
 
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        let unsure = !self.opts.attr_ttl.is_zero() && !self.inodes().name_fresh(parent, name, Instant::now());
+        let unsure =
+            self.ns.policy().caches_attributes() && !self.inodes().name_fresh(parent, name, Instant::now());
         if unsure {
             // A name never looked up, or whose entry expired (a stateless
             // frontend removes by name; the kernel looks it up first):
@@ -844,18 +770,8 @@ impl Vfs {
             |r| async move { gone_is_done(r.unlink(p).await) },
         )
         .await?;
-        self.name_removed(parent, name);
+        self.ns.name_removed(parent, name);
         Ok(())
-    }
-
-    /// `parent/name` was removed on the remote: its file loses the name
-    /// (and is forgotten if that was its last, with nothing open).
-    fn name_removed(&self, parent: Ino, name: &[u8]) {
-        let mut table = self.inodes();
-        if let Some(ino) = table.unlink(parent, name) {
-            table.retire_if_gone(ino);
-        }
-        table.invalidate_attr(parent);
     }
 
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
@@ -869,7 +785,7 @@ impl Vfs {
             |r| async move { gone_is_done(r.rmdir(p).await) },
         )
         .await?;
-        self.name_removed(parent, name);
+        self.ns.name_removed(parent, name);
         Ok(())
     }
 
@@ -888,7 +804,7 @@ impl Vfs {
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
         let unsure = !flags.noreplace
-            && !self.opts.attr_ttl.is_zero()
+            && self.ns.policy().caches_attributes()
             && !self.inodes().name_fresh(new_parent, new_name, Instant::now());
         if unsure {
             // A name renamed over that was never looked up, or whose entry
@@ -952,20 +868,20 @@ impl Vfs {
         // both stay if they still are): what they hold now is not known
         // here, and a listing must not say a name is absent.
         if moved.is_none() || same {
-            table.invalidate_dir(new_parent);
+            table.changed(new_parent, Change::NamesUnknown);
         }
         if (flags.exchange && target.is_none()) || same {
-            table.invalidate_dir(parent);
+            table.changed(parent, Change::NamesUnknown);
         }
-        table.invalidate_attr(parent);
-        table.invalidate_attr(new_parent);
+        table.changed(parent, Change::Entries);
+        table.changed(new_parent, Change::Entries);
         if let Some(ino) = moved {
             // ctime changed.
-            table.invalidate_attr(ino);
+            table.changed(ino, Change::Attributes { resized: false });
         }
         if let Some(ino) = replaced.filter(|r| Some(*r) != moved) {
             // nlink and ctime changed; deleted, unless open or linked.
-            table.invalidate_attr(ino);
+            table.changed(ino, Change::Attributes { resized: false });
             table.retire_if_gone(ino);
         }
         Ok(())
@@ -982,7 +898,7 @@ impl Vfs {
         if flags & of::TRUNCATE != 0 {
             self.flush_inode(ino).await;
             self.drop_readahead(ino);
-            self.inodes().invalidate_attr(ino);
+            self.ns.changed(ino, Change::Written);
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {
@@ -1056,7 +972,7 @@ impl Vfs {
         self.check_writable("create", parent)?;
         let path = self.child_path("create", parent, name)?;
         let flags = flags | of::CREATE;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         let p = &path[..];
         let exclusive = flags & of::EXCLUSIVE != 0;
@@ -1085,7 +1001,7 @@ impl Vfs {
                 },
             )
             .await?;
-        let fattr = self.entered_new(parent, name, &attr);
+        let fattr = self.ns.entered_new(parent, name, &attr);
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
         let fh = self.register_file(fattr.ino, (handle, generation), flags);
         Ok((fh, fattr))
@@ -1133,12 +1049,13 @@ impl Vfs {
             self.send_buffer(&file, &mut io, "fallocate").await?;
         }
         self.drop_readahead(file.ino);
+        self.ns.changed(file.ino, Change::DataSent);
         // Allocating, punching or zeroing a range again is harmless.
         self.call_handle(&file, "fallocate", |remote, handle| async move {
             remote.fallocate(handle, offset, len, mode).await
         })
         .await?;
-        self.inodes().invalidate_attr(file.ino);
+        self.ns.changed(file.ino, Change::Attributes { resized: false });
         Ok(())
     }
 
@@ -1279,9 +1196,7 @@ impl Vfs {
             },
         )
         .await?;
-        let mut table = self.inodes();
-        table.invalidate_attr(ino);
-        table.invalidate_xattrs(ino);
+        self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
 
@@ -1314,9 +1229,7 @@ impl Vfs {
             },
         )
         .await?;
-        let mut table = self.inodes();
-        table.invalidate_attr(ino);
-        table.invalidate_xattrs(ino);
+        self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
 
@@ -1349,25 +1262,18 @@ impl Vfs {
             (table.resolve(path), table.resolve(parent_path))
         };
         if let Some(parent) = parent {
-            self.inodes().invalidate_dir(parent);
+            self.ns.changed(parent, Change::NamesUnknown);
         }
         if let Some(ino) = ino {
             self.invalidate_inode(ino);
-            self.inodes().invalidate_tree(ino);
+            self.ns.changed(ino, Change::NotifiedTree);
         }
         ino
     }
 
     /// Forgets cached attributes, listing and readahead data of `ino`.
     pub fn invalidate_inode(&self, ino: Ino) {
-        {
-            let mut table = self.inodes();
-            table.invalidate_attr(ino);
-            table.invalidate_xattrs(ino);
-            if table.get(ino).is_some_and(|n| n.kind == FileKind::Directory) {
-                table.invalidate_dir(ino);
-            }
-        }
+        self.ns.changed(ino, Change::Notified);
         self.drop_readahead(ino);
     }
 }
@@ -1425,8 +1331,3 @@ pub(crate) const OPEN_PREFETCH: u32 = 128 * 1024;
 /// Longest file name the negative cache answers for; longer ones go to the
 /// remote for its own error.
 pub(crate) const NAME_MAX: usize = 255;
-
-pub(crate) fn first_link_in(table: &InodeTable, ino: Ino) -> Option<(Ino, Vec<u8>)> {
-    table.get(ino).and_then(|n| n.links.first().cloned())
-}
-

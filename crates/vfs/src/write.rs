@@ -32,6 +32,7 @@
 //! queued), and their errors land in the same slot as before.
 
 use crate::attr::{Fh, Ino};
+use crate::cache_policy::Change;
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::journal::{Entry, Seq};
@@ -229,7 +230,7 @@ impl Vfs {
         drop(io);
         // Attributes cached while the data was still buffered here (a
         // lookup or listing meanwhile) show the old size and times.
-        self.inodes().invalidate_attr(ino);
+        self.ns.changed(ino, Change::Flushed);
     }
 
     /// Sends the inode's buffer and waits for every write of the inode in
@@ -303,6 +304,7 @@ impl Vfs {
         io.in_flight.push_back(InFlight { fh: writer.fh, task });
         // A readahead that raced the write may hold old data.
         self.drop_readahead(file.ino);
+        self.ns.changed(file.ino, Change::DataSent);
     }
 
     /// Waits for every write of the inode in flight, until `deadline`.
@@ -336,7 +338,7 @@ impl Vfs {
             // Attributes fetched while the data was on its way (a rename
             // or unlink looking a name up meanwhile) show the old size and
             // times; those cached before were dropped by the writes.
-            self.inodes().invalidate_attr(file.ino);
+            self.ns.changed(file.ino, Change::WritesLanded);
         }
         result
     }
@@ -353,7 +355,7 @@ impl Vfs {
         if reaped {
             // As in `drain_writes`: what was fetched meanwhile is older.
             self.drop_readahead(file.ino);
-            self.inodes().invalidate_attr(file.ino);
+            self.ns.changed(file.ino, Change::WritesLanded);
         }
         if io.buf.is_empty() && io.in_flight.is_empty() {
             file.io.set_dirty(false);
@@ -414,7 +416,7 @@ impl Vfs {
             return None;
         }
         self.drop_readahead(file.ino);
-        self.inodes().invalidate_attr(file.ino);
+        self.ns.changed(file.ino, Change::Written);
         if let Some(err) = io.take_error(file.fh) {
             return Some(Err(err));
         }
@@ -448,7 +450,7 @@ impl Vfs {
             return Err(self.unavailable("write", self.describe(file.ino).as_bytes(), why));
         }
         self.drop_readahead(file.ino);
-        self.inodes().invalidate_attr(file.ino);
+        self.ns.changed(file.ino, Change::Written);
         let max = self.opts.write_buffer;
         let me = file.writer();
         let deadline = self.deadline();

@@ -10,8 +10,8 @@ use yonder_proto::SeekWhence;
 use yonder_testkit::faults::{Call, Disconnecting, Fault, Faulty, Intercepted, Interceptor, Op};
 use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
-    open_flags as of, Caller, Errno, Exporter, FileHandle, FileKind, Ino, MemoryJournal, RenameFlags, Vfs, VfsOptions,
-    ROOT_INO,
+    open_flags as of, Caller, Errno, Exporter, FileHandle, FileKind, Ino, MemoryJournal, RenameFlags, Vfs,
+    VfsOptions, ROOT_INO,
 };
 
 struct Fixture {
@@ -1376,7 +1376,10 @@ async fn a_stateless_frontend_reads_and_writes_by_handle() {
     )
     .await
     .unwrap();
-    assert_eq!(Exporter::new(other).resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    assert_eq!(
+        Exporter::new(other).resolve(&handle).unwrap_err().errno(),
+        Errno::ESTALE
+    );
 
     // Deleted: stale, never another file.
     f.vfs.unlink(&me(), d, b"g").await.unwrap();
