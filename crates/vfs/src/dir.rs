@@ -73,15 +73,15 @@ impl Vfs {
         let mut st = dir.stream.lock().await;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
-        let deadline = self.deadline();
+        let deadline = self.calls.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.path("readdir", dir.ino)?;
             let asked = Instant::now();
             let (remote, generation) = self
-                .conn
+                .calls
                 .ready(Some(deadline))
                 .await
-                .map_err(|why| self.unavailable("readdir", &path, why))?;
+                .map_err(|why| self.calls.unavailable("readdir", &path, why))?;
             if st.cursor.is_some() && st.cursor_on != Some(generation) {
                 // The agent's open listing died with its connection: list
                 // again from the start, handing out only names not seen yet
@@ -95,10 +95,10 @@ impl Vfs {
             {
                 Ok(page) => page,
                 Err(e) if e.is_connection_lost() => {
-                    self.conn
+                    self.calls
                         .after(generation, Some(deadline))
                         .await
-                        .map_err(|why| self.unavailable("readdir", &path, why))?;
+                        .map_err(|why| self.calls.unavailable("readdir", &path, why))?;
                     continue;
                 }
                 Err(e) => return Err(VfsError::remote("readdir", &path, e)),

@@ -22,6 +22,7 @@
 
 mod attr;
 mod cache_policy;
+mod calls;
 mod connection;
 mod dir;
 mod error;

@@ -103,7 +103,7 @@ impl Vfs {
         };
         let asked = Instant::now();
         // Only worth it while the connection is up.
-        let Some((remote, _)) = self.conn.if_up() else {
+        let Some((remote, _)) = self.calls.if_up() else {
             return;
         };
         match remote.read_dir_page(&path, None, self.opts.readdir_page).await {

@@ -174,7 +174,7 @@ impl Vfs {
         // on a FIFO.
         let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
         // Only worth it now: a lookup waits for the connection itself.
-        let (remote, generation) = self.conn.if_up()?;
+        let (remote, generation) = self.calls.if_up()?;
         let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
         let fattr = {
             let mut table = self.inodes();
@@ -206,7 +206,7 @@ impl Vfs {
             tokio::time::sleep(REOPEN_WINDOW).await;
             let Some(vfs) = me.upgrade() else { return };
             let expired = lock(&vfs.reopen).expired(Instant::now());
-            let (remote, current) = vfs.conn.get();
+            let (remote, current) = vfs.calls.current();
             for (ino, (handle, opened_on)) in expired {
                 vfs.inodes().open_dec(ino);
                 if opened_on == current {

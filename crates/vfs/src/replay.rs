@@ -245,7 +245,7 @@ pub(crate) async fn run_batch(vfs: Weak<Vfs>, batch: Arc<Batch>, before: Vec<Arc
         let Some(me) = vfs.upgrade() else {
             break;
         };
-        let (remote, generation) = match me.conn.ready(None).await {
+        let (remote, generation) = match me.calls.ready(None).await {
             Ok(current) => current,
             Err(Unavailable::Gone(reason)) => {
                 let err = lost_for_good(&batch, &reason);
@@ -368,7 +368,7 @@ impl Vfs {
         let (mut replayed, mut failed) = (0usize, 0usize);
         let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
         for batch in batches {
-            if self.conn.get().1 != generation {
+            if self.calls.current().1 != generation {
                 return;
             }
             match self.send_batch(&batch, &remote, generation, true).await {
@@ -397,7 +397,7 @@ impl Vfs {
         if replayed + failed > 0 {
             tracing::info!("replayed {replayed} unconfirmed writes ({bytes} bytes) on the new connection, {failed} failed");
         }
-        if self.conn.mark_up(generation) {
+        if self.calls.mark_up(generation) {
             self.emit(crate::VfsEvent::Reconnected {
                 generation: generation.0,
                 replayed,
@@ -427,7 +427,7 @@ impl Vfs {
                     return false;
                 }
             }
-            if self.conn.get().1 != generation {
+            if self.calls.current().1 != generation {
                 return false;
             }
         }

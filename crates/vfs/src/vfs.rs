@@ -4,7 +4,8 @@
 
 use crate::attr::{Caller, Fh, FileAttr, Ino, RemoteId, ROOT_INO};
 use crate::cache_policy::{CachePolicy, Change};
-use crate::connection::{Connection, Generation};
+use crate::calls::RemoteCalls;
+use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::flags::writes;
 use crate::handle::{HandleTable, OpenFile};
@@ -19,13 +20,16 @@ use crate::replay::Unconfirmed;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use tokio::sync::broadcast;
+use tokio::sync::watch;
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
+use yonder_remote::{LinkState, LinkStatus};
 use yonder_remote::{Remote, RemoteError};
 
 /// What happened to a mount's connection and files that a manager may
@@ -58,7 +62,7 @@ pub struct VfsStats {
 
 pub struct Vfs {
     /// The remote, through a connection that can be replaced.
-    pub(crate) conn: Connection,
+    pub(crate) calls: Arc<RemoteCalls>,
     pub(crate) opts: VfsOptions,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) handles: Mutex<HandleTable>,
@@ -108,7 +112,7 @@ impl Vfs {
             Err(_) => false,
         };
         Ok(Arc::new_cyclic(|me| Vfs {
-            conn: Connection::new(remote, opts.op_timeout),
+            calls: Arc::new(RemoteCalls::new(remote, opts.op_timeout)),
             ns: Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare)),
             handles: Mutex::new(HandleTable::default()),
             me: me.clone(),
@@ -130,7 +134,7 @@ impl Vfs {
 
     /// The remote the next request goes to.
     pub fn remote(&self) -> Arc<dyn Remote> {
-        self.conn.remote()
+        self.calls.current().0
     }
 
     /// Puts `remote` in place of the current connection (a reconnecting
@@ -143,7 +147,7 @@ impl Vfs {
     /// unknown (frontends drop their own caches on
     /// [`VfsEvent::Reconnected`]).
     pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
-        let generation = self.conn.install(remote.clone());
+        let generation = self.calls.install(remote.clone());
         for file in self.handles().all_files() {
             lock(&file.readahead).clear();
         }
@@ -243,6 +247,126 @@ impl Vfs {
         }
     }
 
+    /// Runs `request` (one frontend request) under its deadline: every wait
+    /// for a connection inside it ends `op_timeout` after it started.
+    /// Frontends wrap each kernel request in it; a call made outside one
+    /// gets a deadline of its own from each wait.
+    pub fn operation<F: Future>(&self, request: F) -> impl Future<Output = F::Output> {
+        self.calls.operation(request)
+    }
+
+    /// [`RemoteCalls::call`] through an open file's remote handle, reopened (by
+    /// path, identity checked) on each new connection.
+    pub(crate) async fn call_handle<T, F, Fut>(
+        &self,
+        file: &OpenFile,
+        op: &'static str,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Arc<dyn Remote>, yonder_proto::Handle) -> Fut,
+        Fut: Future<Output = yonder_remote::Result<T>>,
+    {
+        let deadline = self.calls.deadline();
+        let path = || self.describe(file.ino);
+        let (mut remote, mut generation) = self
+            .calls
+            .ready(Some(deadline))
+            .await
+            .map_err(|why| self.calls.unavailable(op, path().as_bytes(), why))?;
+        loop {
+            let lost = match self.handle_on(file, &remote, generation).await {
+                Ok(handle) => match call(remote.clone(), handle).await {
+                    Err(e) if e.is_connection_lost() => true,
+                    other => return other.map_err(|e| VfsError::remote(op, path().as_bytes(), e)),
+                },
+                Err(e) if e.is_connection_lost() => true,
+                Err(e) => return Err(e),
+            };
+            debug_assert!(lost);
+            (remote, generation) = self
+                .calls
+                .after(generation, Some(deadline))
+                .await
+                .map_err(|why| self.calls.unavailable(op, path().as_bytes(), why))?;
+        }
+    }
+
+    /// Follows a [`yonder_remote::Link`]'s status (its watch): each new
+    /// connection is put in place ([`Vfs::replace_remote`], through `map`,
+    /// e.g. to scope it to this mount's tree), a lost one makes calls wait,
+    /// and a link that stopped reconnecting makes them fail at once.
+    /// `generation` is the link generation of the remote the VFS was built
+    /// on. Ends when the VFS or the link is dropped.
+    pub fn follow(
+        self: &Arc<Self>,
+        mut link: watch::Receiver<LinkStatus>,
+        mut generation: u64,
+        map: impl Fn(Arc<dyn Remote>) -> Arc<dyn Remote> + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let vfs = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            loop {
+                let status = link.borrow_and_update().clone();
+                let Some(me) = vfs.upgrade() else { return };
+                if status.generation != generation {
+                    generation = status.generation;
+                    me.replace_remote(map(status.remote.clone()));
+                }
+                match &status.state {
+                    LinkState::Connected => {}
+                    LinkState::Reconnecting { .. } => {
+                        let at = status
+                            .lost_at
+                            .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
+                        me.connection_lost_since(at);
+                    }
+                    LinkState::Disconnected { reason } => me.connection_gone(reason),
+                }
+                drop(me);
+                if link.changed().await.is_err() {
+                    if let Some(me) = vfs.upgrade() {
+                        me.connection_gone("the link was dropped");
+                    }
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The connection was lost and a new one is expected: calls wait for
+    /// it (up to the op timeout) instead of failing.
+    pub fn connection_lost(&self) {
+        self.calls.lost(tokio::time::Instant::now());
+    }
+
+    /// [`Vfs::connection_lost`], the outage having begun at `at` (the
+    /// remote's last sign of life): operations wait at most the op timeout
+    /// after it.
+    pub fn connection_lost_since(&self, at: tokio::time::Instant) {
+        self.calls.lost(at);
+    }
+
+    /// The connection was lost and none is coming: calls fail at once with
+    /// EIO, and writes the agent had not confirmed are reported failed to
+    /// the handles that wrote them. A later [`Vfs::replace_remote`] brings
+    /// the mount back.
+    pub fn connection_gone(&self, reason: &str) {
+        self.calls.gone(reason);
+        let abandoned = self.unconfirmed.abandon(reason, &*self.journal);
+        if abandoned > 0 {
+            tracing::warn!(
+                "{abandoned} writes the remote had not confirmed are lost: {reason}; \
+                 their error is reported at the writers' next write, flush or fsync"
+            );
+        }
+    }
+
+    /// Where the connection stands, as it changes.
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.calls.state()
+    }
+
     // ----- names -----
 
     /// Looks `name` up in directory `parent`; counts one lookup on success,
@@ -263,7 +387,11 @@ impl Vfs {
         }
         let path = self.child_path("lookup", parent, name)?;
         let p = &path[..];
-        let attr = match self.call("lookup", p, |r| async move { r.lstat(p).await }).await {
+        let attr = match self
+            .calls
+            .call("lookup", p, |r| async move { r.lstat(p).await })
+            .await
+        {
             Ok(attr) => attr,
             Err(e) => {
                 if e.errno() == Errno::ENOENT {
@@ -497,7 +625,11 @@ impl Vfs {
         let path = self.inodes().path(ino);
         if let Some(path) = path {
             let p = &path[..];
-            match self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
+            match self
+                .calls
+                .call("lstat", p, |r| async move { r.lstat(p).await })
+                .await
+            {
                 Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
@@ -587,11 +719,12 @@ impl Vfs {
             None => {
                 let path = self.inodes().path(ino).unwrap_or_default();
                 let p = &path[..];
-                self.call("setattr", p, |remote| {
-                    let attr = attr.clone();
-                    async move { remote.setattr(Target::Path(p.to_vec().into()), attr).await }
-                })
-                .await?
+                self.calls
+                    .call("setattr", p, |remote| {
+                        let attr = attr.clone();
+                        async move { remote.setattr(Target::Path(p.to_vec().into()), attr).await }
+                    })
+                    .await?
             }
         };
         Ok(self.inodes().set_attr(ino, &new, Instant::now()))
@@ -600,7 +733,8 @@ impl Vfs {
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let path = self.path("readlink", ino)?;
         let p = &path[..];
-        self.call("readlink", p, |r| async move { r.readlink(p).await })
+        self.calls
+            .call("readlink", p, |r| async move { r.readlink(p).await })
             .await
     }
 
@@ -623,6 +757,7 @@ impl Vfs {
         let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "mknod",
                 p,
@@ -650,6 +785,7 @@ impl Vfs {
         let mode = self.creation_mode(caller, parent, mode).await;
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "mkdir",
                 p,
@@ -688,6 +824,7 @@ impl Vfs {
         let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "symlink",
                 p,
@@ -723,6 +860,7 @@ impl Vfs {
         self.ns.changed(ino, Change::Attributes { resized: false });
         let (f, t) = (&from[..], &to[..]);
         let attr = self
+            .calls
             .call_once(
                 "link",
                 t,
@@ -757,19 +895,24 @@ impl Vfs {
             // frontend removes by name; the kernel looks it up first):
             // which file it is now tells whose other names lose a link.
             let p = &path[..];
-            if let Ok(attr) = self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
+            if let Ok(attr) = self
+                .calls
+                .call("lstat", p, |r| async move { r.lstat(p).await })
+                .await
+            {
                 self.inodes().upsert(parent, name, &attr, Instant::now());
             }
         }
         let p = &path[..];
-        self.call_once(
-            "unlink",
-            p,
-            |r| async move { r.unlink(p).await },
-            // Gone is what was asked for.
-            |r| async move { gone_is_done(r.unlink(p).await) },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "unlink",
+                p,
+                |r| async move { r.unlink(p).await },
+                // Gone is what was asked for.
+                |r| async move { gone_is_done(r.unlink(p).await) },
+            )
+            .await?;
         self.ns.name_removed(parent, name);
         Ok(())
     }
@@ -778,13 +921,14 @@ impl Vfs {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
         let p = &path[..];
-        self.call_once(
-            "rmdir",
-            p,
-            |r| async move { r.rmdir(p).await },
-            |r| async move { gone_is_done(r.rmdir(p).await) },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "rmdir",
+                p,
+                |r| async move { r.rmdir(p).await },
+                |r| async move { gone_is_done(r.rmdir(p).await) },
+            )
+            .await?;
         self.ns.name_removed(parent, name);
         Ok(())
     }
@@ -812,7 +956,11 @@ impl Vfs {
             // looks it up first): which file it is now tells whose other
             // names lose a link, as for unlink.
             let t = &to[..];
-            if let Ok(attr) = self.call("lstat", t, |r| async move { r.lstat(t).await }).await {
+            if let Ok(attr) = self
+                .calls
+                .call("lstat", t, |r| async move { r.lstat(t).await })
+                .await
+            {
                 self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
             }
         }
@@ -837,13 +985,14 @@ impl Vfs {
             )
         };
         let (f, t) = (&from[..], &to[..]);
-        self.call_once(
-            "rename",
-            f,
-            |r| async move { r.rename(f, t, flags).await },
-            |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "rename",
+                f,
+                |r| async move { r.rename(f, t, flags).await },
+                |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
+            )
+            .await?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
@@ -918,6 +1067,7 @@ impl Vfs {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
             let ((handle, attr, head), remote, generation) = self
+                .calls
                 .call_on("open", p, |r| async move {
                     r.open_read(p, flags, OPEN_PREFETCH).await
                 })
@@ -929,6 +1079,7 @@ impl Vfs {
         // Opening again after a lost connection is harmless, O_TRUNC
         // included: the application has no descriptor to write with yet.
         let ((handle, attr), remote, generation) = self
+            .calls
             .call_on("open", p, |r| async move { r.open(p, flags, 0, None).await })
             .await
             .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
@@ -977,6 +1128,7 @@ impl Vfs {
         let p = &path[..];
         let exclusive = flags & of::EXCLUSIVE != 0;
         let ((handle, attr), _, generation) = self
+            .calls
             .call_once_on(
                 "create",
                 p,
@@ -1045,7 +1197,7 @@ impl Vfs {
         let file = self.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
         {
-            let mut io = self.lock_io(&file, "fallocate", self.deadline()).await?;
+            let mut io = self.lock_io(&file, "fallocate", self.calls.deadline()).await?;
             self.send_buffer(&file, &mut io, "fallocate").await?;
         }
         self.drop_readahead(file.ino);
@@ -1080,7 +1232,7 @@ impl Vfs {
         let Some(file) = self.handles().remove_file(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        match self.lock_io(&file, "release", self.deadline()).await {
+        match self.lock_io(&file, "release", self.calls.deadline()).await {
             Ok(mut io) => {
                 if let Err(err) = self.send_buffer(&file, &mut io, "release").await {
                     tracing::warn!("write error lost at release: {err}");
@@ -1100,7 +1252,7 @@ impl Vfs {
         // the agent writes synchronously, so its errors were reported at
         // write, flush or fsync). Not waiting saves a round trip per file
         // for `cat`, `cp` and untar.
-        let (remote, generation) = self.conn.get();
+        let (remote, generation) = self.calls.current();
         let (handle, opened_on) = file.remote_handle();
         if opened_on != generation {
             // Its connection is gone, and the handle with it.
@@ -1128,7 +1280,7 @@ impl Vfs {
                 let _ = batch.settled().await;
             }
             let Some(vfs) = me.upgrade() else { return };
-            let (remote, generation) = vfs.conn.get();
+            let (remote, generation) = vfs.calls.current();
             let (handle, opened_on) = file.remote_handle();
             if opened_on == generation {
                 if let Err(e) = remote.close(handle).await {
@@ -1145,7 +1297,9 @@ impl Vfs {
     pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
         let path = self.inodes().path(ino).unwrap_or_default();
         let p = &path[..];
-        self.call("statfs", p, |r| async move { r.statfs(p).await }).await
+        self.calls
+            .call("statfs", p, |r| async move { r.statfs(p).await })
+            .await
     }
 
     /// Whether a fresh cached name list says `ino` has no attribute `name`:
@@ -1171,7 +1325,8 @@ impl Vfs {
             ));
         }
         let p = &path[..];
-        self.call("getxattr", p, |r| async move { r.getxattr(p, name).await })
+        self.calls
+            .call("getxattr", p, |r| async move { r.getxattr(p, name).await })
             .await
     }
 
@@ -1179,23 +1334,24 @@ impl Vfs {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
         let p = &path[..];
-        self.call_once(
-            "setxattr",
-            p,
-            |r| async move { r.setxattr(p, name, value, mode).await },
-            // Setting the value again is harmless, except that a create
-            // then finds the one the call that was cut off set.
-            |r| async move {
-                match r.setxattr(p, name, value, mode).await {
-                    Err(e) if e.errno() == Errno::EEXIST => match r.getxattr(p, name).await {
-                        Ok(found) if found == value => Ok(()),
-                        _ => Err(e),
-                    },
-                    other => other,
-                }
-            },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "setxattr",
+                p,
+                |r| async move { r.setxattr(p, name, value, mode).await },
+                // Setting the value again is harmless, except that a create
+                // then finds the one the call that was cut off set.
+                |r| async move {
+                    match r.setxattr(p, name, value, mode).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match r.getxattr(p, name).await {
+                            Ok(found) if found == value => Ok(()),
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
@@ -1207,6 +1363,7 @@ impl Vfs {
         }
         let p = &path[..];
         let names = self
+            .calls
             .call("listxattr", p, |r| async move { r.listxattr(p).await })
             .await?;
         self.inodes().set_xattr_names(ino, names.clone(), Instant::now());
@@ -1217,18 +1374,19 @@ impl Vfs {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
         let p = &path[..];
-        self.call_once(
-            "removexattr",
-            p,
-            |r| async move { r.removexattr(p, name).await },
-            |r| async move {
-                match r.removexattr(p, name).await {
-                    Err(e) if e.errno() == Errno::ENODATA => Ok(()),
-                    other => other,
-                }
-            },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "removexattr",
+                p,
+                |r| async move { r.removexattr(p, name).await },
+                |r| async move {
+                    match r.removexattr(p, name).await {
+                        Err(e) if e.errno() == Errno::ENODATA => Ok(()),
+                        other => other,
+                    }
+                },
+            )
+            .await?;
         self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
@@ -1241,7 +1399,8 @@ impl Vfs {
         }
         let path = self.path("access", ino)?;
         let p = &path[..];
-        self.call("access", p, |r| async move { r.access(p, mask).await })
+        self.calls
+            .call("access", p, |r| async move { r.access(p, mask).await })
             .await
     }
 

@@ -222,7 +222,7 @@ impl Vfs {
         if !file.is_dirty() {
             return;
         }
-        let deadline = self.deadline();
+        let deadline = self.calls.deadline();
         let Ok(mut io) = self.lock_io(&file, "flush", deadline).await else {
             return;
         };
@@ -241,7 +241,7 @@ impl Vfs {
         io: &mut WriteBack,
         op: &'static str,
     ) -> Result<()> {
-        self.send_all(file, io, Some(self.deadline()))
+        self.send_all(file, io, Some(self.calls.deadline()))
             .await
             .map_err(|_| self.not_confirmed(op, file.ino))?;
         match io.take_error(file.fh) {
@@ -407,7 +407,7 @@ impl Vfs {
             return None;
         }
         // While the connection is gone, write_bytes answers (or waits).
-        if self.conn.usable().is_err() {
+        if self.calls.usable().is_err() {
             return None;
         }
         let me = file.writer();
@@ -446,14 +446,16 @@ impl Vfs {
     pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
         let file = self.file("write", fh)?;
         self.check_writable("write", file.ino)?;
-        if let Err(why) = self.conn.usable() {
-            return Err(self.unavailable("write", self.describe(file.ino).as_bytes(), why));
+        if let Err(why) = self.calls.usable() {
+            return Err(self
+                .calls
+                .unavailable("write", self.describe(file.ino).as_bytes(), why));
         }
         self.drop_readahead(file.ino);
         self.ns.changed(file.ino, Change::Written);
         let max = self.opts.write_buffer;
         let me = file.writer();
-        let deadline = self.deadline();
+        let deadline = self.calls.deadline();
         let mut io = self.lock_io(&file, "write", deadline).await?;
         // Room for one more batch: while the connection is down, the
         // inode's writes stop being acknowledged here.
@@ -530,13 +532,13 @@ impl Vfs {
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.file("flush", fh)?;
-        let mut io = self.lock_io(&file, "flush", self.deadline()).await?;
+        let mut io = self.lock_io(&file, "flush", self.calls.deadline()).await?;
         self.send_buffer(&file, &mut io, "flush").await
     }
 
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.file("fsync", fh)?;
-        let mut io = self.lock_io(&file, "fsync", self.deadline()).await?;
+        let mut io = self.lock_io(&file, "fsync", self.calls.deadline()).await?;
         // fsync covers the file's data written through every descriptor.
         self.send_buffer(&file, &mut io, "fsync").await?;
         self.call_handle(&file, "fsync", |remote, handle| async move {
@@ -551,7 +553,7 @@ impl Vfs {
         let files = self.handles().all_files();
         let mut first = None;
         for file in files {
-            let deadline = self.deadline();
+            let deadline = self.calls.deadline();
             let mut io = match self.lock_io(&file, "flush", deadline).await {
                 Ok(io) => io,
                 Err(e) => {
