@@ -54,7 +54,7 @@ impl Vfs {
             Some(FileKind::Directory) => {}
             Some(_) => return Err(VfsError::new("opendir", self.describe(ino), Errno::ENOTDIR)),
         }
-        let fh = self.handles().insert_dir(OpenDir {
+        let fh = self.files.insert_dir(OpenDir {
             ino,
             stream: tokio::sync::Mutex::new(DirStream::default()),
         });
@@ -67,7 +67,7 @@ impl Vfs {
     /// fresh listing. No lookups are counted; see [`Vfs::remember`].
     pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
         let dir = self
-            .handles()
+            .files
             .dir(fh)
             .ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
         let mut st = dir.stream.lock().await;
@@ -131,7 +131,7 @@ impl Vfs {
     /// already fetched (or were fetched ahead) and nobody else holds the
     /// stream. Frontends answer such calls inline.
     pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
-        let dir = self.handles().dir(fh)?;
+        let dir = self.files.dir(fh)?;
         let mut st = dir.stream.try_lock().ok()?;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
@@ -214,7 +214,7 @@ impl Vfs {
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
         let dir = self
-            .handles()
+            .files
             .remove_dir(fh)
             .ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
         self.inodes().open_dec(dir.ino);

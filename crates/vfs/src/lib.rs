@@ -26,12 +26,14 @@ mod calls;
 mod connection;
 mod dir;
 mod error;
+mod events;
 mod export;
 pub mod flags;
 mod handle;
 mod inode;
 mod journal;
 mod namespace;
+mod open_files;
 mod options;
 mod prefetch;
 mod readahead;
@@ -47,11 +49,12 @@ pub mod testing;
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};
 pub use error::{Result, VfsError};
+pub use events::VfsEvent;
 pub use export::{Exporter, FileHandle};
 pub use inode::DirItem;
 pub use journal::{Entry, Journal, MemoryJournal, Seq};
 pub use options::VfsOptions;
-pub use vfs::{Vfs, VfsEvent, VfsStats};
+pub use vfs::{Vfs, VfsStats};
 pub use yonder_proto::{
     access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode,
 };

@@ -180,7 +180,7 @@ impl Readahead {
 
 impl Vfs {
     pub(crate) fn drop_readahead(&self, ino: Ino) {
-        for file in self.handles().files_of(ino) {
+        for file in self.files.files_of(ino) {
             lock(&file.readahead).clear();
         }
     }
@@ -189,7 +189,7 @@ impl Vfs {
     /// read that one readahead chunk covers is a view of that chunk, not a
     /// copy.
     pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
-        let file = self.file("read", fh)?;
+        let file = self.files.file("read", fh)?;
         if self.is_dirty(file.ino) {
             self.flush_inode(file.ino).await;
         }
@@ -210,14 +210,15 @@ impl Vfs {
         // (until the operation's deadline) and read there, with nothing of
         // what was read ahead on the old one.
         let file = &*file;
-        self.call_handle(file, "read", |remote, handle| async move {
-            let read = self.read_on(file, &remote, handle, offset, size).await;
-            if read.as_ref().is_err_and(|e| e.is_connection_lost()) {
-                lock(&file.readahead).clear();
-            }
-            read
-        })
-        .await
+        self.files
+            .call_handle(file, "read", |remote, handle| async move {
+                let read = self.read_on(file, &remote, handle, offset, size).await;
+                if read.as_ref().is_err_and(|e| e.is_connection_lost()) {
+                    lock(&file.readahead).clear();
+                }
+                read
+            })
+            .await
     }
 
     /// One attempt at [`Vfs::read`] through `handle` on `remote`.

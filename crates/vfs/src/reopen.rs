@@ -192,7 +192,7 @@ impl Vfs {
                 Instant::now(),
             );
         } else {
-            self.close_remote(remote, handle);
+            self.files.close_remote(remote, handle);
         }
         self.close_unclaimed_later();
         Some(fattr)
@@ -210,7 +210,7 @@ impl Vfs {
             for (ino, (handle, opened_on)) in expired {
                 vfs.inodes().open_dec(ino);
                 if opened_on == current {
-                    vfs.close_remote(remote.clone(), handle);
+                    vfs.files.close_remote(remote.clone(), handle);
                 }
             }
         });
@@ -262,7 +262,7 @@ impl Vfs {
             return Ok(());
         }
         self.forget_name_of(ino, pid);
-        self.close_remote(remote.clone(), remote_handle);
+        self.files.close_remote(remote.clone(), remote_handle);
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
 

@@ -289,7 +289,7 @@ impl Vfs {
         generation: Generation,
         replaying: bool,
     ) -> Result<()> {
-        let handle = self.handle_on(&batch.file, remote, generation).await?;
+        let handle = self.files.handle_on(&batch.file, remote, generation).await?;
         let path = self.describe(batch.ino);
         if replaying && batch.append {
             return self.replay_append(batch, remote, handle, &path).await;
@@ -361,7 +361,7 @@ impl Vfs {
     /// its name is removed right after, and one that is gone is known lost
     /// at once.
     pub(crate) async fn replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
-        if !self.reopen_all(&remote, generation).await {
+        if !self.files.reopen_all(&remote, generation).await {
             return;
         }
         let batches = self.unconfirmed.begin_replay(generation);
@@ -384,7 +384,7 @@ impl Vfs {
                 Err(e) => {
                     failed += 1;
                     tracing::warn!("unconfirmed write not replayed: {e}");
-                    self.emit(crate::VfsEvent::WriteLost {
+                    self.events.emit(crate::VfsEvent::WriteLost {
                         ino: batch.ino,
                         path: self.describe(batch.ino),
                         error: e.to_string(),
@@ -398,40 +398,12 @@ impl Vfs {
             tracing::info!("replayed {replayed} unconfirmed writes ({bytes} bytes) on the new connection, {failed} failed");
         }
         if self.calls.mark_up(generation) {
-            self.emit(crate::VfsEvent::Reconnected {
+            self.events.emit(crate::VfsEvent::Reconnected {
                 generation: generation.0,
                 replayed,
                 failed,
             });
         }
-    }
-}
-
-impl Vfs {
-    /// Reopens every open file on `remote`, 16 at a time; false if the
-    /// connection was lost (or replaced) meanwhile.
-    async fn reopen_all(&self, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
-        let Some(me) = self.me.upgrade() else {
-            return false;
-        };
-        let files = self.handles().all_files();
-        for chunk in files.chunks(16) {
-            let mut reopening = tokio::task::JoinSet::new();
-            for file in chunk {
-                let (vfs, file, remote) = (me.clone(), file.clone(), remote.clone());
-                reopening.spawn(async move { vfs.handle_on(&file, &remote, generation).await });
-            }
-            while let Some(done) = reopening.join_next().await {
-                if matches!(done, Ok(Err(e)) if e.is_connection_lost()) {
-                    tracing::info!("reopening files on the new connection interrupted: connection lost");
-                    return false;
-                }
-            }
-            if self.calls.current().1 != generation {
-                return false;
-            }
-        }
-        true
     }
 }
 

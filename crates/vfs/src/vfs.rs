@@ -7,11 +7,13 @@ use crate::cache_policy::{CachePolicy, Change};
 use crate::calls::RemoteCalls;
 use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
+use crate::events::{Events, VfsEvent};
 use crate::flags::writes;
-use crate::handle::{HandleTable, OpenFile};
+use crate::handle::OpenFile;
 use crate::inode::InodeTable;
 use crate::journal::Journal;
 use crate::namespace::Namespace;
+use crate::open_files::OpenFiles;
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
@@ -21,7 +23,6 @@ use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -31,27 +32,6 @@ use yonder_proto::{
 };
 use yonder_remote::{LinkState, LinkStatus};
 use yonder_remote::{Remote, RemoteError};
-
-/// What happened to a mount's connection and files that a manager may
-/// report ([`Vfs::events`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VfsEvent {
-    /// A new connection is up; the writes the old one had not confirmed
-    /// were replayed on it first (`failed` of them could not be).
-    Reconnected {
-        generation: u64,
-        replayed: usize,
-        failed: usize,
-    },
-    /// An open file could not be reopened on a new connection: it was
-    /// deleted meanwhile (or unlinked while open), or its name now names
-    /// another file. Its descriptors answer ESTALE; nothing else is
-    /// affected.
-    HandleLost { ino: Ino, path: String },
-    /// A write the agent had not confirmed could not be replayed; the
-    /// writer gets the error at its next write, flush or fsync.
-    WriteLost { ino: Ino, path: String, error: String },
-}
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,7 +45,7 @@ pub struct Vfs {
     pub(crate) calls: Arc<RemoteCalls>,
     pub(crate) opts: VfsOptions,
     pub(crate) ns: Arc<Namespace>,
-    pub(crate) handles: Mutex<HandleTable>,
+    pub(crate) files: Arc<OpenFiles>,
     /// For tasks that outlive a call (delayed write flushes).
     pub(crate) me: Weak<Vfs>,
     /// Directory listings being fetched ahead of a reader.
@@ -82,7 +62,7 @@ pub struct Vfs {
     pub(crate) unconfirmed: Unconfirmed,
     /// The replay on the newest connection, while it runs.
     pub(crate) replay_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    pub(crate) events: broadcast::Sender<VfsEvent>,
+    pub(crate) events: Events,
 }
 
 impl Vfs {
@@ -111,19 +91,29 @@ impl Vfs {
                 .any(|n| n.starts_with(b"security.") || n == b"system.posix_acl_default"),
             Err(_) => false,
         };
+        let runtime = tokio::runtime::Handle::current();
+        let events = Events::new();
+        let calls = Arc::new(RemoteCalls::new(remote, opts.op_timeout));
+        let ns = Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare));
+        let files = Arc::new(OpenFiles::new(
+            ns.clone(),
+            calls.clone(),
+            events.clone(),
+            runtime.clone(),
+        ));
         Ok(Arc::new_cyclic(|me| Vfs {
-            calls: Arc::new(RemoteCalls::new(remote, opts.op_timeout)),
-            ns: Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare)),
-            handles: Mutex::new(HandleTable::default()),
+            calls,
+            ns,
+            files,
             me: me.clone(),
             prefetching: Mutex::new(HashSet::new()),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
             reopen: Mutex::new(ReopenAhead::default()),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             journal,
             unconfirmed: Unconfirmed::default(),
             replay_task: Mutex::new(None),
-            events: broadcast::channel(64).0,
+            events,
             opts,
         }))
     }
@@ -148,7 +138,7 @@ impl Vfs {
     /// [`VfsEvent::Reconnected`]).
     pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
         let generation = self.calls.install(remote.clone());
-        for file in self.handles().all_files() {
+        for file in self.files.all() {
             lock(&file.readahead).clear();
         }
         let dropped = lock(&self.reopen).clear();
@@ -188,23 +178,15 @@ impl Vfs {
         self.inodes().known_names()
     }
 
-    pub(crate) fn emit(&self, event: VfsEvent) {
-        let _ = self.events.send(event);
-    }
-
     pub fn stats(&self) -> VfsStats {
         VfsStats {
             inodes: self.inodes().len_nodes(),
-            open_files: self.handles().all_files().len(),
+            open_files: self.files.count(),
         }
     }
 
     pub(crate) fn inodes(&self) -> MutexGuard<'_, InodeTable> {
         self.ns.table()
-    }
-
-    pub(crate) fn handles(&self) -> MutexGuard<'_, HandleTable> {
-        lock(&self.handles)
     }
 
     pub(crate) fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
@@ -224,12 +206,6 @@ impl Vfs {
 
     pub(crate) fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
         self.ns.child_path(op, parent, name)
-    }
-
-    pub(crate) fn file(&self, op: &'static str, fh: Fh) -> Result<Arc<OpenFile>> {
-        self.handles()
-            .file(fh)
-            .ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
     }
 
     /// The permission bits to create a node in `parent` with, as a local
@@ -253,43 +229,6 @@ impl Vfs {
     /// gets a deadline of its own from each wait.
     pub fn operation<F: Future>(&self, request: F) -> impl Future<Output = F::Output> {
         self.calls.operation(request)
-    }
-
-    /// [`RemoteCalls::call`] through an open file's remote handle, reopened (by
-    /// path, identity checked) on each new connection.
-    pub(crate) async fn call_handle<T, F, Fut>(
-        &self,
-        file: &OpenFile,
-        op: &'static str,
-        mut call: F,
-    ) -> Result<T>
-    where
-        F: FnMut(Arc<dyn Remote>, yonder_proto::Handle) -> Fut,
-        Fut: Future<Output = yonder_remote::Result<T>>,
-    {
-        let deadline = self.calls.deadline();
-        let path = || self.describe(file.ino);
-        let (mut remote, mut generation) = self
-            .calls
-            .ready(Some(deadline))
-            .await
-            .map_err(|why| self.calls.unavailable(op, path().as_bytes(), why))?;
-        loop {
-            let lost = match self.handle_on(file, &remote, generation).await {
-                Ok(handle) => match call(remote.clone(), handle).await {
-                    Err(e) if e.is_connection_lost() => true,
-                    other => return other.map_err(|e| VfsError::remote(op, path().as_bytes(), e)),
-                },
-                Err(e) if e.is_connection_lost() => true,
-                Err(e) => return Err(e),
-            };
-            debug_assert!(lost);
-            (remote, generation) = self
-                .calls
-                .after(generation, Some(deadline))
-                .await
-                .map_err(|why| self.calls.unavailable(op, path().as_bytes(), why))?;
-        }
     }
 
     /// Follows a [`yonder_remote::Link`]'s status (its watch): each new
@@ -410,16 +349,6 @@ impl Vfs {
         Ok(fattr)
     }
 
-    /// Closes a remote handle nobody holds (opened on `remote`), without
-    /// waiting.
-    pub(crate) fn close_remote(&self, remote: Arc<dyn Remote>, handle: yonder_proto::Handle) {
-        self.runtime.spawn(async move {
-            if let Err(e) = remote.close(handle).await {
-                tracing::debug!("close of an unused handle: {e}");
-            }
-        });
-    }
-
     /// [`Vfs::lookup`] when the caches answer it (a fresh entry, or a name
     /// known absent); `None` when the remote must be asked. Frontends call
     /// it inline.
@@ -507,7 +436,7 @@ impl Vfs {
             // (the last handle may have closed while it was asked), is
             // what it was when last seen: a kernel still holding it gets
             // that, not an error, as a local file system's inode would.
-            Err(e) if e.errno() == Errno::ESTALE && !self.lost_handle(fh) => self
+            Err(e) if e.errno() == Errno::ESTALE && !self.files.lost_handle(fh) => self
                 .inodes()
                 .get(ino)
                 .filter(|n| n.links.is_empty())
@@ -517,106 +446,10 @@ impl Vfs {
         }
     }
 
-    /// `file`'s handle on `remote` (the connection of `generation`). A
-    /// handle opened on a connection since replaced is reopened there, by
-    /// path (the one the VFS knows, else the one it was opened by) and
-    /// with its open flags (less create and truncate), provided the path
-    /// still names the same file: otherwise ESTALE, for good (the
-    /// file was deleted or replaced meanwhile, or unlinked while open),
-    /// logged and reported as [`VfsEvent::HandleLost`].
-    pub(crate) async fn handle_on(
-        &self,
-        file: &OpenFile,
-        remote: &Arc<dyn Remote>,
-        generation: Generation,
-    ) -> Result<yonder_proto::Handle> {
-        let (handle, opened_on) = file.remote_handle();
-        if opened_on == generation {
-            return Ok(handle);
-        }
-        if file.lost.load(Ordering::Relaxed) {
-            return Err(VfsError::new("reopen", self.describe(file.ino), Errno::ESTALE));
-        }
-        let known = self.inodes().path(file.ino);
-        let fallback = file.opened_as.clone().filter(|p| Some(p) != known.as_ref());
-        let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
-        let mut tried = None;
-        let mut found = None;
-        let candidates = known
-            .map(|p| (p, true))
-            .into_iter()
-            .chain(fallback.map(|p| (p, false)));
-        for (path, is_known) in candidates {
-            let attempt = remote.open(&path, flags, 0, None).await;
-            tried = Some(display_path(&path));
-            match attempt {
-                Ok((reopened, attr)) => {
-                    if self.inodes().same_file(file.ino, &attr) {
-                        found = Some(reopened);
-                        break;
-                    }
-                    self.close_remote(remote.clone(), reopened);
-                }
-                Err(e) if e.is_connection_lost() => return Err(VfsError::remote("reopen", &path, e)),
-                // The name the VFS knows failing otherwise (EACCES, EIO) is
-                // this file's answer; the old name failing only says it
-                // holds something else now.
-                Err(e) if e.errno() != Errno::ENOENT && is_known => {
-                    return Err(VfsError::remote("reopen", &path, e));
-                }
-                Err(_) => {}
-            }
-        }
-        let Some(reopened) = found else {
-            let path = tried.unwrap_or_else(|| format!("<inode {}>", file.ino));
-            return Err(self.handle_lost(file, path));
-        };
-        let mut slot = lock(&file.remote_handle);
-        if slot.1 == generation {
-            // Another call reopened it meanwhile.
-            let theirs = slot.0;
-            drop(slot);
-            self.close_remote(remote.clone(), reopened);
-            return Ok(theirs);
-        }
-        *slot = (reopened, generation);
-        Ok(reopened)
-    }
-
-    fn handle_lost(&self, file: &OpenFile, path: String) -> VfsError {
-        if !file.lost.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "{path}: an open file could not be reopened on the new connection (deleted or replaced \
-                 meanwhile); its descriptor answers ESTALE"
-            );
-            self.emit(VfsEvent::HandleLost {
-                ino: file.ino,
-                path: path.clone(),
-            });
-        }
-        VfsError::new("reopen", path, Errno::ESTALE)
-    }
-
-    /// Whether `fh` is an open file lost with a connection (its file could
-    /// not be reopened): asked through it, the answer is ESTALE, not what
-    /// the file was when last seen.
-    fn lost_handle(&self, fh: Option<Fh>) -> bool {
-        fh.and_then(|fh| self.handles().file(fh))
-            .is_some_and(|f| f.lost.load(Ordering::Relaxed))
-    }
-
-    /// Handle to stat or change an inode through when its path is gone.
-    pub(crate) fn any_handle(&self, ino: Ino, fh: Option<Fh>) -> Option<Arc<OpenFile>> {
-        let handles = self.handles();
-        if let Some(file) = fh.and_then(|fh| handles.file(fh)).filter(|f| f.ino == ino) {
-            return Some(file);
-        }
-        handles.files_of(ino).into_iter().next()
-    }
-
     pub(crate) async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
-        if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
+        if let Some(file) = fh.and_then(|fh| self.files.get(fh)).filter(|f| f.ino == ino) {
             return self
+                .files
                 .call_handle(&file, "fstat", |remote, handle| async move {
                     remote.fstat(handle).await
                 })
@@ -645,8 +478,9 @@ impl Vfs {
         // is closed meanwhile (released while this was asked) answers
         // EBADF: then the next, if any.
         let mut tried = Vec::new();
-        while let Some(file) = self.any_handle_except(ino, &tried) {
+        while let Some(file) = self.files.any_handle_except(ino, &tried) {
             match self
+                .files
                 .call_handle(&file, "fstat", |remote, handle| async move {
                     remote.fstat(handle).await
                 })
@@ -657,14 +491,6 @@ impl Vfs {
             }
         }
         Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE))
-    }
-
-    /// An open handle of `ino` other than those in `tried`.
-    pub(crate) fn any_handle_except(&self, ino: Ino, tried: &[Fh]) -> Option<Arc<OpenFile>> {
-        self.handles()
-            .files_of(ino)
-            .into_iter()
-            .find(|f| !tried.contains(&f.fh))
     }
 
     /// Changes attributes. `fh` (ftruncate, futimens) or, for a file whose
@@ -696,12 +522,12 @@ impl Vfs {
                 resized: attr.size.is_some(),
             },
         );
-        let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
+        let by_handle = fh.and_then(|fh| self.files.get(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
         let through = match (by_handle, path) {
             (Some(file), _) => Some(file),
             (None, Some(_)) => None,
-            (None, None) => match self.any_handle(ino, None) {
+            (None, None) => match self.files.any_handle(ino, None) {
                 Some(file) => Some(file),
                 None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
             },
@@ -710,11 +536,12 @@ impl Vfs {
         // connection.
         let new = match through {
             Some(file) => {
-                self.call_handle(&file, "setattr", |remote, handle| {
-                    let attr = attr.clone();
-                    async move { remote.setattr(Target::Handle(handle), attr).await }
-                })
-                .await?
+                self.files
+                    .call_handle(&file, "setattr", |remote, handle| {
+                        let attr = attr.clone();
+                        async move { remote.setattr(Target::Handle(handle), attr).await }
+                    })
+                    .await?
             }
             None => {
                 let path = self.inodes().path(ino).unwrap_or_default();
@@ -1085,7 +912,7 @@ impl Vfs {
             .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
         self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
-        let fh = self.register_file(ino, (handle, generation), flags);
+        let fh = self.files.register_file(ino, (handle, generation), flags);
         Ok((fh, fattr))
     }
 
@@ -1106,7 +933,9 @@ impl Vfs {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
-        let fh = self.register_file_with(ino, remote_handle, flags, readahead);
+        let fh = self
+            .files
+            .register_file_with(ino, remote_handle, flags, readahead);
         (fh, fattr)
     }
 
@@ -1155,46 +984,14 @@ impl Vfs {
             .await?;
         let fattr = self.ns.entered_new(parent, name, &attr);
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
-        let fh = self.register_file(fattr.ino, (handle, generation), flags);
+        let fh = self.files.register_file(fattr.ino, (handle, generation), flags);
         Ok((fh, fattr))
-    }
-
-    pub(crate) fn register_file(
-        &self,
-        ino: Ino,
-        remote_handle: (yonder_proto::Handle, Generation),
-        flags: u32,
-    ) -> Fh {
-        self.register_file_with(ino, remote_handle, flags, Readahead::default())
-    }
-
-    pub(crate) fn register_file_with(
-        &self,
-        ino: Ino,
-        remote_handle: (yonder_proto::Handle, Generation),
-        flags: u32,
-        readahead: Readahead,
-    ) -> Fh {
-        let opened_as = self.inodes().path(ino);
-        let file = self.handles().insert_file(ino, |fh, io| OpenFile {
-            fh,
-            ino,
-            remote_handle: Mutex::new(remote_handle),
-            opened_as,
-            flags,
-            append: flags & of::APPEND != 0,
-            io,
-            readahead: Mutex::new(readahead),
-            lost: std::sync::atomic::AtomicBool::new(false),
-        });
-        self.inodes().open_inc(ino);
-        file.fh
     }
 
     /// `fallocate(2)`: pending writes land first, so a hole punched or a
     /// range zeroed is not overwritten by older data afterwards.
     pub async fn fallocate(&self, fh: Fh, offset: u64, len: u64, mode: u32) -> Result<()> {
-        let file = self.file("fallocate", fh)?;
+        let file = self.files.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
         {
             let mut io = self.lock_io(&file, "fallocate", self.calls.deadline()).await?;
@@ -1203,10 +1000,11 @@ impl Vfs {
         self.drop_readahead(file.ino);
         self.ns.changed(file.ino, Change::DataSent);
         // Allocating, punching or zeroing a range again is harmless.
-        self.call_handle(&file, "fallocate", |remote, handle| async move {
-            remote.fallocate(handle, offset, len, mode).await
-        })
-        .await?;
+        self.files
+            .call_handle(&file, "fallocate", |remote, handle| async move {
+                remote.fallocate(handle, offset, len, mode).await
+            })
+            .await?;
         self.ns.changed(file.ino, Change::Attributes { resized: false });
         Ok(())
     }
@@ -1216,20 +1014,21 @@ impl Vfs {
     /// holes to the remote, so they are sent first. A failure to send them
     /// stays with its handle, as for a read.
     pub async fn lseek(&self, fh: Fh, offset: u64, whence: yonder_proto::SeekWhence) -> Result<u64> {
-        let file = self.file("lseek", fh)?;
+        let file = self.files.file("lseek", fh)?;
         if self.is_dirty(file.ino) {
             self.flush_inode(file.ino).await;
         }
-        self.call_handle(&file, "lseek", |remote, handle| async move {
-            remote.lseek(handle, offset, whence).await
-        })
-        .await
+        self.files
+            .call_handle(&file, "lseek", |remote, handle| async move {
+                remote.lseek(handle, offset, whence).await
+            })
+            .await
     }
 
     /// Closes a handle. Buffered data is sent first; its error, if any,
     /// can only be logged here (frontends flush before releasing).
     pub async fn release(&self, fh: Fh) -> Result<()> {
-        let Some(file) = self.handles().remove_file(fh) else {
+        let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
         match self.lock_io(&file, "release", self.calls.deadline()).await {

@@ -185,7 +185,7 @@ impl WriteBack {
 
 impl Vfs {
     pub(crate) fn is_dirty(&self, ino: Ino) -> bool {
-        self.handles().files_of(ino).first().is_some_and(|f| f.is_dirty())
+        self.files.files_of(ino).first().is_some_and(|f| f.is_dirty())
     }
 
     /// The inode's write-back lock, waited for until `deadline`.
@@ -216,7 +216,7 @@ impl Vfs {
     /// (until the operation's deadline). Errors stay with the handle that
     /// wrote, reported by its next write, flush or fsync.
     pub(crate) async fn flush_inode(&self, ino: Ino) {
-        let Some(file) = self.handles().files_of(ino).into_iter().next() else {
+        let Some(file) = self.files.files_of(ino).into_iter().next() else {
             return;
         };
         if !file.is_dirty() {
@@ -296,7 +296,7 @@ impl Vfs {
         let owner = if writer.fh == file.fh {
             file.clone()
         } else {
-            self.handles().file(writer.fh).unwrap_or_else(|| file.clone())
+            self.files.get(writer.fh).unwrap_or_else(|| file.clone())
         };
         let batch = Arc::new(Batch::new(seqs, owner, offset, data, writer.append));
         let before = self.unconfirmed.add(batch.clone());
@@ -395,7 +395,7 @@ impl Vfs {
     /// the write-back lock: both were in flight at once, so the application
     /// cannot have ordered them (it had no answer to the first yet).
     pub fn write_ready(&self, fh: Fh, offset: u64, data: &[u8]) -> Option<Result<u32>> {
-        let file = match self.file("write", fh) {
+        let file = match self.files.file("write", fh) {
             Ok(file) => file,
             Err(err) => return Some(Err(err)),
         };
@@ -444,7 +444,7 @@ impl Vfs {
     /// frontend that must copy the kernel's buffer anyway copies it once,
     /// into `data`).
     pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
-        let file = self.file("write", fh)?;
+        let file = self.files.file("write", fh)?;
         self.check_writable("write", file.ino)?;
         if let Err(why) = self.calls.usable() {
             return Err(self
@@ -531,26 +531,27 @@ impl Vfs {
     /// Called on each close of a descriptor: sends buffered data and
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
-        let file = self.file("flush", fh)?;
+        let file = self.files.file("flush", fh)?;
         let mut io = self.lock_io(&file, "flush", self.calls.deadline()).await?;
         self.send_buffer(&file, &mut io, "flush").await
     }
 
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
-        let file = self.file("fsync", fh)?;
+        let file = self.files.file("fsync", fh)?;
         let mut io = self.lock_io(&file, "fsync", self.calls.deadline()).await?;
         // fsync covers the file's data written through every descriptor.
         self.send_buffer(&file, &mut io, "fsync").await?;
-        self.call_handle(&file, "fsync", |remote, handle| async move {
-            remote.fsync(handle, datasync).await
-        })
-        .await
+        self.files
+            .call_handle(&file, "fsync", |remote, handle| async move {
+                remote.fsync(handle, datasync).await
+            })
+            .await
     }
 
     /// Sends every handle's buffered writes (before unmounting). Returns the
     /// first error; all errors also stay with their handles.
     pub async fn flush_all(&self) -> Result<()> {
-        let files = self.handles().all_files();
+        let files = self.files.all();
         let mut first = None;
         for file in files {
             let deadline = self.calls.deadline();
