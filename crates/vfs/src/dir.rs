@@ -176,7 +176,7 @@ impl Vfs {
     /// readdirplus) and returns current attributes for it. `None` for `.`
     /// and `..`, which frontends pass without counting.
     pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        if !self.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
+        if !self.writes.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
             return self.remember_clean(parent, item);
         }
         // The listing's size lags behind buffered writes, or the file
@@ -185,7 +185,7 @@ impl Vfs {
         // buffered, then ask again.
         let remote = item.remote.as_ref()?;
         let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
-        self.flush_inode(listed.ino).await;
+        self.writes.flush_inode(listed.ino).await;
         self.ns.changed(listed.ino, Change::Flushed);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
         self.inodes().inc_lookup(fattr.ino, 1);
@@ -208,7 +208,7 @@ impl Vfs {
     /// listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
         items.iter().any(|i| {
-            i.remote.is_some() && (self.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
         })
     }
 

@@ -6,7 +6,6 @@ use crate::connection::Generation;
 use crate::dir::DirStream;
 use crate::readahead::Readahead;
 use crate::sync::lock;
-use crate::write::{InodeIo, Writer};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -26,8 +25,6 @@ pub(crate) struct OpenFile {
     /// Protocol open flags.
     pub flags: u32,
     pub append: bool,
-    /// The inode's write-back, shared with every other handle of the inode.
-    pub io: Arc<InodeIo>,
     pub readahead: Mutex<Readahead>,
     /// Could not be reopened on a new connection (deleted or replaced
     /// meanwhile): answers ESTALE from then on.
@@ -35,17 +32,6 @@ pub(crate) struct OpenFile {
 }
 
 impl OpenFile {
-    pub fn is_dirty(&self) -> bool {
-        self.io.is_dirty()
-    }
-
-    pub fn writer(&self) -> Writer {
-        Writer {
-            fh: self.fh,
-            append: self.append,
-        }
-    }
-
     pub fn remote_handle(&self) -> (Handle, Generation) {
         *lock(&self.remote_handle)
     }
@@ -71,21 +57,10 @@ impl HandleTable {
         self.next
     }
 
-    /// Adds an open file of `ino`; `make` gets its handle number and the
-    /// inode's write-back, shared with the inode's other open files.
-    pub fn insert_file(
-        &mut self,
-        ino: Ino,
-        make: impl FnOnce(Fh, Arc<InodeIo>) -> OpenFile,
-    ) -> Arc<OpenFile> {
+    /// Adds an open file; `make` gets its handle number.
+    pub fn insert_file(&mut self, make: impl FnOnce(Fh) -> OpenFile) -> Arc<OpenFile> {
         let fh = self.alloc();
-        let io = self
-            .by_ino
-            .get(&ino)
-            .and_then(|fhs| fhs.iter().find_map(|fh| self.files.get(fh)))
-            .map(|f| f.io.clone())
-            .unwrap_or_default();
-        let file = Arc::new(make(fh, io));
+        let file = Arc::new(make(fh));
         self.by_ino.entry(file.ino).or_default().push(fh);
         self.files.insert(fh, file.clone());
         file

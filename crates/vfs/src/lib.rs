@@ -37,11 +37,11 @@ mod open_files;
 mod options;
 mod prefetch;
 mod readahead;
+mod reading;
 mod reopen;
-mod replay;
 mod sync;
 mod vfs;
-mod write;
+mod write_back;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -182,7 +182,7 @@ impl Vfs {
             table.inc_lookup(fattr.ino, 1);
             fattr
         };
-        if attr.is_file() && !self.is_dirty(fattr.ino) {
+        if attr.is_file() && !self.writes.is_dirty(fattr.ino) {
             self.inodes().open_inc(fattr.ino);
             lock(&self.reopen).keep(
                 fattr.ino,

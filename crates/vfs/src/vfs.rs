@@ -9,7 +9,6 @@ use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
 use crate::flags::writes;
-use crate::handle::OpenFile;
 use crate::inode::InodeTable;
 use crate::journal::Journal;
 use crate::namespace::Namespace;
@@ -17,9 +16,10 @@ use crate::open_files::OpenFiles;
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
+use crate::reading::Reading;
 use crate::reopen::ReopenAhead;
-use crate::replay::Unconfirmed;
 use crate::sync::lock;
+use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::future::Future;
@@ -57,11 +57,9 @@ pub struct Vfs {
     /// outside the runtime.
     pub(crate) runtime: tokio::runtime::Handle,
     /// Writes acknowledged and not yet confirmed by the agent, in order.
-    pub(crate) journal: Arc<dyn Journal>,
     /// The batches those writes are sent in, until settled.
-    pub(crate) unconfirmed: Unconfirmed,
-    /// The replay on the newest connection, while it runs.
-    pub(crate) replay_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) writes: Arc<WriteBack>,
+    pub(crate) reading: Reading,
     pub(crate) events: Events,
 }
 
@@ -101,6 +99,18 @@ impl Vfs {
             events.clone(),
             runtime.clone(),
         ));
+        let writes = WriteBack::new(
+            WriteBackParts {
+                journal,
+                files: files.clone(),
+                ns: ns.clone(),
+                calls: calls.clone(),
+                events: events.clone(),
+                runtime: runtime.clone(),
+            },
+            &opts,
+        );
+        let reading = Reading::new(files.clone(), ns.clone(), &opts);
         Ok(Arc::new_cyclic(|me| Vfs {
             calls,
             ns,
@@ -110,9 +120,8 @@ impl Vfs {
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
             reopen: Mutex::new(ReopenAhead::default()),
             runtime,
-            journal,
-            unconfirmed: Unconfirmed::default(),
-            replay_task: Mutex::new(None),
+            writes,
+            reading,
             events,
             opts,
         }))
@@ -138,9 +147,6 @@ impl Vfs {
     /// [`VfsEvent::Reconnected`]).
     pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
         let generation = self.calls.install(remote.clone());
-        for file in self.files.all() {
-            lock(&file.readahead).clear();
-        }
         let dropped = lock(&self.reopen).clear();
         {
             let mut table = self.inodes();
@@ -149,15 +155,7 @@ impl Vfs {
             }
             table.expire_all();
         }
-        let me = self.me.clone();
-        let replay = self.runtime.spawn(async move {
-            if let Some(vfs) = me.upgrade() {
-                vfs.replay(remote, generation).await;
-            }
-        });
-        if let Some(previous) = lock(&self.replay_task).replace(replay) {
-            previous.abort();
-        }
+        self.writes.start_replay(remote, generation);
         generation
     }
 
@@ -292,13 +290,7 @@ impl Vfs {
     /// the mount back.
     pub fn connection_gone(&self, reason: &str) {
         self.calls.gone(reason);
-        let abandoned = self.unconfirmed.abandon(reason, &*self.journal);
-        if abandoned > 0 {
-            tracing::warn!(
-                "{abandoned} writes the remote had not confirmed are lost: {reason}; \
-                 their error is reported at the writers' next write, flush or fsync"
-            );
-        }
+        self.writes.connection_gone(reason);
     }
 
     /// Where the connection stands, as it changes.
@@ -340,9 +332,9 @@ impl Vfs {
             }
         };
         let mut fattr = self.inodes().upsert(parent, name, &attr, Instant::now());
-        if self.is_dirty(fattr.ino) {
+        if self.writes.is_dirty(fattr.ino) {
             // The remote's size lags behind buffered writes.
-            self.flush_inode(fattr.ino).await;
+            self.writes.flush_inode(fattr.ino).await;
             fattr = self.getattr(fattr.ino, None).await?;
         }
         self.inodes().inc_lookup(fattr.ino, 1);
@@ -370,7 +362,7 @@ impl Vfs {
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {
             // Buffered writes make the cached size stale.
-            if self.is_dirty(attr.ino) {
+            if self.writes.is_dirty(attr.ino) {
                 return None;
             }
             table.inc_lookup(attr.ino, 1);
@@ -388,7 +380,7 @@ impl Vfs {
     /// answer it; frontends call it inline.
     pub fn getattr_ready(&self, ino: Ino) -> Option<FileAttr> {
         let attr = self.inodes().fresh_attr(ino, Instant::now())?;
-        (!self.is_dirty(ino)).then_some(attr)
+        (!self.writes.is_dirty(ino)).then_some(attr)
     }
 
     /// [`Vfs::lookup`] without counting a lookup, for a frontend that
@@ -422,8 +414,8 @@ impl Vfs {
     // ----- attributes -----
 
     pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {
-        if self.is_dirty(ino) {
-            self.flush_inode(ino).await;
+        if self.writes.is_dirty(ino) {
+            self.writes.flush_inode(ino).await;
         }
         if fh.is_none() {
             if let Some(attr) = self.inodes().fresh_attr(ino, Instant::now()) {
@@ -506,15 +498,13 @@ impl Vfs {
         if attr.is_empty() {
             return self.getattr(ino, fh).await;
         }
-        if self.is_dirty(ino) {
+        if self.writes.is_dirty(ino) {
             // Buffered and in-flight data must land before the change: before
             // a truncation, not after it, and before new times, which a
             // later write would overwrite.
-            self.flush_inode(ino).await;
+            self.writes.flush_inode(ino).await;
         }
-        if attr.size.is_some() {
-            self.drop_readahead(ino);
-        }
+        if attr.size.is_some() {}
         // Listings asked for until now show the attributes from before.
         self.ns.changed(
             ino,
@@ -872,8 +862,7 @@ impl Vfs {
         }
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
         if flags & of::TRUNCATE != 0 {
-            self.flush_inode(ino).await;
-            self.drop_readahead(ino);
+            self.writes.flush_inode(ino).await;
             self.ns.changed(ino, Change::Written);
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
@@ -913,6 +902,7 @@ impl Vfs {
         self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.files.register_file(ino, (handle, generation), flags);
+        self.writes.attach(ino);
         Ok((fh, fattr))
     }
 
@@ -926,16 +916,22 @@ impl Vfs {
         attr: Attr,
         head: Vec<u8>,
     ) -> (Fh, FileAttr) {
-        let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
+        let (fattr, version) = {
+            let mut table = self.inodes();
+            let fattr = table.set_attr(ino, &attr, Instant::now());
+            (fattr, table.data_state(ino).0)
+        };
         let mut readahead = Readahead::default();
+        readahead.follow_version(version);
         readahead.follow(attr.size, attr.mtime);
-        if attr.is_file() && !self.is_dirty(ino) {
+        if attr.is_file() && !self.writes.is_dirty(ino) {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
         let fh = self
             .files
             .register_file_with(ino, remote_handle, flags, readahead);
+        self.writes.attach(ino);
         (fh, fattr)
     }
 
@@ -985,6 +981,7 @@ impl Vfs {
         let fattr = self.ns.entered_new(parent, name, &attr);
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
         let fh = self.files.register_file(fattr.ino, (handle, generation), flags);
+        self.writes.attach(fattr.ino);
         Ok((fh, fattr))
     }
 
@@ -993,11 +990,7 @@ impl Vfs {
     pub async fn fallocate(&self, fh: Fh, offset: u64, len: u64, mode: u32) -> Result<()> {
         let file = self.files.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
-        {
-            let mut io = self.lock_io(&file, "fallocate", self.calls.deadline()).await?;
-            self.send_buffer(&file, &mut io, "fallocate").await?;
-        }
-        self.drop_readahead(file.ino);
+        self.writes.send_pending(&file, "fallocate").await?;
         self.ns.changed(file.ino, Change::DataSent);
         // Allocating, punching or zeroing a range again is harmless.
         self.files
@@ -1015,8 +1008,8 @@ impl Vfs {
     /// stays with its handle, as for a read.
     pub async fn lseek(&self, fh: Fh, offset: u64, whence: yonder_proto::SeekWhence) -> Result<u64> {
         let file = self.files.file("lseek", fh)?;
-        if self.is_dirty(file.ino) {
-            self.flush_inode(file.ino).await;
+        if self.writes.is_dirty(file.ino) {
+            self.writes.flush_inode(file.ino).await;
         }
         self.files
             .call_handle(&file, "lseek", |remote, handle| async move {
@@ -1031,62 +1024,90 @@ impl Vfs {
         let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        match self.lock_io(&file, "release", self.calls.deadline()).await {
-            Ok(mut io) => {
-                if let Err(err) = self.send_buffer(&file, &mut io, "release").await {
-                    tracing::warn!("write error lost at release: {err}");
-                }
-            }
-            Err(err) => tracing::warn!("{err}: buffered writes are sent later"),
-        }
-        lock(&file.readahead).clear();
+        self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
-        if !self.unconfirmed.of_file(fh).is_empty() {
+        if self.writes.unsettled_through(fh) {
             // Writes through it are still waiting for a connection: its
             // remote handle is closed once they are settled.
-            self.close_after_writes(file);
+            self.writes.close_after_writes(file);
             return Ok(());
         }
-        // Nobody waits for the remote close: the data went out above (and
-        // the agent writes synchronously, so its errors were reported at
-        // write, flush or fsync). Not waiting saves a round trip per file
-        // for `cat`, `cp` and untar.
-        let (remote, generation) = self.calls.current();
-        let (handle, opened_on) = file.remote_handle();
-        if opened_on != generation {
-            // Its connection is gone, and the handle with it.
-            return Ok(());
-        }
-        let path = self.describe(file.ino);
-        tokio::spawn(async move {
-            if let Err(e) = remote.close(handle).await {
-                tracing::debug!("close {path}: {e}");
-            }
-        });
+        // Nobody waits for the remote close.
+        self.files.close_released(&file);
         Ok(())
     }
 
-    /// Closes `file`'s remote handle once the writes sent through it are
-    /// settled (they may wait for a connection longer than its release).
-    fn close_after_writes(&self, file: Arc<OpenFile>) {
-        let me = self.me.clone();
-        self.runtime.spawn(async move {
-            let batches = match me.upgrade() {
-                Some(vfs) => vfs.unconfirmed.of_file(file.fh),
-                None => return,
-            };
-            for batch in batches {
-                let _ = batch.settled().await;
-            }
-            let Some(vfs) = me.upgrade() else { return };
-            let (remote, generation) = vfs.calls.current();
-            let (handle, opened_on) = file.remote_handle();
-            if opened_on == generation {
-                if let Err(e) = remote.close(handle).await {
-                    tracing::debug!("close {}: {e}", vfs.describe(file.ino));
-                }
-            }
-        });
+    // ----- reading and writing -----
+
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    /// Writes still pending on the inode land first.
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
+        let file = self.files.file("read", fh)?;
+        if self.writes.is_dirty(file.ino) {
+            self.writes.flush_inode(file.ino).await;
+        }
+        self.reading.read(&file, offset, size).await
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles). The data
+    /// may be buffered; a failure to send it surfaces at a later write, at
+    /// [`Vfs::flush`] or at [`Vfs::fsync`].
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        if let Some(done) = self.write_ready(fh, offset, data) {
+            return done;
+        }
+        self.write_bytes(fh, offset, Bytes::copy_from_slice(data)).await
+    }
+
+    /// [`Vfs::write`] when it needs no wait: `data` continues the inode's
+    /// write buffer and does not fill it, the handle is not O_SYNC, the
+    /// connection is not gone, and nobody holds the inode's write-back (a
+    /// send, a flush). `None` when [`Vfs::write_bytes`] must do it. Never
+    /// waits: frontends call it inline.
+    pub fn write_ready(&self, fh: Fh, offset: u64, data: &[u8]) -> Option<Result<u32>> {
+        let file = match self.files.file("write", fh) {
+            Ok(file) => file,
+            Err(err) => return Some(Err(err)),
+        };
+        if let Err(err) = self.check_writable("write", file.ino) {
+            return Some(Err(err));
+        }
+        self.writes.write_ready(&file, offset, data)
+    }
+
+    /// [`Vfs::write`] of data the caller already owns: a write too large
+    /// to gather, or an O_SYNC one, is sent as it is, without a copy (a
+    /// frontend that must copy the kernel's buffer anyway copies it once,
+    /// into `data`).
+    pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
+        let file = self.files.file("write", fh)?;
+        self.check_writable("write", file.ino)?;
+        self.writes.write_bytes(&file, offset, data).await
+    }
+
+    /// Called on each close of a descriptor: sends buffered data and
+    /// reports any write error not reported yet.
+    pub async fn flush(&self, fh: Fh) -> Result<()> {
+        let file = self.files.file("flush", fh)?;
+        self.writes.send_pending(&file, "flush").await
+    }
+
+    /// fsync(2): covers the file's data written through every descriptor.
+    pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
+        let file = self.files.file("fsync", fh)?;
+        self.writes.fsync(&file, datasync).await
+    }
+
+    /// Sends every handle's buffered writes (before unmounting). Returns the
+    /// first error; all errors also stay with their handles.
+    pub async fn flush_all(&self) -> Result<()> {
+        self.writes.flush_all().await
+    }
+
+    /// Writes the agent has not confirmed (entries, bytes): what a lost
+    /// connection would have the next one replay.
+    pub fn unconfirmed_writes(&self) -> (usize, u64) {
+        self.writes.unconfirmed_writes()
     }
 
     // ----- directories -----
@@ -1232,7 +1253,6 @@ impl Vfs {
     /// Forgets cached attributes, listing and readahead data of `ino`.
     pub fn invalidate_inode(&self, ino: Ino) {
         self.ns.changed(ino, Change::Notified);
-        self.drop_readahead(ino);
     }
 }
 

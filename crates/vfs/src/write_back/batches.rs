@@ -1,38 +1,15 @@
-//! Writes the agent has not confirmed, and their replay on a new
-//! connection.
-//!
-//! Write-back sends an inode's acknowledged writes as batches (one remote
-//! write of gathered data, `write.rs`). Each batch carries the journal
-//! entries it is made of (`journal.rs`) and is tracked here until it is
-//! settled: confirmed by the agent (its entries leave the journal), or
-//! failed with an error the writer is told of. A batch is sent by a task
-//! of its own, once the batches of the same inode it overlaps (any, for an
-//! append) are settled, so an inode's writes reach the remote in the order
-//! they were made.
-//!
-//! When a connection is lost with batches on it, nobody can tell whether
-//! the agent carried them out. The batch's task does not send it again:
-//! the next connection replays every batch sent on an older one, in
-//! sequence order, before anything else runs on it (the connection counts
-//! as up only afterwards, `connection.rs`), so a replayed write never lands
-//! after a newer one. A positioned write sent twice is harmless: same
-//! offset, same bytes. An O_APPEND write is not: it is re-sent only if the
-//! file ends where the write should begin; if the file already holds the
-//! write's bytes there it landed and counts as confirmed; otherwise the
-//! writer gets EIO, as a duplicate append would corrupt the file.
-//!
-//! A batch is claimed for one connection at a time (`Sending(generation)`,
-//! under the registry's lock), so the replay and the batch's own task
-//! never both send it: a task that finds its batch claimed by a replay
-//! waits for the replay's verdict.
+//! Batches: remote writes of acknowledged data, tracked until the agent
+//! confirms them (their journal entries leave the journal) or their
+//! failure is handed to the writer. See `replay.rs` for what happens to
+//! those cut off by a lost connection.
 
+use super::WriteBack;
 use crate::attr::{Fh, Ino};
 use crate::connection::{Generation, Unavailable};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::journal::{Journal, Seq};
 use crate::sync::lock;
-use crate::vfs::Vfs;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -50,7 +27,7 @@ enum BatchState {
 }
 
 /// One remote write of acknowledged data.
-pub(crate) struct Batch {
+pub(super) struct Batch {
     /// The journal entries it carries.
     pub seqs: Vec<Seq>,
     pub ino: Ino,
@@ -112,7 +89,7 @@ impl Batch {
 
 /// The unsettled batches of a VFS, by their first sequence number.
 #[derive(Default)]
-pub(crate) struct Unconfirmed {
+pub(super) struct Unconfirmed {
     inner: Mutex<Inner>,
 }
 
@@ -150,7 +127,7 @@ impl Unconfirmed {
 
     /// Claims `batch` for sending on `generation`: false if it is settled,
     /// or if that connection is no longer the one to send on.
-    fn claim(&self, batch: &Batch, generation: Generation) -> bool {
+    pub fn claim(&self, batch: &Batch, generation: Generation) -> bool {
         let inner = self.inner();
         if inner.generation != generation || batch.state() != BatchState::Waiting {
             return false;
@@ -162,7 +139,7 @@ impl Unconfirmed {
     /// Settles `batch` with `verdict`, if it is still being sent on
     /// `generation` (`None`: whatever its state). Its entries leave the
     /// journal.
-    fn settle(
+    pub fn settle(
         &self,
         batch: &Batch,
         on: Option<Generation>,
@@ -187,7 +164,7 @@ impl Unconfirmed {
     /// A replay on `generation` starts: from now on batches are sent on it
     /// only. Returns the batches sent on older connections, oldest first,
     /// claimed for the replay.
-    fn begin_replay(&self, generation: Generation) -> Vec<Arc<Batch>> {
+    pub fn begin_replay(&self, generation: Generation) -> Vec<Arc<Batch>> {
         let mut inner = self.inner();
         inner.generation = generation;
         inner
@@ -237,12 +214,16 @@ fn lost_for_good(batch: &Batch, reason: &str) -> VfsError {
 /// What a batch's task does: waits for the batches before it, sends it on
 /// the current connection, and returns its verdict (from the agent, or
 /// from the replay on a later connection if this one was lost).
-pub(crate) async fn run_batch(vfs: Weak<Vfs>, batch: Arc<Batch>, before: Vec<Arc<Batch>>) -> Result<()> {
+pub(super) async fn run_batch(
+    writes: Weak<WriteBack>,
+    batch: Arc<Batch>,
+    before: Vec<Arc<Batch>>,
+) -> Result<()> {
     for earlier in before {
         let _ = earlier.settled().await;
     }
     loop {
-        let Some(me) = vfs.upgrade() else {
+        let Some(me) = writes.upgrade() else {
             break;
         };
         let (remote, generation) = match me.calls.ready(None).await {
@@ -278,11 +259,11 @@ pub(crate) async fn run_batch(vfs: Weak<Vfs>, batch: Arc<Batch>, before: Vec<Arc
     batch.settled().await
 }
 
-impl Vfs {
+impl WriteBack {
     /// Sends `batch` on `remote` through its file's handle there. On a
     /// replay (`replaying`), an append whose outcome is unknown is checked
     /// first (see the module documentation).
-    pub(crate) async fn send_batch(
+    pub(super) async fn send_batch(
         &self,
         batch: &Batch,
         remote: &Arc<dyn Remote>,
@@ -290,7 +271,7 @@ impl Vfs {
         replaying: bool,
     ) -> Result<()> {
         let handle = self.files.handle_on(&batch.file, remote, generation).await?;
-        let path = self.describe(batch.ino);
+        let path = self.ns.describe(batch.ino);
         if replaying && batch.append {
             return self.replay_append(batch, remote, handle, &path).await;
         }
@@ -326,7 +307,7 @@ impl Vfs {
     /// Whether the remote file holds `batch`'s bytes at its offset (read
     /// through a handle of its own: the writer's may be write-only).
     async fn holds(&self, remote: &Arc<dyn Remote>, batch: &Batch) -> yonder_remote::Result<bool> {
-        let Some(path) = self.inodes().path(batch.ino) else {
+        let Some(path) = self.ns.table().path(batch.ino) else {
             return Ok(false);
         };
         let (handle, attr) = match remote.open(&path, of::READ_ONLY | of::NOFOLLOW, 0, None).await {
@@ -334,7 +315,7 @@ impl Vfs {
             Err(e) if e.is_connection_lost() => return Err(e),
             Err(_) => return Ok(false),
         };
-        let mut same = self.inodes().same_file(batch.ino, &attr);
+        let mut same = self.ns.table().same_file(batch.ino, &attr);
         let mut offset = batch.offset;
         let mut rest = &batch.data[..];
         while same && !rest.is_empty() {
@@ -353,63 +334,11 @@ impl Vfs {
         let _ = remote.close(handle).await;
         Ok(same)
     }
-
-    /// Replays on `generation` (just put in place) the batches sent on
-    /// older connections, oldest first, then lets everything else use it.
-    /// First every open file is reopened there (by path, identity
-    /// checked): a file that is still where it was keeps working even if
-    /// its name is removed right after, and one that is gone is known lost
-    /// at once.
-    pub(crate) async fn replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
-        if !self.files.reopen_all(&remote, generation).await {
-            return;
-        }
-        let batches = self.unconfirmed.begin_replay(generation);
-        let (mut replayed, mut failed) = (0usize, 0usize);
-        let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
-        for batch in batches {
-            if self.calls.current().1 != generation {
-                return;
-            }
-            match self.send_batch(&batch, &remote, generation, true).await {
-                Err(e) if e.is_connection_lost() => {
-                    tracing::info!("replay of unconfirmed writes interrupted: {e}");
-                    return;
-                }
-                Ok(()) => {
-                    replayed += 1;
-                    self.unconfirmed
-                        .settle(&batch, Some(generation), Ok(()), &*self.journal);
-                }
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!("unconfirmed write not replayed: {e}");
-                    self.events.emit(crate::VfsEvent::WriteLost {
-                        ino: batch.ino,
-                        path: self.describe(batch.ino),
-                        error: e.to_string(),
-                    });
-                    self.unconfirmed
-                        .settle(&batch, Some(generation), Err(e), &*self.journal);
-                }
-            }
-        }
-        if replayed + failed > 0 {
-            tracing::info!("replayed {replayed} unconfirmed writes ({bytes} bytes) on the new connection, {failed} failed");
-        }
-        if self.calls.mark_up(generation) {
-            self.events.emit(crate::VfsEvent::Reconnected {
-                generation: generation.0,
-                replayed,
-                failed,
-            });
-        }
-    }
 }
 
 /// Writes all of `data` at `offset`, in as many requests as the remote
 /// accepts. Each request carries a slice of `data`, not a copy.
-pub(crate) async fn write_all(
+async fn write_all(
     remote: &Arc<dyn Remote>,
     handle: Handle,
     path: &str,
