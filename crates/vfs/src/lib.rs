@@ -38,7 +38,7 @@ mod options;
 mod prefetch;
 mod readahead;
 mod reading;
-mod reopen;
+mod stale_open;
 mod sync;
 mod vfs;
 mod write_back;

@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use yonder_proto::{open_flags as of, Errno, Handle};
 use yonder_remote::Remote;
 
+/// Bytes of a file fetched with a read-only open (the kernel's first read
+/// of a file is usually this size or smaller).
+pub(crate) const OPEN_PREFETCH: u32 = 128 * 1024;
+
 /// The open files (and, for now, directories) of a VFS.
 pub(crate) struct OpenFiles {
     table: Mutex<HandleTable>,

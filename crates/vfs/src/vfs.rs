@@ -12,13 +12,12 @@ use crate::flags::writes;
 use crate::inode::InodeTable;
 use crate::journal::Journal;
 use crate::namespace::Namespace;
-use crate::open_files::OpenFiles;
+use crate::open_files::{OpenFiles, OPEN_PREFETCH};
 use crate::options::VfsOptions;
 use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
-use crate::reopen::ReopenAhead;
-use crate::sync::lock;
+use crate::stale_open::{RetryFor, StaleOpenRetry};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -52,7 +51,7 @@ pub struct Vfs {
     pub(crate) prefetching: Mutex<HashSet<Ino>>,
     pub(crate) prefetch_slots: Arc<tokio::sync::Semaphore>,
     /// Names whose open came back stale, and files opened ahead for them.
-    pub(crate) reopen: Mutex<ReopenAhead>,
+    pub(crate) stale_opens: Arc<StaleOpenRetry>,
     /// Where background fetches run: some calls come from frontend threads
     /// outside the runtime.
     pub(crate) runtime: tokio::runtime::Handle,
@@ -111,6 +110,7 @@ impl Vfs {
             &opts,
         );
         let reading = Reading::new(files.clone(), ns.clone(), &opts);
+        let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
         Ok(Arc::new_cyclic(|me| Vfs {
             calls,
             ns,
@@ -118,7 +118,7 @@ impl Vfs {
             me: me.clone(),
             prefetching: Mutex::new(HashSet::new()),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
-            reopen: Mutex::new(ReopenAhead::default()),
+            stale_opens,
             runtime,
             writes,
             reading,
@@ -147,14 +147,8 @@ impl Vfs {
     /// [`VfsEvent::Reconnected`]).
     pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
         let generation = self.calls.install(remote.clone());
-        let dropped = lock(&self.reopen).clear();
-        {
-            let mut table = self.inodes();
-            for ino in dropped {
-                table.open_dec(ino);
-            }
-            table.expire_all();
-        }
+        self.stale_opens.clear();
+        self.inodes().expire_all();
         self.writes.start_replay(remote, generation);
         generation
     }
@@ -306,8 +300,15 @@ impl Vfs {
         if let Some(answer) = self.lookup_ready(caller, parent, name) {
             return answer;
         }
-        if lock(&self.reopen).is_stale(parent, name, caller.pid, Instant::now()) {
-            if let Some(fattr) = self.lookup_by_opening(caller, parent, name).await {
+        if self
+            .stale_opens
+            .is_stale(parent, name, caller.pid, Instant::now())
+        {
+            if let Some(fattr) = self
+                .stale_opens
+                .lookup_by_opening(caller, parent, name, |ino| self.writes.is_dirty(ino))
+                .await
+            {
                 return Ok(fattr);
             }
         }
@@ -346,18 +347,15 @@ impl Vfs {
     /// it inline.
     pub fn lookup_ready(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
-        {
-            let reopen = lock(&self.reopen);
-            if let Some(ino) = reopen.looked_up_by(caller.pid, parent, name, now) {
-                drop(reopen);
+        match self.stale_opens.for_lookup(caller.pid, parent, name, now) {
+            RetryFor::OpenedAhead(ino) => {
                 let mut table = self.inodes();
                 let attr = table.get(ino).and_then(|n| n.attr)?;
                 table.inc_lookup(ino, 1);
                 return Some(Ok(attr));
             }
-            if reopen.is_stale(parent, name, caller.pid, now) {
-                return None;
-            }
+            RetryFor::Stale => return None,
+            RetryFor::Nothing => {}
         }
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {
@@ -867,7 +865,7 @@ impl Vfs {
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {
-            lock(&self.reopen).take(ino, caller.pid, Instant::now())
+            self.stale_opens.take(ino, caller.pid, Instant::now())
         } else {
             None
         };
@@ -877,7 +875,7 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        let path = self.openable_path(ino, caller.pid)?;
+        let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
@@ -888,8 +886,9 @@ impl Vfs {
                     r.open_read(p, flags, OPEN_PREFETCH).await
                 })
                 .await
-                .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-            self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
+                .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+            self.stale_opens
+                .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
         }
         // Opening again after a lost connection is harmless, O_TRUNC
@@ -898,8 +897,9 @@ impl Vfs {
             .calls
             .call_on("open", p, |r| async move { r.open(p, flags, 0, None).await })
             .await
-            .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-        self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
+            .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+        self.stale_opens
+            .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.files.register_file(ino, (handle, generation), flags);
         self.writes.attach(ino);
@@ -1301,10 +1301,6 @@ async fn resolve_rename(
         Err(_) => unknown(),
     }
 }
-
-/// Bytes of a file fetched with a read-only open (the kernel's first read
-/// of a file is usually this size or smaller).
-pub(crate) const OPEN_PREFETCH: u32 = 128 * 1024;
 
 /// Longest file name the negative cache answers for; longer ones go to the
 /// remote for its own error.
