@@ -8,12 +8,12 @@
 //! ([`OpenFiles::handle_on`]): by path, checking that the path still names
 //! the same file.
 
-use crate::attr::{Fh, Ino};
+use crate::attr::{Fh, FhSource, Ino};
 use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
-use crate::handle::{HandleTable, OpenDir, OpenFile};
+use crate::handle::{HandleTable, OpenFile};
 use crate::namespace::Namespace;
 use crate::readahead::Readahead;
 use crate::sync::lock;
@@ -27,7 +27,7 @@ use yonder_remote::Remote;
 /// of a file is usually this size or smaller).
 pub(crate) const OPEN_PREFETCH: u32 = 128 * 1024;
 
-/// The open files (and, for now, directories) of a VFS.
+/// The open files of a VFS.
 pub(crate) struct OpenFiles {
     table: Mutex<HandleTable>,
     ns: Arc<Namespace>,
@@ -40,13 +40,14 @@ pub(crate) struct OpenFiles {
 
 impl OpenFiles {
     pub fn new(
+        numbers: Arc<FhSource>,
         ns: Arc<Namespace>,
         calls: Arc<RemoteCalls>,
         events: Events,
         runtime: tokio::runtime::Handle,
     ) -> OpenFiles {
         OpenFiles {
-            table: Mutex::default(),
+            table: Mutex::new(HandleTable::new(numbers)),
             ns,
             calls,
             events,
@@ -105,18 +106,6 @@ impl OpenFiles {
                 tracing::debug!("close {path}: {e}");
             }
         });
-    }
-
-    pub fn insert_dir(&self, dir: OpenDir) -> Fh {
-        self.table().insert_dir(dir)
-    }
-
-    pub fn dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
-        self.table().dir(fh)
-    }
-
-    pub fn remove_dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
-        self.table().remove_dir(fh)
     }
 
     pub fn register_file(&self, ino: Ino, remote_handle: (Handle, Generation), flags: u32) -> Fh {

@@ -2,19 +2,20 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FileAttr, Ino, RemoteId, ROOT_INO};
+use crate::attr::{Caller, Fh, FhSource, FileAttr, Ino, RemoteId, ROOT_INO};
 use crate::cache_policy::{CachePolicy, Change};
 use crate::calls::RemoteCalls;
 use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
 use crate::flags::writes;
+use crate::inode::DirItem;
 use crate::inode::InodeTable;
 use crate::journal::Journal;
+use crate::listings::Listings;
 use crate::namespace::Namespace;
 use crate::open_files::{OpenFiles, OPEN_PREFETCH};
 use crate::options::VfsOptions;
-use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
@@ -22,7 +23,7 @@ use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 use tokio::sync::broadcast;
 use tokio::sync::watch;
@@ -39,27 +40,30 @@ pub struct VfsStats {
     pub open_files: usize,
 }
 
+/// The VFS: it orchestrates its parts, each of which owns its state and
+/// its lock (listed from the bottom up; a part knows only those above it
+/// in this list):
 pub struct Vfs {
-    /// The remote, through a connection that can be replaced.
-    pub(crate) calls: Arc<RemoteCalls>,
-    pub(crate) opts: VfsOptions,
-    pub(crate) ns: Arc<Namespace>,
-    pub(crate) files: Arc<OpenFiles>,
-    /// For tasks that outlive a call (delayed write flushes).
-    pub(crate) me: Weak<Vfs>,
-    /// Directory listings being fetched ahead of a reader.
-    pub(crate) prefetching: Mutex<HashSet<Ino>>,
-    pub(crate) prefetch_slots: Arc<tokio::sync::Semaphore>,
+    opts: VfsOptions,
+    /// The inode table: numbers, names, paths, cached attributes.
+    ns: Arc<Namespace>,
+    /// The remote, through a connection that can be replaced: waiting,
+    /// deadlines, retries.
+    calls: Arc<RemoteCalls>,
+    /// Open files, and reopening them on a new connection.
+    files: Arc<OpenFiles>,
+    /// Serving reads, with readahead.
+    reading: Reading,
+    /// Buffered and in-flight writes, the journal and its replay.
+    writes: Arc<WriteBack>,
+    /// Open directories and listings fetched ahead.
+    listings: Arc<Listings>,
     /// Names whose open came back stale, and files opened ahead for them.
-    pub(crate) stale_opens: Arc<StaleOpenRetry>,
-    /// Where background fetches run: some calls come from frontend threads
-    /// outside the runtime.
-    pub(crate) runtime: tokio::runtime::Handle,
-    /// Writes acknowledged and not yet confirmed by the agent, in order.
-    /// The batches those writes are sent in, until settled.
-    pub(crate) writes: Arc<WriteBack>,
-    pub(crate) reading: Reading,
-    pub(crate) events: Events,
+    stale_opens: Arc<StaleOpenRetry>,
+    events: Events,
+    /// Where tasks following a link run: some calls come from frontend
+    /// threads outside the runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Vfs {
@@ -92,7 +96,16 @@ impl Vfs {
         let events = Events::new();
         let calls = Arc::new(RemoteCalls::new(remote, opts.op_timeout));
         let ns = Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare));
+        let numbers = Arc::new(FhSource::default());
+        let listings = Listings::new(
+            numbers.clone(),
+            ns.clone(),
+            calls.clone(),
+            runtime.clone(),
+            opts.readdir_page,
+        );
         let files = Arc::new(OpenFiles::new(
+            numbers,
             ns.clone(),
             calls.clone(),
             events.clone(),
@@ -111,13 +124,11 @@ impl Vfs {
         );
         let reading = Reading::new(files.clone(), ns.clone(), &opts);
         let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
-        Ok(Arc::new_cyclic(|me| Vfs {
+        Ok(Arc::new(Vfs {
             calls,
             ns,
             files,
-            me: me.clone(),
-            prefetching: Mutex::new(HashSet::new()),
-            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
+            listings,
             stale_opens,
             runtime,
             writes,
@@ -177,26 +188,26 @@ impl Vfs {
         }
     }
 
-    pub(crate) fn inodes(&self) -> MutexGuard<'_, InodeTable> {
+    fn inodes(&self) -> MutexGuard<'_, InodeTable> {
         self.ns.table()
     }
 
-    pub(crate) fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
+    fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
         if self.opts.read_only {
             return Err(VfsError::new(op, self.describe(ino), Errno::EROFS));
         }
         Ok(())
     }
 
-    pub(crate) fn describe(&self, ino: Ino) -> String {
+    fn describe(&self, ino: Ino) -> String {
         self.ns.describe(ino)
     }
 
-    pub(crate) fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
+    fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
         self.ns.path(op, ino)
     }
 
-    pub(crate) fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
+    fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
         self.ns.child_path(op, parent, name)
     }
 
@@ -204,7 +215,7 @@ impl Vfs {
     /// file system decides them: the caller's umask applies unless
     /// `parent` has a default ACL, whose entries (applied by the remote
     /// kernel) take its place.
-    pub(crate) async fn creation_mode(&self, caller: &Caller, parent: Ino, mode: u32) -> u32 {
+    async fn creation_mode(&self, caller: &Caller, parent: Ino, mode: u32) -> u32 {
         let mode = mode & 0o7777;
         if mode & caller.umask == 0 {
             return mode;
@@ -312,7 +323,7 @@ impl Vfs {
                 return Ok(fattr);
             }
         }
-        if self.relist(parent).await {
+        if self.listings.relist(parent).await {
             if let Some(answer) = self.lookup_ready(caller, parent, name) {
                 return answer;
             }
@@ -436,7 +447,7 @@ impl Vfs {
         }
     }
 
-    pub(crate) async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
+    async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
         if let Some(file) = fh.and_then(|fh| self.files.get(fh)).filter(|f| f.ino == ino) {
             return self
                 .files
@@ -908,7 +919,7 @@ impl Vfs {
 
     /// Registers a handle opened for reading, with the file's first bytes
     /// that came with it.
-    pub(crate) fn opened_for_reading(
+    fn opened_for_reading(
         &self,
         ino: Ino,
         flags: u32,
@@ -1111,6 +1122,70 @@ impl Vfs {
     }
 
     // ----- directories -----
+
+    /// Opens a directory. No remote call (the listing is fetched by the
+    /// first `readdir`), so it is synchronous and frontends answer inline.
+    pub fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
+        self.listings.opendir(ino)
+    }
+
+    /// Entries of an open directory from `offset` (0, or an entry's
+    /// `offset`). An empty result means the end. Offset 0 starts over with a
+    /// fresh listing. No lookups are counted; see [`Vfs::remember`].
+    pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
+        self.listings.readdir(fh, offset).await
+    }
+
+    /// [`Vfs::readdir`] when it can answer without waiting: the entries are
+    /// already fetched (or were fetched ahead) and nobody else holds the
+    /// stream. Frontends answer such calls inline.
+    pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
+        self.listings.readdir_ready(fh, offset)
+    }
+
+    pub fn releasedir(&self, fh: Fh) -> Result<()> {
+        self.listings.releasedir(fh)
+    }
+
+    /// Counts a lookup for an entry handed out with its attributes (as by
+    /// readdirplus) and returns current attributes for it. `None` for `.`
+    /// and `..`, which frontends pass without counting.
+    pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        if !self.writes.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
+            return self.remember_clean(parent, item);
+        }
+        // The listing's size lags behind buffered writes, or the file
+        // changed through the mount since it was listed (another name of
+        // it sent its writes, a listing fetched ahead): send what is
+        // buffered, then ask again.
+        let remote = item.remote.as_ref()?;
+        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        self.writes.flush_inode(listed.ino).await;
+        self.ns.changed(listed.ino, Change::Flushed);
+        let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
+        self.inodes().inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    /// [`Vfs::remember`] for entries with no buffered writes and no change
+    /// since they were listed (see [`Vfs::any_dirty`]), which needs no
+    /// waiting.
+    pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        let remote = item.remote.as_ref()?;
+        let mut table = self.inodes();
+        let fattr = table.upsert(parent, &item.name, remote, Instant::now());
+        table.inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    /// Whether any of `items` has writes not yet sent, or changed through
+    /// the mount since it was listed: attributes (size, mtime, nlink) the
+    /// listing does not reflect.
+    pub fn any_dirty(&self, items: &[DirItem]) -> bool {
+        items.iter().any(|i| {
+            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+        })
+    }
 
     // ----- the rest -----
 

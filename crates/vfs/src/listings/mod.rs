@@ -1,16 +1,26 @@
-//! Directory streams: a listing read page by page from the remote as the
-//! reader advances, with stable offsets for the lifetime of the stream.
+//! Listings: open directories, each a stream read page by page from the
+//! remote as the reader advances, with stable offsets for the lifetime of
+//! the stream; and listings fetched ahead of a reader (`prefetch.rs`).
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
-use crate::cache_policy::Change;
+mod prefetch;
+
+use crate::attr::{Fh, FhSource, FileKind, Ino, ROOT_INO};
+use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{Result, VfsError};
-use crate::handle::OpenDir;
 use crate::inode::DirItem;
-use crate::vfs::Vfs;
-use std::collections::HashSet;
+use crate::namespace::Namespace;
+use crate::sync::lock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use yonder_proto::Errno;
+
+/// An open directory.
+pub(crate) struct OpenDir {
+    pub ino: Ino,
+    pub stream: tokio::sync::Mutex<DirStream>,
+}
 
 #[derive(Default)]
 pub(crate) struct DirStream {
@@ -44,30 +54,82 @@ fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
         .unwrap_or_default()
 }
 
-impl Vfs {
+/// The listings of a VFS: its open directories, and the listings being
+/// fetched ahead.
+pub(crate) struct Listings {
+    dirs: Mutex<HashMap<Fh, Arc<OpenDir>>>,
+    /// Handle numbers, shared with the open files.
+    numbers: Arc<FhSource>,
+    /// Directory listings being fetched ahead of a reader.
+    prefetching: Mutex<HashSet<Ino>>,
+    prefetch_slots: Arc<tokio::sync::Semaphore>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    /// Where listings fetched ahead are fetched: some calls come from
+    /// frontend threads outside the runtime.
+    runtime: tokio::runtime::Handle,
+    readdir_page: u32,
+    /// For the tasks fetching ahead.
+    me: Weak<Listings>,
+}
+
+impl Listings {
+    pub fn new(
+        numbers: Arc<FhSource>,
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        runtime: tokio::runtime::Handle,
+        readdir_page: u32,
+    ) -> Arc<Listings> {
+        Arc::new_cyclic(|me| Listings {
+            dirs: Mutex::default(),
+            numbers,
+            prefetching: Mutex::default(),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(prefetch::PREFETCH_PARALLEL)),
+            ns,
+            calls,
+            runtime,
+            readdir_page,
+            me: me.clone(),
+        })
+    }
+
+    fn insert_dir(&self, dir: OpenDir) -> Fh {
+        let fh = self.numbers.next();
+        lock(&self.dirs).insert(fh, Arc::new(dir));
+        fh
+    }
+
+    fn dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
+        lock(&self.dirs).get(&fh).cloned()
+    }
+
+    fn remove_dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
+        lock(&self.dirs).remove(&fh)
+    }
+
     /// Opens a directory. No remote call (the listing is fetched by the
     /// first `readdir`), so it is synchronous and frontends answer inline.
-    pub fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
-        let kind = self.inodes().get(ino).map(|n| n.kind);
+    pub fn opendir(&self, ino: Ino) -> Result<Fh> {
+        let kind = self.ns.table().get(ino).map(|n| n.kind);
         match kind {
             None => return Err(VfsError::new("opendir", format!("<inode {ino}>"), Errno::ESTALE)),
             Some(FileKind::Directory) => {}
-            Some(_) => return Err(VfsError::new("opendir", self.describe(ino), Errno::ENOTDIR)),
+            Some(_) => return Err(VfsError::new("opendir", self.ns.describe(ino), Errno::ENOTDIR)),
         }
-        let fh = self.files.insert_dir(OpenDir {
+        let fh = self.insert_dir(OpenDir {
             ino,
             stream: tokio::sync::Mutex::new(DirStream::default()),
         });
-        self.inodes().open_inc(ino);
+        self.ns.table().open_inc(ino);
         Ok(fh)
     }
 
     /// Entries of an open directory from `offset` (0, or an entry's
     /// `offset`). An empty result means the end. Offset 0 starts over with a
-    /// fresh listing. No lookups are counted; see [`Vfs::remember`].
+    /// fresh listing. No lookups are counted; see `Vfs::remember`.
     pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
         let dir = self
-            .files
             .dir(fh)
             .ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
         let mut st = dir.stream.lock().await;
@@ -75,7 +137,7 @@ impl Vfs {
         self.start_listing(&dir, &mut st, offset);
         let deadline = self.calls.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
-            let path = self.path("readdir", dir.ino)?;
+            let path = self.ns.path("readdir", dir.ino)?;
             let asked = Instant::now();
             let (remote, generation) = self
                 .calls
@@ -89,10 +151,7 @@ impl Vfs {
                 st.cursor = None;
                 st.restarted = true;
             }
-            let page = match remote
-                .read_dir_page(&path, st.cursor, self.opts.readdir_page)
-                .await
-            {
+            let page = match remote.read_dir_page(&path, st.cursor, self.readdir_page).await {
                 Ok(page) => page,
                 Err(e) if e.is_connection_lost() => {
                     self.calls
@@ -110,7 +169,7 @@ impl Vfs {
                 entries.retain(|e| !seen.contains(&e.name[..]));
             }
             let now = Instant::now();
-            let mut table = self.inodes();
+            let mut table = self.ns.table();
             for mut item in table.enter_entries(dir.ino, entries, asked, now) {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
@@ -131,7 +190,7 @@ impl Vfs {
     /// already fetched (or were fetched ahead) and nobody else holds the
     /// stream. Frontends answer such calls inline.
     pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
-        let dir = self.files.dir(fh)?;
+        let dir = self.dir(fh)?;
         let mut st = dir.stream.try_lock().ok()?;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
@@ -140,7 +199,7 @@ impl Vfs {
 
     /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then a
     /// listing fetched ahead if there is a fresh one.
-    pub(crate) fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
+    fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
         if offset == 0 && st.started {
             st.reset();
         }
@@ -161,7 +220,7 @@ impl Vfs {
                 asked: Instant::now(),
             });
         }
-        let fetched = self.inodes().take_listing(dir.ino, Instant::now());
+        let fetched = self.ns.table().take_listing(dir.ino, Instant::now());
         if let Some(items) = fetched {
             for mut item in items {
                 item.offset = st.items.len() as u64 + 1;
@@ -172,52 +231,11 @@ impl Vfs {
         }
     }
 
-    /// Counts a lookup for an entry handed out with its attributes (as by
-    /// readdirplus) and returns current attributes for it. `None` for `.`
-    /// and `..`, which frontends pass without counting.
-    pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        if !self.writes.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
-            return self.remember_clean(parent, item);
-        }
-        // The listing's size lags behind buffered writes, or the file
-        // changed through the mount since it was listed (another name of
-        // it sent its writes, a listing fetched ahead): send what is
-        // buffered, then ask again.
-        let remote = item.remote.as_ref()?;
-        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
-        self.writes.flush_inode(listed.ino).await;
-        self.ns.changed(listed.ino, Change::Flushed);
-        let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
-        self.inodes().inc_lookup(fattr.ino, 1);
-        Some(fattr)
-    }
-
-    /// [`Vfs::remember`] for entries with no buffered writes and no change
-    /// since they were listed (see [`Vfs::any_dirty`]), which needs no
-    /// waiting.
-    pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        let remote = item.remote.as_ref()?;
-        let mut table = self.inodes();
-        let fattr = table.upsert(parent, &item.name, remote, Instant::now());
-        table.inc_lookup(fattr.ino, 1);
-        Some(fattr)
-    }
-
-    /// Whether any of `items` has writes not yet sent, or changed through
-    /// the mount since it was listed: attributes (size, mtime, nlink) the
-    /// listing does not reflect.
-    pub fn any_dirty(&self, items: &[DirItem]) -> bool {
-        items.iter().any(|i| {
-            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
-        })
-    }
-
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
         let dir = self
-            .files
             .remove_dir(fh)
             .ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
-        self.inodes().open_dec(dir.ino);
+        self.ns.table().open_dec(dir.ino);
         Ok(())
     }
 }
