@@ -513,8 +513,8 @@ impl Vfs {
             // later write would overwrite.
             self.writes.flush_inode(ino).await;
         }
-        if attr.size.is_some() {}
-        // Listings asked for until now show the attributes from before.
+        // Listings asked for until now show the attributes from before (and
+        // data read ahead, a truncation's old contents).
         self.ns.changed(
             ino,
             Change::Attributes {
