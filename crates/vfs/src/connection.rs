@@ -8,8 +8,8 @@
 //! that the path still names the same file (see `OpenFiles::handle_on`).
 //!
 //! Every remote call of the VFS goes through `RemoteCalls` (`calls.rs`),
-//! or for an open file's handle, `OpenFiles::call_handle`. A call that fails because
-//! the connection was lost (not because of anything on the remote) waits
+//! or for an open file's handle, `OpenFiles::call_handle`. A call that
+//! fails because the connection was lost (not because of anything on the remote) waits
 //! for the next connection and runs again there, or for a call that must
 //! not run twice and may have reached the agent, runs its `resolve` step,
 //! which finds out whether it took effect. Waits end at the operation's
@@ -19,8 +19,8 @@
 //! waits without bound on a lost connection.
 //!
 //! A new connection is not used at once: first the writes the agent had
-//! not confirmed are replayed on it in order (`replay.rs`), and only then
-//! does it count as up for everything else.
+//! not confirmed are replayed on it in order (`write_back/replay.rs`), and
+//! only then does it count as up for everything else.
 
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -5,7 +5,7 @@ use crate::attr::Ino;
 use tokio::sync::broadcast;
 
 /// What happened to a mount's connection and files that a manager may
-/// report ([`Vfs::events`]).
+/// report (`Vfs::events`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VfsEvent {
     /// A new connection is up; the writes the old one had not confirmed

@@ -7,7 +7,7 @@
 //! until the agent confirms it (or its failure is reported to the
 //! application at its next write, flush or fsync). After a lost connection
 //! the VFS replays what the old connection had not confirmed on the new
-//! one, in sequence order (`replay.rs`), before anything else runs there.
+//! one, in sequence order (`write_back/replay.rs`), before anything else runs there.
 //!
 //! [`Journal`] is the storage; [`MemoryJournal`] keeps it in memory, so an
 //! acknowledged write survives a disconnection but not the end of the

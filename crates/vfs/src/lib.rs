@@ -2,23 +2,30 @@
 //! later others) and a [`yonder_remote::Remote`].
 //!
 //! The API mirrors the operating system's file API, addressed by inode and
-//! handle numbers, and knows nothing of any frontend. Modelled on rclone's
-//! `vfs/`, one module per concept:
+//! handle numbers, and knows nothing of any frontend. [`Vfs`] orchestrates
+//! parts that each own their state and their lock, in a module named for
+//! what they do; a part knows only the parts below it:
 //!
-//! - [`inode`](crate::Vfs::lookup): inode numbers taken from the remote's
-//!   (hard links share one; the root is 1), lookup counts, and the names that
-//!   turn an inode back into a remote path;
-//! - handles: open files (a remote handle each) and directory streams;
-//! - caches: attributes (`attr_ttl`) and names (`dir_ttl`), with
-//!   [`Vfs::invalidate_path`] / [`Vfs::invalidate_inode`] for change
-//!   notifications;
-//! - write coalescing ([`VfsOptions::write_buffer`]) with errors reported at
-//!   write, flush or fsync;
-//! - sequential-read detection with pipelined readahead;
-//! - the connection, replaced under a running mount after a network
-//!   failure ([`Vfs::follow`], [`Vfs::replace_remote`]): calls wait for the
-//!   next one up to [`VfsOptions::op_timeout`], and writes the agent had
-//!   not confirmed ([`Journal`]) are replayed on it in order.
+//! - `namespace.rs` (the inode table, `inode.rs`): inode numbers taken from
+//!   the remote's (hard links share one; the root is 1), lookup counts, the
+//!   names that turn an inode back into a remote path, and the cached
+//!   attributes, names and listings, kept and forgotten as the one cache
+//!   policy (`cache_policy.rs`) says;
+//! - `calls.rs` (over `connection.rs`): every remote call, waiting for a
+//!   connection replaced under a running mount ([`Vfs::follow`],
+//!   [`Vfs::replace_remote`]) up to [`VfsOptions::op_timeout`];
+//! - `open_files.rs`: open files (a remote handle each), reopened on a new
+//!   connection;
+//! - `reading.rs`: reads, with sequential-read detection and pipelined
+//!   readahead (`readahead.rs`);
+//! - `write_back/`: write coalescing ([`VfsOptions::write_buffer`]) with
+//!   errors reported at write, flush or fsync, and the writes the agent had
+//!   not confirmed ([`Journal`]), replayed in order on a new connection;
+//! - `listings/`: directory streams, and listings fetched ahead;
+//! - `stale_open.rs`: the retry after an open that found its name given to
+//!   another file.
+//!
+//! [`Exporter`] stands beside a [`Vfs`] for a stateless frontend (NFS).
 
 mod attr;
 mod cache_policy;

@@ -2,9 +2,9 @@
 //! connection.
 //!
 //! Write-back sends an inode's acknowledged writes as batches (one remote
-//! write of gathered data, `write.rs`). Each batch carries the journal
-//! entries it is made of (`journal.rs`) and is tracked here until it is
-//! settled: confirmed by the agent (its entries leave the journal), or
+//! write of gathered data, `mod.rs`, sent by `batches.rs`). Each batch
+//! carries the journal entries it is made of (`journal.rs`) and is tracked
+//! until it is settled: confirmed by the agent (its entries leave the journal), or
 //! failed with an error the writer is told of. A batch is sent by a task
 //! of its own, once the batches of the same inode it overlaps (any, for an
 //! append) are settled, so an inode's writes reach the remote in the order
