@@ -9,8 +9,7 @@ use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
 use crate::flags::writes;
-use crate::inode::DirItem;
-use crate::inode::InodeTable;
+use crate::inode::{DirItem, InodeTable};
 use crate::journal::Journal;
 use crate::listings::Listings;
 use crate::namespace::Namespace;
@@ -25,13 +24,11 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
-use tokio::sync::broadcast;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::{LinkState, LinkStatus};
-use yonder_remote::{Remote, RemoteError};
+use yonder_remote::{LinkState, LinkStatus, Remote, RemoteError};
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
