@@ -26,6 +26,14 @@
 //!   another file.
 //!
 //! [`Exporter`] stands beside a [`Vfs`] for a stateless frontend (NFS).
+//!
+//! Locks are taken in this order, never the other way round: an inode's
+//! write state (async, held across its sends) or a directory stream (async,
+//! held across its page fetches), then the inode table, then the
+//! write-back's per-inode map; the registry of unconfirmed batches before a
+//! batch's state. Every other lock (the open-file table, a file's remote
+//! handle or readahead, the stale-open state, the open-directory table, the
+//! journal) is taken alone, and no `std` lock is held across an await.
 
 mod attr;
 mod cache_policy;
