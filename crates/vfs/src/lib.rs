@@ -27,12 +27,15 @@
 //!
 //! [`Exporter`] stands beside a [`Vfs`] for a stateless frontend (NFS).
 //!
-//! Locks are taken in this order, never the other way round: an inode's
-//! write state (async, held across its sends) or a directory stream (async,
-//! held across its page fetches), then the inode table, then the
-//! write-back's per-inode map; the registry of unconfirmed batches before a
-//! batch's state. Every other lock (the open-file table, a file's remote
-//! handle or readahead, the stale-open state, the open-directory table, the
+//! Locks are taken in this order, never the other way round. Outermost,
+//! the two async locks, each held across remote calls: an inode's write
+//! state (across its sends; under it the open-file table, the registry of
+//! unconfirmed batches and the inode table are taken) and a directory
+//! stream (across its page fetches; under it the inode table and the
+//! set of listings being fetched ahead). Then the inode table, under which
+//! the write-back's per-inode map may be asked; the registry of unconfirmed
+//! batches before a batch's state. Every other lock (a file's remote handle
+//! or readahead, the stale-open state, the open-directory table, the
 //! journal) is taken alone, and no `std` lock is held across an await.
 
 mod attr;
