@@ -1,7 +1,7 @@
 //! What the VFS caches, for how long, and what each change forgets.
 //!
 //! Every time-to-live and every invalidation of the VFS is decided here:
-//! the inode table (`inode.rs`) asks [`CachePolicy`] until
+//! the inode table (`namespace/inode.rs`) asks [`CachePolicy`] until
 //! when an attribute, a name or a listing is trusted, and the parts report
 //! each [`Change`] they make or learn of, which the policy turns into the
 //! [`Forget`] the table carries out. A different cache policy is a

@@ -6,7 +6,7 @@
 //! parts that each own their state and their lock, in a module named for
 //! what they do; a part knows only the parts below it:
 //!
-//! - `namespace.rs` (the inode table, `inode.rs`): inode numbers taken from
+//! - `namespace/` (the inode table, `inode.rs`): inode numbers taken from
 //!   the remote's (hard links share one; the root is 1), lookup counts, the
 //!   names that turn an inode back into a remote path, and the cached
 //!   attributes, names and listings, kept and forgotten as the one cache
@@ -47,7 +47,6 @@ mod events;
 mod export;
 pub mod flags;
 mod handle;
-mod inode;
 mod journal;
 mod listings;
 mod namespace;
@@ -68,8 +67,8 @@ pub use connection::{Connection, ConnectionState, Generation};
 pub use error::{Result, VfsError};
 pub use events::VfsEvent;
 pub use export::{Exporter, FileHandle};
-pub use inode::DirItem;
 pub use journal::{Entry, Journal, MemoryJournal, Seq};
+pub use namespace::DirItem;
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};
 pub use yonder_proto::{

@@ -8,7 +8,7 @@ use crate::attr::{Fh, FhSource, FileKind, Ino, ROOT_INO};
 use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{Result, VfsError};
-use crate::inode::DirItem;
+use crate::namespace::DirItem;
 use crate::namespace::Namespace;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};

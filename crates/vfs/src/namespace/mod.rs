@@ -3,14 +3,18 @@
 //! every other part asks it: the path of an inode, the path of a name, what
 //! to call an inode in a message, what a new node's owner is.
 
+mod inode;
+
 use crate::attr::{Caller, FileAttr, Ino};
 use crate::cache_policy::{CachePolicy, Change};
 use crate::error::{display_path, Result, VfsError};
-use crate::inode::InodeTable;
 use crate::sync::lock;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use yonder_proto::{Attr, Errno, Owner};
+
+pub use inode::DirItem;
+pub(crate) use inode::InodeTable;
 
 /// The setgid bit of a directory: new nodes in it take its group.
 const SETGID: u32 = 0o2000;
