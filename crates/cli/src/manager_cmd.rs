@@ -68,7 +68,9 @@ impl RunArgs {
 pub struct ConnectCmdArgs {
     /// [user@]host:[path], ssh://[user@]host[:port][/path], or a local path.
     source: String,
-    /// ssh options, `KEY=VALUE`, comma-separated and repeatable.
+    /// Options, comma-separated and repeatable: ssh options as
+    /// `Key=value` (capitalised, as ssh spells them), and the connection
+    /// settings of `yonder mount -o` (`port=`, `heartbeat=`...).
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
     #[command(flatten)]
@@ -226,9 +228,18 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         health_interval: Duration::from_secs_f64(args.health_interval),
         local_agent: None,
     };
-    if let Err(e) = yonder_manager::run(config) {
-        tracing::error!("{e}");
-        return Err(e.into());
+    match yonder_manager::run(config) {
+        Ok(()) => {}
+        // Two commands that start the manager at once: one wins, the
+        // other uses it. Losing that race is normal, not an error.
+        Err(e @ ManagerError::AlreadyRunning { .. }) => {
+            tracing::info!("not starting: {e}");
+            return Err(e.into());
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return Err(e.into());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -306,7 +317,9 @@ fn connect_spec(
     link: LinkSpec,
 ) -> anyhow::Result<ConnectSpec> {
     // A local path is taken from here, not from the manager's directory.
-    let source = match yonder_remote::Source::parse(source)? {
+    let parsed = yonder_remote::Source::parse(source)?;
+    parsed.check_local_root(source)?;
+    let source = match parsed {
         yonder_remote::Source::Local { root } => {
             let root = std::path::absolute(&root).with_context(|| format!("source {}", root.display()))?;
             root.to_str()
@@ -324,15 +337,38 @@ fn connect_spec(
     })
 }
 
-pub fn connect(args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
+/// Reads `yonder connect -o` with the parser every mount uses: ssh
+/// options and a connection's settings are taken (returns the ssh
+/// options), a mount's own are refused.
+fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>> {
+    use yonder_fuse::options::OptionWord;
+    let mut ssh = Vec::new();
+    for word in args.options.iter().flat_map(|o| o.split(',')) {
+        match OptionWord::parse(word)? {
+            OptionWord::Ssh(option) => ssh.push(option),
+            OptionWord::Port(port) => ssh.push(format!("Port={port}")),
+            OptionWord::SshCommand(command) => args.connect.ssh_command = Some(command),
+            OptionWord::AgentPath(path) => args.connect.agent_path = Some(path),
+            OptionWord::Heartbeat(s) => args.link.heartbeat = s,
+            OptionWord::HeartbeatMisses(n) => args.link.heartbeat_misses = n,
+            OptionWord::ReconnectTimeout(s) => args.link.reconnect_timeout = Some(s),
+            OptionWord::NoReconnect => args.link.no_reconnect = true,
+            OptionWord::Dropped => {}
+            _ => anyhow::bail!(
+                "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
+                 port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
+                 no_reconnect)",
+                word.trim()
+            ),
+        }
+    }
+    Ok(ssh)
+}
+
+pub fn connect(mut args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
+    let ssh_options = fold_connect_options(&mut args)?;
     let mut options = args.connect.options();
-    options.ssh_options.extend(
-        args.options
-            .iter()
-            .flat_map(|o| o.split(','))
-            .filter(|o| !o.is_empty())
-            .map(str::to_string),
-    );
+    options.ssh_options.extend(ssh_options);
     args.link.options()?;
     let spec = connect_spec(&args.source, &options, args.link.spec())?;
     let response = manager()?.request(&Request::Connect { connect: spec }, SLOW)?;
@@ -530,8 +566,24 @@ fn manager_for(id: &str) -> anyhow::Result<Client> {
 
 pub fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
     let mut client = manager_for(&args.id)?;
-    client.request(&Request::Kill { id: args.id }, SLOW)?;
-    Ok(ExitCode::SUCCESS)
+    let mountpoints: Vec<(String, PathBuf)> = status_of(&mut client)?
+        .mounts
+        .into_iter()
+        .map(|m| (m.id, m.mountpoint))
+        .collect();
+    match client.request(&Request::Kill { id: args.id }, SLOW)? {
+        Response::Killed { id, unmounted } => {
+            println!("{id}: closed");
+            for mount in unmounted {
+                match mountpoints.iter().find(|(m, _)| *m == mount) {
+                    Some((_, at)) => println!("{mount}: unmounted {}", at.display()),
+                    None => println!("{mount}: unmounted"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer to kill: {other:?}"),
+    }
 }
 
 pub fn reconnect(args: ReconnectArgs) -> anyhow::Result<ExitCode> {
@@ -575,20 +627,39 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
     };
     // A mount point the manager does not know (a foreground mount, or one
     // whose process died) is unmounted by path, as before the manager.
-    if let Some(target) = &args.target {
-        let status = status_of(&mut client)?;
-        let canonical = Path::new(target).canonicalize().ok();
-        let known = status.mounts.iter().any(|m| {
-            &m.id == target
-                || Path::new(target) == m.mountpoint
-                || canonical.as_deref() == Some(&m.mountpoint)
-        });
-        if !known && !looks_like_id(target) {
-            return unmount_path(Path::new(target), args.force);
-        }
-    }
+    let request = match &args.target {
+        Some(target) => match managed_target(&status_of(&mut client)?, target) {
+            Some(known) => Request::Unmount {
+                target: Some(known),
+                all: false,
+                force: args.force,
+            },
+            None if looks_like_id(target) => request,
+            None => return unmount_path(Path::new(target), args.force),
+        },
+        None => request,
+    };
     client.request(&request, SLOW)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manager's name for the mount `target` means: its id, or its mount
+/// point as the manager knows it (absolute), for a mount point given
+/// relative to this directory (`mnt/a`, `./a`). None if it knows no such
+/// mount.
+fn managed_target(status: &Status, target: &str) -> Option<String> {
+    if status.mounts.iter().any(|m| m.id == target) {
+        return Some(target.to_string());
+    }
+    let path = Path::new(target);
+    // Without resolving symlinks as well: a dead mount point cannot be
+    // resolved.
+    let candidates = [path.canonicalize().ok(), std::path::absolute(path).ok()];
+    status
+        .mounts
+        .iter()
+        .find(|m| candidates.iter().flatten().any(|c| *c == m.mountpoint))
+        .map(|m| m.mountpoint.display().to_string())
 }
 
 fn unmount_path(path: &Path, lazy: bool) -> anyhow::Result<ExitCode> {

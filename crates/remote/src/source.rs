@@ -106,10 +106,44 @@ impl Source {
         })
     }
 
+    /// For a local source, refuses a root that is not an existing
+    /// directory, before anything starts: a colon-less `me@host` is a
+    /// local path, and a word that could name a host gets the hint to
+    /// write `host:`. Other sources pass.
+    pub fn check_local_root(&self, text: &str) -> Result<()> {
+        let Source::Local { root } = self else {
+            return Ok(());
+        };
+        let fail = |reason: String| RemoteError::Connect {
+            source_desc: self.describe(),
+            reason,
+        };
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(fail("not a directory".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => Err(fail(
+                format!("no such directory here; for the host, write {text}: (its home) or {text}:/PATH"),
+            )),
+            Err(e) => Err(fail(Errno::from_io(&e).description())),
+        }
+    }
+
     /// Short human description, used in errors.
     pub fn describe(&self) -> String {
         self.to_string()
     }
+}
+
+/// Whether `text` reads as `[user@]host`: a word ssh could take as a
+/// destination (no slash, host name characters).
+fn looks_like_host(text: &str) -> bool {
+    let (user, host) = split_user(text);
+    let word = |w: &str| {
+        !w.is_empty()
+            && !w.starts_with('-')
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    word(host) && user.is_none_or(word)
 }
 
 fn check_ssh_word(what: &str, word: &str) -> std::result::Result<(), String> {
@@ -439,12 +473,15 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     };
     let argv = agent_command_with(source, options, keepalive)?;
     tracing::debug!(?argv, "starting agent");
-    let mut child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    leave_terminal_signals_to_us(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
     let stdin = child.stdin.take().expect("piped stdin");
@@ -462,6 +499,49 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
 }
 
 use yonder_proto::Errno;
+
+/// Makes the agent process (ssh, or the local agent) leave the terminal's
+/// SIGINT and SIGHUP to this process, and end with it.
+///
+/// It runs in this process's group, in the terminal's foreground, so that
+/// ssh can ask for a password or passphrase on the terminal. But then a
+/// Ctrl+C (or the terminal's hangup) reaches it too: ssh would exit, and
+/// what is a shutdown would look like a lost connection, reported and
+/// reconnected while this process unmounts. Ignored, the signals are ours
+/// alone, and this process ends the connection itself (`kill_on_drop`).
+/// The disposition is inherited across exec and by ssh's own children (a
+/// ProxyJump's ssh); OpenSSH keeps an ignored SIGINT ignored, and its
+/// password prompt still restores the terminal on Ctrl+C.
+///
+/// Should this process die without ending it (a Ctrl+C before its own
+/// handlers are installed, a SIGKILL), the kernel sends the agent process
+/// SIGTERM (`PR_SET_PDEATHSIG`), so that no ssh is left prompting on the
+/// terminal. The signal follows the thread that spawned the process: this
+/// runs only in async code, on a runtime's worker thread or its
+/// `block_on` thread, which live as long as the runtime (yonder never
+/// uses `block_in_place`, which would retire a worker thread early).
+fn leave_terminal_signals_to_us(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: signal(2) (setting a
+    // disposition), prctl(2) and getppid(2) are, and nothing allocates or
+    // takes a lock.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the death signal was armed.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("yonder exited while starting the agent"));
+            }
+            Ok(())
+        });
+    }
+}
 
 /// Replaces a bare "connection closed" with what the agent or ssh said on
 /// stderr before it died: that is the message the user needs.
@@ -579,6 +659,23 @@ mod tests {
             Source::parse("ssh://[::1]:22/").unwrap(),
             ssh(None, "::1", Some(22), "/")
         );
+    }
+
+    #[test]
+    fn a_missing_local_root_is_refused_with_a_hint_for_hosts() {
+        let check = |text: &str| Source::parse(text).unwrap().check_local_root(text);
+        for host in ["me@host", "nonexistent-host-xyz", "build.example.org"] {
+            let err = check(host).unwrap_err().to_string();
+            assert!(err.contains(&format!("write {host}: (its home)")), "{err}");
+        }
+        let err = check("/no/such/dir").unwrap_err().to_string();
+        assert_eq!(err, "connect /no/such/dir: No such file or directory");
+        assert!(check("/").is_ok());
+        assert!(check("host:").is_ok(), "not local");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let path = file.path().to_str().unwrap();
+        let err = check(path).unwrap_err().to_string();
+        assert!(err.ends_with(": not a directory"), "{err}");
     }
 
     #[test]
