@@ -10,7 +10,7 @@ use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
 use crate::flags::writes;
 use crate::journal::Journal;
-use crate::listings::Listings;
+use crate::listings::DirListings;
 use crate::namespace::Namespace;
 use crate::namespace::{DirItem, InodeTable};
 use crate::open_files::{OpenFiles, OPEN_PREFETCH};
@@ -54,7 +54,7 @@ pub struct Vfs {
     /// Buffered and in-flight writes, the journal and its replay.
     writes: Arc<WriteBack>,
     /// Open directories and listings fetched ahead.
-    listings: Arc<Listings>,
+    listings: DirListings,
     /// Names whose open came back stale, and files opened ahead for them.
     stale_opens: Arc<StaleOpenRetry>,
     events: Events,
@@ -94,7 +94,7 @@ impl Vfs {
         let calls = Arc::new(RemoteCalls::new(remote, opts.op_timeout));
         let ns = Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare));
         let numbers = Arc::new(FhSource::default());
-        let listings = Listings::new(
+        let listings = DirListings::new(
             numbers.clone(),
             ns.clone(),
             calls.clone(),

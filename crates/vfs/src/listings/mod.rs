@@ -11,8 +11,9 @@ use crate::error::{Result, VfsError};
 use crate::namespace::DirItem;
 use crate::namespace::Namespace;
 use crate::sync::lock;
+use prefetch::Prefetch;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use yonder_proto::Errno;
 
@@ -54,44 +55,41 @@ fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
         .unwrap_or_default()
 }
 
-/// The listings of a VFS: its open directories, and the listings being
-/// fetched ahead.
-pub(crate) struct Listings {
+/// The listings of a VFS: its open directories, and the listings fetched
+/// ahead of them.
+pub(crate) struct DirListings {
     dirs: Mutex<HashMap<Fh, Arc<OpenDir>>>,
     /// Handle numbers, shared with the open files.
     numbers: Arc<FhSource>,
-    /// Directory listings being fetched ahead of a reader.
-    prefetching: Mutex<HashSet<Ino>>,
-    prefetch_slots: Arc<tokio::sync::Semaphore>,
+    prefetch: Arc<Prefetch>,
     ns: Arc<Namespace>,
     calls: Arc<RemoteCalls>,
-    /// Where listings fetched ahead are fetched: some calls come from
-    /// frontend threads outside the runtime.
-    runtime: tokio::runtime::Handle,
     readdir_page: u32,
-    /// For the tasks fetching ahead.
-    me: Weak<Listings>,
 }
 
-impl Listings {
+impl DirListings {
     pub fn new(
         numbers: Arc<FhSource>,
         ns: Arc<Namespace>,
         calls: Arc<RemoteCalls>,
         runtime: tokio::runtime::Handle,
         readdir_page: u32,
-    ) -> Arc<Listings> {
-        Arc::new_cyclic(|me| Listings {
+    ) -> DirListings {
+        DirListings {
             dirs: Mutex::default(),
             numbers,
-            prefetching: Mutex::default(),
-            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(prefetch::PREFETCH_PARALLEL)),
+            prefetch: Prefetch::new(ns.clone(), calls.clone(), runtime, readdir_page),
             ns,
             calls,
-            runtime,
             readdir_page,
-            me: me.clone(),
-        })
+        }
+    }
+
+    /// When the names of a directory listed before have expired, the first
+    /// lookup in it lists it again (see `prefetch.rs`); whether the listing
+    /// was refreshed.
+    pub async fn relist(&self, dir: Ino) -> bool {
+        self.prefetch.relist(dir).await
     }
 
     fn insert_dir(&self, dir: OpenDir) -> Fh {
@@ -180,7 +178,7 @@ impl Listings {
                 let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
                 table.listing_complete(dir.ino, &present, now);
                 drop(table);
-                self.prefetch_around(dir.ino);
+                self.prefetch.around(dir.ino);
             }
         }
         Ok(batch(&st, offset))
@@ -227,7 +225,7 @@ impl Listings {
                 st.items.push(item);
             }
             st.done = true;
-            self.prefetch_around(dir.ino);
+            self.prefetch.around(dir.ino);
         }
     }
 

@@ -4,24 +4,59 @@
 //! several at once, and kept on their inodes until read once or until
 //! anything changes in them.
 
-use super::Listings;
 use crate::attr::Ino;
+use crate::calls::RemoteCalls;
+use crate::namespace::Namespace;
 use crate::sync::lock;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 /// Directory listings fetched ahead at once, and per walk step.
-pub(super) const PREFETCH_PARALLEL: usize = 8;
+const PREFETCH_PARALLEL: usize = 8;
 
 const PREFETCH_MAX: usize = 64;
 
-impl Listings {
+/// Listings fetched ahead of a reader.
+pub(super) struct Prefetch {
+    /// Directory listings being fetched ahead of a reader.
+    prefetching: Mutex<HashSet<Ino>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    /// Where listings are fetched ahead: some calls come from frontend
+    /// threads outside the runtime.
+    runtime: tokio::runtime::Handle,
+    readdir_page: u32,
+    /// For the tasks fetching ahead.
+    me: Weak<Prefetch>,
+}
+
+impl Prefetch {
+    pub fn new(
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        runtime: tokio::runtime::Handle,
+        readdir_page: u32,
+    ) -> Arc<Prefetch> {
+        Arc::new_cyclic(|me| Prefetch {
+            prefetching: Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
+            ns,
+            calls,
+            runtime,
+            readdir_page,
+            me: me.clone(),
+        })
+    }
+
     /// A walker that lists a directory whose parent it listed just before
     /// (`find`, `ls -R`, `du`, `rm -rf`, `git status`) will list its
     /// subdirectories and its siblings next. Fetching those listings now,
     /// several at once, turns one round trip per directory into a few for
     /// the whole walk. A one-off `ls` (parent not listed) fetches nothing.
-    pub(super) fn prefetch_around(&self, dir: Ino) {
-        let Some(listings) = self.me.upgrade() else { return };
+    pub fn around(&self, dir: Ino) {
+        let Some(prefetch) = self.me.upgrade() else { return };
         let now = Instant::now();
         let candidates = {
             let table = self.ns.table();
@@ -49,16 +84,16 @@ impl Listings {
                 continue;
             }
             started += 1;
-            let listings = listings.clone();
+            let prefetch = prefetch.clone();
             self.runtime.spawn(async move {
-                listings.prefetch_listing(ino).await;
-                lock(&listings.prefetching).remove(&ino);
+                prefetch.prefetch_listing(ino).await;
+                lock(&prefetch.prefetching).remove(&ino);
             });
         }
     }
 
     pub(super) async fn prefetch_listing(&self, ino: Ino) {
-        let Ok(_slot) = self.prefetch_slots.clone().acquire_owned().await else {
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
         if self.ns.table().listing_fresh(ino, Instant::now()) {

@@ -3,17 +3,20 @@
 //! failure is handed to the writer. See `replay.rs` for what happens to
 //! those cut off by a lost connection.
 
-use super::WriteBack;
 use crate::attr::{Fh, Ino};
+use crate::calls::RemoteCalls;
 use crate::connection::{Generation, Unavailable};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::journal::{Journal, Seq};
+use crate::namespace::Namespace;
+use crate::open_files::OpenFiles;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use yonder_proto::{open_flags as of, Errno, Handle};
 use yonder_remote::Remote;
 
@@ -87,31 +90,66 @@ impl Batch {
     }
 }
 
-/// The unsettled batches of a VFS, by their first sequence number.
-#[derive(Default)]
-pub(super) struct Unconfirmed {
-    inner: Mutex<Inner>,
+/// The batches of a VFS not settled yet, by their first sequence number,
+/// and their sending: each by a task of its own, after the batches of its
+/// inode it overlaps.
+pub(super) struct Batches {
+    registry: Mutex<Registry>,
+    /// Where the writes they carry are recorded; settled ones leave it.
+    journal: Arc<dyn Journal>,
+    files: Arc<OpenFiles>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    runtime: tokio::runtime::Handle,
+    /// For the batches' tasks: a dropped VFS stops them.
+    me: Weak<Batches>,
 }
 
 #[derive(Default)]
-struct Inner {
+struct Registry {
     /// The connection batches are sent on now: set by a replay as it
     /// starts, so a batch cannot be claimed for an older one afterwards.
     generation: Generation,
     batches: BTreeMap<Seq, Arc<Batch>>,
 }
 
-impl Unconfirmed {
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        lock(&self.inner)
+impl Batches {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        files: Arc<OpenFiles>,
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Batches> {
+        Arc::new_cyclic(|me| Batches {
+            registry: Mutex::default(),
+            journal,
+            files,
+            ns,
+            calls,
+            runtime,
+            me: me.clone(),
+        })
+    }
+
+    /// Registers `batch` and starts its task, which sends it once the
+    /// batches of its inode it overlaps are settled; the task's output is
+    /// the batch's verdict.
+    pub fn send(&self, batch: Arc<Batch>) -> JoinHandle<Result<()>> {
+        let before = self.add(batch.clone());
+        self.runtime.spawn(Self::run(self.me.clone(), batch, before))
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        lock(&self.registry)
     }
 
     /// Registers `batch`; returns the unsettled batches of its inode that
     /// must be settled before it is sent (those whose bytes it may touch).
-    pub fn add(&self, batch: Arc<Batch>) -> Vec<Arc<Batch>> {
+    fn add(&self, batch: Arc<Batch>) -> Vec<Arc<Batch>> {
         let (start, end) = batch.range();
-        let mut inner = self.inner();
-        let before = inner
+        let mut registry = self.registry();
+        let before = registry
             .batches
             .values()
             .filter(|b| b.ino == batch.ino && b.state() != BatchState::Settled)
@@ -121,15 +159,15 @@ impl Unconfirmed {
             })
             .cloned()
             .collect();
-        inner.batches.insert(batch.first(), batch);
+        registry.batches.insert(batch.first(), batch);
         before
     }
 
     /// Claims `batch` for sending on `generation`: false if it is settled,
     /// or if that connection is no longer the one to send on.
-    pub fn claim(&self, batch: &Batch, generation: Generation) -> bool {
-        let inner = self.inner();
-        if inner.generation != generation || batch.state() != BatchState::Waiting {
+    fn claim(&self, batch: &Batch, generation: Generation) -> bool {
+        let registry = self.registry();
+        if registry.generation != generation || batch.state() != BatchState::Waiting {
             return false;
         }
         batch.set_state(BatchState::Sending(generation));
@@ -139,14 +177,8 @@ impl Unconfirmed {
     /// Settles `batch` with `verdict`, if it is still being sent on
     /// `generation` (`None`: whatever its state). Its entries leave the
     /// journal.
-    pub fn settle(
-        &self,
-        batch: &Batch,
-        on: Option<Generation>,
-        verdict: Result<()>,
-        journal: &dyn Journal,
-    ) -> bool {
-        let mut inner = self.inner();
+    pub fn settle(&self, batch: &Batch, on: Option<Generation>, verdict: Result<()>) -> bool {
+        let mut registry = self.registry();
         match (batch.state(), on) {
             (BatchState::Settled, _) => return false,
             (BatchState::Sending(g), Some(on)) if g != on => return false,
@@ -154,9 +186,9 @@ impl Unconfirmed {
             _ => {}
         }
         batch.set_state(BatchState::Settled);
-        inner.batches.remove(&batch.first());
-        drop(inner);
-        journal.confirm(&batch.seqs);
+        registry.batches.remove(&batch.first());
+        drop(registry);
+        self.journal.confirm(&batch.seqs);
         batch.settled.send_replace(Some(verdict));
         true
     }
@@ -165,9 +197,9 @@ impl Unconfirmed {
     /// only. Returns the batches sent on older connections, oldest first,
     /// claimed for the replay.
     pub fn begin_replay(&self, generation: Generation) -> Vec<Arc<Batch>> {
-        let mut inner = self.inner();
-        inner.generation = generation;
-        inner
+        let mut registry = self.registry();
+        registry.generation = generation;
+        registry
             .batches
             .values()
             .filter(|b| matches!(b.state(), BatchState::Sending(g) if g < generation))
@@ -177,11 +209,11 @@ impl Unconfirmed {
     }
 
     /// The connection is gone for good: every unsettled batch fails.
-    pub fn abandon(&self, reason: &str, journal: &dyn Journal) -> usize {
-        let batches: Vec<Arc<Batch>> = self.inner().batches.values().cloned().collect();
+    pub fn abandon(&self, reason: &str) -> usize {
+        let batches: Vec<Arc<Batch>> = self.registry().batches.values().cloned().collect();
         let mut count = 0;
         for batch in batches {
-            if self.settle(&batch, None, Err(lost_for_good(&batch, reason)), journal) {
+            if self.settle(&batch, None, Err(lost_for_good(&batch, reason))) {
                 count += 1;
             }
         }
@@ -190,76 +222,57 @@ impl Unconfirmed {
 
     /// Unsettled batches sent through `fh`.
     pub fn of_file(&self, fh: Fh) -> Vec<Arc<Batch>> {
-        self.inner()
+        self.registry()
             .batches
             .values()
             .filter(|b| b.file.fh == fh)
             .cloned()
             .collect()
     }
-}
 
-/// The error of a batch the remote never confirmed, the connection being
-/// gone for good.
-fn lost_for_good(batch: &Batch, reason: &str) -> VfsError {
-    tracing::debug!(
-        "write of {} bytes at {} of inode {}: not confirmed before the connection was lost for good ({reason})",
-        batch.data.len(),
-        batch.offset,
-        batch.ino
-    );
-    VfsError::new("write", format!("<inode {}>", batch.ino), Errno::EIO)
-}
-
-/// What a batch's task does: waits for the batches before it, sends it on
-/// the current connection, and returns its verdict (from the agent, or
-/// from the replay on a later connection if this one was lost).
-pub(super) async fn run_batch(
-    writes: Weak<WriteBack>,
-    batch: Arc<Batch>,
-    before: Vec<Arc<Batch>>,
-) -> Result<()> {
-    for earlier in before {
-        let _ = earlier.settled().await;
-    }
-    loop {
-        let Some(me) = writes.upgrade() else {
-            break;
-        };
-        let (remote, generation) = match me.calls.ready(None).await {
-            Ok(current) => current,
-            Err(Unavailable::Gone(reason)) => {
-                let err = lost_for_good(&batch, &reason);
-                me.unconfirmed.settle(&batch, None, Err(err), &*me.journal);
+    /// What a batch's task does: waits for the batches before it, sends it on
+    /// the current connection, and returns its verdict (from the agent, or
+    /// from the replay on a later connection if this one was lost).
+    async fn run(batches: Weak<Batches>, batch: Arc<Batch>, before: Vec<Arc<Batch>>) -> Result<()> {
+        for earlier in before {
+            let _ = earlier.settled().await;
+        }
+        loop {
+            let Some(me) = batches.upgrade() else {
+                break;
+            };
+            let (remote, generation) = match me.calls.ready(None).await {
+                Ok(current) => current,
+                Err(Unavailable::Gone(reason)) => {
+                    let err = lost_for_good(&batch, &reason);
+                    me.settle(&batch, None, Err(err));
+                    break;
+                }
+                Err(Unavailable::TimedOut) => unreachable!("no deadline"),
+            };
+            if !me.claim(&batch, generation) {
+                if batch.state() == BatchState::Waiting {
+                    // The connection was replaced between `ready` and the
+                    // claim: wait for the new one.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 break;
             }
-            Err(Unavailable::TimedOut) => unreachable!("no deadline"),
-        };
-        if !me.unconfirmed.claim(&batch, generation) {
-            if batch.state() == BatchState::Waiting {
-                // The connection was replaced between `ready` and the
-                // claim: wait for the new one.
-                tokio::task::yield_now().await;
-                continue;
+            match me.send_batch(&batch, &remote, generation, false).await {
+                Err(e) if e.is_connection_lost() => {
+                    // Maybe carried out, maybe not: the replay on the next
+                    // connection decides.
+                }
+                verdict => {
+                    me.settle(&batch, Some(generation), verdict);
+                }
             }
             break;
         }
-        match me.send_batch(&batch, &remote, generation, false).await {
-            Err(e) if e.is_connection_lost() => {
-                // Maybe carried out, maybe not: the replay on the next
-                // connection decides.
-            }
-            verdict => {
-                me.unconfirmed
-                    .settle(&batch, Some(generation), verdict, &*me.journal);
-            }
-        }
-        break;
+        batch.settled().await
     }
-    batch.settled().await
-}
 
-impl WriteBack {
     /// Sends `batch` on `remote` through its file's handle there. On a
     /// replay (`replaying`), an append whose outcome is unknown is checked
     /// first (see the module documentation).
@@ -334,6 +347,18 @@ impl WriteBack {
         let _ = remote.close(handle).await;
         Ok(same)
     }
+}
+
+/// The error of a batch the remote never confirmed, the connection being
+/// gone for good.
+fn lost_for_good(batch: &Batch, reason: &str) -> VfsError {
+    tracing::debug!(
+        "write of {} bytes at {} of inode {}: not confirmed before the connection was lost for good ({reason})",
+        batch.data.len(),
+        batch.offset,
+        batch.ino
+    );
+    VfsError::new("write", format!("<inode {}>", batch.ino), Errno::EIO)
 }
 
 /// Writes all of `data` at `offset`, in as many requests as the remote

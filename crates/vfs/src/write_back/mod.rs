@@ -41,6 +41,7 @@ mod replay;
 use crate::attr::{Fh, Ino};
 use crate::cache_policy::Change;
 use crate::calls::RemoteCalls;
+use crate::connection::Generation;
 use crate::error::{Result, VfsError};
 use crate::events::Events;
 use crate::handle::OpenFile;
@@ -48,9 +49,10 @@ use crate::journal::{Entry, Journal, Seq};
 use crate::namespace::Namespace;
 use crate::open_files::OpenFiles;
 use crate::sync::lock;
-use batches::{run_batch, Batch, Unconfirmed};
+use batches::{Batch, Batches};
 use buffer::{InFlight, InodeIo, WriteState, Writer, MAX_WRITES_IN_FLIGHT};
 use bytes::Bytes;
+use replay::Replay;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -71,13 +73,12 @@ pub(crate) struct WriteBack {
     /// Writes acknowledged and not yet confirmed by the agent, in order.
     journal: Arc<dyn Journal>,
     /// The batches those writes are sent in, until settled.
-    unconfirmed: Unconfirmed,
-    /// The replay on the newest connection, while it runs.
-    replay_task: Mutex<Option<JoinHandle<()>>>,
+    batches: Arc<Batches>,
+    /// Their replay on the newest connection.
+    replay: Arc<Replay>,
     files: Arc<OpenFiles>,
     ns: Arc<Namespace>,
     calls: Arc<RemoteCalls>,
-    events: Events,
     /// Where sends run: some writes come from frontend threads outside
     /// the runtime.
     runtime: tokio::runtime::Handle,
@@ -100,15 +101,29 @@ pub(crate) struct WriteBackParts {
 
 impl WriteBack {
     pub fn new(parts: WriteBackParts, opts: &crate::options::VfsOptions) -> Arc<WriteBack> {
+        let batches = Batches::new(
+            parts.journal.clone(),
+            parts.files.clone(),
+            parts.ns.clone(),
+            parts.calls.clone(),
+            parts.runtime.clone(),
+        );
+        let replay = Replay::new(
+            batches.clone(),
+            parts.files.clone(),
+            parts.ns.clone(),
+            parts.calls.clone(),
+            parts.events.clone(),
+            parts.runtime.clone(),
+        );
         Arc::new_cyclic(|me| WriteBack {
             inodes: Mutex::default(),
             journal: parts.journal,
-            unconfirmed: Unconfirmed::default(),
-            replay_task: Mutex::new(None),
+            batches,
+            replay,
             files: parts.files,
             ns: parts.ns,
             calls: parts.calls,
-            events: parts.events,
             runtime: parts.runtime,
             write_buffer: opts.write_buffer,
             write_delay: opts.write_delay,
@@ -287,8 +302,7 @@ impl WriteBack {
             self.files.get(writer.fh).unwrap_or_else(|| file.clone())
         };
         let batch = Arc::new(Batch::new(seqs, owner, offset, data, writer.append));
-        let before = self.unconfirmed.add(batch.clone());
-        let task = self.runtime.spawn(run_batch(self.me.clone(), batch, before));
+        let task = self.batches.send(batch);
         st.in_flight.push_back(InFlight { fh: writer.fh, task });
         // A readahead that raced the write may hold old data.
         self.ns.changed(file.ino, Change::DataSent);
@@ -546,7 +560,7 @@ impl WriteBack {
 
     /// Whether writes sent through `fh` are still waiting for a connection.
     pub fn unsettled_through(&self, fh: Fh) -> bool {
-        !self.unconfirmed.of_file(fh).is_empty()
+        !self.batches.of_file(fh).is_empty()
     }
 
     /// Closes `file`'s remote handle once the writes sent through it are
@@ -555,7 +569,7 @@ impl WriteBack {
         let me = self.me.clone();
         self.runtime.spawn(async move {
             let batches = match me.upgrade() {
-                Some(writes) => writes.unconfirmed.of_file(file.fh),
+                Some(writes) => writes.batches.of_file(file.fh),
                 None => return,
             };
             for batch in batches {
@@ -564,6 +578,14 @@ impl WriteBack {
             let Some(writes) = me.upgrade() else { return };
             writes.files.close_released(&file);
         });
+    }
+
+    /// Starts the replay on `generation`, just put in place with `remote`:
+    /// every open file is reopened there, then the writes older
+    /// connections had not confirmed are sent again, in order, and only
+    /// then is the connection up for everything else.
+    pub fn start_replay(&self, remote: Arc<dyn yonder_remote::Remote>, generation: Generation) {
+        self.replay.start(remote, generation);
     }
 
     /// Writes the agent has not confirmed (entries, bytes): what a lost
@@ -575,7 +597,7 @@ impl WriteBack {
     /// The connection is gone for good: writes the agent had not confirmed
     /// are reported failed to the handles that wrote them.
     pub fn connection_gone(&self, reason: &str) {
-        let abandoned = self.unconfirmed.abandon(reason, &*self.journal);
+        let abandoned = self.batches.abandon(reason);
         if abandoned > 0 {
             tracing::warn!(
                 "{abandoned} writes the remote had not confirmed are lost: {reason}; \

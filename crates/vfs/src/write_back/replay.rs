@@ -26,24 +26,62 @@
 //! never both send it: a task that finds its batch claimed by a replay
 //! waits for the replay's verdict.
 
-use super::WriteBack;
+use super::batches::Batches;
+use crate::calls::RemoteCalls;
 use crate::connection::Generation;
-use crate::events::VfsEvent;
+use crate::events::{Events, VfsEvent};
+use crate::namespace::Namespace;
+use crate::open_files::OpenFiles;
 use crate::sync::lock;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::task::JoinHandle;
 use yonder_remote::Remote;
 
-impl WriteBack {
+/// The replay of unconfirmed writes on the newest connection.
+pub(super) struct Replay {
+    /// The replay running, if any.
+    task: Mutex<Option<JoinHandle<()>>>,
+    batches: Arc<Batches>,
+    files: Arc<OpenFiles>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    events: Events,
+    runtime: tokio::runtime::Handle,
+    /// For the replay's task: a dropped VFS stops it.
+    me: Weak<Replay>,
+}
+
+impl Replay {
+    pub fn new(
+        batches: Arc<Batches>,
+        files: Arc<OpenFiles>,
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        events: Events,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Replay> {
+        Arc::new_cyclic(|me| Replay {
+            task: Mutex::new(None),
+            batches,
+            files,
+            ns,
+            calls,
+            events,
+            runtime,
+            me: me.clone(),
+        })
+    }
+
     /// Starts the replay on `generation`, just put in place with `remote`
     /// (an earlier one still running is stopped: its connection is gone).
-    pub fn start_replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
+    pub fn start(&self, remote: Arc<dyn Remote>, generation: Generation) {
         let me = self.me.clone();
         let replay = self.runtime.spawn(async move {
-            if let Some(writes) = me.upgrade() {
-                writes.replay(remote, generation).await;
+            if let Some(replay) = me.upgrade() {
+                replay.run(remote, generation).await;
             }
         });
-        if let Some(previous) = lock(&self.replay_task).replace(replay) {
+        if let Some(previous) = lock(&self.task).replace(replay) {
             previous.abort();
         }
     }
@@ -54,26 +92,25 @@ impl WriteBack {
     /// checked): a file that is still where it was keeps working even if
     /// its name is removed right after, and one that is gone is known lost
     /// at once.
-    async fn replay(&self, remote: Arc<dyn Remote>, generation: Generation) {
+    async fn run(&self, remote: Arc<dyn Remote>, generation: Generation) {
         if !self.files.reopen_all(&remote, generation).await {
             return;
         }
-        let batches = self.unconfirmed.begin_replay(generation);
+        let batches = self.batches.begin_replay(generation);
         let (mut replayed, mut failed) = (0usize, 0usize);
         let bytes: usize = batches.iter().map(|b| b.data.len()).sum();
         for batch in batches {
             if self.calls.current().1 != generation {
                 return;
             }
-            match self.send_batch(&batch, &remote, generation, true).await {
+            match self.batches.send_batch(&batch, &remote, generation, true).await {
                 Err(e) if e.is_connection_lost() => {
                     tracing::info!("replay of unconfirmed writes interrupted: {e}");
                     return;
                 }
                 Ok(()) => {
                     replayed += 1;
-                    self.unconfirmed
-                        .settle(&batch, Some(generation), Ok(()), &*self.journal);
+                    self.batches.settle(&batch, Some(generation), Ok(()));
                 }
                 Err(e) => {
                     failed += 1;
@@ -83,8 +120,7 @@ impl WriteBack {
                         path: self.ns.describe(batch.ino),
                         error: e.to_string(),
                     });
-                    self.unconfirmed
-                        .settle(&batch, Some(generation), Err(e), &*self.journal);
+                    self.batches.settle(&batch, Some(generation), Err(e));
                 }
             }
         }
