@@ -243,7 +243,12 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         .block_on(async {
             let link = Link::connect(&source, &connect, link_options).await?;
             let (generation, remote) = link.current();
-            let vfs = yonder_vfs::Vfs::new(remote, vfs_options).await?;
+            let vfs = yonder_vfs::Vfs::new(
+                remote,
+                vfs_options,
+                std::sync::Arc::new(yonder_vfs::MemoryJournal::default()),
+            )
+            .await?;
             vfs.follow(link.watch(), generation, |remote| remote);
             anyhow::Ok((link, vfs))
         })

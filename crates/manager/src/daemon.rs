@@ -759,9 +759,13 @@ impl Manager {
         let config = mount_config(spec)?;
         let mut options = config.vfs_options();
         options.op_timeout = seconds("op-timeout", spec.op_timeout_secs)?;
-        let vfs = yonder_vfs::Vfs::new(Arc::new(scoped), options)
-            .await
-            .map_err(|e| ManagerError::Failed(format!("mount {source}: {e}")))?;
+        let vfs = yonder_vfs::Vfs::new(
+            Arc::new(scoped),
+            options,
+            Arc::new(yonder_vfs::MemoryJournal::default()),
+        )
+        .await
+        .map_err(|e| ManagerError::Failed(format!("mount {source}: {e}")))?;
         // Onto each new connection of the link, through a new scoped view
         // of the same tree.
         let tree = scoped_root.clone();

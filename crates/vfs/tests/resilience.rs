@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use yonder_testkit::direct::DirectAgent;
 use yonder_testkit::faults::{Disconnecting, Op};
 use yonder_vfs::{
-    open_flags as of, Caller, ConnectionState, Errno, Ino, RenameFlags, Vfs, VfsEvent, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, ConnectionState, Errno, Ino, MemoryJournal, RenameFlags, Vfs, VfsEvent,
+    VfsOptions, ROOT_INO,
 };
 
 struct Setup {
@@ -34,7 +35,9 @@ fn options() -> VfsOptions {
 async fn setup_with(opts: VfsOptions) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let conn = Disconnecting::new(DirectAgent::new(dir.path()));
-    let vfs = Vfs::new(conn.clone(), opts).await.unwrap();
+    let vfs = Vfs::new(conn.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
     Setup { dir, vfs, conn }
 }
 
@@ -530,7 +533,9 @@ mod link {
         .await
         .unwrap();
         let (generation, remote) = link.current();
-        let vfs = Vfs::new(remote, opts).await.unwrap();
+        let vfs = Vfs::new(remote, opts, Arc::new(MemoryJournal::default()))
+            .await
+            .unwrap();
         vfs.follow(link.watch(), generation, |remote| remote);
         Linked {
             dir,

@@ -13,7 +13,8 @@ use yonder_testkit::direct::DirectAgent;
 use yonder_testkit::faults::{Call, Disconnecting, Fault, Faulty, Intercepted, Interceptor, Op};
 use yonder_testkit::observe::{Counted, Recorded, WithoutInodeNumbers};
 use yonder_vfs::{
-    open_flags as of, Caller, Errno, FileHandle, FileKind, Ino, RenameFlags, Vfs, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, Errno, Exporter, FileHandle, FileKind, Ino, MemoryJournal, RenameFlags, Vfs,
+    VfsOptions, ROOT_INO,
 };
 
 struct Fixture {
@@ -38,7 +39,9 @@ async fn fixture_with(opts: VfsOptions) -> Fixture {
     let calls = Counted::new(writes.clone());
     let faults = Faulty::new(calls.clone());
     let link = Disconnecting::new(faults.clone());
-    let vfs = Vfs::new(link.clone(), opts).await.unwrap();
+    let vfs = Vfs::new(link.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
     Fixture {
         dir,
         agent,
@@ -451,6 +454,7 @@ async fn a_lookup_answered_during_a_rename_does_not_make_the_old_name_stay() {
             attr_ttl: Duration::from_secs(60),
             ..VfsOptions::default()
         },
+        Arc::new(MemoryJournal::default()),
     )
     .await
     .unwrap();
@@ -1281,7 +1285,13 @@ async fn an_open_of_a_replaced_name_is_stale_and_the_retry_opens_the_new_file() 
 async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_identity() {
     let dir = tempfile::tempdir().unwrap();
     let remote = WithoutInodeNumbers::new(DirectAgent::new(dir.path()));
-    let vfs = Vfs::new(remote.clone(), VfsOptions::default()).await.unwrap();
+    let vfs = Vfs::new(
+        remote.clone(),
+        VfsOptions::default(),
+        Arc::new(MemoryJournal::default()),
+    )
+    .await
+    .unwrap();
     std::fs::create_dir(dir.path().join("d")).unwrap();
     for name in ["d/a", "d/b", "c"] {
         std::fs::write(dir.path().join(name), name).unwrap();
@@ -1336,22 +1346,23 @@ async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_ident
 #[tokio::test]
 async fn a_stateless_frontend_reads_and_writes_by_handle() {
     let f = fixture().await;
+    let export = Exporter::new(f.vfs.clone());
     std::fs::create_dir(f.dir.path().join("d")).unwrap();
     std::fs::write(f.dir.path().join("d/f"), b"hello").unwrap();
     let d = f.vfs.lookup_uncounted(&me(), ROOT_INO, b"d").await.unwrap().ino;
     let ino = f.vfs.lookup_uncounted(&me(), d, b"f").await.unwrap().ino;
-    let handle = f.vfs.file_handle(ino).unwrap();
+    let handle = export.file_handle(ino).unwrap();
     let wire = handle.to_bytes();
 
     // No lookup is counted, yet the inode stays: it was handed out.
     f.vfs.forget(ino, 0);
-    let ino = f.vfs.resolve(&FileHandle::from_bytes(&wire).unwrap()).unwrap();
-    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..], b"hello");
-    assert_eq!(f.vfs.write_ino(&me(), ino, 5, b", world").await.unwrap(), 7);
-    f.vfs.commit_ino(&me(), ino).await.unwrap();
+    let ino = export.resolve(&FileHandle::from_bytes(&wire).unwrap()).unwrap();
+    assert_eq!(&export.read_ino(&me(), ino, 0, 100).await.unwrap()[..], b"hello");
+    assert_eq!(export.write_ino(&me(), ino, 5, b", world").await.unwrap(), 7);
+    export.commit_ino(&me(), ino).await.unwrap();
     assert_eq!(std::fs::read(f.dir.path().join("d/f")).unwrap(), b"hello, world");
     assert_eq!(
-        &f.vfs.read_ino(&me(), ino, 0, 100).await.unwrap()[..],
+        &export.read_ino(&me(), ino, 0, 100).await.unwrap()[..],
         b"hello, world"
     );
 
@@ -1364,23 +1375,32 @@ async fn a_stateless_frontend_reads_and_writes_by_handle() {
         .rename(&me(), ROOT_INO, b"d", ROOT_INO, b"e", RenameFlags::default())
         .await
         .unwrap();
-    assert_eq!(f.vfs.resolve(&handle).unwrap(), ino);
-    assert_eq!(&f.vfs.read_ino(&me(), ino, 0, 5).await.unwrap()[..], b"hello");
+    assert_eq!(export.resolve(&handle).unwrap(), ino);
+    assert_eq!(&export.read_ino(&me(), ino, 0, 5).await.unwrap()[..], b"hello");
 
     // A handle from another mount of the same tree is stale.
-    let other = Vfs::new(f.agent.clone(), VfsOptions::default()).await.unwrap();
-    assert_eq!(other.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    let other = Vfs::new(
+        f.agent.clone(),
+        VfsOptions::default(),
+        Arc::new(MemoryJournal::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Exporter::new(other).resolve(&handle).unwrap_err().errno(),
+        Errno::ESTALE
+    );
 
     // Deleted: stale, never another file.
     f.vfs.unlink(&me(), d, b"g").await.unwrap();
     // The handle cache let go of it once idle; until then the file is
     // still open (as an NFS client's file would be on a local server).
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    assert_eq!(export.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
     std::fs::write(f.dir.path().join("e/g"), b"new file").unwrap();
     let new = f.vfs.lookup_uncounted(&me(), d, b"g").await.unwrap().ino;
     assert_ne!(new, ino);
-    assert_eq!(f.vfs.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
+    assert_eq!(export.resolve(&handle).unwrap_err().errno(), Errno::ESTALE);
 }
 
 /// The seam a reconnecting layer plugs into: the connection is replaced
