@@ -8,13 +8,16 @@
 //! started through the system `ssh`); [`Scoped`] shows one tree of a
 //! remote that serves `/`, so one connection carries several mounts.
 //! [`Link`] supervises one connection: heartbeats, and reconnection when it
-//! dies.
+//! dies. What it needs of a connection is a [`Session`]; a [`Connector`]
+//! makes one, the same way each time: a new transport is a `Connector` (and,
+//! for a protocol other than yonder's, a `Session`).
 
 mod client;
 mod error;
 pub mod link;
 mod remote;
 mod scoped;
+mod session;
 pub mod source;
 pub mod tcp;
 
@@ -24,6 +27,7 @@ pub use error::{RemoteError, Result};
 pub use link::{Connector, Link, LinkOptions, LinkState, LinkStatus, SourceConnector};
 pub use remote::Remote;
 pub use scoped::Scoped;
+pub use session::{BoxFuture, Session};
 pub use source::{connect, connect_agent, spawn, ConnectOptions, Source, SourceError, Spawned};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -3,13 +3,14 @@
 //!
 //! A link owns how to connect (a [`Connector`]: for a SOURCE, the same
 //! transport every time, ssh again with the user's configuration), the
-//! current [`AgentClient`], and a [`watch`] of where it stands
+//! current [`Session`] (an [`crate::AgentClient`] today, whatever the
+//! transport beneath it), and a [`watch`] of where it stands
 //! ([`LinkStatus`]: its [`LinkState`] with the current connection's
 //! generation and remote). Upper layers send requests to the current
 //! remote and follow the watch; a VFS swaps each new connection in.
 //!
 //! Liveness. The link is dead at once when the agent's stream ends, a write
-//! to it fails or the agent process exits ([`AgentClient::closed`]). It is
+//! to it fails or the agent process exits ([`Session::closed`]). It is
 //! also dead once the agent has been silent for `heartbeat ×
 //! heartbeat_misses` (5 s × 3 by default): a `Ping` goes out every
 //! `heartbeat`, and any frame from the agent (a ping's answer or any other
@@ -20,7 +21,7 @@
 //!
 //! When dead: the old transport is killed (the ssh or agent process) and
 //! every request still in flight on it fails at once
-//! ([`AgentClient::shutdown`]); then, unless reconnection is off, the link
+//! ([`Session::shutdown`]); then, unless reconnection is off, the link
 //! reconnects with exponential backoff: the first attempt at once, then
 //! after 0.5 s, doubling to at most 30 s between attempts, until
 //! `reconnect_timeout` (unlimited by default) has passed since the link was
@@ -41,7 +42,7 @@
 //! connection itself sets [`crate::tcp::set_keepalive`] on its socket in its
 //! [`Connector`].
 
-use crate::{AgentClient, ConnectOptions, Remote, Result, Source};
+use crate::{ConnectOptions, Remote, Result, Session, Source};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -158,7 +159,7 @@ impl fmt::Debug for LinkStatus {
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// Starts the transport and completes the handshake.
-    async fn connect(&self) -> Result<AgentClient>;
+    async fn connect(&self) -> Result<Arc<dyn Session>>;
     /// Names the destination in logs.
     fn describe(&self) -> String;
 }
@@ -172,8 +173,9 @@ pub struct SourceConnector {
 
 #[async_trait]
 impl Connector for SourceConnector {
-    async fn connect(&self) -> Result<AgentClient> {
-        crate::source::connect_agent(&self.source, &self.options).await
+    async fn connect(&self) -> Result<Arc<dyn Session>> {
+        let client = crate::source::connect_agent(&self.source, &self.options).await?;
+        Ok(Arc::new(client))
     }
 
     fn describe(&self) -> String {
@@ -229,8 +231,7 @@ impl Link {
         let session = new_session();
         let describe = connector.describe();
         let client = connector.connect().await?;
-        fence(&client, session, 1, &describe).await?;
-        let client = Arc::new(client);
+        fence(&*client, session, 1, &describe).await?;
         let (transitions, _) = broadcast::channel(256);
         let status = watch::Sender::new(LinkStatus {
             state: LinkState::Connected,
@@ -351,7 +352,7 @@ impl Supervisor {
         let _ = self.transitions.send(state);
     }
 
-    async fn run(mut self, first: Arc<AgentClient>) {
+    async fn run(mut self, first: Arc<dyn Session>) {
         let mut client = first;
         loop {
             let end = self.supervise(&client).await;
@@ -413,7 +414,7 @@ impl Supervisor {
     }
 
     /// Watches a live connection until it ends.
-    async fn supervise(&self, client: &Arc<AgentClient>) -> End {
+    async fn supervise(&self, client: &Arc<dyn Session>) -> End {
         let dead_after = self.options.dead_after();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + self.options.heartbeat, self.options.heartbeat);
@@ -451,7 +452,7 @@ impl Supervisor {
 
     /// Makes a new connection, with backoff; `None` if the link gave up
     /// and was then closed, or was closed meanwhile.
-    async fn reconnect(&mut self, lost: &str) -> Option<Arc<AgentClient>> {
+    async fn reconnect(&mut self, lost: &str) -> Option<Arc<dyn Session>> {
         let started = Instant::now();
         let mut delay = self.options.backoff_initial;
         let mut attempt = 0u32;
@@ -467,14 +468,13 @@ impl Supervisor {
             let next = self.generation + 1;
             let connecting = tokio::time::timeout(self.options.connect_timeout, async {
                 let client = self.connector.connect().await?;
-                fence(&client, self.session, next, &self.describe).await?;
+                fence(&*client, self.session, next, &self.describe).await?;
                 Ok::<_, crate::RemoteError>(client)
             });
             let error = tokio::select! {
                 result = connecting => match result {
                     Ok(Ok(client)) => {
                         self.generation = next;
-                        let client = Arc::new(client);
                         tracing::info!(
                             target: LOG_TARGET,
                             state = %"connected",
@@ -482,7 +482,8 @@ impl Supervisor {
                             self.describe,
                             started.elapsed().as_secs_f64()
                         );
-                        self.publish(LinkState::Connected, Some(client.clone()));
+                        let remote: Arc<dyn Remote> = client.clone();
+                        self.publish(LinkState::Connected, Some(remote));
                         return Some(client);
                     }
                     Ok(Err(err)) => err.to_string(),
@@ -528,7 +529,7 @@ impl Supervisor {
 
     /// Disconnected: waits for [`Link::reconnect_now`] (then reconnects)
     /// or [`Link::close`].
-    async fn wait_while_disconnected(&mut self) -> Option<Arc<AgentClient>> {
+    async fn wait_while_disconnected(&mut self) -> Option<Arc<dyn Session>> {
         tokio::select! {
             _ = self.reconnect_now.notified() => {
                 tracing::info!(
@@ -543,7 +544,7 @@ impl Supervisor {
         }
     }
 
-    fn closed_while_down(&self) -> Option<Arc<AgentClient>> {
+    fn closed_while_down(&self) -> Option<Arc<dyn Session>> {
         tracing::info!(target: LOG_TARGET, state = %"disconnected", "{}: closed", self.describe);
         self.publish(
             LinkState::Disconnected {
@@ -574,8 +575,9 @@ fn new_session() -> u64 {
 /// replaces, should it still hold requests it read before going quiet,
 /// refuses to carry out any change from then on, so nothing of the old
 /// connection lands after the replay. Best effort: an agent without the
-/// capability, or that cannot write its claim, serves anyway.
-async fn fence(client: &AgentClient, session: u64, generation: u64, describe: &str) -> Result<()> {
+/// capability (or a transport that cannot fence), or that cannot write its
+/// claim, serves anyway.
+async fn fence(client: &dyn Session, session: u64, generation: u64, describe: &str) -> Result<()> {
     match client.fence(session, generation).await {
         Ok(true) => Ok(()),
         Ok(false) => {
