@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use yonder_vfs::frontend::{FrontendError, MountHandle, MountStatus};
 use yonder_vfs::Vfs;
 
 /// A mounted file system, served by a thread of its own until the kernel
@@ -48,19 +49,6 @@ pub struct Mounted {
     detached: AtomicBool,
     /// Drops the kernel's caches after each new connection.
     revalidate: tokio::task::JoinHandle<()>,
-}
-
-/// Where a mount stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MountStatus {
-    /// The session still serves kernel requests. After a lazy unmount it
-    /// does so until the last open file is closed.
-    pub serving: bool,
-    /// The mount is still in the mount table (`None`: the table could not
-    /// be read). Serving but not in the table: lazily detached, files still
-    /// open. In the table but not serving: a dead mount (ENOTCONN) that
-    /// [`Mounted::unmount`] removes.
-    pub in_mount_table: Option<bool>,
 }
 
 /// Marks the session ended when the session thread finishes, panics included.
@@ -259,6 +247,41 @@ impl Mounted {
             Some(device) => device_is_mounted(device, &self.mountpoint),
             None => is_mount_point(&self.mountpoint),
         }
+    }
+}
+
+/// What the manager and a foreground mount keep of a FUSE mount.
+impl MountHandle for Mounted {
+    fn frontend(&self) -> &'static str {
+        crate::FRONTEND_NAME
+    }
+
+    fn mountpoint(&self) -> &Path {
+        Mounted::mountpoint(self)
+    }
+
+    fn vfs(&self) -> &Arc<Vfs> {
+        Mounted::vfs(self)
+    }
+
+    fn flush(&self) -> Result<(), FrontendError> {
+        Mounted::flush(self).map_err(FrontendError::new)
+    }
+
+    fn unmount(&self, lazy: bool) -> Result<(), FrontendError> {
+        Mounted::unmount(self, lazy).map_err(FrontendError::new)
+    }
+
+    fn status(&self) -> MountStatus {
+        Mounted::status(self)
+    }
+
+    fn ended(&self) -> yonder_remote::BoxFuture<()> {
+        Box::pin(Mounted::ended(self))
+    }
+
+    fn wait(&self) -> Result<(), FrontendError> {
+        Mounted::wait(self).map_err(FrontendError::new)
     }
 }
 

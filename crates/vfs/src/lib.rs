@@ -26,6 +26,7 @@ mod dir;
 mod error;
 mod export;
 pub mod flags;
+pub mod frontend;
 mod handle;
 mod inode;
 mod journal;
