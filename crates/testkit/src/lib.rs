@@ -6,6 +6,8 @@
 //!   callers, one check per `#[test]` ([`remote_contract!`]);
 //! - [`faults`]: `Remote` wrappers that inject errors, delays and
 //!   disconnection;
+//! - [`module_graph`]: the import graph of each crate's modules, which
+//!   must have no cycle (tests/module_graph.rs);
 //! - [`proxy`]: a loopback TCP proxy that drops, black-holes and restores
 //!   the connections through it (network faults under ssh or TCP);
 //! - [`agent::TcpAgent`] and [`agent::TcpConnector`]: the agent served over
@@ -19,6 +21,7 @@
 pub mod agent;
 pub mod contract;
 pub mod faults;
+pub mod module_graph;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
