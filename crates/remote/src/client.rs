@@ -19,8 +19,7 @@
 //! failed at once), so that no caller waits on a dead or stopped agent.
 
 use crate::error::display_path;
-use crate::session::BoxFuture;
-use crate::{Remote, RemoteError, Result, Session};
+use crate::{Remote, RemoteError, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -381,34 +380,6 @@ impl AgentClient {
 impl Drop for AgentClient {
     fn drop(&mut self) {
         self.shared.fail_all("client dropped".into());
-    }
-}
-
-/// What a [`crate::Link`] supervises, from the client's own methods.
-#[async_trait]
-impl Session for AgentClient {
-    fn closed(&self) -> BoxFuture<String> {
-        Box::pin(AgentClient::closed(self))
-    }
-
-    fn exited(&self) -> BoxFuture<()> {
-        Box::pin(AgentClient::exited(self))
-    }
-
-    fn last_heard(&self) -> Instant {
-        AgentClient::last_heard(self)
-    }
-
-    fn shutdown(&self, reason: &str) {
-        AgentClient::shutdown(self, reason)
-    }
-
-    fn in_flight(&self) -> usize {
-        AgentClient::in_flight(self)
-    }
-
-    async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
-        AgentClient::fence(self, session, generation).await
     }
 }
 

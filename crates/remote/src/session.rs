@@ -9,7 +9,7 @@
 //! protocol (SFTP, say) implements this trait for its client and returns it
 //! from its [`crate::Connector`]. The heartbeat is [`Remote::ping`].
 
-use crate::{Remote, Result};
+use crate::{AgentClient, Remote, Result};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,5 +48,34 @@ pub trait Session: Remote {
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
         let _ = (session, generation);
         Ok(false)
+    }
+}
+
+/// The agent's client, over whatever stream it was given, supervised
+/// through its own methods.
+#[async_trait]
+impl Session for AgentClient {
+    fn closed(&self) -> BoxFuture<String> {
+        Box::pin(AgentClient::closed(self))
+    }
+
+    fn exited(&self) -> BoxFuture<()> {
+        Box::pin(AgentClient::exited(self))
+    }
+
+    fn last_heard(&self) -> Instant {
+        AgentClient::last_heard(self)
+    }
+
+    fn shutdown(&self, reason: &str) {
+        AgentClient::shutdown(self, reason)
+    }
+
+    fn in_flight(&self) -> usize {
+        AgentClient::in_flight(self)
+    }
+
+    async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
+        AgentClient::fence(self, session, generation).await
     }
 }
