@@ -2,7 +2,7 @@
 //! FUSE driver (through `fuser`, mounting with `fusermount3`, no libfuse
 //! needed).
 //!
-//! - [`MountConfig`]: how to mount (permissions, TTLs, `-o` options), and
+//! - [`MountConfig`]: how to mount (permissions, `-o` options), and
 //!   its translation into `fuser`'s configuration. Pure.
 //! - [`Mounted`]: one mount's lifetime: [`Mounted::start`] mounts and serves
 //!   it from a thread of its own, then [`flush`](Mounted::flush),

@@ -77,17 +77,19 @@ impl Mounted {
             reason: e.to_string(),
         })?;
         let notifier = Arc::new(OnceLock::new());
+        // The kernel trusts what it caches as long as the VFS does.
+        let options = vfs.options();
         let fs = fs::FuseFs {
             vfs: vfs.clone(),
             rt: runtime.clone(),
-            attr_ttl: config.attr_ttl,
-            entry_ttl: config.dir_ttl,
+            attr_ttl: options.attr_ttl,
+            entry_ttl: options.dir_ttl,
             debug: config.debug,
             want_kernel_acls: config.kernel_checks_permissions(),
             kernel_acls: false,
             notifier: notifier.clone(),
         };
-        let fuser_config = config.fuser_config(may_allow_other());
+        let fuser_config = config.fuser_config(options.read_only, may_allow_other());
         if !fuser_config.mount_options.contains(&MountOption::AutoUnmount) {
             tracing::info!("not unmounting automatically on exit: needs user_allow_other in /etc/fuse.conf");
         }

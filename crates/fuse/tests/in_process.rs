@@ -18,7 +18,7 @@ use yonder_fuse::{FuseError, MountConfig, MountStatus, Mounted};
 use yonder_remote::Remote;
 use yonder_testkit::faults::{Delayed, Op};
 use yonder_vfs::testing::LocalRemote;
-use yonder_vfs::Vfs;
+use yonder_vfs::{Vfs, VfsOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +36,13 @@ fn start(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> Result<Mounted, FuseError> {
-    let vfs = rt.block_on(Vfs::new(remote, config.vfs_options()))?;
+    // The TTLs of `yonder mount`'s defaults.
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(10),
+        dir_ttl: Duration::from_secs(10),
+        ..VfsOptions::default()
+    };
+    let vfs = rt.block_on(Vfs::new(remote, options))?;
     Mounted::start(vfs, rt.handle().clone(), mountpoint, config)
 }
 

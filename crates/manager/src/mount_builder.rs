@@ -1,0 +1,154 @@
+//! [`MountBuilder`]: the one way a mount is put together, for the manager
+//! and for `yonder mount --foreground` (which the fstab helper runs too):
+//! the link's remote, scoped to the mount's tree → a [`Vfs`] → following
+//! the link onto each new connection → the frontend the request names,
+//! serving it at the mount point.
+//!
+//! A new frontend is one arm of [`frontend_for`]; the request names it in
+//! [`MountSpec::frontend`].
+
+use crate::protocol::{seconds, MountSpec};
+use crate::ManagerError;
+use std::path::Path;
+use std::sync::Arc;
+use yonder_fuse::{FuseFrontend, MountConfig};
+use yonder_remote::proto::Errno;
+use yonder_remote::{Link, Remote, Scoped};
+use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
+use yonder_vfs::{Vfs, VfsError, VfsOptions};
+
+/// The frontend that serves a mount of `spec`, with its options.
+pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError> {
+    Ok(match spec.frontend.as_str() {
+        yonder_fuse::FRONTEND_NAME => Box::new(FuseFrontend::new(fuse_config(spec))),
+        other => {
+            return Err(ManagerError::Failed(format!(
+                "mount {}: no frontend {other:?}",
+                spec.connect.source
+            )))
+        }
+    })
+}
+
+/// What the VFS of a mount of `spec` is told.
+pub fn vfs_options(spec: &MountSpec) -> Result<VfsOptions, ManagerError> {
+    Ok(VfsOptions {
+        read_only: spec.read_only,
+        attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,
+        dir_ttl: seconds("dir-ttl", spec.dir_ttl_secs)?,
+        op_timeout: seconds("op-timeout", spec.op_timeout_secs)?,
+        ..VfsOptions::default()
+    })
+}
+
+/// The FUSE side of a mount of `spec`.
+pub fn fuse_config(spec: &MountSpec) -> MountConfig {
+    MountConfig {
+        allow_other: spec.allow_other,
+        default_permissions: spec.default_permissions,
+        no_default_permissions: spec.no_default_permissions,
+        fuse_options: spec.fuse_options.clone(),
+        allow_non_empty: spec.allow_non_empty,
+        debug: spec.debug,
+        fs_name: Some(spec.connect.source.clone()),
+    }
+}
+
+/// What of the link's remote a mount shows.
+#[derive(Clone, Debug)]
+enum Tree {
+    /// All of it: the agent was started on the mount's root.
+    Whole,
+    /// One tree of a remote that serves `/` (a connection mounts share):
+    /// absolute, or relative to the agent's working directory.
+    Under(Vec<u8>),
+}
+
+/// Why a mount could not be built. The VFS's and the frontend's errors
+/// are shown as they are; the caller adds which mount it was.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The tree to mount cannot be served: missing, not a directory, or
+    /// the remote's answer.
+    #[error("{reason}")]
+    Tree { reason: String },
+    #[error(transparent)]
+    Vfs(#[from] VfsError),
+    #[error(transparent)]
+    Frontend(#[from] FrontendError),
+}
+
+/// A mount put together and served.
+pub struct BuiltMount {
+    pub handle: Box<dyn MountHandle>,
+    /// The mount's root on the remote host, canonical, for a mount of one
+    /// tree of a shared connection.
+    pub root: Option<Vec<u8>>,
+}
+
+/// Puts a mount together over a [`Link`]: see the module documentation.
+pub struct MountBuilder<'a> {
+    link: &'a Link,
+    tree: Tree,
+    vfs: VfsOptions,
+    frontend: Box<dyn Frontend>,
+}
+
+impl<'a> MountBuilder<'a> {
+    /// A mount of all of `link`'s remote, as `spec` asks.
+    pub fn new(link: &'a Link, spec: &MountSpec) -> Result<MountBuilder<'a>, ManagerError> {
+        Ok(MountBuilder {
+            link,
+            tree: Tree::Whole,
+            vfs: vfs_options(spec)?,
+            frontend: frontend_for(spec)?,
+        })
+    }
+
+    /// Mounts only `tree` of a remote that serves `/`, through a
+    /// [`Scoped`] view that follows the tree onto each new connection.
+    pub fn under(mut self, tree: &[u8]) -> MountBuilder<'a> {
+        self.tree = Tree::Under(tree.to_vec());
+        self
+    }
+
+    /// Builds the VFS on the link's current connection, has it follow the
+    /// link onto each new one, and starts the frontend at `mountpoint`.
+    /// Returns once the mount is usable. Runs on a tokio runtime, which
+    /// serves the mount from then on.
+    pub async fn start(self, mountpoint: &Path) -> Result<BuiltMount, MountError> {
+        let (generation, remote) = self.link.current();
+        let (remote, root): (Arc<dyn Remote>, _) = match &self.tree {
+            Tree::Whole => (remote, None),
+            Tree::Under(tree) => {
+                let scoped = Scoped::resolve(remote, tree).await.map_err(|e| {
+                    let reason = match e.errno() {
+                        Errno::ENOTDIR => "not a directory".to_string(),
+                        _ => e.to_string(),
+                    };
+                    MountError::Tree { reason }
+                })?;
+                let root = scoped.root_bytes();
+                (Arc::new(scoped), Some(root))
+            }
+        };
+        let vfs = Vfs::new(remote, self.vfs).await?;
+        let watch = self.link.watch();
+        match root.clone() {
+            None => vfs.follow(watch, generation, |remote| remote),
+            // Each new connection through a new scoped view of the same tree.
+            Some(tree) => vfs.follow(watch, generation, move |remote| {
+                Arc::new(Scoped::new(remote, &tree))
+            }),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let at = mountpoint.to_path_buf();
+        let frontend = self.frontend;
+        // Starting waits for the kernel (or the frontend's clients): off
+        // the runtime's threads.
+        let handle = tokio::task::spawn_blocking(move || frontend.start(vfs, runtime, &at))
+            .await
+            .map_err(FrontendError::new)??;
+        Ok(BuiltMount { handle, root })
+    }
+}
