@@ -42,8 +42,9 @@
 //! connection itself sets [`crate::tcp::set_keepalive`] on its socket in its
 //! [`Connector`].
 
-use crate::{ConnectOptions, Remote, Result, Session, Source};
-use async_trait::async_trait;
+use crate::session::{Connector, Session};
+use crate::transports::connector_for;
+use crate::{ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,34 +156,6 @@ impl fmt::Debug for LinkStatus {
     }
 }
 
-/// How a link makes a connection: the same way each time.
-#[async_trait]
-pub trait Connector: Send + Sync + 'static {
-    /// Starts the transport and completes the handshake.
-    async fn connect(&self) -> Result<Arc<dyn Session>>;
-    /// Names the destination in logs.
-    fn describe(&self) -> String;
-}
-
-/// Connects to a [`Source`]: spawns the local agent, or runs ssh (with the
-/// user's configuration, re-read on every attempt).
-pub struct SourceConnector {
-    pub source: Source,
-    pub options: ConnectOptions,
-}
-
-#[async_trait]
-impl Connector for SourceConnector {
-    async fn connect(&self) -> Result<Arc<dyn Session>> {
-        let client = crate::source::connect_agent(&self.source, &self.options).await?;
-        Ok(Arc::new(client))
-    }
-
-    fn describe(&self) -> String {
-        self.source.describe()
-    }
-}
-
 /// A supervised connection; see the module documentation. Cloning gives
 /// another handle on the same link; the link is closed when the last
 /// handle is dropped.
@@ -215,15 +188,12 @@ impl Drop for Inner {
 const LOG_TARGET: &str = "yonder::link";
 
 impl Link {
-    /// Connects to `source` and supervises the connection. The first
+    /// Connects to `source` (through its transport, see [`connector_for`])
+    /// and supervises the connection. The first
     /// connection must succeed: its error is returned as is (an unreachable
     /// host, a missing remote path), nothing is retried.
     pub async fn connect(source: &Source, options: &ConnectOptions, link: LinkOptions) -> Result<Link> {
-        let connector = SourceConnector {
-            source: source.clone(),
-            options: options.clone(),
-        };
-        Link::start(Arc::new(connector), link).await
+        Link::start(connector_for(source, options), link).await
     }
 
     /// [`Link::connect`] with any [`Connector`].

@@ -1,5 +1,5 @@
 //! [`Session`]: what a [`crate::Link`] needs from one live connection,
-//! whatever carries it.
+//! whatever carries it, and [`Connector`]: how a link makes one.
 //!
 //! A session is the [`Remote`] it serves plus what supervision asks of a
 //! transport: when it ended, when the far end was last heard from, how to
@@ -7,12 +7,13 @@
 //! connection it replaces. [`crate::AgentClient`] is one, over ssh, a local
 //! child process or any byte stream; a transport that speaks another
 //! protocol (SFTP, say) implements this trait for its client and returns it
-//! from its [`crate::Connector`]. The heartbeat is [`Remote::ping`].
+//! from its [`Connector`]. The heartbeat is [`Remote::ping`].
 
 use crate::{AgentClient, Remote, Result};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A boxed future that borrows nothing from the session it came from.
@@ -49,6 +50,16 @@ pub trait Session: Remote {
         let _ = (session, generation);
         Ok(false)
     }
+}
+
+/// How a link makes a connection: the same way each time (a reconnection
+/// runs the whole transport and handshake again).
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Starts the transport and completes the handshake.
+    async fn connect(&self) -> Result<Arc<dyn Session>>;
+    /// Names the destination in logs.
+    fn describe(&self) -> String;
 }
 
 /// The agent's client, over whatever stream it was given, supervised
