@@ -567,7 +567,7 @@ impl Manager {
 
     /// Connection `id`'s link entered `state`: the connection (and its
     /// mounts) follow. (Each mount's VFS follows the link by itself onto a
-    /// new connection, see `start_mount`.)
+    /// new connection, see `mount_builder`.)
     fn link_state(&self, id: &str, state: LinkState) {
         let next = match state {
             LinkState::Connected => ConnectionState::Connected,

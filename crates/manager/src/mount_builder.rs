@@ -152,3 +152,62 @@ impl<'a> MountBuilder<'a> {
         Ok(BuiltMount { handle, root })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ConnectSpec;
+    use std::time::Duration;
+
+    fn spec(frontend: &str) -> MountSpec {
+        MountSpec {
+            connect: ConnectSpec {
+                source: "me@host:/data".into(),
+                ..Default::default()
+            },
+            mountpoint: "/mnt/data".into(),
+            read_only: true,
+            attr_ttl_secs: 2.5,
+            dir_ttl_secs: 7.0,
+            allow_other: true,
+            default_permissions: false,
+            no_default_permissions: true,
+            allow_non_empty: true,
+            fuse_options: vec!["noexec".into()],
+            debug: false,
+            op_timeout_secs: 3.0,
+            frontend: frontend.into(),
+        }
+    }
+
+    #[test]
+    fn the_vfs_gets_what_the_request_asks_without_the_frontend() {
+        let options = vfs_options(&spec("fuse")).unwrap();
+        assert!(options.read_only);
+        assert_eq!(options.attr_ttl, Duration::from_millis(2500));
+        assert_eq!(options.dir_ttl, Duration::from_secs(7));
+        assert_eq!(options.op_timeout, Duration::from_secs(3));
+        let mut bad = spec("fuse");
+        bad.dir_ttl_secs = -1.0;
+        let err = vfs_options(&bad).unwrap_err().to_string();
+        assert!(err.contains("--dir-ttl"), "{err}");
+    }
+
+    #[test]
+    fn the_request_names_its_frontend() {
+        assert_eq!(frontend_for(&spec("fuse")).unwrap().name(), "fuse");
+        let err = frontend_for(&spec("carrier-pigeon")).err().unwrap().to_string();
+        assert_eq!(err, "mount me@host:/data: no frontend \"carrier-pigeon\"");
+        let fuse = fuse_config(&spec("fuse"));
+        assert!(fuse.allows_other() && !fuse.kernel_checks_permissions());
+        assert_eq!(fuse.fs_name.as_deref(), Some("me@host:/data"));
+    }
+
+    #[test]
+    fn a_request_without_a_frontend_is_served_by_fuse() {
+        let mut json = serde_json::to_value(spec("fuse")).unwrap();
+        json.as_object_mut().unwrap().remove("frontend");
+        let spec: MountSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(spec.frontend, "fuse");
+    }
+}
