@@ -136,6 +136,7 @@ impl FsCommand {
 pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.connect.debug, None)?;
     let source = Source::parse(args.command.source())?;
+    source.check_local_root(args.command.source())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut options = args.connect.options();

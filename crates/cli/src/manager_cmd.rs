@@ -314,10 +314,12 @@ fn connect_spec(
     })
 }
 
-/// `source`, with a local path made absolute: the manager takes it from
-/// here, not from its own directory.
+/// `source`, checked, with a local path made absolute: the manager takes
+/// it from here, not from its own directory.
 fn absolute_source(source: &str) -> anyhow::Result<String> {
-    Ok(match yonder_remote::Source::parse(source)? {
+    let parsed = yonder_remote::Source::parse(source)?;
+    parsed.check_local_root(source)?;
+    Ok(match parsed {
         yonder_remote::Source::Local { root } => {
             let root = std::path::absolute(&root).with_context(|| format!("source {}", root.display()))?;
             root.to_str()
@@ -560,20 +562,39 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
     };
     // A mount point the manager does not know (a foreground mount, or one
     // whose process died) is unmounted by path, as before the manager.
-    if let Some(target) = &args.target {
-        let status = status_of(&mut client)?;
-        let canonical = Path::new(target).canonicalize().ok();
-        let known = status.mounts.iter().any(|m| {
-            &m.id == target
-                || Path::new(target) == m.mountpoint
-                || canonical.as_deref() == Some(&m.mountpoint)
-        });
-        if !known && !looks_like_id(target) {
-            return unmount_path(Path::new(target), args.force);
-        }
-    }
+    let request = match &args.target {
+        Some(target) => match managed_target(&status_of(&mut client)?, target) {
+            Some(known) => Request::Unmount {
+                target: Some(known),
+                all: false,
+                force: args.force,
+            },
+            None if looks_like_id(target) => request,
+            None => return unmount_path(Path::new(target), args.force),
+        },
+        None => request,
+    };
     client.request(&request, SLOW)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manager's name for the mount `target` means: its id, or its mount
+/// point as the manager knows it (absolute), for a mount point given
+/// relative to this directory (`mnt/a`, `./a`). None if it knows no such
+/// mount.
+fn managed_target(status: &Status, target: &str) -> Option<String> {
+    if status.mounts.iter().any(|m| m.id == target) {
+        return Some(target.to_string());
+    }
+    let path = Path::new(target);
+    // Without resolving symlinks as well: a dead mount point cannot be
+    // resolved.
+    let candidates = [path.canonicalize().ok(), std::path::absolute(path).ok()];
+    status
+        .mounts
+        .iter()
+        .find(|m| candidates.iter().flatten().any(|c| *c == m.mountpoint))
+        .map(|m| m.mountpoint.display().to_string())
 }
 
 fn unmount_path(path: &Path, lazy: bool) -> anyhow::Result<ExitCode> {

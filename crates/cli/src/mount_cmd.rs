@@ -71,18 +71,32 @@ pub struct MountArgs {
     op_timeout: f64,
 }
 
-/// Splits `-o` values into (ssh options, mount options).
-fn split_options(values: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut ssh = Vec::new();
-    let mut mount = Vec::new();
-    for option in values.iter().flat_map(|v| v.split(',')).filter(|o| !o.is_empty()) {
-        if option.starts_with(|c: char| c.is_ascii_uppercase()) && option.contains('=') {
-            ssh.push(option.to_string());
-        } else {
-            mount.push(option.to_string());
-        }
+/// Reads the `-o` words (with the one parser every entry point uses)
+/// into `args`, as the matching flags would set them; returns (ssh
+/// options, the words for the kernel mount). Refuses a word yonder does
+/// not take before anything connects.
+fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let o = yonder_fuse::MountOptions::parse(&args.options)?;
+    args.read_only |= o.read_only;
+    args.allow_other |= o.allow_other;
+    args.no_default_permissions |= o.no_default_permissions;
+    args.allow_non_empty |= o.allow_non_empty;
+    args.connect.debug |= o.debug;
+    args.link.no_reconnect |= o.no_reconnect;
+    let set = |value: Option<f64>, flag: &mut f64| *flag = value.unwrap_or(*flag);
+    set(o.attr_ttl, &mut args.attr_ttl);
+    set(o.dir_ttl, &mut args.dir_ttl);
+    set(o.op_timeout, &mut args.op_timeout);
+    set(o.heartbeat, &mut args.link.heartbeat);
+    args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
+    args.link.reconnect_timeout = o.reconnect_timeout.or(args.link.reconnect_timeout);
+    args.connect.ssh_command = o.ssh_command.clone().or(args.connect.ssh_command.take());
+    args.connect.agent_path = o.agent_path.clone().or(args.connect.agent_path.take());
+    let mut fuse_options = o.fuse_options();
+    if o.default_permissions {
+        fuse_options.push("default_permissions".into());
     }
-    (ssh, mount)
+    Ok((o.ssh_options, fuse_options))
 }
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
@@ -163,10 +177,11 @@ fn remove_created_mountpoint(path: &Path, top: Option<&Path>) {
     }
 }
 
-pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
+    let (ssh_options, mount_options) = fold_options(&mut args)?;
     crate::logging::init(args.connect.debug, None)?;
     let source = Source::parse(&args.source)?;
-    let (ssh_options, mount_options) = split_options(&args.options);
+    source.check_local_root(&args.source)?;
     anyhow::ensure!(
         !(args.no_default_permissions && mount_options.iter().any(|o| o == "default_permissions")),
         "--no-default-permissions conflicts with -o default_permissions"
@@ -190,12 +205,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
         allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
         default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
         no_default_permissions: args.no_default_permissions,
-        allow_non_empty: args.allow_non_empty || mount_options.iter().any(|o| o == "nonempty"),
-        fuse_options: mount_options.into_iter().filter(|o| o != "nonempty").collect(),
+        allow_non_empty: args.allow_non_empty,
+        fuse_options: mount_options,
         debug: args.connect.debug,
         op_timeout_secs: op_timeout.as_secs_f64(),
         frontend: yonder_fuse::FRONTEND_NAME.into(),
     };
+    let builder = MountBuilder::new(&spec)?;
     let config = fuse_config(&spec);
     if config.allows_other() && !config.kernel_checks_permissions() {
         eprintln!(
@@ -229,7 +245,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<ExitCode> {
     // The link reconnects by itself; the VFS takes each new connection.
     let started = runtime.block_on(async {
         let link = Link::connect(&source, &connect, link_options).await?;
-        let built = MountBuilder::new(&link, &spec)?.start(&args.mountpoint).await?;
+        let built = builder.start(&link, &args.mountpoint).await?;
         anyhow::Ok((link, built.handle))
     });
     let (link, mounted) = match started {
@@ -350,14 +366,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capitalised_keys_go_to_ssh() {
-        let (ssh, mount) = split_options(&[
-            "IdentityFile=/k,default_permissions".into(),
-            "noexec".into(),
-            "Port=2222".into(),
-            "fsname=x".into(),
-        ]);
+    fn options_fold_into_the_flags() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            mount: MountArgs,
+        }
+        let mut args = Cli::parse_from([
+            "yonder",
+            "-o",
+            "IdentityFile=/k,default_permissions",
+            "-o",
+            "noexec,port=2222,attr_ttl=3,ro,agent_path=/opt/yonder,relatime",
+            "--dir-ttl",
+            "4",
+            "src",
+            "mnt",
+        ])
+        .mount;
+        let (ssh, mount) = fold_options(&mut args).unwrap();
         assert_eq!(ssh, ["IdentityFile=/k", "Port=2222"]);
-        assert_eq!(mount, ["default_permissions", "noexec", "fsname=x"]);
+        assert_eq!(mount, ["noexec", "default_permissions"]);
+        assert!(args.read_only);
+        assert_eq!((args.attr_ttl, args.dir_ttl), (3.0, 4.0));
+        assert_eq!(args.connect.agent_path.as_deref(), Some("/opt/yonder"));
     }
 }

@@ -106,9 +106,12 @@ fn parse(args: &[OsString]) -> anyhow::Result<HelperArgs> {
             mountpoint.to_string_lossy()
         );
     }
+    // Checked here, to refuse at once rather than from the detached
+    // process, and read again there, by the same parser.
+    yonder_fuse::MountOptions::parse(&options)?;
     let mut mount_args = Vec::new();
-    for option in options.iter().flat_map(|o| o.split(',')) {
-        translate(option, &mut mount_args)?;
+    for option in options {
+        mount_args.extend(["-o".into(), OsString::from(option)]);
     }
     Ok(HelperArgs {
         source,
@@ -122,86 +125,6 @@ fn utf8(value: &OsStr) -> anyhow::Result<&str> {
     value
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("options are not valid UTF-8: {}", value.to_string_lossy()))
-}
-
-/// Options that only mean something to mount(8), mount.fuse3 or systemd,
-/// and `dev`, `suid`, `exec`, `rw`: mount.fuse3 adds `dev,suid` to every
-/// mount by root, and yonder mounts stay `nodev,nosuid` (the remote's
-/// device files and set-user-ID bits are not honoured) whatever it says.
-fn ignored(option: &str) -> bool {
-    matches!(
-        option,
-        "" | "_netdev"
-            | "noauto"
-            | "auto"
-            | "nofail"
-            | "user"
-            | "users"
-            | "nouser"
-            | "owner"
-            | "group"
-            | "defaults"
-            | "rw"
-            | "dev"
-            | "suid"
-            | "exec"
-    ) || option.starts_with("x-")
-        || option.starts_with("comment=")
-}
-
-/// Options passed to the kernel as they are.
-const KERNEL_OPTIONS: &[&str] = &[
-    "nodev", "nosuid", "noexec", "atime", "noatime", "sync", "async", "dirsync",
-];
-
-/// Appends the `yonder mount` arguments for one `-o` option.
-fn translate(option: &str, out: &mut Vec<OsString>) -> anyhow::Result<()> {
-    let mut push = |args: &[&str]| out.extend(args.iter().map(OsString::from));
-    let (key, value) = match option.split_once('=') {
-        Some((key, value)) => (key, Some(value)),
-        None => (option, None),
-    };
-    let need = || {
-        value
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("mount option {key} needs a value ({key}=...)"))
-    };
-    match (key, value) {
-        _ if ignored(option) => {}
-        ("ro", None) => push(&["--read-only"]),
-        ("allow_other", None) => push(&["--allow-other"]),
-        ("default_permissions", None) => push(&["-o", "default_permissions"]),
-        ("no_default_permissions", None) => push(&["--no-default-permissions"]),
-        ("nonempty" | "allow_non_empty", None) => push(&["--allow-non-empty"]),
-        ("debug", None) => push(&["--debug"]),
-        (o, None) if KERNEL_OPTIONS.contains(&o) => push(&["-o", o]),
-        ("port", _) => {
-            let port = need()?;
-            anyhow::ensure!(
-                port.parse::<u16>().is_ok_and(|p| p > 0),
-                "mount option port={port}: not a port number"
-            );
-            push(&["-o", &format!("Port={port}")]);
-        }
-        ("ssh_command", _) => push(&["--ssh-command", need()?]),
-        ("agent_path", _) => push(&["--agent-path", need()?]),
-        ("attr_ttl", _) => push(&["--attr-ttl", need()?]),
-        ("dir_ttl", _) => push(&["--dir-ttl", need()?]),
-        ("heartbeat", _) => push(&["--heartbeat", need()?]),
-        ("heartbeat_misses", _) => push(&["--heartbeat-misses", need()?]),
-        ("op_timeout", _) => push(&["--op-timeout", need()?]),
-        ("reconnect_timeout", _) => push(&["--reconnect-timeout", need()?]),
-        ("no_reconnect", None) => push(&["--no-reconnect"]),
-        // ssh's own options, as `yonder mount -o` takes them.
-        (k, Some(_)) if k.starts_with(|c: char| c.is_ascii_uppercase()) => push(&["-o", option]),
-        _ => anyhow::bail!(
-            "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
-             port=, ssh_command=, agent_path=, attr_ttl=, dir_ttl=, heartbeat=, heartbeat_misses=, \
-             op_timeout=, reconnect_timeout=, no_reconnect, nonempty, debug, the kernel's \
-             nodev/nosuid/noexec/noatime/sync, and ssh options as Key=value)"
-        ),
-    }
-    Ok(())
 }
 
 /// `yonder mount --foreground ...` for `args`.
@@ -396,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn fstab_options_translate_to_mount_arguments() {
+    fn fstab_options_pass_to_mount_as_they_are() {
         let parsed = parse(&args(&[
             "root@127.0.0.1:/srv/data",
             "/mnt/x",
@@ -417,23 +340,12 @@ mod tests {
             [
                 "mount",
                 "--foreground",
-                "--read-only",
-                "--allow-other",
                 "-o",
-                "Port=2222",
+                "ro,allow_other,port=2222,IdentityFile=/k,default_permissions,dev,suid",
                 "-o",
-                "IdentityFile=/k",
+                "noexec,_netdev,x-systemd.automount,ssh_command=ssh -F cfg",
                 "-o",
-                "default_permissions",
-                "-o",
-                "noexec",
-                "--ssh-command",
-                "ssh -F cfg",
-                "--heartbeat",
-                "2",
-                "--op-timeout",
-                "30",
-                "--no-reconnect",
+                "heartbeat=2,op_timeout=30,no_reconnect",
                 "--",
                 "root@127.0.0.1:/srv/data",
                 "/mnt/x",
@@ -447,11 +359,11 @@ mod tests {
         for (list, expect) in [
             (
                 &["h:/p", "/m", "-o", "reconnect"][..],
-                "unknown mount option \"reconnect\"",
+                "mount option reconnect: an sshfs option yonder does without",
             ),
             (
-                &["h:/p", "/m", "-o", "uid=1000"],
-                "unknown mount option \"uid=1000\"",
+                &["h:/p", "/m", "-o", "frobnicate=1000"],
+                "unknown mount option \"frobnicate=1000\"",
             ),
             (&["h:/p", "/m", "-o", "port=x"], "port=x: not a port number"),
             (&["h:/p", "/m", "-o", "port="], "port needs a value"),

@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::mount::{is_mounted, wait_timeout, Mount};
@@ -235,4 +236,169 @@ fn completions_for_each_shell() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Every entry point reads `-o` with one parser, before connecting, and
+/// answers in one line: an sshfs option yonder does without is named as
+/// such, a kernel flag fusermount3 does not take is refused by name, and
+/// one that changes nothing here is accepted instead of failing in
+/// fusermount3.
+#[test]
+fn mount_options_are_read_alike_everywhere_before_connecting() {
+    let manager = Manager::new();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mountpoint = parent.path().join("m");
+    let mountpoint = mountpoint.to_str().unwrap();
+    // An ssh that cannot connect: an option error must come first.
+    let unreachable = ["--ssh-command", "false", "root@127.0.0.1:/srv"];
+    let forms: [&[&str]; 3] = [&["mount", "--foreground"], &["mount"], &[]];
+    for form in forms {
+        for (option, expect) in [
+            (
+                "reconnect",
+                "mount option reconnect: an sshfs option yonder does without: yonder always reconnects",
+            ),
+            ("follow_symlinks", "mount option follow_symlinks: an sshfs option"),
+            (
+                "nosymfollow",
+                "mount option nosymfollow: a kernel mount flag fusermount3 does not take",
+            ),
+        ] {
+            let mut args: Vec<&str> = form.to_vec();
+            if form.is_empty() {
+                // The helper form (mount.fuse3's): SOURCE MOUNTPOINT -o ...
+                args.extend([
+                    unreachable[2],
+                    mountpoint,
+                    "-o",
+                    option,
+                    "-o",
+                    "ssh_command=false",
+                ]);
+            } else {
+                args.extend(["-o", option]);
+                args.extend(unreachable);
+                args.push(mountpoint);
+            }
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            let err = manager.fails(&args);
+            assert!(err.contains(expect), "{form:?} -o {option}: {err}");
+            assert!(!Path::new(mountpoint).exists(), "{form:?}: mount point left");
+        }
+    }
+
+    // Access-time policies belong to the remote: accepted, not passed on.
+    let backing = tempfile::tempdir().unwrap();
+    fs::write(backing.path().join("f"), b"x").unwrap();
+    let out = manager
+        .command()
+        .args(["mount", "-o", "nodiratime,relatime,noexec"])
+        .arg(backing.path())
+        .arg(mountpoint)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let flags = fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mountpoint))
+        .map(|l| l.split(' ').nth(3).unwrap().to_string())
+        .expect("mounted");
+    assert!(flags.split(',').any(|f| f == "noexec"), "{flags}");
+    assert_eq!(fs::read(Path::new(mountpoint).join("f")).unwrap(), b"x");
+    let out = manager
+        .command()
+        .args(["unmount", mountpoint])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `yonder connect me@host` (no colon) is a local path that does not
+/// exist: refused in one line with the form that works, never a `local`
+/// connection; and so for `mount` and `fs`.
+#[test]
+fn a_host_without_a_colon_is_refused_with_the_form_that_works() {
+    let manager = Manager::new();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mountpoint = parent.path().join("m");
+    let mountpoint = mountpoint.to_str().unwrap();
+    for host in ["me@nonexistent-host-xyz", "nonexistent-host-xyz"] {
+        let hint = format!("write {host}: (its home) or {host}:/PATH");
+        let forms: [&[&str]; 4] = [
+            &["connect", host],
+            &["mount", host, mountpoint],
+            &["mount", "--foreground", host, mountpoint],
+            &["fs", "ls", host],
+        ];
+        for args in forms {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            let err = manager.fails(&args);
+            assert!(err.contains(&hint), "{args:?}: {err}");
+            assert!(!Path::new(mountpoint).exists(), "{args:?}: mount point left");
+        }
+    }
+    let err = manager.fails(&["connect".as_ref(), "/no/such/dir".as_ref()]);
+    assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
+    let out = manager
+        .command()
+        .args(["status", "--format", "json"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert!(status.contains("\"connections\": []"), "{status}");
+}
+
+/// A managed mount is unmounted by its mount point given relative to the
+/// current directory, in every spelling, with the same answer as by id
+/// when it is busy.
+#[test]
+fn unmount_takes_a_relative_mount_point() {
+    let manager = Manager::new();
+    let backing = tempfile::tempdir().unwrap();
+    fs::write(backing.path().join("f"), b"x").unwrap();
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let mnt = parent.path().join("mnt");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = manager
+            .command()
+            .current_dir(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mount = || {
+        let (ok, err) = run(
+            parent.path(),
+            &["mount", backing.path().to_str().unwrap(), "mnt/a"],
+        );
+        assert!(ok, "{err}");
+        assert!(is_mounted(&mnt.join("a")));
+    };
+    mount();
+    let open = fs::File::open(mnt.join("a/f")).unwrap();
+    let (ok, busy) = run(parent.path(), &["unmount", "mnt/a"]);
+    assert!(!ok);
+    assert!(busy.contains("is busy"), "{busy}");
+    assert!(!busy.contains("no mount"), "{busy}");
+    drop(open);
+    for (dir, target) in [
+        (parent.path(), "mnt/a"),
+        (parent.path(), "./mnt/a"),
+        (mnt.as_path(), "a"),
+    ] {
+        let (ok, err) = run(dir, &["unmount", target]);
+        assert!(ok, "{target} from {}: {err}", dir.display());
+        assert!(!is_mounted(&mnt.join("a")), "{target}");
+        mount();
+    }
+    let (ok, err) = run(&mnt, &["unmount", "a"]);
+    assert!(ok, "{err}");
 }

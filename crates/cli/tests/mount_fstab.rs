@@ -272,7 +272,10 @@ fn helper_form_relays_the_mount_error_and_exit_code() {
     let _cleanup = Cleanup(vec![mountpoint.clone()]);
     for (options, expect) in [
         ("ssh_command=false,port=2222", "connect ssh://root@127.0.0.1/srv"),
-        ("ro,reconnect", "unknown mount option \"reconnect\""),
+        (
+            "ro,reconnect",
+            "mount option reconnect: an sshfs option yonder does without",
+        ),
     ] {
         let out = run_for(
             Command::new(yonder_bin())

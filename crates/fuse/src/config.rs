@@ -7,6 +7,7 @@
 //! and maps it onto the kernel's side (the `ro` mount flag, the TTLs of
 //! the kernel's attribute and name caches).
 
+use crate::options::{OptionError, OptionWord};
 use fuser::{MountOption, SessionACL};
 
 /// How to mount one file system with FUSE. Several mounts of one process
@@ -24,7 +25,9 @@ pub struct MountConfig {
     /// With `allow_other`, leave the kernel's permission checks off: every
     /// local user then acts with the remote agent's rights.
     pub no_default_permissions: bool,
-    /// Extra `-o` options, as for mount(8) (`noexec`, `nosuid`, `fsname=`...).
+    /// Extra `-o` options for the kernel mount (`noexec`, `nosuid`,
+    /// `fsname=`...), as [`OptionWord`] reads them; [`MountConfig::check`]
+    /// refuses any other word.
     pub fuse_options: Vec<String>,
     /// Mount over a non-empty directory, hiding its contents.
     pub allow_non_empty: bool,
@@ -35,6 +38,20 @@ pub struct MountConfig {
 }
 
 impl MountConfig {
+    /// Refuses the first of `fuse_options` that yonder does not take, or
+    /// that is not for the kernel mount (an ssh option, say): checked
+    /// before anything connects.
+    pub fn check(&self) -> Result<(), OptionError> {
+        for word in self.fuse_options.iter().flat_map(|o| o.split(',')) {
+            if let OptionWord::Ssh(_) = OptionWord::parse(word)? {
+                return Err(OptionError::Unknown {
+                    option: word.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn has_fuse_option(&self, name: &str) -> bool {
         self.fuse_options
             .iter()
@@ -71,11 +88,15 @@ impl MountConfig {
         if self.kernel_checks_permissions() {
             mount_options.push(MountOption::DefaultPermissions);
         }
-        for opt in self.fuse_options.iter().flat_map(|o| o.split(',')) {
-            if let Some(o) = parse_option(opt.trim()) {
-                if !mount_options.contains(&o) {
-                    mount_options.push(o);
-                }
+        // Words that are not for the kernel, or that `check` refuses, are
+        // not passed on.
+        let words = self.fuse_options.iter().flat_map(|o| o.split(','));
+        for o in words.filter_map(|w| OptionWord::parse(w).ok()?.fuser_option()) {
+            if let MountOption::FSName(_) = o {
+                // `fsname=` names the mount instead of its source.
+                mount_options[0] = o;
+            } else if !mount_options.contains(&o) {
+                mount_options.push(o);
             }
         }
         let mut config = fuser::Config::default();
@@ -106,31 +127,6 @@ pub fn may_allow_other() -> bool {
     root || std::fs::read_to_string("/etc/fuse.conf")
         .map(|s| s.lines().any(|l| l.trim() == "user_allow_other"))
         .unwrap_or(false)
-}
-
-fn parse_option(opt: &str) -> Option<MountOption> {
-    Some(match opt {
-        "" => return None,
-        "ro" => MountOption::RO,
-        "rw" => MountOption::RW,
-        "dev" => MountOption::Dev,
-        "nodev" => MountOption::NoDev,
-        "suid" => MountOption::Suid,
-        "nosuid" => MountOption::NoSuid,
-        "exec" => MountOption::Exec,
-        "noexec" => MountOption::NoExec,
-        "atime" => MountOption::Atime,
-        "noatime" => MountOption::NoAtime,
-        "sync" => MountOption::Sync,
-        "async" => MountOption::Async,
-        "dirsync" => MountOption::DirSync,
-        "default_permissions" => MountOption::DefaultPermissions,
-        // Handled through the session ACL.
-        "allow_other" | "allow_root" | "auto_unmount" => return None,
-        o if o.starts_with("fsname=") => MountOption::FSName(o["fsname=".len()..].to_string()),
-        o if o.starts_with("subtype=") => MountOption::Subtype(o["subtype=".len()..].to_string()),
-        o => MountOption::CUSTOM(o.to_string()),
-    })
 }
 
 #[cfg(test)]
@@ -186,7 +182,11 @@ mod tests {
     fn options_pass_through_once_and_name_the_source() {
         let c = MountConfig {
             fs_name: Some("me@host:/data".into()),
-            fuse_options: vec!["ro,noexec".into(), "nosuid, noexec".into(), "x-custom=1".into()],
+            fuse_options: vec![
+                "ro,noexec".into(),
+                "nosuid, noexec".into(),
+                "x-custom=1,relatime".into(),
+            ],
             ..MountConfig::default()
         };
         let opts = c.fuser_config(true, false).mount_options;
@@ -198,8 +198,18 @@ mod tests {
                 MountOption::RO,
                 MountOption::NoExec,
                 MountOption::NoSuid,
-                MountOption::CUSTOM("x-custom=1".into()),
             ]
+        );
+        assert!(c.check().is_ok());
+        let bad = |word: &str| MountConfig {
+            fuse_options: vec![word.into()],
+            ..MountConfig::default()
+        };
+        assert!(bad("reconnect").check().is_err());
+        assert!(bad("nosymfollow").check().is_err());
+        assert!(
+            bad("IdentityFile=/k").check().is_err(),
+            "ssh options are not the kernel's"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! [`FuseFrontend`]: FUSE as one [`Frontend`] among others, for the mount
 //! builder, which knows frontends only through that trait.
 
-use crate::{MountConfig, Mounted};
+use crate::{MountConfig, Mounted, OptionError};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -14,8 +14,11 @@ pub struct FuseFrontend {
 }
 
 impl FuseFrontend {
-    pub fn new(config: MountConfig) -> FuseFrontend {
-        FuseFrontend { config }
+    /// Refuses a `-o` word yonder does not take (see
+    /// [`MountConfig::check`]): before anything connects.
+    pub fn new(config: MountConfig) -> Result<FuseFrontend, OptionError> {
+        config.check()?;
+        Ok(FuseFrontend { config })
     }
 }
 

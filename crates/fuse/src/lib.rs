@@ -4,6 +4,7 @@
 //!
 //! - [`MountConfig`]: how to mount (permissions, `-o` options), and
 //!   its translation into `fuser`'s configuration. Pure.
+//! - [`options`]: the one reading of `-o` words, for every entry point.
 //! - [`Mounted`]: one mount's lifetime: [`Mounted::start`] mounts and serves
 //!   it from a thread of its own, then [`flush`](Mounted::flush),
 //!   [`unmount`](Mounted::unmount) (lazy or not), [`wait`](Mounted::wait) /
@@ -24,11 +25,13 @@ mod convert;
 mod frontend;
 mod fs;
 mod mount_table;
+pub mod options;
 mod session;
 
 pub use config::{may_allow_other, MountConfig};
 pub use frontend::FuseFrontend;
 pub use mount_table::{mounted_at, unmount, MountedAt};
+pub use options::{MountOptions, OptionError};
 pub use session::Mounted;
 pub use yonder_vfs::frontend::MountStatus;
 

@@ -627,6 +627,8 @@ impl Manager {
 
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
         let (destination, root) = Destination::parse(&spec.connect)?;
+        // Options yonder does not take are refused before connecting.
+        let builder = MountBuilder::new(&spec)?.under(&root);
         if !spec.mountpoint.is_absolute() {
             return Err(ManagerError::Failed(format!(
                 "mount point {} must be an absolute path",
@@ -654,7 +656,7 @@ impl Manager {
             .connection_for(&destination, &spec.connect.link, false)
             .await
             .map_err(|e| ManagerError::Failed(format!("mount {}: {e}", spec.connect.source)))?;
-        let started = self.start_mount(&conn, &spec, &root, &mountpoint).await;
+        let started = self.start_mount(&conn, &spec, builder, &mountpoint).await;
         let (mounted, scoped_root) = match started {
             Ok(started) => started,
             Err(e) => {
@@ -723,18 +725,17 @@ impl Manager {
         })
     }
 
-    /// Mounts the tree `root` of the connection's remote.
+    /// Mounts its tree of the connection's remote, as `builder` says.
     async fn start_mount(
         &self,
         conn: &Connection,
         spec: &MountSpec,
-        root: &[u8],
+        builder: MountBuilder,
         mountpoint: &Path,
     ) -> Result<(Box<dyn MountHandle>, Vec<u8>), ManagerError> {
         let source = &spec.connect.source;
-        let built = MountBuilder::new(conn.link(), spec)?
-            .under(root)
-            .start(mountpoint)
+        let built = builder
+            .start(conn.link(), mountpoint)
             .await
             .map_err(|e| match e {
                 MountError::Frontend(e) => ManagerError::Failed(e.to_string()),

@@ -17,10 +17,14 @@ use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
 use yonder_vfs::{Vfs, VfsError, VfsOptions};
 
-/// The frontend that serves a mount of `spec`, with its options.
+/// The frontend that serves a mount of `spec`, with its options, which
+/// it refuses here if it does not take them.
 pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError> {
+    let refused = |e: &dyn std::fmt::Display| ManagerError::Failed(e.to_string());
     Ok(match spec.frontend.as_str() {
-        yonder_fuse::FRONTEND_NAME => Box::new(FuseFrontend::new(fuse_config(spec))),
+        yonder_fuse::FRONTEND_NAME => {
+            Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
+        }
         other => {
             return Err(ManagerError::Failed(format!(
                 "mount {}: no frontend {other:?}",
@@ -86,19 +90,20 @@ pub struct BuiltMount {
     pub root: Option<Vec<u8>>,
 }
 
-/// Puts a mount together over a [`Link`]: see the module documentation.
-pub struct MountBuilder<'a> {
-    link: &'a Link,
+/// Puts a mount together: see the module documentation. Made from the
+/// request before anything connects (so that a request it cannot serve is
+/// refused at once), then started over a link.
+pub struct MountBuilder {
     tree: Tree,
     vfs: VfsOptions,
     frontend: Box<dyn Frontend>,
 }
 
-impl<'a> MountBuilder<'a> {
-    /// A mount of all of `link`'s remote, as `spec` asks.
-    pub fn new(link: &'a Link, spec: &MountSpec) -> Result<MountBuilder<'a>, ManagerError> {
+impl MountBuilder {
+    /// A mount of all of a link's remote, as `spec` asks; refuses what
+    /// the VFS or the frontend does not take.
+    pub fn new(spec: &MountSpec) -> Result<MountBuilder, ManagerError> {
         Ok(MountBuilder {
-            link,
             tree: Tree::Whole,
             vfs: vfs_options(spec)?,
             frontend: frontend_for(spec)?,
@@ -107,17 +112,17 @@ impl<'a> MountBuilder<'a> {
 
     /// Mounts only `tree` of a remote that serves `/`, through a
     /// [`Scoped`] view that follows the tree onto each new connection.
-    pub fn under(mut self, tree: &[u8]) -> MountBuilder<'a> {
+    pub fn under(mut self, tree: &[u8]) -> MountBuilder {
         self.tree = Tree::Under(tree.to_vec());
         self
     }
 
-    /// Builds the VFS on the link's current connection, has it follow the
+    /// Builds the VFS on `link`'s current connection, has it follow the
     /// link onto each new one, and starts the frontend at `mountpoint`.
     /// Returns once the mount is usable. Runs on a tokio runtime, which
     /// serves the mount from then on.
-    pub async fn start(self, mountpoint: &Path) -> Result<BuiltMount, MountError> {
-        let (generation, remote) = self.link.current();
+    pub async fn start(self, link: &Link, mountpoint: &Path) -> Result<BuiltMount, MountError> {
+        let (generation, remote) = link.current();
         let (remote, root): (Arc<dyn Remote>, _) = match &self.tree {
             Tree::Whole => (remote, None),
             Tree::Under(tree) => {
@@ -133,7 +138,7 @@ impl<'a> MountBuilder<'a> {
             }
         };
         let vfs = Vfs::new(remote, self.vfs).await?;
-        let watch = self.link.watch();
+        let watch = link.watch();
         match root.clone() {
             None => vfs.follow(watch, generation, |remote| remote),
             // Each new connection through a new scoped view of the same tree.
@@ -198,6 +203,10 @@ mod tests {
         assert_eq!(frontend_for(&spec("fuse")).unwrap().name(), "fuse");
         let err = frontend_for(&spec("carrier-pigeon")).err().unwrap().to_string();
         assert_eq!(err, "mount me@host:/data: no frontend \"carrier-pigeon\"");
+        let mut bad = spec("fuse");
+        bad.fuse_options = vec!["reconnect".into()];
+        let err = frontend_for(&bad).err().unwrap().to_string();
+        assert!(err.starts_with("mount option reconnect:"), "{err}");
         let fuse = fuse_config(&spec("fuse"));
         assert!(fuse.allows_other() && !fuse.kernel_checks_permissions());
         assert_eq!(fuse.fs_name.as_deref(), Some("me@host:/data"));

@@ -106,10 +106,51 @@ impl Source {
         })
     }
 
+    /// For a local source, refuses a root that is not an existing
+    /// directory, before anything starts: a colon-less `me@host` is a
+    /// local path, and a word that could name a host gets the hint to
+    /// write `host:`. Other sources pass.
+    pub fn check_local_root(&self, text: &str) -> std::result::Result<(), SourceError> {
+        let Source::Local { root } = self else {
+            return Ok(());
+        };
+        let fail = |reason: String| SourceError {
+            source_text: text.to_string(),
+            reason,
+        };
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(fail(format!("{} is not a directory", root.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => {
+                Err(fail(format!(
+                    "no directory {} here; for the host, write {text}: (its home) or {text}:/PATH",
+                    root.display()
+                )))
+            }
+            Err(e) => Err(fail(format!(
+                "{}: {}",
+                root.display(),
+                Errno::from_io(&e).description()
+            ))),
+        }
+    }
+
     /// Short human description, used in errors.
     pub fn describe(&self) -> String {
         self.to_string()
     }
+}
+
+/// Whether `text` reads as `[user@]host`: a word ssh could take as a
+/// destination (no slash, host name characters).
+fn looks_like_host(text: &str) -> bool {
+    let (user, host) = split_user(text);
+    let word = |w: &str| {
+        !w.is_empty()
+            && !w.starts_with('-')
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    word(host) && user.is_none_or(word)
 }
 
 fn check_ssh_word(what: &str, word: &str) -> std::result::Result<(), String> {
@@ -579,6 +620,26 @@ mod tests {
             Source::parse("ssh://[::1]:22/").unwrap(),
             ssh(None, "::1", Some(22), "/")
         );
+    }
+
+    #[test]
+    fn a_missing_local_root_is_refused_with_a_hint_for_hosts() {
+        let check = |text: &str| Source::parse(text).unwrap().check_local_root(text);
+        for host in ["me@host", "nonexistent-host-xyz", "build.example.org"] {
+            let err = check(host).unwrap_err().to_string();
+            assert!(err.contains(&format!("write {host}: (its home)")), "{err}");
+        }
+        let err = check("/no/such/dir").unwrap_err().to_string();
+        assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
+        assert!(!err.contains("write"), "{err}");
+        assert!(check("/").is_ok());
+        assert!(check("host:").is_ok(), "not local");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let path = file.path().to_str().unwrap();
+        assert!(check(path)
+            .unwrap_err()
+            .to_string()
+            .contains("is not a directory"));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //!   callers, one check per `#[test]` ([`remote_contract!`]);
 //! - [`faults`]: `Remote` wrappers that inject errors, delays and
 //!   disconnection;
+//! - [`impl_placement`]: a type's own methods live in the file that
+//!   defines it (tests/structure.rs);
 //! - [`module_graph`]: the import graph of each crate's modules, which
-//!   must have no cycle (tests/module_graph.rs);
+//!   must have no cycle (tests/structure.rs);
 //! - [`proxy`]: a loopback TCP proxy that drops, black-holes and restores
 //!   the connections through it (network faults under ssh or TCP);
 //! - [`agent::TcpAgent`] and [`agent::TcpConnector`]: the agent served over
@@ -21,6 +23,7 @@
 pub mod agent;
 pub mod contract;
 pub mod faults;
+pub mod impl_placement;
 pub mod module_graph;
 pub mod proxy;
 

@@ -203,7 +203,7 @@ fn is_ancestor(module: &ModulePath, target: &ModulePath, path: &[String]) -> boo
 
 /// Comments and string literals removed, so that paths in prose or in
 /// messages make no edges; line structure is kept.
-fn strip_comments(text: &str) -> String {
+pub(crate) fn strip_comments(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
