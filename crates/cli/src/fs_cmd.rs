@@ -13,16 +13,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use yonder_remote::proto::{open_flags, Attr, Errno, SetAttr, Target};
-use yonder_remote::transfer::{read_to, write_from, Pipeline};
+use yonder_remote::transfer::{read_to, write_from, Pipeline, TransferError};
 use yonder_remote::{Remote, RemoteError, Source};
 
 #[derive(Args)]
 pub struct FsArgs {
     /// Pass an option to ssh, as `-o KEY=VALUE` (repeatable).
-    #[arg(short = 'o', value_name = "SSH_OPTION")]
+    #[arg(short = 'o', value_name = "SSH_OPTION", global = true)]
     ssh_option: Vec<String>,
-    #[command(flatten)]
-    connect: ConnectArgs,
+    /// Program (and arguments) to run instead of `ssh`.
+    #[arg(long, value_name = "COMMAND", global = true)]
+    ssh_command: Option<String>,
+    /// Path of `yonder` on the remote machine.
+    #[arg(long, value_name = "PATH", global = true)]
+    agent_path: Option<String>,
+    /// Log debug detail to stderr.
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: FsCommand,
 }
@@ -43,33 +50,45 @@ enum FsCommand {
         long: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// What to list: a local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// A path below SOURCE's root (default: the root itself).
         path: Option<String>,
     },
     /// Show the attributes of paths (not following a final symlink).
     Stat {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// Paths below SOURCE's root.
         #[arg(required = true)]
         paths: Vec<String>,
     },
     /// Write files' contents to stdout.
     Cat {
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// Paths below SOURCE's root.
         #[arg(required = true)]
         paths: Vec<String>,
     },
     /// Write a remote file from LOCAL (or stdin when LOCAL is omitted or `-`).
     Put {
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// A path below SOURCE's root.
         path: String,
+        /// A local file (`-`: standard input or output).
         local: Option<PathBuf>,
     },
     /// Copy a remote file to LOCAL (or stdout when LOCAL is omitted or `-`).
     Get {
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// A path below SOURCE's root.
         path: String,
+        /// A local file (`-`: standard input or output).
         local: Option<PathBuf>,
     },
     /// Create directories.
@@ -77,7 +96,9 @@ enum FsCommand {
         /// Create missing parents; an existing directory is not an error.
         #[arg(short = 'p')]
         parents: bool,
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// Paths below SOURCE's root.
         #[arg(required = true)]
         paths: Vec<String>,
     },
@@ -88,12 +109,15 @@ enum FsCommand {
         /// Ignore missing paths.
         #[arg(short = 'f')]
         force: bool,
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
+        /// Paths below SOURCE's root.
         #[arg(required = true)]
         paths: Vec<String>,
     },
     /// Rename FROM to TO (replacing TO if it is a file).
     Mv {
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
         from: String,
         to: String,
@@ -103,12 +127,14 @@ enum FsCommand {
         /// Symbolic link; TARGET is stored as given.
         #[arg(short = 's')]
         symbolic: bool,
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
         target: String,
         link: String,
     },
     /// Change permission bits, given in octal.
     Chmod {
+        /// A local path, [user@]host:[path] or ssh://[user@]host[:port][/path].
         source: String,
         mode: String,
         #[arg(required = true)]
@@ -134,13 +160,18 @@ impl FsCommand {
 }
 
 pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init(args.connect.debug, None)?;
+    crate::logging::init(args.debug, None)?;
     let source = Source::parse(args.command.source())?;
     source.check_local_root(args.command.source())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut options = args.connect.options();
-        options.ssh_options = args.ssh_option;
+        let connect = ConnectArgs {
+            ssh_option: args.ssh_option,
+            ssh_command: args.ssh_command,
+            agent_path: args.agent_path,
+            debug: args.debug,
+        };
+        let options = connect.options();
         let client = yonder_remote::connect(&source, &options).await?;
         execute(client, args.command).await
     })
@@ -353,6 +384,11 @@ async fn read_file<W: tokio::io::AsyncWrite + Unpin>(
     let (handle, _) = client.open(path, open_flags::READ_ONLY, 0, None).await?;
     let copied = read_to(client.clone(), handle, 0, Pipeline::default(), out).await;
     let closed = client.close(handle).await;
+    if let Err(TransferError::Remote(RemoteError::Os { errno, .. })) = &copied {
+        // The error names the handle, which means nothing to the user.
+        let shown = format!("/{}", String::from_utf8_lossy(path));
+        return Err(RemoteError::os("read", shown, *errno).into());
+    }
     copied?;
     closed?;
     Ok(())
@@ -500,11 +536,46 @@ impl JsonAttr {
 
     fn text(&self) -> String {
         format!(
-            "  File: {}\n  Type: {}\n  Size: {}  Blocks: {}  Inode: {}  Links: {}\n  Mode: {}  Uid: {}  Gid: {}\nAccess: {}.{:09}\nModify: {}.{:09}\nChange: {}.{:09}\n",
+            "  File: {}\n  Type: {}\n  Size: {}  Blocks: {}  Inode: {}  Links: {}\n  Mode: {}  Uid: {}  Gid: {}\nAccess: {}\nModify: {}\nChange: {}\n",
             self.name, self.kind, self.size, self.blocks, self.ino, self.nlink, self.mode, self.uid, self.gid,
-            self.atime.sec, self.atime.nsec, self.mtime.sec, self.mtime.nsec, self.ctime.sec, self.ctime.nsec,
+            stat_time(&self.atime), stat_time(&self.mtime), stat_time(&self.ctime),
         )
     }
+}
+
+/// A time as stat(1) shows it, in local time: `2026-11-29 17:05:09.123456789 +0100`.
+fn stat_time(t: &JsonTime) -> String {
+    let Some(tm) = local_time(t.sec) else {
+        return format!("{}.{:09}", t.sec, t.nsec);
+    };
+    let offset = tm.tm_gmtoff / 60;
+    let sign = if offset < 0 { '-' } else { '+' };
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}.{:09} {sign}{:02}{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        t.nsec,
+        offset.abs() / 60,
+        offset.abs() % 60
+    )
+}
+
+/// The broken-down local time of `sec` seconds since the epoch.
+fn local_time(sec: i64) -> Option<libc::tm> {
+    // time_t is 64 bits wide on every target yonder builds for.
+    let time = sec as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to fill.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `time` and writes only `tm`, both valid
+    // for the call; it returns NULL for a time it cannot represent.
+    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(tm)
 }
 
 fn mode_string(attr: &Attr) -> String {
@@ -609,15 +680,9 @@ fn ls_time(sec: i64, now: i64) -> String {
     ];
     // Half of an average Gregorian year, as ls uses.
     const SIX_MONTHS: i64 = 31_556_952 / 2;
-    // time_t is 64 bits wide on every target yonder builds for.
-    let time = sec as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value for localtime_r to fill.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: localtime_r reads `time` and writes only `tm`, both valid
-    // for the call; it returns NULL for a time it cannot represent.
-    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+    let Some(tm) = local_time(sec) else {
         return sec.to_string();
-    }
+    };
     let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???");
     if sec > now - SIX_MONTHS && sec <= now {
         format!("{month} {:>2} {:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min)

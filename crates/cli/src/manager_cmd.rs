@@ -226,9 +226,18 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         health_interval: Duration::from_secs_f64(args.health_interval),
         local_agent: None,
     };
-    if let Err(e) = yonder_manager::run(config) {
-        tracing::error!("{e}");
-        return Err(e.into());
+    match yonder_manager::run(config) {
+        Ok(()) => {}
+        // Two commands that start the manager at once: one wins, the
+        // other uses it. Losing that race is normal, not an error.
+        Err(e @ ManagerError::AlreadyRunning { .. }) => {
+            tracing::info!("not starting: {e}");
+            return Err(e.into());
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return Err(e.into());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -517,8 +526,24 @@ fn manager_for(id: &str) -> anyhow::Result<Client> {
 
 pub fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
     let mut client = manager_for(&args.id)?;
-    client.request(&Request::Kill { id: args.id }, SLOW)?;
-    Ok(ExitCode::SUCCESS)
+    let mountpoints: Vec<(String, PathBuf)> = status_of(&mut client)?
+        .mounts
+        .into_iter()
+        .map(|m| (m.id, m.mountpoint))
+        .collect();
+    match client.request(&Request::Kill { id: args.id }, SLOW)? {
+        Response::Killed { id, unmounted } => {
+            println!("{id}: closed");
+            for mount in unmounted {
+                match mountpoints.iter().find(|(m, _)| *m == mount) {
+                    Some((_, at)) => println!("{mount}: unmounted {}", at.display()),
+                    None => println!("{mount}: unmounted"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer to kill: {other:?}"),
+    }
 }
 
 pub fn reconnect(args: ReconnectArgs) -> anyhow::Result<ExitCode> {

@@ -341,7 +341,10 @@ fn a_host_without_a_colon_is_refused_with_the_form_that_works() {
         }
     }
     let err = manager.fails(&["connect".as_ref(), "/no/such/dir".as_ref()]);
-    assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
+    assert!(
+        err.contains("connect /no/such/dir: No such file or directory"),
+        "{err}"
+    );
     let out = manager
         .command()
         .args(["status", "--format", "json"])
@@ -401,4 +404,68 @@ fn unmount_takes_a_relative_mount_point() {
     }
     let (ok, err) = run(&mnt, &["unmount", "a"]);
     assert!(ok, "{err}");
+}
+
+/// Ctrl+C in a terminal signals the whole foreground process group: the
+/// agent process (ssh, or the local agent) as well as `yonder mount`. It
+/// is a shutdown, not a lost connection: nothing reports one or
+/// reconnects, and files still open are served over the same connection
+/// until they are closed.
+#[test]
+fn ctrl_c_is_a_shutdown_not_a_lost_connection() {
+    use std::os::unix::process::CommandExt as _;
+    for transport in [Transport::Local, Transport::Ssh] {
+        let backing = tempfile::tempdir().unwrap();
+        fs::write(backing.path().join("f"), b"still here").unwrap();
+        let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+        let mountpoint = parent.path().join("m");
+        let sshd = (transport == Transport::Ssh).then(|| yonder_testkit::Sshd::start().unwrap());
+        let (source, options) = support::source_for(transport, backing.path(), sshd.as_ref());
+        let mut cmd = Command::new(yonder_bin());
+        cmd.args(["mount", "--foreground"]);
+        for option in &options.ssh_options {
+            cmd.args(["-o", option]);
+        }
+        if let Some(agent) = &options.agent_path {
+            cmd.args(["--agent-path", agent]);
+        }
+        // A process group of its own, as a shell gives a job: the
+        // terminal's Ctrl+C goes to the whole group.
+        let mut child = cmd
+            .arg(&source)
+            .arg(&mountpoint)
+            .env("YONDER_LOG", "info")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim_end(), mountpoint.to_str().unwrap(), "{transport:?}");
+        let mut open = fs::File::open(mountpoint.join("f")).unwrap();
+        // SAFETY: kill(2) on the process group of the child just started.
+        assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+        // Detached at once; the open file is still served.
+        let detached = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !is_mounted(&mountpoint)
+        });
+        assert!(detached, "{transport:?}: still mounted");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut open, &mut text).unwrap();
+        assert_eq!(text, "still here", "{transport:?}");
+        drop(open);
+        let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("yonder mount hung");
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+        assert!(status.success(), "{transport:?}: {status}: {log}");
+        assert!(log.contains("SIGINT: unmounting"), "{transport:?}: {log}");
+        for lost in ["connection lost", "reconnecting"] {
+            assert!(!log.contains(lost), "{transport:?}: {lost}: {log}");
+        }
+    }
 }

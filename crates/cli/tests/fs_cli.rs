@@ -332,3 +332,47 @@ fn ls_long_reads_like_ls() {
         );
     }
 }
+
+/// What a new user meets: `fs` takes its options after the subcommand
+/// too, `--help` says what SOURCE and PATH are, reading a directory names
+/// the path, and `stat` prints dates as stat(1) does.
+#[test]
+fn ssh_options_after_the_subcommand_help_paths_and_dates() {
+    let cli = Cli::new(Transport::Ssh);
+    std::fs::create_dir(cli.disk("dir")).unwrap();
+    std::fs::write(cli.disk("notes.txt"), b"x").unwrap();
+    let out = Command::new(yonder_bin())
+        .args(["fs", "ls"])
+        .args(&cli.ssh_args)
+        .arg(&cli.source)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "dir\nnotes.txt\n");
+
+    let help = Command::new(yonder_bin())
+        .args(["fs", "ls", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for arg in ["<SOURCE>", "[PATH]"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(arg))
+            .unwrap_or("");
+        assert!(line.len() > arg.len() + 4, "{arg} undescribed:\n{help}");
+    }
+
+    let err = cli.fails(&["get", "dir"]);
+    assert_eq!(err, "yonder: read /dir: Is a directory\n");
+
+    let stat = cli.ok(&["stat", "notes.txt"]);
+    let modify = stat.lines().find_map(|l| l.strip_prefix("Modify: ")).unwrap();
+    let expect = Command::new("stat")
+        .args(["-c", "%y"])
+        .arg(cli.disk("notes.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(modify, String::from_utf8(expect.stdout).unwrap().trim_end());
+}

@@ -115,6 +115,15 @@ fn chmod(path: &Path, mode: u32) {
 /// `pub` with root's 0644 `pub/mine`, with every directory on the way to
 /// the mount traversable by nobody (temporary directories start 0700).
 fn mount_shared(v: Variant, extra: &[&str]) -> Mount {
+    let m = Mount::start_on(v, shared_backing(), extra);
+    chmod(m.mountpoint.parent().unwrap(), 0o755);
+    // The setup works: nobody reaches the mount and reads what is public.
+    assert_ok(&as_nobody("cat", &[m.at("pub/mine")]), "reading a 0644 file");
+    m
+}
+
+/// A backing directory with root's 0600 `secret` and 0644 `pub/mine`.
+fn shared_backing() -> tempfile::TempDir {
     require_root();
     let backing = tempfile::Builder::new()
         .prefix("yonder-backing")
@@ -127,11 +136,28 @@ fn mount_shared(v: Variant, extra: &[&str]) -> Mount {
     chmod(&backing.path().join("pub"), 0o1777);
     fs::write(backing.path().join("pub/mine"), MINE).unwrap();
     chmod(&backing.path().join("pub/mine"), 0o644);
-    let m = Mount::start_on(v, backing, extra);
+    backing
+}
+
+/// A mount without --allow-other shows `allow_other` in the mount table
+/// where fusermount3 allows it (its `auto_unmount`, which removes the
+/// mount when yonder dies, needs it), yet only its owner and root may use
+/// it: yonder refuses every other user's requests itself.
+fn a_mount_of_ones_own_refuses_other_users(v: Variant) {
+    let m = Mount::start_on(v, shared_backing(), &[]);
     chmod(m.mountpoint.parent().unwrap(), 0o755);
-    // The setup works: nobody reaches the mount and reads what is public.
-    assert_ok(&as_nobody("cat", &[m.at("pub/mine")]), "reading a 0644 file");
-    m
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let at = m.mountpoint.to_str().unwrap();
+    let line = mounts.lines().find(|l| l.split(' ').nth(1) == Some(at)).unwrap();
+    assert!(line.contains("allow_other"), "{line}");
+    assert_refused(&as_nobody("cat", &[m.at("pub/mine")]), "reading a 0644 file");
+    assert_refused(&as_nobody("ls", &[&m.mountpoint]), "listing the mount");
+    assert_refused(
+        &sh_as_nobody("printf x > \"$0\"", &m.at("pub/new")),
+        "creating a file in a 1777 directory",
+    );
+    assert_untouched(&m);
+    assert_eq!(fs::read(m.at("pub/mine")).unwrap(), MINE, "the owner may");
 }
 
 fn assert_untouched(m: &Mount) {
@@ -371,6 +397,7 @@ fn umask_and_default_acls_as_on_a_local_disk(v: Variant) {
 }
 
 mount_suite!(
+    a_mount_of_ones_own_refuses_other_users,
     allow_other_enforces_permissions,
     no_default_permissions_option_warns,
     acl_mode_change_visible_at_once,

@@ -20,7 +20,7 @@ use crate::protocol::{
     Response, Status, Topic, PROTOCOL,
 };
 use crate::reap::Reaper;
-use crate::state::{ConnectionState, MountState};
+use crate::state::{failed_beyond, ConnectionState, MountState, KEPT_FAILED};
 use crate::ManagerError;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -153,9 +153,16 @@ impl Registry {
         events.publish(event);
     }
 
-    fn remove_mount(&mut self, events: &EventBus, id: &str) -> Option<Arc<ManagedMount>> {
+    /// Removes mount `id`; `reason` says why when it was not asked for.
+    fn remove_mount(
+        &mut self,
+        events: &EventBus,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Option<Arc<ManagedMount>> {
         let entry = self.mounts.remove(&number(id, 'm')?)?;
         let mut event = mount_event(id, EventKind::Unmounted);
+        event.reason = reason.map(str::to_string);
         event.source = Some(entry.mount.source.clone());
         event.mountpoint = Some(entry.mount.mounted.mountpoint().to_path_buf());
         event.connection = Some(entry.mount.connection.clone());
@@ -746,7 +753,10 @@ impl Manager {
     }
 
     /// Health of one mount: its session serves and it is in the mount
-    /// table; otherwise it has failed.
+    /// table. One unmounted from outside (`umount`) is gone: removed, as
+    /// if unmounted here. One whose session ended while still mounted has
+    /// failed (a dead mount point, until unmounted); only the newest
+    /// [`KEPT_FAILED`] of those are kept.
     fn check_mount(&self, id: &str) {
         let mount = match self.registry().mount(id) {
             Some(entry) if !entry.closing && !entry.state.is_failed() => entry.mount.clone(),
@@ -754,12 +764,18 @@ impl Manager {
         };
         let status = mount.mounted.status();
         let reason = match (status.serving, status.in_mount_table) {
-            (_, Some(false)) => "unmounted externally",
+            (_, Some(false)) => {
+                self.unmounted_externally(id);
+                return;
+            }
             (false, _) => "the FUSE session ended",
             _ => return,
         };
-        let mut reg = self.registry();
-        if reg.mount(id).is_some_and(|m| !m.closing) {
+        let forget = {
+            let mut reg = self.registry();
+            if reg.mount(id).is_none_or(|m| m.closing) {
+                return;
+            }
             tracing::warn!("{id} on {}: {reason}", mount.mounted.mountpoint().display());
             reg.set_mount_state(
                 &self.events,
@@ -768,7 +784,64 @@ impl Manager {
                     reason: reason.into(),
                 },
             );
+            let failed = reg
+                .mounts
+                .iter()
+                .filter(|(_, m)| m.state.is_failed() && !m.closing);
+            let old = failed_beyond(failed.map(|(n, _)| *n), KEPT_FAILED);
+            let mut forgotten = Vec::new();
+            for n in old {
+                let id = format!("m{n}");
+                let reason = format!("forgotten: only the newest {KEPT_FAILED} failed mounts are kept");
+                forgotten.extend(reg.remove_mount(&self.events, &id, Some(&reason)));
+            }
+            forgotten
+        };
+        for mount in forget {
+            // Nothing serves a failed mount: its dead mount point goes too.
+            tracing::info!("{}: forgotten (too many failed mounts)", mount.id);
+            self.release_if_unused(&mount.connection);
+            self.drop_when_ended(mount, true);
         }
+    }
+
+    /// Mount `id` was unmounted from outside: removed from the registry
+    /// (its event says why), its connection released if unused.
+    fn unmounted_externally(&self, id: &str) {
+        let removed = {
+            let mut reg = self.registry();
+            if reg.mount(id).is_none_or(|m| m.closing) {
+                return;
+            }
+            reg.remove_mount(&self.events, id, Some("unmounted externally"))
+        };
+        let Some(mount) = removed else { return };
+        tracing::info!(
+            "{id}: {} was unmounted externally",
+            mount.mounted.mountpoint().display()
+        );
+        self.release_if_unused(&mount.connection);
+        self.drop_when_ended(mount, false);
+    }
+
+    /// Drops a mount removed from the registry once its session has ended
+    /// (after a lazy unmount, once its last file is closed), off the
+    /// runtime's threads; `detach` unmounts it lazily first.
+    fn drop_when_ended(&self, mount: Arc<ManagedMount>, detach: bool) {
+        tokio::spawn(async move {
+            if detach {
+                let detaching = mount.clone();
+                let _ = tokio::task::spawn_blocking(move || detaching.mounted.unmount(true)).await;
+            }
+            mount.mounted.ended().await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = mount.mounted.wait() {
+                    tracing::debug!("{e}");
+                }
+                drop(mount);
+            })
+            .await;
+        });
     }
 
     /// Marks the mounts `target` names (or all) as closing and returns them.
@@ -894,7 +967,7 @@ impl Manager {
             return Err(ManagerError::Failed(format!("unmount {id}: {text}")));
         }
         let connection = mount.connection.clone();
-        self.registry().remove_mount(&self.events, &id);
+        self.registry().remove_mount(&self.events, &id, None);
         tracing::info!(
             "{id}: unmounted {}{}",
             mountpoint.display(),
@@ -903,18 +976,7 @@ impl Manager {
         // The session ends once the kernel lets go (after a lazy unmount,
         // once the last file is closed); the mount is dropped then, off
         // the runtime's threads.
-        let ended = mount.mounted.ended();
-        let last = mount.clone();
-        tokio::spawn(async move {
-            ended.await;
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = last.mounted.wait() {
-                    tracing::debug!("{e}");
-                }
-                drop(last);
-            })
-            .await;
-        });
+        self.drop_when_ended(mount.clone(), false);
         self.release_if_unused(&connection);
         Ok(())
     }

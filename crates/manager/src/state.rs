@@ -108,6 +108,19 @@ impl MountState {
     }
 }
 
+/// How many failed mounts the manager keeps listed: the newest; older
+/// ones are forgotten, so that neither the list nor the manager's memory
+/// grows with use.
+pub const KEPT_FAILED: usize = 8;
+
+/// Of the failed mounts numbered `failed`, those beyond the newest
+/// `keep` (the higher the number, the newer): the ones to forget.
+pub fn failed_beyond(failed: impl IntoIterator<Item = u64>, keep: usize) -> Vec<u64> {
+    let mut failed: Vec<u64> = failed.into_iter().collect();
+    failed.sort_unstable_by(|a, b| b.cmp(a));
+    failed.split_off(keep.min(failed.len()))
+}
+
 impl fmt::Display for ConnectionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason() {
@@ -129,6 +142,14 @@ impl fmt::Display for MountState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_newest_failed_mounts_are_kept() {
+        assert_eq!(failed_beyond([3, 9, 1, 7], 2), [3, 1]);
+        assert!(failed_beyond([3, 9], 2).is_empty());
+        assert!(failed_beyond([], KEPT_FAILED).is_empty());
+        assert_eq!(failed_beyond(1..=100, KEPT_FAILED).len(), 100 - KEPT_FAILED);
+    }
 
     #[test]
     fn mounts_follow_their_connection_until_they_fail() {

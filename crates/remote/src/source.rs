@@ -110,28 +110,21 @@ impl Source {
     /// directory, before anything starts: a colon-less `me@host` is a
     /// local path, and a word that could name a host gets the hint to
     /// write `host:`. Other sources pass.
-    pub fn check_local_root(&self, text: &str) -> std::result::Result<(), SourceError> {
+    pub fn check_local_root(&self, text: &str) -> Result<()> {
         let Source::Local { root } = self else {
             return Ok(());
         };
-        let fail = |reason: String| SourceError {
-            source_text: text.to_string(),
+        let fail = |reason: String| RemoteError::Connect {
+            source_desc: self.describe(),
             reason,
         };
         match std::fs::metadata(root) {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(fail(format!("{} is not a directory", root.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => {
-                Err(fail(format!(
-                    "no directory {} here; for the host, write {text}: (its home) or {text}:/PATH",
-                    root.display()
-                )))
-            }
-            Err(e) => Err(fail(format!(
-                "{}: {}",
-                root.display(),
-                Errno::from_io(&e).description()
-            ))),
+            Ok(_) => Err(fail("not a directory".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_host(text) => Err(fail(
+                format!("no such directory here; for the host, write {text}: (its home) or {text}:/PATH"),
+            )),
+            Err(e) => Err(fail(Errno::from_io(&e).description())),
         }
     }
 
@@ -480,12 +473,15 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     };
     let argv = agent_command_with(source, options, keepalive)?;
     tracing::debug!(?argv, "starting agent");
-    let mut child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    leave_terminal_signals_to_us(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
     let stdin = child.stdin.take().expect("piped stdin");
@@ -503,6 +499,49 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
 }
 
 use yonder_proto::Errno;
+
+/// Makes the agent process (ssh, or the local agent) leave the terminal's
+/// SIGINT and SIGHUP to this process, and end with it.
+///
+/// It runs in this process's group, in the terminal's foreground, so that
+/// ssh can ask for a password or passphrase on the terminal. But then a
+/// Ctrl+C (or the terminal's hangup) reaches it too: ssh would exit, and
+/// what is a shutdown would look like a lost connection, reported and
+/// reconnected while this process unmounts. Ignored, the signals are ours
+/// alone, and this process ends the connection itself (`kill_on_drop`).
+/// The disposition is inherited across exec and by ssh's own children (a
+/// ProxyJump's ssh); OpenSSH keeps an ignored SIGINT ignored, and its
+/// password prompt still restores the terminal on Ctrl+C.
+///
+/// Should this process die without ending it (a Ctrl+C before its own
+/// handlers are installed, a SIGKILL), the kernel sends the agent process
+/// SIGTERM (`PR_SET_PDEATHSIG`), so that no ssh is left prompting on the
+/// terminal. The signal follows the thread that spawned the process: this
+/// runs only in async code, on a runtime's worker thread or its
+/// `block_on` thread, which live as long as the runtime (yonder never
+/// uses `block_in_place`, which would retire a worker thread early).
+fn leave_terminal_signals_to_us(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: signal(2) (setting a
+    // disposition), prctl(2) and getppid(2) are, and nothing allocates or
+    // takes a lock.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the death signal was armed.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("yonder exited while starting the agent"));
+            }
+            Ok(())
+        });
+    }
+}
 
 /// Replaces a bare "connection closed" with what the agent or ssh said on
 /// stderr before it died: that is the message the user needs.
@@ -630,16 +669,13 @@ mod tests {
             assert!(err.contains(&format!("write {host}: (its home)")), "{err}");
         }
         let err = check("/no/such/dir").unwrap_err().to_string();
-        assert!(err.contains("/no/such/dir: No such file or directory"), "{err}");
-        assert!(!err.contains("write"), "{err}");
+        assert_eq!(err, "connect /no/such/dir: No such file or directory");
         assert!(check("/").is_ok());
         assert!(check("host:").is_ok(), "not local");
         let file = tempfile::NamedTempFile::new().unwrap();
         let path = file.path().to_str().unwrap();
-        assert!(check(path)
-            .unwrap_err()
-            .to_string()
-            .contains("is not a directory"));
+        let err = check(path).unwrap_err().to_string();
+        assert!(err.ends_with(": not a directory"), "{err}");
     }
 
     #[test]
