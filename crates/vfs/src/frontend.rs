@@ -3,7 +3,7 @@
 //! [`MountHandle`], which is all a caller (the manager, a foreground mount)
 //! keeps of the mount. FUSE (`yonder-fuse`) is one frontend; each new one
 //! implements these two traits in its own crate and is chosen in one match
-//! arm of the mount builder (`yonder_manager::mount`).
+//! arm of the mount builder (`yonder_manager::mount_builder::frontend_for`).
 //!
 //! A frontend carries its own options (FUSE: its `MountConfig`); what the
 //! VFS itself is told ([`crate::VfsOptions`]) is given to [`Vfs::new`]
