@@ -68,7 +68,9 @@ impl RunArgs {
 pub struct ConnectCmdArgs {
     /// [user@]host:[path], ssh://[user@]host[:port][/path], or a local path.
     source: String,
-    /// ssh options, `KEY=VALUE`, comma-separated and repeatable.
+    /// Options, comma-separated and repeatable: ssh options as
+    /// `Key=value` (capitalised, as ssh spells them), and the connection
+    /// settings of `yonder mount -o` (`port=`, `heartbeat=`...).
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
     #[command(flatten)]
@@ -339,15 +341,38 @@ fn absolute_source(source: &str) -> anyhow::Result<String> {
     })
 }
 
-pub fn connect(args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
+/// Reads `yonder connect -o` with the parser every mount uses: ssh
+/// options and a connection's settings are taken (returns the ssh
+/// options), a mount's own are refused.
+fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>> {
+    use yonder_fuse::options::OptionWord;
+    let mut ssh = Vec::new();
+    for word in args.options.iter().flat_map(|o| o.split(',')) {
+        match OptionWord::parse(word)? {
+            OptionWord::Ssh(option) => ssh.push(option),
+            OptionWord::Port(port) => ssh.push(format!("Port={port}")),
+            OptionWord::SshCommand(command) => args.connect.ssh_command = Some(command),
+            OptionWord::AgentPath(path) => args.connect.agent_path = Some(path),
+            OptionWord::Heartbeat(s) => args.link.heartbeat = s,
+            OptionWord::HeartbeatMisses(n) => args.link.heartbeat_misses = n,
+            OptionWord::ReconnectTimeout(s) => args.link.reconnect_timeout = Some(s),
+            OptionWord::NoReconnect => args.link.no_reconnect = true,
+            OptionWord::Dropped => {}
+            _ => anyhow::bail!(
+                "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
+                 port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
+                 no_reconnect)",
+                word.trim()
+            ),
+        }
+    }
+    Ok(ssh)
+}
+
+pub fn connect(mut args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
+    let ssh_options = fold_connect_options(&mut args)?;
     let mut options = args.connect.options();
-    options.ssh_options.extend(
-        args.options
-            .iter()
-            .flat_map(|o| o.split(','))
-            .filter(|o| !o.is_empty())
-            .map(str::to_string),
-    );
+    options.ssh_options.extend(ssh_options);
     args.link.options()?;
     let spec = connect_spec(&args.source, &options, args.link.spec())?;
     let response = manager()?.request(&Request::Connect { connect: spec }, SLOW)?;

@@ -469,3 +469,32 @@ fn ctrl_c_is_a_shutdown_not_a_lost_connection() {
         }
     }
 }
+
+/// `yonder connect -o` is read by the same parser as a mount's options:
+/// sshfs's and a mount's own words are refused in one line, a
+/// connection's settings are taken.
+#[test]
+fn connect_reads_options_as_mount_does() {
+    let manager = Manager::new();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    for (option, expect) in [
+        (
+            "reconnect",
+            "mount option reconnect: an sshfs option yonder does without",
+        ),
+        ("ro", "option ro: a mount's, not a connection's"),
+        ("noexec", "option noexec: a mount's, not a connection's"),
+    ] {
+        let err = manager.fails(&["connect".as_ref(), "-o".as_ref(), option.as_ref(), dir.as_ref()]);
+        assert!(err.contains(expect), "{option}: {err}");
+    }
+    let out = manager
+        .command()
+        .args(["connect", "-o", "heartbeat=2,IdentityFile=/k,_netdev", dir])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "c1\n");
+}

@@ -722,6 +722,15 @@ fn ssh_mounts_of_one_host_share_one_ssh_process() {
     let err = env.fails(&args);
     assert!(err.contains("not a directory"), "{err}");
     assert!(!bad_at.exists(), "the mount point made for it is removed");
+    // And one that does not exist, named as the user gave it.
+    let missing = format!("{}/{}", sshd.source(&a), "no-such-dir");
+    args[1] = &missing;
+    let err = env.fails(&args);
+    assert!(
+        err.contains("no directory") && err.contains("no-such-dir on the remote"),
+        "{err}"
+    );
+    assert!(!err.contains("realpath"), "{err}");
     // Unmounting one leaves the others working.
     env.ok(&["unmount", &m1]);
     std::fs::write(ma2.join("new"), b"x").unwrap();

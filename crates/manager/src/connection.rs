@@ -147,7 +147,7 @@ impl Connection {
         let options = destination.options(local_agent);
         let link = Link::connect(&source, &options, link)
             .await
-            .map_err(|e| ManagerError::Failed(e.to_string()))?;
+            .map_err(|e| ManagerError::Failed(without_terminal(e.to_string())))?;
         let mut transitions = link.transitions();
         let current = link.clone();
         let watcher = tokio::spawn(async move {
@@ -207,6 +207,21 @@ impl Drop for Connection {
     }
 }
 
+/// `reason` for a connection that failed, with a hint when ssh was
+/// refused: the manager runs ssh without a terminal (it is a daemon), so
+/// ssh could not ask for a password or a passphrase, which a user who
+/// just typed one for `ssh` does not expect.
+fn without_terminal(reason: String) -> String {
+    if reason.contains("Permission denied (") {
+        format!(
+            "{reason} (the manager runs ssh without a terminal, so ssh cannot ask for a password or \
+             passphrase: add the key to your ssh agent with ssh-add, or mount with --foreground)"
+        )
+    } else {
+        reason
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +251,14 @@ mod tests {
         let (l, root) = Destination::parse(&spec("/srv/data")).unwrap();
         assert_eq!((l, root.as_slice()), (Destination::Local, &b"/srv/data"[..]));
         assert!(Destination::parse(&spec("relative")).is_err());
+    }
+
+    #[test]
+    fn a_refused_ssh_gets_the_hint_that_the_manager_has_no_terminal() {
+        let refused = without_terminal("connect ssh://h/: me@h: Permission denied (publickey).".into());
+        assert!(refused.contains("add the key to your ssh agent"), "{refused}");
+        assert!(!refused.contains('\n'));
+        let other = "connect ssh://h/: Connection refused";
+        assert_eq!(without_terminal(other.into()), other);
     }
 }

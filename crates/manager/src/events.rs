@@ -113,6 +113,19 @@ pub(crate) fn mount_event(id: &str, event: EventKind) -> Event {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_unmounted_event_says_why_last() {
+        let mut event = mount_event("m2", EventKind::Unmounted);
+        event.reason = Some("unmounted externally".into());
+        event.source = Some("host:/srv".into());
+        event.mountpoint = Some("/mnt/x".into());
+        let text = event.text();
+        assert!(
+            text.ends_with(" mount m2 unmounted host:/srv on /mnt/x (unmounted externally)"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn subscribers_get_each_event_once_in_order_and_late_ones_the_history() {
         let bus = EventBus::new();

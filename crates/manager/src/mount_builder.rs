@@ -129,6 +129,9 @@ impl MountBuilder {
                 let scoped = Scoped::resolve(remote, tree).await.map_err(|e| {
                     let reason = match e.errno() {
                         Errno::ENOTDIR => "not a directory".to_string(),
+                        Errno::ENOENT => {
+                            format!("no directory {} on the remote", String::from_utf8_lossy(tree))
+                        }
                         _ => e.to_string(),
                     };
                     MountError::Tree { reason }

@@ -395,7 +395,9 @@ impl Event {
         if let Some(path) = &self.path {
             line = format!("{line} {path}");
         }
-        if let Some(reason) = &self.reason {
+        // A removal names what went first, then why.
+        let why_gone = self.event == EventKind::Unmounted;
+        if let Some(reason) = self.reason.as_ref().filter(|_| !why_gone) {
             line = format!("{line}: {reason}");
         }
         if let Some(d) = &self.destination {
@@ -408,6 +410,9 @@ impl Event {
             if self.event == EventKind::Mounted {
                 line = format!("{line} ({c})");
             }
+        }
+        if let Some(reason) = self.reason.as_ref().filter(|_| why_gone) {
+            line = format!("{line} ({reason})");
         }
         line
     }
