@@ -316,10 +316,21 @@ fn connect_spec(
     options: &yonder_remote::ConnectOptions,
     link: LinkSpec,
 ) -> anyhow::Result<ConnectSpec> {
-    // A local path is taken from here, not from the manager's directory.
+    Ok(ConnectSpec {
+        source: absolute_source(source)?,
+        ssh_options: options.ssh_options.clone(),
+        ssh_command: options.ssh_command.clone(),
+        agent_path: options.agent_path.clone(),
+        link,
+    })
+}
+
+/// `source`, checked, with a local path made absolute: the manager takes
+/// it from here, not from its own directory.
+fn absolute_source(source: &str) -> anyhow::Result<String> {
     let parsed = yonder_remote::Source::parse(source)?;
     parsed.check_local_root(source)?;
-    let source = match parsed {
+    Ok(match parsed {
         yonder_remote::Source::Local { root } => {
             let root = std::path::absolute(&root).with_context(|| format!("source {}", root.display()))?;
             root.to_str()
@@ -327,13 +338,6 @@ fn connect_spec(
                 .to_string()
         }
         _ => source.to_string(),
-    };
-    Ok(ConnectSpec {
-        source,
-        ssh_options: options.ssh_options.clone(),
-        ssh_command: options.ssh_command.clone(),
-        agent_path: options.agent_path.clone(),
-        link,
     })
 }
 
@@ -382,30 +386,11 @@ pub fn connect(mut args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
 /// `yonder mount` without `--foreground`: the manager mounts; returns once
 /// the mount is usable. `created` says whether the mount point was made
 /// for this mount (removed again if the mount fails).
-pub fn mount(
-    source: &str,
-    mountpoint: &Path,
-    config: &yonder_fuse::MountConfig,
-    (options, link): (&yonder_remote::ConnectOptions, LinkSpec),
-    op_timeout: std::time::Duration,
-    created: bool,
-) -> anyhow::Result<ExitCode> {
-    let absolute =
-        std::path::absolute(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
-    let spec = MountSpec {
-        connect: connect_spec(source, options, link)?,
-        mountpoint: absolute.clone(),
-        read_only: config.read_only,
-        attr_ttl_secs: config.attr_ttl.as_secs_f64(),
-        dir_ttl_secs: config.dir_ttl.as_secs_f64(),
-        allow_other: config.allow_other,
-        default_permissions: config.default_permissions,
-        no_default_permissions: config.no_default_permissions,
-        allow_non_empty: config.allow_non_empty,
-        fuse_options: config.fuse_options.clone(),
-        debug: config.debug,
-        op_timeout_secs: op_timeout.as_secs_f64(),
-    };
+pub fn mount(mut spec: MountSpec, created: bool) -> anyhow::Result<ExitCode> {
+    let absolute = std::path::absolute(&spec.mountpoint)
+        .with_context(|| format!("mount point {}", spec.mountpoint.display()))?;
+    spec.mountpoint = absolute.clone();
+    spec.connect.source = absolute_source(&spec.connect.source)?;
     let result = manager().and_then(|mut m| Ok(m.request(&Request::Mount { mount: spec }, SLOW)?));
     match result {
         Ok(Response::Mounted { id, mountpoint, .. }) => {

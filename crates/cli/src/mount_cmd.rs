@@ -16,8 +16,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use yonder_fuse::{MountConfig, Mounted};
+use yonder_manager::mount_builder::{fuse_config, MountBuilder};
+use yonder_manager::protocol::{ConnectSpec, MountSpec};
 use yonder_remote::{Link, Source};
+use yonder_vfs::frontend::MountHandle;
 
 #[derive(Args)]
 pub struct MountArgs {
@@ -184,18 +186,33 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         !(args.no_default_permissions && mount_options.iter().any(|o| o == "default_permissions")),
         "--no-default-permissions conflicts with -o default_permissions"
     );
-    let config = MountConfig {
+    let mut connect = args.connect.options();
+    connect.ssh_options.extend(ssh_options);
+    let link_options = args.link.options()?;
+    let op_timeout = seconds("op-timeout", args.op_timeout)?;
+    let spec = MountSpec {
+        connect: ConnectSpec {
+            source: args.source.clone(),
+            ssh_options: connect.ssh_options.clone(),
+            ssh_command: connect.ssh_command.clone(),
+            agent_path: connect.agent_path.clone(),
+            link: args.link.spec(),
+        },
+        mountpoint: args.mountpoint.clone(),
         read_only: args.read_only,
-        attr_ttl: seconds("attr-ttl", args.attr_ttl)?,
-        dir_ttl: seconds("dir-ttl", args.dir_ttl)?,
+        attr_ttl_secs: seconds("attr-ttl", args.attr_ttl)?.as_secs_f64(),
+        dir_ttl_secs: seconds("dir-ttl", args.dir_ttl)?.as_secs_f64(),
         allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
         default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
         no_default_permissions: args.no_default_permissions,
         allow_non_empty: args.allow_non_empty,
         fuse_options: mount_options,
         debug: args.connect.debug,
-        fs_name: Some(args.source.clone()),
+        op_timeout_secs: op_timeout.as_secs_f64(),
+        frontend: yonder_fuse::FRONTEND_NAME.into(),
     };
+    let builder = MountBuilder::new(&spec)?;
+    let config = fuse_config(&spec);
     if config.allows_other() && !config.kernel_checks_permissions() {
         eprintln!(
             "yonder: warning: --no-default-permissions: permissions are not checked; every user who can \
@@ -203,11 +220,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             args.mountpoint.display()
         );
     }
-    let created = prepare_mountpoint(&args.mountpoint, config.allow_non_empty)?;
-    let mut connect = args.connect.options();
-    connect.ssh_options.extend(ssh_options);
-    let link_options = args.link.options()?;
-    let op_timeout = seconds("op-timeout", args.op_timeout)?;
+    let created = prepare_mountpoint(&args.mountpoint, spec.allow_non_empty)?;
     if op_timeout < link_options.dead_after() {
         eprintln!(
             "yonder: warning: --op-timeout {:.0} s is shorter than the time a dead connection takes to \
@@ -217,14 +230,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !args.foreground {
-        let result = crate::manager_cmd::mount(
-            &args.source,
-            &args.mountpoint,
-            &config,
-            (&connect, args.link.spec()),
-            op_timeout,
-            created.is_some(),
-        );
+        let result = crate::manager_cmd::mount(spec, created.is_some());
         if result.is_err() {
             // The mount point itself is gone already; the parents made for it go too.
             remove_created_mountpoint(&args.mountpoint, created.as_deref());
@@ -232,30 +238,16 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         return result;
     }
 
-    let mut vfs_options = config.vfs_options();
-    vfs_options.op_timeout = op_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("yonder")
         .build()?;
     // The link reconnects by itself; the VFS takes each new connection.
-    let started = runtime
-        .block_on(async {
-            let link = Link::connect(&source, &connect, link_options).await?;
-            let (generation, remote) = link.current();
-            let vfs = yonder_vfs::Vfs::new(
-                remote,
-                vfs_options,
-                std::sync::Arc::new(yonder_vfs::MemoryJournal::default()),
-            )
-            .await?;
-            vfs.follow(link.watch(), generation, |remote| remote);
-            anyhow::Ok((link, vfs))
-        })
-        .and_then(|(link, vfs)| {
-            let mounted = Mounted::start(vfs, runtime.handle().clone(), &args.mountpoint, &config)?;
-            Ok((link, mounted))
-        });
+    let started = runtime.block_on(async {
+        let link = Link::connect(&source, &connect, link_options).await?;
+        let built = builder.start(&link, &args.mountpoint).await?;
+        anyhow::Ok((link, built.handle))
+    });
     let (link, mounted) = match started {
         Ok(started) => started,
         Err(err) => {
@@ -310,7 +302,11 @@ enum Event {
 /// Serves until unmounted from outside (`yonder unmount`), or until a
 /// signal: the first sends buffered writes and detaches the mount lazily,
 /// serving files still open until they are closed; a second stops at once.
-fn serve_until_signal(runtime: &Runtime, mounted: Mounted, mut signals: Signals) -> anyhow::Result<()> {
+fn serve_until_signal(
+    runtime: &Runtime,
+    mounted: Box<dyn MountHandle>,
+    mut signals: Signals,
+) -> anyhow::Result<()> {
     // The next event, or None if `timeout` passes first.
     let mut next = |timeout: Option<Duration>| {
         let ended = mounted.ended();

@@ -1,21 +1,19 @@
-//! How to mount: [`MountConfig`], and its translation into `fuser`'s mount
-//! configuration. Pure: nothing here touches the system, so every rule is
-//! unit-tested.
+//! How to mount with FUSE: [`MountConfig`], and its translation into
+//! `fuser`'s mount configuration. Pure: nothing here touches the system, so
+//! every rule is unit-tested.
+//!
+//! What the VFS is told (read-only, the TTLs, the op timeout) is its own
+//! [`yonder_vfs::VfsOptions`]: the frontend reads it from the VFS it serves
+//! and maps it onto the kernel's side (the `ro` mount flag, the TTLs of
+//! the kernel's attribute and name caches).
 
 use crate::options::{OptionError, OptionWord};
 use fuser::{MountOption, SessionACL};
-use std::time::Duration;
-use yonder_vfs::VfsOptions;
 
-/// How to mount one file system. Several mounts of one process each have
-/// their own.
-#[derive(Clone, Debug)]
+/// How to mount one file system with FUSE. Several mounts of one process
+/// each have their own.
+#[derive(Clone, Debug, Default)]
 pub struct MountConfig {
-    pub read_only: bool,
-    /// How long the kernel (and the VFS) trust attributes.
-    pub attr_ttl: Duration,
-    /// How long the kernel (and the VFS) trust names.
-    pub dir_ttl: Duration,
     /// Let users other than the mounting one use the mount (needs
     /// `user_allow_other` in /etc/fuse.conf for non-root mounters); the
     /// kernel then checks their permissions (see `default_permissions`).
@@ -37,23 +35,6 @@ pub struct MountConfig {
     pub debug: bool,
     /// Source shown in the mount table, e.g. `user@host:/path`.
     pub fs_name: Option<String>,
-}
-
-impl Default for MountConfig {
-    fn default() -> Self {
-        MountConfig {
-            read_only: false,
-            attr_ttl: Duration::from_secs(10),
-            dir_ttl: Duration::from_secs(10),
-            allow_other: false,
-            default_permissions: false,
-            no_default_permissions: false,
-            fuse_options: Vec::new(),
-            allow_non_empty: false,
-            debug: false,
-            fs_name: None,
-        }
-    }
 }
 
 impl MountConfig {
@@ -92,25 +73,16 @@ impl MountConfig {
             || (self.allows_other() && !self.no_default_permissions)
     }
 
-    /// VFS options matching this configuration.
-    pub fn vfs_options(&self) -> VfsOptions {
-        VfsOptions {
-            read_only: self.read_only,
-            attr_ttl: self.attr_ttl,
-            dir_ttl: self.dir_ttl,
-            ..VfsOptions::default()
-        }
-    }
-
-    /// `fuser`'s configuration for this mount, on a host where
-    /// `fusermount3` does (`may_allow_other`, see [`may_allow_other`]) or
-    /// does not accept `allow_other` from this user.
-    pub fn fuser_config(&self, may_allow_other: bool) -> fuser::Config {
+    /// `fuser`'s configuration for this mount of a VFS that is
+    /// `read_only` or not, on a host where `fusermount3` does
+    /// (`may_allow_other`, see [`may_allow_other`]) or does not accept
+    /// `allow_other` from this user.
+    pub fn fuser_config(&self, read_only: bool, may_allow_other: bool) -> fuser::Config {
         let mut mount_options = vec![
             MountOption::FSName(self.fs_name.clone().unwrap_or_else(|| "yonder".to_string())),
             MountOption::Subtype("yonder".to_string()),
         ];
-        if self.read_only {
+        if read_only {
             mount_options.push(MountOption::RO);
         }
         if self.kernel_checks_permissions() {
@@ -174,7 +146,7 @@ mod tests {
     fn other_users_get_permission_checks_unless_told_not_to() {
         let checks = |c: &MountConfig| {
             let on = c
-                .fuser_config(true)
+                .fuser_config(false, true)
                 .mount_options
                 .contains(&MountOption::DefaultPermissions);
             assert_eq!(on, c.kernel_checks_permissions());
@@ -194,14 +166,14 @@ mod tests {
     #[test]
     fn auto_unmount_needs_fusermount_to_allow_other() {
         let single = config(false, &[], false);
-        let fc = single.fuser_config(true);
+        let fc = single.fuser_config(false, true);
         assert_eq!(fc.acl, SessionACL::RootAndOwner);
         assert!(fc.mount_options.contains(&MountOption::AutoUnmount));
-        let fc = single.fuser_config(false);
+        let fc = single.fuser_config(false, false);
         assert_eq!(fc.acl, SessionACL::Owner);
         assert!(!fc.mount_options.contains(&MountOption::AutoUnmount));
         // allow_other asked for: fusermount3 decides (and refuses) itself.
-        let fc = config(true, &[], false).fuser_config(false);
+        let fc = config(true, &[], false).fuser_config(false, false);
         assert_eq!(fc.acl, SessionACL::All);
         assert!(fc.mount_options.contains(&MountOption::AutoUnmount));
     }
@@ -209,7 +181,6 @@ mod tests {
     #[test]
     fn options_pass_through_once_and_name_the_source() {
         let c = MountConfig {
-            read_only: true,
             fs_name: Some("me@host:/data".into()),
             fuse_options: vec![
                 "ro,noexec".into(),
@@ -218,7 +189,7 @@ mod tests {
             ],
             ..MountConfig::default()
         };
-        let opts = c.fuser_config(false).mount_options;
+        let opts = c.fuser_config(true, false).mount_options;
         assert_eq!(
             opts,
             [

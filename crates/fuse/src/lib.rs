@@ -2,7 +2,7 @@
 //! FUSE driver (through `fuser`, mounting with `fusermount3`, no libfuse
 //! needed).
 //!
-//! - [`MountConfig`]: how to mount (permissions, TTLs, `-o` options), and
+//! - [`MountConfig`]: how to mount (permissions, `-o` options), and
 //!   its translation into `fuser`'s configuration. Pure.
 //! - [`options`]: the one reading of `-o` words, for every entry point.
 //! - [`Mounted`]: one mount's lifetime: [`Mounted::start`] mounts and serves
@@ -10,6 +10,9 @@
 //!   [`unmount`](Mounted::unmount) (lazy or not), [`wait`](Mounted::wait) /
 //!   [`ended`](Mounted::ended), [`status`](Mounted::status).
 //! - [`unmount`]: unmount any FUSE mount by path (`yonder unmount`).
+//! - [`FuseFrontend`]: the crate as a [`yonder_vfs::frontend::Frontend`],
+//!   which is how the mount builder starts it; [`Mounted`] is its
+//!   [`yonder_vfs::frontend::MountHandle`].
 //!
 //! Kernel requests are read by each mount's session thread and each is run
 //! as a task on the given tokio runtime, replying when the VFS call
@@ -19,15 +22,21 @@
 
 mod config;
 mod convert;
+mod frontend;
 mod fs;
 mod mount_table;
 pub mod options;
 mod session;
 
 pub use config::{may_allow_other, MountConfig};
+pub use frontend::FuseFrontend;
 pub use mount_table::{mounted_at, unmount, MountedAt};
 pub use options::{MountOptions, OptionError};
-pub use session::{MountStatus, Mounted};
+pub use session::Mounted;
+pub use yonder_vfs::frontend::MountStatus;
+
+/// This frontend's name in status output.
+pub const FRONTEND_NAME: &str = "fuse";
 
 use std::future::Future;
 use std::io;

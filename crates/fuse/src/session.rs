@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use yonder_vfs::frontend::{FrontendError, MountHandle, MountStatus};
 use yonder_vfs::Vfs;
 
 /// A mounted file system, served by a thread of its own until the kernel
@@ -50,19 +51,6 @@ pub struct Mounted {
     revalidate: tokio::task::JoinHandle<()>,
 }
 
-/// Where a mount stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MountStatus {
-    /// The session still serves kernel requests. After a lazy unmount it
-    /// does so until the last open file is closed.
-    pub serving: bool,
-    /// The mount is still in the mount table (`None`: the table could not
-    /// be read). Serving but not in the table: lazily detached, files still
-    /// open. In the table but not serving: a dead mount (ENOTCONN) that
-    /// [`Mounted::unmount`] removes.
-    pub in_mount_table: Option<bool>,
-}
-
 /// Marks the session ended when the session thread finishes, panics included.
 struct EndGuard(watch::Sender<bool>);
 
@@ -89,17 +77,19 @@ impl Mounted {
             reason: e.to_string(),
         })?;
         let notifier = Arc::new(OnceLock::new());
+        // The kernel trusts what it caches as long as the VFS does.
+        let options = vfs.options();
         let fs = fs::FuseFs {
             vfs: vfs.clone(),
             rt: runtime.clone(),
-            attr_ttl: config.attr_ttl,
-            entry_ttl: config.dir_ttl,
+            attr_ttl: options.attr_ttl,
+            entry_ttl: options.dir_ttl,
             debug: config.debug,
             want_kernel_acls: config.kernel_checks_permissions(),
             kernel_acls: false,
             notifier: notifier.clone(),
         };
-        let fuser_config = config.fuser_config(may_allow_other());
+        let fuser_config = config.fuser_config(options.read_only, may_allow_other());
         if !fuser_config.mount_options.contains(&MountOption::AutoUnmount) {
             tracing::info!("not unmounting automatically on exit: needs user_allow_other in /etc/fuse.conf");
         }
@@ -259,6 +249,41 @@ impl Mounted {
             Some(device) => device_is_mounted(device, &self.mountpoint),
             None => is_mount_point(&self.mountpoint),
         }
+    }
+}
+
+/// What the manager and a foreground mount keep of a FUSE mount.
+impl MountHandle for Mounted {
+    fn frontend(&self) -> &'static str {
+        crate::FRONTEND_NAME
+    }
+
+    fn mountpoint(&self) -> &Path {
+        Mounted::mountpoint(self)
+    }
+
+    fn vfs(&self) -> &Arc<Vfs> {
+        Mounted::vfs(self)
+    }
+
+    fn flush(&self) -> Result<(), FrontendError> {
+        Mounted::flush(self).map_err(FrontendError::new)
+    }
+
+    fn unmount(&self, lazy: bool) -> Result<(), FrontendError> {
+        Mounted::unmount(self, lazy).map_err(FrontendError::new)
+    }
+
+    fn status(&self) -> MountStatus {
+        Mounted::status(self)
+    }
+
+    fn ended(&self) -> yonder_remote::BoxFuture<()> {
+        Box::pin(Mounted::ended(self))
+    }
+
+    fn wait(&self) -> Result<(), FrontendError> {
+        Mounted::wait(self).map_err(FrontendError::new)
     }
 }
 

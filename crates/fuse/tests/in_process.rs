@@ -19,7 +19,7 @@ use yonder_remote::Remote;
 use yonder_testkit::direct::DirectAgent;
 use yonder_testkit::faults::{Delayed, Op};
 use yonder_testkit::observe::Counted;
-use yonder_vfs::{MemoryJournal, Vfs};
+use yonder_vfs::{MemoryJournal, Vfs, VfsOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -37,11 +37,13 @@ fn start(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> Result<Mounted, FuseError> {
-    let vfs = rt.block_on(Vfs::new(
-        remote,
-        config.vfs_options(),
-        Arc::new(MemoryJournal::default()),
-    ))?;
+    // The TTLs of `yonder mount`'s defaults.
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(10),
+        dir_ttl: Duration::from_secs(10),
+        ..VfsOptions::default()
+    };
+    let vfs = rt.block_on(Vfs::new(remote, options, Arc::new(MemoryJournal::default())))?;
     Mounted::start(vfs, rt.handle().clone(), mountpoint, config)
 }
 

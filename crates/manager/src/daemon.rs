@@ -13,10 +13,11 @@
 
 use crate::connection::{Connection, Destination};
 use crate::events::{connection_event, missed, mount_event, EventBus};
+use crate::mount_builder::{BuiltMount, MountBuilder, MountError};
 use crate::paths::Paths;
 use crate::protocol::{
-    seconds, ConnectSpec, ConnectionInfo, EventKind, Hello, LinkSpec, ManagerInfo, MountInfo, MountSpec,
-    Request, Response, Status, Topic, PROTOCOL,
+    ConnectSpec, ConnectionInfo, EventKind, Hello, LinkSpec, ManagerInfo, MountInfo, MountSpec, Request,
+    Response, Status, Topic, PROTOCOL,
 };
 use crate::reap::Reaper;
 use crate::state::{failed_beyond, ConnectionState, MountState, KEPT_FAILED};
@@ -29,8 +30,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
-use yonder_fuse::{MountConfig, Mounted};
-use yonder_remote::{LinkState, Scoped};
+use yonder_remote::LinkState;
+use yonder_vfs::frontend::MountHandle;
 
 /// How the manager runs.
 #[derive(Clone, Debug)]
@@ -71,7 +72,7 @@ struct ManagedMount {
     root: String,
     connection: String,
     read_only: bool,
-    mounted: Mounted,
+    mounted: Box<dyn MountHandle>,
 }
 
 #[derive(Default)]
@@ -213,7 +214,6 @@ pub struct Manager {
     config: Config,
     registry: Mutex<Registry>,
     events: EventBus,
-    runtime: tokio::runtime::Handle,
     /// One connection attempt per destination at a time, so that two
     /// mounts asking at once share one connection.
     connecting: tokio::sync::Mutex<HashMap<Destination, Arc<tokio::sync::Mutex<()>>>>,
@@ -276,7 +276,6 @@ async fn serve(config: Config) -> Result<(), ManagerError> {
         config,
         registry: Mutex::new(Registry::default()),
         events: EventBus::new(),
-        runtime: tokio::runtime::Handle::current(),
         connecting: tokio::sync::Mutex::new(HashMap::new()),
         stop,
     });
@@ -495,7 +494,7 @@ impl Manager {
                 .values()
                 .map(|m| MountInfo {
                     id: m.mount.id.clone(),
-                    backend: "fuse".into(),
+                    backend: m.mount.mounted.frontend().into(),
                     source: m.mount.source.clone(),
                     root: m.mount.root.clone(),
                     mountpoint: m.mount.mounted.mountpoint().to_path_buf(),
@@ -575,7 +574,7 @@ impl Manager {
 
     /// Connection `id`'s link entered `state`: the connection (and its
     /// mounts) follow. (Each mount's VFS follows the link by itself onto a
-    /// new connection, see `start_mount`.)
+    /// new connection, see `mount_builder`.)
     fn link_state(&self, id: &str, state: LinkState) {
         let next = match state {
             LinkState::Connected => ConnectionState::Connected,
@@ -636,9 +635,7 @@ impl Manager {
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
         let (destination, root) = Destination::parse(&spec.connect)?;
         // Options yonder does not take are refused before connecting.
-        mount_config(&spec)?
-            .check()
-            .map_err(|e| ManagerError::Failed(e.to_string()))?;
+        let builder = MountBuilder::new(&spec)?.under(&root);
         if !spec.mountpoint.is_absolute() {
             return Err(ManagerError::Failed(format!(
                 "mount point {} must be an absolute path",
@@ -666,7 +663,7 @@ impl Manager {
             .connection_for(&destination, &spec.connect.link, false)
             .await
             .map_err(|e| ManagerError::Failed(format!("mount {}: {e}", spec.connect.source)))?;
-        let started = self.start_mount(&conn, &spec, &root, &mountpoint).await;
+        let started = self.start_mount(&conn, &spec, builder, &mountpoint).await;
         let (mounted, scoped_root) = match started {
             Ok(started) => started,
             Err(e) => {
@@ -735,50 +732,24 @@ impl Manager {
         })
     }
 
-    /// Resolves the tree, builds its VFS and mounts it.
+    /// Mounts its tree of the connection's remote, as `builder` says.
     async fn start_mount(
         &self,
         conn: &Connection,
         spec: &MountSpec,
-        root: &[u8],
+        builder: MountBuilder,
         mountpoint: &Path,
-    ) -> Result<(Mounted, Vec<u8>), ManagerError> {
+    ) -> Result<(Box<dyn MountHandle>, Vec<u8>), ManagerError> {
         let source = &spec.connect.source;
-        let (generation, remote) = conn.link().current();
-        let scoped = Scoped::resolve(remote, root).await.map_err(|e| {
-            let reason = match e.errno() {
-                yonder_remote::proto::Errno::ENOTDIR => "not a directory".to_string(),
-                yonder_remote::proto::Errno::ENOENT => {
-                    format!("no directory {} on the remote", String::from_utf8_lossy(root))
-                }
-                _ => e.to_string(),
-            };
-            ManagerError::Failed(format!("mount {source}: {reason}"))
-        })?;
-        let scoped_root = scoped.root_bytes();
-        let config = mount_config(spec)?;
-        let mut options = config.vfs_options();
-        options.op_timeout = seconds("op-timeout", spec.op_timeout_secs)?;
-        let vfs = yonder_vfs::Vfs::new(
-            Arc::new(scoped),
-            options,
-            Arc::new(yonder_vfs::MemoryJournal::default()),
-        )
-        .await
-        .map_err(|e| ManagerError::Failed(format!("mount {source}: {e}")))?;
-        // Onto each new connection of the link, through a new scoped view
-        // of the same tree.
-        let tree = scoped_root.clone();
-        vfs.follow(conn.link().watch(), generation, move |remote| {
-            Arc::new(Scoped::new(remote, &tree))
-        });
-        let runtime = self.runtime.clone();
-        let at = mountpoint.to_path_buf();
-        let mounted = tokio::task::spawn_blocking(move || Mounted::start(vfs, runtime, &at, &config))
+        let built = builder
+            .start(conn.link(), mountpoint)
             .await
-            .map_err(|e| ManagerError::Failed(format!("mount {source}: {e}")))?
-            .map_err(|e| ManagerError::Failed(e.to_string()))?;
-        Ok((mounted, scoped_root))
+            .map_err(|e| match e {
+                MountError::Frontend(e) => ManagerError::Failed(e.to_string()),
+                e => ManagerError::Failed(format!("mount {source}: {e}")),
+            })?;
+        let BuiltMount { handle, root } = built;
+        Ok((handle, root.unwrap_or_default()))
     }
 
     /// Health of one mount: its session serves and it is in the mount
@@ -1116,20 +1087,4 @@ async fn health_loop(manager: Weak<Manager>) {
         }
         manager.check_health(&mut reaper).await;
     }
-}
-
-/// The FUSE mount configuration a mount request asks for.
-fn mount_config(spec: &MountSpec) -> Result<MountConfig, ManagerError> {
-    Ok(MountConfig {
-        read_only: spec.read_only,
-        attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,
-        dir_ttl: seconds("dir-ttl", spec.dir_ttl_secs)?,
-        allow_other: spec.allow_other,
-        default_permissions: spec.default_permissions,
-        no_default_permissions: spec.no_default_permissions,
-        fuse_options: spec.fuse_options.clone(),
-        allow_non_empty: spec.allow_non_empty,
-        debug: spec.debug,
-        fs_name: Some(spec.connect.source.clone()),
-    })
 }

@@ -8,6 +8,8 @@
 //! - [`state`]: connection and mount states and their transition rules.
 //! - [`connection`]: one connection (an agent serving `/`, reached over ssh
 //!   or locally) under a supervised link: heartbeats, reconnection.
+//! - [`mount_builder`]: the one way a mount is put together (link, VFS,
+//!   frontend), for the manager and a foreground `yonder mount`.
 //! - [`daemon`]: the manager itself: the registry of connections and mounts,
 //!   the socket server, health checks, shutdown.
 //! - [`client`]: the CLI's side: connecting, starting the manager on
@@ -19,6 +21,7 @@ pub mod client;
 pub mod connection;
 pub mod daemon;
 mod events;
+pub mod mount_builder;
 pub mod paths;
 pub mod protocol;
 mod reap;

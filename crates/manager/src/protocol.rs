@@ -125,6 +125,10 @@ fn default_op_timeout() -> f64 {
     20.0
 }
 
+fn default_frontend() -> String {
+    yonder_fuse::FRONTEND_NAME.into()
+}
+
 /// A mount as `yonder mount` asks for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MountSpec {
@@ -144,6 +148,9 @@ pub struct MountSpec {
     /// How long an operation waits for a lost connection (`--op-timeout`).
     #[serde(default = "default_op_timeout")]
     pub op_timeout_secs: f64,
+    /// The frontend that serves the mount (`fuse`).
+    #[serde(default = "default_frontend")]
+    pub frontend: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

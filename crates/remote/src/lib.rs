@@ -9,7 +9,10 @@
 //! child process, or one started through the system `ssh`); [`Scoped`] shows one tree of a
 //! remote that serves `/`, so one connection carries several mounts.
 //! [`Link`] supervises one connection: heartbeats, and reconnection when it
-//! dies.
+//! dies. What it needs of a connection is a [`Session`]; a [`Connector`]
+//! makes one, the same way each time, and [`connector_for`] picks the
+//! connector for a [`Source`]: a new transport is a `Connector` (and, for a
+//! protocol other than yonder's, a `Session`) and one arm there.
 
 mod client;
 mod error;
@@ -17,16 +20,20 @@ mod exchange;
 pub mod link;
 mod remote;
 mod scoped;
+mod session;
 pub mod source;
 pub mod tcp;
+mod transports;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
-pub use link::{Connector, Link, LinkOptions, LinkState, LinkStatus, SourceConnector};
+pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use remote::Remote;
 pub use scoped::Scoped;
+pub use session::{BoxFuture, Connector, Session};
 pub use source::{connect, connect_agent, spawn, ConnectOptions, Source, SourceError, Spawned};
+pub use transports::{connector_for, SourceConnector};
 pub use yonder_proto as proto;
 pub mod transfer;

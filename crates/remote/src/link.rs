@@ -3,13 +3,14 @@
 //!
 //! A link owns how to connect (a [`Connector`]: for a SOURCE, the same
 //! transport every time, ssh again with the user's configuration), the
-//! current [`AgentClient`], and a [`watch`] of where it stands
+//! current [`Session`] (an [`crate::AgentClient`] today, whatever the
+//! transport beneath it), and a [`watch`] of where it stands
 //! ([`LinkStatus`]: its [`LinkState`] with the current connection's
 //! generation and remote). Upper layers send requests to the current
 //! remote and follow the watch; a VFS swaps each new connection in.
 //!
 //! Liveness. The link is dead at once when the agent's stream ends, a write
-//! to it fails or the agent process exits ([`AgentClient::closed`]). It is
+//! to it fails or the agent process exits ([`Session::closed`]). It is
 //! also dead once the agent has been silent for `heartbeat ×
 //! heartbeat_misses` (5 s × 3 by default): a `Ping` goes out every
 //! `heartbeat`, and any frame from the agent (a ping's answer or any other
@@ -20,7 +21,7 @@
 //!
 //! When dead: the old transport is killed (the ssh or agent process) and
 //! every request still in flight on it fails at once
-//! ([`AgentClient::shutdown`]); then, unless reconnection is off, the link
+//! ([`Session::shutdown`]); then, unless reconnection is off, the link
 //! reconnects with exponential backoff: the first attempt at once, then
 //! after 0.5 s, doubling to at most 30 s between attempts, until
 //! `reconnect_timeout` (unlimited by default) has passed since the link was
@@ -41,8 +42,9 @@
 //! connection itself sets [`crate::tcp::set_keepalive`] on its socket in its
 //! [`Connector`].
 
-use crate::{AgentClient, ConnectOptions, Remote, Result, Source};
-use async_trait::async_trait;
+use crate::session::{Connector, Session};
+use crate::transports::connector_for;
+use crate::{ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -154,33 +156,6 @@ impl fmt::Debug for LinkStatus {
     }
 }
 
-/// How a link makes a connection: the same way each time.
-#[async_trait]
-pub trait Connector: Send + Sync + 'static {
-    /// Starts the transport and completes the handshake.
-    async fn connect(&self) -> Result<AgentClient>;
-    /// Names the destination in logs.
-    fn describe(&self) -> String;
-}
-
-/// Connects to a [`Source`]: spawns the local agent, or runs ssh (with the
-/// user's configuration, re-read on every attempt).
-pub struct SourceConnector {
-    pub source: Source,
-    pub options: ConnectOptions,
-}
-
-#[async_trait]
-impl Connector for SourceConnector {
-    async fn connect(&self) -> Result<AgentClient> {
-        crate::source::connect_agent(&self.source, &self.options).await
-    }
-
-    fn describe(&self) -> String {
-        self.source.describe()
-    }
-}
-
 /// A supervised connection; see the module documentation. Cloning gives
 /// another handle on the same link; the link is closed when the last
 /// handle is dropped.
@@ -213,15 +188,12 @@ impl Drop for Inner {
 const LOG_TARGET: &str = "yonder::link";
 
 impl Link {
-    /// Connects to `source` and supervises the connection. The first
+    /// Connects to `source` (through its transport, see [`connector_for`])
+    /// and supervises the connection. The first
     /// connection must succeed: its error is returned as is (an unreachable
     /// host, a missing remote path), nothing is retried.
     pub async fn connect(source: &Source, options: &ConnectOptions, link: LinkOptions) -> Result<Link> {
-        let connector = SourceConnector {
-            source: source.clone(),
-            options: options.clone(),
-        };
-        Link::start(Arc::new(connector), link).await
+        Link::start(connector_for(source, options), link).await
     }
 
     /// [`Link::connect`] with any [`Connector`].
@@ -229,8 +201,7 @@ impl Link {
         let session = new_session();
         let describe = connector.describe();
         let client = connector.connect().await?;
-        fence(&client, session, 1, &describe).await?;
-        let client = Arc::new(client);
+        fence(&*client, session, 1, &describe).await?;
         let (transitions, _) = broadcast::channel(256);
         let status = watch::Sender::new(LinkStatus {
             state: LinkState::Connected,
@@ -351,7 +322,7 @@ impl Supervisor {
         let _ = self.transitions.send(state);
     }
 
-    async fn run(mut self, first: Arc<AgentClient>) {
+    async fn run(mut self, first: Arc<dyn Session>) {
         let mut client = first;
         loop {
             let end = self.supervise(&client).await;
@@ -413,7 +384,7 @@ impl Supervisor {
     }
 
     /// Watches a live connection until it ends.
-    async fn supervise(&self, client: &Arc<AgentClient>) -> End {
+    async fn supervise(&self, client: &Arc<dyn Session>) -> End {
         let dead_after = self.options.dead_after();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + self.options.heartbeat, self.options.heartbeat);
@@ -451,7 +422,7 @@ impl Supervisor {
 
     /// Makes a new connection, with backoff; `None` if the link gave up
     /// and was then closed, or was closed meanwhile.
-    async fn reconnect(&mut self, lost: &str) -> Option<Arc<AgentClient>> {
+    async fn reconnect(&mut self, lost: &str) -> Option<Arc<dyn Session>> {
         let started = Instant::now();
         let mut delay = self.options.backoff_initial;
         let mut attempt = 0u32;
@@ -467,14 +438,13 @@ impl Supervisor {
             let next = self.generation + 1;
             let connecting = tokio::time::timeout(self.options.connect_timeout, async {
                 let client = self.connector.connect().await?;
-                fence(&client, self.session, next, &self.describe).await?;
+                fence(&*client, self.session, next, &self.describe).await?;
                 Ok::<_, crate::RemoteError>(client)
             });
             let error = tokio::select! {
                 result = connecting => match result {
                     Ok(Ok(client)) => {
                         self.generation = next;
-                        let client = Arc::new(client);
                         tracing::info!(
                             target: LOG_TARGET,
                             state = %"connected",
@@ -482,7 +452,8 @@ impl Supervisor {
                             self.describe,
                             started.elapsed().as_secs_f64()
                         );
-                        self.publish(LinkState::Connected, Some(client.clone()));
+                        let remote: Arc<dyn Remote> = client.clone();
+                        self.publish(LinkState::Connected, Some(remote));
                         return Some(client);
                     }
                     Ok(Err(err)) => err.to_string(),
@@ -528,7 +499,7 @@ impl Supervisor {
 
     /// Disconnected: waits for [`Link::reconnect_now`] (then reconnects)
     /// or [`Link::close`].
-    async fn wait_while_disconnected(&mut self) -> Option<Arc<AgentClient>> {
+    async fn wait_while_disconnected(&mut self) -> Option<Arc<dyn Session>> {
         tokio::select! {
             _ = self.reconnect_now.notified() => {
                 tracing::info!(
@@ -543,7 +514,7 @@ impl Supervisor {
         }
     }
 
-    fn closed_while_down(&self) -> Option<Arc<AgentClient>> {
+    fn closed_while_down(&self) -> Option<Arc<dyn Session>> {
         tracing::info!(target: LOG_TARGET, state = %"disconnected", "{}: closed", self.describe);
         self.publish(
             LinkState::Disconnected {
@@ -574,8 +545,9 @@ fn new_session() -> u64 {
 /// replaces, should it still hold requests it read before going quiet,
 /// refuses to carry out any change from then on, so nothing of the old
 /// connection lands after the replay. Best effort: an agent without the
-/// capability, or that cannot write its claim, serves anyway.
-async fn fence(client: &AgentClient, session: u64, generation: u64, describe: &str) -> Result<()> {
+/// capability (or a transport that cannot fence), or that cannot write its
+/// claim, serves anyway.
+async fn fence(client: &dyn Session, session: u64, generation: u64, describe: &str) -> Result<()> {
     match client.fence(session, generation).await {
         Ok(true) => Ok(()),
         Ok(false) => {

@@ -181,7 +181,7 @@ pub struct TcpConnector {
 
 #[async_trait::async_trait]
 impl yonder_remote::Connector for TcpConnector {
-    async fn connect(&self) -> Result<AgentClient> {
+    async fn connect(&self) -> Result<Arc<dyn yonder_remote::Session>> {
         let describe = self.describe();
         let failed = |reason: String| yonder_remote::RemoteError::Connect {
             source_desc: describe.clone(),
@@ -195,7 +195,8 @@ impl yonder_remote::Connector for TcpConnector {
         yonder_remote::tcp::set_keepalive(&stream, 5 * second, second, 3)
             .map_err(|e| failed(e.to_string()))?;
         let (reader, writer) = stream.into_split();
-        AgentClient::handshake(reader, writer, &describe).await
+        let client = AgentClient::handshake(reader, writer, &describe).await?;
+        Ok(Arc::new(client))
     }
 
     fn describe(&self) -> String {

@@ -45,6 +45,7 @@ mod connection;
 mod error;
 mod events;
 mod export;
+pub mod frontend;
 mod handle;
 mod journal;
 mod listings;

@@ -1,0 +1,39 @@
+//! [`FuseFrontend`]: FUSE as one [`Frontend`] among others, for the mount
+//! builder, which knows frontends only through that trait.
+
+use crate::{MountConfig, Mounted, OptionError};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::runtime::Handle;
+use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
+use yonder_vfs::Vfs;
+
+/// Mounts with the kernel's FUSE driver, as its [`MountConfig`] says.
+pub struct FuseFrontend {
+    config: MountConfig,
+}
+
+impl FuseFrontend {
+    /// Refuses a `-o` word yonder does not take (see
+    /// [`MountConfig::check`]): before anything connects.
+    pub fn new(config: MountConfig) -> Result<FuseFrontend, OptionError> {
+        config.check()?;
+        Ok(FuseFrontend { config })
+    }
+}
+
+impl Frontend for FuseFrontend {
+    fn name(&self) -> &'static str {
+        crate::FRONTEND_NAME
+    }
+
+    fn start(
+        &self,
+        vfs: Arc<Vfs>,
+        runtime: Handle,
+        mountpoint: &Path,
+    ) -> Result<Box<dyn MountHandle>, FrontendError> {
+        let mounted = Mounted::start(vfs, runtime, mountpoint, &self.config).map_err(FrontendError::new)?;
+        Ok(Box::new(mounted))
+    }
+}

@@ -1,0 +1,235 @@
+//! [`MountBuilder`]: the one way a mount is put together, for the manager
+//! and for `yonder mount --foreground` (which the fstab helper runs too):
+//! the link's remote, scoped to the mount's tree → a [`Vfs`] → following
+//! the link onto each new connection → the frontend the request names,
+//! serving it at the mount point.
+//!
+//! A new frontend is one arm of [`frontend_for`]; the request names it in
+//! [`MountSpec::frontend`].
+
+use crate::protocol::{seconds, MountSpec};
+use crate::ManagerError;
+use std::path::Path;
+use std::sync::Arc;
+use yonder_fuse::{FuseFrontend, MountConfig};
+use yonder_remote::proto::Errno;
+use yonder_remote::{Link, Remote, Scoped};
+use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
+use yonder_vfs::{Journal, MemoryJournal, Vfs, VfsError, VfsOptions};
+
+/// The frontend that serves a mount of `spec`, with its options, which
+/// it refuses here if it does not take them.
+pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError> {
+    let refused = |e: &dyn std::fmt::Display| ManagerError::Failed(e.to_string());
+    Ok(match spec.frontend.as_str() {
+        yonder_fuse::FRONTEND_NAME => {
+            Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
+        }
+        other => {
+            return Err(ManagerError::Failed(format!(
+                "mount {}: no frontend {other:?}",
+                spec.connect.source
+            )))
+        }
+    })
+}
+
+/// What the VFS of a mount of `spec` is told.
+pub fn vfs_options(spec: &MountSpec) -> Result<VfsOptions, ManagerError> {
+    Ok(VfsOptions {
+        read_only: spec.read_only,
+        attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,
+        dir_ttl: seconds("dir-ttl", spec.dir_ttl_secs)?,
+        op_timeout: seconds("op-timeout", spec.op_timeout_secs)?,
+        ..VfsOptions::default()
+    })
+}
+
+/// The FUSE side of a mount of `spec`.
+pub fn fuse_config(spec: &MountSpec) -> MountConfig {
+    MountConfig {
+        allow_other: spec.allow_other,
+        default_permissions: spec.default_permissions,
+        no_default_permissions: spec.no_default_permissions,
+        fuse_options: spec.fuse_options.clone(),
+        allow_non_empty: spec.allow_non_empty,
+        debug: spec.debug,
+        fs_name: Some(spec.connect.source.clone()),
+    }
+}
+
+/// What of the link's remote a mount shows.
+#[derive(Clone, Debug)]
+enum Tree {
+    /// All of it: the agent was started on the mount's root.
+    Whole,
+    /// One tree of a remote that serves `/` (a connection mounts share):
+    /// absolute, or relative to the agent's working directory.
+    Under(Vec<u8>),
+}
+
+/// Why a mount could not be built. The VFS's and the frontend's errors
+/// are shown as they are; the caller adds which mount it was.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The tree to mount cannot be served: missing, not a directory, or
+    /// the remote's answer.
+    #[error("{reason}")]
+    Tree { reason: String },
+    #[error(transparent)]
+    Vfs(#[from] VfsError),
+    #[error(transparent)]
+    Frontend(#[from] FrontendError),
+}
+
+/// A mount put together and served.
+pub struct BuiltMount {
+    pub handle: Box<dyn MountHandle>,
+    /// The mount's root on the remote host, canonical, for a mount of one
+    /// tree of a shared connection.
+    pub root: Option<Vec<u8>>,
+}
+
+/// Puts a mount together: see the module documentation. Made from the
+/// request before anything connects (so that a request it cannot serve is
+/// refused at once), then started over a link.
+pub struct MountBuilder {
+    tree: Tree,
+    vfs: VfsOptions,
+    /// Where the VFS keeps writes acknowledged and not yet confirmed.
+    journal: Arc<dyn Journal>,
+    frontend: Box<dyn Frontend>,
+}
+
+impl MountBuilder {
+    /// A mount of all of a link's remote, as `spec` asks; refuses what
+    /// the VFS or the frontend does not take.
+    pub fn new(spec: &MountSpec) -> Result<MountBuilder, ManagerError> {
+        Ok(MountBuilder {
+            tree: Tree::Whole,
+            vfs: vfs_options(spec)?,
+            journal: Arc::new(MemoryJournal::default()),
+            frontend: frontend_for(spec)?,
+        })
+    }
+
+    /// Keeps the mount's unconfirmed writes in `journal` instead of in
+    /// memory (a durable journal survives the process).
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> MountBuilder {
+        self.journal = journal;
+        self
+    }
+
+    /// Mounts only `tree` of a remote that serves `/`, through a
+    /// [`Scoped`] view that follows the tree onto each new connection.
+    pub fn under(mut self, tree: &[u8]) -> MountBuilder {
+        self.tree = Tree::Under(tree.to_vec());
+        self
+    }
+
+    /// Builds the VFS on `link`'s current connection, has it follow the
+    /// link onto each new one, and starts the frontend at `mountpoint`.
+    /// Returns once the mount is usable. Runs on a tokio runtime, which
+    /// serves the mount from then on.
+    pub async fn start(self, link: &Link, mountpoint: &Path) -> Result<BuiltMount, MountError> {
+        let (generation, remote) = link.current();
+        let (remote, root): (Arc<dyn Remote>, _) = match &self.tree {
+            Tree::Whole => (remote, None),
+            Tree::Under(tree) => {
+                let scoped = Scoped::resolve(remote, tree).await.map_err(|e| {
+                    let reason = match e.errno() {
+                        Errno::ENOTDIR => "not a directory".to_string(),
+                        Errno::ENOENT => {
+                            format!("no directory {} on the remote", String::from_utf8_lossy(tree))
+                        }
+                        _ => e.to_string(),
+                    };
+                    MountError::Tree { reason }
+                })?;
+                let root = scoped.root_bytes();
+                (Arc::new(scoped), Some(root))
+            }
+        };
+        let vfs = Vfs::new(remote, self.vfs, self.journal).await?;
+        let watch = link.watch();
+        match root.clone() {
+            None => vfs.follow(watch, generation, |remote| remote),
+            // Each new connection through a new scoped view of the same tree.
+            Some(tree) => vfs.follow(watch, generation, move |remote| {
+                Arc::new(Scoped::new(remote, &tree))
+            }),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let at = mountpoint.to_path_buf();
+        let frontend = self.frontend;
+        // Starting waits for the kernel (or the frontend's clients): off
+        // the runtime's threads.
+        let handle = tokio::task::spawn_blocking(move || frontend.start(vfs, runtime, &at))
+            .await
+            .map_err(FrontendError::new)??;
+        Ok(BuiltMount { handle, root })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ConnectSpec;
+    use std::time::Duration;
+
+    fn spec(frontend: &str) -> MountSpec {
+        MountSpec {
+            connect: ConnectSpec {
+                source: "me@host:/data".into(),
+                ..Default::default()
+            },
+            mountpoint: "/mnt/data".into(),
+            read_only: true,
+            attr_ttl_secs: 2.5,
+            dir_ttl_secs: 7.0,
+            allow_other: true,
+            default_permissions: false,
+            no_default_permissions: true,
+            allow_non_empty: true,
+            fuse_options: vec!["noexec".into()],
+            debug: false,
+            op_timeout_secs: 3.0,
+            frontend: frontend.into(),
+        }
+    }
+
+    #[test]
+    fn the_vfs_gets_what_the_request_asks_without_the_frontend() {
+        let options = vfs_options(&spec("fuse")).unwrap();
+        assert!(options.read_only);
+        assert_eq!(options.attr_ttl, Duration::from_millis(2500));
+        assert_eq!(options.dir_ttl, Duration::from_secs(7));
+        assert_eq!(options.op_timeout, Duration::from_secs(3));
+        let mut bad = spec("fuse");
+        bad.dir_ttl_secs = -1.0;
+        let err = vfs_options(&bad).unwrap_err().to_string();
+        assert!(err.contains("--dir-ttl"), "{err}");
+    }
+
+    #[test]
+    fn the_request_names_its_frontend() {
+        assert_eq!(frontend_for(&spec("fuse")).unwrap().name(), "fuse");
+        let err = frontend_for(&spec("carrier-pigeon")).err().unwrap().to_string();
+        assert_eq!(err, "mount me@host:/data: no frontend \"carrier-pigeon\"");
+        let mut bad = spec("fuse");
+        bad.fuse_options = vec!["reconnect".into()];
+        let err = frontend_for(&bad).err().unwrap().to_string();
+        assert!(err.starts_with("mount option reconnect:"), "{err}");
+        let fuse = fuse_config(&spec("fuse"));
+        assert!(fuse.allows_other() && !fuse.kernel_checks_permissions());
+        assert_eq!(fuse.fs_name.as_deref(), Some("me@host:/data"));
+    }
+
+    #[test]
+    fn a_request_without_a_frontend_is_served_by_fuse() {
+        let mut json = serde_json::to_value(spec("fuse")).unwrap();
+        json.as_object_mut().unwrap().remove("frontend");
+        let spec: MountSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(spec.frontend, "fuse");
+    }
+}

@@ -1,0 +1,92 @@
+//! [`Session`]: what a [`crate::Link`] needs from one live connection,
+//! whatever carries it, and [`Connector`]: how a link makes one.
+//!
+//! A session is the [`Remote`] it serves plus what supervision asks of a
+//! transport: when it ended, when the far end was last heard from, how to
+//! end it at once, and (where the transport can) how to fence off the
+//! connection it replaces. [`crate::AgentClient`] is one, over ssh, a local
+//! child process or any byte stream; a transport that speaks another
+//! protocol (SFTP, say) implements this trait for its client and returns it
+//! from its [`Connector`]. The heartbeat is [`Remote::ping`].
+
+use crate::{AgentClient, Remote, Result};
+use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A boxed future that borrows nothing from the session it came from.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One live connection, as a [`crate::Link`] supervises it.
+#[async_trait]
+pub trait Session: Remote {
+    /// Resolves once the connection has ended (its stream closed, a write
+    /// failed, its process exited, or [`Session::shutdown`] was called),
+    /// with the reason.
+    fn closed(&self) -> BoxFuture<String>;
+
+    /// Resolves once the transport's process, if it started one, has
+    /// exited and been reaped (at once if there is none).
+    fn exited(&self) -> BoxFuture<()>;
+
+    /// When the far end was last heard from: any answer counts, so a
+    /// connection busy with a long transfer is not taken for a dead one.
+    fn last_heard(&self) -> Instant;
+
+    /// Ends the connection now: every call in flight and every later one
+    /// fails with `reason`, and the transport (its process too) is killed.
+    fn shutdown(&self, reason: &str);
+
+    /// Requests sent and not answered yet.
+    fn in_flight(&self) -> usize;
+
+    /// Makes this connection the one serving link `session` at
+    /// `generation`, so that an older connection of the same link refuses
+    /// changes from then on. `Ok(false)`: this transport (or this peer)
+    /// cannot fence, and serves anyway.
+    async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
+        let _ = (session, generation);
+        Ok(false)
+    }
+}
+
+/// How a link makes a connection: the same way each time (a reconnection
+/// runs the whole transport and handshake again).
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Starts the transport and completes the handshake.
+    async fn connect(&self) -> Result<Arc<dyn Session>>;
+    /// Names the destination in logs.
+    fn describe(&self) -> String;
+}
+
+/// The agent's client, over whatever stream it was given, supervised
+/// through its own methods.
+#[async_trait]
+impl Session for AgentClient {
+    fn closed(&self) -> BoxFuture<String> {
+        Box::pin(AgentClient::closed(self))
+    }
+
+    fn exited(&self) -> BoxFuture<()> {
+        Box::pin(AgentClient::exited(self))
+    }
+
+    fn last_heard(&self) -> Instant {
+        AgentClient::last_heard(self)
+    }
+
+    fn shutdown(&self, reason: &str) {
+        AgentClient::shutdown(self, reason)
+    }
+
+    fn in_flight(&self) -> usize {
+        AgentClient::in_flight(self)
+    }
+
+    async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
+        AgentClient::fence(self, session, generation).await
+    }
+}
