@@ -54,19 +54,22 @@ impl Handler {
 
 /// Runs one request, turning a panic into an error response so that the
 /// client is never left waiting for an answer.
+/// The answer to a request whose handling panicked: the client gets EIO
+/// instead of waiting for an answer that never comes.
+pub(crate) fn panicked(id: u64, op: &'static str) -> Response {
+    tracing::warn!(id, op, "request handler panicked");
+    Response::Error(WireError {
+        errno: Errno::EIO,
+        message: format!("{op}: internal error in the agent"),
+    })
+}
+
 pub(crate) fn run(agent: &Agent, id: u64, request: Request) -> Response {
     let op = request.op();
     // Unwind safety: the agent's shared state is tables behind mutexes whose
     // every critical section is a single map operation.
     let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agent.handle(request)))
-        .unwrap_or_else(|_| {
-            tracing::warn!(id, op, "request handler panicked");
-            let message = format!("{op}: internal error in the agent");
-            Response::Error(WireError {
-                errno: Errno::EIO,
-                message,
-            })
-        });
+        .unwrap_or_else(|_| panicked(id, op));
     if let Response::Error(err) = &response {
         tracing::debug!(id, errno = ?err.errno, message = %err.message, "request failed");
     }

@@ -260,10 +260,16 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 tracing::debug!(id, op = "read", "request, spliced");
                 let (agent, tx) = (agent.clone(), tx.clone());
                 tokio::task::spawn_blocking(move || {
-                    let outgoing = match agent.read_spliced(handle, offset, len) {
-                        Some(Ok(data)) => Outgoing::spliced(id, data, slot),
-                        Some(Err(response)) => Outgoing::new(id, response, slot),
-                        None => {
+                    // Unwind safety as in `run`: a panic leaves the tables
+                    // as consistent as one map operation does.
+                    let spliced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        agent.read_spliced(handle, offset, len)
+                    }));
+                    let outgoing = match spliced {
+                        Err(_) => Outgoing::new(id, handler::panicked(id, "read"), slot),
+                        Ok(Some(Ok(data))) => Outgoing::spliced(id, data, slot),
+                        Ok(Some(Err(response))) => Outgoing::new(id, response, slot),
+                        Ok(None) => {
                             let request = yonder_proto::Request::Read { handle, offset, len };
                             Outgoing::new(id, run(&agent, id, request), slot)
                         }
