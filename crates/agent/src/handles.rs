@@ -44,6 +44,10 @@ impl HandleTable {
         self.lock().files.remove(&handle)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.lock().files.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated
         // (every critical section is a single map operation).

@@ -5,6 +5,8 @@
 //! `yonder_proto`); the agent runs each one concurrently on a blocking
 //! thread pool and sends responses back as they complete, possibly out of
 //! order, each tagged with its request's id.
+//! [`Handler`] is the same request handling without the byte stream, for
+//! a client in the same process.
 //!
 //! stdout carries the protocol, so this crate never prints: diagnostics are
 //! `tracing` events, routed by the binary (to stderr or a log file).
@@ -15,6 +17,7 @@ mod error;
 mod fence;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handler;
 mod handles;
 mod inline;
 mod ops;
@@ -24,7 +27,9 @@ mod stdio;
 mod wire;
 
 pub use error::AgentError;
+pub use handler::Handler;
 
+use handler::run;
 use ops::Agent;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -291,27 +296,6 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
     tracing::debug!("client closed the connection");
     Ok(())
-}
-
-/// Runs one request, turning a panic into an error response so that the
-/// client is never left waiting for an answer.
-fn run(agent: &Agent, id: u64, request: yonder_proto::Request) -> Response {
-    let op = request.op();
-    // Unwind safety: the agent's shared state is tables behind mutexes whose
-    // every critical section is a single map operation.
-    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agent.handle(request)))
-        .unwrap_or_else(|_| {
-            tracing::warn!(id, op, "request handler panicked");
-            let message = format!("{op}: internal error in the agent");
-            Response::Error(WireError {
-                errno: Errno::EIO,
-                message,
-            })
-        });
-    if let Response::Error(err) = &response {
-        tracing::debug!(id, errno = ?err.errno, message = %err.message, "request failed");
-    }
-    response
 }
 
 /// Owns the writer. Responses that completed while the previous write was

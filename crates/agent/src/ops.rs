@@ -117,6 +117,11 @@ impl Agent {
         }
     }
 
+    /// Files open and not yet closed.
+    pub(crate) fn open_files(&self) -> usize {
+        self.handles.len()
+    }
+
     pub(crate) fn handle(&self, request: Request) -> Response {
         if request.changes_files() && self.fence.superseded() {
             return Response::Error(yonder_proto::WireError {
@@ -454,9 +459,7 @@ impl Agent {
     /// Open plus the first read, for readers of small files.
     fn open_read(&self, op: &'static str, wire: &[u8], flags: u32, prefetch: u32) -> OpResult {
         let s = Subject::path(op, wire);
-        if flags & (open_flags::ACCESS_MASK | open_flags::CREATE | open_flags::TRUNCATE)
-            != open_flags::READ_ONLY
-        {
+        if !open_flags::only_reads(flags) {
             return Err(s.refused(Errno::EINVAL, "OpenRead is for reading existing files"));
         }
         let Response::Opened { handle, attr } = self.open(op, wire, flags, 0, None)? else {
@@ -785,45 +788,12 @@ fn open_tracking_creation(path: &Path, flags: OFlags, mode: Mode) -> rustix::io:
     rustix::fs::openat(CWD, path, flags, mode).map(|fd| (fd, false))
 }
 
-/// Maps portable open flags to the host's. `None` for bits this build does
-/// not know, so that a newer client's flag is refused rather than ignored.
+/// The host's flags for portable open flags, through the protocol's table;
+/// `None` for bits this build does not know, so that a newer client's flag
+/// is refused rather than ignored.
 fn host_open_flags(flags: u32) -> Option<OFlags> {
-    use open_flags as f;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const NOATIME: libc::c_int = libc::O_NOATIME;
-    // A hint only; hosts without it read as usual.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const NOATIME: libc::c_int = 0;
-    let bits = [
-        (f::CREATE, libc::O_CREAT),
-        (f::EXCLUSIVE, libc::O_EXCL),
-        (f::TRUNCATE, libc::O_TRUNC),
-        (f::APPEND, libc::O_APPEND),
-        (f::NOFOLLOW, libc::O_NOFOLLOW),
-        (f::DIRECTORY, libc::O_DIRECTORY),
-        (f::SYNC, libc::O_SYNC),
-        (f::DSYNC, libc::O_DSYNC),
-        (f::NONBLOCK, libc::O_NONBLOCK),
-        (f::NOATIME, NOATIME),
-    ];
-    let known = bits.iter().fold(f::ACCESS_MASK, |acc, (bit, _)| acc | bit);
-    if flags & !known != 0 {
-        return None;
-    }
-    let mut host = match flags & f::ACCESS_MASK {
-        f::READ_ONLY => libc::O_RDONLY,
-        f::WRITE_ONLY => libc::O_WRONLY,
-        f::READ_WRITE => libc::O_RDWR,
-        _ => return None,
-    };
-    for (bit, host_bit) in bits {
-        if flags & bit != 0 {
-            host |= host_bit;
-        }
-    }
     // Descriptors must not leak into anything the agent might spawn.
-    host |= libc::O_CLOEXEC;
-    Some(OFlags::from_bits_retain(host as _))
+    open_flags::to_host(flags).map(|host| OFlags::from_bits_retain((host | libc::O_CLOEXEC) as _))
 }
 
 fn host_access(mask: u32) -> Option<rustix::fs::Access> {

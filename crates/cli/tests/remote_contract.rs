@@ -1,7 +1,8 @@
 //! The `Remote` contract (yonder_testkit::contract) against a real agent
 //! through the client library: `yonder agent` spawned locally, and started
 //! through real ssh. The in-process agent runs the same checks in
-//! crates/testkit/tests, `LocalRemote` in crates/vfs/tests.
+//! crates/testkit/tests, with the agent's request handling called directly
+//! and a `Scoped` view.
 
 mod support;
 

@@ -17,8 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
-use yonder_proto::SeekWhence;
-use yonder_vfs::flags::open_flags_from_host;
+use yonder_proto::{open_flags, SeekWhence};
 use yonder_vfs::{Caller, DirItem, Fh, FileAttr, Ino, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
 /// Largest request the kernel may send or ask for, bounded by what the
@@ -391,7 +390,10 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "open {ino} {:#x} pid {}", flags.0, req.pid());
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         self.spawn(async move {
-            match vfs.open(&caller, Ino(ino.0), open_flags_from_host(flags.0)).await {
+            match vfs
+                .open(&caller, Ino(ino.0), open_flags::from_host(flags.0))
+                .await
+            {
                 // No FOPEN_KEEP_CACHE: the page cache is dropped on open, which
                 // gives close-to-open consistency with other remote writers.
                 Ok((fh, _)) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
@@ -860,7 +862,7 @@ impl fuser::Filesystem for FuseFs {
         let ttl = self.attr_ttl.min(self.entry_ttl);
         self.spawn(async move {
             match vfs
-                .create(&caller, Ino(parent.0), &name, mode, open_flags_from_host(flags))
+                .create(&caller, Ino(parent.0), &name, mode, open_flags::from_host(flags))
                 .await
             {
                 Ok((fh, a)) => reply.created(

@@ -1,24 +1,25 @@
 //! Real FUSE mounts made in this process through the crate's API
-//! ([`Mounted`]), over the in-process `LocalRemote` test double.
+//! ([`Mounted`]), over the agent's own request handling called in process
+//! (`yonder_testkit::direct`).
 //!
 //! Only what cannot be checked through the `yonder` binary lives here (the
 //! behaviour suite, `crates/cli/tests/mount_behaviour.rs`, covers the
 //! rest): the API itself (several mounts in one process, unmounting,
 //! status, errors), and checks that count or delay the remote's calls,
-//! which only the in-process double (with `yonder_testkit::faults`
-//! wrappers) allows.
+//! which only an agent in this process (with `yonder_testkit::observe` and
+//! `yonder_testkit::faults` wrappers) allows.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_fuse::{FuseError, MountConfig, MountStatus, Mounted};
 use yonder_remote::Remote;
+use yonder_testkit::direct::DirectAgent;
 use yonder_testkit::faults::{Delayed, Op};
-use yonder_vfs::testing::LocalRemote;
-use yonder_vfs::{Vfs, VfsOptions};
+use yonder_testkit::observe::Counted;
+use yonder_vfs::{MemoryJournal, Vfs, VfsOptions};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -42,15 +43,15 @@ fn start(
         dir_ttl: Duration::from_secs(10),
         ..VfsOptions::default()
     };
-    let vfs = rt.block_on(Vfs::new(remote, options))?;
+    let vfs = rt.block_on(Vfs::new(remote, options, Arc::new(MemoryJournal::default())))?;
     Mounted::start(vfs, rt.handle().clone(), mountpoint, config)
 }
 
 /// One mount of a temporary backing directory.
 struct Fixture {
     mounted: Option<Mounted>,
-    /// The remote itself, for its call counts.
-    remote: Arc<LocalRemote>,
+    /// The calls that reached the agent, by operation.
+    calls: Arc<Counted>,
     /// Between the mount and the remote: calls held up on demand.
     delays: Arc<Delayed>,
     backing: tempfile::TempDir,
@@ -68,12 +69,12 @@ impl Fixture {
         let rt = runtime();
         let backing = tempfile::tempdir().unwrap();
         let mnt = tempfile::tempdir().unwrap();
-        let remote = LocalRemote::new(backing.path());
-        let delays = Delayed::new(remote.clone());
+        let calls = Counted::new(DirectAgent::new(backing.path()));
+        let delays = Delayed::new(calls.clone());
         let mounted = start(&rt, delays.clone(), mnt.path(), &config).unwrap();
         Fixture {
             mounted: Some(mounted),
-            remote,
+            calls,
             delays,
             backing,
             mnt,
@@ -127,8 +128,8 @@ fn two_mounts_run_in_one_process() {
     fs::write(backing_a.path().join("only-a"), b"a").unwrap();
     fs::write(backing_b.path().join("only-b"), b"b").unwrap();
     let config = MountConfig::default();
-    let a = start(&rt, LocalRemote::new(backing_a.path()), mnt_a.path(), &config).unwrap();
-    let b = start(&rt, LocalRemote::new(backing_b.path()), mnt_b.path(), &config).unwrap();
+    let a = start(&rt, DirectAgent::new(backing_a.path()), mnt_a.path(), &config).unwrap();
+    let b = start(&rt, DirectAgent::new(backing_b.path()), mnt_b.path(), &config).unwrap();
     let both = MountStatus {
         serving: true,
         in_mount_table: Some(true),
@@ -208,7 +209,7 @@ fn two_mounts_run_in_one_process() {
     assert_eq!(fs::read_dir(mnt_b.path()).unwrap().count(), 53);
 
     // The same mount point again, while b still runs.
-    let a2 = start(&rt, LocalRemote::new(backing_a.path()), mnt_a.path(), &config).unwrap();
+    let a2 = start(&rt, DirectAgent::new(backing_a.path()), mnt_a.path(), &config).unwrap();
     assert_eq!(fs::read(mnt_a.path().join("only-a")).unwrap(), b"a");
     for m in [a2, b] {
         m.unmount(false).unwrap();
@@ -301,7 +302,7 @@ fn mounting_over_a_non_empty_directory_needs_consent() {
     let backing = tempfile::tempdir().unwrap();
     let mnt = tempfile::tempdir().unwrap();
     fs::write(mnt.path().join("hidden"), b"h").unwrap();
-    let remote = LocalRemote::new(backing.path());
+    let remote = DirectAgent::new(backing.path());
     let err = start(&rt, remote.clone(), mnt.path(), &MountConfig::default())
         .err()
         .unwrap();
@@ -316,13 +317,13 @@ fn mounting_over_a_non_empty_directory_needs_consent() {
     mounted.wait().unwrap();
     assert!(mnt.path().join("hidden").exists());
     let file = mnt.path().join("hidden");
-    let err = start(&rt, LocalRemote::new(backing.path()), &file, &config)
+    let err = start(&rt, DirectAgent::new(backing.path()), &file, &config)
         .err()
         .unwrap();
     assert!(matches!(err, FuseError::MountPoint { .. }), "{err}");
 }
 
-/// Counts the remote's calls: only the in-process double can.
+/// Counts the remote's calls: only an agent in this process can.
 #[test]
 fn small_writes_are_coalesced_and_reads_pipelined() {
     let t = Fixture::new();
@@ -331,7 +332,7 @@ fn small_writes_are_coalesced_and_reads_pipelined() {
         f.write_all(&[(i % 256) as u8; 100]).unwrap();
     }
     drop(f);
-    let writes = t.remote.calls.writes.load(Ordering::Relaxed);
+    let writes = t.calls.of(Op::Write);
     assert!(writes <= 4, "{writes} remote writes for 1000 small ones");
     let expect: Vec<u8> = (0..1000u32).flat_map(|i| [(i % 256) as u8; 100]).collect();
     assert_eq!(fs::read(t.b("small")).unwrap(), expect);
@@ -341,9 +342,9 @@ fn small_writes_are_coalesced_and_reads_pipelined() {
         .collect();
     fs::write(t.m("big"), &big).unwrap();
     assert!(fs::read(t.b("big")).unwrap() == big);
-    let before = t.remote.calls.reads.load(Ordering::Relaxed);
+    let before = t.calls.of(Op::Read);
     assert!(fs::read(t.m("big")).unwrap() == big);
-    let reads = t.remote.calls.reads.load(Ordering::Relaxed) - before;
+    let reads = t.calls.of(Op::Read) - before;
     assert!(reads <= 24, "{reads} remote reads for 9 MiB");
 }
 

@@ -15,7 +15,7 @@ use yonder_fuse::{FuseFrontend, MountConfig};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
-use yonder_vfs::{Vfs, VfsError, VfsOptions};
+use yonder_vfs::{MemoryJournal, Vfs, VfsError, VfsOptions};
 
 /// The frontend that serves a mount of `spec`, with its options, which
 /// it refuses here if it does not take them.
@@ -140,7 +140,9 @@ impl MountBuilder {
                 (Arc::new(scoped), Some(root))
             }
         };
-        let vfs = Vfs::new(remote, self.vfs).await?;
+        // Writes the agent has not confirmed are kept in memory: a durable
+        // journal would take this one's place.
+        let vfs = Vfs::new(remote, self.vfs, Arc::new(MemoryJournal::default())).await?;
         let watch = link.watch();
         match root.clone() {
             None => vfs.follow(watch, generation, |remote| remote),

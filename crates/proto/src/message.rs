@@ -121,6 +121,128 @@ pub mod open_flags {
     pub const DSYNC: u32 = 1 << 11;
     pub const NONBLOCK: u32 = 1 << 12;
     pub const NOATIME: u32 = 1 << 13;
+
+    /// The protocol bits beside the access mode, with the host's flag for
+    /// each: the one table both sides map through.
+    #[cfg(unix)]
+    const HOST: [(u32, libc::c_int); 10] = [
+        (CREATE, libc::O_CREAT),
+        (EXCLUSIVE, libc::O_EXCL),
+        (TRUNCATE, libc::O_TRUNC),
+        (APPEND, libc::O_APPEND),
+        (NOFOLLOW, libc::O_NOFOLLOW),
+        (DIRECTORY, libc::O_DIRECTORY),
+        (SYNC, libc::O_SYNC),
+        (DSYNC, libc::O_DSYNC),
+        (NONBLOCK, libc::O_NONBLOCK),
+        (NOATIME, HOST_NOATIME),
+    ];
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const HOST_NOATIME: libc::c_int = libc::O_NOATIME;
+    /// A hint only; hosts without it read as usual.
+    #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+    const HOST_NOATIME: libc::c_int = 0;
+
+    /// The host's `O_*` flags for `flags`; `None` for bits the protocol
+    /// does not know, so that a newer peer's flag is refused rather than
+    /// ignored. Descriptor flags (`O_CLOEXEC`) are the caller's to add.
+    #[cfg(unix)]
+    pub fn to_host(flags: u32) -> Option<libc::c_int> {
+        let known = HOST.iter().fold(ACCESS_MASK, |acc, (bit, _)| acc | bit);
+        if flags & !known != 0 {
+            return None;
+        }
+        let access = match flags & ACCESS_MASK {
+            READ_ONLY => libc::O_RDONLY,
+            WRITE_ONLY => libc::O_WRONLY,
+            READ_WRITE => libc::O_RDWR,
+            _ => return None,
+        };
+        Some(
+            HOST.iter()
+                .filter(|(bit, _)| flags & bit != 0)
+                .fold(access, |acc, (_, host)| acc | host),
+        )
+    }
+
+    /// The protocol's flags for host `O_*` flags. Flags without a protocol
+    /// equivalent (O_CLOEXEC, O_NOCTTY, O_LARGEFILE, ...) concern only the
+    /// local descriptor and are dropped.
+    #[cfg(unix)]
+    pub fn from_host(host: libc::c_int) -> u32 {
+        let access = match host & libc::O_ACCMODE {
+            libc::O_WRONLY => WRITE_ONLY,
+            libc::O_RDWR => READ_WRITE,
+            _ => READ_ONLY,
+        };
+        let mut flags = HOST
+            .iter()
+            .filter(|(_, bit)| *bit != 0 && host & bit == *bit)
+            .fold(access, |acc, (wire, _)| acc | wire);
+        // O_SYNC includes the O_DSYNC bit on Linux: SYNC says both.
+        if flags & SYNC != 0 {
+            flags &= !DSYNC;
+        }
+        flags
+    }
+
+    /// Whether an open with `flags` may write.
+    pub fn writes(flags: u32) -> bool {
+        matches!(flags & ACCESS_MASK, WRITE_ONLY | READ_WRITE)
+    }
+
+    /// Whether an open with `flags` only reads what exists: no write
+    /// access, no creating, no truncating (what `OpenRead` accepts).
+    pub fn only_reads(flags: u32) -> bool {
+        flags & (ACCESS_MASK | CREATE | TRUNCATE) == READ_ONLY
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn host_flags_map_both_ways() {
+            assert_eq!(from_host(libc::O_RDONLY), READ_ONLY);
+            assert_eq!(
+                from_host(libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC),
+                WRITE_ONLY | CREATE | EXCLUSIVE
+            );
+            assert_eq!(from_host(libc::O_RDWR | libc::O_APPEND), READ_WRITE | APPEND);
+            assert_eq!(from_host(libc::O_WRONLY | libc::O_SYNC), WRITE_ONLY | SYNC);
+            assert_eq!(from_host(libc::O_WRONLY | libc::O_DSYNC), WRITE_ONLY | DSYNC);
+            for flags in [
+                READ_ONLY | NOFOLLOW | DIRECTORY,
+                WRITE_ONLY | CREATE | EXCLUSIVE | NONBLOCK,
+                READ_WRITE | TRUNCATE | APPEND | NOATIME,
+                WRITE_ONLY | SYNC,
+                WRITE_ONLY | DSYNC,
+            ] {
+                assert_eq!(from_host(to_host(flags).unwrap()), flags, "{flags:#x}");
+            }
+            assert_eq!(
+                to_host(READ_WRITE | CREATE | EXCLUSIVE),
+                Some(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
+            );
+        }
+
+        #[test]
+        fn unknown_bits_and_access_modes_are_refused() {
+            assert_eq!(to_host(1 << 30), None);
+            assert_eq!(to_host(ACCESS_MASK), None);
+        }
+
+        #[test]
+        fn writes_and_only_reads() {
+            assert!(writes(READ_WRITE | APPEND));
+            assert!(!writes(READ_ONLY | TRUNCATE));
+            assert!(only_reads(READ_ONLY | NOFOLLOW));
+            assert!(!only_reads(READ_ONLY | TRUNCATE));
+            assert!(!only_reads(READ_ONLY | CREATE));
+            assert!(!only_reads(WRITE_ONLY));
+        }
+    }
 }
 
 /// Owner to give a node the request creates. The agent applies it when it

@@ -1,4 +1,5 @@
-//! [`AgentClient`]: the yonder protocol over any byte stream.
+//! [`AgentClient`]: the yonder protocol over any byte stream, an
+//! [`Exchange`] and so a [`Remote`](crate::Remote).
 //!
 //! Callers encode their own request frames (so encoding runs in parallel on
 //! the callers' threads) and hand them to one writer task; one reader task
@@ -8,7 +9,7 @@
 //! Frames are read with `yonder_proto::stream::FrameReader`, the agent's
 //! reader too. A write's data is not encoded: the caller's `Bytes` go to the
 //! writer task beside an encoded header and out in one vectored write, so
-//! between [`Remote::write`] and the transport the payload is not copied
+//! between [`Remote::write`](crate::Remote::write) and the transport the payload is not copied
 //! (a read's data likewise arrives in a buffer of its own).
 //!
 //! For a supervisor (`link.rs`) the client tells when the connection ended
@@ -18,11 +19,11 @@
 //! ([`AgentClient::shutdown`]: the transport killed, every call in flight
 //! failed at once), so that no caller waits on a dead or stopped agent.
 
-use crate::error::display_path;
-use crate::{Remote, RemoteError, Result};
-use async_trait::async_trait;
+use crate::exchange::{call, unexpected, Describe, Exchange};
+use crate::{RemoteError, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +33,7 @@ use tokio::task::AbortHandle;
 use yonder_proto::codec::encode_write_request_header;
 use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{
-    encode_frame, encode_frame_into, Attr, DirPage, Handle, Hello, Message, Owner, RenameFlags, Request,
-    Response, SeekWhence, SetAttr, StatFs, Target, XattrMode, PROTOCOL_VERSION,
+    encode_frame, encode_frame_into, Handle, Hello, Message, Request, Response, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, Failure>;
@@ -283,18 +283,15 @@ impl AgentClient {
             return Ok(false);
         }
         let describe = || format!("<session {session:016x} generation {generation}>");
-        let r = self
-            .call(Request::Fence { session, generation }, &describe)
-            .await?;
+        let r = call(self, Request::Fence { session, generation }, &describe).await?;
         match r {
             Response::Done => Ok(true),
             other => Err(unexpected("fence", describe(), other)),
         }
     }
 
-    /// Sends one request and waits for its response. Agent-side errors
-    /// become [`RemoteError::Os`] naming `op` and `path`.
-    async fn call(&self, request: Request, path: &(dyn Fn() -> String + Sync)) -> Result<Response> {
+    /// Encodes one request and waits for its response.
+    async fn send_request(&self, request: Request, path: Describe<'_>) -> Result<Response> {
         let op = request.op();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
@@ -306,14 +303,15 @@ impl AgentClient {
             }
         })?;
         let payload = Bytes::new();
-        self.exchange(op, path, id, Outgoing { frame, payload }).await
+        self.send_frame(op, path, id, Outgoing { frame, payload }).await
     }
 
-    /// Hands request `id`, encoded, to the writer and waits for its response.
-    async fn exchange(
+    /// Hands request `id`, encoded, to the writer and waits for its
+    /// response (an error response included).
+    async fn send_frame(
         &self,
         op: &'static str,
-        path: &(dyn Fn() -> String + Sync),
+        path: Describe<'_>,
         id: u64,
         frame: Outgoing,
     ) -> Result<Response> {
@@ -343,12 +341,6 @@ impl AgentClient {
             });
         }
         match rx.await {
-            Ok(Ok(Response::Error(err))) => Err(RemoteError::Os {
-                op,
-                path: path(),
-                errno: err.errno,
-                detail: err.message,
-            }),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(Failure::Disconnected(reason))) => Err(RemoteError::Disconnected {
                 op,
@@ -367,13 +359,36 @@ impl AgentClient {
             }),
         }
     }
+}
 
-    async fn call_path(&self, request: Request, p: &[u8]) -> Result<Response> {
-        self.call(request, &|| display_path(p)).await
+impl Exchange for AgentClient {
+    fn exchange(
+        &self,
+        request: Request,
+        subject: Describe<'_>,
+    ) -> impl Future<Output = Result<Response>> + Send {
+        self.send_request(request, subject)
     }
 
-    async fn call_handle(&self, request: Request, handle: Handle) -> Result<Response> {
-        self.call(request, &|| format!("<handle {handle}>")).await
+    /// The same frame as `Request::Write { handle, offset, data }`, but only
+    /// its header is encoded: the data is sent from `data` itself.
+    async fn exchange_write(
+        &self,
+        handle: Handle,
+        offset: u64,
+        data: Bytes,
+        subject: Describe<'_>,
+    ) -> Result<Response> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_write_request_header(id, handle, offset, data.len()).map_err(|err| {
+            RemoteError::Protocol {
+                op: "write",
+                path: subject(),
+                reason: err.to_string(),
+            }
+        })?;
+        let out = Outgoing { frame, payload: data };
+        self.send_frame("write", subject, id, out).await
     }
 }
 
@@ -449,323 +464,4 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
     };
     tracing::debug!(%reason, "agent connection ended");
     shared.fail_all(reason);
-}
-
-fn path_buf(p: &[u8]) -> yonder_proto::WirePath {
-    yonder_proto::WirePath::from(p.to_vec())
-}
-
-fn unexpected(op: &'static str, path: String, response: Response) -> RemoteError {
-    RemoteError::Protocol {
-        op,
-        path,
-        reason: format!("unexpected response {response:?}"),
-    }
-}
-
-macro_rules! expect {
-    ($response:expr, $op:literal, $path:expr, $pattern:pat => $value:expr) => {
-        match $response {
-            $pattern => Ok($value),
-            other => Err(unexpected($op, $path, other)),
-        }
-    };
-}
-
-#[async_trait]
-impl Remote for AgentClient {
-    async fn lstat(&self, path: &[u8]) -> Result<Attr> {
-        let r = self
-            .call_path(Request::Lstat { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "lstat", display_path(path), Response::Attr(a) => a)
-    }
-
-    async fn stat(&self, path: &[u8]) -> Result<Attr> {
-        let r = self
-            .call_path(Request::Stat { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "stat", display_path(path), Response::Attr(a) => a)
-    }
-
-    async fn fstat(&self, handle: Handle) -> Result<Attr> {
-        let r = self.call_handle(Request::Fstat { handle }, handle).await?;
-        expect!(r, "fstat", format!("<handle {handle}>"), Response::Attr(a) => a)
-    }
-
-    async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage> {
-        let r = self
-            .call_path(
-                Request::ReadDir {
-                    path: path_buf(path),
-                    cursor,
-                    max_entries,
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "readdir", display_path(path), Response::DirPage(p) => p)
-    }
-
-    async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
-        let r = self
-            .call_path(
-                Request::Open {
-                    path: path_buf(path),
-                    flags,
-                    mode,
-                    owner,
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "open", display_path(path), Response::Opened { handle, attr } => (handle, attr))
-    }
-
-    async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
-        let r = self
-            .call_path(
-                Request::OpenRead {
-                    path: path_buf(path),
-                    flags,
-                    prefetch,
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "open", display_path(path), Response::OpenedRead { handle, attr, data } => (handle, attr, data))
-    }
-
-    async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let r = self
-            .call_handle(Request::Read { handle, offset, len }, handle)
-            .await?;
-        expect!(r, "read", format!("<handle {handle}>"), Response::Data(d) => d)
-    }
-
-    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
-        // The same frame as `Request::Write { handle, offset, data }`, but
-        // only its header is encoded: the data is sent from `data` itself.
-        let describe = || format!("<handle {handle}>");
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_write_request_header(id, handle, offset, data.len()).map_err(|err| {
-            RemoteError::Protocol {
-                op: "write",
-                path: describe(),
-                reason: err.to_string(),
-            }
-        })?;
-        let out = Outgoing { frame, payload: data };
-        let r = self.exchange("write", &describe, id, out).await?;
-        expect!(r, "write", describe(), Response::Written(n) => n)
-    }
-
-    async fn fsync(&self, handle: Handle, datasync: bool) -> Result<()> {
-        let r = self
-            .call_handle(Request::Fsync { handle, datasync }, handle)
-            .await?;
-        expect!(r, "fsync", format!("<handle {handle}>"), Response::Done => ())
-    }
-
-    async fn close(&self, handle: Handle) -> Result<()> {
-        let r = self.call_handle(Request::Close { handle }, handle).await?;
-        expect!(r, "close", format!("<handle {handle}>"), Response::Done => ())
-    }
-
-    async fn setattr(&self, target: Target, attr: SetAttr) -> Result<Attr> {
-        let describe = match &target {
-            Target::Path(p) => display_path(p),
-            Target::Handle(h) => format!("<handle {h}>"),
-        };
-        let r = self
-            .call(Request::Setattr { target, attr }, &|| describe.clone())
-            .await?;
-        expect!(r, "setattr", describe, Response::Attr(a) => a)
-    }
-
-    async fn mkdir(&self, path: &[u8], mode: u32, owner: Option<Owner>) -> Result<Attr> {
-        let r = self
-            .call_path(
-                Request::Mkdir {
-                    path: path_buf(path),
-                    mode,
-                    owner,
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "mkdir", display_path(path), Response::Attr(a) => a)
-    }
-
-    async fn mknod(
-        &self,
-        path: &[u8],
-        mode: u32,
-        rdev_major: u32,
-        rdev_minor: u32,
-        owner: Option<Owner>,
-    ) -> Result<Attr> {
-        let request = Request::Mknod {
-            path: path_buf(path),
-            mode,
-            rdev_major,
-            rdev_minor,
-            owner,
-        };
-        let r = self.call_path(request, path).await?;
-        expect!(r, "mknod", display_path(path), Response::Attr(a) => a)
-    }
-
-    async fn unlink(&self, path: &[u8]) -> Result<()> {
-        let r = self
-            .call_path(Request::Unlink { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "unlink", display_path(path), Response::Done => ())
-    }
-
-    async fn rmdir(&self, path: &[u8]) -> Result<()> {
-        let r = self
-            .call_path(Request::Rmdir { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "rmdir", display_path(path), Response::Done => ())
-    }
-
-    async fn rename(&self, from: &[u8], to: &[u8], flags: RenameFlags) -> Result<()> {
-        let request = Request::Rename {
-            from: path_buf(from),
-            to: path_buf(to),
-            flags,
-        };
-        let describe = || format!("{} -> {}", display_path(from), display_path(to));
-        let r = self.call(request, &describe).await?;
-        expect!(r, "rename", describe(), Response::Done => ())
-    }
-
-    async fn symlink(&self, target: &[u8], path: &[u8], owner: Option<Owner>) -> Result<Attr> {
-        let request = Request::Symlink {
-            target: path_buf(target),
-            path: path_buf(path),
-            owner,
-        };
-        let r = self.call_path(request, path).await?;
-        expect!(r, "symlink", display_path(path), Response::Attr(a) => a)
-    }
-
-    async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
-        let r = self
-            .call_path(Request::Readlink { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "readlink", display_path(path), Response::Bytes(b) => b)
-    }
-
-    async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr> {
-        let request = Request::Link {
-            from: path_buf(from),
-            to: path_buf(to),
-        };
-        let describe = || format!("{} -> {}", display_path(from), display_path(to));
-        let r = self.call(request, &describe).await?;
-        expect!(r, "link", describe(), Response::Attr(a) => a)
-    }
-
-    async fn statfs(&self, path: &[u8]) -> Result<StatFs> {
-        let r = self
-            .call_path(Request::Statfs { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "statfs", display_path(path), Response::StatFs(s) => s)
-    }
-
-    async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>> {
-        let r = self
-            .call_path(
-                Request::GetXattr {
-                    path: path_buf(path),
-                    name: path_buf(name),
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "getxattr", display_path(path), Response::Bytes(b) => b)
-    }
-
-    async fn setxattr(&self, path: &[u8], name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
-        let request = Request::SetXattr {
-            path: path_buf(path),
-            name: path_buf(name),
-            value: path_buf(value),
-            mode,
-        };
-        let r = self.call_path(request, path).await?;
-        expect!(r, "setxattr", display_path(path), Response::Done => ())
-    }
-
-    async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let r = self
-            .call_path(Request::ListXattr { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "listxattr", display_path(path), Response::Names(n) => n.into_iter().map(|b| b.into_vec()).collect())
-    }
-
-    async fn removexattr(&self, path: &[u8], name: &[u8]) -> Result<()> {
-        let request = Request::RemoveXattr {
-            path: path_buf(path),
-            name: path_buf(name),
-        };
-        let r = self.call_path(request, path).await?;
-        expect!(r, "removexattr", display_path(path), Response::Done => ())
-    }
-
-    async fn fallocate(&self, handle: Handle, offset: u64, len: u64, mode: u32) -> Result<()> {
-        let r = self
-            .call_handle(
-                Request::Fallocate {
-                    handle,
-                    offset,
-                    len,
-                    mode,
-                },
-                handle,
-            )
-            .await?;
-        expect!(r, "fallocate", format!("<handle {handle}>"), Response::Done => ())
-    }
-
-    async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64> {
-        let r = self
-            .call_handle(
-                Request::Lseek {
-                    handle,
-                    offset,
-                    whence,
-                },
-                handle,
-            )
-            .await?;
-        expect!(r, "lseek", format!("<handle {handle}>"), Response::Offset(o) => o)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        let r = self.call(Request::Ping, &|| "<ping>".to_string()).await?;
-        expect!(r, "ping", "<ping>".to_string(), Response::Done => ())
-    }
-
-    async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
-        let r = self
-            .call_path(Request::Realpath { path: path_buf(path) }, path)
-            .await?;
-        expect!(r, "realpath", display_path(path), Response::Bytes(b) => b)
-    }
-
-    async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
-        let r = self
-            .call_path(
-                Request::Access {
-                    path: path_buf(path),
-                    mask,
-                },
-                path,
-            )
-            .await?;
-        expect!(r, "access", display_path(path), Response::Done => ())
-    }
 }

@@ -2,10 +2,11 @@
 //!
 //! [`Remote`] is the one interface every upper layer (the `yonder fs`
 //! commands, the VFS behind every mount frontend) programs against. Its
-//! implementations are transports: [`AgentClient`] speaks the yonder protocol
-//! to a `yonder agent` reached over any byte stream; [`source`] turns a
-//! user's SOURCE string into such a stream (a local child process, or one
-//! started through the system `ssh`); [`Scoped`] shows one tree of a
+//! implementations are transports: a transport of the protocol's requests
+//! ([`Exchange`]) is a `Remote` through one mapping of methods to requests;
+//! [`AgentClient`] carries them to a `yonder agent` over any byte stream;
+//! [`source`] turns a user's SOURCE string into such a stream (a local
+//! child process, or one started through the system `ssh`); [`Scoped`] shows one tree of a
 //! remote that serves `/`, so one connection carries several mounts.
 //! [`Link`] supervises one connection: heartbeats, and reconnection when it
 //! dies. What it needs of a connection is a [`Session`]; a [`Connector`]
@@ -15,6 +16,7 @@
 
 mod client;
 mod error;
+mod exchange;
 pub mod link;
 mod remote;
 mod scoped;
@@ -26,6 +28,7 @@ mod transports;
 pub use bytes::Bytes;
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
+pub use exchange::{Describe, Exchange};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use remote::Remote;
 pub use scoped::Scoped;

@@ -29,8 +29,7 @@ pub trait Remote: Send + Sync + 'static {
     /// are EINVAL. Only regular files are read. Transports without such a
     /// call open, then read.
     async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
-        use yonder_proto::open_flags as of;
-        if flags & (of::ACCESS_MASK | of::CREATE | of::TRUNCATE) != of::READ_ONLY {
+        if !yonder_proto::open_flags::only_reads(flags) {
             return Err(crate::RemoteError::os(
                 "open",
                 crate::error::display_path(path),

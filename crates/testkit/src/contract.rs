@@ -1,7 +1,8 @@
 //! The contract of [`Remote`], written once and run against every
-//! implementation: the agent in process, the agent as a child process and
-//! over ssh (crates/cli/tests/remote_contract.rs), and the VFS's test
-//! double `LocalRemote` (crates/vfs/tests/remote_contract.rs).
+//! implementation: the agent in process over an in-memory pipe, the
+//! agent's request handling called directly ([`crate::direct`]), a
+//! `Scoped` view (crates/testkit/tests/remote_contract.rs), and the agent
+//! as a child process and over ssh (crates/cli/tests/remote_contract.rs).
 //!
 //! Each check is an `async fn(Subject)`: a remote serving a fresh, empty
 //! directory, and that directory's path on this machine, through which a
@@ -51,6 +52,18 @@ impl Subject {
     pub async fn in_process_agent() -> Subject {
         let (client, root, keep) = crate::agent::InProcessAgent::start().await.into_parts();
         Subject::new(client, root, keep)
+    }
+
+    /// A subject for the agent's request handling called directly (see
+    /// [`crate::direct`]).
+    pub fn direct_agent() -> Subject {
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-direct")
+            .tempdir()
+            .expect("temporary directory");
+        let agent = crate::direct::DirectAgent::new(dir.path());
+        let root = dir.path().to_path_buf();
+        Subject::new(agent, root, dir)
     }
 
     pub fn root(&self) -> &Path {

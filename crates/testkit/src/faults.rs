@@ -1,6 +1,8 @@
 //! Fault injection as [`Remote`] wrappers: each wraps any remote (an
-//! in-process agent, a `LocalRemote`, another wrapper) and passes every call
-//! through an [`Interceptor`] that may fail it, hold it up or cut it off.
+//! in-process agent, a [`crate::direct::DirectAgent`], another wrapper) and
+//! passes every call through an [`Interceptor`] that may fail it, hold it
+//! up or cut it off. Interceptors that count, record or change answers
+//! instead are in [`crate::observe`].
 //!
 //! - [`Faulty`] fails calls with an errno: per operation, after N calls,
 //!   for a number of calls, or by predicate ([`Fault`]).
@@ -29,7 +31,7 @@ use tokio::sync::watch;
 use yonder_proto::{
     Attr, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::{Remote, RemoteError, Result};
+use yonder_remote::{Bytes, Remote, RemoteError, Result};
 
 /// The [`Remote`] methods, one per call an interceptor sees.
 /// (`read_dir_all` is made of `ReadDir` calls.)
@@ -114,6 +116,8 @@ pub struct Call<'a> {
     pub to: Option<&'a [u8]>,
     /// The handle the call acts on.
     pub handle: Option<Handle>,
+    /// The data a `write` carries, the caller's buffer itself.
+    pub data: Option<&'a Bytes>,
 }
 
 impl<'a> Call<'a> {
@@ -123,6 +127,7 @@ impl<'a> Call<'a> {
             path: Some(path),
             to: None,
             handle: None,
+            data: None,
         }
     }
 
@@ -132,6 +137,7 @@ impl<'a> Call<'a> {
             path: Some(from),
             to: Some(to),
             handle: None,
+            data: None,
         }
     }
 
@@ -141,6 +147,7 @@ impl<'a> Call<'a> {
             path: None,
             to: None,
             handle: None,
+            data: None,
         }
     }
 
@@ -150,6 +157,7 @@ impl<'a> Call<'a> {
             path: None,
             to: None,
             handle: Some(handle),
+            data: None,
         }
     }
 
@@ -185,6 +193,13 @@ pub trait Interceptor: Send + Sync + 'static {
         call: Call<'a>,
         next: impl Future<Output = Result<T>> + Send + 'a,
     ) -> impl Future<Output = Result<T>> + Send + 'a;
+
+    /// The attributes an answer carries, as the caller is shown them: as
+    /// they are, unless the interceptor stands for a remote that knows
+    /// less ([`crate::observe::NoInodeNumbers`]).
+    fn shown_attr(&self, attr: Attr) -> Attr {
+        attr
+    }
 }
 
 /// A [`Remote`] that passes every call through an [`Interceptor`] to the
@@ -211,6 +226,10 @@ impl<I: Interceptor> Intercepted<I> {
     pub fn inner(&self) -> &Arc<dyn Remote> {
         &self.inner
     }
+
+    fn shown(&self, attr: Attr) -> Attr {
+        self.interceptor.shown_attr(attr)
+    }
 }
 
 impl<I> Deref for Intercepted<I> {
@@ -224,35 +243,50 @@ impl<I> Deref for Intercepted<I> {
 impl<I: Interceptor> Remote for Intercepted<I> {
     async fn lstat(&self, path: &[u8]) -> Result<Attr> {
         let call = Call::path(Op::Lstat, path);
-        self.interceptor.intercept(call, self.inner.lstat(path)).await
+        self.interceptor
+            .intercept(call, self.inner.lstat(path))
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn stat(&self, path: &[u8]) -> Result<Attr> {
         let call = Call::path(Op::Stat, path);
-        self.interceptor.intercept(call, self.inner.stat(path)).await
+        self.interceptor
+            .intercept(call, self.inner.stat(path))
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn fstat(&self, handle: Handle) -> Result<Attr> {
         let call = Call::handle(Op::Fstat, handle);
-        self.interceptor.intercept(call, self.inner.fstat(handle)).await
+        self.interceptor
+            .intercept(call, self.inner.fstat(handle))
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage> {
         let call = Call::path(Op::ReadDir, path);
         let next = self.inner.read_dir_page(path, cursor, max_entries);
-        self.interceptor.intercept(call, next).await
+        let mut page = self.interceptor.intercept(call, next).await?;
+        for entry in &mut page.entries {
+            entry.attr = entry.attr.map(|attr| self.shown(attr));
+        }
+        Ok(page)
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
         let call = Call::path(Op::Open, path);
         let next = self.inner.open(path, flags, mode, owner);
-        self.interceptor.intercept(call, next).await
+        let (handle, attr) = self.interceptor.intercept(call, next).await?;
+        Ok((handle, self.shown(attr)))
     }
 
     async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
         let call = Call::path(Op::OpenRead, path);
         let next = self.inner.open_read(path, flags, prefetch);
-        self.interceptor.intercept(call, next).await
+        let (handle, attr, data) = self.interceptor.intercept(call, next).await?;
+        Ok((handle, self.shown(attr), data))
     }
 
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
@@ -261,9 +295,12 @@ impl<I: Interceptor> Remote for Intercepted<I> {
         self.interceptor.intercept(call, next).await
     }
 
-    async fn write(&self, handle: Handle, offset: u64, data: yonder_remote::Bytes) -> Result<u32> {
-        let call = Call::handle(Op::Write, handle);
-        let next = self.inner.write(handle, offset, data);
+    async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
+        let call = Call {
+            data: Some(&data),
+            ..Call::handle(Op::Write, handle)
+        };
+        let next = self.inner.write(handle, offset, data.clone());
         self.interceptor.intercept(call, next).await
     }
 
@@ -284,13 +321,19 @@ impl<I: Interceptor> Remote for Intercepted<I> {
             Target::Handle(handle) => Call::handle(Op::Setattr, *handle),
         };
         let next = self.inner.setattr(target.clone(), attr);
-        self.interceptor.intercept(call, next).await
+        self.interceptor
+            .intercept(call, next)
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn mkdir(&self, path: &[u8], mode: u32, owner: Option<Owner>) -> Result<Attr> {
         let call = Call::path(Op::Mkdir, path);
         let next = self.inner.mkdir(path, mode, owner);
-        self.interceptor.intercept(call, next).await
+        self.interceptor
+            .intercept(call, next)
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn mknod(
@@ -303,7 +346,10 @@ impl<I: Interceptor> Remote for Intercepted<I> {
     ) -> Result<Attr> {
         let call = Call::path(Op::Mknod, path);
         let next = self.inner.mknod(path, mode, rdev_major, rdev_minor, owner);
-        self.interceptor.intercept(call, next).await
+        self.interceptor
+            .intercept(call, next)
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn unlink(&self, path: &[u8]) -> Result<()> {
@@ -325,7 +371,10 @@ impl<I: Interceptor> Remote for Intercepted<I> {
     async fn symlink(&self, target: &[u8], path: &[u8], owner: Option<Owner>) -> Result<Attr> {
         let call = Call::path(Op::Symlink, path);
         let next = self.inner.symlink(target, path, owner);
-        self.interceptor.intercept(call, next).await
+        self.interceptor
+            .intercept(call, next)
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
@@ -335,7 +384,10 @@ impl<I: Interceptor> Remote for Intercepted<I> {
 
     async fn link(&self, from: &[u8], to: &[u8]) -> Result<Attr> {
         let call = Call::pair(Op::Link, from, to);
-        self.interceptor.intercept(call, self.inner.link(from, to)).await
+        self.interceptor
+            .intercept(call, self.inner.link(from, to))
+            .await
+            .map(|attr| self.shown(attr))
     }
 
     async fn statfs(&self, path: &[u8]) -> Result<StatFs> {

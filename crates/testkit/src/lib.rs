@@ -4,12 +4,16 @@
 //! - [`agent`]: the agent served in this process, with a client connected;
 //! - [`contract`]: the behaviour every [`yonder_remote::Remote`] owes its
 //!   callers, one check per `#[test]` ([`remote_contract!`]);
+//! - [`direct`]: the agent's own request handling called directly, with
+//!   no framing, as a `Remote`;
 //! - [`faults`]: `Remote` wrappers that inject errors, delays and
 //!   disconnection;
 //! - [`impl_placement`]: a type's own methods live in the file that
 //!   defines it (tests/structure.rs);
 //! - [`module_graph`]: the import graph of each crate's modules, which
 //!   must have no cycle (tests/structure.rs);
+//! - [`observe`]: `Remote` wrappers that count calls, record writes and
+//!   hide inode numbers;
 //! - [`proxy`]: a loopback TCP proxy that drops, black-holes and restores
 //!   the connections through it (network faults under ssh or TCP);
 //! - [`agent::TcpAgent`] and [`agent::TcpConnector`]: the agent served over
@@ -22,9 +26,11 @@
 
 pub mod agent;
 pub mod contract;
+pub mod direct;
 pub mod faults;
 pub mod impl_placement;
 pub mod module_graph;
+pub mod observe;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};

@@ -1,10 +1,11 @@
 //! The `Remote` contract against the agent served in this process
 //! (`yonder_agent::serve` on an in-memory pipe, an `AgentClient` on the
-//! other end), and against a `Scoped` view of a temporary directory through
-//! an agent serving `/` (how the manager's mounts share one connection).
-//! The child-process and ssh instantiations live with the binary, in
-//! crates/cli/tests/remote_contract.rs; `LocalRemote`'s in
-//! crates/vfs/tests/remote_contract.rs.
+//! other end), against the agent's request handling called directly (the
+//! double the VFS and frontend tests run on), and against a `Scoped` view
+//! of a temporary directory through an agent serving `/` (how the
+//! manager's mounts share one connection). The child-process and ssh
+//! instantiations live with the binary, in
+//! crates/cli/tests/remote_contract.rs.
 
 use yonder_testkit::contract::Subject;
 
@@ -13,6 +14,14 @@ async fn subject() -> Subject {
 }
 
 yonder_testkit::remote_contract!(subject);
+
+mod direct {
+    async fn subject() -> yonder_testkit::contract::Subject {
+        yonder_testkit::contract::Subject::direct_agent()
+    }
+
+    yonder_testkit::remote_contract!(subject);
+}
 
 mod scoped {
     use std::os::unix::ffi::OsStrExt;

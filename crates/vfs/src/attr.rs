@@ -13,6 +13,17 @@ pub struct Ino(pub u64);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fh(pub u64);
 
+/// Where open file and directory handles get their numbers: unique among
+/// both, and never 0 (some frontends treat it as "no handle").
+#[derive(Default)]
+pub(crate) struct FhSource(std::sync::atomic::AtomicU64);
+
+impl FhSource {
+    pub fn next(&self) -> Fh {
+        Fh(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
+    }
+}
+
 impl std::fmt::Display for Ino {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

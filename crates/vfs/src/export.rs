@@ -1,5 +1,6 @@
 //! The VFS for frontends without opens or lookup counts: an NFSv3 server
-//! is stateless. Its clients hold file handles across server restarts and
+//! is stateless. [`Exporter`] stands beside a [`Vfs`], using only its
+//! public API, and belongs to such a frontend. Its clients hold file handles across server restarts and
 //! send reads and writes addressed by handle alone, and lookups are never
 //! forgotten. This module gives such a frontend:
 //!
@@ -8,16 +9,18 @@
 //!   the file exists, or to ESTALE: never to another file (inode numbers
 //!   are not reused within a mount, and a handle from another mount has
 //!   another epoch).
-//! - Uncounted lookups.
+//! - Uncounted lookups ([`Vfs::lookup_uncounted`]).
 //! - Reads, writes and commits by inode, through an internal cache of
 //!   open handles that closes those left idle (as rclone's `serve nfs`
 //!   keeps one).
 
-use crate::attr::{Caller, FileAttr, Ino, ROOT_INO};
+use crate::attr::{Caller, Fh, Ino};
 use crate::error::{Result, VfsError};
-use crate::vfs::{lock, Vfs};
+use crate::sync::lock;
+use crate::vfs::Vfs;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use yonder_proto::{open_flags as of, Errno};
 
@@ -57,16 +60,40 @@ impl FileHandle {
 /// Handles the cache holds open, by inode: the VFS handle, whether it was
 /// opened for writing, and when it was last used.
 #[derive(Default)]
-pub(crate) struct OpenCache {
-    open: HashMap<Ino, (crate::attr::Fh, bool, Instant)>,
+struct OpenCache {
+    open: HashMap<Ino, (Fh, bool, Instant)>,
     sweeping: bool,
 }
 
-impl Vfs {
+/// A [`Vfs`] exported to a stateless frontend: serializable file handles,
+/// and I/O by inode through a cache of open handles closed once idle.
+pub struct Exporter {
+    vfs: Arc<Vfs>,
+    /// This export among all others: file handles carry it.
+    epoch: u64,
+    open_cache: Mutex<OpenCache>,
+    /// For the task closing idle handles.
+    me: Weak<Exporter>,
+}
+
+impl Exporter {
+    pub fn new(vfs: Arc<Vfs>) -> Arc<Exporter> {
+        Arc::new_cyclic(|me| Exporter {
+            vfs,
+            epoch: export_epoch(),
+            open_cache: Mutex::default(),
+            me: me.clone(),
+        })
+    }
+
+    pub fn vfs(&self) -> &Arc<Vfs> {
+        &self.vfs
+    }
+
     /// The handle a stateless frontend gives out for `ino`; the inode is
     /// kept for as long as its file exists.
     pub fn file_handle(&self, ino: Ino) -> Result<FileHandle> {
-        if !self.inodes().export(ino) {
+        if !self.vfs.keep_exported(ino) {
             return Err(VfsError::new(
                 "file handle",
                 format!("<inode {ino}>"),
@@ -79,52 +106,42 @@ impl Vfs {
         })
     }
 
-    /// The inode a handle names, or ESTALE: from another mount, unknown,
+    /// The inode a handle names, or ESTALE: from another export, unknown,
     /// or its file deleted.
     pub fn resolve(&self, handle: &FileHandle) -> Result<Ino> {
-        let stale = || VfsError::new("resolve", format!("<inode {}>", handle.ino), Errno::ESTALE);
-        if handle.epoch != self.epoch {
-            return Err(stale());
-        }
-        let table = self.inodes();
-        let node = table.get(handle.ino).ok_or_else(stale)?;
-        if handle.ino != ROOT_INO && node.links.is_empty() && node.open == 0 {
-            return Err(stale());
+        if handle.epoch != self.epoch || !self.vfs.is_reachable(handle.ino) {
+            return Err(VfsError::new(
+                "resolve",
+                format!("<inode {}>", handle.ino),
+                Errno::ESTALE,
+            ));
         }
         Ok(handle.ino)
-    }
-
-    /// [`Vfs::lookup`] without counting a lookup: nothing is forgotten
-    /// later.
-    pub async fn lookup_uncounted(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
-        let attr = self.lookup(caller, parent, name).await?;
-        self.inodes().uncount(attr.ino, 1);
-        Ok(attr)
     }
 
     /// Reads `ino` without an open of the caller's.
     pub async fn read_ino(&self, caller: &Caller, ino: Ino, offset: u64, size: u32) -> Result<Bytes> {
         let fh = self.cached_handle(caller, ino, false).await?;
-        self.read(fh, offset, size).await
+        self.vfs.read(fh, offset, size).await
     }
 
     /// Writes `ino` without an open of the caller's. Buffered like any
-    /// write; [`Vfs::commit_ino`] makes it durable.
+    /// write; [`Exporter::commit_ino`] makes it durable.
     pub async fn write_ino(&self, caller: &Caller, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         let fh = self.cached_handle(caller, ino, true).await?;
-        self.write(fh, offset, data).await
+        self.vfs.write(fh, offset, data).await
     }
 
     /// Sends `ino`'s buffered writes and syncs them on the remote (NFS
     /// COMMIT); reports a write error of the cached handle.
     pub async fn commit_ino(&self, caller: &Caller, ino: Ino) -> Result<()> {
         let fh = self.cached_handle(caller, ino, true).await?;
-        self.fsync(fh, false).await
+        self.vfs.fsync(fh, false).await
     }
 
     /// An open handle of `ino` from the cache, opened if need be (for
     /// writing when `write`; a read-only one is reopened for writing).
-    async fn cached_handle(&self, caller: &Caller, ino: Ino, write: bool) -> Result<crate::attr::Fh> {
+    async fn cached_handle(&self, caller: &Caller, ino: Ino, write: bool) -> Result<Fh> {
         let now = Instant::now();
         let replaced = {
             let mut cache = lock(&self.open_cache);
@@ -138,10 +155,10 @@ impl Vfs {
             }
         };
         if let Some(fh) = replaced {
-            self.release(fh).await?;
+            self.vfs.release(fh).await?;
         }
         let flags = if write { of::READ_WRITE } else { of::READ_ONLY };
-        let (fh, _) = self.open(caller, ino, flags).await?;
+        let (fh, _) = self.vfs.open(caller, ino, flags).await?;
         let (old, sweep) = {
             let mut cache = lock(&self.open_cache);
             let old = cache.open.insert(ino, (fh, write, now)).map(|(fh, _, _)| fh);
@@ -150,7 +167,7 @@ impl Vfs {
         };
         if let Some(old) = old {
             // Another call opened one meanwhile.
-            self.release(old).await?;
+            self.vfs.release(old).await?;
         }
         if sweep {
             self.close_idle_later();
@@ -161,13 +178,13 @@ impl Vfs {
     /// Closes cached handles left idle, until none is left.
     fn close_idle_later(&self) {
         let me = self.me.clone();
-        self.runtime.spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(IDLE_CHECK).await;
-                let Some(vfs) = me.upgrade() else { return };
+                let Some(exporter) = me.upgrade() else { return };
                 let now = Instant::now();
                 let (idle, done) = {
-                    let mut cache = lock(&vfs.open_cache);
+                    let mut cache = lock(&exporter.open_cache);
                     let idle: Vec<_> = cache
                         .open
                         .iter()
@@ -181,7 +198,7 @@ impl Vfs {
                     (idle, !cache.sweeping)
                 };
                 for (_, fh) in idle {
-                    if let Err(e) = vfs.release(fh).await {
+                    if let Err(e) = exporter.vfs.release(fh).await {
                         tracing::warn!("closing an idle handle: {e}");
                     }
                 }
@@ -191,6 +208,20 @@ impl Vfs {
             }
         });
     }
+}
+
+/// A number no other export is likely to have drawn: file handles from an
+/// earlier mount must not resolve in this one.
+fn export_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! The handle table: open files and directories, each tied to an inode and,
-//! for files, to the remote's handle.
+//! The handle table: open files, each tied to an inode and to the remote's
+//! handle.
 
-use crate::attr::{Fh, Ino};
+use crate::attr::{Fh, FhSource, Ino};
 use crate::connection::Generation;
-use crate::dir::DirStream;
 use crate::readahead::Readahead;
-use crate::write::{InodeIo, Writer};
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -25,8 +24,6 @@ pub(crate) struct OpenFile {
     /// Protocol open flags.
     pub flags: u32,
     pub append: bool,
-    /// The inode's write-back, shared with every other handle of the inode.
-    pub io: Arc<InodeIo>,
     pub readahead: Mutex<Readahead>,
     /// Could not be reopened on a new connection (deleted or replaced
     /// meanwhile): answers ESTALE from then on.
@@ -34,74 +31,38 @@ pub(crate) struct OpenFile {
 }
 
 impl OpenFile {
-    pub fn is_dirty(&self) -> bool {
-        self.io.is_dirty()
-    }
-
-    pub fn writer(&self) -> Writer {
-        Writer {
-            fh: self.fh,
-            append: self.append,
-        }
-    }
-
     pub fn remote_handle(&self) -> (Handle, Generation) {
-        *self.remote_handle.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.remote_handle)
     }
 }
 
-pub(crate) struct OpenDir {
-    pub ino: Ino,
-    pub stream: tokio::sync::Mutex<DirStream>,
-}
-
-#[derive(Default)]
 pub(crate) struct HandleTable {
     files: HashMap<Fh, Arc<OpenFile>>,
-    dirs: HashMap<Fh, Arc<OpenDir>>,
     by_ino: HashMap<Ino, Vec<Fh>>,
-    next: Fh,
+    /// Handle numbers, shared with open directories.
+    numbers: Arc<FhSource>,
 }
 
 impl HandleTable {
-    fn alloc(&mut self) -> Fh {
-        // 0 stays unused: some frontends treat it as "no handle".
-        self.next.0 += 1;
-        self.next
+    pub fn new(numbers: Arc<FhSource>) -> HandleTable {
+        HandleTable {
+            files: HashMap::new(),
+            by_ino: HashMap::new(),
+            numbers,
+        }
     }
 
-    /// Adds an open file of `ino`; `make` gets its handle number and the
-    /// inode's write-back, shared with the inode's other open files.
-    pub fn insert_file(
-        &mut self,
-        ino: Ino,
-        make: impl FnOnce(Fh, Arc<InodeIo>) -> OpenFile,
-    ) -> Arc<OpenFile> {
-        let fh = self.alloc();
-        let io = self
-            .by_ino
-            .get(&ino)
-            .and_then(|fhs| fhs.iter().find_map(|fh| self.files.get(fh)))
-            .map(|f| f.io.clone())
-            .unwrap_or_default();
-        let file = Arc::new(make(fh, io));
+    /// Adds an open file; `make` gets its handle number.
+    pub fn insert_file(&mut self, make: impl FnOnce(Fh) -> OpenFile) -> Arc<OpenFile> {
+        let fh = self.numbers.next();
+        let file = Arc::new(make(fh));
         self.by_ino.entry(file.ino).or_default().push(fh);
         self.files.insert(fh, file.clone());
         file
     }
 
-    pub fn insert_dir(&mut self, dir: OpenDir) -> Fh {
-        let fh = self.alloc();
-        self.dirs.insert(fh, Arc::new(dir));
-        fh
-    }
-
     pub fn file(&self, fh: Fh) -> Option<Arc<OpenFile>> {
         self.files.get(&fh).cloned()
-    }
-
-    pub fn dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
-        self.dirs.get(&fh).cloned()
     }
 
     pub fn remove_file(&mut self, fh: Fh) -> Option<Arc<OpenFile>> {
@@ -113,10 +74,6 @@ impl HandleTable {
             }
         }
         Some(file)
-    }
-
-    pub fn remove_dir(&mut self, fh: Fh) -> Option<Arc<OpenDir>> {
-        self.dirs.remove(&fh)
     }
 
     /// Open files of an inode.

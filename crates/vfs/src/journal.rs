@@ -7,7 +7,7 @@
 //! until the agent confirms it (or its failure is reported to the
 //! application at its next write, flush or fsync). After a lost connection
 //! the VFS replays what the old connection had not confirmed on the new
-//! one, in sequence order (`replay.rs`), before anything else runs there.
+//! one, in sequence order (`write_back/replay.rs`), before anything else runs there.
 //!
 //! [`Journal`] is the storage; [`MemoryJournal`] keeps it in memory, so an
 //! acknowledged write survives a disconnection but not the end of the
@@ -17,6 +17,7 @@
 //! entry is replayed in order, by inode path and identity.
 
 use crate::attr::{Fh, Ino};
+use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -82,7 +83,7 @@ struct MemoryInner {
 
 impl Journal for MemoryJournal {
     fn record(&self, entry: Entry) -> Seq {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = lock(&self.inner);
         inner.next += 1;
         let seq = Seq(inner.next);
         inner.bytes += entry.len() as u64;
@@ -91,7 +92,7 @@ impl Journal for MemoryJournal {
     }
 
     fn confirm(&self, seqs: &[Seq]) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = lock(&self.inner);
         for seq in seqs {
             if let Some(entry) = inner.entries.remove(seq) {
                 inner.bytes -= entry.len() as u64;
@@ -100,12 +101,12 @@ impl Journal for MemoryJournal {
     }
 
     fn unconfirmed(&self) -> Vec<(Seq, Entry)> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = lock(&self.inner);
         inner.entries.iter().map(|(s, e)| (*s, e.clone())).collect()
     }
 
     fn pending(&self) -> (usize, u64) {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = lock(&self.inner);
         (inner.entries.len(), inner.bytes)
     }
 }

@@ -6,18 +6,16 @@
 //! kernel's own concurrent readahead requests still counts as sequential as
 //! long as they stay within a chunk of the frontier. A read elsewhere drops
 //! the window and is served directly.
+//!
+//! This is the data each open file holds; `reading.rs` serves reads with it.
 
-use crate::attr::{Fh, Ino};
-use crate::error::Result;
-use crate::handle::OpenFile;
-use crate::vfs::{lock, Vfs};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use yonder_proto::{Errno, Handle, Timespec};
-use yonder_remote::{Remote, RemoteError};
+use yonder_proto::{Errno, Timespec};
+use yonder_remote::RemoteError;
 
 pub(crate) type ChunkResult = Option<Result<Bytes, RemoteError>>;
 
@@ -75,6 +73,9 @@ pub(crate) struct Readahead {
     head_whole: bool,
     /// Size and mtime of the file when the data held here was fetched.
     seen: Option<(u64, Timespec)>,
+    /// The inode's data version the data held here was fetched at (see
+    /// `Inode::data_version`).
+    version: u64,
 }
 
 impl Readahead {
@@ -92,6 +93,16 @@ impl Readahead {
             self.clear();
         }
         self.seen = Some((size, mtime));
+    }
+
+    /// Drops what is held once the inode's data version moved on from the
+    /// one it was fetched at: written here, truncated, notified changed,
+    /// or a new connection since.
+    pub fn follow_version(&mut self, version: u64) {
+        if self.version != version {
+            self.clear();
+            self.version = version;
+        }
     }
 
     /// Keeps the first bytes of the file that came with the open.
@@ -172,111 +183,6 @@ impl Readahead {
             .map(|(_, c)| c.clone())
             .collect();
         Plan::Chunks(covering)
-    }
-}
-
-// ----- serving reads -----
-
-impl Vfs {
-    pub(crate) fn drop_readahead(&self, ino: Ino) {
-        for file in self.handles().files_of(ino) {
-            lock(&file.readahead).clear();
-        }
-    }
-
-    /// Reads up to `size` bytes at `offset`; fewer only at end of file. A
-    /// read that one readahead chunk covers is a view of that chunk, not a
-    /// copy.
-    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
-        let file = self.file("read", fh)?;
-        if self.is_dirty(file.ino) {
-            self.flush_inode(file.ino).await;
-        }
-        if size == 0 {
-            return Ok(Bytes::new());
-        }
-        // Attributes refreshed since (the remote file grew or changed)
-        // retire what was read ahead.
-        let seen = self.inodes().get(file.ino).and_then(|n| n.attr);
-        if let Some(attr) = seen {
-            lock(&file.readahead).follow(attr.size, attr.mtime);
-        }
-        let head = lock(&file.readahead).read_head(offset, size);
-        if let Some(data) = head {
-            return Ok(data);
-        }
-        // Reads may run again: on a lost connection, wait for the next one
-        // (until the operation's deadline) and read there, with nothing of
-        // what was read ahead on the old one.
-        let file = &*file;
-        self.call_handle(file, "read", |remote, handle| async move {
-            let read = self.read_on(file, &remote, handle, offset, size).await;
-            if read.as_ref().is_err_and(|e| e.is_connection_lost()) {
-                lock(&file.readahead).clear();
-            }
-            read
-        })
-        .await
-    }
-
-    /// One attempt at [`Vfs::read`] through `handle` on `remote`.
-    async fn read_on(
-        &self,
-        file: &OpenFile,
-        remote: &Arc<dyn Remote>,
-        handle: Handle,
-        offset: u64,
-        size: u32,
-    ) -> Result<Bytes, RemoteError> {
-        let chunk = self.opts.readahead_chunk.max(4096) as u64;
-        let max_chunks = (self.opts.readahead_max as u64 / chunk).max(1);
-        let plan = if self.opts.readahead_max == 0 {
-            Plan::Direct
-        } else {
-            let remote = remote.clone();
-            lock(&file.readahead).plan(offset, size, chunk, max_chunks, |start, len| {
-                let (tx, rx) = watch::channel(None);
-                let remote = remote.clone();
-                let task = tokio::spawn(async move {
-                    let result = remote.read(handle, start, len).await.map(Bytes::from);
-                    let _ = tx.send(Some(result));
-                });
-                (rx, task)
-            })
-        };
-        let chunks = match plan {
-            Plan::Direct => return remote.read(handle, offset, size).await.map(Bytes::from),
-            Plan::Chunks(chunks) => chunks,
-        };
-        let end = offset + size as u64;
-        let mut out = Vec::with_capacity(size as usize);
-        for c in chunks {
-            let pos = offset + out.len() as u64;
-            if c.start > pos {
-                break;
-            }
-            let data = match c.data().await {
-                Ok(data) => data,
-                Err(e) => {
-                    lock(&file.readahead).forget_chunk(c.start);
-                    return Err(e);
-                }
-            };
-            let rel = (pos - c.start) as usize;
-            if rel >= data.len() {
-                break;
-            }
-            let take = (data.len() - rel).min((end - pos) as usize);
-            let short = data.len() < chunk as usize;
-            if out.is_empty() && (take == size as usize || short) {
-                return Ok(data.slice(rel..rel + take));
-            }
-            out.extend_from_slice(&data[rel..rel + take]);
-            if short || out.len() == size as usize {
-                break;
-            }
-        }
-        Ok(Bytes::from(out))
     }
 }
 

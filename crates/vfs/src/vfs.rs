@@ -2,49 +2,33 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, RemoteId};
-use crate::connection::{Connection, Generation};
+use crate::attr::{Caller, Fh, FhSource, FileAttr, Ino, RemoteId, ROOT_INO};
+use crate::cache_policy::{CachePolicy, Change};
+use crate::calls::RemoteCalls;
+use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
-use crate::flags::writes;
-use crate::handle::{HandleTable, OpenFile};
-use crate::inode::InodeTable;
-use crate::journal::{Journal, MemoryJournal};
+use crate::events::{Events, VfsEvent};
+use crate::journal::Journal;
+use crate::listings::DirListings;
+use crate::namespace::Namespace;
+use crate::namespace::{DirItem, InodeTable};
+use crate::open_files::{OpenFiles, OPEN_PREFETCH};
 use crate::options::VfsOptions;
-use crate::prefetch::PREFETCH_PARALLEL;
 use crate::readahead::Readahead;
-use crate::reopen::ReopenAhead;
-use crate::replay::Unconfirmed;
+use crate::reading::Reading;
+use crate::stale_open::{RetryFor, StaleOpenRetry};
+use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::future::Future;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+use yonder_proto::open_flags::writes;
 use yonder_proto::{
-    file_type, open_flags as of, Attr, Errno, Owner, RenameFlags, SetAttr, StatFs, Target, XattrMode,
+    file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::{Remote, RemoteError};
-
-/// What happened to a mount's connection and files that a manager may
-/// report ([`Vfs::events`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VfsEvent {
-    /// A new connection is up; the writes the old one had not confirmed
-    /// were replayed on it first (`failed` of them could not be).
-    Reconnected {
-        generation: u64,
-        replayed: usize,
-        failed: usize,
-    },
-    /// An open file could not be reopened on a new connection: it was
-    /// deleted meanwhile (or unlinked while open), or its name now names
-    /// another file. Its descriptors answer ESTALE; nothing else is
-    /// affected.
-    HandleLost { ino: Ino, path: String },
-    /// A write the agent had not confirmed could not be replayed; the
-    /// writer gets the error at its next write, flush or fsync.
-    WriteLost { ino: Ino, path: String, error: String },
-}
+use yonder_remote::{LinkState, LinkStatus, Remote, RemoteError};
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,43 +37,42 @@ pub struct VfsStats {
     pub open_files: usize,
 }
 
+/// The VFS: it orchestrates its parts, each of which owns its state and
+/// its lock (listed from the bottom up; a part knows only those above it
+/// in this list):
 pub struct Vfs {
-    /// The remote, through a connection that can be replaced.
-    pub(crate) conn: Connection,
-    pub(crate) opts: VfsOptions,
-    pub(crate) inodes: Mutex<InodeTable>,
-    pub(crate) handles: Mutex<HandleTable>,
-    /// Whether nodes created here start without extended attributes.
-    pub(crate) new_nodes_bare: bool,
-    /// For tasks that outlive a call (delayed write flushes).
-    pub(crate) me: Weak<Vfs>,
-    /// Directory listings being fetched ahead of a reader.
-    pub(crate) prefetching: Mutex<HashSet<Ino>>,
-    pub(crate) prefetch_slots: Arc<tokio::sync::Semaphore>,
-    /// Handles opened for frontends that address files without opening
-    /// them (see `export.rs`).
-    pub(crate) open_cache: Mutex<crate::export::OpenCache>,
-    /// This mount among all others: file handles carry it.
-    pub(crate) epoch: u64,
+    opts: VfsOptions,
+    /// The inode table: numbers, names, paths, cached attributes.
+    ns: Arc<Namespace>,
+    /// The remote, through a connection that can be replaced: waiting,
+    /// deadlines, retries.
+    calls: Arc<RemoteCalls>,
+    /// Open files, and reopening them on a new connection.
+    files: Arc<OpenFiles>,
+    /// Serving reads, with readahead.
+    reading: Reading,
+    /// Buffered and in-flight writes, the journal and its replay.
+    writes: Arc<WriteBack>,
+    /// Open directories and listings fetched ahead.
+    listings: DirListings,
     /// Names whose open came back stale, and files opened ahead for them.
-    pub(crate) reopen: Mutex<ReopenAhead>,
-    /// Where background fetches run: some calls come from frontend threads
-    /// outside the runtime.
-    pub(crate) runtime: tokio::runtime::Handle,
-    /// Writes acknowledged and not yet confirmed by the agent, in order.
-    pub(crate) journal: Arc<dyn Journal>,
-    /// The batches those writes are sent in, until settled.
-    pub(crate) unconfirmed: Unconfirmed,
-    /// The replay on the newest connection, while it runs.
-    pub(crate) replay_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    pub(crate) events: broadcast::Sender<VfsEvent>,
+    stale_opens: Arc<StaleOpenRetry>,
+    events: Events,
+    /// Where tasks following a link run: some calls come from frontend
+    /// threads outside the runtime.
+    runtime: tokio::runtime::Handle,
 }
-
-pub(crate) const SETGID: u32 = 0o2000;
 
 impl Vfs {
     /// Builds a VFS over `remote`, checking that its root is a directory.
-    pub async fn new(remote: Arc<dyn Remote>, opts: VfsOptions) -> Result<Arc<Vfs>> {
+    /// Writes acknowledged and not yet confirmed by the agent are kept in
+    /// `journal` (a [`MemoryJournal`](crate::MemoryJournal), or a durable
+    /// one) until the agent confirms them.
+    pub async fn new(
+        remote: Arc<dyn Remote>,
+        opts: VfsOptions,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Arc<Vfs>> {
         let root = remote
             .lstat(b"")
             .await
@@ -97,7 +80,6 @@ impl Vfs {
         if !root.is_dir() {
             return Err(VfsError::new("mount", ".", Errno::ENOTDIR));
         }
-        let inodes = InodeTable::new(&root, opts.attr_ttl, opts.dir_ttl);
         // New files start without extended attributes unless the remote
         // labels them (security.*) or a default ACL hands one down; the
         // root tells which kind of tree this is.
@@ -107,23 +89,49 @@ impl Vfs {
                 .any(|n| n.starts_with(b"security.") || n == b"system.posix_acl_default"),
             Err(_) => false,
         };
-        Ok(Arc::new_cyclic(|me| Vfs {
-            conn: Connection::new(remote, opts.op_timeout),
+        let runtime = tokio::runtime::Handle::current();
+        let events = Events::new();
+        let calls = Arc::new(RemoteCalls::new(remote, opts.op_timeout));
+        let ns = Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare));
+        let numbers = Arc::new(FhSource::default());
+        let listings = DirListings::new(
+            numbers.clone(),
+            ns.clone(),
+            calls.clone(),
+            runtime.clone(),
+            opts.readdir_page,
+        );
+        let files = Arc::new(OpenFiles::new(
+            numbers,
+            ns.clone(),
+            calls.clone(),
+            events.clone(),
+            runtime.clone(),
+        ));
+        let writes = WriteBack::new(
+            WriteBackParts {
+                journal,
+                files: files.clone(),
+                ns: ns.clone(),
+                calls: calls.clone(),
+                events: events.clone(),
+                runtime: runtime.clone(),
+            },
+            &opts,
+        );
+        let reading = Reading::new(files.clone(), ns.clone(), &opts);
+        let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
+        Ok(Arc::new(Vfs {
+            calls,
+            ns,
+            files,
+            listings,
+            stale_opens,
+            runtime,
+            writes,
+            reading,
+            events,
             opts,
-            new_nodes_bare,
-            inodes: Mutex::new(inodes),
-            handles: Mutex::new(HandleTable::default()),
-            me: me.clone(),
-            prefetching: Mutex::new(HashSet::new()),
-            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
-            reopen: Mutex::new(ReopenAhead::default()),
-            open_cache: Mutex::default(),
-            epoch: mount_epoch(),
-            runtime: tokio::runtime::Handle::current(),
-            journal: Arc::new(MemoryJournal::default()),
-            unconfirmed: Unconfirmed::default(),
-            replay_task: Mutex::new(None),
-            events: broadcast::channel(64).0,
         }))
     }
 
@@ -133,7 +141,7 @@ impl Vfs {
 
     /// The remote the next request goes to.
     pub fn remote(&self) -> Arc<dyn Remote> {
-        self.conn.remote()
+        self.calls.current().0
     }
 
     /// Puts `remote` in place of the current connection (a reconnecting
@@ -146,27 +154,10 @@ impl Vfs {
     /// unknown (frontends drop their own caches on
     /// [`VfsEvent::Reconnected`]).
     pub fn replace_remote(&self, remote: Arc<dyn Remote>) -> Generation {
-        let generation = self.conn.install(remote.clone());
-        for file in self.handles().all_files() {
-            lock(&file.readahead).clear();
-        }
-        let dropped = lock(&self.reopen).clear();
-        {
-            let mut table = self.inodes();
-            for ino in dropped {
-                table.open_dec(ino);
-            }
-            table.expire_all();
-        }
-        let me = self.me.clone();
-        let replay = self.runtime.spawn(async move {
-            if let Some(vfs) = me.upgrade() {
-                vfs.replay(remote, generation).await;
-            }
-        });
-        if let Some(previous) = lock(&self.replay_task).replace(replay) {
-            previous.abort();
-        }
+        let generation = self.calls.install(remote.clone());
+        self.stale_opens.clear();
+        self.inodes().expire_all();
+        self.writes.start_replay(remote, generation);
         generation
     }
 
@@ -187,96 +178,41 @@ impl Vfs {
         self.inodes().known_names()
     }
 
-    pub(crate) fn emit(&self, event: VfsEvent) {
-        let _ = self.events.send(event);
-    }
-
     pub fn stats(&self) -> VfsStats {
         VfsStats {
             inodes: self.inodes().len_nodes(),
-            open_files: self.handles().all_files().len(),
+            open_files: self.files.count(),
         }
     }
 
-    pub(crate) fn inodes(&self) -> MutexGuard<'_, InodeTable> {
-        lock(&self.inodes)
+    fn inodes(&self) -> MutexGuard<'_, InodeTable> {
+        self.ns.table()
     }
 
-    pub(crate) fn handles(&self) -> MutexGuard<'_, HandleTable> {
-        lock(&self.handles)
-    }
-
-    pub(crate) fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
+    fn check_writable(&self, op: &'static str, ino: Ino) -> Result<()> {
         if self.opts.read_only {
             return Err(VfsError::new(op, self.describe(ino), Errno::EROFS));
         }
         Ok(())
     }
 
-    /// Path of an inode for messages.
-    pub(crate) fn describe(&self, ino: Ino) -> String {
-        match self.inodes().path(ino) {
-            Some(p) => display_path(&p),
-            None => format!("<inode {ino}>"),
-        }
+    fn describe(&self, ino: Ino) -> String {
+        self.ns.describe(ino)
     }
 
-    pub(crate) fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
-        let table = self.inodes();
-        match table.path(ino) {
-            Some(p) => Ok(p),
-            None if table.get(ino).is_some() => {
-                Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT))
-            }
-            None => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ESTALE)),
-        }
+    fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
+        self.ns.path(op, ino)
     }
 
-    pub(crate) fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        if name.is_empty() {
-            return Err(VfsError::new(op, "", Errno::ENOENT));
-        }
-        if name.contains(&b'/') || name == b"." || name == b".." {
-            return Err(VfsError::new(op, display_path(name), Errno::EINVAL));
-        }
-        let table = self.inodes();
-        match table.child_path(parent, name) {
-            Some(p) => Ok(p),
-            None => {
-                let errno = if table.get(parent).is_some() {
-                    Errno::ENOENT
-                } else {
-                    Errno::ESTALE
-                };
-                Err(VfsError::new(op, display_path(name), errno))
-            }
-        }
-    }
-
-    pub(crate) fn file(&self, op: &'static str, fh: Fh) -> Result<Arc<OpenFile>> {
-        self.handles()
-            .file(fh)
-            .ok_or_else(|| VfsError::new(op, format!("<handle {fh}>"), Errno::EBADF))
-    }
-
-    /// Owner for a node created in `parent`: the caller, except that a
-    /// setgid directory passes its group on, as it would locally.
-    pub(crate) fn owner_for(&self, caller: &Caller, parent: Ino) -> Owner {
-        let mut owner = caller.owner();
-        // Even expired attributes tell the setgid bit, which rarely changes.
-        if let Some(attr) = self.inodes().get(parent).and_then(|n| n.attr) {
-            if attr.perm & SETGID != 0 {
-                owner.gid = attr.gid;
-            }
-        }
-        owner
+    fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.ns.child_path(op, parent, name)
     }
 
     /// The permission bits to create a node in `parent` with, as a local
     /// file system decides them: the caller's umask applies unless
     /// `parent` has a default ACL, whose entries (applied by the remote
     /// kernel) take its place.
-    pub(crate) async fn creation_mode(&self, caller: &Caller, parent: Ino, mode: u32) -> u32 {
+    async fn creation_mode(&self, caller: &Caller, parent: Ino, mode: u32) -> u32 {
         let mode = mode & 0o7777;
         if mode & caller.umask == 0 {
             return mode;
@@ -287,35 +223,81 @@ impl Vfs {
         }
     }
 
-    /// Registers a node that an operation created (or linked) at
-    /// `parent/name`, counting one lookup for the caller.
-    /// Like [`Vfs::entered`] for a node this call created: in a tree whose
-    /// new nodes start bare, it is known to have no extended attributes,
-    /// so the kernel's `security.capability` probe before its first write
-    /// costs no round trip.
-    pub(crate) fn entered_new(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
-        let fattr = self.entered(parent, name, attr);
-        if self.new_nodes_bare {
-            let now = Instant::now();
-            let mut table = self.inodes();
-            let inherits_acl = table
-                .cached_xattr_names(parent, now)
-                .is_some_and(|names| names.iter().any(|n| n == b"system.posix_acl_default"));
-            if !inherits_acl {
-                table.set_xattr_names(fattr.ino, Vec::new(), now);
-            }
-        }
-        fattr
+    /// Runs `request` (one frontend request) under its deadline: every wait
+    /// for a connection inside it ends `op_timeout` after it started.
+    /// Frontends wrap each kernel request in it; a call made outside one
+    /// gets a deadline of its own from each wait.
+    pub fn operation<F: Future>(&self, request: F) -> impl Future<Output = F::Output> {
+        self.calls.operation(request)
     }
 
-    pub(crate) fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
-        let mut table = self.inodes();
-        let fattr = table.upsert(parent, name, attr, Instant::now());
-        table.changed_here(fattr.ino);
-        table.inc_lookup(fattr.ino, 1);
-        // The parent's mtime, ctime (and nlink for directories) changed.
-        table.invalidate_attr(parent);
-        fattr
+    /// Follows a [`yonder_remote::Link`]'s status (its watch): each new
+    /// connection is put in place ([`Vfs::replace_remote`], through `map`,
+    /// e.g. to scope it to this mount's tree), a lost one makes calls wait,
+    /// and a link that stopped reconnecting makes them fail at once.
+    /// `generation` is the link generation of the remote the VFS was built
+    /// on. Ends when the VFS or the link is dropped.
+    pub fn follow(
+        self: &Arc<Self>,
+        mut link: watch::Receiver<LinkStatus>,
+        mut generation: u64,
+        map: impl Fn(Arc<dyn Remote>) -> Arc<dyn Remote> + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let vfs = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            loop {
+                let status = link.borrow_and_update().clone();
+                let Some(me) = vfs.upgrade() else { return };
+                if status.generation != generation {
+                    generation = status.generation;
+                    me.replace_remote(map(status.remote.clone()));
+                }
+                match &status.state {
+                    LinkState::Connected => {}
+                    LinkState::Reconnecting { .. } => {
+                        let at = status
+                            .lost_at
+                            .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
+                        me.connection_lost_since(at);
+                    }
+                    LinkState::Disconnected { reason } => me.connection_gone(reason),
+                }
+                drop(me);
+                if link.changed().await.is_err() {
+                    if let Some(me) = vfs.upgrade() {
+                        me.connection_gone("the link was dropped");
+                    }
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The connection was lost and a new one is expected: calls wait for
+    /// it (up to the op timeout) instead of failing.
+    pub fn connection_lost(&self) {
+        self.calls.lost(tokio::time::Instant::now());
+    }
+
+    /// [`Vfs::connection_lost`], the outage having begun at `at` (the
+    /// remote's last sign of life): operations wait at most the op timeout
+    /// after it.
+    pub fn connection_lost_since(&self, at: tokio::time::Instant) {
+        self.calls.lost(at);
+    }
+
+    /// The connection was lost and none is coming: calls fail at once with
+    /// EIO, and writes the agent had not confirmed are reported failed to
+    /// the handles that wrote them. A later [`Vfs::replace_remote`] brings
+    /// the mount back.
+    pub fn connection_gone(&self, reason: &str) {
+        self.calls.gone(reason);
+        self.writes.connection_gone(reason);
+    }
+
+    /// Where the connection stands, as it changes.
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.calls.state()
     }
 
     // ----- names -----
@@ -326,19 +308,30 @@ impl Vfs {
         if let Some(answer) = self.lookup_ready(caller, parent, name) {
             return answer;
         }
-        if lock(&self.reopen).is_stale(parent, name, caller.pid, Instant::now()) {
-            if let Some(fattr) = self.lookup_by_opening(caller, parent, name).await {
+        if self
+            .stale_opens
+            .is_stale(parent, name, caller.pid, Instant::now())
+        {
+            if let Some(fattr) = self
+                .stale_opens
+                .lookup_by_opening(caller, parent, name, |ino| self.writes.is_dirty(ino))
+                .await
+            {
                 return Ok(fattr);
             }
         }
-        if self.relist(parent).await {
+        if self.listings.relist(parent).await {
             if let Some(answer) = self.lookup_ready(caller, parent, name) {
                 return answer;
             }
         }
         let path = self.child_path("lookup", parent, name)?;
         let p = &path[..];
-        let attr = match self.call("lookup", p, |r| async move { r.lstat(p).await }).await {
+        let attr = match self
+            .calls
+            .call("lookup", p, |r| async move { r.lstat(p).await })
+            .await
+        {
             Ok(attr) => attr,
             Err(e) => {
                 if e.errno() == Errno::ENOENT {
@@ -348,23 +341,13 @@ impl Vfs {
             }
         };
         let mut fattr = self.inodes().upsert(parent, name, &attr, Instant::now());
-        if self.is_dirty(fattr.ino) {
+        if self.writes.is_dirty(fattr.ino) {
             // The remote's size lags behind buffered writes.
-            self.flush_inode(fattr.ino).await;
+            self.writes.flush_inode(fattr.ino).await;
             fattr = self.getattr(fattr.ino, None).await?;
         }
         self.inodes().inc_lookup(fattr.ino, 1);
         Ok(fattr)
-    }
-
-    /// Closes a remote handle nobody holds (opened on `remote`), without
-    /// waiting.
-    pub(crate) fn close_remote(&self, remote: Arc<dyn Remote>, handle: yonder_proto::Handle) {
-        self.runtime.spawn(async move {
-            if let Err(e) = remote.close(handle).await {
-                tracing::debug!("close of an unused handle: {e}");
-            }
-        });
     }
 
     /// [`Vfs::lookup`] when the caches answer it (a fresh entry, or a name
@@ -372,23 +355,20 @@ impl Vfs {
     /// it inline.
     pub fn lookup_ready(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
-        {
-            let reopen = lock(&self.reopen);
-            if let Some(ino) = reopen.looked_up_by(caller.pid, parent, name, now) {
-                drop(reopen);
+        match self.stale_opens.for_lookup(caller.pid, parent, name, now) {
+            RetryFor::OpenedAhead(ino) => {
                 let mut table = self.inodes();
                 let attr = table.get(ino).and_then(|n| n.attr)?;
                 table.inc_lookup(ino, 1);
                 return Some(Ok(attr));
             }
-            if reopen.is_stale(parent, name, caller.pid, now) {
-                return None;
-            }
+            RetryFor::Stale => return None,
+            RetryFor::Nothing => {}
         }
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {
             // Buffered writes make the cached size stale.
-            if self.is_dirty(attr.ino) {
+            if self.writes.is_dirty(attr.ino) {
                 return None;
             }
             table.inc_lookup(attr.ino, 1);
@@ -406,7 +386,30 @@ impl Vfs {
     /// answer it; frontends call it inline.
     pub fn getattr_ready(&self, ino: Ino) -> Option<FileAttr> {
         let attr = self.inodes().fresh_attr(ino, Instant::now())?;
-        (!self.is_dirty(ino)).then_some(attr)
+        (!self.writes.is_dirty(ino)).then_some(attr)
+    }
+
+    /// [`Vfs::lookup`] without counting a lookup, for a frontend that
+    /// never forgets (see [`Exporter`](crate::Exporter)).
+    pub async fn lookup_uncounted(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<FileAttr> {
+        let attr = self.lookup(caller, parent, name).await?;
+        self.inodes().uncount(attr.ino, 1);
+        Ok(attr)
+    }
+
+    /// Keeps `ino` for as long as its file exists, whatever lookups are
+    /// counted: a stateless frontend handed it out. `false` if unknown.
+    pub fn keep_exported(&self, ino: Ino) -> bool {
+        self.inodes().export(ino)
+    }
+
+    /// Whether `ino` is a file that still exists here: the root, or an
+    /// inode with a name or an open handle.
+    pub fn is_reachable(&self, ino: Ino) -> bool {
+        let table = self.inodes();
+        table
+            .get(ino)
+            .is_some_and(|node| ino == ROOT_INO || !node.links.is_empty() || node.open > 0)
     }
 
     /// Releases `n` lookups of `ino`.
@@ -417,8 +420,8 @@ impl Vfs {
     // ----- attributes -----
 
     pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {
-        if self.is_dirty(ino) {
-            self.flush_inode(ino).await;
+        if self.writes.is_dirty(ino) {
+            self.writes.flush_inode(ino).await;
         }
         if fh.is_none() {
             if let Some(attr) = self.inodes().fresh_attr(ino, Instant::now()) {
@@ -431,7 +434,7 @@ impl Vfs {
             // (the last handle may have closed while it was asked), is
             // what it was when last seen: a kernel still holding it gets
             // that, not an error, as a local file system's inode would.
-            Err(e) if e.errno() == Errno::ESTALE && !self.lost_handle(fh) => self
+            Err(e) if e.errno() == Errno::ESTALE && !self.files.lost_handle(fh) => self
                 .inodes()
                 .get(ino)
                 .filter(|n| n.links.is_empty())
@@ -441,106 +444,10 @@ impl Vfs {
         }
     }
 
-    /// `file`'s handle on `remote` (the connection of `generation`). A
-    /// handle opened on a connection since replaced is reopened there, by
-    /// path (the one the VFS knows, else the one it was opened by) and
-    /// with its open flags (less create and truncate), provided the path
-    /// still names the same file: otherwise ESTALE, for good (the
-    /// file was deleted or replaced meanwhile, or unlinked while open),
-    /// logged and reported as [`VfsEvent::HandleLost`].
-    pub(crate) async fn handle_on(
-        &self,
-        file: &OpenFile,
-        remote: &Arc<dyn Remote>,
-        generation: Generation,
-    ) -> Result<yonder_proto::Handle> {
-        let (handle, opened_on) = file.remote_handle();
-        if opened_on == generation {
-            return Ok(handle);
-        }
-        if file.lost.load(Ordering::Relaxed) {
-            return Err(VfsError::new("reopen", self.describe(file.ino), Errno::ESTALE));
-        }
-        let known = self.inodes().path(file.ino);
-        let fallback = file.opened_as.clone().filter(|p| Some(p) != known.as_ref());
-        let flags = file.flags & !(of::CREATE | of::EXCLUSIVE | of::TRUNCATE);
-        let mut tried = None;
-        let mut found = None;
-        let candidates = known
-            .map(|p| (p, true))
-            .into_iter()
-            .chain(fallback.map(|p| (p, false)));
-        for (path, is_known) in candidates {
-            let attempt = remote.open(&path, flags, 0, None).await;
-            tried = Some(display_path(&path));
-            match attempt {
-                Ok((reopened, attr)) => {
-                    if self.inodes().same_file(file.ino, &attr) {
-                        found = Some(reopened);
-                        break;
-                    }
-                    self.close_remote(remote.clone(), reopened);
-                }
-                Err(e) if e.is_connection_lost() => return Err(VfsError::remote("reopen", &path, e)),
-                // The name the VFS knows failing otherwise (EACCES, EIO) is
-                // this file's answer; the old name failing only says it
-                // holds something else now.
-                Err(e) if e.errno() != Errno::ENOENT && is_known => {
-                    return Err(VfsError::remote("reopen", &path, e));
-                }
-                Err(_) => {}
-            }
-        }
-        let Some(reopened) = found else {
-            let path = tried.unwrap_or_else(|| format!("<inode {}>", file.ino));
-            return Err(self.handle_lost(file, path));
-        };
-        let mut slot = file.remote_handle.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.1 == generation {
-            // Another call reopened it meanwhile.
-            let theirs = slot.0;
-            drop(slot);
-            self.close_remote(remote.clone(), reopened);
-            return Ok(theirs);
-        }
-        *slot = (reopened, generation);
-        Ok(reopened)
-    }
-
-    fn handle_lost(&self, file: &OpenFile, path: String) -> VfsError {
-        if !file.lost.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "{path}: an open file could not be reopened on the new connection (deleted or replaced \
-                 meanwhile); its descriptor answers ESTALE"
-            );
-            self.emit(VfsEvent::HandleLost {
-                ino: file.ino,
-                path: path.clone(),
-            });
-        }
-        VfsError::new("reopen", path, Errno::ESTALE)
-    }
-
-    /// Whether `fh` is an open file lost with a connection (its file could
-    /// not be reopened): asked through it, the answer is ESTALE, not what
-    /// the file was when last seen.
-    fn lost_handle(&self, fh: Option<Fh>) -> bool {
-        fh.and_then(|fh| self.handles().file(fh))
-            .is_some_and(|f| f.lost.load(Ordering::Relaxed))
-    }
-
-    /// Handle to stat or change an inode through when its path is gone.
-    pub(crate) fn any_handle(&self, ino: Ino, fh: Option<Fh>) -> Option<Arc<OpenFile>> {
-        let handles = self.handles();
-        if let Some(file) = fh.and_then(|fh| handles.file(fh)).filter(|f| f.ino == ino) {
-            return Some(file);
-        }
-        handles.files_of(ino).into_iter().next()
-    }
-
-    pub(crate) async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
-        if let Some(file) = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino) {
+    async fn fetch_attr(&self, ino: Ino, fh: Option<Fh>) -> Result<Attr> {
+        if let Some(file) = fh.and_then(|fh| self.files.get(fh)).filter(|f| f.ino == ino) {
             return self
+                .files
                 .call_handle(&file, "fstat", |remote, handle| async move {
                     remote.fstat(handle).await
                 })
@@ -549,11 +456,15 @@ impl Vfs {
         let path = self.inodes().path(ino);
         if let Some(path) = path {
             let p = &path[..];
-            match self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
+            match self
+                .calls
+                .call("lstat", p, |r| async move { r.lstat(p).await })
+                .await
+            {
                 Ok(attr) if self.inodes().same_file(ino, &attr) => return Ok(attr),
                 Ok(_) => {
                     // The name now belongs to another file.
-                    if let Some((parent, name)) = self.first_link(ino) {
+                    if let Some((parent, name)) = self.ns.first_link(ino) {
                         self.inodes().unlink(parent, &name);
                     }
                 }
@@ -565,8 +476,9 @@ impl Vfs {
         // is closed meanwhile (released while this was asked) answers
         // EBADF: then the next, if any.
         let mut tried = Vec::new();
-        while let Some(file) = self.any_handle_except(ino, &tried) {
+        while let Some(file) = self.files.any_handle_except(ino, &tried) {
             match self
+                .files
                 .call_handle(&file, "fstat", |remote, handle| async move {
                     remote.fstat(handle).await
                 })
@@ -577,18 +489,6 @@ impl Vfs {
             }
         }
         Err(VfsError::new("getattr", format!("<inode {ino}>"), Errno::ESTALE))
-    }
-
-    /// An open handle of `ino` other than those in `tried`.
-    pub(crate) fn any_handle_except(&self, ino: Ino, tried: &[Fh]) -> Option<Arc<OpenFile>> {
-        self.handles()
-            .files_of(ino)
-            .into_iter()
-            .find(|f| !tried.contains(&f.fh))
-    }
-
-    pub(crate) fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
-        self.inodes().get(ino).and_then(|n| n.links.first().cloned())
     }
 
     /// Changes attributes. `fh` (ftruncate, futimens) or, for a file whose
@@ -604,23 +504,26 @@ impl Vfs {
         if attr.is_empty() {
             return self.getattr(ino, fh).await;
         }
-        if self.is_dirty(ino) {
+        if self.writes.is_dirty(ino) {
             // Buffered and in-flight data must land before the change: before
             // a truncation, not after it, and before new times, which a
             // later write would overwrite.
-            self.flush_inode(ino).await;
+            self.writes.flush_inode(ino).await;
         }
-        if attr.size.is_some() {
-            self.drop_readahead(ino);
-        }
-        // Listings asked for until now show the attributes from before.
-        self.inodes().invalidate_attr(ino);
-        let by_handle = fh.and_then(|fh| self.handles().file(fh)).filter(|f| f.ino == ino);
+        // Listings asked for until now show the attributes from before (and
+        // data read ahead, a truncation's old contents).
+        self.ns.changed(
+            ino,
+            Change::Attributes {
+                resized: attr.size.is_some(),
+            },
+        );
+        let by_handle = fh.and_then(|fh| self.files.get(fh)).filter(|f| f.ino == ino);
         let path = self.inodes().path(ino);
         let through = match (by_handle, path) {
             (Some(file), _) => Some(file),
             (None, Some(_)) => None,
-            (None, None) => match self.any_handle(ino, None) {
+            (None, None) => match self.files.any_handle(ino, None) {
                 Some(file) => Some(file),
                 None => return Err(VfsError::new("setattr", format!("<inode {ino}>"), Errno::ESTALE)),
             },
@@ -629,20 +532,22 @@ impl Vfs {
         // connection.
         let new = match through {
             Some(file) => {
-                self.call_handle(&file, "setattr", |remote, handle| {
-                    let attr = attr.clone();
-                    async move { remote.setattr(Target::Handle(handle), attr).await }
-                })
-                .await?
+                self.files
+                    .call_handle(&file, "setattr", |remote, handle| {
+                        let attr = attr.clone();
+                        async move { remote.setattr(Target::Handle(handle), attr).await }
+                    })
+                    .await?
             }
             None => {
                 let path = self.inodes().path(ino).unwrap_or_default();
                 let p = &path[..];
-                self.call("setattr", p, |remote| {
-                    let attr = attr.clone();
-                    async move { remote.setattr(Target::Path(p.to_vec().into()), attr).await }
-                })
-                .await?
+                self.calls
+                    .call("setattr", p, |remote| {
+                        let attr = attr.clone();
+                        async move { remote.setattr(Target::Path(p.to_vec().into()), attr).await }
+                    })
+                    .await?
             }
         };
         Ok(self.inodes().set_attr(ino, &new, Instant::now()))
@@ -651,7 +556,8 @@ impl Vfs {
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let path = self.path("readlink", ino)?;
         let p = &path[..];
-        self.call("readlink", p, |r| async move { r.readlink(p).await })
+        self.calls
+            .call("readlink", p, |r| async move { r.readlink(p).await })
             .await
     }
 
@@ -671,9 +577,10 @@ impl Vfs {
         self.check_writable("mknod", parent)?;
         let path = self.child_path("mknod", parent, name)?;
         let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "mknod",
                 p,
@@ -691,16 +598,17 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered_new(parent, name, &attr))
+        Ok(self.ns.entered_new(parent, name, &attr))
     }
 
     pub async fn mkdir(&self, caller: &Caller, parent: Ino, name: &[u8], mode: u32) -> Result<FileAttr> {
         self.check_writable("mkdir", parent)?;
         let path = self.child_path("mkdir", parent, name)?;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "mkdir",
                 p,
@@ -718,7 +626,7 @@ impl Vfs {
                 },
             )
             .await?;
-        let fattr = self.entered_new(parent, name, &attr);
+        let fattr = self.ns.entered_new(parent, name, &attr);
         // A new directory is empty: lookups in it (an untar creating its
         // files) need not ask the remote whether a name exists.
         self.inodes()
@@ -736,9 +644,10 @@ impl Vfs {
     ) -> Result<FileAttr> {
         self.check_writable("symlink", parent)?;
         let path = self.child_path("symlink", parent, name)?;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
         let attr = self
+            .calls
             .call_once(
                 "symlink",
                 p,
@@ -756,7 +665,7 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered_new(parent, name, &attr))
+        Ok(self.ns.entered_new(parent, name, &attr))
     }
 
     /// Creates `new_parent/new_name` as a hard link to `ino`.
@@ -771,9 +680,10 @@ impl Vfs {
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
         // nlink changes: listings asked for until now show the old one.
-        self.inodes().invalidate_attr(ino);
+        self.ns.changed(ino, Change::Attributes { resized: false });
         let (f, t) = (&from[..], &to[..]);
         let attr = self
+            .calls
             .call_once(
                 "link",
                 t,
@@ -795,57 +705,54 @@ impl Vfs {
                 },
             )
             .await?;
-        Ok(self.entered(new_parent, new_name, &attr))
+        Ok(self.ns.entered(new_parent, new_name, &attr))
     }
 
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
-        let unsure = !self.opts.attr_ttl.is_zero() && !self.inodes().name_fresh(parent, name, Instant::now());
+        let unsure =
+            self.ns.policy().caches_attributes() && !self.inodes().name_fresh(parent, name, Instant::now());
         if unsure {
             // A name never looked up, or whose entry expired (a stateless
             // frontend removes by name; the kernel looks it up first):
             // which file it is now tells whose other names lose a link.
             let p = &path[..];
-            if let Ok(attr) = self.call("lstat", p, |r| async move { r.lstat(p).await }).await {
+            if let Ok(attr) = self
+                .calls
+                .call("lstat", p, |r| async move { r.lstat(p).await })
+                .await
+            {
                 self.inodes().upsert(parent, name, &attr, Instant::now());
             }
         }
         let p = &path[..];
-        self.call_once(
-            "unlink",
-            p,
-            |r| async move { r.unlink(p).await },
-            // Gone is what was asked for.
-            |r| async move { gone_is_done(r.unlink(p).await) },
-        )
-        .await?;
-        self.name_removed(parent, name);
+        self.calls
+            .call_once(
+                "unlink",
+                p,
+                |r| async move { r.unlink(p).await },
+                // Gone is what was asked for.
+                |r| async move { gone_is_done(r.unlink(p).await) },
+            )
+            .await?;
+        self.ns.name_removed(parent, name);
         Ok(())
-    }
-
-    /// `parent/name` was removed on the remote: its file loses the name
-    /// (and is forgotten if that was its last, with nothing open).
-    fn name_removed(&self, parent: Ino, name: &[u8]) {
-        let mut table = self.inodes();
-        if let Some(ino) = table.unlink(parent, name) {
-            table.retire_if_gone(ino);
-        }
-        table.invalidate_attr(parent);
     }
 
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
         let p = &path[..];
-        self.call_once(
-            "rmdir",
-            p,
-            |r| async move { r.rmdir(p).await },
-            |r| async move { gone_is_done(r.rmdir(p).await) },
-        )
-        .await?;
-        self.name_removed(parent, name);
+        self.calls
+            .call_once(
+                "rmdir",
+                p,
+                |r| async move { r.rmdir(p).await },
+                |r| async move { gone_is_done(r.rmdir(p).await) },
+            )
+            .await?;
+        self.ns.name_removed(parent, name);
         Ok(())
     }
 
@@ -864,7 +771,7 @@ impl Vfs {
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
         let unsure = !flags.noreplace
-            && !self.opts.attr_ttl.is_zero()
+            && self.ns.policy().caches_attributes()
             && !self.inodes().name_fresh(new_parent, new_name, Instant::now());
         if unsure {
             // A name renamed over that was never looked up, or whose entry
@@ -872,7 +779,11 @@ impl Vfs {
             // looks it up first): which file it is now tells whose other
             // names lose a link, as for unlink.
             let t = &to[..];
-            if let Ok(attr) = self.call("lstat", t, |r| async move { r.lstat(t).await }).await {
+            if let Ok(attr) = self
+                .calls
+                .call("lstat", t, |r| async move { r.lstat(t).await })
+                .await
+            {
                 self.inodes().upsert(new_parent, new_name, &attr, Instant::now());
             }
         }
@@ -897,13 +808,14 @@ impl Vfs {
             )
         };
         let (f, t) = (&from[..], &to[..]);
-        self.call_once(
-            "rename",
-            f,
-            |r| async move { r.rename(f, t, flags).await },
-            |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
-        )
-        .await?;
+        self.calls
+            .call_once(
+                "rename",
+                f,
+                |r| async move { r.rename(f, t, flags).await },
+                |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
+            )
+            .await?;
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
@@ -928,20 +840,20 @@ impl Vfs {
         // both stay if they still are): what they hold now is not known
         // here, and a listing must not say a name is absent.
         if moved.is_none() || same {
-            table.invalidate_dir(new_parent);
+            table.changed(new_parent, Change::NamesUnknown);
         }
         if (flags.exchange && target.is_none()) || same {
-            table.invalidate_dir(parent);
+            table.changed(parent, Change::NamesUnknown);
         }
-        table.invalidate_attr(parent);
-        table.invalidate_attr(new_parent);
+        table.changed(parent, Change::Entries);
+        table.changed(new_parent, Change::Entries);
         if let Some(ino) = moved {
             // ctime changed.
-            table.invalidate_attr(ino);
+            table.changed(ino, Change::Attributes { resized: false });
         }
         if let Some(ino) = replaced.filter(|r| Some(*r) != moved) {
             // nlink and ctime changed; deleted, unless open or linked.
-            table.invalidate_attr(ino);
+            table.changed(ino, Change::Attributes { resized: false });
             table.retire_if_gone(ino);
         }
         Ok(())
@@ -956,13 +868,12 @@ impl Vfs {
         }
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
         if flags & of::TRUNCATE != 0 {
-            self.flush_inode(ino).await;
-            self.drop_readahead(ino);
-            self.inodes().invalidate_attr(ino);
+            self.writes.flush_inode(ino).await;
+            self.ns.changed(ino, Change::Written);
         }
         let reading = flags & (of::ACCESS_MASK | of::TRUNCATE) == of::READ_ONLY;
         let opened_ahead = if reading {
-            lock(&self.reopen).take(ino, caller.pid, Instant::now())
+            self.stale_opens.take(ino, caller.pid, Instant::now())
         } else {
             None
         };
@@ -972,35 +883,40 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        let path = self.openable_path(ino, caller.pid)?;
+        let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
             let ((handle, attr, head), remote, generation) = self
+                .calls
                 .call_on("open", p, |r| async move {
                     r.open_read(p, flags, OPEN_PREFETCH).await
                 })
                 .await
-                .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-            self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
+                .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+            self.stale_opens
+                .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
         }
         // Opening again after a lost connection is harmless, O_TRUNC
         // included: the application has no descriptor to write with yet.
         let ((handle, attr), remote, generation) = self
+            .calls
             .call_on("open", p, |r| async move { r.open(p, flags, 0, None).await })
             .await
-            .map_err(|e| self.open_failed(ino, caller.pid, &path, e))?;
-        self.check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
+            .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+        self.stale_opens
+            .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
-        let fh = self.register_file(ino, (handle, generation), flags);
+        let fh = self.files.register_file(ino, (handle, generation), flags);
+        self.writes.attach(ino);
         Ok((fh, fattr))
     }
 
     /// Registers a handle opened for reading, with the file's first bytes
     /// that came with it.
-    pub(crate) fn opened_for_reading(
+    fn opened_for_reading(
         &self,
         ino: Ino,
         flags: u32,
@@ -1008,14 +924,22 @@ impl Vfs {
         attr: Attr,
         head: Vec<u8>,
     ) -> (Fh, FileAttr) {
-        let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
+        let (fattr, version) = {
+            let mut table = self.inodes();
+            let fattr = table.set_attr(ino, &attr, Instant::now());
+            (fattr, table.data_state(ino).0)
+        };
         let mut readahead = Readahead::default();
+        readahead.follow_version(version);
         readahead.follow(attr.size, attr.mtime);
-        if attr.is_file() && !self.is_dirty(ino) {
+        if attr.is_file() && !self.writes.is_dirty(ino) {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
-        let fh = self.register_file_with(ino, remote_handle, flags, readahead);
+        let fh = self
+            .files
+            .register_file_with(ino, remote_handle, flags, readahead);
+        self.writes.attach(ino);
         (fh, fattr)
     }
 
@@ -1032,11 +956,12 @@ impl Vfs {
         self.check_writable("create", parent)?;
         let path = self.child_path("create", parent, name)?;
         let flags = flags | of::CREATE;
-        let owner = self.owner_for(caller, parent);
+        let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         let p = &path[..];
         let exclusive = flags & of::EXCLUSIVE != 0;
         let ((handle, attr), _, generation) = self
+            .calls
             .call_once_on(
                 "create",
                 p,
@@ -1061,60 +986,27 @@ impl Vfs {
                 },
             )
             .await?;
-        let fattr = self.entered_new(parent, name, &attr);
+        let fattr = self.ns.entered_new(parent, name, &attr);
         let flags = flags & !(of::CREATE | of::EXCLUSIVE);
-        let fh = self.register_file(fattr.ino, (handle, generation), flags);
+        let fh = self.files.register_file(fattr.ino, (handle, generation), flags);
+        self.writes.attach(fattr.ino);
         Ok((fh, fattr))
-    }
-
-    pub(crate) fn register_file(
-        &self,
-        ino: Ino,
-        remote_handle: (yonder_proto::Handle, Generation),
-        flags: u32,
-    ) -> Fh {
-        self.register_file_with(ino, remote_handle, flags, Readahead::default())
-    }
-
-    pub(crate) fn register_file_with(
-        &self,
-        ino: Ino,
-        remote_handle: (yonder_proto::Handle, Generation),
-        flags: u32,
-        readahead: Readahead,
-    ) -> Fh {
-        let opened_as = self.inodes().path(ino);
-        let file = self.handles().insert_file(ino, |fh, io| OpenFile {
-            fh,
-            ino,
-            remote_handle: Mutex::new(remote_handle),
-            opened_as,
-            flags,
-            append: flags & of::APPEND != 0,
-            io,
-            readahead: Mutex::new(readahead),
-            lost: std::sync::atomic::AtomicBool::new(false),
-        });
-        self.inodes().open_inc(ino);
-        file.fh
     }
 
     /// `fallocate(2)`: pending writes land first, so a hole punched or a
     /// range zeroed is not overwritten by older data afterwards.
     pub async fn fallocate(&self, fh: Fh, offset: u64, len: u64, mode: u32) -> Result<()> {
-        let file = self.file("fallocate", fh)?;
+        let file = self.files.file("fallocate", fh)?;
         self.check_writable("fallocate", file.ino)?;
-        {
-            let mut io = self.lock_io(&file, "fallocate", self.deadline()).await?;
-            self.send_buffer(&file, &mut io, "fallocate").await?;
-        }
-        self.drop_readahead(file.ino);
+        self.writes.send_pending(&file, "fallocate").await?;
+        self.ns.changed(file.ino, Change::DataSent);
         // Allocating, punching or zeroing a range again is harmless.
-        self.call_handle(&file, "fallocate", |remote, handle| async move {
-            remote.fallocate(handle, offset, len, mode).await
-        })
-        .await?;
-        self.inodes().invalidate_attr(file.ino);
+        self.files
+            .call_handle(&file, "fallocate", |remote, handle| async move {
+                remote.fallocate(handle, offset, len, mode).await
+            })
+            .await?;
+        self.ns.changed(file.ino, Change::Attributes { resized: false });
         Ok(())
     }
 
@@ -1123,88 +1015,183 @@ impl Vfs {
     /// holes to the remote, so they are sent first. A failure to send them
     /// stays with its handle, as for a read.
     pub async fn lseek(&self, fh: Fh, offset: u64, whence: yonder_proto::SeekWhence) -> Result<u64> {
-        let file = self.file("lseek", fh)?;
-        if self.is_dirty(file.ino) {
-            self.flush_inode(file.ino).await;
+        let file = self.files.file("lseek", fh)?;
+        if self.writes.is_dirty(file.ino) {
+            self.writes.flush_inode(file.ino).await;
         }
-        self.call_handle(&file, "lseek", |remote, handle| async move {
-            remote.lseek(handle, offset, whence).await
-        })
-        .await
+        self.files
+            .call_handle(&file, "lseek", |remote, handle| async move {
+                remote.lseek(handle, offset, whence).await
+            })
+            .await
     }
 
     /// Closes a handle. Buffered data is sent first; its error, if any,
     /// can only be logged here (frontends flush before releasing).
     pub async fn release(&self, fh: Fh) -> Result<()> {
-        let Some(file) = self.handles().remove_file(fh) else {
+        let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        match self.lock_io(&file, "release", self.deadline()).await {
-            Ok(mut io) => {
-                if let Err(err) = self.send_buffer(&file, &mut io, "release").await {
-                    tracing::warn!("write error lost at release: {err}");
-                }
-            }
-            Err(err) => tracing::warn!("{err}: buffered writes are sent later"),
-        }
-        lock(&file.readahead).clear();
+        self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
-        if !self.unconfirmed.of_file(fh).is_empty() {
+        if self.writes.unsettled_through(fh) {
             // Writes through it are still waiting for a connection: its
             // remote handle is closed once they are settled.
-            self.close_after_writes(file);
+            self.writes.close_after_writes(file);
             return Ok(());
         }
-        // Nobody waits for the remote close: the data went out above (and
-        // the agent writes synchronously, so its errors were reported at
-        // write, flush or fsync). Not waiting saves a round trip per file
-        // for `cat`, `cp` and untar.
-        let (remote, generation) = self.conn.get();
-        let (handle, opened_on) = file.remote_handle();
-        if opened_on != generation {
-            // Its connection is gone, and the handle with it.
-            return Ok(());
-        }
-        let path = self.describe(file.ino);
-        tokio::spawn(async move {
-            if let Err(e) = remote.close(handle).await {
-                tracing::debug!("close {path}: {e}");
-            }
-        });
+        // Nobody waits for the remote close.
+        self.files.close_released(&file);
         Ok(())
     }
 
-    /// Closes `file`'s remote handle once the writes sent through it are
-    /// settled (they may wait for a connection longer than its release).
-    fn close_after_writes(&self, file: Arc<OpenFile>) {
-        let me = self.me.clone();
-        self.runtime.spawn(async move {
-            let batches = match me.upgrade() {
-                Some(vfs) => vfs.unconfirmed.of_file(file.fh),
-                None => return,
-            };
-            for batch in batches {
-                let _ = batch.settled().await;
-            }
-            let Some(vfs) = me.upgrade() else { return };
-            let (remote, generation) = vfs.conn.get();
-            let (handle, opened_on) = file.remote_handle();
-            if opened_on == generation {
-                if let Err(e) = remote.close(handle).await {
-                    tracing::debug!("close {}: {e}", vfs.describe(file.ino));
-                }
-            }
-        });
+    // ----- reading and writing -----
+
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    /// Writes still pending on the inode land first.
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Bytes> {
+        let file = self.files.file("read", fh)?;
+        if self.writes.is_dirty(file.ino) {
+            self.writes.flush_inode(file.ino).await;
+        }
+        self.reading.read(&file, offset, size).await
+    }
+
+    /// Writes `data` at `offset` (at the end for append handles). The data
+    /// may be buffered; a failure to send it surfaces at a later write, at
+    /// [`Vfs::flush`] or at [`Vfs::fsync`].
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        if let Some(done) = self.write_ready(fh, offset, data) {
+            return done;
+        }
+        self.write_bytes(fh, offset, Bytes::copy_from_slice(data)).await
+    }
+
+    /// [`Vfs::write`] when it needs no wait: `data` continues the inode's
+    /// write buffer and does not fill it, the handle is not O_SYNC, the
+    /// connection is not gone, and nobody holds the inode's write-back (a
+    /// send, a flush). `None` when [`Vfs::write_bytes`] must do it. Never
+    /// waits: frontends call it inline.
+    pub fn write_ready(&self, fh: Fh, offset: u64, data: &[u8]) -> Option<Result<u32>> {
+        let file = match self.files.file("write", fh) {
+            Ok(file) => file,
+            Err(err) => return Some(Err(err)),
+        };
+        if let Err(err) = self.check_writable("write", file.ino) {
+            return Some(Err(err));
+        }
+        self.writes.write_ready(&file, offset, data)
+    }
+
+    /// [`Vfs::write`] of data the caller already owns: a write too large
+    /// to gather, or an O_SYNC one, is sent as it is, without a copy (a
+    /// frontend that must copy the kernel's buffer anyway copies it once,
+    /// into `data`).
+    pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
+        let file = self.files.file("write", fh)?;
+        self.check_writable("write", file.ino)?;
+        self.writes.write_bytes(&file, offset, data).await
+    }
+
+    /// Called on each close of a descriptor: sends buffered data and
+    /// reports any write error not reported yet.
+    pub async fn flush(&self, fh: Fh) -> Result<()> {
+        let file = self.files.file("flush", fh)?;
+        self.writes.send_pending(&file, "flush").await
+    }
+
+    /// fsync(2): covers the file's data written through every descriptor.
+    pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
+        let file = self.files.file("fsync", fh)?;
+        self.writes.fsync(&file, datasync).await
+    }
+
+    /// Sends every handle's buffered writes (before unmounting). Returns the
+    /// first error; all errors also stay with their handles.
+    pub async fn flush_all(&self) -> Result<()> {
+        self.writes.flush_all().await
+    }
+
+    /// Writes the agent has not confirmed (entries, bytes): what a lost
+    /// connection would have the next one replay.
+    pub fn unconfirmed_writes(&self) -> (usize, u64) {
+        self.writes.unconfirmed_writes()
     }
 
     // ----- directories -----
+
+    /// Opens a directory. No remote call (the listing is fetched by the
+    /// first `readdir`), so it is synchronous and frontends answer inline.
+    pub fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
+        self.listings.opendir(ino)
+    }
+
+    /// Entries of an open directory from `offset` (0, or an entry's
+    /// `offset`). An empty result means the end. Offset 0 starts over with a
+    /// fresh listing. No lookups are counted; see [`Vfs::remember`].
+    pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
+        self.listings.readdir(fh, offset).await
+    }
+
+    /// [`Vfs::readdir`] when it can answer without waiting: the entries are
+    /// already fetched (or were fetched ahead) and nobody else holds the
+    /// stream. Frontends answer such calls inline.
+    pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
+        self.listings.readdir_ready(fh, offset)
+    }
+
+    pub fn releasedir(&self, fh: Fh) -> Result<()> {
+        self.listings.releasedir(fh)
+    }
+
+    /// Counts a lookup for an entry handed out with its attributes (as by
+    /// readdirplus) and returns current attributes for it. `None` for `.`
+    /// and `..`, which frontends pass without counting.
+    pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        if !self.writes.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
+            return self.remember_clean(parent, item);
+        }
+        // The listing's size lags behind buffered writes, or the file
+        // changed through the mount since it was listed (another name of
+        // it sent its writes, a listing fetched ahead): send what is
+        // buffered, then ask again.
+        let remote = item.remote.as_ref()?;
+        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        self.writes.flush_inode(listed.ino).await;
+        self.ns.changed(listed.ino, Change::Flushed);
+        let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
+        self.inodes().inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    /// [`Vfs::remember`] for entries with no buffered writes and no change
+    /// since they were listed (see [`Vfs::any_dirty`]), which needs no
+    /// waiting.
+    pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
+        let remote = item.remote.as_ref()?;
+        let mut table = self.inodes();
+        let fattr = table.upsert(parent, &item.name, remote, Instant::now());
+        table.inc_lookup(fattr.ino, 1);
+        Some(fattr)
+    }
+
+    /// Whether any of `items` has writes not yet sent, or changed through
+    /// the mount since it was listed: attributes (size, mtime, nlink) the
+    /// listing does not reflect.
+    pub fn any_dirty(&self, items: &[DirItem]) -> bool {
+        items.iter().any(|i| {
+            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+        })
+    }
 
     // ----- the rest -----
 
     pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
         let path = self.inodes().path(ino).unwrap_or_default();
         let p = &path[..];
-        self.call("statfs", p, |r| async move { r.statfs(p).await }).await
+        self.calls
+            .call("statfs", p, |r| async move { r.statfs(p).await })
+            .await
     }
 
     /// Whether a fresh cached name list says `ino` has no attribute `name`:
@@ -1230,7 +1217,8 @@ impl Vfs {
             ));
         }
         let p = &path[..];
-        self.call("getxattr", p, |r| async move { r.getxattr(p, name).await })
+        self.calls
+            .call("getxattr", p, |r| async move { r.getxattr(p, name).await })
             .await
     }
 
@@ -1238,26 +1226,25 @@ impl Vfs {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
         let p = &path[..];
-        self.call_once(
-            "setxattr",
-            p,
-            |r| async move { r.setxattr(p, name, value, mode).await },
-            // Setting the value again is harmless, except that a create
-            // then finds the one the call that was cut off set.
-            |r| async move {
-                match r.setxattr(p, name, value, mode).await {
-                    Err(e) if e.errno() == Errno::EEXIST => match r.getxattr(p, name).await {
-                        Ok(found) if found == value => Ok(()),
-                        _ => Err(e),
-                    },
-                    other => other,
-                }
-            },
-        )
-        .await?;
-        let mut table = self.inodes();
-        table.invalidate_attr(ino);
-        table.invalidate_xattrs(ino);
+        self.calls
+            .call_once(
+                "setxattr",
+                p,
+                |r| async move { r.setxattr(p, name, value, mode).await },
+                // Setting the value again is harmless, except that a create
+                // then finds the one the call that was cut off set.
+                |r| async move {
+                    match r.setxattr(p, name, value, mode).await {
+                        Err(e) if e.errno() == Errno::EEXIST => match r.getxattr(p, name).await {
+                            Ok(found) if found == value => Ok(()),
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                },
+            )
+            .await?;
+        self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
 
@@ -1268,6 +1255,7 @@ impl Vfs {
         }
         let p = &path[..];
         let names = self
+            .calls
             .call("listxattr", p, |r| async move { r.listxattr(p).await })
             .await?;
         self.inodes().set_xattr_names(ino, names.clone(), Instant::now());
@@ -1278,21 +1266,20 @@ impl Vfs {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
         let p = &path[..];
-        self.call_once(
-            "removexattr",
-            p,
-            |r| async move { r.removexattr(p, name).await },
-            |r| async move {
-                match r.removexattr(p, name).await {
-                    Err(e) if e.errno() == Errno::ENODATA => Ok(()),
-                    other => other,
-                }
-            },
-        )
-        .await?;
-        let mut table = self.inodes();
-        table.invalidate_attr(ino);
-        table.invalidate_xattrs(ino);
+        self.calls
+            .call_once(
+                "removexattr",
+                p,
+                |r| async move { r.removexattr(p, name).await },
+                |r| async move {
+                    match r.removexattr(p, name).await {
+                        Err(e) if e.errno() == Errno::ENODATA => Ok(()),
+                        other => other,
+                    }
+                },
+            )
+            .await?;
+        self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
 
@@ -1304,7 +1291,8 @@ impl Vfs {
         }
         let path = self.path("access", ino)?;
         let p = &path[..];
-        self.call("access", p, |r| async move { r.access(p, mask).await })
+        self.calls
+            .call("access", p, |r| async move { r.access(p, mask).await })
             .await
     }
 
@@ -1325,26 +1313,18 @@ impl Vfs {
             (table.resolve(path), table.resolve(parent_path))
         };
         if let Some(parent) = parent {
-            self.inodes().invalidate_dir(parent);
+            self.ns.changed(parent, Change::NamesUnknown);
         }
         if let Some(ino) = ino {
             self.invalidate_inode(ino);
-            self.inodes().invalidate_tree(ino);
+            self.ns.changed(ino, Change::NotifiedTree);
         }
         ino
     }
 
     /// Forgets cached attributes, listing and readahead data of `ino`.
     pub fn invalidate_inode(&self, ino: Ino) {
-        {
-            let mut table = self.inodes();
-            table.invalidate_attr(ino);
-            table.invalidate_xattrs(ino);
-            if table.get(ino).is_some_and(|n| n.kind == FileKind::Directory) {
-                table.invalidate_dir(ino);
-            }
-        }
-        self.drop_readahead(ino);
+        self.ns.changed(ino, Change::Notified);
     }
 }
 
@@ -1394,35 +1374,6 @@ async fn resolve_rename(
     }
 }
 
-/// Bytes of a file fetched with a read-only open (the kernel's first read
-/// of a file is usually this size or smaller).
-pub(crate) const OPEN_PREFETCH: u32 = 128 * 1024;
-
 /// Longest file name the negative cache answers for; longer ones go to the
 /// remote for its own error.
 pub(crate) const NAME_MAX: usize = 255;
-
-pub(crate) fn first_link_in(table: &InodeTable, ino: Ino) -> Option<(Ino, Vec<u8>)> {
-    table.get(ino).and_then(|n| n.links.first().cloned())
-}
-
-/// A number no other mount is likely to have drawn: file handles from an
-/// earlier mount must not resolve in this one.
-fn mount_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
-/// Locks `mutex`. A panic while holding one of the VFS's locks leaves
-/// consistent-enough data: every critical section is a handful of map
-/// operations.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}

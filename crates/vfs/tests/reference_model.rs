@@ -87,8 +87,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use yonder_remote::AgentClient;
 use yonder_testkit::faults::Disconnecting;
 use yonder_vfs::{
-    open_flags as of, Caller, Errno, Fh, FileAttr, FileKind, Ino, RenameFlags, SetAttr, SetTime, Timespec,
-    Vfs, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, Errno, Fh, FileAttr, FileKind, Ino, MemoryJournal, RenameFlags, SetAttr,
+    SetTime, Timespec, Vfs, VfsOptions, ROOT_INO,
 };
 
 // ----- the vocabulary of a sequence -----
@@ -1275,7 +1275,9 @@ impl Sut {
         };
         let client = in_process_agent(&root).await;
         let conn = Disconnecting::new(client.clone());
-        let vfs = Vfs::new(conn.clone(), opts).await.expect("VFS over the agent");
+        let vfs = Vfs::new(conn.clone(), opts, Arc::new(MemoryJournal::default()))
+            .await
+            .expect("VFS over the agent");
         Sut {
             _dir: dir,
             root,

@@ -3,17 +3,19 @@
 //! twice are resolved instead of re-sent, open files carry on (or answer
 //! ESTALE when their file is gone), and caches are revalidated.
 //!
-//! Most tests cut a `Disconnecting` wrapper around a `LocalRemote` and put
+//! Most tests cut a `Disconnecting` wrapper around the agent's request
+//! handling called in process (`yonder_testkit::direct`) and put
 //! a new connection in place with `Vfs::replace_remote`, so the moment of
 //! the cut is exact; the last ones run the VFS behind a real
 //! `yonder_remote::Link` over the fault proxy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use yonder_testkit::direct::DirectAgent;
 use yonder_testkit::faults::{Disconnecting, Op};
-use yonder_vfs::testing::LocalRemote;
 use yonder_vfs::{
-    open_flags as of, Caller, ConnectionState, Errno, Ino, RenameFlags, Vfs, VfsEvent, VfsOptions, ROOT_INO,
+    open_flags as of, Caller, ConnectionState, Errno, Ino, MemoryJournal, RenameFlags, Vfs, VfsEvent,
+    VfsOptions, ROOT_INO,
 };
 
 struct Setup {
@@ -32,8 +34,10 @@ fn options() -> VfsOptions {
 
 async fn setup_with(opts: VfsOptions) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let conn = Disconnecting::new(LocalRemote::new(dir.path()));
-    let vfs = Vfs::new(conn.clone(), opts).await.unwrap();
+    let conn = Disconnecting::new(DirectAgent::new(dir.path()));
+    let vfs = Vfs::new(conn.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
     Setup { dir, vfs, conn }
 }
 
@@ -58,7 +62,7 @@ impl Setup {
 
     /// Puts a new connection in place, as a link does after reconnecting.
     fn reconnect(&mut self) {
-        let next = Disconnecting::new(LocalRemote::new(self.dir.path()));
+        let next = Disconnecting::new(DirectAgent::new(self.dir.path()));
         self.vfs.replace_remote(next.clone());
         self.conn = next;
     }
@@ -529,7 +533,9 @@ mod link {
         .await
         .unwrap();
         let (generation, remote) = link.current();
-        let vfs = Vfs::new(remote, opts).await.unwrap();
+        let vfs = Vfs::new(remote, opts, Arc::new(MemoryJournal::default()))
+            .await
+            .unwrap();
         vfs.follow(link.watch(), generation, |remote| remote);
         Linked {
             dir,

@@ -5,25 +5,61 @@
 //! anything changes in them.
 
 use crate::attr::Ino;
-use crate::vfs::{lock, Vfs};
+use crate::calls::RemoteCalls;
+use crate::namespace::Namespace;
+use crate::sync::lock;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 /// Directory listings fetched ahead at once, and per walk step.
-pub(crate) const PREFETCH_PARALLEL: usize = 8;
+const PREFETCH_PARALLEL: usize = 8;
 
-pub(crate) const PREFETCH_MAX: usize = 64;
+const PREFETCH_MAX: usize = 64;
 
-impl Vfs {
+/// Listings fetched ahead of a reader.
+pub(super) struct Prefetch {
+    /// Directory listings being fetched ahead of a reader.
+    prefetching: Mutex<HashSet<Ino>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    /// Where listings are fetched ahead: some calls come from frontend
+    /// threads outside the runtime.
+    runtime: tokio::runtime::Handle,
+    readdir_page: u32,
+    /// For the tasks fetching ahead.
+    me: Weak<Prefetch>,
+}
+
+impl Prefetch {
+    pub fn new(
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        runtime: tokio::runtime::Handle,
+        readdir_page: u32,
+    ) -> Arc<Prefetch> {
+        Arc::new_cyclic(|me| Prefetch {
+            prefetching: Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
+            ns,
+            calls,
+            runtime,
+            readdir_page,
+            me: me.clone(),
+        })
+    }
+
     /// A walker that lists a directory whose parent it listed just before
     /// (`find`, `ls -R`, `du`, `rm -rf`, `git status`) will list its
     /// subdirectories and its siblings next. Fetching those listings now,
     /// several at once, turns one round trip per directory into a few for
     /// the whole walk. A one-off `ls` (parent not listed) fetches nothing.
-    pub(crate) fn prefetch_around(&self, dir: Ino) {
-        let Some(vfs) = self.me.upgrade() else { return };
+    pub fn around(&self, dir: Ino) {
+        let Some(prefetch) = self.me.upgrade() else { return };
         let now = Instant::now();
         let candidates = {
-            let table = self.inodes();
+            let table = self.ns.table();
             let Some(parent) = table.get(dir).and_then(|n| n.links.first()).map(|(p, _)| *p) else {
                 return;
             };
@@ -48,19 +84,19 @@ impl Vfs {
                 continue;
             }
             started += 1;
-            let vfs = vfs.clone();
+            let prefetch = prefetch.clone();
             self.runtime.spawn(async move {
-                vfs.prefetch_listing(ino).await;
-                lock(&vfs.prefetching).remove(&ino);
+                prefetch.prefetch_listing(ino).await;
+                lock(&prefetch.prefetching).remove(&ino);
             });
         }
     }
 
-    pub(crate) async fn prefetch_listing(&self, ino: Ino) {
-        let Ok(_slot) = self.prefetch_slots.clone().acquire_owned().await else {
+    pub(super) async fn prefetch_listing(&self, ino: Ino) {
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
-        if self.inodes().listing_fresh(ino, Instant::now()) {
+        if self.ns.table().listing_fresh(ino, Instant::now()) {
             return;
         }
         self.fetch_listing(ino).await;
@@ -71,30 +107,31 @@ impl Vfs {
     /// where a reader going through its files (`cat *`, `git status`, a
     /// build) would otherwise pay one per file. Returns whether the listing
     /// was refreshed.
-    pub(crate) async fn relist(&self, dir: Ino) -> bool {
-        if self.opts.dir_ttl.is_zero() {
+    pub async fn relist(&self, dir: Ino) -> bool {
+        if !self.ns.policy().caches_names() {
             // The listing would expire as it arrives, and the name be
             // asked for anyway.
             return false;
         }
-        let worthwhile =
-            self.inodes()
-                .relist_worthwhile(dir, self.opts.readdir_page as usize, Instant::now());
+        let worthwhile = self
+            .ns
+            .table()
+            .relist_worthwhile(dir, self.readdir_page as usize, Instant::now());
         // Lookups arriving meanwhile ask for their own name.
         if !worthwhile || !lock(&self.prefetching).insert(dir) {
             return false;
         }
         self.fetch_listing(dir).await;
         lock(&self.prefetching).remove(&dir);
-        self.inodes().listing_fresh(dir, Instant::now())
+        self.ns.table().listing_fresh(dir, Instant::now())
     }
 
     /// Lists `dir` and keeps the listing, if it fits one page (a huge
     /// directory is paged by its reader as usual) and the directory did not
     /// change meanwhile.
-    pub(crate) async fn fetch_listing(&self, dir: Ino) {
+    pub(super) async fn fetch_listing(&self, dir: Ino) {
         let (path, version) = {
-            let table = self.inodes();
+            let table = self.ns.table();
             match (table.path(dir), table.dir_version(dir)) {
                 (Some(path), Some(version)) => (path, version),
                 _ => return,
@@ -102,12 +139,13 @@ impl Vfs {
         };
         let asked = Instant::now();
         // Only worth it while the connection is up.
-        let Some((remote, _)) = self.conn.if_up() else {
+        let Some((remote, _)) = self.calls.if_up() else {
             return;
         };
-        match remote.read_dir_page(&path, None, self.opts.readdir_page).await {
+        match remote.read_dir_page(&path, None, self.readdir_page).await {
             Ok(page) if page.next.is_none() => {
-                self.inodes()
+                self.ns
+                    .table()
                     .store_listing(dir, version, page.entries, asked, Instant::now());
             }
             Ok(_) => {}

@@ -1,36 +1,26 @@
-//! Directory streams: a listing read page by page from the remote as the
-//! reader advances, with stable offsets for the lifetime of the stream.
+//! Listings: open directories, each a stream read page by page from the
+//! remote as the reader advances, with stable offsets for the lifetime of
+//! the stream; and listings fetched ahead of a reader (`prefetch.rs`).
 
-use crate::attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
+mod prefetch;
+
+use crate::attr::{Fh, FhSource, FileKind, Ino, ROOT_INO};
+use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{Result, VfsError};
-use crate::handle::OpenDir;
-use crate::vfs::Vfs;
-use std::collections::HashSet;
+use crate::namespace::DirItem;
+use crate::namespace::Namespace;
+use crate::sync::lock;
+use prefetch::Prefetch;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use yonder_proto::{Attr, Errno};
+use yonder_proto::Errno;
 
-/// One entry of a directory stream.
-#[derive(Clone, Debug)]
-pub struct DirItem {
-    pub name: Vec<u8>,
+/// An open directory.
+pub(crate) struct OpenDir {
     pub ino: Ino,
-    pub kind: FileKind,
-    /// Offset of the entry after this one: pass it back to continue.
-    pub offset: u64,
-    /// Attributes from the listing; `None` for `.` and `..`.
-    pub attr: Option<FileAttr>,
-    /// The remote's attributes, to register the entry on a readdirplus.
-    pub(crate) remote: Option<Attr>,
-    /// When the listing was asked for: a change to the entry made through
-    /// the mount since makes `remote` stale.
-    pub(crate) asked: Instant,
-}
-
-impl DirItem {
-    pub fn is_dot_or_dotdot(&self) -> bool {
-        self.name == b"." || self.name == b".."
-    }
+    pub stream: tokio::sync::Mutex<DirStream>,
 }
 
 #[derive(Default)]
@@ -65,44 +55,93 @@ fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
         .unwrap_or_default()
 }
 
-impl Vfs {
+/// The listings of a VFS: its open directories, and the listings fetched
+/// ahead of them.
+pub(crate) struct DirListings {
+    dirs: Mutex<HashMap<Fh, Arc<OpenDir>>>,
+    /// Handle numbers, shared with the open files.
+    numbers: Arc<FhSource>,
+    prefetch: Arc<Prefetch>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    readdir_page: u32,
+}
+
+impl DirListings {
+    pub fn new(
+        numbers: Arc<FhSource>,
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        runtime: tokio::runtime::Handle,
+        readdir_page: u32,
+    ) -> DirListings {
+        DirListings {
+            dirs: Mutex::default(),
+            numbers,
+            prefetch: Prefetch::new(ns.clone(), calls.clone(), runtime, readdir_page),
+            ns,
+            calls,
+            readdir_page,
+        }
+    }
+
+    /// When the names of a directory listed before have expired, the first
+    /// lookup in it lists it again (see `prefetch.rs`); whether the listing
+    /// was refreshed.
+    pub async fn relist(&self, dir: Ino) -> bool {
+        self.prefetch.relist(dir).await
+    }
+
+    fn insert_dir(&self, dir: OpenDir) -> Fh {
+        let fh = self.numbers.next();
+        lock(&self.dirs).insert(fh, Arc::new(dir));
+        fh
+    }
+
+    fn dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
+        lock(&self.dirs).get(&fh).cloned()
+    }
+
+    fn remove_dir(&self, fh: Fh) -> Option<Arc<OpenDir>> {
+        lock(&self.dirs).remove(&fh)
+    }
+
     /// Opens a directory. No remote call (the listing is fetched by the
     /// first `readdir`), so it is synchronous and frontends answer inline.
-    pub fn opendir(&self, _caller: &Caller, ino: Ino) -> Result<Fh> {
-        let kind = self.inodes().get(ino).map(|n| n.kind);
+    pub fn opendir(&self, ino: Ino) -> Result<Fh> {
+        let kind = self.ns.table().get(ino).map(|n| n.kind);
         match kind {
             None => return Err(VfsError::new("opendir", format!("<inode {ino}>"), Errno::ESTALE)),
             Some(FileKind::Directory) => {}
-            Some(_) => return Err(VfsError::new("opendir", self.describe(ino), Errno::ENOTDIR)),
+            Some(_) => return Err(VfsError::new("opendir", self.ns.describe(ino), Errno::ENOTDIR)),
         }
-        let fh = self.handles().insert_dir(OpenDir {
+        let fh = self.insert_dir(OpenDir {
             ino,
             stream: tokio::sync::Mutex::new(DirStream::default()),
         });
-        self.inodes().open_inc(ino);
+        self.ns.table().open_inc(ino);
         Ok(fh)
     }
 
     /// Entries of an open directory from `offset` (0, or an entry's
     /// `offset`). An empty result means the end. Offset 0 starts over with a
-    /// fresh listing. No lookups are counted; see [`Vfs::remember`].
+    /// fresh listing. No lookups are counted; see `Vfs::remember`.
     pub async fn readdir(&self, fh: Fh, offset: u64) -> Result<Vec<DirItem>> {
         let dir = self
-            .handles()
             .dir(fh)
             .ok_or_else(|| VfsError::new("readdir", "", Errno::EBADF))?;
         let mut st = dir.stream.lock().await;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
-        let deadline = self.deadline();
+        let deadline = self.calls.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
-            let path = self.path("readdir", dir.ino)?;
+            let path = self.ns.path("readdir", dir.ino)?;
             let asked = Instant::now();
             let (remote, generation) = self
-                .conn
+                .calls
                 .ready(Some(deadline))
                 .await
-                .map_err(|why| self.unavailable("readdir", &path, why))?;
+                .map_err(|why| self.calls.unavailable("readdir", &path, why))?;
             if st.cursor.is_some() && st.cursor_on != Some(generation) {
                 // The agent's open listing died with its connection: list
                 // again from the start, handing out only names not seen yet
@@ -110,16 +149,13 @@ impl Vfs {
                 st.cursor = None;
                 st.restarted = true;
             }
-            let page = match remote
-                .read_dir_page(&path, st.cursor, self.opts.readdir_page)
-                .await
-            {
+            let page = match remote.read_dir_page(&path, st.cursor, self.readdir_page).await {
                 Ok(page) => page,
                 Err(e) if e.is_connection_lost() => {
-                    self.conn
+                    self.calls
                         .after(generation, Some(deadline))
                         .await
-                        .map_err(|why| self.unavailable("readdir", &path, why))?;
+                        .map_err(|why| self.calls.unavailable("readdir", &path, why))?;
                     continue;
                 }
                 Err(e) => return Err(VfsError::remote("readdir", &path, e)),
@@ -131,7 +167,7 @@ impl Vfs {
                 entries.retain(|e| !seen.contains(&e.name[..]));
             }
             let now = Instant::now();
-            let mut table = self.inodes();
+            let mut table = self.ns.table();
             for mut item in table.enter_entries(dir.ino, entries, asked, now) {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
@@ -142,7 +178,7 @@ impl Vfs {
                 let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
                 table.listing_complete(dir.ino, &present, now);
                 drop(table);
-                self.prefetch_around(dir.ino);
+                self.prefetch.around(dir.ino);
             }
         }
         Ok(batch(&st, offset))
@@ -152,7 +188,7 @@ impl Vfs {
     /// already fetched (or were fetched ahead) and nobody else holds the
     /// stream. Frontends answer such calls inline.
     pub fn readdir_ready(&self, fh: Fh, offset: u64) -> Option<Vec<DirItem>> {
-        let dir = self.handles().dir(fh)?;
+        let dir = self.dir(fh)?;
         let mut st = dir.stream.try_lock().ok()?;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
@@ -161,7 +197,7 @@ impl Vfs {
 
     /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then a
     /// listing fetched ahead if there is a fresh one.
-    pub(crate) fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
+    fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
         if offset == 0 && st.started {
             st.reset();
         }
@@ -169,7 +205,7 @@ impl Vfs {
             return;
         }
         st.started = true;
-        let parent = self.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
+        let parent = self.ns.first_link(dir.ino).map_or(ROOT_INO, |(p, _)| p);
         for (name, ino) in [(&b"."[..], dir.ino), (&b".."[..], parent)] {
             let offset = st.items.len() as u64 + 1;
             st.items.push(DirItem {
@@ -182,63 +218,22 @@ impl Vfs {
                 asked: Instant::now(),
             });
         }
-        let fetched = self.inodes().take_listing(dir.ino, Instant::now());
+        let fetched = self.ns.table().take_listing(dir.ino, Instant::now());
         if let Some(items) = fetched {
             for mut item in items {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
             }
             st.done = true;
-            self.prefetch_around(dir.ino);
+            self.prefetch.around(dir.ino);
         }
-    }
-
-    /// Counts a lookup for an entry handed out with its attributes (as by
-    /// readdirplus) and returns current attributes for it. `None` for `.`
-    /// and `..`, which frontends pass without counting.
-    pub async fn remember(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        if !self.is_dirty(item.ino) && !self.inodes().changed_since(item.ino, item.asked) {
-            return self.remember_clean(parent, item);
-        }
-        // The listing's size lags behind buffered writes, or the file
-        // changed through the mount since it was listed (another name of
-        // it sent its writes, a listing fetched ahead): send what is
-        // buffered, then ask again.
-        let remote = item.remote.as_ref()?;
-        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
-        self.flush_inode(listed.ino).await;
-        self.inodes().invalidate_attr(listed.ino);
-        let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
-        self.inodes().inc_lookup(fattr.ino, 1);
-        Some(fattr)
-    }
-
-    /// [`Vfs::remember`] for entries with no buffered writes and no change
-    /// since they were listed (see [`Vfs::any_dirty`]), which needs no
-    /// waiting.
-    pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        let remote = item.remote.as_ref()?;
-        let mut table = self.inodes();
-        let fattr = table.upsert(parent, &item.name, remote, Instant::now());
-        table.inc_lookup(fattr.ino, 1);
-        Some(fattr)
-    }
-
-    /// Whether any of `items` has writes not yet sent, or changed through
-    /// the mount since it was listed: attributes (size, mtime, nlink) the
-    /// listing does not reflect.
-    pub fn any_dirty(&self, items: &[DirItem]) -> bool {
-        items.iter().any(|i| {
-            i.remote.is_some() && (self.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
-        })
     }
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
         let dir = self
-            .handles()
             .remove_dir(fh)
             .ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
-        self.inodes().open_dec(dir.ino);
+        self.ns.table().open_dec(dir.ino);
         Ok(())
     }
 }

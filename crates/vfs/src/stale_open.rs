@@ -1,4 +1,5 @@
-//! Opening a name whose file was replaced under the kernel's feet.
+//! The retry after a stale open: opening a name whose file was replaced
+//! under the kernel's feet.
 //!
 //! The kernel resolves a name to an inode, then opens the inode; the remote
 //! is path based, so yonder opens the inode by its name. When the name was
@@ -15,18 +16,22 @@
 //! answer replaces its cached entry) does not drop the inode.
 
 use crate::attr::{Caller, FileAttr, Ino};
+use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
-use crate::vfs::{first_link_in, lock, Vfs, OPEN_PREFETCH};
+use crate::namespace::Namespace;
+use crate::open_files::{OpenFiles, OPEN_PREFETCH};
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 use yonder_proto::{open_flags as of, Attr, Errno, Handle};
 use yonder_remote::Remote;
 
 /// How long a stale open's name is looked up by opening it, and how long a
 /// handle opened ahead waits for the open that follows.
-pub(crate) const REOPEN_WINDOW: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(2);
 
 /// A file opened by a lookup, for the open that follows it.
 pub(crate) struct Preopened {
@@ -47,15 +52,15 @@ pub(crate) struct Preopened {
 /// its stale open earns its next lookup of the name an open, and only its
 /// own open takes that handle.
 #[derive(Default)]
-pub(crate) struct ReopenAhead {
+struct OpenedAhead {
     /// Names whose open by a caller (pid) came back stale, and when.
     stale: HashMap<(Ino, Vec<u8>, u32), Instant>,
     opened: HashMap<Ino, Vec<Preopened>>,
 }
 
-impl ReopenAhead {
+impl OpenedAhead {
     pub fn mark_stale(&mut self, parent: Ino, name: &[u8], pid: u32, now: Instant) {
-        self.stale.retain(|_, at| now.duration_since(*at) < REOPEN_WINDOW);
+        self.stale.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
         self.stale.insert((parent, name.to_vec(), pid), now);
     }
 
@@ -65,7 +70,7 @@ impl ReopenAhead {
             && self
                 .stale
                 .get(&(parent, name.to_vec(), pid))
-                .is_some_and(|at| now.duration_since(*at) < REOPEN_WINDOW)
+                .is_some_and(|at| now.duration_since(*at) < RETRY_WINDOW)
     }
 
     pub fn clear_stale(&mut self, parent: Ino, name: &[u8], pid: u32) {
@@ -105,7 +110,7 @@ impl ReopenAhead {
                     p.pid == pid
                         && p.parent == parent
                         && p.name == name
-                        && now.duration_since(p.at) < REOPEN_WINDOW
+                        && now.duration_since(p.at) < RETRY_WINDOW
                 })
                 .then_some(*ino)
         })
@@ -118,7 +123,7 @@ impl ReopenAhead {
         let waiting = self.opened.get_mut(&ino)?;
         let pos = waiting
             .iter()
-            .position(|p| p.pid == pid && now.duration_since(p.at) < REOPEN_WINDOW)?;
+            .position(|p| p.pid == pid && now.duration_since(p.at) < RETRY_WINDOW)?;
         let opened = waiting.remove(pos);
         if waiting.is_empty() {
             self.opened.remove(&ino);
@@ -142,7 +147,7 @@ impl ReopenAhead {
         let mut expired = Vec::new();
         self.opened.retain(|ino, waiting| {
             waiting.retain(|p| {
-                let old = now.duration_since(p.at) >= REOPEN_WINDOW;
+                let old = now.duration_since(p.at) >= RETRY_WINDOW;
                 if old {
                     expired.push((*ino, p.remote_handle));
                 }
@@ -154,36 +159,110 @@ impl ReopenAhead {
     }
 }
 
-// ----- the VFS's side: stale opens and lookups that open -----
+/// What the retry has for a lookup of `parent/name` by a caller.
+pub(crate) enum RetryFor {
+    /// The caller opened the name ahead: its lookup answers that file.
+    OpenedAhead(Ino),
+    /// The caller's open of the name came back stale: its lookup opens it.
+    Stale,
+    Nothing,
+}
 
-impl Vfs {
-    /// The kernel's lookup after a stale open (see `reopen.rs`): opens the
+/// The retry after a stale open: names whose open came back stale, and
+/// files opened ahead for the open that follows.
+pub(crate) struct StaleOpenRetry {
+    state: Mutex<OpenedAhead>,
+    ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
+    files: Arc<OpenFiles>,
+    runtime: tokio::runtime::Handle,
+    /// For the task closing files opened ahead that nobody came for.
+    me: Weak<StaleOpenRetry>,
+}
+
+impl StaleOpenRetry {
+    pub fn new(
+        ns: Arc<Namespace>,
+        calls: Arc<RemoteCalls>,
+        files: Arc<OpenFiles>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<StaleOpenRetry> {
+        Arc::new_cyclic(|me| StaleOpenRetry {
+            state: Mutex::default(),
+            ns,
+            calls,
+            files,
+            runtime,
+            me: me.clone(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, OpenedAhead> {
+        lock(&self.state)
+    }
+
+    /// What a lookup of `parent/name` by `pid` is to answer. The common
+    /// case, nothing pending, costs one lock and no allocation.
+    pub fn for_lookup(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> RetryFor {
+        let state = self.state();
+        if let Some(ino) = state.looked_up_by(pid, parent, name, now) {
+            return RetryFor::OpenedAhead(ino);
+        }
+        if state.is_stale(parent, name, pid, now) {
+            return RetryFor::Stale;
+        }
+        RetryFor::Nothing
+    }
+
+    /// Whether `pid`'s open of `parent/name` came back stale just now.
+    pub fn is_stale(&self, parent: Ino, name: &[u8], pid: u32, now: Instant) -> bool {
+        self.state().is_stale(parent, name, pid, now)
+    }
+
+    /// The handle `pid` opened ahead for `ino`, if one is waiting (it
+    /// counts as an open of the inode, which the handle's own replaces).
+    pub fn take(&self, ino: Ino, pid: u32, now: Instant) -> Option<Preopened> {
+        self.state().take(ino, pid, now)
+    }
+
+    /// A new connection: handles opened ahead on the old one are gone, and
+    /// with them the retries due. Their inodes' open counts are released.
+    pub fn clear(&self) {
+        let dropped = self.state().clear();
+        let mut table = self.ns.table();
+        for ino in dropped {
+            table.open_dec(ino);
+        }
+    }
+
+    /// The kernel's lookup after a stale open (see the module documentation): opens the
     /// name and keeps the handle for the open that follows, so that both
     /// see the same file. `None` if it cannot be opened for reading (then
     /// an ordinary lookup answers).
-    pub(crate) async fn lookup_by_opening(
+    pub async fn lookup_by_opening(
         &self,
         caller: &Caller,
         parent: Ino,
         name: &[u8],
+        is_dirty: impl Fn(Ino) -> bool,
     ) -> Option<FileAttr> {
-        lock(&self.reopen).clear_stale(parent, name, caller.pid);
-        let path = self.child_path("lookup", parent, name).ok()?;
+        self.state().clear_stale(parent, name, caller.pid);
+        let path = self.ns.child_path("lookup", parent, name).ok()?;
         // Never follow a symlink (a lookup describes the link), never wait
         // on a FIFO.
         let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
         // Only worth it now: a lookup waits for the connection itself.
-        let (remote, generation) = self.conn.if_up()?;
+        let (remote, generation) = self.calls.if_up()?;
         let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
         let fattr = {
-            let mut table = self.inodes();
+            let mut table = self.ns.table();
             let fattr = table.upsert(parent, name, &attr, Instant::now());
             table.inc_lookup(fattr.ino, 1);
             fattr
         };
-        if attr.is_file() && !self.is_dirty(fattr.ino) {
-            self.inodes().open_inc(fattr.ino);
-            lock(&self.reopen).keep(
+        if attr.is_file() && !is_dirty(fattr.ino) {
+            self.ns.table().open_inc(fattr.ino);
+            self.state().keep(
                 fattr.ino,
                 caller.pid,
                 (parent, name),
@@ -191,7 +270,7 @@ impl Vfs {
                 Instant::now(),
             );
         } else {
-            self.close_remote(remote, handle);
+            self.files.close_remote(remote, handle);
         }
         self.close_unclaimed_later();
         Some(fattr)
@@ -199,17 +278,17 @@ impl Vfs {
 
     /// Closes, once their window has passed, files opened ahead that no
     /// open came for.
-    pub(crate) fn close_unclaimed_later(&self) {
+    fn close_unclaimed_later(&self) {
         let me = self.me.clone();
         self.runtime.spawn(async move {
-            tokio::time::sleep(REOPEN_WINDOW).await;
-            let Some(vfs) = me.upgrade() else { return };
-            let expired = lock(&vfs.reopen).expired(Instant::now());
-            let (remote, current) = vfs.conn.get();
+            tokio::time::sleep(RETRY_WINDOW).await;
+            let Some(retry) = me.upgrade() else { return };
+            let expired = retry.state().expired(Instant::now());
+            let (remote, current) = retry.calls.current();
             for (ino, (handle, opened_on)) in expired {
-                vfs.inodes().open_dec(ino);
+                retry.ns.table().open_dec(ino);
                 if opened_on == current {
-                    vfs.close_remote(remote.clone(), handle);
+                    retry.files.close_remote(remote.clone(), handle);
                 }
             }
         });
@@ -219,23 +298,23 @@ impl Vfs {
     /// a rename, or deleted) cannot be opened by path: ESTALE, on which
     /// the kernel looks the name up afresh and opens what it names now, as
     /// a local open racing a rename would.
-    pub(crate) fn openable_path(&self, ino: Ino, pid: u32) -> Result<Vec<u8>> {
+    pub fn openable_path(&self, ino: Ino, pid: u32) -> Result<Vec<u8>> {
         let former = {
-            let table = self.inodes();
+            let table = self.ns.table();
             if let Some(path) = table.path(ino) {
                 return Ok(path);
             }
             table.get(ino).and_then(|n| n.former.clone())
         };
         if let Some((parent, name)) = former {
-            lock(&self.reopen).mark_stale(parent, &name, pid, Instant::now());
+            self.state().mark_stale(parent, &name, pid, Instant::now());
         }
         Err(VfsError::new("open", format!("<inode {ino}>"), Errno::ESTALE))
     }
 
     /// A failed remote open: a name that is gone on the remote is forgotten
     /// and reported stale, so the kernel looks it up again.
-    pub(crate) fn open_failed(&self, ino: Ino, pid: u32, path: &[u8], err: VfsError) -> VfsError {
+    pub fn open_failed(&self, ino: Ino, pid: u32, path: &[u8], err: VfsError) -> VfsError {
         if err.errno() != Errno::ENOENT {
             return err;
         }
@@ -248,7 +327,7 @@ impl Vfs {
     /// forgotten, and the open fails with ESTALE (the kernel then looks the
     /// name up again): reading another file's data as this inode's would
     /// mix two files.
-    pub(crate) fn check_opened(
+    pub fn check_opened(
         &self,
         ino: Ino,
         pid: u32,
@@ -257,33 +336,22 @@ impl Vfs {
         remote_handle: yonder_proto::Handle,
         attr: &Attr,
     ) -> Result<()> {
-        if self.inodes().same_file(ino, attr) {
+        if self.ns.table().same_file(ino, attr) {
             return Ok(());
         }
         self.forget_name_of(ino, pid);
-        self.close_remote(remote.clone(), remote_handle);
+        self.files.close_remote(remote.clone(), remote_handle);
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
 
     /// Forgets the name `ino` was reached by: the remote says it names
     /// something else now, or nothing.
-    /// Its next lookup opens it (see `reopen.rs`).
+    /// Its next lookup opens it (see the module documentation).
     /// Another open that raced this one may have forgotten the name
     /// already: the name it had still earns its caller a retry.
-    pub(crate) fn forget_name_of(&self, ino: Ino, pid: u32) {
-        let name = {
-            let mut table = self.inodes();
-            match first_link_in(&table, ino) {
-                Some((parent, name)) => {
-                    table.unlink(parent, &name);
-                    table.invalidate_dir(parent);
-                    Some((parent, name))
-                }
-                None => table.get(ino).and_then(|n| n.former.clone()),
-            }
-        };
-        if let Some((parent, name)) = name {
-            lock(&self.reopen).mark_stale(parent, &name, pid, Instant::now());
+    pub fn forget_name_of(&self, ino: Ino, pid: u32) {
+        if let Some((parent, name)) = self.ns.forget_name_of(ino) {
+            self.state().mark_stale(parent, &name, pid, Instant::now());
         }
     }
 }
@@ -297,14 +365,14 @@ mod tests {
         const P: Ino = Ino(1);
         const F: Ino = Ino(7);
         const G: Ino = Ino(8);
-        let mut r = ReopenAhead::default();
+        let mut r = OpenedAhead::default();
         let t0 = Instant::now();
         assert!(!r.is_stale(P, b"doc", 100, t0));
         r.mark_stale(P, b"doc", 100, t0);
         r.mark_stale(P, b"doc", 200, t0);
         assert!(r.is_stale(P, b"doc", 100, t0));
         assert!(!r.is_stale(P, b"other", 100, t0));
-        assert!(!r.is_stale(P, b"doc", 100, t0 + REOPEN_WINDOW));
+        assert!(!r.is_stale(P, b"doc", 100, t0 + RETRY_WINDOW));
         r.clear_stale(P, b"doc", 100);
         assert!(!r.is_stale(P, b"doc", 100, t0));
         assert!(r.is_stale(P, b"doc", 200, t0), "each reader its own retry");
@@ -322,9 +390,9 @@ mod tests {
         assert!(r.take(F, 200, t0).is_none(), "never another's");
         assert_eq!(r.take(F, 100, t0).map(|p| p.remote_handle.0), Some(Handle(70)));
         r.keep(G, 100, (P, b"x"), opened(80), t0);
-        assert!(r.take(G, 100, t0 + REOPEN_WINDOW).is_none());
+        assert!(r.take(G, 100, t0 + RETRY_WINDOW).is_none());
         assert_eq!(
-            r.expired(t0 + REOPEN_WINDOW),
+            r.expired(t0 + RETRY_WINDOW),
             vec![(G, (Handle(80), Generation(0)))]
         );
     }

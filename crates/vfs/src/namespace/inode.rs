@@ -7,10 +7,33 @@
 //! it, open files included, by updating one link.
 
 use crate::attr::{FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
-use crate::dir::DirItem;
+use crate::cache_policy::{CachePolicy, Change};
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use yonder_proto::Attr;
+
+/// One entry of a directory stream.
+#[derive(Clone, Debug)]
+pub struct DirItem {
+    pub name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// Offset of the entry after this one: pass it back to continue.
+    pub offset: u64,
+    /// Attributes from the listing; `None` for `.` and `..`.
+    pub attr: Option<FileAttr>,
+    /// The remote's attributes, to register the entry on a readdirplus.
+    pub(crate) remote: Option<Attr>,
+    /// When the listing was asked for: a change to the entry made through
+    /// the mount since makes `remote` stale.
+    pub(crate) asked: Instant,
+}
+
+impl DirItem {
+    pub fn is_dot_or_dotdot(&self) -> bool {
+        self.name == b"." || self.name == b".."
+    }
+}
 
 /// Deepest directory nesting a path is built for; deeper means a corrupt
 /// table (a cycle), reported instead of looping.
@@ -49,6 +72,10 @@ pub(crate) struct Inode {
     /// Bumped whenever the set of names in this directory changes, so that
     /// a listing fetched meanwhile is not stored as current.
     pub dir_version: u64,
+    /// Bumped whenever the file's data may have changed (written here,
+    /// truncated, notified, a new connection): data read ahead at an older
+    /// version is dropped by its reader.
+    pub data_version: u64,
 }
 
 struct NameEntry {
@@ -114,21 +141,19 @@ pub(crate) struct InodeTable {
     by_id: HashMap<RemoteId, Ino>,
     ids: HashMap<Ino, RemoteId>,
     next_ino: Ino,
-    attr_ttl: Duration,
-    dir_ttl: Duration,
+    policy: CachePolicy,
     sweep_at: usize,
 }
 
 impl InodeTable {
-    pub fn new(root: &Attr, attr_ttl: Duration, dir_ttl: Duration) -> InodeTable {
+    pub fn new(root: &Attr, policy: CachePolicy) -> InodeTable {
         let mut table = InodeTable {
             nodes: HashMap::new(),
             names: Names::default(),
             by_id: RemoteId::of(root).map(|id| (id, ROOT_INO)).into_iter().collect(),
             ids: RemoteId::of(root).map(|id| (ROOT_INO, id)).into_iter().collect(),
             next_ino: Ino(ROOT_INO.0 + 1),
-            attr_ttl,
-            dir_ttl,
+            policy,
             sweep_at: 4096,
         };
         let now = Instant::now();
@@ -143,12 +168,13 @@ impl InodeTable {
                 links: Vec::new(),
                 former: None,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
-                attr_until: now + attr_ttl,
+                attr_until: policy.attributes_until(now),
                 changed: None,
                 listing_until: None,
                 xattr_names: None,
                 listing: None,
                 dir_version: 0,
+                data_version: 0,
             },
         );
         table
@@ -279,13 +305,13 @@ impl InodeTable {
             name,
             NameEntry {
                 ino,
-                until: now + self.dir_ttl,
+                until: self.policy.names_until(now),
             },
         );
         if added {
             self.dir_changed(parent);
         }
-        let attr_until = now + self.attr_ttl;
+        let attr_until = self.policy.attributes_until(now);
         let node = self.nodes.entry(ino).or_insert_with(|| Inode {
             kind: fattr.kind,
             lookups: 0,
@@ -300,6 +326,7 @@ impl InodeTable {
             xattr_names: None,
             listing: None,
             dir_version: 0,
+            data_version: 0,
         });
         node.kind = fattr.kind;
         node.attr = Some(fattr);
@@ -325,7 +352,7 @@ impl InodeTable {
         let fattr = FileAttr::from_remote(ino, attr);
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr = Some(fattr);
-            node.attr_until = now + self.attr_ttl;
+            node.attr_until = self.policy.attributes_until(now);
         }
         fattr
     }
@@ -492,6 +519,7 @@ impl InodeTable {
                 node.listing_until = None;
                 node.listing = None;
                 node.xattr_names = None;
+                node.data_version = node.data_version.wrapping_add(1);
                 if node.kind == FileKind::Directory {
                     self.dir_changed(ino);
                 }
@@ -519,7 +547,44 @@ impl InodeTable {
         self.nodes.keys().copied().collect()
     }
 
-    pub fn invalidate_attr(&mut self, ino: Ino) {
+    /// Forgets what the cache policy says `change` of `ino` makes stale.
+    pub fn changed(&mut self, ino: Ino, change: Change) {
+        let is_dir = self
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| n.kind == FileKind::Directory);
+        let forget = self.policy.forget(change, is_dir);
+        if forget.attributes {
+            self.invalidate_attr(ino);
+        }
+        if forget.mark_changed {
+            self.changed_here(ino);
+        }
+        if forget.xattrs {
+            self.invalidate_xattrs(ino);
+        }
+        if forget.data {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.data_version = node.data_version.wrapping_add(1);
+            }
+        }
+        if forget.names {
+            self.invalidate_dir(ino);
+        }
+        if forget.tree {
+            self.invalidate_tree(ino);
+        }
+    }
+
+    /// Where `ino`'s data stands (see [`Inode::data_version`]), with its
+    /// attributes as cached, fresh or not.
+    pub fn data_state(&self, ino: Ino) -> (u64, Option<FileAttr>) {
+        self.nodes
+            .get(&ino)
+            .map_or((0, None), |n| (n.data_version, n.attr))
+    }
+
+    fn invalidate_attr(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             let now = Instant::now();
             node.attr_until = now;
@@ -531,7 +596,7 @@ impl InodeTable {
     /// mount, and its attributes came with the answer: a listing asked
     /// for before shows older ones (one that raced the creation saw the
     /// new node before the agent gave it its owner).
-    pub fn changed_here(&mut self, ino: Ino) {
+    fn changed_here(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.changed = Some(Instant::now());
         }
@@ -550,7 +615,7 @@ impl InodeTable {
     /// Forgets the extended attribute names of `ino`. Separate from
     /// attributes: a write changes size and times but no xattr, and the
     /// kernel asks for `security.capability` before every write.
-    pub fn invalidate_xattrs(&mut self, ino: Ino) {
+    fn invalidate_xattrs(&mut self, ino: Ino) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.xattr_names = None;
         }
@@ -558,7 +623,7 @@ impl InodeTable {
 
     /// Remembers `ino`'s extended attribute names for the attribute TTL.
     pub fn set_xattr_names(&mut self, ino: Ino, names: Vec<Vec<u8>>, now: Instant) {
-        let until = now + self.attr_ttl;
+        let until = self.policy.attributes_until(now);
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.xattr_names = Some((until, names));
         }
@@ -575,7 +640,7 @@ impl InodeTable {
     /// Forgets what is cached about the names in directory `ino` (a change
     /// happened in it): its attributes (mtime, nlink), listing completeness
     /// and name validity. Links stay: they are how paths are built.
-    pub fn invalidate_dir(&mut self, ino: Ino) {
+    fn invalidate_dir(&mut self, ino: Ino) {
         let now = Instant::now();
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = now;
@@ -593,7 +658,7 @@ impl InodeTable {
     /// then reported by paths the table does not know. Empty ones too: a
     /// directory known empty (made here, or listed empty) answers lookups
     /// in it from that alone.
-    pub fn invalidate_tree(&mut self, dir: Ino) {
+    fn invalidate_tree(&mut self, dir: Ino) {
         let mut stack = vec![dir];
         let mut seen = HashSet::new();
         while let Some(dir) = stack.pop() {
@@ -623,7 +688,7 @@ impl InodeTable {
             self.unlink(dir, &name);
         }
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing_until = Some(now + self.dir_ttl);
+            node.listing_until = Some(self.policy.names_until(now));
         }
     }
 
@@ -825,6 +890,7 @@ impl InodeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn attr(ino: u64, mode: u32) -> Attr {
         Attr {
@@ -836,11 +902,16 @@ mod tests {
     }
 
     fn table() -> InodeTable {
-        InodeTable::new(
-            &attr(500, 0o40755),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        )
+        table_with_root(&attr(500, 0o40755))
+    }
+
+    fn table_with_root(root: &Attr) -> InodeTable {
+        let opts = crate::options::VfsOptions {
+            attr_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..Default::default()
+        };
+        InodeTable::new(root, CachePolicy::new(&opts))
     }
 
     #[test]
@@ -871,11 +942,7 @@ mod tests {
 
     #[test]
     fn without_inode_numbers_files_are_known_by_path_and_renames_carry_them() {
-        let mut t = InodeTable::new(
-            &attr(0, 0o40755),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
+        let mut t = table_with_root(&attr(0, 0o40755));
         let now = Instant::now();
         let a = t.upsert(ROOT_INO, b"a", &attr(0, 0o100644), now).ino;
         let b = t.upsert(ROOT_INO, b"b", &attr(0, 0o100644), now).ino;
@@ -993,7 +1060,7 @@ mod tests {
         assert!(t.known_absent(ROOT_INO, b"gone", now));
         assert!(t.known_absent(ROOT_INO, b"other", now));
         assert!(!t.known_absent(ROOT_INO, b"keep", now));
-        t.invalidate_dir(ROOT_INO);
+        t.changed(ROOT_INO, Change::NamesUnknown);
         assert!(!t.known_absent(ROOT_INO, b"other", now + Duration::from_millis(1)));
     }
 }

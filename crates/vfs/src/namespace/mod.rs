@@ -1,0 +1,168 @@
+//! The namespace: the inode table (numbers, lookup counts, names, cached
+//! attributes and listings; `inode.rs`) behind its lock, and the questions
+//! every other part asks it: the path of an inode, the path of a name, what
+//! to call an inode in a message, what a new node's owner is.
+
+mod inode;
+
+use crate::attr::{Caller, FileAttr, Ino};
+use crate::cache_policy::{CachePolicy, Change};
+use crate::error::{display_path, Result, VfsError};
+use crate::sync::lock;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+use yonder_proto::{Attr, Errno, Owner};
+
+pub use inode::DirItem;
+pub(crate) use inode::InodeTable;
+
+/// The setgid bit of a directory: new nodes in it take its group.
+const SETGID: u32 = 0o2000;
+
+pub(crate) struct Namespace {
+    table: Mutex<InodeTable>,
+    /// A copy of the table's policy, for questions that need no lock.
+    policy: CachePolicy,
+    /// Whether nodes created here start without extended attributes.
+    new_nodes_bare: bool,
+}
+
+impl Namespace {
+    pub fn new(root: &Attr, policy: CachePolicy, new_nodes_bare: bool) -> Namespace {
+        Namespace {
+            table: Mutex::new(InodeTable::new(root, policy)),
+            policy,
+            new_nodes_bare,
+        }
+    }
+
+    /// The inode table, locked. Held for a handful of map operations,
+    /// never across a wait.
+    pub fn table(&self) -> MutexGuard<'_, InodeTable> {
+        lock(&self.table)
+    }
+
+    pub fn policy(&self) -> &CachePolicy {
+        &self.policy
+    }
+
+    /// Forgets what `change` of `ino` makes stale (see `cache_policy.rs`).
+    pub fn changed(&self, ino: Ino, change: Change) {
+        self.table().changed(ino, change);
+    }
+
+    /// Path of an inode for messages.
+    pub fn describe(&self, ino: Ino) -> String {
+        match self.table().path(ino) {
+            Some(p) => display_path(&p),
+            None => format!("<inode {ino}>"),
+        }
+    }
+
+    /// The remote path of `ino`: ENOENT if it has no name left, ESTALE if
+    /// it is not known at all.
+    pub fn path(&self, op: &'static str, ino: Ino) -> Result<Vec<u8>> {
+        let table = self.table();
+        match table.path(ino) {
+            Some(p) => Ok(p),
+            None if table.get(ino).is_some() => {
+                Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ENOENT))
+            }
+            None => Err(VfsError::new(op, format!("<inode {ino}>"), Errno::ESTALE)),
+        }
+    }
+
+    /// The remote path of `parent/name`, for a name that is a valid one.
+    pub fn child_path(&self, op: &'static str, parent: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        if name.is_empty() {
+            return Err(VfsError::new(op, "", Errno::ENOENT));
+        }
+        if name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(VfsError::new(op, display_path(name), Errno::EINVAL));
+        }
+        let table = self.table();
+        match table.child_path(parent, name) {
+            Some(p) => Ok(p),
+            None => {
+                let errno = if table.get(parent).is_some() {
+                    Errno::ENOENT
+                } else {
+                    Errno::ESTALE
+                };
+                Err(VfsError::new(op, display_path(name), errno))
+            }
+        }
+    }
+
+    pub fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+        self.table().get(ino).and_then(|n| n.links.first().cloned())
+    }
+
+    /// Owner for a node created in `parent`: the caller, except that a
+    /// setgid directory passes its group on, as it would locally.
+    pub fn owner_for(&self, caller: &Caller, parent: Ino) -> Owner {
+        let mut owner = caller.owner();
+        // Even expired attributes tell the setgid bit, which rarely changes.
+        if let Some(attr) = self.table().get(parent).and_then(|n| n.attr) {
+            if attr.perm & SETGID != 0 {
+                owner.gid = attr.gid;
+            }
+        }
+        owner
+    }
+
+    /// Registers a node that an operation created (or linked) at
+    /// `parent/name`, counting one lookup for the caller.
+    pub fn entered(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
+        let mut table = self.table();
+        let fattr = table.upsert(parent, name, attr, Instant::now());
+        table.changed(fattr.ino, Change::Created);
+        table.inc_lookup(fattr.ino, 1);
+        table.changed(parent, Change::Entries);
+        fattr
+    }
+
+    /// Like [`Namespace::entered`] for a node this call created: in a tree
+    /// whose new nodes start bare, it is known to have no extended
+    /// attributes, so the kernel's `security.capability` probe before its
+    /// first write costs no round trip.
+    pub fn entered_new(&self, parent: Ino, name: &[u8], attr: &Attr) -> FileAttr {
+        let fattr = self.entered(parent, name, attr);
+        if self.new_nodes_bare {
+            let now = Instant::now();
+            let mut table = self.table();
+            let inherits_acl = table
+                .cached_xattr_names(parent, now)
+                .is_some_and(|names| names.iter().any(|n| n == b"system.posix_acl_default"));
+            if !inherits_acl {
+                table.set_xattr_names(fattr.ino, Vec::new(), now);
+            }
+        }
+        fattr
+    }
+
+    /// `parent/name` was removed on the remote: its file loses the name
+    /// (and is forgotten if that was its last, with nothing open).
+    pub fn name_removed(&self, parent: Ino, name: &[u8]) {
+        let mut table = self.table();
+        if let Some(ino) = table.unlink(parent, name) {
+            table.retire_if_gone(ino);
+        }
+        table.changed(parent, Change::Entries);
+    }
+
+    /// Forgets the name `ino` was reached by (the remote says it names
+    /// something else now, or nothing); returns it, or the name it had
+    /// last if another call forgot it already.
+    pub fn forget_name_of(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+        let mut table = self.table();
+        match table.get(ino).and_then(|n| n.links.first().cloned()) {
+            Some((parent, name)) => {
+                table.unlink(parent, &name);
+                table.changed(parent, Change::NamesUnknown);
+                Some((parent, name))
+            }
+            None => table.get(ino).and_then(|n| n.former.clone()),
+        }
+    }
+}
