@@ -15,7 +15,7 @@ use yonder_fuse::{FuseFrontend, MountConfig};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
-use yonder_vfs::{MemoryJournal, Vfs, VfsError, VfsOptions};
+use yonder_vfs::{Journal, MemoryJournal, Vfs, VfsError, VfsOptions};
 
 /// The frontend that serves a mount of `spec`, with its options, which
 /// it refuses here if it does not take them.
@@ -96,6 +96,8 @@ pub struct BuiltMount {
 pub struct MountBuilder {
     tree: Tree,
     vfs: VfsOptions,
+    /// Where the VFS keeps writes acknowledged and not yet confirmed.
+    journal: Arc<dyn Journal>,
     frontend: Box<dyn Frontend>,
 }
 
@@ -106,8 +108,16 @@ impl MountBuilder {
         Ok(MountBuilder {
             tree: Tree::Whole,
             vfs: vfs_options(spec)?,
+            journal: Arc::new(MemoryJournal::default()),
             frontend: frontend_for(spec)?,
         })
+    }
+
+    /// Keeps the mount's unconfirmed writes in `journal` instead of in
+    /// memory (a durable journal survives the process).
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> MountBuilder {
+        self.journal = journal;
+        self
     }
 
     /// Mounts only `tree` of a remote that serves `/`, through a
@@ -140,9 +150,7 @@ impl MountBuilder {
                 (Arc::new(scoped), Some(root))
             }
         };
-        // Writes the agent has not confirmed are kept in memory: a durable
-        // journal would take this one's place.
-        let vfs = Vfs::new(remote, self.vfs, Arc::new(MemoryJournal::default())).await?;
+        let vfs = Vfs::new(remote, self.vfs, self.journal).await?;
         let watch = link.watch();
         match root.clone() {
             None => vfs.follow(watch, generation, |remote| remote),
