@@ -25,11 +25,7 @@ pub fn stray_impls(files: &[(PathBuf, String)]) -> Vec<StrayImpl> {
     for (path, text) in files {
         let text = crate::module_graph::strip_comments(text);
         for line in text.lines() {
-            let words: Vec<&str> = line
-                .split(|c: char| c.is_whitespace() || c == '{' || c == '<' || c == '(' || c == ';')
-                .filter(|w| !w.is_empty())
-                .collect();
-            if let Some(name) = defined_name(&words) {
+            if let Some(name) = defined_name(line) {
                 defined.entry(name).or_default().insert(path.clone());
             }
             if let Some(name) = inherent_impl_name(line) {
@@ -51,22 +47,25 @@ pub fn stray_impls(files: &[(PathBuf, String)]) -> Vec<StrayImpl> {
     strays
 }
 
-/// `pub(crate) struct Name`, `enum Name`, ...: the name defined.
-fn defined_name(words: &[&str]) -> Option<String> {
-    let mut rest = words;
-    while let Some(first) = rest.first() {
-        if first.starts_with("pub") || *first == "#[derive" {
-            rest = &rest[1..];
-        } else {
-            break;
+/// `pub(crate) struct Name`, `enum Name<T>`, ...: the name defined.
+fn defined_name(line: &str) -> Option<String> {
+    let mut rest = line.trim_start();
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = after.trim_start();
+        if rest.starts_with('(') {
+            rest = rest[rest.find(')')? + 1..].trim_start();
         }
     }
-    match rest {
-        [kind, name, ..] if *kind == "struct" || *kind == "enum" || *kind == "union" => {
-            Some(name.trim_end_matches([':', ',']).to_string())
-        }
-        _ => None,
+    let (kind, after) = rest.split_once(char::is_whitespace)?;
+    if !matches!(kind, "struct" | "enum" | "union") {
+        return None;
     }
+    let name: String = after
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// `impl Name {` or `impl<T> Name<T> {` (not `impl Trait for Name`): the
@@ -159,9 +158,20 @@ mod tests {
     }
 
     #[test]
+    fn types_of_any_visibility_are_placed() {
+        let strays = stray_impls(&files(&[
+            ("table.rs", "pub(crate) struct Table {\n}\n"),
+            ("other.rs", "impl Table {\n}\n"),
+        ]));
+        assert_eq!(strays.len(), 1, "{strays:?}");
+        assert_eq!(strays[0].impl_file, PathBuf::from("other.rs"));
+    }
+
+    #[test]
     fn trait_impls_generics_and_comments_are_not_stray() {
         let strays = stray_impls(&files(&[
             ("table.rs", "pub(crate) struct Table<T> { t: T }\nimpl<T: Clone> Table<T> {}\n"),
+            ("inner.rs", "pub(in crate::a) struct Inner;\nimpl Inner {}\n"),
             (
                 "other.rs",
                 "impl<T> Drop for Table<T> { fn drop(&mut self) {} }\nimpl std::fmt::Debug for Table<u8> {}\n// impl Table {\n",
