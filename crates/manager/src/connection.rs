@@ -32,6 +32,12 @@ pub enum Destination {
         ssh_command: Option<String>,
         agent_path: Option<String>,
     },
+    /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
+    Url {
+        scheme: String,
+        address: String,
+        agent_path: Option<String>,
+    },
 }
 
 impl Destination {
@@ -69,6 +75,19 @@ impl Destination {
                 };
                 (destination, root.as_bytes().to_vec())
             }
+            Source::Url {
+                scheme,
+                address,
+                path,
+            } => {
+                let root = if path.is_empty() { "." } else { path.as_str() };
+                let destination = Destination::Url {
+                    scheme,
+                    address,
+                    agent_path: spec.agent_path.clone(),
+                };
+                (destination, root.as_bytes().to_vec())
+            }
         })
     }
 
@@ -80,6 +99,11 @@ impl Destination {
                 user: user.clone(),
                 host: host.clone(),
                 port: *port,
+                path: "/".into(),
+            },
+            Destination::Url { scheme, address, .. } => Source::Url {
+                scheme: scheme.clone(),
+                address: address.clone(),
                 path: "/".into(),
             },
         }
@@ -102,6 +126,10 @@ impl Destination {
                 agent_path: agent_path.clone(),
                 ..Default::default()
             },
+            Destination::Url { agent_path, .. } => ConnectOptions {
+                agent_path: agent_path.clone(),
+                ..Default::default()
+            },
         }
     }
 }
@@ -113,6 +141,7 @@ impl fmt::Display for Destination {
             Destination::Ssh { user, host, port, .. } => {
                 yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)
             }
+            Destination::Url { scheme, address, .. } => write!(f, "{scheme}://{address}"),
         }
     }
 }

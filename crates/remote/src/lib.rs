@@ -12,7 +12,8 @@
 //! dies. What it needs of a connection is a [`Session`]; a [`Connector`]
 //! makes one, the same way each time, and [`connector_for`] picks the
 //! connector for a [`Source`]: a new transport is a `Connector` (and, for a
-//! protocol other than yonder's, a `Session`) and one arm there.
+//! protocol other than yonder's, a `Session`) and one line in
+//! [`URL_TRANSPORTS`].
 
 mod client;
 mod error;
@@ -23,7 +24,6 @@ mod scoped;
 mod session;
 pub mod source;
 pub mod tcp;
-mod transports;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
@@ -33,7 +33,9 @@ pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use remote::Remote;
 pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session};
-pub use source::{connect, connect_agent, spawn, ConnectOptions, Source, SourceError, Spawned};
-pub use transports::{connector_for, SourceConnector};
+pub use source::{
+    connect, connect_agent, connector_for, spawn, ConnectOptions, MakeConnector, Source, SourceConnector,
+    SourceError, Spawned, URL_TRANSPORTS,
+};
 pub use yonder_proto as proto;
 pub mod transfer;

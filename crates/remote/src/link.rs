@@ -43,8 +43,7 @@
 //! [`Connector`].
 
 use crate::session::{Connector, Session};
-use crate::transports::connector_for;
-use crate::{ConnectOptions, Remote, Result, Source};
+use crate::{connector_for, ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -193,7 +192,7 @@ impl Link {
     /// connection must succeed: its error is returned as is (an unreachable
     /// host, a missing remote path), nothing is retried.
     pub async fn connect(source: &Source, options: &ConnectOptions, link: LinkOptions) -> Result<Link> {
-        Link::start(connector_for(source, options), link).await
+        Link::start(connector_for(source, options)?, link).await
     }
 
     /// [`Link::connect`] with any [`Connector`].

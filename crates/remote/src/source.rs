@@ -1,11 +1,17 @@
-//! SOURCE strings and the transports they select.
+//! SOURCE strings and the transports they select ([`connector_for`]).
 //!
 //! * a local path, or `local:PATH`: spawns this binary as `yonder agent`;
 //! * `[user@]host:[path]` (scp style) or `ssh://[user@]host[:port][/path]`:
 //!   runs the system `ssh`, so `~/.ssh/config`, keys, the ssh agent and
-//!   ProxyJump work unchanged.
+//!   ProxyJump work unchanged;
+//! * `SCHEME://ADDRESS[/PATH]` for a SCHEME in [`URL_TRANSPORTS`]: that
+//!   transport's [`Connector`]. A new transport is its file (its
+//!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
+//!   protocol) and one line in that table.
 
+use crate::session::{Connector, Session};
 use crate::{AgentClient, Remote, RemoteError, Result};
+use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +32,67 @@ pub enum Source {
         port: Option<u16>,
         path: String,
     },
+    /// `SCHEME://ADDRESS[/PATH]`, reached by the transport [`URL_TRANSPORTS`]
+    /// registers for SCHEME.
+    Url {
+        scheme: String,
+        address: String,
+        /// Empty, or from the `/` after the address on.
+        path: String,
+    },
+}
+
+/// Makes the [`Connector`] for a source of one transport.
+pub type MakeConnector = fn(&Source, &ConnectOptions) -> Arc<dyn Connector>;
+
+/// The transports reached as `SCHEME://ADDRESS[/PATH]`, one line each, e.g.
+/// `("docker", docker::connector)`: where a new transport registers.
+pub const URL_TRANSPORTS: &[(&str, MakeConnector)] = &[];
+
+/// How a link reaches `source`: the agent as a child process (local, or
+/// through ssh), or the transport registered for its scheme.
+pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
+    connector_among(source, options, URL_TRANSPORTS)
+}
+
+fn connector_among(
+    source: &Source,
+    options: &ConnectOptions,
+    transports: &[(&str, MakeConnector)],
+) -> Result<Arc<dyn Connector>> {
+    match source {
+        Source::Local { .. } | Source::Ssh { .. } => Ok(Arc::new(SourceConnector {
+            source: source.clone(),
+            options: options.clone(),
+        })),
+        Source::Url { scheme, .. } => match transports.iter().find(|(name, _)| name == scheme) {
+            Some((_, make)) => Ok(make(source, options)),
+            None => Err(RemoteError::Connect {
+                source_desc: source.describe(),
+                reason: format!("no transport for {scheme}://"),
+            }),
+        },
+    }
+}
+
+/// Runs the agent as a child process and speaks to it over its stdio:
+/// the local agent, or one started through ssh (with the user's
+/// configuration, re-read on every attempt).
+pub struct SourceConnector {
+    pub source: Source,
+    pub options: ConnectOptions,
+}
+
+#[async_trait]
+impl Connector for SourceConnector {
+    async fn connect(&self) -> Result<Arc<dyn Session>> {
+        let client = connect_agent(&self.source, &self.options).await?;
+        Ok(Arc::new(client))
+    }
+
+    fn describe(&self) -> String {
+        self.source.describe()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,12 +104,36 @@ pub struct SourceError {
 
 impl Source {
     pub fn parse(text: &str) -> std::result::Result<Source, SourceError> {
+        Source::parse_among(text, URL_TRANSPORTS)
+    }
+
+    /// [`Source::parse`], with `transports` as the registered schemes.
+    fn parse_among(
+        text: &str,
+        transports: &[(&str, MakeConnector)],
+    ) -> std::result::Result<Source, SourceError> {
         let fail = |reason: &str| SourceError {
             source_text: text.to_string(),
             reason: reason.to_string(),
         };
         if text.is_empty() {
             return Err(fail("empty source"));
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            if transports.iter().any(|(name, _)| *name == scheme) {
+                let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                if address.is_empty() {
+                    return Err(fail("missing address"));
+                }
+                if path.contains('\0') || path.contains('\n') {
+                    return Err(fail("path contains a NUL or newline"));
+                }
+                return Ok(Source::Url {
+                    scheme: scheme.to_string(),
+                    address: address.to_string(),
+                    path: path.to_string(),
+                });
+            }
         }
         if let Some(path) = text.strip_prefix("local:") {
             if path.is_empty() {
@@ -247,6 +338,11 @@ impl fmt::Display for Source {
                 }
                 f.write_str(path)
             }
+            Source::Url {
+                scheme,
+                address,
+                path,
+            } => write!(f, "{scheme}://{address}{path}"),
         }
     }
 }
@@ -317,6 +413,10 @@ pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: 
             argv.push(format!("--root={}", root.to_string_lossy()));
             Ok(argv)
         }
+        Source::Url { scheme, .. } => Err(RemoteError::Connect {
+            source_desc: source.describe(),
+            reason: format!("{scheme}:// starts no agent process of yonder's"),
+        }),
         Source::Ssh { path, .. } => {
             let mut argv = ssh_destination(source, options)?;
             let host = argv.pop().expect("destination");
@@ -427,12 +527,14 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// Starts the agent for `source` and completes the handshake. What comes
-/// back is a `Remote`, whatever the transport: callers (the VFS, `yonder
+/// Connects to `source` through its transport ([`connector_for`]) and
+/// completes the handshake. What comes back is a `Remote`, whatever the
+/// transport: callers (the VFS, `yonder
 /// fs`, a reconnecting layer) never depend on how it is carried. The agent
 /// process is killed when the remote is dropped.
 pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
-    Ok(Arc::new(connect_agent(source, options).await?))
+    let session = connector_for(source, options)?.connect().await?;
+    Ok(session)
 }
 
 /// [`connect`], returning the client itself, which owns the agent process:
@@ -469,7 +571,7 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     }
     let keepalive = match source {
         Source::Ssh { .. } => ssh_needs_keepalive(source, options).await,
-        Source::Local { .. } => false,
+        Source::Local { .. } | Source::Url { .. } => false,
     };
     let argv = agent_command_with(source, options, keepalive)?;
     tracing::debug!(?argv, "starting agent");
@@ -610,6 +712,63 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transport registered for the tests: it only names itself.
+    struct Named(String);
+
+    #[async_trait]
+    impl Connector for Named {
+        async fn connect(&self) -> Result<Arc<dyn Session>> {
+            Err(RemoteError::Connect {
+                source_desc: self.0.clone(),
+                reason: "a test transport connects nowhere".into(),
+            })
+        }
+
+        fn describe(&self) -> String {
+            self.0.clone()
+        }
+    }
+
+    fn named(source: &Source, _: &ConnectOptions) -> Arc<dyn Connector> {
+        Arc::new(Named(format!("named {source}")))
+    }
+
+    const TEST_TRANSPORTS: &[(&str, MakeConnector)] = &[("box", named)];
+
+    #[test]
+    fn a_registered_scheme_selects_its_transport() {
+        let source = Source::parse_among("box://shelf-3/srv/data", TEST_TRANSPORTS).unwrap();
+        assert_eq!(
+            source,
+            Source::Url {
+                scheme: "box".into(),
+                address: "shelf-3".into(),
+                path: "/srv/data".into(),
+            }
+        );
+        assert_eq!(source.to_string(), "box://shelf-3/srv/data");
+        let connector = connector_among(&source, &ConnectOptions::default(), TEST_TRANSPORTS).unwrap();
+        assert_eq!(connector.describe(), "named box://shelf-3/srv/data");
+        let bare = Source::parse_among("box://shelf-3", TEST_TRANSPORTS).unwrap();
+        assert_eq!(bare.to_string(), "box://shelf-3");
+        assert!(Source::parse_among("box:///srv", TEST_TRANSPORTS).is_err());
+
+        // Unregistered, the same text reads as it always did (scp style),
+        // and a Url source of no known transport cannot connect.
+        assert_eq!(
+            Source::parse_among("box://shelf-3/srv", &[]).unwrap(),
+            ssh(None, "box", None, "//shelf-3/srv")
+        );
+        let err = connector_among(&source, &ConnectOptions::default(), &[])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no transport for box://"), "{err}");
+        // The agent's own transports need no registration.
+        let local = Source::parse_among("/srv", &[]).unwrap();
+        let connector = connector_among(&local, &ConnectOptions::default(), &[]).unwrap();
+        assert_eq!(connector.describe(), "/srv");
+    }
 
     fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Source {
         Source::Ssh {
