@@ -242,21 +242,34 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("yonder")
         .build()?;
+    // A signal while connecting (Ctrl+C at ssh's password prompt, say)
+    // gives up: the connection attempt is dropped, which ends ssh, and the
+    // mount point made for the mount goes. Once mounted, a signal unmounts.
+    let mut signals = runtime.block_on(async { Signals::install() })?;
     // The link reconnects by itself; the VFS takes each new connection.
     let started = runtime.block_on(async {
-        let link = Link::connect(&source, &connect, link_options).await?;
+        let link = tokio::select! {
+            link = Link::connect(&source, &connect, link_options) => link?,
+            signal = signals.next() => return Ok(Err(signal)),
+        };
         let built = builder.start(&link, &args.mountpoint).await?;
-        anyhow::Ok((link, built.handle))
+        anyhow::Ok(Ok((link, built.handle)))
     });
     let (link, mounted) = match started {
-        Ok(started) => started,
+        Ok(Ok(started)) => started,
+        Ok(Err(signal)) => {
+            remove_created_mountpoint(&args.mountpoint, created.as_deref());
+            eprintln!(
+                "yonder: {signal} before {} was mounted; nothing mounted",
+                args.mountpoint.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
         Err(err) => {
             remove_created_mountpoint(&args.mountpoint, created.as_deref());
             return Err(err);
         }
     };
-    // From here on a signal unmounts (before, it ends the process).
-    let signals = runtime.block_on(async { Signals::install() })?;
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;

@@ -470,6 +470,63 @@ fn ctrl_c_is_a_shutdown_not_a_lost_connection() {
     }
 }
 
+/// Ctrl+C while ssh is still connecting (at its password prompt, say)
+/// gives up at once: ssh ends, and the mount point `yonder mount` made
+/// goes, as for a mount that failed.
+#[test]
+fn ctrl_c_while_connecting_leaves_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let parent = tempfile::Builder::new().prefix("yonder-mnt").tempdir().unwrap();
+    let created = parent.path().join("made");
+    let mountpoint = created.join("m");
+    // An ssh that never answers, as one waiting at a prompt does.
+    let pid_file = parent.path().join("ssh.pid");
+    let ssh = parent.path().join("slow-ssh");
+    fs::write(
+        &ssh,
+        format!("#!/bin/sh\necho $$ > '{}'\nexec sleep 60\n", pid_file.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(yonder_bin())
+        .args(["mount", "--foreground", "--ssh-command"])
+        .arg(&ssh)
+        .arg("root@127.0.0.1:/srv")
+        .arg(&mountpoint)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
+    });
+    assert!(started, "the ssh command never ran");
+    let ssh_pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(created.is_dir(), "the mount point is made before connecting");
+    // SAFETY: kill(2) on the process group of the child just started.
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("yonder mount hung at Ctrl+C");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("SIGINT before"), "{log}");
+    assert!(!created.exists(), "{} left behind: {log}", created.display());
+    // The ssh ends with the attempt (a zombie until reaped counts as ended).
+    let ended = (0..250).any(|_| {
+        let state = fs::read_to_string(format!("/proc/{ssh_pid}/stat")).unwrap_or_default();
+        let ended = state.is_empty() || state.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'));
+        ended || {
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        }
+    });
+    assert!(ended, "the ssh command outlived the attempt");
+}
+
 /// `yonder connect -o` is read by the same parser as a mount's options:
 /// sshfs's and a mount's own words are refused in one line, a
 /// connection's settings are taken.
