@@ -106,23 +106,10 @@ fn inherent_impl_name(line: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The `.rs` files under `src`, with their text.
+/// The `.rs` files under `src`, with their text (those of its modules, as
+/// [`crate::module_graph`] reads them).
 pub fn crate_sources(src: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    let mut dirs = vec![src.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path)?;
-                out.push((path, text));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::module_graph::source_files(src)
 }
 
 #[cfg(test)]

@@ -145,6 +145,14 @@ impl ModuleGraph {
     }
 }
 
+/// The files of a crate's modules under `src` (as [`ModuleGraph::of_crate`]
+/// reads them), each with its text, in path order.
+pub(crate) fn source_files(src: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut sources = Vec::new();
+    collect(src, src, &mut sources)?;
+    Ok(sources.into_iter().map(|s| (src.join(s.file), s.text)).collect())
+}
+
 fn collect(src: &Path, dir: &Path, out: &mut Vec<Source>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.path());

@@ -78,6 +78,28 @@ pub(crate) struct Inode {
     pub data_version: u64,
 }
 
+impl Inode {
+    /// A node just met: no lookups, nothing open, no names or caches yet.
+    fn unseen(kind: FileKind, attr_until: Instant) -> Inode {
+        Inode {
+            kind,
+            lookups: 0,
+            open: 0,
+            exported: false,
+            links: Vec::new(),
+            former: None,
+            attr: None,
+            attr_until,
+            changed: None,
+            listing_until: None,
+            xattr_names: None,
+            listing: None,
+            dir_version: 0,
+            data_version: 0,
+        }
+    }
+}
+
 struct NameEntry {
     ino: Ino,
     until: Instant,
@@ -160,21 +182,10 @@ impl InodeTable {
         table.nodes.insert(
             ROOT_INO,
             Inode {
-                kind: FileKind::Directory,
                 // The root is never forgotten.
                 lookups: 1,
-                open: 0,
-                exported: false,
-                links: Vec::new(),
-                former: None,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
-                attr_until: policy.attributes_until(now),
-                changed: None,
-                listing_until: None,
-                xattr_names: None,
-                listing: None,
-                dir_version: 0,
-                data_version: 0,
+                ..Inode::unseen(FileKind::Directory, policy.attributes_until(now))
             },
         );
         table
@@ -312,22 +323,10 @@ impl InodeTable {
             self.dir_changed(parent);
         }
         let attr_until = self.policy.attributes_until(now);
-        let node = self.nodes.entry(ino).or_insert_with(|| Inode {
-            kind: fattr.kind,
-            lookups: 0,
-            open: 0,
-            exported: false,
-            links: Vec::new(),
-            former: None,
-            attr: None,
-            attr_until,
-            changed: None,
-            listing_until: None,
-            xattr_names: None,
-            listing: None,
-            dir_version: 0,
-            data_version: 0,
-        });
+        let node = self
+            .nodes
+            .entry(ino)
+            .or_insert_with(|| Inode::unseen(fattr.kind, attr_until));
         node.kind = fattr.kind;
         node.attr = Some(fattr);
         node.attr_until = attr_until;
