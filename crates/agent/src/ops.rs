@@ -8,6 +8,7 @@ use crate::error::OpError;
 use crate::fence::{Fence, FenceError};
 use crate::handles::{HandleTable, OpenFile};
 use crate::paths::{display, HostPath, PathError, Root};
+use crate::reply_cache::{ReplyCache, Verdict};
 use crate::splice::{PipePool, Spliced};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
 use rustix::io::Errno as HostErrno;
@@ -45,6 +46,8 @@ pub(crate) struct Agent {
     can_chown: bool,
     /// Refuses changes once a newer connection of the client took over.
     fence: Fence,
+    /// What each `Once` operation of the session answered.
+    replies: ReplyCache,
 }
 
 /// What a request acts on, for error messages: the operation and the path,
@@ -91,6 +94,21 @@ impl Subject {
 
 type OpResult = Result<Response, OpError>;
 
+fn superseded(op: &str) -> Response {
+    Response::Error(yonder_proto::WireError {
+        errno: Errno::EIO,
+        message: format!("{op}: refused, a newer connection of this client took over from this agent"),
+    })
+}
+
+impl Drop for Agent {
+    /// The session's reply file goes with its last agent, once the client
+    /// has settled everything in it.
+    fn drop(&mut self) {
+        self.replies.release(!self.fence.superseded());
+    }
+}
+
 impl Agent {
     /// The directory served, canonical.
     pub(crate) fn root(&self) -> &std::path::Path {
@@ -100,10 +118,9 @@ impl Agent {
     /// An agent whose fencing claims go to `dir` (a fuzzer's own), not to
     /// the user's runtime directory.
     pub(crate) fn with_fence_dir(root: Root, dir: std::path::PathBuf) -> Agent {
-        Agent {
-            fence: Fence::in_dir(dir),
-            ..Agent::new(root)
-        }
+        let mut agent = Agent::new(root);
+        agent.fence = Fence::in_dir(dir);
+        agent
     }
 
     pub(crate) fn new(root: Root) -> Agent {
@@ -114,7 +131,14 @@ impl Agent {
             pipes: PipePool::default(),
             can_chown: rustix::process::geteuid().is_root(),
             fence: Fence::default(),
+            replies: ReplyCache::default(),
         }
+    }
+
+    /// Whether `request` may wait for another agent of the session to
+    /// finish the same operation: not for the reader task to run.
+    pub(crate) fn may_wait(&self, request: &Request) -> bool {
+        matches!(request, Request::Once { id, request, .. } if request.changes_files() && self.replies.would_wait(*id))
     }
 
     /// Files open and not yet closed.
@@ -123,17 +147,85 @@ impl Agent {
     }
 
     pub(crate) fn handle(&self, request: Request) -> Response {
+        if let Request::Once {
+            id,
+            settled_below,
+            request,
+        } = request
+        {
+            return self.once(id, settled_below, *request);
+        }
         if request.changes_files() && self.fence.superseded() {
+            return superseded(request.op());
+        }
+        self.dispatch(request)
+            .unwrap_or_else(|err| Response::Error(err.into()))
+    }
+
+    /// Carries out operation `id` of the session unless it was already,
+    /// in which case the recorded answer is given again. The start is
+    /// recorded before the fence is checked: a newer agent then sees (and
+    /// waits for) every operation this one carries out after its claim.
+    fn once(&self, id: u64, settled_below: u64, request: Request) -> Response {
+        if matches!(request, Request::Once { .. } | Request::Fence { .. }) {
             return Response::Error(yonder_proto::WireError {
-                errno: Errno::EIO,
+                errno: Errno::EINVAL,
                 message: format!(
-                    "{}: refused, a newer connection of this client took over from this agent",
+                    "{}: cannot be carried out as an operation of its own",
                     request.op()
                 ),
             });
         }
-        self.dispatch(request)
-            .unwrap_or_else(|err| Response::Error(err.into()))
+        if !request.changes_files() {
+            // Harmless twice; what it carries is the client's floor.
+            self.replies.settle(settled_below);
+            return self.handle(request);
+        }
+        match self.replies.begin(id, settled_below, &request) {
+            Verdict::Refused(response) => response,
+            Verdict::Answered { response, ours } => self.answer_again(request, response, ours),
+            Verdict::Run => {
+                if self.fence.superseded() {
+                    self.replies.drop_op(id);
+                    return superseded(request.op());
+                }
+                let response = self
+                    .dispatch(request.clone())
+                    .unwrap_or_else(|err| Response::Error(err.into()));
+                self.replies.finish(id, &request, &response);
+                response
+            }
+        }
+    }
+
+    /// A recorded answer, given again. An exclusive create's handle was
+    /// another agent's: the file it created is opened again (never created
+    /// or truncated), checked to be that file.
+    fn answer_again(&self, request: Request, response: Response, ours: bool) -> Response {
+        let (Response::Opened { attr: created, .. }, false, Request::Open { path, flags, .. }) =
+            (&response, ours, &request)
+        else {
+            return response;
+        };
+        let flags = flags & !(open_flags::CREATE | open_flags::EXCLUSIVE | open_flags::TRUNCATE);
+        let s = Subject::path("open", path);
+        match self.open("open", path, flags, 0, None) {
+            Ok(Response::Opened { handle, attr }) if (attr.dev, attr.ino) == (created.dev, created.ino) => {
+                Response::Opened { handle, attr }
+            }
+            Ok(Response::Opened { handle, .. }) => {
+                self.handles.remove(handle);
+                Response::Error(
+                    s.refused(
+                        Errno::ESTALE,
+                        "this client created the file, and another file has its name now",
+                    )
+                    .into(),
+                )
+            }
+            Ok(other) => other,
+            Err(err) => Response::Error(err.into()),
+        }
     }
 
     fn dispatch(&self, request: Request) -> OpResult {
@@ -193,13 +285,25 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::Ping => Ok(Response::Done),
+            // `handle` takes these apart before dispatching.
+            request @ Request::Once { .. } => Ok(self.handle(request)),
             Request::Fence { session, generation } => {
                 let s = Subject {
                     op,
                     what: format!("session {session:016x} generation {generation}"),
                 };
                 match self.fence.claim(session, generation) {
-                    Ok(()) => Ok(Response::Done),
+                    Ok(dir) => {
+                        if let Err(err) = self.replies.attach(&dir, session) {
+                            // Operations still run once per agent; only a
+                            // replay to the next agent would run them again.
+                            tracing::warn!(
+                                "{}: {err}; replies are not kept for the next agent of this session",
+                                dir.display()
+                            );
+                        }
+                        Ok(Response::Done)
+                    }
                     Err(err @ FenceError::Superseded { .. }) => {
                         Err(s.refused(Errno::ESTALE, &err.to_string()))
                     }
