@@ -103,7 +103,11 @@ mod tests {
         assert_eq!(current(), None);
         // No other test of this crate begins operations.
         drop(first);
-        assert_eq!(settled_below(), second.id(), "the older one settled, this one not");
+        assert_eq!(
+            settled_below(),
+            second.id(),
+            "the older one settled, this one not"
+        );
         let id = second.id();
         drop(second);
         assert!(settled_below() > id);
