@@ -179,6 +179,7 @@ impl Agent {
         if !request.changes_files() {
             // Harmless twice; what it carries is the client's floor.
             self.replies.settle(settled_below);
+            self.replies.release(!self.fence.superseded());
             return self.handle(request);
         }
         match self.replies.begin(id, settled_below, &request) {

@@ -32,7 +32,7 @@ use rustix::io::Errno as HostErrno;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -300,7 +300,9 @@ impl ReplyCache {
     }
 
     /// Removes the file, when every operation in it is settled and
-    /// `still_ours` (no newer agent of the session uses it).
+    /// `still_ours` (no newer agent of the session uses it): when the
+    /// client says all is settled (at rest, and as it closes its link),
+    /// and as the agent ends.
     pub(crate) fn release(&self, still_ours: bool) {
         let mut state = self.state();
         state.refresh();
@@ -309,7 +311,9 @@ impl ReplyCache {
         if !still_ours || !state.entries.is_empty() {
             return;
         }
-        if let Some(file) = state.file.take() {
+        // Kept open: a record appended later finds the path gone and
+        // makes the file again.
+        if let Some(file) = state.file.as_ref() {
             let _lock = file.lock();
             if file.current() {
                 let _ = std::fs::remove_file(&file.path);
@@ -440,7 +444,14 @@ impl State {
             bytes.extend_from_slice(&encode(&record));
             count += 1;
         }
-        let written = std::fs::write(&aside, &bytes).and_then(|()| std::fs::rename(&aside, &file.path));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&aside)
+            .and_then(|mut f| f.write_all(&bytes))
+            .and_then(|()| std::fs::rename(&aside, &file.path));
         drop(lock);
         match written.and_then(|()| CacheFile::open(&file.path)) {
             Ok(mut fresh) => {
@@ -811,5 +822,12 @@ mod tests {
             0,
             "nothing left aside"
         );
+        // The session goes on: the next operation's record makes it again.
+        assert!(matches!(cache.begin(2, 2, &request), Verdict::Run));
+        cache.finish(2, &request, &done());
+        assert!(path.exists());
+        let newer = ReplyCache::default();
+        newer.attach(dir.path(), 7).unwrap();
+        assert!(matches!(newer.begin(2, 2, &request), Verdict::Answered { .. }));
     }
 }

@@ -214,7 +214,7 @@ impl Mounted {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = yonder(&args);
-        cmd.env("YONDER_LOG", "warn,yonder::link=debug")
+        cmd.env("YONDER_LOG", "warn,yonder::link=debug,yonder_vfs::calls=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
@@ -568,6 +568,14 @@ fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(mode: Mode) {
             "round {round}: the link was never cut (the work took under 1.5 s)"
         );
     }
+    let log = m.log.lock().unwrap();
+    eprintln!(
+        "{} cuts; {} calls cut off in flight sent again to the next agent, {} resolved by looking",
+        m.proxy().drops(),
+        log.matches("the next agent answers it again").count(),
+        log.matches("its outcome is checked on the next connection")
+            .count()
+    );
 }
 
 /// Runs `work` while a thread cuts every connection through the proxy
