@@ -1010,6 +1010,85 @@ fn read_sized(
 mod tests {
     use super::*;
 
+    fn once(id: u64, request: Request) -> Request {
+        Request::Once {
+            id,
+            settled_below: 1,
+            request: Box::new(request),
+        }
+    }
+
+    fn fence(session: u64, generation: u64) -> Request {
+        Request::Fence { session, generation }
+    }
+
+    #[test]
+    fn operations_cut_off_are_answered_again_by_the_next_agent_of_the_session() {
+        let tree = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        let agent = |generation| {
+            let agent = Agent::with_fence_dir(Root::open(tree.path()).unwrap(), runtime.path().to_path_buf());
+            assert_eq!(agent.handle(fence(9, generation)), Response::Done);
+            agent
+        };
+        let create = Request::Open {
+            path: b"lock".to_vec().into(),
+            flags: open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::EXCLUSIVE,
+            mode: 0o644,
+            owner: None,
+        };
+        let mkdir = Request::Mkdir {
+            path: b"d".to_vec().into(),
+            mode: 0o755,
+            owner: None,
+        };
+        let old = agent(1);
+        let Response::Opened { attr: created, .. } = old.handle(once(1, create.clone())) else {
+            panic!("create failed")
+        };
+        assert!(matches!(old.handle(once(2, mkdir.clone())), Response::Attr(_)));
+        // Sent again under the same numbers after a cut, to the next agent:
+        // neither EEXIST nor a second effect.
+        let new = agent(2);
+        match new.handle(once(1, create.clone())) {
+            Response::Opened { handle, attr } => {
+                assert_eq!((attr.dev, attr.ino), (created.dev, created.ino));
+                let write = Request::Write {
+                    handle,
+                    offset: 0,
+                    data: b"mine".to_vec(),
+                };
+                assert_eq!(
+                    new.handle(write),
+                    Response::Written(4),
+                    "a handle of this agent's"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(new.handle(once(2, mkdir.clone())), Response::Attr(_)));
+        assert_eq!(std::fs::read(tree.path().join("lock")).unwrap(), b"mine");
+        // A new operation runs: the name exists now.
+        assert!(matches!(new.handle(once(3, mkdir)), Response::Error(e) if e.errno == Errno::EEXIST));
+        // The replaced agent refuses what it had not run, and records
+        // nothing of the refusal: the next agent may run it.
+        let unlink = Request::Unlink {
+            path: b"lock".to_vec().into(),
+        };
+        assert!(matches!(old.handle(once(4, unlink.clone())), Response::Error(e) if e.errno == Errno::EIO));
+        assert_eq!(new.handle(once(4, unlink)), Response::Done);
+        // Settled and closed: the records go with the last agent.
+        drop(old);
+        let settle = Request::Once {
+            id: 0,
+            settled_below: 5,
+            request: Box::new(Request::Ping),
+        };
+        assert_eq!(new.handle(settle), Response::Done);
+        drop(new);
+        assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn open_flags_map_and_reject_unknown_bits() {
         let flags =
