@@ -208,9 +208,14 @@ impl Agent {
         else {
             return response;
         };
-        let flags = flags & !(open_flags::CREATE | open_flags::EXCLUSIVE | open_flags::TRUNCATE);
+        let reopen = flags & !(open_flags::CREATE | open_flags::EXCLUSIVE | open_flags::TRUNCATE);
         let s = Subject::path("open", path);
-        match self.open("open", path, flags, 0, None) {
+        match self.open("open", path, reopen, 0, None) {
+            // Removed since: without O_EXCL, creating it again is what the
+            // call asks for anyway.
+            Err(err) if flags & open_flags::EXCLUSIVE == 0 && err.errno == Errno::ENOENT => self
+                .dispatch(request)
+                .unwrap_or_else(|err| Response::Error(err.into())),
             Ok(Response::Opened { handle, attr }) if (attr.dev, attr.ino) == (created.dev, created.ino) => {
                 Response::Opened { handle, attr }
             }
@@ -294,17 +299,16 @@ impl Agent {
                     what: format!("session {session:016x} generation {generation}"),
                 };
                 match self.fence.claim(session, generation) {
-                    Ok(dir) => {
-                        if let Err(err) = self.replies.attach(&dir, session) {
-                            // Operations still run once per agent; only a
-                            // replay to the next agent would run them again.
-                            tracing::warn!(
-                                "{}: {err}; replies are not kept for the next agent of this session",
-                                dir.display()
-                            );
-                        }
-                        Ok(Response::Done)
-                    }
+                    // Claimed, but without records the next agent could
+                    // not answer operations sent again: the client must
+                    // not count on it (it only does after `Done`).
+                    Ok(dir) => match self.replies.attach(&dir, session) {
+                        Ok(()) => Ok(Response::Done),
+                        Err(err) => Err(s.refused(
+                            Errno::EIO,
+                            &format!("{}: cannot keep reply records: {err}", dir.display()),
+                        )),
+                    },
                     Err(err @ FenceError::Superseded { .. }) => {
                         Err(s.refused(Errno::ESTALE, &err.to_string()))
                     }
@@ -1077,11 +1081,27 @@ mod tests {
         };
         assert!(matches!(old.handle(once(4, unlink.clone())), Response::Error(e) if e.errno == Errno::EIO));
         assert_eq!(new.handle(once(4, unlink)), Response::Done);
+        // Without O_EXCL, a file removed since is created again.
+        let plain = Request::Open {
+            path: b"plain".to_vec().into(),
+            flags: open_flags::WRITE_ONLY | open_flags::CREATE,
+            mode: 0o644,
+            owner: None,
+        };
+        assert!(matches!(
+            new.handle(once(5, plain.clone())),
+            Response::Opened { .. }
+        ));
+        std::fs::remove_file(tree.path().join("plain")).unwrap();
+        let newest = agent(3);
+        assert!(matches!(newest.handle(once(5, plain)), Response::Opened { .. }));
+        assert!(tree.path().join("plain").exists());
+        drop(newest);
         // Settled and closed: the records go with the last agent.
         drop(old);
         let settle = Request::Once {
             id: 0,
-            settled_below: 5,
+            settled_below: 6,
             request: Box::new(Request::Ping),
         };
         assert_eq!(new.handle(settle), Response::Done);
