@@ -97,10 +97,17 @@ both_modes!(
     a_write_delivered_late_to_a_replaced_agent_changes_nothing,
 );
 
+/// Repeated `YONDER_CUT_REPEATS` times each (once by default: two rounds
+/// in all, one per mode).
 mod exactly_once {
     #[test]
-    fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s() {
+    fn foreground_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s() {
         super::an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(super::Mode::Foreground)
+    }
+
+    #[test]
+    fn managed_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s() {
+        super::an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(super::Mode::Managed)
     }
 }
 
@@ -494,12 +501,12 @@ fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
 /// create, mkdir and unlink cut off in flight is sent again to the next
 /// agent, which answers it from the session's reply records: none fails
 /// with EEXIST or EIO, none runs twice. Repeated
-/// `YONDER_CUT_REPEATS` times (2 by default).
+/// `YONDER_CUT_REPEATS` times (once by default) on one mount.
 fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(mode: Mode) {
     let repeats: usize = std::env::var("YONDER_CUT_REPEATS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(1);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("tree");
     for d in 0..100 {
@@ -568,9 +575,10 @@ fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(mode: Mode) {
             "round {round}: the link was never cut (the work took under 1.5 s)"
         );
     }
+    // The mount's own log (foreground) tells how often a cut hid an answer.
     let log = m.log.lock().unwrap();
     eprintln!(
-        "{} cuts; {} calls cut off in flight sent again to the next agent, {} resolved by looking",
+        "{mode:?}: {} cuts; {} calls cut off in flight sent again to the next agent, {} resolved by looking",
         m.proxy().drops(),
         log.matches("the next agent answers it again").count(),
         log.matches("its outcome is checked on the next connection")
@@ -578,17 +586,23 @@ fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(mode: Mode) {
     );
 }
 
-/// Runs `work` while a thread cuts every connection through the proxy
-/// every 1.5 s.
+/// Runs `work` while a thread cuts the link every 1.5 s: every
+/// connection through the proxy is dropped 1.5 s after the previous cut,
+/// or as soon as the link is connected again if reconnecting took longer
+/// (a cut during ssh's handshake cuts no link, and on a loaded machine
+/// the handshake alone may take longer than 1.5 s).
 fn cut_every_1_5_s<T>(m: &Mounted, work: impl FnOnce() -> T) -> T {
     let done = std::sync::atomic::AtomicBool::new(false);
+    let connections = || m.states().iter().filter(|s| *s == "connected").count();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut next = Instant::now() + Duration::from_millis(1500);
+            let mut connected = connections();
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if Instant::now() >= next {
+                if Instant::now() >= next && connections() >= connected {
                     m.proxy().drop_all();
-                    next += Duration::from_millis(1500);
+                    connected += 1;
+                    next = Instant::now() + Duration::from_millis(1500);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
