@@ -161,6 +161,16 @@ fn constrain(request: Request) -> Option<Request> {
             len: len.min(MAX_FALLOCATE),
             mode,
         },
+        // What an operation carries is constrained as if sent alone.
+        Request::Once {
+            id,
+            settled_below,
+            request,
+        } => Request::Once {
+            id,
+            settled_below,
+            request: Box::new(constrain(*request)?),
+        },
         other => other,
     })
 }

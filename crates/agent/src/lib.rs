@@ -22,6 +22,7 @@ mod handles;
 mod inline;
 mod ops;
 mod paths;
+mod reply_cache;
 mod splice;
 mod stdio;
 mod wire;
@@ -252,7 +253,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let response = match frame.into_message() {
             // A quick metadata call costs less than the two thread hand-offs
             // the pool would add (see `inline`).
-            Ok(Message::Request(request)) if inline.allows(&request) => {
+            Ok(Message::Request(request)) if inline.allows(&request) && !agent.may_wait(&request) => {
                 tracing::debug!(id, op = request.op(), "request, inline");
                 run(&agent, id, request)
             }

@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_manager::mount_builder::{fuse_config, MountBuilder};
 use yonder_manager::protocol::{ConnectSpec, MountSpec};
-use yonder_remote::{Link, Source};
+use yonder_remote::{Link, LinkState, Source};
 use yonder_vfs::frontend::MountHandle;
 
 #[derive(Args)]
@@ -276,6 +276,14 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, signals)?;
     link.close();
+    // The link tells its agent all is settled before it ends it, so that
+    // the agent's records of this session go with it.
+    let mut status = link.watch();
+    runtime.block_on(async {
+        let closed =
+            status.wait_for(|s| matches!(&s.state, LinkState::Disconnected { reason } if reason == "closed"));
+        let _ = tokio::time::timeout(Duration::from_secs(3), closed).await;
+    });
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

@@ -522,6 +522,25 @@ pub enum Request {
         session: u64,
         generation: u64,
     },
+    /// Carries out `request` at most once for the fenced session, as
+    /// operation `id` (a number the client picks, unique within the
+    /// session and the same each time it sends the operation again). The
+    /// agent records each such operation's response beside the session's
+    /// fence file, so that this agent, or the next agent of the session
+    /// after a lost connection, answers a request sent again with the
+    /// recorded response instead of carrying it out twice (a recorded
+    /// `Opened` is answered with a new handle to the file the operation
+    /// created). The answer is the inner request's own. `settled_below`:
+    /// every operation of the session numbered below it has been answered
+    /// and will never be sent again, so its record may go. EINVAL for an
+    /// inner `Once` or `Fence`; EPROTO when `id` was recorded for another
+    /// request. Sent only to an agent that lists the `once` capability,
+    /// after a `Fence` it accepted.
+    Once {
+        id: u64,
+        settled_below: u64,
+        request: Box<Request>,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -611,6 +630,7 @@ impl Request {
             Request::Ping => "ping",
             Request::Realpath { .. } => "realpath",
             Request::Fence { .. } => "fence",
+            Request::Once { request, .. } => request.op(),
         }
     }
 
@@ -619,6 +639,7 @@ impl Request {
     pub fn changes_files(&self) -> bool {
         match self {
             Request::Open { flags, .. } => flags & (open_flags::CREATE | open_flags::TRUNCATE) != 0,
+            Request::Once { request, .. } => request.changes_files(),
             Request::Write { .. }
             | Request::Setattr { .. }
             | Request::Mkdir { .. }

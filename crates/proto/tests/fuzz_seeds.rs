@@ -401,7 +401,39 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             max_entries: 10,
         },
     ];
+    // Operations sent again after a cut, answered from the reply records.
+    let once = |id: u64, settled_below: u64, request: Request| Once {
+        id,
+        settled_below,
+        request: Box::new(request),
+    };
+    let exclusive = Open {
+        path: path("lock"),
+        flags: open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::EXCLUSIVE,
+        mode: 0o600,
+        owner: None,
+    };
+    let made = Mkdir {
+        path: path("m"),
+        mode: 0o755,
+        owner: None,
+    };
+    let operations = [
+        Fence {
+            session: 9,
+            generation: 1,
+        },
+        once(1, 1, made.clone()),
+        once(1, 1, made.clone()),
+        once(2, 1, exclusive.clone()),
+        once(2, 1, exclusive),
+        once(2, 1, made.clone()),
+        once(3, 3, Rmdir { path: path("m") }),
+        once(4, 4, once(5, 4, made)),
+        once(0, 5, Ping),
+    ];
     BTreeMap::from([
+        ("operations", requests(0, &operations)),
         ("files", requests(0, &files)),
         ("names", requests(0, &names)),
         ("xattrs", requests(0, &xattrs)),

@@ -24,7 +24,7 @@ use crate::{RemoteError, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -105,6 +105,9 @@ pub struct AgentClient {
     frames: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicU64,
     peer: Hello,
+    /// The agent records `Once` operations for the session this client
+    /// fenced (see [`crate::Operation`]).
+    exactly_once: AtomicBool,
     /// The reader and writer tasks: aborted by `shutdown`, which closes
     /// the transport's stream.
     io_tasks: Vec<AbortHandle>,
@@ -182,6 +185,7 @@ impl AgentClient {
             frames,
             next_id: AtomicU64::new(1),
             peer,
+            exactly_once: AtomicBool::new(false),
             io_tasks: vec![writer.abort_handle(), reader.abort_handle()],
             kill_child: Mutex::new(None),
             exited: watch::Sender::new(true),
@@ -285,7 +289,13 @@ impl AgentClient {
         let describe = || format!("<session {session:016x} generation {generation}>");
         let r = call(self, Request::Fence { session, generation }, &describe).await?;
         match r {
-            Response::Done => Ok(true),
+            Response::Done => {
+                // Its records are the session's: only a fenced agent keeps
+                // them for the next one.
+                let once = self.peer.capabilities.iter().any(|c| c == "once");
+                self.exactly_once.store(once, Ordering::Relaxed);
+                Ok(true)
+            }
             other => Err(unexpected("fence", describe(), other)),
         }
     }
@@ -368,6 +378,10 @@ impl Exchange for AgentClient {
         subject: Describe<'_>,
     ) -> impl Future<Output = Result<Response>> + Send {
         self.send_request(request, subject)
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.exactly_once.load(Ordering::Relaxed)
     }
 
     /// The same frame as `Request::Write { handle, offset, data }`, but only

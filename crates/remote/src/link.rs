@@ -327,6 +327,9 @@ impl Supervisor {
             let end = self.supervise(&client).await;
             let reason = match end {
                 End::Closed => {
+                    // Tells the agent every operation is settled, so that
+                    // the session's reply records go with it.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), client.ping()).await;
                     client.shutdown("link closed");
                     // The agent process is gone (and reaped) before the
                     // link says it is closed.

@@ -92,6 +92,15 @@ pub trait Remote: Send + Sync + 'static {
     /// of the next data or hole at or after `offset`; ENXIO if none.
     async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64>;
 
+    /// Whether a call sent again as the same [`crate::Operation`] after a
+    /// lost connection is answered with its first outcome rather than
+    /// carried out again (an agent with the `once` capability whose
+    /// `Fence` this connection's link claimed). Where not, a caller finds
+    /// out from the remote's state what a lost call did.
+    fn exactly_once(&self) -> bool {
+        false
+    }
+
     /// One round trip that touches no file: proves the link and the
     /// agent alive (heartbeats, health checks). Transports without such a
     /// call stat the root.

@@ -341,6 +341,10 @@ impl Remote for Scoped {
         self.inner.ping().await
     }
 
+    fn exactly_once(&self) -> bool {
+        self.inner.exactly_once()
+    }
+
     async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
         let canonical = self.inner.realpath(path).await?;
         // Within this tree: its root, or below it.

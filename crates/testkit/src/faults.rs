@@ -442,6 +442,10 @@ impl<I: Interceptor> Remote for Intercepted<I> {
         self.interceptor.intercept(call, self.inner.ping()).await
     }
 
+    fn exactly_once(&self) -> bool {
+        self.inner.exactly_once()
+    }
+
     async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
         let call = Call::path(Op::Realpath, path);
         self.interceptor.intercept(call, self.inner.realpath(path)).await

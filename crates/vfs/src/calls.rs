@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use yonder_proto::Errno;
-use yonder_remote::{Remote, RemoteError};
+use yonder_remote::{Operation, Remote, RemoteError};
 
 /// The connection and the rules by which calls wait for it.
 pub(crate) struct RemoteCalls {
@@ -165,12 +165,15 @@ impl RemoteCalls {
     }
 
     /// [`RemoteCalls::call`] for a call that must not simply run twice (create
-    /// with O_EXCL, mkdir, rename, unlink, ...): once the connection was
-    /// lost after the request may have reached the agent, `resolve` runs on
-    /// the next connection instead. It finds out whether the call took
+    /// with O_EXCL, mkdir, rename, unlink, ...): its attempts are one
+    /// [`Operation`]. Once the connection was lost after the request may
+    /// have reached the agent, it is sent again where every agent it may
+    /// have reached records operations ([`Remote::exactly_once`]), and
+    /// answered with its first outcome; elsewhere `resolve` runs on the
+    /// next connection instead. It finds out whether the call took
     /// effect and completes it if it did not; it may itself run more than
     /// once. A call that was never sent (the connection was already known
-    /// lost) simply runs again.
+    /// lost) simply runs again. `call` sends one changing request.
     pub async fn call_once<T, F, Fut, R, RFut>(
         &self,
         op: &'static str,
@@ -229,22 +232,38 @@ impl RemoteCalls {
             .ready(Some(deadline))
             .await
             .map_err(|why| self.unavailable(op, path, why))?;
+        // A call that must not run twice is one operation across its
+        // attempts: an agent that records operations answers an attempt
+        // sent again with the first one's outcome.
+        let operation = resolve.is_some().then(Operation::begin);
         let mut unsure = false;
+        // Every attempt that may have taken effect went to an agent that
+        // records operations: sending it again is exact, no resolve step.
+        let mut recorded = true;
         loop {
-            let result = match resolve.as_mut().filter(|_| unsure) {
+            let exact = remote.exactly_once();
+            let result = match resolve.as_mut().filter(|_| unsure && !(recorded && exact)) {
                 Some(resolve) => resolve(remote.clone()).await,
-                None => call(remote.clone()).await,
+                None => match &operation {
+                    Some(operation) => operation.scope(call(remote.clone())).await,
+                    None => call(remote.clone()).await,
+                },
             };
             match result {
                 Err(e) if e.is_connection_lost() => {
                     if resolve.is_some() && e.outcome_unknown() && !unsure {
+                        let next = if exact {
+                            "the next agent answers it again"
+                        } else {
+                            "its outcome is checked on the next connection"
+                        };
                         tracing::info!(
-                            "{op} {}: connection lost with the call in flight; its outcome is checked on \
-                             the next connection",
+                            "{op} {}: connection lost with the call in flight; {next}",
                             display_path(path)
                         );
                     }
                     unsure |= e.outcome_unknown();
+                    recorded &= exact || !e.outcome_unknown();
                     (remote, generation) = self
                         .conn
                         .after(generation, Some(deadline))
