@@ -1283,7 +1283,8 @@ impl Vfs {
         let file = self.files.file("fsync", fh)?;
         // What was acknowledged about the file and the directories above
         // it goes first.
-        if let Some(path) = self.inodes().path(file.ino) {
+        let path = self.inodes().path(file.ino);
+        if let Some(path) = path {
             self.calls.settled("fsync", &path).await?;
         }
         if let Some(err) = self.meta.take_error(file.ino) {
