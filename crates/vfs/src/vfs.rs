@@ -578,11 +578,18 @@ impl Vfs {
     }
 
     /// [`Vfs::setattr`] acknowledged ahead of the remote (metadata
-    /// write-back): a change of mode, owner or times by path, of a node
+    /// write-back): a change of mode, owner or times (by path, or through
+    /// a handle of a file that has one), of a node
     /// with one name whose attributes are cached and which has no writes
     /// waiting.
     fn setattr_ahead(&self, ino: Ino, fh: Option<Fh>, change: &SetAttr) -> Option<FileAttr> {
-        if !self.opts.write_back || change.size.is_some() || fh.is_some() || self.writes.is_dirty(ino) {
+        if !self.opts.write_back || change.size.is_some() || self.writes.is_dirty(ino) {
+            return None;
+        }
+        // Through a handle (fchmod, fchown, futimens) it is the file the
+        // path names: the handle is checked to be on this inode, and a path
+        // is only known while the file has one.
+        if fh.is_some_and(|fh| self.files.get(fh).is_none_or(|f| f.ino != ino)) {
             return None;
         }
         let path = self.inodes().path(ino)?;
