@@ -296,18 +296,34 @@ impl OpenFiles {
 
     /// [`RemoteCalls::call`] through an open file's remote handle, reopened (by
     /// path, identity checked) on each new connection.
-    pub async fn call_handle<T, F, Fut>(&self, file: &OpenFile, op: &'static str, mut call: F) -> Result<T>
+    pub async fn call_handle<T, F, Fut>(&self, file: &OpenFile, op: &'static str, call: F) -> Result<T>
+    where
+        F: FnMut(Arc<dyn Remote>, Handle) -> Fut,
+        Fut: Future<Output = yonder_remote::Result<T>>,
+    {
+        // What was acknowledged about the file (by a path it may no longer
+        // have) reaches the remote first.
+        crate::meta_order::wait_all(self.calls.order().of_ino(file.ino), Some(self.calls.deadline()))
+            .await
+            .map_err(|()| VfsError::new(op, self.ns.describe(file.ino), Errno::EIO))?;
+        self.call_handle_in_order(file, op, call).await
+    }
+
+    /// [`OpenFiles::call_handle`] for a call that is itself part of an
+    /// acknowledged operation (the data of a file's creation), which keeps
+    /// its own order.
+    pub async fn call_handle_in_order<T, F, Fut>(
+        &self,
+        file: &OpenFile,
+        op: &'static str,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut(Arc<dyn Remote>, Handle) -> Fut,
         Fut: Future<Output = yonder_remote::Result<T>>,
     {
         let deadline = self.calls.deadline();
         let path = || self.ns.describe(file.ino);
-        // What was acknowledged about the file (by a path it may no longer
-        // have) reaches the remote first.
-        crate::meta_order::wait_all(self.calls.order().of_ino(file.ino), Some(deadline))
-            .await
-            .map_err(|()| VfsError::new(op, path(), Errno::EIO))?;
         let (mut remote, mut generation) = self
             .calls
             .ready(Some(deadline))

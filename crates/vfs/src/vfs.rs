@@ -19,7 +19,9 @@ use crate::options::VfsOptions;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
-use crate::write_back::meta::{changed_attr, new_node_attr, written_attr, MetaParts, MetaWriteBack};
+use crate::write_back::meta::{
+    changed_attr, entries_attr, new_node_attr, written_attr, MetaParts, MetaWriteBack,
+};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -583,8 +585,20 @@ impl Vfs {
     /// with one name whose attributes are cached and which has no writes
     /// waiting.
     fn setattr_ahead(&self, ino: Ino, fh: Option<Fh>, change: &SetAttr) -> Option<FileAttr> {
-        if !self.opts.write_back || change.size.is_some() || self.writes.is_dirty(ino) {
+        if !self.opts.write_back || change.size.is_some() {
             return None;
+        }
+        if self.writes.is_dirty(ino) {
+            // Data still here goes first: into the file's creation, if that
+            // has not gone out (tar's futimens after its writes).
+            let fused = self
+                .files
+                .files_of(ino)
+                .iter()
+                .any(|file| self.meta.fuse(file, || self.writes.take_unsent(file)));
+            if !fused || self.writes.is_dirty(ino) {
+                return None;
+            }
         }
         // Through a handle (fchmod, fchown, futimens) it is the file the
         // path names: the handle is checked to be on this inode, and a path
@@ -615,6 +629,21 @@ impl Vfs {
             },
         );
         Some(new)
+    }
+
+    /// Runs `change` (names in `parent` added or removed ahead of the
+    /// remote, `subdirs` of them directories) and keeps `parent`'s
+    /// attributes as the remote will make them, if they were fresh: a
+    /// directory being filled or emptied is not asked for again (a later
+    /// `utimensat` or `rmdir` of it stays ahead too).
+    fn entries_ahead<T>(&self, parent: Ino, subdirs: i64, change: impl FnOnce() -> T) -> T {
+        let before = self.inodes().fresh_attr(parent, Instant::now());
+        let done = change();
+        if let Some(before) = before {
+            self.inodes()
+                .set_local_attr(parent, entries_attr(before, subdirs), Instant::now());
+        }
+        done
     }
 
     /// A name to create in `parent` that the mount may acknowledge ahead
@@ -684,7 +713,7 @@ impl Vfs {
         if self.may_create_ahead(parent, name) {
             let mode = mode | if self.ns.is_setgid(parent) { 0o2000 } else { 0 };
             let attr = new_node_attr(file_type::DIRECTORY | mode, owner, 4096);
-            let fattr = self.ns.entered_new(parent, name, &attr);
+            let fattr = self.entries_ahead(parent, 1, || self.ns.entered_new(parent, name, &attr));
             self.inodes()
                 .listing_complete(fattr.ino, &HashSet::new(), Instant::now());
             self.meta.submit(
@@ -738,7 +767,7 @@ impl Vfs {
         let owner = self.ns.owner_for(caller, parent);
         if self.may_create_ahead(parent, name) {
             let attr = new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
-            let fattr = self.ns.entered_new(parent, name, &attr);
+            let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
             self.meta.submit(
                 fattr.ino,
                 MetaOp::Symlink {
@@ -830,7 +859,7 @@ impl Vfs {
                     .filter(|a| a.kind != FileKind::Directory && a.nlink == 1)
             };
             if let Some(attr) = known.filter(|a| !self.writes.is_dirty(a.ino)) {
-                self.ns.name_removed(parent, name);
+                self.entries_ahead(parent, 0, || self.ns.name_removed(parent, name));
                 self.meta.submit(attr.ino, MetaOp::Unlink { path });
                 return Ok(());
             }
@@ -877,7 +906,7 @@ impl Vfs {
                     .filter(|a| a.kind == FileKind::Directory && table.known_empty(a.ino, now))
             };
             if let Some(attr) = known {
-                self.ns.name_removed(parent, name);
+                self.entries_ahead(parent, -1, || self.ns.name_removed(parent, name));
                 self.meta.submit(attr.ino, MetaOp::Rmdir { path });
                 return Ok(());
             }
@@ -1102,7 +1131,7 @@ impl Vfs {
         let mode = self.creation_mode(caller, parent, mode).await;
         if self.may_create_ahead(parent, name) {
             let attr = new_node_attr(file_type::REGULAR | mode, owner, 0);
-            let fattr = self.ns.entered_new(parent, name, &attr);
+            let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
             let open_flags = flags & !(of::CREATE | of::EXCLUSIVE);
             let op = MetaOp::Create {
                 path,

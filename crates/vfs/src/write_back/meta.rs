@@ -48,11 +48,19 @@ use yonder_proto::{file_type, Attr, Errno, SetTime, Target, Timespec};
 use yonder_remote::RemoteError;
 
 /// Data written to a file before its creation was sent, sent with it.
+#[derive(Default)]
 pub(crate) struct Fused {
-    pub offset: u64,
-    pub data: Bytes,
+    /// (offset, data), in the order written.
+    pub pieces: Vec<(u64, Bytes)>,
     /// The journal entries of that data.
     pub seqs: Vec<Seq>,
+}
+
+impl Fused {
+    fn append(&mut self, mut more: Fused) {
+        self.pieces.append(&mut more.pieces);
+        self.seqs.append(&mut more.seqs);
+    }
 }
 
 /// A creation acknowledged and not sent yet.
@@ -190,11 +198,38 @@ impl MetaWriteBack {
         if state.sent {
             return;
         }
-        state.data = take();
-        state.released = true;
+        match take() {
+            Some(more) => {
+                state.data.get_or_insert_with(Fused::default).append(more);
+                state.released = true;
+            }
+            // Data on its way by itself: the handle stays for it, closed
+            // once it has landed (`close_after_writes`).
+            None => state.released = false,
+        }
         drop(state);
         if let Some(created) = &file.created {
             created.hurry();
+        }
+    }
+
+    /// Moves `file`'s buffered data (`take`) into its creation, if that has
+    /// not been sent: an operation acknowledged after it (futimens, fchmod)
+    /// then lands after the data too. False if it could not.
+    pub fn fuse(&self, file: &OpenFile, take: impl FnOnce() -> Option<Fused>) -> bool {
+        let Some(state) = lock(&self.creates).get(&file.fh).cloned() else {
+            return false;
+        };
+        let mut state = lock(&state);
+        if state.sent {
+            return false;
+        }
+        match take() {
+            Some(more) => {
+                state.data.get_or_insert_with(Fused::default).append(more);
+                true
+            }
+            None => false,
         }
     }
 
@@ -251,11 +286,27 @@ impl MetaWriteBack {
             .await?;
         self.ns.table().identify(file.ino, &attr);
         self.files.install_handle(file, handle, generation);
-        let Some(fused) = fused.filter(|_| released) else {
-            return Ok(());
+        let fused = match fused {
+            Some(fused) if released => fused,
+            // Data fused while the file stayed open: written through the
+            // handle the file keeps.
+            Some(fused) => {
+                seqs.extend(&fused.seqs);
+                for (offset, data) in fused.pieces {
+                    self.write_through(file, p, offset, data).await?;
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
         };
         seqs.extend(&fused.seqs);
-        let sent = self.write_through(file, p, fused.offset, fused.data).await;
+        let mut sent = Ok(());
+        for (offset, data) in fused.pieces {
+            sent = self.write_through(file, p, offset, data).await;
+            if sent.is_err() {
+                break;
+            }
+        }
         self.files.close_released(file);
         sent
     }
@@ -274,7 +325,7 @@ impl MetaWriteBack {
             let chunk = rest.slice(..rest.len().min(yonder_proto::MAX_IO_SIZE as usize));
             let sent = self
                 .files
-                .call_handle(file, "write", |remote, handle| {
+                .call_handle_in_order(file, "write", |remote, handle| {
                     let chunk = chunk.clone();
                     async move { remote.write(handle, offset, chunk).await }
                 })
@@ -491,6 +542,16 @@ pub(crate) fn changed_attr(mut attr: FileAttr, change: &yonder_proto::SetAttr) -
         // file, as the remote kernel will.
         attr.perm &= if attr.perm & 0o010 != 0 { !0o6000 } else { !0o4000 };
     }
+    attr
+}
+
+/// `attr` of a directory after a name in it was added or removed
+/// (`subdirs`: directories added, or removed if negative).
+pub(crate) fn entries_attr(mut attr: FileAttr, subdirs: i64) -> FileAttr {
+    let now = now();
+    attr.mtime = now;
+    attr.ctime = now;
+    attr.nlink = attr.nlink.saturating_add_signed(subdirs);
     attr
 }
 

@@ -572,15 +572,10 @@ impl WriteBack {
         }
         let fused = match st.buf.take() {
             Some(taken) => Fused {
-                offset: taken.offset,
-                data: Bytes::from(taken.data),
+                pieces: vec![(taken.offset, Bytes::from(taken.data))],
                 seqs: taken.seqs,
             },
-            None => Fused {
-                offset: 0,
-                data: Bytes::new(),
-                seqs: Vec::new(),
-            },
+            None => Fused::default(),
         };
         io.set_dirty(false);
         Some(fused)
