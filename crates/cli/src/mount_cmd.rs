@@ -73,7 +73,7 @@ pub struct MountArgs {
     /// mount's caches vouch for are acknowledged at once and carried out on
     /// the remote in order in the background (errors at close, fsync, in
     /// `yonder events` and the log). `off`: each waits for the remote.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
     write_back: String,
 }
 

@@ -126,7 +126,7 @@ fn default_op_timeout() -> f64 {
 }
 
 fn default_write_back() -> bool {
-    true
+    false
 }
 
 fn default_frontend() -> String {
