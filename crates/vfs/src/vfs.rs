@@ -20,7 +20,7 @@ use crate::readahead::Readahead;
 use crate::reading::Reading;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
 use crate::write_back::meta::{
-    changed_attr, entries_attr, new_node_attr, written_attr, MetaParts, MetaWriteBack,
+    changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack,
 };
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
@@ -712,7 +712,7 @@ impl Vfs {
         let mode = self.creation_mode(caller, parent, mode).await;
         if self.may_create_ahead(parent, name) {
             let mode = mode | if self.ns.is_setgid(parent) { 0o2000 } else { 0 };
-            let attr = new_node_attr(file_type::DIRECTORY | mode, owner, 4096);
+            let attr = self.meta.new_node_attr(file_type::DIRECTORY | mode, owner, 4096);
             let fattr = self.entries_ahead(parent, 1, || self.ns.entered_new(parent, name, &attr));
             self.inodes()
                 .listing_complete(fattr.ino, &HashSet::new(), Instant::now());
@@ -766,7 +766,7 @@ impl Vfs {
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.ns.owner_for(caller, parent);
         if self.may_create_ahead(parent, name) {
-            let attr = new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
+            let attr = self.meta.new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
             let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
             self.meta.submit(
                 fattr.ino,
@@ -1130,7 +1130,7 @@ impl Vfs {
         let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
         if self.may_create_ahead(parent, name) {
-            let attr = new_node_attr(file_type::REGULAR | mode, owner, 0);
+            let attr = self.meta.new_node_attr(file_type::REGULAR | mode, owner, 0);
             let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
             let open_flags = flags & !(of::CREATE | of::EXCLUSIVE);
             let op = MetaOp::Create {

@@ -363,6 +363,13 @@ impl InodeTable {
         if let Some(mine) = self.nodes.get_mut(&ino).and_then(|n| n.attr.as_mut()) {
             mine.uid = attr.uid;
             mine.gid = attr.gid;
+            mine.blksize = attr.blksize;
+            if mine.kind != FileKind::Regular {
+                // Sizes and blocks of directories and symlinks are the
+                // remote file system's to decide.
+                mine.size = attr.size;
+                mine.blocks = attr.blocks;
+            }
         }
     }
 

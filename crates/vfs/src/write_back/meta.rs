@@ -97,8 +97,22 @@ pub(crate) struct MetaWriteBack {
     hold: Duration,
     creates: Mutex<HashMap<Fh, Arc<Mutex<CreateState>>>>,
     failures: Mutex<Failures>,
+    /// What the remote's file system makes of a new directory and a new
+    /// symlink (size, blocks, block size), learnt from its answers:
+    /// a node created ahead shows the same before the remote has it.
+    shapes: Mutex<Shapes>,
     me: Weak<MetaWriteBack>,
 }
+
+#[derive(Default)]
+struct Shapes {
+    dir: Option<(u64, u64, u32)>,
+    /// Blocks and block size of a symlink, by whether its target is short.
+    symlink: [Option<(u64, u32)>; 2],
+}
+
+/// Longest symlink target file systems keep in the inode (ext4: 59 bytes).
+const SHORT_SYMLINK: u64 = 59;
 
 /// What a [`MetaWriteBack`] is built from.
 pub(crate) struct MetaParts {
@@ -123,6 +137,7 @@ impl MetaWriteBack {
             hold,
             creates: Mutex::default(),
             failures: Mutex::default(),
+            shapes: Mutex::default(),
             me: me.clone(),
         })
     }
@@ -364,6 +379,7 @@ impl MetaWriteBack {
                         },
                     )
                     .await?;
+                lock(&self.shapes).dir = Some((attr.size, attr.blocks, attr.blksize));
                 self.ns.table().identify(ino, &attr);
             }
             MetaOp::Symlink { target, owner, .. } => {
@@ -385,6 +401,8 @@ impl MetaWriteBack {
                         },
                     )
                     .await?;
+                lock(&self.shapes).symlink[usize::from(attr.size <= SHORT_SYMLINK)] =
+                    Some((attr.blocks, attr.blksize));
                 self.ns.table().identify(ino, &attr);
             }
             MetaOp::Unlink { .. } => {
@@ -489,10 +507,32 @@ fn gone_is_done(result: yonder_remote::Result<()>) -> yonder_remote::Result<()> 
     }
 }
 
-/// Attributes of a node created here ahead of the remote: what the remote
-/// will give it, as far as the mount can tell (its number is the VFS's
-/// own until the remote's is known).
-pub(crate) fn new_node_attr(mode: u32, owner: yonder_proto::Owner, size: u64) -> Attr {
+impl MetaWriteBack {
+    /// Attributes of a node created here ahead of the remote: what the
+    /// remote will give it, as far as the mount can tell (its number is the
+    /// VFS's own until the remote's is known). `size`: a symlink's target
+    /// length.
+    pub fn new_node_attr(&self, mode: u32, owner: yonder_proto::Owner, size: u64) -> Attr {
+        let mut attr = new_node_attr(mode, owner, size);
+        let shapes = lock(&self.shapes);
+        match mode & file_type::MASK {
+            file_type::DIRECTORY => {
+                if let Some((size, blocks, blksize)) = shapes.dir {
+                    (attr.size, attr.blocks, attr.blksize) = (size, blocks, blksize);
+                }
+            }
+            file_type::SYMLINK => {
+                if let Some((blocks, blksize)) = shapes.symlink[usize::from(size <= SHORT_SYMLINK)] {
+                    (attr.blocks, attr.blksize) = (blocks, blksize);
+                }
+            }
+            _ => {}
+        }
+        attr
+    }
+}
+
+fn new_node_attr(mode: u32, owner: yonder_proto::Owner, size: u64) -> Attr {
     let now = now();
     let is_dir = mode & file_type::MASK == file_type::DIRECTORY;
     Attr {
