@@ -19,9 +19,7 @@ use crate::options::VfsOptions;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
-use crate::write_back::meta::{
-    changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack,
-};
+use crate::write_back::meta::{changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -766,7 +764,9 @@ impl Vfs {
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.ns.owner_for(caller, parent);
         if self.may_create_ahead(parent, name) {
-            let attr = self.meta.new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
+            let attr = self
+                .meta
+                .new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
             let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
             self.meta.submit(
                 fattr.ino,

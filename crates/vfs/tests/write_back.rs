@@ -410,3 +410,54 @@ async fn with_write_back_off_every_change_waits_for_the_remote() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn operations_cut_off_by_a_lost_connection_are_carried_out_in_order_on_the_next() {
+    use yonder_testkit::faults::Disconnecting;
+    let dir = tempfile::tempdir().unwrap();
+    let first = Disconnecting::new(DirectAgent::new(dir.path()));
+    let gate = Intercepted::with(first.clone(), Gate::default());
+    let opts = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        write_delay: Duration::from_secs(3600),
+        write_back: true,
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(gate.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    list(&vfs, ROOT_INO).await;
+    vfs.listxattr(ROOT_INO).await.unwrap();
+    // Acknowledged while the remote holds everything back; then the
+    // connection dies with all of it in flight.
+    gate.close();
+    let d = vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
+    for i in 0..5 {
+        extract(&vfs, d.ino, &format!("f{i}"), &format!("data {i}")).await;
+    }
+    vfs.unlink(&me(), d.ino, b"f0").await.unwrap();
+    assert!(vfs.unconfirmed_writes().0 > 0);
+    first.disconnect();
+    vfs.connection_lost();
+    gate.open();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !dir.path().join("d").exists(),
+        "nothing reached the dead connection's remote"
+    );
+    vfs.replace_remote(DirectAgent::new(dir.path()));
+    tokio::time::timeout(Duration::from_secs(10), vfs.flush_all())
+        .await
+        .expect("carried out on the next connection")
+        .unwrap();
+    assert_eq!(vfs.unconfirmed_writes(), (0, 0));
+    assert!(
+        !dir.path().join("d/f0").exists(),
+        "the unlink came after the create"
+    );
+    for i in 1..5 {
+        let data = std::fs::read_to_string(dir.path().join(format!("d/f{i}"))).unwrap();
+        assert_eq!(data, format!("data {i}"));
+    }
+}
