@@ -498,7 +498,14 @@ fn table(status: &Status) -> String {
                 m.source.clone(),
                 m.mountpoint.display().to_string(),
                 m.connection.clone(),
-                state(&m.state, &m.reason),
+                match m.write_back_failures {
+                    0 => state(&m.state, &m.reason),
+                    n => format!(
+                        "{} ({n} write-back operation{} refused by the remote: see yonder events and the log)",
+                        state(&m.state, &m.reason),
+                        if n == 1 { "" } else { "s" }
+                    ),
+                },
             ]);
         }
         out.push_str(&columns(&rows));

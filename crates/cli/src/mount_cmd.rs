@@ -69,6 +69,12 @@ pub struct MountArgs {
     /// failing with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     op_timeout: f64,
+    /// Metadata write-back: creates, removals and attribute changes the
+    /// mount's caches vouch for are acknowledged at once and carried out on
+    /// the remote in order in the background (errors at close, fsync, in
+    /// `yonder events` and the log). `off`: each waits for the remote.
+    #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
+    write_back: String,
 }
 
 /// Reads the `-o` words (with the one parser every entry point uses)
@@ -87,6 +93,9 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     set(o.attr_ttl, &mut args.attr_ttl);
     set(o.dir_ttl, &mut args.dir_ttl);
     set(o.op_timeout, &mut args.op_timeout);
+    if let Some(on) = o.write_back {
+        args.write_back = if on { "on" } else { "off" }.into();
+    }
     set(o.heartbeat, &mut args.link.heartbeat);
     args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
     args.link.reconnect_timeout = o.reconnect_timeout.or(args.link.reconnect_timeout);
@@ -210,6 +219,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         debug: args.connect.debug,
         op_timeout_secs: op_timeout.as_secs_f64(),
         frontend: yonder_fuse::FRONTEND_NAME.into(),
+        write_back: args.write_back == "on",
     };
     let builder = MountBuilder::new(&spec)?;
     let config = fuse_config(&spec);

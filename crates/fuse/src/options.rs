@@ -35,7 +35,8 @@ pub enum OptionError {
     #[error(
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
-         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, the \
+         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, \
+         write_back=on|off, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -222,6 +223,7 @@ pub enum OptionWord {
     OpTimeout(f64),
     ReconnectTimeout(f64),
     NoReconnect,
+    WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
 }
@@ -290,6 +292,16 @@ impl OptionWord {
             ("dir_ttl", _) => OptionWord::DirTtl(seconds()?),
             ("heartbeat", _) => OptionWord::Heartbeat(seconds()?),
             ("op_timeout", _) => OptionWord::OpTimeout(seconds()?),
+            ("write_back", _) => OptionWord::WriteBack(match need()? {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "on or off".into(),
+                    })
+                }
+            }),
             ("reconnect_timeout", _) => OptionWord::ReconnectTimeout(seconds()?),
             ("heartbeat_misses", _) => {
                 let n = need()?;
@@ -358,6 +370,8 @@ pub struct MountOptions {
     pub op_timeout: Option<f64>,
     pub reconnect_timeout: Option<f64>,
     pub no_reconnect: bool,
+    /// `write_back=on|off`: metadata write-back.
+    pub write_back: Option<bool>,
 }
 
 impl MountOptions {
@@ -412,6 +426,7 @@ impl MountOptions {
             OptionWord::OpTimeout(s) => self.op_timeout = Some(s),
             OptionWord::ReconnectTimeout(s) => self.reconnect_timeout = Some(s),
             OptionWord::NoReconnect => self.no_reconnect = true,
+            OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::Dropped => {}
         }
     }

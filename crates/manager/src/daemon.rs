@@ -502,6 +502,8 @@ impl Manager {
                     state: m.state.name().into(),
                     reason: m.state.reason().map(str::to_string),
                     read_only: m.mount.read_only,
+                    write_back_failures: m.mount.mounted.vfs().write_back_counts().0,
+                    write_back_pending: m.mount.mounted.vfs().write_back_counts().1 as u64,
                 })
                 .collect(),
             last_event: self.events.last(),
@@ -615,6 +617,18 @@ impl Manager {
         self.events.publish(event);
     }
 
+    fn write_back_failed(&self, id: &str, op: &str, path: String, error: String) {
+        if self.registry().mount(id).is_none() {
+            return;
+        }
+        let mut event = mount_event(id, EventKind::WriteBackFailed);
+        event.path = Some(path);
+        event.reason = Some(format!(
+            "{op} acknowledged ahead of the remote, then refused: {error}"
+        ));
+        self.events.publish(event);
+    }
+
     /// Closes connection `id` if nothing needs it: not pinned, no mounts.
     fn release_if_unused(&self, id: &str) {
         let conn = {
@@ -709,7 +723,7 @@ impl Manager {
                 manager.check_mount(&watched);
             }
         });
-        // Open files lost with a connection: events.
+        // Open files lost with a connection, and write-back refused: events.
         let mut vfs_events = mount.mounted.vfs().events();
         let weak = Arc::downgrade(&self);
         let watched = id.clone();
@@ -720,6 +734,12 @@ impl Manager {
                         Some(manager) => manager.file_lost(&watched, path),
                         None => return,
                     },
+                    Ok(yonder_vfs::VfsEvent::MetadataFailed { op, path, error, .. }) => {
+                        match weak.upgrade() {
+                            Some(manager) => manager.write_back_failed(&watched, op, path, error),
+                            None => return,
+                        }
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

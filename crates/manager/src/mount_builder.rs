@@ -41,6 +41,7 @@ pub fn vfs_options(spec: &MountSpec) -> Result<VfsOptions, ManagerError> {
         attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,
         dir_ttl: seconds("dir-ttl", spec.dir_ttl_secs)?,
         op_timeout: seconds("op-timeout", spec.op_timeout_secs)?,
+        write_back: spec.write_back,
         ..VfsOptions::default()
     })
 }
@@ -195,6 +196,7 @@ mod tests {
             debug: false,
             op_timeout_secs: 3.0,
             frontend: frontend.into(),
+            write_back: false,
         }
     }
 

@@ -125,6 +125,10 @@ fn default_op_timeout() -> f64 {
     20.0
 }
 
+fn default_write_back() -> bool {
+    false
+}
+
 fn default_frontend() -> String {
     yonder_fuse::FRONTEND_NAME.into()
 }
@@ -151,6 +155,9 @@ pub struct MountSpec {
     /// The frontend that serves the mount (`fuse`).
     #[serde(default = "default_frontend")]
     pub frontend: String,
+    /// Metadata write-back (`--write-back`).
+    #[serde(default = "default_write_back")]
+    pub write_back: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +302,14 @@ pub struct MountInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub read_only: bool,
+    /// Metadata operations acknowledged ahead of the remote (write-back)
+    /// that it refused since the mount began: each was also a
+    /// `write_back_failed` event.
+    #[serde(default)]
+    pub write_back_failures: u64,
+    /// Metadata operations acknowledged and not yet carried out.
+    #[serde(default)]
+    pub write_back_pending: u64,
 }
 
 /// One state change, as `yonder events --format json` prints it.
@@ -319,7 +334,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     /// `file_lost`: the path, in the mount, of the open file that could not
-    /// be reopened.
+    /// be reopened; `write_back_failed`: the path the refused operation
+    /// acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Mounts: their SOURCE, mount point and connection.
@@ -351,6 +367,11 @@ pub enum EventKind {
     /// was deleted or replaced meanwhile): its descriptors answer ESTALE.
     #[serde(rename = "file_lost")]
     FileLost,
+    /// A metadata operation the mount acknowledged ahead of the remote
+    /// (write-back) was refused by it: `path` names it, `reason` the
+    /// operation and the error.
+    #[serde(rename = "write_back_failed")]
+    WriteBackFailed,
 }
 
 impl EventKind {
@@ -363,6 +384,7 @@ impl EventKind {
             EventKind::State => "state",
             EventKind::Missed => "missed",
             EventKind::FileLost => "file_lost",
+            EventKind::WriteBackFailed => "write_back_failed",
         }
     }
 }

@@ -26,6 +26,14 @@ pub struct VfsOptions {
     /// How long an operation waits for a lost connection to come back
     /// (counted from the operation's start) before failing with EIO.
     pub op_timeout: Duration,
+    /// Metadata write-back: create, mkdir, symlink, unlink, rmdir and
+    /// setattr (no truncation) are acknowledged once the caches vouch for
+    /// them, and carried out on the remote in order in the background.
+    /// Off (the default): each waits for the remote, as every other call
+    /// does. Off by default because the behaviour suite holds a mount to
+    /// showing a change on the remote disk the moment the call returns
+    /// (and to the remote's own ctime), which write-back gives up.
+    pub write_back: bool,
 }
 
 impl Default for VfsOptions {
@@ -40,6 +48,7 @@ impl Default for VfsOptions {
             readahead_max: 8 << 20,
             readdir_page: 1024,
             op_timeout: Duration::from_secs(20),
+            write_back: false,
         }
     }
 }

@@ -316,6 +316,7 @@ async fn unlinked_open_files_are_reached_through_their_handle() {
         .await
         .unwrap();
     f.vfs.unlink(&me(), ROOT_INO, b"f").await.unwrap();
+    f.vfs.flush_all().await.unwrap();
     assert!(!f.dir.path().join("f").exists());
     f.vfs.write(fh, 0, b"ghost").await.unwrap();
     let attr = f.vfs.getattr(file.ino, None).await.unwrap();
@@ -1084,6 +1085,9 @@ async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
         .await
         .unwrap();
     f.vfs.release(fh).await.unwrap();
+    // What the mount acknowledged has reached the remote before anyone
+    // else changes it.
+    f.vfs.flush_all().await.unwrap();
     // The directory is renamed on the remote, and reported...
     std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
     f.vfs.invalidate_path(b"a");

@@ -136,6 +136,7 @@ impl DirListings {
         let deadline = self.calls.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.ns.path("readdir", dir.ino)?;
+            self.calls.settled("readdir", &path).await?;
             let asked = Instant::now();
             let (remote, generation) = self
                 .calls

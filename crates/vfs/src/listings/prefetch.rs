@@ -142,6 +142,11 @@ impl Prefetch {
         let Some((remote, _)) = self.calls.if_up() else {
             return;
         };
+        // The remote lags behind names acknowledged here: not worth waiting
+        // for, ahead of a reader.
+        if !self.calls.order().is_quiet(&path) {
+            return;
+        }
         match remote.read_dir_page(&path, None, self.readdir_page).await {
             Ok(page) if page.next.is_none() => {
                 self.ns

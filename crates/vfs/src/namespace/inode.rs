@@ -346,6 +346,50 @@ impl InodeTable {
         fattr
     }
 
+    /// The remote now holds `ino`, which this mount created ahead of it
+    /// (metadata write-back) with attributes of its own: `attr`, the
+    /// remote's, gives it its identity, so later answers about the file
+    /// are known to be about it. The attributes kept are this mount's
+    /// (writes may have changed them since).
+    pub fn identify(&mut self, ino: Ino, attr: &Attr) {
+        let Some(id) = RemoteId::of(attr) else { return };
+        if !self.nodes.contains_key(&ino) || self.ids.contains_key(&ino) {
+            return;
+        }
+        self.by_id.insert(id, ino);
+        self.ids.insert(ino, id);
+        // The remote decides who owns what it creates (an agent not
+        // running as root cannot give it away).
+        if let Some(mine) = self.nodes.get_mut(&ino).and_then(|n| n.attr.as_mut()) {
+            mine.uid = attr.uid;
+            mine.gid = attr.gid;
+            mine.blksize = attr.blksize;
+            if mine.kind != FileKind::Regular {
+                // Sizes and blocks of directories and symlinks are the
+                // remote file system's to decide.
+                mine.size = attr.size;
+                mine.blocks = attr.blocks;
+            }
+        }
+    }
+
+    /// Puts `attr`, worked out here for a change acknowledged ahead of the
+    /// remote, in place of `ino`'s attributes, trusted as long as fetched
+    /// ones.
+    pub fn set_local_attr(&mut self, ino: Ino, attr: FileAttr, now: Instant) {
+        let until = self.policy.attributes_until(now);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.attr = Some(attr);
+            node.attr_until = until;
+        }
+    }
+
+    /// Whether `dir` is known to be empty: its listing is complete and
+    /// fresh and holds no name.
+    pub fn known_empty(&self, dir: Ino, now: Instant) -> bool {
+        self.listing_fresh(dir, now) && self.names.child_names(dir).next().is_none()
+    }
+
     /// Refreshes the attributes of a known inode (e.g. after `fstat`).
     pub fn set_attr(&mut self, ino: Ino, attr: &Attr, now: Instant) -> FileAttr {
         let fattr = FileAttr::from_remote(ino, attr);

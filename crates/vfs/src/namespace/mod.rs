@@ -141,6 +141,28 @@ impl Namespace {
         fattr
     }
 
+    /// Whether a node created in `parent` now is known to come out as the
+    /// mount would make it, with no extended attributes: the tree labels
+    /// nothing and `parent` is known to hold no default ACL (whose entries
+    /// the remote would apply to its mode). Only then is a creation
+    /// acknowledged ahead of the remote.
+    pub fn creates_plainly(&self, parent: Ino) -> bool {
+        self.new_nodes_bare
+            && self
+                .table()
+                .cached_xattr_names(parent, Instant::now())
+                .is_some_and(|names| !names.iter().any(|n| n == b"system.posix_acl_default"))
+    }
+
+    /// Whether `parent` passes its group (and to directories its
+    /// set-group-ID bit) on to what is created in it.
+    pub fn is_setgid(&self, parent: Ino) -> bool {
+        self.table()
+            .get(parent)
+            .and_then(|n| n.attr)
+            .is_some_and(|a| a.perm & SETGID != 0)
+    }
+
     /// `parent/name` was removed on the remote: its file loses the name
     /// (and is forgotten if that was its last, with nothing open).
     pub fn name_removed(&self, parent: Ino, name: &[u8]) {
