@@ -105,7 +105,11 @@ impl Drop for Agent {
     /// The session's reply file goes with its last agent, once the client
     /// has settled everything in it.
     fn drop(&mut self) {
-        self.replies.release(!self.fence.superseded());
+        let ours = !self.fence.superseded();
+        if !ours {
+            self.replies.retire();
+        }
+        self.replies.release(ours);
     }
 }
 
@@ -187,12 +191,16 @@ impl Agent {
             Verdict::Answered { response, ours } => self.answer_again(request, response, ours),
             Verdict::Run => {
                 if self.fence.superseded() {
+                    self.replies.retire();
                     self.replies.drop_op(id);
                     return superseded(request.op());
                 }
                 let response = self
                     .dispatch(request.clone())
                     .unwrap_or_else(|err| Response::Error(err.into()));
+                if self.fence.superseded() {
+                    self.replies.retire();
+                }
                 self.replies.finish(id, &request, &response);
                 response
             }

@@ -104,11 +104,23 @@ pub(crate) struct ReplyCache {
     state: Mutex<State>,
 }
 
+/// Whether a missing file is made again: by the session's current agent
+/// only. A replaced one finishing an operation after the file went (the
+/// client settled everything) must not leave a file nobody removes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Create,
+    Leave,
+}
+
 #[derive(Default)]
 struct State {
     file: Option<CacheFile>,
     entries: HashMap<u64, Entry>,
     floor: u64,
+    /// A newer agent of the session took over: this one neither makes
+    /// the file again nor rewrites it.
+    retired: bool,
 }
 
 struct CacheFile {
@@ -151,7 +163,8 @@ impl ReplyCache {
             return Ok(());
         }
         state.entries.clear();
-        state.file = Some(CacheFile::open(&path)?);
+        state.retired = false;
+        state.file = Some(CacheFile::open(&path, Missing::Create)?);
         state.refresh();
         Ok(())
     }
@@ -294,6 +307,11 @@ impl ReplyCache {
         state.entries.remove(&id);
     }
 
+    /// A newer agent of the session took over from this one.
+    pub(crate) fn retire(&self) {
+        self.state().retired = true;
+    }
+
     /// Drops the records below `settled_below`.
     pub(crate) fn settle(&self, settled_below: u64) {
         self.state().settle(settled_below);
@@ -342,8 +360,10 @@ impl State {
             return;
         };
         if !file.current() {
-            match CacheFile::open(&file.path) {
+            match CacheFile::open(&file.path, Missing::Leave) {
                 Ok(reopened) => *file = reopened,
+                // Removed: everything in it was settled.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
                 Err(err) => {
                     tracing::warn!(
                         "{}: {err}; replies recorded by other agents are not seen",
@@ -364,11 +384,16 @@ impl State {
             return;
         };
         let frame = encode(record);
+        let missing = if self.retired {
+            Missing::Leave
+        } else {
+            Missing::Create
+        };
         loop {
             let lock = file.lock();
             if !file.current() {
                 drop(lock);
-                match CacheFile::open(&file.path) {
+                match CacheFile::open(&file.path, missing) {
                     Ok(reopened) => {
                         *file = reopened;
                         let records = file.read_new();
@@ -376,6 +401,9 @@ impl State {
                             apply(&mut self.entries, self.floor, r);
                         }
                         continue;
+                    }
+                    Err(err) if missing == Missing::Leave && err.kind() == std::io::ErrorKind::NotFound => {
+                        return
                     }
                     Err(err) => {
                         tracing::warn!(
@@ -400,6 +428,9 @@ impl State {
     /// Rewrites the file with the live records once most of it is dead.
     fn compact_if_mostly_dead(&mut self) {
         let live = self.entries.len();
+        if self.retired {
+            return;
+        }
         let Some(file) = self.file.as_mut() else {
             return;
         };
@@ -453,7 +484,7 @@ impl State {
             .and_then(|mut f| f.write_all(&bytes))
             .and_then(|()| std::fs::rename(&aside, &file.path));
         drop(lock);
-        match written.and_then(|()| CacheFile::open(&file.path)) {
+        match written.and_then(|()| CacheFile::open(&file.path, Missing::Create)) {
             Ok(mut fresh) => {
                 fresh.read_new();
                 debug_assert_eq!(fresh.records, count);
@@ -468,10 +499,14 @@ impl State {
 }
 
 impl CacheFile {
-    fn open(path: &Path) -> std::io::Result<CacheFile> {
+    fn open(path: &Path, missing: Missing) -> std::io::Result<CacheFile> {
+        let create = match missing {
+            Missing::Create => OFlags::CREATE,
+            Missing::Leave => OFlags::empty(),
+        };
         let fd = rustix::fs::open(
             path,
-            OFlags::CREATE | OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            create | OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
         let file = std::fs::File::from(fd);
@@ -829,5 +864,16 @@ mod tests {
         let newer = ReplyCache::default();
         newer.attach(dir.path(), 7).unwrap();
         assert!(matches!(newer.begin(2, 2, &request), Verdict::Answered { .. }));
+        // An agent replaced meanwhile, finishing an operation after the
+        // file went, leaves no file behind; nor does reading it again.
+        assert!(matches!(cache.begin(3, 2, &request), Verdict::Run));
+        newer.settle(4);
+        newer.release(true);
+        assert!(!path.exists());
+        cache.retire();
+        cache.finish(3, &request, &done());
+        cache.release(false);
+        assert!(!newer.would_wait(9));
+        assert!(!path.exists(), "made again by a replaced agent");
     }
 }

@@ -630,7 +630,8 @@ impl Manager {
     }
 
     /// Closes connection `id` if nothing needs it: not pinned, no mounts.
-    fn release_if_unused(&self, id: &str) {
+    /// The connection closed, if it was.
+    fn release_if_unused(&self, id: &str) -> Option<Arc<Connection>> {
         let conn = {
             let mut reg = self.registry();
             match reg.connection(id) {
@@ -640,10 +641,11 @@ impl Manager {
                 _ => None,
             }
         };
-        if let Some(conn) = conn {
+        if let Some(conn) = &conn {
             tracing::info!("{id}: closed (no mounts left)");
             conn.close();
         }
+        conn
     }
 
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
@@ -682,7 +684,7 @@ impl Manager {
             Ok(started) => started,
             Err(e) => {
                 if created {
-                    self.release_if_unused(&conn.id);
+                    let _ = self.release_if_unused(&conn.id);
                 }
                 return Err(e);
             }
@@ -820,7 +822,7 @@ impl Manager {
         for mount in forget {
             // Nothing serves a failed mount: its dead mount point goes too.
             tracing::info!("{}: forgotten (too many failed mounts)", mount.id);
-            self.release_if_unused(&mount.connection);
+            let _ = self.release_if_unused(&mount.connection);
             self.drop_when_ended(mount, true);
         }
     }
@@ -840,7 +842,7 @@ impl Manager {
             "{id}: {} was unmounted externally",
             mount.mounted.mountpoint().display()
         );
-        self.release_if_unused(&mount.connection);
+        let _ = self.release_if_unused(&mount.connection);
         self.drop_when_ended(mount, false);
     }
 
@@ -997,7 +999,11 @@ impl Manager {
         // once the last file is closed); the mount is dropped then, off
         // the runtime's threads.
         self.drop_when_ended(mount.clone(), false);
-        self.release_if_unused(&connection);
+        if let Some(conn) = self.release_if_unused(&connection) {
+            // Its link's last words (the agent may drop its records of the
+            // session) are said before a stopping manager exits.
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.ended()).await;
+        }
         Ok(())
     }
 
