@@ -16,17 +16,20 @@
 //! [`URL_TRANSPORTS`].
 
 mod client;
+pub mod deploy;
 mod error;
 mod exchange;
 pub mod link;
 mod remote;
 mod scoped;
 mod session;
+mod shell;
 pub mod source;
 pub mod tcp;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
+pub use deploy::AgentOrigin;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};

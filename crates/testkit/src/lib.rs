@@ -92,7 +92,7 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPrintMotd no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n\
-             MaxStartups 200\nMaxSessions 200\n",
+             MaxStartups 200\nMaxSessions 200\nAcceptEnv XDG_CACHE_HOME\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).map_err(|e| e.to_string())?;
