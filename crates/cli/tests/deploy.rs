@@ -28,7 +28,10 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("yonder-deploy").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("yonder-deploy")
+            .tempdir()
+            .unwrap();
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -60,7 +63,10 @@ impl Env {
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
             // This side's prepared binary, kept across tests (keyed by build).
-            .env("XDG_CACHE_HOME", std::env::temp_dir().join("yonder-deploy-tests-cache"))
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("yonder-deploy-tests-cache"),
+            )
             .env_remove("YONDER_MANAGER_SOCKET")
             .stdin(Stdio::null());
         cmd
@@ -139,7 +145,10 @@ impl Env {
             name.starts_with(&format!("{}-", env!("CARGO_PKG_VERSION"))),
             "VERSION-HASH: {name}"
         );
-        let files: Vec<_> = std::fs::read_dir(&dirs[0]).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let files: Vec<_> = std::fs::read_dir(&dirs[0])
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(files, ["yonder"], "no temporary file is left");
         dirs[0].join("yonder")
     }
@@ -200,7 +209,10 @@ fn a_host_without_yonder_gets_the_agent_once_and_every_later_connection_reuses_i
         if connection["state"] == "connected" && connection["agent"] == "deployed-cached" {
             break;
         }
-        assert!(Instant::now() < deadline, "not reconnected to the cached agent: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "not reconnected to the cached agent: {status}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
@@ -209,7 +221,11 @@ fn a_host_without_yonder_gets_the_agent_once_and_every_later_connection_reuses_i
     env.unmount(&at);
     let at = env.mount("m2");
     assert_eq!(env.agent(), "deployed-cached");
-    assert_eq!(identity(&env.cached_agent()), sent, "the cached copy was not rewritten");
+    assert_eq!(
+        identity(&env.cached_agent()),
+        sent,
+        "the cached copy was not rewritten"
+    );
     env.unmount(&at);
 }
 
@@ -228,14 +244,20 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
     std::fs::write(&cached, &damaged).unwrap();
     let at = env.mount("m2");
     assert_eq!(env.agent(), "deployed-uploaded");
-    assert!(std::fs::read(env.cached_agent()).unwrap() == good, "replaced by the good copy");
+    assert!(
+        std::fs::read(env.cached_agent()).unwrap() == good,
+        "replaced by the good copy"
+    );
     env.unmount(&at);
 
     // Cut short, as by a full disk or an interrupted copy.
     std::fs::write(&cached, &good[..good.len() / 3]).unwrap();
     let at = env.mount("m3");
     assert_eq!(env.agent(), "deployed-uploaded");
-    assert!(std::fs::read(env.cached_agent()).unwrap() == good, "replaced by the good copy");
+    assert!(
+        std::fs::read(env.cached_agent()).unwrap() == good,
+        "replaced by the good copy"
+    );
     env.unmount(&at);
 }
 
@@ -243,7 +265,10 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
 fn no_deploy_keeps_the_one_line_hint_to_install_yonder() {
     let env = Env::new();
     let err = env.ls_fails(&["--no-deploy"]);
-    assert!(err.contains("not installed") && err.contains("--agent-path"), "{err}");
+    assert!(
+        err.contains("not installed") && err.contains("--agent-path"),
+        "{err}"
+    );
     assert!(!env.remote_cache.join("yonder").exists(), "nothing was sent");
 }
 
@@ -273,8 +298,7 @@ fn a_read_only_or_noexec_cache_is_refused_in_one_line_naming_why() {
     tmpfs_over(&env.remote_cache, "noexec");
     let err = env.ls_fails(&[]);
     assert!(
-        err.contains("cannot deploy the agent there: cannot run programs from")
-            && err.contains("noexec"),
+        err.contains("cannot deploy the agent there: cannot run programs from") && err.contains("noexec"),
         "{err}"
     );
 }

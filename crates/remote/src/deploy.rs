@@ -69,7 +69,11 @@ pub enum DeployError {
     Unexpected { line: String },
     /// This side could not prepare or send the binary.
     #[error("{op} {path}: {reason}")]
-    Local { op: &'static str, path: String, reason: String },
+    Local {
+        op: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 /// The binary to deploy: the running one, stripped, and its gzip stream.
@@ -196,7 +200,13 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
 /// start): its size, modification time and inode.
 fn build_key(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    format!("{}-{}.{}-{}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+    format!(
+        "{}-{}.{}-{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    )
 }
 
 /// `KEY.meta` ("SHA256 SIZE GZIP_LEN") beside `KEY.gz`, written after it.
@@ -343,7 +353,11 @@ pub fn remote_command(agent_words: &str, payload: &Payload, try_path: bool) -> S
 /// when it asks for the binary and the host runs this build, sends it on
 /// its stdin (`writer`). On success the agent's first frame is next on
 /// `reader`.
-pub async fn negotiate<R, W>(reader: &mut R, writer: &mut W, payload: &Payload) -> Result<AgentOrigin, DeployError>
+pub async fn negotiate<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    payload: &Payload,
+) -> Result<AgentOrigin, DeployError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -362,10 +376,7 @@ where
         let _ = writer.write_all(b"stop\n").await;
         let _ = writer.flush().await;
         return Err(DeployError::Impossible {
-            reason: format!(
-                "it runs {platform}, this yonder is built for {}: install yonder there or pass --agent-path",
-                built_for()
-            ),
+            reason: format!("it runs {platform}, this yonder is built for {}", built_for()),
         });
     }
     if state == "damaged" {
@@ -453,10 +464,21 @@ mod tests {
         std::fs::write(&exe, b"not an ELF file: strip fails, the bytes go as they are").unwrap();
         let dir = cache.path().join("deploy");
         let first = prepare(&exe, Some(&dir)).unwrap();
-        assert_eq!(first.size, 55);
-        assert!(matches!(first.gzip, Gzip::File(_)));
+        assert_eq!(first.size, 54);
+        let Gzip::File(stored) = &first.gzip else {
+            panic!("kept in the cache: {first:?}")
+        };
+        let stored_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(stored).unwrap());
         let again = prepare(&exe, Some(&dir)).unwrap();
-        assert_eq!((again.sha256.as_str(), again.gzip_len), (first.sha256.as_str(), first.gzip_len));
+        let Gzip::File(found) = &again.gzip else {
+            panic!("found in the cache: {again:?}")
+        };
+        let found_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(found).unwrap());
+        assert_eq!(found_ino, stored_ino, "read back, not made again");
+        assert_eq!(
+            (again.sha256.as_str(), again.gzip_len),
+            (first.sha256.as_str(), first.gzip_len)
+        );
         // Another build replaces the first one's files.
         std::fs::write(&exe, b"another build").unwrap();
         let other = prepare(&exe, Some(&dir)).unwrap();

@@ -315,7 +315,7 @@ enum End {
 impl Supervisor {
     fn publish(&self, state: LinkState, session: Option<&Arc<dyn Session>>) {
         let agent = session.and_then(|s| s.agent_origin());
-        let remote = session.map(|s| -> Arc<dyn Remote> { s.clone() });
+        let remote = session.cloned().map(|s| -> Arc<dyn Remote> { s });
         let generation = self.generation;
         let lost_at = match state {
             LinkState::Connected => None,

@@ -441,7 +441,11 @@ pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: 
             argv.push(dashdash);
             argv.push(host);
             let agent = options.agent_path.as_deref().unwrap_or("yonder");
-            argv.push(format!("exec {} {}", shell_quote(agent), agent_words(path, options)));
+            argv.push(format!(
+                "exec {} {}",
+                shell_quote(agent),
+                agent_words(path, options)
+            ));
             Ok(argv)
         }
     }
@@ -543,7 +547,6 @@ fn keepalive_unset(config: &str) -> bool {
         .unwrap_or(true)
 }
 
-
 /// Connects to `source` through its transport ([`connector_for`]) and
 /// completes the handshake. What comes back is a `Remote`, whatever the
 /// transport: callers (the VFS, `yonder
@@ -558,7 +561,11 @@ pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dy
 /// what a supervisor (see [`crate::Link`]) needs to watch the connection
 /// and end it.
 pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
-    let Spawned { client, child, origin } = spawn(source, options).await?;
+    let Spawned {
+        client,
+        child,
+        origin,
+    } = spawn(source, options).await?;
     client.attach_child(child);
     client.set_origin(origin);
     Ok(client)
@@ -611,11 +618,13 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     let Some(payload) = payload else {
         let argv = agent_command_with(source, options, keepalive)?;
         let origin = origin_without_deploy(source, options);
-        return start_agent(&argv, &describe, None).await.map(|(client, child)| Spawned {
-            client,
-            child,
-            origin,
-        });
+        return start_agent(&argv, &describe, None)
+            .await
+            .map(|(client, child)| Spawned {
+                client,
+                child,
+                origin,
+            });
     };
     // A `yonder` on the PATH of another protocol version is passed over
     // for the deployed one.
@@ -626,10 +635,20 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
             unreachable!("only ssh deploys")
         };
         argv.pop();
-        argv.push(deploy::remote_command(&agent_words(path, options), &payload, try_path));
+        argv.push(deploy::remote_command(
+            &agent_words(path, options),
+            &payload,
+            try_path,
+        ));
         let mut origin = AgentOrigin::OnPath;
         match start_agent(&argv, &describe, Some((&payload, &mut origin))).await {
-            Ok((client, child)) => return Ok(Spawned { client, child, origin }),
+            Ok((client, child)) => {
+                return Ok(Spawned {
+                    client,
+                    child,
+                    origin,
+                })
+            }
             Err(err) if try_path && origin == AgentOrigin::OnPath && is_version_mismatch(&err) => {
                 tracing::info!("{describe}: the yonder on the remote PATH speaks another protocol ({err}); deploying this one");
                 try_path = false;
@@ -686,7 +705,11 @@ async fn start_agent(
             }
             // Where the agentless (SFTP) transport is to take over from a
             // host the agent cannot be deployed to, it is here.
-            Err(err @ DeployError::Impossible { .. }) => return Err(connect_err(err.to_string())),
+            Err(err @ DeployError::Impossible { .. }) => {
+                return Err(connect_err(format!(
+                    "{err}; install yonder on its PATH or pass --agent-path"
+                )))
+            }
             Err(err) => return Err(connect_err(err.to_string())),
         }
     }
