@@ -28,6 +28,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with_sshd_config("")
+    }
+
+    /// With more `sshd_config` lines.
+    fn with_sshd_config(extra: &str) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("yonder-deploy")
             .tempdir()
@@ -41,7 +46,7 @@ impl Env {
         std::fs::create_dir(&remote_cache).unwrap();
         Env {
             dir,
-            sshd: Sshd::start().expect("start sshd"),
+            sshd: Sshd::start_with(extra).expect("start sshd"),
             remote_cache,
         }
     }
@@ -301,4 +306,45 @@ fn a_read_only_or_noexec_cache_is_refused_in_one_line_naming_why() {
         err.contains("cannot deploy the agent there: cannot run programs from") && err.contains("noexec"),
         "{err}"
     );
+}
+
+/// An sshd whose sessions' PATH starts with `bin` (made by `fill`).
+fn env_with_path(fill: impl FnOnce(&Path)) -> (Env, tempfile::TempDir) {
+    let bin = tempfile::Builder::new()
+        .prefix("yonder-deploy-bin")
+        .tempdir()
+        .unwrap();
+    fill(bin.path());
+    let env = Env::with_sshd_config(&format!("SetEnv PATH={}:/usr/bin:/bin", bin.path().display()));
+    (env, bin)
+}
+
+#[test]
+fn yonder_on_the_path_is_used_and_one_of_another_protocol_is_passed_over() {
+    let (env, _bin) =
+        env_with_path(|bin| std::os::unix::fs::symlink(yonder_bin(), bin.join("yonder")).unwrap());
+    let at = env.mount("m1");
+    assert_eq!(env.agent(), "on-path");
+    assert!(!env.remote_cache.join("yonder").exists(), "nothing was sent");
+    env.unmount(&at);
+
+    // A `yonder` that answers the handshake with another protocol version.
+    use yonder_remote::proto::{encode_frame, Hello, Message, PROTOCOL_VERSION};
+    let (env, _bin) = env_with_path(|bin| {
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION + 1,
+            capabilities: Vec::new(),
+            software: "yonder 9.9.9 agent".into(),
+        });
+        std::fs::write(bin.join("hello"), encode_frame(0, &hello).unwrap()).unwrap();
+        let script = format!("#!/bin/sh\ncat {}\nsleep 10\n", bin.join("hello").display());
+        std::fs::write(bin.join("yonder"), script).unwrap();
+        std::fs::set_permissions(bin.join("yonder"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    let at = env.mount("m1");
+    assert_eq!(env.agent(), "deployed-uploaded");
+    env.unmount(&at);
+    let at = env.mount("m2");
+    assert_eq!(env.agent(), "deployed-cached");
+    env.unmount(&at);
 }
