@@ -3,7 +3,8 @@
 //! * a local path, or `local:PATH`: spawns this binary as `yonder agent`;
 //! * `[user@]host:[path]` (scp style) or `ssh://[user@]host[:port][/path]`:
 //!   runs the system `ssh`, so `~/.ssh/config`, keys, the ssh agent and
-//!   ProxyJump work unchanged;
+//!   ProxyJump work unchanged, and deploys the agent where it is missing
+//!   ([`crate::deploy`]);
 //! * `SCHEME://ADDRESS[/PATH]` for a SCHEME in [`URL_TRANSPORTS`]: that
 //!   transport's [`Connector`]. A new transport is its file (its
 //!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
@@ -357,7 +358,8 @@ pub struct ConnectOptions {
     pub ssh_options: Vec<String>,
     /// Replaces the `ssh` program, split on whitespace (e.g. `"ssh -F cfg"`).
     pub ssh_command: Option<String>,
-    /// The remote `yonder` binary; `yonder` on the remote PATH by default.
+    /// The remote `yonder` binary; by default `yonder` on the remote PATH,
+    /// else this build, deployed (see [`crate::deploy`]).
     pub agent_path: Option<String>,
     /// The local binary to run as agent for local sources; this executable
     /// by default.
