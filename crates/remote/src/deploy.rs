@@ -172,6 +172,7 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
     if let Some(payload) = cache.and_then(|dir| cached_payload(dir, &key)) {
         return Ok(payload);
     }
+    let started = std::time::Instant::now();
     let binary = stripped(exe)?;
     let sha256 = hex(&Sha256::digest(&binary));
     let size = binary.len() as u64;
@@ -179,7 +180,12 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
     encoder.write_all(&binary).map_err(local("compress", exe))?;
     let gzip = encoder.finish().map_err(local("compress", exe))?;
     let gzip_len = gzip.len() as u64;
-    tracing::debug!(size, gzip_len, "prepared the agent binary for deployment");
+    tracing::debug!(
+        size,
+        gzip_len,
+        "prepared the agent binary for deployment in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let gzip = match cache.map(|dir| store_payload(dir, &key, &sha256, size, &gzip)) {
         Some(Ok(path)) => Gzip::File(path),
         Some(Err(err)) => {
