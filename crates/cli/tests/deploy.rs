@@ -150,11 +150,12 @@ impl Env {
             name.starts_with(&format!("{}-", env!("CARGO_PKG_VERSION"))),
             "VERSION-HASH: {name}"
         );
-        let files: Vec<_> = std::fs::read_dir(&dirs[0])
+        let mut files: Vec<_> = std::fs::read_dir(&dirs[0])
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(files, ["yonder"], "no temporary file is left");
+        files.sort();
+        assert_eq!(files, ["sum", "yonder"], "no temporary file is left");
         dirs[0].join("yonder")
     }
 

@@ -3,10 +3,12 @@
 //!
 //! One remote command ([`remote_command`], a one-line POSIX sh script)
 //! runs `yonder` from the PATH if there is one; else the copy cached in
-//! `${XDG_CACHE_HOME:-~/.cache}/yonder/VERSION-HASH/yonder`, once its
-//! checksum matches; else it says what it needs, reads this side's answer
-//! on its stdin, receives the binary (gzip-compressed) on the same stdin,
-//! checks it, moves it into place and runs it. Before the agent speaks,
+//! `${XDG_CACHE_HOME:-~/.cache}/yonder/VERSION-HASH/yonder` (HASH names
+//! this build: [`Build`]), once its checksum matches the one recorded
+//! beside it (`sum`) when it was stored; else it says what it needs, reads
+//! this side's answer on its stdin, receives the binary (gzip-compressed)
+//! on the same stdin, checks it against the checksum sent with it, moves
+//! it into place and runs it. Before the agent speaks,
 //! the script says in one line on stdout which of these it did, and
 //! [`negotiate`] reads that line (and sends the binary when asked). A
 //! later connection finds the cached copy: one ssh command, no upload.
@@ -16,7 +18,8 @@
 //! a container's `exec -i` could run the same script.
 //!
 //! The binary sent is the running one, stripped of its debug info
-//! ([`Payload`]): prepared once per build and kept in this user's cache.
+//! ([`Payload`]): prepared only when a host asks for it, once per build,
+//! and kept in this user's cache.
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -76,6 +79,49 @@ pub enum DeployError {
     },
 }
 
+/// The running build, as the remote's cache names it: the SHA-256 of the
+/// executable, hashed once per process (a fraction of a second), so
+/// connecting needs no stripping or compressing.
+#[derive(Debug)]
+pub struct Build {
+    /// Hex SHA-256 of the running executable.
+    pub sha256: String,
+}
+
+impl Build {
+    /// The running build. Blocking (it reads the executable): call it from
+    /// `spawn_blocking`.
+    pub fn current() -> Result<Arc<Build>, DeployError> {
+        static CURRENT: Mutex<Option<Arc<Build>>> = Mutex::new(None);
+        let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(build) = current.as_ref() {
+            return Ok(build.clone());
+        }
+        let exe = running_exe();
+        let failed = |op: &'static str| {
+            let path = exe.display().to_string();
+            move |e: std::io::Error| DeployError::Local {
+                op,
+                path,
+                reason: e.to_string(),
+            }
+        };
+        let mut file = std::fs::File::open(&exe).map_err(failed("open"))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(failed("read"))?;
+        let build = Arc::new(Build {
+            sha256: hex(&hasher.finalize()),
+        });
+        *current = Some(build.clone());
+        Ok(build)
+    }
+
+    /// `VERSION-HASH`: the remote cache directory's name, unique per build.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", env!("CARGO_PKG_VERSION"), &self.sha256[..16])
+    }
+}
+
 /// The binary to deploy: the running one, stripped, and its gzip stream.
 #[derive(Debug)]
 pub struct Payload {
@@ -103,24 +149,23 @@ const REPORT: &str = "yonder-deploy:";
 const MAX_REPORT: usize = 1024;
 
 impl Payload {
-    /// The running binary's payload: prepared once per process, from this
-    /// user's cache when an earlier process of the same build made it.
-    /// Blocking (it may strip, hash and compress the binary): call it from
-    /// `spawn_blocking`.
-    pub fn current() -> Result<Arc<Payload>, DeployError> {
+    /// The payload of `build` (the running one): prepared once per
+    /// process, from this user's cache when an earlier process of the same
+    /// build made it. Blocking (it may strip, hash and compress the
+    /// binary): call it from `spawn_blocking`.
+    pub fn of(build: &Build) -> Result<Arc<Payload>, DeployError> {
         static CURRENT: Mutex<Option<Arc<Payload>>> = Mutex::new(None);
         let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(payload) = current.as_ref() {
             return Ok(payload.clone());
         }
-        let payload = Arc::new(prepare(&running_exe(), local_cache_dir().as_deref())?);
+        let payload = Arc::new(prepare(
+            &running_exe(),
+            &build.sha256,
+            local_cache_dir().as_deref(),
+        )?);
         *current = Some(payload.clone());
         Ok(payload)
-    }
-
-    /// `VERSION-HASH`: the remote cache directory's name, unique per build.
-    pub fn dir_name(&self) -> String {
-        format!("{}-{}", env!("CARGO_PKG_VERSION"), &self.sha256[..16])
     }
 
     /// The gzip stream.
@@ -156,9 +201,9 @@ fn local_cache_dir() -> Option<PathBuf> {
 }
 
 /// The payload of the binary `exe`, kept in `cache` (if given and
-/// writable) under a key of the binary's identity, so the next process of
-/// the same build only reads one small file.
-fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
+/// writable) under `key` (the build's hash), so the next process of the
+/// same build only reads one small file.
+fn prepare(exe: &Path, key: &str, cache: Option<&Path>) -> Result<Payload, DeployError> {
     let local = |op: &'static str, path: &Path| {
         let path = path.display().to_string();
         move |e: std::io::Error| DeployError::Local {
@@ -167,9 +212,7 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
             reason: e.to_string(),
         }
     };
-    let meta = std::fs::metadata(exe).map_err(local("stat", exe))?;
-    let key = build_key(&meta);
-    if let Some(payload) = cache.and_then(|dir| cached_payload(dir, &key)) {
+    if let Some(payload) = cache.and_then(|dir| cached_payload(dir, key)) {
         return Ok(payload);
     }
     let started = std::time::Instant::now();
@@ -186,7 +229,7 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
         "prepared the agent binary for deployment in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let gzip = match cache.map(|dir| store_payload(dir, &key, &sha256, size, &gzip)) {
+    let gzip = match cache.map(|dir| store_payload(dir, key, &sha256, size, &gzip)) {
         Some(Ok(path)) => Gzip::File(path),
         Some(Err(err)) => {
             tracing::debug!(%err, "cannot keep the deployable agent in the cache");
@@ -200,19 +243,6 @@ fn prepare(exe: &Path, cache: Option<&Path>) -> Result<Payload, DeployError> {
         gzip_len,
         gzip,
     })
-}
-
-/// Names one build of the binary cheaply (no hashing of 50 MB on every
-/// start): its size, modification time and inode.
-fn build_key(meta: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
-    format!(
-        "{}-{}.{}-{}",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino()
-    )
 }
 
 /// `KEY.meta` ("SHA256 SIZE GZIP_LEN") beside `KEY.gz`, written after it.
@@ -326,30 +356,31 @@ fn built_for() -> String {
 
 /// The remote command that starts the agent with `agent_words` (`agent
 /// --stdio ... --root=...`, quoted for sh): `yonder` from the PATH when
-/// `try_path` and there is one, else the cached copy of `payload`, else
-/// one it receives (see the module documentation). One line, run by `sh`
+/// `try_path` and there is one, else the cached copy of `build`, else one
+/// it receives (see the module documentation). One line, run by `sh`
 /// whatever the login shell.
-pub fn remote_command(agent_words: &str, payload: &Payload, try_path: bool) -> String {
+pub fn remote_command(agent_words: &str, build: &Build, try_path: bool) -> String {
     let script = format!(
         "say() {{ printf '{REPORT} %s\\n' \"$*\"; }}; \
          d=\"${{XDG_CACHE_HOME:-$HOME/.cache}}/yonder/{dir}\"; f=\"$d/yonder\"; \
          ok() {{ if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < \"$1\") || return 1; \
          elif command -v shasum >/dev/null 2>&1; then s=$(shasum -a 256 < \"$1\") || return 1; \
-         else s=$(wc -c < \"$1\") || return 1; [ $s -eq {size} ]; return; fi; [ \"${{s%% *}}\" = {sha} ]; }}; \
+         else s=$(wc -c < \"$1\") || return 1; [ $s -eq \"$3\" ]; return; fi; [ \"${{s%% *}}\" = \"$2\" ]; }}; \
          if [ {try_path} = 1 ] && command -v yonder >/dev/null 2>&1; then say path; exec yonder {agent_words}; fi; \
-         st=absent; if [ -e \"$f\" ]; then if [ -x \"$f\" ] && ok \"$f\"; then say cached; exec \"$f\" {agent_words}; fi; st=damaged; fi; \
-         say need $st $(uname -sm); IFS= read -r r || exit 1; [ \"$r\" = upload ] || exit 1; \
+         st=absent; if [ -e \"$f\" ]; then \
+         if [ -x \"$f\" ] && read -r sum size < \"$d/sum\" && ok \"$f\" \"$sum\" \"$size\"; then say cached; exec \"$f\" {agent_words}; fi; \
+         st=damaged; fi; \
+         say need $st $(uname -sm); read -r r sum size n || exit 1; [ \"$r\" = upload ] || exit 1; \
          fail() {{ say fail \"$*\"; exit 1; }}; \
          e=$(mkdir -p \"$d\" 2>&1) || fail \"cannot create $d: ${{e##*: }}\"; \
          t=\"$f.part.$$\"; e=$( (umask 077; : > \"$t\") 2>&1) || fail \"cannot write in $d: ${{e##*: }}\"; \
          chmod 0755 \"$t\"; [ -x \"$t\" ] || {{ rm -f \"$t\"; fail \"cannot run programs from $d (mounted noexec?)\"; }}; \
-         head -c {gzip_len} | gzip -dc > \"$t\" && ok \"$t\" || {{ rm -f \"$t\"; fail \"the copy written to $d is damaged or incomplete (disk full?)\"; }}; \
-         mv -f \"$t\" \"$f\" || {{ rm -f \"$t\"; fail \"cannot rename $t to $f\"; }}; \
+         head -c \"$n\" | gzip -dc > \"$t\" && ok \"$t\" \"$sum\" \"$size\" || \
+         {{ rm -f \"$t\"; fail \"the copy written to $d is damaged or incomplete (disk full?)\"; }}; \
+         printf '%s %s\\n' \"$sum\" \"$size\" > \"$t.sum\" && mv -f \"$t.sum\" \"$d/sum\" && mv -f \"$t\" \"$f\" || \
+         {{ rm -f \"$t\" \"$t.sum\"; fail \"cannot store the agent in $d\"; }}; \
          say uploaded; exec \"$f\" {agent_words}",
-        dir = payload.dir_name(),
-        size = payload.size,
-        sha = payload.sha256,
-        gzip_len = payload.gzip_len,
+        dir = build.dir_name(),
         try_path = u8::from(try_path),
     );
     format!("exec sh -c {}", crate::shell::shell_quote(&script))
@@ -362,7 +393,7 @@ pub fn remote_command(agent_words: &str, payload: &Payload, try_path: bool) -> S
 pub async fn negotiate<R, W>(
     reader: &mut R,
     writer: &mut W,
-    payload: &Payload,
+    build: &Arc<Build>,
 ) -> Result<AgentOrigin, DeployError>
 where
     R: AsyncRead + Unpin,
@@ -388,10 +419,31 @@ where
     if state == "damaged" {
         tracing::info!("the cached agent on the remote is damaged or incomplete: sending it again");
     }
+    let build = build.clone();
+    let prepared = match tokio::task::spawn_blocking(move || Payload::of(&build)).await {
+        Ok(prepared) => prepared,
+        Err(err) => Err(DeployError::Local {
+            op: "prepare",
+            path: running_exe().display().to_string(),
+            reason: err.to_string(),
+        }),
+    };
+    let payload = match prepared {
+        Ok(payload) => payload,
+        Err(err) => {
+            let _ = writer.write_all(b"stop\n").await;
+            let _ = writer.flush().await;
+            return Err(err);
+        }
+    };
     let gzip = payload.gzip().await?;
+    let answer = format!(
+        "upload {} {} {}\n",
+        payload.sha256, payload.size, payload.gzip_len
+    );
     let started = std::time::Instant::now();
     let send = async {
-        writer.write_all(b"upload\n").await?;
+        writer.write_all(answer.as_bytes()).await?;
         writer.write_all(&gzip).await?;
         writer.flush().await
     };
@@ -469,13 +521,13 @@ mod tests {
         let exe = cache.path().join("program");
         std::fs::write(&exe, b"not an ELF file: strip fails, the bytes go as they are").unwrap();
         let dir = cache.path().join("deploy");
-        let first = prepare(&exe, Some(&dir)).unwrap();
+        let first = prepare(&exe, "build-1", Some(&dir)).unwrap();
         assert_eq!(first.size, 54);
         let Gzip::File(stored) = &first.gzip else {
             panic!("kept in the cache: {first:?}")
         };
         let stored_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(stored).unwrap());
-        let again = prepare(&exe, Some(&dir)).unwrap();
+        let again = prepare(&exe, "build-1", Some(&dir)).unwrap();
         let Gzip::File(found) = &again.gzip else {
             panic!("found in the cache: {again:?}")
         };
@@ -487,7 +539,7 @@ mod tests {
         );
         // Another build replaces the first one's files.
         std::fs::write(&exe, b"another build").unwrap();
-        let other = prepare(&exe, Some(&dir)).unwrap();
+        let other = prepare(&exe, "build-2", Some(&dir)).unwrap();
         assert_ne!(other.sha256, first.sha256);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
     }

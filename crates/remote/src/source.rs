@@ -10,7 +10,7 @@
 //!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
 //!   protocol) and one line in that table.
 
-use crate::deploy::{self, AgentOrigin, DeployError, Payload};
+use crate::deploy::{self, AgentOrigin, Build, DeployError};
 use crate::session::{Connector, Session};
 pub use crate::shell::shell_quote;
 use crate::{AgentClient, Remote, RemoteError, Result};
@@ -602,9 +602,9 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         Source::Ssh { .. } => ssh_needs_keepalive(source, options).await,
         Source::Local { .. } | Source::Url { .. } => false,
     };
-    let payload = if deploys(source, options) {
-        match tokio::task::spawn_blocking(Payload::current).await {
-            Ok(Ok(payload)) => Some(payload),
+    let build = if deploys(source, options) {
+        match tokio::task::spawn_blocking(Build::current).await {
+            Ok(Ok(build)) => Some(build),
             Ok(Err(err)) => {
                 tracing::warn!("{describe}: cannot deploy the agent: {err}");
                 None
@@ -617,7 +617,7 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     } else {
         None
     };
-    let Some(payload) = payload else {
+    let Some(build) = build else {
         let argv = agent_command_with(source, options, keepalive)?;
         let origin = origin_without_deploy(source, options);
         return start_agent(&argv, &describe, None)
@@ -639,11 +639,11 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         argv.pop();
         argv.push(deploy::remote_command(
             &agent_words(path, options),
-            &payload,
+            &build,
             try_path,
         ));
         let mut origin = AgentOrigin::OnPath;
-        match start_agent(&argv, &describe, Some((&payload, &mut origin))).await {
+        match start_agent(&argv, &describe, Some((&build, &mut origin))).await {
             Ok((client, child)) => {
                 return Ok(Spawned {
                     client,
@@ -671,7 +671,7 @@ fn is_version_mismatch(err: &RemoteError) -> bool {
 async fn start_agent(
     argv: &[String],
     describe: &str,
-    deploy: Option<(&Payload, &mut AgentOrigin)>,
+    deploy: Option<(&Arc<Build>, &mut AgentOrigin)>,
 ) -> Result<(AgentClient, Child)> {
     let connect_err = |reason: String| RemoteError::Connect {
         source_desc: describe.to_string(),
@@ -697,8 +697,8 @@ async fn start_agent(
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
     }
-    if let Some((payload, origin)) = deploy {
-        match deploy::negotiate(&mut stdout, &mut stdin, payload).await {
+    if let Some((build, origin)) = deploy {
+        match deploy::negotiate(&mut stdout, &mut stdin, build).await {
             Ok(found) => *origin = found,
             // ssh failed before the remote shell ran: its stderr says why.
             Err(DeployError::Ended) => {
