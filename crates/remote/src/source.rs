@@ -471,9 +471,13 @@ fn agent_words(path: &str, options: &ConnectOptions) -> String {
 }
 
 /// Whether connecting to `source` deploys the agent when the remote lacks
-/// it: over ssh, unless `--agent-path` names one or `--no-deploy`.
-fn deploys(source: &Source, options: &ConnectOptions) -> bool {
-    matches!(source, Source::Ssh { .. }) && options.agent_path.is_none() && !options.no_deploy
+/// it (over ssh, unless `--agent-path` names one or `--no-deploy`): then
+/// the remote path of the tree it serves.
+fn deployed_path<'a>(source: &'a Source, options: &ConnectOptions) -> Option<&'a str> {
+    match source {
+        Source::Ssh { path, .. } if options.agent_path.is_none() && !options.no_deploy => Some(path),
+        _ => None,
+    }
 }
 
 /// How the agent of a connection that does not deploy got there.
@@ -602,22 +606,23 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         Source::Ssh { .. } => ssh_needs_keepalive(source, options).await,
         Source::Local { .. } | Source::Url { .. } => false,
     };
-    let build = if deploys(source, options) {
-        match tokio::task::spawn_blocking(Build::current).await {
-            Ok(Ok(build)) => Some(build),
-            Ok(Err(err)) => {
-                tracing::warn!("{describe}: cannot deploy the agent: {err}");
-                None
-            }
-            Err(err) => {
-                tracing::warn!("{describe}: cannot deploy the agent: {err}");
-                None
+    let deploying = match deployed_path(source, options) {
+        Some(path) => {
+            let hashed = tokio::task::spawn_blocking(Build::current).await;
+            match hashed
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                Ok(build) => Some((path, build)),
+                Err(err) => {
+                    tracing::warn!("{describe}: cannot deploy the agent: {err}");
+                    None
+                }
             }
         }
-    } else {
-        None
+        None => None,
     };
-    let Some(build) = build else {
+    let Some((path, build)) = deploying else {
         let argv = agent_command_with(source, options, keepalive)?;
         let origin = origin_without_deploy(source, options);
         return start_agent(&argv, &describe, None)
@@ -633,9 +638,6 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     let mut try_path = true;
     loop {
         let mut argv = agent_command_with(source, options, keepalive)?;
-        let Source::Ssh { path, .. } = source else {
-            unreachable!("only ssh deploys")
-        };
         argv.pop();
         argv.push(deploy::remote_command(
             &agent_words(path, options),
