@@ -24,9 +24,13 @@ pub struct FsArgs {
     /// Program (and arguments) to run instead of `ssh`.
     #[arg(long, value_name = "COMMAND", global = true)]
     ssh_command: Option<String>,
-    /// Path of `yonder` on the remote machine.
+    /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH", global = true)]
     agent_path: Option<String>,
+    /// Never copy yonder to a host that lacks it (by default it is sent
+    /// over the ssh connection, once, to ~/.cache/yonder on the remote).
+    #[arg(long, global = true)]
+    no_deploy: bool,
     /// Log debug detail to stderr.
     #[arg(long, global = true)]
     debug: bool,
@@ -169,6 +173,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             ssh_option: args.ssh_option,
             ssh_command: args.ssh_command,
             agent_path: args.agent_path,
+            no_deploy: args.no_deploy,
             debug: args.debug,
         };
         let options = connect.options();

@@ -67,9 +67,14 @@ pub struct ConnectArgs {
     /// Program (and arguments) to run instead of `ssh`.
     #[arg(long, value_name = "COMMAND")]
     pub ssh_command: Option<String>,
-    /// Path of `yonder` on the remote machine.
+    /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH")]
     pub agent_path: Option<String>,
+    /// Never copy yonder to a host that lacks it (by default it is sent
+    /// over the ssh connection, once, to ~/.cache/yonder on the remote,
+    /// when the host's OS and architecture match this binary's).
+    #[arg(long)]
+    pub no_deploy: bool,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -119,6 +124,7 @@ impl ConnectArgs {
             ssh_options: self.ssh_option.clone(),
             ssh_command: self.ssh_command.clone(),
             agent_path: self.agent_path.clone(),
+            no_deploy: self.no_deploy,
             ..Default::default()
         }
     }

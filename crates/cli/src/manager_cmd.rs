@@ -321,6 +321,7 @@ fn connect_spec(
         ssh_options: options.ssh_options.clone(),
         ssh_command: options.ssh_command.clone(),
         agent_path: options.agent_path.clone(),
+        no_deploy: options.no_deploy,
         link,
     })
 }
@@ -464,7 +465,7 @@ fn table(status: &Status) -> String {
     };
     let mut out = String::new();
     if !status.connections.is_empty() {
-        let mut rows = vec![["CONNECTION", "DESTINATION", "STATE", "MOUNTS"]
+        let mut rows = vec![["CONNECTION", "DESTINATION", "STATE", "AGENT", "MOUNTS"]
             .map(String::from)
             .to_vec()];
         for c in &status.connections {
@@ -477,6 +478,7 @@ fn table(status: &Status) -> String {
                 c.id.clone(),
                 c.destination.clone(),
                 state(&c.state, &c.reason),
+                c.agent.clone().unwrap_or_else(|| "-".into()),
                 mounts,
             ]);
         }

@@ -205,6 +205,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             ssh_options: connect.ssh_options.clone(),
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
+            no_deploy: connect.no_deploy,
             link: args.link.spec(),
         },
         mountpoint: args.mountpoint.clone(),

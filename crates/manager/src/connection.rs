@@ -31,6 +31,7 @@ pub enum Destination {
         ssh_options: Vec<String>,
         ssh_command: Option<String>,
         agent_path: Option<String>,
+        no_deploy: bool,
     },
     /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
     Url {
@@ -72,6 +73,7 @@ impl Destination {
                     ssh_options: spec.ssh_options.clone(),
                     ssh_command: spec.ssh_command.clone(),
                     agent_path: spec.agent_path.clone(),
+                    no_deploy: spec.no_deploy,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -119,11 +121,13 @@ impl Destination {
                 ssh_options,
                 ssh_command,
                 agent_path,
+                no_deploy,
                 ..
             } => ConnectOptions {
                 ssh_options: ssh_options.clone(),
                 ssh_command: ssh_command.clone(),
                 agent_path: agent_path.clone(),
+                no_deploy: *no_deploy,
                 ..Default::default()
             },
             Destination::Url { agent_path, .. } => ConnectOptions {
@@ -206,6 +210,11 @@ impl Connection {
     /// The link, which mounts' VFSs follow onto each new connection.
     pub fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// How the current (or last) agent got there.
+    pub fn agent_origin(&self) -> Option<yonder_remote::AgentOrigin> {
+        self.link.agent_origin()
     }
 
     /// Reconnects now (`yonder reconnect`).

@@ -485,6 +485,7 @@ impl Manager {
                     destination: c.conn.destination.to_string(),
                     state: c.state.name().into(),
                     reason: c.state.reason().map(str::to_string),
+                    agent: c.conn.agent_origin().map(|o| o.name().to_string()),
                     pinned: c.pinned,
                     mounts: reg.mounts_on(&c.conn.id),
                 })

@@ -51,6 +51,9 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// Never send the agent to a host without one (`--no-deploy`).
+    #[serde(default)]
+    pub no_deploy: bool,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]
@@ -279,6 +282,11 @@ pub struct ConnectionInfo {
     /// Why the connection left `connected`, while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How its agent got there: `local`, `on-path`, `agent-path`,
+    /// `deployed-uploaded` or `deployed-cached` (the current connection's,
+    /// or the last one's while reconnecting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Made by `yonder connect`: kept when its last mount goes.
     pub pinned: bool,
     /// The ids of its mounts.

@@ -19,6 +19,7 @@
 //! ([`AgentClient::shutdown`]: the transport killed, every call in flight
 //! failed at once), so that no caller waits on a dead or stopped agent.
 
+use crate::deploy::AgentOrigin;
 use crate::exchange::{call, unexpected, Describe, Exchange};
 use crate::{RemoteError, Result};
 use bytes::Bytes;
@@ -99,6 +100,10 @@ struct Outgoing {
     payload: Bytes,
 }
 
+/// How a failed handshake with an agent of another protocol version
+/// begins.
+pub(crate) const VERSION_MISMATCH: &str = "protocol version mismatch";
+
 /// A connection to one `yonder agent`.
 pub struct AgentClient {
     shared: Arc<Shared>,
@@ -117,6 +122,8 @@ pub struct AgentClient {
     /// Turns true once the agent process (if any) has exited and been
     /// reaped.
     exited: watch::Sender<bool>,
+    /// How the agent got there, when this client started it.
+    origin: std::sync::OnceLock<AgentOrigin>,
 }
 
 impl AgentClient {
@@ -167,7 +174,7 @@ impl AgentClient {
             (0, Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
             (0, Message::Hello(peer)) => {
                 return Err(connect_err(format!(
-                    "protocol version mismatch: client speaks v{PROTOCOL_VERSION}, agent speaks v{}",
+                    "{VERSION_MISMATCH}: client speaks v{PROTOCOL_VERSION}, agent speaks v{}",
                     peer.version
                 )))
             }
@@ -189,7 +196,19 @@ impl AgentClient {
             io_tasks: vec![writer.abort_handle(), reader.abort_handle()],
             kill_child: Mutex::new(None),
             exited: watch::Sender::new(true),
+            origin: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records how the agent got there (set once, by whoever started it).
+    pub(crate) fn set_origin(&self, origin: AgentOrigin) {
+        let _ = self.origin.set(origin);
+    }
+
+    /// How the agent got there (`None`: a stream this client did not
+    /// start, such as an in-process agent).
+    pub fn origin(&self) -> Option<AgentOrigin> {
+        self.origin.get().copied()
     }
 
     /// Hands the agent process to the client: the connection counts as

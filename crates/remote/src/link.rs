@@ -43,7 +43,7 @@
 //! [`Connector`].
 
 use crate::session::{Connector, Session};
-use crate::{connector_for, ConnectOptions, Remote, Result, Source};
+use crate::{connector_for, AgentOrigin, ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,6 +141,9 @@ pub struct LinkStatus {
     pub generation: u64,
     /// The current (or, while not connected, the last) connection's remote.
     pub remote: Arc<dyn Remote>,
+    /// How the current (or last) connection's agent got there, where its
+    /// transport knows.
+    pub agent: Option<AgentOrigin>,
     /// While not connected: when the outage began (the agent's last sign
     /// of life, or the moment its stream ended).
     pub lost_at: Option<std::time::Instant>,
@@ -205,6 +208,7 @@ impl Link {
         let status = watch::Sender::new(LinkStatus {
             state: LinkState::Connected,
             generation: 1,
+            agent: client.agent_origin(),
             remote: client.clone(),
             lost_at: None,
         });
@@ -258,6 +262,11 @@ impl Link {
         (status.generation, status.remote.clone())
     }
 
+    /// How the current (or last) connection's agent got there.
+    pub fn agent_origin(&self) -> Option<AgentOrigin> {
+        self.inner.status.borrow().agent
+    }
+
     pub fn options(&self) -> &LinkOptions {
         &self.inner.options
     }
@@ -304,7 +313,9 @@ enum End {
 }
 
 impl Supervisor {
-    fn publish(&self, state: LinkState, remote: Option<Arc<dyn Remote>>) {
+    fn publish(&self, state: LinkState, session: Option<&Arc<dyn Session>>) {
+        let agent = session.and_then(|s| s.agent_origin());
+        let remote = session.cloned().map(|s| -> Arc<dyn Remote> { s });
         let generation = self.generation;
         let lost_at = match state {
             LinkState::Connected => None,
@@ -316,6 +327,7 @@ impl Supervisor {
             status.lost_at = lost_at;
             if let Some(remote) = remote {
                 status.remote = remote;
+                status.agent = agent;
             }
         });
         let _ = self.transitions.send(state);
@@ -454,8 +466,7 @@ impl Supervisor {
                             self.describe,
                             started.elapsed().as_secs_f64()
                         );
-                        let remote: Arc<dyn Remote> = client.clone();
-                        self.publish(LinkState::Connected, Some(remote));
+                        self.publish(LinkState::Connected, Some(&client));
                         return Some(client);
                     }
                     Ok(Err(err)) => err.to_string(),

@@ -9,7 +9,7 @@
 //! protocol (SFTP, say) implements this trait for its client and returns it
 //! from its [`Connector`]. The heartbeat is [`Remote::ping`].
 
-use crate::{AgentClient, Remote, Result};
+use crate::{AgentClient, AgentOrigin, Remote, Result};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +41,12 @@ pub trait Session: Remote {
 
     /// Requests sent and not answered yet.
     fn in_flight(&self) -> usize;
+
+    /// How the agent at the far end got there (`yonder status`), where
+    /// this transport started one.
+    fn agent_origin(&self) -> Option<AgentOrigin> {
+        None
+    }
 
     /// Makes this connection the one serving link `session` at
     /// `generation`, so that an older connection of the same link refuses
@@ -84,6 +90,10 @@ impl Session for AgentClient {
 
     fn in_flight(&self) -> usize {
         AgentClient::in_flight(self)
+    }
+
+    fn agent_origin(&self) -> Option<AgentOrigin> {
+        AgentClient::origin(self)
     }
 
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
