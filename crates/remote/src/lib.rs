@@ -15,6 +15,7 @@
 //! protocol other than yonder's, a `Session`) and one line in
 //! [`URL_TRANSPORTS`].
 
+mod changes;
 mod client;
 mod error;
 mod exchange;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod tcp;
 
 pub use bytes::Bytes;
+pub use changes::{ChangeFeed, RemoteChange};
 pub use client::AgentClient;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
