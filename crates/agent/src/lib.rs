@@ -93,9 +93,10 @@ where
     let client_watches = handshake(&mut reader, &mut writer).await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let watch = client_watches
-        .then(|| start_watching(root.path(), tx.clone()))
-        .flatten();
+    let (watch, watch_tasks) = match client_watches.then(|| start_watching(root.path(), tx.clone())) {
+        Some(Some((watching, tasks))) => (Some(watching), Some(tasks)),
+        _ => (None, None),
+    };
     let agent = Arc::new(Agent::new(root));
     let splicing = splice_out.is_some();
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
@@ -104,6 +105,9 @@ where
         // Only an error ends the writer while the reader holds a sender.
         written = &mut responses => return Err(writer_failure(written)),
     };
+    // Nothing is pushed once the client has gone, and the writer ends
+    // only once every sender is gone.
+    drop(watch_tasks);
     if let Err(err) = read {
         tracing::warn!(error = %error_chain(&err), "stopping");
         responses.abort();
@@ -147,15 +151,31 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
     result
 }
 
+/// The agent's side of a client's watch: the directories watched and
+/// where their notices go.
+type Watching = (Arc<watch::Watch>, mpsc::UnboundedSender<Notice>);
+
+/// Stops the tasks that watch and send notices when dropped: with the
+/// session, so that the writer (which they feed) can end.
+struct WatchTasks(Vec<tokio::task::AbortHandle>);
+
+impl Drop for WatchTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Starts watching the served tree for a client that asked for notices,
 /// each sent to the writer as a frame of id 0.
 fn start_watching(
     root: &std::path::Path,
     tx: mpsc::UnboundedSender<Outgoing>,
-) -> Option<(Arc<watch::Watch>, mpsc::UnboundedSender<Notice>)> {
+) -> Option<(Watching, WatchTasks)> {
     let (notices, mut pushed) = mpsc::unbounded_channel::<Notice>();
-    let watch = watch::Watch::start(root, notices.clone())?;
-    tokio::spawn(async move {
+    let (watch, gathering) = watch::Watch::start(root, notices.clone())?;
+    let sending = tokio::spawn(async move {
         while let Some(notice) = pushed.recv().await {
             let frame = match yonder_proto::encode_frame(0, &Message::Notice(notice)) {
                 Ok(frame) => frame,
@@ -174,7 +194,10 @@ fn start_watching(
             }
         }
     });
-    Some((watch, notices))
+    Some((
+        (watch, notices),
+        WatchTasks(vec![gathering, sending.abort_handle()]),
+    ))
 }
 
 /// Answers the client's `Hello`; whether the client asked for pushed
@@ -277,7 +300,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     agent: Arc<Agent>,
     tx: mpsc::UnboundedSender<Outgoing>,
     splicing: bool,
-    watch: Option<(Arc<watch::Watch>, mpsc::UnboundedSender<Notice>)>,
+    watch: Option<Watching>,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut inline = inline::InlinePolicy::new(agent.root());

@@ -79,7 +79,11 @@ impl Watch {
     /// Starts watching `root` itself, and sends notices to `notices`.
     /// `None` where the host cannot watch (logged): the client then keeps
     /// short TTLs.
-    pub(crate) fn start(root: &Path, notices: mpsc::UnboundedSender<Notice>) -> Option<Arc<Watch>> {
+    /// The task gathering events holds the watch: abort it to stop.
+    pub(crate) fn start(
+        root: &Path,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Option<(Arc<Watch>, tokio::task::AbortHandle)> {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         let event_root = root.to_path_buf();
         let watcher = notify::recommended_watcher(move |event: notify::Result<Event>| match event {
@@ -110,8 +114,8 @@ impl Watch {
             }),
         });
         watch.directory(b"", &notices);
-        tokio::spawn(forward(watch.clone(), raw_rx, notices));
-        Some(watch)
+        let task = tokio::spawn(forward(watch.clone(), raw_rx, notices));
+        Some((watch, task.abort_handle()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
