@@ -48,6 +48,7 @@ mod error;
 mod events;
 mod export;
 pub mod frontend;
+mod frontend_caches;
 mod handle;
 mod journal;
 mod listings;

@@ -3,34 +3,43 @@
 //! pushes them at all, which decides how long the caches are trusted (see
 //! `cache_policy.rs`).
 //!
-//! A path whose content changed has its attributes asked again; its data
-//! is dropped only once they differ (so a change this mount made, echoed
-//! back, costs one `lstat`, not the pages). A name added, removed or moved
-//! makes its directory's names unknown, and a directory's what is below it.
+//! Each changed path is asked again (one `lstat` each, all at once) and
+//! compared with what the caches hold: the same node with the same size,
+//! times, mode and link count is left alone (a change this mount made,
+//! echoed back, costs that `lstat` and nothing more: a directory this
+//! mount filled stays known); the same node changed gets the new
+//! attributes, its data dropped only once they show another size or
+//! mtime; another node, a new name or a name gone makes its directory's
+//! names unknown, and a directory's what is below it.
 //! When changes stop being pushed (the remote cannot, its watch ran into a
 //! limit or its queue overflowed), everything cached is expired and the
 //! TTLs are shortened, said once in the log and as a [`VfsEvent`].
 
-use crate::attr::FileKind;
+use crate::attr::{FileKind, Ino};
 use crate::cache_policy::{Change, Pushed};
+use crate::calls::RemoteCalls;
+use crate::error::{display_path, Result};
 use crate::events::{Events, VfsEvent};
-use crate::frontend::{CacheDrop, FrontendCaches};
+use crate::frontend_caches::{CacheDrop, FrontendCaches};
 use crate::namespace::Namespace;
 use std::sync::{Arc, OnceLock};
-use yonder_proto::{ChangeKind, PathChange};
+use std::time::Instant;
+use yonder_proto::{Attr, Errno, PathChange};
 use yonder_remote::RemoteChange;
 
 pub(crate) struct RemoteChanges {
     ns: Arc<Namespace>,
+    calls: Arc<RemoteCalls>,
     events: Events,
     /// Set once by the frontend that serves the VFS.
     frontend: OnceLock<Arc<dyn FrontendCaches>>,
 }
 
 impl RemoteChanges {
-    pub fn new(ns: Arc<Namespace>, events: Events) -> RemoteChanges {
+    pub fn new(ns: Arc<Namespace>, calls: Arc<RemoteCalls>, events: Events) -> RemoteChanges {
         RemoteChanges {
             ns,
+            calls,
             events,
             frontend: OnceLock::new(),
         }
@@ -47,15 +56,9 @@ impl RemoteChanges {
         self.ns.policy().pushed() == Pushed::Yes
     }
 
-    pub fn apply(&self, change: RemoteChange) {
+    pub async fn apply(&self, change: RemoteChange) {
         let drops = match change {
-            RemoteChange::Changed(changes) => {
-                let mut drops = Vec::new();
-                for change in &changes {
-                    self.path_changed(change, &mut drops);
-                }
-                drops
-            }
+            RemoteChange::Changed(changes) => self.recheck(changes).await,
             RemoteChange::Unknown { reason } => {
                 tracing::debug!("forgetting every cached attribute and name: {reason}");
                 self.everything()
@@ -67,27 +70,73 @@ impl RemoteChanges {
         }
     }
 
-    fn path_changed(&self, change: &PathChange, drops: &mut Vec<CacheDrop>) {
+    /// Asks the remote what each changed path holds now, all at once, and
+    /// forgets what that shows stale. Meanwhile the caches answer as
+    /// before.
+    async fn recheck(&self, changes: Vec<PathChange>) -> Vec<CacheDrop> {
+        let mut checks = tokio::task::JoinSet::new();
+        for change in changes {
+            let (parent, ino) = self.known(&change.path);
+            // Nothing cached about it or its directory: nothing to forget.
+            if parent.is_none() && ino.is_none() {
+                continue;
+            }
+            let calls = self.calls.clone();
+            checks.spawn(async move {
+                let p = &change.path[..];
+                let found = calls.call("lstat", p, |r| async move { r.lstat(p).await }).await;
+                (change, found)
+            });
+        }
+        let mut drops = Vec::new();
+        while let Some(checked) = checks.join_next().await {
+            match checked {
+                Ok((change, found)) => self.settle(&change, found, &mut drops),
+                Err(e) => tracing::debug!("re-checking a changed path: {e}"),
+            }
+        }
+        drops
+    }
+
+    /// The inodes of `path`'s directory and of `path`, where known.
+    fn known(&self, path: &[u8]) -> (Option<Ino>, Option<Ino>) {
+        let parent_path = match path.iter().rposition(|b| *b == b'/') {
+            Some(at) => &path[..at],
+            None => &b""[..],
+        };
+        let table = self.ns.table();
+        let parent = (!path.is_empty()).then(|| table.resolve(parent_path)).flatten();
+        (parent, table.resolve(path))
+    }
+
+    /// What the remote now holds at a changed path (`found`) against what
+    /// the caches say.
+    fn settle(&self, change: &PathChange, found: Result<Attr>, drops: &mut Vec<CacheDrop>) {
         let path = &change.path[..];
-        let (parent_path, name) = match path.iter().rposition(|b| *b == b'/') {
-            Some(at) => (&path[..at], &path[at + 1..]),
-            None => (&b""[..], path),
+        let name = match path.iter().rposition(|b| *b == b'/') {
+            Some(at) => &path[at + 1..],
+            None => path,
         };
-        let (ino, parent) = {
-            let table = self.ns.table();
-            let parent = (!path.is_empty()).then(|| table.resolve(parent_path)).flatten();
-            (table.resolve(path), parent)
-        };
-        match change.kind {
-            ChangeKind::Content => {
-                if let Some(ino) = ino {
-                    self.ns.changed(ino, Change::NotifiedContent);
+        let (parent, ino) = self.known(path);
+        let mut table = self.ns.table();
+        match (&found, ino) {
+            // The same node is there: at most its attributes moved.
+            (Ok(attr), Some(ino)) if table.same_file(ino, attr) => {
+                let known = table.get(ino).and_then(|n| n.attr);
+                let now = (attr.size, attr.mtime, attr.ctime, attr.mode & 0o7777, attr.nlink);
+                if known.map(|k| (k.size, k.mtime, k.ctime, k.perm, k.nlink)) != Some(now) {
+                    table.changed(ino, Change::NotifiedContent);
+                    table.set_attr(ino, attr, Instant::now());
                     drops.push(CacheDrop::Attributes { ino });
                 }
             }
-            ChangeKind::Entry => {
+            // Gone, and not known here either.
+            (Err(e), None) if e.errno() == Errno::ENOENT => {}
+            // Another node, a new name, a name gone, or no answer.
+            _ => {
+                tracing::trace!("{} changed on the remote ({:?})", display_path(path), change.kind);
                 if let Some(parent) = parent {
-                    self.ns.changed(parent, Change::NamesUnknown);
+                    table.changed(parent, Change::NamesUnknown);
                     drops.push(CacheDrop::Entry {
                         parent,
                         name: name.to_vec(),
@@ -95,8 +144,8 @@ impl RemoteChanges {
                     drops.push(CacheDrop::Listing { ino: parent });
                 }
                 if let Some(ino) = ino {
-                    self.ns.changed(ino, Change::Notified);
-                    self.ns.changed(ino, Change::NotifiedTree);
+                    table.changed(ino, Change::Notified);
+                    table.changed(ino, Change::NotifiedTree);
                     drops.push(CacheDrop::Attributes { ino });
                 }
             }

@@ -124,7 +124,7 @@ impl Vfs {
         );
         let reading = Reading::new(files.clone(), ns.clone(), &opts);
         let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
-        let changes = RemoteChanges::new(ns.clone(), events.clone());
+        let changes = RemoteChanges::new(ns.clone(), calls.clone(), events.clone());
         Ok(Arc::new(Vfs {
             changes,
             calls,
@@ -290,14 +290,14 @@ impl Vfs {
         self.runtime.spawn(async move {
             while let Some(change) = feed.recv().await {
                 let Some(me) = vfs.upgrade() else { return };
-                me.changes.apply(change);
+                me.changes.apply(change).await;
             }
         })
     }
 
     /// Where the VFS tells the frontend serving it which of the frontend's
     /// own caches a change on the remote made stale.
-    pub fn set_frontend_caches(&self, caches: Arc<dyn crate::frontend::FrontendCaches>) {
+    pub fn set_frontend_caches(&self, caches: Arc<dyn crate::frontend_caches::FrontendCaches>) {
         self.changes.set_frontend(caches);
     }
 
