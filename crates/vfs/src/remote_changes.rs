@@ -84,14 +84,15 @@ impl RemoteChanges {
             let calls = self.calls.clone();
             checks.spawn(async move {
                 let p = &change.path[..];
+                let asked = Instant::now();
                 let found = calls.call("lstat", p, |r| async move { r.lstat(p).await }).await;
-                (change, found)
+                (change, asked, found)
             });
         }
         let mut drops = Vec::new();
         while let Some(checked) = checks.join_next().await {
             match checked {
-                Ok((change, found)) => self.settle(&change, found, &mut drops),
+                Ok((change, asked, found)) => self.settle(&change, asked, found, &mut drops),
                 Err(e) => tracing::debug!("re-checking a changed path: {e}"),
             }
         }
@@ -109,9 +110,9 @@ impl RemoteChanges {
         (parent, table.resolve(path))
     }
 
-    /// What the remote now holds at a changed path (`found`) against what
-    /// the caches say.
-    fn settle(&self, change: &PathChange, found: Result<Attr>, drops: &mut Vec<CacheDrop>) {
+    /// What the remote held at a changed path when `asked` (`found`)
+    /// against what the caches say.
+    fn settle(&self, change: &PathChange, asked: Instant, found: Result<Attr>, drops: &mut Vec<CacheDrop>) {
         let path = &change.path[..];
         let name = match path.iter().rposition(|b| *b == b'/') {
             Some(at) => &path[at + 1..],
@@ -120,13 +121,16 @@ impl RemoteChanges {
         let (parent, ino) = self.known(path);
         let mut table = self.ns.table();
         match (&found, ino) {
-            // The same node is there: at most its attributes moved.
+            // The same node is there: at most its attributes moved. They
+            // are asked again when next needed, not taken from this answer,
+            // which a change made here since may have overtaken; one made
+            // here since it was asked is newer than it anyway.
             (Ok(attr), Some(ino)) if table.same_file(ino, attr) => {
                 let known = table.get(ino).and_then(|n| n.attr);
-                let now = (attr.size, attr.mtime, attr.ctime, attr.mode & 0o7777, attr.nlink);
-                if known.map(|k| (k.size, k.mtime, k.ctime, k.perm, k.nlink)) != Some(now) {
+                let remote = (attr.size, attr.mtime, attr.ctime, attr.mode & 0o7777, attr.nlink);
+                let differs = known.map(|k| (k.size, k.mtime, k.ctime, k.perm, k.nlink)) != Some(remote);
+                if differs && !table.changed_since(ino, asked) {
                     table.changed(ino, Change::NotifiedContent);
-                    table.set_attr(ino, attr, Instant::now());
                     drops.push(CacheDrop::Attributes { ino });
                 }
             }
