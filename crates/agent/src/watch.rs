@@ -178,8 +178,11 @@ impl Watch {
     }
 
     /// A name went away or moved: directories watched at or below it are
-    /// watched again when the client visits them (at their new place, for
-    /// a move whose destination is known).
+    /// watched again when the client visits them, or at their new place
+    /// now, for a move whose destination is known. The watcher itself
+    /// drops the watch of a directory that moved or went; only this set
+    /// forgets it here (a visit racing this is watched again next time:
+    /// watching twice is harmless, dropping a fresh watch would not be).
     fn moved(&self, from: &[u8], to: Option<&[u8]>) {
         let mut state = self.lock();
         let below: Vec<Vec<u8>> = state
@@ -190,27 +193,19 @@ impl Watch {
             .collect();
         for old in below {
             state.watched.remove(&old);
-            let old_path = self.root.join(std::ffi::OsStr::from_bytes(&old));
-            match to {
-                // The inotify watch follows the directory; watching it at
-                // its new path names its events by that path from now on.
-                Some(to) => {
-                    let mut new = to.to_vec();
-                    new.extend_from_slice(&old[from.len()..]);
-                    let new_path = self.root.join(std::ffi::OsStr::from_bytes(&new));
-                    if state
-                        .watcher
-                        .watch(&new_path, RecursiveMode::NonRecursive)
-                        .is_ok()
-                    {
-                        state.watched.insert(new);
-                    }
-                }
-                // Moved out of sight (or removed): its events would be
-                // named by a path that now names something else, or
-                // nothing.
-                None => {
-                    let _ = state.watcher.unwatch(&old_path);
+            // The directory's events would be named by a path that now
+            // names something else, or nothing: it is watched by its new
+            // one from now on.
+            if let Some(to) = to {
+                let mut new = to.to_vec();
+                new.extend_from_slice(&old[from.len()..]);
+                let new_path = self.root.join(std::ffi::OsStr::from_bytes(&new));
+                if state
+                    .watcher
+                    .watch(&new_path, RecursiveMode::NonRecursive)
+                    .is_ok()
+                {
+                    state.watched.insert(new);
                 }
             }
         }
@@ -225,38 +220,68 @@ async fn forward(
 ) {
     let max = max_batch();
     while let Some(first) = raw.recv().await {
-        let mut batch = Coalescer::new(max);
-        let absorb = |event: Raw, batch: &mut Coalescer| match event {
-            Raw::Change(change) => {
-                if change.kind == ChangeKind::Entry {
-                    watch.moved(&change.path, None);
+        let mut events = vec![first];
+        let until = tokio::time::Instant::now() + COALESCE;
+        // A moved directory's watch went with the move: it is watched at
+        // its new path at once, not after the gathering.
+        let mut moved = HashSet::new();
+        loop {
+            for event in &events {
+                if let Raw::Moved { from, to } = event {
+                    if moved.insert((from.clone(), to.clone())) {
+                        watch.moved(from, Some(to));
+                    }
                 }
-                batch.add(change);
             }
-            Raw::Moved { from, to } => {
-                watch.moved(&from, Some(&to));
-                batch.add(PathChange {
-                    path: WirePath::from(from),
-                    kind: ChangeKind::Entry,
-                });
-                batch.add(PathChange {
-                    path: WirePath::from(to),
-                    kind: ChangeKind::Entry,
-                });
+            match tokio::time::timeout_at(until, raw.recv()).await {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) | Err(_) => break,
             }
-            Raw::Overflow => batch.overflow(),
-        };
-        absorb(first, &mut batch);
-        tokio::time::sleep(COALESCE).await;
-        while let Ok(event) = raw.try_recv() {
-            absorb(event, &mut batch);
         }
-        if let Some(notice) = batch.take() {
+        if let Some(notice) = gather(&watch, events, max) {
             if notices.send(notice).is_err() {
                 return;
             }
         }
     }
+}
+
+/// One notice for `events` (moved directories already followed). A move
+/// is seen as its source going, its destination coming, and the pair:
+/// only directories that went out of sight are forgotten.
+fn gather(watch: &Watch, events: Vec<Raw>, max: usize) -> Option<Notice> {
+    let mut batch = Coalescer::new(max);
+    let mut moved = HashSet::new();
+    for event in &events {
+        if let Raw::Moved { from, to } = event {
+            moved.insert(from.clone());
+            moved.insert(to.clone());
+        }
+    }
+    for event in events {
+        match event {
+            Raw::Change(change) => {
+                if change.kind == ChangeKind::Entry && !moved.contains(&change.path[..]) {
+                    watch.moved(&change.path, None);
+                }
+                batch.add(change);
+            }
+            Raw::Moved { from, to } => {
+                batch.add(PathChange {
+                    path: WirePath::from(from),
+                    kind: ChangeKind::Entry,
+                });
+                // Changes in it between the move and its new watch went
+                // unseen.
+                batch.add(PathChange {
+                    path: WirePath::from(to),
+                    kind: ChangeKind::Tree,
+                });
+            }
+            Raw::Overflow => batch.overflow(),
+        }
+    }
+    batch.take()
 }
 
 /// Changes gathered for one notice: each path once, the stronger kind
@@ -284,9 +309,7 @@ impl Coalescer {
             return;
         }
         if let Some(&at) = self.index.get(change.path.as_slice()) {
-            if change.kind == ChangeKind::Entry {
-                self.changes[at].kind = ChangeKind::Entry;
-            }
+            self.changes[at].kind = self.changes[at].kind.max(change.kind);
             return;
         }
         if self.changes.len() >= self.max {

@@ -690,8 +690,8 @@ pub enum Response {
     Offset(u64),
 }
 
-/// What happened at a path an agent reports changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What happened at a path an agent reports changed, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ChangeKind {
     /// The node's data or attributes changed; its name still holds it.
     Content,
@@ -699,6 +699,9 @@ pub enum ChangeKind {
     /// holding it lists other names, and the name may hold another node or
     /// none. A directory moved away takes what is below it along.
     Entry,
+    /// As `Entry`, and anything below the path may have changed unseen: a
+    /// directory moved here, whose watch the move interrupted.
+    Tree,
 }
 
 /// One path that changed on the agent's side, relative to its root.

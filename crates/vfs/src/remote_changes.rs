@@ -24,8 +24,13 @@ use crate::frontend_caches::{CacheDrop, FrontendCaches};
 use crate::namespace::Namespace;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use yonder_proto::{Attr, Errno, PathChange};
+use yonder_proto::{Attr, ChangeKind, Errno, PathChange};
 use yonder_remote::RemoteChange;
+
+/// How many times a changed path is asked about before the worst is
+/// assumed, and how long apart.
+const RECHECKS: u32 = 3;
+const RECHECK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub(crate) struct RemoteChanges {
     ns: Arc<Namespace>,
@@ -75,28 +80,59 @@ impl RemoteChanges {
     /// before.
     async fn recheck(&self, changes: Vec<PathChange>) -> Vec<CacheDrop> {
         let mut checks = tokio::task::JoinSet::new();
-        for change in changes {
-            let (parent, ino) = self.known(&change.path);
-            // Nothing cached about it or its directory: nothing to forget.
-            if parent.is_none() && ino.is_none() {
-                continue;
-            }
+        let ask = |checks: &mut tokio::task::JoinSet<_>, change: PathChange, tries: u32| {
             let calls = self.calls.clone();
             checks.spawn(async move {
+                if tries > 0 {
+                    tokio::time::sleep(RECHECK_AGAIN).await;
+                }
                 let p = &change.path[..];
                 let asked = Instant::now();
                 let found = calls.call("lstat", p, |r| async move { r.lstat(p).await }).await;
-                (change, asked, found)
+                (change, tries, asked, found)
             });
+        };
+        let mut trees = Vec::new();
+        for change in changes {
+            if change.kind == ChangeKind::Tree {
+                trees.push(change.path.to_vec());
+            }
+            let (parent, ino) = self.known(&change.path);
+            // Nothing cached about it or its directory: nothing to forget.
+            if parent.is_some() || ino.is_some() {
+                ask(&mut checks, change, 0);
+            }
         }
         let mut drops = Vec::new();
+        for path in trees {
+            self.forget_below(&path, &mut drops);
+        }
         while let Some(checked) = checks.join_next().await {
             match checked {
-                Ok((change, asked, found)) => self.settle(&change, asked, found, &mut drops),
+                Ok((change, tries, asked, found)) => {
+                    let last = tries + 1 >= RECHECKS;
+                    if !self.settle(&change, asked, found, last, &mut drops) {
+                        ask(&mut checks, change, tries + 1);
+                    }
+                }
                 Err(e) => tracing::debug!("re-checking a changed path: {e}"),
             }
         }
         drops
+    }
+
+    /// Forgets what is cached at and below `path` (a directory that moved
+    /// there, changes in which may have gone unseen), the frontend's
+    /// entries too.
+    fn forget_below(&self, path: &[u8], drops: &mut Vec<CacheDrop>) {
+        let mut table = self.ns.table();
+        let Some(ino) = table.resolve(path) else { return };
+        for (parent, name) in table.names_below(ino) {
+            drops.push(CacheDrop::Entry { parent, name });
+        }
+        table.changed(ino, Change::Notified);
+        table.changed(ino, Change::NotifiedTree);
+        drops.push(CacheDrop::Listing { ino });
     }
 
     /// The inodes of `path`'s directory and of `path`, where known.
@@ -111,8 +147,18 @@ impl RemoteChanges {
     }
 
     /// What the remote held at a changed path when `asked` (`found`)
-    /// against what the caches say.
-    fn settle(&self, change: &PathChange, asked: Instant, found: Result<Attr>, drops: &mut Vec<CacheDrop>) {
+    /// against what the caches say. `false`: it cannot tell yet (the name
+    /// is not known here as the remote has it, and its directory changed
+    /// here since: an answer that the notice overtook may be on its way),
+    /// unless this is the `last` try, which assumes the worst.
+    fn settle(
+        &self,
+        change: &PathChange,
+        asked: Instant,
+        found: Result<Attr>,
+        last: bool,
+        drops: &mut Vec<CacheDrop>,
+    ) -> bool {
         let path = &change.path[..];
         let name = match path.iter().rposition(|b| *b == b'/') {
             Some(at) => &path[at + 1..],
@@ -136,7 +182,45 @@ impl RemoteChanges {
             }
             // Gone, and not known here either.
             (Err(e), None) if e.errno() == Errno::ENOENT => {}
-            // Another node, a new name, a name gone, or no answer.
+            // A name this mount does not know, or knows and the remote no
+            // longer has, in a directory unchanged here since: that one name
+            // is put right, the directory's other names stay known (a name
+            // made here whose answer the notice overtook is entered as it
+            // would be by that answer).
+            (Ok(attr), None) if parent.is_some_and(|p| !table.changed_since(p, asked)) => {
+                let parent = parent.expect("matched");
+                table.upsert(parent, name, attr, Instant::now());
+                table.changed(parent, Change::Entries);
+                drops.push(CacheDrop::Entry {
+                    parent,
+                    name: name.to_vec(),
+                });
+                drops.push(CacheDrop::Listing { ino: parent });
+            }
+            (Err(e), Some(ino))
+                if e.errno() == Errno::ENOENT && parent.is_some_and(|p| !table.changed_since(p, asked)) =>
+            {
+                let parent = parent.expect("matched");
+                table.unlink(parent, name);
+                table.changed(parent, Change::Entries);
+                table.changed(ino, Change::Notified);
+                table.changed(ino, Change::NotifiedTree);
+                drops.push(CacheDrop::Entry {
+                    parent,
+                    name: name.to_vec(),
+                });
+                drops.push(CacheDrop::Listing { ino: parent });
+                drops.push(CacheDrop::Attributes { ino });
+            }
+            (Ok(_), None) | (Err(_), Some(_))
+                if !last
+                    && parent.is_some()
+                    && (found.is_ok() || found.as_ref().is_err_and(|e| e.errno() == Errno::ENOENT)) =>
+            {
+                return false;
+            }
+            // Another node, or no answer: what the directory holds is
+            // asked again.
             _ => {
                 tracing::trace!("{} changed on the remote ({:?})", display_path(path), change.kind);
                 if let Some(parent) = parent {
@@ -154,6 +238,7 @@ impl RemoteChanges {
                 }
             }
         }
+        true
     }
 
     /// Expires everything cached, and says what the frontend drops.

@@ -555,6 +555,26 @@ impl InodeTable {
             .collect()
     }
 
+    /// Every (directory, name) the table knows at or below directory
+    /// `dir`, for a frontend that drops its own entries of a tree.
+    pub fn names_below(&self, dir: Ino) -> Vec<(Ino, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir];
+        let mut seen = HashSet::new();
+        while let Some(dir) = stack.pop() {
+            if !seen.insert(dir) {
+                continue;
+            }
+            if let Some(entries) = self.names.by_dir.get(&dir) {
+                for (name, entry) in entries {
+                    found.push((dir, name.to_vec()));
+                    stack.push(entry.ino);
+                }
+            }
+        }
+        found
+    }
+
     /// Every inode number the table knows.
     pub fn known_inodes(&self) -> Vec<Ino> {
         self.nodes.keys().copied().collect()
