@@ -183,7 +183,8 @@ impl Watch {
     /// drops the watch of a directory that moved or went; only this set
     /// forgets it here (a visit racing this is watched again next time:
     /// watching twice is harmless, dropping a fresh watch would not be).
-    fn moved(&self, from: &[u8], to: Option<&[u8]>) {
+    /// Whether a watched directory moved.
+    fn moved(&self, from: &[u8], to: Option<&[u8]>) -> bool {
         let mut state = self.lock();
         let below: Vec<Vec<u8>> = state
             .watched
@@ -191,6 +192,7 @@ impl Watch {
             .filter(|w| is_at_or_below(w, from))
             .cloned()
             .collect();
+        let any = !below.is_empty();
         for old in below {
             state.watched.remove(&old);
             // The directory's events would be named by a path that now
@@ -209,6 +211,7 @@ impl Watch {
                 }
             }
         }
+        any
     }
 }
 
@@ -225,11 +228,12 @@ async fn forward(
         // A moved directory's watch went with the move: it is watched at
         // its new path at once, not after the gathering.
         let mut moved = HashSet::new();
+        let mut rewatched = HashSet::new();
         loop {
             for event in &events {
                 if let Raw::Moved { from, to } = event {
-                    if moved.insert((from.clone(), to.clone())) {
-                        watch.moved(from, Some(to));
+                    if moved.insert((from.clone(), to.clone())) && watch.moved(from, Some(to)) {
+                        rewatched.insert(to.clone());
                     }
                 }
             }
@@ -238,7 +242,7 @@ async fn forward(
                 Ok(None) | Err(_) => break,
             }
         }
-        if let Some(notice) = gather(&watch, events, max) {
+        if let Some(notice) = gather(&watch, events, &rewatched, max) {
             if notices.send(notice).is_err() {
                 return;
             }
@@ -249,7 +253,8 @@ async fn forward(
 /// One notice for `events` (moved directories already followed). A move
 /// is seen as its source going, its destination coming, and the pair:
 /// only directories that went out of sight are forgotten.
-fn gather(watch: &Watch, events: Vec<Raw>, max: usize) -> Option<Notice> {
+/// `rewatched`: destinations of moves that took watched directories along.
+fn gather(watch: &Watch, events: Vec<Raw>, rewatched: &HashSet<Vec<u8>>, max: usize) -> Option<Notice> {
     let mut batch = Coalescer::new(max);
     let mut moved = HashSet::new();
     for event in &events {
@@ -262,7 +267,7 @@ fn gather(watch: &Watch, events: Vec<Raw>, max: usize) -> Option<Notice> {
         match event {
             Raw::Change(change) => {
                 if change.kind == ChangeKind::Entry && !moved.contains(&change.path[..]) {
-                    watch.moved(&change.path, None);
+                    let _ = watch.moved(&change.path, None);
                 }
                 batch.add(change);
             }
@@ -271,11 +276,16 @@ fn gather(watch: &Watch, events: Vec<Raw>, max: usize) -> Option<Notice> {
                     path: WirePath::from(from),
                     kind: ChangeKind::Entry,
                 });
-                // Changes in it between the move and its new watch went
-                // unseen.
+                // Changes in a watched directory between the move and its
+                // new watch went unseen.
+                let kind = if rewatched.contains(&to) {
+                    ChangeKind::Tree
+                } else {
+                    ChangeKind::Entry
+                };
                 batch.add(PathChange {
                     path: WirePath::from(to),
-                    kind: ChangeKind::Tree,
+                    kind,
                 });
             }
             Raw::Overflow => batch.overflow(),
