@@ -30,13 +30,15 @@ pub struct MountArgs {
     /// Refuse every change.
     #[arg(long)]
     read_only: bool,
-    /// Seconds the kernel and yonder trust file attributes. Changes made
-    /// through this mount are seen at once; changes made on the remote by
-    /// others within this time (sshfs trusts its cache for 20).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    /// Seconds the kernel and yonder trust file attributes while the
+    /// remote pushes its changes (they show within a second regardless);
+    /// at most 1 s when it cannot. Changes made through this mount are
+    /// seen at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     attr_ttl: f64,
-    /// Seconds the kernel and yonder trust directory entries and listings.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    /// Seconds the kernel and yonder trust directory entries and listings
+    /// while the remote pushes its changes; at most 1 s when it cannot.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     dir_ttl: f64,
     /// Let other users (and root) use the mount, each with their own
     /// rights: the kernel checks permissions from modes and ACLs

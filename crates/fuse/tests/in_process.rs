@@ -37,7 +37,8 @@ fn start(
     mountpoint: &Path,
     config: &MountConfig,
 ) -> Result<Mounted, FuseError> {
-    // The TTLs of `yonder mount`'s defaults.
+    // Long TTLs, as a mount's whose remote pushes its changes (no change
+    // feed is followed here, so they hold).
     let options = VfsOptions {
         attr_ttl: Duration::from_secs(10),
         dir_ttl: Duration::from_secs(10),

@@ -1,7 +1,8 @@
 //! [`MountBuilder`]: the one way a mount is put together, for the manager
 //! and for `yonder mount --foreground` (which the fstab helper runs too):
 //! the link's remote, scoped to the mount's tree → a [`Vfs`] → following
-//! the link onto each new connection → the frontend the request names,
+//! the link onto each new connection, and the changes the remote pushes →
+//! the frontend the request names,
 //! serving it at the mount point.
 //!
 //! A new frontend is one arm of [`frontend_for`]; the request names it in
@@ -153,6 +154,11 @@ impl MountBuilder {
         };
         let vfs = Vfs::new(remote, self.vfs, self.journal).await?;
         let watch = link.watch();
+        // Changes the remote pushes keep the caches honest for long.
+        match &root {
+            None => vfs.follow_changes(link.changes()),
+            Some(tree) => vfs.follow_changes(link.changes().under(tree)),
+        };
         match root.clone() {
             None => vfs.follow(watch, generation, |remote| remote),
             // Each new connection through a new scoped view of the same tree.

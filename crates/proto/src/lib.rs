@@ -50,4 +50,5 @@ pub const CAPABILITIES: &[&str] = &[
     "owner-on-create",
     "fence",
     "once",
+    "watch",
 ];

@@ -711,10 +711,51 @@ pub enum Response {
     Offset(u64),
 }
 
+/// What happened at a path an agent reports changed, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// The node's data or attributes changed; its name still holds it.
+    Content,
+    /// The name was added, removed or moved (to or from): the directory
+    /// holding it lists other names, and the name may hold another node or
+    /// none. A directory moved away takes what is below it along.
+    Entry,
+    /// As `Entry`, and anything below the path may have changed unseen: a
+    /// directory moved here, whose watch the move interrupted.
+    Tree,
+}
+
+/// One path that changed on the agent's side, relative to its root.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PathChange {
+    pub path: WirePath,
+    pub kind: ChangeKind,
+}
+
+/// What an agent pushes unasked (frame id 0), to a client whose `Hello`
+/// and its own both list the `watch` capability. The agent watches each
+/// directory the client has visited (listed, looked up in, made).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// These paths changed, changes a few milliseconds apart gathered.
+    Changed(Vec<PathChange>),
+    /// Changes were lost (the watch queue overflowed, or more changed at
+    /// once than one notice carries): anything may have changed. The watch
+    /// goes on.
+    Overflow,
+    /// A directory could not be watched (the host's watch limit): changes
+    /// in it are not reported. Said once per connection.
+    Unwatched { path: WirePath, reason: String },
+}
+
 /// Every frame body is one of these.
+///
+/// A variant's position is its tag on the wire: new variants go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Hello(Hello),
     Request(Request),
     Response(Response),
+    /// Agent to client only, and only with the `watch` capability.
+    Notice(Notice),
 }

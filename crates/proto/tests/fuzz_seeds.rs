@@ -110,6 +110,17 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         }),
         Message::Response(Response::Written(5)),
         Message::Response(Response::Offset(4096)),
+        Message::Notice(Notice::Changed(vec![
+            PathChange {
+                path: path("d/f"),
+                kind: ChangeKind::Content,
+            },
+            PathChange {
+                path: path("d/g"),
+                kind: ChangeKind::Entry,
+            },
+        ])),
+        Message::Notice(Notice::Overflow),
     ];
     let frames = |messages: &[Message]| -> Vec<Vec<u8>> {
         messages

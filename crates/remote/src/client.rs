@@ -29,15 +29,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use yonder_proto::codec::encode_write_request_header;
 use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{
-    encode_frame, encode_frame_into, Handle, Hello, Message, Request, Response, PROTOCOL_VERSION,
+    encode_frame, encode_frame_into, Handle, Hello, Message, Notice, Request, Response, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, Failure>;
+
+/// Notices kept for a subscriber that has not taken them yet; one that
+/// falls further behind is told that it missed some.
+const NOTICES_QUEUED: usize = 1024;
 
 /// Why a request got no response from the agent.
 enum Failure {
@@ -55,6 +59,8 @@ struct Shared {
     /// since `epoch`.
     heard: AtomicU64,
     epoch: Instant,
+    /// Change notices the agent pushed (frames of id 0).
+    notices: broadcast::Sender<Notice>,
 }
 
 #[derive(Default)]
@@ -71,6 +77,7 @@ impl Shared {
             ended: watch::Sender::new(None),
             heard: AtomicU64::new(0),
             epoch: Instant::now(),
+            notices: broadcast::channel(NOTICES_QUEUED).0,
         }
     }
 
@@ -292,6 +299,14 @@ impl AgentClient {
         }
     }
 
+    /// The change notices the agent pushes, when it and this client both
+    /// list the `watch` capability.
+    pub fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        let ours = yonder_proto::CAPABILITIES.contains(&"watch");
+        let theirs = self.peer.capabilities.iter().any(|c| c == "watch");
+        (ours && theirs).then(|| self.shared.notices.subscribe())
+    }
+
     /// The agent's handshake: version, capabilities, software.
     pub fn peer(&self) -> &Hello {
         &self.peer
@@ -477,6 +492,17 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
         };
         shared.heard_now();
         let id = frame.id;
+        // Requests are numbered from 1: id 0 is what the agent says unasked.
+        if id == 0 {
+            match frame.into_message() {
+                Ok(Message::Notice(notice)) => {
+                    let _ = shared.notices.send(notice);
+                }
+                Ok(_) => tracing::warn!("unexpected unsolicited message from the agent"),
+                Err(err) => tracing::warn!("undecodable notice from the agent: {err}"),
+            }
+            continue;
+        }
         let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
         let Some(waiter) = waiter else {
             tracing::warn!(id, "response for an unknown request id");
@@ -487,6 +513,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
         let reply = match frame.into_message() {
             Ok(Message::Response(response)) => Ok(response),
             Ok(Message::Hello(_)) => Err(Failure::Protocol("expected a response, got a Hello".into())),
+            Ok(Message::Notice(_)) => Err(Failure::Protocol("expected a response, got a notice".into())),
             Ok(Message::Request(request)) => Err(Failure::Protocol(format!(
                 "expected a response, got a {} request",
                 request.op()

@@ -16,6 +16,7 @@
 //! protocol other than yonder's, a `Session`) and one line in
 //! [`URL_TRANSPORTS`].
 
+mod changes;
 mod client;
 pub mod deploy;
 mod error;
@@ -30,6 +31,7 @@ pub mod source;
 pub mod tcp;
 
 pub use bytes::Bytes;
+pub use changes::{ChangeFeed, RemoteChange};
 pub use client::AgentClient;
 pub use deploy::AgentOrigin;
 pub use error::{RemoteError, Result};

@@ -42,6 +42,7 @@
 //! connection itself sets [`crate::tcp::set_keepalive`] on its socket in its
 //! [`Connector`].
 
+use crate::changes::{ChangeFeed, RemoteChange};
 use crate::session::{Connector, Session};
 use crate::{connector_for, AgentOrigin, ConnectOptions, Remote, Result, Source};
 use std::fmt;
@@ -168,6 +169,8 @@ pub struct Link {
 
 struct Inner {
     status: watch::Sender<LinkStatus>,
+    changes: broadcast::Sender<RemoteChange>,
+    watching: watch::Sender<RemoteChange>,
     transitions: broadcast::Sender<LinkState>,
     reconnect_now: Arc<Notify>,
     close: Arc<Notify>,
@@ -185,6 +188,9 @@ impl Drop for Inner {
         }
     }
 }
+
+/// Changes kept for a subscriber that has not taken them yet.
+const CHANGES_QUEUED: usize = 1024;
 
 /// The target of every transition log line.
 const LOG_TARGET: &str = "yonder::link";
@@ -212,8 +218,15 @@ impl Link {
             remote: client.clone(),
             lost_at: None,
         });
+        let (changes, _) = broadcast::channel(CHANGES_QUEUED);
+        let watching = watch::Sender::new(RemoteChange::Watching {
+            active: false,
+            reason: "connecting".into(),
+        });
         let inner = Arc::new(Inner {
             status: status.clone(),
+            changes: changes.clone(),
+            watching: watching.clone(),
             transitions: transitions.clone(),
             reconnect_now: Arc::new(Notify::new()),
             close: Arc::new(Notify::new()),
@@ -224,7 +237,10 @@ impl Link {
         // The first connection is no news (a mount that starts says
         // nothing): at debug. Every change after it is at info.
         tracing::debug!(target: LOG_TARGET, state = %"connected", "{describe}: connected");
-        let supervisor = Supervisor {
+        let mut supervisor = Supervisor {
+            changes,
+            watching,
+            notices: None,
             connector,
             options,
             describe,
@@ -236,6 +252,7 @@ impl Link {
             generation: 1,
             lost_at: None,
         };
+        supervisor.follow_notices(&client, false);
         let task = tokio::spawn(supervisor.run(client));
         *inner.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(Link { inner })
@@ -244,6 +261,12 @@ impl Link {
     /// The state and the current connection, as they change.
     pub fn watch(&self) -> watch::Receiver<LinkStatus> {
         self.inner.status.subscribe()
+    }
+
+    /// The changes the remote pushes, on this connection and every later
+    /// one (see [`ChangeFeed`]).
+    pub fn changes(&self) -> ChangeFeed {
+        ChangeFeed::new(self.inner.changes.subscribe(), &self.inner.watching)
     }
 
     /// Every state the link enters from now on, each once, in order.
@@ -291,6 +314,11 @@ impl Link {
 }
 
 struct Supervisor {
+    changes: broadcast::Sender<RemoteChange>,
+    /// Whether the current connection pushes changes.
+    watching: watch::Sender<RemoteChange>,
+    /// The task passing the current connection's notices on.
+    notices: Option<tokio::task::AbortHandle>,
     connector: Arc<dyn Connector>,
     options: LinkOptions,
     describe: String,
@@ -313,6 +341,50 @@ enum End {
 }
 
 impl Supervisor {
+    /// Passes `client`'s change notices on to the link's subscribers,
+    /// having said whether it pushes any (and, after a reconnection, that
+    /// anything may have changed while the link was down).
+    fn follow_notices(&mut self, client: &Arc<dyn Session>, reconnected: bool) {
+        if let Some(previous) = self.notices.take() {
+            previous.abort();
+        }
+        if reconnected {
+            let _ = self.changes.send(RemoteChange::Unknown {
+                reason: "reconnected: changes made while the link was down were not seen".into(),
+            });
+        }
+        let notices = client.notices();
+        let watching = RemoteChange::Watching {
+            active: notices.is_some(),
+            reason: match notices {
+                Some(_) => "the remote pushes changes".into(),
+                None => "the remote does not push changes".into(),
+            },
+        };
+        self.watching.send_replace(watching.clone());
+        let _ = self.changes.send(watching);
+        let Some(mut notices) = notices else { return };
+        let (changes, watching) = (self.changes.clone(), self.watching.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let pushed = match notices.recv().await {
+                    Ok(notice) => RemoteChange::from_notice(notice),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => vec![RemoteChange::Unknown {
+                        reason: format!("{missed} change notices were missed"),
+                    }],
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for change in pushed {
+                    if let RemoteChange::Watching { .. } = change {
+                        watching.send_replace(change.clone());
+                    }
+                    let _ = changes.send(change);
+                }
+            }
+        });
+        self.notices = Some(task.abort_handle());
+    }
+
     fn publish(&self, state: LinkState, session: Option<&Arc<dyn Session>>) {
         let agent = session.and_then(|s| s.agent_origin());
         let remote = session.cloned().map(|s| -> Arc<dyn Remote> { s });
@@ -389,7 +461,10 @@ impl Supervisor {
                 self.wait_while_disconnected().await
             };
             match next {
-                Some(new) => client = new,
+                Some(new) => {
+                    self.follow_notices(&new, true);
+                    client = new;
+                }
                 None => return,
             }
             // A request made while the connection was being made is done.

@@ -19,6 +19,21 @@ use yonder_proto::{
     XattrMode,
 };
 
+/// `path` (relative to a remote that serves `/`) relative to the tree at
+/// `prefix` (the same, without leading or trailing `/`), if it lies in it:
+/// how a change the remote pushes is named in a scoped view.
+pub(crate) fn below_prefix(prefix: &[u8], path: &[u8]) -> Option<Vec<u8>> {
+    let path = path.strip_suffix(b"/").unwrap_or(path);
+    if prefix.is_empty() {
+        return Some(path.to_vec());
+    }
+    match path.strip_prefix(prefix)? {
+        b"" => Some(Vec::new()),
+        [b'/', rest @ ..] => Some(rest.to_vec()),
+        _ => None,
+    }
+}
+
 /// The tree below `root` of a remote that serves `/`.
 pub struct Scoped {
     inner: Arc<dyn Remote>,

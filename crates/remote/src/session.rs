@@ -15,6 +15,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::broadcast;
+use yonder_proto::Notice;
 
 /// A boxed future that borrows nothing from the session it came from.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -55,6 +57,13 @@ pub trait Session: Remote {
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
         let _ = (session, generation);
         Ok(false)
+    }
+
+    /// What the far end pushes of changes to its files, for a transport
+    /// (and peer) that pushes them: `None` otherwise, and the client then
+    /// keeps short cache lifetimes.
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        None
     }
 }
 
@@ -98,5 +107,9 @@ impl Session for AgentClient {
 
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
         AgentClient::fence(self, session, generation).await
+    }
+
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        AgentClient::notices(self)
     }
 }

@@ -33,6 +33,10 @@ pub enum VfsEvent {
         path: String,
         error: String,
     },
+    /// Whether the remote pushes its changes from now on (then what is
+    /// cached is trusted for the TTLs as configured; otherwise for at most
+    /// `VfsOptions::unwatched_ttl`), and why. Sent when it changes.
+    ChangesPushed { active: bool, reason: String },
 }
 
 /// Where the parts report [`VfsEvent`]s; each subscriber gets them all.

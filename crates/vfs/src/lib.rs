@@ -23,7 +23,9 @@
 //!   not confirmed ([`Journal`]), replayed in order on a new connection;
 //! - `listings/`: directory streams, and listings fetched ahead;
 //! - `stale_open.rs`: the retry after an open that found its name given to
-//!   another file.
+//!   another file;
+//! - `remote_changes.rs`: changes the remote pushes, applied to the caches
+//!   (and through [`frontend::FrontendCaches`] to the frontend's).
 //!
 //! [`Exporter`] stands beside a [`Vfs`] for a stateless frontend (NFS).
 //!
@@ -46,6 +48,7 @@ mod error;
 mod events;
 mod export;
 pub mod frontend;
+mod frontend_caches;
 mod handle;
 mod journal;
 mod listings;
@@ -55,6 +58,7 @@ mod open_files;
 mod options;
 mod readahead;
 mod reading;
+mod remote_changes;
 mod stale_open;
 mod sync;
 mod vfs;

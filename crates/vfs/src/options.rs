@@ -10,6 +10,9 @@ pub struct VfsOptions {
     /// How long names (directory entries, including the absence of a name
     /// in a fully listed directory) are trusted.
     pub dir_ttl: Duration,
+    /// While the remote does not push its changes (or its watch is
+    /// degraded), attributes and names are trusted at most this long.
+    pub unwatched_ttl: Duration,
     /// Small sequential writes are gathered into remote writes of up to this
     /// many bytes.
     pub write_buffer: usize,
@@ -42,6 +45,7 @@ impl Default for VfsOptions {
             read_only: false,
             attr_ttl: Duration::from_secs(1),
             dir_ttl: Duration::from_secs(1),
+            unwatched_ttl: Duration::from_secs(1),
             write_buffer: 1 << 20,
             write_delay: Duration::from_secs(1),
             readahead_chunk: 1 << 20,

@@ -18,6 +18,7 @@ use crate::open_files::{OpenFiles, OPEN_PREFETCH};
 use crate::options::VfsOptions;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
+use crate::remote_changes::RemoteChanges;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
 use crate::write_back::meta::{changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack};
 use crate::write_back::{WriteBack, WriteBackParts};
@@ -31,7 +32,7 @@ use yonder_proto::open_flags::writes;
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::{LinkState, LinkStatus, Remote, RemoteError};
+use yonder_remote::{ChangeFeed, LinkState, LinkStatus, Remote, RemoteError};
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct Vfs {
     listings: DirListings,
     /// Names whose open came back stale, and files opened ahead for them.
     stale_opens: Arc<StaleOpenRetry>,
+    /// Changes the remote pushes, and whether it does.
+    changes: RemoteChanges,
     events: Events,
     /// Where tasks following a link run: some calls come from frontend
     /// threads outside the runtime.
@@ -141,7 +144,9 @@ impl Vfs {
         );
         let reading = Reading::new(files.clone(), ns.clone(), &opts);
         let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
+        let changes = RemoteChanges::new(ns.clone(), calls.clone(), events.clone());
         Ok(Arc::new(Vfs {
+            changes,
             calls,
             ns,
             files,
@@ -292,6 +297,49 @@ impl Vfs {
                 }
             }
         })
+    }
+
+    /// Applies what the remote pushes of its changes (a
+    /// [`yonder_remote::Link::changes`] feed, scoped to this mount's tree)
+    /// to the caches, its own and (see [`Vfs::set_frontend_caches`]) the
+    /// frontend's; while changes are pushed, the TTLs are those of the
+    /// options, otherwise at most [`VfsOptions::unwatched_ttl`]. Without
+    /// a feed followed, the TTLs are those of the options. Ends when the
+    /// VFS or the link is dropped.
+    pub fn follow_changes(self: &Arc<Self>, mut feed: ChangeFeed) -> tokio::task::JoinHandle<()> {
+        let vfs = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            while let Some(change) = feed.recv().await {
+                let Some(me) = vfs.upgrade() else { return };
+                me.changes.apply(change).await;
+            }
+        })
+    }
+
+    /// Where the VFS tells the frontend serving it which of the frontend's
+    /// own caches a change on the remote made stale.
+    pub fn set_frontend_caches(&self, caches: Arc<dyn crate::frontend_caches::FrontendCaches>) {
+        self.changes.set_frontend(caches);
+    }
+
+    /// Whether the remote pushes its changes now: a frontend may then keep
+    /// cached listings and data until it is told to drop them.
+    pub fn changes_pushed(&self) -> bool {
+        self.changes.pushed()
+    }
+
+    /// How long attributes and names are trusted now: the options' TTLs,
+    /// shortened while changes are not pushed. For a frontend's replies.
+    pub fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
+        (self.ns.policy().attr_ttl(), self.ns.policy().dir_ttl())
+    }
+
+    /// Whether the kernel may keep the pages it cached of `ino` at an open
+    /// that answered `attr`: changes are pushed, and the file is unchanged
+    /// since it was last opened. Records the open.
+    pub fn keep_cache(&self, ino: Ino, attr: &FileAttr) -> bool {
+        let unchanged = self.inodes().data_unchanged_since_opened(ino, attr);
+        unchanged && self.changes.pushed() && !self.writes.is_dirty(ino)
     }
 
     /// The connection was lost and a new one is expected: calls wait for

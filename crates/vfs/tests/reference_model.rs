@@ -1266,6 +1266,8 @@ impl Sut {
             read_only: false,
             attr_ttl: ttl,
             dir_ttl: ttl,
+            // No change feed is followed here: the TTLs above hold.
+            unwatched_ttl: ttl,
             write_buffer: setup.write_buffer,
             // Buffered data leaves when the VFS must send it, never on a
             // timer: runs are repeatable.

@@ -76,6 +76,19 @@ pub(crate) struct Inode {
     /// truncated, notified, a new connection): data read ahead at an older
     /// version is dropped by its reader.
     pub data_version: u64,
+    /// What the file was when a frontend last opened it, and so when the
+    /// kernel may have cached its data: see
+    /// [`InodeTable::data_unchanged_since_opened`].
+    pub opened_as: Option<DataStamp>,
+}
+
+/// A file's data version with the size and times the remote gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DataStamp {
+    version: u64,
+    size: u64,
+    mtime: yonder_proto::Timespec,
+    ctime: yonder_proto::Timespec,
 }
 
 impl Inode {
@@ -96,6 +109,7 @@ impl Inode {
             listing: None,
             dir_version: 0,
             data_version: 0,
+            opened_as: None,
         }
     }
 }
@@ -185,7 +199,7 @@ impl InodeTable {
                 // The root is never forgotten.
                 lookups: 1,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
-                ..Inode::unseen(FileKind::Directory, policy.attributes_until(now))
+                ..Inode::unseen(FileKind::Directory, table.policy.attributes_until(now))
             },
         );
         table
@@ -585,6 +599,26 @@ impl InodeTable {
             .collect()
     }
 
+    /// Every (directory, name) the table knows at or below directory
+    /// `dir`, for a frontend that drops its own entries of a tree.
+    pub fn names_below(&self, dir: Ino) -> Vec<(Ino, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir];
+        let mut seen = HashSet::new();
+        while let Some(dir) = stack.pop() {
+            if !seen.insert(dir) {
+                continue;
+            }
+            if let Some(entries) = self.names.by_dir.get(&dir) {
+                for (name, entry) in entries {
+                    found.push((dir, name.to_vec()));
+                    stack.push(entry.ino);
+                }
+            }
+        }
+        found
+    }
+
     /// Every inode number the table knows.
     pub fn known_inodes(&self) -> Vec<Ino> {
         self.nodes.keys().copied().collect()
@@ -617,6 +651,23 @@ impl InodeTable {
         if forget.tree {
             self.invalidate_tree(ino);
         }
+    }
+
+    /// Whether `ino`'s data is what it was when it was last opened (by
+    /// `attr`, the attributes the open answered with: same size, mtime and
+    /// ctime, and nothing changed or was told of in between), so that a
+    /// kernel may keep the pages it cached then. Records this open.
+    pub fn data_unchanged_since_opened(&mut self, ino: Ino, attr: &FileAttr) -> bool {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let stamp = DataStamp {
+            version: node.data_version,
+            size: attr.size,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+        };
+        node.opened_as.replace(stamp) == Some(stamp)
     }
 
     /// Where `ino`'s data stands (see [`Inode::data_version`]), with its

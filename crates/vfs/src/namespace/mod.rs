@@ -30,7 +30,7 @@ pub(crate) struct Namespace {
 impl Namespace {
     pub fn new(root: &Attr, policy: CachePolicy, new_nodes_bare: bool) -> Namespace {
         Namespace {
-            table: Mutex::new(InodeTable::new(root, policy)),
+            table: Mutex::new(InodeTable::new(root, policy.clone())),
             policy,
             new_nodes_bare,
         }
