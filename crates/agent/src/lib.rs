@@ -24,6 +24,7 @@ mod ops;
 mod paths;
 mod splice;
 mod stdio;
+mod tree;
 mod wire;
 
 pub use error::AgentError;

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, file_type, open_flags, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
-    SeekWhence, SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
+    SeekWhence, SetAttr, SetTime, Target, TreeBudget, XattrMode, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
@@ -161,6 +161,7 @@ impl Agent {
                 cursor,
                 max_entries,
             } => self.read_dir(op, &path, cursor, max_entries),
+            Request::ListTree { path, cursor, budget } => self.list_tree(op, &path, cursor, budget),
             Request::Open {
                 path,
                 flags,
@@ -416,8 +417,29 @@ impl Agent {
 
     fn read_dir(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, max_entries: u32) -> OpResult {
         let s = Subject::path(op, wire);
-        let abs = self.resolve(&s, wire)?;
-        let mut stream = match cursor {
+        let mut stream = self.dir_stream(&s, wire, cursor)?;
+        let page = stream
+            .read_page(clamp_page_entries(max_entries))
+            .map_err(|e| s.sys(e))?;
+        let next = page.more.then(|| self.dirs.park(stream));
+        Ok(Response::DirPage(DirPage {
+            entries: page.entries,
+            next,
+        }))
+    }
+
+    fn list_tree(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, budget: TreeBudget) -> OpResult {
+        let s = Subject::path(op, wire);
+        let stream = self.dir_stream(&s, wire, cursor)?;
+        let (mut page, rest) = crate::tree::list_tree(stream, wire, budget).map_err(|e| s.sys(e))?;
+        page.next = rest.map(|stream| self.dirs.park(stream));
+        Ok(Response::Tree(page))
+    }
+
+    /// The listing of `wire`: a new one, or the one parked under `cursor`.
+    fn dir_stream(&self, s: &Subject, wire: &[u8], cursor: Option<u64>) -> Result<DirStream, OpError> {
+        let abs = self.resolve(s, wire)?;
+        Ok(match cursor {
             None => DirStream::open(&abs, abs.logical()).map_err(|e| s.sys(e))?,
             Some(cursor) => {
                 let stream = self
@@ -429,15 +451,7 @@ impl Agent {
                 }
                 stream
             }
-        };
-        let page = stream
-            .read_page(clamp_page_entries(max_entries))
-            .map_err(|e| s.sys(e))?;
-        let next = page.more.then(|| self.dirs.park(stream));
-        Ok(Response::DirPage(DirPage {
-            entries: page.entries,
-            next,
-        }))
+        })
     }
 
     fn open(&self, op: &'static str, wire: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> OpResult {

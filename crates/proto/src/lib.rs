@@ -49,4 +49,5 @@ pub const CAPABILITIES: &[&str] = &[
     "xattr",
     "owner-on-create",
     "fence",
+    "tree",
 ];
