@@ -284,7 +284,9 @@ impl OpenFiles {
     /// Reopens every open file on `remote` (just put in place, `generation`), 16 at a time; false if the
     /// connection was lost (or replaced) meanwhile.
     pub async fn reopen_all(self: &Arc<Self>, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
-        let open = self.all();
+        let mut open = self.all();
+        // One that never had a handle gets it when it needs one.
+        open.retain(|f| f.remote_handle().1 != Generation::NOT_OPENED);
         for chunk in open.chunks(16) {
             let mut reopening = tokio::task::JoinSet::new();
             for file in chunk {

@@ -883,6 +883,12 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
+        if reading && !self.writes.is_dirty(ino) {
+            let kept = self.inodes().take_contents(ino, Instant::now());
+            if let Some((fattr, data)) = kept {
+                return Ok(self.opened_from_contents(ino, flags, fattr, data));
+            }
+        }
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
@@ -939,6 +945,21 @@ impl Vfs {
         let fh = self
             .files
             .register_file_with(ino, remote_handle, flags, readahead);
+        self.writes.attach(ino);
+        (fh, fattr)
+    }
+
+    /// Registers a file opened for reading whose whole contents came with
+    /// a listing: no round trip. Its remote handle is opened only if
+    /// something needs one (an fstat through it, a read after a change).
+    fn opened_from_contents(&self, ino: Ino, flags: u32, fattr: FileAttr, data: Bytes) -> (Fh, FileAttr) {
+        let version = self.inodes().data_state(ino).0;
+        let mut readahead = Readahead::default();
+        readahead.follow_version(version);
+        readahead.follow(fattr.size, fattr.mtime);
+        readahead.set_head(data, true);
+        let not_opened = (yonder_proto::Handle(0), Generation::NOT_OPENED);
+        let fh = self.files.register_file_with(ino, not_opened, flags, readahead);
         self.writes.attach(ino);
         (fh, fattr)
     }
@@ -1155,8 +1176,16 @@ impl Vfs {
         // changed through the mount since it was listed (another name of
         // it sent its writes, a listing fetched ahead): send what is
         // buffered, then ask again.
-        let remote = item.remote.as_ref()?;
-        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        let listed = match item.remote.as_ref() {
+            Some(remote) => self.inodes().upsert(parent, &item.name, remote, Instant::now()),
+            None => {
+                let mut table = self.inodes();
+                let listed = table.remember_listed(parent, &item.name, item.attr?)?;
+                // Counted again below, once current.
+                table.uncount(listed.ino, 1);
+                listed
+            }
+        };
         self.writes.flush_inode(listed.ino).await;
         self.ns.changed(listed.ino, Change::Flushed);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
@@ -1168,8 +1197,10 @@ impl Vfs {
     /// since they were listed (see [`Vfs::any_dirty`]), which needs no
     /// waiting.
     pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        let remote = item.remote.as_ref()?;
         let mut table = self.inodes();
+        let Some(remote) = item.remote.as_ref() else {
+            return table.remember_listed(parent, &item.name, item.attr?);
+        };
         let fattr = table.upsert(parent, &item.name, remote, Instant::now());
         table.inc_lookup(fattr.ino, 1);
         Some(fattr)
@@ -1180,7 +1211,8 @@ impl Vfs {
     /// listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
         items.iter().any(|i| {
-            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+            !i.is_dot_or_dotdot()
+                && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
         })
     }
 

@@ -852,13 +852,18 @@ async fn list(vfs: &Vfs, dir: Ino) -> Vec<String> {
     names
 }
 
+/// Listing round trips: pages and rich listings.
+fn listings(calls: &Counted) -> u64 {
+    calls.of(Op::ReadDir) + calls.of(Op::ListTree)
+}
+
 /// Waits until the background listings have arrived (the remote's call
 /// count stops moving).
 async fn settle(calls: &Counted) {
     let mut last = u64::MAX;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = calls.of(Op::ReadDir);
+        let now = listings(calls);
         if now == last {
             return;
         }
@@ -867,37 +872,38 @@ async fn settle(calls: &Counted) {
 }
 
 #[tokio::test]
-async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
+async fn a_walk_costs_one_listing_round_trip_and_a_change_discards_what_came_ahead() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
         attr_ttl: Duration::from_secs(60),
         ..VfsOptions::default()
     })
     .await;
-    for d in ["a", "b", "c"] {
+    for d in ["a", "b", "c", "a/deep", "a/deep/er"] {
         std::fs::create_dir(f.dir.path().join(d)).unwrap();
         std::fs::write(f.dir.path().join(d).join("file"), b"x").unwrap();
     }
-    let pages = || f.calls.of(Op::ReadDir);
+    let pages = || listings(&f.calls);
+    let lstats = f.calls.of(Op::Lstat);
 
-    // A one-off listing (its parent was never listed) fetches nothing more.
-    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
-    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    // Listing the root brings the listings of every directory below it.
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
     settle(&f.calls).await;
     assert_eq!(pages(), 1);
-
-    // A walk: the root, then one of its directories. The siblings' listings
-    // are fetched ahead, so listing them costs no round trip.
-    list(&f.vfs, ROOT_INO).await;
-    let before = pages();
-    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    let mut dirs = vec![ROOT_INO];
+    while let Some(dir) = dirs.pop() {
+        for name in list(&f.vfs, dir).await.iter().filter(|n| !n.starts_with('.')) {
+            let attr = f.vfs.lookup(&me(), dir, name.as_bytes()).await.unwrap();
+            if attr.kind == FileKind::Directory {
+                dirs.push(attr.ino);
+            }
+        }
+    }
     settle(&f.calls).await;
-    assert_eq!(pages(), before + 3, "a itself, then b and c ahead");
-    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
-    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file"]);
-    assert_eq!(pages(), before + 3, "b came from the listing fetched ahead");
+    assert_eq!(pages(), 1, "a walk of five directories cost one round trip");
+    assert_eq!(f.calls.of(Op::Lstat), lstats, "and no lookup reached the remote");
 
-    // A change through the VFS drops the listing fetched ahead for c.
+    // A change through the VFS drops what it knew of c's names.
     let c = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap();
     let (fh, _) = f
         .vfs
@@ -907,9 +913,14 @@ async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
     f.vfs.release(fh).await.unwrap();
     assert_eq!(list(&f.vfs, c.ino).await, [".", "..", "file", "new"]);
 
-    // A listing fetched ahead is handed out once; the next one asks again.
+    // Listed again while its names are fresh: no round trip. A change on
+    // the remote shows once the VFS is told of it.
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
     let again = pages();
+    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file"]);
+    assert_eq!(pages(), again);
     std::fs::write(f.dir.path().join("b").join("later"), b"").unwrap();
+    f.vfs.invalidate_path(b"b");
     assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file", "later"]);
     assert!(pages() > again);
 }
@@ -1024,12 +1035,12 @@ async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
         std::fs::write(f.dir.path().join(name), b"x").unwrap();
     }
     assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
-    let pages = f.calls.of(Op::ReadDir);
+    let pages = listings(&f.calls);
     // A listing would expire as soon as it came: one lstat per lookup.
     for name in [&b"a"[..], b"b", b"c"] {
         f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
     }
-    assert_eq!(f.calls.of(Op::ReadDir), pages);
+    assert_eq!(listings(&f.calls), pages);
 }
 
 #[tokio::test]
@@ -1142,7 +1153,7 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     // Changed on the remote meanwhile: the new listing sees it.
     std::fs::write(f.dir.path().join("f3"), b"longer").unwrap();
     std::fs::remove_file(f.dir.path().join("f4")).unwrap();
-    let (pages, lstats) = (f.calls.of(Op::ReadDir), f.calls.of(Op::Lstat));
+    let (pages, lstats) = (listings(&f.calls), f.calls.of(Op::Lstat));
     let attr = f.vfs.lookup(&me(), ROOT_INO, b"f3").await.unwrap();
     assert_eq!(attr.size, 6);
     for i in 5..20 {
@@ -1153,7 +1164,7 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     }
     let gone = f.vfs.lookup(&me(), ROOT_INO, b"f4").await.unwrap_err();
     assert_eq!(gone.errno(), Errno::ENOENT);
-    assert_eq!(f.calls.of(Op::ReadDir), pages + 1);
+    assert_eq!(listings(&f.calls), pages + 1);
     assert_eq!(f.calls.of(Op::Lstat), lstats);
 }
 

@@ -6,11 +6,13 @@
 //! up to the root. Renaming a directory therefore moves everything beneath
 //! it, open files included, by updating one link.
 
+use super::contents::KeptContents;
 use crate::attr::{FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
 use crate::cache_policy::{CachePolicy, Change};
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
-use yonder_proto::Attr;
+use yonder_proto::{Attr, ListedDir, TreeEntry};
 
 /// One entry of a directory stream.
 #[derive(Clone, Debug)]
@@ -22,7 +24,9 @@ pub struct DirItem {
     pub offset: u64,
     /// Attributes from the listing; `None` for `.` and `..`.
     pub attr: Option<FileAttr>,
-    /// The remote's attributes, to register the entry on a readdirplus.
+    /// The remote's attributes, to register the entry on a readdirplus;
+    /// `None` for an entry the table listed from what it knows (its
+    /// inode number and `attr` say what it is).
     pub(crate) remote: Option<Attr>,
     /// When the listing was asked for: a change to the entry made through
     /// the mount since makes `remote` stale.
@@ -165,6 +169,12 @@ pub(crate) struct InodeTable {
     next_ino: Ino,
     policy: CachePolicy,
     sweep_at: usize,
+    /// Small files' contents that came with listings.
+    contents: KeptContents,
+    /// Moves on with every change reported or made through this mount:
+    /// what a listing brings for inodes it did not know when it was asked
+    /// for is kept only if nothing changed while it was on its way.
+    mutations: u64,
 }
 
 impl InodeTable {
@@ -177,6 +187,8 @@ impl InodeTable {
             next_ino: Ino(ROOT_INO.0 + 1),
             policy,
             sweep_at: 4096,
+            contents: KeptContents::default(),
+            mutations: 0,
         };
         let now = Instant::now();
         table.nodes.insert(
@@ -447,6 +459,7 @@ impl InodeTable {
     /// names once they expire.
     fn remove(&mut self, ino: Ino) {
         self.nodes.remove(&ino);
+        self.contents.drop_file(ino);
     }
 
     fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
@@ -474,6 +487,7 @@ impl InodeTable {
     /// entry it came from: one that had expired (a notification said the
     /// name changed) does not vouch for the file now under the new name.
     pub fn rename(&mut self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], exchange: bool) {
+        self.mutations += 1;
         let src = self.names.remove(parent, name);
         let dst = self.names.remove(new_parent, new_name);
         self.dir_changed(parent);
@@ -510,6 +524,8 @@ impl InodeTable {
     /// meanwhile is unknown. Links stay: paths are built from them.
     pub fn expire_all(&mut self) {
         let now = Instant::now();
+        self.mutations += 1;
+        self.contents.clear();
         let inos: Vec<Ino> = self.nodes.keys().copied().collect();
         for ino in inos {
             if let Some(node) = self.nodes.get_mut(&ino) {
@@ -553,6 +569,7 @@ impl InodeTable {
             .get(&ino)
             .is_some_and(|n| n.kind == FileKind::Directory);
         let forget = self.policy.forget(change, is_dir);
+        self.mutations += 1;
         if forget.attributes {
             self.invalidate_attr(ino);
         }
@@ -563,6 +580,7 @@ impl InodeTable {
             self.invalidate_xattrs(ino);
         }
         if forget.data {
+            self.contents.drop_file(ino);
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.data_version = node.data_version.wrapping_add(1);
             }
@@ -719,14 +737,15 @@ impl InodeTable {
         &mut self,
         dir: Ino,
         version: u64,
-        entries: Vec<yonder_proto::DirEntry>,
+        entries: Vec<TreeEntry>,
+        keep_contents: bool,
         asked: Instant,
         now: Instant,
     ) {
         if self.dir_version(dir) != Some(version) {
             return;
         }
-        let items = self.enter_entries(dir, entries, asked, now);
+        let items = self.enter_entries(dir, entries, keep_contents, asked, now);
         let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
         self.listing_complete(dir, &present, now);
         if let Some(node) = self.nodes.get_mut(&dir) {
@@ -734,22 +753,60 @@ impl InodeTable {
         }
     }
 
+    /// How many changes this mount made or was told of so far (see
+    /// `mutations`): passed back to [`InodeTable::store_subtree`].
+    pub fn mutations(&self) -> u64 {
+        self.mutations
+    }
+
+    /// Keeps the listings of directories below one just listed (the rest
+    /// of a `ListTree` answer, asked for at `asked` when the table stood
+    /// at `mutations`), each as fetched ahead of a reader, with their small
+    /// files' contents. Each names its directory by path, below one listed
+    /// before it in the same answer. Nothing is kept if anything changed
+    /// through the mount while the answer was on its way: a directory it
+    /// names may have been renamed, or a file written, meanwhile.
+    pub fn store_subtree(&mut self, dirs: Vec<ListedDir>, mutations: u64, asked: Instant, now: Instant) {
+        if self.mutations != mutations {
+            return;
+        }
+        for dir in dirs {
+            let Some(ino) = self.resolve(&dir.path) else {
+                continue;
+            };
+            let is_dir = self
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.kind == FileKind::Directory);
+            if !is_dir || self.nodes.get(&ino).is_some_and(|n| n.listing.is_some()) {
+                continue;
+            }
+            let Some(version) = self.dir_version(ino) else {
+                continue;
+            };
+            self.store_listing(ino, version, dir.entries, true, asked, now);
+        }
+    }
+
     /// Enters a page of `dir`'s listing (names, attributes, xattr names),
     /// asked for at `asked`, and returns its entries as listing items, with
     /// offset 0. Entries without attributes vanished between the listing
-    /// and their `lstat`.
+    /// and their `lstat`. With `keep_contents`, the small files' contents
+    /// that came with them are kept for their next open.
     pub fn enter_entries(
         &mut self,
         dir: Ino,
-        entries: Vec<yonder_proto::DirEntry>,
+        entries: Vec<TreeEntry>,
+        keep_contents: bool,
         asked: Instant,
         now: Instant,
     ) -> Vec<DirItem> {
         let mut items = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for TreeEntry { entry, data } in entries {
             let Some(attr) = entry.attr else { continue };
             let fattr = self.upsert(dir, &entry.name, &attr, now);
-            if self.changed_since(fattr.ino, asked) {
+            let changed = self.changed_since(fattr.ino, asked);
+            if changed {
                 // Changed while the listing was on its way: its attributes
                 // may be from before.
                 if let Some(node) = self.nodes.get_mut(&fattr.ino) {
@@ -758,6 +815,11 @@ impl InodeTable {
             }
             if let Some(names) = entry.xattrs {
                 self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
+            }
+            if let (Some(data), true, false) = (data, keep_contents, changed) {
+                let version = self.nodes.get(&fattr.ino).map_or(0, |n| n.data_version);
+                self.contents
+                    .keep(fattr.ino, &fattr, version, Bytes::from(data.into_vec()));
             }
             items.push(DirItem {
                 name: entry.name.into_vec(),
@@ -770,6 +832,66 @@ impl InodeTable {
             });
         }
         items
+    }
+
+    /// The contents of `ino` that came with a listing, handed out once,
+    /// if its fresh attributes still show the file they were read from.
+    pub fn take_contents(&mut self, ino: Ino, now: Instant) -> Option<(FileAttr, Bytes)> {
+        if !self.contents.holds(ino) {
+            return None;
+        }
+        let attr = self.fresh_attr(ino, now);
+        let version = self.nodes.get(&ino).map_or(0, |n| n.data_version);
+        let data = self.contents.take(ino, attr.as_ref(), version)?;
+        Some((attr?, data))
+    }
+
+    /// A listing of `dir` from the table alone, while its names are
+    /// complete and fresh and every entry's attributes are: a directory
+    /// listed a moment ago is listed again with no round trip. `None`
+    /// when something is missing or expired.
+    pub fn listing_from_names(&self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
+        if !self.listing_fresh(dir, now) {
+            return None;
+        }
+        let Some(entries) = self.names.by_dir.get(&dir) else {
+            return Some(Vec::new());
+        };
+        let mut items = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            if entry.until <= now {
+                return None;
+            }
+            let attr = self.fresh_attr(entry.ino, now)?;
+            items.push(DirItem {
+                name: name.to_vec(),
+                ino: entry.ino,
+                kind: attr.kind,
+                offset: 0,
+                attr: Some(attr),
+                remote: None,
+                asked: now,
+            });
+        }
+        Some(items)
+    }
+
+    /// Registers `parent/name`, listed from the table as `attr` (see
+    /// [`InodeTable::listing_from_names`]), as handed to a frontend with
+    /// its attributes: its inode as it is now, brought back if it was let
+    /// go since it was listed. `None` if the name holds another file by
+    /// now (the frontend then leaves the entry out).
+    pub fn remember_listed(&mut self, parent: Ino, name: &[u8], attr: FileAttr) -> Option<FileAttr> {
+        if self.names.get(parent, name)?.ino != attr.ino {
+            return None;
+        }
+        let node = self.nodes.entry(attr.ino).or_insert_with(|| Inode {
+            attr: Some(attr),
+            links: vec![(parent, name.to_vec())],
+            ..Inode::unseen(attr.kind, Instant::now())
+        });
+        node.lookups += 1;
+        Some(node.attr.unwrap_or(attr))
     }
 
     /// A listing fetched ahead, if still fresh; handed out once.

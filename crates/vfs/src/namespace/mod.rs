@@ -3,6 +3,7 @@
 //! every other part asks it: the path of an inode, the path of a name, what
 //! to call an inode in a message, what a new node's owner is.
 
+mod contents;
 mod inode;
 
 use crate::attr::{Caller, FileAttr, Ino};
