@@ -925,6 +925,132 @@ async fn a_walk_costs_one_listing_round_trip_and_a_change_discards_what_came_ahe
     assert!(pages() > again);
 }
 
+#[tokio::test]
+async fn entries_of_a_listed_directory_answer_absent_xattrs_without_a_round_trip() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("d")).unwrap();
+    for i in 0..50 {
+        std::fs::write(f.dir.path().join(format!("d/f{i}")), b"").unwrap();
+    }
+    let d = f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap();
+    assert_eq!(list(&f.vfs, d.ino).await.len(), 52);
+    let before = (
+        f.calls.of(Op::GetXattr),
+        f.calls.of(Op::ListXattr),
+        f.calls.of(Op::Lstat),
+    );
+    for i in 0..50 {
+        // What `ls -l` does for every file: lstat, then ask for labels and ACLs.
+        let file = f
+            .vfs
+            .lookup(&me(), d.ino, format!("f{i}").as_bytes())
+            .await
+            .unwrap();
+        for name in [&b"security.selinux"[..], b"system.posix_acl_access"] {
+            assert!(f.vfs.xattr_known_absent(file.ino, name), "f{i}");
+            let err = f.vfs.getxattr(file.ino, name).await.unwrap_err();
+            assert_eq!(err.errno(), Errno::ENODATA);
+        }
+    }
+    let after = (
+        f.calls.of(Op::GetXattr),
+        f.calls.of(Op::ListXattr),
+        f.calls.of(Op::Lstat),
+    );
+    assert_eq!(
+        after, before,
+        "no getxattr, listxattr or lstat reached the remote"
+    );
+}
+
+#[tokio::test]
+async fn small_files_listed_are_read_with_no_round_trip_and_dropped_when_they_change() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("src")).unwrap();
+    for i in 0..20 {
+        std::fs::write(f.dir.path().join(format!("src/f{i}.c")), format!("int f{i};\n")).unwrap();
+    }
+    std::fs::write(f.dir.path().join("src/big"), vec![7u8; 1 << 20]).unwrap();
+    // Listing the root brings src's listing and its small files' contents.
+    list(&f.vfs, ROOT_INO).await;
+    let src = f.vfs.lookup(&me(), ROOT_INO, b"src").await.unwrap();
+    let opens = || f.calls.of(Op::Open) + f.calls.of(Op::OpenRead) + f.calls.of(Op::Read);
+    let before = opens();
+    for i in 0..20 {
+        let file = f
+            .vfs
+            .lookup(&me(), src.ino, format!("f{i}.c").as_bytes())
+            .await
+            .unwrap();
+        let (fh, _) = f.vfs.open(&me(), file.ino, of::READ_ONLY).await.unwrap();
+        let data = f.vfs.read(fh, 0, 4096).await.unwrap();
+        assert_eq!(&data[..], format!("int f{i};\n").as_bytes());
+        f.vfs.release(fh).await.unwrap();
+    }
+    assert_eq!(opens(), before, "twenty small files read with no round trip");
+    // A large file did not come along.
+    let big = f.vfs.lookup(&me(), src.ino, b"big").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), big.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(f.vfs.read(fh, 0, 16).await.unwrap().len(), 16);
+    f.vfs.release(fh).await.unwrap();
+    assert!(opens() > before);
+
+    // Contents are handed out once: the next open reads the remote.
+    let f0 = f.vfs.lookup(&me(), src.ino, b"f0.c").await.unwrap();
+    let before = opens();
+    let (fh, _) = f.vfs.open(&me(), f0.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 4096).await.unwrap()[..], b"int f0;\n");
+    f.vfs.release(fh).await.unwrap();
+    assert!(opens() > before);
+
+    // Written through the mount after they came: the new data is read.
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    let f1 = f.vfs.lookup(&me(), src.ino, b"f1.c").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f1.ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"INT").await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f1.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 4096).await.unwrap()[..], b"INT f1;\n");
+    f.vfs.release(fh).await.unwrap();
+
+    // Changed on the remote, and the VFS told (as change notification
+    // does): the new data is read, not what came with the listing.
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    std::fs::write(f.dir.path().join("src/f2.c"), b"changed on the remote").unwrap();
+    f.vfs.invalidate_path(b"src/f2.c");
+    let f2 = f.vfs.lookup(&me(), src.ino, b"f2.c").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f2.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(
+        &f.vfs.read(fh, 0, 4096).await.unwrap()[..],
+        b"changed on the remote"
+    );
+    f.vfs.release(fh).await.unwrap();
+
+    // A file opened from its contents still answers through a handle of
+    // its own when it needs one (fstat of a file unlinked meanwhile).
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    let f3 = f.vfs.lookup(&me(), src.ino, b"f3.c").await.unwrap();
+    let before = opens();
+    let (fh, _) = f.vfs.open(&me(), f3.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(opens(), before);
+    assert_eq!(f.vfs.getattr(f3.ino, Some(fh)).await.unwrap().size, 8);
+    f.vfs.release(fh).await.unwrap();
+}
+
 /// The sizes readdirplus hands out (through `remember`) for each entry.
 async fn listed_sizes(vfs: &Vfs, dir: Ino) -> Vec<(String, u64)> {
     let dh = vfs.opendir(&me(), dir).unwrap();
