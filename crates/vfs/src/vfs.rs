@@ -417,6 +417,15 @@ impl Vfs {
         self.inodes().forget(ino, n);
     }
 
+    /// Takes back the lookup [`Vfs::remember`] counted for an entry the
+    /// frontend could not hand out (the kernel's buffer was full). Unlike
+    /// [`Vfs::forget`], the inode stays with what is cached about it (its
+    /// xattr names from the listing, above all): the next readdir hands the
+    /// same entry out first.
+    pub fn unremember(&self, ino: Ino) {
+        self.inodes().uncount(ino, 1);
+    }
+
     // ----- attributes -----
 
     pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {

@@ -58,24 +58,20 @@ pub(crate) struct Inode {
     pub links: Vec<(Ino, Vec<u8>)>,
     /// The last name this inode had, once it has none (replaced by a
     /// rename, or deleted): what the kernel may still be opening it by.
-    pub former: Option<(Ino, Vec<u8>)>,
+    /// Boxed: most inodes never lose their name, and every inode pays for
+    /// the field.
+    pub former: Option<Box<(Ino, Vec<u8>)>>,
     pub attr: Option<FileAttr>,
     pub attr_until: Instant,
     /// When this mount last changed the file's attributes or was told they
     /// changed: a listing asked for before then shows older ones.
     pub changed: Option<Instant>,
-    /// Until when the set of names in this directory known to the table is
-    /// complete, so that a name missing from it does not exist.
-    pub listing_until: Option<Instant>,
-    /// The inode's extended attribute names and until when they are
-    /// trusted (as long as its attributes).
+    /// The extended attribute names and until when they are trusted (as
+    /// long as its attributes).
     pub xattr_names: Option<(Instant, Vec<Vec<u8>>)>,
-    /// A directory's entries fetched ahead of a reader (see `prefetch`),
-    /// valid while `listing_until` is and handed out once.
-    pub listing: Option<Vec<DirItem>>,
-    /// Bumped whenever the set of names in this directory changes, so that
-    /// a listing fetched meanwhile is not stored as current.
-    pub dir_version: u64,
+    /// What only a directory has (boxed: most inodes are files, and every
+    /// inode would pay for the fields).
+    pub dir: Option<Box<DirState>>,
     /// Bumped whenever the file's data may have changed (written here,
     /// truncated, notified, a new connection): data read ahead at an older
     /// version is dropped by its reader.
@@ -95,12 +91,57 @@ impl Inode {
             attr: None,
             attr_until,
             changed: None,
-            listing_until: None,
             xattr_names: None,
-            listing: None,
-            dir_version: 0,
+            dir: None,
             data_version: 0,
         }
+    }
+}
+
+/// Puts `link` first in `links`. The first link of an inode, nearly every
+/// inode's only one, gets a list of exactly one: `insert` into an empty
+/// `Vec` would allocate room for four, 100 bytes more per inode.
+fn add_first(links: &mut Vec<(Ino, Vec<u8>)>, link: (Ino, Vec<u8>)) {
+    if links.is_empty() {
+        *links = vec![link];
+    } else {
+        links.insert(0, link);
+    }
+}
+
+/// A directory's listing state.
+#[derive(Default)]
+pub(crate) struct DirState {
+    /// Until when the set of names in this directory known to the table is
+    /// complete, so that a name missing from it does not exist.
+    pub listing_until: Option<Instant>,
+    /// Entries fetched ahead of a reader (see `prefetch`), valid while
+    /// `listing_until` is and handed out once.
+    pub listing: Option<Vec<DirItem>>,
+    /// Bumped whenever the set of names in this directory changes, so that
+    /// a listing fetched meanwhile is not stored as current.
+    pub version: u64,
+}
+
+impl Inode {
+    fn listing_until(&self) -> Option<Instant> {
+        self.dir.as_ref().and_then(|d| d.listing_until)
+    }
+
+    fn has_listing(&self) -> bool {
+        self.dir.as_ref().is_some_and(|d| d.listing.is_some())
+    }
+
+    /// Forgets that the names are complete and any listing fetched ahead.
+    fn forget_listing(&mut self) {
+        if let Some(d) = self.dir.as_mut() {
+            d.listing_until = None;
+            d.listing = None;
+        }
+    }
+
+    fn dir_mut(&mut self) -> &mut DirState {
+        self.dir.get_or_insert_with(Box::default)
     }
 }
 
@@ -349,7 +390,7 @@ impl InodeTable {
                     node.links.insert(0, link);
                 }
             } else {
-                node.links.insert(0, (parent, name.to_vec()));
+                add_first(&mut node.links, (parent, name.to_vec()));
             }
         }
         if self.nodes.len() >= self.sweep_at {
@@ -466,7 +507,7 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
             if node.links.is_empty() {
-                node.former = Some((parent, name.to_vec()));
+                node.former = Some(Box::new((parent, name.to_vec())));
             }
             // nlink and ctime changed.
             let now = Instant::now();
@@ -510,7 +551,7 @@ impl InodeTable {
         self.dir_changed(parent);
         self.names.insert(parent, name, NameEntry { ino, until });
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.links.insert(0, (parent, name.to_vec()));
+            add_first(&mut node.links, (parent, name.to_vec()));
         }
     }
 
@@ -531,8 +572,7 @@ impl InodeTable {
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.attr_until = now;
                 node.changed = Some(now);
-                node.listing_until = None;
-                node.listing = None;
+                node.forget_listing();
                 node.xattr_names = None;
                 node.data_version = node.data_version.wrapping_add(1);
                 if node.kind == FileKind::Directory {
@@ -662,7 +702,7 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = now;
             node.changed = Some(now);
-            node.listing_until = None;
+            node.forget_listing();
         }
         self.dir_changed(ino);
         for entry in self.names.children_mut(ino) {
@@ -705,27 +745,30 @@ impl InodeTable {
             self.unlink(dir, &name);
         }
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing_until = Some(self.policy.names_until(now));
+            node.dir_mut().listing_until = Some(self.policy.names_until(now));
         }
     }
 
     /// The set of names in `dir` changed: a listing fetched ahead is stale.
     fn dir_changed(&mut self, dir: Ino) {
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.dir_version = node.dir_version.wrapping_add(1);
-            node.listing = None;
+            let dir = node.dir_mut();
+            dir.version = dir.version.wrapping_add(1);
+            dir.listing = None;
         }
     }
 
     pub fn dir_version(&self, dir: Ino) -> Option<u64> {
-        self.nodes.get(&dir).map(|n| n.dir_version)
+        self.nodes
+            .get(&dir)
+            .map(|n| n.dir.as_ref().map_or(0, |d| d.version))
     }
 
     /// Whether a complete listing of `dir` is known and fresh.
     pub fn listing_fresh(&self, dir: Ino, now: Instant) -> bool {
         self.nodes
             .get(&dir)
-            .and_then(|n| n.listing_until)
+            .and_then(Inode::listing_until)
             .is_some_and(|until| until > now)
     }
 
@@ -749,7 +792,7 @@ impl InodeTable {
         let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
         self.listing_complete(dir, &present, now);
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing = Some(items);
+            node.dir_mut().listing = Some(items);
         }
     }
 
@@ -759,10 +802,10 @@ impl InodeTable {
         self.mutations
     }
 
-    /// Keeps the listings of directories below one just listed (the rest
+    /// Enters the listings of directories below one just listed (the rest
     /// of a `ListTree` answer, asked for at `asked` when the table stood
-    /// at `mutations`), each as fetched ahead of a reader, with their small
-    /// files' contents. Each names its directory by path, below one listed
+    /// at `mutations`), each complete until the names TTL ends, with their
+    /// small files' contents. Each names its directory by path, below one listed
     /// before it in the same answer. Nothing is kept if anything changed
     /// through the mount while the answer was on its way: a directory it
     /// names may have been renamed, or a file written, meanwhile.
@@ -774,17 +817,19 @@ impl InodeTable {
             let Some(ino) = self.resolve(&dir.path) else {
                 continue;
             };
-            let is_dir = self
+            if !self
                 .nodes
                 .get(&ino)
-                .is_some_and(|n| n.kind == FileKind::Directory);
-            if !is_dir || self.nodes.get(&ino).is_some_and(|n| n.listing.is_some()) {
+                .is_some_and(|n| n.kind == FileKind::Directory)
+            {
                 continue;
             }
-            let Some(version) = self.dir_version(ino) else {
-                continue;
-            };
-            self.store_listing(ino, version, dir.entries, true, asked, now);
+            // Entered, not kept as items: a reader lists it from the
+            // table (`listing_from_names`), and a walk's answers may
+            // name a hundred thousand entries.
+            let items = self.enter_entries(ino, dir.entries, true, asked, now);
+            let present: HashSet<Vec<u8>> = items.into_iter().map(|i| i.name).collect();
+            self.listing_complete(ino, &present, now);
         }
     }
 
@@ -836,9 +881,12 @@ impl InodeTable {
 
     /// The contents of `ino` that came with a listing, handed out once,
     /// if its fresh attributes still show the file they were read from.
+    /// A regular file whose fresh attributes say it is empty is read as
+    /// such: its contents as of those attributes are known.
     pub fn take_contents(&mut self, ino: Ino, now: Instant) -> Option<(FileAttr, Bytes)> {
         if !self.contents.holds(ino) {
-            return None;
+            let attr = self.fresh_attr(ino, now)?;
+            return (attr.kind == FileKind::Regular && attr.size == 0).then(|| (attr, Bytes::new()));
         }
         let attr = self.fresh_attr(ino, now);
         let version = self.nodes.get(&ino).map_or(0, |n| n.data_version);
@@ -897,12 +945,12 @@ impl InodeTable {
     /// A listing fetched ahead, if still fresh; handed out once.
     pub fn take_listing(&mut self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
         if !self.listing_fresh(dir, now) {
-            if let Some(node) = self.nodes.get_mut(&dir) {
-                node.listing = None;
+            if let Some(d) = self.nodes.get_mut(&dir).and_then(|n| n.dir.as_mut()) {
+                d.listing = None;
             }
             return None;
         }
-        self.nodes.get_mut(&dir)?.listing.take()
+        self.nodes.get_mut(&dir)?.dir.as_mut()?.listing.take()
     }
 
     /// Whether `dir` was listed completely before, with at most `max`
@@ -912,7 +960,7 @@ impl InodeTable {
         let expired = self
             .nodes
             .get(&dir)
-            .and_then(|n| n.listing_until)
+            .and_then(Inode::listing_until)
             .is_some_and(|until| until <= now);
         expired && self.names.by_dir.get(&dir).map_or(0, |m| m.len()) <= max
     }
@@ -927,7 +975,7 @@ impl InodeTable {
             .filter(|e| {
                 self.nodes
                     .get(&e.ino)
-                    .is_some_and(|n| n.kind == FileKind::Directory && n.listing.is_none())
+                    .is_some_and(|n| n.kind == FileKind::Directory && !n.has_listing())
                     && !self.listing_fresh(e.ino, now)
             })
             .map(|e| e.ino)
@@ -981,8 +1029,7 @@ impl InodeTable {
         });
         for dir in incomplete {
             if let Some(node) = self.nodes.get_mut(&dir) {
-                node.listing_until = None;
-                node.listing = None;
+                node.forget_listing();
             }
         }
         // Numbers of files neither a node nor a name refers to any more.

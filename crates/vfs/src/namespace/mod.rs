@@ -163,7 +163,7 @@ impl Namespace {
                 table.changed(parent, Change::NamesUnknown);
                 Some((parent, name))
             }
-            None => table.get(ino).and_then(|n| n.former.clone()),
+            None => table.get(ino).and_then(|n| n.former.as_deref().cloned()),
         }
     }
 }
