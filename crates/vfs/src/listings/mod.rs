@@ -199,8 +199,9 @@ impl DirListings {
         (st.done || st.items.len() >= offset + READDIR_BATCH).then(|| batch(&st, offset))
     }
 
-    /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then a
-    /// listing fetched ahead if there is a fresh one.
+    /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then,
+    /// while the table knows the directory's names complete and fresh (a
+    /// listing fetched ahead, or one a moment ago), the listing from there.
     fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
         if offset == 0 && st.started {
             st.reset();
@@ -224,10 +225,7 @@ impl DirListings {
         }
         let fetched = {
             let now = Instant::now();
-            let mut table = self.ns.table();
-            table
-                .take_listing(dir.ino, now)
-                .or_else(|| table.listing_from_names(dir.ino, now))
+            self.ns.table().listing_from_names(dir.ino, now)
         };
         if let Some(items) = fetched {
             for mut item in items {

@@ -1,8 +1,9 @@
 //! Listing prefetch: a walker (`find`, `ls -R`, `du`, `rm -rf`, `git
 //! status`) that lists a directory right after its parent will list its
-//! subdirectories and siblings next; their listings are fetched ahead,
-//! several at once, and kept on their inodes until read once or until
-//! anything changes in them.
+//! subdirectories and siblings next; the listings its `ListTree` answers
+//! did not bring are fetched ahead, several at once, and entered in the
+//! namespace, where they are complete until the names TTL ends or anything
+//! changes in them (a reader lists them from there).
 
 use crate::attr::Ino;
 use crate::calls::RemoteCalls;

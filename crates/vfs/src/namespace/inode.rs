@@ -68,7 +68,7 @@ pub(crate) struct Inode {
     pub changed: Option<Instant>,
     /// The extended attribute names and until when they are trusted (as
     /// long as its attributes).
-    pub xattr_names: Option<(Instant, Vec<Vec<u8>>)>,
+    pub xattr_names: Option<(Instant, Box<[Vec<u8>]>)>,
     /// What only a directory has (boxed: most inodes are files, and every
     /// inode would pay for the fields).
     pub dir: Option<Box<DirState>>,
@@ -115,9 +115,6 @@ pub(crate) struct DirState {
     /// Until when the set of names in this directory known to the table is
     /// complete, so that a name missing from it does not exist.
     pub listing_until: Option<Instant>,
-    /// Entries fetched ahead of a reader (see `prefetch`), valid while
-    /// `listing_until` is and handed out once.
-    pub listing: Option<Vec<DirItem>>,
     /// Bumped whenever the set of names in this directory changes, so that
     /// a listing fetched meanwhile is not stored as current.
     pub version: u64,
@@ -128,15 +125,10 @@ impl Inode {
         self.dir.as_ref().and_then(|d| d.listing_until)
     }
 
-    fn has_listing(&self) -> bool {
-        self.dir.as_ref().is_some_and(|d| d.listing.is_some())
-    }
-
-    /// Forgets that the names are complete and any listing fetched ahead.
+    /// Forgets that the names are complete.
     fn forget_listing(&mut self) {
         if let Some(d) = self.dir.as_mut() {
             d.listing_until = None;
-            d.listing = None;
         }
     }
 
@@ -682,7 +674,7 @@ impl InodeTable {
     pub fn set_xattr_names(&mut self, ino: Ino, names: Vec<Vec<u8>>, now: Instant) {
         let until = self.policy.attributes_until(now);
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.xattr_names = Some((until, names));
+            node.xattr_names = Some((until, names.into_boxed_slice()));
         }
     }
 
@@ -754,7 +746,6 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&dir) {
             let dir = node.dir_mut();
             dir.version = dir.version.wrapping_add(1);
-            dir.listing = None;
         }
     }
 
@@ -772,10 +763,10 @@ impl InodeTable {
             .is_some_and(|until| until > now)
     }
 
-    /// Keeps `items`, a complete listing of `dir` fetched ahead of a reader
-    /// (asked for at `asked`), after entering its names (as a reader's
-    /// listing would). Dropped if the directory changed since `version` was
-    /// read.
+    /// Enters a complete listing of `dir` fetched ahead of a reader
+    /// (asked for at `asked`), as a reader's listing would be: the reader
+    /// lists it from the table (`listing_from_names`). Dropped if the
+    /// directory changed since `version` was read.
     pub fn store_listing(
         &mut self,
         dir: Ino,
@@ -788,12 +779,13 @@ impl InodeTable {
         if self.dir_version(dir) != Some(version) {
             return;
         }
-        let items = self.enter_entries(dir, entries, keep_contents, asked, now);
-        let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
-        self.listing_complete(dir, &present, now);
-        if let Some(node) = self.nodes.get_mut(&dir) {
-            node.dir_mut().listing = Some(items);
+        let mut present = HashSet::with_capacity(entries.len());
+        for entry in entries {
+            if let Some((name, _, _)) = self.enter_entry(dir, entry, keep_contents, asked, now) {
+                present.insert(name);
+            }
         }
+        self.listing_complete(dir, &present, now);
     }
 
     /// How many changes this mount made or was told of so far (see
@@ -827,8 +819,12 @@ impl InodeTable {
             // Entered, not kept as items: a reader lists it from the
             // table (`listing_from_names`), and a walk's answers may
             // name a hundred thousand entries.
-            let items = self.enter_entries(ino, dir.entries, true, asked, now);
-            let present: HashSet<Vec<u8>> = items.into_iter().map(|i| i.name).collect();
+            let mut present = HashSet::with_capacity(dir.entries.len());
+            for entry in dir.entries {
+                if let Some((name, _, _)) = self.enter_entry(ino, entry, true, asked, now) {
+                    present.insert(name);
+                }
+            }
             self.listing_complete(ino, &present, now);
         }
     }
@@ -847,36 +843,51 @@ impl InodeTable {
         now: Instant,
     ) -> Vec<DirItem> {
         let mut items = Vec::with_capacity(entries.len());
-        for TreeEntry { entry, data } in entries {
-            let Some(attr) = entry.attr else { continue };
-            let fattr = self.upsert(dir, &entry.name, &attr, now);
-            let changed = self.changed_since(fattr.ino, asked);
-            if changed {
-                // Changed while the listing was on its way: its attributes
-                // may be from before.
-                if let Some(node) = self.nodes.get_mut(&fattr.ino) {
-                    node.attr_until = now;
-                }
+        for entry in entries {
+            if let Some((name, fattr, attr)) = self.enter_entry(dir, entry, keep_contents, asked, now) {
+                items.push(DirItem {
+                    name,
+                    ino: fattr.ino,
+                    kind: fattr.kind,
+                    offset: 0,
+                    attr: Some(fattr),
+                    remote: Some(attr),
+                    asked,
+                });
             }
-            if let Some(names) = entry.xattrs {
-                self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
-            }
-            if let (Some(data), true, false) = (data, keep_contents, changed) {
-                let version = self.nodes.get(&fattr.ino).map_or(0, |n| n.data_version);
-                self.contents
-                    .keep(fattr.ino, &fattr, version, Bytes::from(data.into_vec()));
-            }
-            items.push(DirItem {
-                name: entry.name.into_vec(),
-                ino: fattr.ino,
-                kind: fattr.kind,
-                offset: 0,
-                attr: Some(fattr),
-                remote: Some(attr),
-                asked,
-            });
         }
         items
+    }
+
+    /// [`InodeTable::enter_entries`] of one entry: its name and attributes,
+    /// `None` if it vanished before its `lstat`.
+    fn enter_entry(
+        &mut self,
+        dir: Ino,
+        TreeEntry { entry, data }: TreeEntry,
+        keep_contents: bool,
+        asked: Instant,
+        now: Instant,
+    ) -> Option<(Vec<u8>, FileAttr, Attr)> {
+        let attr = entry.attr?;
+        let fattr = self.upsert(dir, &entry.name, &attr, now);
+        let changed = self.changed_since(fattr.ino, asked);
+        if changed {
+            // Changed while the listing was on its way: its attributes
+            // may be from before.
+            if let Some(node) = self.nodes.get_mut(&fattr.ino) {
+                node.attr_until = now;
+            }
+        }
+        if let Some(names) = entry.xattrs {
+            self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
+        }
+        if let (Some(data), true, false) = (data, keep_contents, changed) {
+            let version = self.nodes.get(&fattr.ino).map_or(0, |n| n.data_version);
+            self.contents
+                .keep(fattr.ino, &fattr, version, Bytes::from(data.into_vec()));
+        }
+        Some((entry.name.into_vec(), fattr, attr))
     }
 
     /// The contents of `ino` that came with a listing, handed out once,
@@ -942,17 +953,6 @@ impl InodeTable {
         Some(node.attr.unwrap_or(attr))
     }
 
-    /// A listing fetched ahead, if still fresh; handed out once.
-    pub fn take_listing(&mut self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
-        if !self.listing_fresh(dir, now) {
-            if let Some(d) = self.nodes.get_mut(&dir).and_then(|n| n.dir.as_mut()) {
-                d.listing = None;
-            }
-            return None;
-        }
-        self.nodes.get_mut(&dir)?.dir.as_mut()?.listing.take()
-    }
-
     /// Whether `dir` was listed completely before, with at most `max`
     /// entries, and that listing has expired: worth listing again rather
     /// than asking the remote about one name at a time.
@@ -975,7 +975,7 @@ impl InodeTable {
             .filter(|e| {
                 self.nodes
                     .get(&e.ino)
-                    .is_some_and(|n| n.kind == FileKind::Directory && !n.has_listing())
+                    .is_some_and(|n| n.kind == FileKind::Directory)
                     && !self.listing_fresh(e.ino, now)
             })
             .map(|e| e.ino)
