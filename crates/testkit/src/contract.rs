@@ -1045,7 +1045,7 @@ pub async fn list_tree_carries_the_tree_below_and_small_files(s: Subject) {
     std::os::unix::fs::symlink("../../", s.disk("t/z/up")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &s.disk("t/z/fifo"),
+        s.disk("t/z/fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
