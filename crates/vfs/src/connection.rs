@@ -31,14 +31,6 @@ use yonder_remote::Remote;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Generation(pub u64);
 
-impl Generation {
-    /// The mark of a handle not opened on any connection yet: a file
-    /// opened for reading from contents that came with a listing gets its
-    /// remote handle, by path and identity checked, only if it needs one
-    /// (see `OpenFiles::handle_on`).
-    pub const NOT_OPENED: Generation = Generation(u64::MAX);
-}
-
 /// Where the VFS's connection stands, for frontends and a manager.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectionState {

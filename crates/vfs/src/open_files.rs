@@ -284,9 +284,7 @@ impl OpenFiles {
     /// Reopens every open file on `remote` (just put in place, `generation`), 16 at a time; false if the
     /// connection was lost (or replaced) meanwhile.
     pub async fn reopen_all(self: &Arc<Self>, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
-        let mut open = self.all();
-        // One that never had a handle gets it when it needs one.
-        open.retain(|f| f.remote_handle().1 != Generation::NOT_OPENED);
+        let open = self.all();
         for chunk in open.chunks(16) {
             let mut reopening = tokio::task::JoinSet::new();
             for file in chunk {

@@ -887,29 +887,44 @@ impl Vfs {
             None
         };
         if let Some(ahead) = opened_ahead {
-            let opened = self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, ahead.head);
+            let opened =
+                self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, Some(ahead.head));
             // The handle's own open count replaces the one kept for it.
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        if reading && !self.writes.is_dirty(ino) {
-            let kept = self.inodes().take_contents(ino, Instant::now());
-            if let Some((fattr, data)) = kept {
-                return Ok(self.opened_from_contents(ino, flags, fattr, data));
-            }
-        }
+        // Contents that came with a listing spare the data, not the open:
+        // a descriptor must pin the file it opened, which only the
+        // agent's own descriptor does (the file may be replaced or deleted
+        // on the remote while it is open).
+        let kept = if reading && !self.writes.is_dirty(ino) {
+            self.inodes().take_contents(ino, Instant::now())
+        } else {
+            None
+        };
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
+            let prefetch = if kept.is_some() { 0 } else { OPEN_PREFETCH };
             let ((handle, attr, head), remote, generation) = self
                 .calls
-                .call_on("open", p, |r| async move {
-                    r.open_read(p, flags, OPEN_PREFETCH).await
-                })
+                .call_on(
+                    "open",
+                    p,
+                    |r| async move { r.open_read(p, flags, prefetch).await },
+                )
                 .await
                 .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+            let head = match kept {
+                None => Some(head),
+                // Still the file the listing read them from, or nothing
+                // known of its data.
+                Some((listed, data)) => ((attr.size, attr.mtime, attr.ctime)
+                    == (listed.size, listed.mtime, listed.ctime))
+                    .then(|| data.to_vec()),
+            };
             self.stale_opens
                 .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
@@ -937,7 +952,7 @@ impl Vfs {
         flags: u32,
         remote_handle: (yonder_proto::Handle, Generation),
         attr: Attr,
-        head: Vec<u8>,
+        head: Option<Vec<u8>>,
     ) -> (Fh, FileAttr) {
         let (fattr, version) = {
             let mut table = self.inodes();
@@ -947,28 +962,13 @@ impl Vfs {
         let mut readahead = Readahead::default();
         readahead.follow_version(version);
         readahead.follow(attr.size, attr.mtime);
-        if attr.is_file() && !self.writes.is_dirty(ino) {
+        if let (true, false, Some(head)) = (attr.is_file(), self.writes.is_dirty(ino), head) {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
         let fh = self
             .files
             .register_file_with(ino, remote_handle, flags, readahead);
-        self.writes.attach(ino);
-        (fh, fattr)
-    }
-
-    /// Registers a file opened for reading whose whole contents came with
-    /// a listing: no round trip. Its remote handle is opened only if
-    /// something needs one (an fstat through it, a read after a change).
-    fn opened_from_contents(&self, ino: Ino, flags: u32, fattr: FileAttr, data: Bytes) -> (Fh, FileAttr) {
-        let version = self.inodes().data_state(ino).0;
-        let mut readahead = Readahead::default();
-        readahead.follow_version(version);
-        readahead.follow(fattr.size, fattr.mtime);
-        readahead.set_head(data, true);
-        let not_opened = (yonder_proto::Handle(0), Generation::NOT_OPENED);
-        let fh = self.files.register_file_with(ino, not_opened, flags, readahead);
         self.writes.attach(ino);
         (fh, fattr)
     }
