@@ -25,6 +25,7 @@ mod paths;
 mod reply_cache;
 mod splice;
 mod stdio;
+mod tree;
 mod watch;
 mod wire;
 
@@ -99,6 +100,10 @@ where
         _ => (None, None),
     };
     let agent = Arc::new(Agent::new(root));
+    if let Some((watch, notices)) = &watch {
+        let (watch, notices) = (watch.clone(), notices.clone());
+        agent.on_visit(Box::new(move |path| watch.directory(path, &notices)));
+    }
     let splicing = splice_out.is_some();
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
     let read = tokio::select! {
@@ -324,7 +329,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Message::Request(request)) if inline.allows(&request) && !agent.may_wait(&request) => {
                 tracing::debug!(id, op = request.op(), "request, inline");
                 match &watch {
-                    Some((watch, notices)) if matches!(request, yonder_proto::Request::Mkdir { .. }) => {
+                    Some((watch, notices)) if watch::Watch::makes_directory(&request) => {
                         let made = request.clone();
                         let response = run(&agent, id, request);
                         watch.after(&made, notices);
@@ -359,7 +364,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 tracing::debug!(id, op = request.op(), "request");
                 let (agent, tx) = (agent.clone(), tx.clone());
                 let made = match &watch {
-                    Some((watch, notices)) if matches!(request, yonder_proto::Request::Mkdir { .. }) => {
+                    Some((watch, notices)) if watch::Watch::makes_directory(&request) => {
                         Some((watch.clone(), notices.clone(), request.clone()))
                     }
                     _ => None,

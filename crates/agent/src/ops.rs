@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, file_type, open_flags, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
-    SeekWhence, SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
+    SeekWhence, SetAttr, SetTime, Target, TreeBudget, XattrMode, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
@@ -48,7 +48,13 @@ pub(crate) struct Agent {
     fence: Fence,
     /// What each `Once` operation of the session answered.
     replies: ReplyCache,
+    /// Told of each directory a walk (`ListTree`) is about to read, so a
+    /// client's watch covers it before its listing is taken.
+    visits: std::sync::OnceLock<Visit>,
 }
+
+/// What `Agent::on_visit` is given.
+pub(crate) type Visit = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// What a request acts on, for error messages: the operation and the path,
 /// pair of paths or handle as the client named it.
@@ -136,6 +142,19 @@ impl Agent {
             can_chown: rustix::process::geteuid().is_root(),
             fence: Fence::default(),
             replies: ReplyCache::default(),
+            visits: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Has `visit` told of every directory a walk is about to read (the
+    /// session's watch, when the client asked for one).
+    pub(crate) fn on_visit(&self, visit: Visit) {
+        let _ = self.visits.set(visit);
+    }
+
+    fn visiting(&self, wire: &[u8]) {
+        if let Some(visit) = self.visits.get() {
+            visit(wire);
         }
     }
 
@@ -267,6 +286,7 @@ impl Agent {
                 cursor,
                 max_entries,
             } => self.read_dir(op, &path, cursor, max_entries),
+            Request::ListTree { path, cursor, budget } => self.list_tree(op, &path, cursor, budget),
             Request::Open {
                 path,
                 flags,
@@ -533,8 +553,30 @@ impl Agent {
 
     fn read_dir(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, max_entries: u32) -> OpResult {
         let s = Subject::path(op, wire);
-        let abs = self.resolve(&s, wire)?;
-        let mut stream = match cursor {
+        let mut stream = self.dir_stream(&s, wire, cursor)?;
+        let page = stream
+            .read_page(clamp_page_entries(max_entries))
+            .map_err(|e| s.sys(e))?;
+        let next = page.more.then(|| self.dirs.park(stream));
+        Ok(Response::DirPage(DirPage {
+            entries: page.entries,
+            next,
+        }))
+    }
+
+    fn list_tree(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, budget: TreeBudget) -> OpResult {
+        let s = Subject::path(op, wire);
+        let stream = self.dir_stream(&s, wire, cursor)?;
+        let (mut page, rest) =
+            crate::tree::list_tree(stream, wire, budget, &|dir| self.visiting(dir)).map_err(|e| s.sys(e))?;
+        page.next = rest.map(|stream| self.dirs.park(stream));
+        Ok(Response::Tree(page))
+    }
+
+    /// The listing of `wire`: a new one, or the one parked under `cursor`.
+    fn dir_stream(&self, s: &Subject, wire: &[u8], cursor: Option<u64>) -> Result<DirStream, OpError> {
+        let abs = self.resolve(s, wire)?;
+        Ok(match cursor {
             None => DirStream::open(&abs, abs.logical()).map_err(|e| s.sys(e))?,
             Some(cursor) => {
                 let stream = self
@@ -546,15 +588,7 @@ impl Agent {
                 }
                 stream
             }
-        };
-        let page = stream
-            .read_page(clamp_page_entries(max_entries))
-            .map_err(|e| s.sys(e))?;
-        let next = page.more.then(|| self.dirs.park(stream));
-        Ok(Response::DirPage(DirPage {
-            entries: page.entries,
-            next,
-        }))
+        })
     }
 
     fn open(&self, op: &'static str, wire: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> OpResult {

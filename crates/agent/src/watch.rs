@@ -127,7 +127,10 @@ impl Watch {
     /// Watches the directories `request` visits, before it runs.
     pub(crate) fn before(&self, request: &Request, notices: &mpsc::UnboundedSender<Notice>) {
         match request {
-            Request::ReadDir { path, .. } => self.directory(path, notices),
+            Request::Once { request, .. } => self.before(request, notices),
+            // The directories below it are watched as the walk reaches
+            // them (`Agent::visiting`), before each is read.
+            Request::ReadDir { path, .. } | Request::ListTree { path, .. } => self.directory(path, notices),
             _ => {
                 for path in paths_of(request) {
                     self.directory(parent(path), notices);
@@ -138,13 +141,24 @@ impl Watch {
 
     /// Watches the directory `request` made, before it is answered.
     pub(crate) fn after(&self, request: &Request, notices: &mpsc::UnboundedSender<Notice>) {
-        if let Request::Mkdir { path, .. } = request {
-            self.directory(path, notices);
+        match request {
+            Request::Mkdir { path, .. } => self.directory(path, notices),
+            Request::Once { request, .. } => self.after(request, notices),
+            _ => {}
+        }
+    }
+
+    /// Whether `request` makes a directory, which `after` then watches.
+    pub(crate) fn makes_directory(request: &Request) -> bool {
+        match request {
+            Request::Mkdir { .. } => true,
+            Request::Once { request, .. } => Self::makes_directory(request),
+            _ => false,
         }
     }
 
     /// Watches directory `path` (a wire path) unless it is already.
-    fn directory(&self, path: &[u8], notices: &mpsc::UnboundedSender<Notice>) {
+    pub(crate) fn directory(&self, path: &[u8], notices: &mpsc::UnboundedSender<Notice>) {
         let Some(key) = normalize(path) else { return };
         let mut state = self.lock();
         if state.watched.contains(&key) {

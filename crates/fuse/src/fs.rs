@@ -719,7 +719,7 @@ impl fuser::Filesystem for FuseFs {
                     .and_then(|i| items.get(i))
                     .filter(|i| !i.is_dot_or_dotdot())
                 {
-                    vfs.forget(item.ino, 1);
+                    vfs.unremember(item.ino);
                 }
                 return;
             }
@@ -738,7 +738,7 @@ impl fuser::Filesystem for FuseFs {
             }
             if let Some(unsent) = reply_dir_plus(reply, ttl, &items, |i, _| attrs[i]) {
                 for attr in attrs[unsent..].iter().flatten() {
-                    vfs.forget(attr.ino, 1);
+                    vfs.unremember(attr.ino);
                 }
             }
         });

@@ -51,4 +51,5 @@ pub const CAPABILITIES: &[&str] = &[
     "fence",
     "once",
     "watch",
+    "tree",
 ];

@@ -327,6 +327,55 @@ pub struct DirEntry {
     pub xattrs: Option<Vec<serde_bytes::ByteBuf>>,
 }
 
+/// What one `ListTree` answer may carry. The agent stops adding at the
+/// first limit reached; every limit is clamped by the agent, so a client's
+/// numbers cannot make it build an answer larger than a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeBudget {
+    /// The answer's encoded size, about (names, attributes, xattr names,
+    /// file contents).
+    pub max_bytes: u32,
+    /// Entries over all the directories of the answer.
+    pub max_entries: u32,
+    /// Levels of subdirectories whose listings come along: 0 is the
+    /// directory asked for alone.
+    pub max_depth: u32,
+    /// Regular files of at most this size come with their contents; 0 for
+    /// none.
+    pub file_max: u32,
+    /// Bytes of file contents over the whole answer.
+    pub data_bytes: u32,
+}
+
+/// One entry of a `ListTree` answer: a [`DirEntry`] and, for a small
+/// regular file, its contents as of `attr` (the agent checked that the
+/// file did not change while it read them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    pub entry: DirEntry,
+    pub data: Option<serde_bytes::ByteBuf>,
+}
+
+/// One directory's entries in a `ListTree` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedDir {
+    /// Relative to the agent's root, as every path.
+    pub path: WirePath,
+    pub entries: Vec<TreeEntry>,
+}
+
+/// The answer to `ListTree`: first the directory asked for (its entries
+/// from the cursor on, as many as the budget allows), then, once that
+/// listing is complete, the complete listings of directories below it,
+/// depth first, as long as each fits whole in what is left of the budget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreePage {
+    pub dirs: Vec<ListedDir>,
+    /// Pass back as `cursor` for the rest of the directory asked for;
+    /// `None` when its listing is complete.
+    pub next: Option<u64>,
+}
+
 /// One page of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirPage {
@@ -541,6 +590,18 @@ pub enum Request {
         settled_below: u64,
         request: Box<Request>,
     },
+    /// A rich listing: one page of `path` sized by bytes rather than
+    /// entries, each entry with its attributes, xattr names and (small
+    /// files) contents, followed by listings of the directories below it,
+    /// all within `budget`. What a walk needs in a few round trips rather
+    /// than one per directory and file. `cursor` as for `ReadDir` (the
+    /// cursors are shared). Sent only to an agent that lists the `tree`
+    /// capability.
+    ListTree {
+        path: WirePath,
+        cursor: Option<u64>,
+        budget: TreeBudget,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -631,6 +692,7 @@ impl Request {
             Request::Realpath { .. } => "realpath",
             Request::Fence { .. } => "fence",
             Request::Once { request, .. } => request.op(),
+            Request::ListTree { .. } => "listtree",
         }
     }
 
@@ -668,7 +730,8 @@ impl Request {
             | Request::Lseek { .. }
             | Request::Ping
             | Request::Realpath { .. }
-            | Request::Fence { .. } => false,
+            | Request::Fence { .. }
+            | Request::ListTree { .. } => false,
         }
     }
 }
@@ -709,6 +772,8 @@ pub enum Response {
     },
     /// A file offset: the answer to `Lseek`.
     Offset(u64),
+    /// The answer to `ListTree`.
+    Tree(TreePage),
 }
 
 /// What happened at a path an agent reports changed, weakest first.

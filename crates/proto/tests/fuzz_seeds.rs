@@ -443,9 +443,71 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         once(4, 4, once(5, 4, made)),
         once(0, 5, Ping),
     ];
+    let budget = TreeBudget {
+        max_bytes: 4096,
+        max_entries: 100,
+        max_depth: 8,
+        file_max: 4096,
+        data_bytes: 65536,
+    };
+    let tree = [
+        Mkdir {
+            path: path("t"),
+            mode: 0o755,
+            owner: None,
+        },
+        Mkdir {
+            path: path("t/sub"),
+            mode: 0o755,
+            owner: None,
+        },
+        Open {
+            path: path("t/sub/small"),
+            flags: rw_create,
+            mode: 0o644,
+            owner: None,
+        },
+        Write {
+            handle: Handle(1),
+            offset: 0,
+            data: b"contents".to_vec(),
+        },
+        Symlink {
+            target: path("sub/small"),
+            path: path("t/link"),
+            owner: None,
+        },
+        Mknod {
+            path: path("t/sub/fifo"),
+            mode: file_type::FIFO | 0o644,
+            rdev_major: 0,
+            rdev_minor: 0,
+            owner: None,
+        },
+        ListTree {
+            path: path(""),
+            cursor: None,
+            budget,
+        },
+        ListTree {
+            path: path("t"),
+            cursor: None,
+            budget: TreeBudget {
+                max_bytes: 1,
+                max_entries: 1,
+                ..budget
+            },
+        },
+        ListTree {
+            path: path("t"),
+            cursor: Some(1),
+            budget,
+        },
+    ];
     BTreeMap::from([
         ("operations", requests(0, &operations)),
         ("files", requests(0, &files)),
+        ("tree", requests(0, &tree)),
         ("names", requests(0, &names)),
         ("xattrs", requests(0, &xattrs)),
         ("specials", requests(0, &specials)),

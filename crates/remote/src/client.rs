@@ -418,6 +418,10 @@ impl Exchange for AgentClient {
         self.exactly_once.load(Ordering::Relaxed)
     }
 
+    fn peer_has(&self, capability: &str) -> bool {
+        self.peer.capabilities.iter().any(|c| c == capability)
+    }
+
     /// The same frame as `Request::Write { handle, offset, data }`, but only
     /// its header is encoded: the data is sent from `data` itself.
     async fn exchange_write(

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::future::Future;
 use yonder_proto::{
     Attr, DirPage, Handle, Owner, RenameFlags, Request, Response, SeekWhence, SetAttr, StatFs, Target,
-    XattrMode,
+    TreeBudget, TreePage, XattrMode,
 };
 
 /// Names what a call acts on in errors: a path (`.` for the root), a
@@ -51,6 +51,13 @@ pub trait Exchange: Send + Sync + 'static {
     /// first outcome (see [`Remote::exactly_once`]).
     fn exactly_once(&self) -> bool {
         false
+    }
+
+    /// Whether the agent announced `capability` in its handshake; a
+    /// transport without one (an agent in the same process) has them all.
+    fn peer_has(&self, capability: &str) -> bool {
+        let _ = capability;
+        true
     }
 }
 
@@ -155,6 +162,23 @@ impl<E: Exchange> Remote for E {
         )
         .await?;
         expect!(r, "readdir", display_path(path), Response::DirPage(p) => p)
+    }
+
+    async fn list_tree(&self, path: &[u8], cursor: Option<u64>, budget: TreeBudget) -> Result<TreePage> {
+        if !self.peer_has("tree") {
+            return crate::remote::tree_from_page(self, path, cursor, budget).await;
+        }
+        let r = call_path(
+            self,
+            Request::ListTree {
+                path: path_buf(path),
+                cursor,
+                budget,
+            },
+            path,
+        )
+        .await?;
+        expect!(r, "listtree", display_path(path), Response::Tree(t) => t)
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {

@@ -38,7 +38,7 @@ pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use operation::Operation;
-pub use remote::Remote;
+pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session};
 pub use source::{

@@ -24,7 +24,9 @@ pub struct VfsOptions {
     pub readahead_chunk: usize,
     /// Upper bound of the readahead window of a sequential reader.
     pub readahead_max: usize,
-    /// Entries asked for per directory listing round trip.
+    /// Entries asked for per directory listing round trip at most (over
+    /// the directory and those below it that come along); a page is also
+    /// bounded by bytes (2 MiB).
     pub readdir_page: u32,
     /// How long an operation waits for a lost connection to come back
     /// (counted from the operation's start) before failing with EIO.
@@ -50,7 +52,7 @@ impl Default for VfsOptions {
             write_delay: Duration::from_secs(1),
             readahead_chunk: 1 << 20,
             readahead_max: 8 << 20,
-            readdir_page: 1024,
+            readdir_page: 16384,
             op_timeout: Duration::from_secs(20),
             write_back: false,
         }

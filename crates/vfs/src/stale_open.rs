@@ -308,7 +308,7 @@ impl StaleOpenRetry {
             if let Some(path) = table.path(ino) {
                 return Ok(path);
             }
-            table.get(ino).and_then(|n| n.former.clone())
+            table.get(ino).and_then(|n| n.former.as_deref().cloned())
         };
         if let Some((parent, name)) = former {
             self.state().mark_stale(parent, &name, pid, Instant::now());

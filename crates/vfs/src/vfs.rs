@@ -486,6 +486,15 @@ impl Vfs {
         self.inodes().forget(ino, n);
     }
 
+    /// Takes back the lookup [`Vfs::remember`] counted for an entry the
+    /// frontend could not hand out (the kernel's buffer was full). Unlike
+    /// [`Vfs::forget`], the inode stays with what is cached about it (its
+    /// xattr names from the listing, above all): the next readdir hands the
+    /// same entry out first.
+    pub fn unremember(&self, ino: Ino) {
+        self.inodes().uncount(ino, 1);
+    }
+
     // ----- attributes -----
 
     pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {
@@ -1097,23 +1106,44 @@ impl Vfs {
             None
         };
         if let Some(ahead) = opened_ahead {
-            let opened = self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, ahead.head);
+            let opened =
+                self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, Some(ahead.head));
             // The handle's own open count replaces the one kept for it.
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
+        // Contents that came with a listing spare the data, not the open:
+        // a descriptor must pin the file it opened, which only the
+        // agent's own descriptor does (the file may be replaced or deleted
+        // on the remote while it is open).
+        let kept = if reading && !self.writes.is_dirty(ino) {
+            self.inodes().take_contents(ino, Instant::now())
+        } else {
+            None
+        };
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
+            let prefetch = if kept.is_some() { 0 } else { OPEN_PREFETCH };
             let ((handle, attr, head), remote, generation) = self
                 .calls
-                .call_on("open", p, |r| async move {
-                    r.open_read(p, flags, OPEN_PREFETCH).await
-                })
+                .call_on(
+                    "open",
+                    p,
+                    |r| async move { r.open_read(p, flags, prefetch).await },
+                )
                 .await
                 .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+            let head = match kept {
+                None => Some(head),
+                // Still the file the listing read them from, or nothing
+                // known of its data.
+                Some((listed, data)) => ((attr.size, attr.mtime, attr.ctime)
+                    == (listed.size, listed.mtime, listed.ctime))
+                    .then(|| data.to_vec()),
+            };
             self.stale_opens
                 .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
@@ -1141,7 +1171,7 @@ impl Vfs {
         flags: u32,
         remote_handle: (yonder_proto::Handle, Generation),
         attr: Attr,
-        head: Vec<u8>,
+        head: Option<Vec<u8>>,
     ) -> (Fh, FileAttr) {
         let (fattr, version) = {
             let mut table = self.inodes();
@@ -1151,7 +1181,7 @@ impl Vfs {
         let mut readahead = Readahead::default();
         readahead.follow_version(version);
         readahead.follow(attr.size, attr.mtime);
-        if attr.is_file() && !self.writes.is_dirty(ino) {
+        if let (true, false, Some(head)) = (attr.is_file(), self.writes.is_dirty(ino), head) {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
@@ -1437,8 +1467,16 @@ impl Vfs {
         // changed through the mount since it was listed (another name of
         // it sent its writes, a listing fetched ahead): send what is
         // buffered, then ask again.
-        let remote = item.remote.as_ref()?;
-        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        let listed = match item.remote.as_ref() {
+            Some(remote) => self.inodes().upsert(parent, &item.name, remote, Instant::now()),
+            None => {
+                let mut table = self.inodes();
+                let listed = table.remember_listed(parent, &item.name, item.attr?)?;
+                // Counted again below, once current.
+                table.uncount(listed.ino, 1);
+                listed
+            }
+        };
         self.writes.flush_inode(listed.ino).await;
         self.ns.changed(listed.ino, Change::Flushed);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
@@ -1450,8 +1488,10 @@ impl Vfs {
     /// since they were listed (see [`Vfs::any_dirty`]), which needs no
     /// waiting.
     pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        let remote = item.remote.as_ref()?;
         let mut table = self.inodes();
+        let Some(remote) = item.remote.as_ref() else {
+            return table.remember_listed(parent, &item.name, item.attr?);
+        };
         let fattr = table.upsert(parent, &item.name, remote, Instant::now());
         table.inc_lookup(fattr.ino, 1);
         Some(fattr)
@@ -1462,7 +1502,8 @@ impl Vfs {
     /// listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
         items.iter().any(|i| {
-            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+            !i.is_dot_or_dotdot()
+                && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
         })
     }
 

@@ -3,6 +3,7 @@
 //! every other part asks it: the path of an inode, the path of a name, what
 //! to call an inode in a message, what a new node's owner is.
 
+mod contents;
 mod inode;
 
 use crate::attr::{Caller, FileAttr, Ino};
@@ -184,7 +185,7 @@ impl Namespace {
                 table.changed(parent, Change::NamesUnknown);
                 Some((parent, name))
             }
-            None => table.get(ino).and_then(|n| n.former.clone()),
+            None => table.get(ino).and_then(|n| n.former.as_deref().cloned()),
         }
     }
 }
