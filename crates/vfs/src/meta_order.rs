@@ -188,6 +188,18 @@ impl MetaOrder {
         self.conflicts(path).is_empty()
     }
 
+    /// Whether nothing but `own` is unsettled on `path` or below it (what
+    /// could still change the attributes of what `path` names; an
+    /// operation on a directory above does not).
+    pub fn is_quiet_at_but(&self, path: &[u8], own: &Arc<Pending>) -> bool {
+        let index = lock(&self.index);
+        let at = index.at.get(path).is_none_or(|p| Arc::ptr_eq(p, own));
+        at && index
+            .below
+            .get(path)
+            .is_none_or(|under| under.values().all(|p| Arc::ptr_eq(p, own)))
+    }
+
     /// Every unsettled operation.
     pub fn all(&self) -> Vec<Arc<Pending>> {
         lock(&self.index).all.values().cloned().collect()

@@ -187,12 +187,40 @@ impl MetaWriteBack {
                 Some((file, state)) => meta.send_create(&op, &file, &state, &pending, &mut seqs).await,
                 None => meta.send(ino, &op).await,
             };
+            let settled = result.is_ok();
             if let Err(err) = result {
                 meta.failed(ino, &op, err);
+            }
+            // Before it counts as settled, so whoever waits for it asks
+            // for the times the remote gave.
+            if settled {
+                meta.settled(ino, &op, &pending);
             }
             meta.journal.confirm(&seqs);
             meta.order.finish(&pending);
         });
+    }
+
+    /// `op` was carried out: the times estimated here when it was
+    /// acknowledged (a directory's mtime and ctime, a node's ctime) are
+    /// close to the remote's but not equal, so once nothing more is pending
+    /// on them they are asked again rather than kept for a whole TTL.
+    fn settled(&self, ino: Ino, op: &MetaOp, own: &Arc<Pending>) {
+        let path = op.path();
+        let parent_path = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => &path[..i],
+            None => &b""[..],
+        };
+        let removed = matches!(op, MetaOp::Unlink { .. } | MetaOp::Rmdir { .. });
+        if !removed && self.order.is_quiet_at_but(path, own) {
+            self.ns.changed(ino, Change::Entries);
+        }
+        if !matches!(op, MetaOp::Setattr { .. }) && self.order.is_quiet_at_but(parent_path, own) {
+            let parent = self.ns.table().resolve(parent_path);
+            if let Some(parent) = parent {
+                self.ns.changed(parent, Change::Entries);
+            }
+        }
     }
 
     /// Whether `fh` is a file whose creation has not been sent yet: its
