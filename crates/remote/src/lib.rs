@@ -22,8 +22,10 @@ pub mod link;
 mod remote;
 mod scoped;
 mod session;
+pub mod sftp;
 pub mod source;
 pub mod tcp;
+mod transport;
 
 pub use bytes::Bytes;
 pub use client::AgentClient;
@@ -34,8 +36,9 @@ pub use remote::Remote;
 pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session};
 pub use source::{
-    connect, connect_agent, connector_for, spawn, ConnectOptions, MakeConnector, Source, SourceConnector,
-    SourceError, Spawned, URL_TRANSPORTS,
+    connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
+    URL_TRANSPORTS,
 };
+pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;
 pub mod transfer;

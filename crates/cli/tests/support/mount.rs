@@ -78,7 +78,10 @@ impl Mount {
     /// Runs a `yonder mount` of `backing` at `mountpoint` that must fail;
     /// returns what it said.
     pub fn refused(v: Variant, backing: &Path, mountpoint: &Path, extra: &[&str]) -> String {
-        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let sshd = v
+            .transport
+            .needs_sshd()
+            .then(|| Sshd::start().expect("start sshd"));
         let mut cmd = mount_command(v, backing, mountpoint, extra, sshd.as_ref());
         let mut child = cmd
             .stdin(Stdio::null())
@@ -110,7 +113,10 @@ impl Mount {
         extra: &[&str],
         logged: bool,
     ) -> Mount {
-        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let sshd = v
+            .transport
+            .needs_sshd()
+            .then(|| Sshd::start().expect("start sshd"));
         let mountpoint = parent.path().join("mnt");
         let mut cmd = mount_command(v, backing.path(), &mountpoint, extra, sshd.as_ref());
         if logged {
@@ -235,6 +241,9 @@ fn mount_command(
     }
     if let Some(agent) = &options.agent_path {
         cmd.args(["--agent-path", agent]);
+    }
+    if options.sftp {
+        cmd.arg("--sftp");
     }
     cmd
 }
