@@ -27,6 +27,9 @@ pub struct FsArgs {
     /// Path of `yonder` on the remote machine.
     #[arg(long, value_name = "PATH", global = true)]
     agent_path: Option<String>,
+    /// Reach an ssh source through the host's SFTP server, no agent.
+    #[arg(long, global = true)]
+    sftp: bool,
     /// Log debug detail to stderr.
     #[arg(long, global = true)]
     debug: bool,
@@ -169,6 +172,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             ssh_option: args.ssh_option,
             ssh_command: args.ssh_command,
             agent_path: args.agent_path,
+            sftp: args.sftp,
             debug: args.debug,
         };
         let options = connect.options();

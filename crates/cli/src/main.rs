@@ -70,6 +70,11 @@ pub struct ConnectArgs {
     /// Path of `yonder` on the remote machine.
     #[arg(long, value_name = "PATH")]
     pub agent_path: Option<String>,
+    /// Serve an ssh source with the host's own SFTP server, no agent:
+    /// for hosts where none can run. Some things SFTP cannot express
+    /// (docs/sftp.md); shorter default TTLs, as nothing reports changes.
+    #[arg(long)]
+    pub sftp: bool,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -119,6 +124,7 @@ impl ConnectArgs {
             ssh_options: self.ssh_option.clone(),
             ssh_command: self.ssh_command.clone(),
             agent_path: self.agent_path.clone(),
+            sftp: self.sftp,
             ..Default::default()
         }
     }

@@ -32,12 +32,14 @@ pub struct MountArgs {
     read_only: bool,
     /// Seconds the kernel and yonder trust file attributes. Changes made
     /// through this mount are seen at once; changes made on the remote by
-    /// others within this time (sshfs trusts its cache for 20).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    attr_ttl: f64,
+    /// others within this time (sshfs trusts its cache for 20). Default:
+    /// 10, or 5 with --sftp.
+    #[arg(long, value_name = "SECONDS")]
+    attr_ttl: Option<f64>,
     /// Seconds the kernel and yonder trust directory entries and listings.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    dir_ttl: f64,
+    /// Default: 10, or 5 with --sftp.
+    #[arg(long, value_name = "SECONDS")]
+    dir_ttl: Option<f64>,
     /// Let other users (and root) use the mount, each with their own
     /// rights: the kernel checks permissions from modes and ACLs
     /// (default_permissions). Non-root mounters need `user_allow_other` in
@@ -83,9 +85,10 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.allow_non_empty |= o.allow_non_empty;
     args.connect.debug |= o.debug;
     args.link.no_reconnect |= o.no_reconnect;
+    args.connect.sftp |= o.sftp;
     let set = |value: Option<f64>, flag: &mut f64| *flag = value.unwrap_or(*flag);
-    set(o.attr_ttl, &mut args.attr_ttl);
-    set(o.dir_ttl, &mut args.dir_ttl);
+    args.attr_ttl = o.attr_ttl.or(args.attr_ttl);
+    args.dir_ttl = o.dir_ttl.or(args.dir_ttl);
     set(o.op_timeout, &mut args.op_timeout);
     set(o.heartbeat, &mut args.link.heartbeat);
     args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
@@ -98,6 +101,11 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     }
     Ok((o.ssh_options, fuse_options))
 }
+
+/// How long attributes and names are trusted by default.
+const TTL_SECS: f64 = 10.0;
+/// The same for an SFTP mount.
+const SFTP_TTL_SECS: f64 = 5.0;
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
@@ -190,18 +198,22 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     connect.ssh_options.extend(ssh_options);
     let link_options = args.link.options()?;
     let op_timeout = seconds("op-timeout", args.op_timeout)?;
+    // Nothing tells an SFTP mount of changes made on the remote: it
+    // trusts what it saw for less long.
+    let default_ttl = if connect.sftp { SFTP_TTL_SECS } else { TTL_SECS };
     let spec = MountSpec {
         connect: ConnectSpec {
             source: args.source.clone(),
             ssh_options: connect.ssh_options.clone(),
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
+            sftp: connect.sftp,
             link: args.link.spec(),
         },
         mountpoint: args.mountpoint.clone(),
         read_only: args.read_only,
-        attr_ttl_secs: seconds("attr-ttl", args.attr_ttl)?.as_secs_f64(),
-        dir_ttl_secs: seconds("dir-ttl", args.dir_ttl)?.as_secs_f64(),
+        attr_ttl_secs: seconds("attr-ttl", args.attr_ttl.unwrap_or(default_ttl))?.as_secs_f64(),
+        dir_ttl_secs: seconds("dir-ttl", args.dir_ttl.unwrap_or(default_ttl))?.as_secs_f64(),
         allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
         default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
         no_default_permissions: args.no_default_permissions,
@@ -402,7 +414,7 @@ mod tests {
         assert_eq!(ssh, ["IdentityFile=/k", "Port=2222"]);
         assert_eq!(mount, ["noexec", "default_permissions"]);
         assert!(args.read_only);
-        assert_eq!((args.attr_ttl, args.dir_ttl), (3.0, 4.0));
+        assert_eq!((args.attr_ttl, args.dir_ttl), (Some(3.0), Some(4.0)));
         assert_eq!(args.connect.agent_path.as_deref(), Some("/opt/yonder"));
     }
 }

@@ -31,6 +31,8 @@ pub enum Destination {
         ssh_options: Vec<String>,
         ssh_command: Option<String>,
         agent_path: Option<String>,
+        /// Through the host's SFTP server, not an agent.
+        sftp: bool,
     },
     /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
     Url {
@@ -72,6 +74,7 @@ impl Destination {
                     ssh_options: spec.ssh_options.clone(),
                     ssh_command: spec.ssh_command.clone(),
                     agent_path: spec.agent_path.clone(),
+                    sftp: spec.sftp,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -119,11 +122,13 @@ impl Destination {
                 ssh_options,
                 ssh_command,
                 agent_path,
+                sftp,
                 ..
             } => ConnectOptions {
                 ssh_options: ssh_options.clone(),
                 ssh_command: ssh_command.clone(),
                 agent_path: agent_path.clone(),
+                sftp: *sftp,
                 ..Default::default()
             },
             Destination::Url { agent_path, .. } => ConnectOptions {
@@ -138,8 +143,18 @@ impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Destination::Local => f.write_str("local"),
-            Destination::Ssh { user, host, port, .. } => {
-                yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)
+            Destination::Ssh {
+                user,
+                host,
+                port,
+                sftp,
+                ..
+            } => {
+                yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)?;
+                if *sftp {
+                    f.write_str(" (sftp)")?;
+                }
+                Ok(())
             }
             Destination::Url { scheme, address, .. } => write!(f, "{scheme}://{address}"),
         }

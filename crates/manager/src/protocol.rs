@@ -51,6 +51,9 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// Served by the host's SFTP server instead of an agent (`--sftp`).
+    #[serde(default)]
+    pub sftp: bool,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]

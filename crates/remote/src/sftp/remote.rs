@@ -393,6 +393,27 @@ impl SftpRemote {
         }
     }
 
+    /// The errno of a write that failed with `FAILURE`: ENOSPC when the
+    /// file system has no block left for the server's user, else EIO.
+    async fn explain_write(&self, full: &[u8]) -> Errno {
+        if !self.ext.statvfs {
+            return Errno::EIO;
+        }
+        let Ok(reply) = self
+            .extended(b"statvfs@openssh.com", |p| p.string(full), "write", full)
+            .await
+        else {
+            return Errno::EIO;
+        };
+        if reply.kind != wire::EXTENDED_REPLY {
+            return Errno::EIO;
+        }
+        match Reader::new(&reply.body).statvfs() {
+            Ok(fs) if fs.blocks_available == 0 => Errno::ENOSPC,
+            _ => Errno::EIO,
+        }
+    }
+
     async fn stat_kind(&self, op: &'static str, kind: u8, path: &[u8], full: &[u8]) -> Result<Attr> {
         let reply = self.ask(op, kind, path, |p| p.string(full)).await?;
         match Self::expect_attrs(op, path, reply)? {
@@ -1040,7 +1061,8 @@ impl Remote for SftpRemote {
     }
 
     async fn write(&self, handle: Handle, offset: u64, data: Bytes) -> Result<u32> {
-        let sftp = self.sftp_handle("write", handle, Need::Write)?;
+        let (sftp, path) = self.file("write", handle, Need::Write)?;
+        let sftp = sftp.ok_or_else(|| RemoteError::os("write", handle.to_string(), Errno::EISDIR))?;
         let shown = handle.to_string();
         let chunk = self.max_write.max(1) as usize;
         let mut flights = Vec::new();
@@ -1066,7 +1088,7 @@ impl Remote for SftpRemote {
             let reply = flight.reply(&|| shown.clone()).await?;
             if let Err(s) = Self::expect_ok("write", shown.as_bytes(), reply)? {
                 let errno = match s.code {
-                    status::FAILURE => Errno::EIO,
+                    status::FAILURE => self.explain_write(&path).await,
                     code => wire::status_errno(code),
                 };
                 return Err(Self::error("write", shown.as_bytes(), s, errno));
