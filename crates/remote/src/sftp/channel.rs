@@ -25,10 +25,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-/// A reply: its type and its body after the id.
+/// A reply: its type and its packet, whose body starts after the id.
 pub struct Reply {
     pub kind: u8,
-    pub body: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+impl Reply {
+    /// The body after the type and id (not moved: a read's data stays
+    /// where the reader put it).
+    pub fn body(&self) -> &[u8] {
+        &self.packet[5..]
+    }
 }
 
 type Waiter = oneshot::Sender<std::result::Result<Reply, String>>;
@@ -345,7 +353,7 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, out: &Outgoing) 
 
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<Shared>) {
     let reason = loop {
-        let mut body = match read_packet(&mut reader).await {
+        let body = match read_packet(&mut reader).await {
             Ok(Some(body)) => body,
             Ok(None) => break "the SFTP server closed the connection".to_string(),
             Err(err) => break format!("read from the SFTP server failed: {err}"),
@@ -356,11 +364,10 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<S
         }
         let kind = body[0];
         let id = u32::from_be_bytes(body[1..5].try_into().expect("4 bytes"));
-        body.drain(..5);
         let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
         match waiter {
             Some(waiter) => {
-                let _ = waiter.send(Ok(Reply { kind, body }));
+                let _ = waiter.send(Ok(Reply { kind, packet: body }));
             }
             None => tracing::warn!(id, "SFTP reply for an unknown request id"),
         }

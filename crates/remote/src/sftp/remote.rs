@@ -154,7 +154,7 @@ impl SftpRemote {
         if reply.kind != wire::EXTENDED_REPLY {
             return Err(protocol("limits", b"", "expected an extended reply"));
         }
-        let mut r = Reader::new(&reply.body);
+        let mut r = Reader::new(reply.body());
         let mut parse = || -> std::result::Result<(u64, u64, u64), wire::Truncated> {
             let packet = r.u64()?;
             let read = r.u64()?;
@@ -262,7 +262,7 @@ impl SftpRemote {
         if reply.kind != wire::STATUS {
             return None;
         }
-        let mut r = Reader::new(&reply.body);
+        let mut r = Reader::new(reply.body());
         let code = r.u32().unwrap_or(status::FAILURE);
         let message = r
             .string()
@@ -291,7 +291,7 @@ impl SftpRemote {
         if reply.kind != wire::ATTRS {
             return Err(protocol(op, subject, "expected attributes"));
         }
-        let attrs = Reader::new(&reply.body)
+        let attrs = Reader::new(reply.body())
             .attrs()
             .map_err(|_| protocol(op, subject, "short attributes"))?;
         Ok(Ok(attrs.to_attr()))
@@ -308,7 +308,7 @@ impl SftpRemote {
         if reply.kind != wire::HANDLE {
             return Err(protocol(op, subject, "expected a handle"));
         }
-        let handle = Reader::new(&reply.body)
+        let handle = Reader::new(reply.body())
             .string()
             .map_err(|_| protocol(op, subject, "short handle"))?;
         Ok(Ok(handle.to_vec()))
@@ -323,7 +323,7 @@ impl SftpRemote {
         if let Some(s) = Self::status_of(&reply) {
             return Ok(Err(s));
         }
-        let mut r = Reader::new(&reply.body);
+        let mut r = Reader::new(reply.body());
         if reply.kind != wire::NAME || r.u32().unwrap_or(0) == 0 {
             return Err(protocol(op, subject, "expected a name"));
         }
@@ -408,7 +408,7 @@ impl SftpRemote {
         if reply.kind != wire::EXTENDED_REPLY {
             return Errno::EIO;
         }
-        match Reader::new(&reply.body).statvfs() {
+        match Reader::new(reply.body()).statvfs() {
             Ok(fs) if fs.blocks_available == 0 => Errno::ENOSPC,
             _ => Errno::EIO,
         }
@@ -657,7 +657,7 @@ impl SftpRemote {
             if reply.kind != wire::DATA {
                 return Err(protocol("read", shown, "expected data"));
             }
-            let got = Reader::new(&reply.body)
+            let got = Reader::new(reply.body())
                 .string()
                 .map_err(|_| protocol("read", shown, "short data"))?;
             data.extend_from_slice(got);
@@ -769,7 +769,7 @@ impl SftpRemote {
             if reply.kind != wire::NAME {
                 return Err(protocol("readdir", &shown, "expected names"));
             }
-            let mut r = Reader::new(&reply.body);
+            let mut r = Reader::new(reply.body());
             let bad = |_| protocol("readdir", &shown, "short names");
             let count = r.u32().map_err(bad)?;
             for _ in 0..count {
@@ -1357,7 +1357,7 @@ impl Remote for SftpRemote {
         if reply.kind != wire::EXTENDED_REPLY {
             return Err(protocol(op, path, "expected an extended reply"));
         }
-        Reader::new(&reply.body)
+        Reader::new(reply.body())
             .statvfs()
             .map_err(|_| protocol(op, path, "short statvfs reply"))
     }
