@@ -196,12 +196,20 @@ impl SftpRemote {
                 name => parts.push(name),
             }
         }
+        // Linux's NAME_MAX and PATH_MAX: OpenSSH reports ENAMETOOLONG as
+        // a bad message, and the server's path includes the root.
+        if parts.iter().any(|p| p.len() > 255) {
+            return Err(RemoteError::os(op, display_path(path), Errno::ENAMETOOLONG));
+        }
         let mut full = self.root.clone();
         for part in parts {
             if full.last() != Some(&b'/') {
                 full.push(b'/');
             }
             full.extend_from_slice(part);
+        }
+        if full.len() >= 4096 {
+            return Err(RemoteError::os(op, display_path(path), Errno::ENAMETOOLONG));
         }
         Ok(full)
     }
@@ -679,9 +687,13 @@ impl SftpRemote {
                 (SetTime::Omit, SetTime::Now | SetTime::Set(_))
                     | (SetTime::Now | SetTime::Set(_), SetTime::Omit)
             );
+        // The kernel resolves symlinks before it sets attributes: a path
+        // names the node itself (lchown). OpenSSH's lsetstat sets no size.
+        let nofollow = self.ext.lsetstat && attr.size.is_none();
         let current = if needs_current {
             Some(match target {
                 SettleTarget::Handle(h) => self.fstat_sftp(op, shown, h).await?,
+                SettleTarget::Path(full) if nofollow => self.stat_kind(op, wire::LSTAT, shown, full).await?,
                 SettleTarget::Path(full) => self.stat_kind(op, wire::STAT, shown, full).await?,
             })
         } else {
@@ -717,12 +729,16 @@ impl SftpRemote {
         }
         let set = match target {
             SettleTarget::Handle(h) => self.send(op, wire::FSETSTAT, shown, |p| p.string(h).attrs(&attrs))?,
+            SettleTarget::Path(full) if nofollow => self.send(op, wire::EXTENDED, shown, |p| {
+                p.string(b"lsetstat@openssh.com").string(full).attrs(&attrs)
+            })?,
             SettleTarget::Path(full) => {
                 self.send(op, wire::SETSTAT, shown, |p| p.string(full).attrs(&attrs))?
             }
         };
         let stat = match target {
             SettleTarget::Handle(h) => self.send(op, wire::FSTAT, shown, |p| p.string(h))?,
+            SettleTarget::Path(full) if nofollow => self.send(op, wire::LSTAT, shown, |p| p.string(full))?,
             SettleTarget::Path(full) => self.send(op, wire::STAT, shown, |p| p.string(full))?,
         };
         let reply = set.reply(&|| display_path(shown)).await?;
@@ -750,40 +766,54 @@ impl SftpRemote {
     }
 
     /// Reads directory entries into `listing` until it holds `want` or the
-    /// directory ends.
+    /// directory ends. READDIRs on one handle are answered in the order
+    /// sent, each with the next batch (about 100 names from OpenSSH), so
+    /// as many as the page needs go out at once; those past the end
+    /// answer EOF.
     async fn fill(&self, listing: &mut Listing, want: usize) -> Result<()> {
+        const BATCH: usize = 100;
+        const MAX_READDIRS: usize = 8;
         let shown = listing.path.clone();
         while listing.buffered.len() < want && !listing.done {
+            let missing = want - listing.buffered.len();
+            let count = missing.div_ceil(BATCH).clamp(1, MAX_READDIRS);
             let sftp = listing.sftp.clone();
-            let reply = self
-                .ask("readdir", wire::READDIR, &shown, |p| p.string(&sftp))
-                .await?;
-            if let Some(s) = Self::status_of(&reply) {
-                if s.code == status::EOF {
-                    listing.done = true;
-                    break;
-                }
-                let errno = wire::status_errno(s.code);
-                return Err(Self::error("readdir", &shown, s, errno));
-            }
-            if reply.kind != wire::NAME {
-                return Err(protocol("readdir", &shown, "expected names"));
-            }
-            let mut r = Reader::new(reply.body());
-            let bad = |_| protocol("readdir", &shown, "short names");
-            let count = r.u32().map_err(bad)?;
+            let mut flights = Vec::with_capacity(count);
             for _ in 0..count {
-                let name = r.string().map_err(bad)?.to_vec();
-                let _long = r.string().map_err(bad)?;
-                let attrs = r.attrs().map_err(bad)?;
-                if name == b"." || name == b".." {
+                flights.push(self.send("readdir", wire::READDIR, &shown, |p| p.string(&sftp))?);
+            }
+            for flight in flights {
+                let reply = flight.reply(&|| display_path(&shown)).await?;
+                if listing.done {
                     continue;
                 }
-                listing.buffered.push_back(DirEntry {
-                    name: name.into(),
-                    attr: Some(attrs.to_attr()),
-                    xattrs: Some(Vec::new()),
-                });
+                if let Some(s) = Self::status_of(&reply) {
+                    if s.code == status::EOF {
+                        listing.done = true;
+                        continue;
+                    }
+                    let errno = wire::status_errno(s.code);
+                    return Err(Self::error("readdir", &shown, s, errno));
+                }
+                if reply.kind != wire::NAME {
+                    return Err(protocol("readdir", &shown, "expected names"));
+                }
+                let mut r = Reader::new(reply.body());
+                let bad = |_| protocol("readdir", &shown, "short names");
+                let names = r.u32().map_err(bad)?;
+                for _ in 0..names {
+                    let name = r.string().map_err(bad)?.to_vec();
+                    let _long = r.string().map_err(bad)?;
+                    let attrs = r.attrs().map_err(bad)?;
+                    if name == b"." || name == b".." {
+                        continue;
+                    }
+                    listing.buffered.push_back(DirEntry {
+                        name: name.into(),
+                        attr: Some(attrs.to_attr()),
+                        xattrs: Some(Vec::new()),
+                    });
+                }
             }
         }
         Ok(())
