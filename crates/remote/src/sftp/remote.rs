@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 use yonder_proto::{
-    access_mask, fallocate_mode, file_type, open_flags as of, Attr, DirEntry, DirPage, Errno, Handle, Owner,
-    RenameFlags, SeekWhence, SetAttr, SetTime, StatFs, Target, XattrMode,
+    access_mask, file_type, open_flags as of, Attr, DirEntry, DirPage, Errno, Handle, Owner, RenameFlags,
+    SeekWhence, SetAttr, SetTime, StatFs, Target, XattrMode,
 };
 
 /// The most a read or write request carries when the server does not say
@@ -1168,7 +1168,7 @@ impl Remote for SftpRemote {
                 let shown = handle.to_string();
                 match sftp {
                     Some(sftp) => {
-                        if attr.size.is_some() && !self.file("setattr", handle, Need::Write).is_ok() {
+                        if attr.size.is_some() && self.file("setattr", handle, Need::Write).is_err() {
                             return Err(RemoteError::os("setattr", shown, Errno::EINVAL));
                         }
                         self.setattr_target(&SettleTarget::Handle(&sftp), shown.as_bytes(), &attr)
@@ -1456,7 +1456,6 @@ impl Remote for SftpRemote {
         let sftp = self.sftp_handle(op, handle, Need::Write)?;
         let shown = handle.to_string();
         if mode != 0 {
-            let _ = fallocate_mode::KEEP_SIZE;
             return Err(RemoteError::os(op, shown, Errno::EOPNOTSUPP));
         }
         // Only the size can be made: the blocks are the server's to allocate.

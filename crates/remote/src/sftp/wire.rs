@@ -83,7 +83,7 @@ impl FileAttrs {
     /// in as a file system without it would: no inode number (the VFS
     /// then keys identity by path), no device, no birth time, ctime equal
     /// to mtime, one link, blocks from the size.
-    pub fn to_attr(&self) -> Attr {
+    pub fn to_attr(self) -> Attr {
         let (uid, gid) = self.uid_gid.unwrap_or((0, 0));
         let (atime, mtime) = self.times.unwrap_or((0, 0));
         let size = self.size.unwrap_or(0);
