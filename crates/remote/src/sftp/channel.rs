@@ -313,8 +313,15 @@ async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Op
     if len == 0 || len > wire::MAX_PACKET {
         return Err(std::io::Error::other(format!("SFTP packet of {len} bytes")));
     }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).await?;
+    // Read into the spare capacity: a 255 KiB read reply is not zeroed
+    // first.
+    let mut body = Vec::with_capacity(len);
+    while body.len() < len {
+        let want = (len - body.len()) as u64;
+        if (&mut *reader).take(want).read_buf(&mut body).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     Ok(Some(body))
 }
 
