@@ -139,7 +139,10 @@ impl SftpChannel {
             reason,
         };
         let mut reader = BufReader::with_capacity(256 * 1024, reader);
-        let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+        // Smaller than a write request's data, so that its data goes to the
+        // pipe from the caller's buffer (one vectored write) while small
+        // requests are still gathered into one.
+        let mut writer = BufWriter::with_capacity(64 * 1024, writer);
         let sent = async {
             writer.write_all(&Packet::init()).await?;
             writer.flush().await
@@ -351,11 +354,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 async fn send<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, out: &Outgoing) -> std::io::Result<()> {
-    writer.write_all(&out.packet).await?;
-    if !out.payload.is_empty() {
-        writer.write_all(&out.payload).await?;
+    if out.payload.is_empty() {
+        writer.write_all(&out.packet).await
+    } else {
+        yonder_proto::stream::write_parts(writer, &out.packet, &out.payload).await
     }
-    Ok(())
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: BufReader<R>, shared: Arc<Shared>) {
