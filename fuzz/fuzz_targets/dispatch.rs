@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use yonder_agent::fuzzing::Dispatcher;
 use yonder_proto::{
-    decode_body, encode_frame, file_type, open_flags, Handle, Message, Request, Response, WirePath,
-    MAX_IO_SIZE,
+    decode_body, encode_frame, file_type, open_flags, Handle, Message, Request, Response, TreeBudget,
+    WirePath, MAX_IO_SIZE,
 };
 
 /// Requests run per input.
@@ -161,6 +161,16 @@ fn constrain(request: Request) -> Option<Request> {
             len: len.min(MAX_FALLOCATE),
             mode,
         },
+        // What an operation carries is constrained as if sent alone.
+        Request::Once {
+            id,
+            settled_below,
+            request,
+        } => Request::Once {
+            id,
+            settled_below,
+            request: Box::new(constrain(*request)?),
+        },
         other => other,
     })
 }
@@ -177,12 +187,52 @@ fn confined_target(target: &[u8]) -> WirePath {
 fn run(dispatcher: &Dispatcher, request: Request) {
     let response = match request {
         Request::Read { handle, offset, len } => read(dispatcher, handle, offset, len),
+        Request::ListTree { path, cursor, budget } => list_tree(dispatcher, path, cursor, budget),
         request => dispatcher.handle(request),
     };
     // Whatever the agent answers goes through the codec intact.
     let frame = encode_frame(7, &Message::Response(response.clone())).expect("a response fits in a frame");
     let decoded = decode_body::<Message>(&frame[12..]).expect("a response decodes");
     assert_eq!(decoded, Message::Response(response));
+}
+
+/// A rich listing, checked: the directory asked for first, every other
+/// one below it; contents only of regular files, as long as the file's
+/// size and within the budget; no directory twice.
+fn list_tree(dispatcher: &Dispatcher, path: WirePath, cursor: Option<u64>, budget: TreeBudget) -> Response {
+    let response = dispatcher.handle(Request::ListTree {
+        path: path.clone(),
+        cursor,
+        budget,
+    });
+    if let Response::Tree(tree) = &response {
+        let top = tree.dirs.first().expect("the directory asked for comes first");
+        assert_eq!(top.path, path);
+        let mut seen = std::collections::HashSet::new();
+        let mut data = 0;
+        for dir in &tree.dirs {
+            assert!(seen.insert(dir.path.clone()), "{:?} twice", dir.path);
+            for entry in &dir.entries {
+                let Some(contents) = &entry.data else { continue };
+                let attr = entry.entry.attr.expect("contents come with attributes");
+                assert!(attr.is_file(), "contents of a non-regular file");
+                assert_eq!(contents.len() as u64, attr.size);
+                data += contents.len();
+            }
+        }
+        assert!(data <= budget.data_bytes as usize, "{data} bytes of contents");
+        if tree.dirs.len() > 1 {
+            let prefix = if path.is_empty() || &path[..] == b"." {
+                Vec::new()
+            } else {
+                [&path[..], b"/"].concat()
+            };
+            for dir in &tree.dirs[1..] {
+                assert!(dir.path.starts_with(&prefix), "{:?} outside {:?}", dir.path, path);
+            }
+        }
+    }
+    response
 }
 
 /// A read as the agent makes it when its output is a pipe (spliced where it

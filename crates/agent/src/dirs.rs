@@ -23,7 +23,7 @@ const MAX_PAGE_ENTRIES: u32 = 8192;
 const PAGE_BYTES: usize = 1 << 20;
 /// Upper bound of an entry's encoding besides its name (an `Attr` of
 /// varints, the option tag and the name's length).
-const ENTRY_OVERHEAD: usize = 128;
+pub(crate) const ENTRY_OVERHEAD: usize = 128;
 
 pub(crate) fn clamp_page_entries(requested: u32) -> usize {
     requested.clamp(MIN_PAGE_ENTRIES, MAX_PAGE_ENTRIES) as usize
@@ -66,24 +66,87 @@ impl DirStream {
         &self.path
     }
 
+    /// Opens the subdirectory `name` of this stream's directory, not
+    /// following a symlink put in its place since it was listed; `key` is
+    /// its stable name.
+    pub(crate) fn open_child(&self, name: &[u8], key: &Path) -> rustix::io::Result<DirStream> {
+        let fd = rustix::fs::openat(
+            self.dir.fd()?,
+            std::ffi::OsStr::from_bytes(name),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(DirStream {
+            dir: Dir::new(fd)?,
+            path: key.to_path_buf(),
+            pending: None,
+        })
+    }
+
     pub(crate) fn read_page(&mut self, max_entries: usize) -> rustix::io::Result<Page> {
+        self.read_page_within(max_entries, PAGE_BYTES)
+    }
+
+    /// A page of at most `max_entries` entries and about `max_bytes`
+    /// encoded bytes (at least one entry, so that a page always advances).
+    pub(crate) fn read_page_within(
+        &mut self,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> rustix::io::Result<Page> {
         let mut entries = Vec::new();
         let mut bytes = 0;
         while let Some(name) = self.next_name()? {
-            if entries.len() >= max_entries || bytes >= PAGE_BYTES {
+            if entries.len() >= max_entries || (bytes >= max_bytes && !entries.is_empty()) {
                 self.pending = Some(name);
                 return Ok(Page { entries, more: true });
             }
-            bytes += name.len() + ENTRY_OVERHEAD;
-            let attr = self.lstat(&name);
-            let xattrs = attr.as_ref().and_then(|_| self.xattr_names(&name));
-            entries.push(DirEntry {
-                name: name.into(),
-                attr,
-                xattrs,
-            });
+            let entry = self.entry(name);
+            bytes += encoded_size(&entry);
+            entries.push(entry);
         }
         Ok(Page { entries, more: false })
+    }
+
+    /// `name` with its attributes and xattr names.
+    fn entry(&self, name: Vec<u8>) -> DirEntry {
+        let attr = self.lstat(&name);
+        let xattrs = attr.as_ref().and_then(|_| self.xattr_names(&name));
+        DirEntry {
+            name: name.into(),
+            attr,
+            xattrs,
+        }
+    }
+
+    /// The contents of the regular file `name`, which `attr` describes,
+    /// if it is that file still and did not change while it was read: the
+    /// contents then belong to `attr` (what the client keeps them by).
+    /// Opened without following a symlink and without blocking, so a FIFO
+    /// or device put in its place is never read.
+    pub(crate) fn file_contents(&self, name: &[u8], attr: &yonder_proto::Attr) -> Option<Vec<u8>> {
+        if !attr.is_file() {
+            return None;
+        }
+        let fd = rustix::fs::openat(
+            self.dir.fd().ok()?,
+            std::ffi::OsStr::from_bytes(name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let unchanged = |now: &yonder_proto::Attr| {
+            now.is_file()
+                && (now.dev, now.ino, now.size, now.mtime, now.ctime)
+                    == (attr.dev, attr.ino, attr.size, attr.mtime, attr.ctime)
+        };
+        if !unchanged(&crate::attr::stat_fd(&fd).ok()?) {
+            return None;
+        }
+        let mut file = std::fs::File::from(fd);
+        let mut data = Vec::with_capacity(attr.size as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, attr.size + 1), &mut data).ok()?;
+        (data.len() as u64 == attr.size && unchanged(&crate::attr::stat_fd(&file).ok()?)).then_some(data)
     }
 
     fn next_name(&mut self) -> rustix::io::Result<Option<Vec<u8>>> {
@@ -141,6 +204,12 @@ impl DirStream {
             }
         }
     }
+}
+
+/// About how many bytes `entry` takes in a frame.
+pub(crate) fn encoded_size(entry: &DirEntry) -> usize {
+    let xattrs: usize = entry.xattrs.iter().flatten().map(|n| n.len() + 2).sum();
+    entry.name.len() + ENTRY_OVERHEAD + xattrs
 }
 
 /// `llistxattr` of `name` inside the directory `dir`.

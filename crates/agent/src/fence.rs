@@ -67,13 +67,15 @@ impl Fence {
         }
     }
 
-    /// Claims the place of connection `session` for `generation`.
-    pub(crate) fn claim(&self, session: u64, generation: u64) -> Result<(), FenceError> {
+    /// Claims the place of connection `session` for `generation`; the
+    /// directory the claim is in, where the session's other files go too.
+    pub(crate) fn claim(&self, session: u64, generation: u64) -> Result<PathBuf, FenceError> {
         let dir = match &self.dir {
             Some(dir) => dir.clone(),
             None => runtime_dir()?,
         };
-        self.claim_in(&dir, session, generation)
+        self.claim_in(&dir, session, generation)?;
+        Ok(dir)
     }
 
     pub(crate) fn claim_in(&self, dir: &Path, session: u64, generation: u64) -> Result<(), FenceError> {

@@ -15,10 +15,11 @@ pub struct Dispatcher {
 
 impl Drop for Dispatcher {
     /// The agent removes its fencing claim as it goes; then the directory
-    /// goes too, so that fuzzing leaves nothing behind.
+    /// goes too, with reply records the input left unsettled, so that
+    /// fuzzing leaves nothing behind and each input starts afresh.
     fn drop(&mut self) {
         drop(self.agent.take());
-        let _ = std::fs::remove_dir(&self.fence_dir);
+        let _ = std::fs::remove_dir_all(&self.fence_dir);
     }
 }
 

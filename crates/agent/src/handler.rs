@@ -30,6 +30,17 @@ impl Handler {
         })
     }
 
+    /// [`Handler::new`], with the session's fencing claims and reply
+    /// records in `dir` rather than the user's runtime directory.
+    pub fn with_fence_dir(root: &Path, dir: &Path) -> Result<Handler, AgentError> {
+        let root = paths::Root::open(root)?;
+        rustix::process::umask(rustix::fs::Mode::empty());
+        Ok(Handler {
+            agent: Arc::new(Agent::with_fence_dir(root, dir.to_path_buf())),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
     /// Carries out `request` on a blocking thread and answers it.
     pub async fn handle(&self, request: Request) -> Response {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -99,6 +99,9 @@ impl InlinePolicy {
             // Touches nothing: answered even while every worker waits on a
             // slow file system, so a heartbeat measures the link alone.
             Request::Ping => return true,
+            // Decided by what it carries; one that would wait for another
+            // agent is kept off the reader by the caller.
+            Request::Once { request, .. } => return self.allows(request),
             Request::Lstat { path }
             | Request::Stat { path }
             | Request::Readlink { path }

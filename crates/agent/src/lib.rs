@@ -22,8 +22,11 @@ mod handles;
 mod inline;
 mod ops;
 mod paths;
+mod reply_cache;
 mod splice;
 mod stdio;
+mod tree;
+mod watch;
 mod wire;
 
 pub use error::AgentError;
@@ -38,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::{encode_response, kind, protocol_error, read_frame};
 use yonder_proto::stream::{write_parts, FrameReader};
-use yonder_proto::{Errno, Hello, Message, Response, WireError, CAPABILITIES, PROTOCOL_VERSION};
+use yonder_proto::{Errno, Hello, Message, Notice, Response, WireError, CAPABILITIES, PROTOCOL_VERSION};
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -89,17 +92,28 @@ where
 
     let mut reader = FrameReader::new(BufReader::with_capacity(READ_BUFFER, reader));
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
-    handshake(&mut reader, &mut writer).await?;
+    let client_watches = handshake(&mut reader, &mut writer).await?;
 
-    let agent = Arc::new(Agent::new(root));
-    let splicing = splice_out.is_some();
     let (tx, rx) = mpsc::unbounded_channel();
+    let (watch, watch_tasks) = match client_watches.then(|| start_watching(root.path(), tx.clone())) {
+        Some(Some((watching, tasks))) => (Some(watching), Some(tasks)),
+        _ => (None, None),
+    };
+    let agent = Arc::new(Agent::new(root));
+    if let Some((watch, notices)) = &watch {
+        let (watch, notices) = (watch.clone(), notices.clone());
+        agent.on_visit(Box::new(move |path| watch.directory(path, &notices)));
+    }
+    let splicing = splice_out.is_some();
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
     let read = tokio::select! {
-        read = read_requests(&mut reader, agent, tx, splicing) => read,
+        read = read_requests(&mut reader, agent, tx, splicing, watch) => read,
         // Only an error ends the writer while the reader holds a sender.
         written = &mut responses => return Err(writer_failure(written)),
     };
+    // Nothing is pushed once the client has gone, and the writer ends
+    // only once every sender is gone.
+    drop(watch_tasks);
     if let Err(err) = read {
         tracing::warn!(error = %error_chain(&err), "stopping");
         responses.abort();
@@ -143,7 +157,58 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
     result
 }
 
-async fn handshake<R, W>(reader: &mut FrameReader<R>, writer: &mut W) -> Result<(), AgentError>
+/// The agent's side of a client's watch: the directories watched and
+/// where their notices go.
+type Watching = (Arc<watch::Watch>, mpsc::UnboundedSender<Notice>);
+
+/// Stops the tasks that watch and send notices when dropped: with the
+/// session, so that the writer (which they feed) can end.
+struct WatchTasks(Vec<tokio::task::AbortHandle>);
+
+impl Drop for WatchTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts watching the served tree for a client that asked for notices,
+/// each sent to the writer as a frame of id 0.
+fn start_watching(
+    root: &std::path::Path,
+    tx: mpsc::UnboundedSender<Outgoing>,
+) -> Option<(Watching, WatchTasks)> {
+    let (notices, mut pushed) = mpsc::unbounded_channel::<Notice>();
+    let (watch, gathering) = watch::Watch::start(root, notices.clone())?;
+    let sending = tokio::spawn(async move {
+        while let Some(notice) = pushed.recv().await {
+            let frame = match yonder_proto::encode_frame(0, &Message::Notice(notice)) {
+                Ok(frame) => frame,
+                // A list of paths too long for a frame says as much as
+                // an overflow.
+                Err(_) => yonder_proto::encode_frame(0, &Message::Notice(Notice::Overflow))
+                    .expect("an overflow fits in a frame"),
+            };
+            let out = Outgoing {
+                frame,
+                payload: Payload::Bytes(Vec::new()),
+                _slot: None,
+            };
+            if tx.send(out).is_err() {
+                return;
+            }
+        }
+    });
+    Some((
+        (watch, notices),
+        WatchTasks(vec![gathering, sending.abort_handle()]),
+    ))
+}
+
+/// Answers the client's `Hello`; whether the client asked for pushed
+/// change notices (both sides list `watch`).
+async fn handshake<R, W>(reader: &mut FrameReader<R>, writer: &mut W) -> Result<bool, AgentError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -153,14 +218,18 @@ where
     };
     let frame = read_frame(reader).await?.ok_or_else(no_hello)?;
     let refusal = match frame.into_message() {
-        Ok(Message::Hello(hello)) if hello.version == PROTOCOL_VERSION => {
-            tracing::debug!(client = %hello.software, capabilities = ?hello.capabilities, "handshake");
+        Ok(Message::Hello(client)) if client.version == PROTOCOL_VERSION => {
+            tracing::debug!(client = %client.software, capabilities = ?client.capabilities, "handshake");
             let hello = Hello {
                 version: PROTOCOL_VERSION,
                 capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
                 software: format!("yonder {} agent", env!("CARGO_PKG_VERSION")),
             };
-            return send(writer, Message::Hello(hello)).await;
+            let watches = [&hello.capabilities, &client.capabilities]
+                .iter()
+                .all(|caps| caps.iter().any(|c| c == "watch"));
+            send(writer, Message::Hello(hello)).await?;
+            return Ok(watches);
         }
         Ok(Message::Hello(hello)) => AgentError::VersionMismatch {
             client: hello.version,
@@ -193,13 +262,13 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result
     writer.flush().await.map_err(io_err)
 }
 
-/// An encoded response on its way to the writer. It holds its request's
-/// in-flight slot until written, so that unsent responses count against
-/// [`MAX_IN_FLIGHT`] too.
+/// An encoded response (or notice) on its way to the writer. A response
+/// holds its request's in-flight slot until written, so that unsent
+/// responses count against [`MAX_IN_FLIGHT`] too.
 struct Outgoing {
     frame: Vec<u8>,
     payload: Payload,
-    _slot: OwnedSemaphorePermit,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// A read's data, sent after the frame header.
@@ -216,7 +285,7 @@ impl Outgoing {
         Outgoing {
             frame,
             payload: Payload::Bytes(payload),
-            _slot: slot,
+            _slot: Some(slot),
         }
     }
 
@@ -225,7 +294,7 @@ impl Outgoing {
             Ok(frame) => Outgoing {
                 frame,
                 payload: Payload::Spliced(data),
-                _slot: slot,
+                _slot: Some(slot),
             },
             Err(err) => Outgoing::new(id, wire::too_large_response(err), slot),
         }
@@ -237,6 +306,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     agent: Arc<Agent>,
     tx: mpsc::UnboundedSender<Outgoing>,
     splicing: bool,
+    watch: Option<Watching>,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut inline = inline::InlinePolicy::new(agent.root());
@@ -249,12 +319,24 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let id = frame.id;
         // A write's data arrives split off its frame and is moved into the
         // request, not decoded out of a frame buffer.
-        let response = match frame.into_message() {
+        let message = frame.into_message();
+        if let (Some((watch, notices)), Ok(Message::Request(request))) = (&watch, &message) {
+            watch.before(request, notices);
+        }
+        let response = match message {
             // A quick metadata call costs less than the two thread hand-offs
             // the pool would add (see `inline`).
-            Ok(Message::Request(request)) if inline.allows(&request) => {
+            Ok(Message::Request(request)) if inline.allows(&request) && !agent.may_wait(&request) => {
                 tracing::debug!(id, op = request.op(), "request, inline");
-                run(&agent, id, request)
+                match &watch {
+                    Some((watch, notices)) if watch::Watch::makes_directory(&request) => {
+                        let made = request.clone();
+                        let response = run(&agent, id, request);
+                        watch.after(&made, notices);
+                        response
+                    }
+                    _ => run(&agent, id, request),
+                }
             }
             Ok(Message::Request(yonder_proto::Request::Read { handle, offset, len })) if splicing => {
                 tracing::debug!(id, op = "read", "request, spliced");
@@ -281,8 +363,17 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Message::Request(request)) => {
                 tracing::debug!(id, op = request.op(), "request");
                 let (agent, tx) = (agent.clone(), tx.clone());
+                let made = match &watch {
+                    Some((watch, notices)) if watch::Watch::makes_directory(&request) => {
+                        Some((watch.clone(), notices.clone(), request.clone()))
+                    }
+                    _ => None,
+                };
                 tokio::task::spawn_blocking(move || {
                     let response = run(&agent, id, request);
+                    if let Some((watch, notices, request)) = made {
+                        watch.after(&request, &notices);
+                    }
                     // Fails only when the writer is gone, and then serve is
                     // returning anyway.
                     let _ = tx.send(Outgoing::new(id, response, slot));

@@ -8,6 +8,7 @@ use crate::error::OpError;
 use crate::fence::{Fence, FenceError};
 use crate::handles::{HandleTable, OpenFile};
 use crate::paths::{display, HostPath, PathError, Root};
+use crate::reply_cache::{ReplyCache, Verdict};
 use crate::splice::{PipePool, Spliced};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, CWD};
 use rustix::io::Errno as HostErrno;
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, file_type, open_flags, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
-    SeekWhence, SetAttr, SetTime, Target, XattrMode, MAX_IO_SIZE,
+    SeekWhence, SetAttr, SetTime, Target, TreeBudget, XattrMode, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
@@ -45,7 +46,15 @@ pub(crate) struct Agent {
     can_chown: bool,
     /// Refuses changes once a newer connection of the client took over.
     fence: Fence,
+    /// What each `Once` operation of the session answered.
+    replies: ReplyCache,
+    /// Told of each directory a walk (`ListTree`) is about to read, so a
+    /// client's watch covers it before its listing is taken.
+    visits: std::sync::OnceLock<Visit>,
 }
+
+/// What `Agent::on_visit` is given.
+pub(crate) type Visit = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// What a request acts on, for error messages: the operation and the path,
 /// pair of paths or handle as the client named it.
@@ -91,6 +100,25 @@ impl Subject {
 
 type OpResult = Result<Response, OpError>;
 
+fn superseded(op: &str) -> Response {
+    Response::Error(yonder_proto::WireError {
+        errno: Errno::EIO,
+        message: format!("{op}: refused, a newer connection of this client took over from this agent"),
+    })
+}
+
+impl Drop for Agent {
+    /// The session's reply file goes with its last agent, once the client
+    /// has settled everything in it.
+    fn drop(&mut self) {
+        let ours = !self.fence.superseded();
+        if !ours {
+            self.replies.retire();
+        }
+        self.replies.release(ours);
+    }
+}
+
 impl Agent {
     /// The directory served, canonical.
     pub(crate) fn root(&self) -> &std::path::Path {
@@ -100,10 +128,9 @@ impl Agent {
     /// An agent whose fencing claims go to `dir` (a fuzzer's own), not to
     /// the user's runtime directory.
     pub(crate) fn with_fence_dir(root: Root, dir: std::path::PathBuf) -> Agent {
-        Agent {
-            fence: Fence::in_dir(dir),
-            ..Agent::new(root)
-        }
+        let mut agent = Agent::new(root);
+        agent.fence = Fence::in_dir(dir);
+        agent
     }
 
     pub(crate) fn new(root: Root) -> Agent {
@@ -114,7 +141,27 @@ impl Agent {
             pipes: PipePool::default(),
             can_chown: rustix::process::geteuid().is_root(),
             fence: Fence::default(),
+            replies: ReplyCache::default(),
+            visits: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Has `visit` told of every directory a walk is about to read (the
+    /// session's watch, when the client asked for one).
+    pub(crate) fn on_visit(&self, visit: Visit) {
+        let _ = self.visits.set(visit);
+    }
+
+    fn visiting(&self, wire: &[u8]) {
+        if let Some(visit) = self.visits.get() {
+            visit(wire);
+        }
+    }
+
+    /// Whether `request` may wait for another agent of the session to
+    /// finish the same operation: not for the reader task to run.
+    pub(crate) fn may_wait(&self, request: &Request) -> bool {
+        matches!(request, Request::Once { id, request, .. } if request.changes_files() && self.replies.would_wait(*id))
     }
 
     /// Files open and not yet closed.
@@ -123,17 +170,95 @@ impl Agent {
     }
 
     pub(crate) fn handle(&self, request: Request) -> Response {
+        if let Request::Once {
+            id,
+            settled_below,
+            request,
+        } = request
+        {
+            return self.once(id, settled_below, *request);
+        }
         if request.changes_files() && self.fence.superseded() {
+            return superseded(request.op());
+        }
+        self.dispatch(request)
+            .unwrap_or_else(|err| Response::Error(err.into()))
+    }
+
+    /// Carries out operation `id` of the session unless it was already,
+    /// in which case the recorded answer is given again. The start is
+    /// recorded before the fence is checked: a newer agent then sees (and
+    /// waits for) every operation this one carries out after its claim.
+    fn once(&self, id: u64, settled_below: u64, request: Request) -> Response {
+        if matches!(request, Request::Once { .. } | Request::Fence { .. }) {
             return Response::Error(yonder_proto::WireError {
-                errno: Errno::EIO,
+                errno: Errno::EINVAL,
                 message: format!(
-                    "{}: refused, a newer connection of this client took over from this agent",
+                    "{}: cannot be carried out as an operation of its own",
                     request.op()
                 ),
             });
         }
-        self.dispatch(request)
-            .unwrap_or_else(|err| Response::Error(err.into()))
+        if !request.changes_files() {
+            // Harmless twice; what it carries is the client's floor.
+            self.replies.settle(settled_below);
+            self.replies.release(!self.fence.superseded());
+            return self.handle(request);
+        }
+        match self.replies.begin(id, settled_below, &request) {
+            Verdict::Refused(response) => response,
+            Verdict::Answered { response, ours } => self.answer_again(request, response, ours),
+            Verdict::Run => {
+                if self.fence.superseded() {
+                    self.replies.retire();
+                    self.replies.drop_op(id);
+                    return superseded(request.op());
+                }
+                let response = self
+                    .dispatch(request.clone())
+                    .unwrap_or_else(|err| Response::Error(err.into()));
+                if self.fence.superseded() {
+                    self.replies.retire();
+                }
+                self.replies.finish(id, &request, &response);
+                response
+            }
+        }
+    }
+
+    /// A recorded answer, given again. An exclusive create's handle was
+    /// another agent's: the file it created is opened again (never created
+    /// or truncated), checked to be that file.
+    fn answer_again(&self, request: Request, response: Response, ours: bool) -> Response {
+        let (Response::Opened { attr: created, .. }, false, Request::Open { path, flags, .. }) =
+            (&response, ours, &request)
+        else {
+            return response;
+        };
+        let reopen = flags & !(open_flags::CREATE | open_flags::EXCLUSIVE | open_flags::TRUNCATE);
+        let s = Subject::path("open", path);
+        match self.open("open", path, reopen, 0, None) {
+            // Removed since: without O_EXCL, creating it again is what the
+            // call asks for anyway.
+            Err(err) if flags & open_flags::EXCLUSIVE == 0 && err.errno == Errno::ENOENT => self
+                .dispatch(request)
+                .unwrap_or_else(|err| Response::Error(err.into())),
+            Ok(Response::Opened { handle, attr }) if (attr.dev, attr.ino) == (created.dev, created.ino) => {
+                Response::Opened { handle, attr }
+            }
+            Ok(Response::Opened { handle, .. }) => {
+                self.handles.remove(handle);
+                Response::Error(
+                    s.refused(
+                        Errno::ESTALE,
+                        "this client created the file, and another file has its name now",
+                    )
+                    .into(),
+                )
+            }
+            Ok(other) => other,
+            Err(err) => Response::Error(err.into()),
+        }
     }
 
     fn dispatch(&self, request: Request) -> OpResult {
@@ -161,6 +286,7 @@ impl Agent {
                 cursor,
                 max_entries,
             } => self.read_dir(op, &path, cursor, max_entries),
+            Request::ListTree { path, cursor, budget } => self.list_tree(op, &path, cursor, budget),
             Request::Open {
                 path,
                 flags,
@@ -193,13 +319,24 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::Ping => Ok(Response::Done),
+            // `handle` takes these apart before dispatching.
+            request @ Request::Once { .. } => Ok(self.handle(request)),
             Request::Fence { session, generation } => {
                 let s = Subject {
                     op,
                     what: format!("session {session:016x} generation {generation}"),
                 };
                 match self.fence.claim(session, generation) {
-                    Ok(()) => Ok(Response::Done),
+                    // Claimed, but without records the next agent could
+                    // not answer operations sent again: the client must
+                    // not count on it (it only does after `Done`).
+                    Ok(dir) => match self.replies.attach(&dir, session) {
+                        Ok(()) => Ok(Response::Done),
+                        Err(err) => Err(s.refused(
+                            Errno::EIO,
+                            &format!("{}: cannot keep reply records: {err}", dir.display()),
+                        )),
+                    },
                     Err(err @ FenceError::Superseded { .. }) => {
                         Err(s.refused(Errno::ESTALE, &err.to_string()))
                     }
@@ -416,8 +553,30 @@ impl Agent {
 
     fn read_dir(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, max_entries: u32) -> OpResult {
         let s = Subject::path(op, wire);
-        let abs = self.resolve(&s, wire)?;
-        let mut stream = match cursor {
+        let mut stream = self.dir_stream(&s, wire, cursor)?;
+        let page = stream
+            .read_page(clamp_page_entries(max_entries))
+            .map_err(|e| s.sys(e))?;
+        let next = page.more.then(|| self.dirs.park(stream));
+        Ok(Response::DirPage(DirPage {
+            entries: page.entries,
+            next,
+        }))
+    }
+
+    fn list_tree(&self, op: &'static str, wire: &[u8], cursor: Option<u64>, budget: TreeBudget) -> OpResult {
+        let s = Subject::path(op, wire);
+        let stream = self.dir_stream(&s, wire, cursor)?;
+        let (mut page, rest) =
+            crate::tree::list_tree(stream, wire, budget, &|dir| self.visiting(dir)).map_err(|e| s.sys(e))?;
+        page.next = rest.map(|stream| self.dirs.park(stream));
+        Ok(Response::Tree(page))
+    }
+
+    /// The listing of `wire`: a new one, or the one parked under `cursor`.
+    fn dir_stream(&self, s: &Subject, wire: &[u8], cursor: Option<u64>) -> Result<DirStream, OpError> {
+        let abs = self.resolve(s, wire)?;
+        Ok(match cursor {
             None => DirStream::open(&abs, abs.logical()).map_err(|e| s.sys(e))?,
             Some(cursor) => {
                 let stream = self
@@ -429,15 +588,7 @@ impl Agent {
                 }
                 stream
             }
-        };
-        let page = stream
-            .read_page(clamp_page_entries(max_entries))
-            .map_err(|e| s.sys(e))?;
-        let next = page.more.then(|| self.dirs.park(stream));
-        Ok(Response::DirPage(DirPage {
-            entries: page.entries,
-            next,
-        }))
+        })
     }
 
     fn open(&self, op: &'static str, wire: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> OpResult {
@@ -904,6 +1055,101 @@ fn read_sized(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn once(id: u64, request: Request) -> Request {
+        Request::Once {
+            id,
+            settled_below: 1,
+            request: Box::new(request),
+        }
+    }
+
+    fn fence(session: u64, generation: u64) -> Request {
+        Request::Fence { session, generation }
+    }
+
+    #[test]
+    fn operations_cut_off_are_answered_again_by_the_next_agent_of_the_session() {
+        let tree = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        let agent = |generation| {
+            let agent = Agent::with_fence_dir(Root::open(tree.path()).unwrap(), runtime.path().to_path_buf());
+            assert_eq!(agent.handle(fence(9, generation)), Response::Done);
+            agent
+        };
+        let create = Request::Open {
+            path: b"lock".to_vec().into(),
+            flags: open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::EXCLUSIVE,
+            mode: 0o644,
+            owner: None,
+        };
+        let mkdir = Request::Mkdir {
+            path: b"d".to_vec().into(),
+            mode: 0o755,
+            owner: None,
+        };
+        let old = agent(1);
+        let Response::Opened { attr: created, .. } = old.handle(once(1, create.clone())) else {
+            panic!("create failed")
+        };
+        assert!(matches!(old.handle(once(2, mkdir.clone())), Response::Attr(_)));
+        // Sent again under the same numbers after a cut, to the next agent:
+        // neither EEXIST nor a second effect.
+        let new = agent(2);
+        match new.handle(once(1, create.clone())) {
+            Response::Opened { handle, attr } => {
+                assert_eq!((attr.dev, attr.ino), (created.dev, created.ino));
+                let write = Request::Write {
+                    handle,
+                    offset: 0,
+                    data: b"mine".to_vec(),
+                };
+                assert_eq!(
+                    new.handle(write),
+                    Response::Written(4),
+                    "a handle of this agent's"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(new.handle(once(2, mkdir.clone())), Response::Attr(_)));
+        assert_eq!(std::fs::read(tree.path().join("lock")).unwrap(), b"mine");
+        // A new operation runs: the name exists now.
+        assert!(matches!(new.handle(once(3, mkdir)), Response::Error(e) if e.errno == Errno::EEXIST));
+        // The replaced agent refuses what it had not run, and records
+        // nothing of the refusal: the next agent may run it.
+        let unlink = Request::Unlink {
+            path: b"lock".to_vec().into(),
+        };
+        assert!(matches!(old.handle(once(4, unlink.clone())), Response::Error(e) if e.errno == Errno::EIO));
+        assert_eq!(new.handle(once(4, unlink)), Response::Done);
+        // Without O_EXCL, a file removed since is created again.
+        let plain = Request::Open {
+            path: b"plain".to_vec().into(),
+            flags: open_flags::WRITE_ONLY | open_flags::CREATE,
+            mode: 0o644,
+            owner: None,
+        };
+        assert!(matches!(
+            new.handle(once(5, plain.clone())),
+            Response::Opened { .. }
+        ));
+        std::fs::remove_file(tree.path().join("plain")).unwrap();
+        let newest = agent(3);
+        assert!(matches!(newest.handle(once(5, plain)), Response::Opened { .. }));
+        assert!(tree.path().join("plain").exists());
+        drop(newest);
+        // Settled and closed: the records go with the last agent.
+        drop(old);
+        let settle = Request::Once {
+            id: 0,
+            settled_below: 6,
+            request: Box::new(Request::Ping),
+        };
+        assert_eq!(new.handle(settle), Response::Done);
+        drop(new);
+        assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
+    }
 
     #[test]
     fn open_flags_map_and_reject_unknown_bits() {

@@ -63,5 +63,6 @@ pub(crate) fn kind(message: &Message) -> &'static str {
         Message::Hello(_) => "Hello",
         Message::Request(_) => "Request",
         Message::Response(_) => "Response",
+        Message::Notice(_) => "Notice",
     }
 }

@@ -24,12 +24,16 @@ pub struct FsArgs {
     /// Program (and arguments) to run instead of `ssh`.
     #[arg(long, value_name = "COMMAND", global = true)]
     ssh_command: Option<String>,
-    /// Path of `yonder` on the remote machine.
+    /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH", global = true)]
     agent_path: Option<String>,
     /// Reach an ssh source through the host's SFTP server, no agent.
     #[arg(long, global = true)]
     sftp: bool,
+    /// Never copy yonder to a host that lacks it (by default it is sent
+    /// over the ssh connection, once, to ~/.cache/yonder on the remote).
+    #[arg(long, global = true)]
+    no_deploy: bool,
     /// Log debug detail to stderr.
     #[arg(long, global = true)]
     debug: bool,
@@ -173,6 +177,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             ssh_command: args.ssh_command,
             agent_path: args.agent_path,
             sftp: args.sftp,
+            no_deploy: args.no_deploy,
             debug: args.debug,
         };
         let options = connect.options();

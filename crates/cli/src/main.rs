@@ -67,14 +67,20 @@ pub struct ConnectArgs {
     /// Program (and arguments) to run instead of `ssh`.
     #[arg(long, value_name = "COMMAND")]
     pub ssh_command: Option<String>,
-    /// Path of `yonder` on the remote machine.
+    /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH")]
     pub agent_path: Option<String>,
     /// Serve an ssh source with the host's own SFTP server, no agent:
     /// for hosts where none can run. Some things SFTP cannot express
-    /// (docs/sftp.md); shorter default TTLs, as nothing reports changes.
+    /// (docs/sftp.md); attributes and names are trusted at most 1 s, as
+    /// nothing reports changes. Nothing is deployed.
     #[arg(long)]
     pub sftp: bool,
+    /// Never copy yonder to a host that lacks it (by default it is sent
+    /// over the ssh connection, once, to ~/.cache/yonder on the remote,
+    /// when the host's OS and architecture match this binary's).
+    #[arg(long)]
+    pub no_deploy: bool,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -125,6 +131,7 @@ impl ConnectArgs {
             ssh_command: self.ssh_command.clone(),
             agent_path: self.agent_path.clone(),
             sftp: self.sftp,
+            no_deploy: self.no_deploy,
             ..Default::default()
         }
     }

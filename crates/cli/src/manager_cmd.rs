@@ -322,6 +322,7 @@ fn connect_spec(
         ssh_command: options.ssh_command.clone(),
         agent_path: options.agent_path.clone(),
         sftp: options.sftp,
+        no_deploy: options.no_deploy,
         link,
     })
 }
@@ -466,7 +467,7 @@ fn table(status: &Status) -> String {
     };
     let mut out = String::new();
     if !status.connections.is_empty() {
-        let mut rows = vec![["CONNECTION", "DESTINATION", "STATE", "MOUNTS"]
+        let mut rows = vec![["CONNECTION", "DESTINATION", "STATE", "AGENT", "MOUNTS"]
             .map(String::from)
             .to_vec()];
         for c in &status.connections {
@@ -479,6 +480,7 @@ fn table(status: &Status) -> String {
                 c.id.clone(),
                 c.destination.clone(),
                 state(&c.state, &c.reason),
+                c.agent.clone().unwrap_or_else(|| "-".into()),
                 mounts,
             ]);
         }
@@ -500,7 +502,14 @@ fn table(status: &Status) -> String {
                 m.source.clone(),
                 m.mountpoint.display().to_string(),
                 m.connection.clone(),
-                state(&m.state, &m.reason),
+                match m.write_back_failures {
+                    0 => state(&m.state, &m.reason),
+                    n => format!(
+                        "{} ({n} write-back operation{} refused by the remote: see yonder events and the log)",
+                        state(&m.state, &m.reason),
+                        if n == 1 { "" } else { "s" }
+                    ),
+                },
             ]);
         }
         out.push_str(&columns(&rows));

@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_manager::mount_builder::{fuse_config, MountBuilder};
 use yonder_manager::protocol::{ConnectSpec, MountSpec};
-use yonder_remote::{Link, Source};
+use yonder_remote::{Link, LinkState, Source};
 use yonder_vfs::frontend::MountHandle;
 
 #[derive(Args)]
@@ -30,16 +30,16 @@ pub struct MountArgs {
     /// Refuse every change.
     #[arg(long)]
     read_only: bool,
-    /// Seconds the kernel and yonder trust file attributes. Changes made
-    /// through this mount are seen at once; changes made on the remote by
-    /// others within this time (sshfs trusts its cache for 20). Default:
-    /// 10, or 5 with --sftp.
-    #[arg(long, value_name = "SECONDS")]
-    attr_ttl: Option<f64>,
-    /// Seconds the kernel and yonder trust directory entries and listings.
-    /// Default: 10, or 5 with --sftp.
-    #[arg(long, value_name = "SECONDS")]
-    dir_ttl: Option<f64>,
+    /// Seconds the kernel and yonder trust file attributes while the
+    /// remote pushes its changes (they show within a second regardless);
+    /// at most 1 s when it cannot (as with --sftp). Changes made through
+    /// this mount are seen at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    attr_ttl: f64,
+    /// Seconds the kernel and yonder trust directory entries and listings
+    /// while the remote pushes its changes; at most 1 s when it cannot.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    dir_ttl: f64,
     /// Let other users (and root) use the mount, each with their own
     /// rights: the kernel checks permissions from modes and ACLs
     /// (default_permissions). Non-root mounters need `user_allow_other` in
@@ -71,6 +71,12 @@ pub struct MountArgs {
     /// failing with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     op_timeout: f64,
+    /// Metadata write-back: creates, removals and attribute changes the
+    /// mount's caches vouch for are acknowledged at once and carried out on
+    /// the remote in order in the background (errors at close, fsync, in
+    /// `yonder events` and the log). `off`: each waits for the remote.
+    #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
+    write_back: String,
 }
 
 /// Reads the `-o` words (with the one parser every entry point uses)
@@ -87,9 +93,12 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.link.no_reconnect |= o.no_reconnect;
     args.connect.sftp |= o.sftp;
     let set = |value: Option<f64>, flag: &mut f64| *flag = value.unwrap_or(*flag);
-    args.attr_ttl = o.attr_ttl.or(args.attr_ttl);
-    args.dir_ttl = o.dir_ttl.or(args.dir_ttl);
+    set(o.attr_ttl, &mut args.attr_ttl);
+    set(o.dir_ttl, &mut args.dir_ttl);
     set(o.op_timeout, &mut args.op_timeout);
+    if let Some(on) = o.write_back {
+        args.write_back = if on { "on" } else { "off" }.into();
+    }
     set(o.heartbeat, &mut args.link.heartbeat);
     args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
     args.link.reconnect_timeout = o.reconnect_timeout.or(args.link.reconnect_timeout);
@@ -101,11 +110,6 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     }
     Ok((o.ssh_options, fuse_options))
 }
-
-/// How long attributes and names are trusted by default.
-const TTL_SECS: f64 = 10.0;
-/// The same for an SFTP mount.
-const SFTP_TTL_SECS: f64 = 5.0;
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
@@ -198,22 +202,20 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     connect.ssh_options.extend(ssh_options);
     let link_options = args.link.options()?;
     let op_timeout = seconds("op-timeout", args.op_timeout)?;
-    // Nothing tells an SFTP mount of changes made on the remote: it
-    // trusts what it saw for less long.
-    let default_ttl = if connect.sftp { SFTP_TTL_SECS } else { TTL_SECS };
     let spec = MountSpec {
         connect: ConnectSpec {
             source: args.source.clone(),
             ssh_options: connect.ssh_options.clone(),
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
+            no_deploy: connect.no_deploy,
             sftp: connect.sftp,
             link: args.link.spec(),
         },
         mountpoint: args.mountpoint.clone(),
         read_only: args.read_only,
-        attr_ttl_secs: seconds("attr-ttl", args.attr_ttl.unwrap_or(default_ttl))?.as_secs_f64(),
-        dir_ttl_secs: seconds("dir-ttl", args.dir_ttl.unwrap_or(default_ttl))?.as_secs_f64(),
+        attr_ttl_secs: seconds("attr-ttl", args.attr_ttl)?.as_secs_f64(),
+        dir_ttl_secs: seconds("dir-ttl", args.dir_ttl)?.as_secs_f64(),
         allow_other: args.allow_other || mount_options.iter().any(|o| o == "allow_other"),
         default_permissions: mount_options.iter().any(|o| o == "default_permissions"),
         no_default_permissions: args.no_default_permissions,
@@ -222,6 +224,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         debug: args.connect.debug,
         op_timeout_secs: op_timeout.as_secs_f64(),
         frontend: yonder_fuse::FRONTEND_NAME.into(),
+        write_back: args.write_back == "on",
     };
     let builder = MountBuilder::new(&spec)?;
     let config = fuse_config(&spec);
@@ -288,6 +291,14 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, signals)?;
     link.close();
+    // The link tells its agent all is settled before it ends it, so that
+    // the agent's records of this session go with it.
+    let mut status = link.watch();
+    runtime.block_on(async {
+        let closed =
+            status.wait_for(|s| matches!(&s.state, LinkState::Disconnected { reason } if reason == "closed"));
+        let _ = tokio::time::timeout(Duration::from_secs(3), closed).await;
+    });
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }
@@ -414,7 +425,7 @@ mod tests {
         assert_eq!(ssh, ["IdentityFile=/k", "Port=2222"]);
         assert_eq!(mount, ["noexec", "default_permissions"]);
         assert!(args.read_only);
-        assert_eq!((args.attr_ttl, args.dir_ttl), (Some(3.0), Some(4.0)));
+        assert_eq!((args.attr_ttl, args.dir_ttl), (3.0, 4.0));
         assert_eq!(args.connect.agent_path.as_deref(), Some("/opt/yonder"));
     }
 }

@@ -97,6 +97,20 @@ both_modes!(
     a_write_delivered_late_to_a_replaced_agent_changes_nothing,
 );
 
+/// Repeated `YONDER_CUT_REPEATS` times each (once by default: two rounds
+/// in all, one per mode).
+mod exactly_once {
+    #[test]
+    fn foreground_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s() {
+        super::an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(super::Mode::Foreground)
+    }
+
+    #[test]
+    fn managed_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s() {
+        super::an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(super::Mode::Managed)
+    }
+}
+
 struct Mounted {
     mode: Mode,
     remote: Remote,
@@ -207,7 +221,7 @@ impl Mounted {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = yonder(&args);
-        cmd.env("YONDER_LOG", "warn,yonder::link=debug")
+        cmd.env("YONDER_LOG", "warn,yonder::link=debug,yonder_vfs::calls=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
@@ -479,6 +493,124 @@ fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
         expect.extend(["reconnecting", "connected"]);
     }
     m.assert_states(&expect);
+}
+
+/// (h) An untar of 2,000 files, then an `rm -rf` of them, through a mount
+/// whose link is cut every 1.5 s: both succeed without a word on stderr,
+/// the remote tree equals the tar's (`diff -r`), then it is gone. Every
+/// create, mkdir and unlink cut off in flight is sent again to the next
+/// agent, which answers it from the session's reply records: none fails
+/// with EEXIST or EIO, none runs twice. Repeated
+/// `YONDER_CUT_REPEATS` times (once by default) on one mount.
+fn an_untar_and_rm_rf_of_2000_files_ride_out_a_cut_every_1_5_s(mode: Mode) {
+    let repeats: usize = std::env::var("YONDER_CUT_REPEATS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("tree");
+    for d in 0..100 {
+        let dir = source.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..20 {
+            let body = format!("{d} {f}\n").repeat(1 + (d * 20 + f) % 97);
+            fs::write(dir.join(format!("f{f:03}.txt")), body).unwrap();
+        }
+    }
+    let tar = work.path().join("tree.tar");
+    let made = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(work.path())
+        .arg("tree")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let m = Mounted::start(mode, &[]);
+    for round in 0..repeats {
+        let cuts_before = m.proxy().drops();
+        let untar = cut_every_1_5_s(&m, || {
+            Command::new("tar")
+                .arg("-xf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(&m.mountpoint)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        });
+        assert!(
+            untar.status.success() && untar.stderr.is_empty(),
+            "round {round}: tar: {untar:?}"
+        );
+        let diff = Command::new("diff")
+            .arg("-r")
+            .arg(&source)
+            .arg(m.disk("tree"))
+            .output()
+            .unwrap();
+        assert!(
+            diff.status.success(),
+            "round {round}: the remote tree differs: {diff:?}"
+        );
+        let removed = cut_every_1_5_s(&m, || {
+            Command::new("rm")
+                .arg("-rf")
+                .arg(m.at("tree"))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        });
+        assert!(
+            removed.status.success() && removed.stderr.is_empty(),
+            "round {round}: rm -rf: {removed:?}"
+        );
+        assert!(
+            !m.disk("tree").exists(),
+            "round {round}: the remote tree is still there"
+        );
+        assert!(
+            m.proxy().drops() > cuts_before,
+            "round {round}: the link was never cut (the work took under 1.5 s)"
+        );
+    }
+    // The mount's own log (foreground) tells how often a cut hid an answer.
+    let log = m.log.lock().unwrap();
+    eprintln!(
+        "{mode:?}: {} cuts; {} calls cut off in flight sent again to the next agent, {} resolved by looking",
+        m.proxy().drops(),
+        log.matches("the next agent answers it again").count(),
+        log.matches("its outcome is checked on the next connection")
+            .count()
+    );
+}
+
+/// Runs `work` while a thread cuts the link every 1.5 s: every
+/// connection through the proxy is dropped 1.5 s after the previous cut,
+/// or as soon as the link is connected again if reconnecting took longer
+/// (a cut during ssh's handshake cuts no link, and on a loaded machine
+/// the handshake alone may take longer than 1.5 s).
+fn cut_every_1_5_s<T>(m: &Mounted, work: impl FnOnce() -> T) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let connections = || m.states().iter().filter(|s| *s == "connected").count();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut next = Instant::now() + Duration::from_millis(1500);
+            let mut connected = connections();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if Instant::now() >= next && connections() >= connected {
+                    m.proxy().drop_all();
+                    connected += 1;
+                    next = Instant::now() + Duration::from_millis(1500);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let result = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
 }
 
 /// (c) With the link down beyond --op-timeout, `stat` fails with EIO

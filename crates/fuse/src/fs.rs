@@ -36,8 +36,6 @@ pub(crate) fn max_io_size() -> u32 {
 pub(crate) struct FuseFs {
     pub vfs: Arc<Vfs>,
     pub rt: Handle,
-    pub attr_ttl: Duration,
-    pub entry_ttl: Duration,
     pub debug: bool,
     /// The kernel checks permissions (`default_permissions`), so it should
     /// also consult ACLs, which it only does with FUSE_POSIX_ACL.
@@ -91,8 +89,16 @@ impl FuseFs {
         errno(err)
     }
 
+    /// The kernel trusts what it caches as long as the VFS does: the
+    /// mount's TTLs while the remote pushes its changes, short ones
+    /// otherwise.
     fn entry_reply(&self) -> (Duration, Duration, bool) {
-        (self.attr_ttl, self.entry_ttl, self.debug)
+        let (attr_ttl, entry_ttl) = self.vfs.ttls();
+        (attr_ttl, entry_ttl, self.debug)
+    }
+
+    fn attr_ttl(&self) -> Duration {
+        self.vfs.ttls().0
     }
 
     /// What an xattr change must do to the kernel's cache once the remote
@@ -116,6 +122,14 @@ fn invalidate_kernel_attrs(notifier: Option<Notifier>, ino: INodeNo) {
         if let Err(e) = notifier.inval_inode(ino, -1, 0) {
             tracing::debug!("invalidating the kernel's attributes of inode {ino}: {e}");
         }
+    }
+}
+
+fn keep_cache(keep: bool) -> FopenFlags {
+    if keep {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
     }
 }
 
@@ -205,7 +219,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         trace_op!(self, "getattr {ino} {fh:?}");
-        let (vfs, ttl, debug) = (self.vfs.clone(), self.attr_ttl, self.debug);
+        let (vfs, ttl, debug) = (self.vfs.clone(), self.attr_ttl(), self.debug);
         if fh.is_none() {
             if let Some(a) = vfs.getattr_ready(Ino(ino.0)) {
                 return reply.attr(&ttl, &fuse_attr(&a));
@@ -249,7 +263,7 @@ impl fuser::Filesystem for FuseFs {
             atime: set_time(atime),
             mtime: set_time(mtime),
         };
-        let (vfs, caller, ttl, debug) = (self.vfs.clone(), caller(req, 0), self.attr_ttl, self.debug);
+        let (vfs, caller, ttl, debug) = (self.vfs.clone(), caller(req, 0), self.attr_ttl(), self.debug);
         self.spawn(async move {
             match vfs.setattr(&caller, Ino(ino.0), fh.map(|f| Fh(f.0)), attr).await {
                 Ok(a) => reply.attr(&ttl, &fuse_attr(&a)),
@@ -394,9 +408,11 @@ impl fuser::Filesystem for FuseFs {
                 .open(&caller, Ino(ino.0), open_flags::from_host(flags.0))
                 .await
             {
-                // No FOPEN_KEEP_CACHE: the page cache is dropped on open, which
-                // gives close-to-open consistency with other remote writers.
-                Ok((fh, _)) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+                // Without FOPEN_KEEP_CACHE the page cache is dropped on open,
+                // which gives close-to-open consistency with other remote
+                // writers; with changes pushed, pages of a file unchanged
+                // since they were cached are as good.
+                Ok((fh, attr)) => reply.opened(FileHandle(fh.0), keep_cache(vfs.keep_cache(attr.ino, &attr))),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }
         });
@@ -654,6 +670,12 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "opendir {ino}");
         // Nothing remote happens here: answer inline, without a task hop.
         match self.vfs.opendir(&caller(req, 0), Ino(ino.0)) {
+            // While the remote pushes its changes, the kernel keeps the
+            // listing itself and is told when it changes (`caches.rs`).
+            Ok(fh) if self.vfs.changes_pushed() => reply.opened(
+                FileHandle(fh.0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(Self::fail(self.debug, &e)),
         }
@@ -683,7 +705,10 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyDirectoryPlus,
     ) {
         // One TTL covers both the entry and its attributes here.
-        let ttl = self.attr_ttl.min(self.entry_ttl);
+        let ttl = {
+            let (attr_ttl, entry_ttl) = self.vfs.ttls();
+            attr_ttl.min(entry_ttl)
+        };
         if let Some(items) = self.vfs.readdir_ready(Fh(fh.0), offset) {
             if !self.vfs.any_dirty(&items) {
                 let vfs = &self.vfs;
@@ -694,7 +719,7 @@ impl fuser::Filesystem for FuseFs {
                     .and_then(|i| items.get(i))
                     .filter(|i| !i.is_dot_or_dotdot())
                 {
-                    vfs.forget(item.ino, 1);
+                    vfs.unremember(item.ino);
                 }
                 return;
             }
@@ -713,7 +738,7 @@ impl fuser::Filesystem for FuseFs {
             }
             if let Some(unsent) = reply_dir_plus(reply, ttl, &items, |i, _| attrs[i]) {
                 for attr in attrs[unsent..].iter().flatten() {
-                    vfs.forget(attr.ino, 1);
+                    vfs.unremember(attr.ino);
                 }
             }
         });
@@ -859,7 +884,10 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "create {parent} {name:?} {mode:o} flags {flags:#x}");
         let (vfs, caller, name, debug) = (self.vfs.clone(), caller(req, umask), bytes(name), self.debug);
         // One TTL covers both the entry and its attributes here.
-        let ttl = self.attr_ttl.min(self.entry_ttl);
+        let ttl = {
+            let (attr_ttl, entry_ttl) = self.vfs.ttls();
+            attr_ttl.min(entry_ttl)
+        };
         self.spawn(async move {
             match vfs
                 .create(&caller, Ino(parent.0), &name, mode, open_flags::from_host(flags))
@@ -870,7 +898,7 @@ impl fuser::Filesystem for FuseFs {
                     &fuse_attr(&a),
                     Generation(0),
                     FileHandle(fh.0),
-                    FopenFlags::empty(),
+                    keep_cache(vfs.keep_cache(a.ino, &a)),
                 ),
                 Err(e) => reply.error(Self::fail(debug, &e)),
             }

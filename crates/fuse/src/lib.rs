@@ -20,6 +20,7 @@
 //! statics): one process may run any number of mounts, and deciding when to
 //! unmount (signals, a control socket) is the caller's business.
 
+mod caches;
 mod config;
 mod convert;
 mod frontend;

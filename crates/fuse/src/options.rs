@@ -35,7 +35,8 @@ pub enum OptionError {
     #[error(
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
-         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, the \
+         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, \
+         write_back=on|off, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -224,6 +225,7 @@ pub enum OptionWord {
     NoReconnect,
     /// The host's SFTP server serves the tree (`--sftp`).
     Sftp,
+    WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
 }
@@ -293,6 +295,16 @@ impl OptionWord {
             ("dir_ttl", _) => OptionWord::DirTtl(seconds()?),
             ("heartbeat", _) => OptionWord::Heartbeat(seconds()?),
             ("op_timeout", _) => OptionWord::OpTimeout(seconds()?),
+            ("write_back", _) => OptionWord::WriteBack(match need()? {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "on or off".into(),
+                    })
+                }
+            }),
             ("reconnect_timeout", _) => OptionWord::ReconnectTimeout(seconds()?),
             ("heartbeat_misses", _) => {
                 let n = need()?;
@@ -362,6 +374,8 @@ pub struct MountOptions {
     pub reconnect_timeout: Option<f64>,
     pub no_reconnect: bool,
     pub sftp: bool,
+    /// `write_back=on|off`: metadata write-back.
+    pub write_back: Option<bool>,
 }
 
 impl MountOptions {
@@ -417,6 +431,7 @@ impl MountOptions {
             OptionWord::ReconnectTimeout(s) => self.reconnect_timeout = Some(s),
             OptionWord::NoReconnect => self.no_reconnect = true,
             OptionWord::Sftp => self.sftp = true,
+            OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::Dropped => {}
         }
     }

@@ -77,13 +77,10 @@ impl Mounted {
             reason: e.to_string(),
         })?;
         let notifier = Arc::new(OnceLock::new());
-        // The kernel trusts what it caches as long as the VFS does.
         let options = vfs.options();
         let fs = fs::FuseFs {
             vfs: vfs.clone(),
             rt: runtime.clone(),
-            attr_ttl: options.attr_ttl,
-            entry_ttl: options.dir_ttl,
             debug: config.debug,
             want_kernel_acls: config.kernel_checks_permissions(),
             kernel_acls: false,
@@ -101,6 +98,15 @@ impl Mounted {
             })?;
         // Set before the session thread serves its first request.
         let _ = notifier.set(session.notifier());
+        match crate::caches::KernelCaches::start(session.notifier()) {
+            Ok(caches) => vfs.set_frontend_caches(Arc::new(caches)),
+            Err(source) => {
+                return Err(FuseError::Session {
+                    path: mountpoint.clone(),
+                    source,
+                })
+            }
+        }
         // Just mounted and initialised: the topmost mount there is this one.
         let device = match mount_entry(&mountpoint) {
             Ok(entry) => entry.and_then(|e| e.device().map(str::to_string)),

@@ -33,6 +33,7 @@ pub enum Destination {
         agent_path: Option<String>,
         /// Through the host's SFTP server, not an agent.
         sftp: bool,
+        no_deploy: bool,
     },
     /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
     Url {
@@ -75,6 +76,7 @@ impl Destination {
                     ssh_command: spec.ssh_command.clone(),
                     agent_path: spec.agent_path.clone(),
                     sftp: spec.sftp,
+                    no_deploy: spec.no_deploy,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -123,12 +125,14 @@ impl Destination {
                 ssh_command,
                 agent_path,
                 sftp,
+                no_deploy,
                 ..
             } => ConnectOptions {
                 ssh_options: ssh_options.clone(),
                 ssh_command: ssh_command.clone(),
                 agent_path: agent_path.clone(),
                 sftp: *sftp,
+                no_deploy: *no_deploy,
                 ..Default::default()
             },
             Destination::Url { agent_path, .. } => ConnectOptions {
@@ -221,6 +225,11 @@ impl Connection {
     /// The link, which mounts' VFSs follow onto each new connection.
     pub fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// How the current (or last) agent got there.
+    pub fn agent_origin(&self) -> Option<yonder_remote::AgentOrigin> {
+        self.link.agent_origin()
     }
 
     /// Reconnects now (`yonder reconnect`).

@@ -485,6 +485,7 @@ impl Manager {
                     destination: c.conn.destination.to_string(),
                     state: c.state.name().into(),
                     reason: c.state.reason().map(str::to_string),
+                    agent: c.conn.agent_origin().map(|o| o.name().to_string()),
                     pinned: c.pinned,
                     mounts: reg.mounts_on(&c.conn.id),
                 })
@@ -502,6 +503,8 @@ impl Manager {
                     state: m.state.name().into(),
                     reason: m.state.reason().map(str::to_string),
                     read_only: m.mount.read_only,
+                    write_back_failures: m.mount.mounted.vfs().write_back_counts().0,
+                    write_back_pending: m.mount.mounted.vfs().write_back_counts().1 as u64,
                 })
                 .collect(),
             last_event: self.events.last(),
@@ -615,8 +618,21 @@ impl Manager {
         self.events.publish(event);
     }
 
+    fn write_back_failed(&self, id: &str, op: &str, path: String, error: String) {
+        if self.registry().mount(id).is_none() {
+            return;
+        }
+        let mut event = mount_event(id, EventKind::WriteBackFailed);
+        event.path = Some(path);
+        event.reason = Some(format!(
+            "{op} acknowledged ahead of the remote, then refused: {error}"
+        ));
+        self.events.publish(event);
+    }
+
     /// Closes connection `id` if nothing needs it: not pinned, no mounts.
-    fn release_if_unused(&self, id: &str) {
+    /// The connection closed, if it was.
+    fn release_if_unused(&self, id: &str) -> Option<Arc<Connection>> {
         let conn = {
             let mut reg = self.registry();
             match reg.connection(id) {
@@ -626,10 +642,11 @@ impl Manager {
                 _ => None,
             }
         };
-        if let Some(conn) = conn {
+        if let Some(conn) = &conn {
             tracing::info!("{id}: closed (no mounts left)");
             conn.close();
         }
+        conn
     }
 
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
@@ -668,7 +685,7 @@ impl Manager {
             Ok(started) => started,
             Err(e) => {
                 if created {
-                    self.release_if_unused(&conn.id);
+                    let _ = self.release_if_unused(&conn.id);
                 }
                 return Err(e);
             }
@@ -709,7 +726,7 @@ impl Manager {
                 manager.check_mount(&watched);
             }
         });
-        // Open files lost with a connection: events.
+        // Open files lost with a connection, and write-back refused: events.
         let mut vfs_events = mount.mounted.vfs().events();
         let weak = Arc::downgrade(&self);
         let watched = id.clone();
@@ -720,6 +737,12 @@ impl Manager {
                         Some(manager) => manager.file_lost(&watched, path),
                         None => return,
                     },
+                    Ok(yonder_vfs::VfsEvent::MetadataFailed { op, path, error, .. }) => {
+                        match weak.upgrade() {
+                            Some(manager) => manager.write_back_failed(&watched, op, path, error),
+                            None => return,
+                        }
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
@@ -800,7 +823,7 @@ impl Manager {
         for mount in forget {
             // Nothing serves a failed mount: its dead mount point goes too.
             tracing::info!("{}: forgotten (too many failed mounts)", mount.id);
-            self.release_if_unused(&mount.connection);
+            let _ = self.release_if_unused(&mount.connection);
             self.drop_when_ended(mount, true);
         }
     }
@@ -820,7 +843,7 @@ impl Manager {
             "{id}: {} was unmounted externally",
             mount.mounted.mountpoint().display()
         );
-        self.release_if_unused(&mount.connection);
+        let _ = self.release_if_unused(&mount.connection);
         self.drop_when_ended(mount, false);
     }
 
@@ -977,7 +1000,11 @@ impl Manager {
         // once the last file is closed); the mount is dropped then, off
         // the runtime's threads.
         self.drop_when_ended(mount.clone(), false);
-        self.release_if_unused(&connection);
+        if let Some(conn) = self.release_if_unused(&connection) {
+            // Its link's last words (the agent may drop its records of the
+            // session) are said before a stopping manager exits.
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.ended()).await;
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! [`MountBuilder`]: the one way a mount is put together, for the manager
 //! and for `yonder mount --foreground` (which the fstab helper runs too):
 //! the link's remote, scoped to the mount's tree → a [`Vfs`] → following
-//! the link onto each new connection → the frontend the request names,
+//! the link onto each new connection, and the changes the remote pushes →
+//! the frontend the request names,
 //! serving it at the mount point.
 //!
 //! A new frontend is one arm of [`frontend_for`]; the request names it in
@@ -41,6 +42,7 @@ pub fn vfs_options(spec: &MountSpec) -> Result<VfsOptions, ManagerError> {
         attr_ttl: seconds("attr-ttl", spec.attr_ttl_secs)?,
         dir_ttl: seconds("dir-ttl", spec.dir_ttl_secs)?,
         op_timeout: seconds("op-timeout", spec.op_timeout_secs)?,
+        write_back: spec.write_back,
         ..VfsOptions::default()
     })
 }
@@ -152,6 +154,11 @@ impl MountBuilder {
         };
         let vfs = Vfs::new(remote, self.vfs, self.journal).await?;
         let watch = link.watch();
+        // Changes the remote pushes keep the caches honest for long.
+        match &root {
+            None => vfs.follow_changes(link.changes()),
+            Some(tree) => vfs.follow_changes(link.changes().under(tree)),
+        };
         match root.clone() {
             None => vfs.follow(watch, generation, |remote| remote),
             // Each new connection through a new scoped view of the same tree.
@@ -195,6 +202,7 @@ mod tests {
             debug: false,
             op_timeout_secs: 3.0,
             frontend: frontend.into(),
+            write_back: false,
         }
     }
 

@@ -54,6 +54,9 @@ pub struct ConnectSpec {
     /// Served by the host's SFTP server instead of an agent (`--sftp`).
     #[serde(default)]
     pub sftp: bool,
+    /// Never send the agent to a host without one (`--no-deploy`).
+    #[serde(default)]
+    pub no_deploy: bool,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]
@@ -128,6 +131,10 @@ fn default_op_timeout() -> f64 {
     20.0
 }
 
+fn default_write_back() -> bool {
+    false
+}
+
 fn default_frontend() -> String {
     yonder_fuse::FRONTEND_NAME.into()
 }
@@ -154,6 +161,9 @@ pub struct MountSpec {
     /// The frontend that serves the mount (`fuse`).
     #[serde(default = "default_frontend")]
     pub frontend: String,
+    /// Metadata write-back (`--write-back`).
+    #[serde(default = "default_write_back")]
+    pub write_back: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +285,11 @@ pub struct ConnectionInfo {
     /// Why the connection left `connected`, while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How its agent got there: `local`, `on-path`, `agent-path`,
+    /// `deployed-uploaded` or `deployed-cached` (the current connection's,
+    /// or the last one's while reconnecting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Made by `yonder connect`: kept when its last mount goes.
     pub pinned: bool,
     /// The ids of its mounts.
@@ -298,6 +313,14 @@ pub struct MountInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub read_only: bool,
+    /// Metadata operations acknowledged ahead of the remote (write-back)
+    /// that it refused since the mount began: each was also a
+    /// `write_back_failed` event.
+    #[serde(default)]
+    pub write_back_failures: u64,
+    /// Metadata operations acknowledged and not yet carried out.
+    #[serde(default)]
+    pub write_back_pending: u64,
 }
 
 /// One state change, as `yonder events --format json` prints it.
@@ -322,7 +345,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     /// `file_lost`: the path, in the mount, of the open file that could not
-    /// be reopened.
+    /// be reopened; `write_back_failed`: the path the refused operation
+    /// acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Mounts: their SOURCE, mount point and connection.
@@ -354,6 +378,11 @@ pub enum EventKind {
     /// was deleted or replaced meanwhile): its descriptors answer ESTALE.
     #[serde(rename = "file_lost")]
     FileLost,
+    /// A metadata operation the mount acknowledged ahead of the remote
+    /// (write-back) was refused by it: `path` names it, `reason` the
+    /// operation and the error.
+    #[serde(rename = "write_back_failed")]
+    WriteBackFailed,
 }
 
 impl EventKind {
@@ -366,6 +395,7 @@ impl EventKind {
             EventKind::State => "state",
             EventKind::Missed => "missed",
             EventKind::FileLost => "file_lost",
+            EventKind::WriteBackFailed => "write_back_failed",
         }
     }
 }

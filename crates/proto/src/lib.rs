@@ -49,4 +49,7 @@ pub const CAPABILITIES: &[&str] = &[
     "xattr",
     "owner-on-create",
     "fence",
+    "once",
+    "watch",
+    "tree",
 ];

@@ -327,6 +327,55 @@ pub struct DirEntry {
     pub xattrs: Option<Vec<serde_bytes::ByteBuf>>,
 }
 
+/// What one `ListTree` answer may carry. The agent stops adding at the
+/// first limit reached; every limit is clamped by the agent, so a client's
+/// numbers cannot make it build an answer larger than a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeBudget {
+    /// The answer's encoded size, about (names, attributes, xattr names,
+    /// file contents).
+    pub max_bytes: u32,
+    /// Entries over all the directories of the answer.
+    pub max_entries: u32,
+    /// Levels of subdirectories whose listings come along: 0 is the
+    /// directory asked for alone.
+    pub max_depth: u32,
+    /// Regular files of at most this size come with their contents; 0 for
+    /// none.
+    pub file_max: u32,
+    /// Bytes of file contents over the whole answer.
+    pub data_bytes: u32,
+}
+
+/// One entry of a `ListTree` answer: a [`DirEntry`] and, for a small
+/// regular file, its contents as of `attr` (the agent checked that the
+/// file did not change while it read them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    pub entry: DirEntry,
+    pub data: Option<serde_bytes::ByteBuf>,
+}
+
+/// One directory's entries in a `ListTree` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedDir {
+    /// Relative to the agent's root, as every path.
+    pub path: WirePath,
+    pub entries: Vec<TreeEntry>,
+}
+
+/// The answer to `ListTree`: first the directory asked for (its entries
+/// from the cursor on, as many as the budget allows), then, once that
+/// listing is complete, the complete listings of directories below it,
+/// depth first, as long as each fits whole in what is left of the budget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreePage {
+    pub dirs: Vec<ListedDir>,
+    /// Pass back as `cursor` for the rest of the directory asked for;
+    /// `None` when its listing is complete.
+    pub next: Option<u64>,
+}
+
 /// One page of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirPage {
@@ -522,6 +571,37 @@ pub enum Request {
         session: u64,
         generation: u64,
     },
+    /// Carries out `request` at most once for the fenced session, as
+    /// operation `id` (a number the client picks, unique within the
+    /// session and the same each time it sends the operation again). The
+    /// agent records each such operation's response beside the session's
+    /// fence file, so that this agent, or the next agent of the session
+    /// after a lost connection, answers a request sent again with the
+    /// recorded response instead of carrying it out twice (a recorded
+    /// `Opened` is answered with a new handle to the file the operation
+    /// created). The answer is the inner request's own. `settled_below`:
+    /// every operation of the session numbered below it has been answered
+    /// and will never be sent again, so its record may go. EINVAL for an
+    /// inner `Once` or `Fence`; EPROTO when `id` was recorded for another
+    /// request. Sent only to an agent that lists the `once` capability,
+    /// after a `Fence` it accepted.
+    Once {
+        id: u64,
+        settled_below: u64,
+        request: Box<Request>,
+    },
+    /// A rich listing: one page of `path` sized by bytes rather than
+    /// entries, each entry with its attributes, xattr names and (small
+    /// files) contents, followed by listings of the directories below it,
+    /// all within `budget`. What a walk needs in a few round trips rather
+    /// than one per directory and file. `cursor` as for `ReadDir` (the
+    /// cursors are shared). Sent only to an agent that lists the `tree`
+    /// capability.
+    ListTree {
+        path: WirePath,
+        cursor: Option<u64>,
+        budget: TreeBudget,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -611,6 +691,8 @@ impl Request {
             Request::Ping => "ping",
             Request::Realpath { .. } => "realpath",
             Request::Fence { .. } => "fence",
+            Request::Once { request, .. } => request.op(),
+            Request::ListTree { .. } => "listtree",
         }
     }
 
@@ -619,6 +701,7 @@ impl Request {
     pub fn changes_files(&self) -> bool {
         match self {
             Request::Open { flags, .. } => flags & (open_flags::CREATE | open_flags::TRUNCATE) != 0,
+            Request::Once { request, .. } => request.changes_files(),
             Request::Write { .. }
             | Request::Setattr { .. }
             | Request::Mkdir { .. }
@@ -647,7 +730,8 @@ impl Request {
             | Request::Lseek { .. }
             | Request::Ping
             | Request::Realpath { .. }
-            | Request::Fence { .. } => false,
+            | Request::Fence { .. }
+            | Request::ListTree { .. } => false,
         }
     }
 }
@@ -688,12 +772,55 @@ pub enum Response {
     },
     /// A file offset: the answer to `Lseek`.
     Offset(u64),
+    /// The answer to `ListTree`.
+    Tree(TreePage),
+}
+
+/// What happened at a path an agent reports changed, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// The node's data or attributes changed; its name still holds it.
+    Content,
+    /// The name was added, removed or moved (to or from): the directory
+    /// holding it lists other names, and the name may hold another node or
+    /// none. A directory moved away takes what is below it along.
+    Entry,
+    /// As `Entry`, and anything below the path may have changed unseen: a
+    /// directory moved here, whose watch the move interrupted.
+    Tree,
+}
+
+/// One path that changed on the agent's side, relative to its root.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PathChange {
+    pub path: WirePath,
+    pub kind: ChangeKind,
+}
+
+/// What an agent pushes unasked (frame id 0), to a client whose `Hello`
+/// and its own both list the `watch` capability. The agent watches each
+/// directory the client has visited (listed, looked up in, made).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// These paths changed, changes a few milliseconds apart gathered.
+    Changed(Vec<PathChange>),
+    /// Changes were lost (the watch queue overflowed, or more changed at
+    /// once than one notice carries): anything may have changed. The watch
+    /// goes on.
+    Overflow,
+    /// A directory could not be watched (the host's watch limit): changes
+    /// in it are not reported. Said once per connection.
+    Unwatched { path: WirePath, reason: String },
 }
 
 /// Every frame body is one of these.
+///
+/// A variant's position is its tag on the wire: new variants go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Hello(Hello),
     Request(Request),
     Response(Response),
+    /// Agent to client only, and only with the `watch` capability.
+    Notice(Notice),
 }

@@ -110,6 +110,17 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         }),
         Message::Response(Response::Written(5)),
         Message::Response(Response::Offset(4096)),
+        Message::Notice(Notice::Changed(vec![
+            PathChange {
+                path: path("d/f"),
+                kind: ChangeKind::Content,
+            },
+            PathChange {
+                path: path("d/g"),
+                kind: ChangeKind::Entry,
+            },
+        ])),
+        Message::Notice(Notice::Overflow),
     ];
     let frames = |messages: &[Message]| -> Vec<Vec<u8>> {
         messages
@@ -401,8 +412,102 @@ fn dispatch_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             max_entries: 10,
         },
     ];
+    // Operations sent again after a cut, answered from the reply records.
+    let once = |id: u64, settled_below: u64, request: Request| Once {
+        id,
+        settled_below,
+        request: Box::new(request),
+    };
+    let exclusive = Open {
+        path: path("lock"),
+        flags: open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::EXCLUSIVE,
+        mode: 0o600,
+        owner: None,
+    };
+    let made = Mkdir {
+        path: path("m"),
+        mode: 0o755,
+        owner: None,
+    };
+    let operations = [
+        Fence {
+            session: 9,
+            generation: 1,
+        },
+        once(1, 1, made.clone()),
+        once(1, 1, made.clone()),
+        once(2, 1, exclusive.clone()),
+        once(2, 1, exclusive),
+        once(2, 1, made.clone()),
+        once(3, 3, Rmdir { path: path("m") }),
+        once(4, 4, once(5, 4, made)),
+        once(0, 5, Ping),
+    ];
+    let budget = TreeBudget {
+        max_bytes: 4096,
+        max_entries: 100,
+        max_depth: 8,
+        file_max: 4096,
+        data_bytes: 65536,
+    };
+    let tree = [
+        Mkdir {
+            path: path("t"),
+            mode: 0o755,
+            owner: None,
+        },
+        Mkdir {
+            path: path("t/sub"),
+            mode: 0o755,
+            owner: None,
+        },
+        Open {
+            path: path("t/sub/small"),
+            flags: rw_create,
+            mode: 0o644,
+            owner: None,
+        },
+        Write {
+            handle: Handle(1),
+            offset: 0,
+            data: b"contents".to_vec(),
+        },
+        Symlink {
+            target: path("sub/small"),
+            path: path("t/link"),
+            owner: None,
+        },
+        Mknod {
+            path: path("t/sub/fifo"),
+            mode: file_type::FIFO | 0o644,
+            rdev_major: 0,
+            rdev_minor: 0,
+            owner: None,
+        },
+        ListTree {
+            path: path(""),
+            cursor: None,
+            budget,
+        },
+        ListTree {
+            path: path("t"),
+            cursor: None,
+            budget: TreeBudget {
+                max_bytes: 1,
+                max_entries: 1,
+                ..budget
+            },
+        },
+        ListTree {
+            path: path("t"),
+            cursor: Some(1),
+            budget,
+        },
+    ];
     BTreeMap::from([
+        ("operations", requests(0, &operations)),
         ("files", requests(0, &files)),
+        ("tree", requests(0, &tree)),
         ("names", requests(0, &names)),
         ("xattrs", requests(0, &xattrs)),
         ("specials", requests(0, &specials)),

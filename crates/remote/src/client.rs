@@ -19,24 +19,29 @@
 //! ([`AgentClient::shutdown`]: the transport killed, every call in flight
 //! failed at once), so that no caller waits on a dead or stopped agent.
 
+use crate::deploy::AgentOrigin;
 use crate::exchange::{call, unexpected, Describe, Exchange};
 use crate::{RemoteError, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use yonder_proto::codec::encode_write_request_header;
 use yonder_proto::stream::{write_parts, FrameReader};
 use yonder_proto::{
-    encode_frame, encode_frame_into, Handle, Hello, Message, Request, Response, PROTOCOL_VERSION,
+    encode_frame, encode_frame_into, Handle, Hello, Message, Notice, Request, Response, PROTOCOL_VERSION,
 };
 
 type Reply = std::result::Result<Response, Failure>;
+
+/// Notices kept for a subscriber that has not taken them yet; one that
+/// falls further behind is told that it missed some.
+const NOTICES_QUEUED: usize = 1024;
 
 /// Why a request got no response from the agent.
 enum Failure {
@@ -54,6 +59,8 @@ struct Shared {
     /// since `epoch`.
     heard: AtomicU64,
     epoch: Instant,
+    /// Change notices the agent pushed (frames of id 0).
+    notices: broadcast::Sender<Notice>,
 }
 
 #[derive(Default)]
@@ -70,6 +77,7 @@ impl Shared {
             ended: watch::Sender::new(None),
             heard: AtomicU64::new(0),
             epoch: Instant::now(),
+            notices: broadcast::channel(NOTICES_QUEUED).0,
         }
     }
 
@@ -99,12 +107,19 @@ struct Outgoing {
     payload: Bytes,
 }
 
+/// How a failed handshake with an agent of another protocol version
+/// begins.
+pub(crate) const VERSION_MISMATCH: &str = "protocol version mismatch";
+
 /// A connection to one `yonder agent`.
 pub struct AgentClient {
     shared: Arc<Shared>,
     frames: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicU64,
     peer: Hello,
+    /// The agent records `Once` operations for the session this client
+    /// fenced (see [`crate::Operation`]).
+    exactly_once: AtomicBool,
     /// The reader and writer tasks: aborted by `shutdown`, which closes
     /// the transport's stream.
     io_tasks: Vec<AbortHandle>,
@@ -114,6 +129,8 @@ pub struct AgentClient {
     /// Turns true once the agent process (if any) has exited and been
     /// reaped.
     exited: watch::Sender<bool>,
+    /// How the agent got there, when this client started it.
+    origin: std::sync::OnceLock<AgentOrigin>,
 }
 
 impl AgentClient {
@@ -164,7 +181,7 @@ impl AgentClient {
             (0, Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
             (0, Message::Hello(peer)) => {
                 return Err(connect_err(format!(
-                    "protocol version mismatch: client speaks v{PROTOCOL_VERSION}, agent speaks v{}",
+                    "{VERSION_MISMATCH}: client speaks v{PROTOCOL_VERSION}, agent speaks v{}",
                     peer.version
                 )))
             }
@@ -182,10 +199,23 @@ impl AgentClient {
             frames,
             next_id: AtomicU64::new(1),
             peer,
+            exactly_once: AtomicBool::new(false),
             io_tasks: vec![writer.abort_handle(), reader.abort_handle()],
             kill_child: Mutex::new(None),
             exited: watch::Sender::new(true),
+            origin: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records how the agent got there (set once, by whoever started it).
+    pub(crate) fn set_origin(&self, origin: AgentOrigin) {
+        let _ = self.origin.set(origin);
+    }
+
+    /// How the agent got there (`None`: a stream this client did not
+    /// start, such as an in-process agent).
+    pub fn origin(&self) -> Option<AgentOrigin> {
+        self.origin.get().copied()
     }
 
     /// Hands the agent process to the client: the connection counts as
@@ -269,6 +299,14 @@ impl AgentClient {
         }
     }
 
+    /// The change notices the agent pushes, when it and this client both
+    /// list the `watch` capability.
+    pub fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        let ours = yonder_proto::CAPABILITIES.contains(&"watch");
+        let theirs = self.peer.capabilities.iter().any(|c| c == "watch");
+        (ours && theirs).then(|| self.shared.notices.subscribe())
+    }
+
     /// The agent's handshake: version, capabilities, software.
     pub fn peer(&self) -> &Hello {
         &self.peer
@@ -285,7 +323,13 @@ impl AgentClient {
         let describe = || format!("<session {session:016x} generation {generation}>");
         let r = call(self, Request::Fence { session, generation }, &describe).await?;
         match r {
-            Response::Done => Ok(true),
+            Response::Done => {
+                // Its records are the session's: only a fenced agent keeps
+                // them for the next one.
+                let once = self.peer.capabilities.iter().any(|c| c == "once");
+                self.exactly_once.store(once, Ordering::Relaxed);
+                Ok(true)
+            }
             other => Err(unexpected("fence", describe(), other)),
         }
     }
@@ -370,6 +414,14 @@ impl Exchange for AgentClient {
         self.send_request(request, subject)
     }
 
+    fn exactly_once(&self) -> bool {
+        self.exactly_once.load(Ordering::Relaxed)
+    }
+
+    fn peer_has(&self, capability: &str) -> bool {
+        self.peer.capabilities.iter().any(|c| c == capability)
+    }
+
     /// The same frame as `Request::Write { handle, offset, data }`, but only
     /// its header is encoded: the data is sent from `data` itself.
     async fn exchange_write(
@@ -444,6 +496,17 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
         };
         shared.heard_now();
         let id = frame.id;
+        // Requests are numbered from 1: id 0 is what the agent says unasked.
+        if id == 0 {
+            match frame.into_message() {
+                Ok(Message::Notice(notice)) => {
+                    let _ = shared.notices.send(notice);
+                }
+                Ok(_) => tracing::warn!("unexpected unsolicited message from the agent"),
+                Err(err) => tracing::warn!("undecodable notice from the agent: {err}"),
+            }
+            continue;
+        }
         let waiter = shared.pending.lock().expect("pending lock").waiters.remove(&id);
         let Some(waiter) = waiter else {
             tracing::warn!(id, "response for an unknown request id");
@@ -454,6 +517,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<BufReader<R>>, 
         let reply = match frame.into_message() {
             Ok(Message::Response(response)) => Ok(response),
             Ok(Message::Hello(_)) => Err(Failure::Protocol("expected a response, got a Hello".into())),
+            Ok(Message::Notice(_)) => Err(Failure::Protocol("expected a response, got a notice".into())),
             Ok(Message::Request(request)) => Err(Failure::Protocol(format!(
                 "expected a response, got a {} request",
                 request.op()

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::future::Future;
 use yonder_proto::{
     Attr, DirPage, Handle, Owner, RenameFlags, Request, Response, SeekWhence, SetAttr, StatFs, Target,
-    XattrMode,
+    TreeBudget, TreePage, XattrMode,
 };
 
 /// Names what a call acts on in errors: a path (`.` for the root), a
@@ -46,6 +46,38 @@ pub trait Exchange: Send + Sync + 'static {
         let data = Vec::from(data);
         self.exchange(Request::Write { handle, offset, data }, subject)
     }
+
+    /// Whether the agent answers a `Request::Once` sent again with its
+    /// first outcome (see [`Remote::exactly_once`]).
+    fn exactly_once(&self) -> bool {
+        false
+    }
+
+    /// Whether the agent announced `capability` in its handshake; a
+    /// transport without one (an agent in the same process) has them all.
+    fn peer_has(&self, capability: &str) -> bool {
+        let _ = capability;
+        true
+    }
+}
+
+/// `request` as it travels: a changing request of an [`crate::Operation`]
+/// as `Request::Once` where the agent records them, and a ping there as
+/// one that carries only the client's settled floor.
+fn as_sent<E: Exchange>(remote: &E, request: Request) -> Request {
+    if !remote.exactly_once() {
+        return request;
+    }
+    let id = match (&request, crate::operation::current()) {
+        (Request::Ping, _) => 0,
+        (request, Some(id)) if request.changes_files() => id,
+        _ => return request,
+    };
+    Request::Once {
+        id,
+        settled_below: crate::operation::settled_below(),
+        request: Box::new(request),
+    }
 }
 
 /// Sends `request`; an error response becomes [`RemoteError::Os`] naming
@@ -56,7 +88,7 @@ pub(crate) async fn call<E: Exchange>(
     subject: Describe<'_>,
 ) -> Result<Response> {
     let op = request.op();
-    let response = remote.exchange(request, subject).await;
+    let response = remote.exchange(as_sent(remote, request), subject).await;
     answer(op, subject, response)
 }
 
@@ -130,6 +162,23 @@ impl<E: Exchange> Remote for E {
         )
         .await?;
         expect!(r, "readdir", display_path(path), Response::DirPage(p) => p)
+    }
+
+    async fn list_tree(&self, path: &[u8], cursor: Option<u64>, budget: TreeBudget) -> Result<TreePage> {
+        if !self.peer_has("tree") {
+            return crate::remote::tree_from_page(self, path, cursor, budget).await;
+        }
+        let r = call_path(
+            self,
+            Request::ListTree {
+                path: path_buf(path),
+                cursor,
+                budget,
+            },
+            path,
+        )
+        .await?;
+        expect!(r, "listtree", display_path(path), Response::Tree(t) => t)
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
@@ -351,6 +400,10 @@ impl<E: Exchange> Remote for E {
     async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
         let r = call_path(self, Request::Realpath { path: path_buf(path) }, path).await?;
         expect!(r, "realpath", display_path(path), Response::Bytes(b) => b)
+    }
+
+    fn exactly_once(&self) -> bool {
+        Exchange::exactly_once(self)
     }
 
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {

@@ -6,7 +6,8 @@
 //! ([`Exchange`]) is a `Remote` through one mapping of methods to requests;
 //! [`AgentClient`] carries them to a `yonder agent` over any byte stream;
 //! [`source`] turns a user's SOURCE string into such a stream (a local
-//! child process, or one started through the system `ssh`); [`Scoped`] shows one tree of a
+//! child process, or one started through the system `ssh`, which [`deploy`]s
+//! the agent to a host without one); [`Scoped`] shows one tree of a
 //! remote that serves `/`, so one connection carries several mounts.
 //! [`Link`] supervises one connection: heartbeats, and reconnection when it
 //! dies. What it needs of a connection is a [`Session`]; a [`Connector`]
@@ -15,24 +16,31 @@
 //! protocol other than yonder's, a `Session`) and one line in
 //! [`URL_TRANSPORTS`].
 
+mod changes;
 mod client;
+pub mod deploy;
 mod error;
 mod exchange;
 pub mod link;
+mod operation;
 mod remote;
 mod scoped;
 mod session;
 pub mod sftp;
+mod shell;
 pub mod source;
 pub mod tcp;
 mod transport;
 
 pub use bytes::Bytes;
+pub use changes::{ChangeFeed, RemoteChange};
 pub use client::AgentClient;
+pub use deploy::AgentOrigin;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
-pub use remote::Remote;
+pub use operation::Operation;
+pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session};
 pub use source::{

@@ -42,8 +42,9 @@
 //! connection itself sets [`crate::tcp::set_keepalive`] on its socket in its
 //! [`Connector`].
 
+use crate::changes::{ChangeFeed, RemoteChange};
 use crate::session::{Connector, Session};
-use crate::{connector_for, ConnectOptions, Remote, Result, Source};
+use crate::{connector_for, AgentOrigin, ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,6 +142,9 @@ pub struct LinkStatus {
     pub generation: u64,
     /// The current (or, while not connected, the last) connection's remote.
     pub remote: Arc<dyn Remote>,
+    /// How the current (or last) connection's agent got there, where its
+    /// transport knows.
+    pub agent: Option<AgentOrigin>,
     /// While not connected: when the outage began (the agent's last sign
     /// of life, or the moment its stream ended).
     pub lost_at: Option<std::time::Instant>,
@@ -165,6 +169,8 @@ pub struct Link {
 
 struct Inner {
     status: watch::Sender<LinkStatus>,
+    changes: broadcast::Sender<RemoteChange>,
+    watching: watch::Sender<RemoteChange>,
     transitions: broadcast::Sender<LinkState>,
     reconnect_now: Arc<Notify>,
     close: Arc<Notify>,
@@ -182,6 +188,9 @@ impl Drop for Inner {
         }
     }
 }
+
+/// Changes kept for a subscriber that has not taken them yet.
+const CHANGES_QUEUED: usize = 1024;
 
 /// The target of every transition log line.
 const LOG_TARGET: &str = "yonder::link";
@@ -205,11 +214,19 @@ impl Link {
         let status = watch::Sender::new(LinkStatus {
             state: LinkState::Connected,
             generation: 1,
+            agent: client.agent_origin(),
             remote: client.clone(),
             lost_at: None,
         });
+        let (changes, _) = broadcast::channel(CHANGES_QUEUED);
+        let watching = watch::Sender::new(RemoteChange::Watching {
+            active: false,
+            reason: "connecting".into(),
+        });
         let inner = Arc::new(Inner {
             status: status.clone(),
+            changes: changes.clone(),
+            watching: watching.clone(),
             transitions: transitions.clone(),
             reconnect_now: Arc::new(Notify::new()),
             close: Arc::new(Notify::new()),
@@ -220,7 +237,10 @@ impl Link {
         // The first connection is no news (a mount that starts says
         // nothing): at debug. Every change after it is at info.
         tracing::debug!(target: LOG_TARGET, state = %"connected", "{describe}: connected");
-        let supervisor = Supervisor {
+        let mut supervisor = Supervisor {
+            changes,
+            watching,
+            notices: None,
             connector,
             options,
             describe,
@@ -232,6 +252,7 @@ impl Link {
             generation: 1,
             lost_at: None,
         };
+        supervisor.follow_notices(&client, false);
         let task = tokio::spawn(supervisor.run(client));
         *inner.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(Link { inner })
@@ -240,6 +261,12 @@ impl Link {
     /// The state and the current connection, as they change.
     pub fn watch(&self) -> watch::Receiver<LinkStatus> {
         self.inner.status.subscribe()
+    }
+
+    /// The changes the remote pushes, on this connection and every later
+    /// one (see [`ChangeFeed`]).
+    pub fn changes(&self) -> ChangeFeed {
+        ChangeFeed::new(self.inner.changes.subscribe(), &self.inner.watching)
     }
 
     /// Every state the link enters from now on, each once, in order.
@@ -256,6 +283,11 @@ impl Link {
     pub fn current(&self) -> (u64, Arc<dyn Remote>) {
         let status = self.inner.status.borrow();
         (status.generation, status.remote.clone())
+    }
+
+    /// How the current (or last) connection's agent got there.
+    pub fn agent_origin(&self) -> Option<AgentOrigin> {
+        self.inner.status.borrow().agent
     }
 
     pub fn options(&self) -> &LinkOptions {
@@ -282,6 +314,11 @@ impl Link {
 }
 
 struct Supervisor {
+    changes: broadcast::Sender<RemoteChange>,
+    /// Whether the current connection pushes changes.
+    watching: watch::Sender<RemoteChange>,
+    /// The task passing the current connection's notices on.
+    notices: Option<tokio::task::AbortHandle>,
     connector: Arc<dyn Connector>,
     options: LinkOptions,
     describe: String,
@@ -304,7 +341,53 @@ enum End {
 }
 
 impl Supervisor {
-    fn publish(&self, state: LinkState, remote: Option<Arc<dyn Remote>>) {
+    /// Passes `client`'s change notices on to the link's subscribers,
+    /// having said whether it pushes any (and, after a reconnection, that
+    /// anything may have changed while the link was down).
+    fn follow_notices(&mut self, client: &Arc<dyn Session>, reconnected: bool) {
+        if let Some(previous) = self.notices.take() {
+            previous.abort();
+        }
+        if reconnected {
+            let _ = self.changes.send(RemoteChange::Unknown {
+                reason: "reconnected: changes made while the link was down were not seen".into(),
+            });
+        }
+        let notices = client.notices();
+        let watching = RemoteChange::Watching {
+            active: notices.is_some(),
+            reason: match notices {
+                Some(_) => "the remote pushes changes".into(),
+                None => "the remote does not push changes".into(),
+            },
+        };
+        self.watching.send_replace(watching.clone());
+        let _ = self.changes.send(watching);
+        let Some(mut notices) = notices else { return };
+        let (changes, watching) = (self.changes.clone(), self.watching.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let pushed = match notices.recv().await {
+                    Ok(notice) => RemoteChange::from_notice(notice),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => vec![RemoteChange::Unknown {
+                        reason: format!("{missed} change notices were missed"),
+                    }],
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for change in pushed {
+                    if let RemoteChange::Watching { .. } = change {
+                        watching.send_replace(change.clone());
+                    }
+                    let _ = changes.send(change);
+                }
+            }
+        });
+        self.notices = Some(task.abort_handle());
+    }
+
+    fn publish(&self, state: LinkState, session: Option<&Arc<dyn Session>>) {
+        let agent = session.and_then(|s| s.agent_origin());
+        let remote = session.cloned().map(|s| -> Arc<dyn Remote> { s });
         let generation = self.generation;
         let lost_at = match state {
             LinkState::Connected => None,
@@ -316,6 +399,7 @@ impl Supervisor {
             status.lost_at = lost_at;
             if let Some(remote) = remote {
                 status.remote = remote;
+                status.agent = agent;
             }
         });
         let _ = self.transitions.send(state);
@@ -327,6 +411,9 @@ impl Supervisor {
             let end = self.supervise(&client).await;
             let reason = match end {
                 End::Closed => {
+                    // Tells the agent every operation is settled, so that
+                    // the session's reply records go with it.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), client.ping()).await;
                     client.shutdown("link closed");
                     // The agent process is gone (and reaped) before the
                     // link says it is closed.
@@ -374,7 +461,10 @@ impl Supervisor {
                 self.wait_while_disconnected().await
             };
             match next {
-                Some(new) => client = new,
+                Some(new) => {
+                    self.follow_notices(&new, true);
+                    client = new;
+                }
                 None => return,
             }
             // A request made while the connection was being made is done.
@@ -451,8 +541,7 @@ impl Supervisor {
                             self.describe,
                             started.elapsed().as_secs_f64()
                         );
-                        let remote: Arc<dyn Remote> = client.clone();
-                        self.publish(LinkState::Connected, Some(remote));
+                        self.publish(LinkState::Connected, Some(&client));
                         return Some(client);
                     }
                     Ok(Err(err)) => err.to_string(),

@@ -2,7 +2,8 @@ use crate::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 use yonder_proto::{
-    Attr, DirEntry, DirPage, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, XattrMode,
+    Attr, DirEntry, DirPage, Handle, ListedDir, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target,
+    TreeBudget, TreeEntry, TreePage, XattrMode,
 };
 
 /// A remote directory tree, addressed by paths relative to its root.
@@ -20,6 +21,15 @@ pub trait Remote: Send + Sync + 'static {
     async fn fstat(&self, handle: Handle) -> Result<Attr>;
     /// One page of a directory listing with each entry's attributes.
     async fn read_dir_page(&self, path: &[u8], cursor: Option<u64>, max_entries: u32) -> Result<DirPage>;
+    /// A rich listing (`ListTree`): a page of `path` sized by
+    /// `budget.max_bytes`, then, once it is complete, listings of the
+    /// directories below it and small files' contents, within `budget`.
+    /// The first directory of the answer is always `path`. Transports
+    /// without such a call (and agents without the `tree` capability)
+    /// answer one `ReadDir` page of `path` alone.
+    async fn list_tree(&self, path: &[u8], cursor: Option<u64>, budget: TreeBudget) -> Result<TreePage> {
+        tree_from_page(self, path, cursor, budget).await
+    }
     /// Opens (and with `CREATE`, creates) a file; `flags` are
     /// [`yonder_proto::open_flags`] values.
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)>;
@@ -92,6 +102,15 @@ pub trait Remote: Send + Sync + 'static {
     /// of the next data or hole at or after `offset`; ENXIO if none.
     async fn lseek(&self, handle: Handle, offset: u64, whence: SeekWhence) -> Result<u64>;
 
+    /// Whether a call sent again as the same [`crate::Operation`] after a
+    /// lost connection is answered with its first outcome rather than
+    /// carried out again (an agent with the `once` capability whose
+    /// `Fence` this connection's link claimed). Where not, a caller finds
+    /// out from the remote's state what a lost call did.
+    fn exactly_once(&self) -> bool {
+        false
+    }
+
     /// One round trip that touches no file: proves the link and the
     /// agent alive (heartbeats, health checks). Transports without such a
     /// call stat the root.
@@ -120,4 +139,30 @@ pub trait Remote: Send + Sync + 'static {
             }
         }
     }
+}
+
+/// [`Remote::list_tree`] from one `ReadDir` page: what a remote without
+/// rich listings answers.
+pub async fn tree_from_page<R: Remote + ?Sized>(
+    remote: &R,
+    path: &[u8],
+    cursor: Option<u64>,
+    budget: TreeBudget,
+) -> Result<TreePage> {
+    // An entry with attributes takes some 100 bytes on the wire.
+    let max_entries = (budget.max_bytes / 100)
+        .clamp(1, 8192)
+        .min(budget.max_entries.max(1));
+    let page = remote.read_dir_page(path, cursor, max_entries).await?;
+    Ok(TreePage {
+        dirs: vec![ListedDir {
+            path: path.to_vec().into(),
+            entries: page
+                .entries
+                .into_iter()
+                .map(|entry| TreeEntry { entry, data: None })
+                .collect(),
+        }],
+        next: page.next,
+    })
 }

@@ -15,9 +15,24 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
 use yonder_proto::{
-    Attr, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, WirePath,
-    XattrMode,
+    Attr, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, TreeBudget,
+    TreePage, WirePath, XattrMode,
 };
+
+/// `path` (relative to a remote that serves `/`) relative to the tree at
+/// `prefix` (the same, without leading or trailing `/`), if it lies in it:
+/// how a change the remote pushes is named in a scoped view.
+pub(crate) fn below_prefix(prefix: &[u8], path: &[u8]) -> Option<Vec<u8>> {
+    let path = path.strip_suffix(b"/").unwrap_or(path);
+    if prefix.is_empty() {
+        return Some(path.to_vec());
+    }
+    match path.strip_prefix(prefix)? {
+        b"" => Some(Vec::new()),
+        [b'/', rest @ ..] => Some(rest.to_vec()),
+        _ => None,
+    }
+}
 
 /// The tree below `root` of a remote that serves `/`.
 pub struct Scoped {
@@ -92,6 +107,20 @@ impl Scoped {
         Ok(mapped)
     }
 
+    /// The path within this tree of `agent_path`, a path as the agent
+    /// names it; `None` if it lies outside the tree.
+    fn unmap(&self, agent_path: &[u8]) -> Option<Vec<u8>> {
+        if self.prefix.is_empty() {
+            return Some(agent_path.to_vec());
+        }
+        let rest = agent_path.strip_prefix(&self.prefix[..])?;
+        match rest {
+            [] => Some(Vec::new()),
+            [b'/', inside @ ..] => Some(inside.to_vec()),
+            _ => None,
+        }
+    }
+
     /// [`map`](Self::map), refusing the tree's root itself (EBUSY), for
     /// operations that would remove or replace it.
     fn map_not_root(&self, op: &'static str, path: &[u8]) -> Result<Vec<u8>> {
@@ -160,6 +189,26 @@ impl Remote for Scoped {
             .read_dir_page(&p, cursor, max_entries)
             .await
             .map_err(|e| renamed(e, || display_path(path)))
+    }
+
+    async fn list_tree(&self, path: &[u8], cursor: Option<u64>, budget: TreeBudget) -> Result<TreePage> {
+        let p = self.map("listtree", path)?;
+        let mut tree = self
+            .inner
+            .list_tree(&p, cursor, budget)
+            .await
+            .map_err(|e| renamed(e, || display_path(path)))?;
+        // The answer names directories as the agent does; this tree's
+        // callers know them relative to its root. One outside it (none
+        // should be) is dropped rather than misnamed.
+        tree.dirs.retain_mut(|dir| match self.unmap(&dir.path) {
+            Some(inside) => {
+                dir.path = inside.into();
+                true
+            }
+            None => false,
+        });
+        Ok(tree)
     }
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
@@ -339,6 +388,10 @@ impl Remote for Scoped {
 
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.inner.exactly_once()
     }
 
     async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {

@@ -9,12 +9,14 @@
 //! protocol (SFTP, say) implements this trait for its client and returns it
 //! from its [`Connector`]. The heartbeat is [`Remote::ping`].
 
-use crate::{AgentClient, Remote, Result};
+use crate::{AgentClient, AgentOrigin, Remote, Result};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::broadcast;
+use yonder_proto::Notice;
 
 /// A boxed future that borrows nothing from the session it came from.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -42,6 +44,12 @@ pub trait Session: Remote {
     /// Requests sent and not answered yet.
     fn in_flight(&self) -> usize;
 
+    /// How the agent at the far end got there (`yonder status`), where
+    /// this transport started one.
+    fn agent_origin(&self) -> Option<AgentOrigin> {
+        None
+    }
+
     /// Makes this connection the one serving link `session` at
     /// `generation`, so that an older connection of the same link refuses
     /// changes from then on. `Ok(false)`: this transport (or this peer)
@@ -49,6 +57,13 @@ pub trait Session: Remote {
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
         let _ = (session, generation);
         Ok(false)
+    }
+
+    /// What the far end pushes of changes to its files, for a transport
+    /// (and peer) that pushes them: `None` otherwise, and the client then
+    /// keeps short cache lifetimes.
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        None
     }
 }
 
@@ -86,7 +101,15 @@ impl Session for AgentClient {
         AgentClient::in_flight(self)
     }
 
+    fn agent_origin(&self) -> Option<AgentOrigin> {
+        AgentClient::origin(self)
+    }
+
     async fn fence(&self, session: u64, generation: u64) -> Result<bool> {
         AgentClient::fence(self, session, generation).await
+    }
+
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        AgentClient::notices(self)
     }
 }

@@ -3,13 +3,16 @@
 //! * a local path, or `local:PATH`: spawns this binary as `yonder agent`;
 //! * `[user@]host:[path]` (scp style) or `ssh://[user@]host[:port][/path]`:
 //!   runs the system `ssh`, so `~/.ssh/config`, keys, the ssh agent and
-//!   ProxyJump work unchanged;
+//!   ProxyJump work unchanged, and deploys the agent where it is missing
+//!   ([`crate::deploy`]);
 //! * `SCHEME://ADDRESS[/PATH]` for a SCHEME in [`URL_TRANSPORTS`]: that
 //!   transport's [`Connector`]. A new transport is its file (its
 //!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
 //!   protocol) and one line in that table.
 
+use crate::deploy::{self, AgentOrigin, Build, DeployError};
 use crate::session::{Connector, Session};
+pub use crate::shell::shell_quote;
 use crate::{AgentClient, RemoteError, Result};
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -357,15 +360,20 @@ pub struct ConnectOptions {
     pub ssh_options: Vec<String>,
     /// Replaces the `ssh` program, split on whitespace (e.g. `"ssh -F cfg"`).
     pub ssh_command: Option<String>,
-    /// The remote `yonder` binary; `yonder` on the remote PATH by default.
+    /// The remote `yonder` binary; by default `yonder` on the remote PATH,
+    /// else this build, deployed (see [`crate::deploy`]).
     pub agent_path: Option<String>,
     /// The local binary to run as agent for local sources; this executable
     /// by default.
     pub local_agent: Option<PathBuf>,
     /// Extra arguments for the agent (e.g. `--log-file`).
     pub agent_args: Vec<String>,
+    /// Never send the agent to an ssh host without one (`--no-deploy`):
+    /// `yonder` must be on its PATH (or at `agent_path`).
+    pub no_deploy: bool,
     /// Reach an ssh source through its SFTP server (`ssh -s HOST sftp`)
-    /// instead of an agent: for hosts where none can run.
+    /// instead of an agent: for hosts where none can run. No agent is
+    /// started, so none is deployed either.
     pub sftp: bool,
 }
 
@@ -441,20 +449,49 @@ pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: 
             argv.push(dashdash);
             argv.push(host);
             let agent = options.agent_path.as_deref().unwrap_or("yonder");
-            let root = match path.as_str() {
-                "" | "~" => ".",
-                p => p.strip_prefix("~/").unwrap_or(p),
-            };
-            let mut remote = format!("exec {} agent --stdio", shell_quote(agent));
-            for arg in &options.agent_args {
-                remote.push(' ');
-                remote.push_str(&shell_quote(arg));
-            }
-            remote.push(' ');
-            remote.push_str(&shell_quote(&format!("--root={root}")));
-            argv.push(remote);
+            argv.push(format!(
+                "exec {} {}",
+                shell_quote(agent),
+                agent_words(path, options)
+            ));
             Ok(argv)
         }
+    }
+}
+
+/// `agent --stdio [ARG]... --root=ROOT`, quoted for the remote shell: the
+/// agent's arguments for the tree `path` names on an ssh host.
+fn agent_words(path: &str, options: &ConnectOptions) -> String {
+    let root = match path {
+        "" | "~" => ".",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    };
+    let mut words = String::from("agent --stdio");
+    for arg in &options.agent_args {
+        words.push(' ');
+        words.push_str(&shell_quote(arg));
+    }
+    words.push(' ');
+    words.push_str(&shell_quote(&format!("--root={root}")));
+    words
+}
+
+/// Whether connecting to `source` deploys the agent when the remote lacks
+/// it (over ssh, unless `--agent-path` names one or `--no-deploy`): then
+/// the remote path of the tree it serves.
+fn deployed_path<'a>(source: &'a Source, options: &ConnectOptions) -> Option<&'a str> {
+    match source {
+        Source::Ssh { path, .. } if options.agent_path.is_none() && !options.no_deploy => Some(path),
+        _ => None,
+    }
+}
+
+/// How the agent of a connection that does not deploy got there.
+fn origin_without_deploy(source: &Source, options: &ConnectOptions) -> AgentOrigin {
+    match source {
+        Source::Local { .. } => AgentOrigin::Local,
+        _ if options.agent_path.is_some() => AgentOrigin::AgentPath,
+        _ => AgentOrigin::OnPath,
     }
 }
 
@@ -522,22 +559,17 @@ fn keepalive_unset(config: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Quotes a word for the remote POSIX shell. Words of safe characters pass
-/// unchanged, so that `~/bin/yonder` still gets tilde expansion.
-pub fn shell_quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+~=,:@%".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// [`crate::connect`], returning the client itself, which owns the agent process:
 /// what a supervisor (see [`crate::Link`]) needs to watch the connection
 /// and end it.
 pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
-    let Spawned { client, child } = spawn(source, options).await?;
+    let Spawned {
+        client,
+        child,
+        origin,
+    } = spawn(source, options).await?;
     client.attach_child(child);
+    client.set_origin(origin);
     Ok(client)
 }
 
@@ -548,6 +580,8 @@ pub struct Spawned {
     pub client: AgentClient,
     /// Killed when dropped.
     pub child: Child,
+    /// How the agent got there.
+    pub origin: AgentOrigin,
 }
 
 /// [`crate::connect`], leaving the agent process to the caller.
@@ -568,7 +602,79 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         Source::Ssh { .. } => ssh_needs_keepalive(source, options).await,
         Source::Local { .. } | Source::Url { .. } => false,
     };
-    let argv = agent_command_with(source, options, keepalive)?;
+    let deploying = match deployed_path(source, options) {
+        Some(path) => {
+            let hashed = tokio::task::spawn_blocking(Build::current).await;
+            match hashed
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                Ok(build) => Some((path, build)),
+                Err(err) => {
+                    tracing::warn!("{describe}: cannot deploy the agent: {err}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let Some((path, build)) = deploying else {
+        let argv = agent_command_with(source, options, keepalive)?;
+        let origin = origin_without_deploy(source, options);
+        return start_agent(&argv, &describe, None)
+            .await
+            .map(|(client, child)| Spawned {
+                client,
+                child,
+                origin,
+            });
+    };
+    // A `yonder` on the PATH of another protocol version is passed over
+    // for the deployed one.
+    let mut try_path = true;
+    loop {
+        let mut argv = agent_command_with(source, options, keepalive)?;
+        argv.pop();
+        argv.push(deploy::remote_command(
+            &agent_words(path, options),
+            &build,
+            try_path,
+        ));
+        let mut origin = AgentOrigin::OnPath;
+        match start_agent(&argv, &describe, Some((&build, &mut origin))).await {
+            Ok((client, child)) => {
+                return Ok(Spawned {
+                    client,
+                    child,
+                    origin,
+                })
+            }
+            Err(err) if try_path && origin == AgentOrigin::OnPath && is_version_mismatch(&err) => {
+                tracing::info!("{describe}: the yonder on the remote PATH speaks another protocol ({err}); deploying this one");
+                try_path = false;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn is_version_mismatch(err: &RemoteError) -> bool {
+    matches!(err, RemoteError::Connect { reason, .. } if reason.starts_with(crate::client::VERSION_MISMATCH))
+}
+
+/// Runs `argv`, whose output is the agent's stream, and completes the
+/// handshake. With `deploy`, the command is [`deploy::remote_command`]'s:
+/// its report is read first (and the binary sent if asked for), and the
+/// origin it names written to the second half of `deploy`.
+async fn start_agent(
+    argv: &[String],
+    describe: &str,
+    deploy: Option<(&Arc<Build>, &mut AgentOrigin)>,
+) -> Result<(AgentClient, Child)> {
+    let connect_err = |reason: String| RemoteError::Connect {
+        source_desc: describe.to_string(),
+        reason,
+    };
     tracing::debug!(?argv, "starting agent");
     let mut command = Command::new(&argv[0]);
     command
@@ -581,17 +687,35 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
     let mut child = command
         .spawn()
         .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
     enlarge_pipe(&stdin);
     enlarge_pipe(&stdout);
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
     }
-    match AgentClient::handshake(stdout, stdin, &describe).await {
-        Ok(client) => Ok(Spawned { client, child }),
-        Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, &describe).await),
+    if let Some((build, origin)) = deploy {
+        match deploy::negotiate(&mut stdout, &mut stdin, build).await {
+            Ok(found) => *origin = found,
+            // ssh failed before the remote shell ran: its stderr says why.
+            Err(DeployError::Ended) => {
+                let err = connect_err("the connection closed before the agent started".into());
+                return Err(explain_failure(err, &mut child, &stderr_tail, describe).await);
+            }
+            // Where the agentless (SFTP) transport is to take over from a
+            // host the agent cannot be deployed to, it is here.
+            Err(err @ DeployError::Impossible { .. }) => {
+                return Err(connect_err(format!(
+                    "{err}; install yonder on its PATH or pass --agent-path"
+                )))
+            }
+            Err(err) => return Err(connect_err(err.to_string())),
+        }
+    }
+    match AgentClient::handshake(stdout, stdin, describe).await {
+        Ok(client) => Ok((client, child)),
+        Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, describe).await),
     }
 }
 

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, fallocate_mode, file_type, open_flags as of, Attr, Errno, Handle, Owner, RenameFlags,
-    SeekWhence, SetAttr, SetTime, Target, Timespec, XattrMode,
+    SeekWhence, SetAttr, SetTime, Target, Timespec, TreeBudget, XattrMode,
 };
 use yonder_remote::{Remote, RemoteError};
 
@@ -127,6 +127,9 @@ macro_rules! remote_contract {
             readdir_pages_with_attributes,
             readdir_entries_carry_xattr_names,
             readdir_refuses_foreign_cursors,
+            list_tree_pages_a_large_directory_by_bytes,
+            list_tree_carries_the_tree_below_and_small_files,
+            list_tree_errors_are_those_of_readdir,
             rename_replaces_and_honours_flags,
             hard_links_share_the_inode,
             symlinks_are_stored_verbatim,
@@ -207,6 +210,14 @@ pub const SFTP_GAPS: &[Gap] = &[
     Gap {
         check: "readdir_pages_with_attributes",
         why: "no inode numbers",
+    },
+    Gap {
+        check: "list_tree_pages_a_large_directory_by_bytes",
+        why: "no inode numbers",
+    },
+    Gap {
+        check: "list_tree_carries_the_tree_below_and_small_files",
+        why: "no tree listing: one READDIR page of the directory alone (`tree_from_page`)",
     },
     Gap {
         check: "setattr_by_handle_after_unlink",
@@ -1101,6 +1112,177 @@ pub async fn sixty_four_requests_in_flight_around_a_slow_one(s: Subject) {
 
 // ---------------------------------------------------------------------------
 // Listings
+
+fn tree_budget(max_bytes: u32, max_depth: u32) -> TreeBudget {
+    TreeBudget {
+        max_bytes,
+        max_entries: 1 << 16,
+        max_depth,
+        file_max: 16 << 10,
+        data_bytes: 1 << 20,
+    }
+}
+
+/// A rich listing (`ListTree`) pages a large directory by bytes, not by a
+/// fixed count: 5,000 entries in a few round trips, each exactly once, with
+/// attributes and xattr names, continued through the cursor.
+pub async fn list_tree_pages_a_large_directory_by_bytes(s: Subject) {
+    let r = &*s.remote;
+    std::fs::create_dir(s.disk("big")).unwrap();
+    for i in 0..5000 {
+        std::fs::write(s.disk(&format!("big/f{i:05}")), b"").unwrap();
+    }
+    let (mut cursor, mut seen, mut pages) = (None, Vec::new(), 0);
+    loop {
+        let tree = r
+            .list_tree(b"big", cursor, tree_budget(256 << 10, 0))
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(tree.dirs.len(), 1, "depth 0: the directory alone");
+        assert_eq!(&tree.dirs[0].path[..], b"big");
+        for e in &tree.dirs[0].entries {
+            let name = String::from_utf8(e.entry.name.to_vec()).unwrap();
+            let attr = e.entry.attr.expect("attributes come with the entry");
+            let disk = std::fs::symlink_metadata(s.disk(&format!("big/{name}"))).unwrap();
+            assert_eq!((attr.ino, attr.size), (disk.ino(), disk.size()), "{name}");
+            assert!(
+                e.entry.xattrs.is_some(),
+                "{name}: xattr names come with the entry"
+            );
+            seen.push(name);
+        }
+        match tree.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert!(
+        (2..=4).contains(&pages),
+        "{pages} pages of 256 KiB for 5,000 entries"
+    );
+    seen.sort();
+    let expected: Vec<String> = (0..5000).map(|i| format!("f{i:05}")).collect();
+    assert_eq!(seen, expected, "every entry exactly once");
+}
+
+/// Once the directory asked for is complete, the answer carries the
+/// complete listings of the directories below it (named by their paths
+/// from the root, depth first, each after its parent) as deep and as far
+/// as the budget goes, and the contents of small regular files: never a
+/// large file's, a FIFO's, or anything through a symlink.
+pub async fn list_tree_carries_the_tree_below_and_small_files(s: Subject) {
+    let r = &*s.remote;
+    for d in ["t", "t/a", "t/a/b", "t/a/b/c", "t/z"] {
+        std::fs::create_dir(s.disk(d)).unwrap();
+    }
+    std::fs::write(s.disk("t/a/small"), b"hello").unwrap();
+    std::fs::write(s.disk("t/a/empty"), b"").unwrap();
+    std::fs::write(s.disk("t/a/b/c/deep"), b"deep down").unwrap();
+    std::fs::write(s.disk("t/z/large"), vec![1u8; 64 << 10]).unwrap();
+    std::os::unix::fs::symlink("../a/small", s.disk("t/z/link")).unwrap();
+    std::os::unix::fs::symlink("../../", s.disk("t/z/up")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.disk("t/z/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+
+    let tree = r.list_tree(b"t", None, tree_budget(1 << 20, 64)).await.unwrap();
+    assert_eq!(tree.next, None);
+    let paths: Vec<String> = tree
+        .dirs
+        .iter()
+        .map(|d| String::from_utf8(d.path.to_vec()).unwrap())
+        .collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["t", "t/a", "t/a/b", "t/a/b/c", "t/z"]);
+    assert_eq!(paths[0], "t", "the directory asked for comes first");
+    for (i, p) in paths.iter().enumerate().skip(1) {
+        let parent = &p[..p.rfind('/').unwrap()];
+        assert!(paths[..i].iter().any(|q| q == parent), "{p} after its parent");
+    }
+    let data_of = |dir: &str, name: &[u8]| {
+        let d = tree.dirs.iter().find(|d| &d.path[..] == dir.as_bytes()).unwrap();
+        let e = d.entries.iter().find(|e| &e.entry.name[..] == name).unwrap();
+        e.data.as_ref().map(|d| d.to_vec())
+    };
+    assert_eq!(data_of("t/a", b"small").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(data_of("t/a", b"empty").as_deref(), Some(&b""[..]));
+    assert_eq!(data_of("t/a/b/c", b"deep").as_deref(), Some(&b"deep down"[..]));
+    assert_eq!(data_of("t/z", b"large"), None, "larger than file_max");
+    assert_eq!(data_of("t/z", b"link"), None, "symlinks are not followed");
+    assert_eq!(data_of("t/z", b"fifo"), None, "only regular files are read");
+    assert_eq!(data_of("t/a", b"b"), None);
+    let z = tree.dirs.iter().find(|d| &d.path[..] == b"t/z").unwrap();
+    assert_eq!(
+        z.entries.len(),
+        4,
+        "every entry of a directory, or the directory not at all"
+    );
+
+    // Depth 1: the directories right below, not theirs.
+    let tree = r.list_tree(b"t", None, tree_budget(1 << 20, 1)).await.unwrap();
+    let mut paths: Vec<&[u8]> = tree.dirs.iter().map(|d| &d.path[..]).collect();
+    paths.sort();
+    assert_eq!(paths, [&b"t"[..], b"t/a", b"t/z"]);
+
+    // No contents asked for: none come.
+    let budget = TreeBudget {
+        file_max: 0,
+        ..tree_budget(1 << 20, 64)
+    };
+    let tree = r.list_tree(b"t", None, budget).await.unwrap();
+    assert!(tree
+        .dirs
+        .iter()
+        .flat_map(|d| &d.entries)
+        .all(|e| e.data.is_none() || e.entry.attr.is_some_and(|a| a.size == 0)));
+
+    // A budget too small for the directories below: they are left out
+    // rather than sent in part.
+    for i in 0..200 {
+        std::fs::write(s.disk(&format!("t/a/many{i:03}")), b"").unwrap();
+    }
+    let tree = r.list_tree(b"t", None, tree_budget(4096, 64)).await.unwrap();
+    for d in &tree.dirs {
+        let path = String::from_utf8(d.path.to_vec()).unwrap();
+        let on_disk = std::fs::read_dir(s.disk(&path)).unwrap().count();
+        assert_eq!(d.entries.len(), on_disk, "{path} is complete");
+    }
+    assert!(!tree.dirs.iter().any(|d| &d.path[..] == b"t/a"));
+
+    // The root's subdirectories are named without a leading slash.
+    let tree = r.list_tree(b"", None, tree_budget(1 << 20, 1)).await.unwrap();
+    assert_eq!(&tree.dirs[0].path[..], b"");
+    assert!(tree.dirs.iter().any(|d| &d.path[..] == b"t"));
+}
+
+/// `ListTree` fails as `ReadDir` does, and refuses a cursor of another
+/// directory.
+pub async fn list_tree_errors_are_those_of_readdir(s: Subject) {
+    let r = &*s.remote;
+    std::fs::write(s.disk("file"), b"x").unwrap();
+    std::fs::create_dir(s.disk("a")).unwrap();
+    std::fs::create_dir(s.disk("b")).unwrap();
+    for i in 0..100 {
+        std::fs::write(s.disk(&format!("a/f{i}")), b"").unwrap();
+    }
+    let budget = tree_budget(4096, 0);
+    assert_eq!(errno(r.list_tree(b"missing", None, budget).await), Errno::ENOENT);
+    assert_eq!(errno(r.list_tree(b"file", None, budget).await), Errno::ENOTDIR);
+    assert_eq!(errno(r.list_tree(b"../x", None, budget).await), Errno::EACCES);
+    let tree = r.list_tree(b"a", None, budget).await.unwrap();
+    let cursor = tree.next.expect("100 entries do not fit in 4 KiB");
+    assert_eq!(
+        errno(r.list_tree(b"b", Some(cursor), budget).await),
+        Errno::EINVAL
+    );
+}
 
 /// A listing comes in pages of at most the entries asked for, each entry
 /// with its lstat attributes; every entry exactly once, `.` and `..` never.

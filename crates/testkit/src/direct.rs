@@ -18,6 +18,8 @@ use yonder_remote::{Describe, Exchange, Result};
 pub struct DirectAgent {
     handler: Handler,
     root: PathBuf,
+    /// Fenced into a session: operations are recorded (`Once`).
+    in_session: bool,
 }
 
 impl DirectAgent {
@@ -28,6 +30,23 @@ impl DirectAgent {
         Arc::new(DirectAgent {
             handler,
             root: root.to_path_buf(),
+            in_session: false,
+        })
+    }
+
+    /// Serves `root` as the agent of connection `generation` of link
+    /// `session`, its fence file and reply records in `runtime` (as a
+    /// link's agent after `Fence`): it answers an operation a previous
+    /// agent of the session carried out with that agent's outcome.
+    pub async fn in_session(root: &Path, runtime: &Path, session: u64, generation: u64) -> Arc<DirectAgent> {
+        let handler = Handler::with_fence_dir(root, runtime)
+            .unwrap_or_else(|err| panic!("agent on {}: {err}", root.display()));
+        let fenced = handler.handle(Request::Fence { session, generation }).await;
+        assert_eq!(fenced, Response::Done, "fence of session {session:x}");
+        Arc::new(DirectAgent {
+            handler,
+            root: root.to_path_buf(),
+            in_session: true,
         })
     }
 
@@ -46,5 +65,9 @@ impl DirectAgent {
 impl Exchange for DirectAgent {
     async fn exchange(&self, request: Request, _: Describe<'_>) -> Result<Response> {
         Ok(self.handler.handle(request).await)
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.in_session
     }
 }

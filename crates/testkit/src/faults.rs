@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use yonder_proto::{
-    Attr, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, XattrMode,
+    Attr, DirPage, Errno, Handle, Owner, RenameFlags, SeekWhence, SetAttr, StatFs, Target, TreeBudget,
+    TreePage, XattrMode,
 };
 use yonder_remote::{Bytes, Remote, RemoteError, Result};
 
@@ -66,6 +67,7 @@ pub enum Op {
     Lseek,
     Ping,
     Realpath,
+    ListTree,
 }
 
 impl Op {
@@ -77,6 +79,7 @@ impl Op {
             Op::Stat => "stat",
             Op::Fstat => "fstat",
             Op::ReadDir => "readdir",
+            Op::ListTree => "listtree",
             Op::Open | Op::OpenRead => "open",
             Op::Read => "read",
             Op::Write => "write",
@@ -275,6 +278,16 @@ impl<I: Interceptor> Remote for Intercepted<I> {
         Ok(page)
     }
 
+    async fn list_tree(&self, path: &[u8], cursor: Option<u64>, budget: TreeBudget) -> Result<TreePage> {
+        let call = Call::path(Op::ListTree, path);
+        let next = self.inner.list_tree(path, cursor, budget);
+        let mut tree = self.interceptor.intercept(call, next).await?;
+        for entry in tree.dirs.iter_mut().flat_map(|d| d.entries.iter_mut()) {
+            entry.entry.attr = entry.entry.attr.map(|attr| self.shown(attr));
+        }
+        Ok(tree)
+    }
+
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
         let call = Call::path(Op::Open, path);
         let next = self.inner.open(path, flags, mode, owner);
@@ -440,6 +453,10 @@ impl<I: Interceptor> Remote for Intercepted<I> {
     async fn ping(&self) -> Result<()> {
         let call = Call::bare(Op::Ping);
         self.interceptor.intercept(call, self.inner.ping()).await
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.inner.exactly_once()
     }
 
     async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {

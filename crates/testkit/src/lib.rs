@@ -73,6 +73,12 @@ impl Sshd {
     /// Starts sshd; fails (rather than skipping) when it cannot, since a
     /// test that silently skips its ssh half proves nothing.
     pub fn start() -> Result<Sshd, String> {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`] with more `sshd_config` lines, e.g. `SetEnv
+    /// PATH=...` for the sessions' PATH (a client cannot set it).
+    pub fn start_with(extra_config: &str) -> Result<Sshd, String> {
         let sshd = find_sshd()?;
         let dir = tempfile::Builder::new()
             .prefix("yonder-sshd")
@@ -88,11 +94,13 @@ impl Sshd {
         // sshd insists on its privilege-separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = free_port();
+        // AcceptEnv XDG_CACHE_HOME: a test gives the remote's cache (where
+        // the agent is deployed) a directory of its own with ssh's SetEnv.
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPrintMotd no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n\
-             MaxStartups 200\nMaxSessions 200\n",
+             MaxStartups 200\nMaxSessions 200\nAcceptEnv XDG_CACHE_HOME\n{extra_config}\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).map_err(|e| e.to_string())?;

@@ -225,3 +225,62 @@ async fn reconnect_now_replaces_a_live_connection_and_close_ends_the_link() {
         ["reconnecting", "connected", "disconnected"]
     );
 }
+
+/// The next change of `feed` that is not a plain list of paths.
+async fn next_news(feed: &mut yonder_remote::ChangeFeed) -> yonder_remote::RemoteChange {
+    loop {
+        let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("news within 5 s")
+            .expect("the feed goes on");
+        if !matches!(change, yonder_remote::RemoteChange::Changed(_)) {
+            return change;
+        }
+    }
+}
+
+/// Until a change names `path`.
+async fn until_changed(feed: &mut yonder_remote::ChangeFeed, path: &[u8]) {
+    loop {
+        let change = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("a change within 5 s")
+            .expect("the feed goes on");
+        if let yonder_remote::RemoteChange::Changed(changes) = change {
+            if changes.iter().any(|c| &c.path[..] == path) {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pushed_changes_keep_coming_across_a_reconnection_which_says_anything_may_have_changed() {
+    use yonder_remote::RemoteChange;
+    let s = setup(fast(LinkOptions::default())).await;
+    let mut feed = s.link.changes();
+    assert!(matches!(
+        next_news(&mut feed).await,
+        RemoteChange::Watching { active: true, .. }
+    ));
+    let (_, remote) = s.link.current();
+    remote.read_dir_all(b"").await.unwrap();
+    std::fs::write(s._dir.path().join("one"), b"1").unwrap();
+    until_changed(&mut feed, b"one").await;
+
+    s.proxy.drop_all();
+    wait_state(&s.link, "reconnecting", Duration::from_secs(5)).await;
+    wait_state(&s.link, "connected", Duration::from_secs(5)).await;
+    assert!(
+        matches!(next_news(&mut feed).await, RemoteChange::Unknown { .. }),
+        "changes made while the link was down were not seen"
+    );
+    assert!(matches!(
+        next_news(&mut feed).await,
+        RemoteChange::Watching { active: true, .. }
+    ));
+    // The new agent watches the root from the start.
+    std::fs::write(s._dir.path().join("two"), b"2").unwrap();
+    until_changed(&mut feed, b"two").await;
+    let _ = &s.agent;
+}

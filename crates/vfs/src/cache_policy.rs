@@ -8,6 +8,8 @@
 //! different body for these methods.
 
 use crate::options::VfsOptions;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Something that happened to an inode (or a directory's names) that may
@@ -45,6 +47,11 @@ pub(crate) enum Change {
     NamesUnknown,
     /// The remote says the node changed.
     Notified,
+    /// The remote says the node's data or attributes changed: its
+    /// attributes are asked again, and its data is dropped only once they
+    /// show another size or mtime (a change this mount made itself echoes
+    /// back as one of these).
+    NotifiedContent,
     /// The remote says a directory changed, with what is below it (it may
     /// have moved).
     NotifiedTree,
@@ -67,12 +74,26 @@ pub(crate) struct Forget {
     pub tree: bool,
 }
 
+/// Whether the remote pushes its changes, which decides how long what is
+/// cached is trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Nobody said (no change feed is followed): the TTLs as configured.
+    Unasked = 0,
+    /// The remote pushes every change: the TTLs as configured.
+    Yes = 1,
+    /// It does not, or its watch is degraded: at most `unwatched_ttl`.
+    No = 2,
+}
+
 /// The VFS's cache policy: time-to-live of attributes and names, and what
-/// each change forgets.
-#[derive(Clone, Copy, Debug)]
+/// each change forgets. Clones share whether changes are pushed.
+#[derive(Clone, Debug)]
 pub(crate) struct CachePolicy {
     attr_ttl: Duration,
     dir_ttl: Duration,
+    unwatched_ttl: Duration,
+    pushed: Arc<AtomicU8>,
 }
 
 impl CachePolicy {
@@ -80,32 +101,71 @@ impl CachePolicy {
         CachePolicy {
             attr_ttl: opts.attr_ttl,
             dir_ttl: opts.dir_ttl,
+            unwatched_ttl: opts.unwatched_ttl,
+            pushed: Arc::new(AtomicU8::new(Pushed::Unasked as u8)),
         }
+    }
+
+    pub fn pushed(&self) -> Pushed {
+        match self.pushed.load(Ordering::Relaxed) {
+            1 => Pushed::Yes,
+            2 => Pushed::No,
+            _ => Pushed::Unasked,
+        }
+    }
+
+    /// Records whether the remote pushes its changes; returns what it was.
+    pub fn set_pushed(&self, pushed: Pushed) -> Pushed {
+        match self.pushed.swap(pushed as u8, Ordering::Relaxed) {
+            1 => Pushed::Yes,
+            2 => Pushed::No,
+            _ => Pushed::Unasked,
+        }
+    }
+
+    /// A configured TTL, shortened to `unwatched_ttl` while changes are
+    /// not pushed.
+    fn effective(&self, ttl: Duration) -> Duration {
+        match self.pushed() {
+            Pushed::No => ttl.min(self.unwatched_ttl),
+            Pushed::Yes | Pushed::Unasked => ttl,
+        }
+    }
+
+    /// How long attributes are trusted now (a frontend's kernel caches
+    /// follow this too).
+    pub fn attr_ttl(&self) -> Duration {
+        self.effective(self.attr_ttl)
+    }
+
+    /// How long names and listings are trusted now.
+    pub fn dir_ttl(&self) -> Duration {
+        self.effective(self.dir_ttl)
     }
 
     /// Until when attributes (and extended attribute names) fetched `now`
     /// are trusted.
     pub fn attributes_until(&self, now: Instant) -> Instant {
-        now + self.attr_ttl
+        now + self.attr_ttl()
     }
 
     /// Until when a name, or a directory's complete listing, fetched `now`
     /// is trusted.
     pub fn names_until(&self, now: Instant) -> Instant {
-        now + self.dir_ttl
+        now + self.dir_ttl()
     }
 
     /// Whether attributes are cached at all: only then does a name never
     /// looked up (or expired) need asking before it is removed or renamed
     /// over, to tell whose other names lose a link.
     pub fn caches_attributes(&self) -> bool {
-        !self.attr_ttl.is_zero()
+        !self.attr_ttl().is_zero()
     }
 
     /// Whether names are cached at all: without, a listing expires as it
     /// arrives, and relisting a directory for a lookup gains nothing.
     pub fn caches_names(&self) -> bool {
-        !self.dir_ttl.is_zero()
+        !self.dir_ttl().is_zero()
     }
 
     /// What `change` forgets of an inode (`is_dir`: a directory).
@@ -142,6 +202,11 @@ impl CachePolicy {
                 xattrs: true,
                 data: true,
                 names: is_dir,
+                ..none
+            },
+            Change::NotifiedContent => Forget {
+                attributes: true,
+                xattrs: true,
                 ..none
             },
             Change::NotifiedTree => Forget { tree: true, ..none },

@@ -5,17 +5,21 @@
 
 use crate::connection::{Connection, ConnectionState, Generation, Unavailable};
 use crate::error::{display_path, Result, VfsError};
+use crate::meta_order::MetaOrder;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use yonder_proto::Errno;
-use yonder_remote::{Remote, RemoteError};
+use yonder_remote::{Operation, Remote, RemoteError};
 
 /// The connection and the rules by which calls wait for it.
 pub(crate) struct RemoteCalls {
     conn: Connection,
+    /// Metadata operations acknowledged and not yet carried out: a call on
+    /// a path waits for those on it, above it and below it.
+    order: Arc<MetaOrder>,
     /// How long an operation waits for a lost connection.
     op_timeout: Duration,
 }
@@ -50,9 +54,10 @@ fn unavailable(op: &'static str, path: &[u8], why: Unavailable, timeout: std::ti
 }
 
 impl RemoteCalls {
-    pub fn new(remote: Arc<dyn Remote>, op_timeout: Duration) -> RemoteCalls {
+    pub fn new(remote: Arc<dyn Remote>, op_timeout: Duration, order: Arc<MetaOrder>) -> RemoteCalls {
         RemoteCalls {
             conn: Connection::new(remote, op_timeout),
+            order,
             op_timeout,
         }
     }
@@ -160,17 +165,20 @@ impl RemoteCalls {
         F: FnMut(Arc<dyn Remote>) -> Fut,
         Fut: Future<Output = yonder_remote::Result<T>>,
     {
-        self.until_answered(op, path, call, None::<fn(Arc<dyn Remote>) -> Fut>)
+        self.until_answered(op, path, call, None::<fn(Arc<dyn Remote>) -> Fut>, false)
             .await
     }
 
     /// [`RemoteCalls::call`] for a call that must not simply run twice (create
-    /// with O_EXCL, mkdir, rename, unlink, ...): once the connection was
-    /// lost after the request may have reached the agent, `resolve` runs on
-    /// the next connection instead. It finds out whether the call took
+    /// with O_EXCL, mkdir, rename, unlink, ...): its attempts are one
+    /// [`Operation`]. Once the connection was lost after the request may
+    /// have reached the agent, it is sent again where every agent it may
+    /// have reached records operations ([`Remote::exactly_once`]), and
+    /// answered with its first outcome; elsewhere `resolve` runs on the
+    /// next connection instead. It finds out whether the call took
     /// effect and completes it if it did not; it may itself run more than
     /// once. A call that was never sent (the connection was already known
-    /// lost) simply runs again.
+    /// lost) simply runs again. `call` sends one changing request.
     pub async fn call_once<T, F, Fut, R, RFut>(
         &self,
         op: &'static str,
@@ -203,7 +211,49 @@ impl RemoteCalls {
         R: FnMut(Arc<dyn Remote>) -> RFut,
         RFut: Future<Output = yonder_remote::Result<T>>,
     {
-        self.until_answered(op, path, call, Some(resolve)).await
+        self.until_answered(op, path, call, Some(resolve), false).await
+    }
+
+    /// [`RemoteCalls::call_once`] for an operation acknowledged before it
+    /// was carried out (metadata write-back), which keeps its own order:
+    /// it waits for no other operation, and for a lost connection without
+    /// a deadline (the application was told it succeeded; it is given up
+    /// only when the connection is gone for good).
+    pub async fn call_acknowledged<T, F, Fut, R, RFut>(
+        &self,
+        op: &'static str,
+        path: &[u8],
+        call: F,
+        resolve: R,
+    ) -> Result<(T, Arc<dyn Remote>, Generation)>
+    where
+        F: FnMut(Arc<dyn Remote>) -> Fut,
+        Fut: Future<Output = yonder_remote::Result<T>>,
+        R: FnMut(Arc<dyn Remote>) -> RFut,
+        RFut: Future<Output = yonder_remote::Result<T>>,
+    {
+        self.until_answered(op, path, call, Some(resolve), true).await
+    }
+
+    /// Waits until what was acknowledged about `path` (on it, above it,
+    /// below it) has reached the remote, until the operation's deadline.
+    pub async fn settled(&self, op: &'static str, path: &[u8]) -> Result<()> {
+        self.order
+            .settled(path, Some(self.deadline()))
+            .await
+            .map_err(|()| {
+                tracing::debug!(
+                    "{op} {}: operations acknowledged on this path were not carried out within the operation \
+                     timeout ({:.0} s)",
+                    display_path(path),
+                    self.op_timeout.as_secs_f64()
+                );
+                VfsError::new(op, display_path(path), Errno::EIO)
+            })
+    }
+
+    pub fn order(&self) -> &Arc<MetaOrder> {
+        &self.order
     }
 
     /// Runs `call` on the connection until one answers (or the operation's
@@ -216,6 +266,7 @@ impl RemoteCalls {
         path: &[u8],
         mut call: F,
         mut resolve: Option<R>,
+        acknowledged: bool,
     ) -> Result<(T, Arc<dyn Remote>, Generation)>
     where
         F: FnMut(Arc<dyn Remote>) -> Fut,
@@ -223,31 +274,50 @@ impl RemoteCalls {
         R: FnMut(Arc<dyn Remote>) -> RFut,
         RFut: Future<Output = yonder_remote::Result<T>>,
     {
-        let deadline = self.deadline();
+        let deadline = (!acknowledged).then(|| self.deadline());
+        if !acknowledged {
+            self.settled(op, path).await?;
+        }
         let (mut remote, mut generation) = self
             .conn
-            .ready(Some(deadline))
+            .ready(deadline)
             .await
             .map_err(|why| self.unavailable(op, path, why))?;
+        // A call that must not run twice is one operation across its
+        // attempts: an agent that records operations answers an attempt
+        // sent again with the first one's outcome.
+        let operation = resolve.is_some().then(Operation::begin);
         let mut unsure = false;
+        // Every attempt that may have taken effect went to an agent that
+        // records operations: sending it again is exact, no resolve step.
+        let mut recorded = true;
         loop {
-            let result = match resolve.as_mut().filter(|_| unsure) {
+            let exact = remote.exactly_once();
+            let result = match resolve.as_mut().filter(|_| unsure && !(recorded && exact)) {
                 Some(resolve) => resolve(remote.clone()).await,
-                None => call(remote.clone()).await,
+                None => match &operation {
+                    Some(operation) => operation.scope(call(remote.clone())).await,
+                    None => call(remote.clone()).await,
+                },
             };
             match result {
                 Err(e) if e.is_connection_lost() => {
                     if resolve.is_some() && e.outcome_unknown() && !unsure {
+                        let next = if exact {
+                            "the next agent answers it again"
+                        } else {
+                            "its outcome is checked on the next connection"
+                        };
                         tracing::info!(
-                            "{op} {}: connection lost with the call in flight; its outcome is checked on \
-                             the next connection",
+                            "{op} {}: connection lost with the call in flight; {next}",
                             display_path(path)
                         );
                     }
                     unsure |= e.outcome_unknown();
+                    recorded &= exact || !e.outcome_unknown();
                     (remote, generation) = self
                         .conn
-                        .after(generation, Some(deadline))
+                        .after(generation, deadline)
                         .await
                         .map_err(|why| self.unavailable(op, path, why))?;
                 }

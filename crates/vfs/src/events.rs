@@ -23,6 +23,20 @@ pub enum VfsEvent {
     /// A write the agent had not confirmed could not be replayed; the
     /// writer gets the error at its next write, flush or fsync.
     WriteLost { ino: Ino, path: String, error: String },
+    /// A metadata operation acknowledged ahead of the remote (create,
+    /// mkdir, symlink, unlink, rmdir, setattr) was refused by it; the
+    /// error is also reported at the file's next close or fsync and at the
+    /// next sync of the mount.
+    MetadataFailed {
+        ino: Ino,
+        op: &'static str,
+        path: String,
+        error: String,
+    },
+    /// Whether the remote pushes its changes from now on (then what is
+    /// cached is trusted for the TTLs as configured; otherwise for at most
+    /// `VfsOptions::unwatched_ttl`), and why. Sent when it changes.
+    ChangesPushed { active: bool, reason: String },
 }
 
 /// Where the parts report [`VfsEvent`]s; each subscriber gets them all.

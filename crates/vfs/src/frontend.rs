@@ -9,7 +9,11 @@
 //! VFS itself is told ([`crate::VfsOptions`]) is given to [`Vfs::new`]
 //! before the frontend starts, and a frontend that needs it reads
 //! [`Vfs::options`].
+//!
+//! Changes the remote pushes go the other way: the VFS tells the frontend
+//! which of its own caches they make stale ([`FrontendCaches`]).
 
+pub use crate::frontend_caches::{CacheDrop, FrontendCaches};
 use crate::Vfs;
 use std::fmt;
 use std::path::Path;

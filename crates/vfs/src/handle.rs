@@ -3,12 +3,17 @@
 
 use crate::attr::{Fh, FhSource, Ino};
 use crate::connection::Generation;
+use crate::meta_order::Pending;
 use crate::readahead::Readahead;
 use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use yonder_proto::Handle;
+
+/// The "connection" of a file whose creation was acknowledged and not yet
+/// carried out: it has no remote handle yet (see `write_back/meta.rs`).
+pub(crate) const NOT_YET_CREATED: Generation = Generation(u64::MAX);
 
 pub(crate) struct OpenFile {
     pub fh: Fh,
@@ -28,6 +33,9 @@ pub(crate) struct OpenFile {
     /// Could not be reopened on a new connection (deleted or replaced
     /// meanwhile): answers ESTALE from then on.
     pub lost: AtomicBool,
+    /// For a file whose creation was acknowledged ahead: that operation,
+    /// which gives it its remote handle.
+    pub created: Option<Arc<Pending>>,
 }
 
 impl OpenFile {

@@ -21,6 +21,7 @@ use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use yonder_proto::{Owner, SetAttr};
 
 /// An entry's place in the journal: later mutations have larger numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,6 +40,75 @@ pub enum Entry {
         data: Bytes,
         append: bool,
     },
+    /// A metadata operation on `ino`, acknowledged before the remote
+    /// carried it out (metadata write-back); sent in order with the others
+    /// (`meta_order.rs`).
+    Meta { ino: Ino, op: MetaOp },
+}
+
+/// A metadata operation as the remote is asked for it: remote paths and
+/// plain values only, no handles or in-memory references, so that a
+/// durable journal can write it down and replay it after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaOp {
+    /// Create (open with O_CREAT) the regular file `path`. The data
+    /// written before it was sent travels with it (`Entry::Write`s of the
+    /// same inode, in sequence order); with `close`, the file was closed
+    /// before it was sent and the handle is closed after them.
+    Create {
+        path: Vec<u8>,
+        mode: u32,
+        flags: u32,
+        owner: Option<Owner>,
+    },
+    Mkdir {
+        path: Vec<u8>,
+        mode: u32,
+        owner: Option<Owner>,
+    },
+    Symlink {
+        path: Vec<u8>,
+        target: Vec<u8>,
+        owner: Option<Owner>,
+    },
+    Unlink {
+        path: Vec<u8>,
+    },
+    Rmdir {
+        path: Vec<u8>,
+    },
+    /// A change of mode, owner or times by path (a truncation is never
+    /// acknowledged ahead).
+    Setattr {
+        path: Vec<u8>,
+        attr: SetAttr,
+    },
+}
+
+impl MetaOp {
+    /// The remote path it acts on.
+    pub fn path(&self) -> &[u8] {
+        match self {
+            MetaOp::Create { path, .. }
+            | MetaOp::Mkdir { path, .. }
+            | MetaOp::Symlink { path, .. }
+            | MetaOp::Unlink { path }
+            | MetaOp::Rmdir { path }
+            | MetaOp::Setattr { path, .. } => path,
+        }
+    }
+
+    /// The name of the operation, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetaOp::Create { .. } => "create",
+            MetaOp::Mkdir { .. } => "mkdir",
+            MetaOp::Symlink { .. } => "symlink",
+            MetaOp::Unlink { .. } => "unlink",
+            MetaOp::Rmdir { .. } => "rmdir",
+            MetaOp::Setattr { .. } => "setattr",
+        }
+    }
 }
 
 impl Entry {
@@ -46,6 +116,7 @@ impl Entry {
     pub fn len(&self) -> usize {
         match self {
             Entry::Write { data, .. } => data.len(),
+            Entry::Meta { .. } => 0,
         }
     }
 

@@ -23,7 +23,9 @@
 //!   not confirmed ([`Journal`]), replayed in order on a new connection;
 //! - `listings/`: directory streams, and listings fetched ahead;
 //! - `stale_open.rs`: the retry after an open that found its name given to
-//!   another file.
+//!   another file;
+//! - `remote_changes.rs`: changes the remote pushes, applied to the caches
+//!   (and through [`frontend::FrontendCaches`] to the frontend's).
 //!
 //! [`Exporter`] stands beside a [`Vfs`] for a stateless frontend (NFS).
 //!
@@ -46,14 +48,17 @@ mod error;
 mod events;
 mod export;
 pub mod frontend;
+mod frontend_caches;
 mod handle;
 mod journal;
 mod listings;
+mod meta_order;
 mod namespace;
 mod open_files;
 mod options;
 mod readahead;
 mod reading;
+mod remote_changes;
 mod stale_open;
 mod sync;
 mod vfs;
@@ -64,7 +69,7 @@ pub use connection::{Connection, ConnectionState, Generation};
 pub use error::{Result, VfsError};
 pub use events::VfsEvent;
 pub use export::{Exporter, FileHandle};
-pub use journal::{Entry, Journal, MemoryJournal, Seq};
+pub use journal::{Entry, Journal, MemoryJournal, MetaOp, Seq};
 pub use namespace::DirItem;
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};

@@ -13,7 +13,8 @@ use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
-use crate::handle::{HandleTable, OpenFile};
+use crate::handle::{HandleTable, OpenFile, NOT_YET_CREATED};
+use crate::meta_order::Pending;
 use crate::namespace::Namespace;
 use crate::readahead::Readahead;
 use crate::sync::lock;
@@ -119,6 +120,37 @@ impl OpenFiles {
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
+        self.register(ino, remote_handle, flags, readahead, None).fh
+    }
+
+    /// Registers a file whose creation (`created`) was acknowledged and
+    /// not carried out yet: it gets its remote handle when it is.
+    pub fn register_created(&self, ino: Ino, flags: u32, created: Arc<Pending>) -> Arc<OpenFile> {
+        self.register(
+            ino,
+            (Handle(0), NOT_YET_CREATED),
+            flags,
+            Readahead::default(),
+            Some(created),
+        )
+    }
+
+    /// The remote handle the creation of `file` opened, on `generation`.
+    pub fn install_handle(&self, file: &OpenFile, handle: Handle, generation: Generation) {
+        let mut slot = lock(&file.remote_handle);
+        if slot.1 == NOT_YET_CREATED {
+            *slot = (handle, generation);
+        }
+    }
+
+    fn register(
+        &self,
+        ino: Ino,
+        remote_handle: (Handle, Generation),
+        flags: u32,
+        readahead: Readahead,
+        created: Option<Arc<Pending>>,
+    ) -> Arc<OpenFile> {
         let opened_as = self.ns.table().path(ino);
         let file = self.table().insert_file(|fh| OpenFile {
             fh,
@@ -129,9 +161,10 @@ impl OpenFiles {
             append: flags & of::APPEND != 0,
             readahead: Mutex::new(readahead),
             lost: std::sync::atomic::AtomicBool::new(false),
+            created,
         });
         self.ns.table().open_inc(ino);
-        file.fh
+        file
     }
 
     /// Handle to stat or change an inode through when its path is gone.
@@ -174,7 +207,19 @@ impl OpenFiles {
         remote: &Arc<dyn Remote>,
         generation: Generation,
     ) -> Result<Handle> {
-        let (handle, opened_on) = file.remote_handle();
+        let (mut handle, mut opened_on) = file.remote_handle();
+        if opened_on == NOT_YET_CREATED {
+            if let Some(created) = &file.created {
+                created.hurry();
+                created.done().await;
+            }
+            (handle, opened_on) = file.remote_handle();
+            if opened_on == NOT_YET_CREATED {
+                // Its creation failed (reported where it did), or it was
+                // closed with it.
+                return Err(VfsError::new("open", self.ns.describe(file.ino), Errno::EIO));
+            }
+        }
         if opened_on == generation {
             return Ok(handle);
         }
@@ -251,7 +296,28 @@ impl OpenFiles {
 
     /// [`RemoteCalls::call`] through an open file's remote handle, reopened (by
     /// path, identity checked) on each new connection.
-    pub async fn call_handle<T, F, Fut>(&self, file: &OpenFile, op: &'static str, mut call: F) -> Result<T>
+    pub async fn call_handle<T, F, Fut>(&self, file: &OpenFile, op: &'static str, call: F) -> Result<T>
+    where
+        F: FnMut(Arc<dyn Remote>, Handle) -> Fut,
+        Fut: Future<Output = yonder_remote::Result<T>>,
+    {
+        // What was acknowledged about the file (by a path it may no longer
+        // have) reaches the remote first.
+        crate::meta_order::wait_all(self.calls.order().of_ino(file.ino), Some(self.calls.deadline()))
+            .await
+            .map_err(|()| VfsError::new(op, self.ns.describe(file.ino), Errno::EIO))?;
+        self.call_handle_in_order(file, op, call).await
+    }
+
+    /// [`OpenFiles::call_handle`] for a call that is itself part of an
+    /// acknowledged operation (the data of a file's creation), which keeps
+    /// its own order.
+    pub async fn call_handle_in_order<T, F, Fut>(
+        &self,
+        file: &OpenFile,
+        op: &'static str,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut(Arc<dyn Remote>, Handle) -> Fut,
         Fut: Future<Output = yonder_remote::Result<T>>,
@@ -284,7 +350,13 @@ impl OpenFiles {
     /// Reopens every open file on `remote` (just put in place, `generation`), 16 at a time; false if the
     /// connection was lost (or replaced) meanwhile.
     pub async fn reopen_all(self: &Arc<Self>, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
-        let open = self.all();
+        // A file still being created gets its handle from its creation,
+        // which waits for this connection to be up.
+        let open: Vec<Arc<OpenFile>> = self
+            .all()
+            .into_iter()
+            .filter(|f| f.remote_handle().1 != NOT_YET_CREATED)
+            .collect();
         for chunk in open.chunks(16) {
             let mut reopening = tokio::task::JoinSet::new();
             for file in chunk {

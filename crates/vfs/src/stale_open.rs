@@ -253,6 +253,10 @@ impl StaleOpenRetry {
         let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
         // Only worth it now: a lookup waits for the connection itself.
         let (remote, generation) = self.calls.if_up()?;
+        if !self.calls.order().is_quiet(&path) {
+            // Acknowledged changes of the name have not reached the remote.
+            return None;
+        }
         let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
         let fattr = {
             let mut table = self.ns.table();
@@ -304,7 +308,7 @@ impl StaleOpenRetry {
             if let Some(path) = table.path(ino) {
                 return Ok(path);
             }
-            table.get(ino).and_then(|n| n.former.clone())
+            table.get(ino).and_then(|n| n.former.as_deref().cloned())
         };
         if let Some((parent, name)) = former {
             self.state().mark_stale(parent, &name, pid, Instant::now());

@@ -2,21 +2,25 @@
 //! addressed by inode and handle numbers, implemented on a path-based
 //! [`Remote`].
 
-use crate::attr::{Caller, Fh, FhSource, FileAttr, Ino, RemoteId, ROOT_INO};
+use crate::attr::{Caller, Fh, FhSource, FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
 use crate::cache_policy::{CachePolicy, Change};
 use crate::calls::RemoteCalls;
 use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
 use crate::journal::Journal;
+use crate::journal::MetaOp;
 use crate::listings::DirListings;
+use crate::meta_order::MetaOrder;
 use crate::namespace::Namespace;
 use crate::namespace::{DirItem, InodeTable};
 use crate::open_files::{OpenFiles, OPEN_PREFETCH};
 use crate::options::VfsOptions;
 use crate::readahead::Readahead;
 use crate::reading::Reading;
+use crate::remote_changes::RemoteChanges;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
+use crate::write_back::meta::{changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -28,7 +32,7 @@ use yonder_proto::open_flags::writes;
 use yonder_proto::{
     file_type, open_flags as of, Attr, Errno, RenameFlags, SetAttr, StatFs, Target, XattrMode,
 };
-use yonder_remote::{LinkState, LinkStatus, Remote, RemoteError};
+use yonder_remote::{ChangeFeed, LinkState, LinkStatus, Remote, RemoteError};
 
 /// Counters describing the VFS's tables, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,10 +57,14 @@ pub struct Vfs {
     reading: Reading,
     /// Buffered and in-flight writes, the journal and its replay.
     writes: Arc<WriteBack>,
+    /// Metadata operations acknowledged ahead of the remote.
+    meta: Arc<MetaWriteBack>,
     /// Open directories and listings fetched ahead.
     listings: DirListings,
     /// Names whose open came back stale, and files opened ahead for them.
     stale_opens: Arc<StaleOpenRetry>,
+    /// Changes the remote pushes, and whether it does.
+    changes: RemoteChanges,
     events: Events,
     /// Where tasks following a link run: some calls come from frontend
     /// threads outside the runtime.
@@ -91,7 +99,11 @@ impl Vfs {
         };
         let runtime = tokio::runtime::Handle::current();
         let events = Events::new();
-        let calls = Arc::new(RemoteCalls::new(remote, opts.op_timeout));
+        let calls = Arc::new(RemoteCalls::new(
+            remote,
+            opts.op_timeout,
+            Arc::new(MetaOrder::default()),
+        ));
         let ns = Arc::new(Namespace::new(&root, CachePolicy::new(&opts), new_nodes_bare));
         let numbers = Arc::new(FhSource::default());
         let listings = DirListings::new(
@@ -108,6 +120,17 @@ impl Vfs {
             events.clone(),
             runtime.clone(),
         ));
+        let meta = MetaWriteBack::new(
+            MetaParts {
+                journal: journal.clone(),
+                calls: calls.clone(),
+                ns: ns.clone(),
+                files: files.clone(),
+                events: events.clone(),
+                runtime: runtime.clone(),
+            },
+            opts.write_delay,
+        );
         let writes = WriteBack::new(
             WriteBackParts {
                 journal,
@@ -121,7 +144,9 @@ impl Vfs {
         );
         let reading = Reading::new(files.clone(), ns.clone(), &opts);
         let stale_opens = StaleOpenRetry::new(ns.clone(), calls.clone(), files.clone(), runtime.clone());
+        let changes = RemoteChanges::new(ns.clone(), calls.clone(), events.clone());
         Ok(Arc::new(Vfs {
+            changes,
             calls,
             ns,
             files,
@@ -129,6 +154,7 @@ impl Vfs {
             stale_opens,
             runtime,
             writes,
+            meta,
             reading,
             events,
             opts,
@@ -271,6 +297,49 @@ impl Vfs {
                 }
             }
         })
+    }
+
+    /// Applies what the remote pushes of its changes (a
+    /// [`yonder_remote::Link::changes`] feed, scoped to this mount's tree)
+    /// to the caches, its own and (see [`Vfs::set_frontend_caches`]) the
+    /// frontend's; while changes are pushed, the TTLs are those of the
+    /// options, otherwise at most [`VfsOptions::unwatched_ttl`]. Without
+    /// a feed followed, the TTLs are those of the options. Ends when the
+    /// VFS or the link is dropped.
+    pub fn follow_changes(self: &Arc<Self>, mut feed: ChangeFeed) -> tokio::task::JoinHandle<()> {
+        let vfs = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            while let Some(change) = feed.recv().await {
+                let Some(me) = vfs.upgrade() else { return };
+                me.changes.apply(change).await;
+            }
+        })
+    }
+
+    /// Where the VFS tells the frontend serving it which of the frontend's
+    /// own caches a change on the remote made stale.
+    pub fn set_frontend_caches(&self, caches: Arc<dyn crate::frontend_caches::FrontendCaches>) {
+        self.changes.set_frontend(caches);
+    }
+
+    /// Whether the remote pushes its changes now: a frontend may then keep
+    /// cached listings and data until it is told to drop them.
+    pub fn changes_pushed(&self) -> bool {
+        self.changes.pushed()
+    }
+
+    /// How long attributes and names are trusted now: the options' TTLs,
+    /// shortened while changes are not pushed. For a frontend's replies.
+    pub fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
+        (self.ns.policy().attr_ttl(), self.ns.policy().dir_ttl())
+    }
+
+    /// Whether the kernel may keep the pages it cached of `ino` at an open
+    /// that answered `attr`: changes are pushed, and the file is unchanged
+    /// since it was last opened. Records the open.
+    pub fn keep_cache(&self, ino: Ino, attr: &FileAttr) -> bool {
+        let unchanged = self.inodes().data_unchanged_since_opened(ino, attr);
+        unchanged && self.changes.pushed() && !self.writes.is_dirty(ino)
     }
 
     /// The connection was lost and a new one is expected: calls wait for
@@ -417,6 +486,15 @@ impl Vfs {
         self.inodes().forget(ino, n);
     }
 
+    /// Takes back the lookup [`Vfs::remember`] counted for an entry the
+    /// frontend could not hand out (the kernel's buffer was full). Unlike
+    /// [`Vfs::forget`], the inode stays with what is cached about it (its
+    /// xattr names from the listing, above all): the next readdir hands the
+    /// same entry out first.
+    pub fn unremember(&self, ino: Ino) {
+        self.inodes().uncount(ino, 1);
+    }
+
     // ----- attributes -----
 
     pub async fn getattr(&self, ino: Ino, fh: Option<Fh>) -> Result<FileAttr> {
@@ -504,6 +582,9 @@ impl Vfs {
         if attr.is_empty() {
             return self.getattr(ino, fh).await;
         }
+        if let Some(done) = self.setattr_ahead(ino, fh, &attr) {
+            return Ok(done);
+        }
         if self.writes.is_dirty(ino) {
             // Buffered and in-flight data must land before the change: before
             // a truncation, not after it, and before new times, which a
@@ -551,6 +632,84 @@ impl Vfs {
             }
         };
         Ok(self.inodes().set_attr(ino, &new, Instant::now()))
+    }
+
+    /// [`Vfs::setattr`] acknowledged ahead of the remote (metadata
+    /// write-back): a change of mode, owner or times (by path, or through
+    /// a handle of a file that has one), of a node
+    /// with one name whose attributes are cached and which has no writes
+    /// waiting.
+    fn setattr_ahead(&self, ino: Ino, fh: Option<Fh>, change: &SetAttr) -> Option<FileAttr> {
+        if !self.opts.write_back || change.size.is_some() {
+            return None;
+        }
+        if self.writes.is_dirty(ino) {
+            // Data still here goes first: into the file's creation, if that
+            // has not gone out (tar's futimens after its writes).
+            let fused = self
+                .files
+                .files_of(ino)
+                .iter()
+                .any(|file| self.meta.fuse(file, || self.writes.take_unsent(file)));
+            if !fused || self.writes.is_dirty(ino) {
+                return None;
+            }
+        }
+        // Through a handle (fchmod, fchown, futimens) it is the file the
+        // path names: the handle is checked to be on this inode, and a path
+        // is only known while the file has one.
+        if fh.is_some_and(|fh| self.files.get(fh).is_none_or(|f| f.ino != ino)) {
+            return None;
+        }
+        let path = self.inodes().path(ino)?;
+        let now = Instant::now();
+        let new = {
+            let mut table = self.inodes();
+            let old = table.fresh_attr(ino, now)?;
+            if old.kind != FileKind::Directory && old.nlink != 1 {
+                // Another name of the file would ask the remote for its
+                // attributes without waiting for this change.
+                return None;
+            }
+            let new = changed_attr(old, change);
+            table.changed(ino, Change::Attributes { resized: false });
+            table.set_local_attr(ino, new, now);
+            new
+        };
+        self.meta.submit(
+            ino,
+            MetaOp::Setattr {
+                path,
+                attr: change.clone(),
+            },
+        );
+        Some(new)
+    }
+
+    /// Runs `change` (names in `parent` added or removed ahead of the
+    /// remote, `subdirs` of them directories) and keeps `parent`'s
+    /// attributes as the remote will make them, if they were fresh: a
+    /// directory being filled or emptied is not asked for again (a later
+    /// `utimensat` or `rmdir` of it stays ahead too).
+    fn entries_ahead<T>(&self, parent: Ino, subdirs: i64, change: impl FnOnce() -> T) -> T {
+        let before = self.inodes().fresh_attr(parent, Instant::now());
+        let done = change();
+        if let Some(before) = before {
+            self.inodes()
+                .set_local_attr(parent, entries_attr(before, subdirs), Instant::now());
+        }
+        done
+    }
+
+    /// A name to create in `parent` that the mount may acknowledge ahead
+    /// of the remote: write-back is on, `parent` fully listed without
+    /// `name`, and what is created there known to come out as made here.
+    fn may_create_ahead(&self, parent: Ino, name: &[u8]) -> bool {
+        self.opts.write_back
+            && !self.opts.read_only
+            && name.len() <= NAME_MAX
+            && self.inodes().known_absent(parent, name, Instant::now())
+            && self.ns.creates_plainly(parent)
     }
 
     pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -606,6 +765,22 @@ impl Vfs {
         let path = self.child_path("mkdir", parent, name)?;
         let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
+        if self.may_create_ahead(parent, name) {
+            let mode = mode | if self.ns.is_setgid(parent) { 0o2000 } else { 0 };
+            let attr = self.meta.new_node_attr(file_type::DIRECTORY | mode, owner, 4096);
+            let fattr = self.entries_ahead(parent, 1, || self.ns.entered_new(parent, name, &attr));
+            self.inodes()
+                .listing_complete(fattr.ino, &HashSet::new(), Instant::now());
+            self.meta.submit(
+                fattr.ino,
+                MetaOp::Mkdir {
+                    path,
+                    mode,
+                    owner: Some(owner),
+                },
+            );
+            return Ok(fattr);
+        }
         let p = &path[..];
         let attr = self
             .calls
@@ -645,6 +820,21 @@ impl Vfs {
         self.check_writable("symlink", parent)?;
         let path = self.child_path("symlink", parent, name)?;
         let owner = self.ns.owner_for(caller, parent);
+        if self.may_create_ahead(parent, name) {
+            let attr = self
+                .meta
+                .new_node_attr(file_type::SYMLINK | 0o777, owner, target.len() as u64);
+            let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
+            self.meta.submit(
+                fattr.ino,
+                MetaOp::Symlink {
+                    path,
+                    target: target.to_vec(),
+                    owner: Some(owner),
+                },
+            );
+            return Ok(fattr);
+        }
         let p = &path[..];
         let attr = self
             .calls
@@ -679,6 +869,8 @@ impl Vfs {
         self.check_writable("link", new_parent)?;
         let from = self.path("link", ino)?;
         let to = self.child_path("link", new_parent, new_name)?;
+        // The remote must hold what was acknowledged about the file linked.
+        self.calls.settled("link", &from).await?;
         // nlink changes: listings asked for until now show the old one.
         self.ns.changed(ino, Change::Attributes { resized: false });
         let (f, t) = (&from[..], &to[..]);
@@ -711,6 +903,24 @@ impl Vfs {
     pub async fn unlink(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("unlink", parent)?;
         let path = self.child_path("unlink", parent, name)?;
+        if self.opts.write_back {
+            // A name known to be there, not a directory, its file's only
+            // name (another name's link count would be asked of the remote
+            // by that name, which the unlink does not hold back), and
+            // nothing being written to it: gone at once, here, and in order
+            // on the remote.
+            let known = {
+                let table = self.inodes();
+                table
+                    .cached_lookup(parent, name, Instant::now())
+                    .filter(|a| a.kind != FileKind::Directory && a.nlink == 1)
+            };
+            if let Some(attr) = known.filter(|a| !self.writes.is_dirty(a.ino)) {
+                self.entries_ahead(parent, 0, || self.ns.name_removed(parent, name));
+                self.meta.submit(attr.ino, MetaOp::Unlink { path });
+                return Ok(());
+            }
+        }
         let unsure =
             self.ns.policy().caches_attributes() && !self.inodes().name_fresh(parent, name, Instant::now());
         if unsure {
@@ -743,6 +953,21 @@ impl Vfs {
     pub async fn rmdir(&self, _caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("rmdir", parent)?;
         let path = self.child_path("rmdir", parent, name)?;
+        if self.opts.write_back {
+            // A directory known to be there and known empty.
+            let known = {
+                let table = self.inodes();
+                let now = Instant::now();
+                table
+                    .cached_lookup(parent, name, now)
+                    .filter(|a| a.kind == FileKind::Directory && table.known_empty(a.ino, now))
+            };
+            if let Some(attr) = known {
+                self.entries_ahead(parent, -1, || self.ns.name_removed(parent, name));
+                self.meta.submit(attr.ino, MetaOp::Rmdir { path });
+                return Ok(());
+            }
+        }
         let p = &path[..];
         self.calls
             .call_once(
@@ -770,6 +995,9 @@ impl Vfs {
         self.check_writable("rename", parent)?;
         let from = self.child_path("rename", parent, name)?;
         let to = self.child_path("rename", new_parent, new_name)?;
+        // The remote must hold what was acknowledged about both names (the
+        // source's own path is waited for by the call).
+        self.calls.settled("rename", &to).await?;
         let unsure = !flags.noreplace
             && self.ns.policy().caches_attributes()
             && !self.inodes().name_fresh(new_parent, new_name, Instant::now());
@@ -878,23 +1106,44 @@ impl Vfs {
             None
         };
         if let Some(ahead) = opened_ahead {
-            let opened = self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, ahead.head);
+            let opened =
+                self.opened_for_reading(ino, flags, ahead.remote_handle, ahead.attr, Some(ahead.head));
             // The handle's own open count replaces the one kept for it.
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
+        // Contents that came with a listing spare the data, not the open:
+        // a descriptor must pin the file it opened, which only the
+        // agent's own descriptor does (the file may be replaced or deleted
+        // on the remote while it is open).
+        let kept = if reading && !self.writes.is_dirty(ino) {
+            self.inodes().take_contents(ino, Instant::now())
+        } else {
+            None
+        };
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
             // A reader gets the file's start with the handle: a small file
             // is then read in one round trip, not two.
+            let prefetch = if kept.is_some() { 0 } else { OPEN_PREFETCH };
             let ((handle, attr, head), remote, generation) = self
                 .calls
-                .call_on("open", p, |r| async move {
-                    r.open_read(p, flags, OPEN_PREFETCH).await
-                })
+                .call_on(
+                    "open",
+                    p,
+                    |r| async move { r.open_read(p, flags, prefetch).await },
+                )
                 .await
                 .map_err(|e| self.stale_opens.open_failed(ino, caller.pid, &path, e))?;
+            let head = match kept {
+                None => Some(head),
+                // Still the file the listing read them from, or nothing
+                // known of its data.
+                Some((listed, data)) => ((attr.size, attr.mtime, attr.ctime)
+                    == (listed.size, listed.mtime, listed.ctime))
+                    .then(|| data.to_vec()),
+            };
             self.stale_opens
                 .check_opened(ino, caller.pid, &path, &remote, handle, &attr)?;
             return Ok(self.opened_for_reading(ino, flags, (handle, generation), attr, head));
@@ -922,7 +1171,7 @@ impl Vfs {
         flags: u32,
         remote_handle: (yonder_proto::Handle, Generation),
         attr: Attr,
-        head: Vec<u8>,
+        head: Option<Vec<u8>>,
     ) -> (Fh, FileAttr) {
         let (fattr, version) = {
             let mut table = self.inodes();
@@ -932,7 +1181,7 @@ impl Vfs {
         let mut readahead = Readahead::default();
         readahead.follow_version(version);
         readahead.follow(attr.size, attr.mtime);
-        if attr.is_file() && !self.writes.is_dirty(ino) {
+        if let (true, false, Some(head)) = (attr.is_file(), self.writes.is_dirty(ino), head) {
             let whole = head.len() < OPEN_PREFETCH as usize;
             readahead.set_head(Bytes::from(head), whole);
         }
@@ -958,6 +1207,20 @@ impl Vfs {
         let flags = flags | of::CREATE;
         let owner = self.ns.owner_for(caller, parent);
         let mode = self.creation_mode(caller, parent, mode).await;
+        if self.may_create_ahead(parent, name) {
+            let attr = self.meta.new_node_attr(file_type::REGULAR | mode, owner, 0);
+            let fattr = self.entries_ahead(parent, 0, || self.ns.entered_new(parent, name, &attr));
+            let open_flags = flags & !(of::CREATE | of::EXCLUSIVE);
+            let op = MetaOp::Create {
+                path,
+                mode,
+                flags,
+                owner: Some(owner),
+            };
+            let file = self.meta.create(fattr.ino, op, open_flags);
+            self.writes.attach(fattr.ino);
+            return Ok((file.fh, fattr));
+        }
         let p = &path[..];
         let exclusive = flags & of::EXCLUSIVE != 0;
         let ((handle, attr), _, generation) = self
@@ -1032,6 +1295,8 @@ impl Vfs {
         let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
+        // A file whose creation has not gone out yet takes its data with it.
+        self.meta.released(&file, || self.writes.take_unsent(&file));
         self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
         if self.writes.unsettled_through(fh) {
@@ -1080,7 +1345,24 @@ impl Vfs {
         if let Err(err) = self.check_writable("write", file.ino) {
             return Some(Err(err));
         }
-        self.writes.write_ready(&file, offset, data)
+        let done = self.writes.write_ready(&file, offset, data)?;
+        if let Ok(n) = &done {
+            self.wrote_ahead(&file, offset + u64::from(*n));
+        }
+        Some(done)
+    }
+
+    /// A file whose creation has not reached the remote is known only
+    /// here: its size and times follow its writes, so that its close,
+    /// and a stat after, need not ask the remote.
+    fn wrote_ahead(&self, file: &crate::handle::OpenFile, end: u64) {
+        if file.created.as_ref().is_none_or(|c| c.is_done()) || file.append {
+            return;
+        }
+        let mut table = self.inodes();
+        if let Some(attr) = table.get(file.ino).and_then(|n| n.attr) {
+            table.set_local_attr(file.ino, written_attr(attr, end), Instant::now());
+        }
     }
 
     /// [`Vfs::write`] of data the caller already owns: a write too large
@@ -1090,26 +1372,56 @@ impl Vfs {
     pub async fn write_bytes(&self, fh: Fh, offset: u64, data: Bytes) -> Result<u32> {
         let file = self.files.file("write", fh)?;
         self.check_writable("write", file.ino)?;
-        self.writes.write_bytes(&file, offset, data).await
+        let n = self.writes.write_bytes(&file, offset, data).await?;
+        self.wrote_ahead(&file, offset + u64::from(n));
+        Ok(n)
     }
 
     /// Called on each close of a descriptor: sends buffered data and
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.files.file("flush", fh)?;
+        if let Some(err) = self.meta.take_error(file.ino) {
+            return Err(err);
+        }
+        if self.meta.unsent_create(fh) {
+            // Its data goes out with its creation, and its close waits for
+            // neither (an error comes back at fsync, or the next close).
+            return Ok(());
+        }
         self.writes.send_pending(&file, "flush").await
     }
 
     /// fsync(2): covers the file's data written through every descriptor.
     pub async fn fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
         let file = self.files.file("fsync", fh)?;
+        // What was acknowledged about the file and the directories above
+        // it goes first.
+        let path = self.inodes().path(file.ino);
+        if let Some(path) = path {
+            self.calls.settled("fsync", &path).await?;
+        }
+        if let Some(err) = self.meta.take_error(file.ino) {
+            return Err(err);
+        }
         self.writes.fsync(&file, datasync).await
     }
 
     /// Sends every handle's buffered writes (before unmounting). Returns the
     /// first error; all errors also stay with their handles.
+    /// Metadata operations acknowledged ahead of the remote go first, and
+    /// are all settled when it returns (or its deadline passed: EIO).
     pub async fn flush_all(&self) -> Result<()> {
-        self.writes.flush_all().await
+        let ahead = self.meta.sync_all("flush", Some(self.calls.deadline())).await;
+        let written = self.writes.flush_all().await;
+        let after = self.meta.sync_all("flush", Some(self.calls.deadline())).await;
+        ahead.and(written).and(after)
+    }
+
+    /// Metadata operations acknowledged ahead of the remote that it
+    /// refused since the mount began, and those not settled yet.
+    pub fn write_back_counts(&self) -> (u64, usize) {
+        self.meta.counts()
     }
 
     /// Writes the agent has not confirmed (entries, bytes): what a lost
@@ -1155,8 +1467,16 @@ impl Vfs {
         // changed through the mount since it was listed (another name of
         // it sent its writes, a listing fetched ahead): send what is
         // buffered, then ask again.
-        let remote = item.remote.as_ref()?;
-        let listed = self.inodes().upsert(parent, &item.name, remote, Instant::now());
+        let listed = match item.remote.as_ref() {
+            Some(remote) => self.inodes().upsert(parent, &item.name, remote, Instant::now()),
+            None => {
+                let mut table = self.inodes();
+                let listed = table.remember_listed(parent, &item.name, item.attr?)?;
+                // Counted again below, once current.
+                table.uncount(listed.ino, 1);
+                listed
+            }
+        };
         self.writes.flush_inode(listed.ino).await;
         self.ns.changed(listed.ino, Change::Flushed);
         let fattr = self.getattr(listed.ino, None).await.unwrap_or(listed);
@@ -1168,8 +1488,10 @@ impl Vfs {
     /// since they were listed (see [`Vfs::any_dirty`]), which needs no
     /// waiting.
     pub fn remember_clean(&self, parent: Ino, item: &DirItem) -> Option<FileAttr> {
-        let remote = item.remote.as_ref()?;
         let mut table = self.inodes();
+        let Some(remote) = item.remote.as_ref() else {
+            return table.remember_listed(parent, &item.name, item.attr?);
+        };
         let fattr = table.upsert(parent, &item.name, remote, Instant::now());
         table.inc_lookup(fattr.ino, 1);
         Some(fattr)
@@ -1180,7 +1502,8 @@ impl Vfs {
     /// listing does not reflect.
     pub fn any_dirty(&self, items: &[DirItem]) -> bool {
         items.iter().any(|i| {
-            i.remote.is_some() && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
+            !i.is_dot_or_dotdot()
+                && (self.writes.is_dirty(i.ino) || self.inodes().changed_since(i.ino, i.asked))
         })
     }
 

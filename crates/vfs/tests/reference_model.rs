@@ -508,6 +508,8 @@ struct Setup {
     write_buffer: usize,
     readdir_page: u32,
     readahead_max: usize,
+    /// Metadata write-back on or off.
+    write_back: bool,
 }
 
 /// The answer to a step.
@@ -1264,6 +1266,8 @@ impl Sut {
             read_only: false,
             attr_ttl: ttl,
             dir_ttl: ttl,
+            // No change feed is followed here: the TTLs above hold.
+            unwatched_ttl: ttl,
             write_buffer: setup.write_buffer,
             // Buffered data leaves when the VFS must send it, never on a
             // timer: runs are repeatable.
@@ -1272,6 +1276,7 @@ impl Sut {
             readahead_max: setup.readahead_max,
             readdir_page: setup.readdir_page,
             op_timeout: Duration::from_secs(20),
+            write_back: setup.write_back,
         };
         let client = in_process_agent(&root).await;
         let conn = Disconnecting::new(client.clone());
@@ -2341,11 +2346,13 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop::sample::select(vec![64usize, 0, 16, 1 << 20]),
         prop::sample::select(vec![1024u32, 1, 2]),
         prop::sample::select(vec![16384usize, 0, 4096]),
+        any::<bool>(),
     )
-        .prop_map(|(write_buffer, readdir_page, readahead_max)| Setup {
+        .prop_map(|(write_buffer, readdir_page, readahead_max, write_back)| Setup {
             write_buffer,
             readdir_page,
             readahead_max,
+            write_back,
         })
 }
 

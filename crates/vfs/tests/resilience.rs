@@ -164,6 +164,82 @@ async fn removals_and_creations_that_took_effect_are_not_reported_failed() {
     assert!(!s.disk("d").exists());
 }
 
+/// Where the agents record operations (`Once`, after `Fence`), a call
+/// whose answer a cut hid is sent again to the next agent of the session,
+/// which answers with the first outcome: exact, where the resolve steps
+/// guess or give up.
+#[tokio::test]
+async fn calls_cut_off_are_answered_again_by_the_next_agent_of_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let agent = |generation| DirectAgent::in_session(dir.path(), runtime.path(), 0x5e55, generation);
+    let mut conn = Disconnecting::new(agent(1).await);
+    let vfs = Vfs::new(conn.clone(), options(), Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    let mut generation = 1;
+    let mut cut_and_reconnect = |conn: &mut Arc<Disconnecting>| {
+        let vfs = vfs.clone();
+        generation += 1;
+        let next = agent(generation);
+        let previous = conn.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !previous.is_disconnected() {
+                assert!(Instant::now() < deadline, "the connection was not cut");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let next = Disconnecting::new(next.await);
+            vfs.replace_remote(next.clone());
+            next
+        }
+    };
+
+    // An exclusive create that landed: the file, open, not EIO.
+    conn.lose_answer_of(|c| c.op == Op::Open);
+    let create = bg!(vfs, |vfs| vfs.create(
+        &me(),
+        ROOT_INO,
+        b"lock",
+        0o644,
+        of::WRITE_ONLY | of::EXCLUSIVE
+    ));
+    conn = cut_and_reconnect(&mut conn).await;
+    let (fh, _) = create
+        .await
+        .unwrap()
+        .expect("the create that landed is answered as done");
+    vfs.write(fh, 0, b"mine").await.unwrap();
+    vfs.flush(fh).await.unwrap();
+    vfs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("lock")).unwrap(), b"mine");
+
+    // A mkdir and an unlink that landed: done, once.
+    conn.lose_answer_of(|c| c.op == Op::Mkdir);
+    let mkdir = bg!(vfs, |vfs| vfs.mkdir(&me(), ROOT_INO, b"d", 0o755));
+    conn = cut_and_reconnect(&mut conn).await;
+    mkdir.await.unwrap().expect("mkdir that landed");
+    conn.lose_answer_of(|c| c.op == Op::Unlink);
+    let unlink = bg!(vfs, |vfs| vfs.unlink(&me(), ROOT_INO, b"lock"));
+    conn = cut_and_reconnect(&mut conn).await;
+    unlink.await.unwrap().expect("unlink that landed");
+    assert!(!dir.path().join("lock").exists());
+
+    // A create that failed for real fails the same way when asked again.
+    std::fs::write(dir.path().join("taken"), b"theirs").unwrap();
+    conn.lose_answer_of(|c| c.op == Op::Open);
+    let create = bg!(vfs, |vfs| vfs.create(
+        &me(),
+        ROOT_INO,
+        b"taken",
+        0o644,
+        of::WRITE_ONLY | of::EXCLUSIVE
+    ));
+    let _conn = cut_and_reconnect(&mut conn).await;
+    assert_eq!(create.await.unwrap().unwrap_err().errno(), Errno::EEXIST);
+    assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"theirs");
+}
+
 #[tokio::test]
 async fn an_exclusive_create_whose_outcome_is_unknown_fails_with_eio_not_a_guess() {
     let mut s = setup().await;

@@ -316,6 +316,7 @@ async fn unlinked_open_files_are_reached_through_their_handle() {
         .await
         .unwrap();
     f.vfs.unlink(&me(), ROOT_INO, b"f").await.unwrap();
+    f.vfs.flush_all().await.unwrap();
     assert!(!f.dir.path().join("f").exists());
     f.vfs.write(fh, 0, b"ghost").await.unwrap();
     let attr = f.vfs.getattr(file.ino, None).await.unwrap();
@@ -852,13 +853,18 @@ async fn list(vfs: &Vfs, dir: Ino) -> Vec<String> {
     names
 }
 
+/// Listing round trips: pages and rich listings.
+fn listings(calls: &Counted) -> u64 {
+    calls.of(Op::ReadDir) + calls.of(Op::ListTree)
+}
+
 /// Waits until the background listings have arrived (the remote's call
 /// count stops moving).
 async fn settle(calls: &Counted) {
     let mut last = u64::MAX;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = calls.of(Op::ReadDir);
+        let now = listings(calls);
         if now == last {
             return;
         }
@@ -867,37 +873,38 @@ async fn settle(calls: &Counted) {
 }
 
 #[tokio::test]
-async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
+async fn a_walk_costs_one_listing_round_trip_and_a_change_discards_what_came_ahead() {
     let f = fixture_with(VfsOptions {
         dir_ttl: Duration::from_secs(60),
         attr_ttl: Duration::from_secs(60),
         ..VfsOptions::default()
     })
     .await;
-    for d in ["a", "b", "c"] {
+    for d in ["a", "b", "c", "a/deep", "a/deep/er"] {
         std::fs::create_dir(f.dir.path().join(d)).unwrap();
         std::fs::write(f.dir.path().join(d).join("file"), b"x").unwrap();
     }
-    let pages = || f.calls.of(Op::ReadDir);
+    let pages = || listings(&f.calls);
+    let lstats = f.calls.of(Op::Lstat);
 
-    // A one-off listing (its parent was never listed) fetches nothing more.
-    let a = f.vfs.lookup(&me(), ROOT_INO, b"a").await.unwrap();
-    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    // Listing the root brings the listings of every directory below it.
+    assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
     settle(&f.calls).await;
     assert_eq!(pages(), 1);
-
-    // A walk: the root, then one of its directories. The siblings' listings
-    // are fetched ahead, so listing them costs no round trip.
-    list(&f.vfs, ROOT_INO).await;
-    let before = pages();
-    assert_eq!(list(&f.vfs, a.ino).await, [".", "..", "file"]);
+    let mut dirs = vec![ROOT_INO];
+    while let Some(dir) = dirs.pop() {
+        for name in list(&f.vfs, dir).await.iter().filter(|n| !n.starts_with('.')) {
+            let attr = f.vfs.lookup(&me(), dir, name.as_bytes()).await.unwrap();
+            if attr.kind == FileKind::Directory {
+                dirs.push(attr.ino);
+            }
+        }
+    }
     settle(&f.calls).await;
-    assert_eq!(pages(), before + 3, "a itself, then b and c ahead");
-    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
-    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file"]);
-    assert_eq!(pages(), before + 3, "b came from the listing fetched ahead");
+    assert_eq!(pages(), 1, "a walk of five directories cost one round trip");
+    assert_eq!(f.calls.of(Op::Lstat), lstats, "and no lookup reached the remote");
 
-    // A change through the VFS drops the listing fetched ahead for c.
+    // A change through the VFS drops what it knew of c's names.
     let c = f.vfs.lookup(&me(), ROOT_INO, b"c").await.unwrap();
     let (fh, _) = f
         .vfs
@@ -907,11 +914,151 @@ async fn a_walk_fetches_sibling_listings_ahead_and_a_change_discards_them() {
     f.vfs.release(fh).await.unwrap();
     assert_eq!(list(&f.vfs, c.ino).await, [".", "..", "file", "new"]);
 
-    // A listing fetched ahead is handed out once; the next one asks again.
+    // Listed again while its names are fresh: no round trip. A change on
+    // the remote shows once the VFS is told of it.
+    let b = f.vfs.lookup(&me(), ROOT_INO, b"b").await.unwrap();
     let again = pages();
+    assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file"]);
+    assert_eq!(pages(), again);
     std::fs::write(f.dir.path().join("b").join("later"), b"").unwrap();
+    f.vfs.invalidate_path(b"b");
     assert_eq!(list(&f.vfs, b.ino).await, [".", "..", "file", "later"]);
     assert!(pages() > again);
+}
+
+#[tokio::test]
+async fn entries_of_a_listed_directory_answer_absent_xattrs_without_a_round_trip() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("d")).unwrap();
+    for i in 0..50 {
+        std::fs::write(f.dir.path().join(format!("d/f{i}")), b"").unwrap();
+    }
+    let d = f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap();
+    assert_eq!(list(&f.vfs, d.ino).await.len(), 52);
+    let before = (
+        f.calls.of(Op::GetXattr),
+        f.calls.of(Op::ListXattr),
+        f.calls.of(Op::Lstat),
+    );
+    for i in 0..50 {
+        // What `ls -l` does for every file: lstat, then ask for labels and ACLs.
+        let file = f
+            .vfs
+            .lookup(&me(), d.ino, format!("f{i}").as_bytes())
+            .await
+            .unwrap();
+        for name in [&b"security.selinux"[..], b"system.posix_acl_access"] {
+            assert!(f.vfs.xattr_known_absent(file.ino, name), "f{i}");
+            let err = f.vfs.getxattr(file.ino, name).await.unwrap_err();
+            assert_eq!(err.errno(), Errno::ENODATA);
+        }
+    }
+    let after = (
+        f.calls.of(Op::GetXattr),
+        f.calls.of(Op::ListXattr),
+        f.calls.of(Op::Lstat),
+    );
+    assert_eq!(
+        after, before,
+        "no getxattr, listxattr or lstat reached the remote"
+    );
+}
+
+#[tokio::test]
+async fn small_files_listed_are_read_with_no_data_round_trip_and_dropped_when_they_change() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_secs(60),
+        attr_ttl: Duration::from_secs(60),
+        write_delay: Duration::from_secs(3600),
+        ..VfsOptions::default()
+    })
+    .await;
+    std::fs::create_dir(f.dir.path().join("src")).unwrap();
+    for i in 0..20 {
+        std::fs::write(f.dir.path().join(format!("src/f{i}.c")), format!("int f{i};\n")).unwrap();
+    }
+    std::fs::write(f.dir.path().join("src/big"), vec![7u8; 1 << 20]).unwrap();
+    // Listing the root brings src's listing and its small files' contents.
+    list(&f.vfs, ROOT_INO).await;
+    let src = f.vfs.lookup(&me(), ROOT_INO, b"src").await.unwrap();
+    // The open itself still reaches the agent (its descriptor pins the
+    // file); the data does not travel again.
+    let data_reads = || f.calls.of(Op::Read);
+    let opens = || f.calls.of(Op::Open) + f.calls.of(Op::OpenRead) + f.calls.of(Op::Read);
+    let before = data_reads();
+    for i in 0..20 {
+        let file = f
+            .vfs
+            .lookup(&me(), src.ino, format!("f{i}.c").as_bytes())
+            .await
+            .unwrap();
+        let (fh, _) = f.vfs.open(&me(), file.ino, of::READ_ONLY).await.unwrap();
+        let data = f.vfs.read(fh, 0, 4096).await.unwrap();
+        assert_eq!(&data[..], format!("int f{i};\n").as_bytes());
+        f.vfs.release(fh).await.unwrap();
+    }
+    assert_eq!(
+        data_reads(),
+        before,
+        "twenty small files read with no data round trip"
+    );
+    // A large file did not come along.
+    let big = f.vfs.lookup(&me(), src.ino, b"big").await.unwrap();
+    let before = f.calls.of(Op::OpenRead);
+    let (fh, _) = f.vfs.open(&me(), big.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(f.vfs.read(fh, 0, 16).await.unwrap().len(), 16);
+    f.vfs.release(fh).await.unwrap();
+    assert!(f.calls.of(Op::OpenRead) > before, "its start came with its open");
+
+    // Contents are handed out once: the next open reads the remote.
+    let f0 = f.vfs.lookup(&me(), src.ino, b"f0.c").await.unwrap();
+    let before = opens();
+    let (fh, _) = f.vfs.open(&me(), f0.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 4096).await.unwrap()[..], b"int f0;\n");
+    f.vfs.release(fh).await.unwrap();
+    assert!(opens() > before);
+
+    // Written through the mount after they came: the new data is read.
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    let f1 = f.vfs.lookup(&me(), src.ino, b"f1.c").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f1.ino, of::WRITE_ONLY).await.unwrap();
+    f.vfs.write(fh, 0, b"INT").await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f1.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 4096).await.unwrap()[..], b"INT f1;\n");
+    f.vfs.release(fh).await.unwrap();
+
+    // Changed on the remote, and the VFS told (as change notification
+    // does): the new data is read, not what came with the listing.
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    std::fs::write(f.dir.path().join("src/f2.c"), b"changed on the remote").unwrap();
+    f.vfs.invalidate_path(b"src/f2.c");
+    let f2 = f.vfs.lookup(&me(), src.ino, b"f2.c").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f2.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(
+        &f.vfs.read(fh, 0, 4096).await.unwrap()[..],
+        b"changed on the remote"
+    );
+    f.vfs.release(fh).await.unwrap();
+
+    // A file opened with its listed contents keeps them, and its own
+    // handle, when it is replaced on the remote while open.
+    f.vfs.invalidate_path(b"src");
+    list(&f.vfs, src.ino).await;
+    let f3 = f.vfs.lookup(&me(), src.ino, b"f3.c").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), f3.ino, of::READ_ONLY).await.unwrap();
+    std::fs::write(f.dir.path().join("src/new"), b"replacement").unwrap();
+    std::fs::rename(f.dir.path().join("src/new"), f.dir.path().join("src/f3.c")).unwrap();
+    assert_eq!(f.vfs.getattr(f3.ino, Some(fh)).await.unwrap().size, 8);
+    assert_eq!(&f.vfs.read(fh, 0, 4096).await.unwrap()[..], b"int f3;\n");
+    f.vfs.release(fh).await.unwrap();
 }
 
 /// The sizes readdirplus hands out (through `remember`) for each entry.
@@ -1024,12 +1171,12 @@ async fn with_a_directory_ttl_of_zero_lookups_do_not_list_the_directory() {
         std::fs::write(f.dir.path().join(name), b"x").unwrap();
     }
     assert_eq!(list(&f.vfs, ROOT_INO).await, [".", "..", "a", "b", "c"]);
-    let pages = f.calls.of(Op::ReadDir);
+    let pages = listings(&f.calls);
     // A listing would expire as soon as it came: one lstat per lookup.
     for name in [&b"a"[..], b"b", b"c"] {
         f.vfs.lookup(&me(), ROOT_INO, name).await.unwrap();
     }
-    assert_eq!(f.calls.of(Op::ReadDir), pages);
+    assert_eq!(listings(&f.calls), pages);
 }
 
 #[tokio::test]
@@ -1084,6 +1231,9 @@ async fn a_notification_below_a_directory_renamed_on_the_remote_is_not_lost() {
         .await
         .unwrap();
     f.vfs.release(fh).await.unwrap();
+    // What the mount acknowledged has reached the remote before anyone
+    // else changes it.
+    f.vfs.flush_all().await.unwrap();
     // The directory is renamed on the remote, and reported...
     std::fs::rename(f.dir.path().join("a"), f.dir.path().join("b")).unwrap();
     f.vfs.invalidate_path(b"a");
@@ -1142,7 +1292,7 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     // Changed on the remote meanwhile: the new listing sees it.
     std::fs::write(f.dir.path().join("f3"), b"longer").unwrap();
     std::fs::remove_file(f.dir.path().join("f4")).unwrap();
-    let (pages, lstats) = (f.calls.of(Op::ReadDir), f.calls.of(Op::Lstat));
+    let (pages, lstats) = (listings(&f.calls), f.calls.of(Op::Lstat));
     let attr = f.vfs.lookup(&me(), ROOT_INO, b"f3").await.unwrap();
     assert_eq!(attr.size, 6);
     for i in 5..20 {
@@ -1153,7 +1303,7 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     }
     let gone = f.vfs.lookup(&me(), ROOT_INO, b"f4").await.unwrap_err();
     assert_eq!(gone.errno(), Errno::ENOENT);
-    assert_eq!(f.calls.of(Op::ReadDir), pages + 1);
+    assert_eq!(listings(&f.calls), pages + 1);
     assert_eq!(f.calls.of(Op::Lstat), lstats);
 }
 

@@ -143,6 +143,27 @@ impl Mount {
         Self::spawn(v, backing_dir(), parent, extra, true)
     }
 
+    /// A second mount of `other`'s backing directory (its own mount point
+    /// and `yonder mount`), with `env` set for it (and so for a local
+    /// agent it starts).
+    pub fn beside(v: Variant, other: &Mount, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        Self::spawn_with(
+            v,
+            backing_dir(),
+            Some(other.backing.path()),
+            mount_parent(),
+            extra,
+            env,
+            false,
+        )
+    }
+
+    /// Like [`Mount::start_logged`], with `env` set for `yonder mount`
+    /// (and so for a local agent it starts).
+    pub fn start_logged_with_env(v: Variant, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        Self::spawn_with(v, backing_dir(), None, mount_parent(), extra, env, true)
+    }
+
     /// Runs a `yonder mount` of `backing` at `mountpoint` that must fail;
     /// returns what it said.
     pub fn refused(v: Variant, backing: &Path, mountpoint: &Path, extra: &[&str]) -> String {
@@ -181,15 +202,30 @@ impl Mount {
         extra: &[&str],
         logged: bool,
     ) -> Mount {
+        Self::spawn_with(v, backing, None, parent, extra, &[], logged)
+    }
+
+    /// `source`: the directory to mount when it is not `backing`.
+    fn spawn_with(
+        v: Variant,
+        backing: tempfile::TempDir,
+        source: Option<&Path>,
+        parent: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        logged: bool,
+    ) -> Mount {
         let sshd = v
             .transport
             .needs_sshd()
             .then(|| Sshd::start().expect("start sshd"));
         let mountpoint = parent.path().join("mnt");
-        let mut cmd = mount_command(v, backing.path(), &mountpoint, extra, sshd.as_ref());
+        let source = source.unwrap_or(backing.path());
+        let mut cmd = mount_command(v, source, &mountpoint, extra, sshd.as_ref());
         if logged {
             cmd.env_remove("YONDER_LOG");
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

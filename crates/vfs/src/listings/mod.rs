@@ -136,7 +136,8 @@ impl DirListings {
         let deadline = self.calls.deadline();
         while !st.done && st.items.len() < offset + READDIR_BATCH {
             let path = self.ns.path("readdir", dir.ino)?;
-            let asked = Instant::now();
+            self.calls.settled("readdir", &path).await?;
+            let (asked, mutations) = (Instant::now(), self.ns.table().mutations());
             let (remote, generation) = self
                 .calls
                 .ready(Some(deadline))
@@ -149,7 +150,8 @@ impl DirListings {
                 st.cursor = None;
                 st.restarted = true;
             }
-            let page = match remote.read_dir_page(&path, st.cursor, self.readdir_page).await {
+            let budget = prefetch::tree_budget(self.readdir_page);
+            let page = match remote.list_tree(&path, st.cursor, budget).await {
                 Ok(page) => page,
                 Err(e) if e.is_connection_lost() => {
                     self.calls
@@ -161,14 +163,16 @@ impl DirListings {
                 Err(e) => return Err(VfsError::remote("readdir", &path, e)),
             };
             st.cursor_on = Some(generation);
-            let mut entries = page.entries;
+            let mut dirs = page.dirs.into_iter();
+            let mut entries = dirs.next().map(|d| d.entries).unwrap_or_default();
             if st.restarted {
                 let seen: HashSet<&[u8]> = st.items.iter().map(|i| &i.name[..]).collect();
-                entries.retain(|e| !seen.contains(&e.name[..]));
+                entries.retain(|e| !seen.contains(&e.entry.name[..]));
             }
             let now = Instant::now();
             let mut table = self.ns.table();
-            for mut item in table.enter_entries(dir.ino, entries, asked, now) {
+            let unchanged = table.mutations() == mutations;
+            for mut item in table.enter_entries(dir.ino, entries, unchanged, asked, now) {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
             }
@@ -177,6 +181,7 @@ impl DirListings {
                 st.done = true;
                 let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
                 table.listing_complete(dir.ino, &present, now);
+                table.store_subtree(dirs.collect(), mutations, asked, now);
                 drop(table);
                 self.prefetch.around(dir.ino);
             }
@@ -195,8 +200,9 @@ impl DirListings {
         (st.done || st.items.len() >= offset + READDIR_BATCH).then(|| batch(&st, offset))
     }
 
-    /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then a
-    /// listing fetched ahead if there is a fresh one.
+    /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then,
+    /// while the table knows the directory's names complete and fresh (a
+    /// listing fetched ahead, or one a moment ago), the listing from there.
     fn start_listing(&self, dir: &OpenDir, st: &mut DirStream, offset: usize) {
         if offset == 0 && st.started {
             st.reset();
@@ -218,7 +224,10 @@ impl DirListings {
                 asked: Instant::now(),
             });
         }
-        let fetched = self.ns.table().take_listing(dir.ino, Instant::now());
+        let fetched = {
+            let now = Instant::now();
+            self.ns.table().listing_from_names(dir.ino, now)
+        };
         if let Some(items) = fetched {
             for mut item in items {
                 item.offset = st.items.len() as u64 + 1;

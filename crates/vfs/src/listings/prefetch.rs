@@ -1,8 +1,9 @@
 //! Listing prefetch: a walker (`find`, `ls -R`, `du`, `rm -rf`, `git
 //! status`) that lists a directory right after its parent will list its
-//! subdirectories and siblings next; their listings are fetched ahead,
-//! several at once, and kept on their inodes until read once or until
-//! anything changes in them.
+//! subdirectories and siblings next; the listings its `ListTree` answers
+//! did not bring are fetched ahead, several at once, and entered in the
+//! namespace, where they are complete until the names TTL ends or anything
+//! changes in them (a reader lists them from there).
 
 use crate::attr::Ino;
 use crate::calls::RemoteCalls;
@@ -11,6 +12,22 @@ use crate::sync::lock;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
+use yonder_proto::TreeBudget;
+
+/// What a listing asks to come with it (`ListTree`): a large directory in
+/// pages of 2 MiB (some 15,000 entries with their attributes), then the
+/// listings of the directories below it, and regular files of up to
+/// 16 KiB with their contents, up to 1 MiB of them. A walk then costs a
+/// round trip per few thousand entries, not one per directory and file.
+pub(super) fn tree_budget(readdir_page: u32) -> TreeBudget {
+    TreeBudget {
+        max_bytes: 2 << 20,
+        max_entries: readdir_page,
+        max_depth: 64,
+        file_max: 16 << 10,
+        data_bytes: 1 << 20,
+    }
+}
 
 /// Directory listings fetched ahead at once, and per walk step.
 const PREFETCH_PARALLEL: usize = 8;
@@ -137,16 +154,28 @@ impl Prefetch {
                 _ => return,
             }
         };
-        let asked = Instant::now();
+        let (asked, mutations) = (Instant::now(), self.ns.table().mutations());
         // Only worth it while the connection is up.
         let Some((remote, _)) = self.calls.if_up() else {
             return;
         };
-        match remote.read_dir_page(&path, None, self.readdir_page).await {
-            Ok(page) if page.next.is_none() => {
-                self.ns
-                    .table()
-                    .store_listing(dir, version, page.entries, asked, Instant::now());
+        // The remote lags behind names acknowledged here: not worth waiting
+        // for, ahead of a reader.
+        if !self.calls.order().is_quiet(&path) {
+            return;
+        }
+        match remote
+            .list_tree(&path, None, tree_budget(self.readdir_page))
+            .await
+        {
+            Ok(tree) if tree.next.is_none() => {
+                let mut dirs = tree.dirs.into_iter();
+                let top = dirs.next().map(|d| d.entries).unwrap_or_default();
+                let now = Instant::now();
+                let mut table = self.ns.table();
+                let unchanged = table.mutations() == mutations;
+                table.store_listing(dir, version, top, unchanged, asked, now);
+                table.store_subtree(dirs.collect(), mutations, asked, now);
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(path = %String::from_utf8_lossy(&path), %e, "listing failed"),

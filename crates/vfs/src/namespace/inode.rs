@@ -6,11 +6,13 @@
 //! up to the root. Renaming a directory therefore moves everything beneath
 //! it, open files included, by updating one link.
 
+use super::contents::KeptContents;
 use crate::attr::{FileAttr, FileKind, Ino, RemoteId, ROOT_INO};
 use crate::cache_policy::{CachePolicy, Change};
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
-use yonder_proto::Attr;
+use yonder_proto::{Attr, ListedDir, TreeEntry};
 
 /// One entry of a directory stream.
 #[derive(Clone, Debug)]
@@ -22,7 +24,9 @@ pub struct DirItem {
     pub offset: u64,
     /// Attributes from the listing; `None` for `.` and `..`.
     pub attr: Option<FileAttr>,
-    /// The remote's attributes, to register the entry on a readdirplus.
+    /// The remote's attributes, to register the entry on a readdirplus;
+    /// `None` for an entry the table listed from what it knows (its
+    /// inode number and `attr` say what it is).
     pub(crate) remote: Option<Attr>,
     /// When the listing was asked for: a change to the entry made through
     /// the mount since makes `remote` stale.
@@ -54,28 +58,37 @@ pub(crate) struct Inode {
     pub links: Vec<(Ino, Vec<u8>)>,
     /// The last name this inode had, once it has none (replaced by a
     /// rename, or deleted): what the kernel may still be opening it by.
-    pub former: Option<(Ino, Vec<u8>)>,
+    /// Boxed: most inodes never lose their name, and every inode pays for
+    /// the field.
+    pub former: Option<Box<(Ino, Vec<u8>)>>,
     pub attr: Option<FileAttr>,
     pub attr_until: Instant,
     /// When this mount last changed the file's attributes or was told they
     /// changed: a listing asked for before then shows older ones.
     pub changed: Option<Instant>,
-    /// Until when the set of names in this directory known to the table is
-    /// complete, so that a name missing from it does not exist.
-    pub listing_until: Option<Instant>,
-    /// The inode's extended attribute names and until when they are
-    /// trusted (as long as its attributes).
-    pub xattr_names: Option<(Instant, Vec<Vec<u8>>)>,
-    /// A directory's entries fetched ahead of a reader (see `prefetch`),
-    /// valid while `listing_until` is and handed out once.
-    pub listing: Option<Vec<DirItem>>,
-    /// Bumped whenever the set of names in this directory changes, so that
-    /// a listing fetched meanwhile is not stored as current.
-    pub dir_version: u64,
+    /// The extended attribute names and until when they are trusted (as
+    /// long as its attributes).
+    pub xattr_names: Option<(Instant, Box<[Vec<u8>]>)>,
+    /// What only a directory has (boxed: most inodes are files, and every
+    /// inode would pay for the fields).
+    pub dir: Option<Box<DirState>>,
     /// Bumped whenever the file's data may have changed (written here,
     /// truncated, notified, a new connection): data read ahead at an older
     /// version is dropped by its reader.
     pub data_version: u64,
+    /// What the file was when a frontend last opened it, and so when the
+    /// kernel may have cached its data: see
+    /// [`InodeTable::data_unchanged_since_opened`].
+    pub opened_as: Option<DataStamp>,
+}
+
+/// A file's data version with the size and times the remote gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DataStamp {
+    version: u64,
+    size: u64,
+    mtime: yonder_proto::Timespec,
+    ctime: yonder_proto::Timespec,
 }
 
 impl Inode {
@@ -91,12 +104,50 @@ impl Inode {
             attr: None,
             attr_until,
             changed: None,
-            listing_until: None,
             xattr_names: None,
-            listing: None,
-            dir_version: 0,
+            dir: None,
             data_version: 0,
+            opened_as: None,
         }
+    }
+}
+
+/// Puts `link` first in `links`. The first link of an inode, nearly every
+/// inode's only one, gets a list of exactly one: `insert` into an empty
+/// `Vec` would allocate room for four, 100 bytes more per inode.
+fn add_first(links: &mut Vec<(Ino, Vec<u8>)>, link: (Ino, Vec<u8>)) {
+    if links.is_empty() {
+        *links = vec![link];
+    } else {
+        links.insert(0, link);
+    }
+}
+
+/// A directory's listing state.
+#[derive(Default)]
+pub(crate) struct DirState {
+    /// Until when the set of names in this directory known to the table is
+    /// complete, so that a name missing from it does not exist.
+    pub listing_until: Option<Instant>,
+    /// Bumped whenever the set of names in this directory changes, so that
+    /// a listing fetched meanwhile is not stored as current.
+    pub version: u64,
+}
+
+impl Inode {
+    fn listing_until(&self) -> Option<Instant> {
+        self.dir.as_ref().and_then(|d| d.listing_until)
+    }
+
+    /// Forgets that the names are complete.
+    fn forget_listing(&mut self) {
+        if let Some(d) = self.dir.as_mut() {
+            d.listing_until = None;
+        }
+    }
+
+    fn dir_mut(&mut self) -> &mut DirState {
+        self.dir.get_or_insert_with(Box::default)
     }
 }
 
@@ -165,6 +216,12 @@ pub(crate) struct InodeTable {
     next_ino: Ino,
     policy: CachePolicy,
     sweep_at: usize,
+    /// Small files' contents that came with listings.
+    contents: KeptContents,
+    /// Moves on with every change reported or made through this mount:
+    /// what a listing brings for inodes it did not know when it was asked
+    /// for is kept only if nothing changed while it was on its way.
+    mutations: u64,
 }
 
 impl InodeTable {
@@ -177,6 +234,8 @@ impl InodeTable {
             next_ino: Ino(ROOT_INO.0 + 1),
             policy,
             sweep_at: 4096,
+            contents: KeptContents::default(),
+            mutations: 0,
         };
         let now = Instant::now();
         table.nodes.insert(
@@ -185,7 +244,7 @@ impl InodeTable {
                 // The root is never forgotten.
                 lookups: 1,
                 attr: Some(FileAttr::from_remote(ROOT_INO, root)),
-                ..Inode::unseen(FileKind::Directory, policy.attributes_until(now))
+                ..Inode::unseen(FileKind::Directory, table.policy.attributes_until(now))
             },
         );
         table
@@ -337,13 +396,57 @@ impl InodeTable {
                     node.links.insert(0, link);
                 }
             } else {
-                node.links.insert(0, (parent, name.to_vec()));
+                add_first(&mut node.links, (parent, name.to_vec()));
             }
         }
         if self.nodes.len() >= self.sweep_at {
             self.sweep(now);
         }
         fattr
+    }
+
+    /// The remote now holds `ino`, which this mount created ahead of it
+    /// (metadata write-back) with attributes of its own: `attr`, the
+    /// remote's, gives it its identity, so later answers about the file
+    /// are known to be about it. The attributes kept are this mount's
+    /// (writes may have changed them since).
+    pub fn identify(&mut self, ino: Ino, attr: &Attr) {
+        let Some(id) = RemoteId::of(attr) else { return };
+        if !self.nodes.contains_key(&ino) || self.ids.contains_key(&ino) {
+            return;
+        }
+        self.by_id.insert(id, ino);
+        self.ids.insert(ino, id);
+        // The remote decides who owns what it creates (an agent not
+        // running as root cannot give it away).
+        if let Some(mine) = self.nodes.get_mut(&ino).and_then(|n| n.attr.as_mut()) {
+            mine.uid = attr.uid;
+            mine.gid = attr.gid;
+            mine.blksize = attr.blksize;
+            if mine.kind != FileKind::Regular {
+                // Sizes and blocks of directories and symlinks are the
+                // remote file system's to decide.
+                mine.size = attr.size;
+                mine.blocks = attr.blocks;
+            }
+        }
+    }
+
+    /// Puts `attr`, worked out here for a change acknowledged ahead of the
+    /// remote, in place of `ino`'s attributes, trusted as long as fetched
+    /// ones.
+    pub fn set_local_attr(&mut self, ino: Ino, attr: FileAttr, now: Instant) {
+        let until = self.policy.attributes_until(now);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.attr = Some(attr);
+            node.attr_until = until;
+        }
+    }
+
+    /// Whether `dir` is known to be empty: its listing is complete and
+    /// fresh and holds no name.
+    pub fn known_empty(&self, dir: Ino, now: Instant) -> bool {
+        self.listing_fresh(dir, now) && self.names.child_names(dir).next().is_none()
     }
 
     /// Refreshes the attributes of a known inode (e.g. after `fstat`).
@@ -447,13 +550,14 @@ impl InodeTable {
     /// names once they expire.
     fn remove(&mut self, ino: Ino) {
         self.nodes.remove(&ino);
+        self.contents.drop_file(ino);
     }
 
     fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
             if node.links.is_empty() {
-                node.former = Some((parent, name.to_vec()));
+                node.former = Some(Box::new((parent, name.to_vec())));
             }
             // nlink and ctime changed.
             let now = Instant::now();
@@ -474,6 +578,7 @@ impl InodeTable {
     /// entry it came from: one that had expired (a notification said the
     /// name changed) does not vouch for the file now under the new name.
     pub fn rename(&mut self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], exchange: bool) {
+        self.mutations += 1;
         let src = self.names.remove(parent, name);
         let dst = self.names.remove(new_parent, new_name);
         self.dir_changed(parent);
@@ -496,7 +601,7 @@ impl InodeTable {
         self.dir_changed(parent);
         self.names.insert(parent, name, NameEntry { ino, until });
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.links.insert(0, (parent, name.to_vec()));
+            add_first(&mut node.links, (parent, name.to_vec()));
         }
     }
 
@@ -510,13 +615,14 @@ impl InodeTable {
     /// meanwhile is unknown. Links stay: paths are built from them.
     pub fn expire_all(&mut self) {
         let now = Instant::now();
+        self.mutations += 1;
+        self.contents.clear();
         let inos: Vec<Ino> = self.nodes.keys().copied().collect();
         for ino in inos {
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.attr_until = now;
                 node.changed = Some(now);
-                node.listing_until = None;
-                node.listing = None;
+                node.forget_listing();
                 node.xattr_names = None;
                 node.data_version = node.data_version.wrapping_add(1);
                 if node.kind == FileKind::Directory {
@@ -541,6 +647,26 @@ impl InodeTable {
             .collect()
     }
 
+    /// Every (directory, name) the table knows at or below directory
+    /// `dir`, for a frontend that drops its own entries of a tree.
+    pub fn names_below(&self, dir: Ino) -> Vec<(Ino, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir];
+        let mut seen = HashSet::new();
+        while let Some(dir) = stack.pop() {
+            if !seen.insert(dir) {
+                continue;
+            }
+            if let Some(entries) = self.names.by_dir.get(&dir) {
+                for (name, entry) in entries {
+                    found.push((dir, name.to_vec()));
+                    stack.push(entry.ino);
+                }
+            }
+        }
+        found
+    }
+
     /// Every inode number the table knows.
     pub fn known_inodes(&self) -> Vec<Ino> {
         self.nodes.keys().copied().collect()
@@ -553,6 +679,7 @@ impl InodeTable {
             .get(&ino)
             .is_some_and(|n| n.kind == FileKind::Directory);
         let forget = self.policy.forget(change, is_dir);
+        self.mutations += 1;
         if forget.attributes {
             self.invalidate_attr(ino);
         }
@@ -563,6 +690,7 @@ impl InodeTable {
             self.invalidate_xattrs(ino);
         }
         if forget.data {
+            self.contents.drop_file(ino);
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.data_version = node.data_version.wrapping_add(1);
             }
@@ -573,6 +701,23 @@ impl InodeTable {
         if forget.tree {
             self.invalidate_tree(ino);
         }
+    }
+
+    /// Whether `ino`'s data is what it was when it was last opened (by
+    /// `attr`, the attributes the open answered with: same size, mtime and
+    /// ctime, and nothing changed or was told of in between), so that a
+    /// kernel may keep the pages it cached then. Records this open.
+    pub fn data_unchanged_since_opened(&mut self, ino: Ino, attr: &FileAttr) -> bool {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let stamp = DataStamp {
+            version: node.data_version,
+            size: attr.size,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+        };
+        node.opened_as.replace(stamp) == Some(stamp)
     }
 
     /// Where `ino`'s data stands (see [`Inode::data_version`]), with its
@@ -624,7 +769,7 @@ impl InodeTable {
     pub fn set_xattr_names(&mut self, ino: Ino, names: Vec<Vec<u8>>, now: Instant) {
         let until = self.policy.attributes_until(now);
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.xattr_names = Some((until, names));
+            node.xattr_names = Some((until, names.into_boxed_slice()));
         }
     }
 
@@ -644,7 +789,7 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.attr_until = now;
             node.changed = Some(now);
-            node.listing_until = None;
+            node.forget_listing();
         }
         self.dir_changed(ino);
         for entry in self.names.children_mut(ino) {
@@ -687,100 +832,220 @@ impl InodeTable {
             self.unlink(dir, &name);
         }
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing_until = Some(self.policy.names_until(now));
+            node.dir_mut().listing_until = Some(self.policy.names_until(now));
         }
     }
 
     /// The set of names in `dir` changed: a listing fetched ahead is stale.
     fn dir_changed(&mut self, dir: Ino) {
         if let Some(node) = self.nodes.get_mut(&dir) {
-            node.dir_version = node.dir_version.wrapping_add(1);
-            node.listing = None;
+            let dir = node.dir_mut();
+            dir.version = dir.version.wrapping_add(1);
         }
     }
 
     pub fn dir_version(&self, dir: Ino) -> Option<u64> {
-        self.nodes.get(&dir).map(|n| n.dir_version)
+        self.nodes
+            .get(&dir)
+            .map(|n| n.dir.as_ref().map_or(0, |d| d.version))
     }
 
     /// Whether a complete listing of `dir` is known and fresh.
     pub fn listing_fresh(&self, dir: Ino, now: Instant) -> bool {
         self.nodes
             .get(&dir)
-            .and_then(|n| n.listing_until)
+            .and_then(Inode::listing_until)
             .is_some_and(|until| until > now)
     }
 
-    /// Keeps `items`, a complete listing of `dir` fetched ahead of a reader
-    /// (asked for at `asked`), after entering its names (as a reader's
-    /// listing would). Dropped if the directory changed since `version` was
-    /// read.
+    /// Enters a complete listing of `dir` fetched ahead of a reader
+    /// (asked for at `asked`), as a reader's listing would be: the reader
+    /// lists it from the table (`listing_from_names`). Dropped if the
+    /// directory changed since `version` was read.
     pub fn store_listing(
         &mut self,
         dir: Ino,
         version: u64,
-        entries: Vec<yonder_proto::DirEntry>,
+        entries: Vec<TreeEntry>,
+        keep_contents: bool,
         asked: Instant,
         now: Instant,
     ) {
         if self.dir_version(dir) != Some(version) {
             return;
         }
-        let items = self.enter_entries(dir, entries, asked, now);
-        let present: HashSet<Vec<u8>> = items.iter().map(|i| i.name.clone()).collect();
+        let mut present = HashSet::with_capacity(entries.len());
+        for entry in entries {
+            if let Some((name, _, _)) = self.enter_entry(dir, entry, keep_contents, asked, now) {
+                present.insert(name);
+            }
+        }
         self.listing_complete(dir, &present, now);
-        if let Some(node) = self.nodes.get_mut(&dir) {
-            node.listing = Some(items);
+    }
+
+    /// How many changes this mount made or was told of so far (see
+    /// `mutations`): passed back to [`InodeTable::store_subtree`].
+    pub fn mutations(&self) -> u64 {
+        self.mutations
+    }
+
+    /// Enters the listings of directories below one just listed (the rest
+    /// of a `ListTree` answer, asked for at `asked` when the table stood
+    /// at `mutations`), each complete until the names TTL ends, with their
+    /// small files' contents. Each names its directory by path, below one listed
+    /// before it in the same answer. Nothing is kept if anything changed
+    /// through the mount while the answer was on its way: a directory it
+    /// names may have been renamed, or a file written, meanwhile.
+    pub fn store_subtree(&mut self, dirs: Vec<ListedDir>, mutations: u64, asked: Instant, now: Instant) {
+        if self.mutations != mutations {
+            return;
+        }
+        for dir in dirs {
+            let Some(ino) = self.resolve(&dir.path) else {
+                continue;
+            };
+            if !self
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.kind == FileKind::Directory)
+            {
+                continue;
+            }
+            // Entered, not kept as items: a reader lists it from the
+            // table (`listing_from_names`), and a walk's answers may
+            // name a hundred thousand entries.
+            let mut present = HashSet::with_capacity(dir.entries.len());
+            for entry in dir.entries {
+                if let Some((name, _, _)) = self.enter_entry(ino, entry, true, asked, now) {
+                    present.insert(name);
+                }
+            }
+            self.listing_complete(ino, &present, now);
         }
     }
 
     /// Enters a page of `dir`'s listing (names, attributes, xattr names),
     /// asked for at `asked`, and returns its entries as listing items, with
     /// offset 0. Entries without attributes vanished between the listing
-    /// and their `lstat`.
+    /// and their `lstat`. With `keep_contents`, the small files' contents
+    /// that came with them are kept for their next open.
     pub fn enter_entries(
         &mut self,
         dir: Ino,
-        entries: Vec<yonder_proto::DirEntry>,
+        entries: Vec<TreeEntry>,
+        keep_contents: bool,
         asked: Instant,
         now: Instant,
     ) -> Vec<DirItem> {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
-            let Some(attr) = entry.attr else { continue };
-            let fattr = self.upsert(dir, &entry.name, &attr, now);
-            if self.changed_since(fattr.ino, asked) {
-                // Changed while the listing was on its way: its attributes
-                // may be from before.
-                if let Some(node) = self.nodes.get_mut(&fattr.ino) {
-                    node.attr_until = now;
-                }
+            if let Some((name, fattr, attr)) = self.enter_entry(dir, entry, keep_contents, asked, now) {
+                items.push(DirItem {
+                    name,
+                    ino: fattr.ino,
+                    kind: fattr.kind,
+                    offset: 0,
+                    attr: Some(fattr),
+                    remote: Some(attr),
+                    asked,
+                });
             }
-            if let Some(names) = entry.xattrs {
-                self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
-            }
-            items.push(DirItem {
-                name: entry.name.into_vec(),
-                ino: fattr.ino,
-                kind: fattr.kind,
-                offset: 0,
-                attr: Some(fattr),
-                remote: Some(attr),
-                asked,
-            });
         }
         items
     }
 
-    /// A listing fetched ahead, if still fresh; handed out once.
-    pub fn take_listing(&mut self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
-        if !self.listing_fresh(dir, now) {
-            if let Some(node) = self.nodes.get_mut(&dir) {
-                node.listing = None;
+    /// [`InodeTable::enter_entries`] of one entry: its name and attributes,
+    /// `None` if it vanished before its `lstat`.
+    fn enter_entry(
+        &mut self,
+        dir: Ino,
+        TreeEntry { entry, data }: TreeEntry,
+        keep_contents: bool,
+        asked: Instant,
+        now: Instant,
+    ) -> Option<(Vec<u8>, FileAttr, Attr)> {
+        let attr = entry.attr?;
+        let fattr = self.upsert(dir, &entry.name, &attr, now);
+        let changed = self.changed_since(fattr.ino, asked);
+        if changed {
+            // Changed while the listing was on its way: its attributes
+            // may be from before.
+            if let Some(node) = self.nodes.get_mut(&fattr.ino) {
+                node.attr_until = now;
             }
+        }
+        if let Some(names) = entry.xattrs {
+            self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
+        }
+        if let (Some(data), true, false) = (data, keep_contents, changed) {
+            let version = self.nodes.get(&fattr.ino).map_or(0, |n| n.data_version);
+            self.contents
+                .keep(fattr.ino, &fattr, version, Bytes::from(data.into_vec()));
+        }
+        Some((entry.name.into_vec(), fattr, attr))
+    }
+
+    /// The contents of `ino` that came with a listing, handed out once,
+    /// if its fresh attributes still show the file they were read from.
+    /// A regular file whose fresh attributes say it is empty is read as
+    /// such: its contents as of those attributes are known.
+    pub fn take_contents(&mut self, ino: Ino, now: Instant) -> Option<(FileAttr, Bytes)> {
+        if !self.contents.holds(ino) {
+            let attr = self.fresh_attr(ino, now)?;
+            return (attr.kind == FileKind::Regular && attr.size == 0).then(|| (attr, Bytes::new()));
+        }
+        let attr = self.fresh_attr(ino, now);
+        let version = self.nodes.get(&ino).map_or(0, |n| n.data_version);
+        let data = self.contents.take(ino, attr.as_ref(), version)?;
+        Some((attr?, data))
+    }
+
+    /// A listing of `dir` from the table alone, while its names are
+    /// complete and fresh and every entry's attributes are: a directory
+    /// listed a moment ago is listed again with no round trip. `None`
+    /// when something is missing or expired.
+    pub fn listing_from_names(&self, dir: Ino, now: Instant) -> Option<Vec<DirItem>> {
+        if !self.listing_fresh(dir, now) {
             return None;
         }
-        self.nodes.get_mut(&dir)?.listing.take()
+        let Some(entries) = self.names.by_dir.get(&dir) else {
+            return Some(Vec::new());
+        };
+        let mut items = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            if entry.until <= now {
+                return None;
+            }
+            let attr = self.fresh_attr(entry.ino, now)?;
+            items.push(DirItem {
+                name: name.to_vec(),
+                ino: entry.ino,
+                kind: attr.kind,
+                offset: 0,
+                attr: Some(attr),
+                remote: None,
+                asked: now,
+            });
+        }
+        Some(items)
+    }
+
+    /// Registers `parent/name`, listed from the table as `attr` (see
+    /// [`InodeTable::listing_from_names`]), as handed to a frontend with
+    /// its attributes: its inode as it is now, brought back if it was let
+    /// go since it was listed. `None` if the name holds another file by
+    /// now (the frontend then leaves the entry out).
+    pub fn remember_listed(&mut self, parent: Ino, name: &[u8], attr: FileAttr) -> Option<FileAttr> {
+        if self.names.get(parent, name)?.ino != attr.ino {
+            return None;
+        }
+        let node = self.nodes.entry(attr.ino).or_insert_with(|| Inode {
+            attr: Some(attr),
+            links: vec![(parent, name.to_vec())],
+            ..Inode::unseen(attr.kind, Instant::now())
+        });
+        node.lookups += 1;
+        Some(node.attr.unwrap_or(attr))
     }
 
     /// Whether `dir` was listed completely before, with at most `max`
@@ -790,7 +1055,7 @@ impl InodeTable {
         let expired = self
             .nodes
             .get(&dir)
-            .and_then(|n| n.listing_until)
+            .and_then(Inode::listing_until)
             .is_some_and(|until| until <= now);
         expired && self.names.by_dir.get(&dir).map_or(0, |m| m.len()) <= max
     }
@@ -805,7 +1070,7 @@ impl InodeTable {
             .filter(|e| {
                 self.nodes
                     .get(&e.ino)
-                    .is_some_and(|n| n.kind == FileKind::Directory && n.listing.is_none())
+                    .is_some_and(|n| n.kind == FileKind::Directory)
                     && !self.listing_fresh(e.ino, now)
             })
             .map(|e| e.ino)
@@ -859,8 +1124,7 @@ impl InodeTable {
         });
         for dir in incomplete {
             if let Some(node) = self.nodes.get_mut(&dir) {
-                node.listing_until = None;
-                node.listing = None;
+                node.forget_listing();
             }
         }
         // Numbers of files neither a node nor a name refers to any more.

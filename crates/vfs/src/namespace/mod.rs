@@ -3,6 +3,7 @@
 //! every other part asks it: the path of an inode, the path of a name, what
 //! to call an inode in a message, what a new node's owner is.
 
+mod contents;
 mod inode;
 
 use crate::attr::{Caller, FileAttr, Ino};
@@ -30,7 +31,7 @@ pub(crate) struct Namespace {
 impl Namespace {
     pub fn new(root: &Attr, policy: CachePolicy, new_nodes_bare: bool) -> Namespace {
         Namespace {
-            table: Mutex::new(InodeTable::new(root, policy)),
+            table: Mutex::new(InodeTable::new(root, policy.clone())),
             policy,
             new_nodes_bare,
         }
@@ -141,6 +142,28 @@ impl Namespace {
         fattr
     }
 
+    /// Whether a node created in `parent` now is known to come out as the
+    /// mount would make it, with no extended attributes: the tree labels
+    /// nothing and `parent` is known to hold no default ACL (whose entries
+    /// the remote would apply to its mode). Only then is a creation
+    /// acknowledged ahead of the remote.
+    pub fn creates_plainly(&self, parent: Ino) -> bool {
+        self.new_nodes_bare
+            && self
+                .table()
+                .cached_xattr_names(parent, Instant::now())
+                .is_some_and(|names| !names.iter().any(|n| n == b"system.posix_acl_default"))
+    }
+
+    /// Whether `parent` passes its group (and to directories its
+    /// set-group-ID bit) on to what is created in it.
+    pub fn is_setgid(&self, parent: Ino) -> bool {
+        self.table()
+            .get(parent)
+            .and_then(|n| n.attr)
+            .is_some_and(|a| a.perm & SETGID != 0)
+    }
+
     /// `parent/name` was removed on the remote: its file loses the name
     /// (and is forgotten if that was its last, with nothing open).
     pub fn name_removed(&self, parent: Ino, name: &[u8]) {
@@ -162,7 +185,7 @@ impl Namespace {
                 table.changed(parent, Change::NamesUnknown);
                 Some((parent, name))
             }
-            None => table.get(ino).and_then(|n| n.former.clone()),
+            None => table.get(ino).and_then(|n| n.former.as_deref().cloned()),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::connection::{Generation, Unavailable};
 use crate::error::{Result, VfsError};
 use crate::handle::OpenFile;
 use crate::journal::{Journal, Seq};
+use crate::meta_order::{wait_all, Pending};
 use crate::namespace::Namespace;
 use crate::open_files::OpenFiles;
 use crate::sync::lock;
@@ -137,7 +138,11 @@ impl Batches {
     /// the batch's verdict.
     pub fn send(&self, batch: Arc<Batch>) -> JoinHandle<Result<()>> {
         let before = self.add(batch.clone());
-        self.runtime.spawn(Self::run(self.me.clone(), batch, before))
+        // Metadata operations on the inode acknowledged before this data
+        // (a futimens before a later write) land first.
+        let acknowledged = self.calls.order().of_ino(batch.ino);
+        self.runtime
+            .spawn(Self::run(self.me.clone(), batch, before, acknowledged))
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -233,10 +238,16 @@ impl Batches {
     /// What a batch's task does: waits for the batches before it, sends it on
     /// the current connection, and returns its verdict (from the agent, or
     /// from the replay on a later connection if this one was lost).
-    async fn run(batches: Weak<Batches>, batch: Arc<Batch>, before: Vec<Arc<Batch>>) -> Result<()> {
+    async fn run(
+        batches: Weak<Batches>,
+        batch: Arc<Batch>,
+        before: Vec<Arc<Batch>>,
+        acknowledged: Vec<Arc<Pending>>,
+    ) -> Result<()> {
         for earlier in before {
             let _ = earlier.settled().await;
         }
+        let _ = wait_all(acknowledged, None).await;
         loop {
             let Some(me) = batches.upgrade() else {
                 break;

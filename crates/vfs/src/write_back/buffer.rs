@@ -62,6 +62,11 @@ impl WriteBuffer {
         self.generation
     }
 
+    /// Whose data it gathers, if any.
+    pub fn writer(&self) -> Option<Writer> {
+        self.writer.filter(|_| !self.data.is_empty())
+    }
+
     /// Whether a write by `writer` at `offset` continues the buffered data.
     /// Data from another handle never joins it: each piece goes out through
     /// the handle it was written with. Append-mode handles always continue:

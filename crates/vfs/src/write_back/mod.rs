@@ -36,6 +36,7 @@
 
 mod batches;
 mod buffer;
+pub(crate) mod meta;
 mod replay;
 
 use crate::attr::{Fh, Ino};
@@ -52,6 +53,7 @@ use crate::sync::lock;
 use batches::{Batch, Batches};
 use buffer::{InFlight, InodeIo, WriteState, Writer, MAX_WRITES_IN_FLIGHT};
 use bytes::Bytes;
+use meta::Fused;
 use replay::Replay;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -556,6 +558,27 @@ impl WriteBack {
             }
         }
         self.detach(file.ino);
+    }
+
+    /// The data of `file`'s inode gathered and not sent, taken out to go
+    /// with the file's creation (see `meta.rs`): `None` unless every byte
+    /// of it is buffered (nothing in flight), by `file`, and nobody holds
+    /// the write-back now.
+    pub fn take_unsent(&self, file: &OpenFile) -> Option<Fused> {
+        let io = self.io_of(file.ino)?;
+        let mut st = io.state.try_lock().ok()?;
+        if !st.in_flight.is_empty() || st.buf.writer().is_some_and(|w| w.fh != file.fh) {
+            return None;
+        }
+        let fused = match st.buf.take() {
+            Some(taken) => Fused {
+                pieces: vec![(taken.offset, Bytes::from(taken.data))],
+                seqs: taken.seqs,
+            },
+            None => Fused::default(),
+        };
+        io.set_dirty(false);
+        Some(fused)
     }
 
     /// Whether writes sent through `fh` are still waiting for a connection.

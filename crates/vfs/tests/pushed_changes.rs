@@ -1,0 +1,96 @@
+//! The VFS following the changes an agent pushes, over a real link to an
+//! agent served in process: what this mount does itself, echoed back by
+//! the agent, leaves its caches as they were; what others do is seen.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use yonder_remote::{Link, LinkOptions};
+use yonder_testkit::agent::{TcpAgent, TcpConnector};
+use yonder_vfs::{open_flags, Caller, Errno, MemoryJournal, Vfs, VfsOptions, ROOT_INO};
+
+fn me() -> Caller {
+    Caller {
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        pid: std::process::id(),
+        umask: 0o022,
+    }
+}
+
+/// Waits (at most 5 s) until `check` holds.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoes_of_this_mounts_changes_keep_the_caches_and_others_changes_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let link = Link::start(
+        Arc::new(TcpConnector { addr: agent.addr() }),
+        LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(link.current().1, options, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    vfs.follow(link.watch(), 1, |remote| remote);
+    vfs.follow_changes(link.changes());
+    eventually("changes pushed", || vfs.changes_pushed()).await;
+    assert_eq!(vfs.ttls(), (Duration::from_secs(60), Duration::from_secs(60)));
+
+    // The root listed: a name missing from it is known absent.
+    let root = vfs.opendir(&me(), ROOT_INO).unwrap();
+    vfs.readdir(root, 0).await.unwrap();
+    // A directory made and filled here is known to hold only what was
+    // put in it: an untar's lookups need no round trip.
+    let d = vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
+    for name in [&b"a"[..], b"b", b"c"] {
+        let (fh, _) = vfs
+            .create(&me(), d.ino, name, 0o644, open_flags::WRITE_ONLY)
+            .await
+            .unwrap();
+        vfs.write(fh, 0, b"data").await.unwrap();
+        vfs.release(fh).await.unwrap();
+    }
+    // A change made by someone else, after the echoes of those: once it
+    // shows, the echoes have been dealt with.
+    std::fs::write(dir.path().join("marker"), b"m").unwrap();
+    eventually("the marker", || {
+        !matches!(vfs.lookup_ready(&me(), ROOT_INO, b"marker"), Some(Err(_)))
+    })
+    .await;
+    let absent = vfs.lookup_ready(&me(), d.ino, b"never-made");
+    assert!(
+        matches!(&absent, Some(Err(e)) if e.errno() == Errno::ENOENT),
+        "the echoes made the directory's names unknown: {absent:?}"
+    );
+    assert_eq!(vfs.lookup(&me(), d.ino, b"a").await.unwrap().size, 4);
+
+    // Someone else adds a name there: it shows.
+    std::fs::write(dir.path().join("d/new"), b"n").unwrap();
+    eventually("the new name", || {
+        !matches!(vfs.lookup_ready(&me(), d.ino, b"new"), Some(Err(_)))
+    })
+    .await;
+    assert_eq!(vfs.lookup(&me(), d.ino, b"new").await.unwrap().size, 1);
+    // ... or changes a file's content: its attributes are new.
+    std::fs::write(dir.path().join("d/a"), b"longer data").unwrap();
+    eventually("the new size", || {
+        matches!(vfs.lookup_ready(&me(), d.ino, b"a"), Some(Ok(a)) if a.size == 11)
+            || vfs.lookup_ready(&me(), d.ino, b"a").is_none()
+    })
+    .await;
+    assert_eq!(vfs.lookup(&me(), d.ino, b"a").await.unwrap().size, 11);
+    drop(agent);
+}
