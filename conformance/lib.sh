@@ -107,7 +107,8 @@ unmount_wait() {
 
 # fs_mount MODE BIN BACKING MNT LOG: mount BACKING at MNT for the suites and
 # wait until it is usable. MODE is yonder (BIN = the yonder binary, a local
-# agent serving BACKING), sshfs (through a private sshd on loopback, which
+# agent serving BACKING), yonder-sftp (BIN without an agent, through the
+# SFTP server of a private sshd on loopback, which this starts), sshfs (through a private sshd on loopback, which
 # this starts) or plain (no mount: the suites run in BACKING itself, on
 # the local file system, for reference figures; MNT is unused). Mounts
 # carry allow_other and default_permissions: the suites switch to other
@@ -139,6 +140,22 @@ fs_mount() {
             "$FS_BIN" mount "$backing" "$mnt" "${opts[@]}" </dev/null >>"$logf" 2>&1 &
             MOUNT_PID=$!
             ;;
+        yonder-sftp)
+            # yonder without an agent: the private sshd's SFTP server
+            # (internal-sftp) serves BACKING (`--sftp`).
+            local opts
+            if [ -n "${YONDER_MOUNT_ARGS:-}" ]; then
+                read -r -a opts <<< "$YONDER_MOUNT_ARGS"
+            else
+                opts=(--allow-other -o default_permissions)
+            fi
+            sshd_start "$FS_SSHD_DIR"
+            local source="ssh://root@127.0.0.1:$SSHD_PORT$backing"
+            local ssh="IdentityFile=$SSH_KEY,StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR,BatchMode=yes"
+            echo "$FS_BIN mount --sftp $source $mnt ${opts[*]} -o $ssh --foreground" >"$logf"
+            "$FS_BIN" mount --sftp "$source" "$mnt" "${opts[@]}" -o "$ssh" --foreground </dev/null >>"$logf" 2>&1 &
+            MOUNT_PID=$!
+            ;;
         sshfs)
             sshd_start "$FS_SSHD_DIR"
             sshfs -f "root@127.0.0.1:$backing" "$mnt" \
@@ -156,18 +173,21 @@ fs_mount() {
 fs_unmount() {
     case "${FS_MODE:-}" in
         yonder) unmount_wait "$FS_MNT" "$MOUNT_PID" "$FS_BIN" ;;
+        yonder-sftp) unmount_wait "$FS_MNT" "$MOUNT_PID" "$FS_BIN"; sshd_stop ;;
         sshfs) unmount_wait "$FS_MNT" "$MOUNT_PID"; sshd_stop ;;
     esac
     FS_MODE=
 }
 
 # parse_mode ARGS...: the common command line of the run-* scripts:
-#   YONDER_BIN | --sshfs | --plain, then the remaining positional arguments
-# in REST. Sets MODE and BIN.
+#   YONDER_BIN | --sftp YONDER_BIN | --sshfs | --plain, then the remaining
+# positional arguments in REST. Sets MODE and BIN.
 parse_mode() {
     MODE= BIN= REST=()
+    local sftp=
     while [ $# -gt 0 ]; do
         case "$1" in
+            --sftp) sftp=1 ;;
             --sshfs) MODE=sshfs ;;
             --plain) MODE=plain ;;
             -h|--help) usage; exit 0 ;;
@@ -177,7 +197,11 @@ parse_mode() {
         shift
     done
     [ -n "$MODE" ] || { usage >&2; exit 2; }
-    if [ "$MODE" = yonder ]; then
+    if [ -n "$sftp" ]; then
+        [ "$MODE" = yonder ] || { usage >&2; exit 2; }
+        MODE=yonder-sftp
+    fi
+    if [ "$MODE" = yonder ] || [ "$MODE" = yonder-sftp ]; then
         [ -x "$BIN" ] || die "$BIN is not an executable"
         BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
     fi

@@ -27,6 +27,9 @@ pub struct FsArgs {
     /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH", global = true)]
     agent_path: Option<String>,
+    /// Reach an ssh source through the host's SFTP server, no agent.
+    #[arg(long, global = true)]
+    sftp: bool,
     /// Never copy yonder to a host that lacks it (by default it is sent
     /// over the ssh connection, once, to ~/.cache/yonder on the remote).
     #[arg(long, global = true)]
@@ -173,6 +176,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             ssh_option: args.ssh_option,
             ssh_command: args.ssh_command,
             agent_path: args.agent_path,
+            sftp: args.sftp,
             no_deploy: args.no_deploy,
             debug: args.debug,
         };

@@ -70,6 +70,12 @@ pub struct ConnectArgs {
     /// Path of `yonder` on the remote machine (nothing is deployed).
     #[arg(long, value_name = "PATH")]
     pub agent_path: Option<String>,
+    /// Serve an ssh source with the host's own SFTP server, no agent:
+    /// for hosts where none can run. Some things SFTP cannot express
+    /// (docs/sftp.md); attributes and names are trusted at most 1 s, as
+    /// nothing reports changes. Nothing is deployed.
+    #[arg(long)]
+    pub sftp: bool,
     /// Never copy yonder to a host that lacks it (by default it is sent
     /// over the ssh connection, once, to ~/.cache/yonder on the remote,
     /// when the host's OS and architecture match this binary's).
@@ -124,6 +130,7 @@ impl ConnectArgs {
             ssh_options: self.ssh_option.clone(),
             ssh_command: self.ssh_command.clone(),
             agent_path: self.agent_path.clone(),
+            sftp: self.sftp,
             no_deploy: self.no_deploy,
             ..Default::default()
         }

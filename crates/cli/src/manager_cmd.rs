@@ -321,6 +321,7 @@ fn connect_spec(
         ssh_options: options.ssh_options.clone(),
         ssh_command: options.ssh_command.clone(),
         agent_path: options.agent_path.clone(),
+        sftp: options.sftp,
         no_deploy: options.no_deploy,
         link,
     })
@@ -358,11 +359,12 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::HeartbeatMisses(n) => args.link.heartbeat_misses = n,
             OptionWord::ReconnectTimeout(s) => args.link.reconnect_timeout = Some(s),
             OptionWord::NoReconnect => args.link.no_reconnect = true,
+            OptionWord::Sftp => args.connect.sftp = true,
             OptionWord::Dropped => {}
             _ => anyhow::bail!(
                 "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
                  port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
-                 no_reconnect)",
+                 no_reconnect, sftp)",
                 word.trim()
             ),
         }

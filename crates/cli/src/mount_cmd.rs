@@ -32,8 +32,8 @@ pub struct MountArgs {
     read_only: bool,
     /// Seconds the kernel and yonder trust file attributes while the
     /// remote pushes its changes (they show within a second regardless);
-    /// at most 1 s when it cannot. Changes made through this mount are
-    /// seen at once.
+    /// at most 1 s when it cannot (as with --sftp). Changes made through
+    /// this mount are seen at once.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     attr_ttl: f64,
     /// Seconds the kernel and yonder trust directory entries and listings
@@ -91,6 +91,7 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.allow_non_empty |= o.allow_non_empty;
     args.connect.debug |= o.debug;
     args.link.no_reconnect |= o.no_reconnect;
+    args.connect.sftp |= o.sftp;
     let set = |value: Option<f64>, flag: &mut f64| *flag = value.unwrap_or(*flag);
     set(o.attr_ttl, &mut args.attr_ttl);
     set(o.dir_ttl, &mut args.dir_ttl);
@@ -208,6 +209,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
             no_deploy: connect.no_deploy,
+            sftp: connect.sftp,
             link: args.link.spec(),
         },
         mountpoint: args.mountpoint.clone(),

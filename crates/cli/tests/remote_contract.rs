@@ -29,3 +29,12 @@ mod ssh {
     }
     yonder_testkit::remote_contract!(subject);
 }
+
+mod sftp {
+    async fn subject() -> super::Subject {
+        super::subject(super::Transport::Sftp)
+            .await
+            .with_gaps(yonder_testkit::contract::SFTP_GAPS)
+    }
+    yonder_testkit::remote_contract!(subject);
+}

@@ -31,6 +31,8 @@ pub enum Destination {
         ssh_options: Vec<String>,
         ssh_command: Option<String>,
         agent_path: Option<String>,
+        /// Through the host's SFTP server, not an agent.
+        sftp: bool,
         no_deploy: bool,
     },
     /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
@@ -73,6 +75,7 @@ impl Destination {
                     ssh_options: spec.ssh_options.clone(),
                     ssh_command: spec.ssh_command.clone(),
                     agent_path: spec.agent_path.clone(),
+                    sftp: spec.sftp,
                     no_deploy: spec.no_deploy,
                 };
                 (destination, root.as_bytes().to_vec())
@@ -121,12 +124,14 @@ impl Destination {
                 ssh_options,
                 ssh_command,
                 agent_path,
+                sftp,
                 no_deploy,
                 ..
             } => ConnectOptions {
                 ssh_options: ssh_options.clone(),
                 ssh_command: ssh_command.clone(),
                 agent_path: agent_path.clone(),
+                sftp: *sftp,
                 no_deploy: *no_deploy,
                 ..Default::default()
             },
@@ -142,8 +147,18 @@ impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Destination::Local => f.write_str("local"),
-            Destination::Ssh { user, host, port, .. } => {
-                yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)
+            Destination::Ssh {
+                user,
+                host,
+                port,
+                sftp,
+                ..
+            } => {
+                yonder_remote::source::write_ssh_authority(f, user.as_deref(), host, *port)?;
+                if *sftp {
+                    f.write_str(" (sftp)")?;
+                }
+                Ok(())
             }
             Destination::Url { scheme, address, .. } => write!(f, "{scheme}://{address}"),
         }

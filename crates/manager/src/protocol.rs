@@ -51,6 +51,9 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// Served by the host's SFTP server instead of an agent (`--sftp`).
+    #[serde(default)]
+    pub sftp: bool,
     /// Never send the agent to a host without one (`--no-deploy`).
     #[serde(default)]
     pub no_deploy: bool,

@@ -26,9 +26,11 @@ mod operation;
 mod remote;
 mod scoped;
 mod session;
+pub mod sftp;
 mod shell;
 pub mod source;
 pub mod tcp;
+mod transport;
 
 pub use bytes::Bytes;
 pub use changes::{ChangeFeed, RemoteChange};
@@ -42,8 +44,9 @@ pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session};
 pub use source::{
-    connect, connect_agent, connector_for, spawn, ConnectOptions, MakeConnector, Source, SourceConnector,
-    SourceError, Spawned, URL_TRANSPORTS,
+    connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
+    URL_TRANSPORTS,
 };
+pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -13,7 +13,7 @@
 use crate::deploy::{self, AgentOrigin, Build, DeployError};
 use crate::session::{Connector, Session};
 pub use crate::shell::shell_quote;
-use crate::{AgentClient, Remote, RemoteError, Result};
+use crate::{AgentClient, RemoteError, Result};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::fmt;
@@ -52,8 +52,10 @@ pub type MakeConnector = fn(&Source, &ConnectOptions) -> Arc<dyn Connector>;
 /// `("docker", docker::connector)`: where a new transport registers.
 pub const URL_TRANSPORTS: &[(&str, MakeConnector)] = &[];
 
-/// How a link reaches `source`: the agent as a child process (local, or
-/// through ssh), or the transport registered for its scheme.
+/// How a link reaches `source` through an agent: as a child process
+/// (local, or through ssh), or the transport registered for its scheme.
+/// ([`crate::connector_for`] also knows the SFTP transport, which uses this
+/// module's ssh command line and so is chosen above it.)
 pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
     connector_among(source, options, URL_TRANSPORTS)
 }
@@ -369,6 +371,10 @@ pub struct ConnectOptions {
     /// Never send the agent to an ssh host without one (`--no-deploy`):
     /// `yonder` must be on its PATH (or at `agent_path`).
     pub no_deploy: bool,
+    /// Reach an ssh source through its SFTP server (`ssh -s HOST sftp`)
+    /// instead of an agent: for hosts where none can run. No agent is
+    /// started, so none is deployed either.
+    pub sftp: bool,
 }
 
 /// The argv that starts the agent for `source`, with yonder's ssh
@@ -491,7 +497,7 @@ fn origin_without_deploy(source: &Source, options: &ConnectOptions) -> AgentOrig
 
 /// `ssh [-o OPTION]... [-p PORT] [-l USER] -- HOST`: the ssh command line
 /// up to the destination, for the agent and for `ssh -G`.
-fn ssh_destination(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+pub(crate) fn ssh_destination(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
     let Source::Ssh { user, host, port, .. } = source else {
         return Err(RemoteError::Connect {
             source_desc: source.describe(),
@@ -553,17 +559,7 @@ fn keepalive_unset(config: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Connects to `source` through its transport ([`connector_for`]) and
-/// completes the handshake. What comes back is a `Remote`, whatever the
-/// transport: callers (the VFS, `yonder
-/// fs`, a reconnecting layer) never depend on how it is carried. The agent
-/// process is killed when the remote is dropped.
-pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
-    let session = connector_for(source, options)?.connect().await?;
-    Ok(session)
-}
-
-/// [`connect`], returning the client itself, which owns the agent process:
+/// [`crate::connect`], returning the client itself, which owns the agent process:
 /// what a supervisor (see [`crate::Link`]) needs to watch the connection
 /// and end it.
 pub async fn connect_agent(source: &Source, options: &ConnectOptions) -> Result<AgentClient> {
@@ -588,7 +584,7 @@ pub struct Spawned {
     pub origin: AgentOrigin,
 }
 
-/// [`connect`], leaving the agent process to the caller.
+/// [`crate::connect`], leaving the agent process to the caller.
 pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned> {
     let describe = source.describe();
     let connect_err = |reason: String| RemoteError::Connect {
@@ -745,7 +741,7 @@ use yonder_proto::Errno;
 /// runs only in async code, on a runtime's worker thread or its
 /// `block_on` thread, which live as long as the runtime (yonder never
 /// uses `block_in_place`, which would retire a worker thread early).
-fn leave_terminal_signals_to_us(command: &mut Command) {
+pub(crate) fn leave_terminal_signals_to_us(command: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: signal(2) (setting a
@@ -811,7 +807,7 @@ async fn explain_failure(
 
 /// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
 /// maximum), so a 1 MiB read response crosses in one wakeup instead of 16.
-fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
+pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
     #[cfg(target_os = "linux")]
     if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
         tracing::debug!(%err, "cannot enlarge pipe");
@@ -820,7 +816,7 @@ fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
     let _ = pipe;
 }
 
-async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+pub(crate) async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "yonder::agent", "{line}");

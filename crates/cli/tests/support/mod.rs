@@ -12,6 +12,15 @@ pub enum Transport {
     Local,
     /// `yonder agent` started through the system `ssh` on a private sshd.
     Ssh,
+    /// No agent: the private sshd's SFTP server (`--sftp`).
+    Sftp,
+}
+
+impl Transport {
+    /// Whether the transport reaches the tree through the private sshd.
+    pub fn needs_sshd(self) -> bool {
+        matches!(self, Transport::Ssh | Transport::Sftp)
+    }
 }
 
 /// How applications reach the mounted tree: the kernel interface `yonder
@@ -75,6 +84,12 @@ pub fn source_for(transport: Transport, root: &Path, sshd: Option<&Sshd>) -> (St
             options.agent_path = Some(yonder_bin().display().to_string());
             (sshd.source(root), options)
         }
+        Transport::Sftp => {
+            let sshd = sshd.expect("sftp transport needs an sshd");
+            options.ssh_options = sshd.ssh_options();
+            options.sftp = true;
+            (sshd.source(root), options)
+        }
     }
 }
 
@@ -83,10 +98,9 @@ pub async fn fixture(transport: Transport) -> Fixture {
         .prefix("yonder-test")
         .tempdir()
         .expect("tempdir");
-    let sshd = match transport {
-        Transport::Local => None,
-        Transport::Ssh => Some(Sshd::start().expect("start test sshd")),
-    };
+    let sshd = transport
+        .needs_sshd()
+        .then(|| Sshd::start().expect("start test sshd"));
     let (source, options) = source_for(transport, dir.path(), sshd.as_ref());
     let source = Source::parse(&source).expect("parse source");
     let client = yonder_remote::connect(&source, &options)

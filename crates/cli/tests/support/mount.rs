@@ -19,7 +19,8 @@ pub struct Mount {
 }
 
 /// Generates, for each `fn name(v: Variant)` listed, one `#[test]` per
-/// frontend × transport: `fuse_local::name`, `fuse_ssh::name`. A new
+/// frontend × transport: `fuse_local::name`, `fuse_ssh::name`,
+/// `fuse_sftp::name`. A new
 /// frontend joins by adding its two lines here (and a [`Frontend`]
 /// variant); a check that does not apply to it can look at `v.frontend`.
 ///
@@ -29,18 +30,85 @@ macro_rules! mount_suite {
     ($($test:ident),* $(,)?) => {
         mount_suite!(@variant fuse_local, Fuse, Local; $($test),*);
         mount_suite!(@variant fuse_ssh, Fuse, Ssh; $($test),*);
+        mount_suite!(@variant fuse_sftp, Fuse, Sftp; $($test),*);
     };
     (@variant $module:ident, $frontend:ident, $transport:ident; $($test:ident),*) => {
         mod $module {
             $(#[test]
             fn $test() {
-                super::$test($crate::support::Variant {
-                    frontend: $crate::support::Frontend::$frontend,
-                    transport: $crate::support::Transport::$transport,
-                })
+                $crate::support::mount::run_variant(
+                    $crate::support::Variant {
+                        frontend: $crate::support::Frontend::$frontend,
+                        transport: $crate::support::Transport::$transport,
+                    },
+                    stringify!($test),
+                    super::$test,
+                )
             })*
         }
     };
+}
+
+/// The mount checks SFTP cannot pass, and why (docs/sftp.md has the
+/// table): each still runs, and must fail, so the list stays true.
+pub const SFTP_GAPS: &[(&str, &str)] = &[
+    ("chmod_chown_utimens_with_nanoseconds", "times in whole seconds"),
+    ("directories_and_errno", "no link count (a directory's nlink)"),
+    ("fifos_and_device_nodes", "no FIFOs or device nodes"),
+    (
+        "posix_fallocate_reaches_the_remote",
+        "no fallocate: the size only",
+    ),
+    ("rename_noreplace_and_exchange", "no RENAME_EXCHANGE"),
+    ("seek_data_and_seek_hole", "no hole information"),
+    (
+        "symlinks_hard_links_and_inode_numbers",
+        "no inode numbers or link count",
+    ),
+    (
+        "unlinked_open_file_stays_usable",
+        "no link count (0 once unlinked)",
+    ),
+    ("xattrs_round_trip", "no extended attributes"),
+    ("acl_mode_change_visible_at_once", "no ACLs (extended attributes)"),
+    ("named_user_acl_grants_read", "no ACLs (extended attributes)"),
+    (
+        "umask_and_default_acls_as_on_a_local_disk",
+        "no ACLs (extended attributes)",
+    ),
+];
+
+/// Mount checks SFTP fails only when a race goes one way, and why: each
+/// runs, and its outcome is reported, not asserted.
+pub const SFTP_RACES: &[(&str, &str)] = &[(
+    "atomic_saves_are_seen_whole",
+    "no inode numbers: a reader of the replaced file may get the new file's size (path-keyed identity)",
+)];
+
+/// Runs one check of a mount suite for `v`; a declared gap of its
+/// transport must fail, a declared race may.
+pub fn run_variant(v: Variant, name: &str, check: fn(Variant)) {
+    let find = |list: &[(&str, &'static str)]| match v.transport {
+        Transport::Sftp => list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why),
+        Transport::Local | Transport::Ssh => None,
+    };
+    if let Some(why) = find(SFTP_GAPS) {
+        let outcome = std::panic::catch_unwind(|| check(v));
+        assert!(
+            outcome.is_err(),
+            "{name} is declared an SFTP gap ({why}) but passes: remove it"
+        );
+    } else if let Some(why) = find(SFTP_RACES) {
+        let outcome = std::panic::catch_unwind(|| check(v));
+        let seen = if outcome.is_ok() {
+            "passed this time"
+        } else {
+            "failed, as declared"
+        };
+        eprintln!("{name}: a declared SFTP race ({why}): {seen}");
+    } else {
+        check(v);
+    }
 }
 
 impl Mount {
@@ -99,7 +167,10 @@ impl Mount {
     /// Runs a `yonder mount` of `backing` at `mountpoint` that must fail;
     /// returns what it said.
     pub fn refused(v: Variant, backing: &Path, mountpoint: &Path, extra: &[&str]) -> String {
-        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let sshd = v
+            .transport
+            .needs_sshd()
+            .then(|| Sshd::start().expect("start sshd"));
         let mut cmd = mount_command(v, backing, mountpoint, extra, sshd.as_ref());
         let mut child = cmd
             .stdin(Stdio::null())
@@ -144,7 +215,10 @@ impl Mount {
         env: &[(&str, &str)],
         logged: bool,
     ) -> Mount {
-        let sshd = matches!(v.transport, Transport::Ssh).then(|| Sshd::start().expect("start sshd"));
+        let sshd = v
+            .transport
+            .needs_sshd()
+            .then(|| Sshd::start().expect("start sshd"));
         let mountpoint = parent.path().join("mnt");
         let source = source.unwrap_or(backing.path());
         let mut cmd = mount_command(v, source, &mountpoint, extra, sshd.as_ref());
@@ -271,6 +345,9 @@ fn mount_command(
     }
     if let Some(agent) = &options.agent_path {
         cmd.args(["--agent-path", agent]);
+    }
+    if options.sftp {
+        cmd.arg("--sftp");
     }
     cmd
 }

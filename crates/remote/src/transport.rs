@@ -1,0 +1,33 @@
+//! Which transport reaches a source: the host's SFTP server for an ssh
+//! source with [`ConnectOptions::sftp`], else an agent
+//! ([`source::connector_for`]). Chosen here, above both, because the SFTP
+//! transport starts ssh with the agent's command line (`source.rs`).
+
+use crate::session::Connector;
+use crate::sftp::SftpConnector;
+use crate::source::{self, ConnectOptions, Source};
+use crate::{Remote, Result};
+use std::sync::Arc;
+
+/// How a link reaches `source`: its SFTP server (`--sftp`), the agent as a
+/// child process (local, or through ssh), or the transport registered for
+/// its scheme.
+pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
+    match source {
+        Source::Ssh { .. } if options.sftp => Ok(Arc::new(SftpConnector {
+            source: source.clone(),
+            options: options.clone(),
+        })),
+        _ => source::connector_for(source, options),
+    }
+}
+
+/// Connects to `source` through its transport ([`connector_for`]) and
+/// completes the handshake. What comes back is a `Remote`, whatever the
+/// transport: callers (the VFS, `yonder fs`, a reconnecting layer) never
+/// depend on how it is carried. The transport's process is killed when
+/// the remote is dropped.
+pub async fn connect(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Remote>> {
+    let session = connector_for(source, options)?.connect().await?;
+    Ok(session)
+}
