@@ -104,20 +104,22 @@ impl OpenedAhead {
         });
     }
 
-    /// The file `pid` has opened ahead under `parent/name`, if any: the
-    /// kernel looks a name up twice on its retry (once to revalidate,
-    /// once afresh), and both answers must be the file opened for it.
-    pub fn looked_up_by(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> Option<Ino> {
+    /// The file `pid` has opened ahead under `parent/name`, if any, with
+    /// its attributes as opened: the kernel looks a name up twice on its
+    /// retry (once to revalidate, once afresh), and both answers must be
+    /// the file opened for it, as its handle has it (not what a late
+    /// answer about the file, from before it was written, made of it).
+    pub fn looked_up_by(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> Option<(Ino, Attr)> {
         self.opened.iter().find_map(|(ino, waiting)| {
             waiting
                 .iter()
-                .any(|p| {
+                .find(|p| {
                     p.pid == pid
                         && p.parent == parent
                         && p.name == name
                         && now.duration_since(p.at) < RETRY_WINDOW
                 })
-                .then_some(*ino)
+                .map(|p| (*ino, p.attr))
         })
     }
 
@@ -167,7 +169,7 @@ impl OpenedAhead {
 /// What the retry has for a lookup of `parent/name` by a caller.
 pub(crate) enum RetryFor {
     /// The caller opened the name ahead: its lookup answers that file.
-    OpenedAhead(Ino),
+    OpenedAhead(Ino, Attr),
     /// The caller's open came back stale: its lookup of a file opens it.
     Stale,
     Nothing,
@@ -210,8 +212,8 @@ impl StaleOpenRetry {
     /// case, nothing pending, costs one lock and no allocation.
     pub fn for_lookup(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> RetryFor {
         let state = self.state();
-        if let Some(ino) = state.looked_up_by(pid, parent, name, now) {
-            return RetryFor::OpenedAhead(ino);
+        if let Some((ino, attr)) = state.looked_up_by(pid, parent, name, now) {
+            return RetryFor::OpenedAhead(ino, attr);
         }
         if state.is_stale(pid, now) {
             return RetryFor::Stale;
@@ -415,7 +417,7 @@ mod tests {
         let opened = |h| ((Handle(h), Generation(0)), Attr::default(), Vec::new());
         r.keep(F, 100, (P, b"doc"), opened(70), t0);
         r.keep(F, 200, (P, b"doc"), opened(71), t0);
-        assert_eq!(r.looked_up_by(200, P, b"doc", t0), Some(F));
+        assert_eq!(r.looked_up_by(200, P, b"doc", t0).map(|(ino, _)| ino), Some(F));
         assert_eq!(r.looked_up_by(300, P, b"doc", t0), None);
         assert_eq!(
             r.take(F, 200, t0).map(|p| p.remote_handle.0),

@@ -422,11 +422,11 @@ impl Vfs {
     pub fn lookup_ready(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
         match self.stale_opens.for_lookup(caller.pid, parent, name, now) {
-            RetryFor::OpenedAhead(ino) => {
+            RetryFor::OpenedAhead(ino, attr) => {
                 let mut table = self.inodes();
-                let attr = table.get(ino).and_then(|n| n.attr)?;
+                table.get(ino)?;
                 table.inc_lookup(ino, 1);
-                return Some(Ok(attr));
+                return Some(Ok(FileAttr::from_remote(ino, &attr)));
             }
             // A directory on the way to the file being retried is looked
             // up as usual.
