@@ -11,6 +11,14 @@
 //! open opens the file itself, and the open that follows takes that handle:
 //! lookup and open see one and the same file, old or new, whole.
 //!
+//! Which name the kernel opened the inode by is not known here: an inode
+//! may have several (hard links, or a name a late answer about the remote
+//! gave it), and the one the VFS would try first may not be the one the
+//! kernel walked. So the stale open earns its caller, not a name, the
+//! retry: the kernel retries at once, on the thread whose open failed, and
+//! the first file that thread looks up next is the one it is opening.
+//! Directories it passes on its way there are looked up as usual.
+//!
 //! A handle opened ahead counts as an open of its inode, so that the
 //! kernel letting go of the inode in between (it does, when the lookup's
 //! answer replaces its cached entry) does not drop the inode.
@@ -49,32 +57,29 @@ pub(crate) struct Preopened {
 
 /// Several readers may retry the same name at once. The kernel retries on
 /// the thread whose open failed, so everything here is the caller's own:
-/// its stale open earns its next lookup of the name an open, and only its
+/// its stale open earns its next lookup of a file an open, and only its
 /// own open takes that handle.
 #[derive(Default)]
 struct OpenedAhead {
-    /// Names whose open by a caller (pid) came back stale, and when.
-    stale: HashMap<(Ino, Vec<u8>, u32), Instant>,
+    /// Callers (thread ids) whose open came back stale, and when.
+    stale: HashMap<u32, Instant>,
     opened: HashMap<Ino, Vec<Preopened>>,
 }
 
 impl OpenedAhead {
-    pub fn mark_stale(&mut self, parent: Ino, name: &[u8], pid: u32, now: Instant) {
+    pub fn mark_stale(&mut self, pid: u32, now: Instant) {
         self.stale.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
-        self.stale.insert((parent, name.to_vec(), pid), now);
+        self.stale.insert(pid, now);
     }
 
-    pub fn is_stale(&self, parent: Ino, name: &[u8], pid: u32, now: Instant) -> bool {
-        // The common case, nothing stale, costs no allocation.
-        !self.stale.is_empty()
-            && self
-                .stale
-                .get(&(parent, name.to_vec(), pid))
-                .is_some_and(|at| now.duration_since(*at) < RETRY_WINDOW)
+    pub fn is_stale(&self, pid: u32, now: Instant) -> bool {
+        self.stale
+            .get(&pid)
+            .is_some_and(|at| now.duration_since(*at) < RETRY_WINDOW)
     }
 
-    pub fn clear_stale(&mut self, parent: Ino, name: &[u8], pid: u32) {
-        self.stale.remove(&(parent, name.to_vec(), pid));
+    pub fn clear_stale(&mut self, pid: u32) {
+        self.stale.remove(&pid);
     }
 
     /// Keeps a handle opened ahead for `ino`, which `pid` looked up as
@@ -99,20 +104,22 @@ impl OpenedAhead {
         });
     }
 
-    /// The file `pid` has opened ahead under `parent/name`, if any: the
-    /// kernel looks a name up twice on its retry (once to revalidate,
-    /// once afresh), and both answers must be the file opened for it.
-    pub fn looked_up_by(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> Option<Ino> {
+    /// The file `pid` has opened ahead under `parent/name`, if any, with
+    /// its attributes as opened: the kernel looks a name up twice on its
+    /// retry (once to revalidate, once afresh), and both answers must be
+    /// the file opened for it, as its handle has it (not what a late
+    /// answer about the file, from before it was written, made of it).
+    pub fn looked_up_by(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> Option<(Ino, Attr)> {
         self.opened.iter().find_map(|(ino, waiting)| {
             waiting
                 .iter()
-                .any(|p| {
+                .find(|p| {
                     p.pid == pid
                         && p.parent == parent
                         && p.name == name
                         && now.duration_since(p.at) < RETRY_WINDOW
                 })
-                .then_some(*ino)
+                .map(|p| (*ino, p.attr))
         })
     }
 
@@ -162,13 +169,13 @@ impl OpenedAhead {
 /// What the retry has for a lookup of `parent/name` by a caller.
 pub(crate) enum RetryFor {
     /// The caller opened the name ahead: its lookup answers that file.
-    OpenedAhead(Ino),
-    /// The caller's open of the name came back stale: its lookup opens it.
+    OpenedAhead(Ino, Attr),
+    /// The caller's open came back stale: its lookup of a file opens it.
     Stale,
     Nothing,
 }
 
-/// The retry after a stale open: names whose open came back stale, and
+/// The retry after a stale open: callers whose open came back stale, and
 /// files opened ahead for the open that follows.
 pub(crate) struct StaleOpenRetry {
     state: Mutex<OpenedAhead>,
@@ -205,18 +212,18 @@ impl StaleOpenRetry {
     /// case, nothing pending, costs one lock and no allocation.
     pub fn for_lookup(&self, pid: u32, parent: Ino, name: &[u8], now: Instant) -> RetryFor {
         let state = self.state();
-        if let Some(ino) = state.looked_up_by(pid, parent, name, now) {
-            return RetryFor::OpenedAhead(ino);
+        if let Some((ino, attr)) = state.looked_up_by(pid, parent, name, now) {
+            return RetryFor::OpenedAhead(ino, attr);
         }
-        if state.is_stale(parent, name, pid, now) {
+        if state.is_stale(pid, now) {
             return RetryFor::Stale;
         }
         RetryFor::Nothing
     }
 
-    /// Whether `pid`'s open of `parent/name` came back stale just now.
-    pub fn is_stale(&self, parent: Ino, name: &[u8], pid: u32, now: Instant) -> bool {
-        self.state().is_stale(parent, name, pid, now)
+    /// Whether an open by `pid` came back stale just now.
+    pub fn is_stale(&self, pid: u32, now: Instant) -> bool {
+        self.state().is_stale(pid, now)
     }
 
     /// The handle `pid` opened ahead for `ino`, if one is waiting (it
@@ -239,6 +246,10 @@ impl StaleOpenRetry {
     /// name and keeps the handle for the open that follows, so that both
     /// see the same file. `None` if it cannot be opened for reading (then
     /// an ordinary lookup answers).
+    ///
+    /// The retry is spent once a name that is not a directory or a
+    /// symlink is looked up: those the kernel's walk passes through on
+    /// its way to the file it opens.
     pub async fn lookup_by_opening(
         &self,
         caller: &Caller,
@@ -246,18 +257,18 @@ impl StaleOpenRetry {
         name: &[u8],
         is_dirty: impl Fn(Ino) -> bool,
     ) -> Option<FileAttr> {
-        self.state().clear_stale(parent, name, caller.pid);
-        let path = self.ns.child_path("lookup", parent, name).ok()?;
-        // Never follow a symlink (a lookup describes the link), never wait
-        // on a FIFO.
-        let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
-        // Only worth it now: a lookup waits for the connection itself.
-        let (remote, generation) = self.calls.if_up()?;
-        if !self.calls.order().is_quiet(&path) {
-            // Acknowledged changes of the name have not reached the remote.
+        if self.ns.table().names_a_directory(parent, name) {
             return None;
         }
-        let (handle, attr, head) = remote.open_read(&path, flags, OPEN_PREFETCH).await.ok()?;
+        let opened = self.open_for_lookup(parent, name).await;
+        let spent = match &opened {
+            Ok((_, attr, _)) => !attr.is_dir(),
+            Err(errno) => *errno != Errno::ELOOP,
+        };
+        if spent {
+            self.state().clear_stale(caller.pid);
+        }
+        let ((remote, handle, generation), attr, head) = opened.ok()?;
         let fattr = {
             let mut table = self.ns.table();
             let fattr = table.upsert(parent, name, &attr, Instant::now());
@@ -278,6 +289,35 @@ impl StaleOpenRetry {
         }
         self.close_unclaimed_later();
         Some(fattr)
+    }
+
+    /// Opens `parent/name` for reading, for [`Self::lookup_by_opening`]:
+    /// the handle and the connection it is on, the file's attributes and
+    /// first bytes. An errno of `EAGAIN` stands for "not now" (no
+    /// connection, or changes of the name on their way to the remote).
+    async fn open_for_lookup(
+        &self,
+        parent: Ino,
+        name: &[u8],
+    ) -> std::result::Result<((Arc<dyn Remote>, Handle, Generation), Attr, Vec<u8>), Errno> {
+        let path = self
+            .ns
+            .child_path("lookup", parent, name)
+            .map_err(|e| e.errno())?;
+        // Never follow a symlink (a lookup describes the link), never wait
+        // on a FIFO.
+        let flags = of::READ_ONLY | of::NOFOLLOW | of::NONBLOCK;
+        // Only worth it now: a lookup waits for the connection itself.
+        let (remote, generation) = self.calls.if_up().ok_or(Errno::EAGAIN)?;
+        if !self.calls.order().is_quiet(&path) {
+            // Acknowledged changes of the name have not reached the remote.
+            return Err(Errno::EAGAIN);
+        }
+        let (handle, attr, head) = remote
+            .open_read(&path, flags, OPEN_PREFETCH)
+            .await
+            .map_err(|e| e.errno())?;
+        Ok(((remote, handle, generation), attr, head))
     }
 
     /// Closes, once their window has passed, files opened ahead that no
@@ -303,16 +343,10 @@ impl StaleOpenRetry {
     /// the kernel looks the name up afresh and opens what it names now, as
     /// a local open racing a rename would.
     pub fn openable_path(&self, ino: Ino, pid: u32) -> Result<Vec<u8>> {
-        let former = {
-            let table = self.ns.table();
-            if let Some(path) = table.path(ino) {
-                return Ok(path);
-            }
-            table.get(ino).and_then(|n| n.former.as_deref().cloned())
-        };
-        if let Some((parent, name)) = former {
-            self.state().mark_stale(parent, &name, pid, Instant::now());
+        if let Some(path) = self.ns.table().path(ino) {
+            return Ok(path);
         }
+        self.state().mark_stale(pid, Instant::now());
         Err(VfsError::new("open", format!("<inode {ino}>"), Errno::ESTALE))
     }
 
@@ -348,15 +382,14 @@ impl StaleOpenRetry {
         Err(VfsError::new("open", display_path(path), Errno::ESTALE))
     }
 
-    /// Forgets the name `ino` was reached by: the remote says it names
-    /// something else now, or nothing.
-    /// Its next lookup opens it (see the module documentation).
-    /// Another open that raced this one may have forgotten the name
-    /// already: the name it had still earns its caller a retry.
+    /// Forgets the name `ino` was opened by: the remote says it names
+    /// something else now, or nothing. The caller's next lookup of a file
+    /// opens it (see the module documentation), whichever name it is: the
+    /// kernel may have reached `ino` by another of its names, or another
+    /// open that raced this one may have forgotten the name already.
     pub fn forget_name_of(&self, ino: Ino, pid: u32) {
-        if let Some((parent, name)) = self.ns.forget_name_of(ino) {
-            self.state().mark_stale(parent, &name, pid, Instant::now());
-        }
+        self.ns.forget_name_of(ino);
+        self.state().mark_stale(pid, Instant::now());
     }
 }
 
@@ -365,26 +398,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stale_names_and_handles_opened_ahead_expire() {
+    fn stale_callers_and_handles_opened_ahead_expire() {
         const P: Ino = Ino(1);
         const F: Ino = Ino(7);
         const G: Ino = Ino(8);
         let mut r = OpenedAhead::default();
         let t0 = Instant::now();
-        assert!(!r.is_stale(P, b"doc", 100, t0));
-        r.mark_stale(P, b"doc", 100, t0);
-        r.mark_stale(P, b"doc", 200, t0);
-        assert!(r.is_stale(P, b"doc", 100, t0));
-        assert!(!r.is_stale(P, b"other", 100, t0));
-        assert!(!r.is_stale(P, b"doc", 100, t0 + RETRY_WINDOW));
-        r.clear_stale(P, b"doc", 100);
-        assert!(!r.is_stale(P, b"doc", 100, t0));
-        assert!(r.is_stale(P, b"doc", 200, t0), "each reader its own retry");
+        assert!(!r.is_stale(100, t0));
+        r.mark_stale(100, t0);
+        r.mark_stale(200, t0);
+        assert!(r.is_stale(100, t0));
+        assert!(!r.is_stale(300, t0));
+        assert!(!r.is_stale(100, t0 + RETRY_WINDOW));
+        r.clear_stale(100);
+        assert!(!r.is_stale(100, t0));
+        assert!(r.is_stale(200, t0), "each reader its own retry");
 
         let opened = |h| ((Handle(h), Generation(0)), Attr::default(), Vec::new());
         r.keep(F, 100, (P, b"doc"), opened(70), t0);
         r.keep(F, 200, (P, b"doc"), opened(71), t0);
-        assert_eq!(r.looked_up_by(200, P, b"doc", t0), Some(F));
+        assert_eq!(r.looked_up_by(200, P, b"doc", t0).map(|(ino, _)| ino), Some(F));
         assert_eq!(r.looked_up_by(300, P, b"doc", t0), None);
         assert_eq!(
             r.take(F, 200, t0).map(|p| p.remote_handle.0),

@@ -377,10 +377,7 @@ impl Vfs {
         if let Some(answer) = self.lookup_ready(caller, parent, name) {
             return answer;
         }
-        if self
-            .stale_opens
-            .is_stale(parent, name, caller.pid, Instant::now())
-        {
+        if self.stale_opens.is_stale(caller.pid, Instant::now()) {
             if let Some(fattr) = self
                 .stale_opens
                 .lookup_by_opening(caller, parent, name, |ino| self.writes.is_dirty(ino))
@@ -425,14 +422,16 @@ impl Vfs {
     pub fn lookup_ready(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Option<Result<FileAttr>> {
         let now = Instant::now();
         match self.stale_opens.for_lookup(caller.pid, parent, name, now) {
-            RetryFor::OpenedAhead(ino) => {
+            RetryFor::OpenedAhead(ino, attr) => {
                 let mut table = self.inodes();
-                let attr = table.get(ino).and_then(|n| n.attr)?;
+                table.get(ino)?;
                 table.inc_lookup(ino, 1);
-                return Some(Ok(attr));
+                return Some(Ok(FileAttr::from_remote(ino, &attr)));
             }
-            RetryFor::Stale => return None,
-            RetryFor::Nothing => {}
+            // A directory on the way to the file being retried is looked
+            // up as usual.
+            RetryFor::Stale if !self.inodes().names_a_directory(parent, name) => return None,
+            RetryFor::Stale | RetryFor::Nothing => {}
         }
         let mut table = self.inodes();
         if let Some(attr) = table.cached_lookup(parent, name, now) {

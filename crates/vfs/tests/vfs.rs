@@ -1431,6 +1431,44 @@ async fn an_open_of_a_replaced_name_is_stale_and_the_retry_opens_the_new_file() 
     f.vfs.release(fh).await.unwrap();
 }
 
+/// The kernel retries a stale open by walking the path again on the same
+/// thread: the retry is the caller's, whichever of the file's names the
+/// VFS tried the open by, and the directories on the way do not spend it.
+#[tokio::test]
+async fn a_stale_open_retried_through_another_name_still_opens_the_file_it_finds() {
+    let f = fixture().await;
+    let dir = f.dir.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let save = |data: &[u8]| {
+        std::fs::write(dir.join(".tmp"), data).unwrap();
+        std::fs::rename(dir.join(".tmp"), dir.join("doc")).unwrap();
+    };
+    save(b"old");
+    let d = f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap().ino;
+    let old = f.vfs.lookup(&me(), d, b"doc").await.unwrap().ino;
+    // A second name of the file, met last: the one an open goes by.
+    std::fs::hard_link(dir.join("doc"), dir.join("link")).unwrap();
+    assert_eq!(f.vfs.lookup(&me(), d, b"link").await.unwrap().ino, old);
+    // Behind the mount's back, that name goes and doc is saved over.
+    std::fs::remove_file(dir.join("link")).unwrap();
+    save(b"new!");
+    // The kernel opens what it found under d/doc: stale...
+    let err = f.vfs.open(&me(), old, of::READ_ONLY).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ESTALE);
+    // ...and walks the path again: d, then doc...
+    assert_eq!(f.vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap().ino, d);
+    let new = f.vfs.lookup(&me(), d, b"doc").await.unwrap();
+    assert_ne!(new.ino, old);
+    assert_eq!(new.size, 4);
+    // ...and opens the file it found, whole, even if doc is saved over
+    // once more in between (which a second ESTALE would hand to the
+    // application).
+    save(b"newer");
+    let (fh, _) = f.vfs.open(&me(), new.ino, of::READ_ONLY).await.unwrap();
+    assert_eq!(&f.vfs.read(fh, 0, 100).await.unwrap()[..], b"new!");
+    f.vfs.release(fh).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_remote_without_inode_numbers_is_served_by_path_and_renames_keep_identity() {
     let dir = tempfile::tempdir().unwrap();

@@ -56,11 +56,6 @@ pub(crate) struct Inode {
     /// for hard links; none once unlinked (then reachable through handles
     /// only).
     pub links: Vec<(Ino, Vec<u8>)>,
-    /// The last name this inode had, once it has none (replaced by a
-    /// rename, or deleted): what the kernel may still be opening it by.
-    /// Boxed: most inodes never lose their name, and every inode pays for
-    /// the field.
-    pub former: Option<Box<(Ino, Vec<u8>)>>,
     pub attr: Option<FileAttr>,
     pub attr_until: Instant,
     /// When this mount last changed the file's attributes or was told they
@@ -100,7 +95,6 @@ impl Inode {
             open: 0,
             exported: false,
             links: Vec::new(),
-            former: None,
             attr: None,
             attr_until,
             changed: None,
@@ -483,6 +477,14 @@ impl InodeTable {
         self.names.get(parent, name).map(|e| e.ino)
     }
 
+    /// Whether `parent/name` is known as a directory (its entry may have
+    /// expired: a directory's number never names another kind of file).
+    pub fn names_a_directory(&self, parent: Ino, name: &[u8]) -> bool {
+        self.ino_of(parent, name)
+            .and_then(|ino| self.nodes.get(&ino))
+            .is_some_and(|n| n.kind == FileKind::Directory)
+    }
+
     /// Whether `parent/name` is known and its entry has not expired.
     pub fn name_fresh(&self, parent: Ino, name: &[u8], now: Instant) -> bool {
         self.names.get(parent, name).is_some_and(|e| e.until > now)
@@ -556,9 +558,6 @@ impl InodeTable {
     fn drop_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
-            if node.links.is_empty() {
-                node.former = Some(Box::new((parent, name.to_vec())));
-            }
             // nlink and ctime changed.
             let now = Instant::now();
             node.attr_until = now;

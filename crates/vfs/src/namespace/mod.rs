@@ -175,17 +175,12 @@ impl Namespace {
     }
 
     /// Forgets the name `ino` was reached by (the remote says it names
-    /// something else now, or nothing); returns it, or the name it had
-    /// last if another call forgot it already.
-    pub fn forget_name_of(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+    /// something else now, or nothing), if another call has not already.
+    pub fn forget_name_of(&self, ino: Ino) {
         let mut table = self.table();
-        match table.get(ino).and_then(|n| n.links.first().cloned()) {
-            Some((parent, name)) => {
-                table.unlink(parent, &name);
-                table.changed(parent, Change::NamesUnknown);
-                Some((parent, name))
-            }
-            None => table.get(ino).and_then(|n| n.former.as_deref().cloned()),
+        if let Some((parent, name)) = table.get(ino).and_then(|n| n.links.first().cloned()) {
+            table.unlink(parent, &name);
+            table.changed(parent, Change::NamesUnknown);
         }
     }
 }
