@@ -76,6 +76,18 @@ pub const SFTP_GAPS: &[(&str, &str)] = &[
         "umask_and_default_acls_as_on_a_local_disk",
         "no ACLs (extended attributes)",
     ),
+    (
+        "content_changed_on_the_remote_shows",
+        "no change notification: changes show once the 1 s TTL ends, not pushed",
+    ),
+    (
+        "names_changed_on_the_remote_show",
+        "no change notification: changes show once the 1 s TTL ends, not pushed",
+    ),
+    (
+        "two_mounts_see_each_others_renames_and_deletes",
+        "no change notification: changes show once the 1 s TTL ends, not pushed",
+    ),
 ];
 
 /// Mount checks SFTP fails only when a race goes one way, and why: each
