@@ -182,14 +182,13 @@ impl RemoteChanges {
             }
             // Gone, and not known here either.
             (Err(e), None) if e.errno() == Errno::ENOENT => {}
-            // A name this mount does not know, or knows and the remote no
-            // longer has, in a directory unchanged here since: that one name
-            // is put right, the directory's other names stay known (a name
-            // made here whose answer the notice overtook is entered as it
-            // would be by that answer).
-            (Ok(attr), None) if parent.is_some_and(|p| !table.changed_since(p, asked)) => {
+            // A name this mount does not know: the directory's names are
+            // asked again. Entering names one by one as their answers come
+            // in would let a listing served from the table meanwhile show a
+            // burst of new names only in part.
+            (Ok(_), None) if parent.is_some() => {
                 let parent = parent.expect("matched");
-                table.upsert(parent, name, attr, Instant::now());
+                table.changed(parent, Change::NamesUnknown);
                 table.changed(parent, Change::Entries);
                 drops.push(CacheDrop::Entry {
                     parent,
@@ -197,6 +196,9 @@ impl RemoteChanges {
                 });
                 drops.push(CacheDrop::Listing { ino: parent });
             }
+            // A name the remote no longer has, in a directory unchanged
+            // here since: that one name is put right, the directory's
+            // other names stay known.
             (Err(e), Some(ino))
                 if e.errno() == Errno::ENOENT && parent.is_some_and(|p| !table.changed_since(p, asked)) =>
             {
