@@ -973,7 +973,9 @@ impl InodeTable {
                 node.attr_until = now;
             }
         }
-        if let Some(names) = entry.xattrs {
+        // Names from before a change (a `setfacl` through the mount while
+        // the listing was on its way) would answer an ACL probe "absent".
+        if let (Some(names), false) = (entry.xattrs, changed) {
             self.set_xattr_names(fattr.ino, names.into_iter().map(|n| n.into_vec()).collect(), now);
         }
         if let (Some(data), true, false) = (data, keep_contents, changed) {
