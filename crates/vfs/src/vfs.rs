@@ -1576,11 +1576,17 @@ impl Vfs {
             return Ok(names.to_vec());
         }
         let p = &path[..];
+        let asked = Instant::now();
         let names = self
             .calls
             .call("listxattr", p, |r| async move { r.listxattr(p).await })
             .await?;
-        self.inodes().set_xattr_names(ino, names.clone(), Instant::now());
+        // An answer from before a change made here since (a `setfacl`)
+        // would say an ACL is absent for a whole TTL.
+        let mut table = self.inodes();
+        if !table.changed_since(ino, asked) {
+            table.set_xattr_names(ino, names.clone(), Instant::now());
+        }
         Ok(names)
     }
 
