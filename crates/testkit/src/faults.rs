@@ -608,6 +608,9 @@ pub type Faulty = Intercepted<Faults>;
 #[derive(Default)]
 pub struct Delays {
     rules: Mutex<Vec<(Arc<Predicate>, Duration)>>,
+    /// Calls carried out at once whose answers are held up (the remote
+    /// changed; the answer is still on its way back).
+    late_answers: Mutex<Vec<(Arc<Predicate>, Duration)>>,
     delayed: AtomicU64,
 }
 
@@ -629,8 +632,18 @@ impl Delays {
             .push((Arc::new(Box::new(matches)), delay));
     }
 
+    /// Carries every call of `op` out at once but holds its answer up by
+    /// `delay`: what the remote pushes of the change arrives first.
+    pub fn answer_late(&self, op: Op, delay: Duration) {
+        self.late_answers
+            .lock()
+            .unwrap()
+            .push((Arc::new(Box::new(move |call: &Call<'_>| call.op == op)), delay));
+    }
+
     pub fn clear(&self) {
         self.rules.lock().unwrap().clear();
+        self.late_answers.lock().unwrap().clear();
     }
 
     /// How many calls have been held up so far.
@@ -639,12 +652,24 @@ impl Delays {
     }
 
     fn delay_of(&self, call: &Call<'_>) -> Option<Duration> {
-        let rules = self.rules.lock().unwrap();
+        Self::matching(&self.rules, call, &self.delayed)
+    }
+
+    fn answer_delay_of(&self, call: &Call<'_>) -> Option<Duration> {
+        Self::matching(&self.late_answers, call, &self.delayed)
+    }
+
+    fn matching(
+        rules: &Mutex<Vec<(Arc<Predicate>, Duration)>>,
+        call: &Call<'_>,
+        delayed: &AtomicU64,
+    ) -> Option<Duration> {
+        let rules = rules.lock().unwrap();
         let delay = rules
             .iter()
             .find(|(matches, _)| matches(call))
             .map(|(_, delay)| *delay)?;
-        self.delayed.fetch_add(1, Ordering::Relaxed);
+        delayed.fetch_add(1, Ordering::Relaxed);
         Some(delay)
     }
 }
@@ -656,11 +681,16 @@ impl Interceptor for Delays {
         next: impl Future<Output = Result<T>> + Send + 'a,
     ) -> impl Future<Output = Result<T>> + Send + 'a {
         let delay = self.delay_of(&call);
+        let answer_delay = self.answer_delay_of(&call);
         async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
-            next.await
+            let answer = next.await;
+            if let Some(delay) = answer_delay {
+                tokio::time::sleep(delay).await;
+            }
+            answer
         }
     }
 }

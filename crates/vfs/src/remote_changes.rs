@@ -200,7 +200,10 @@ impl RemoteChanges {
             // here since: that one name is put right, the directory's
             // other names stay known.
             (Err(e), Some(ino))
-                if e.errno() == Errno::ENOENT && parent.is_some_and(|p| !table.changed_since(p, asked)) =>
+                if e.errno() == Errno::ENOENT
+                    && parent.is_some_and(|p| {
+                        !table.changed_since(p, asked) && !table.names_changing_at_or_above(p)
+                    }) =>
             {
                 let parent = parent.expect("matched");
                 table.unlink(parent, name);

@@ -1035,15 +1035,24 @@ impl Vfs {
             )
         };
         let (f, t) = (&from[..], &to[..]);
-        self.calls
+        // Until the answer is in, a notice of this rename (which may
+        // overtake it) must not be taken for another's: the moved node
+        // would lose its name here before the rename gives it the new one.
+        let changing = self.ns.names_changing([parent, new_parent]);
+        let renamed = self
+            .calls
             .call_once(
                 "rename",
                 f,
                 |r| async move { r.rename(f, t, flags).await },
                 |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
             )
-            .await?;
+            .await;
         let mut table = self.inodes();
+        // Released with the table held: a notice settled next sees the
+        // rename's names.
+        changing.done(&mut table);
+        renamed?;
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);
         let same_before = moved_before.is_some() && moved_before == target_before;

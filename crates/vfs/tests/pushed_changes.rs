@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_remote::{Link, LinkOptions};
 use yonder_testkit::agent::{TcpAgent, TcpConnector};
-use yonder_vfs::{open_flags, Caller, Errno, MemoryJournal, Vfs, VfsOptions, ROOT_INO};
+use yonder_testkit::faults::{Delayed, Op};
+use yonder_vfs::{open_flags, Caller, Errno, MemoryJournal, RenameFlags, Vfs, VfsOptions, ROOT_INO};
 
 fn me() -> Caller {
     Caller {
@@ -92,5 +93,58 @@ async fn echoes_of_this_mounts_changes_keep_the_caches_and_others_changes_show()
     })
     .await;
     assert_eq!(vfs.lookup(&me(), d.ino, b"a").await.unwrap().size, 11);
+    drop(agent);
+}
+
+/// The agent pushes a notice of this mount's own rename, and it can come
+/// in before the rename's answer: the moved directory keeps its place, and
+/// names below it still resolve to the remote's paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let link = Link::start(
+        Arc::new(TcpConnector { addr: agent.addr() }),
+        LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let remote = Delayed::new(link.current().1);
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(remote.clone(), options, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    vfs.follow_changes(link.changes());
+    eventually("changes pushed", || vfs.changes_pushed()).await;
+
+    let a = vfs.mkdir(&me(), ROOT_INO, b"a", 0o755).await.unwrap();
+    let b = vfs.mkdir(&me(), a.ino, b"b", 0o755).await.unwrap();
+    let (fh, _) = vfs
+        .create(&me(), b.ino, b"file", 0o644, open_flags::WRITE_ONLY)
+        .await
+        .unwrap();
+    vfs.release(fh).await.unwrap();
+
+    // Long enough for the notice of the move to be settled first.
+    remote.answer_late(Op::Rename, Duration::from_millis(400));
+    vfs.rename(&me(), ROOT_INO, b"a", ROOT_INO, b"z", RenameFlags::default())
+        .await
+        .unwrap();
+    remote.clear();
+
+    // As the kernel does, which moved its own entries: no lookup of the new
+    // name first.
+    let (fh, _) = vfs
+        .create(&me(), b.ino, b"second", 0o644, open_flags::WRITE_ONLY)
+        .await
+        .expect("a name made below the moved directory");
+    vfs.release(fh).await.unwrap();
+    assert!(dir.path().join("z/b/second").exists());
+    assert!(!dir.path().join("a").exists());
+    assert_eq!(vfs.lookup(&me(), ROOT_INO, b"z").await.unwrap().ino, a.ino);
     drop(agent);
 }

@@ -216,6 +216,11 @@ pub(crate) struct InodeTable {
     /// what a listing brings for inodes it did not know when it was asked
     /// for is kept only if nothing changed while it was on its way.
     mutations: u64,
+    /// Directories whose names an operation of this mount is changing on
+    /// the remote now (a rename), and how many such operations: a notice of
+    /// the change can arrive before its answer, and must not be taken for
+    /// someone else's.
+    renaming_in: HashMap<Ino, u32>,
 }
 
 impl InodeTable {
@@ -230,6 +235,7 @@ impl InodeTable {
             sweep_at: 4096,
             contents: KeptContents::default(),
             mutations: 0,
+            renaming_in: HashMap::new(),
         };
         let now = Instant::now();
         table.nodes.insert(
@@ -743,6 +749,47 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.changed = Some(Instant::now());
         }
+    }
+
+    /// An operation of this mount starts changing `dir`'s names on the
+    /// remote.
+    pub fn names_changing(&mut self, dir: Ino) {
+        *self.renaming_in.entry(dir).or_default() += 1;
+    }
+
+    /// The operation [`Self::names_changing`] announced is over: its
+    /// answer (or failure) is in.
+    pub fn names_changed(&mut self, dir: Ino) {
+        if let Some(count) = self.renaming_in.get_mut(&dir) {
+            *count -= 1;
+            if *count == 0 {
+                self.renaming_in.remove(&dir);
+            }
+        }
+        self.changed_here(dir);
+    }
+
+    /// Whether an operation of this mount is changing the names of `dir`
+    /// or of a directory above it on the remote now: what the remote holds
+    /// there may be its doing, not yet known here.
+    /// A rename moves what is below its names too, so a path anywhere
+    /// below such a directory may be one the rename is changing.
+    pub fn names_changing_at_or_above(&self, dir: Ino) -> bool {
+        if self.renaming_in.is_empty() {
+            return false;
+        }
+        let mut at = dir;
+        // Bounded: a table whose links loop (it never should) ends here.
+        for _ in 0..4096 {
+            if self.renaming_in.contains_key(&at) {
+                return true;
+            }
+            match self.nodes.get(&at).and_then(|n| n.links.first()) {
+                Some((parent, _)) if *parent != at => at = *parent,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Whether `ino`'s attributes changed (through this mount, or as a

@@ -28,6 +28,36 @@ pub(crate) struct Namespace {
     new_nodes_bare: bool,
 }
 
+/// An operation of this mount changing directories' names on the remote,
+/// from before it is sent until its answer is in (see
+/// [`Namespace::names_changing`]).
+pub(crate) struct NamesChanging<'a> {
+    ns: &'a Namespace,
+    dirs: Vec<Ino>,
+}
+
+impl NamesChanging<'_> {
+    /// The answer is in and `table` (held by the caller) now shows it.
+    pub fn done(mut self, table: &mut InodeTable) {
+        for dir in std::mem::take(&mut self.dirs) {
+            table.names_changed(dir);
+        }
+    }
+}
+
+impl Drop for NamesChanging<'_> {
+    /// Also when the operation is abandoned midway.
+    fn drop(&mut self) {
+        if self.dirs.is_empty() {
+            return;
+        }
+        let mut table = self.ns.table();
+        for dir in &self.dirs {
+            table.names_changed(*dir);
+        }
+    }
+}
+
 impl Namespace {
     pub fn new(root: &Attr, policy: CachePolicy, new_nodes_bare: bool) -> Namespace {
         Namespace {
@@ -50,6 +80,20 @@ impl Namespace {
     /// Forgets what `change` of `ino` makes stale (see `cache_policy.rs`).
     pub fn changed(&self, ino: Ino, change: Change) {
         self.table().changed(ino, change);
+    }
+
+    /// Says, until the guard is dropped, that an operation of this mount
+    /// is changing the names of `dirs` on the remote.
+    pub fn names_changing(&self, dirs: [Ino; 2]) -> NamesChanging<'_> {
+        let dirs = if dirs[0] == dirs[1] { &dirs[..1] } else { &dirs[..] };
+        let mut table = self.table();
+        for dir in dirs {
+            table.names_changing(*dir);
+        }
+        NamesChanging {
+            ns: self,
+            dirs: dirs.to_vec(),
+        }
     }
 
     /// Path of an inode for messages.
