@@ -261,6 +261,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     // gives up: the connection attempt is dropped, which ends ssh, and the
     // mount point made for the mount goes. Once mounted, a signal unmounts.
     let mut signals = runtime.block_on(async { Signals::install() })?;
+    crate::mount_helper::signals_caught();
     // The link reconnects by itself; the VFS takes each new connection.
     let started = runtime.block_on(async {
         let link = tokio::select! {

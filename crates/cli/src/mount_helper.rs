@@ -172,9 +172,16 @@ fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
     let mut child = command
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run yonder mount: {e}"))?;
-    forward_signals_to(child.id());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut line = String::new();
-    let read = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
+    // A signal passed on before the mount process catches signals would
+    // end it unheard: until it says it does, signals wait here.
+    let mut read = stdout.read_line(&mut line);
+    if line == SIGNALS_CAUGHT {
+        forward_signals_to(child.id());
+        line.clear();
+        read = stdout.read_line(&mut line);
+    }
     let ready = matches!(read, Ok(n) if n > 0 && line.ends_with('\n'));
     // Without the line the mount failed: its exit status and what it said.
     let status = if ready { None } else { Some(child.wait()?) };
@@ -272,6 +279,22 @@ fn memfd(name: &str) -> anyhow::Result<OwnedFd> {
 /// Called by `yonder mount` once the mount is ready and announced: a mount
 /// started by the helper form has no one reading its stdout and stderr any
 /// more, so they go to /dev/null (a write to a pipe nobody reads fails).
+/// What the detached mount process prints first, once its signal handlers
+/// are in place (see [`signals_caught`]).
+const SIGNALS_CAUGHT: &str = "yonder: catching signals\n";
+
+/// Tells the waiting helper, if this mount process was started by one,
+/// that signals passed on to it from now on are handled.
+pub fn signals_caught() {
+    if std::env::var_os(DETACHED_ENV).is_none() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(SIGNALS_CAUGHT.as_bytes())
+        .and_then(|()| out.flush());
+}
+
 pub fn detach_stdio_once_ready() {
     if std::env::var_os(DETACHED_ENV).is_none() {
         return;
