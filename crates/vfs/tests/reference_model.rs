@@ -2106,10 +2106,13 @@ async fn run_case(
     let mut identity = Identity::default();
     let mut trace = Vec::new();
     let fail = |trace: &[String], why: String| {
-        Err(format!(
-            "{freshness:?}, {setup:?}\n{}\n  => {why}",
-            trace.join("\n")
-        ))
+        let failure = format!("{freshness:?}, {setup:?}\n{}\n  => {why}", trace.join("\n"));
+        // Shrinking a case that hangs takes a step's patience per try: the
+        // first failure, shown at once, tells what to look at meanwhile.
+        if std::env::var_os("YONDER_MODEL_SHOW_FAILURES").is_some() {
+            eprintln!("failed case (before shrinking):\n{failure}\n");
+        }
+        Err(failure)
     };
     for (i, (step, compare)) in steps.iter().enumerate() {
         let compare = *compare || i + 1 == steps.len();
@@ -2177,8 +2180,10 @@ async fn run_case(
         }
     }
     // Every process exits.
-    if let Err(why) = sut.close_all().await {
-        return fail(&trace, why);
+    match tokio::time::timeout(STEP_PATIENCE, sut.close_all()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return fail(&trace, why),
+        Err(_) => return fail(&trace, "closing every handle hung".into()),
     }
     for slot in 0..SLOTS {
         if let Some(h) = model.slots[slot].take() {
