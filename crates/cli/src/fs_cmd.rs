@@ -181,7 +181,11 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             debug: args.debug,
         };
         let options = connect.options();
-        let client = yonder_remote::connect(&source, &options).await?;
+        let connector = yonder_remote::connector_for(&source, &options)?;
+        let client: Arc<dyn Remote> = connector.connect().await?;
+        if let Some(reason) = connector.transport().fallback() {
+            eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+        }
         execute(client, args.command).await
     })
 }

@@ -78,7 +78,9 @@ pub struct ConnectArgs {
     pub sftp: bool,
     /// Never copy yonder to a host that lacks it (by default it is sent
     /// over the ssh connection, once, to ~/.cache/yonder on the remote,
-    /// when the host's OS and architecture match this binary's).
+    /// when the host's OS and architecture match this binary's; where it
+    /// cannot run, the host's SFTP server serves the tree instead, as with
+    /// --sftp). With this, a host without yonder is refused.
     #[arg(long)]
     pub no_deploy: bool,
     /// Log debug detail to stderr.

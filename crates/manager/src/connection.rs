@@ -232,6 +232,19 @@ impl Connection {
         self.link.agent_origin()
     }
 
+    /// What carries the current (or last) connection.
+    pub fn transport(&self) -> yonder_remote::Transport {
+        self.link.transport()
+    }
+
+    /// The line telling the user that this connection is served through
+    /// SFTP because no agent can run there, if it is.
+    pub fn fallback_notice(&self) -> Option<String> {
+        let transport = self.transport();
+        let reason = transport.fallback()?;
+        Some(yonder_remote::fallback_notice(&self.destination.source(), reason))
+    }
+
     /// Reconnects now (`yonder reconnect`).
     pub fn reconnect(&self) {
         self.link.reconnect_now();

@@ -377,6 +377,8 @@ pub fn remote_command(agent_words: &str, build: &Build, try_path: bool) -> Strin
          chmod 0755 \"$t\"; [ -x \"$t\" ] || {{ rm -f \"$t\"; fail \"cannot run programs from $d (mounted noexec?)\"; }}; \
          head -c \"$n\" | gzip -dc > \"$t\" && ok \"$t\" \"$sum\" \"$size\" || \
          {{ rm -f \"$t\"; fail \"the copy written to $d is damaged or incomplete (disk full?)\"; }}; \
+         e=$(\"$t\" --version </dev/null 2>&1 >/dev/null) || {{ rm -f \"$t\"; e=$(printf '%s\\n' \"$e\" | head -n 1); \
+         fail \"this build does not run there: ${{e##*: }}\"; }}; \
          printf '%s %s\\n' \"$sum\" \"$size\" > \"$t.sum\" && mv -f \"$t.sum\" \"$d/sum\" && mv -f \"$t\" \"$f\" || \
          {{ rm -f \"$t\" \"$t.sum\"; fail \"cannot store the agent in $d\"; }}; \
          say uploaded; exec \"$f\" {agent_words}",

@@ -21,6 +21,7 @@ mod client;
 pub mod deploy;
 mod error;
 mod exchange;
+mod fallback;
 pub mod link;
 mod operation;
 mod remote;
@@ -38,11 +39,12 @@ pub use client::AgentClient;
 pub use deploy::AgentOrigin;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
+pub use fallback::{fallback_notice, FallbackConnector};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use operation::Operation;
 pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
-pub use session::{BoxFuture, Connector, Session};
+pub use session::{BoxFuture, Connector, Session, Transport};
 pub use source::{
     connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
     URL_TRANSPORTS,

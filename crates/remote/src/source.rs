@@ -703,12 +703,13 @@ async fn start_agent(
                 let err = connect_err("the connection closed before the agent started".into());
                 return Err(explain_failure(err, &mut child, &stderr_tail, describe).await);
             }
-            // Where the agentless (SFTP) transport is to take over from a
-            // host the agent cannot be deployed to, it is here.
-            Err(err @ DeployError::Impossible { .. }) => {
-                return Err(connect_err(format!(
-                    "{err}; install yonder on its PATH or pass --agent-path"
-                )))
+            // The agentless (SFTP) transport takes over from here, above
+            // this module (`fallback.rs`).
+            Err(DeployError::Impossible { reason }) => {
+                return Err(RemoteError::Undeployable {
+                    source_desc: describe.to_string(),
+                    reason,
+                })
             }
             Err(err) => return Err(connect_err(err.to_string())),
         }

@@ -1,8 +1,11 @@
 //! Which transport reaches a source: the host's SFTP server for an ssh
-//! source with [`ConnectOptions::sftp`], else an agent
-//! ([`source::connector_for`]). Chosen here, above both, because the SFTP
-//! transport starts ssh with the agent's command line (`source.rs`).
+//! source with [`ConnectOptions::sftp`]; for one that deploys its agent,
+//! that agent, or SFTP where none can run ([`FallbackConnector`]); else an
+//! agent ([`source::connector_for`]). Chosen here, above all of them,
+//! because the SFTP transport starts ssh with the agent's command line
+//! (`source.rs`).
 
+use crate::fallback::FallbackConnector;
 use crate::session::Connector;
 use crate::sftp::SftpConnector;
 use crate::source::{self, ConnectOptions, Source};
@@ -10,14 +13,17 @@ use crate::{Remote, Result};
 use std::sync::Arc;
 
 /// How a link reaches `source`: its SFTP server (`--sftp`), the agent as a
-/// child process (local, or through ssh), or the transport registered for
-/// its scheme.
+/// child process (local, or through ssh, deployed where it is missing and
+/// SFTP where it cannot be), or the transport registered for its scheme.
 pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
     match source {
         Source::Ssh { .. } if options.sftp => Ok(Arc::new(SftpConnector {
             source: source.clone(),
             options: options.clone(),
         })),
+        Source::Ssh { .. } if options.agent_path.is_none() && !options.no_deploy => {
+            Ok(Arc::new(FallbackConnector::new(source.clone(), options.clone())))
+        }
         _ => source::connector_for(source, options),
     }
 }

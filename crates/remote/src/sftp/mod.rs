@@ -23,7 +23,7 @@ mod wire;
 pub use channel::SftpChannel;
 pub use remote::SftpRemote;
 
-use crate::session::{Connector, Session};
+use crate::session::{Connector, Session, Transport};
 use crate::source::{
     enlarge_pipe, forward_stderr, leave_terminal_signals_to_us, ssh_destination, ssh_needs_keepalive,
     ConnectOptions, Source, SSH_KEEPALIVE,
@@ -50,6 +50,10 @@ impl Connector for SftpConnector {
 
     fn describe(&self) -> String {
         format!("{} (sftp)", self.source.describe())
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Sftp { fallback: None }
     }
 }
 
