@@ -236,6 +236,16 @@ fn a_host_without_yonder_gets_the_agent_once_and_every_later_connection_reuses_i
     env.unmount(&at);
 }
 
+/// Replaces the file at `path` with `bytes`, by a rename: the agent that
+/// ran from it may still be exiting (writing to it in place would fail with
+/// ETXTBSY).
+fn replace(path: &Path, bytes: &[u8]) {
+    let part = path.with_extension("test-part");
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&part, path).unwrap();
+}
+
 #[test]
 fn a_damaged_or_truncated_cached_agent_is_replaced() {
     let env = Env::new();
@@ -248,7 +258,7 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
     let mut damaged = good.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;
-    std::fs::write(&cached, &damaged).unwrap();
+    replace(&cached, &damaged);
     let at = env.mount("m2");
     assert_eq!(env.agent(), "deployed-uploaded");
     assert!(
@@ -258,7 +268,7 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
     env.unmount(&at);
 
     // Cut short, as by a full disk or an interrupted copy.
-    std::fs::write(&cached, &good[..good.len() / 3]).unwrap();
+    replace(&cached, &good[..good.len() / 3]);
     let at = env.mount("m3");
     assert_eq!(env.agent(), "deployed-uploaded");
     assert!(

@@ -17,6 +17,7 @@
 //! [`URL_TRANSPORTS`].
 
 mod changes;
+mod child;
 mod client;
 pub mod deploy;
 mod error;

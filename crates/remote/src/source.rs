@@ -10,18 +10,18 @@
 //!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
 //!   protocol) and one line in that table.
 
+use crate::child::StdioChild;
 use crate::deploy::{self, AgentOrigin, Build, DeployError};
 use crate::session::{Connector, Session};
 pub use crate::shell::shell_quote;
 use crate::{AgentClient, RemoteError, Result};
 use async_trait::async_trait;
-use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use tokio::io::AsyncBufReadExt;
+use std::sync::Arc;
 use tokio::process::{Child, Command};
+use yonder_proto::Errno;
 
 /// Where the directory tree to serve lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -676,32 +676,14 @@ async fn start_agent(
         reason,
     };
     tracing::debug!(?argv, "starting agent");
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    leave_terminal_signals_to_us(&mut command);
-    let mut child = command
-        .spawn()
-        .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    enlarge_pipe(&stdin);
-    enlarge_pipe(&stdout);
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
-    }
+    let (mut child, mut stdin, mut stdout) = StdioChild::spawn(argv, describe)?;
     if let Some((build, origin)) = deploy {
         match deploy::negotiate(&mut stdout, &mut stdin, build).await {
             Ok(found) => *origin = found,
             // ssh failed before the remote shell ran: its stderr says why.
             Err(DeployError::Ended) => {
                 let err = connect_err("the connection closed before the agent started".into());
-                return Err(explain_failure(err, &mut child, &stderr_tail, describe).await);
+                return Err(explain_failure(err, &mut child, describe).await);
             }
             // The agentless (SFTP) transport takes over from here, above
             // this module (`fallback.rs`).
@@ -715,117 +697,38 @@ async fn start_agent(
         }
     }
     match AgentClient::handshake(stdout, stdin, describe).await {
-        Ok(client) => Ok((client, child)),
-        Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, describe).await),
-    }
-}
-
-use yonder_proto::Errno;
-
-/// Makes the agent process (ssh, or the local agent) leave the terminal's
-/// SIGINT and SIGHUP to this process, and end with it.
-///
-/// It runs in this process's group, in the terminal's foreground, so that
-/// ssh can ask for a password or passphrase on the terminal. But then a
-/// Ctrl+C (or the terminal's hangup) reaches it too: ssh would exit, and
-/// what is a shutdown would look like a lost connection, reported and
-/// reconnected while this process unmounts. Ignored, the signals are ours
-/// alone, and this process ends the connection itself (`kill_on_drop`).
-/// The disposition is inherited across exec and by ssh's own children (a
-/// ProxyJump's ssh); OpenSSH keeps an ignored SIGINT ignored, and its
-/// password prompt still restores the terminal on Ctrl+C.
-///
-/// Should this process die without ending it (a Ctrl+C before its own
-/// handlers are installed, a SIGKILL), the kernel sends the agent process
-/// SIGTERM (`PR_SET_PDEATHSIG`), so that no ssh is left prompting on the
-/// terminal. The signal follows the thread that spawned the process: this
-/// runs only in async code, on a runtime's worker thread or its
-/// `block_on` thread, which live as long as the runtime (yonder never
-/// uses `block_in_place`, which would retire a worker thread early).
-pub(crate) fn leave_terminal_signals_to_us(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: signal(2) (setting a
-    // disposition), prctl(2) and getppid(2) are, and nothing allocates or
-    // takes a lock.
-    unsafe {
-        command.pre_exec(move || {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            #[cfg(target_os = "linux")]
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before the death signal was armed.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("yonder exited while starting the agent"));
-            }
-            Ok(())
-        });
+        Ok(client) => Ok((client, child.into_child())),
+        Err(err) => Err(explain_failure(err, &mut child, describe).await),
     }
 }
 
 /// Replaces a bare "connection closed" with what the agent or ssh said on
 /// stderr before it died: that is the message the user needs.
-async fn explain_failure(
-    err: RemoteError,
-    child: &mut Child,
-    stderr_tail: &Mutex<VecDeque<String>>,
-    describe: &str,
-) -> RemoteError {
-    let status = tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await;
-    // Give the stderr forwarder a moment to drain the last lines.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
-    let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
-    let not_found = matches!(&status, Ok(Ok(status)) if status.code() == Some(127));
+async fn explain_failure(err: RemoteError, child: &mut StdioChild, describe: &str) -> RemoteError {
+    let (said, status) = child.last_words().await;
+    let not_found = status.is_some_and(|status| status.code() == Some(127));
     match (said, status) {
         // The remote shell's "command not found".
         (Some(line), _) if not_found => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!(
-                "{}: the yonder agent is not installed there (or not on the PATH of a non-interactive shell); \
-                 install yonder on the remote or pass --agent-path",
-                line.trim()
+                "{line}: the yonder agent is not installed there (or not on the PATH of a non-interactive shell); \
+                 install yonder on the remote or pass --agent-path"
             ),
         },
         (Some(line), _) => {
             // The remote agent's own errors start with "yonder: " already.
-            let line = line.trim();
-            let reason = line.strip_prefix("yonder: ").unwrap_or(line).to_string();
+            let reason = line.strip_prefix("yonder: ").unwrap_or(&line).to_string();
             RemoteError::Connect {
                 source_desc: describe.to_string(),
                 reason,
             }
         }
-        (None, Ok(Ok(status))) if !status.success() => RemoteError::Connect {
+        (None, Some(status)) if !status.success() => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!("agent exited with {status} during the handshake"),
         },
         _ => err,
-    }
-}
-
-/// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
-/// maximum), so a 1 MiB read response crosses in one wakeup instead of 16.
-pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
-    #[cfg(target_os = "linux")]
-    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
-        tracing::debug!(%err, "cannot enlarge pipe");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
-}
-
-pub(crate) async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "yonder::agent", "{line}");
-        let mut tail = tail.lock().expect("stderr lock");
-        if tail.len() == 20 {
-            tail.pop_front();
-        }
-        tail.push_back(line);
     }
 }
 
