@@ -83,6 +83,10 @@ pub struct ConnectArgs {
     /// --sftp). With this, a host without yonder is refused.
     #[arg(long)]
     pub no_deploy: bool,
+    /// The container client for docker:// and podman:// sources (default:
+    /// `docker`, `podman`), e.g. "podman --remote".
+    #[arg(long, value_name = "COMMAND")]
+    pub docker_command: Option<String>,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -134,6 +138,7 @@ impl ConnectArgs {
             agent_path: self.agent_path.clone(),
             sftp: self.sftp,
             no_deploy: self.no_deploy,
+            docker_command: self.docker_command.clone(),
             ..Default::default()
         }
     }

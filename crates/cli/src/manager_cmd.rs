@@ -323,6 +323,7 @@ fn connect_spec(
         agent_path: options.agent_path.clone(),
         sftp: options.sftp,
         no_deploy: options.no_deploy,
+        docker_command: options.docker_command.clone(),
         link,
     })
 }

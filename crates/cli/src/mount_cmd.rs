@@ -210,6 +210,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
             no_deploy: connect.no_deploy,
+            docker_command: connect.docker_command.clone(),
             sftp: connect.sftp,
             link: args.link.spec(),
         },

@@ -40,6 +40,8 @@ pub enum Destination {
         scheme: String,
         address: String,
         agent_path: Option<String>,
+        docker_command: Option<String>,
+        no_deploy: bool,
     },
 }
 
@@ -90,6 +92,8 @@ impl Destination {
                     scheme,
                     address,
                     agent_path: spec.agent_path.clone(),
+                    docker_command: spec.docker_command.clone(),
+                    no_deploy: spec.no_deploy,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -135,8 +139,15 @@ impl Destination {
                 no_deploy: *no_deploy,
                 ..Default::default()
             },
-            Destination::Url { agent_path, .. } => ConnectOptions {
+            Destination::Url {
+                agent_path,
+                docker_command,
+                no_deploy,
+                ..
+            } => ConnectOptions {
                 agent_path: agent_path.clone(),
+                docker_command: docker_command.clone(),
+                no_deploy: *no_deploy,
                 ..Default::default()
             },
         }

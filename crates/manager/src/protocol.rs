@@ -51,6 +51,10 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// The container client for `docker://` and `podman://` sources
+    /// (`--docker-command`).
+    #[serde(default)]
+    pub docker_command: Option<String>,
     /// Served by the host's SFTP server instead of an agent (`--sftp`).
     #[serde(default)]
     pub sftp: bool,

@@ -19,6 +19,7 @@
 mod changes;
 mod child;
 mod client;
+pub mod container;
 pub mod deploy;
 mod error;
 mod exchange;
@@ -48,7 +49,7 @@ pub use scoped::Scoped;
 pub use session::{BoxFuture, Connector, Session, Transport};
 pub use source::{
     connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
-    URL_TRANSPORTS,
+    CONTAINER_SCHEMES, URL_TRANSPORTS,
 };
 pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;

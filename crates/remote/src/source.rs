@@ -11,7 +11,7 @@
 //!   protocol) and one line in that table.
 
 use crate::child::StdioChild;
-use crate::deploy::{self, AgentOrigin, Build, DeployError};
+use crate::deploy::{self, AgentOrigin, Build, CopyIn, DeployError};
 use crate::session::{Connector, Session};
 pub use crate::shell::shell_quote;
 use crate::{AgentClient, RemoteError, Result};
@@ -51,6 +51,12 @@ pub type MakeConnector = fn(&Source, &ConnectOptions) -> Arc<dyn Connector>;
 /// The transports reached as `SCHEME://ADDRESS[/PATH]`, one line each, e.g.
 /// `("docker", docker::connector)`: where a new transport registers.
 pub const URL_TRANSPORTS: &[(&str, MakeConnector)] = &[];
+
+/// Schemes of the container transports (`container.rs`): parsed as
+/// `SCHEME://ADDRESS[/PATH]` sources like those of [`URL_TRANSPORTS`], but
+/// chosen above this module, in `transport.rs`, since they start the agent
+/// with this module's machinery (no import cycles).
+pub const CONTAINER_SCHEMES: &[&str] = &["docker", "podman"];
 
 /// How a link reaches `source` through an agent: as a child process
 /// (local, or through ssh), or the transport registered for its scheme.
@@ -125,10 +131,14 @@ impl Source {
             return Err(fail("empty source"));
         }
         if let Some((scheme, rest)) = text.split_once("://") {
-            if transports.iter().any(|(name, _)| *name == scheme) {
+            if transports.iter().any(|(name, _)| *name == scheme) || CONTAINER_SCHEMES.contains(&scheme) {
                 let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 if address.is_empty() {
                     return Err(fail("missing address"));
+                }
+                // It goes on a command line (`docker exec -i ADDRESS`).
+                if address.starts_with('-') {
+                    return Err(fail("address may not begin with '-'"));
                 }
                 if path.contains('\0') || path.contains('\n') {
                     return Err(fail("path contains a NUL or newline"));
@@ -371,6 +381,9 @@ pub struct ConnectOptions {
     /// Never send the agent to an ssh host without one (`--no-deploy`):
     /// `yonder` must be on its PATH (or at `agent_path`).
     pub no_deploy: bool,
+    /// The container client for `docker://` and `podman://` sources, split
+    /// on whitespace (e.g. `"podman --remote"`); by default the scheme's.
+    pub docker_command: Option<String>,
     /// Reach an ssh source through its SFTP server (`ssh -s HOST sftp`)
     /// instead of an agent: for hosts where none can run. No agent is
     /// started, so none is deployed either.
@@ -461,7 +474,7 @@ pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: 
 
 /// `agent --stdio [ARG]... --root=ROOT`, quoted for the remote shell: the
 /// agent's arguments for the tree `path` names on an ssh host.
-fn agent_words(path: &str, options: &ConnectOptions) -> String {
+pub(crate) fn agent_words(path: &str, options: &ConnectOptions) -> String {
     let root = match path {
         "" | "~" => ".",
         p => p.strip_prefix("~/").unwrap_or(p),
@@ -603,19 +616,7 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         Source::Local { .. } | Source::Url { .. } => false,
     };
     let deploying = match deployed_path(source, options) {
-        Some(path) => {
-            let hashed = tokio::task::spawn_blocking(Build::current).await;
-            match hashed
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
-                Ok(build) => Some((path, build)),
-                Err(err) => {
-                    tracing::warn!("{describe}: cannot deploy the agent: {err}");
-                    None
-                }
-            }
-        }
+        Some(path) => current_build(&describe).await.map(|build| (path, build)),
         None => None,
     };
     let Some((path, build)) = deploying else {
@@ -629,19 +630,50 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
                 origin,
             });
     };
-    // A `yonder` on the PATH of another protocol version is passed over
-    // for the deployed one.
+    let ssh = agent_command_with(source, options, keepalive)?;
+    let run = |command: String| {
+        let mut argv = ssh.clone();
+        argv.pop();
+        argv.push(command);
+        argv
+    };
+    spawn_deploying(&describe, &agent_words(path, options), &build, run, None).await
+}
+
+/// The running build, to deploy: `None` (and a warning) if it cannot be
+/// read, and the agent is then started without deployment.
+pub(crate) async fn current_build(describe: &str) -> Option<Arc<Build>> {
+    let hashed = tokio::task::spawn_blocking(Build::current).await;
+    match hashed
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(build) => Some(build),
+        Err(err) => {
+            tracing::warn!("{describe}: cannot deploy the agent: {err}");
+            None
+        }
+    }
+}
+
+/// Starts the agent (`words`: its arguments, quoted for sh) with
+/// [`deploy::remote_command`], which `run` turns into the argv that has
+/// the remote run it in a shell (ssh's, `docker exec`'s), deploying
+/// `build` where the remote lacks yonder: sent on the script's stdin, or
+/// by `copier`. A `yonder` on the PATH of another protocol version is
+/// passed over for the deployed one.
+pub(crate) async fn spawn_deploying(
+    describe: &str,
+    words: &str,
+    build: &Arc<Build>,
+    run: impl Fn(String) -> Vec<String>,
+    copier: Option<&dyn CopyIn>,
+) -> Result<Spawned> {
     let mut try_path = true;
     loop {
-        let mut argv = agent_command_with(source, options, keepalive)?;
-        argv.pop();
-        argv.push(deploy::remote_command(
-            &agent_words(path, options),
-            &build,
-            try_path,
-        ));
+        let argv = run(deploy::remote_command(words, build, try_path));
         let mut origin = AgentOrigin::OnPath;
-        match start_agent(&argv, &describe, Some((&build, &mut origin))).await {
+        match start_agent(&argv, describe, Some((build, &mut origin, copier))).await {
             Ok((client, child)) => {
                 return Ok(Spawned {
                     client,
@@ -664,12 +696,13 @@ fn is_version_mismatch(err: &RemoteError) -> bool {
 
 /// Runs `argv`, whose output is the agent's stream, and completes the
 /// handshake. With `deploy`, the command is [`deploy::remote_command`]'s:
-/// its report is read first (and the binary sent if asked for), and the
-/// origin it names written to the second half of `deploy`.
-async fn start_agent(
+/// its report is read first (and the binary sent if asked for, by the
+/// copier if there is one), and the origin it names written to the second
+/// part of `deploy`.
+pub(crate) async fn start_agent(
     argv: &[String],
     describe: &str,
-    deploy: Option<(&Arc<Build>, &mut AgentOrigin)>,
+    deploy: Option<(&Arc<Build>, &mut AgentOrigin, Option<&dyn CopyIn>)>,
 ) -> Result<(AgentClient, Child)> {
     let connect_err = |reason: String| RemoteError::Connect {
         source_desc: describe.to_string(),
@@ -677,8 +710,8 @@ async fn start_agent(
     };
     tracing::debug!(?argv, "starting agent");
     let (mut child, mut stdin, mut stdout) = StdioChild::spawn(argv, describe)?;
-    if let Some((build, origin)) = deploy {
-        match deploy::negotiate(&mut stdout, &mut stdin, build).await {
+    if let Some((build, origin, copier)) = deploy {
+        match deploy::negotiate(&mut stdout, &mut stdin, build, copier).await {
             Ok(found) => *origin = found,
             // ssh failed before the remote shell ran: its stderr says why.
             Err(DeployError::Ended) => {
@@ -791,6 +824,28 @@ mod tests {
         let local = Source::parse_among("/srv", &[]).unwrap();
         let connector = connector_among(&local, &ConnectOptions::default(), &[]).unwrap();
         assert_eq!(connector.describe(), "/srv");
+    }
+
+    #[test]
+    fn container_sources_parse_as_urls_and_refuse_option_like_names() {
+        assert_eq!(
+            Source::parse("docker://web-1/srv/app").unwrap(),
+            Source::Url {
+                scheme: "docker".into(),
+                address: "web-1".into(),
+                path: "/srv/app".into(),
+            }
+        );
+        assert_eq!(Source::parse("podman://db").unwrap().to_string(), "podman://db");
+        let err = Source::parse("docker://-v/x").unwrap_err();
+        assert!(err.reason.contains("may not begin with '-'"), "{err}");
+        assert!(Source::parse("podman:///x").is_err());
+        let connector = crate::connector_for(
+            &Source::parse("podman://db/x").unwrap(),
+            &ConnectOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(connector.describe(), "podman://db/x");
     }
 
     fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Source {
