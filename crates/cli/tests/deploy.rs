@@ -447,6 +447,40 @@ fn a_noexec_cache_falls_back_to_sftp_saying_why_once() {
     assert_eq!(out.stdout, b"hello\n");
 }
 
+#[test]
+fn a_foreground_mount_says_it_once_too() {
+    use std::io::BufRead;
+    let env = Env::new();
+    tmpfs_over(&env.remote_cache, "noexec");
+    let at = env.dir.path().join("fg");
+    let stderr_path = env.dir.path().join("stderr");
+    let source = env.source();
+    let options = env.ssh_options();
+    let mut args = vec!["mount", "--foreground", &source, at.to_str().unwrap()];
+    args.extend(options.iter().map(String::as_str));
+    let mut child = env
+        .cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim_end(), at.to_str().unwrap(), "mounted");
+    reads_and_writes(&env, &at, "new-file");
+    support::mount::signal(child.id(), libc::SIGTERM);
+    wait_timeout(&mut child, Duration::from_secs(20)).expect("unmounted on SIGTERM");
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("cannot run an agent"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{said}");
+    fallback_line(&env, lines[0]);
+}
+
 /// Every file below `dir`.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
