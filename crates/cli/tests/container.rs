@@ -352,3 +352,22 @@ fn a_container_that_does_not_exist_fails_in_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot run no-such-client-xyz"), "{err}");
 }
+
+#[test]
+fn a_copy_that_cannot_run_there_is_refused_in_one_line_and_not_kept() {
+    let c = Container::start();
+    // Without its dynamic loader the container runs busybox (static) but
+    // not this build.
+    c.exec(&["sh", "-c", "rm /lib64/ld-linux-x86-64.so.2"]);
+    let out = c.run(&["fs", "ls", &c.source("podman")]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    eprintln!("{err}");
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("cannot deploy the agent there: this build does not run there"),
+        "{err}"
+    );
+    let left = c.exec(&["sh", "-c", "ls -A /root/.cache/yonder/*/ 2>/dev/null; true"]);
+    assert_eq!(left.trim(), "", "nothing is left in the cache");
+}
