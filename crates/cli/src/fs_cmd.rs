@@ -34,6 +34,10 @@ pub struct FsArgs {
     /// over the ssh connection, once, to ~/.cache/yonder on the remote).
     #[arg(long, global = true)]
     no_deploy: bool,
+    /// The container client for docker:// and podman:// sources (default:
+    /// `docker`, `podman`).
+    #[arg(long, value_name = "COMMAND", global = true)]
+    docker_command: Option<String>,
     /// Log debug detail to stderr.
     #[arg(long, global = true)]
     debug: bool,
@@ -178,10 +182,15 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             agent_path: args.agent_path,
             sftp: args.sftp,
             no_deploy: args.no_deploy,
+            docker_command: args.docker_command,
             debug: args.debug,
         };
         let options = connect.options();
-        let client = yonder_remote::connect(&source, &options).await?;
+        let connector = yonder_remote::connector_for(&source, &options)?;
+        let client: Arc<dyn Remote> = connector.connect().await?;
+        if let Some(reason) = connector.transport().fallback() {
+            eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+        }
         execute(client, args.command).await
     })
 }

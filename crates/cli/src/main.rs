@@ -78,9 +78,15 @@ pub struct ConnectArgs {
     pub sftp: bool,
     /// Never copy yonder to a host that lacks it (by default it is sent
     /// over the ssh connection, once, to ~/.cache/yonder on the remote,
-    /// when the host's OS and architecture match this binary's).
+    /// when the host's OS and architecture match this binary's; where it
+    /// cannot run, the host's SFTP server serves the tree instead, as with
+    /// --sftp). With this, a host without yonder is refused.
     #[arg(long)]
     pub no_deploy: bool,
+    /// The container client for docker:// and podman:// sources (default:
+    /// `docker`, `podman`), e.g. "podman --remote".
+    #[arg(long, value_name = "COMMAND")]
+    pub docker_command: Option<String>,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -132,6 +138,7 @@ impl ConnectArgs {
             agent_path: self.agent_path.clone(),
             sftp: self.sftp,
             no_deploy: self.no_deploy,
+            docker_command: self.docker_command.clone(),
             ..Default::default()
         }
     }

@@ -323,6 +323,7 @@ fn connect_spec(
         agent_path: options.agent_path.clone(),
         sftp: options.sftp,
         no_deploy: options.no_deploy,
+        docker_command: options.docker_command.clone(),
         link,
     })
 }
@@ -360,11 +361,12 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::ReconnectTimeout(s) => args.link.reconnect_timeout = Some(s),
             OptionWord::NoReconnect => args.link.no_reconnect = true,
             OptionWord::Sftp => args.connect.sftp = true,
+            OptionWord::NoDeploy => args.connect.no_deploy = true,
             OptionWord::Dropped => {}
             _ => anyhow::bail!(
                 "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
                  port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
-                 no_reconnect, sftp)",
+                 no_reconnect, sftp, no_deploy)",
                 word.trim()
             ),
         }
@@ -379,9 +381,12 @@ pub fn connect(mut args: ConnectCmdArgs) -> anyhow::Result<ExitCode> {
     args.link.options()?;
     let spec = connect_spec(&args.source, &options, args.link.spec())?;
     let response = manager()?.request(&Request::Connect { connect: spec }, SLOW)?;
-    let Response::Connected { id, .. } = response else {
+    let Response::Connected { id, notice, .. } = response else {
         anyhow::bail!("unexpected answer to connect: {response:?}");
     };
+    if let Some(notice) = notice {
+        eprintln!("yonder: {notice}");
+    }
     println!("{id}");
     Ok(ExitCode::SUCCESS)
 }
@@ -396,7 +401,15 @@ pub fn mount(mut spec: MountSpec, created: bool) -> anyhow::Result<ExitCode> {
     spec.connect.source = absolute_source(&spec.connect.source)?;
     let result = manager().and_then(|mut m| Ok(m.request(&Request::Mount { mount: spec }, SLOW)?));
     match result {
-        Ok(Response::Mounted { id, mountpoint, .. }) => {
+        Ok(Response::Mounted {
+            id,
+            mountpoint,
+            notice,
+            ..
+        }) => {
+            if let Some(notice) = notice {
+                eprintln!("yonder: {notice}");
+            }
             // Scripts wait for this line: the mount is usable once printed.
             println!("{id} {}", mountpoint.display());
             Ok(ExitCode::SUCCESS)
@@ -467,9 +480,16 @@ fn table(status: &Status) -> String {
     };
     let mut out = String::new();
     if !status.connections.is_empty() {
-        let mut rows = vec![["CONNECTION", "DESTINATION", "STATE", "AGENT", "MOUNTS"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![[
+            "CONNECTION",
+            "DESTINATION",
+            "STATE",
+            "TRANSPORT",
+            "AGENT",
+            "MOUNTS",
+        ]
+        .map(String::from)
+        .to_vec()];
         for c in &status.connections {
             let mounts = if c.mounts.is_empty() {
                 "-".into()
@@ -480,6 +500,10 @@ fn table(status: &Status) -> String {
                 c.id.clone(),
                 c.destination.clone(),
                 state(&c.state, &c.reason),
+                match &c.fallback {
+                    Some(_) => format!("{} (fallback)", c.transport),
+                    None => c.transport.clone(),
+                },
                 c.agent.clone().unwrap_or_else(|| "-".into()),
                 mounts,
             ]);

@@ -92,6 +92,7 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.connect.debug |= o.debug;
     args.link.no_reconnect |= o.no_reconnect;
     args.connect.sftp |= o.sftp;
+    args.connect.no_deploy |= o.no_deploy;
     let set = |value: Option<f64>, flag: &mut f64| *flag = value.unwrap_or(*flag);
     set(o.attr_ttl, &mut args.attr_ttl);
     set(o.dir_ttl, &mut args.dir_ttl);
@@ -209,6 +210,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             ssh_command: connect.ssh_command.clone(),
             agent_path: connect.agent_path.clone(),
             no_deploy: connect.no_deploy,
+            docker_command: connect.docker_command.clone(),
             sftp: connect.sftp,
             link: args.link.spec(),
         },
@@ -286,6 +288,9 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
+    if let Some(reason) = link.transport().fallback() {
+        eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+    }
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;

@@ -2,7 +2,8 @@
 //! whose PATH has no `yonder`: the binary is sent once, found in the
 //! remote's cache on every later connection (reconnections too), sent
 //! again when the cached copy is damaged, and a host where it cannot be
-//! stored or run is refused in one line. Each remote "home" is a cache
+//! stored or run is served through its SFTP server instead, with one line
+//! saying why (and reconnections keep to SFTP). Each remote "home" is a cache
 //! directory of the test's own (`XDG_CACHE_HOME`, passed with ssh's
 //! `SetEnv`); this side's cache of the prepared binary is shared by the
 //! tests (one per build). Mounts through the manager, so runs as root.
@@ -235,6 +236,16 @@ fn a_host_without_yonder_gets_the_agent_once_and_every_later_connection_reuses_i
     env.unmount(&at);
 }
 
+/// Replaces the file at `path` with `bytes`, by a rename: the agent that
+/// ran from it may still be exiting (writing to it in place would fail with
+/// ETXTBSY).
+fn replace(path: &Path, bytes: &[u8]) {
+    let part = path.with_extension("test-part");
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&part, path).unwrap();
+}
+
 #[test]
 fn a_damaged_or_truncated_cached_agent_is_replaced() {
     let env = Env::new();
@@ -247,7 +258,7 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
     let mut damaged = good.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;
-    std::fs::write(&cached, &damaged).unwrap();
+    replace(&cached, &damaged);
     let at = env.mount("m2");
     assert_eq!(env.agent(), "deployed-uploaded");
     assert!(
@@ -257,7 +268,7 @@ fn a_damaged_or_truncated_cached_agent_is_replaced() {
     env.unmount(&at);
 
     // Cut short, as by a full disk or an interrupted copy.
-    std::fs::write(&cached, &good[..good.len() / 3]).unwrap();
+    replace(&cached, &good[..good.len() / 3]);
     let at = env.mount("m3");
     assert_eq!(env.agent(), "deployed-uploaded");
     assert!(
@@ -288,25 +299,199 @@ fn tmpfs_over(dir: &Path, options: &str) {
     assert!(status.success(), "mount tmpfs -o {options} (needs root)");
 }
 
+/// Mounts the tree through the manager with `extra` arguments; returns
+/// the mount point and what `yonder mount` said on stderr.
+fn mount_saying(env: &Env, name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let at = env.dir.path().join(name);
+    let source = env.source();
+    let options = env.ssh_options();
+    let mut args = vec!["mount", &source, at.to_str().unwrap()];
+    args.extend(options.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    let out = env.run(&args);
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        out.status.success(),
+        "yonder {args:?}: {said}\nmanager log:\n{}",
+        env.log()
+    );
+    assert!(is_mounted(&at));
+    (at, said)
+}
+
+/// The one line saying that `env`'s host is served through SFTP because
+/// no agent can run there; returns the reason it gives.
+fn fallback_line(env: &Env, said: &str) -> String {
+    assert_eq!(said.lines().count(), 1, "exactly one line: {said}");
+    let line = said.trim_end();
+    eprintln!("{line}");
+    let host = format!("{}@127.0.0.1", env.sshd.user());
+    let reason = line
+        .strip_prefix(&format!("yonder: cannot run an agent on {host}: "))
+        .and_then(|rest| rest.strip_suffix("; using SFTP (see docs/sftp.md)"))
+        .unwrap_or_else(|| panic!("the fallback line: {line}"));
+    reason.to_string()
+}
+
+/// Files read and write through a mount at `at` of `env`'s tree.
+fn reads_and_writes(env: &Env, at: &Path, name: &str) {
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
+    std::fs::write(at.join(name), b"written through the mount\n").unwrap();
+    assert_eq!(
+        std::fs::read(env.dir.path().join("tree").join(name)).unwrap(),
+        b"written through the mount\n"
+    );
+    assert_eq!(
+        std::fs::read(at.join(name)).unwrap(),
+        b"written through the mount\n"
+    );
+}
+
+/// The one connection's transport and fallback reason, as `yonder status`
+/// gives them.
+fn transport(env: &Env) -> (String, Option<String>) {
+    let status = env.status();
+    let connection = &status["connections"][0];
+    (
+        connection["transport"].as_str().unwrap().to_string(),
+        connection["fallback"].as_str().map(str::to_string),
+    )
+}
+
 #[test]
-fn a_read_only_or_noexec_cache_is_refused_in_one_line_naming_why() {
+fn a_read_only_cache_falls_back_to_sftp_saying_why_once_and_reconnections_keep_it() {
     let env = Env::new();
     tmpfs_over(&env.remote_cache, "ro");
-    let err = env.ls_fails(&[]);
+    let (at, said) = mount_saying(&env, "m1", &[]);
+    let reason = fallback_line(&env, &said);
     assert!(
-        err.contains("cannot deploy the agent there: cannot create")
-            && err.contains(&env.remote_cache.display().to_string())
-            && err.contains("Read-only file system"),
-        "{err}"
+        reason.starts_with(&format!("cannot create {}/yonder/", env.remote_cache.display()))
+            && reason.ends_with(": Read-only file system"),
+        "{reason}"
+    );
+    assert_eq!(transport(&env), ("sftp".to_string(), Some(reason.clone())));
+    assert_eq!(env.agent(), "none", "no agent runs there");
+    reads_and_writes(&env, &at, "new-file");
+
+    // A reconnection goes straight to SFTP: deployment is not tried again
+    // (the manager's log says why once, at the first connection).
+    env.ok(&["reconnect", "c1"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.log().contains(": reconnected (attempt") {
+        assert!(Instant::now() < deadline, "not reconnected: {}", env.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(transport(&env), ("sftp".to_string(), Some(reason.clone())));
+    reads_and_writes(&env, &at, "after-reconnect");
+    assert_eq!(
+        env.log().matches("cannot run an agent on").count(),
+        1,
+        "said once: {}",
+        env.log()
     );
 
+    // A second mount of the same host shares the connection, and says nothing.
+    let (second, said) = mount_saying(&env, "m2", &[]);
+    assert_eq!(said, "", "the connection was made before");
+    reads_and_writes(&env, &second, "second");
+    env.ok(&["unmount", second.to_str().unwrap()]);
+    env.unmount(&at);
+
+    // `--no-deploy` (`-o no_deploy`, as in fstab) keeps the hint to install
+    // yonder, and falls back to nothing.
+    let err = env.ls_fails(&["--no-deploy"]);
+    assert!(err.contains("not installed"), "{err}");
+    let at = env.dir.path().join("m3");
+    let source = env.source();
+    let options = env.ssh_options();
+    let mut args = vec!["mount", &source, at.to_str().unwrap(), "-o", "no_deploy"];
+    args.extend(options.iter().map(String::as_str));
+    let out = env.run(&args);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not installed") && !err.contains("SFTP"), "{err}");
+}
+
+#[test]
+fn a_noexec_cache_falls_back_to_sftp_saying_why_once() {
     let env = Env::new();
     tmpfs_over(&env.remote_cache, "noexec");
-    let err = env.ls_fails(&[]);
+    let (at, said) = mount_saying(&env, "m1", &[]);
+    let reason = fallback_line(&env, &said);
     assert!(
-        err.contains("cannot deploy the agent there: cannot run programs from") && err.contains("noexec"),
-        "{err}"
+        reason.starts_with("cannot run programs from") && reason.contains("noexec"),
+        "{reason}"
     );
+    assert_eq!(transport(&env), ("sftp".to_string(), Some(reason)));
+    reads_and_writes(&env, &at, "new-file");
+    env.unmount(&at);
+    assert!(
+        std::fs::read_dir(&env.remote_cache).unwrap().all(|e| {
+            let dir = e.unwrap().path();
+            walk_files(&dir).is_empty()
+        }),
+        "nothing is left in the cache"
+    );
+
+    // `yonder fs` says it the same way, once, and serves through SFTP.
+    let source = env.source();
+    let options = env.ssh_options();
+    let mut args = vec!["fs"];
+    args.extend(options.iter().map(String::as_str));
+    args.extend(["cat", &source, "hello"]);
+    let out = env.run(&args);
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{said}");
+    fallback_line(&env, &said);
+    assert_eq!(out.stdout, b"hello\n");
+}
+
+#[test]
+fn a_foreground_mount_says_it_once_too() {
+    use std::io::BufRead;
+    let env = Env::new();
+    tmpfs_over(&env.remote_cache, "noexec");
+    let at = env.dir.path().join("fg");
+    let stderr_path = env.dir.path().join("stderr");
+    let source = env.source();
+    let options = env.ssh_options();
+    let mut args = vec!["mount", "--foreground", &source, at.to_str().unwrap()];
+    args.extend(options.iter().map(String::as_str));
+    let mut child = env
+        .cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim_end(), at.to_str().unwrap(), "mounted");
+    reads_and_writes(&env, &at, "new-file");
+    support::mount::signal(child.id(), libc::SIGTERM);
+    wait_timeout(&mut child, Duration::from_secs(20)).expect("unmounted on SIGTERM");
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("cannot run an agent"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{said}");
+    fallback_line(&env, lines[0]);
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            files.extend(walk_files(&entry.unwrap().path()));
+        }
+    } else {
+        files.push(dir.to_path_buf());
+    }
+    files
 }
 
 /// An sshd whose sessions' PATH starts with `bin` (made by `fill`).

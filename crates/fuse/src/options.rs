@@ -35,7 +35,7 @@ pub enum OptionError {
     #[error(
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
-         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, \
+         dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
          write_back=on|off, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
@@ -225,6 +225,8 @@ pub enum OptionWord {
     NoReconnect,
     /// The host's SFTP server serves the tree (`--sftp`).
     Sftp,
+    /// Never send the agent to a host that lacks it (`--no-deploy`).
+    NoDeploy,
     WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
@@ -279,6 +281,7 @@ impl OptionWord {
             ("debug", None) => OptionWord::Debug,
             ("no_reconnect", None) => OptionWord::NoReconnect,
             ("sftp", None) => OptionWord::Sftp,
+            ("no_deploy", None) => OptionWord::NoDeploy,
             ("fsname", _) => OptionWord::FsName(need()?.to_string()),
             ("port", _) => {
                 let port = need()?;
@@ -374,6 +377,8 @@ pub struct MountOptions {
     pub reconnect_timeout: Option<f64>,
     pub no_reconnect: bool,
     pub sftp: bool,
+    /// `no_deploy`: never send the agent to a host that lacks it.
+    pub no_deploy: bool,
     /// `write_back=on|off`: metadata write-back.
     pub write_back: Option<bool>,
 }
@@ -431,6 +436,7 @@ impl MountOptions {
             OptionWord::ReconnectTimeout(s) => self.reconnect_timeout = Some(s),
             OptionWord::NoReconnect => self.no_reconnect = true,
             OptionWord::Sftp => self.sftp = true,
+            OptionWord::NoDeploy => self.no_deploy = true,
             OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::Dropped => {}
         }
@@ -446,11 +452,13 @@ mod tests {
         let o = MountOptions::parse(&[
             "ro,allow_other,port=2222,IdentityFile=/k,default_permissions,dev,suid",
             "noexec,_netdev,x-systemd.automount,ssh_command=ssh -F cfg,comment=x",
-            "heartbeat=2,op_timeout=30,no_reconnect,sftp,nodiratime,relatime,noexec,fsname=data",
+            "heartbeat=2,op_timeout=30,no_reconnect,sftp,no_deploy,nodiratime,relatime,noexec,fsname=data",
         ])
         .unwrap();
         assert_eq!(o.ssh_options, ["Port=2222", "IdentityFile=/k"]);
-        assert!(o.read_only && o.allow_other && o.default_permissions && o.no_reconnect && o.sftp);
+        assert!(
+            o.read_only && o.allow_other && o.default_permissions && o.no_reconnect && o.sftp && o.no_deploy
+        );
         assert_eq!(o.ssh_command.as_deref(), Some("ssh -F cfg"));
         assert_eq!(o.kernel_flags, ["noexec"]);
         assert_eq!((o.heartbeat, o.op_timeout), (Some(2.0), Some(30.0)));

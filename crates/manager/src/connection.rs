@@ -40,6 +40,8 @@ pub enum Destination {
         scheme: String,
         address: String,
         agent_path: Option<String>,
+        docker_command: Option<String>,
+        no_deploy: bool,
     },
 }
 
@@ -90,6 +92,8 @@ impl Destination {
                     scheme,
                     address,
                     agent_path: spec.agent_path.clone(),
+                    docker_command: spec.docker_command.clone(),
+                    no_deploy: spec.no_deploy,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -135,8 +139,15 @@ impl Destination {
                 no_deploy: *no_deploy,
                 ..Default::default()
             },
-            Destination::Url { agent_path, .. } => ConnectOptions {
+            Destination::Url {
+                agent_path,
+                docker_command,
+                no_deploy,
+                ..
+            } => ConnectOptions {
                 agent_path: agent_path.clone(),
+                docker_command: docker_command.clone(),
+                no_deploy: *no_deploy,
                 ..Default::default()
             },
         }
@@ -230,6 +241,19 @@ impl Connection {
     /// How the current (or last) agent got there.
     pub fn agent_origin(&self) -> Option<yonder_remote::AgentOrigin> {
         self.link.agent_origin()
+    }
+
+    /// What carries the current (or last) connection.
+    pub fn transport(&self) -> yonder_remote::Transport {
+        self.link.transport()
+    }
+
+    /// The line telling the user that this connection is served through
+    /// SFTP because no agent can run there, if it is.
+    pub fn fallback_notice(&self) -> Option<String> {
+        let transport = self.transport();
+        let reason = transport.fallback()?;
+        Some(yonder_remote::fallback_notice(&self.destination.source(), reason))
     }
 
     /// Reconnects now (`yonder reconnect`).

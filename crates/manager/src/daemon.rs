@@ -486,6 +486,8 @@ impl Manager {
                     state: c.state.name().into(),
                     reason: c.state.reason().map(str::to_string),
                     agent: c.conn.agent_origin().map(|o| o.name().to_string()),
+                    transport: c.conn.transport().name().into(),
+                    fallback: c.conn.transport().fallback().map(str::to_string),
                     pinned: c.pinned,
                     mounts: reg.mounts_on(&c.conn.id),
                 })
@@ -517,6 +519,7 @@ impl Manager {
         Ok(Response::Connected {
             id: conn.id.clone(),
             created,
+            notice: conn.fallback_notice().filter(|_| created),
         })
     }
 
@@ -752,6 +755,7 @@ impl Manager {
             id,
             mountpoint: mount.mounted.mountpoint().to_path_buf(),
             connection: conn.id.clone(),
+            notice: conn.fallback_notice().filter(|_| created),
         })
     }
 

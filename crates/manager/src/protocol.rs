@@ -51,6 +51,10 @@ pub struct ConnectSpec {
     pub ssh_command: Option<String>,
     #[serde(default)]
     pub agent_path: Option<String>,
+    /// The container client for `docker://` and `podman://` sources
+    /// (`--docker-command`).
+    #[serde(default)]
+    pub docker_command: Option<String>,
     /// Served by the host's SFTP server instead of an agent (`--sftp`).
     #[serde(default)]
     pub sftp: bool,
@@ -229,11 +233,19 @@ pub enum Response {
     Connected {
         id: String,
         created: bool,
+        /// For a connection made by this request that is served through
+        /// SFTP because no agent can run there: the line saying so, for
+        /// the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
     },
     Mounted {
         id: String,
         mountpoint: PathBuf,
         connection: String,
+        /// As for `Connected`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
     },
     Unmounted {
         ids: Vec<String>,
@@ -275,6 +287,10 @@ pub struct ManagerInfo {
     pub log: PathBuf,
 }
 
+fn agent_transport() -> String {
+    "agent".into()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
     pub id: String,
@@ -290,6 +306,14 @@ pub struct ConnectionInfo {
     /// or the last one's while reconnecting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// What carries it: `agent`, or `sftp` (the host's SFTP server, asked
+    /// for with `--sftp` or standing in for an agent that cannot run there).
+    #[serde(default = "agent_transport")]
+    pub transport: String,
+    /// Why it is served through SFTP when an agent was wanted (the
+    /// remote's cache is read-only or noexec, another platform, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     /// Made by `yonder connect`: kept when its last mount goes.
     pub pinned: bool,
     /// The ids of its mounts.

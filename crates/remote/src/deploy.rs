@@ -142,6 +142,24 @@ enum Gzip {
     Memory(Vec<u8>),
 }
 
+/// The gzip stream of a [`Payload`] as a file, for a transport that copies
+/// files.
+pub enum GzipFile {
+    /// In this user's cache.
+    Kept(PathBuf),
+    /// Removed when dropped.
+    Temporary(tempfile::TempPath),
+}
+
+impl GzipFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            GzipFile::Kept(path) => path,
+            GzipFile::Temporary(path) => path,
+        }
+    }
+}
+
 /// Marks the script's report line on stdout, before the agent's frames.
 const REPORT: &str = "yonder-deploy:";
 
@@ -166,6 +184,28 @@ impl Payload {
         )?);
         *current = Some(payload.clone());
         Ok(payload)
+    }
+
+    /// The gzip stream, as a local file (a temporary one where the
+    /// payload is not kept in this user's cache).
+    pub async fn gzip_file(&self) -> Result<GzipFile, DeployError> {
+        match &self.gzip {
+            Gzip::File(path) => Ok(GzipFile::Kept(path.clone())),
+            Gzip::Memory(bytes) => {
+                let failed = |e: std::io::Error| DeployError::Local {
+                    op: "write",
+                    path: std::env::temp_dir().display().to_string(),
+                    reason: e.to_string(),
+                };
+                let mut file = tempfile::Builder::new()
+                    .prefix("yonder-agent")
+                    .suffix(".gz")
+                    .tempfile()
+                    .map_err(failed)?;
+                file.write_all(bytes).map_err(failed)?;
+                Ok(GzipFile::Temporary(file.into_temp_path()))
+            }
+        }
     }
 
     /// The gzip stream.
@@ -370,13 +410,17 @@ pub fn remote_command(agent_words: &str, build: &Build, try_path: bool) -> Strin
          st=absent; if [ -e \"$f\" ]; then \
          if [ -x \"$f\" ] && read -r sum size < \"$d/sum\" && ok \"$f\" \"$sum\" \"$size\"; then say cached; exec \"$f\" {agent_words}; fi; \
          st=damaged; fi; \
-         say need $st $(uname -sm); read -r r sum size n || exit 1; [ \"$r\" = upload ] || exit 1; \
          fail() {{ say fail \"$*\"; exit 1; }}; \
          e=$(mkdir -p \"$d\" 2>&1) || fail \"cannot create $d: ${{e##*: }}\"; \
          t=\"$f.part.$$\"; e=$( (umask 077; : > \"$t\") 2>&1) || fail \"cannot write in $d: ${{e##*: }}\"; \
          chmod 0755 \"$t\"; [ -x \"$t\" ] || {{ rm -f \"$t\"; fail \"cannot run programs from $d (mounted noexec?)\"; }}; \
-         head -c \"$n\" | gzip -dc > \"$t\" && ok \"$t\" \"$sum\" \"$size\" || \
-         {{ rm -f \"$t\"; fail \"the copy written to $d is damaged or incomplete (disk full?)\"; }}; \
+         say need $st $(uname -sm) \"$t.gz\"; read -r r sum size n || {{ rm -f \"$t\"; exit 1; }}; \
+         case $r in upload) head -c \"$n\" | gzip -dc > \"$t\";; copied) gzip -dc < \"$t.gz\" > \"$t\";; \
+         *) rm -f \"$t\" \"$t.gz\"; exit 1;; esac && ok \"$t\" \"$sum\" \"$size\" || \
+         {{ rm -f \"$t\" \"$t.gz\"; fail \"the copy written to $d is damaged or incomplete (disk full?)\"; }}; \
+         rm -f \"$t.gz\"; \
+         e=$(\"$t\" --version </dev/null 2>&1 >/dev/null) || {{ rm -f \"$t\"; e=$(printf '%s\\n' \"$e\" | head -n 1); \
+         fail \"this build does not run there: ${{e##*: }}\"; }}; \
          printf '%s %s\\n' \"$sum\" \"$size\" > \"$t.sum\" && mv -f \"$t.sum\" \"$d/sum\" && mv -f \"$t\" \"$f\" || \
          {{ rm -f \"$t\" \"$t.sum\"; fail \"cannot store the agent in $d\"; }}; \
          say uploaded; exec \"$f\" {agent_words}",
@@ -386,14 +430,23 @@ pub fn remote_command(agent_words: &str, build: &Build, try_path: bool) -> Strin
     format!("exec sh -c {}", crate::shell::shell_quote(&script))
 }
 
+/// How a transport puts a file where the remote script can read it, for
+/// one that has a better way than the script's stdin (`docker cp`).
+#[async_trait::async_trait]
+pub trait CopyIn: Send + Sync {
+    /// Copies the local file `local` to `remote`, an absolute path there.
+    async fn copy_in(&self, local: &Path, remote: &str) -> Result<(), String>;
+}
+
 /// Reads the report of [`remote_command`] from its stdout (`reader`) and,
-/// when it asks for the binary and the host runs this build, sends it on
-/// its stdin (`writer`). On success the agent's first frame is next on
-/// `reader`.
+/// when it asks for the binary and the host runs this build, sends it: on
+/// its stdin (`writer`), or, given `copier`, by that to the path the script
+/// names. On success the agent's first frame is next on `reader`.
 pub async fn negotiate<R, W>(
     reader: &mut R,
     writer: &mut W,
     build: &Arc<Build>,
+    copier: Option<&dyn CopyIn>,
 ) -> Result<AgentOrigin, DeployError>
 where
     R: AsyncRead + Unpin,
@@ -408,8 +461,13 @@ where
         "fail" => return Err(DeployError::Impossible { reason: rest.into() }),
         _ => return Err(DeployError::Unexpected { line: report }),
     }
-    let (state, platform) = rest.split_once(' ').unwrap_or((rest, ""));
-    if !runs_here_built(platform) {
+    // `need STATE SYSTEM MACHINE DROP`: DROP is where a copier puts the
+    // gzip stream.
+    let mut words = rest.splitn(4, ' ');
+    let state = words.next().unwrap_or("");
+    let platform = format!("{} {}", words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let drop = words.next().unwrap_or("").to_string();
+    if !runs_here_built(&platform) {
         let _ = writer.write_all(b"stop\n").await;
         let _ = writer.flush().await;
         return Err(DeployError::Impossible {
@@ -436,12 +494,38 @@ where
             return Err(err);
         }
     };
-    let gzip = payload.gzip().await?;
-    let answer = format!(
-        "upload {} {} {}\n",
-        payload.sha256, payload.size, payload.gzip_len
-    );
     let started = std::time::Instant::now();
+    let (answer, gzip) = match copier {
+        None => (
+            format!(
+                "upload {} {} {}\n",
+                payload.sha256, payload.size, payload.gzip_len
+            ),
+            payload.gzip().await?,
+        ),
+        Some(copier) => {
+            let copied = match payload.gzip_file().await {
+                Ok(local) => copier
+                    .copy_in(local.path(), &drop)
+                    .await
+                    .map_err(|reason| DeployError::Local {
+                        op: "copy the agent to",
+                        path: drop.clone(),
+                        reason,
+                    }),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = copied {
+                let _ = writer.write_all(b"stop\n").await;
+                let _ = writer.flush().await;
+                return Err(err);
+            }
+            (
+                format!("copied {} {} -\n", payload.sha256, payload.size),
+                Vec::new(),
+            )
+        }
+    };
     let send = async {
         writer.write_all(answer.as_bytes()).await?;
         writer.write_all(&gzip).await?;
@@ -466,9 +550,9 @@ where
     match word {
         "uploaded" => {
             tracing::info!(
-                bytes = gzip.len(),
+                bytes = payload.gzip_len,
                 "deployed the agent ({:.1} MB sent in {:.1} s)",
-                gzip.len() as f64 / 1e6,
+                payload.gzip_len as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             );
             Ok(AgentOrigin::Uploaded)

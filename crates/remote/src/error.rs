@@ -40,6 +40,13 @@ pub enum RemoteError {
     /// Establishing the connection failed (spawn, ssh, handshake).
     #[error("connect {source_desc}: {reason}")]
     Connect { source_desc: String, reason: String },
+    /// The host has no agent and none can be deployed there (a read-only
+    /// or noexec cache directory, another platform, a binary that does not
+    /// run there): a transport that needs no agent (SFTP) can take over.
+    #[error(
+        "connect {source_desc}: cannot deploy the agent there: {reason}; install yonder on its PATH or pass --agent-path"
+    )]
+    Undeployable { source_desc: String, reason: String },
 }
 
 impl RemoteError {
@@ -49,7 +56,7 @@ impl RemoteError {
             RemoteError::Os { errno, .. } => *errno,
             RemoteError::Disconnected { .. } | RemoteError::NotConnected { .. } => Errno::ENOTCONN,
             RemoteError::Protocol { .. } => Errno::EPROTO,
-            RemoteError::Connect { .. } => Errno::ENOTCONN,
+            RemoteError::Connect { .. } | RemoteError::Undeployable { .. } => Errno::ENOTCONN,
         }
     }
 

@@ -17,10 +17,13 @@
 //! [`URL_TRANSPORTS`].
 
 mod changes;
+mod child;
 mod client;
+pub mod container;
 pub mod deploy;
 mod error;
 mod exchange;
+mod fallback;
 pub mod link;
 mod operation;
 mod remote;
@@ -38,14 +41,15 @@ pub use client::AgentClient;
 pub use deploy::AgentOrigin;
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
+pub use fallback::{fallback_notice, FallbackConnector};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use operation::Operation;
 pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
-pub use session::{BoxFuture, Connector, Session};
+pub use session::{BoxFuture, Connector, Session, Transport};
 pub use source::{
     connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
-    URL_TRANSPORTS,
+    CONTAINER_SCHEMES, URL_TRANSPORTS,
 };
 pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;

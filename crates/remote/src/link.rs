@@ -43,7 +43,7 @@
 //! [`Connector`].
 
 use crate::changes::{ChangeFeed, RemoteChange};
-use crate::session::{Connector, Session};
+use crate::session::{Connector, Session, Transport};
 use crate::{connector_for, AgentOrigin, ConnectOptions, Remote, Result, Source};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -145,6 +145,9 @@ pub struct LinkStatus {
     /// How the current (or last) connection's agent got there, where its
     /// transport knows.
     pub agent: Option<AgentOrigin>,
+    /// What carries the current (or last) connection, and, where SFTP
+    /// stands in for an agent that cannot run there, why.
+    pub transport: Transport,
     /// While not connected: when the outage began (the agent's last sign
     /// of life, or the moment its stream ended).
     pub lost_at: Option<std::time::Instant>,
@@ -215,6 +218,7 @@ impl Link {
             state: LinkState::Connected,
             generation: 1,
             agent: client.agent_origin(),
+            transport: connector.transport(),
             remote: client.clone(),
             lost_at: None,
         });
@@ -288,6 +292,11 @@ impl Link {
     /// How the current (or last) connection's agent got there.
     pub fn agent_origin(&self) -> Option<AgentOrigin> {
         self.inner.status.borrow().agent
+    }
+
+    /// What carries the current (or last) connection.
+    pub fn transport(&self) -> Transport {
+        self.inner.status.borrow().transport.clone()
     }
 
     pub fn options(&self) -> &LinkOptions {
@@ -387,6 +396,7 @@ impl Supervisor {
 
     fn publish(&self, state: LinkState, session: Option<&Arc<dyn Session>>) {
         let agent = session.and_then(|s| s.agent_origin());
+        let transport = self.connector.transport();
         let remote = session.cloned().map(|s| -> Arc<dyn Remote> { s });
         let generation = self.generation;
         let lost_at = match state {
@@ -400,6 +410,7 @@ impl Supervisor {
             if let Some(remote) = remote {
                 status.remote = remote;
                 status.agent = agent;
+                status.transport = transport;
             }
         });
         let _ = self.transitions.send(state);

@@ -75,6 +75,41 @@ pub trait Connector: Send + Sync + 'static {
     async fn connect(&self) -> Result<Arc<dyn Session>>;
     /// Names the destination in logs.
     fn describe(&self) -> String;
+
+    /// What carries the connections it makes (`yonder status`); for a
+    /// connector that can change its mind (one that falls back to SFTP
+    /// where no agent can run), the latest connection's.
+    fn transport(&self) -> Transport {
+        Transport::Agent
+    }
+}
+
+/// What carries a connection to its far end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// yonder's agent, through whatever byte stream.
+    Agent,
+    /// The host's own SFTP server: asked for (`--sftp`), or, with
+    /// `fallback` (why), because no agent could be deployed there.
+    Sftp { fallback: Option<String> },
+}
+
+impl Transport {
+    /// `agent` or `sftp`, as `yonder status` shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Agent => "agent",
+            Transport::Sftp { .. } => "sftp",
+        }
+    }
+
+    /// Why a connection that wanted an agent is carried by SFTP instead.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            Transport::Sftp { fallback } => fallback.as_deref(),
+            Transport::Agent => None,
+        }
+    }
 }
 
 /// The agent's client, over whatever stream it was given, supervised

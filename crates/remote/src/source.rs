@@ -10,18 +10,18 @@
 //!   `Connector`, and a [`crate::Session`] if it does not carry the agent's
 //!   protocol) and one line in that table.
 
-use crate::deploy::{self, AgentOrigin, Build, DeployError};
+use crate::child::StdioChild;
+use crate::deploy::{self, AgentOrigin, Build, CopyIn, DeployError};
 use crate::session::{Connector, Session};
 pub use crate::shell::shell_quote;
 use crate::{AgentClient, RemoteError, Result};
 use async_trait::async_trait;
-use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use tokio::io::AsyncBufReadExt;
+use std::sync::Arc;
 use tokio::process::{Child, Command};
+use yonder_proto::Errno;
 
 /// Where the directory tree to serve lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,12 @@ pub type MakeConnector = fn(&Source, &ConnectOptions) -> Arc<dyn Connector>;
 /// The transports reached as `SCHEME://ADDRESS[/PATH]`, one line each, e.g.
 /// `("docker", docker::connector)`: where a new transport registers.
 pub const URL_TRANSPORTS: &[(&str, MakeConnector)] = &[];
+
+/// Schemes of the container transports (`container.rs`): parsed as
+/// `SCHEME://ADDRESS[/PATH]` sources like those of [`URL_TRANSPORTS`], but
+/// chosen above this module, in `transport.rs`, since they start the agent
+/// with this module's machinery (no import cycles).
+pub const CONTAINER_SCHEMES: &[&str] = &["docker", "podman"];
 
 /// How a link reaches `source` through an agent: as a child process
 /// (local, or through ssh), or the transport registered for its scheme.
@@ -125,10 +131,14 @@ impl Source {
             return Err(fail("empty source"));
         }
         if let Some((scheme, rest)) = text.split_once("://") {
-            if transports.iter().any(|(name, _)| *name == scheme) {
+            if transports.iter().any(|(name, _)| *name == scheme) || CONTAINER_SCHEMES.contains(&scheme) {
                 let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 if address.is_empty() {
                     return Err(fail("missing address"));
+                }
+                // It goes on a command line (`docker exec -i ADDRESS`).
+                if address.starts_with('-') {
+                    return Err(fail("address may not begin with '-'"));
                 }
                 if path.contains('\0') || path.contains('\n') {
                     return Err(fail("path contains a NUL or newline"));
@@ -371,6 +381,9 @@ pub struct ConnectOptions {
     /// Never send the agent to an ssh host without one (`--no-deploy`):
     /// `yonder` must be on its PATH (or at `agent_path`).
     pub no_deploy: bool,
+    /// The container client for `docker://` and `podman://` sources, split
+    /// on whitespace (e.g. `"podman --remote"`); by default the scheme's.
+    pub docker_command: Option<String>,
     /// Reach an ssh source through its SFTP server (`ssh -s HOST sftp`)
     /// instead of an agent: for hosts where none can run. No agent is
     /// started, so none is deployed either.
@@ -461,7 +474,7 @@ pub fn agent_command_with(source: &Source, options: &ConnectOptions, keepalive: 
 
 /// `agent --stdio [ARG]... --root=ROOT`, quoted for the remote shell: the
 /// agent's arguments for the tree `path` names on an ssh host.
-fn agent_words(path: &str, options: &ConnectOptions) -> String {
+pub(crate) fn agent_words(path: &str, options: &ConnectOptions) -> String {
     let root = match path {
         "" | "~" => ".",
         p => p.strip_prefix("~/").unwrap_or(p),
@@ -603,19 +616,7 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
         Source::Local { .. } | Source::Url { .. } => false,
     };
     let deploying = match deployed_path(source, options) {
-        Some(path) => {
-            let hashed = tokio::task::spawn_blocking(Build::current).await;
-            match hashed
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
-                Ok(build) => Some((path, build)),
-                Err(err) => {
-                    tracing::warn!("{describe}: cannot deploy the agent: {err}");
-                    None
-                }
-            }
-        }
+        Some(path) => current_build(&describe).await.map(|build| (path, build)),
         None => None,
     };
     let Some((path, build)) = deploying else {
@@ -629,19 +630,50 @@ pub async fn spawn(source: &Source, options: &ConnectOptions) -> Result<Spawned>
                 origin,
             });
     };
-    // A `yonder` on the PATH of another protocol version is passed over
-    // for the deployed one.
+    let ssh = agent_command_with(source, options, keepalive)?;
+    let run = |command: String| {
+        let mut argv = ssh.clone();
+        argv.pop();
+        argv.push(command);
+        argv
+    };
+    spawn_deploying(&describe, &agent_words(path, options), &build, run, None).await
+}
+
+/// The running build, to deploy: `None` (and a warning) if it cannot be
+/// read, and the agent is then started without deployment.
+pub(crate) async fn current_build(describe: &str) -> Option<Arc<Build>> {
+    let hashed = tokio::task::spawn_blocking(Build::current).await;
+    match hashed
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(build) => Some(build),
+        Err(err) => {
+            tracing::warn!("{describe}: cannot deploy the agent: {err}");
+            None
+        }
+    }
+}
+
+/// Starts the agent (`words`: its arguments, quoted for sh) with
+/// [`deploy::remote_command`], which `run` turns into the argv that has
+/// the remote run it in a shell (ssh's, `docker exec`'s), deploying
+/// `build` where the remote lacks yonder: sent on the script's stdin, or
+/// by `copier`. A `yonder` on the PATH of another protocol version is
+/// passed over for the deployed one.
+pub(crate) async fn spawn_deploying(
+    describe: &str,
+    words: &str,
+    build: &Arc<Build>,
+    run: impl Fn(String) -> Vec<String>,
+    copier: Option<&dyn CopyIn>,
+) -> Result<Spawned> {
     let mut try_path = true;
     loop {
-        let mut argv = agent_command_with(source, options, keepalive)?;
-        argv.pop();
-        argv.push(deploy::remote_command(
-            &agent_words(path, options),
-            &build,
-            try_path,
-        ));
+        let argv = run(deploy::remote_command(words, build, try_path));
         let mut origin = AgentOrigin::OnPath;
-        match start_agent(&argv, &describe, Some((&build, &mut origin))).await {
+        match start_agent(&argv, describe, Some((build, &mut origin, copier))).await {
             Ok((client, child)) => {
                 return Ok(Spawned {
                     client,
@@ -664,167 +696,72 @@ fn is_version_mismatch(err: &RemoteError) -> bool {
 
 /// Runs `argv`, whose output is the agent's stream, and completes the
 /// handshake. With `deploy`, the command is [`deploy::remote_command`]'s:
-/// its report is read first (and the binary sent if asked for), and the
-/// origin it names written to the second half of `deploy`.
-async fn start_agent(
+/// its report is read first (and the binary sent if asked for, by the
+/// copier if there is one), and the origin it names written to the second
+/// part of `deploy`.
+pub(crate) async fn start_agent(
     argv: &[String],
     describe: &str,
-    deploy: Option<(&Arc<Build>, &mut AgentOrigin)>,
+    deploy: Option<(&Arc<Build>, &mut AgentOrigin, Option<&dyn CopyIn>)>,
 ) -> Result<(AgentClient, Child)> {
     let connect_err = |reason: String| RemoteError::Connect {
         source_desc: describe.to_string(),
         reason,
     };
     tracing::debug!(?argv, "starting agent");
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    leave_terminal_signals_to_us(&mut command);
-    let mut child = command
-        .spawn()
-        .map_err(|e| connect_err(format!("cannot run {}: {e}", argv[0])))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    enlarge_pipe(&stdin);
-    enlarge_pipe(&stdout);
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
-    }
-    if let Some((build, origin)) = deploy {
-        match deploy::negotiate(&mut stdout, &mut stdin, build).await {
+    let (mut child, mut stdin, mut stdout) = StdioChild::spawn(argv, describe)?;
+    if let Some((build, origin, copier)) = deploy {
+        match deploy::negotiate(&mut stdout, &mut stdin, build, copier).await {
             Ok(found) => *origin = found,
             // ssh failed before the remote shell ran: its stderr says why.
             Err(DeployError::Ended) => {
                 let err = connect_err("the connection closed before the agent started".into());
-                return Err(explain_failure(err, &mut child, &stderr_tail, describe).await);
+                return Err(explain_failure(err, &mut child, describe).await);
             }
-            // Where the agentless (SFTP) transport is to take over from a
-            // host the agent cannot be deployed to, it is here.
-            Err(err @ DeployError::Impossible { .. }) => {
-                return Err(connect_err(format!(
-                    "{err}; install yonder on its PATH or pass --agent-path"
-                )))
+            // The agentless (SFTP) transport takes over from here, above
+            // this module (`fallback.rs`).
+            Err(DeployError::Impossible { reason }) => {
+                return Err(RemoteError::Undeployable {
+                    source_desc: describe.to_string(),
+                    reason,
+                })
             }
             Err(err) => return Err(connect_err(err.to_string())),
         }
     }
     match AgentClient::handshake(stdout, stdin, describe).await {
-        Ok(client) => Ok((client, child)),
-        Err(err) => Err(explain_failure(err, &mut child, &stderr_tail, describe).await),
-    }
-}
-
-use yonder_proto::Errno;
-
-/// Makes the agent process (ssh, or the local agent) leave the terminal's
-/// SIGINT and SIGHUP to this process, and end with it.
-///
-/// It runs in this process's group, in the terminal's foreground, so that
-/// ssh can ask for a password or passphrase on the terminal. But then a
-/// Ctrl+C (or the terminal's hangup) reaches it too: ssh would exit, and
-/// what is a shutdown would look like a lost connection, reported and
-/// reconnected while this process unmounts. Ignored, the signals are ours
-/// alone, and this process ends the connection itself (`kill_on_drop`).
-/// The disposition is inherited across exec and by ssh's own children (a
-/// ProxyJump's ssh); OpenSSH keeps an ignored SIGINT ignored, and its
-/// password prompt still restores the terminal on Ctrl+C.
-///
-/// Should this process die without ending it (a Ctrl+C before its own
-/// handlers are installed, a SIGKILL), the kernel sends the agent process
-/// SIGTERM (`PR_SET_PDEATHSIG`), so that no ssh is left prompting on the
-/// terminal. The signal follows the thread that spawned the process: this
-/// runs only in async code, on a runtime's worker thread or its
-/// `block_on` thread, which live as long as the runtime (yonder never
-/// uses `block_in_place`, which would retire a worker thread early).
-pub(crate) fn leave_terminal_signals_to_us(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: signal(2) (setting a
-    // disposition), prctl(2) and getppid(2) are, and nothing allocates or
-    // takes a lock.
-    unsafe {
-        command.pre_exec(move || {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            #[cfg(target_os = "linux")]
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before the death signal was armed.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("yonder exited while starting the agent"));
-            }
-            Ok(())
-        });
+        Ok(client) => Ok((client, child.into_child())),
+        Err(err) => Err(explain_failure(err, &mut child, describe).await),
     }
 }
 
 /// Replaces a bare "connection closed" with what the agent or ssh said on
 /// stderr before it died: that is the message the user needs.
-async fn explain_failure(
-    err: RemoteError,
-    child: &mut Child,
-    stderr_tail: &Mutex<VecDeque<String>>,
-    describe: &str,
-) -> RemoteError {
-    let status = tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await;
-    // Give the stderr forwarder a moment to drain the last lines.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let tail: Vec<String> = stderr_tail.lock().expect("stderr lock").iter().cloned().collect();
-    let said = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned();
-    let not_found = matches!(&status, Ok(Ok(status)) if status.code() == Some(127));
+async fn explain_failure(err: RemoteError, child: &mut StdioChild, describe: &str) -> RemoteError {
+    let (said, status) = child.last_words().await;
+    let not_found = status.is_some_and(|status| status.code() == Some(127));
     match (said, status) {
         // The remote shell's "command not found".
         (Some(line), _) if not_found => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!(
-                "{}: the yonder agent is not installed there (or not on the PATH of a non-interactive shell); \
-                 install yonder on the remote or pass --agent-path",
-                line.trim()
+                "{line}: the yonder agent is not installed there (or not on the PATH of a non-interactive shell); \
+                 install yonder on the remote or pass --agent-path"
             ),
         },
         (Some(line), _) => {
             // The remote agent's own errors start with "yonder: " already.
-            let line = line.trim();
-            let reason = line.strip_prefix("yonder: ").unwrap_or(line).to_string();
+            let reason = line.strip_prefix("yonder: ").unwrap_or(&line).to_string();
             RemoteError::Connect {
                 source_desc: describe.to_string(),
                 reason,
             }
         }
-        (None, Ok(Ok(status))) if !status.success() => RemoteError::Connect {
+        (None, Some(status)) if !status.success() => RemoteError::Connect {
             source_desc: describe.to_string(),
             reason: format!("agent exited with {status} during the handshake"),
         },
         _ => err,
-    }
-}
-
-/// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
-/// maximum), so a 1 MiB read response crosses in one wakeup instead of 16.
-pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
-    #[cfg(target_os = "linux")]
-    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
-        tracing::debug!(%err, "cannot enlarge pipe");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
-}
-
-pub(crate) async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "yonder::agent", "{line}");
-        let mut tail = tail.lock().expect("stderr lock");
-        if tail.len() == 20 {
-            tail.pop_front();
-        }
-        tail.push_back(line);
     }
 }
 
@@ -887,6 +824,28 @@ mod tests {
         let local = Source::parse_among("/srv", &[]).unwrap();
         let connector = connector_among(&local, &ConnectOptions::default(), &[]).unwrap();
         assert_eq!(connector.describe(), "/srv");
+    }
+
+    #[test]
+    fn container_sources_parse_as_urls_and_refuse_option_like_names() {
+        assert_eq!(
+            Source::parse("docker://web-1/srv/app").unwrap(),
+            Source::Url {
+                scheme: "docker".into(),
+                address: "web-1".into(),
+                path: "/srv/app".into(),
+            }
+        );
+        assert_eq!(Source::parse("podman://db").unwrap().to_string(), "podman://db");
+        let err = Source::parse("docker://-v/x").unwrap_err();
+        assert!(err.reason.contains("may not begin with '-'"), "{err}");
+        assert!(Source::parse("podman:///x").is_err());
+        let connector = crate::connector_for(
+            &Source::parse("podman://db/x").unwrap(),
+            &ConnectOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(connector.describe(), "podman://db/x");
     }
 
     fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Source {

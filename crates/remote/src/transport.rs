@@ -1,23 +1,35 @@
 //! Which transport reaches a source: the host's SFTP server for an ssh
-//! source with [`ConnectOptions::sftp`], else an agent
-//! ([`source::connector_for`]). Chosen here, above both, because the SFTP
-//! transport starts ssh with the agent's command line (`source.rs`).
+//! source with [`ConnectOptions::sftp`]; for one that deploys its agent,
+//! that agent, or SFTP where none can run ([`FallbackConnector`]); for a
+//! container, `docker exec` ([`container`]); else an agent
+//! ([`source::connector_for`]). Chosen here, above all of them,
+//! because the SFTP transport starts ssh with the agent's command line
+//! (`source.rs`).
 
+use crate::container;
+use crate::fallback::FallbackConnector;
 use crate::session::Connector;
 use crate::sftp::SftpConnector;
-use crate::source::{self, ConnectOptions, Source};
+use crate::source::{self, ConnectOptions, Source, CONTAINER_SCHEMES};
 use crate::{Remote, Result};
 use std::sync::Arc;
 
 /// How a link reaches `source`: its SFTP server (`--sftp`), the agent as a
-/// child process (local, or through ssh), or the transport registered for
-/// its scheme.
+/// child process (local, or through ssh, deployed where it is missing and
+/// SFTP where it cannot be), in a container (`docker exec`), or the
+/// transport registered for its scheme.
 pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
     match source {
         Source::Ssh { .. } if options.sftp => Ok(Arc::new(SftpConnector {
             source: source.clone(),
             options: options.clone(),
         })),
+        Source::Ssh { .. } if options.agent_path.is_none() && !options.no_deploy => {
+            Ok(Arc::new(FallbackConnector::new(source.clone(), options.clone())))
+        }
+        Source::Url { scheme, .. } if CONTAINER_SCHEMES.contains(&scheme.as_str()) => {
+            Ok(container::connector(source, options))
+        }
         _ => source::connector_for(source, options),
     }
 }

@@ -23,17 +23,12 @@ mod wire;
 pub use channel::SftpChannel;
 pub use remote::SftpRemote;
 
-use crate::session::{Connector, Session};
-use crate::source::{
-    enlarge_pipe, forward_stderr, leave_terminal_signals_to_us, ssh_destination, ssh_needs_keepalive,
-    ConnectOptions, Source, SSH_KEEPALIVE,
-};
+use crate::child::StdioChild;
+use crate::session::{Connector, Session, Transport};
+use crate::source::{ssh_destination, ssh_needs_keepalive, ConnectOptions, Source, SSH_KEEPALIVE};
 use crate::{RemoteError, Result};
 use async_trait::async_trait;
-use std::collections::VecDeque;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use tokio::process::Command;
+use std::sync::Arc;
 
 /// Reaches an ssh source through its SFTP server, the same way on every
 /// attempt.
@@ -50,6 +45,10 @@ impl Connector for SftpConnector {
 
     fn describe(&self) -> String {
         format!("{} (sftp)", self.source.describe())
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Sftp { fallback: None }
     }
 }
 
@@ -90,26 +89,7 @@ pub async fn connect_sftp(source: &Source, options: &ConnectOptions) -> Result<S
     let keepalive = ssh_needs_keepalive(source, options).await;
     let argv = sftp_command(source, options, keepalive)?;
     tracing::debug!(?argv, "starting sftp");
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    leave_terminal_signals_to_us(&mut command);
-    let mut child = command.spawn().map_err(|e| RemoteError::Connect {
-        source_desc: describe.clone(),
-        reason: format!("cannot run {}: {e}", argv[0]),
-    })?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    enlarge_pipe(&stdin);
-    enlarge_pipe(&stdout);
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_stderr(stderr, stderr_tail.clone()));
-    }
+    let (mut child, stdin, stdout) = StdioChild::spawn(&argv, &describe)?;
     let root = match path.as_str() {
         "" | "~" => "",
         p => p.strip_prefix("~/").unwrap_or(p),
@@ -120,27 +100,16 @@ pub async fn connect_sftp(source: &Source, options: &ConnectOptions) -> Result<S
     };
     match started.await {
         Ok(remote) => {
-            remote.attach_child(child);
+            remote.attach_child(child.into_child());
             Ok(remote)
         }
-        Err(err) => {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await;
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let said = stderr_tail
-                .lock()
-                .expect("stderr lock")
-                .iter()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .cloned();
-            Err(match said {
-                Some(line) => RemoteError::Connect {
-                    source_desc: describe,
-                    reason: line.trim().to_string(),
-                },
-                None => err,
-            })
-        }
+        Err(err) => Err(match child.last_words().await {
+            (Some(line), _) => RemoteError::Connect {
+                source_desc: describe,
+                reason: line,
+            },
+            (None, _) => err,
+        }),
     }
 }
 
