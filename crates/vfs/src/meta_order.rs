@@ -20,8 +20,8 @@
 
 use crate::attr::Ino;
 use crate::sync::lock;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -36,6 +36,9 @@ pub(crate) struct Pending {
     /// Someone waits for this operation: one that holds back to gather
     /// more (a create waiting for its file's close) goes out at once.
     hurry: Notify,
+    /// The operations this one waits for. Weak: a settled one is dropped
+    /// from the index and need not live on.
+    waits_for: Vec<Weak<Pending>>,
 }
 
 impl Pending {
@@ -49,9 +52,22 @@ impl Pending {
         *self.done.borrow()
     }
 
-    /// Asks the operation not to hold back any longer.
+    /// Asks the operation, and every one it waits for, not to hold back
+    /// any longer: a create held for its file's close, with a change of
+    /// the file queued after it, would otherwise keep whoever waits for
+    /// that change waiting until the close.
     pub fn hurry(&self) {
         self.hurry.notify_one();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Arc<Pending>> = self.waits_for.iter().filter_map(Weak::upgrade).collect();
+        while let Some(p) = stack.pop() {
+            // What a settled operation waited for is settled too.
+            if p.is_done() || !seen.insert(p.id) {
+                continue;
+            }
+            p.hurry.notify_one();
+            stack.extend(p.waits_for.iter().filter_map(Weak::upgrade));
+        }
     }
 
     /// Resolves once someone asked for the operation ([`Pending::hurry`]).
@@ -126,6 +142,7 @@ impl MetaOrder {
             ino,
             done: watch::Sender::new(false),
             hurry: Notify::new(),
+            waits_for: before.iter().map(Arc::downgrade).collect(),
         });
         index.at.insert(path.to_vec(), pending.clone());
         for dir in ancestors(path) {
@@ -238,11 +255,48 @@ pub(crate) async fn wait_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ids(found: &[Arc<Pending>]) -> Vec<u64> {
         let mut ids: Vec<u64> = found.iter().map(|p| p.id).collect();
         ids.sort();
         ids
+    }
+
+    /// A create held for its file's close, a change of the file queued
+    /// after it: whoever waits for the change hurries the create too.
+    #[tokio::test]
+    async fn waiting_for_an_operation_hurries_those_it_waits_for() {
+        let order = MetaOrder::default();
+        let (create, _) = order.enqueue(b"f", Ino(2));
+        let (utimes, before) = order.enqueue(b"f", Ino(2));
+        assert_eq!(ids(&before), [create.id]);
+        let held = create.clone();
+        let sent = tokio::spawn(async move {
+            // As the write-back holds a create until its file is closed.
+            tokio::time::timeout(Duration::from_secs(3600), held.hurried())
+                .await
+                .is_ok()
+        });
+        tokio::task::yield_now().await;
+        let waiter = tokio::spawn({
+            let utimes = utimes.clone();
+            async move { wait_all(vec![utimes], None).await }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), sent)
+                .await
+                .unwrap()
+                .unwrap(),
+            "the create was hurried"
+        );
+        order.finish(&create);
+        order.finish(&utimes);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
