@@ -782,7 +782,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -802,9 +802,9 @@ impl fuser::Filesystem for FuseFs {
             _ => return reply.error(FuseErrno::EINVAL),
         };
         let (vfs, name, value, debug) = (self.vfs.clone(), bytes(name), value.to_vec(), self.debug);
-        let notifier = self.after_xattr_change(&name);
+        let (caller, notifier) = (caller(req, 0), self.after_xattr_change(&name));
         self.spawn(async move {
-            match vfs.setxattr(Ino(ino.0), &name, &value, mode).await {
+            match vfs.setxattr(&caller, Ino(ino.0), &name, &value, mode).await {
                 Ok(()) => {
                     invalidate_kernel_attrs(notifier, ino);
                     reply.ok()
