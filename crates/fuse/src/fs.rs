@@ -159,6 +159,11 @@ impl fuser::Filesystem for FuseFs {
             // The umask is applied by the VFS, which knows when a default
             // ACL replaces it (the kernel would apply it regardless).
             | InitFlags::FUSE_DONT_MASK;
+        // Not FUSE_HANDLE_KILLPRIV(_V2): the kernel would then leave clearing
+        // set-ID bits on truncation to FATTR_KILL_SUIDGID and
+        // FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 does not pass on. Without
+        // it the kernel clears them itself (a mode setattr), except on an
+        // atomic O_TRUNC, which `Vfs::open` covers.
         // The kernel consults ACLs only with this, and then always checks
         // permissions itself, so only where checks are wanted.
         let wanted = if self.want_kernel_acls {

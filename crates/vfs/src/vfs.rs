@@ -1171,25 +1171,31 @@ impl Vfs {
         if flags & of::TRUNCATE != 0 {
             // The kernel leaves an atomic O_TRUNC to the file system, and
             // with it the clearing of set-ID bits a truncation owes.
-            if let Some(fattr) = self.kill_set_id(caller, fh, &fattr).await? {
-                return Ok((fh, fattr));
-            }
+            return Ok((fh, self.kill_set_id(caller, fh, fattr).await));
         }
         Ok((fh, fattr))
     }
 
     /// Clears `attr`'s set-user-ID and set-group-ID bits as the kernel
     /// does when a caller without CAP_FSETID changes a file's content
-    /// ([`FileAttr::perm_without_set_id`]); the new attributes if it did.
-    async fn kill_set_id(&self, caller: &Caller, fh: Fh, attr: &FileAttr) -> Result<Option<FileAttr>> {
+    /// ([`FileAttr::perm_without_set_id`]); returns the attributes after.
+    /// A remote that refuses (an agent that does not own the file) leaves
+    /// them, said in the log: the open it follows has succeeded.
+    async fn kill_set_id(&self, caller: &Caller, fh: Fh, attr: FileAttr) -> FileAttr {
         let Some(perm) = attr.perm_without_set_id().filter(|_| !caller.keeps_set_id()) else {
-            return Ok(None);
+            return attr;
         };
         let change = SetAttr {
             mode: Some(perm),
             ..SetAttr::default()
         };
-        self.setattr(caller, attr.ino, Some(fh), change).await.map(Some)
+        match self.setattr(caller, attr.ino, Some(fh), change).await {
+            Ok(after) => after,
+            Err(e) => {
+                tracing::warn!("clearing set-ID bits after a truncating open: {e}");
+                attr
+            }
+        }
     }
 
     /// Registers a handle opened for reading, with the file's first bytes
@@ -1605,7 +1611,11 @@ impl Vfs {
             .await?;
         self.ns.changed(ino, Change::Xattrs);
         if name == b"system.posix_acl_access" {
-            self.kill_set_group_id_after_acl(caller, ino).await?;
+            if let Err(e) = self.kill_set_group_id_after_acl(caller, ino).await {
+                // The ACL is set; a remote that refuses the mode change
+                // (an agent that does not own the file) keeps the bit.
+                tracing::warn!("clearing set-group-ID after an ACL change: {e}");
+            }
         }
         Ok(())
     }
