@@ -396,6 +396,128 @@ fn umask_and_default_acls_as_on_a_local_disk(v: Variant) {
     }
 }
 
+/// The steps by which a user changes a file's content, each as a shell
+/// command given the file as `$0`.
+const CONTENT_CHANGES: &[(&str, &str)] = &[
+    ("write", "printf x >> \"$0\""),
+    ("ftruncate", "truncate -s 1 \"$0\""),
+    ("open O_TRUNC", ": > \"$0\""),
+    ("fallocate", "fallocate -l 8192 \"$0\""),
+];
+
+/// Who changes the file: (who, the file's owner, run as nobody or root).
+const CHANGERS: &[(&str, bool, bool)] = &[
+    ("nobody, not the owner", false, true),
+    ("nobody, the owner", true, true),
+    ("root, not the owner", true, false),
+];
+
+/// fsync(2) through the mount: what write-back acknowledged about the
+/// file reaches the remote first.
+fn settle(path: &Path) {
+    fs::File::open(path).unwrap().sync_all().unwrap();
+}
+
+/// A file `name` in `dir` of group nogroup, so nobody may write it through
+/// the group bits, owned by nobody if `nobody_owns`, else by root; with
+/// `mode`.
+fn set_id_file(dir: &Path, name: &str, mode: u32, nobody_owns: bool) -> std::path::PathBuf {
+    let (uid, gid) = nobody();
+    let path = dir.join(name);
+    fs::write(&path, b"content").unwrap();
+    let owner = if nobody_owns { uid } else { 0 };
+    std::os::unix::fs::chown(&path, Some(owner), Some(gid)).unwrap();
+    chmod(&path, mode);
+    assert_eq!(self::mode(&path), mode, "{} set up", path.display());
+    path
+}
+
+/// A write, truncate or fallocate by a user without CAP_FSETID, owner of
+/// the file or not, clears its set-user-ID bit, and its set-group-ID bit
+/// where the group may execute; root's keep them. As the kernel does on a
+/// local file system: measured on a local directory beside the mount,
+/// with write-back on and off.
+fn content_changes_clear_set_id_bits_as_locally(v: Variant) {
+    require_root();
+    let mut wrong = vec![];
+    let mut cleared_locally = 0;
+    for write_back in ["off", "on"] {
+        let m = Mount::start(v, &["--allow-other", "--write-back", write_back]);
+        chmod(m.mountpoint.parent().unwrap(), 0o755);
+        chmod(&m.mountpoint, 0o755);
+        let reference = tempfile::tempdir().unwrap();
+        chmod(reference.path(), 0o755);
+        for (n, (who, nobody_owns, as_nobody)) in CHANGERS.iter().enumerate() {
+            for (step, script) in CONTENT_CHANGES {
+                for set_mode in [0o6775, 0o2775, 0o4775, 0o2765] {
+                    let name = format!("{n}-{}-{set_mode:o}", step.replace(' ', "_"));
+                    let change = |path: &Path| {
+                        let out = if *as_nobody {
+                            sh_as_nobody(script, path)
+                        } else {
+                            Command::new("sh")
+                                .args([OsStr::new("-c"), OsStr::new(script), path.as_os_str()])
+                                .output()
+                                .unwrap()
+                        };
+                        assert_ok(&out, step);
+                    };
+                    let local = set_id_file(reference.path(), &name, set_mode, *nobody_owns);
+                    change(&local);
+                    let want = mode(&local);
+                    cleared_locally += usize::from(want != set_mode);
+                    let mounted = set_id_file(&m.mountpoint, &name, set_mode, *nobody_owns);
+                    change(&mounted);
+                    let seen = mode(&mounted);
+                    settle(&mounted);
+                    let remote = mode(&m.disk(&name));
+                    if (seen, remote) != (want, want) {
+                        wrong.push(format!(
+                            "{step} by {who} on a {set_mode:o} file, write-back {write_back}: \
+                             {want:o} locally, {seen:o} through the mount, {remote:o} on the remote"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        cleared_locally > 0,
+        "no step cleared a bit on the local file system"
+    );
+}
+
+/// An ACL set by the owner of a set-group-ID file who is not in the file's
+/// group clears the bit, as `chmod` by such an owner would.
+fn acl_by_an_owner_outside_the_group_clears_set_group_id(v: Variant) {
+    require_root();
+    let (uid, _) = nobody();
+    for write_back in ["off", "on"] {
+        let m = Mount::start(v, &["--allow-other", "--write-back", write_back]);
+        chmod(m.mountpoint.parent().unwrap(), 0o755);
+        chmod(&m.mountpoint, 0o755);
+        let reference = tempfile::tempdir().unwrap();
+        chmod(reference.path(), 0o755);
+        let mut modes = vec![];
+        for dir in [reference.path(), &m.mountpoint] {
+            let f = dir.join("acl");
+            fs::write(&f, b"content").unwrap();
+            std::os::unix::fs::chown(&f, Some(uid), Some(0)).unwrap();
+            chmod(&f, 0o2775);
+            assert_ok(
+                &as_nobody("setfacl", &["-m".as_ref(), "u:nobody:r".as_ref(), f.as_os_str()]),
+                "setfacl on one's own file",
+            );
+            modes.push(mode(&f));
+        }
+        let what = format!("setfacl by the owner outside the group, write-back {write_back}");
+        assert_eq!(modes[1], modes[0], "{what}: the mode through the mount");
+        settle(&m.at("acl"));
+        assert_eq!(mode(&m.disk("acl")), modes[0], "{what}: the remote's mode");
+    }
+}
+
 mount_suite!(
     a_mount_of_ones_own_refuses_other_users,
     allow_other_enforces_permissions,
@@ -404,4 +526,6 @@ mount_suite!(
     named_user_acl_grants_read,
     umask_and_default_acls_as_on_a_local_disk,
     files_created_by_a_user_belong_to_that_user,
+    content_changes_clear_set_id_bits_as_locally,
+    acl_by_an_owner_outside_the_group_clears_set_group_id,
 );

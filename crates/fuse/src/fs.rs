@@ -159,6 +159,11 @@ impl fuser::Filesystem for FuseFs {
             // The umask is applied by the VFS, which knows when a default
             // ACL replaces it (the kernel would apply it regardless).
             | InitFlags::FUSE_DONT_MASK;
+        // Not FUSE_HANDLE_KILLPRIV(_V2): the kernel would then leave clearing
+        // set-ID bits on truncation to FATTR_KILL_SUIDGID and
+        // FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 does not pass on. Without
+        // it the kernel clears them itself (a mode setattr), except on an
+        // atomic O_TRUNC, which `Vfs::open` covers.
         // The kernel consults ACLs only with this, and then always checks
         // permissions itself, so only where checks are wanted.
         let wanted = if self.want_kernel_acls {
@@ -782,7 +787,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -802,9 +807,9 @@ impl fuser::Filesystem for FuseFs {
             _ => return reply.error(FuseErrno::EINVAL),
         };
         let (vfs, name, value, debug) = (self.vfs.clone(), bytes(name), value.to_vec(), self.debug);
-        let notifier = self.after_xattr_change(&name);
+        let (caller, notifier) = (caller(req, 0), self.after_xattr_change(&name));
         self.spawn(async move {
-            match vfs.setxattr(Ino(ino.0), &name, &value, mode).await {
+            match vfs.setxattr(&caller, Ino(ino.0), &name, &value, mode).await {
                 Ok(()) => {
                     invalidate_kernel_attrs(notifier, ino);
                     reply.ok()

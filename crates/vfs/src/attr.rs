@@ -125,6 +125,24 @@ pub struct FileAttr {
 }
 
 impl FileAttr {
+    /// The permission bits a regular file is left with once a caller
+    /// without the privilege to keep them (CAP_FSETID) changed its
+    /// content or owner, as the kernel's `should_remove_suid` decides:
+    /// set-user-ID always goes; set-group-ID only with group execute, since
+    /// without it the bit marks mandatory locking, not a privilege. `None`
+    /// when nothing changes.
+    pub fn perm_without_set_id(&self) -> Option<u32> {
+        if self.kind != FileKind::Regular {
+            return None;
+        }
+        let kept = if self.perm & 0o010 != 0 {
+            self.perm & !0o6000
+        } else {
+            self.perm & !0o4000
+        };
+        (kept != self.perm).then_some(kept)
+    }
+
     pub(crate) fn from_remote(ino: Ino, attr: &Attr) -> FileAttr {
         FileAttr {
             ino,
@@ -180,5 +198,90 @@ impl Caller {
             uid: self.uid,
             gid: self.gid,
         }
+    }
+
+    /// Whether the kernel would let this caller keep a file's set-user-ID
+    /// and set-group-ID bits through a change (CAP_FSETID): only root is
+    /// taken to have it, as the request carries no capabilities.
+    pub fn keeps_set_id(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Whether `gid` is the caller's group or one of its supplementary
+    /// groups (read from `/proc/PID/status`, as requests carry only the
+    /// primary one). Root counts as in every group (CAP_FSETID). Groups
+    /// that cannot be read count as not held: a set-group-ID bit is then
+    /// cleared where a member would have kept it, never kept where it
+    /// should go.
+    pub fn in_group(&self, gid: u32) -> bool {
+        if self.uid == 0 || self.gid == gid {
+            return true;
+        }
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .is_ok_and(|status| supplementary_groups(&status).any(|g| g == gid))
+    }
+}
+
+/// The supplementary groups a `/proc/PID/status` lists.
+fn supplementary_groups(status: &str) -> impl Iterator<Item = u32> + '_ {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .into_iter()
+        .flat_map(|groups| groups.split_whitespace().filter_map(|g| g.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(kind: FileKind, perm: u32) -> FileAttr {
+        FileAttr {
+            ino: Ino(2),
+            kind,
+            perm,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+            size: 0,
+            blocks: 0,
+            blksize: 4096,
+            atime: Timespec::default(),
+            mtime: Timespec::default(),
+            ctime: Timespec::default(),
+        }
+    }
+
+    #[test]
+    fn set_id_bits_go_as_the_kernel_decides() {
+        let kept = |kind, perm| with(kind, perm).perm_without_set_id();
+        assert_eq!(kept(FileKind::Regular, 0o6775), Some(0o775));
+        assert_eq!(kept(FileKind::Regular, 0o4755), Some(0o755));
+        assert_eq!(kept(FileKind::Regular, 0o2775), Some(0o775));
+        // Without group execute, set-group-ID marks mandatory locking.
+        assert_eq!(kept(FileKind::Regular, 0o6765), Some(0o2765));
+        assert_eq!(kept(FileKind::Regular, 0o2765), None);
+        assert_eq!(kept(FileKind::Regular, 0o1777), None);
+        assert_eq!(kept(FileKind::Directory, 0o2775), None);
+    }
+
+    #[test]
+    fn only_root_keeps_set_id_bits_and_is_in_every_group() {
+        let caller = |uid, gid| Caller {
+            uid,
+            gid,
+            pid: std::process::id(),
+            umask: 0,
+        };
+        assert!(caller(0, 0).keeps_set_id());
+        assert!(!caller(1000, 1000).keeps_set_id());
+        assert!(caller(0, 0).in_group(4242));
+        assert!(caller(1000, 4242).in_group(4242));
+        assert!(!caller(1000, 1000).in_group(4_000_000));
+        let status = "Name:\tsh\nGid:\t100\t100\t100\t100\nGroups:\t24 27 4242 \nNStgid:\t7\n";
+        assert_eq!(supplementary_groups(status).collect::<Vec<_>>(), [24, 27, 4242]);
+        assert_eq!(supplementary_groups("Groups:\t\n").count(), 0);
     }
 }

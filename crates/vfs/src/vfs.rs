@@ -1168,7 +1168,34 @@ impl Vfs {
         let fattr = self.inodes().set_attr(ino, &attr, Instant::now());
         let fh = self.files.register_file(ino, (handle, generation), flags);
         self.writes.attach(ino);
+        if flags & of::TRUNCATE != 0 {
+            // The kernel leaves an atomic O_TRUNC to the file system, and
+            // with it the clearing of set-ID bits a truncation owes.
+            return Ok((fh, self.kill_set_id(caller, fh, fattr).await));
+        }
         Ok((fh, fattr))
+    }
+
+    /// Clears `attr`'s set-user-ID and set-group-ID bits as the kernel
+    /// does when a caller without CAP_FSETID changes a file's content
+    /// ([`FileAttr::perm_without_set_id`]); returns the attributes after.
+    /// A remote that refuses (an agent that does not own the file) leaves
+    /// them, said in the log: the open it follows has succeeded.
+    async fn kill_set_id(&self, caller: &Caller, fh: Fh, attr: FileAttr) -> FileAttr {
+        let Some(perm) = attr.perm_without_set_id().filter(|_| !caller.keeps_set_id()) else {
+            return attr;
+        };
+        let change = SetAttr {
+            mode: Some(perm),
+            ..SetAttr::default()
+        };
+        match self.setattr(caller, attr.ino, Some(fh), change).await {
+            Ok(after) => after,
+            Err(e) => {
+                tracing::warn!("clearing set-ID bits after a truncating open: {e}");
+                attr
+            }
+        }
     }
 
     /// Registers a handle opened for reading, with the file's first bytes
@@ -1553,7 +1580,14 @@ impl Vfs {
             .await
     }
 
-    pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
+    pub async fn setxattr(
+        &self,
+        caller: &Caller,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
         let p = &path[..];
@@ -1576,7 +1610,31 @@ impl Vfs {
             )
             .await?;
         self.ns.changed(ino, Change::Xattrs);
+        if name == b"system.posix_acl_access" {
+            if let Err(e) = self.kill_set_group_id_after_acl(caller, ino).await {
+                // The ACL is set; a remote that refuses the mode change
+                // (an agent that does not own the file) keeps the bit.
+                tracing::warn!("clearing set-group-ID after an ACL change: {e}");
+            }
+        }
         Ok(())
+    }
+
+    /// An access ACL set by someone outside the file's group (and without
+    /// CAP_FSETID) clears its set-group-ID bit, as chmod would
+    /// (`posix_acl_update_mode`). The remote cannot do it: it sets the ACL
+    /// with the agent's rights. The kernel would pass the rule on only
+    /// through FUSE_SETXATTR_EXT, which fuser 0.18 cannot read.
+    async fn kill_set_group_id_after_acl(&self, caller: &Caller, ino: Ino) -> Result<()> {
+        let attr = self.getattr(ino, None).await?;
+        if attr.perm & 0o2000 == 0 || caller.in_group(attr.gid) {
+            return Ok(());
+        }
+        let change = SetAttr {
+            mode: Some(attr.perm & !0o2000),
+            ..SetAttr::default()
+        };
+        self.setattr(caller, ino, None, change).await.map(drop)
     }
 
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {

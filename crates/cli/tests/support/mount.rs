@@ -73,6 +73,10 @@ pub const SFTP_GAPS: &[(&str, &str)] = &[
     ("acl_mode_change_visible_at_once", "no ACLs (extended attributes)"),
     ("named_user_acl_grants_read", "no ACLs (extended attributes)"),
     (
+        "acl_by_an_owner_outside_the_group_clears_set_group_id",
+        "no ACLs (extended attributes)",
+    ),
+    (
         "umask_and_default_acls_as_on_a_local_disk",
         "no ACLs (extended attributes)",
     ),
