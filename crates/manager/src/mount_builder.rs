@@ -13,6 +13,7 @@ use crate::ManagerError;
 use std::path::Path;
 use std::sync::Arc;
 use yonder_fuse::{FuseFrontend, MountConfig};
+use yonder_nfs::{NfsConfig, NfsFrontend};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
@@ -25,6 +26,16 @@ pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError>
     Ok(match spec.frontend.as_str() {
         yonder_fuse::FRONTEND_NAME => {
             Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
+        }
+        yonder_nfs::FRONTEND_NAME => {
+            let no_client = yonder_nfs::Os::current().is_none_or(|os| !yonder_nfs::nfs_client_available(os));
+            if no_client {
+                let error = yonder_nfs::NfsError::NoNfsClient {
+                    mountpoint: spec.mountpoint.clone(),
+                };
+                return Err(refused(&error));
+            }
+            Box::new(NfsFrontend::new(NfsConfig::default()))
         }
         other => {
             return Err(ManagerError::Failed(format!(
@@ -120,6 +131,20 @@ impl MountBuilder {
     pub fn journal(mut self, journal: Arc<dyn Journal>) -> MountBuilder {
         self.journal = journal;
         self
+    }
+
+    /// A mount as `spec` asks, served by `frontend` whatever frontend the
+    /// request names (`yonder serve-nfs`, which only serves).
+    pub fn with_frontend(
+        spec: &MountSpec,
+        frontend: Box<dyn Frontend>,
+    ) -> Result<MountBuilder, ManagerError> {
+        Ok(MountBuilder {
+            tree: Tree::Whole,
+            vfs: vfs_options(spec)?,
+            journal: Arc::new(MemoryJournal::default()),
+            frontend,
+        })
     }
 
     /// Mounts only `tree` of a remote that serves `/`, through a

@@ -1,0 +1,122 @@
+//! [`NfsMount`]: one NFS mount's lifetime, its server and the OS's mount
+//! of it, as the manager and a foreground mount keep it.
+
+use crate::error::NfsError;
+use crate::mount_command::{unmount_command, Os};
+use crate::server::NfsServer;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::runtime::Handle;
+use yonder_remote::BoxFuture;
+use yonder_vfs::frontend::{FrontendError, MountHandle, MountStatus};
+use yonder_vfs::Vfs;
+
+pub struct NfsMount {
+    server: NfsServer,
+    runtime: Handle,
+    /// The OS whose mount command mounted it; `None` when only served.
+    os: Option<Os>,
+    mountpoint: PathBuf,
+}
+
+impl NfsMount {
+    pub fn new(server: NfsServer, runtime: Handle, os: Option<Os>, mountpoint: PathBuf) -> NfsMount {
+        NfsMount {
+            server,
+            runtime,
+            os,
+            mountpoint,
+        }
+    }
+
+    /// Whether the mount table lists the mount point as an NFS mount
+    /// (Linux); `None` where it cannot be read.
+    fn in_mount_table(&self) -> Option<bool> {
+        self.os?;
+        let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
+        let wanted = self.mountpoint.to_str()?;
+        Some(table.lines().any(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next(), fields.next(), fields.next());
+            point == Some(wanted) && kind.is_some_and(|k| k.starts_with("nfs"))
+        }))
+    }
+
+    fn run_unmount(&self, lazy: bool) -> Result<(), NfsError> {
+        let Some(os) = self.os else { return Ok(()) };
+        let command = unmount_command(os, &self.mountpoint, lazy);
+        let failed = |detail: String| NfsError::UnmountCommand {
+            mountpoint: self.mountpoint.clone(),
+            program: command.program.clone(),
+            detail,
+        };
+        let output = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .output()
+            .map_err(|e| failed(e.to_string()))?;
+        if output.status.success() || self.in_mount_table() == Some(false) {
+            return Ok(());
+        }
+        Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_string()))
+    }
+}
+
+impl MountHandle for NfsMount {
+    fn frontend(&self) -> &'static str {
+        crate::FRONTEND_NAME
+    }
+
+    fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn vfs(&self) -> &Arc<Vfs> {
+        self.server.vfs()
+    }
+
+    fn flush(&self) -> Result<(), FrontendError> {
+        let vfs = self.server.vfs().clone();
+        self.runtime.block_on(vfs.flush_all()).map_err(FrontendError::new)
+    }
+
+    fn unmount(&self, lazy: bool) -> Result<(), FrontendError> {
+        self.run_unmount(lazy).map_err(FrontendError::new)?;
+        // An NFS client holds no open files on the server: once the OS
+        // let go of the mount, nothing more is served.
+        self.server.stop();
+        Ok(())
+    }
+
+    fn status(&self) -> MountStatus {
+        MountStatus {
+            serving: self.server.is_serving(),
+            in_mount_table: self.in_mount_table(),
+        }
+    }
+
+    fn ended(&self) -> BoxFuture<()> {
+        Box::pin(self.server.stopped())
+    }
+
+    fn wait(&self) -> Result<(), FrontendError> {
+        self.runtime.block_on(self.server.stopped());
+        Ok(())
+    }
+}
+
+impl Drop for NfsMount {
+    fn drop(&mut self) {
+        if self.server.is_serving() {
+            let vfs = self.server.vfs().clone();
+            if let Err(e) = self.runtime.block_on(vfs.flush_all()) {
+                tracing::warn!(
+                    "nfs: sending buffered writes of {}: {e}",
+                    self.mountpoint.display()
+                );
+            }
+            if let Err(e) = self.run_unmount(true) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! [`NfsServer`]: the NFS and MOUNT service of one VFS on one loopback
+//! port, from its start to its end.
+
+use crate::access::Access;
+use crate::dispatch::{self, Front};
+use crate::error::NfsError;
+use crate::fs::YonderFs;
+use crate::handle::HandleCodec;
+use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use yonder_vfs::Vfs;
+
+/// How a server is started.
+#[derive(Clone, Copy, Debug)]
+pub struct NfsConfig {
+    /// The port on 127.0.0.1; `None` takes a free one.
+    pub port: Option<u16>,
+    /// Whose calls are answered.
+    pub access: Access,
+}
+
+impl Default for NfsConfig {
+    fn default() -> NfsConfig {
+        NfsConfig {
+            port: None,
+            access: Access::current_user(),
+        }
+    }
+}
+
+/// A running server. Dropping it stops it.
+pub struct NfsServer {
+    port: u16,
+    vfs: Arc<Vfs>,
+    tasks: Vec<JoinHandle<()>>,
+    stopped: watch::Sender<bool>,
+}
+
+impl NfsServer {
+    /// Binds 127.0.0.1 and serves `vfs` there, on the current runtime.
+    pub async fn start(vfs: Arc<Vfs>, config: NfsConfig) -> Result<NfsServer, NfsError> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port.unwrap_or(0)));
+        let bind_error = |source| NfsError::Bind {
+            address: address.to_string(),
+            source,
+        };
+        let public = TcpListener::bind(address).await.map_err(bind_error)?;
+        let port = public.local_addr().map_err(bind_error)?.port();
+        let fs = YonderFs::new(vfs.clone(), config.access);
+        // Later than any earlier server's on this machine: their handles
+        // are refused as stale.
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let private = "127.0.0.1:0";
+        let backend = NFSTcpListener::bind_with_generation(private, fs.clone(), generation)
+            .await
+            .map_err(|source| NfsError::Bind {
+                address: private.to_string(),
+                source,
+            })?;
+        let backend_address = SocketAddr::new(backend.get_listen_ip(), backend.get_listen_port());
+        let front = Front {
+            fs: Arc::new(fs),
+            codec: HandleCodec { generation },
+            backend: backend_address,
+        };
+        let backend_task = tokio::spawn(async move {
+            if let Err(e) = backend.handle_forever().await {
+                tracing::error!("nfs: the server behind the dispatcher stopped: {e}");
+            }
+        });
+        let front_task = tokio::spawn(dispatch::accept_loop(public, front));
+        tracing::info!("nfs: serving on 127.0.0.1:{port}");
+        Ok(NfsServer {
+            port,
+            vfs,
+            tasks: vec![backend_task, front_task],
+            stopped: watch::channel(false).0,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn vfs(&self) -> &Arc<Vfs> {
+        &self.vfs
+    }
+
+    /// Stops serving: connections open now are cut.
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.stopped.send_replace(true);
+    }
+
+    pub fn is_serving(&self) -> bool {
+        !*self.stopped.borrow()
+    }
+
+    /// Resolves once [`NfsServer::stop`] was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+}
+
+impl Drop for NfsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
