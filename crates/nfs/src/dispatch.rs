@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use yonder_proto::file_type;
 use yonder_vfs::Ino;
 
 const PROC_MKDIR: u32 = 9;
@@ -42,6 +43,8 @@ pub struct Front {
     pub fs: Arc<YonderFs>,
     pub codec: HandleCodec,
     pub backend: SocketAddr,
+    /// Becomes true when the server stops: open connections end too.
+    pub stopped: watch::Receiver<bool>,
 }
 
 /// Accepts connections on the public port until the task is dropped.
@@ -92,8 +95,13 @@ async fn serve_connection(socket: TcpStream, front: &Front) -> std::io::Result<(
         }
     });
 
+    let mut stopped = front.stopped.clone();
     let ended = loop {
-        let record = match read_record(&mut client_in).await {
+        let next = tokio::select! {
+            next = read_record(&mut client_in) => next,
+            _ = stopped.wait_for(|s| *s) => Ok(None),
+        };
+        let record = match next {
             Ok(Some(record)) => record,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -116,7 +124,11 @@ async fn serve_connection(socket: TcpStream, front: &Front) -> std::io::Result<(
     };
     relay.abort();
     drop(replies);
-    let _ = writer.await;
+    if *front.stopped.borrow() {
+        writer.abort();
+    } else {
+        let _ = writer.await;
+    }
     ended
 }
 
@@ -342,17 +354,17 @@ impl Front {
         };
         let (mode, rdev, attr) = match &args.what {
             mknoddata3::NF3CHR(d) => (
-                libc::S_IFCHR,
+                file_type::CHAR,
                 (d.spec.specdata1, d.spec.specdata2),
                 &d.dev_attributes,
             ),
             mknoddata3::NF3BLK(d) => (
-                libc::S_IFBLK,
+                file_type::BLOCK,
                 (d.spec.specdata1, d.spec.specdata2),
                 &d.dev_attributes,
             ),
-            mknoddata3::NF3SOCK(a) => (libc::S_IFSOCK, (0, 0), a),
-            mknoddata3::NF3FIFO(a) => (libc::S_IFIFO, (0, 0), a),
+            mknoddata3::NF3SOCK(a) => (file_type::SOCKET, (0, 0), a),
+            mknoddata3::NF3FIFO(a) => (file_type::FIFO, (0, 0), a),
             mknoddata3::default => {
                 return MKNOD3res::Err((
                     nfsstat3::NFS3ERR_BADTYPE,
@@ -365,7 +377,7 @@ impl Front {
         let before = self.pre_op(dir).await;
         let made = self
             .fs
-            .mknod(dir, args.where_.name.as_ref(), mode as u32, rdev, attr)
+            .mknod(dir, args.where_.name.as_ref(), mode, rdev, attr)
             .await;
         let dir_wcc = wcc_data {
             before,

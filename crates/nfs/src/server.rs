@@ -64,10 +64,12 @@ impl NfsServer {
                 source,
             })?;
         let backend_address = SocketAddr::new(backend.get_listen_ip(), backend.get_listen_port());
+        let (stopped, stopped_rx) = watch::channel(false);
         let front = Front {
             fs: Arc::new(fs),
             codec: HandleCodec { generation },
             backend: backend_address,
+            stopped: stopped_rx,
         };
         let backend_task = tokio::spawn(async move {
             if let Err(e) = backend.handle_forever().await {
@@ -80,7 +82,7 @@ impl NfsServer {
             port,
             vfs,
             tasks: vec![backend_task, front_task],
-            stopped: watch::channel(false).0,
+            stopped,
         })
     }
 
@@ -92,12 +94,21 @@ impl NfsServer {
         &self.vfs
     }
 
-    /// Stops serving: connections open now are cut.
+    /// Stops serving: the port is closed and connections open now are
+    /// cut, as when the process ends.
     pub fn stop(&self) {
         for task in &self.tasks {
             task.abort();
         }
         self.stopped.send_replace(true);
+    }
+
+    /// Stops serving and returns once the port is free again.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
     }
 
     pub fn is_serving(&self) -> bool {
