@@ -28,8 +28,7 @@ pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError>
             Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
         }
         yonder_nfs::FRONTEND_NAME => {
-            let no_client = yonder_nfs::Os::current().is_none_or(|os| !yonder_nfs::nfs_client_available(os));
-            if no_client {
+            if !yonder_nfs::nfs_mount_possible() {
                 let error = yonder_nfs::NfsError::NoNfsClient {
                     mountpoint: spec.mountpoint.clone(),
                 };

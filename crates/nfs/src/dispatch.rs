@@ -47,10 +47,15 @@ pub struct Front {
     pub stopped: watch::Receiver<bool>,
 }
 
-/// Accepts connections on the public port until the task is dropped.
+/// Accepts connections on the public port until the server stops.
 pub async fn accept_loop(listener: TcpListener, front: Front) {
+    let mut stopped = front.stopped.clone();
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("nfs: accepting a connection: {e}");

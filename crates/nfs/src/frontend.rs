@@ -2,7 +2,9 @@
 //! builder: a server on loopback, mounted by the OS's own NFS client.
 
 use crate::error::NfsError;
-use crate::mount_command::{mount_command, nfs_client_available, Os};
+use crate::mount_command::{
+    command_from_template, mount_command, mount_command_override, nfs_client_available, Os,
+};
 use crate::mounted::NfsMount;
 use crate::server::{NfsConfig, NfsServer};
 use std::path::Path;
@@ -74,15 +76,18 @@ impl Frontend for NfsFrontend {
             )));
         }
         // Checked before anything is served: the one line the user needs.
+        let custom = mount_command_override();
         let os = Os::current()
-            .filter(|os| nfs_client_available(*os))
+            .filter(|os| custom.is_some() || nfs_client_available(*os))
             .ok_or_else(no_client)?;
         let mountpoint = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
         let server = runtime
             .block_on(NfsServer::start(vfs, self.config))
             .map_err(FrontendError::new)?;
         self.port.send_replace(Some(server.port()));
-        let command = mount_command(os, server.port(), &mountpoint);
+        let command = custom
+            .and_then(|template| command_from_template(&template, server.port(), &mountpoint))
+            .unwrap_or_else(|| mount_command(os, server.port(), &mountpoint));
         tracing::info!("nfs: {command}");
         let output = std::process::Command::new(&command.program)
             .args(&command.args)

@@ -44,7 +44,10 @@ mod server;
 pub use access::Access;
 pub use error::NfsError;
 pub use frontend::NfsFrontend;
-pub use mount_command::{mount_command, nfs_client_available, unmount_command, Command, Os};
+pub use mount_command::{
+    command_from_template, mount_command, mount_command_override, nfs_client_available, nfs_mount_possible,
+    unmount_command, Command, Os, MOUNT_COMMAND_ENV,
+};
 pub use mounted::NfsMount;
 pub use server::{NfsConfig, NfsServer};
 

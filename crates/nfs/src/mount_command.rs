@@ -86,6 +86,38 @@ pub fn mount_command(os: Os, port: u16, mountpoint: &Path) -> Command {
     }
 }
 
+/// The environment variable naming a command that mounts in place of the
+/// OS's: a userspace NFS client (fuse-nfs) on a kernel without one, as
+/// the tests use. `{port}` and `{mountpoint}` in it are replaced; its
+/// words are split at whitespace.
+pub const MOUNT_COMMAND_ENV: &str = "YONDER_NFS_MOUNT_COMMAND";
+
+/// The command [`MOUNT_COMMAND_ENV`] names, for `port` and `mountpoint`.
+pub fn command_from_template(template: &str, port: u16, mountpoint: &Path) -> Option<Command> {
+    let mountpoint = mountpoint.display().to_string();
+    let mut words = template.split_whitespace().map(|word| {
+        word.replace("{port}", &port.to_string())
+            .replace("{mountpoint}", &mountpoint)
+    });
+    Some(Command {
+        program: words.next()?,
+        args: words.collect(),
+    })
+}
+
+/// The mount command set in the environment, if any.
+pub fn mount_command_override() -> Option<String> {
+    std::env::var(MOUNT_COMMAND_ENV)
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+}
+
+/// Whether a mount over NFS can be made here: the OS has an NFS client,
+/// or a command stands in for its mount command.
+pub fn nfs_mount_possible() -> bool {
+    mount_command_override().is_some() || Os::current().is_some_and(nfs_client_available)
+}
+
 /// What unmounts it; `lazy` detaches it even while files are open (where
 /// the OS can: Linux's lazy unmount, the BSDs' forced one).
 pub fn unmount_command(os: Os, mountpoint: &Path, lazy: bool) -> Command {
@@ -194,6 +226,27 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn a_template_stands_in_for_the_mount_command() {
+        let c = command_from_template(
+            "fuse-nfs -n nfs://127.0.0.1/?nfsport={port}&mountport={port} -m {mountpoint}",
+            900,
+            Path::new("/mnt/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            args(&c),
+            [
+                "fuse-nfs",
+                "-n",
+                "nfs://127.0.0.1/?nfsport=900&mountport=900",
+                "-m",
+                "/mnt/x"
+            ]
+        );
+        assert_eq!(command_from_template("  ", 1, Path::new("/m")), None);
     }
 
     #[test]

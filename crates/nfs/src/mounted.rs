@@ -6,7 +6,9 @@ use crate::mount_command::{unmount_command, Os};
 use crate::server::NfsServer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use yonder_remote::BoxFuture;
 use yonder_vfs::frontend::{FrontendError, MountHandle, MountStatus};
 use yonder_vfs::Vfs;
@@ -21,6 +23,9 @@ pub struct NfsMount {
 
 impl NfsMount {
     pub fn new(server: NfsServer, runtime: Handle, os: Option<Os>, mountpoint: PathBuf) -> NfsMount {
+        if os.is_some() {
+            runtime.spawn(end_when_unmounted(server.stop_signal(), mountpoint.clone()));
+        }
         NfsMount {
             server,
             runtime,
@@ -29,17 +34,9 @@ impl NfsMount {
         }
     }
 
-    /// Whether the mount table lists the mount point as an NFS mount
-    /// (Linux); `None` where it cannot be read.
     fn in_mount_table(&self) -> Option<bool> {
         self.os?;
-        let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
-        let wanted = self.mountpoint.to_str()?;
-        Some(table.lines().any(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, point, kind) = (fields.next(), fields.next(), fields.next());
-            point == Some(wanted) && kind.is_some_and(|k| k.starts_with("nfs"))
-        }))
+        listed_in_mount_table(&self.mountpoint)
     }
 
     fn run_unmount(&self, lazy: bool) -> Result<(), NfsError> {
@@ -116,6 +113,41 @@ impl Drop for NfsMount {
             }
             if let Err(e) = self.run_unmount(true) {
                 tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Whether the mount table lists a mount at `mountpoint` (Linux); `None`
+/// where it cannot be read.
+fn listed_in_mount_table(mountpoint: &Path) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let wanted = mountpoint.to_str()?;
+    Some(
+        table
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(wanted)),
+    )
+}
+
+/// Stops serving once the mount is gone from the mount table (unmounted
+/// from outside, `umount MOUNTPOINT`): as a FUSE session ends with its
+/// mount. Started once the mount command returned, so the mount was
+/// there.
+async fn end_when_unmounted(stop: watch::Sender<bool>, mountpoint: PathBuf) {
+    let mut stopped = stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        match listed_in_mount_table(&mountpoint) {
+            None => return,
+            Some(true) => {}
+            Some(false) => {
+                tracing::info!("nfs: {} was unmounted", mountpoint.display());
+                stop.send_replace(true);
+                return;
             }
         }
     }

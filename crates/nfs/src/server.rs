@@ -71,9 +71,13 @@ impl NfsServer {
             backend: backend_address,
             stopped: stopped_rx,
         };
+        let mut backend_stopped = front.stopped.clone();
         let backend_task = tokio::spawn(async move {
-            if let Err(e) = backend.handle_forever().await {
-                tracing::error!("nfs: the server behind the dispatcher stopped: {e}");
+            tokio::select! {
+                served = backend.handle_forever() => if let Err(e) = served {
+                    tracing::error!("nfs: the server behind the dispatcher stopped: {e}");
+                },
+                _ = backend_stopped.wait_for(|s| *s) => {}
             }
         });
         let front_task = tokio::spawn(dispatch::accept_loop(public, front));
@@ -97,10 +101,13 @@ impl NfsServer {
     /// Stops serving: the port is closed and connections open now are
     /// cut, as when the process ends.
     pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
-        }
         self.stopped.send_replace(true);
+    }
+
+    /// What stops the server when set to true, for a watcher that
+    /// outlives a borrow of it.
+    pub fn stop_signal(&self) -> watch::Sender<bool> {
+        self.stopped.clone()
     }
 
     /// Stops serving and returns once the port is free again.
