@@ -1,7 +1,7 @@
 //! The RPC front of the public port. `nfs3_server` has no LINK or MKNOD,
-//! made-up FSSTAT numbers and a MKDIR that drops the mode, and no hook to
-//! answer a procedure itself; so each connection's records are read here
-//! first: those four NFS procedures are answered here, with the crate's
+//! made-up FSSTAT and PATHCONF numbers and a MKDIR that drops the mode,
+//! and no hook to answer a procedure itself; so each connection's records
+//! are read here first: those five NFS procedures are answered here, with the crate's
 //! XDR types, and every other record goes unchanged to the crate's server
 //! on a private loopback port, over a connection of its own per client
 //! connection. Replies from both go back whole, one record at a time.
@@ -12,7 +12,8 @@ use crate::handle::{HandleCodec, NfsHandle};
 use nfs3_server::nfs3_types::nfs3::{
     self as nfs, mknoddata3, nfsstat3, wcc_data, FSSTAT3args, FSSTAT3res, FSSTAT3resfail, FSSTAT3resok,
     LINK3args, LINK3res, LINK3resfail, LINK3resok, MKDIR3args, MKDIR3res, MKDIR3resfail, MKDIR3resok,
-    MKNOD3args, MKNOD3res, MKNOD3resfail, MKNOD3resok, Nfs3Option,
+    MKNOD3args, MKNOD3res, MKNOD3resfail, MKNOD3resok, Nfs3Option, PATHCONF3args, PATHCONF3res,
+    PATHCONF3resfail, PATHCONF3resok,
 };
 use nfs3_server::nfs3_types::rpc::{
     accept_stat_data, accepted_reply, auth_flavor, auth_stat, auth_unix, msg_body, opaque_auth,
@@ -32,6 +33,7 @@ const PROC_MKDIR: u32 = 9;
 const PROC_MKNOD: u32 = 11;
 const PROC_LINK: u32 = 15;
 const PROC_FSSTAT: u32 = 18;
+const PROC_PATHCONF: u32 = 20;
 
 /// Largest record taken from a client: a 1 MiB WRITE and its header, with
 /// room to spare.
@@ -187,7 +189,10 @@ fn own_procedure(record: &[u8]) -> Option<OwnCall> {
     let msg_body::CALL(call) = msg.body else {
         return None;
     };
-    let ours = matches!(call.proc, PROC_MKDIR | PROC_MKNOD | PROC_LINK | PROC_FSSTAT);
+    let ours = matches!(
+        call.proc,
+        PROC_MKDIR | PROC_MKNOD | PROC_LINK | PROC_FSSTAT | PROC_PATHCONF
+    );
     if call.prog != nfs::PROGRAM || call.vers != nfs::VERSION || !ours {
         return None;
     }
@@ -223,6 +228,10 @@ impl Front {
             },
             PROC_FSSTAT => match FSSTAT3args::unpack(&mut args) {
                 Ok((a, _)) => success(&self.fsstat(a).await),
+                Err(_) => garbage(),
+            },
+            PROC_PATHCONF => match PATHCONF3args::unpack(&mut args) {
+                Ok((a, _)) => success(&self.pathconf(a).await),
                 Err(_) => garbage(),
             },
             PROC_MKDIR => match MKDIR3args::unpack(&mut args) {
@@ -318,6 +327,33 @@ impl Front {
                 })
             }
             Err(stat) => FSSTAT3res::Err((stat, FSSTAT3resfail { obj_attributes })),
+        }
+    }
+
+    /// The remote's name length limit (the crate answers a fixed 32768).
+    async fn pathconf(&self, args: PATHCONF3args) -> PATHCONF3res {
+        let ino = match self.resolve(&args.object) {
+            Ok(ino) => ino,
+            Err(stat) => {
+                let fail = PATHCONF3resfail {
+                    obj_attributes: Nfs3Option::None,
+                };
+                return PATHCONF3res::Err((stat, fail));
+            }
+        };
+        let obj_attributes = self.post_op(Ok(ino)).await;
+        match self.fs.statfs(ino).await {
+            Ok(st) => PATHCONF3res::Ok(PATHCONF3resok {
+                obj_attributes,
+                // Not known here: the remote's EMLINK says when it is reached.
+                linkmax: u32::MAX,
+                name_max: u32::try_from(st.name_max).unwrap_or(u32::MAX),
+                no_trunc: true,
+                chown_restricted: true,
+                case_insensitive: false,
+                case_preserving: true,
+            }),
+            Err(stat) => PATHCONF3res::Err((stat, PATHCONF3resfail { obj_attributes })),
         }
     }
 

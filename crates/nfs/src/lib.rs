@@ -18,11 +18,11 @@
 //!   (`NfsReadFileSystem::authorize`); `nfsserve` has none.
 //! - Its READDIR honours the cookie; `nfsserve`'s plain READDIR ignores it.
 //!
-//! Neither has LINK or MKNOD, `nfs3_server`'s FSSTAT answers made-up
-//! numbers, and its MKDIR drops the mode; it has no hook for a procedure
-//! of our own. So a small dispatcher (`dispatch.rs`) stands in front of it
-//! on the public port: it reads each RPC record, answers LINK, MKNOD,
-//! FSSTAT and MKDIR itself (decoded and encoded with the crate's own XDR
+//! Neither has LINK or MKNOD, `nfs3_server`'s FSSTAT and PATHCONF answer
+//! made-up numbers, and its MKDIR drops the mode; it has no hook for a
+//! procedure of our own. So a small dispatcher (`dispatch.rs`) stands in
+//! front of it on the public port: it reads each RPC record, answers LINK,
+//! MKNOD, FSSTAT, PATHCONF and MKDIR itself (decoded and encoded with the crate's own XDR
 //! types, `nfs3_types`), and passes every other record to the crate's
 //! server on a private loopback port, unchanged.
 //!
