@@ -47,6 +47,8 @@ pub struct Front {
     pub backend: SocketAddr,
     /// Becomes true when the server stops: open connections end too.
     pub stopped: watch::Receiver<bool>,
+    /// How many clients are connected.
+    pub connections: Arc<watch::Sender<usize>>,
 }
 
 /// Accepts connections on the public port until the server stops.
@@ -70,10 +72,12 @@ pub async fn accept_loop(listener: TcpListener, front: Front) {
             continue;
         }
         let front = front.clone();
+        front.connections.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             if let Err(e) = serve_connection(socket, &front).await {
                 tracing::debug!("nfs: connection from {peer} ended: {e}");
             }
+            front.connections.send_modify(|n| *n -= 1);
         });
     }
 }

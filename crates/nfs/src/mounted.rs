@@ -24,7 +24,15 @@ pub struct NfsMount {
 impl NfsMount {
     pub fn new(server: NfsServer, runtime: Handle, os: Option<Os>, mountpoint: PathBuf) -> NfsMount {
         if os.is_some() {
-            runtime.spawn(end_when_unmounted(server.stop_signal(), mountpoint.clone()));
+            let stopped = server.stop_signal().subscribe();
+            let stop_when_idle = server.stop_when_idle();
+            let at = mountpoint.clone();
+            runtime.spawn(async move {
+                if left_the_mount_table(stopped, &at).await {
+                    tracing::info!("nfs: {} was unmounted", at.display());
+                    stop_when_idle.await;
+                }
+            });
         }
         NfsMount {
             server,
@@ -78,9 +86,13 @@ impl MountHandle for NfsMount {
 
     fn unmount(&self, lazy: bool) -> Result<(), FrontendError> {
         self.run_unmount(lazy).map_err(FrontendError::new)?;
-        // An NFS client holds no open files on the server: once the OS
-        // let go of the mount, nothing more is served.
-        self.server.stop();
+        if lazy && self.os.is_some() {
+            // Files still open under a detached mount are served until
+            // the client lets go (closes its connection).
+            self.runtime.spawn(self.server.stop_when_idle());
+        } else {
+            self.server.stop();
+        }
         Ok(())
     }
 
@@ -130,25 +142,21 @@ fn listed_in_mount_table(mountpoint: &Path) -> Option<bool> {
     )
 }
 
-/// Stops serving once the mount is gone from the mount table (unmounted
-/// from outside, `umount MOUNTPOINT`): as a FUSE session ends with its
-/// mount. Started once the mount command returned, so the mount was
-/// there.
-async fn end_when_unmounted(stop: watch::Sender<bool>, mountpoint: PathBuf) {
-    let mut stopped = stop.subscribe();
+/// Resolves to true once the mount is gone from the mount table
+/// (unmounted from outside, `umount MOUNTPOINT`), so that serving ends
+/// with the mount as a FUSE session does; to false if serving ended first
+/// or the table cannot be read. Started once the mount command returned,
+/// so the mount was there.
+async fn left_the_mount_table(mut stopped: watch::Receiver<bool>, mountpoint: &Path) -> bool {
     loop {
         tokio::select! {
-            _ = stopped.wait_for(|s| *s) => return,
+            _ = stopped.wait_for(|s| *s) => return false,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
-        match listed_in_mount_table(&mountpoint) {
-            None => return,
+        match listed_in_mount_table(mountpoint) {
+            None => return false,
             Some(true) => {}
-            Some(false) => {
-                tracing::info!("nfs: {} was unmounted", mountpoint.display());
-                stop.send_replace(true);
-                return;
-            }
+            Some(false) => return true,
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct NfsServer {
     vfs: Arc<Vfs>,
     tasks: Vec<JoinHandle<()>>,
     stopped: watch::Sender<bool>,
+    connections: Arc<watch::Sender<usize>>,
 }
 
 impl NfsServer {
@@ -65,7 +66,9 @@ impl NfsServer {
             })?;
         let backend_address = SocketAddr::new(backend.get_listen_ip(), backend.get_listen_port());
         let (stopped, stopped_rx) = watch::channel(false);
+        let connections = Arc::new(watch::channel(0).0);
         let front = Front {
+            connections: connections.clone(),
             fs: Arc::new(fs),
             codec: HandleCodec { generation },
             backend: backend_address,
@@ -87,6 +90,7 @@ impl NfsServer {
             vfs,
             tasks: vec![backend_task, front_task],
             stopped,
+            connections,
         })
     }
 
@@ -102,6 +106,18 @@ impl NfsServer {
     /// cut, as when the process ends.
     pub fn stop(&self) {
         self.stopped.send_replace(true);
+    }
+
+    /// Stops serving once no client is connected: after a lazy unmount,
+    /// the client keeps its connection while files under the mount are
+    /// open, and they are served until then.
+    pub fn stop_when_idle(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut connections = self.connections.subscribe();
+        let stop = self.stopped.clone();
+        async move {
+            let _ = connections.wait_for(|n| *n == 0).await;
+            stop.send_replace(true);
+        }
     }
 
     /// What stops the server when set to true, for a watcher that

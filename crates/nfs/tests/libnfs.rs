@@ -379,7 +379,9 @@ async fn handles_stay_valid_across_renames_and_go_stale_with_their_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_from_before_a_restart_are_stale() {
-    let first = Served::start(None).await;
+    // Below the ephemeral range: no outgoing connection takes the port
+    // while no server holds it.
+    let first = Served::start(Some(free_port_below_ephemeral())).await;
     let port = first.port();
     std::fs::write(first.path("f"), "data").unwrap();
     let second = tokio::sync::Mutex::new(None);
@@ -398,6 +400,15 @@ async fn handles_from_before_a_restart_are_stale() {
     let second = second.lock().await;
     let stat = second.as_ref().unwrap().drive(&["stat", "/f"]).await;
     assert_eq!(field(&stat, "size"), "4");
+}
+
+/// A free port the kernel does not hand out to outgoing connections.
+fn free_port_below_ephemeral() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below 32000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,10 +133,6 @@ pub const NFS_GAPS: &[(&str, &str)] = &[
         "client: fuse-nfs shows libfuse's node numbers, not the server's file ids",
     ),
     (
-        "unlinked_open_file_stays_usable",
-        "client: libfuse's path-based API renames an open file to .fuse_hidden* instead of unlinking it",
-    ),
-    (
         "write_errors_reach_the_application",
         "client: fuse-nfs sends no COMMIT at close, where the server reports a failed UNSTABLE write",
     ),
@@ -144,10 +140,16 @@ pub const NFS_GAPS: &[(&str, &str)] = &[
 ];
 
 /// NFS checks that fail only when a race goes one way, and why.
-pub const NFS_RACES: &[(&str, &str)] = &[(
-    "atomic_saves_are_seen_whole",
-    "client: libfuse's path-based API first renames an open target to .fuse_hidden*, so the name is briefly absent",
-)];
+pub const NFS_RACES: &[(&str, &str)] = &[
+    (
+        "atomic_saves_are_seen_whole",
+        "client: libfuse's path-based API first renames an open target to .fuse_hidden*, so the name is briefly absent",
+    ),
+    (
+        "unlinked_open_file_stays_usable",
+        "client: libfuse's path-based API renames an open file to .fuse_hidden* and removes it after the close returned",
+    ),
+];
 
 /// Runs one check of a mount suite for `v`; a declared gap of its
 /// frontend or transport must fail, a declared race may.
