@@ -258,6 +258,24 @@ mod tests {
     }
 
     #[test]
+    fn an_nfs_request_is_refused_at_once_where_nothing_can_mount_it() {
+        match frontend_for(&spec("nfs")) {
+            Ok(frontend) => {
+                assert!(yonder_nfs::nfs_mount_possible());
+                assert_eq!(frontend.name(), "nfs");
+            }
+            Err(e) => {
+                assert!(!yonder_nfs::nfs_mount_possible());
+                let e = e.to_string();
+                assert!(
+                    e.contains("/mnt/data") && e.ends_with("mount with --backend fuse"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_request_without_a_frontend_is_served_by_fuse() {
         let mut json = serde_json::to_value(spec("fuse")).unwrap();
         json.as_object_mut().unwrap().remove("frontend");
