@@ -309,6 +309,14 @@ async fn fsstat_reports_the_remote_file_system() {
     assert_eq!(field(&line, "files").parse::<u64>().unwrap(), ours.1, "{line}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsinfo_offers_transfers_of_a_mebibyte() {
+    let s = Served::start(None).await;
+    let line = s.drive(&["fsinfo"]).await;
+    assert_eq!(field(&line, "readmax"), "1048576", "{line}");
+    assert_eq!(field(&line, "writemax"), "1048576", "{line}");
+}
+
 /// Total bytes and inodes of the file system holding `path`.
 fn rustix_statvfs(path: &Path) -> (u64, u64) {
     let st = rustix::fs::statvfs(path).unwrap();

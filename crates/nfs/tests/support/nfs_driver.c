@@ -165,6 +165,10 @@ int main(int argc, char **argv) {
         nfs_close(nfs, fh);
         return print_stat(a[0]);
     }
+    if (!strcmp(op, "fsinfo") && n == 0) {
+        printf("readmax=%" PRIu64 " writemax=%" PRIu64 "\n", nfs_get_readmax(nfs), nfs_get_writemax(nfs));
+        return 0;
+    }
     if (!strcmp(op, "statvfs") && n == 1) {
         struct nfs_statvfs_64 sv;
         rc = nfs_statvfs64(nfs, a[0], &sv);
