@@ -27,13 +27,14 @@ pub struct Mount {
 ///
 /// [`Frontend`]: super::Frontend
 ///
-/// `mount_suite!(with_nfs: ...)` adds `nfs_local::name`: the NFS frontend
-/// mounted by fuse-nfs.
+/// `mount_suite!(with_nfs: ...)` adds `nfs_local::name` and
+/// `nfs_ssh::name`: the NFS frontend mounted by fuse-nfs.
 #[macro_export]
 macro_rules! mount_suite {
     (with_nfs: $($test:ident),* $(,)?) => {
         mount_suite!($($test),*);
         mount_suite!(@variant nfs_local, Nfs, Local; $($test),*);
+        mount_suite!(@variant nfs_ssh, Nfs, Ssh; $($test),*);
     };
     ($($test:ident),* $(,)?) => {
         mount_suite!(@variant fuse_local, Fuse, Local; $($test),*);
