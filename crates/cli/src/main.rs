@@ -9,6 +9,7 @@ mod logging;
 mod manager_cmd;
 mod mount_cmd;
 mod mount_helper;
+mod serve_nfs_cmd;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// one whose process has died.
     #[command(alias = "umount")]
     Unmount(manager_cmd::UnmountArgs),
+    /// Serve SOURCE over NFSv3 on 127.0.0.1 without mounting it; prints
+    /// the port and the command that mounts it. Serves until Ctrl+C.
+    ServeNfs(serve_nfs_cmd::ServeNfsArgs),
     /// Connect to SOURCE's host through the manager; prints the
     /// connection's id. Mounts of that host reuse it.
     Connect(manager_cmd::ConnectCmdArgs),
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Fs(args) => fs_cmd::run(args),
         Command::Mount(args) => mount_cmd::run(args),
         Command::Unmount(args) => manager_cmd::unmount(args),
+        Command::ServeNfs(args) => serve_nfs_cmd::run(args),
         Command::Connect(args) => manager_cmd::connect(args),
         Command::Status(args) => manager_cmd::status(args),
         Command::Events(args) => manager_cmd::events(args),

@@ -77,6 +77,20 @@ pub struct MountArgs {
     /// `yonder events` and the log). `off`: each waits for the remote.
     #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
     write_back: String,
+    /// What serves the mount to programs: `fuse`, or `nfs` (a server on
+    /// 127.0.0.1 mounted with the OS's NFS client, for systems without
+    /// FUSE). Default: fuse where /dev/fuse exists, else nfs.
+    #[arg(long, value_name = "fuse|nfs", value_parser = ["fuse", "nfs"])]
+    backend: Option<String>,
+}
+
+/// FUSE where the kernel has it, NFS elsewhere.
+fn default_backend() -> &'static str {
+    if Path::new("/dev/fuse").exists() {
+        yonder_fuse::FRONTEND_NAME
+    } else {
+        yonder_nfs::FRONTEND_NAME
+    }
 }
 
 /// Reads the `-o` words (with the one parser every entry point uses)
@@ -225,7 +239,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         fuse_options: mount_options,
         debug: args.connect.debug,
         op_timeout_secs: op_timeout.as_secs_f64(),
-        frontend: yonder_fuse::FRONTEND_NAME.into(),
+        frontend: args.backend.clone().unwrap_or_else(|| default_backend().into()),
         write_back: args.write_back == "on",
     };
     let builder = MountBuilder::new(&spec)?;

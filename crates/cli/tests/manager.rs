@@ -903,3 +903,31 @@ fn without_reconnection_a_lost_agent_disconnects_its_connection_and_mounts() {
     env.ok(&["unmount", &id]);
     assert!(!is_mounted(&at));
 }
+
+/// An NFS mount (fuse-nfs standing in for the kernel's NFS client) is
+/// the manager's like any other: listed with its backend, unmounted.
+#[test]
+fn an_nfs_mount_is_listed_with_its_backend_and_unmounts() {
+    let mut env = Env::new();
+    for (k, v) in support::Frontend::Nfs.mount_env() {
+        env.vars.push((k.to_string(), v));
+    }
+    let a = local_backing(&env, "a");
+    let mnt = env.dir.path().join("mnt/m");
+    let id = env.mount(a.to_str().unwrap(), &mnt, &["--backend", "nfs"]);
+    assert_eq!(std::fs::read_to_string(mnt.join("hello")).unwrap(), "a\n");
+    std::fs::write(mnt.join("new"), b"through nfs").unwrap();
+    assert_eq!(std::fs::read(a.join("new")).unwrap(), b"through nfs");
+    let m = env.mount_status(&id).expect("listed");
+    assert_eq!(
+        (&m["backend"], &m["state"]),
+        (&Value::from("nfs"), &Value::from("active"))
+    );
+    assert!(
+        env.ok(&["status"]).contains(" nfs "),
+        "the table names the backend"
+    );
+    env.ok(&["unmount", &id]);
+    assert!(!is_mounted(&mnt));
+    assert!(env.mount_status(&id).is_none());
+}

@@ -1149,6 +1149,7 @@ fn open_file_sees_remote_growth(v: Variant) {
 }
 
 mount_suite!(
+    with_nfs:
     open_flags_append_trunc_excl,
     truncate_and_ftruncate,
     chmod_chown_utimens_with_nanoseconds,

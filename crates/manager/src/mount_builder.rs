@@ -13,6 +13,7 @@ use crate::ManagerError;
 use std::path::Path;
 use std::sync::Arc;
 use yonder_fuse::{FuseFrontend, MountConfig};
+use yonder_nfs::{NfsConfig, NfsFrontend};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
@@ -25,6 +26,15 @@ pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError>
     Ok(match spec.frontend.as_str() {
         yonder_fuse::FRONTEND_NAME => {
             Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
+        }
+        yonder_nfs::FRONTEND_NAME => {
+            if !yonder_nfs::nfs_mount_possible() {
+                let error = yonder_nfs::NfsError::NoNfsClient {
+                    mountpoint: spec.mountpoint.clone(),
+                };
+                return Err(refused(&error));
+            }
+            Box::new(NfsFrontend::new(NfsConfig::default()))
         }
         other => {
             return Err(ManagerError::Failed(format!(
@@ -120,6 +130,20 @@ impl MountBuilder {
     pub fn journal(mut self, journal: Arc<dyn Journal>) -> MountBuilder {
         self.journal = journal;
         self
+    }
+
+    /// A mount as `spec` asks, served by `frontend` whatever frontend the
+    /// request names (`yonder serve-nfs`, which only serves).
+    pub fn with_frontend(
+        spec: &MountSpec,
+        frontend: Box<dyn Frontend>,
+    ) -> Result<MountBuilder, ManagerError> {
+        Ok(MountBuilder {
+            tree: Tree::Whole,
+            vfs: vfs_options(spec)?,
+            journal: Arc::new(MemoryJournal::default()),
+            frontend,
+        })
     }
 
     /// Mounts only `tree` of a remote that serves `/`, through a
@@ -231,6 +255,24 @@ mod tests {
         let fuse = fuse_config(&spec("fuse"));
         assert!(fuse.allows_other() && !fuse.kernel_checks_permissions());
         assert_eq!(fuse.fs_name.as_deref(), Some("me@host:/data"));
+    }
+
+    #[test]
+    fn an_nfs_request_is_refused_at_once_where_nothing_can_mount_it() {
+        match frontend_for(&spec("nfs")) {
+            Ok(frontend) => {
+                assert!(yonder_nfs::nfs_mount_possible());
+                assert_eq!(frontend.name(), "nfs");
+            }
+            Err(e) => {
+                assert!(!yonder_nfs::nfs_mount_possible());
+                let e = e.to_string();
+                assert!(
+                    e.contains("/mnt/data") && e.ends_with("mount with --backend fuse"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

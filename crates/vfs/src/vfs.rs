@@ -471,6 +471,16 @@ impl Vfs {
         self.inodes().export(ino)
     }
 
+    /// The directory `ino` is named in (the first of its names, for a file
+    /// with several), for a frontend asked for `..` by handle; the root is
+    /// its own parent. `None` for a node with no name here.
+    pub fn parent(&self, ino: Ino) -> Option<Ino> {
+        if ino == ROOT_INO {
+            return Some(ROOT_INO);
+        }
+        self.ns.first_link(ino).map(|(parent, _)| parent)
+    }
+
     /// Whether `ino` is a file that still exists here: the root, or an
     /// inode with a name or an open handle.
     pub fn is_reachable(&self, ino: Ino) -> bool {

@@ -30,15 +30,57 @@ impl Transport {
 pub enum Frontend {
     /// The kernel's FUSE driver.
     Fuse,
+    /// yonder's NFSv3 server, mounted by fuse-nfs (a userspace NFSv3
+    /// client on libnfs, over FUSE): this kernel has no NFS client.
+    Nfs,
 }
 
 impl Frontend {
     /// The `yonder mount` arguments that choose this frontend.
     pub fn mount_args(self) -> &'static [&'static str] {
         match self {
-            Frontend::Fuse => &[],
+            Frontend::Fuse => &["--backend", "fuse"],
+            Frontend::Nfs => &["--backend", "nfs"],
         }
     }
+
+    /// The environment `yonder mount` needs for this frontend.
+    pub fn mount_env(self) -> Vec<(&'static str, String)> {
+        match self {
+            Frontend::Fuse => Vec::new(),
+            Frontend::Nfs => {
+                let fuse_nfs = fuse_nfs_binary().display().to_string();
+                let template = format!(
+                    "{fuse_nfs} -n nfs://127.0.0.1/?version=3&nfsport={{port}}&mountport={{port}} -m {{mountpoint}} -a"
+                );
+                vec![("YONDER_NFS_MOUNT_COMMAND", template)]
+            }
+        }
+    }
+}
+
+/// fuse-nfs: `$YONDER_FUSE_NFS`, or built once by the shared build script
+/// (`../shared/tools/fuse-nfs/build`, beside the checkout).
+pub fn fuse_nfs_binary() -> &'static Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("YONDER_FUSE_NFS") {
+            return PathBuf::from(path);
+        }
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let script = checkout.join("../shared/tools/fuse-nfs/build");
+        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuse-nfs");
+        let built = std::process::Command::new(&script)
+            .arg(&out_dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run {} (or set YONDER_FUSE_NFS): {e}", script.display()));
+        assert!(
+            built.status.success(),
+            "building fuse-nfs: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        PathBuf::from(String::from_utf8(built.stdout).unwrap().trim())
+    })
 }
 
 /// One cell of the mount suites' matrix.

@@ -16,6 +16,7 @@ pub struct Mount {
     child: Option<Child>,
     stderr: Arc<Mutex<String>>,
     _sshd: Option<Sshd>,
+    frontend: super::Frontend,
 }
 
 /// Generates, for each `fn name(v: Variant)` listed, one `#[test]` per
@@ -25,8 +26,16 @@ pub struct Mount {
 /// variant); a check that does not apply to it can look at `v.frontend`.
 ///
 /// [`Frontend`]: super::Frontend
+///
+/// `mount_suite!(with_nfs: ...)` adds `nfs_local::name` and
+/// `nfs_ssh::name`: the NFS frontend mounted by fuse-nfs.
 #[macro_export]
 macro_rules! mount_suite {
+    (with_nfs: $($test:ident),* $(,)?) => {
+        mount_suite!($($test),*);
+        mount_suite!(@variant nfs_local, Nfs, Local; $($test),*);
+        mount_suite!(@variant nfs_ssh, Nfs, Ssh; $($test),*);
+    };
     ($($test:ident),* $(,)?) => {
         mount_suite!(@variant fuse_local, Fuse, Local; $($test),*);
         mount_suite!(@variant fuse_ssh, Fuse, Ssh; $($test),*);
@@ -101,27 +110,75 @@ pub const SFTP_RACES: &[(&str, &str)] = &[(
     "no inode numbers: a reader of the replaced file may get the new file's size (path-keyed identity)",
 )];
 
+/// The mount checks the NFS frontend cannot pass as fuse-nfs mounts it,
+/// and why: what NFSv3 cannot say, or what the client (fuse-nfs on
+/// libnfs, through libfuse 2's path-based API) does; none is the
+/// server's. Each still runs, and must fail.
+pub const NFS_GAPS: &[(&str, &str)] = &[
+    (
+        "chmod_chown_utimens_with_nanoseconds",
+        "client: fuse-nfs implements utime(2), whole seconds, not utimens",
+    ),
+    (
+        "mounting_over_a_non_empty_directory_needs_consent",
+        "client: fuse-nfs (libfuse 2) refuses a non-empty mount point",
+    ),
+    (
+        "read_only_refuses_changes",
+        "client: fuse-nfs's mkdir answers its follow-up chmod's ENOENT, not MKDIR's EROFS",
+    ),
+    ("rename_noreplace_and_exchange", "NFSv3: RENAME has no flags"),
+    ("seek_data_and_seek_hole", "NFSv3: no SEEK"),
+    (
+        "statfs_shows_the_remote",
+        "client: libnfs reports a name length limit of 256 whatever the server says",
+    ),
+    (
+        "symlinks_hard_links_and_inode_numbers",
+        "client: fuse-nfs shows libfuse's node numbers, not the server's file ids",
+    ),
+    (
+        "write_errors_reach_the_application",
+        "client: fuse-nfs sends no COMMIT at close, where the server reports a failed UNSTABLE write",
+    ),
+    ("xattrs_round_trip", "NFSv3: no extended attributes"),
+];
+
+/// NFS checks that fail only when a race goes one way, and why.
+pub const NFS_RACES: &[(&str, &str)] = &[
+    (
+        "atomic_saves_are_seen_whole",
+        "client: libfuse's path-based API first renames an open target to .fuse_hidden*, so the name is briefly absent",
+    ),
+    (
+        "unlinked_open_file_stays_usable",
+        "client: libfuse's path-based API renames an open file to .fuse_hidden* and removes it after the close returned",
+    ),
+];
+
 /// Runs one check of a mount suite for `v`; a declared gap of its
-/// transport must fail, a declared race may.
+/// frontend or transport must fail, a declared race may.
 pub fn run_variant(v: Variant, name: &str, check: fn(Variant)) {
-    let find = |list: &[(&str, &'static str)]| match v.transport {
-        Transport::Sftp => list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why),
-        Transport::Local | Transport::Ssh => None,
+    let (gaps, races, what) = match (v.frontend, v.transport) {
+        (super::Frontend::Nfs, _) => (NFS_GAPS, NFS_RACES, "NFS"),
+        (super::Frontend::Fuse, Transport::Sftp) => (SFTP_GAPS, SFTP_RACES, "SFTP"),
+        (super::Frontend::Fuse, Transport::Local | Transport::Ssh) => (&[][..], &[][..], ""),
     };
-    if let Some(why) = find(SFTP_GAPS) {
+    let find = |list: &[(&str, &'static str)]| list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why);
+    if let Some(why) = find(gaps) {
         let outcome = std::panic::catch_unwind(|| check(v));
         assert!(
             outcome.is_err(),
-            "{name} is declared an SFTP gap ({why}) but passes: remove it"
+            "{name} is declared an {what} gap ({why}) but passes: remove it"
         );
-    } else if let Some(why) = find(SFTP_RACES) {
+    } else if let Some(why) = find(races) {
         let outcome = std::panic::catch_unwind(|| check(v));
         let seen = if outcome.is_ok() {
             "passed this time"
         } else {
             "failed, as declared"
         };
-        eprintln!("{name}: a declared SFTP race ({why}): {seen}");
+        eprintln!("{name}: a declared {what} race ({why}): {seen}");
     } else {
         check(v);
     }
@@ -282,6 +339,7 @@ impl Mount {
             child: Some(child),
             stderr,
             _sshd: sshd,
+            frontend: v.frontend,
         }
     }
 
@@ -355,7 +413,8 @@ fn mount_command(
         .arg(&source)
         .arg(mountpoint)
         .args(v.frontend.mount_args())
-        .args(extra);
+        .args(extra)
+        .envs(v.frontend.mount_env());
     for o in &options.ssh_options {
         cmd.args(["-o", o]);
     }
@@ -377,7 +436,35 @@ impl Drop for Mount {
                 .arg(&self.mountpoint)
                 .output();
         }
+        if self.frontend == super::Frontend::Nfs {
+            // fuse-nfs outlives a server that stopped under open files,
+            // retrying forever: the test started it, the test ends it.
+            for pid in fuse_nfs_processes(&self.mountpoint) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
     }
+}
+
+/// The fuse-nfs processes serving `mountpoint`, by their command lines.
+fn fuse_nfs_processes(mountpoint: &Path) -> Vec<u32> {
+    let binary = super::fuse_nfs_binary().as_os_str().as_encoded_bytes().to_vec();
+    let mountpoint = mountpoint.as_os_str().as_encoded_bytes().to_vec();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.first() == Some(&binary.as_slice())
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"-m" && w[1] == mountpoint.as_slice());
+            ours.then_some(pid)
+        })
+        .collect()
 }
 
 pub fn signal(pid: u32, signal: i32) {
