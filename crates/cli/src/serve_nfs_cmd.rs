@@ -44,6 +44,7 @@ pub fn run(args: ServeNfsArgs) -> anyhow::Result<ExitCode> {
             agent_path: connect.agent_path.clone(),
             no_deploy: connect.no_deploy,
             sftp: connect.sftp,
+            docker_command: connect.docker_command.clone(),
             link: args.link.spec(),
         },
         mountpoint: PathBuf::from(&args.source),
