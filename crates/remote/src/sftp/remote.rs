@@ -811,7 +811,9 @@ impl SftpRemote {
                     listing.buffered.push_back(DirEntry {
                         name: name.into(),
                         attr: Some(attrs.to_attr()),
-                        xattrs: Some(Vec::new()),
+                        // Not "none": the first probe must reach the
+                        // remote's ENOSYS (see `getxattr`).
+                        xattrs: None,
                     });
                 }
             }
@@ -1392,13 +1394,19 @@ impl Remote for SftpRemote {
             .map_err(|_| protocol(op, path, "short statvfs reply"))
     }
 
+    // SFTP has no extended attributes: each call answers ENOSYS (once
+    // the path is known to exist), "not implemented", which a FUSE mount
+    // passes on so that the kernel stops asking for the rest of the mount
+    // and answers EOPNOTSUPP itself, as sshfs's mounts do. `ls -l` asks
+    // every file for its ACLs; each of those would otherwise cross FUSE.
+
     async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>> {
         let op = "getxattr";
         if name.contains(&0) {
             return Err(RemoteError::os(op, display_path(path), Errno::EINVAL));
         }
         self.lstat(path).await?;
-        Err(RemoteError::os(op, display_path(path), Errno::ENODATA))
+        Err(RemoteError::os(op, display_path(path), Errno::ENOSYS))
     }
 
     async fn setxattr(&self, path: &[u8], name: &[u8], _value: &[u8], _mode: XattrMode) -> Result<()> {
@@ -1407,17 +1415,17 @@ impl Remote for SftpRemote {
             return Err(RemoteError::os(op, display_path(path), Errno::EINVAL));
         }
         self.lstat(path).await?;
-        Err(RemoteError::os(op, display_path(path), Errno::EOPNOTSUPP))
+        Err(RemoteError::os(op, display_path(path), Errno::ENOSYS))
     }
 
     async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.lstat(path).await?;
-        Ok(Vec::new())
+        Err(RemoteError::os("listxattr", display_path(path), Errno::ENOSYS))
     }
 
     async fn removexattr(&self, path: &[u8], _name: &[u8]) -> Result<()> {
         self.lstat(path).await?;
-        Err(RemoteError::os("removexattr", display_path(path), Errno::ENODATA))
+        Err(RemoteError::os("removexattr", display_path(path), Errno::ENOSYS))
     }
 
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {
