@@ -561,6 +561,20 @@ impl SftpRemote {
         owner: Option<Owner>,
     ) -> Result<Attr> {
         let attr = self.attrs_of(op, path, target).await?;
+        self.settle_seen(op, path, target, attr, mode, owner).await
+    }
+
+    /// [`Self::settle_new`] of a node whose attributes `attr` were asked
+    /// for right after it was made.
+    async fn settle_seen(
+        &self,
+        op: &'static str,
+        path: &[u8],
+        target: &SettleTarget<'_>,
+        attr: Attr,
+        mode: Option<u32>,
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         let chown = owner.and_then(|o| {
             let gid = if attr.gid == self.gid { o.gid } else { attr.gid };
             ((attr.uid, attr.gid) != (o.uid, gid)).then_some((o.uid, gid))
@@ -1012,17 +1026,20 @@ impl Remote for SftpRemote {
         };
         let mut created = false;
         let mut sftp = None;
+        let mut stat_with_open = None;
         if flags & of::CREATE != 0 {
             let pf = base | pflags::CREAT | pflags::EXCL;
-            let reply = self
-                .ask(op, wire::OPEN, path, |p| {
-                    p.string(&full).u32(pf).attrs(&create_attrs)
-                })
-                .await?;
+            let open = self.send(op, wire::OPEN, path, |p| {
+                p.string(&full).u32(pf).attrs(&create_attrs)
+            })?;
+            // As below: what the OPEN made, in the same round trip.
+            let stat = self.send(op, wire::LSTAT, path, |p| p.string(&full))?;
+            let reply = open.reply(&|| display_path(path)).await?;
             match Self::expect_handle(op, path, reply)? {
                 Ok(h) => {
                     created = true;
                     sftp = Some(h);
+                    stat_with_open = Some(stat);
                 }
                 Err(s) => {
                     let errno = self.errno_for(&s, self.explain_create(&full)).await;
@@ -1040,13 +1057,20 @@ impl Remote for SftpRemote {
                 } else {
                     base
                 };
-                let reply = self
-                    .ask(op, wire::OPEN, path, |p| {
-                        p.string(&full).u32(pf).attrs(&create_attrs)
-                    })
-                    .await?;
+                let open = self.send(op, wire::OPEN, path, |p| {
+                    p.string(&full).u32(pf).attrs(&create_attrs)
+                })?;
+                // The server carries requests out in order: a STAT sent
+                // with the OPEN (following symlinks, as it does) reports
+                // the file just opened, truncated if asked, in the same
+                // round trip, where an FSTAT would need the handle first.
+                let stat = self.send(op, wire::STAT, path, |p| p.string(&full))?;
+                let reply = open.reply(&|| display_path(path)).await?;
                 match Self::expect_handle(op, path, reply)? {
-                    Ok(h) => h,
+                    Ok(h) => {
+                        stat_with_open = Some(stat);
+                        h
+                    }
                     Err(s) => {
                         let errno = self
                             .errno_for(&s, async {
@@ -1062,11 +1086,23 @@ impl Remote for SftpRemote {
                 }
             }
         };
-        let settled = if created {
-            self.settle_new(op, path, &SettleTarget::Handle(&sftp), Some(mode), owner)
-                .await
-        } else {
-            self.attrs_of(op, path, &SettleTarget::Handle(&sftp)).await
+        let stated = match stat_with_open {
+            Some(stat) => match Self::expect_attrs(op, path, stat.reply(&|| display_path(path)).await?)? {
+                Ok(attr) => Some(attr),
+                // Gone (or replaced by what cannot be stat'ed) since the
+                // open: the handle still tells.
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let target = SettleTarget::Handle(&sftp);
+        let settled = match (created, stated) {
+            (true, Some(attr)) if attr.is_file() => {
+                self.settle_seen(op, path, &target, attr, Some(mode), owner).await
+            }
+            (true, _) => self.settle_new(op, path, &target, Some(mode), owner).await,
+            (false, Some(attr)) => Ok(attr),
+            (false, None) => self.attrs_of(op, path, &target).await,
         };
         let attr = match settled {
             Ok(attr) => attr,
