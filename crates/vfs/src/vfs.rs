@@ -1182,7 +1182,15 @@ impl Vfs {
         readahead.follow(attr.size, attr.mtime);
         if let (true, false, Some(head)) = (attr.is_file(), self.writes.is_dirty(ino), head) {
             let whole = head.len() < OPEN_PREFETCH as usize;
-            readahead.set_head(Bytes::from(head), whole);
+            let head = Bytes::from(head);
+            if whole {
+                // A small file read whole is opened again (a second `grep
+                // -r`, a build) with no data asked for, its open telling
+                // whether these bytes still are the file: where a listing
+                // brings no contents (SFTP), one round trip, not two.
+                self.inodes().keep_contents(ino, &fattr, head.clone());
+            }
+            readahead.set_head(head, whole);
         }
         let fh = self
             .files
