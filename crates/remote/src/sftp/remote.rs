@@ -31,6 +31,9 @@ const DEFAULT_IO_LEN: u32 = 32 * 1024;
 /// Open directory listings kept for their cursors; the oldest is closed
 /// beyond this, and its cursor answers EINVAL.
 const MAX_LISTINGS: usize = 64;
+/// READDIRs of a listing's first round (OpenSSH answers up to 100 names
+/// each).
+const FIRST_READDIRS: usize = 8;
 
 /// An open file: its SFTP handle (none for a directory opened as one) and
 /// what POSIX checks on the descriptor.
@@ -49,6 +52,10 @@ struct Listing {
     sftp: Vec<u8>,
     buffered: VecDeque<DirEntry>,
     done: bool,
+    /// READDIRs sent together in the next round: doubling while the
+    /// directory goes on, so that a small one costs few requests past its
+    /// end and a large one few round trips.
+    burst: usize,
 }
 
 /// Which OpenSSH extensions the server announced.
@@ -782,15 +789,16 @@ impl SftpRemote {
     /// Reads directory entries into `listing` until it holds `want` or the
     /// directory ends. READDIRs on one handle are answered in the order
     /// sent, each with the next batch (about 100 names from OpenSSH), so
-    /// as many as the page needs go out at once; those past the end
-    /// answer EOF.
+    /// as many as the page needs go out at once, up to the listing's
+    /// burst; those past the end answer EOF.
     async fn fill(&self, listing: &mut Listing, want: usize) -> Result<()> {
         const BATCH: usize = 100;
-        const MAX_READDIRS: usize = 8;
+        const MAX_READDIRS: usize = 64;
         let shown = listing.path.clone();
         while listing.buffered.len() < want && !listing.done {
             let missing = want - listing.buffered.len();
-            let count = missing.div_ceil(BATCH).clamp(1, MAX_READDIRS);
+            let count = missing.div_ceil(BATCH).clamp(1, listing.burst);
+            listing.burst = (listing.burst * 2).min(MAX_READDIRS);
             let sftp = listing.sftp.clone();
             let mut flights = Vec::with_capacity(count);
             for _ in 0..count {
@@ -931,6 +939,7 @@ impl Remote for SftpRemote {
                     sftp,
                     buffered: VecDeque::new(),
                     done: false,
+                    burst: FIRST_READDIRS,
                 };
                 (self.number(), listing)
             }
