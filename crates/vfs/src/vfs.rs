@@ -25,6 +25,7 @@ use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{broadcast, watch};
@@ -69,6 +70,11 @@ pub struct Vfs {
     /// Where tasks following a link run: some calls come from frontend
     /// threads outside the runtime.
     runtime: tokio::runtime::Handle,
+    /// The remote answered an xattr call ENOSYS (SFTP has none): every
+    /// later one is answered so here, as the kernel does after passing on
+    /// the first, so that a creation's check for default ACLs costs no
+    /// round trip.
+    no_xattrs: AtomicBool,
 }
 
 impl Vfs {
@@ -158,6 +164,7 @@ impl Vfs {
             reading,
             events,
             opts,
+            no_xattrs: AtomicBool::new(false),
         }))
     }
 
@@ -1532,8 +1539,25 @@ impl Vfs {
             .is_some_and(|names| !names.iter().any(|n| n == name))
     }
 
+    /// ENOSYS for `op` if the remote has no xattrs at all.
+    fn check_xattrs(&self, op: &'static str, path: &[u8]) -> Result<()> {
+        if self.no_xattrs.load(Ordering::Relaxed) {
+            return Err(VfsError::new(op, String::from_utf8_lossy(path), Errno::ENOSYS));
+        }
+        Ok(())
+    }
+
+    /// Remembers an ENOSYS answer to an xattr call (see `no_xattrs`).
+    fn note_xattrs<T>(&self, result: Result<T>) -> Result<T> {
+        if result.as_ref().is_err_and(|e| e.errno() == Errno::ENOSYS) {
+            self.no_xattrs.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let path = self.path("getxattr", ino)?;
+        self.check_xattrs("getxattr", &path)?;
         // Tools ask files for attributes they rarely have (`ls -l` for ACLs,
         // the kernel for `security.capability` before every write). One
         // listing per attribute TTL answers all of those "none"s locally.
@@ -1546,17 +1570,22 @@ impl Vfs {
                 Errno::ENODATA,
             ));
         }
+        self.check_xattrs("getxattr", &path)?;
         let p = &path[..];
-        self.calls
+        let got = self
+            .calls
             .call("getxattr", p, |r| async move { r.getxattr(p, name).await })
-            .await
+            .await;
+        self.note_xattrs(got)
     }
 
     pub async fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
+        self.check_xattrs("setxattr", &path)?;
         let p = &path[..];
-        self.calls
+        let set = self
+            .calls
             .call_once(
                 "setxattr",
                 p,
@@ -1573,7 +1602,8 @@ impl Vfs {
                     }
                 },
             )
-            .await?;
+            .await;
+        self.note_xattrs(set)?;
         self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
@@ -1583,12 +1613,14 @@ impl Vfs {
         if let Some(names) = self.inodes().cached_xattr_names(ino, Instant::now()) {
             return Ok(names.to_vec());
         }
+        self.check_xattrs("listxattr", &path)?;
         let p = &path[..];
         let asked = Instant::now();
-        let names = self
+        let listed = self
             .calls
             .call("listxattr", p, |r| async move { r.listxattr(p).await })
-            .await?;
+            .await;
+        let names = self.note_xattrs(listed)?;
         // An answer from before a change made here since (a `setfacl`)
         // would say an ACL is absent for a whole TTL.
         let mut table = self.inodes();
@@ -1601,8 +1633,10 @@ impl Vfs {
     pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
+        self.check_xattrs("removexattr", &path)?;
         let p = &path[..];
-        self.calls
+        let removed = self
+            .calls
             .call_once(
                 "removexattr",
                 p,
@@ -1614,7 +1648,8 @@ impl Vfs {
                     }
                 },
             )
-            .await?;
+            .await;
+        self.note_xattrs(removed)?;
         self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }
