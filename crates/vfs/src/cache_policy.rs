@@ -221,3 +221,32 @@ impl CachePolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_cannot_push_caches_as_sshfs_and_a_degraded_watch_briefly() {
+        let policy = CachePolicy::new(&VfsOptions {
+            attr_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(5),
+            ..VfsOptions::default()
+        });
+        policy.set_pushed(Pushed::Yes);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(60), Duration::from_secs(5))
+        );
+        policy.set_pushed(Pushed::Never);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(20), Duration::from_secs(5))
+        );
+        policy.set_pushed(Pushed::No);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+    }
+}
