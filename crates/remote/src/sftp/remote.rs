@@ -1095,13 +1095,10 @@ impl Remote for SftpRemote {
                 }
             }
         };
+        // A STAT that failed (the file gone since the open) leaves it to
+        // the handle.
         let stated = match stat_with_open {
-            Some(stat) => match Self::expect_attrs(op, path, stat.reply(&|| display_path(path)).await?)? {
-                Ok(attr) => Some(attr),
-                // Gone (or replaced by what cannot be stat'ed) since the
-                // open: the handle still tells.
-                Err(_) => None,
-            },
+            Some(stat) => Self::expect_attrs(op, path, stat.reply(&|| display_path(path)).await?)?.ok(),
             None => None,
         };
         let target = SettleTarget::Handle(&sftp);
