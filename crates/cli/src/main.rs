@@ -76,8 +76,8 @@ pub struct ConnectArgs {
     pub agent_path: Option<String>,
     /// Serve an ssh source with the host's own SFTP server, no agent:
     /// for hosts where none can run. Some things SFTP cannot express
-    /// (docs/sftp.md); attributes and names are trusted at most 1 s, as
-    /// nothing reports changes. Nothing is deployed.
+    /// (docs/sftp.md); attributes and names are trusted at most 20 s, as
+    /// sshfs does, since nothing reports changes. Nothing is deployed.
     #[arg(long)]
     pub sftp: bool,
     /// Never copy yonder to a host that lacks it (by default it is sent

@@ -32,12 +32,14 @@ pub struct MountArgs {
     read_only: bool,
     /// Seconds the kernel and yonder trust file attributes while the
     /// remote pushes its changes (they show within a second regardless);
-    /// at most 1 s when it cannot (as with --sftp). Changes made through
+    /// at most 1 s when its watch fails, at most 20 s where nothing can
+    /// push changes (--sftp, as sshfs). Changes made through
     /// this mount are seen at once.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     attr_ttl: f64,
     /// Seconds the kernel and yonder trust directory entries and listings
-    /// while the remote pushes its changes; at most 1 s when it cannot.
+    /// while the remote pushes its changes; at most 1 s when its watch
+    /// fails, 20 s with --sftp.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     dir_ttl: f64,
     /// Let other users (and root) use the mount, each with their own

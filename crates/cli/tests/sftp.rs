@@ -74,3 +74,57 @@ fn a_missing_tree_fails_the_mount_with_the_servers_answer() {
     let said = Mount::refused(SFTP, &missing, &mnt.path().join("m"), &[]);
     assert!(said.contains("No such file or directory"), "{said}");
 }
+
+/// SFTP has no extended attributes: as on an sshfs mount, every xattr
+/// call says EOPNOTSUPP (the kernel answers all but the first itself; an
+/// ACL is absent), and files made afterwards still get the mode asked
+/// for.
+#[test]
+fn extended_attributes_are_not_supported_and_creation_goes_on() {
+    use rustix::fs::{getxattr, listxattr, removexattr, setxattr, XattrFlags};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let m = Mount::start(SFTP, &[]);
+    fs::write(m.disk("f"), b"data").unwrap();
+    let f = m.at("f");
+    let mut buf = [0u8; 64];
+    for _ in 0..2 {
+        assert_eq!(
+            getxattr(&f, "user.x", &mut buf[..]).unwrap_err(),
+            rustix::io::Errno::OPNOTSUPP
+        );
+        // The kernel answers ACL names itself: no ACL.
+        let acl = getxattr(&f, "system.posix_acl_access", &mut buf[..]).unwrap_err();
+        assert!(
+            [rustix::io::Errno::NODATA, rustix::io::Errno::OPNOTSUPP].contains(&acl),
+            "{acl:?}"
+        );
+        assert_eq!(
+            listxattr(&f, &mut buf[..]).unwrap_err(),
+            rustix::io::Errno::OPNOTSUPP
+        );
+        assert_eq!(
+            setxattr(&f, "user.x", b"v", XattrFlags::empty()).unwrap_err(),
+            rustix::io::Errno::OPNOTSUPP
+        );
+        assert_eq!(
+            removexattr(&f, "user.x").unwrap_err(),
+            rustix::io::Errno::OPNOTSUPP
+        );
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(m.at("new"))
+        .unwrap();
+    let mode = fs::metadata(m.disk("new")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o640 & !umask());
+    assert_eq!(fs::read(&f).unwrap(), b"data");
+}
+
+/// This process's umask (read, not set: other tests run beside).
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}

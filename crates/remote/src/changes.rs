@@ -25,8 +25,14 @@ pub enum RemoteChange {
     Unknown { reason: String },
     /// Whether changes are pushed from now on: on each new connection,
     /// and `false` once the remote's watch is degraded (a watch limit, a
-    /// queue overflow), until the next connection.
-    Watching { active: bool, reason: String },
+    /// queue overflow), until the next connection. `feed` says whether
+    /// the connection can push changes at all: an SFTP server cannot, and
+    /// a user of it expects sshfs's caching, not a degraded agent's.
+    Watching {
+        active: bool,
+        feed: bool,
+        reason: String,
+    },
 }
 
 impl RemoteChange {
@@ -43,12 +49,14 @@ impl RemoteChange {
                     },
                     RemoteChange::Watching {
                         active: false,
+                        feed: true,
                         reason,
                     },
                 ]
             }
             Notice::Unwatched { path, reason } => vec![RemoteChange::Watching {
                 active: false,
+                feed: true,
                 reason: format!(
                     "cannot watch {} on the remote: {reason}",
                     crate::error::display_path(&path)
@@ -165,6 +173,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(16);
         let watching = watch::Sender::new(RemoteChange::Watching {
             active: true,
+            feed: true,
             reason: String::new(),
         });
         let mut feed = ChangeFeed::new(rx, &watching).under(b"/srv/a/");
@@ -198,6 +207,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(2);
         let watching = watch::Sender::new(RemoteChange::Watching {
             active: true,
+            feed: true,
             reason: String::new(),
         });
         let mut feed = ChangeFeed::new(rx, &watching);

@@ -225,6 +225,7 @@ impl Link {
         let (changes, _) = broadcast::channel(CHANGES_QUEUED);
         let watching = watch::Sender::new(RemoteChange::Watching {
             active: false,
+            feed: true,
             reason: "connecting".into(),
         });
         let inner = Arc::new(Inner {
@@ -365,6 +366,7 @@ impl Supervisor {
         let notices = client.notices();
         let watching = RemoteChange::Watching {
             active: notices.is_some(),
+            feed: notices.is_some(),
             reason: match notices {
                 Some(_) => "the remote pushes changes".into(),
                 None => "the remote does not push changes".into(),

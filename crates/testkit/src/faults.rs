@@ -121,6 +121,9 @@ pub struct Call<'a> {
     pub handle: Option<Handle>,
     /// The data a `write` carries, the caller's buffer itself.
     pub data: Option<&'a Bytes>,
+    /// The bytes a `read` asks for, or an `open_read` asks to come with
+    /// the handle.
+    pub len: Option<u32>,
 }
 
 impl<'a> Call<'a> {
@@ -131,6 +134,7 @@ impl<'a> Call<'a> {
             to: None,
             handle: None,
             data: None,
+            len: None,
         }
     }
 
@@ -141,6 +145,7 @@ impl<'a> Call<'a> {
             to: Some(to),
             handle: None,
             data: None,
+            len: None,
         }
     }
 
@@ -151,6 +156,7 @@ impl<'a> Call<'a> {
             to: None,
             handle: None,
             data: None,
+            len: None,
         }
     }
 
@@ -161,6 +167,7 @@ impl<'a> Call<'a> {
             to: None,
             handle: Some(handle),
             data: None,
+            len: None,
         }
     }
 
@@ -296,14 +303,20 @@ impl<I: Interceptor> Remote for Intercepted<I> {
     }
 
     async fn open_read(&self, path: &[u8], flags: u32, prefetch: u32) -> Result<(Handle, Attr, Vec<u8>)> {
-        let call = Call::path(Op::OpenRead, path);
+        let call = Call {
+            len: Some(prefetch),
+            ..Call::path(Op::OpenRead, path)
+        };
         let next = self.inner.open_read(path, flags, prefetch);
         let (handle, attr, data) = self.interceptor.intercept(call, next).await?;
         Ok((handle, self.shown(attr), data))
     }
 
     async fn read(&self, handle: Handle, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let call = Call::handle(Op::Read, handle);
+        let call = Call {
+            len: Some(len),
+            ..Call::handle(Op::Read, handle)
+        };
         let next = self.inner.read(handle, offset, len);
         self.interceptor.intercept(call, next).await
     }

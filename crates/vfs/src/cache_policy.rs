@@ -84,6 +84,9 @@ pub(crate) enum Pushed {
     Yes = 1,
     /// It does not, or its watch is degraded: at most `unwatched_ttl`.
     No = 2,
+    /// The connection cannot push changes at all (an SFTP server): at
+    /// most `feedless_ttl`.
+    Never = 3,
 }
 
 /// The VFS's cache policy: time-to-live of attributes and names, and what
@@ -93,6 +96,7 @@ pub(crate) struct CachePolicy {
     attr_ttl: Duration,
     dir_ttl: Duration,
     unwatched_ttl: Duration,
+    feedless_ttl: Duration,
     pushed: Arc<AtomicU8>,
 }
 
@@ -102,6 +106,7 @@ impl CachePolicy {
             attr_ttl: opts.attr_ttl,
             dir_ttl: opts.dir_ttl,
             unwatched_ttl: opts.unwatched_ttl,
+            feedless_ttl: opts.feedless_ttl,
             pushed: Arc::new(AtomicU8::new(Pushed::Unasked as u8)),
         }
     }
@@ -110,6 +115,7 @@ impl CachePolicy {
         match self.pushed.load(Ordering::Relaxed) {
             1 => Pushed::Yes,
             2 => Pushed::No,
+            3 => Pushed::Never,
             _ => Pushed::Unasked,
         }
     }
@@ -119,15 +125,17 @@ impl CachePolicy {
         match self.pushed.swap(pushed as u8, Ordering::Relaxed) {
             1 => Pushed::Yes,
             2 => Pushed::No,
+            3 => Pushed::Never,
             _ => Pushed::Unasked,
         }
     }
 
     /// A configured TTL, shortened to `unwatched_ttl` while changes are
-    /// not pushed.
+    /// not pushed, and to `feedless_ttl` where they never are.
     fn effective(&self, ttl: Duration) -> Duration {
         match self.pushed() {
             Pushed::No => ttl.min(self.unwatched_ttl),
+            Pushed::Never => ttl.min(self.feedless_ttl),
             Pushed::Yes | Pushed::Unasked => ttl,
         }
     }
@@ -211,5 +219,34 @@ impl CachePolicy {
             },
             Change::NotifiedTree => Forget { tree: true, ..none },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_cannot_push_caches_as_sshfs_and_a_degraded_watch_briefly() {
+        let policy = CachePolicy::new(&VfsOptions {
+            attr_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(5),
+            ..VfsOptions::default()
+        });
+        policy.set_pushed(Pushed::Yes);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(60), Duration::from_secs(5))
+        );
+        policy.set_pushed(Pushed::Never);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(20), Duration::from_secs(5))
+        );
+        policy.set_pushed(Pushed::No);
+        assert_eq!(
+            (policy.attr_ttl(), policy.dir_ttl()),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
     }
 }

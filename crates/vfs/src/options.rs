@@ -13,6 +13,11 @@ pub struct VfsOptions {
     /// While the remote does not push its changes (or its watch is
     /// degraded), attributes and names are trusted at most this long.
     pub unwatched_ttl: Duration,
+    /// Where the connection cannot push changes at all (an SFTP server),
+    /// attributes and names are trusted at most this long: sshfs's 20 s
+    /// by default, what a user moving from sshfs expects. A watch that
+    /// degrades is `unwatched_ttl`'s: its user expected changes at once.
+    pub feedless_ttl: Duration,
     /// Small sequential writes are gathered into remote writes of up to this
     /// many bytes.
     pub write_buffer: usize,
@@ -48,6 +53,7 @@ impl Default for VfsOptions {
             attr_ttl: Duration::from_secs(1),
             dir_ttl: Duration::from_secs(1),
             unwatched_ttl: Duration::from_secs(1),
+            feedless_ttl: Duration::from_secs(20),
             write_buffer: 1 << 20,
             write_delay: Duration::from_secs(1),
             readahead_chunk: 1 << 20,

@@ -68,7 +68,7 @@ impl RemoteChanges {
                 tracing::debug!("forgetting every cached attribute and name: {reason}");
                 self.everything()
             }
-            RemoteChange::Watching { active, reason } => self.watching(active, reason),
+            RemoteChange::Watching { active, feed, reason } => self.watching(active, feed, reason),
         };
         if let (false, Some(frontend)) = (drops.is_empty(), self.frontend.get()) {
             frontend.drop_cached(drops);
@@ -267,8 +267,12 @@ impl RemoteChanges {
         drops
     }
 
-    fn watching(&self, active: bool, reason: String) -> Vec<CacheDrop> {
-        let now = if active { Pushed::Yes } else { Pushed::No };
+    fn watching(&self, active: bool, feed: bool, reason: String) -> Vec<CacheDrop> {
+        let now = match (active, feed) {
+            (true, _) => Pushed::Yes,
+            (false, true) => Pushed::No,
+            (false, false) => Pushed::Never,
+        };
         let before = self.ns.policy().set_pushed(now);
         if before == now {
             return Vec::new();

@@ -25,6 +25,7 @@ use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{broadcast, watch};
@@ -69,6 +70,11 @@ pub struct Vfs {
     /// Where tasks following a link run: some calls come from frontend
     /// threads outside the runtime.
     runtime: tokio::runtime::Handle,
+    /// The remote answered an xattr call ENOSYS (SFTP has none): every
+    /// later one is answered so here, as the kernel does after passing on
+    /// the first, so that a creation's check for default ACLs costs no
+    /// round trip.
+    no_xattrs: AtomicBool,
 }
 
 impl Vfs {
@@ -158,6 +164,7 @@ impl Vfs {
             reading,
             events,
             opts,
+            no_xattrs: AtomicBool::new(false),
         }))
     }
 
@@ -1228,7 +1235,15 @@ impl Vfs {
         readahead.follow(attr.size, attr.mtime);
         if let (true, false, Some(head)) = (attr.is_file(), self.writes.is_dirty(ino), head) {
             let whole = head.len() < OPEN_PREFETCH as usize;
-            readahead.set_head(Bytes::from(head), whole);
+            let head = Bytes::from(head);
+            if whole {
+                // A small file read whole is opened again (a second `grep
+                // -r`, a build) with no data asked for, its open telling
+                // whether these bytes still are the file: where a listing
+                // brings no contents (SFTP), one round trip, not two.
+                self.inodes().keep_contents(ino, &fattr, head.clone());
+            }
+            readahead.set_head(head, whole);
         }
         let fh = self
             .files
@@ -1570,8 +1585,25 @@ impl Vfs {
             .is_some_and(|names| !names.iter().any(|n| n == name))
     }
 
+    /// ENOSYS for `op` if the remote has no xattrs at all.
+    fn check_xattrs(&self, op: &'static str, path: &[u8]) -> Result<()> {
+        if self.no_xattrs.load(Ordering::Relaxed) {
+            return Err(VfsError::new(op, String::from_utf8_lossy(path), Errno::ENOSYS));
+        }
+        Ok(())
+    }
+
+    /// Remembers an ENOSYS answer to an xattr call (see `no_xattrs`).
+    fn note_xattrs<T>(&self, result: Result<T>) -> Result<T> {
+        if result.as_ref().is_err_and(|e| e.errno() == Errno::ENOSYS) {
+            self.no_xattrs.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let path = self.path("getxattr", ino)?;
+        self.check_xattrs("getxattr", &path)?;
         // Tools ask files for attributes they rarely have (`ls -l` for ACLs,
         // the kernel for `security.capability` before every write). One
         // listing per attribute TTL answers all of those "none"s locally.
@@ -1584,10 +1616,13 @@ impl Vfs {
                 Errno::ENODATA,
             ));
         }
+        self.check_xattrs("getxattr", &path)?;
         let p = &path[..];
-        self.calls
+        let got = self
+            .calls
             .call("getxattr", p, |r| async move { r.getxattr(p, name).await })
-            .await
+            .await;
+        self.note_xattrs(got)
     }
 
     pub async fn setxattr(
@@ -1600,8 +1635,10 @@ impl Vfs {
     ) -> Result<()> {
         self.check_writable("setxattr", ino)?;
         let path = self.path("setxattr", ino)?;
+        self.check_xattrs("setxattr", &path)?;
         let p = &path[..];
-        self.calls
+        let set = self
+            .calls
             .call_once(
                 "setxattr",
                 p,
@@ -1618,7 +1655,8 @@ impl Vfs {
                     }
                 },
             )
-            .await?;
+            .await;
+        self.note_xattrs(set)?;
         self.ns.changed(ino, Change::Xattrs);
         if name == b"system.posix_acl_access" {
             if let Err(e) = self.kill_set_group_id_after_acl(caller, ino).await {
@@ -1652,12 +1690,14 @@ impl Vfs {
         if let Some(names) = self.inodes().cached_xattr_names(ino, Instant::now()) {
             return Ok(names.to_vec());
         }
+        self.check_xattrs("listxattr", &path)?;
         let p = &path[..];
         let asked = Instant::now();
-        let names = self
+        let listed = self
             .calls
             .call("listxattr", p, |r| async move { r.listxattr(p).await })
-            .await?;
+            .await;
+        let names = self.note_xattrs(listed)?;
         // An answer from before a change made here since (a `setfacl`)
         // would say an ACL is absent for a whole TTL.
         let mut table = self.inodes();
@@ -1670,8 +1710,10 @@ impl Vfs {
     pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_writable("removexattr", ino)?;
         let path = self.path("removexattr", ino)?;
+        self.check_xattrs("removexattr", &path)?;
         let p = &path[..];
-        self.calls
+        let removed = self
+            .calls
             .call_once(
                 "removexattr",
                 p,
@@ -1683,7 +1725,8 @@ impl Vfs {
                     }
                 },
             )
-            .await?;
+            .await;
+        self.note_xattrs(removed)?;
         self.ns.changed(ino, Change::Xattrs);
         Ok(())
     }

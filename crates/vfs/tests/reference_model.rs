@@ -1271,6 +1271,7 @@ impl Sut {
             dir_ttl: ttl,
             // No change feed is followed here: the TTLs above hold.
             unwatched_ttl: ttl,
+            feedless_ttl: ttl,
             write_buffer: setup.write_buffer,
             // Buffered data leaves when the VFS must send it, never on a
             // timer: runs are repeatable.

@@ -1765,3 +1765,64 @@ async fn a_large_write_reaches_the_remote_as_the_callers_own_buffer() {
     assert_eq!(written[0].as_ptr(), data.as_ptr());
     f.vfs.release(fh).await.unwrap();
 }
+
+/// The data each `open_read` and `read` asked the remote for.
+#[derive(Default)]
+struct DataAsked {
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Interceptor for DataAsked {
+    async fn intercept<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        next: impl std::future::Future<Output = yonder_remote::Result<T>> + Send + 'a,
+    ) -> yonder_remote::Result<T> {
+        if let (Op::OpenRead | Op::Read, Some(len)) = (call.op, call.len) {
+            self.bytes.fetch_add(len as u64, Ordering::SeqCst);
+        }
+        next.await
+    }
+}
+
+/// Where a listing brings no contents (SFTP), a small file read whole is
+/// opened again with no data asked for while its attributes are fresh and
+/// the open shows it unchanged; changed, it is read again.
+#[tokio::test]
+async fn a_small_file_read_whole_is_reopened_with_no_data_asked_for_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"first").unwrap();
+    let asked = Intercepted::<DataAsked>::new(DirectAgent::new(dir.path()));
+    let opts = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(asked.clone(), opts, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    let bytes = || asked.bytes.load(Ordering::SeqCst);
+    let read_whole = |ino| {
+        let vfs = vfs.clone();
+        async move {
+            let (fh, _) = vfs.open(&me(), ino, of::READ_ONLY).await.unwrap();
+            let data = vfs.read(fh, 0, 4096).await.unwrap();
+            vfs.release(fh).await.unwrap();
+            data
+        }
+    };
+    let f = vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
+    assert_eq!(&read_whole(f.ino).await[..], b"first");
+    let first = bytes();
+    assert!(first > 0, "the first open brings the file's start");
+    for _ in 0..3 {
+        assert_eq!(&read_whole(f.ino).await[..], b"first");
+    }
+    assert_eq!(bytes(), first, "opened again with no data asked for");
+
+    std::fs::write(dir.path().join("f"), b"second, longer").unwrap();
+    vfs.invalidate_path(b"f");
+    let f = vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
+    assert_eq!(&read_whole(f.ino).await[..], b"second, longer");
+    assert!(bytes() > first, "a changed file is read again");
+}

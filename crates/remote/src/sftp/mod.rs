@@ -3,6 +3,7 @@
 //! agent and ProxyJump work) serves the tree, where no agent can run.
 //!
 //! - `wire.rs`: SFTP v3 packets and the OpenSSH extensions, no I/O;
+//! - `cipher.rs`: AES-GCM first in ssh's cipher list where nobody chose;
 //! - `channel.rs`: [`SftpChannel`], packets pipelined over a pipe pair,
 //!   with what a `Link` supervises (end, last heard, shutdown);
 //! - `remote.rs`: [`SftpRemote`], the [`crate::Remote`] and
@@ -17,6 +18,7 @@
 //! from the VFS's buffer to the pipe, and every request pipelined.
 
 mod channel;
+mod cipher;
 mod remote;
 mod wire;
 
@@ -86,6 +88,7 @@ pub async fn connect_sftp(source: &Source, options: &ConnectOptions) -> Result<S
             reason: "SFTP needs an ssh source".into(),
         });
     };
+    let options = &cipher::with_fast_cipher(source, options).await;
     let keepalive = ssh_needs_keepalive(source, options).await;
     let argv = sftp_command(source, options, keepalive)?;
     tracing::debug!(?argv, "starting sftp");

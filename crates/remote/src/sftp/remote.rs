@@ -31,6 +31,9 @@ const DEFAULT_IO_LEN: u32 = 32 * 1024;
 /// Open directory listings kept for their cursors; the oldest is closed
 /// beyond this, and its cursor answers EINVAL.
 const MAX_LISTINGS: usize = 64;
+/// READDIRs of a listing's first round (OpenSSH answers up to 100 names
+/// each).
+const FIRST_READDIRS: usize = 8;
 
 /// An open file: its SFTP handle (none for a directory opened as one) and
 /// what POSIX checks on the descriptor.
@@ -49,6 +52,10 @@ struct Listing {
     sftp: Vec<u8>,
     buffered: VecDeque<DirEntry>,
     done: bool,
+    /// READDIRs sent together in the next round: doubling while the
+    /// directory goes on, so that a small one costs few requests past its
+    /// end and a large one few round trips.
+    burst: usize,
 }
 
 /// Which OpenSSH extensions the server announced.
@@ -561,6 +568,20 @@ impl SftpRemote {
         owner: Option<Owner>,
     ) -> Result<Attr> {
         let attr = self.attrs_of(op, path, target).await?;
+        self.settle_seen(op, path, target, attr, mode, owner).await
+    }
+
+    /// [`Self::settle_new`] of a node whose attributes `attr` were asked
+    /// for right after it was made.
+    async fn settle_seen(
+        &self,
+        op: &'static str,
+        path: &[u8],
+        target: &SettleTarget<'_>,
+        attr: Attr,
+        mode: Option<u32>,
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         let chown = owner.and_then(|o| {
             let gid = if attr.gid == self.gid { o.gid } else { attr.gid };
             ((attr.uid, attr.gid) != (o.uid, gid)).then_some((o.uid, gid))
@@ -768,15 +789,16 @@ impl SftpRemote {
     /// Reads directory entries into `listing` until it holds `want` or the
     /// directory ends. READDIRs on one handle are answered in the order
     /// sent, each with the next batch (about 100 names from OpenSSH), so
-    /// as many as the page needs go out at once; those past the end
-    /// answer EOF.
+    /// as many as the page needs go out at once, up to the listing's
+    /// burst; those past the end answer EOF.
     async fn fill(&self, listing: &mut Listing, want: usize) -> Result<()> {
         const BATCH: usize = 100;
-        const MAX_READDIRS: usize = 8;
+        const MAX_READDIRS: usize = 64;
         let shown = listing.path.clone();
         while listing.buffered.len() < want && !listing.done {
             let missing = want - listing.buffered.len();
-            let count = missing.div_ceil(BATCH).clamp(1, MAX_READDIRS);
+            let count = missing.div_ceil(BATCH).clamp(1, listing.burst);
+            listing.burst = (listing.burst * 2).min(MAX_READDIRS);
             let sftp = listing.sftp.clone();
             let mut flights = Vec::with_capacity(count);
             for _ in 0..count {
@@ -811,7 +833,9 @@ impl SftpRemote {
                     listing.buffered.push_back(DirEntry {
                         name: name.into(),
                         attr: Some(attrs.to_attr()),
-                        xattrs: Some(Vec::new()),
+                        // Not "none": the first probe must reach the
+                        // remote's ENOSYS (see `getxattr`).
+                        xattrs: None,
                     });
                 }
             }
@@ -915,6 +939,7 @@ impl Remote for SftpRemote {
                     sftp,
                     buffered: VecDeque::new(),
                     done: false,
+                    burst: FIRST_READDIRS,
                 };
                 (self.number(), listing)
             }
@@ -1010,17 +1035,20 @@ impl Remote for SftpRemote {
         };
         let mut created = false;
         let mut sftp = None;
+        let mut stat_with_open = None;
         if flags & of::CREATE != 0 {
             let pf = base | pflags::CREAT | pflags::EXCL;
-            let reply = self
-                .ask(op, wire::OPEN, path, |p| {
-                    p.string(&full).u32(pf).attrs(&create_attrs)
-                })
-                .await?;
+            let open = self.send(op, wire::OPEN, path, |p| {
+                p.string(&full).u32(pf).attrs(&create_attrs)
+            })?;
+            // As below: what the OPEN made, in the same round trip.
+            let stat = self.send(op, wire::LSTAT, path, |p| p.string(&full))?;
+            let reply = open.reply(&|| display_path(path)).await?;
             match Self::expect_handle(op, path, reply)? {
                 Ok(h) => {
                     created = true;
                     sftp = Some(h);
+                    stat_with_open = Some(stat);
                 }
                 Err(s) => {
                     let errno = self.errno_for(&s, self.explain_create(&full)).await;
@@ -1038,13 +1066,20 @@ impl Remote for SftpRemote {
                 } else {
                     base
                 };
-                let reply = self
-                    .ask(op, wire::OPEN, path, |p| {
-                        p.string(&full).u32(pf).attrs(&create_attrs)
-                    })
-                    .await?;
+                let open = self.send(op, wire::OPEN, path, |p| {
+                    p.string(&full).u32(pf).attrs(&create_attrs)
+                })?;
+                // The server carries requests out in order: a STAT sent
+                // with the OPEN (following symlinks, as it does) reports
+                // the file just opened, truncated if asked, in the same
+                // round trip, where an FSTAT would need the handle first.
+                let stat = self.send(op, wire::STAT, path, |p| p.string(&full))?;
+                let reply = open.reply(&|| display_path(path)).await?;
                 match Self::expect_handle(op, path, reply)? {
-                    Ok(h) => h,
+                    Ok(h) => {
+                        stat_with_open = Some(stat);
+                        h
+                    }
                     Err(s) => {
                         let errno = self
                             .errno_for(&s, async {
@@ -1060,11 +1095,20 @@ impl Remote for SftpRemote {
                 }
             }
         };
-        let settled = if created {
-            self.settle_new(op, path, &SettleTarget::Handle(&sftp), Some(mode), owner)
-                .await
-        } else {
-            self.attrs_of(op, path, &SettleTarget::Handle(&sftp)).await
+        // A STAT that failed (the file gone since the open) leaves it to
+        // the handle.
+        let stated = match stat_with_open {
+            Some(stat) => Self::expect_attrs(op, path, stat.reply(&|| display_path(path)).await?)?.ok(),
+            None => None,
+        };
+        let target = SettleTarget::Handle(&sftp);
+        let settled = match (created, stated) {
+            (true, Some(attr)) if attr.is_file() => {
+                self.settle_seen(op, path, &target, attr, Some(mode), owner).await
+            }
+            (true, _) => self.settle_new(op, path, &target, Some(mode), owner).await,
+            (false, Some(attr)) => Ok(attr),
+            (false, None) => self.attrs_of(op, path, &target).await,
         };
         let attr = match settled {
             Ok(attr) => attr,
@@ -1392,13 +1436,19 @@ impl Remote for SftpRemote {
             .map_err(|_| protocol(op, path, "short statvfs reply"))
     }
 
+    // SFTP has no extended attributes: each call answers ENOSYS (once
+    // the path is known to exist), "not implemented", which a FUSE mount
+    // passes on so that the kernel stops asking for the rest of the mount
+    // and answers EOPNOTSUPP itself, as sshfs's mounts do. `ls -l` asks
+    // every file for its ACLs; each of those would otherwise cross FUSE.
+
     async fn getxattr(&self, path: &[u8], name: &[u8]) -> Result<Vec<u8>> {
         let op = "getxattr";
         if name.contains(&0) {
             return Err(RemoteError::os(op, display_path(path), Errno::EINVAL));
         }
         self.lstat(path).await?;
-        Err(RemoteError::os(op, display_path(path), Errno::ENODATA))
+        Err(RemoteError::os(op, display_path(path), Errno::ENOSYS))
     }
 
     async fn setxattr(&self, path: &[u8], name: &[u8], _value: &[u8], _mode: XattrMode) -> Result<()> {
@@ -1407,17 +1457,17 @@ impl Remote for SftpRemote {
             return Err(RemoteError::os(op, display_path(path), Errno::EINVAL));
         }
         self.lstat(path).await?;
-        Err(RemoteError::os(op, display_path(path), Errno::EOPNOTSUPP))
+        Err(RemoteError::os(op, display_path(path), Errno::ENOSYS))
     }
 
     async fn listxattr(&self, path: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.lstat(path).await?;
-        Ok(Vec::new())
+        Err(RemoteError::os("listxattr", display_path(path), Errno::ENOSYS))
     }
 
     async fn removexattr(&self, path: &[u8], _name: &[u8]) -> Result<()> {
         self.lstat(path).await?;
-        Err(RemoteError::os("removexattr", display_path(path), Errno::ENODATA))
+        Err(RemoteError::os("removexattr", display_path(path), Errno::ENOSYS))
     }
 
     async fn access(&self, path: &[u8], mask: u32) -> Result<()> {

@@ -1,6 +1,7 @@
-//! Small files' contents that came with a listing (`ListTree`), kept until
-//! the file is opened for reading, so that a walk reading many small files
-//! (`grep -r`, `cat`, a build) costs no round trip per file.
+//! Small files' contents that came with a listing (`ListTree`), or whole
+//! with a read-only open (where listings bring none, as over SFTP), kept
+//! until the file is opened for reading, so that a walk reading many small
+//! files (`grep -r`, `cat`, a build) costs no data round trip per file.
 //!
 //! Contents belong to the attributes they were read with: they are handed
 //! out only while the inode's cached attributes are fresh and still show

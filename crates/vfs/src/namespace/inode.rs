@@ -1033,6 +1033,14 @@ impl InodeTable {
         Some((entry.name.into_vec(), fattr, attr))
     }
 
+    /// Keeps `data`, the whole contents of `ino` as read with `attr` (its
+    /// attributes as just set) at its current data version, to be handed
+    /// out as a listing's are.
+    pub fn keep_contents(&mut self, ino: Ino, attr: &FileAttr, data: Bytes) {
+        let version = self.nodes.get(&ino).map_or(0, |n| n.data_version);
+        self.contents.keep(ino, attr, version, data);
+    }
+
     /// The contents of `ino` that came with a listing, handed out once,
     /// if its fresh attributes still show the file they were read from.
     /// A regular file whose fresh attributes say it is empty is read as
