@@ -33,9 +33,13 @@ pub enum Entry {
     /// `data` written at `offset` of `ino` through handle `fh`. With
     /// `append` (O_APPEND) the remote writes it at its end of file, which
     /// the kernel said was `offset`.
+    /// `path`: the inode's remote path when it was written (none once
+    /// unlinked), for a replay after a restart, which knows no inode
+    /// numbers.
     Write {
         ino: Ino,
         fh: Fh,
+        path: Option<Vec<u8>>,
         offset: u64,
         data: Bytes,
         append: bool,
@@ -49,7 +53,7 @@ pub enum Entry {
 /// A metadata operation as the remote is asked for it: remote paths and
 /// plain values only, no handles or in-memory references, so that a
 /// durable journal can write it down and replay it after a restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetaOp {
     /// Create (open with O_CREAT) the regular file `path`. The data
     /// written before it was sent travels with it (`Entry::Write`s of the
@@ -190,6 +194,7 @@ mod tests {
         Entry::Write {
             ino: Ino(2),
             fh: Fh(1),
+            path: Some(b"f".to_vec()),
             offset,
             data: Bytes::from_static(data),
             append: false,

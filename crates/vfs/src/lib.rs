@@ -44,6 +44,7 @@ mod attr;
 mod cache_policy;
 mod calls;
 mod connection;
+mod disk_journal;
 mod error;
 mod events;
 mod export;
@@ -66,6 +67,7 @@ mod write_back;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};
+pub use disk_journal::{DiskJournal, DiskJournalError, Durability};
 pub use error::{Result, VfsError};
 pub use events::VfsEvent;
 pub use export::{Exporter, FileHandle};

@@ -402,6 +402,7 @@ impl WriteBack {
         let seq = self.journal.record(Entry::Write {
             ino: file.ino,
             fh: file.fh,
+            path: self.ns.table().path(file.ino),
             offset,
             data: journaled,
             append: me.append,
@@ -446,6 +447,7 @@ impl WriteBack {
         let seq = self.journal.record(Entry::Write {
             ino: file.ino,
             fh: file.fh,
+            path: self.ns.table().path(file.ino),
             offset,
             data: data.clone(),
             append: me.append,
