@@ -396,7 +396,15 @@ pub fn mount(mut spec: MountSpec, created: bool) -> anyhow::Result<ExitCode> {
     spec.connect.source = absolute_source(&spec.connect.source)?;
     let result = manager().and_then(|mut m| Ok(m.request(&Request::Mount { mount: spec }, SLOW)?));
     match result {
-        Ok(Response::Mounted { id, mountpoint, .. }) => {
+        Ok(Response::Mounted {
+            id,
+            mountpoint,
+            replayed,
+            ..
+        }) => {
+            if let Some(replayed) = replayed {
+                eprintln!("yonder: {replayed}");
+            }
             // Scripts wait for this line: the mount is usable once printed.
             println!("{id} {}", mountpoint.display());
             Ok(ExitCode::SUCCESS)

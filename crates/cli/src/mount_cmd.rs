@@ -77,6 +77,12 @@ pub struct MountArgs {
     /// `yonder events` and the log). `off`: each waits for the remote.
     #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
     write_back: String,
+    /// Directory of the write-back journal, where every operation
+    /// acknowledged and not yet delivered is kept on disk (replayed when
+    /// the mount comes back after a crash). Default:
+    /// `${XDG_CACHE_HOME:-~/.cache}/yonder`.
+    #[arg(long, value_name = "DIR")]
+    write_back_cache: Option<PathBuf>,
 }
 
 /// Reads the `-o` words (with the one parser every entry point uses)
@@ -225,6 +231,12 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         op_timeout_secs: op_timeout.as_secs_f64(),
         frontend: yonder_fuse::FRONTEND_NAME.into(),
         write_back: args.write_back == "on",
+        write_back_cache: args
+            .write_back_cache
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("--write-back-cache")?,
     };
     let builder = MountBuilder::new(&spec)?;
     let config = fuse_config(&spec);
@@ -268,6 +280,9 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             signal = signals.next() => return Ok(Err(signal)),
         };
         let built = builder.start(&link, &args.mountpoint).await?;
+        if let Some(replayed) = &built.replayed {
+            eprintln!("yonder: {replayed}");
+        }
         anyhow::Ok(Ok((link, built.handle)))
     });
     let (link, mounted) = match started {

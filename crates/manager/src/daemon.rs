@@ -681,7 +681,7 @@ impl Manager {
             .await
             .map_err(|e| ManagerError::Failed(format!("mount {}: {e}", spec.connect.source)))?;
         let started = self.start_mount(&conn, &spec, builder, &mountpoint).await;
-        let (mounted, scoped_root) = match started {
+        let (mounted, scoped_root, replayed) = match started {
             Ok(started) => started,
             Err(e) => {
                 if created {
@@ -752,6 +752,7 @@ impl Manager {
             id,
             mountpoint: mount.mounted.mountpoint().to_path_buf(),
             connection: conn.id.clone(),
+            replayed,
         })
     }
 
@@ -762,7 +763,7 @@ impl Manager {
         spec: &MountSpec,
         builder: MountBuilder,
         mountpoint: &Path,
-    ) -> Result<(Box<dyn MountHandle>, Vec<u8>), ManagerError> {
+    ) -> Result<(Box<dyn MountHandle>, Vec<u8>, Option<String>), ManagerError> {
         let source = &spec.connect.source;
         let built = builder
             .start(conn.link(), mountpoint)
@@ -771,8 +772,12 @@ impl Manager {
                 MountError::Frontend(e) => ManagerError::Failed(e.to_string()),
                 e => ManagerError::Failed(format!("mount {source}: {e}")),
             })?;
-        let BuiltMount { handle, root } = built;
-        Ok((handle, root.unwrap_or_default()))
+        let BuiltMount {
+            handle,
+            root,
+            replayed,
+        } = built;
+        Ok((handle, root.unwrap_or_default(), replayed))
     }
 
     /// Health of one mount: its session serves and it is in the mount

@@ -164,6 +164,10 @@ pub struct MountSpec {
     /// Metadata write-back (`--write-back`).
     #[serde(default = "default_write_back")]
     pub write_back: bool,
+    /// Where the write-back journal lives (`--write-back-cache`); the
+    /// user's cache directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back_cache: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +238,10 @@ pub enum Response {
         id: String,
         mountpoint: PathBuf,
         connection: String,
+        /// What mounting replayed from a journal a process that ended left
+        /// (for the user's terminal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replayed: Option<String>,
     },
     Unmounted {
         ids: Vec<String>,

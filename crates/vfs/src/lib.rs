@@ -75,6 +75,7 @@ pub use journal::{Entry, Journal, MemoryJournal, MetaOp, Seq};
 pub use namespace::DirItem;
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};
+pub use write_back::recovery::Recovered;
 pub use yonder_proto::{
     access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode,
 };

@@ -8,8 +8,8 @@ use crate::calls::RemoteCalls;
 use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
-use crate::journal::Journal;
 use crate::journal::MetaOp;
+use crate::journal::{Entry, Journal, Seq};
 use crate::listings::DirListings;
 use crate::meta_order::MetaOrder;
 use crate::namespace::Namespace;
@@ -21,6 +21,7 @@ use crate::reading::Reading;
 use crate::remote_changes::RemoteChanges;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
 use crate::write_back::meta::{changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack};
+use crate::write_back::recovery::{replay_left, Recovered};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -1415,6 +1416,14 @@ impl Vfs {
         let written = self.writes.flush_all().await;
         let after = self.meta.sync_all("flush", Some(self.calls.deadline())).await;
         ahead.and(written).and(after)
+    }
+
+    /// Replays, in order, what a process that ended left unconfirmed in
+    /// its durable journal ([`crate::DiskJournal::open`]), by remote path;
+    /// call it before the mount serves anything. Fails only when the
+    /// connection is gone for good (keep the journal then).
+    pub async fn replay_journal(&self, entries: Vec<(Seq, Entry)>) -> Result<Recovered> {
+        replay_left(&self.calls, entries).await
     }
 
     /// Metadata operations acknowledged ahead of the remote that it

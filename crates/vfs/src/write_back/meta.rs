@@ -384,84 +384,20 @@ impl MetaWriteBack {
 
     /// Carries out `op` (not a creation of a regular file).
     async fn send(&self, ino: Ino, op: &MetaOp) -> Result<()> {
-        let name = op.name();
-        let p = op.path();
+        let Some(attr) = carry_out(&self.calls, op).await? else {
+            return Ok(());
+        };
         match op {
-            MetaOp::Create { .. } => unreachable!("sent by send_create"),
-            MetaOp::Mkdir { mode, owner, .. } => {
-                let (mode, owner) = (*mode, *owner);
-                let (attr, _, _) = self
-                    .calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.mkdir(p, mode, owner).await },
-                        |r| async move {
-                            match r.mkdir(p, mode, owner).await {
-                                Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
-                                    Ok(attr) if attr.is_dir() => Ok(attr),
-                                    _ => Err(e),
-                                },
-                                other => other,
-                            }
-                        },
-                    )
-                    .await?;
+            MetaOp::Mkdir { .. } => {
                 lock(&self.shapes).dir = Some((attr.size, attr.blocks, attr.blksize));
-                self.ns.table().identify(ino, &attr);
             }
-            MetaOp::Symlink { target, owner, .. } => {
-                let (target, owner) = (&target[..], *owner);
-                let (attr, _, _) = self
-                    .calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.symlink(target, p, owner).await },
-                        |r| async move {
-                            match r.symlink(target, p, owner).await {
-                                Err(e) if e.errno() == Errno::EEXIST => match r.readlink(p).await {
-                                    Ok(content) if content == target => r.lstat(p).await,
-                                    _ => Err(e),
-                                },
-                                other => other,
-                            }
-                        },
-                    )
-                    .await?;
+            MetaOp::Symlink { .. } => {
                 lock(&self.shapes).symlink[usize::from(attr.size <= SHORT_SYMLINK)] =
                     Some((attr.blocks, attr.blksize));
-                self.ns.table().identify(ino, &attr);
             }
-            MetaOp::Unlink { .. } => {
-                self.calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.unlink(p).await },
-                        |r| async move { gone_is_done(r.unlink(p).await) },
-                    )
-                    .await?;
-            }
-            MetaOp::Rmdir { .. } => {
-                self.calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.rmdir(p).await },
-                        |r| async move { gone_is_done(r.rmdir(p).await) },
-                    )
-                    .await?;
-            }
-            MetaOp::Setattr { attr, .. } => {
-                // Absolute values: setting them again is harmless.
-                let call = |r: Arc<dyn yonder_remote::Remote>| {
-                    let attr = attr.clone();
-                    async move { r.setattr(Target::Path(p.to_vec().into()), attr).await }
-                };
-                self.calls.call_acknowledged(name, p, call, call).await?;
-            }
+            _ => {}
         }
+        self.ns.table().identify(ino, &attr);
         Ok(())
     }
 
@@ -523,6 +459,89 @@ impl MetaWriteBack {
         let mut failures = lock(&self.failures);
         let first = failures.unsynced.drain(..).next();
         first.map_or(Ok(()), Err)
+    }
+}
+
+/// Carries out `op` (not a creation of a regular file) on the remote,
+/// resolved as its synchronous form would be after a lost connection:
+/// also what a replay after a restart sends. The node's attributes, for a
+/// node it makes.
+pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option<Attr>> {
+    let name = op.name();
+    let p = op.path();
+    match op {
+        MetaOp::Create { .. } => unreachable!("a creation is sent with its data"),
+        MetaOp::Mkdir { mode, owner, .. } => {
+            let (mode, owner) = (*mode, *owner);
+            let (attr, _, _) = calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { r.mkdir(p, mode, owner).await },
+                    |r| async move {
+                        match r.mkdir(p, mode, owner).await {
+                            Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
+                                Ok(attr) if attr.is_dir() => Ok(attr),
+                                _ => Err(e),
+                            },
+                            other => other,
+                        }
+                    },
+                )
+                .await?;
+            Ok(Some(attr))
+        }
+        MetaOp::Symlink { target, owner, .. } => {
+            let (target, owner) = (&target[..], *owner);
+            let (attr, _, _) = calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { r.symlink(target, p, owner).await },
+                    |r| async move {
+                        match r.symlink(target, p, owner).await {
+                            Err(e) if e.errno() == Errno::EEXIST => match r.readlink(p).await {
+                                Ok(content) if content == target => r.lstat(p).await,
+                                _ => Err(e),
+                            },
+                            other => other,
+                        }
+                    },
+                )
+                .await?;
+            Ok(Some(attr))
+        }
+        MetaOp::Unlink { .. } => {
+            calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { r.unlink(p).await },
+                    |r| async move { gone_is_done(r.unlink(p).await) },
+                )
+                .await?;
+            Ok(None)
+        }
+        MetaOp::Rmdir { .. } => {
+            calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { r.rmdir(p).await },
+                    |r| async move { gone_is_done(r.rmdir(p).await) },
+                )
+                .await?;
+            Ok(None)
+        }
+        MetaOp::Setattr { attr, .. } => {
+            // Absolute values: setting them again is harmless.
+            let call = |r: Arc<dyn yonder_remote::Remote>| {
+                let attr = attr.clone();
+                async move { r.setattr(Target::Path(p.to_vec().into()), attr).await }
+            };
+            calls.call_acknowledged(name, p, call, call).await?;
+            Ok(None)
+        }
     }
 }
 

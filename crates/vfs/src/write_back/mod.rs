@@ -37,6 +37,7 @@
 mod batches;
 mod buffer;
 pub(crate) mod meta;
+pub(crate) mod recovery;
 mod replay;
 
 use crate::attr::{Fh, Ino};
