@@ -384,7 +384,7 @@ impl MetaWriteBack {
 
     /// Carries out `op` (not a creation of a regular file).
     async fn send(&self, ino: Ino, op: &MetaOp) -> Result<()> {
-        let Some(attr) = carry_out(&self.calls, op).await? else {
+        let Some(attr) = carry_out(&self.calls, op, false).await? else {
             return Ok(());
         };
         match op {
@@ -463,10 +463,11 @@ impl MetaWriteBack {
 }
 
 /// Carries out `op` (not a creation of a regular file) on the remote,
-/// resolved as its synchronous form would be after a lost connection:
-/// also what a replay after a restart sends. The node's attributes, for a
-/// node it makes.
-pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option<Attr>> {
+/// resolved as its synchronous form would be after a lost connection.
+/// `sent_before`: an earlier process may have carried it out already (a
+/// replay after a restart), so its first attempt is resolved too. The
+/// node's attributes, for a node it makes.
+pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp, sent_before: bool) -> Result<Option<Attr>> {
     let name = op.name();
     let p = op.path();
     match op {
@@ -477,16 +478,8 @@ pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option
                 .call_acknowledged(
                     name,
                     p,
-                    |r| async move { r.mkdir(p, mode, owner).await },
-                    |r| async move {
-                        match r.mkdir(p, mode, owner).await {
-                            Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
-                                Ok(attr) if attr.is_dir() => Ok(attr),
-                                _ => Err(e),
-                            },
-                            other => other,
-                        }
-                    },
+                    |r| mkdir(r, p, mode, owner, sent_before),
+                    |r| mkdir(r, p, mode, owner, true),
                 )
                 .await?;
             Ok(Some(attr))
@@ -497,16 +490,8 @@ pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option
                 .call_acknowledged(
                     name,
                     p,
-                    |r| async move { r.symlink(target, p, owner).await },
-                    |r| async move {
-                        match r.symlink(target, p, owner).await {
-                            Err(e) if e.errno() == Errno::EEXIST => match r.readlink(p).await {
-                                Ok(content) if content == target => r.lstat(p).await,
-                                _ => Err(e),
-                            },
-                            other => other,
-                        }
-                    },
+                    |r| symlink(r, target, p, owner, sent_before),
+                    |r| symlink(r, target, p, owner, true),
                 )
                 .await?;
             Ok(Some(attr))
@@ -516,8 +501,8 @@ pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option
                 .call_acknowledged(
                     name,
                     p,
-                    |r| async move { r.unlink(p).await },
-                    |r| async move { gone_is_done(r.unlink(p).await) },
+                    |r| async move { gone_is_done(r.unlink(p).await, sent_before) },
+                    |r| async move { gone_is_done(r.unlink(p).await, true) },
                 )
                 .await?;
             Ok(None)
@@ -527,8 +512,8 @@ pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option
                 .call_acknowledged(
                     name,
                     p,
-                    |r| async move { r.rmdir(p).await },
-                    |r| async move { gone_is_done(r.rmdir(p).await) },
+                    |r| async move { gone_is_done(r.rmdir(p).await, sent_before) },
+                    |r| async move { gone_is_done(r.rmdir(p).await, true) },
                 )
                 .await?;
             Ok(None)
@@ -545,11 +530,47 @@ pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp) -> Result<Option
     }
 }
 
-/// For a removal whose first attempt may have been carried out: the name
+/// mkdir; with `exists_ok` (it may have been carried out), a directory
+/// already there is what was asked for.
+async fn mkdir(
+    r: Arc<dyn yonder_remote::Remote>,
+    p: &[u8],
+    mode: u32,
+    owner: Option<yonder_proto::Owner>,
+    exists_ok: bool,
+) -> yonder_remote::Result<Attr> {
+    match r.mkdir(p, mode, owner).await {
+        Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.lstat(p).await {
+            Ok(attr) if attr.is_dir() => Ok(attr),
+            _ => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// symlink; with `exists_ok`, a symlink already there with the same
+/// target is what was asked for.
+async fn symlink(
+    r: Arc<dyn yonder_remote::Remote>,
+    target: &[u8],
+    p: &[u8],
+    owner: Option<yonder_proto::Owner>,
+    exists_ok: bool,
+) -> yonder_remote::Result<Attr> {
+    match r.symlink(target, p, owner).await {
+        Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.readlink(p).await {
+            Ok(content) if content == target => r.lstat(p).await,
+            _ => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// For a removal that may have been carried out (`maybe_done`): the name
 /// being gone is what was asked for.
-fn gone_is_done(result: yonder_remote::Result<()>) -> yonder_remote::Result<()> {
+fn gone_is_done(result: yonder_remote::Result<()>, maybe_done: bool) -> yonder_remote::Result<()> {
     match result {
-        Err(e) if e.errno() == Errno::ENOENT => Ok(()),
+        Err(e) if maybe_done && e.errno() == Errno::ENOENT => Ok(()),
         other => other,
     }
 }

@@ -84,7 +84,7 @@ pub(crate) async fn replay_left(calls: &RemoteCalls, entries: Vec<(Seq, Entry)>)
                 )
             }
             Entry::Meta { op, .. } => {
-                let outcome = carry_out(calls, &op).await.map(|_| ());
+                let outcome = carry_out(calls, &op, true).await.map(|_| ());
                 (format!("{} {}", op.name(), display_path(op.path())), 1, outcome)
             }
             Entry::Write { path: None, .. } => {

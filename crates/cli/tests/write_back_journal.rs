@@ -1,0 +1,257 @@
+//! The durable write-back journal through real mounts: what an
+//! application was told had succeeded outlives a crash of the process
+//! that owns the mount, and is delivered when the mount comes back.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::mount::{signal, Mount};
+use support::{Frontend, Transport, Variant};
+
+const LOCAL: Variant = Variant {
+    frontend: Frontend::Fuse,
+    transport: Transport::Local,
+};
+
+/// 2,000 files in 40 directories, 0 to 48 KiB each (one `write` each:
+/// the kernel hands yonder each file's data whole).
+fn make_tree(root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for d in 0..40 {
+        fs::create_dir_all(root.join(format!("d{d:03}"))).unwrap();
+        for f in 0..50 {
+            let name = format!("d{d:03}/f{f:03}.txt");
+            let len = (d * 50 + f) * 997 % (48 << 10);
+            let line = format!("{name} ");
+            let data: Vec<u8> = line.bytes().cycle().take(len).collect();
+            fs::write(root.join(&name), data).unwrap();
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The `yonder agent` process the mount process `pid` started.
+fn agent_of(pid: u32) -> u32 {
+    let mut children = String::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path().join("children");
+        children.push_str(&fs::read_to_string(path).unwrap_or_default());
+        children.push(' ');
+    }
+    children
+        .split_whitespace()
+        .map(|c| c.parse::<u32>().unwrap())
+        .find(|c| {
+            fs::read(format!("/proc/{c}/cmdline"))
+                .map(|cmd| String::from_utf8_lossy(&cmd).contains("agent"))
+                .unwrap_or(false)
+        })
+        .expect("the mount's agent process")
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Files whose close returned.
+    closed: Vec<String>,
+    /// Files whose fsync returned (before their close).
+    fsynced: Vec<String>,
+}
+
+/// Writes `names` from `tree` into `into` as an untar does (mkdir, create
+/// exclusively, write, close), fsyncing every 50th file of the first 300,
+/// and records each file once its close (or fsync) returned. Stops at the
+/// first error (the mount's process was killed).
+fn untar_by_hand(tree: PathBuf, into: PathBuf, names: Vec<String>, progress: Arc<Mutex<Progress>>) {
+    let mut made = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let dir = name.split('/').next().unwrap();
+        if made.insert(dir.to_string()) && fs::create_dir(into.join(dir)).is_err() {
+            return;
+        }
+        let data = fs::read(tree.join(name)).unwrap();
+        let Ok(mut file) = fs::File::create_new(into.join(name)) else {
+            return;
+        };
+        if file.write_all(&data).is_err() {
+            return;
+        }
+        if i < 300 && i % 50 == 0 {
+            if file.sync_all().is_err() {
+                return;
+            }
+            progress.lock().unwrap().fsynced.push(name.clone());
+        }
+        // The close: flush reports an error the remote gave.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        // SAFETY: `fd` was just taken out of its `File` and is closed once.
+        if unsafe { libc::close(fd) } != 0 {
+            return;
+        }
+        progress.lock().unwrap().closed.push(name.clone());
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            eprintln!("{what}: not within {timeout:?}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// kill -9 of the process that owns the mount in the middle of an untar
+/// of 2,000 files, then mount again: the journal's replay delivers every
+/// file whose close returned, whole, and every file an fsync confirmed;
+/// nothing is half-written; untarring again gives a tree equal to the tar.
+#[test]
+fn a_crash_in_the_middle_of_an_untar_loses_nothing_acknowledged() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    let names = make_tree(&tree);
+    let archive = work.path().join("tree.tar");
+    let tarred = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    let cache = work.path().join("journal");
+    let cache_arg = cache.display().to_string();
+    let args = ["--write-back", "on", "--write-back-cache", &cache_arg];
+    let mut m = Mount::start(LOCAL, &args);
+    let into = m.at("");
+    // Listed, as an untar's first look finds it: names to create in it
+    // are then known absent without asking the remote.
+    assert_eq!(fs::read_dir(&into).unwrap().count(), 0);
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let writer = {
+        let (tree, into, names, progress) = (tree.clone(), into.clone(), names.clone(), progress.clone());
+        std::thread::spawn(move || untar_by_hand(tree, into, names, progress))
+    };
+    let closed = || progress.lock().unwrap().closed.len();
+    assert!(wait_for("400 files closed", Duration::from_secs(60), || closed() >= 400));
+    // The agent stops answering: from here on what the mount acknowledges
+    // is only in its journal (the link would give up on the agent after
+    // 15 s; the crash comes well before).
+    let agent = agent_of(m.pid());
+    signal(agent, libc::SIGSTOP);
+    wait_for("1,200 files closed", Duration::from_secs(5), || closed() >= 1200);
+    m.kill();
+    signal(agent, libc::SIGKILL);
+    writer.join().unwrap();
+    let Progress { closed, fsynced } = std::mem::take(&mut *progress.lock().unwrap());
+    eprintln!(
+        "{} files closed and {} fsynced before the crash",
+        closed.len(),
+        fsynced.len()
+    );
+    assert!(closed.len() >= 400 && fsynced.len() == 6);
+    let backing = m.backing.path().to_path_buf();
+    let whole = |name: &str| fs::read(backing.join(name)).ok() == Some(fs::read(tree.join(name)).unwrap());
+    let missing_before = closed.iter().filter(|n| !whole(n)).count();
+    assert!(
+        missing_before > 0,
+        "every closed file reached the remote before the crash: the test proves nothing"
+    );
+
+    m.restart(LOCAL, &args);
+    // Said before the mount point is printed, read by another thread.
+    wait_for("the replay's report", Duration::from_secs(5), || {
+        m.stderr().contains("yonder: replayed ")
+    });
+    let said = m.stderr();
+    let replayed = said
+        .lines()
+        .find_map(|l| l.strip_prefix("yonder: replayed "))
+        .unwrap_or_else(|| panic!("the replay is reported on stderr: {said}"));
+    let count: usize = replayed.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        !replayed.contains("refused"),
+        "the replay is refused nothing: {replayed}"
+    );
+    assert!(
+        count >= missing_before,
+        "{count} operations replayed, {missing_before} files missing"
+    );
+    for name in &closed {
+        assert!(
+            whole(name),
+            "{name} was closed before the crash and is not whole on the remote"
+        );
+    }
+    for name in &fsynced {
+        assert!(whole(name), "{name} was fsynced and is not on the remote");
+    }
+    // A file not closed before the crash is absent, or a part of what was
+    // being written: at most the one in the writer's hands.
+    let closed_set: BTreeSet<&String> = closed.iter().collect();
+    let partial: Vec<&String> = names
+        .iter()
+        .filter(|n| !closed_set.contains(n) && backing.join(n).exists() && !whole(n))
+        .collect();
+    assert!(partial.len() <= 1, "half-written files: {partial:?}");
+    for name in partial {
+        let expected = fs::read(tree.join(name)).unwrap();
+        let got = fs::read(backing.join(name)).unwrap();
+        assert!(expected.starts_with(&got), "{name} holds what was never written");
+    }
+
+    // The untar again, with tar, through the mount.
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(m.at(""))
+        .output()
+        .unwrap();
+    assert!(
+        untar.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&untar.stderr)
+    );
+    assert_eq!(m.terminate(), Some(0));
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(m.backing.path())
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "the remote differs from the tar: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+/// A journal a live process holds is never replayed: a second mount of
+/// the same source at the same place is refused, naming the holder.
+#[test]
+fn a_journal_a_live_mount_holds_is_left_alone() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().display().to_string();
+    let args = ["--write-back", "on", "--write-back-cache", &cache_arg];
+    let m = Mount::start(LOCAL, &args);
+    fs::write(m.at("kept"), b"data").unwrap();
+    let mut again = args.to_vec();
+    again.push("--allow-non-empty");
+    let said = Mount::refused(LOCAL, m.backing.path(), &m.mountpoint, &again);
+    assert!(
+        said.contains("is held by a running yonder process") && said.contains(&format!("pid {}", m.pid())),
+        "{said}"
+    );
+    assert_eq!(fs::read(m.at("kept")).unwrap(), b"data");
+}
