@@ -743,6 +743,13 @@ impl Manager {
                             None => return,
                         }
                     }
+                    Ok(
+                        yonder_vfs::VfsEvent::WriteFailed { path, error, .. }
+                        | yonder_vfs::VfsEvent::WriteLost { path, error, .. },
+                    ) => match weak.upgrade() {
+                        Some(manager) => manager.write_back_failed(&watched, "write", path, error),
+                        None => return,
+                    },
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

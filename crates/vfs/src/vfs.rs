@@ -1426,10 +1426,12 @@ impl Vfs {
         replay_left(&self.calls, entries).await
     }
 
-    /// Metadata operations acknowledged ahead of the remote that it
-    /// refused since the mount began, and those not settled yet.
+    /// Operations acknowledged ahead of the remote that it refused since
+    /// the mount began (metadata operations and writes), and metadata
+    /// operations not settled yet.
     pub fn write_back_counts(&self) -> (u64, usize) {
-        self.meta.counts()
+        let (failed, pending) = self.meta.counts();
+        (failed + self.writes.refused(), pending)
     }
 
     /// Writes the agent has not confirmed (entries, bytes): what a lost

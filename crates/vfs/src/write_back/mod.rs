@@ -110,6 +110,7 @@ impl WriteBack {
             parts.ns.clone(),
             parts.calls.clone(),
             parts.runtime.clone(),
+            parts.events.clone(),
         );
         let replay = Replay::new(
             batches.clone(),
@@ -612,6 +613,11 @@ impl WriteBack {
     /// then is the connection up for everything else.
     pub fn start_replay(&self, remote: Arc<dyn yonder_remote::Remote>, generation: Generation) {
         self.replay.start(remote, generation);
+    }
+
+    /// Writes the remote refused since the mount began.
+    pub fn refused(&self) -> u64 {
+        self.batches.refused()
     }
 
     /// Writes the agent has not confirmed (entries, bytes): what a lost
