@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use yonder_manager::delivery::deliver_pending;
 use yonder_manager::mount_builder::{fuse_config, MountBuilder};
 use yonder_manager::protocol::{ConnectSpec, MountSpec};
 use yonder_remote::{Link, LinkState, Source};
@@ -304,7 +305,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
     crate::mount_helper::detach_stdio_once_ready();
-    serve_until_signal(&runtime, mounted, signals)?;
+    serve_until_signal(&runtime, mounted, &args.source, signals)?;
     link.close();
     // The link tells its agent all is settled before it ends it, so that
     // the agent's records of this session go with it.
@@ -356,6 +357,7 @@ enum Event {
 fn serve_until_signal(
     runtime: &Runtime,
     mounted: Box<dyn MountHandle>,
+    source: &str,
     mut signals: Signals,
 ) -> anyhow::Result<()> {
     // The next event, or None if `timeout` passes first.
@@ -384,7 +386,8 @@ fn serve_until_signal(
         }
     };
     tracing::info!("{name}: unmounting {mountpoint}");
-    if let Err(e) = mounted.flush() {
+    let delivered = deliver_pending(&*mounted, source, &|line| eprintln!("yonder: {line}"));
+    if let Err(e) = delivered {
         tracing::warn!("before unmounting: {e}");
     }
     let detached = mounted.unmount(true);

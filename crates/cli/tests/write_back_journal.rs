@@ -255,3 +255,50 @@ fn a_journal_a_live_mount_holds_is_left_alone() {
     );
     assert_eq!(fs::read(m.at("kept")).unwrap(), b"data");
 }
+
+/// Unmounting delivers everything first, and says how much is pending
+/// while a large backlog drains.
+#[test]
+fn unmounting_delivers_a_backlog_and_shows_its_progress() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().display().to_string();
+    let mut m = Mount::start(LOCAL, &["--write-back", "on", "--write-back-cache", &cache_arg]);
+    assert_eq!(fs::read_dir(m.at("")).unwrap().count(), 0);
+    fs::create_dir(m.at("d")).unwrap();
+    let agent = agent_of(m.pid());
+    // The remote stops answering: what follows is acknowledged and waits.
+    signal(agent, libc::SIGSTOP);
+    for i in 0..300 {
+        fs::write(m.at(&format!("d/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    signal(m.pid(), libc::SIGTERM);
+    assert!(wait_for("the progress line", Duration::from_secs(10), || {
+        m.stderr().contains("yonder: delivering ")
+    }));
+    signal(agent, libc::SIGCONT);
+    assert_eq!(m.wait_exit(), Some(0));
+    let said = m.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("yonder: delivering "))
+        .unwrap();
+    let count: usize = line["yonder: delivering ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(count >= 300, "{line}");
+    assert!(
+        line.ends_with(&format!("pending operations to {}…", m.backing.path().display())),
+        "{line}"
+    );
+    assert!(said.contains("yonder: delivered everything to "), "{said}");
+    for i in 0..300 {
+        assert_eq!(
+            fs::read_to_string(m.disk(&format!("d/f{i}"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+}

@@ -962,7 +962,12 @@ impl Manager {
         let serving = mount.mounted.status().serving;
         if serving {
             let flushing = mount.clone();
-            let flush = tokio::task::spawn_blocking(move || flushing.mounted.flush());
+            let flush = tokio::task::spawn_blocking(move || {
+                let id = &flushing.id;
+                crate::delivery::deliver_pending(&*flushing.mounted, &flushing.source, &|line| {
+                    tracing::info!("{id}: {line}")
+                })
+            });
             let flushed = match flush_limit {
                 Some(limit) => match tokio::time::timeout(limit, flush).await {
                     Ok(joined) => joined
