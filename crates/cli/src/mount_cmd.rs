@@ -106,6 +106,9 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     if let Some(on) = o.write_back {
         args.write_back = if on { "on" } else { "off" }.into();
     }
+    if let Some(dir) = &o.write_back_cache {
+        args.write_back_cache = Some(PathBuf::from(dir));
+    }
     set(o.heartbeat, &mut args.link.heartbeat);
     args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
     args.link.reconnect_timeout = o.reconnect_timeout.or(args.link.reconnect_timeout);

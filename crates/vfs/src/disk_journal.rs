@@ -137,6 +137,13 @@ enum Stored {
     Confirmed {
         seqs: Vec<u64>,
     },
+    /// Paths at or below `from` in earlier entries are at `to` now (and
+    /// those at `to` at `from` with `exchange`, else gone).
+    Renamed {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        exchange: bool,
+    },
 }
 
 impl DiskJournal {
@@ -340,6 +347,56 @@ impl Journal for DiskJournal {
         let state = self.shared.lock();
         (state.entries.len(), state.data_bytes)
     }
+
+    fn renamed(&self, from: &[u8], to: &[u8], exchange: bool) {
+        let mut state = self.shared.lock();
+        let touched = state.entries.values().any(|e| match e {
+            Entry::Write { path: Some(p), .. } => under(p, from).is_some() || under(p, to).is_some(),
+            _ => false,
+        });
+        if !touched || state.failed {
+            return;
+        }
+        // Entries are rewritten in memory too, so a compaction writes the
+        // new paths.
+        for entry in state.entries.values_mut() {
+            rename_in(entry, from, to, exchange);
+        }
+        let frame = encode(
+            &Stored::Renamed {
+                from: from.to_vec(),
+                to: to.to_vec(),
+                exchange,
+            },
+            &[],
+        );
+        if let Err(e) = (&*state.file).write_all(&frame) {
+            state.fail(&self.path, "appending to", &e);
+        }
+        state.written += frame.len() as u64;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// What follows `dir` in `path`, if `path` is `dir` or below it.
+fn under<'a>(path: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(dir)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
+}
+
+/// A write's path after `from` was renamed to `to` (or swapped with it).
+fn rename_in(entry: &mut Entry, from: &[u8], to: &[u8], exchange: bool) {
+    let Entry::Write { path, .. } = entry else {
+        return;
+    };
+    let Some(p) = path.as_ref() else { return };
+    let moved = |rest: &[u8], to: &[u8]| [to, rest].concat();
+    if let Some(rest) = under(p, from) {
+        *path = Some(moved(rest, to));
+    } else if let Some(rest) = under(p, to) {
+        // Renamed over: the file that had these writes has no name now.
+        *path = exchange.then(|| moved(rest, from));
+    }
 }
 
 impl Shared {
@@ -528,6 +585,11 @@ fn parse(bytes: &[u8]) -> (Vec<(Seq, Entry)>, u64, usize) {
                     entries.remove(&Seq(seq));
                 }
             }
+            Stored::Renamed { from, to, exchange } => {
+                for entry in entries.values_mut() {
+                    rename_in(entry, &from, &to, exchange);
+                }
+            }
         }
         at += FRAME_HEAD + len;
     }
@@ -619,6 +681,40 @@ mod tests {
         journal.confirm(&[a]);
         drop(journal);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
+    }
+
+    #[test]
+    fn a_rename_carried_out_moves_the_paths_of_earlier_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = DiskJournal::open(dir.path(), "m", Durability::EachRecord, "t").unwrap();
+        let at = |path: &[u8]| Entry::Write {
+            ino: Ino(2),
+            fh: Fh(1),
+            path: Some(path.to_vec()),
+            offset: 0,
+            data: Bytes::from_static(b"x"),
+            append: false,
+        };
+        journal.record(at(b"d/f"));
+        journal.record(at(b"old"));
+        journal.record(at(b"a"));
+        journal.record(at(b"b"));
+        journal.renamed(b"d", b"e/d2", false);
+        journal.renamed(b"dx", b"nothing", false);
+        journal.renamed(b"new", b"old", false);
+        journal.renamed(b"a", b"b", true);
+        journal.record(at(b"d/f"));
+        std::mem::forget(journal);
+        let (_journal, left) = reopen_after_crash(dir.path());
+        let paths: Vec<Option<Vec<u8>>> = left
+            .iter()
+            .map(|(_, e)| match e {
+                Entry::Write { path, .. } => path.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected: [Option<&[u8]>; 5] = [Some(b"e/d2/f"), None, Some(b"b"), Some(b"a"), Some(b"d/f")];
+        assert_eq!(paths, expected.map(|p| p.map(<[u8]>::to_vec)));
     }
 
     #[test]

@@ -141,6 +141,12 @@ pub trait Journal: Send + Sync + 'static {
     fn unconfirmed(&self) -> Vec<(Seq, Entry)>;
     /// How many entries, and bytes of data, are unconfirmed.
     fn pending(&self) -> (usize, u64);
+    /// The remote renamed `from` to `to` (carried out, not acknowledged
+    /// ahead; with `exchange`, swapped them): entries recorded before it
+    /// name the old paths, which a replay after a restart (by path) must
+    /// read as the new ones, and writes to a file renamed over have no
+    /// path left. The VFS's own replay goes by inode and needs nothing.
+    fn renamed(&self, _from: &[u8], _to: &[u8], _exchange: bool) {}
 }
 
 /// A [`Journal`] in memory.

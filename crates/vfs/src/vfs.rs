@@ -1044,6 +1044,7 @@ impl Vfs {
                 |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
             )
             .await?;
+        self.writes.renamed(f, t, flags.exchange);
         let mut table = self.inodes();
         let moved = table.ino_of(parent, name);
         let target = table.ino_of(new_parent, new_name);

@@ -626,6 +626,12 @@ impl WriteBack {
         self.journal.pending()
     }
 
+    /// The remote renamed (or swapped) `from` and `to`: the journal's
+    /// entries by path follow.
+    pub fn renamed(&self, from: &[u8], to: &[u8], exchange: bool) {
+        self.journal.renamed(from, to, exchange);
+    }
+
     /// The connection is gone for good: writes the agent had not confirmed
     /// are reported failed to the handles that wrote them.
     pub fn connection_gone(&self, reason: &str) {
