@@ -11,7 +11,9 @@
 //! one handle, other writes through a handle opened on the file's path.
 //! Every call goes through `RemoteCalls::call_acknowledged`, so a
 //! connection lost during the replay is waited out and the call resolved
-//! on the next one, as for the live mount.
+//! on the next one, as for the live mount. Steps are ordered as the live
+//! write-back orders them (`MetaOrder`: same path, nested paths or same
+//! file wait for the earlier step; the others are in flight together).
 //!
 //! Exactly once: the dead process's operations travelled as `Once` under
 //! its link's session, whose reply records this process cannot name (its
@@ -24,8 +26,9 @@
 //! logged when it does exist.
 
 use super::meta::carry_out;
+use crate::attr::Ino;
 use crate::calls::RemoteCalls;
-use crate::error::{display_path, Result};
+use crate::error::{display_path, Result, VfsError};
 use crate::journal::{Entry, MetaOp, Seq};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -47,16 +50,99 @@ pub struct Recovered {
 /// A file's data to write: (offset, bytes) in the order written.
 type Pieces = Vec<(u64, Bytes)>;
 
+/// One step of the replay: journal entries carried out together.
+enum Step {
+    /// A creation and the data written after it.
+    Create {
+        path: Vec<u8>,
+        mode: u32,
+        flags: u32,
+        owner: Option<Owner>,
+        pieces: Pieces,
+    },
+    Meta(MetaOp),
+    /// Writes to the existing file at `path`.
+    Write {
+        path: Vec<u8>,
+        pieces: Pieces,
+    },
+}
+
+impl Step {
+    fn path(&self) -> &[u8] {
+        match self {
+            Step::Create { path, .. } | Step::Write { path, .. } => path,
+            Step::Meta(op) => op.path(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let name = match self {
+            Step::Create { .. } => "create",
+            Step::Meta(op) => op.name(),
+            Step::Write { .. } => "write",
+        };
+        format!("{name} {}", display_path(self.path()))
+    }
+
+    /// Journal entries it stands for.
+    fn entries(&self) -> usize {
+        match self {
+            Step::Create { pieces, .. } => 1 + pieces.len(),
+            Step::Meta(_) => 1,
+            Step::Write { pieces, .. } => pieces.len(),
+        }
+    }
+
+    async fn run(&self, calls: &RemoteCalls) -> Result<()> {
+        match self {
+            Step::Create {
+                path,
+                mode,
+                flags,
+                owner,
+                pieces,
+            } => create_with(calls, path, *mode, *flags, *owner, pieces).await,
+            Step::Meta(op) => carry_out(calls, op, true).await.map(|_| ()),
+            Step::Write { path, pieces } => write_to(calls, path, pieces).await,
+        }
+    }
+}
+
+/// Steps carried out at once, at most: the replay is pipelined as the
+/// live write-back is, operations on disjoint paths of different files
+/// overlapping and the others waiting for those before them
+/// (`MetaOrder`), so that a long journal over a slow link takes a few
+/// round trips, not a few per file.
+const IN_FLIGHT: usize = 64;
+
 /// Replays `entries` (oldest first) on the remote `calls` reach. Fails
 /// only when the connection is gone for good: the journal is then kept
 /// for the next mount.
-pub(crate) async fn replay_left(calls: &RemoteCalls, entries: Vec<(Seq, Entry)>) -> Result<Recovered> {
+pub(crate) async fn replay_left(calls: &Arc<RemoteCalls>, entries: Vec<(Seq, Entry)>) -> Result<Recovered> {
     let mut done = Recovered::default();
+    let mut steps = Vec::new();
     let mut entries = entries.into_iter().map(|(_, e)| e).peekable();
     while let Some(entry) = entries.next() {
-        // The operation, how many journal entries it stands for, and what
-        // it did.
-        let (what, count, outcome) = match entry {
+        // Consecutive writes of one file go with it.
+        let mut take_writes = |ino: Ino, path: Option<&[u8]>, pieces: &mut Pieces| {
+            while let Some(Entry::Write {
+                ino: next, path: at, ..
+            }) = entries.peek()
+            {
+                let same = match path {
+                    Some(path) => at.as_deref() == Some(path),
+                    None => *next == ino,
+                };
+                if !same {
+                    break;
+                }
+                if let Some(Entry::Write { offset, data, .. }) = entries.next() {
+                    pieces.push((offset, data));
+                }
+            }
+        };
+        let (ino, step) = match entry {
             Entry::Meta {
                 ino,
                 op:
@@ -68,59 +154,72 @@ pub(crate) async fn replay_left(calls: &RemoteCalls, entries: Vec<(Seq, Entry)>)
                     },
             } => {
                 let mut pieces = Pieces::new();
-                while let Some(Entry::Write { ino: of_ino, .. }) = entries.peek() {
-                    if *of_ino != ino {
-                        break;
-                    }
-                    if let Some(Entry::Write { offset, data, .. }) = entries.next() {
-                        pieces.push((offset, data));
-                    }
-                }
-                let outcome = create_with(calls, &path, mode, flags, owner, &pieces).await;
-                (
-                    format!("create {}", display_path(&path)),
-                    1 + pieces.len(),
-                    outcome,
-                )
+                take_writes(ino, None, &mut pieces);
+                let step = Step::Create {
+                    path,
+                    mode,
+                    flags,
+                    owner,
+                    pieces,
+                };
+                (ino, step)
             }
-            Entry::Meta { op, .. } => {
-                let outcome = carry_out(calls, &op, true).await.map(|_| ());
-                (format!("{} {}", op.name(), display_path(op.path())), 1, outcome)
-            }
+            Entry::Meta { ino, op } => (ino, Step::Meta(op)),
             Entry::Write { path: None, .. } => {
                 done.orphaned += 1;
                 continue;
             }
             Entry::Write {
+                ino,
                 path: Some(path),
                 offset,
                 data,
                 ..
             } => {
                 let mut pieces = vec![(offset, data)];
-                while let Some(Entry::Write { path: Some(next), .. }) = entries.peek() {
-                    if *next != path {
-                        break;
-                    }
-                    if let Some(Entry::Write { offset, data, .. }) = entries.next() {
-                        pieces.push((offset, data));
-                    }
-                }
-                let outcome = write_to(calls, &path, &pieces).await;
-                (format!("write {}", display_path(&path)), pieces.len(), outcome)
+                take_writes(ino, Some(&path), &mut pieces);
+                (ino, Step::Write { path, pieces })
             }
         };
+        steps.push((ino, step));
+    }
+    let order = calls.order().clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut running = Vec::with_capacity(steps.len());
+    for (ino, step) in steps {
+        // The dead process's inode numbers: they tie a file's steps
+        // together; nothing else is in the order before the mount serves.
+        let (pending, before) = order.enqueue(step.path(), ino);
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let (calls, order) = (calls.clone(), order.clone());
+        running.push(tokio::spawn(async move {
+            for earlier in before {
+                earlier.done().await;
+            }
+            let outcome = step.run(&calls).await;
+            order.finish(&pending);
+            drop(slot);
+            (step.describe(), step.entries(), outcome)
+        }));
+    }
+    let mut gone = None;
+    for step in running {
+        let (what, count, outcome) = step
+            .await
+            .map_err(|e| VfsError::new("replay", e.to_string(), Errno::EIO))?;
         match outcome {
             Ok(()) => done.replayed += count,
             // Gone for good: the journal stays for the next mount.
-            Err(e) if e.source.as_ref().is_some_and(RemoteError::is_connection_lost) => return Err(e),
+            Err(e) if e.source.as_ref().is_some_and(RemoteError::is_connection_lost) => {
+                gone.get_or_insert(e);
+            }
             Err(e) => {
                 tracing::warn!("replaying the journal: {what}: refused by the remote: {e}");
                 done.failed.push(format!("{what}: {e}"));
             }
         }
     }
-    Ok(done)
+    gone.map_or(Ok(done), Err)
 }
 
 /// Creates `path` and writes `pieces` to it through one handle.
