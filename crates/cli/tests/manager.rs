@@ -1008,3 +1008,64 @@ fn a_write_back_refusal_reaches_fsync_close_events_and_status() {
     assert_eq!(std::fs::read(a.join("elsewhere")).unwrap(), b"kept");
     assert_eq!(std::fs::read(a.join("hello")).unwrap(), b"a\n");
 }
+
+/// `yonder manager stop` delivers what a write-back mount acknowledged
+/// first, and the command says how much is pending while it drains.
+#[test]
+fn manager_stop_delivers_a_backlog_and_shows_its_progress() {
+    let env = Env::new();
+    let a = local_backing(&env, "a");
+    let at = env.dir.path().join("mnt");
+    let cache = env.mkdir("journal");
+    env.mount(
+        a.to_str().unwrap(),
+        &at,
+        &[
+            "--write-back",
+            "on",
+            "--write-back-cache",
+            cache.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read_dir(&at).unwrap().count(), 1);
+    std::fs::create_dir(at.join("d")).unwrap();
+    // Carried out, and its attributes and names asked again, while the
+    // remote still answers.
+    std::fs::File::create(at.join("d/first"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(std::fs::read_dir(at.join("d")).unwrap().count(), 1);
+    let agent = the_agent(&env) as u32;
+    // The remote stops answering: what follows is acknowledged and waits.
+    signal(agent, libc::SIGSTOP);
+    for i in 0..300 {
+        std::fs::write(at.join(format!("d/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let stop = env
+        .cmd(&["manager", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(agent, libc::SIGCONT);
+    let out = stop.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains(": delivering "))
+        .unwrap_or_else(|| panic!("no progress shown: {said}\n{}", env.log()));
+    assert!(
+        line.starts_with("yonder: m1: delivering ") && line.ends_with('…'),
+        "{line}"
+    );
+    assert!(said.contains("delivered everything to "), "{said}");
+    for i in 0..300 {
+        assert_eq!(
+            std::fs::read_to_string(a.join(format!("d/f{i}"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+}

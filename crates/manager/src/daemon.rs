@@ -618,6 +618,14 @@ impl Manager {
         self.events.publish(event);
     }
 
+    /// Mount `id` is delivering what it acknowledged before it goes.
+    fn delivering(&self, id: &str, line: String) {
+        tracing::info!("{id}: {line}");
+        let mut event = mount_event(id, EventKind::Delivering);
+        event.reason = Some(line);
+        self.events.publish(event);
+    }
+
     fn write_back_failed(&self, id: &str, op: &str, path: String, error: String) {
         if self.registry().mount(id).is_none() {
             return;
@@ -962,24 +970,38 @@ impl Manager {
         let serving = mount.mounted.status().serving;
         if serving {
             let flushing = mount.clone();
+            // Progress lines come back from the blocking delivery and go
+            // out as events, for `yonder unmount` and `manager stop`.
+            let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<String>();
             let flush = tokio::task::spawn_blocking(move || {
-                let id = &flushing.id;
                 crate::delivery::deliver_pending(&*flushing.mounted, &flushing.source, &|line| {
-                    tracing::info!("{id}: {line}")
+                    let _ = tx.send(line.to_string());
                 })
             });
-            let flushed = match flush_limit {
-                Some(limit) => match tokio::time::timeout(limit, flush).await {
-                    Ok(joined) => joined
+            let flush = async {
+                match flush_limit {
+                    Some(limit) => match tokio::time::timeout(limit, flush).await {
+                        Ok(joined) => joined
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.map_err(|e| e.to_string())),
+                        Err(_) => Err(format!("buffered writes not sent within {limit:?}")),
+                    },
+                    None => flush
+                        .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r.map_err(|e| e.to_string())),
-                    Err(_) => Err(format!("buffered writes not sent within {limit:?}")),
-                },
-                None => flush
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string())),
+                }
             };
+            let mut flush = std::pin::pin!(flush);
+            let flushed = loop {
+                tokio::select! {
+                    flushed = &mut flush => break flushed,
+                    Some(line) = progress.recv() => self.delivering(&id, line),
+                }
+            };
+            while let Ok(line) = progress.try_recv() {
+                self.delivering(&id, line);
+            }
             if let Err(e) = flushed {
                 // A healthy mount keeps its data: refuse, unless forced.
                 if healthy && !lazy {

@@ -391,6 +391,10 @@ pub enum EventKind {
     /// operation and the error.
     #[serde(rename = "write_back_failed")]
     WriteBackFailed,
+    /// A mount being unmounted (or the manager stopping) still has
+    /// operations to deliver to the remote: `reason` says how many, again
+    /// every few seconds while a large backlog drains, then that all were.
+    Delivering,
 }
 
 impl EventKind {
@@ -404,6 +408,7 @@ impl EventKind {
             EventKind::Missed => "missed",
             EventKind::FileLost => "file_lost",
             EventKind::WriteBackFailed => "write_back_failed",
+            EventKind::Delivering => "delivering",
         }
     }
 }
