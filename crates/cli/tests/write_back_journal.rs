@@ -328,3 +328,35 @@ fn unmounting_delivers_a_backlog_and_shows_its_progress() {
         );
     }
 }
+
+/// A journal a crash left is replayed even when the mount comes back with
+/// write-back off, and then goes.
+#[test]
+fn a_journal_left_behind_is_replayed_by_a_mount_without_write_back() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().display().to_string();
+    let mut m = Mount::start(LOCAL, &["--write-back", "on", "--write-back-cache", &cache_arg]);
+    assert_eq!(fs::read_dir(m.at("")).unwrap().count(), 0);
+    fs::create_dir(m.at("d")).unwrap();
+    fs::File::create(m.at("d/first")).unwrap().sync_all().unwrap();
+    assert_eq!(fs::read_dir(m.at("d")).unwrap().count(), 1);
+    let agent = agent_of(m.pid());
+    signal(agent, libc::SIGSTOP);
+    for i in 0..20 {
+        fs::write(m.at(&format!("d/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    m.kill();
+    signal(agent, libc::SIGKILL);
+    assert!(!m.disk("d/f19").exists());
+    m.restart(LOCAL, &["--write-back", "off", "--write-back-cache", &cache_arg]);
+    assert!(wait_for("the replay's report", Duration::from_secs(5), || {
+        m.stderr().contains("yonder: replayed ")
+    }));
+    for i in 0..20 {
+        assert_eq!(
+            fs::read_to_string(m.disk(&format!("d/f{i}"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+    assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 0, "the journal went");
+}

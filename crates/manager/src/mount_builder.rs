@@ -126,6 +126,9 @@ pub struct MountBuilder {
     /// memory.
     journal: Option<Arc<dyn Journal>>,
     journal_dir: Option<PathBuf>,
+    /// With write-back the journal is on disk; without, a journal left
+    /// on disk by a process that died is still replayed first.
+    write_back: bool,
     /// The source as the user named it: with the mount point, it names
     /// the mount's journal.
     source: String,
@@ -140,10 +143,8 @@ impl MountBuilder {
             tree: Tree::Whole,
             vfs: vfs_options(spec)?,
             journal: None,
-            journal_dir: spec
-                .write_back
-                .then(|| spec.write_back_cache.clone().or_else(default_journal_dir))
-                .flatten(),
+            journal_dir: spec.write_back_cache.clone().or_else(default_journal_dir),
+            write_back: spec.write_back,
             source: spec.connect.source.clone(),
             frontend: frontend_for(spec)?,
         })
@@ -190,11 +191,24 @@ impl MountBuilder {
         // left in it is replayed first.
         let (journal, durable, left): (Arc<dyn Journal>, _, _) = match (self.journal, &self.journal_dir) {
             (Some(journal), _) => (journal, None, Vec::new()),
-            (None, Some(dir)) => {
+            (None, Some(dir)) if self.write_back => {
                 let (name, holder) = journal_name(&self.source, mountpoint);
                 let (disk, left) = DiskJournal::open(dir, &name, JOURNAL_SYNC, &holder)?;
                 let disk = Arc::new(disk);
                 (disk.clone(), Some(disk), left)
+            }
+            (None, Some(dir)) => {
+                // Write-back off now, on when the process died: its journal
+                // is replayed all the same, then goes.
+                let (name, holder) = journal_name(&self.source, mountpoint);
+                let left_behind = dir.join(format!("{name}.journal"));
+                let memory: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+                if left_behind.exists() {
+                    let (disk, left) = DiskJournal::open(dir, &name, JOURNAL_SYNC, &holder)?;
+                    (memory, Some(Arc::new(disk)), left)
+                } else {
+                    (memory, None, Vec::new())
+                }
             }
             (None, None) => (Arc::new(MemoryJournal::default()), None, Vec::new()),
         };
