@@ -75,7 +75,10 @@ pub struct MountArgs {
     /// Metadata write-back: creates, removals and attribute changes the
     /// mount's caches vouch for are acknowledged at once and carried out on
     /// the remote in order in the background (errors at close, fsync, in
-    /// `yonder events` and the log). `off`: each waits for the remote.
+    /// `yonder events` and the log), kept in a journal on local disk until
+    /// delivered, so a crash loses none of it: the next mount of the same
+    /// SOURCE at the same MOUNTPOINT delivers it first. `off`: each waits
+    /// for the remote.
     #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
     write_back: String,
     /// Directory of the write-back journal, where every operation
