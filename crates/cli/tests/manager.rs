@@ -1036,6 +1036,7 @@ fn manager_stop_delivers_a_backlog_and_shows_its_progress() {
         .sync_all()
         .unwrap();
     assert_eq!(std::fs::read_dir(at.join("d")).unwrap().count(), 1);
+    std::fs::metadata(at.join("d")).unwrap();
     let agent = the_agent(&env) as u32;
     // The remote stops answering: what follows is acknowledged and waits.
     signal(agent, libc::SIGSTOP);

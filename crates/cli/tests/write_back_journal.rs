@@ -99,6 +99,18 @@ fn untar_by_hand(tree: PathBuf, into: PathBuf, names: Vec<String>, progress: Arc
     }
 }
 
+/// Makes the directory `dir` (just created through the mount) one whose
+/// creations the mount acknowledges without asking the remote, whatever
+/// the remote does next: a file created in it and synced (so the
+/// directory's creation has been carried out), then its listing and
+/// attributes asked while the remote answers (a creation carried out has
+/// its directory's times asked again at the next need).
+fn settle_dir(dir: &Path) {
+    fs::File::create(dir.join("first")).unwrap().sync_all().unwrap();
+    assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
+    fs::metadata(dir).unwrap();
+}
+
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -286,11 +298,14 @@ fn unmounting_delivers_a_backlog_and_shows_its_progress() {
     let mut m = Mount::start(LOCAL, &["--write-back", "on", "--write-back-cache", &cache_arg]);
     assert_eq!(fs::read_dir(m.at("")).unwrap().count(), 0);
     fs::create_dir(m.at("d")).unwrap();
+    settle_dir(&m.at("d"));
     let agent = agent_of(m.pid());
     // The remote stops answering: what follows is acknowledged and waits.
     signal(agent, libc::SIGSTOP);
     for i in 0..300 {
+        let t = Instant::now();
         fs::write(m.at(&format!("d/f{i}")), format!("file {i}\n")).unwrap();
+        if t.elapsed() > Duration::from_secs(1) { eprintln!("DEBUG f{i}: {:?}", t.elapsed()); }
     }
     signal(m.pid(), libc::SIGTERM);
     assert!(wait_for("the progress line", Duration::from_secs(10), || {
@@ -338,8 +353,7 @@ fn a_journal_left_behind_is_replayed_by_a_mount_without_write_back() {
     let mut m = Mount::start(LOCAL, &["--write-back", "on", "--write-back-cache", &cache_arg]);
     assert_eq!(fs::read_dir(m.at("")).unwrap().count(), 0);
     fs::create_dir(m.at("d")).unwrap();
-    fs::File::create(m.at("d/first")).unwrap().sync_all().unwrap();
-    assert_eq!(fs::read_dir(m.at("d")).unwrap().count(), 1);
+    settle_dir(&m.at("d"));
     let agent = agent_of(m.pid());
     signal(agent, libc::SIGSTOP);
     for i in 0..20 {

@@ -1296,14 +1296,30 @@ impl Vfs {
         let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        // A file whose creation has not gone out yet takes its data with it.
-        self.meta.released(&file, || self.writes.take_unsent(&file));
+        // A file whose creation has not gone out yet takes its data with it,
+        // and the creation closes the handle.
+        let creation_closes = self.meta.released(&file, || self.writes.take_unsent(&file));
         self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
+        if creation_closes {
+            return Ok(());
+        }
         if self.writes.unsettled_through(fh) {
             // Writes through it are still waiting for a connection: its
             // remote handle is closed once they are settled.
             self.writes.close_after_writes(file);
+            return Ok(());
+        }
+        if let Some(created) = file.created.clone() {
+            // A creation that went out while the file was open writes the
+            // data gathered by then through this handle: closed after it
+            // (closing now would fail those writes with EBADF), and only
+            // once the handle exists.
+            let files = self.files.clone();
+            self.runtime.spawn(async move {
+                created.done().await;
+                files.close_released(&file);
+            });
             return Ok(());
         }
         // Nobody waits for the remote close.

@@ -232,14 +232,15 @@ impl MetaWriteBack {
     }
 
     /// The release of `file`: a creation not sent yet takes the file's
-    /// buffered data (`take`) and closes the handle itself.
-    pub fn released(&self, file: &OpenFile, take: impl FnOnce() -> Option<Fused>) {
+    /// buffered data (`take`) and closes the handle itself. Whether it
+    /// does (the caller must not close the handle then).
+    pub fn released(&self, file: &OpenFile, take: impl FnOnce() -> Option<Fused>) -> bool {
         let Some(state) = lock(&self.creates).remove(&file.fh) else {
-            return;
+            return false;
         };
         let mut state = lock(&state);
         if state.sent {
-            return;
+            return false;
         }
         match take() {
             Some(more) => {
@@ -250,10 +251,12 @@ impl MetaWriteBack {
             // once it has landed (`close_after_writes`).
             None => state.released = false,
         }
+        let closes_itself = state.released;
         drop(state);
         if let Some(created) = &file.created {
             created.hurry();
         }
+        closes_itself
     }
 
     /// Moves `file`'s buffered data (`take`) into its creation, if that has
