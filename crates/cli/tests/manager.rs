@@ -1037,6 +1037,17 @@ fn manager_stop_delivers_a_backlog_and_shows_its_progress() {
         .unwrap();
     assert_eq!(std::fs::read_dir(at.join("d")).unwrap().count(), 1);
     std::fs::metadata(at.join("d")).unwrap();
+    // What follows those calls in the background (the file's close, a
+    // listing read ahead) is done by then: a remote that stops in the
+    // middle of it would stall the next creation.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::metadata(at.join("d")).unwrap();
+    // The remote's notice of that creation makes the mount ask the
+    // directory's extended attributes again (a default ACL there would
+    // keep creations from being acknowledged ahead).
+    let path = std::ffi::CString::new(at.join("d").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a null buffer of size 0.
+    assert!(unsafe { libc::listxattr(path.as_ptr(), std::ptr::null_mut(), 0) } >= 0);
     let agent = the_agent(&env) as u32;
     // The remote stops answering: what follows is acknowledged and waits.
     signal(agent, libc::SIGSTOP);
