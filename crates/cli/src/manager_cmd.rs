@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use yonder_manager::client::{ensure_running, Client};
-use yonder_manager::protocol::{ConnectSpec, LinkSpec, MountSpec, Request, Response, Status, Topic};
+use yonder_manager::protocol::{
+    ConnectSpec, EventKind, LinkSpec, MountSpec, Request, Response, Status, Topic,
+};
 use yonder_manager::{ManagerError, Paths};
 
 /// How long a request that connects or mounts may take.
@@ -244,10 +246,35 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says on stderr, until this process ends, what the manager reports
+/// while mounts deliver what they acknowledged before they go
+/// (`delivering` events: `yonder: m1: delivering 1,234 pending operations
+/// to HOST…`).
+fn show_delivery() {
+    let Ok(mut client) = Client::connect(&paths()) else {
+        return;
+    };
+    let subscribe = Request::Events {
+        topic: Topic::Mount,
+        after: None,
+    };
+    if !matches!(client.request(&subscribe, QUICK), Ok(Response::Subscribed)) {
+        return;
+    }
+    std::thread::spawn(move || {
+        while let Ok(Some(event)) = client.next_event() {
+            if let (EventKind::Delivering, Some(reason)) = (event.event, &event.reason) {
+                eprintln!("yonder: {}: {reason}", event.id);
+            }
+        }
+    });
+}
+
 fn stop() -> anyhow::Result<ExitCode> {
     let paths = paths();
     match Client::connect(&paths) {
         Ok(mut client) => {
+            show_delivery();
             client.request(&Request::Stop, QUICK)?;
             // Answered at once; the connection ends when the manager exits.
             client.wait_closed(SLOW)?;
@@ -405,10 +432,14 @@ pub fn mount(mut spec: MountSpec, created: bool) -> anyhow::Result<ExitCode> {
             id,
             mountpoint,
             notice,
+            replayed,
             ..
         }) => {
             if let Some(notice) = notice {
                 eprintln!("yonder: {notice}");
+            }
+            if let Some(replayed) = replayed {
+                eprintln!("yonder: {replayed}");
             }
             // Scripts wait for this line: the mount is usable once printed.
             println!("{id} {}", mountpoint.display());
@@ -659,6 +690,7 @@ pub fn unmount(args: UnmountArgs) -> anyhow::Result<ExitCode> {
         },
         None => request,
     };
+    show_delivery();
     client.request(&request, SLOW)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use yonder_manager::delivery::deliver_pending;
 use yonder_manager::mount_builder::{fuse_config, MountBuilder};
 use yonder_manager::protocol::{ConnectSpec, MountSpec};
 use yonder_remote::{Link, LinkState, Source};
@@ -76,9 +77,18 @@ pub struct MountArgs {
     /// Metadata write-back: creates, removals and attribute changes the
     /// mount's caches vouch for are acknowledged at once and carried out on
     /// the remote in order in the background (errors at close, fsync, in
-    /// `yonder events` and the log). `off`: each waits for the remote.
+    /// `yonder events` and the log), kept in a journal on local disk until
+    /// delivered, so a crash loses none of it: the next mount of the same
+    /// SOURCE at the same MOUNTPOINT delivers it first. `off`: each waits
+    /// for the remote.
     #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
     write_back: String,
+    /// Directory of the write-back journal, where every operation
+    /// acknowledged and not yet delivered is kept on disk (replayed when
+    /// the mount comes back after a crash). Default:
+    /// `${XDG_CACHE_HOME:-~/.cache}/yonder`.
+    #[arg(long, value_name = "DIR")]
+    write_back_cache: Option<PathBuf>,
     /// What serves the mount to programs: `fuse`, or `nfs` (a server on
     /// 127.0.0.1 mounted with the OS's NFS client, for systems without
     /// FUSE). Default: fuse where /dev/fuse exists, else nfs.
@@ -115,6 +125,9 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     set(o.op_timeout, &mut args.op_timeout);
     if let Some(on) = o.write_back {
         args.write_back = if on { "on" } else { "off" }.into();
+    }
+    if let Some(dir) = &o.write_back_cache {
+        args.write_back_cache = Some(PathBuf::from(dir));
     }
     set(o.heartbeat, &mut args.link.heartbeat);
     args.link.heartbeat_misses = o.heartbeat_misses.unwrap_or(args.link.heartbeat_misses);
@@ -243,6 +256,12 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
         op_timeout_secs: op_timeout.as_secs_f64(),
         frontend: args.backend.clone().unwrap_or_else(|| default_backend().into()),
         write_back: args.write_back == "on",
+        write_back_cache: args
+            .write_back_cache
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("--write-back-cache")?,
     };
     let builder = MountBuilder::new(&spec)?;
     let config = fuse_config(&spec);
@@ -287,6 +306,9 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             signal = signals.next() => return Ok(Err(signal)),
         };
         let built = builder.start(&link, &args.mountpoint).await?;
+        if let Some(replayed) = &built.replayed {
+            eprintln!("yonder: {replayed}");
+        }
         anyhow::Ok(Ok((link, built.handle)))
     });
     let (link, mounted) = match started {
@@ -311,7 +333,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
     crate::mount_helper::detach_stdio_once_ready();
-    serve_until_signal(&runtime, mounted, signals)?;
+    serve_until_signal(&runtime, mounted, &args.source, signals)?;
     link.close();
     // The link tells its agent all is settled before it ends it, so that
     // the agent's records of this session go with it.
@@ -363,6 +385,7 @@ enum Event {
 fn serve_until_signal(
     runtime: &Runtime,
     mounted: Box<dyn MountHandle>,
+    source: &str,
     mut signals: Signals,
 ) -> anyhow::Result<()> {
     // The next event, or None if `timeout` passes first.
@@ -391,7 +414,8 @@ fn serve_until_signal(
         }
     };
     tracing::info!("{name}: unmounting {mountpoint}");
-    if let Err(e) = mounted.flush() {
+    let delivered = deliver_pending(&*mounted, source, &|line| eprintln!("yonder: {line}"));
+    if let Err(e) = delivered {
         tracing::warn!("before unmounting: {e}");
     }
     let detached = mounted.unmount(true);

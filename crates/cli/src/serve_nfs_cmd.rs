@@ -60,6 +60,7 @@ pub fn run(args: ServeNfsArgs) -> anyhow::Result<ExitCode> {
         op_timeout_secs: 20.0,
         frontend: yonder_nfs::FRONTEND_NAME.into(),
         write_back: false,
+        write_back_cache: None,
     };
     let frontend = NfsFrontend::serve_only(NfsConfig {
         port: args.nfs_port,

@@ -931,3 +931,181 @@ fn an_nfs_mount_is_listed_with_its_backend_and_unmounts() {
     assert!(!is_mounted(&mnt));
     assert!(env.mount_status(&id).is_none());
 }
+
+/// A tmpfs mounted below a test's backing directory, unmounted when
+/// dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+/// With write-back on, the remote refuses what the mount acknowledged
+/// ahead of it (ENOSPC on a small tmpfs below the remote root): the error
+/// reaches the application at fsync and at close, the event stream and
+/// `yonder status`; nothing else is lost.
+#[test]
+fn a_write_back_refusal_reaches_fsync_close_events_and_status() {
+    let env = Env::new();
+    let a = local_backing(&env, "a");
+    let _full = Tmpfs::mount(a.join("full"), "256k");
+    std::fs::write(a.join("full/existing"), b"x").unwrap();
+    let at = env.dir.path().join("mnt");
+    let cache = env.mkdir("journal");
+    let id = env.mount(
+        a.to_str().unwrap(),
+        &at,
+        &[
+            "--write-back",
+            "on",
+            "--write-back-cache",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let after = env.status()["last_event"].as_u64().unwrap().to_string();
+    let events = Events::start(&env, &["--topic", "mount", "--after", &after]);
+    // Listed: names to create there are known absent.
+    assert_eq!(std::fs::read_dir(at.join("full")).unwrap().count(), 1);
+    let big = vec![7u8; 1 << 20];
+
+    // Before and beside the refusals, what fits is kept.
+    std::fs::write(at.join("full/small"), b"fits").unwrap();
+    std::fs::write(at.join("elsewhere"), b"kept").unwrap();
+
+    // A file created ahead of the remote, too large for it: fsync says so.
+    let mut created = std::fs::File::create_new(at.join("full/created")).unwrap();
+    created.write_all(&big).unwrap();
+    let err = created.sync_all().expect_err("fsync of data the remote refused");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(created);
+
+    // An existing file written past the space left: close says so.
+    let mut existing = std::fs::OpenOptions::new()
+        .write(true)
+        .open(at.join("full/existing"))
+        .unwrap();
+    existing.write_all(&big).unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(existing);
+    // SAFETY: `fd` was just taken out of its `File` and is closed once.
+    let closed = unsafe { libc::close(fd) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!(
+        (closed, errno),
+        (-1, Some(libc::ENOSPC)),
+        "close of data the remote refused"
+    );
+
+    let mut refused = Vec::new();
+    while refused.len() < 2 {
+        let event = events.next();
+        if event["event"] == "write_back_failed" {
+            assert_eq!(event["id"], id.as_str());
+            let reason = event["reason"].as_str().unwrap_or("");
+            assert!(reason.contains("No space left"), "{event}");
+            refused.push(event["path"].as_str().unwrap().to_string());
+        }
+    }
+    refused.sort();
+    assert!(refused.iter().all(|p| p.starts_with("full/")), "{refused:?}");
+    let failures = env.mount_status(&id).unwrap()["write_back_failures"]
+        .as_u64()
+        .unwrap();
+    assert!(failures >= 2, "yonder status counts the refusals: {failures}");
+
+    env.ok(&["unmount", "--force", &id]);
+    assert_eq!(std::fs::read(a.join("full/small")).unwrap(), b"fits");
+    assert_eq!(std::fs::read(a.join("elsewhere")).unwrap(), b"kept");
+    assert_eq!(std::fs::read(a.join("hello")).unwrap(), b"a\n");
+}
+
+/// `yonder manager stop` delivers what a write-back mount acknowledged
+/// first, and the command says how much is pending while it drains.
+#[test]
+fn manager_stop_delivers_a_backlog_and_shows_its_progress() {
+    let env = Env::new();
+    let a = local_backing(&env, "a");
+    let at = env.dir.path().join("mnt");
+    let cache = env.mkdir("journal");
+    env.mount(
+        a.to_str().unwrap(),
+        &at,
+        &[
+            "--write-back",
+            "on",
+            "--write-back-cache",
+            cache.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read_dir(&at).unwrap().count(), 1);
+    std::fs::create_dir(at.join("d")).unwrap();
+    // Carried out, and its attributes and names asked again, while the
+    // remote still answers.
+    std::fs::File::create(at.join("d/first"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(std::fs::read_dir(at.join("d")).unwrap().count(), 1);
+    std::fs::metadata(at.join("d")).unwrap();
+    // What follows those calls in the background (the file's close, a
+    // listing read ahead) is done by then: a remote that stops in the
+    // middle of it would stall the next creation.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::metadata(at.join("d")).unwrap();
+    // The remote's notice of that creation makes the mount ask the
+    // directory's extended attributes again (a default ACL there would
+    // keep creations from being acknowledged ahead).
+    let path = std::ffi::CString::new(at.join("d").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a null buffer of size 0.
+    assert!(unsafe { libc::listxattr(path.as_ptr(), std::ptr::null_mut(), 0) } >= 0);
+    let agent = the_agent(&env) as u32;
+    // The remote stops answering: what follows is acknowledged and waits.
+    signal(agent, libc::SIGSTOP);
+    for i in 0..300 {
+        std::fs::write(at.join(format!("d/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let stop = env
+        .cmd(&["manager", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(agent, libc::SIGCONT);
+    let out = stop.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains(": delivering "))
+        .unwrap_or_else(|| panic!("no progress shown: {said}\n{}", env.log()));
+    assert!(
+        line.starts_with("yonder: m1: delivering ") && line.ends_with('…'),
+        "{line}"
+    );
+    assert!(said.contains("delivered everything to "), "{said}");
+    for i in 0..300 {
+        assert_eq!(
+            std::fs::read_to_string(a.join(format!("d/f{i}"))).unwrap(),
+            format!("file {i}\n")
+        );
+    }
+}

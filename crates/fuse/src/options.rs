@@ -36,7 +36,7 @@ pub enum OptionError {
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
          dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
-         write_back=on|off, the \
+         write_back=on|off, write_back_cache=, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -216,6 +216,7 @@ pub enum OptionWord {
     Port(u16),
     SshCommand(String),
     AgentPath(String),
+    WriteBackCache(String),
     AttrTtl(f64),
     DirTtl(f64),
     Heartbeat(f64),
@@ -294,6 +295,7 @@ impl OptionWord {
             }
             ("ssh_command", _) => OptionWord::SshCommand(need()?.to_string()),
             ("agent_path", _) => OptionWord::AgentPath(need()?.to_string()),
+            ("write_back_cache", _) => OptionWord::WriteBackCache(need()?.to_string()),
             ("attr_ttl", _) => OptionWord::AttrTtl(seconds()?),
             ("dir_ttl", _) => OptionWord::DirTtl(seconds()?),
             ("heartbeat", _) => OptionWord::Heartbeat(seconds()?),
@@ -381,6 +383,8 @@ pub struct MountOptions {
     pub no_deploy: bool,
     /// `write_back=on|off`: metadata write-back.
     pub write_back: Option<bool>,
+    /// `write_back_cache=DIR`: where the write-back journal lives.
+    pub write_back_cache: Option<String>,
 }
 
 impl MountOptions {
@@ -438,6 +442,7 @@ impl MountOptions {
             OptionWord::Sftp => self.sftp = true,
             OptionWord::NoDeploy => self.no_deploy = true,
             OptionWord::WriteBack(on) => self.write_back = Some(on),
+            OptionWord::WriteBackCache(dir) => self.write_back_cache = Some(dir),
             OptionWord::Dropped => {}
         }
     }

@@ -621,6 +621,14 @@ impl Manager {
         self.events.publish(event);
     }
 
+    /// Mount `id` is delivering what it acknowledged before it goes.
+    fn delivering(&self, id: &str, line: String) {
+        tracing::info!("{id}: {line}");
+        let mut event = mount_event(id, EventKind::Delivering);
+        event.reason = Some(line);
+        self.events.publish(event);
+    }
+
     fn write_back_failed(&self, id: &str, op: &str, path: String, error: String) {
         if self.registry().mount(id).is_none() {
             return;
@@ -684,7 +692,7 @@ impl Manager {
             .await
             .map_err(|e| ManagerError::Failed(format!("mount {}: {e}", spec.connect.source)))?;
         let started = self.start_mount(&conn, &spec, builder, &mountpoint).await;
-        let (mounted, scoped_root) = match started {
+        let (mounted, scoped_root, replayed) = match started {
             Ok(started) => started,
             Err(e) => {
                 if created {
@@ -746,6 +754,13 @@ impl Manager {
                             None => return,
                         }
                     }
+                    Ok(
+                        yonder_vfs::VfsEvent::WriteFailed { path, error, .. }
+                        | yonder_vfs::VfsEvent::WriteLost { path, error, .. },
+                    ) => match weak.upgrade() {
+                        Some(manager) => manager.write_back_failed(&watched, "write", path, error),
+                        None => return,
+                    },
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
@@ -756,6 +771,7 @@ impl Manager {
             mountpoint: mount.mounted.mountpoint().to_path_buf(),
             connection: conn.id.clone(),
             notice: conn.fallback_notice().filter(|_| created),
+            replayed,
         })
     }
 
@@ -766,7 +782,7 @@ impl Manager {
         spec: &MountSpec,
         builder: MountBuilder,
         mountpoint: &Path,
-    ) -> Result<(Box<dyn MountHandle>, Vec<u8>), ManagerError> {
+    ) -> Result<(Box<dyn MountHandle>, Vec<u8>, Option<String>), ManagerError> {
         let source = &spec.connect.source;
         let built = builder
             .start(conn.link(), mountpoint)
@@ -775,8 +791,12 @@ impl Manager {
                 MountError::Frontend(e) => ManagerError::Failed(e.to_string()),
                 e => ManagerError::Failed(format!("mount {source}: {e}")),
             })?;
-        let BuiltMount { handle, root } = built;
-        Ok((handle, root.unwrap_or_default()))
+        let BuiltMount {
+            handle,
+            root,
+            replayed,
+        } = built;
+        Ok((handle, root.unwrap_or_default(), replayed))
     }
 
     /// Health of one mount: its session serves and it is in the mount
@@ -954,19 +974,38 @@ impl Manager {
         let serving = mount.mounted.status().serving;
         if serving {
             let flushing = mount.clone();
-            let flush = tokio::task::spawn_blocking(move || flushing.mounted.flush());
-            let flushed = match flush_limit {
-                Some(limit) => match tokio::time::timeout(limit, flush).await {
-                    Ok(joined) => joined
+            // Progress lines come back from the blocking delivery and go
+            // out as events, for `yonder unmount` and `manager stop`.
+            let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let flush = tokio::task::spawn_blocking(move || {
+                crate::delivery::deliver_pending(&*flushing.mounted, &flushing.source, &|line| {
+                    let _ = tx.send(line.to_string());
+                })
+            });
+            let flush = async {
+                match flush_limit {
+                    Some(limit) => match tokio::time::timeout(limit, flush).await {
+                        Ok(joined) => joined
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.map_err(|e| e.to_string())),
+                        Err(_) => Err(format!("buffered writes not sent within {limit:?}")),
+                    },
+                    None => flush
+                        .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r.map_err(|e| e.to_string())),
-                    Err(_) => Err(format!("buffered writes not sent within {limit:?}")),
-                },
-                None => flush
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string())),
+                }
             };
+            let mut flush = std::pin::pin!(flush);
+            let flushed = loop {
+                tokio::select! {
+                    flushed = &mut flush => break flushed,
+                    Some(line) = progress.recv() => self.delivering(&id, line),
+                }
+            };
+            while let Ok(line) = progress.try_recv() {
+                self.delivering(&id, line);
+            }
             if let Err(e) = flushed {
                 // A healthy mount keeps its data: refuse, unless forced.
                 if healthy && !lazy {

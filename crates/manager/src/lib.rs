@@ -20,6 +20,7 @@
 pub mod client;
 pub mod connection;
 pub mod daemon;
+pub mod delivery;
 mod events;
 pub mod mount_builder;
 pub mod paths;

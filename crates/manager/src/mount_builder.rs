@@ -10,14 +10,24 @@
 
 use crate::protocol::{seconds, MountSpec};
 use crate::ManagerError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use yonder_fuse::{FuseFrontend, MountConfig};
 use yonder_nfs::{NfsConfig, NfsFrontend};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
 use yonder_vfs::frontend::{Frontend, FrontendError, MountHandle};
-use yonder_vfs::{Journal, MemoryJournal, Vfs, VfsError, VfsOptions};
+use yonder_vfs::{
+    DiskJournal, DiskJournalError, Durability, Journal, MemoryJournal, Vfs, VfsError, VfsOptions,
+};
+
+/// How soon a record of the durable journal reaches the disk itself. Each
+/// record is written (so it outlives the process) before its operation is
+/// acknowledged; syncing each one too would cost a disk flush per
+/// operation (measured: an untar of 2,000 files, see ARCHITECTURE.md), so
+/// a crash of the whole host may take this much.
+const JOURNAL_SYNC: Durability = Durability::Within(Duration::from_millis(100));
 
 /// The frontend that serves a mount of `spec`, with its options, which
 /// it refuses here if it does not take them.
@@ -91,6 +101,16 @@ pub enum MountError {
     #[error(transparent)]
     Vfs(#[from] VfsError),
     #[error(transparent)]
+    Journal(#[from] DiskJournalError),
+    /// The connection went for good while replaying what a process that
+    /// ended left in the journal; the journal stays for the next mount.
+    #[error("replaying write-back journal {path}: {source}; it is kept for the next mount")]
+    Replay {
+        path: String,
+        #[source]
+        source: VfsError,
+    },
+    #[error(transparent)]
     Frontend(#[from] FrontendError),
 }
 
@@ -100,6 +120,9 @@ pub struct BuiltMount {
     /// The mount's root on the remote host, canonical, for a mount of one
     /// tree of a shared connection.
     pub root: Option<Vec<u8>>,
+    /// What was replayed from a journal a process that ended left, said
+    /// for the user (also logged).
+    pub replayed: Option<String>,
 }
 
 /// Puts a mount together: see the module documentation. Made from the
@@ -108,8 +131,17 @@ pub struct BuiltMount {
 pub struct MountBuilder {
     tree: Tree,
     vfs: VfsOptions,
-    /// Where the VFS keeps writes acknowledged and not yet confirmed.
-    journal: Arc<dyn Journal>,
+    /// Where the VFS keeps writes acknowledged and not yet confirmed:
+    /// given, or else on disk in `journal_dir` with write-back, or else in
+    /// memory.
+    journal: Option<Arc<dyn Journal>>,
+    journal_dir: Option<PathBuf>,
+    /// With write-back the journal is on disk; without, a journal left
+    /// on disk by a process that died is still replayed first.
+    write_back: bool,
+    /// The source as the user named it: with the mount point, it names
+    /// the mount's journal.
+    source: String,
     frontend: Box<dyn Frontend>,
 }
 
@@ -120,7 +152,10 @@ impl MountBuilder {
         Ok(MountBuilder {
             tree: Tree::Whole,
             vfs: vfs_options(spec)?,
-            journal: Arc::new(MemoryJournal::default()),
+            journal: None,
+            journal_dir: spec.write_back_cache.clone().or_else(default_journal_dir),
+            write_back: spec.write_back,
+            source: spec.connect.source.clone(),
             frontend: frontend_for(spec)?,
         })
     }
@@ -128,7 +163,7 @@ impl MountBuilder {
     /// Keeps the mount's unconfirmed writes in `journal` instead of in
     /// memory (a durable journal survives the process).
     pub fn journal(mut self, journal: Arc<dyn Journal>) -> MountBuilder {
-        self.journal = journal;
+        self.journal = Some(journal);
         self
     }
 
@@ -141,7 +176,10 @@ impl MountBuilder {
         Ok(MountBuilder {
             tree: Tree::Whole,
             vfs: vfs_options(spec)?,
-            journal: Arc::new(MemoryJournal::default()),
+            journal: None,
+            journal_dir: spec.write_back_cache.clone().or_else(default_journal_dir),
+            write_back: spec.write_back,
+            source: spec.connect.source.clone(),
             frontend,
         })
     }
@@ -176,7 +214,32 @@ impl MountBuilder {
                 (Arc::new(scoped), Some(root))
             }
         };
-        let vfs = Vfs::new(remote, self.vfs, self.journal).await?;
+        // Opened before anything is served: what a process that ended
+        // left in it is replayed first.
+        let (journal, durable, left): (Arc<dyn Journal>, _, _) = match (self.journal, &self.journal_dir) {
+            (Some(journal), _) => (journal, None, Vec::new()),
+            (None, Some(dir)) if self.write_back => {
+                let (name, holder) = journal_name(&self.source, mountpoint);
+                let (disk, left) = DiskJournal::open(dir, &name, JOURNAL_SYNC, &holder)?;
+                let disk = Arc::new(disk);
+                (disk.clone(), Some(disk), left)
+            }
+            (None, Some(dir)) => {
+                // Write-back off now, on when the process died: its journal
+                // is replayed all the same, then goes.
+                let (name, holder) = journal_name(&self.source, mountpoint);
+                let left_behind = dir.join(format!("{name}.journal"));
+                let memory: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+                if left_behind.exists() {
+                    let (disk, left) = DiskJournal::open(dir, &name, JOURNAL_SYNC, &holder)?;
+                    (memory, Some(Arc::new(disk)), left)
+                } else {
+                    (memory, None, Vec::new())
+                }
+            }
+            (None, None) => (Arc::new(MemoryJournal::default()), None, Vec::new()),
+        };
+        let vfs = Vfs::new(remote, self.vfs, journal).await?;
         let watch = link.watch();
         // Changes the remote pushes keep the caches honest for long.
         match &root {
@@ -190,6 +253,10 @@ impl MountBuilder {
                 Arc::new(Scoped::new(remote, &tree))
             }),
         };
+        let replayed = match durable {
+            Some(disk) if !left.is_empty() => Some(replay(&vfs, &disk, left).await?),
+            _ => None,
+        };
         let runtime = tokio::runtime::Handle::current();
         let at = mountpoint.to_path_buf();
         let frontend = self.frontend;
@@ -198,8 +265,79 @@ impl MountBuilder {
         let handle = tokio::task::spawn_blocking(move || frontend.start(vfs, runtime, &at))
             .await
             .map_err(FrontendError::new)??;
-        Ok(BuiltMount { handle, root })
+        Ok(BuiltMount {
+            handle,
+            root,
+            replayed,
+        })
     }
+}
+
+/// Replays what a process that ended left in `disk`, then drops it from
+/// the journal; returns what to tell the user.
+async fn replay(
+    vfs: &Vfs,
+    disk: &DiskJournal,
+    left: Vec<(yonder_vfs::Seq, yonder_vfs::Entry)>,
+) -> Result<String, MountError> {
+    let path = disk.path().display().to_string();
+    let count = left.len();
+    tracing::info!("write-back journal {path}: replaying {count} operations a yonder process that ended left unconfirmed");
+    let recovered = vfs
+        .replay_journal(left)
+        .await
+        .map_err(|source| MountError::Replay {
+            path: path.clone(),
+            source,
+        })?;
+    disk.replayed();
+    let mut said = format!(
+        "replayed {} operations a yonder process that ended had acknowledged and not delivered (journal {path})",
+        recovered.replayed
+    );
+    if !recovered.failed.is_empty() {
+        said.push_str(&format!(
+            "; {} refused by the remote: {}",
+            recovered.failed.len(),
+            recovered.failed.join("; ")
+        ));
+    }
+    if recovered.orphaned > 0 {
+        said.push_str(&format!(
+            "; {} writes to files deleted before the crash had nowhere to go",
+            recovered.orphaned
+        ));
+    }
+    if recovered.failed.is_empty() {
+        tracing::info!("{said}");
+    } else {
+        tracing::warn!("{said}");
+    }
+    Ok(said)
+}
+
+/// `${XDG_CACHE_HOME:-~/.cache}/yonder`.
+fn default_journal_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("yonder"))
+}
+
+/// The journal's name for a mount of `source` at `mountpoint` (the same
+/// pair finds it again), and the line that says whose it is.
+fn journal_name(source: &str, mountpoint: &Path) -> (String, String) {
+    use sha2::Digest as _;
+    let at = std::fs::canonicalize(mountpoint)
+        .or_else(|_| std::path::absolute(mountpoint))
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
+    let mut hash = sha2::Sha256::new();
+    hash.update(source.as_bytes());
+    hash.update([0]);
+    hash.update(at.as_os_str().as_encoded_bytes());
+    let hex: String = hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    (format!("mount-{hex}"), format!("{source} at {}", at.display()))
 }
 
 #[cfg(test)]
@@ -227,6 +365,7 @@ mod tests {
             op_timeout_secs: 3.0,
             frontend: frontend.into(),
             write_back: false,
+            write_back_cache: None,
         }
     }
 

@@ -168,6 +168,10 @@ pub struct MountSpec {
     /// Metadata write-back (`--write-back`).
     #[serde(default = "default_write_back")]
     pub write_back: bool,
+    /// Where the write-back journal lives (`--write-back-cache`); the
+    /// user's cache directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back_cache: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +250,10 @@ pub enum Response {
         /// As for `Connected`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         notice: Option<String>,
+        /// What mounting replayed from a journal a process that ended left
+        /// (for the user's terminal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replayed: Option<String>,
     },
     Unmounted {
         ids: Vec<String>,
@@ -407,6 +415,10 @@ pub enum EventKind {
     /// operation and the error.
     #[serde(rename = "write_back_failed")]
     WriteBackFailed,
+    /// A mount being unmounted (or the manager stopping) still has
+    /// operations to deliver to the remote: `reason` says how many, again
+    /// every few seconds while a large backlog drains, then that all were.
+    Delivering,
 }
 
 impl EventKind {
@@ -420,6 +432,7 @@ impl EventKind {
             EventKind::Missed => "missed",
             EventKind::FileLost => "file_lost",
             EventKind::WriteBackFailed => "write_back_failed",
+            EventKind::Delivering => "delivering",
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum VfsEvent {
         path: String,
         error: String,
     },
+    /// Written data acknowledged ahead of the remote (buffered, or sent
+    /// without waiting) was refused by it (a full disk, a quota); the
+    /// writer gets the error at its next write, flush (close) or fsync.
+    WriteFailed { ino: Ino, path: String, error: String },
     /// Whether the remote pushes its changes from now on (then what is
     /// cached is trusted for the TTLs as configured; otherwise for at most
     /// `VfsOptions::unwatched_ttl`), and why. Sent when it changes.

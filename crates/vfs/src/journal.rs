@@ -33,9 +33,13 @@ pub enum Entry {
     /// `data` written at `offset` of `ino` through handle `fh`. With
     /// `append` (O_APPEND) the remote writes it at its end of file, which
     /// the kernel said was `offset`.
+    /// `path`: the inode's remote path when it was written (none once
+    /// unlinked), for a replay after a restart, which knows no inode
+    /// numbers.
     Write {
         ino: Ino,
         fh: Fh,
+        path: Option<Vec<u8>>,
         offset: u64,
         data: Bytes,
         append: bool,
@@ -49,7 +53,7 @@ pub enum Entry {
 /// A metadata operation as the remote is asked for it: remote paths and
 /// plain values only, no handles or in-memory references, so that a
 /// durable journal can write it down and replay it after a restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetaOp {
     /// Create (open with O_CREAT) the regular file `path`. The data
     /// written before it was sent travels with it (`Entry::Write`s of the
@@ -137,6 +141,12 @@ pub trait Journal: Send + Sync + 'static {
     fn unconfirmed(&self) -> Vec<(Seq, Entry)>;
     /// How many entries, and bytes of data, are unconfirmed.
     fn pending(&self) -> (usize, u64);
+    /// The remote renamed `from` to `to` (carried out, not acknowledged
+    /// ahead; with `exchange`, swapped them): entries recorded before it
+    /// name the old paths, which a replay after a restart (by path) must
+    /// read as the new ones, and writes to a file renamed over have no
+    /// path left. The VFS's own replay goes by inode and needs nothing.
+    fn renamed(&self, _from: &[u8], _to: &[u8], _exchange: bool) {}
 }
 
 /// A [`Journal`] in memory.
@@ -190,6 +200,7 @@ mod tests {
         Entry::Write {
             ino: Ino(2),
             fh: Fh(1),
+            path: Some(b"f".to_vec()),
             offset,
             data: Bytes::from_static(data),
             append: false,

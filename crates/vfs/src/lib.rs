@@ -44,6 +44,7 @@ mod attr;
 mod cache_policy;
 mod calls;
 mod connection;
+mod disk_journal;
 mod error;
 mod events;
 mod export;
@@ -66,6 +67,7 @@ mod write_back;
 
 pub use attr::{Caller, Fh, FileAttr, FileKind, Ino, ROOT_INO};
 pub use connection::{Connection, ConnectionState, Generation};
+pub use disk_journal::{DiskJournal, DiskJournalError, Durability};
 pub use error::{Result, VfsError};
 pub use events::VfsEvent;
 pub use export::{Exporter, FileHandle};
@@ -73,6 +75,7 @@ pub use journal::{Entry, Journal, MemoryJournal, MetaOp, Seq};
 pub use namespace::DirItem;
 pub use options::VfsOptions;
 pub use vfs::{Vfs, VfsStats};
+pub use write_back::recovery::Recovered;
 pub use yonder_proto::{
     access_mask, open_flags, Errno, RenameFlags, SetAttr, SetTime, StatFs, Timespec, XattrMode,
 };

@@ -8,8 +8,8 @@ use crate::calls::RemoteCalls;
 use crate::connection::{ConnectionState, Generation};
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
-use crate::journal::Journal;
 use crate::journal::MetaOp;
+use crate::journal::{Entry, Journal, Seq};
 use crate::listings::DirListings;
 use crate::meta_order::MetaOrder;
 use crate::namespace::Namespace;
@@ -21,6 +21,7 @@ use crate::reading::Reading;
 use crate::remote_changes::RemoteChanges;
 use crate::stale_open::{RetryFor, StaleOpenRetry};
 use crate::write_back::meta::{changed_attr, entries_attr, written_attr, MetaParts, MetaWriteBack};
+use crate::write_back::recovery::{replay_left, Recovered};
 use crate::write_back::{WriteBack, WriteBackParts};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -1065,6 +1066,9 @@ impl Vfs {
                 |r| async move { resolve_rename(&*r, f, t, flags, moved_id).await },
             )
             .await;
+        if renamed.is_ok() {
+            self.writes.renamed(f, t, flags.exchange);
+        }
         let mut table = self.inodes();
         // Released with the table held: a notice settled next sees the
         // rename's names.
@@ -1355,14 +1359,30 @@ impl Vfs {
         let Some(file) = self.files.remove(fh) else {
             return Err(VfsError::new("release", format!("<handle {fh}>"), Errno::EBADF));
         };
-        // A file whose creation has not gone out yet takes its data with it.
-        self.meta.released(&file, || self.writes.take_unsent(&file));
+        // A file whose creation has not gone out yet takes its data with it,
+        // and the creation closes the handle.
+        let creation_closes = self.meta.released(&file, || self.writes.take_unsent(&file));
         self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
+        if creation_closes {
+            return Ok(());
+        }
         if self.writes.unsettled_through(fh) {
             // Writes through it are still waiting for a connection: its
             // remote handle is closed once they are settled.
             self.writes.close_after_writes(file);
+            return Ok(());
+        }
+        if let Some(created) = file.created.clone() {
+            // A creation that went out while the file was open writes the
+            // data gathered by then through this handle: closed after it
+            // (closing now would fail those writes with EBADF), and only
+            // once the handle exists.
+            let files = self.files.clone();
+            self.runtime.spawn(async move {
+                created.done().await;
+                files.close_released(&file);
+            });
             return Ok(());
         }
         // Nobody waits for the remote close.
@@ -1478,10 +1498,20 @@ impl Vfs {
         ahead.and(written).and(after)
     }
 
-    /// Metadata operations acknowledged ahead of the remote that it
-    /// refused since the mount began, and those not settled yet.
+    /// Replays, in order, what a process that ended left unconfirmed in
+    /// its durable journal ([`crate::DiskJournal::open`]), by remote path;
+    /// call it before the mount serves anything. Fails only when the
+    /// connection is gone for good (keep the journal then).
+    pub async fn replay_journal(&self, entries: Vec<(Seq, Entry)>) -> Result<Recovered> {
+        replay_left(&self.calls, entries).await
+    }
+
+    /// Operations acknowledged ahead of the remote that it refused since
+    /// the mount began (metadata operations and writes), and metadata
+    /// operations not settled yet.
     pub fn write_back_counts(&self) -> (u64, usize) {
-        self.meta.counts()
+        let (failed, pending) = self.meta.counts();
+        (failed + self.writes.refused(), pending)
     }
 
     /// Writes the agent has not confirmed (entries, bytes): what a lost

@@ -684,3 +684,70 @@ mod link {
         l.vfs.release(fh).await.unwrap();
     }
 }
+
+/// What a process that died left in its durable journal, replayed on a new
+/// VFS by path: the order holds, operations the dead process may have
+/// carried out are resolved, and a connection lost in the middle of the
+/// replay (the answer of a write lost) is waited out and the rest carried
+/// out on the next one.
+#[tokio::test]
+async fn a_journal_left_by_a_dead_process_is_replayed_across_a_lost_connection() {
+    use yonder_vfs::{DiskJournal, Durability, Entry, Journal, MetaOp, Seq};
+    let journal_dir = tempfile::tempdir().unwrap();
+    let left: Vec<(Seq, Entry)> = {
+        let (dead, _) = DiskJournal::open(journal_dir.path(), "m", Durability::EachRecord, "dead").unwrap();
+        let meta = |ino: u64, op: MetaOp| Entry::Meta { ino: Ino(ino), op };
+        let write = |ino: u64, path: &[u8], offset: u64, data: &'static [u8]| Entry::Write {
+            ino: Ino(ino),
+            fh: yonder_vfs::Fh(1),
+            path: Some(path.to_vec()),
+            offset,
+            data: bytes::Bytes::from_static(data),
+            append: false,
+        };
+        let mkdir = |path: &[u8]| MetaOp::Mkdir {
+            path: path.to_vec(),
+            mode: 0o40755,
+            owner: None,
+        };
+        let create = |path: &[u8]| MetaOp::Create {
+            path: path.to_vec(),
+            mode: 0o100644,
+            flags: of::WRITE_ONLY | of::CREATE | of::EXCLUSIVE,
+            owner: None,
+        };
+        dead.record(meta(2, mkdir(b"d")));
+        dead.record(meta(3, create(b"d/f")));
+        dead.record(write(3, b"d/f", 0, b"hello "));
+        dead.record(write(3, b"d/f", 6, b"world"));
+        dead.record(meta(4, create(b"d/gone")));
+        dead.record(meta(
+            4,
+            MetaOp::Unlink {
+                path: b"d/gone".to_vec(),
+            },
+        ));
+        dead.record(write(5, b"existing", 0, b"NEW"));
+        dead.record(meta(6, mkdir(b"e")));
+        dead.record(meta(6, MetaOp::Rmdir { path: b"e".to_vec() }));
+        let left = dead.unconfirmed();
+        // The process dies with its journal open.
+        std::mem::forget(dead);
+        left
+    };
+    let mut s = setup().await;
+    // The dead process had carried out the first two before it died.
+    std::fs::create_dir(s.disk("d")).unwrap();
+    std::fs::write(s.disk("d/f"), b"hello ").unwrap();
+    std::fs::write(s.disk("existing"), b"old contents").unwrap();
+    s.conn.lose_answer_of(|c| c.op == Op::Write);
+    let replay = bg!(s.vfs, |vfs| vfs.replay_journal(left));
+    s.cut().await;
+    s.reconnect();
+    let recovered = replay.await.unwrap().unwrap();
+    assert_eq!(recovered.failed, Vec::<String>::new());
+    assert_eq!(recovered.replayed, 9);
+    assert_eq!(std::fs::read(s.disk("d/f")).unwrap(), b"hello world");
+    assert!(!s.disk("d/gone").exists() && !s.disk("e").exists());
+    assert_eq!(std::fs::read(s.disk("existing")).unwrap(), b"NEW contents");
+}

@@ -299,39 +299,7 @@ impl Mount {
             cmd.env_remove("YONDER_LOG");
         }
         cmd.envs(env.iter().copied());
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (pipe, kept) = (child.stderr.take().unwrap(), stderr.clone());
-        // Passed on as it comes (a failing test shows it) and kept for
-        // tests that check what was said.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let mut kept = kept.lock().unwrap();
-                kept.push_str(&line);
-                kept.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("yonder mount printed nothing within 30 s");
-        assert_eq!(
-            line.trim_end(),
-            mountpoint.display().to_string(),
-            "yonder mount should print the mount point"
-        );
+        let (child, stderr) = launch(cmd, &mountpoint);
         Mount {
             backing,
             mountpoint,
@@ -376,6 +344,25 @@ impl Mount {
         wait_timeout(&mut child, Duration::from_secs(30)).and_then(|s| s.code())
     }
 
+    /// After [`Mount::kill`]: removes the dead mount and mounts the same
+    /// backing directory at the same mount point again, with `extra`.
+    pub fn restart(&mut self, v: Variant, extra: &[&str]) {
+        let _ = Command::new("fusermount3")
+            .args(["-uz"])
+            .arg(&self.mountpoint)
+            .output();
+        let cmd = mount_command(
+            v,
+            self.backing.path(),
+            &self.mountpoint,
+            extra,
+            self._sshd.as_ref(),
+        );
+        let (child, stderr) = launch(cmd, &self.mountpoint);
+        self.child = Some(child);
+        self.stderr = stderr;
+    }
+
     /// Kills `yonder mount` with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -383,6 +370,44 @@ impl Mount {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts `cmd` (a `yonder mount --foreground` at `mountpoint`) and waits
+/// for it to report the mount usable; its stderr is passed on as it comes
+/// (a failing test shows it) and kept for tests that check what was said.
+fn launch(mut cmd: Command, mountpoint: &Path) -> (Child, Arc<Mutex<String>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (pipe, kept) = (child.stderr.take().unwrap(), stderr.clone());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut kept = kept.lock().unwrap();
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("yonder mount printed nothing within 30 s");
+    assert_eq!(
+        line.trim_end(),
+        mountpoint.display().to_string(),
+        "yonder mount should print the mount point"
+    );
+    (child, stderr)
 }
 
 fn backing_dir() -> tempfile::TempDir {

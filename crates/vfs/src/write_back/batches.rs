@@ -7,6 +7,7 @@ use crate::attr::{Fh, Ino};
 use crate::calls::RemoteCalls;
 use crate::connection::{Generation, Unavailable};
 use crate::error::{Result, VfsError};
+use crate::events::{Events, VfsEvent};
 use crate::handle::OpenFile;
 use crate::journal::{Journal, Seq};
 use crate::meta_order::{wait_all, Pending};
@@ -15,6 +16,7 @@ use crate::open_files::OpenFiles;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -102,6 +104,9 @@ pub(super) struct Batches {
     ns: Arc<Namespace>,
     calls: Arc<RemoteCalls>,
     runtime: tokio::runtime::Handle,
+    events: Events,
+    /// Batches the remote refused since the mount began.
+    refused: AtomicU64,
     /// For the batches' tasks: a dropped VFS stops them.
     me: Weak<Batches>,
 }
@@ -121,6 +126,7 @@ impl Batches {
         ns: Arc<Namespace>,
         calls: Arc<RemoteCalls>,
         runtime: tokio::runtime::Handle,
+        events: Events,
     ) -> Arc<Batches> {
         Arc::new_cyclic(|me| Batches {
             registry: Mutex::default(),
@@ -129,6 +135,8 @@ impl Batches {
             ns,
             calls,
             runtime,
+            events,
+            refused: AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -225,6 +233,30 @@ impl Batches {
         count
     }
 
+    /// The remote refused `batch` (ENOSPC, EDQUOT, EIO, ...): besides the
+    /// writer, who gets the error at its next write, flush or fsync, the
+    /// log and the event stream say so.
+    fn refused_by_remote(&self, batch: &Batch, e: &VfsError) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let path = self.ns.describe(batch.ino);
+        tracing::warn!(
+            "write {path}: {} bytes at {} acknowledged, then refused by the remote: {e}; reported at the \
+             writer's next write, flush or fsync",
+            batch.data.len(),
+            batch.range().0
+        );
+        self.events.emit(VfsEvent::WriteFailed {
+            ino: batch.ino,
+            path,
+            error: e.to_string(),
+        });
+    }
+
+    /// Batches the remote refused since the mount began.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Unsettled batches sent through `fh`.
     pub fn of_file(&self, fh: Fh) -> Vec<Arc<Batch>> {
         self.registry()
@@ -299,7 +331,13 @@ impl Batches {
         if replaying && batch.append {
             return self.replay_append(batch, remote, handle, &path).await;
         }
-        write_all(remote, handle, &path, batch.offset, batch.data.clone()).await
+        let written = write_all(remote, handle, &path, batch.offset, batch.data.clone()).await;
+        match &written {
+            // A replay reports its own failures (`WriteLost`).
+            Err(e) if !replaying && !e.is_connection_lost() => self.refused_by_remote(batch, e),
+            _ => {}
+        }
+        written
     }
 
     async fn replay_append(

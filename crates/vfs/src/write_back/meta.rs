@@ -232,14 +232,15 @@ impl MetaWriteBack {
     }
 
     /// The release of `file`: a creation not sent yet takes the file's
-    /// buffered data (`take`) and closes the handle itself.
-    pub fn released(&self, file: &OpenFile, take: impl FnOnce() -> Option<Fused>) {
+    /// buffered data (`take`) and closes the handle itself. Whether it
+    /// does (the caller must not close the handle then).
+    pub fn released(&self, file: &OpenFile, take: impl FnOnce() -> Option<Fused>) -> bool {
         let Some(state) = lock(&self.creates).remove(&file.fh) else {
-            return;
+            return false;
         };
         let mut state = lock(&state);
         if state.sent {
-            return;
+            return false;
         }
         match take() {
             Some(more) => {
@@ -250,10 +251,12 @@ impl MetaWriteBack {
             // once it has landed (`close_after_writes`).
             None => state.released = false,
         }
+        let closes_itself = state.released;
         drop(state);
         if let Some(created) = &file.created {
             created.hurry();
         }
+        closes_itself
     }
 
     /// Moves `file`'s buffered data (`take`) into its creation, if that has
@@ -384,84 +387,20 @@ impl MetaWriteBack {
 
     /// Carries out `op` (not a creation of a regular file).
     async fn send(&self, ino: Ino, op: &MetaOp) -> Result<()> {
-        let name = op.name();
-        let p = op.path();
+        let Some(attr) = carry_out(&self.calls, op, false).await? else {
+            return Ok(());
+        };
         match op {
-            MetaOp::Create { .. } => unreachable!("sent by send_create"),
-            MetaOp::Mkdir { mode, owner, .. } => {
-                let (mode, owner) = (*mode, *owner);
-                let (attr, _, _) = self
-                    .calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.mkdir(p, mode, owner).await },
-                        |r| async move {
-                            match r.mkdir(p, mode, owner).await {
-                                Err(e) if e.errno() == Errno::EEXIST => match r.lstat(p).await {
-                                    Ok(attr) if attr.is_dir() => Ok(attr),
-                                    _ => Err(e),
-                                },
-                                other => other,
-                            }
-                        },
-                    )
-                    .await?;
+            MetaOp::Mkdir { .. } => {
                 lock(&self.shapes).dir = Some((attr.size, attr.blocks, attr.blksize));
-                self.ns.table().identify(ino, &attr);
             }
-            MetaOp::Symlink { target, owner, .. } => {
-                let (target, owner) = (&target[..], *owner);
-                let (attr, _, _) = self
-                    .calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.symlink(target, p, owner).await },
-                        |r| async move {
-                            match r.symlink(target, p, owner).await {
-                                Err(e) if e.errno() == Errno::EEXIST => match r.readlink(p).await {
-                                    Ok(content) if content == target => r.lstat(p).await,
-                                    _ => Err(e),
-                                },
-                                other => other,
-                            }
-                        },
-                    )
-                    .await?;
+            MetaOp::Symlink { .. } => {
                 lock(&self.shapes).symlink[usize::from(attr.size <= SHORT_SYMLINK)] =
                     Some((attr.blocks, attr.blksize));
-                self.ns.table().identify(ino, &attr);
             }
-            MetaOp::Unlink { .. } => {
-                self.calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.unlink(p).await },
-                        |r| async move { gone_is_done(r.unlink(p).await) },
-                    )
-                    .await?;
-            }
-            MetaOp::Rmdir { .. } => {
-                self.calls
-                    .call_acknowledged(
-                        name,
-                        p,
-                        |r| async move { r.rmdir(p).await },
-                        |r| async move { gone_is_done(r.rmdir(p).await) },
-                    )
-                    .await?;
-            }
-            MetaOp::Setattr { attr, .. } => {
-                // Absolute values: setting them again is harmless.
-                let call = |r: Arc<dyn yonder_remote::Remote>| {
-                    let attr = attr.clone();
-                    async move { r.setattr(Target::Path(p.to_vec().into()), attr).await }
-                };
-                self.calls.call_acknowledged(name, p, call, call).await?;
-            }
+            _ => {}
         }
+        self.ns.table().identify(ino, &attr);
         Ok(())
     }
 
@@ -526,11 +465,115 @@ impl MetaWriteBack {
     }
 }
 
-/// For a removal whose first attempt may have been carried out: the name
+/// Carries out `op` (not a creation of a regular file) on the remote,
+/// resolved as its synchronous form would be after a lost connection.
+/// `sent_before`: an earlier process may have carried it out already (a
+/// replay after a restart), so its first attempt is resolved too. The
+/// node's attributes, for a node it makes.
+pub(crate) async fn carry_out(calls: &RemoteCalls, op: &MetaOp, sent_before: bool) -> Result<Option<Attr>> {
+    let name = op.name();
+    let p = op.path();
+    match op {
+        MetaOp::Create { .. } => unreachable!("a creation is sent with its data"),
+        MetaOp::Mkdir { mode, owner, .. } => {
+            let (mode, owner) = (*mode, *owner);
+            let (attr, _, _) = calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| mkdir(r, p, mode, owner, sent_before),
+                    |r| mkdir(r, p, mode, owner, true),
+                )
+                .await?;
+            Ok(Some(attr))
+        }
+        MetaOp::Symlink { target, owner, .. } => {
+            let (target, owner) = (&target[..], *owner);
+            let (attr, _, _) = calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| symlink(r, target, p, owner, sent_before),
+                    |r| symlink(r, target, p, owner, true),
+                )
+                .await?;
+            Ok(Some(attr))
+        }
+        MetaOp::Unlink { .. } => {
+            calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { gone_is_done(r.unlink(p).await, sent_before) },
+                    |r| async move { gone_is_done(r.unlink(p).await, true) },
+                )
+                .await?;
+            Ok(None)
+        }
+        MetaOp::Rmdir { .. } => {
+            calls
+                .call_acknowledged(
+                    name,
+                    p,
+                    |r| async move { gone_is_done(r.rmdir(p).await, sent_before) },
+                    |r| async move { gone_is_done(r.rmdir(p).await, true) },
+                )
+                .await?;
+            Ok(None)
+        }
+        MetaOp::Setattr { attr, .. } => {
+            // Absolute values: setting them again is harmless.
+            let call = |r: Arc<dyn yonder_remote::Remote>| {
+                let attr = attr.clone();
+                async move { r.setattr(Target::Path(p.to_vec().into()), attr).await }
+            };
+            calls.call_acknowledged(name, p, call, call).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// mkdir; with `exists_ok` (it may have been carried out), a directory
+/// already there is what was asked for.
+async fn mkdir(
+    r: Arc<dyn yonder_remote::Remote>,
+    p: &[u8],
+    mode: u32,
+    owner: Option<yonder_proto::Owner>,
+    exists_ok: bool,
+) -> yonder_remote::Result<Attr> {
+    match r.mkdir(p, mode, owner).await {
+        Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.lstat(p).await {
+            Ok(attr) if attr.is_dir() => Ok(attr),
+            _ => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// symlink; with `exists_ok`, a symlink already there with the same
+/// target is what was asked for.
+async fn symlink(
+    r: Arc<dyn yonder_remote::Remote>,
+    target: &[u8],
+    p: &[u8],
+    owner: Option<yonder_proto::Owner>,
+    exists_ok: bool,
+) -> yonder_remote::Result<Attr> {
+    match r.symlink(target, p, owner).await {
+        Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.readlink(p).await {
+            Ok(content) if content == target => r.lstat(p).await,
+            _ => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// For a removal that may have been carried out (`maybe_done`): the name
 /// being gone is what was asked for.
-fn gone_is_done(result: yonder_remote::Result<()>) -> yonder_remote::Result<()> {
+fn gone_is_done(result: yonder_remote::Result<()>, maybe_done: bool) -> yonder_remote::Result<()> {
     match result {
-        Err(e) if e.errno() == Errno::ENOENT => Ok(()),
+        Err(e) if maybe_done && e.errno() == Errno::ENOENT => Ok(()),
         other => other,
     }
 }

@@ -37,6 +37,7 @@
 mod batches;
 mod buffer;
 pub(crate) mod meta;
+pub(crate) mod recovery;
 mod replay;
 
 use crate::attr::{Fh, Ino};
@@ -109,6 +110,7 @@ impl WriteBack {
             parts.ns.clone(),
             parts.calls.clone(),
             parts.runtime.clone(),
+            parts.events.clone(),
         );
         let replay = Replay::new(
             batches.clone(),
@@ -402,6 +404,7 @@ impl WriteBack {
         let seq = self.journal.record(Entry::Write {
             ino: file.ino,
             fh: file.fh,
+            path: self.ns.table().path(file.ino),
             offset,
             data: journaled,
             append: me.append,
@@ -446,6 +449,7 @@ impl WriteBack {
         let seq = self.journal.record(Entry::Write {
             ino: file.ino,
             fh: file.fh,
+            path: self.ns.table().path(file.ino),
             offset,
             data: data.clone(),
             append: me.append,
@@ -611,10 +615,21 @@ impl WriteBack {
         self.replay.start(remote, generation);
     }
 
+    /// Writes the remote refused since the mount began.
+    pub fn refused(&self) -> u64 {
+        self.batches.refused()
+    }
+
     /// Writes the agent has not confirmed (entries, bytes): what a lost
     /// connection would have the next one replay.
     pub fn unconfirmed_writes(&self) -> (usize, u64) {
         self.journal.pending()
+    }
+
+    /// The remote renamed (or swapped) `from` and `to`: the journal's
+    /// entries by path follow.
+    pub fn renamed(&self, from: &[u8], to: &[u8], exchange: bool) {
+        self.journal.renamed(from, to, exchange);
     }
 
     /// The connection is gone for good: writes the agent had not confirmed
