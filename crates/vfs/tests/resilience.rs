@@ -751,3 +751,37 @@ async fn a_journal_left_by_a_dead_process_is_replayed_across_a_lost_connection()
     assert!(!s.disk("d/gone").exists() && !s.disk("e").exists());
     assert_eq!(std::fs::read(s.disk("existing")).unwrap(), b"NEW contents");
 }
+
+/// A replayed mkdir finds the directory there (the dead process made it)
+/// and asks what it is; the connection is cut on that question. The
+/// question is asked again on the next connection, not taken for "it is
+/// something else": the replay succeeds.
+#[tokio::test]
+async fn a_replayed_mkdir_whose_check_is_cut_off_asks_again() {
+    use yonder_vfs::{DiskJournal, Durability, Entry, Journal, MetaOp};
+    let journal_dir = tempfile::tempdir().unwrap();
+    let left = {
+        let (dead, _) = DiskJournal::open(journal_dir.path(), "m", Durability::EachRecord, "dead").unwrap();
+        dead.record(Entry::Meta {
+            ino: Ino(2),
+            op: MetaOp::Mkdir {
+                path: b"d".to_vec(),
+                mode: 0o40755,
+                owner: None,
+            },
+        });
+        let left = dead.unconfirmed();
+        std::mem::forget(dead);
+        left
+    };
+    let mut s = setup().await;
+    std::fs::create_dir(s.disk("d")).unwrap();
+    s.conn.disconnect_when(|c| c.op == Op::Lstat && c.names(b"d"));
+    let replay = bg!(s.vfs, |vfs| vfs.replay_journal(left));
+    s.cut().await;
+    s.reconnect();
+    let recovered = replay.await.unwrap().unwrap();
+    assert_eq!(recovered.failed, Vec::<String>::new());
+    assert_eq!(recovered.replayed, 1);
+    assert!(s.disk("d").is_dir());
+}

@@ -545,6 +545,9 @@ async fn mkdir(
     match r.mkdir(p, mode, owner).await {
         Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.lstat(p).await {
             Ok(attr) if attr.is_dir() => Ok(attr),
+            // The question is asked again on the next connection, not
+            // taken for the answer.
+            Err(lost) if lost.is_connection_lost() => Err(lost),
             _ => Err(e),
         },
         other => other,
@@ -563,6 +566,7 @@ async fn symlink(
     match r.symlink(target, p, owner).await {
         Err(e) if exists_ok && e.errno() == Errno::EEXIST => match r.readlink(p).await {
             Ok(content) if content == target => r.lstat(p).await,
+            Err(lost) if lost.is_connection_lost() => Err(lost),
             _ => Err(e),
         },
         other => other,
