@@ -346,7 +346,10 @@ fn small_writes_are_coalesced_and_reads_pipelined() {
     let before = t.calls.of(Op::Read);
     assert!(fs::read(t.m("big")).unwrap() == big);
     let reads = t.calls.of(Op::Read) - before;
-    assert!(reads <= 24, "{reads} remote reads for 9 MiB");
+    // The kernel's own 128 KiB requests would be 72 reads. How far each
+    // readahead window grows before the next starts depends on timing
+    // (a loaded machine saw 26): the bound tells windows from requests.
+    assert!(reads <= 36, "{reads} remote reads for 9 MiB");
 }
 
 /// Delays one remote call (testkit's `Delayed` wrapper).
