@@ -1008,10 +1008,12 @@ fn a_write_back_refusal_reaches_fsync_close_events_and_status() {
     // SAFETY: `fd` was just taken out of its `File` and is closed once.
     let closed = unsafe { libc::close(fd) };
     let errno = std::io::Error::last_os_error().raw_os_error();
-    assert_eq!(
-        (closed, errno),
-        (-1, Some(libc::ENOSPC)),
-        "close of data the remote refused"
+    // Close says so when the refusal is back by then; data sent in the
+    // background may be refused after close returned (seen once under
+    // load), and then the event and the status below still say so.
+    assert!(
+        closed == 0 || errno == Some(libc::ENOSPC),
+        "close of data the remote refused: {closed}, {errno:?}"
     );
 
     let mut refused = Vec::new();
@@ -1026,6 +1028,10 @@ fn a_write_back_refusal_reaches_fsync_close_events_and_status() {
     }
     refused.sort();
     assert!(refused.iter().all(|p| p.starts_with("full/")), "{refused:?}");
+    assert!(
+        closed == -1 || refused.iter().any(|p| p.ends_with("existing")),
+        "a refusal close did not report is in the events: {refused:?}"
+    );
     let failures = env.mount_status(&id).unwrap()["write_back_failures"]
         .as_u64()
         .unwrap();
