@@ -149,15 +149,20 @@ impl MountBuilder {
     /// A mount of all of a link's remote, as `spec` asks; refuses what
     /// the VFS or the frontend does not take.
     pub fn new(spec: &MountSpec) -> Result<MountBuilder, ManagerError> {
-        Ok(MountBuilder {
+        let vfs = vfs_options(spec)?;
+        Ok(Self::assemble(spec, vfs, frontend_for(spec)?))
+    }
+
+    fn assemble(spec: &MountSpec, vfs: VfsOptions, frontend: Box<dyn Frontend>) -> MountBuilder {
+        MountBuilder {
             tree: Tree::Whole,
-            vfs: vfs_options(spec)?,
+            vfs,
             journal: None,
             journal_dir: spec.write_back_cache.clone().or_else(default_journal_dir),
             write_back: spec.write_back,
             source: spec.connect.source.clone(),
-            frontend: frontend_for(spec)?,
-        })
+            frontend,
+        }
     }
 
     /// Keeps the mount's unconfirmed writes in `journal` instead of in
@@ -173,15 +178,7 @@ impl MountBuilder {
         spec: &MountSpec,
         frontend: Box<dyn Frontend>,
     ) -> Result<MountBuilder, ManagerError> {
-        Ok(MountBuilder {
-            tree: Tree::Whole,
-            vfs: vfs_options(spec)?,
-            journal: None,
-            journal_dir: spec.write_back_cache.clone().or_else(default_journal_dir),
-            write_back: spec.write_back,
-            source: spec.connect.source.clone(),
-            frontend,
-        })
+        Ok(Self::assemble(spec, vfs_options(spec)?, frontend))
     }
 
     /// Mounts only `tree` of a remote that serves `/`, through a
