@@ -10,6 +10,7 @@ mod manager_cmd;
 mod mount_cmd;
 mod mount_helper;
 mod serve_nfs_cmd;
+mod unmount_guard_cmd;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
     Manager(manager_cmd::ManagerArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(completions_cmd::CompletionsArgs),
+    /// Unmounts what a killed mount process leaves behind (started by
+    /// yonder itself).
+    #[command(hide = true)]
+    UnmountGuard,
 }
 
 /// How to reach the agent; shared by every command that takes a SOURCE.
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
         Command::Reconnect(args) => manager_cmd::reconnect(args),
         Command::Manager(args) => manager_cmd::manager_command(args),
         Command::Completions(args) => completions_cmd::run(args, Cli::command()),
+        Command::UnmountGuard => unmount_guard_cmd::run(),
     };
     match result {
         Ok(code) => code,

@@ -225,10 +225,12 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.health_interval.is_finite() && args.health_interval > 0.0,
         "--health-interval must be a positive number of seconds"
     );
+    let unmount_guard = crate::unmount_guard_cmd::spawn(Some(&paths.log));
     let config = yonder_manager::Config {
         paths,
         health_interval: Duration::from_secs_f64(args.health_interval),
         local_agent: None,
+        unmount_guard,
     };
     match yonder_manager::run(config) {
         Ok(()) => {}

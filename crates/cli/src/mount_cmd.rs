@@ -263,7 +263,12 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("--write-back-cache")?,
     };
-    let builder = MountBuilder::new(&spec)?;
+    // Only a foreground mount is made by this process (and guarded).
+    let guard = args
+        .foreground
+        .then(|| crate::unmount_guard_cmd::spawn(None))
+        .flatten();
+    let builder = MountBuilder::new(&spec, guard)?;
     let config = fuse_config(&spec);
     if config.allows_other() && !config.kernel_checks_permissions() {
         eprintln!(

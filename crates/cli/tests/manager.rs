@@ -218,6 +218,18 @@ fn children_named(pid: i32, comm: &str) -> Vec<(i32, String)> {
     found
 }
 
+/// The manager's local agents: its `yonder agent` children (not its
+/// `yonder unmount-guard`).
+fn agents_of(pid: i32) -> Vec<(i32, String)> {
+    children_named(pid, "yonder")
+        .into_iter()
+        .filter(|(child, _)| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"agent"))
+        })
+        .collect()
+}
+
 /// `yonder events --format json ARGS` as a child, its lines on a channel.
 struct Events {
     child: Child,
@@ -396,10 +408,9 @@ fn killing_a_connection_unmounts_its_mounts_within_a_second() {
     // The agent is gone too, and reaped.
     let pid = env.manager_pid().unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || children_named(pid, "yonder")
-            .is_empty()),
+        eventually(Duration::from_secs(5), || agents_of(pid).is_empty()),
         "agents left: {:?}",
-        children_named(pid, "yonder")
+        agents_of(pid)
     );
 }
 
@@ -610,7 +621,8 @@ fn sigkill_leaves_no_dead_mount_and_the_next_manager_starts_clean() {
     env.mount(a.to_str().unwrap(), &at, &[]);
     let pid = env.manager_pid().unwrap();
     signal(pid as u32, libc::SIGKILL);
-    // AutoUnmount: fusermount3 notices the manager's end and unmounts.
+    // AutoUnmount: fusermount3 notices the manager's end and unmounts (or,
+    // if it looked too early, the unmount guard does).
     assert!(
         eventually(Duration::from_secs(10), || !is_mounted(&at)),
         "still mounted after the manager was killed"
@@ -635,6 +647,41 @@ fn sigkill_leaves_no_dead_mount_and_the_next_manager_starts_clean() {
     let out = env.run(&["manager", "run"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+}
+
+/// fusermount3 looks once, when the killed manager's socket closes; if it
+/// decides to leave the mount (here: it is killed before it can look), the
+/// unmount guard still removes the dead mount, and says so in the log.
+#[test]
+fn a_dead_mount_fusermount3_left_is_unmounted_by_the_guard() {
+    let env = Env::new();
+    let a = local_backing(&env, "a");
+    let at = env.dir.path().join("mnt");
+    env.mount(a.to_str().unwrap(), &at, &[]);
+    let pid = env.manager_pid().unwrap();
+    let helper = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("fusermount3 .* {}$", at.display()))
+        .output()
+        .unwrap();
+    let helper: u32 = String::from_utf8_lossy(&helper.stdout)
+        .trim()
+        .parse()
+        .expect("the mount's fusermount3 helper");
+    signal(helper, libc::SIGKILL);
+    signal(pid as u32, libc::SIGKILL);
+    assert!(
+        eventually(Duration::from_secs(10), || !is_mounted(&at)),
+        "still mounted after the manager was killed"
+    );
+    std::fs::read_dir(&at).expect("a plain directory again, not ENOTCONN");
+    assert!(
+        eventually(Duration::from_secs(5), || env
+            .log()
+            .contains("ended without unmounting it")),
+        "{}",
+        env.log()
+    );
 }
 
 #[test]
@@ -793,7 +840,7 @@ fn the_agent(env: &Env) -> i32 {
     let mut agents = Vec::new();
     assert!(
         eventually(Duration::from_secs(10), || {
-            agents = children_named(pid, "yonder");
+            agents = agents_of(pid);
             agents.len() == 1
         }),
         "{agents:?}"
@@ -994,7 +1041,13 @@ fn a_write_back_refusal_reaches_fsync_close_events_and_status() {
     // A file created ahead of the remote, too large for it: fsync says so.
     let mut created = std::fs::File::create_new(at.join("full/created")).unwrap();
     created.write_all(&big).unwrap();
-    let err = created.sync_all().expect_err("fsync of data the remote refused");
+    let err = match created.sync_all() {
+        Ok(()) => panic!(
+            "fsync of data the remote refused returned 0\nmanager log:\n{}",
+            env.log()
+        ),
+        Err(err) => err,
+    };
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
     drop(created);
 

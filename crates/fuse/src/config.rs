@@ -35,6 +35,9 @@ pub struct MountConfig {
     pub debug: bool,
     /// Source shown in the mount table, e.g. `user@host:/path`.
     pub fs_name: Option<String>,
+    /// Unmounts the mount if this process is killed and `fusermount3`
+    /// leaves it behind (see [`crate::UnmountGuard`]).
+    pub unmount_guard: Option<std::sync::Arc<crate::UnmountGuard>>,
 }
 
 impl MountConfig {

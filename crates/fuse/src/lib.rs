@@ -10,6 +10,9 @@
 //!   [`unmount`](Mounted::unmount) (lazy or not), [`wait`](Mounted::wait) /
 //!   [`ended`](Mounted::ended), [`status`](Mounted::status).
 //! - [`unmount`]: unmount any FUSE mount by path (`yonder unmount`).
+//! - [`UnmountGuard`]: a helper process, shared by a process's mounts,
+//!   that unmounts what the process leaves behind if it is killed and
+//!   `fusermount3` does not ([`unmount_guard::serve`] is its work).
 //! - [`FuseFrontend`]: the crate as a [`yonder_vfs::frontend::Frontend`],
 //!   which is how the mount builder starts it; [`Mounted`] is its
 //!   [`yonder_vfs::frontend::MountHandle`].
@@ -17,8 +20,9 @@
 //! Kernel requests are read by each mount's session thread and each is run
 //! as a task on the given tokio runtime, replying when the VFS call
 //! completes. Nothing here is process-wide (no signal handlers, no
-//! statics): one process may run any number of mounts, and deciding when to
-//! unmount (signals, a control socket) is the caller's business.
+//! statics; the unmount guard is the caller's, passed in each
+//! [`MountConfig`]): one process may run any number of mounts, and deciding
+//! when to unmount (signals, a control socket) is the caller's business.
 
 mod caches;
 mod config;
@@ -28,12 +32,14 @@ mod fs;
 mod mount_table;
 pub mod options;
 mod session;
+pub mod unmount_guard;
 
 pub use config::{may_allow_other, MountConfig};
 pub use frontend::FuseFrontend;
 pub use mount_table::{mounted_at, unmount, MountedAt};
 pub use options::{MountOptions, OptionError};
 pub use session::Mounted;
+pub use unmount_guard::UnmountGuard;
 pub use yonder_vfs::frontend::MountStatus;
 
 /// This frontend's name in status output.

@@ -1,6 +1,7 @@
 //! [`Mounted`]: one mounted file system and the thread serving it, from
 //! mount to unmount. Holds no process-wide state, so one process may run
-//! many mounts at once; signals and the like are the caller's business.
+//! many mounts at once; signals and the like are the caller's business
+//! (and so is the unmount guard, which each mount is told of).
 
 use crate::config::{may_allow_other, MountConfig};
 use crate::mount_table::{
@@ -49,6 +50,8 @@ pub struct Mounted {
     detached: AtomicBool,
     /// Drops the kernel's caches after each new connection.
     revalidate: tokio::task::JoinHandle<()>,
+    /// Told of the mount, and of its unmount through this handle.
+    guard: Option<Arc<crate::UnmountGuard>>,
 }
 
 /// Marks the session ended when the session thread finishes, panics included.
@@ -129,6 +132,10 @@ impl Mounted {
         if let Some(device) = &device {
             raise_readahead(device, fs::max_io_size() / 1024);
         }
+        let guard = config.unmount_guard.clone();
+        if let (Some(guard), Some(device)) = (&guard, &device) {
+            guard.watch(&mountpoint, device);
+        }
         let revalidate = runtime.spawn(revalidate_after_reconnecting(Arc::downgrade(&vfs), notifier));
         tracing::info!("mounted {}", mountpoint.display());
         Ok(Mounted {
@@ -140,6 +147,7 @@ impl Mounted {
             ended,
             detached: AtomicBool::new(false),
             revalidate,
+            guard,
         })
     }
 
@@ -173,6 +181,9 @@ impl Mounted {
         match self.in_mount_table() {
             Some(false) => {
                 self.detached.store(true, Ordering::Relaxed);
+                if let Some(guard) = &self.guard {
+                    guard.release(&self.mountpoint);
+                }
                 return Ok(());
             }
             Some(true) => {
@@ -190,6 +201,9 @@ impl Mounted {
         }
         fusermount_unmount(&self.mountpoint, lazy)?;
         self.detached.store(true, Ordering::Relaxed);
+        if let Some(guard) = &self.guard {
+            guard.release(&self.mountpoint);
+        }
         tracing::debug!(
             "unmounted {}{}",
             self.mountpoint.display(),

@@ -41,6 +41,8 @@ pub struct Config {
     pub health_interval: Duration,
     /// The `yonder` binary to run as local agent (this executable if None).
     pub local_agent: Option<PathBuf>,
+    /// Told of every FUSE mount: unmounts what a killed manager leaves.
+    pub unmount_guard: Option<Arc<yonder_fuse::UnmountGuard>>,
 }
 
 /// How long `kill` lets each mount's buffered writes take.
@@ -663,7 +665,7 @@ impl Manager {
     async fn mount(self: Arc<Self>, spec: MountSpec) -> Result<Response, ManagerError> {
         let (destination, root) = Destination::parse(&spec.connect)?;
         // Options yonder does not take are refused before connecting.
-        let builder = MountBuilder::new(&spec)?.under(&root);
+        let builder = MountBuilder::new(&spec, self.config.unmount_guard.clone())?.under(&root);
         if !spec.mountpoint.is_absolute() {
             return Err(ManagerError::Failed(format!(
                 "mount point {} must be an absolute path",

@@ -13,7 +13,7 @@ use crate::ManagerError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use yonder_fuse::{FuseFrontend, MountConfig};
+use yonder_fuse::{FuseFrontend, MountConfig, UnmountGuard};
 use yonder_nfs::{NfsConfig, NfsFrontend};
 use yonder_remote::proto::Errno;
 use yonder_remote::{Link, Remote, Scoped};
@@ -31,11 +31,18 @@ const JOURNAL_SYNC: Durability = Durability::Within(Duration::from_millis(100));
 
 /// The frontend that serves a mount of `spec`, with its options, which
 /// it refuses here if it does not take them.
-pub fn frontend_for(spec: &MountSpec) -> Result<Box<dyn Frontend>, ManagerError> {
+pub fn frontend_for(
+    spec: &MountSpec,
+    unmount_guard: Option<Arc<UnmountGuard>>,
+) -> Result<Box<dyn Frontend>, ManagerError> {
     let refused = |e: &dyn std::fmt::Display| ManagerError::Failed(e.to_string());
     Ok(match spec.frontend.as_str() {
         yonder_fuse::FRONTEND_NAME => {
-            Box::new(FuseFrontend::new(fuse_config(spec)).map_err(|e| refused(&e))?)
+            let config = MountConfig {
+                unmount_guard,
+                ..fuse_config(spec)
+            };
+            Box::new(FuseFrontend::new(config).map_err(|e| refused(&e))?)
         }
         yonder_nfs::FRONTEND_NAME => {
             if !yonder_nfs::nfs_mount_possible() {
@@ -77,6 +84,7 @@ pub fn fuse_config(spec: &MountSpec) -> MountConfig {
         allow_non_empty: spec.allow_non_empty,
         debug: spec.debug,
         fs_name: Some(spec.connect.source.clone()),
+        unmount_guard: None,
     }
 }
 
@@ -147,10 +155,14 @@ pub struct MountBuilder {
 
 impl MountBuilder {
     /// A mount of all of a link's remote, as `spec` asks; refuses what
-    /// the VFS or the frontend does not take.
-    pub fn new(spec: &MountSpec) -> Result<MountBuilder, ManagerError> {
+    /// the VFS or the frontend does not take. A FUSE mount tells
+    /// `unmount_guard` of itself.
+    pub fn new(
+        spec: &MountSpec,
+        unmount_guard: Option<Arc<UnmountGuard>>,
+    ) -> Result<MountBuilder, ManagerError> {
         let vfs = vfs_options(spec)?;
-        Ok(Self::assemble(spec, vfs, frontend_for(spec)?))
+        Ok(Self::assemble(spec, vfs, frontend_for(spec, unmount_guard)?))
     }
 
     fn assemble(spec: &MountSpec, vfs: VfsOptions, frontend: Box<dyn Frontend>) -> MountBuilder {
@@ -381,12 +393,15 @@ mod tests {
 
     #[test]
     fn the_request_names_its_frontend() {
-        assert_eq!(frontend_for(&spec("fuse")).unwrap().name(), "fuse");
-        let err = frontend_for(&spec("carrier-pigeon")).err().unwrap().to_string();
+        assert_eq!(frontend_for(&spec("fuse"), None).unwrap().name(), "fuse");
+        let err = frontend_for(&spec("carrier-pigeon"), None)
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(err, "mount me@host:/data: no frontend \"carrier-pigeon\"");
         let mut bad = spec("fuse");
         bad.fuse_options = vec!["reconnect".into()];
-        let err = frontend_for(&bad).err().unwrap().to_string();
+        let err = frontend_for(&bad, None).err().unwrap().to_string();
         assert!(err.starts_with("mount option reconnect:"), "{err}");
         let fuse = fuse_config(&spec("fuse"));
         assert!(fuse.allows_other() && !fuse.kernel_checks_permissions());
@@ -395,7 +410,7 @@ mod tests {
 
     #[test]
     fn an_nfs_request_is_refused_at_once_where_nothing_can_mount_it() {
-        match frontend_for(&spec("nfs")) {
+        match frontend_for(&spec("nfs"), None) {
             Ok(frontend) => {
                 assert!(yonder_nfs::nfs_mount_possible());
                 assert_eq!(frontend.name(), "nfs");

@@ -1469,7 +1469,7 @@ impl Vfs {
             // neither (an error comes back at fsync, or the next close).
             return Ok(());
         }
-        self.writes.send_pending(&file, "flush").await
+        self.writes.send_at_close(&file).await
     }
 
     /// fsync(2): covers the file's data written through every descriptor.

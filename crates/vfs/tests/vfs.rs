@@ -138,6 +138,12 @@ async fn write_errors_surface_at_flush_and_fsync() {
     let enospc = f.faults.fail(Op::Write, Errno::ENOSPC);
     f.vfs.write(fh, 0, b"buffered").await.unwrap();
     assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::ENOSPC);
+    // A close reports the error and keeps it (the closing process may not
+    // be the writer): the writer's next write takes it.
+    assert_eq!(
+        f.vfs.write(fh, 8, b"again").await.unwrap_err().errno(),
+        Errno::ENOSPC
+    );
     f.vfs.write(fh, 8, b"again").await.unwrap();
     assert_eq!(f.vfs.fsync(fh, false).await.unwrap_err().errno(), Errno::ENOSPC);
     // A flush of another reader's read lands in the writer's error slot.
@@ -172,7 +178,9 @@ async fn a_write_the_remote_refuses_fails_the_flush_and_is_not_retried() {
     assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
     assert_eq!(f.faults.injected(), 1);
     assert_eq!(std::fs::read(f.dir.path().join("f")).unwrap(), b"");
-    // Reported once; the handle writes on.
+    // Each close reports it until fsync takes it; the handle writes on.
+    assert_eq!(f.vfs.flush(fh).await.unwrap_err().errno(), Errno::EIO);
+    assert_eq!(f.vfs.fsync(fh, false).await.unwrap_err().errno(), Errno::EIO);
     f.vfs.flush(fh).await.unwrap();
     f.vfs.write(fh, 0, b"kept").await.unwrap();
     f.vfs.flush(fh).await.unwrap();
@@ -1392,12 +1400,14 @@ async fn a_write_error_is_reported_to_the_handle_that_wrote() {
     f.faults.fail(Op::Write, Errno::ENOSPC);
     f.vfs.write(a, 0, b"from a").await.unwrap();
     // b's write sends a's buffered data first; its failure belongs to a,
-    // and b's own to b: each hears of its own once.
+    // and b's own to b: each hears of its own, until its fsync takes it.
     f.vfs.write(b, 100, b"from b").await.unwrap();
     assert_eq!(f.vfs.flush(b).await.unwrap_err().errno(), Errno::ENOSPC);
     f.faults.clear();
+    assert_eq!(f.vfs.fsync(b, false).await.unwrap_err().errno(), Errno::ENOSPC);
     f.vfs.flush(b).await.unwrap();
     assert_eq!(f.vfs.flush(a).await.unwrap_err().errno(), Errno::ENOSPC);
+    assert_eq!(f.vfs.fsync(a, false).await.unwrap_err().errno(), Errno::ENOSPC);
     f.vfs.flush(a).await.unwrap();
     f.vfs.release(a).await.unwrap();
     f.vfs.release(b).await.unwrap();

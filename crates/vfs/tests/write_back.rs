@@ -392,6 +392,31 @@ async fn a_refused_change_comes_back_at_the_next_close_of_the_file() {
     assert_eq!(attr.perm, 0o640, "the remote's answer shows again");
 }
 
+/// A write error is reported by every close of the handle until its
+/// writer's fsync takes it: a copy of the descriptor closed elsewhere (a
+/// child forked by another thread closes its copy at exec) does not hide
+/// it from the writer.
+#[tokio::test]
+async fn a_refused_write_is_reported_by_each_close_until_fsync_takes_it() {
+    let f = fixture().await;
+    extract(&f.vfs, ROOT_INO, "f", "").await;
+    f.vfs.flush_all().await.unwrap();
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"f").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::WRITE_ONLY).await.unwrap();
+    f.faults.fail(Op::Write, Errno::ENOSPC);
+    // As large as the write buffer: sent at once, refused in the background.
+    f.vfs.write(fh, 0, &vec![1u8; 2 << 20]).await.unwrap();
+    for close in ["a close elsewhere", "the writer's close"] {
+        let err = f.vfs.flush(fh).await.expect_err(close);
+        assert_eq!(err.errno(), Errno::ENOSPC, "{close}: {err}");
+    }
+    let err = f.vfs.fsync(fh, false).await.unwrap_err();
+    assert_eq!(err.errno(), Errno::ENOSPC, "{err}");
+    f.vfs.fsync(fh, false).await.unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+}
+
 #[tokio::test]
 async fn with_write_back_off_every_change_waits_for_the_remote() {
     let dir = tempfile::tempdir().unwrap();

@@ -146,16 +146,47 @@ pub(crate) struct WriteState {
     /// First error of a send no caller was waiting for, per handle that
     /// wrote the data: reported by that handle's next write, flush or
     /// fsync.
-    pub errors: HashMap<Fh, VfsError>,
+    pub errors: HashMap<Fh, KeptError>,
+}
+
+/// A write error kept for the handle that wrote the data.
+pub(crate) struct KeptError {
+    pub err: VfsError,
+    /// A close (flush) reported it already. A flush does not consume it:
+    /// any process holding the descriptor can close it (a child forked
+    /// by another thread closes its copy at exec), and the writer's own
+    /// fsync or close must still see the error.
+    pub reported: bool,
 }
 
 impl WriteState {
     pub fn record_error(&mut self, fh: Fh, err: VfsError) {
-        self.errors.entry(fh).or_insert(err);
+        self.errors
+            .entry(fh)
+            .or_insert(KeptError { err, reported: false });
     }
 
+    /// The handle's error, consumed: its writer has been told (write,
+    /// fsync).
     pub fn take_error(&mut self, fh: Fh) -> Option<VfsError> {
-        self.errors.remove(&fh)
+        self.errors.remove(&fh).map(|kept| kept.err)
+    }
+
+    /// The handle's error for a close: reported, and kept for the next
+    /// close, write or fsync.
+    pub fn error_for_close(&mut self, fh: Fh) -> Option<VfsError> {
+        let kept = self.errors.get_mut(&fh)?;
+        kept.reported = true;
+        Some(kept.err.clone())
+    }
+
+    /// The handle's error at its release, consumed, if no close reported
+    /// it.
+    pub fn take_unreported(&mut self, fh: Fh) -> Option<VfsError> {
+        self.errors
+            .remove(&fh)
+            .filter(|kept| !kept.reported)
+            .map(|kept| kept.err)
     }
 }
 

@@ -12,7 +12,9 @@
 //! before any read or attribute query of the same inode, on flush, fsync and
 //! release, and `write_delay` after it started filling. An error from a send
 //! nobody waits for is kept in `WriteState::errors` and reported by the next
-//! write, flush or fsync of the handle: write errors are never dropped.
+//! write, flush or fsync of the handle: write errors are never dropped. A
+//! flush (a close) reports it and keeps it, as any process that inherited
+//! the descriptor may be the one closing; a write or fsync consumes it.
 //!
 //! Every write is recorded in the journal (`journal.rs`) before `write`
 //! returns, and stays there until the agent confirms it: a write an
@@ -234,7 +236,18 @@ impl WriteBack {
     pub async fn send_pending(&self, file: &Arc<OpenFile>, op: &'static str) -> Result<()> {
         let io = self.io_of_file(op, file)?;
         let mut st = self.lock_io(&io, file.ino, op, self.calls.deadline()).await?;
-        self.send_buffer(file, &io, &mut st, op).await
+        self.send_buffer(file, &io, &mut st, op, Report::Consume).await
+    }
+
+    /// [`WriteBack::send_pending`] for a close of one of `file`'s
+    /// descriptors: its error is reported and kept.
+    pub async fn send_at_close(&self, file: &Arc<OpenFile>) -> Result<()> {
+        let io = self.io_of_file("flush", file)?;
+        let mut st = self
+            .lock_io(&io, file.ino, "flush", self.calls.deadline())
+            .await?;
+        self.send_buffer(file, &io, &mut st, "flush", Report::AtClose)
+            .await
     }
 
     async fn send_buffer(
@@ -243,14 +256,17 @@ impl WriteBack {
         io: &InodeIo,
         st: &mut WriteState,
         op: &'static str,
+        report: Report,
     ) -> Result<()> {
         self.send_all(file, io, st, Some(self.calls.deadline()))
             .await
             .map_err(|_| self.not_confirmed(op, file.ino))?;
-        match st.take_error(file.fh) {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+        let kept = match report {
+            Report::Consume => st.take_error(file.fh),
+            Report::AtClose => st.error_for_close(file.fh),
+            Report::AtRelease => st.take_unreported(file.fh),
+        };
+        kept.map_or(Ok(()), Err)
     }
 
     /// Sends the inode's buffer and waits for every write in flight (until
@@ -511,7 +527,8 @@ impl WriteBack {
         let mut st = self
             .lock_io(&io, file.ino, "fsync", self.calls.deadline())
             .await?;
-        self.send_buffer(file, &io, &mut st, "fsync").await?;
+        self.send_buffer(file, &io, &mut st, "fsync", Report::Consume)
+            .await?;
         self.files
             .call_handle(file, "fsync", |remote, handle| async move {
                 remote.fsync(handle, datasync).await
@@ -537,8 +554,8 @@ impl WriteBack {
             if self.send_all(&file, &io, &mut st, Some(deadline)).await.is_err() {
                 first.get_or_insert(self.not_confirmed("flush", file.ino));
             }
-            if let Some(e) = st.errors.get(&file.fh) {
-                first.get_or_insert(e.clone());
+            if let Some(kept) = st.errors.get(&file.fh) {
+                first.get_or_insert(kept.err.clone());
             }
         }
         first.map_or(Ok(()), Err)
@@ -554,7 +571,10 @@ impl WriteBack {
                 .await
             {
                 Ok(mut st) => {
-                    if let Err(err) = self.send_buffer(file, &io, &mut st, "release").await {
+                    if let Err(err) = self
+                        .send_buffer(file, &io, &mut st, "release", Report::AtRelease)
+                        .await
+                    {
                         tracing::warn!("write error lost at release: {err}");
                     }
                 }
@@ -646,6 +666,18 @@ impl WriteBack {
 }
 
 /// Records the outcome of a write in flight for the handle that wrote it.
+/// What a caller does with the write error kept for its handle.
+#[derive(Clone, Copy)]
+enum Report {
+    /// Reports it to the writer, who now knows (write, fsync).
+    Consume,
+    /// Reports it and keeps it (a close: maybe of a copy of the
+    /// descriptor in another process).
+    AtClose,
+    /// The handle goes away: consumed, and logged if no close reported it.
+    AtRelease,
+}
+
 fn settle(st: &mut WriteState, fh: Fh, joined: std::result::Result<Result<()>, tokio::task::JoinError>) {
     let result = joined.unwrap_or_else(|e| Err(VfsError::new("write", e.to_string(), Errno::EIO)));
     if let Err(err) = result {
