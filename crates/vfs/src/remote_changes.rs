@@ -31,6 +31,19 @@ use yonder_remote::RemoteChange;
 /// assumed, and how long apart.
 const RECHECKS: u32 = 3;
 const RECHECK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
+/// How many more times, while an operation of this mount is changing the
+/// names there (its answer is what settles the question): 10 s.
+const RECHECKS_WHILE_MOVING: u32 = 500;
+
+/// What a changed path's answer settled.
+enum Settled {
+    Yes,
+    /// Not yet: ask again (an answer may be on its way).
+    AskAgain,
+    /// Not yet, and an operation of this mount is changing the names
+    /// there: ask again, without counting it among the tries.
+    AskWhileMoving,
+}
 
 pub(crate) struct RemoteChanges {
     ns: Arc<Namespace>,
@@ -92,6 +105,9 @@ impl RemoteChanges {
                 (change, tries, asked, found)
             });
         };
+        // Tries count up to RECHECKS; asking while names are moving counts
+        // from RECHECKS_WHILE_MOVING down separately (high bits).
+        const MOVING: u32 = 1 << 16;
         let mut trees = Vec::new();
         for change in changes {
             if change.kind == ChangeKind::Tree {
@@ -110,9 +126,13 @@ impl RemoteChanges {
         while let Some(checked) = checks.join_next().await {
             match checked {
                 Ok((change, tries, asked, found)) => {
-                    let last = tries + 1 >= RECHECKS;
-                    if !self.settle(&change, asked, found, last, &mut drops) {
-                        ask(&mut checks, change, tries + 1);
+                    let (counted, moving) = (tries % MOVING, tries / MOVING);
+                    let last = counted + 1 >= RECHECKS;
+                    let wait_more = moving < RECHECKS_WHILE_MOVING;
+                    match self.settle(&change, asked, found, last, wait_more, &mut drops) {
+                        Settled::Yes => {}
+                        Settled::AskAgain => ask(&mut checks, change, tries + 1),
+                        Settled::AskWhileMoving => ask(&mut checks, change, tries + MOVING),
                     }
                 }
                 Err(e) => tracing::debug!("re-checking a changed path: {e}"),
@@ -147,25 +167,40 @@ impl RemoteChanges {
     }
 
     /// What the remote held at a changed path when `asked` (`found`)
-    /// against what the caches say. `false`: it cannot tell yet (the name
-    /// is not known here as the remote has it, and its directory changed
-    /// here since: an answer that the notice overtook may be on its way),
-    /// unless this is the `last` try, which assumes the worst.
+    /// against what the caches say. Not settled when it cannot tell yet
+    /// (the name is not known here as the remote has it, and its directory
+    /// changed here since: an answer that the notice overtook may be on its
+    /// way), unless this is the `last` try, which assumes the worst; while
+    /// an operation of this mount is changing the directory's names, and
+    /// `wait_more`, the tries are not counted.
     fn settle(
         &self,
         change: &PathChange,
         asked: Instant,
         found: Result<Attr>,
         last: bool,
+        wait_more: bool,
         drops: &mut Vec<CacheDrop>,
-    ) -> bool {
+    ) -> Settled {
         let path = &change.path[..];
         let name = match path.iter().rposition(|b| *b == b'/') {
             Some(at) => &path[at + 1..],
             None => path,
         };
         let (parent, ino) = self.known(path);
+        // A node this mount created ahead of the remote, not carried out
+        // yet: whatever the remote says now is from before its creation
+        // (or its echo, overtaking the answer that identifies it).
+        let created_here_pending = ino.is_some_and(|ino| {
+            self.ns.table().remote_id(ino).is_none() && !self.calls.order().of_ino(ino).is_empty()
+        });
         let mut table = self.ns.table();
+        // Whether the directory's names are being changed by this mount, or
+        // were since the remote was asked: a name the answer shows and the
+        // table does not may be this mount's, its answer on its way.
+        let names_moving = |table: &crate::namespace::InodeTable, p: Ino| {
+            table.changed_since(p, asked) || table.names_changing_at_or_above(p)
+        };
         match (&found, ino) {
             // The same node is there: at most its attributes moved. They
             // are asked again when next needed, not taken from this answer,
@@ -180,13 +215,15 @@ impl RemoteChanges {
                     drops.push(CacheDrop::Attributes { ino });
                 }
             }
+            (_, Some(_)) if created_here_pending => {}
             // Gone, and not known here either.
             (Err(e), None) if e.errno() == Errno::ENOENT => {}
-            // A name this mount does not know: the directory's names are
-            // asked again. Entering names one by one as their answers come
-            // in would let a listing served from the table meanwhile show a
-            // burst of new names only in part.
-            (Ok(_), None) if parent.is_some() => {
+            // A name this mount does not know, and no creation of this
+            // mount may explain it: the directory's names are asked again.
+            // Entering names one by one as their answers come in would let
+            // a listing served from the table meanwhile show a burst of new
+            // names only in part.
+            (Ok(_), None) if parent.is_some_and(|p| !names_moving(&table, p)) => {
                 let parent = parent.expect("matched");
                 table.changed(parent, Change::NamesUnknown);
                 table.changed(parent, Change::Entries);
@@ -200,10 +237,7 @@ impl RemoteChanges {
             // here since: that one name is put right, the directory's
             // other names stay known.
             (Err(e), Some(ino))
-                if e.errno() == Errno::ENOENT
-                    && parent.is_some_and(|p| {
-                        !table.changed_since(p, asked) && !table.names_changing_at_or_above(p)
-                    }) =>
+                if e.errno() == Errno::ENOENT && parent.is_some_and(|p| !names_moving(&table, p)) =>
             {
                 let parent = parent.expect("matched");
                 table.unlink(parent, name);
@@ -218,32 +252,51 @@ impl RemoteChanges {
                 drops.push(CacheDrop::Attributes { ino });
             }
             (Ok(_), None) | (Err(_), Some(_))
-                if !last
-                    && parent.is_some()
+                if parent.is_some()
                     && (found.is_ok() || found.as_ref().is_err_and(|e| e.errno() == Errno::ENOENT)) =>
             {
-                return false;
+                let parent = parent.expect("matched");
+                if wait_more && table.names_changing_at_or_above(parent) {
+                    return Settled::AskWhileMoving;
+                }
+                if !last {
+                    return Settled::AskAgain;
+                }
+                self.assume_the_worst(&mut table, path, name, Some(parent), ino, change, drops);
             }
             // Another node, or no answer: what the directory holds is
             // asked again.
-            _ => {
-                tracing::trace!("{} changed on the remote ({:?})", display_path(path), change.kind);
-                if let Some(parent) = parent {
-                    table.changed(parent, Change::NamesUnknown);
-                    drops.push(CacheDrop::Entry {
-                        parent,
-                        name: name.to_vec(),
-                    });
-                    drops.push(CacheDrop::Listing { ino: parent });
-                }
-                if let Some(ino) = ino {
-                    table.changed(ino, Change::Notified);
-                    table.changed(ino, Change::NotifiedTree);
-                    drops.push(CacheDrop::Attributes { ino });
-                }
-            }
+            _ => self.assume_the_worst(&mut table, path, name, parent, ino, change, drops),
         }
-        true
+        Settled::Yes
+    }
+
+    /// What the directory holds, and the node, are asked again.
+    #[allow(clippy::too_many_arguments)]
+    fn assume_the_worst(
+        &self,
+        table: &mut crate::namespace::InodeTable,
+        path: &[u8],
+        name: &[u8],
+        parent: Option<Ino>,
+        ino: Option<Ino>,
+        change: &PathChange,
+        drops: &mut Vec<CacheDrop>,
+    ) {
+        tracing::trace!("{} changed on the remote ({:?})", display_path(path), change.kind);
+        if let Some(parent) = parent {
+            table.changed(parent, Change::NamesUnknown);
+            drops.push(CacheDrop::Entry {
+                parent,
+                name: name.to_vec(),
+            });
+            drops.push(CacheDrop::Listing { ino: parent });
+        }
+        if let Some(ino) = ino {
+            table.changed(ino, Change::Notified);
+            table.changed(ino, Change::NotifiedTree);
+            drops.push(CacheDrop::Attributes { ino });
+        }
     }
 
     /// Expires everything cached, and says what the frontend drops.

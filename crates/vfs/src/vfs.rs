@@ -755,6 +755,9 @@ impl Vfs {
         let mode = (mode & file_type::MASK) | self.creation_mode(caller, parent, mode).await;
         let owner = self.ns.owner_for(caller, parent);
         let p = &path[..];
+        // Until the answer is in, a notice of this creation (which may
+        // overtake it) must not be taken for another's.
+        let _changing = self.ns.names_changing([parent, parent]);
         let attr = self
             .calls
             .call_once(
@@ -799,6 +802,7 @@ impl Vfs {
             return Ok(fattr);
         }
         let p = &path[..];
+        let _changing = self.ns.names_changing([parent, parent]);
         let attr = self
             .calls
             .call_once(
@@ -853,6 +857,7 @@ impl Vfs {
             return Ok(fattr);
         }
         let p = &path[..];
+        let _changing = self.ns.names_changing([parent, parent]);
         let attr = self
             .calls
             .call_once(
@@ -891,6 +896,7 @@ impl Vfs {
         // nlink changes: listings asked for until now show the old one.
         self.ns.changed(ino, Change::Attributes { resized: false });
         let (f, t) = (&from[..], &to[..]);
+        let _changing = self.ns.names_changing([new_parent, new_parent]);
         let attr = self
             .calls
             .call_once(
@@ -1287,6 +1293,7 @@ impl Vfs {
         }
         let p = &path[..];
         let exclusive = flags & of::EXCLUSIVE != 0;
+        let _changing = self.ns.names_changing([parent, parent]);
         let ((handle, attr), _, generation) = self
             .calls
             .call_once_on(

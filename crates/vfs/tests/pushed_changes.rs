@@ -148,3 +148,57 @@ async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_n
     assert_eq!(vfs.lookup(&me(), ROOT_INO, b"z").await.unwrap().ino, a.ino);
     drop(agent);
 }
+
+/// The notice of this mount's own creation can come in before the
+/// creation's answer: it is not taken for someone else's new name, and the
+/// directory this mount filled stays known (a lookup of a name never made
+/// there needs no round trip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_that_overtakes_this_mounts_creation_keeps_the_directory_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let link = Link::start(
+        Arc::new(TcpConnector { addr: agent.addr() }),
+        LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let remote = Delayed::new(link.current().1);
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(remote.clone(), options, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    vfs.follow_changes(link.changes());
+    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let d = vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
+
+    // Long enough for the notices to be settled first.
+    remote.answer_late(Op::Open, Duration::from_millis(400));
+    let (fh, _) = vfs
+        .create(&me(), d.ino, b"file", 0o644, open_flags::WRITE_ONLY)
+        .await
+        .unwrap();
+    remote.clear();
+    remote.answer_late(Op::Mkdir, Duration::from_millis(400));
+    vfs.mkdir(&me(), d.ino, b"sub", 0o755).await.unwrap();
+    remote.clear();
+    vfs.release(fh).await.unwrap();
+
+    // Someone else's change after those: once it shows, the notices of
+    // this mount's creations have been dealt with.
+    std::fs::write(dir.path().join("marker"), b"m").unwrap();
+    eventually("the marker", || {
+        !matches!(vfs.lookup_ready(&me(), ROOT_INO, b"marker"), Some(Err(_)))
+    })
+    .await;
+    let absent = vfs.lookup_ready(&me(), d.ino, b"never-made");
+    assert!(
+        matches!(&absent, Some(Err(e)) if e.errno() == Errno::ENOENT),
+        "the notices made the directory's names unknown: {absent:?}"
+    );
+    drop(agent);
+}
