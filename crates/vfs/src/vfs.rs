@@ -1371,6 +1371,9 @@ impl Vfs {
         let creation_closes = self.meta.released(&file, || self.writes.take_unsent(&file));
         self.writes.release(&file).await;
         self.inodes().open_dec(file.ino);
+        if self.files.files_of(file.ino).is_empty() {
+            self.meta.closed_for_good(file.ino);
+        }
         if creation_closes {
             return Ok(());
         }
@@ -1468,7 +1471,7 @@ impl Vfs {
     /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.files.file("flush", fh)?;
-        if let Some(err) = self.meta.take_error(file.ino) {
+        if let Some(err) = self.meta.error_for_close(file.ino) {
             return Err(err);
         }
         if self.meta.unsent_create(fh) {

@@ -76,8 +76,12 @@ struct CreateState {
 
 #[derive(Default)]
 struct Failures {
-    /// The first error of each inode not reported to it yet.
-    by_ino: HashMap<Ino, VfsError>,
+    /// The first error of each inode not taken yet, and whether a close
+    /// reported it: each close reports it (the closing process may not be
+    /// the one that made the change: a child forked elsewhere closes its
+    /// copy of the descriptor at exec) until an fsync takes it, or the
+    /// last descriptor open then is released.
+    by_ino: HashMap<Ino, (VfsError, bool)>,
     /// Errors not reported by a sync of the whole mount yet.
     unsynced: Vec<VfsError>,
     /// Every failure since the mount began.
@@ -420,7 +424,7 @@ impl MetaWriteBack {
         });
         {
             let mut failures = lock(&self.failures);
-            failures.by_ino.entry(ino).or_insert_with(|| err.clone());
+            failures.by_ino.entry(ino).or_insert_with(|| (err.clone(), false));
             failures.unsynced.push(err);
             failures.total += 1;
         }
@@ -438,9 +442,28 @@ impl MetaWriteBack {
         self.ns.changed(ino, Change::Notified);
     }
 
-    /// The first error of an operation on `ino` not reported yet.
+    /// The first error of an operation on `ino` not taken yet, taken
+    /// (fsync).
     pub fn take_error(&self, ino: Ino) -> Option<VfsError> {
-        lock(&self.failures).by_ino.remove(&ino)
+        lock(&self.failures).by_ino.remove(&ino).map(|(err, _)| err)
+    }
+
+    /// The first error of an operation on `ino` not taken yet, for a
+    /// close: reported, and kept.
+    pub fn error_for_close(&self, ino: Ino) -> Option<VfsError> {
+        let mut failures = lock(&self.failures);
+        let (err, reported) = failures.by_ino.get_mut(&ino)?;
+        *reported = true;
+        Some(err.clone())
+    }
+
+    /// The last descriptor of `ino` open was released: an error a close
+    /// reported is done with (one not reported yet waits for the next).
+    pub fn closed_for_good(&self, ino: Ino) {
+        let mut failures = lock(&self.failures);
+        if failures.by_ino.get(&ino).is_some_and(|(_, reported)| *reported) {
+            failures.by_ino.remove(&ino);
+        }
     }
 
     /// Failures since the mount began, and operations not settled yet.
