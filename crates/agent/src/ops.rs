@@ -1242,6 +1242,7 @@ mod tests {
         assert!(host_access(8).is_none());
     }
 
+    #[cfg(not(target_os = "freebsd"))]
     #[test]
     fn sized_reads_retry_when_the_buffer_is_too_small() {
         let value = vec![7u8; 10_000];

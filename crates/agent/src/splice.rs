@@ -258,11 +258,11 @@ mod sys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[cfg(target_os = "linux")]
     #[test]
     fn splices_exact_ranges_and_stops_at_end_of_file() {
+        use std::io::Write;
         let mut file = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&data).unwrap();
