@@ -6,7 +6,9 @@
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, CWD};
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, BorrowedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 #[cfg(target_os = "linux")]
@@ -220,17 +222,27 @@ pub(crate) fn encoded_size(entry: &DirEntry) -> usize {
 /// through `/proc/self/fd/N/`, which costs a walk through procfs each time.
 fn list_xattrs_at(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> rustix::io::Result<usize> {
     #[cfg(target_os = "linux")]
-    if !NO_LISTXATTRAT.load(Ordering::Relaxed) {
-        match listxattrat(dir, name, buf) {
-            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
-                NO_LISTXATTRAT.store(true, Ordering::Relaxed)
+    {
+        if !NO_LISTXATTRAT.load(Ordering::Relaxed) {
+            match listxattrat(dir, name, buf) {
+                Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                    NO_LISTXATTRAT.store(true, Ordering::Relaxed)
+                }
+                result => return result,
             }
-            result => return result,
         }
+        list_xattrs_through_proc(dir, name, buf)
     }
-    list_xattrs_through_proc(dir, name, buf)
+    // Without /proc there is no cheap way from a descriptor and a name to
+    // the attributes: listings carry none, and clients ask per file.
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, name, buf);
+        Err(rustix::io::Errno::NOSYS)
+    }
 }
 
+#[cfg(target_os = "linux")]
 fn list_xattrs_through_proc(dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> rustix::io::Result<usize> {
     let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     path.extend_from_slice(name);
@@ -348,6 +360,7 @@ mod tests {
         assert!(cursors.take(newest).is_some());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn xattr_names_agree_with_and_without_listxattrat() {
         let dir = tempfile::tempdir().unwrap();

@@ -22,15 +22,17 @@ use std::path::Path;
 use std::sync::Arc;
 use yonder_proto::{
     access_mask, file_type, open_flags, DirPage, Errno, Handle, Owner, RenameFlags, Request, Response,
-    SeekWhence, SetAttr, SetTime, Target, TreeBudget, XattrMode, MAX_IO_SIZE,
+    SeekWhence, SetAttr, SetTime, Target, TreeBudget, MAX_IO_SIZE,
 };
 
 /// Attempts at telling whether `O_CREAT` created the file before giving up
 /// on knowing (see [`open_tracking_creation`]).
 const CREATE_RACE_RETRIES: usize = 8;
+#[cfg(not(target_os = "freebsd"))]
 /// First buffer for xattr values and lists; most fit, larger ones cost one
 /// size query and a second call.
 const XATTR_FIRST_TRY: usize = 4096;
+#[cfg(not(target_os = "freebsd"))]
 /// Rounds of "too small, ask the size, try again" before giving up.
 const XATTR_RETRIES: usize = 8;
 const S_ISGID: u32 = 0o2000;
@@ -311,7 +313,10 @@ impl Agent {
                 let host = yonder_proto::fallocate_mode::to_host(mode).ok_or_else(|| {
                     s.refused(
                         Errno::EOPNOTSUPP,
-                        &format!("unsupported fallocate mode {mode:#x}"),
+                        &format!(
+                            "fallocate mode {mode:#x} is not supported on {}",
+                            std::env::consts::OS
+                        ),
                     )
                 })?;
                 let flags = rustix::fs::FallocateFlags::from_bits_retain(host as _);
@@ -447,6 +452,7 @@ impl Agent {
                 let st = rustix::fs::statvfs(&*abs).map_err(|e| s.sys(e))?;
                 Ok(Response::StatFs(statfs_from_statvfs(&st)))
             }
+            #[cfg(not(target_os = "freebsd"))]
             Request::GetXattr { path, name } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
@@ -458,6 +464,7 @@ impl Agent {
                 .map_err(|e| s.sys(e))?;
                 Ok(Response::Bytes(value))
             }
+            #[cfg(not(target_os = "freebsd"))]
             Request::SetXattr {
                 path,
                 name,
@@ -468,13 +475,14 @@ impl Agent {
                 let abs = self.resolve(&s, &path)?;
                 let name = xattr_name(&s, &name)?;
                 let flags = match mode {
-                    XattrMode::Either => rustix::fs::XattrFlags::empty(),
-                    XattrMode::Create => rustix::fs::XattrFlags::CREATE,
-                    XattrMode::Replace => rustix::fs::XattrFlags::REPLACE,
+                    yonder_proto::XattrMode::Either => rustix::fs::XattrFlags::empty(),
+                    yonder_proto::XattrMode::Create => rustix::fs::XattrFlags::CREATE,
+                    yonder_proto::XattrMode::Replace => rustix::fs::XattrFlags::REPLACE,
                 };
                 rustix::fs::lsetxattr(&*abs, name, &value, flags).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
+            #[cfg(not(target_os = "freebsd"))]
             Request::ListXattr { path } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
@@ -490,6 +498,7 @@ impl Agent {
                     .collect();
                 Ok(Response::Names(names))
             }
+            #[cfg(not(target_os = "freebsd"))]
             Request::RemoveXattr { path, name } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
@@ -497,6 +506,16 @@ impl Agent {
                 rustix::fs::lremovexattr(&*abs, name).map_err(|e| s.sys(e))?;
                 Ok(Response::Done)
             }
+            // FreeBSD has extattr(2) with namespaces, not Linux's and macOS's
+            // xattr calls (nor does rustix map them).
+            #[cfg(target_os = "freebsd")]
+            Request::GetXattr { path, .. }
+            | Request::SetXattr { path, .. }
+            | Request::ListXattr { path }
+            | Request::RemoveXattr { path, .. } => Err(Subject::path(op, &path).refused(
+                Errno::EOPNOTSUPP,
+                "extended attributes are not supported by the agent on freebsd",
+            )),
             Request::Access { path, mask } => {
                 let s = Subject::path(op, &path);
                 let abs = self.resolve(&s, &path)?;
@@ -758,16 +777,24 @@ impl Agent {
         let s = Subject::pair(op, from, to);
         let abs_from = self.resolve_not_root(&s, from)?;
         let abs_to = self.resolve_not_root(&s, to)?;
-        let mut host = rustix::fs::RenameFlags::empty();
-        host.set(rustix::fs::RenameFlags::NOREPLACE, flags.noreplace);
-        host.set(rustix::fs::RenameFlags::EXCHANGE, flags.exchange);
-        if host.is_empty() {
-            rustix::fs::renameat(CWD, &*abs_from, CWD, &*abs_to)
-        } else {
-            rustix::fs::renameat_with(CWD, &*abs_from, CWD, &*abs_to, host)
+        if !flags.noreplace && !flags.exchange {
+            rustix::fs::renameat(CWD, &*abs_from, CWD, &*abs_to).map_err(|e| s.sys(e))?;
+            return Ok(Response::Done);
         }
-        .map_err(|e| s.sys(e))?;
-        Ok(Response::Done)
+        #[cfg(not(target_os = "freebsd"))]
+        {
+            let mut host = rustix::fs::RenameFlags::empty();
+            host.set(rustix::fs::RenameFlags::NOREPLACE, flags.noreplace);
+            host.set(rustix::fs::RenameFlags::EXCHANGE, flags.exchange);
+            rustix::fs::renameat_with(CWD, &*abs_from, CWD, &*abs_to, host).map_err(|e| s.sys(e))?;
+            Ok(Response::Done)
+        }
+        // EINVAL, as renameat2 says of flags a file system does not take.
+        #[cfg(target_os = "freebsd")]
+        Err(s.refused(
+            Errno::EINVAL,
+            "rename without replacing or exchanging does not exist on freebsd",
+        ))
     }
 
     /// Hands a node the request just created to `owner`, keeping the group
@@ -966,13 +993,60 @@ fn mknod(path: &Path, mode: u32, major: u32, minor: u32) -> Result<(), Option<Ho
     let perms = permissions(mode);
     let kind = match mode & file_type::MASK {
         0 | file_type::REGULAR => FileType::RegularFile,
+        #[cfg(not(target_os = "macos"))]
         file_type::FIFO => return rustix::fs::mkfifoat(CWD, path, perms).map_err(Some),
+        #[cfg(target_os = "macos")]
+        file_type::FIFO => return apple::mkfifo(path, perms).map_err(Some),
         file_type::CHAR => FileType::CharacterDevice,
         file_type::BLOCK => FileType::BlockDevice,
         file_type::SOCKET => FileType::Socket,
         _ => return Err(None),
     };
-    rustix::fs::mknodat(CWD, path, kind, perms, rustix::fs::makedev(major, minor)).map_err(Some)
+    #[cfg(not(target_os = "macos"))]
+    return rustix::fs::mknodat(CWD, path, kind, perms, rustix::fs::makedev(major, minor)).map_err(Some);
+    #[cfg(target_os = "macos")]
+    return apple::mknod(path, kind, perms, rustix::fs::makedev(major, minor)).map_err(Some);
+}
+
+/// rustix has no mknodat or mkfifoat for Apple's systems (they came with
+/// macOS 13); the path-based POSIX calls do the same with an absolute path.
+#[cfg(target_os = "macos")]
+mod apple {
+    use rustix::fs::{Dev, FileType, Mode};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    fn c_path(path: &Path) -> rustix::io::Result<CString> {
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| rustix::io::Errno::INVAL)
+    }
+
+    fn check(ret: libc::c_int) -> rustix::io::Result<()> {
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO),
+            ))
+        }
+    }
+
+    pub(super) fn mkfifo(path: &Path, perms: Mode) -> rustix::io::Result<()> {
+        let path = c_path(path)?;
+        // SAFETY: `path` is a NUL-terminated string that outlives the call;
+        // mkfifo only reads it.
+        check(unsafe { libc::mkfifo(path.as_ptr(), perms.bits() as libc::mode_t) })
+    }
+
+    pub(super) fn mknod(path: &Path, kind: FileType, perms: Mode, dev: Dev) -> rustix::io::Result<()> {
+        let path = c_path(path)?;
+        let mode = kind.as_raw_mode() as libc::mode_t | perms.bits() as libc::mode_t;
+        // SAFETY: `path` is a NUL-terminated string that outlives the call;
+        // mknod only reads it.
+        check(unsafe { libc::mknod(path.as_ptr(), mode, dev) })
+    }
 }
 
 fn permissions(mode: u32) -> Mode {
@@ -1017,6 +1091,7 @@ fn timestamps(atime: SetTime, mtime: SetTime) -> Option<Option<Timestamps>> {
     }))
 }
 
+#[cfg(not(target_os = "freebsd"))]
 fn xattr_name<'a>(s: &Subject, name: &'a [u8]) -> Result<&'a OsStr, OpError> {
     if name.contains(&0) {
         return Err(s.refused(Errno::EINVAL, "attribute name contains a NUL byte"));
@@ -1024,6 +1099,7 @@ fn xattr_name<'a>(s: &Subject, name: &'a [u8]) -> Result<&'a OsStr, OpError> {
     Ok(OsStr::from_bytes(name))
 }
 
+#[cfg(not(target_os = "freebsd"))]
 /// Reads a value whose size is only known to the kernel (xattr values and
 /// lists), retrying when it grows between the size query and the read.
 fn read_sized(
@@ -1166,6 +1242,7 @@ mod tests {
         assert!(host_access(8).is_none());
     }
 
+    #[cfg(not(target_os = "freebsd"))]
     #[test]
     fn sized_reads_retry_when_the_buffer_is_too_small() {
         let value = vec![7u8; 10_000];

@@ -6,21 +6,25 @@
 
 use crate::AgentError;
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Longest path the kernel takes in one system call, terminating NUL
 /// included.
+#[cfg(target_os = "linux")]
 const PATH_MAX: usize = 4096;
 /// How much of a long path one `openat` hop takes; well below PATH_MAX.
+#[cfg(target_os = "linux")]
 const HOP: usize = 2048;
 
 /// A host path for one operation. Usually just the root joined with the
 /// wire path; when that would exceed PATH_MAX (a client may legitimately
 /// send a path just under PATH_MAX *relative to the root*), it is
 /// `/proc/self/fd/N/rest`, where N is a directory opened hop by hop and
-/// kept open for as long as this value lives.
+/// kept open for as long as this value lives. That detour needs Linux's
+/// /proc: on other systems a path past their PATH_MAX is passed as it is and
+/// the operation fails with the OS's ENAMETOOLONG, naming the path.
 #[derive(Debug)]
 pub(crate) struct HostPath {
     path: PathBuf,
@@ -63,6 +67,7 @@ pub(crate) enum PathError {
     /// A `..` would leave the served root.
     Escapes,
     /// A directory on the way to a very long path could not be opened.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Walk(rustix::io::Errno),
 }
 
@@ -115,18 +120,19 @@ impl Root {
         for part in &parts {
             logical.push(OsStr::from_bytes(part));
         }
-        if logical.as_os_str().len() < PATH_MAX {
+        #[cfg(target_os = "linux")]
+        if logical.as_os_str().len() >= PATH_MAX {
+            let (path, anchor) = self.resolve_long(&parts)?;
             return Ok(HostPath {
-                path: logical.clone(),
+                path,
                 logical,
-                _anchor: None,
+                _anchor: Some(anchor),
             });
         }
-        let (path, anchor) = self.resolve_long(&parts)?;
         Ok(HostPath {
-            path,
+            path: logical.clone(),
             logical,
-            _anchor: Some(anchor),
+            _anchor: None,
         })
     }
 
@@ -134,8 +140,10 @@ impl Root {
     /// bytes, until what is left fits behind `/proc/self/fd/N/`. The last
     /// component is never opened here, so the operation itself still sees
     /// it (a symlink, a missing name) as it would with the whole path.
+    #[cfg(target_os = "linux")]
     fn resolve_long(&self, parts: &[&[u8]]) -> Result<(PathBuf, OwnedFd), PathError> {
         use rustix::fs::{openat, Mode, OFlags, CWD};
+        use std::os::fd::AsRawFd;
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let mut anchor = openat(CWD, &self.path, flags, Mode::empty()).map_err(PathError::Walk)?;
         let mut next = 0;
@@ -224,7 +232,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod long_path_tests {
     use super::*;
 

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -35,6 +35,7 @@ struct Pipe {
 const PAGE: usize = 4096;
 /// Asked for per pipe; unprivileged agents get at most
 /// `/proc/sys/fs/pipe-max-size` (1 MiB by default).
+#[cfg(target_os = "linux")]
 const WANTED_CAPACITY: usize = 4 << 20;
 /// Pipes kept for reuse; reads in flight beyond this make new ones.
 const POOL: usize = 16;
@@ -67,8 +68,7 @@ impl PipePool {
         let mut at = offset;
         let mut done = 0;
         while done < len {
-            let flags = rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK;
-            match rustix::pipe::splice(file, Some(&mut at), &pipe.write, None, len - done, flags) {
+            match sys::splice(file.as_fd(), Some(&mut at), pipe.write.as_fd(), len - done) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(rustix::io::Errno::INTR) => {}
@@ -104,11 +104,7 @@ impl PipePool {
         if let Some(pipe) = self.lock().pop() {
             return Ok(pipe);
         }
-        let (read, write) =
-            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)?;
-        let _ = rustix::pipe::fcntl_setpipe_size(&write, WANTED_CAPACITY)
-            .or_else(|_| rustix::pipe::fcntl_setpipe_size(&write, 1 << 20));
-        let capacity = rustix::pipe::fcntl_getpipe_size(&write)?;
+        let (read, write, capacity) = sys::pipe()?;
         Ok(Pipe {
             read,
             write,
@@ -163,6 +159,7 @@ impl SpliceOut {
     /// Must be called inside a tokio runtime; `output` must already be in
     /// non-blocking mode (the writer's pipe or socket sets it).
     pub(crate) fn new(output: BorrowedFd<'_>) -> io::Result<SpliceOut> {
+        sys::available()?;
         let fd = rustix::io::fcntl_dupfd_cloexec(output, 3)?;
         // SAFETY: `fd` is an open descriptor that the `OwnedFd` moved into
         // the `AsyncFd` owns: nothing else can close it, and its `as_raw_fd`
@@ -178,8 +175,7 @@ impl SpliceOut {
         while left > 0 {
             let mut ready = self.fd.writable().await?;
             let moved = ready.try_io(|fd| {
-                let flags = rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK;
-                rustix::pipe::splice(&spliced.pipe.read, None, fd.get_ref(), None, left, flags)
+                sys::splice(spliced.pipe.read.as_fd(), None, fd.get_ref().as_fd(), left)
                     .map_err(io::Error::from)
             });
             match moved {
@@ -195,13 +191,78 @@ impl SpliceOut {
     }
 }
 
+/// splice(2) and sized pipes are Linux's alone.
+#[cfg(target_os = "linux")]
+mod sys {
+    use super::WANTED_CAPACITY;
+    use std::io;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+
+    pub(super) fn available() -> io::Result<()> {
+        Ok(())
+    }
+
+    /// A non-blocking pipe, as large as the agent may make it, and its size.
+    pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)?;
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, WANTED_CAPACITY)
+            .or_else(|_| rustix::pipe::fcntl_setpipe_size(&write, 1 << 20));
+        let capacity = rustix::pipe::fcntl_getpipe_size(&write)?;
+        Ok((read, write, capacity))
+    }
+
+    pub(super) fn splice(
+        from: BorrowedFd<'_>,
+        offset: Option<&mut u64>,
+        to: BorrowedFd<'_>,
+        len: usize,
+    ) -> rustix::io::Result<usize> {
+        let flags = rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::NONBLOCK;
+        rustix::pipe::splice(from, offset, to, None, len, flags)
+    }
+}
+
+/// Elsewhere no pipe is made and the output is no splice destination, so
+/// every read takes the pread path.
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::io;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+
+    fn unsupported() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("splice(2) does not exist on {}", std::env::consts::OS),
+        )
+    }
+
+    pub(super) fn available() -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+        Err(unsupported())
+    }
+
+    pub(super) fn splice(
+        _from: BorrowedFd<'_>,
+        _offset: Option<&mut u64>,
+        _to: BorrowedFd<'_>,
+        _len: usize,
+    ) -> rustix::io::Result<usize> {
+        Err(rustix::io::Errno::NOSYS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn splices_exact_ranges_and_stops_at_end_of_file() {
+        use std::io::Write;
         let mut file = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         file.write_all(&data).unwrap();

@@ -199,7 +199,10 @@ async fn pipelined_requests_all_get_their_own_answer() {
 async fn blocked_request_does_not_stall_others() {
     let mut session = connect().await;
     let fifo = session.path("fifo");
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    // mkfifo, not rustix's mkfifoat, which Apple's systems lack.
+    let fifo_c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
     let open = Request::Open {
         path: wire("fifo"),
         flags: open_flags::READ_ONLY,

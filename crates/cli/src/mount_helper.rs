@@ -15,7 +15,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead as _, Write as _};
-use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, ExitCode, Stdio};
@@ -264,7 +264,9 @@ fn relay(stderr: OwnedFd) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(not(target_os = "macos"))]
 fn memfd(name: &str) -> anyhow::Result<OwnedFd> {
+    use std::os::fd::FromRawFd as _;
     let name = std::ffi::CString::new(name).expect("no NUL in the name");
     // SAFETY: memfd_create(2) reads the NUL-terminated name and returns a
     // new descriptor (or -1), which is owned from here on.
@@ -274,6 +276,23 @@ fn memfd(name: &str) -> anyhow::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just created and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// macOS has no memfd_create(2); a file unlinked as soon as it is open
+/// serves the same purpose.
+#[cfg(target_os = "macos")]
+fn memfd(name: &str) -> anyhow::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))?;
+    Ok(file.into())
 }
 
 /// Called by `yonder mount` once the mount is ready and announced: a mount

@@ -74,9 +74,9 @@ pub(crate) fn fuse_attr(a: &FileAttr) -> fuser::FileAttr {
         nlink: a.nlink.min(u32::MAX as u64) as u32,
         uid: a.uid,
         gid: a.gid,
-        // The kernel decodes FUSE's 32-bit rdev as glibc encodes small
-        // device numbers.
-        rdev: libc::makedev(a.rdev_major, a.rdev_minor) as u32,
+        // The kernel decodes FUSE's 32-bit rdev as the host's libc encodes
+        // small device numbers (rustix's takes u32 parts on every OS).
+        rdev: rustix::fs::makedev(a.rdev_major, a.rdev_minor) as u32,
         blksize: a.blksize,
         flags: 0,
     }

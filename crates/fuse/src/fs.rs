@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
-use yonder_proto::{open_flags, SeekWhence};
+use yonder_proto::{open_flags, Errno, SeekWhence};
 use yonder_vfs::{Caller, DirItem, Fh, FileAttr, Ino, RenameFlags, SetAttr, Vfs, VfsError, XattrMode};
 
 /// Largest request the kernel may send or ask for, bounded by what the
@@ -117,6 +117,24 @@ impl FuseFs {
 /// so a `stat` right after the call that changed them cannot be answered
 /// from the cache; with a negative offset only attributes are dropped,
 /// which takes no lock the pending request could hold.
+/// The protocol's rename flags for the kernel's; `None` for flags it does not
+/// carry (RENAME_WHITEOUT is for overlay file systems).
+#[cfg(target_os = "linux")]
+fn rename_flags(flags: FuseRenameFlags) -> Option<RenameFlags> {
+    let known = FuseRenameFlags::RENAME_NOREPLACE | FuseRenameFlags::RENAME_EXCHANGE;
+    known.contains(flags).then(|| RenameFlags {
+        noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
+        exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
+    })
+}
+
+/// fuser names renameat2's flags on Linux only; a kernel elsewhere that
+/// sends any gets EINVAL, as renameat2 answers flags it does not take.
+#[cfg(not(target_os = "linux"))]
+fn rename_flags(flags: FuseRenameFlags) -> Option<RenameFlags> {
+    flags.is_empty().then(RenameFlags::default)
+}
+
 fn invalidate_kernel_attrs(notifier: Option<Notifier>, ino: INodeNo) {
     if let Some(notifier) = notifier {
         if let Err(e) = notifier.inval_inode(ino, -1, 0) {
@@ -300,7 +318,8 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "mknod {parent} {name:?} {mode:o} {rdev}");
         let (vfs, caller, name) = (self.vfs.clone(), caller(req, umask), bytes(name));
         let (attr_ttl, entry_ttl, debug) = self.entry_reply();
-        let (major, minor) = (libc::major(rdev as libc::dev_t), libc::minor(rdev as libc::dev_t));
+        // rustix's, which are u32 on every OS (libc's are i32 on FreeBSD).
+        let (major, minor) = (rustix::fs::major(rdev as _), rustix::fs::minor(rdev as _));
         self.spawn(async move {
             match vfs.mknod(&caller, Ino(parent.0), &name, mode, major, minor).await {
                 Ok(a) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &fuse_attr(&a), Generation(0)),
@@ -370,15 +389,9 @@ impl fuser::Filesystem for FuseFs {
             self,
             "rename {parent} {name:?} -> {newparent} {newname:?} flags {flags}"
         );
-        let known = FuseRenameFlags::RENAME_NOREPLACE | FuseRenameFlags::RENAME_EXCHANGE;
-        if !known.contains(flags) {
-            // RENAME_WHITEOUT is for overlay file systems.
+        let Some(rflags) = rename_flags(flags) else {
             reply.error(FuseErrno::EINVAL);
             return;
-        }
-        let rflags = RenameFlags {
-            noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
-            exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
         };
         let (vfs, caller, debug) = (self.vfs.clone(), caller(req, 0), self.debug);
         let (name, newname) = (bytes(name), bytes(newname));
@@ -802,7 +815,10 @@ impl fuser::Filesystem for FuseFs {
         }
         let mode = match flags {
             0 => XattrMode::Either,
+            // FreeBSD's FUSE has no create/replace flags: it always sends 0.
+            #[cfg(not(target_os = "freebsd"))]
             libc::XATTR_CREATE => XattrMode::Create,
+            #[cfg(not(target_os = "freebsd"))]
             libc::XATTR_REPLACE => XattrMode::Replace,
             _ => return reply.error(FuseErrno::EINVAL),
         };
@@ -823,7 +839,8 @@ impl fuser::Filesystem for FuseFs {
         // `ls -l` asks every file for ACLs it rarely has: answer from the
         // cached name list right here, without a task hop.
         if self.vfs.xattr_known_absent(Ino(ino.0), name.as_bytes()) {
-            reply.error(FuseErrno::from_i32(libc::ENODATA));
+            // ENOATTR on the BSDs and macOS, through the protocol's mapping.
+            reply.error(FuseErrno::from_i32(Errno::ENODATA.to_host()));
             return;
         }
         let (vfs, name, debug) = (self.vfs.clone(), bytes(name), self.debug);

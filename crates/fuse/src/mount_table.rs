@@ -1,5 +1,8 @@
 //! The system's mount table (/proc/self/mountinfo) and `fusermount3`:
 //! finding a mount, unmounting by path, and the per-mount readahead knob.
+//! All three are Linux's: elsewhere the mount table cannot be read (an
+//! error that says so), unmounting is the OS's `umount`, and the readahead
+//! stays the kernel's.
 
 use crate::FuseError;
 use std::io;
@@ -62,6 +65,7 @@ fn unescape(field: &str) -> String {
 }
 
 /// `fusermount3 -u` (`-z` if `lazy`), falling back to `fusermount`.
+#[cfg(target_os = "linux")]
 pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     let mut last = String::new();
     for tool in ["fusermount3", "fusermount"] {
@@ -87,6 +91,48 @@ pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), Fu
         path: mountpoint.to_path_buf(),
         reason: last,
     })
+}
+
+/// The OS's `umount` (`-f` if `lazy`: macOS and the BSDs have no lazy
+/// unmount), as macFUSE and FreeBSD's fusefs document; there is no
+/// fusermount3 there.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
+    let mut cmd = std::process::Command::new("umount");
+    if lazy {
+        cmd.arg("-f");
+    }
+    let reason = match cmd.arg(mountpoint).output() {
+        Ok(out) if out.status.success() => return Ok(()),
+        Ok(out) => match String::from_utf8_lossy(&out.stderr).trim() {
+            "" => format!("umount exited with {}", out.status),
+            said => said.to_string(),
+        },
+        Err(e) => format!("umount: {e}"),
+    };
+    Err(FuseError::Unmount {
+        path: mountpoint.to_path_buf(),
+        reason,
+    })
+}
+
+/// The mount table, in /proc/self/mountinfo's format.
+#[cfg(target_os = "linux")]
+fn mountinfo() -> io::Result<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+}
+
+/// Other systems have getmntinfo(3) instead, not read here yet: callers
+/// treat the table as unreadable.
+#[cfg(not(target_os = "linux"))]
+fn mountinfo() -> io::Result<String> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "reading the mount table (/proc/self/mountinfo) is not supported on {}",
+            std::env::consts::OS
+        ),
+    ))
 }
 
 /// Whether `path` is a mount point (`None` if the mount table cannot be
@@ -118,7 +164,7 @@ impl MountEntry {
 
 /// The mount at `path` (the topmost, if several are stacked there).
 pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = mountinfo()?;
     // The path as given (made absolute) and with its directory resolved, as
     // fusermount3 would; mountinfo escapes space, tab, newline, backslash.
     let absolute = std::path::absolute(path)?;
@@ -149,7 +195,7 @@ pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
 /// next FUSE mount as soon as the first is unmounted: the device alone
 /// may name another process's new mount elsewhere.
 pub(crate) fn device_is_mounted(device: &str, path: &Path) -> Option<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let info = mountinfo().ok()?;
     let path = escape(path);
     Some(info.lines().any(|line| {
         let mut fields = line.split(' ');
@@ -170,6 +216,7 @@ fn escape(p: &Path) -> String {
 /// file system only lower it at init; sequential reads then arrive as
 /// 128 KiB requests. Root may widen the window through sysfs afterwards, to
 /// the largest request size (wider windows measured slower).
+#[cfg(target_os = "linux")]
 pub(crate) fn raise_readahead(device: &str, kib: u32) {
     let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
     if let Err(e) = std::fs::write(&knob, kib.to_string()) {
@@ -177,7 +224,16 @@ pub(crate) fn raise_readahead(device: &str, kib: u32) {
     }
 }
 
-#[cfg(test)]
+/// Linux's sysfs knob has no counterpart elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn raise_readahead(_device: &str, _kib: u32) {
+    tracing::debug!(
+        "readahead stays at the kernel's default (no read_ahead_kb knob on {})",
+        std::env::consts::OS
+    );
+}
+
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

@@ -13,6 +13,16 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Errno(pub u16);
 
+/// The host's errno values, as `libc` names them. The BSDs and macOS say a
+/// missing extended attribute with ENOATTR where Linux says ENODATA (Linux's
+/// ENOATTR is ENODATA; FreeBSD has no ENODATA at all), so the protocol's
+/// ENODATA is ENOATTR there.
+mod host {
+    pub use libc::*;
+    #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+    pub const ENODATA: i32 = libc::ENOATTR;
+}
+
 macro_rules! errnos {
     ($($name:ident = $wire:literal => $host:ident,)*) => {
         impl Errno {
@@ -21,14 +31,14 @@ macro_rules! errnos {
             /// Maps a host errno (as seen in `std::io::Error::raw_os_error`)
             /// to the protocol numbering. Unknown values become EIO.
             pub fn from_host(host: i32) -> Errno {
-                $(if host == libc::$host { return Errno::$name; })*
+                $(if host == host::$host { return Errno::$name; })*
                 Errno::EIO
             }
 
             /// Maps to the host's errno value.
             pub fn to_host(self) -> i32 {
                 match self.0 {
-                    $($wire => libc::$host,)*
+                    $($wire => host::$host,)*
                     _ => libc::EIO,
                 }
             }

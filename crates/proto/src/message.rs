@@ -626,15 +626,18 @@ pub mod fallocate_mode {
     pub const ZERO_RANGE: u32 = 4;
 
     #[cfg(target_os = "linux")]
-    const HOST: [(u32, i32); 3] = [
+    const HOST: &[(u32, i32)] = &[
         (KEEP_SIZE, libc::FALLOC_FL_KEEP_SIZE),
         (PUNCH_HOLE, libc::FALLOC_FL_PUNCH_HOLE),
         (ZERO_RANGE, libc::FALLOC_FL_ZERO_RANGE),
     ];
+    /// Only Linux's fallocate takes mode bits; elsewhere only mode 0 (plain
+    /// allocation: posix_fallocate, or F_PREALLOCATE on macOS) maps.
+    #[cfg(not(target_os = "linux"))]
+    const HOST: &[(u32, i32)] = &[];
 
     /// The host's `FALLOC_FL_*` flags for `mode`; `None` if it has bits
-    /// the protocol does not know.
-    #[cfg(target_os = "linux")]
+    /// the protocol does not know or the host cannot do.
     pub fn to_host(mode: u32) -> Option<i32> {
         let known = HOST.iter().fold(0, |acc, (wire, _)| acc | wire);
         (mode & !known == 0).then(|| {
@@ -646,7 +649,6 @@ pub mod fallocate_mode {
 
     /// The protocol's mode for host `FALLOC_FL_*` flags; `None` if some are
     /// not carried by the protocol.
-    #[cfg(target_os = "linux")]
     pub fn from_host(host: i32) -> Option<u32> {
         let known = HOST.iter().fold(0, |acc, (_, h)| acc | h);
         (host & !known == 0).then(|| {

@@ -87,17 +87,19 @@ impl StdioChild {
 ///
 /// Should this process die without ending it (a Ctrl+C before its own
 /// handlers are installed, a SIGKILL), the kernel sends the agent process
-/// SIGTERM (`PR_SET_PDEATHSIG`), so that no ssh is left prompting on the
-/// terminal. The signal follows the thread that spawned the process: this
-/// runs only in async code, on a runtime's worker thread or its
+/// SIGTERM (`PR_SET_PDEATHSIG`; FreeBSD: `PROC_PDEATHSIG_CTL`), so that no
+/// ssh is left prompting on the terminal (macOS has no such signal). The
+/// signal follows the thread that spawned the process: this runs only in
+/// async code, on a runtime's worker thread or its
 /// `block_on` thread, which live as long as the runtime (yonder never
 /// uses `block_in_place`, which would retire a worker thread early).
 fn leave_terminal_signals_to_us(command: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: signal(2) (setting a
-    // disposition), prctl(2) and getppid(2) are, and nothing allocates or
-    // takes a lock.
+    // disposition), prctl(2), procctl(2) and getppid(2) are, and nothing
+    // allocates or takes a lock; procctl only reads `signal`, which lives
+    // on this stack for the call.
     unsafe {
         command.pre_exec(move || {
             libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -105,6 +107,16 @@ fn leave_terminal_signals_to_us(command: &mut Command) {
             #[cfg(target_os = "linux")]
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // FreeBSD's equivalent; macOS has none, so there a SIGKILLed
+            // yonder leaves the agent's ssh running.
+            #[cfg(target_os = "freebsd")]
+            {
+                let mut signal = libc::SIGTERM;
+                let arg = (&mut signal as *mut libc::c_int).cast::<libc::c_void>();
+                if libc::procctl(libc::P_PID, 0, libc::PROC_PDEATHSIG_CTL, arg) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             // The parent died before the death signal was armed.
             if libc::getppid() as u32 != parent {

@@ -357,7 +357,11 @@ fn assert_matches_disk(a: &Attr, disk: &std::fs::Metadata, what: &str) {
     assert_eq!(a.blksize as u64, disk.blksize(), "{what}: blksize");
     assert_eq!(
         (a.rdev_major, a.rdev_minor),
-        (rustix::fs::major(disk.rdev()), rustix::fs::minor(disk.rdev())),
+        // st_rdev is a u64 in std, a dev_t (i32 on Apple's systems) in rustix.
+        (
+            rustix::fs::major(disk.rdev() as _),
+            rustix::fs::minor(disk.rdev() as _)
+        ),
         "{what}: rdev"
     );
     assert_eq!(a.mtime, ts(disk.mtime(), disk.mtime_nsec()), "{what}: mtime");
@@ -1182,14 +1186,10 @@ pub async fn list_tree_carries_the_tree_below_and_small_files(s: Subject) {
     std::fs::write(s.disk("t/z/large"), vec![1u8; 64 << 10]).unwrap();
     std::os::unix::fs::symlink("../a/small", s.disk("t/z/link")).unwrap();
     std::os::unix::fs::symlink("../../", s.disk("t/z/up")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        s.disk("t/z/fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    // mkfifo, not rustix's mkfifoat, which Apple's systems lack.
+    let fifo = std::ffi::CString::new(s.disk("t/z/fifo").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
 
     let tree = r.list_tree(b"t", None, tree_budget(1 << 20, 64)).await.unwrap();
     assert_eq!(tree.next, None);
@@ -1947,7 +1947,7 @@ pub async fn mknod_makes_fifos_devices_and_files(s: Subject) {
         assert_eq!((a.rdev_major, a.rdev_minor), (1, 3));
         let disk = std::fs::symlink_metadata(s.disk("null")).unwrap();
         assert!(disk.file_type().is_char_device());
-        assert_eq!(disk.rdev(), rustix::fs::makedev(1, 3));
+        assert_eq!(disk.rdev() as rustix::fs::Dev, rustix::fs::makedev(1, 3));
         let a = r.lstat(b"null").await.unwrap();
         assert_eq!((a.rdev_major, a.rdev_minor), (1, 3));
     }

@@ -418,7 +418,12 @@ impl Shared {
                 }
                 (state.file.clone(), (state.epoch, state.written))
             };
+            // macOS has no fdatasync, and its fsync leaves the data in the
+            // drive's cache; F_FULLFSYNC is what reaches the medium.
+            #[cfg(not(target_os = "macos"))]
             let synced = rustix::fs::fdatasync(&*file);
+            #[cfg(target_os = "macos")]
+            let synced = rustix::fs::fcntl_fullfsync(&*file);
             {
                 let mut state = self.lock();
                 match synced {
