@@ -675,13 +675,16 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "opendir {ino}");
         // Nothing remote happens here: answer inline, without a task hop.
         match self.vfs.opendir(&caller(req, 0), Ino(ino.0)) {
-            // While the remote pushes its changes, the kernel keeps the
-            // listing itself and is told when it changes (`caches.rs`).
-            Ok(fh) if self.vfs.changes_pushed() => reply.opened(
+            // The kernel keeps the listing itself: while the remote pushes
+            // its changes, it is told when the listing changes
+            // (`caches.rs`); otherwise it keeps it while it is the VFS's
+            // listing, handed to it whole, unchanged and unexpired, and
+            // drops it at the first open after that.
+            Ok(fh) if self.vfs.changes_pushed() || self.vfs.listing_kept(Ino(ino.0)) => reply.opened(
                 FileHandle(fh.0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
             ),
-            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::FOPEN_CACHE_DIR),
             Err(e) => reply.error(Self::fail(self.debug, &e)),
         }
     }

@@ -1546,6 +1546,15 @@ impl Vfs {
         self.listings.releasedir(fh)
     }
 
+    /// Whether a frontend that keeps listings (FUSE's FOPEN_CACHE_DIR) may
+    /// keep, at an open of `dir`, the one it was last handed to the end:
+    /// it is still this VFS's complete listing of `dir`, unchanged and
+    /// within the names TTL. Where changes are pushed, the frontend is told
+    /// when to drop it instead (`FrontendCaches`).
+    pub fn listing_kept(&self, dir: Ino) -> bool {
+        self.listings.listing_kept(dir)
+    }
+
     /// Counts a lookup for an entry handed out with its attributes (as by
     /// readdirplus) and returns current attributes for it. `None` for `.`
     /// and `..`, which frontends pass without counting.
