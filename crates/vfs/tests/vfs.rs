@@ -254,6 +254,34 @@ async fn delayed_flush_sends_idle_buffers() {
 }
 
 #[tokio::test]
+async fn a_small_files_read_flush_and_release_need_no_wait_but_buffered_writes_do() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("small"), b"hello").unwrap();
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"small").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
+    // The bytes that came with the open answer the reads.
+    assert_eq!(&f.vfs.read_ready(fh, 0, 4096).unwrap().unwrap()[..], b"hello");
+    assert!(f.vfs.read_ready(fh, 5, 4096).unwrap().unwrap().is_empty());
+    assert!(f.vfs.flush_ready(fh).unwrap().is_ok());
+    assert!(f.vfs.release_ready(fh));
+    assert_eq!(f.vfs.read_ready(fh, 0, 1).unwrap().unwrap_err().errno(), Errno::EBADF);
+    assert_eq!(f.vfs.flush_ready(fh).unwrap().unwrap_err().errno(), Errno::EBADF);
+    assert!(!f.vfs.release_ready(fh));
+
+    // Data gathered and not sent: the close must send it, and wait.
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_WRITE).await.unwrap();
+    f.vfs.write(fh, 0, b"HE").await.unwrap();
+    assert!(f.vfs.read_ready(fh, 0, 4096).is_none());
+    assert!(f.vfs.flush_ready(fh).is_none());
+    assert!(!f.vfs.release_ready(fh));
+    assert_eq!(std::fs::read(f.dir.path().join("small")).unwrap(), b"hello");
+    f.vfs.flush(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("small")).unwrap(), b"HEllo");
+    assert!(f.vfs.flush_ready(fh).unwrap().is_ok());
+    assert!(f.vfs.release_ready(fh));
+}
+
+#[tokio::test]
 async fn sequential_reads_are_served_by_pipelined_readahead() {
     let f = fixture().await;
     let data: Vec<u8> = (0..(5 << 20) + 12345).map(|i: u32| (i % 251) as u8).collect();
