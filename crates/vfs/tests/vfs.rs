@@ -264,7 +264,10 @@ async fn a_small_files_read_flush_and_release_need_no_wait_but_buffered_writes_d
     assert!(f.vfs.read_ready(fh, 5, 4096).unwrap().unwrap().is_empty());
     assert!(f.vfs.flush_ready(fh).unwrap().is_ok());
     assert!(f.vfs.release_ready(fh));
-    assert_eq!(f.vfs.read_ready(fh, 0, 1).unwrap().unwrap_err().errno(), Errno::EBADF);
+    assert_eq!(
+        f.vfs.read_ready(fh, 0, 1).unwrap().unwrap_err().errno(),
+        Errno::EBADF
+    );
     assert_eq!(f.vfs.flush_ready(fh).unwrap().unwrap_err().errno(), Errno::EBADF);
     assert!(!f.vfs.release_ready(fh));
 
