@@ -1491,8 +1491,6 @@ impl Vfs {
         Ok(n)
     }
 
-    /// Called on each close of a descriptor: sends buffered data and
-    /// reports any write error not reported yet.
     /// [`Vfs::flush`] when it needs no wait: nothing of the file gathered
     /// or in flight. Frontends answer it inline; `None` when [`Vfs::flush`]
     /// must do it.
@@ -1510,6 +1508,8 @@ impl Vfs {
         self.writes.close_ready(&file)
     }
 
+    /// Called on each close of a descriptor: sends buffered data and
+    /// reports any write error not reported yet.
     pub async fn flush(&self, fh: Fh) -> Result<()> {
         let file = self.files.file("flush", fh)?;
         if let Some(err) = self.meta.take_error(file.ino) {
