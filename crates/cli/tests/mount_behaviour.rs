@@ -1152,6 +1152,42 @@ fn open_file_sees_remote_growth(v: Variant) {
     }
 }
 
+/// A listing the kernel keeps goes once the names TTL ends, even when the
+/// directory's mtime does not tell (SFTP's whole seconds, a change in the
+/// same second): a name made on the remote shows within the TTL.
+fn remote_name_shows_once_the_listing_expires(v: Variant) {
+    let m = Mount::start(v, &["--attr-ttl", "1", "--dir-ttl", "1"]);
+    fs::create_dir(m.disk("d")).unwrap();
+    fs::write(m.disk("d/a"), b"").unwrap();
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(m.at("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    // Listed twice: the second open may keep what the first read.
+    assert_eq!(names(), ["a"]);
+    assert_eq!(names(), ["a"]);
+    let mtime = fs::metadata(m.disk("d")).unwrap().modified().unwrap();
+    fs::write(m.disk("d/b"), b"").unwrap();
+    File::open(m.disk("d")).unwrap().set_modified(mtime).unwrap();
+    // The TTL, and as much again for the mount to be slow.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let now = names();
+        if now == ["a", "b"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "3 s after a name was made on the remote the listing is {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 mount_suite!(
     with_nfs:
     open_flags_append_trunc_excl,
@@ -1184,4 +1220,5 @@ mount_suite!(
     files_on_two_file_systems_stay_apart,
     atomic_saves_are_seen_whole,
     open_file_sees_remote_growth,
+    remote_name_shows_once_the_listing_expires,
 );

@@ -447,6 +447,13 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // The first bytes that came with the open answer a small file's
+        // reads: at once, without a task hop.
+        match self.vfs.read_ready(Fh(fh.0), offset, size) {
+            Some(Ok(data)) => return reply.data(&data),
+            Some(Err(e)) => return reply.error(Self::fail(self.debug, &e)),
+            None => {}
+        }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             match vfs.read(Fh(fh.0), offset, size).await {
@@ -494,6 +501,13 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // Nothing of the file buffered or in flight (a reader's close):
+        // answered at once.
+        match self.vfs.flush_ready(Fh(fh.0)) {
+            Some(Ok(())) => return reply.ok(),
+            Some(Err(e)) => return reply.error(Self::fail(self.debug, &e)),
+            None => {}
+        }
         let (vfs, debug) = (self.vfs.clone(), self.debug);
         self.spawn(async move {
             match vfs.flush(Fh(fh.0)).await {
@@ -513,6 +527,9 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if self.vfs.release_ready(Fh(fh.0)) {
+            return reply.ok();
+        }
         let vfs = self.vfs.clone();
         self.spawn(async move {
             // The kernel ignores release errors; flush reported any.
@@ -688,13 +705,16 @@ impl fuser::Filesystem for FuseFs {
         trace_op!(self, "opendir {ino}");
         // Nothing remote happens here: answer inline, without a task hop.
         match self.vfs.opendir(&caller(req, 0), Ino(ino.0)) {
-            // While the remote pushes its changes, the kernel keeps the
-            // listing itself and is told when it changes (`caches.rs`).
-            Ok(fh) if self.vfs.changes_pushed() => reply.opened(
+            // The kernel keeps the listing itself: while the remote pushes
+            // its changes, it is told when the listing changes
+            // (`caches.rs`); otherwise it keeps it while it is the VFS's
+            // listing, handed to it whole, unchanged and unexpired, and
+            // drops it at the first open after that.
+            Ok(fh) if self.vfs.changes_pushed() || self.vfs.listing_kept(Ino(ino.0)) => reply.opened(
                 FileHandle(fh.0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
             ),
-            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::FOPEN_CACHE_DIR),
             Err(e) => reply.error(Self::fail(self.debug, &e)),
         }
     }

@@ -38,25 +38,28 @@ impl Reading {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` of `file`, whose inode has no
-    /// writes pending; fewer only at end of file. A read that one readahead
-    /// chunk covers is a view of that chunk, not a copy.
-    pub async fn read(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Bytes> {
+    /// [`Reading::read`] when the file's first bytes that came with its
+    /// open answer it: no waiting, so frontends answer it inline.
+    pub fn read_ready(&self, file: &OpenFile, offset: u64, size: u32) -> Option<Bytes> {
         if size == 0 {
-            return Ok(Bytes::new());
+            return Some(Bytes::new());
         }
         // Data changed since, or attributes refreshed since (the remote
         // file grew or changed), retire what was read ahead.
         let (version, seen) = self.ns.table().data_state(file.ino);
-        let head = {
-            let mut readahead = lock(&file.readahead);
-            readahead.follow_version(version);
-            if let Some(attr) = seen {
-                readahead.follow(attr.size, attr.mtime);
-            }
-            readahead.read_head(offset, size)
-        };
-        if let Some(data) = head {
+        let mut readahead = lock(&file.readahead);
+        readahead.follow_version(version);
+        if let Some(attr) = seen {
+            readahead.follow(attr.size, attr.mtime);
+        }
+        readahead.read_head(offset, size)
+    }
+
+    /// Reads up to `size` bytes at `offset` of `file`, whose inode has no
+    /// writes pending; fewer only at end of file. A read that one readahead
+    /// chunk covers is a view of that chunk, not a copy.
+    pub async fn read(&self, file: &OpenFile, offset: u64, size: u32) -> Result<Bytes> {
+        if let Some(data) = self.read_ready(file, offset, size) {
             return Ok(data);
         }
         // Reads may run again: on a lost connection, wait for the next one

@@ -1360,6 +1360,26 @@ impl Vfs {
             .await
     }
 
+    /// [`Vfs::release`] when it has nothing to wait for: no creation or
+    /// write of the file still on its way. Frontends answer it inline;
+    /// whether it was done (if not, [`Vfs::release`] must do it).
+    pub fn release_ready(&self, fh: Fh) -> bool {
+        let Some(file) = self.files.get(fh) else {
+            return false;
+        };
+        if file.created.is_some() || self.meta.tracks_create(fh) || self.writes.unsettled_through(fh) {
+            return false;
+        }
+        if !self.writes.release_ready(&file) {
+            return false;
+        }
+        self.files.remove(fh);
+        self.inodes().open_dec(file.ino);
+        // Nobody waits for the remote close.
+        self.files.close_released(&file);
+        true
+    }
+
     /// Closes a handle. Buffered data is sent first; its error, if any,
     /// can only be logged here (frontends flush before releasing).
     pub async fn release(&self, fh: Fh) -> Result<()> {
@@ -1410,6 +1430,20 @@ impl Vfs {
             self.writes.flush_inode(file.ino).await;
         }
         self.reading.read(&file, offset, size).await
+    }
+
+    /// [`Vfs::read`] when it needs no wait: the file's first bytes that
+    /// came with its open answer it, and no write of the inode is pending.
+    /// Frontends answer it inline; `None` when [`Vfs::read`] must do it.
+    pub fn read_ready(&self, fh: Fh, offset: u64, size: u32) -> Option<Result<Bytes>> {
+        let file = match self.files.file("read", fh) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.writes.is_dirty(file.ino) {
+            return None;
+        }
+        self.reading.read_ready(&file, offset, size).map(Ok)
     }
 
     /// Writes `data` at `offset` (at the end for append handles). The data
@@ -1465,6 +1499,23 @@ impl Vfs {
         let n = self.writes.write_bytes(&file, offset, data).await?;
         self.wrote_ahead(&file, offset + u64::from(n));
         Ok(n)
+    }
+
+    /// [`Vfs::flush`] when it needs no wait: nothing of the file gathered
+    /// or in flight. Frontends answer it inline; `None` when [`Vfs::flush`]
+    /// must do it.
+    pub fn flush_ready(&self, fh: Fh) -> Option<Result<()>> {
+        let file = match self.files.file("flush", fh) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(err) = self.meta.take_error(file.ino) {
+            return Some(Err(err));
+        }
+        if self.meta.unsent_create(fh) {
+            return Some(Ok(()));
+        }
+        self.writes.close_ready(&file)
     }
 
     /// Called on each close of a descriptor: sends buffered data and
@@ -1554,6 +1605,15 @@ impl Vfs {
 
     pub fn releasedir(&self, fh: Fh) -> Result<()> {
         self.listings.releasedir(fh)
+    }
+
+    /// Whether a frontend that keeps listings (FUSE's FOPEN_CACHE_DIR) may
+    /// keep, at an open of `dir`, the one it was last handed to the end:
+    /// it is still this VFS's complete listing of `dir`, unchanged and
+    /// within the names TTL. Where changes are pushed, the frontend is told
+    /// when to drop it instead (`FrontendCaches`).
+    pub fn listing_kept(&self, dir: Ino) -> bool {
+        self.listings.listing_kept(dir)
     }
 
     /// Counts a lookup for an entry handed out with its attributes (as by

@@ -254,6 +254,37 @@ async fn delayed_flush_sends_idle_buffers() {
 }
 
 #[tokio::test]
+async fn a_small_files_read_flush_and_release_need_no_wait_but_buffered_writes_do() {
+    let f = fixture().await;
+    std::fs::write(f.dir.path().join("small"), b"hello").unwrap();
+    let attr = f.vfs.lookup(&me(), ROOT_INO, b"small").await.unwrap();
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_ONLY).await.unwrap();
+    // The bytes that came with the open answer the reads.
+    assert_eq!(&f.vfs.read_ready(fh, 0, 4096).unwrap().unwrap()[..], b"hello");
+    assert!(f.vfs.read_ready(fh, 5, 4096).unwrap().unwrap().is_empty());
+    assert!(f.vfs.flush_ready(fh).unwrap().is_ok());
+    assert!(f.vfs.release_ready(fh));
+    assert_eq!(
+        f.vfs.read_ready(fh, 0, 1).unwrap().unwrap_err().errno(),
+        Errno::EBADF
+    );
+    assert_eq!(f.vfs.flush_ready(fh).unwrap().unwrap_err().errno(), Errno::EBADF);
+    assert!(!f.vfs.release_ready(fh));
+
+    // Data gathered and not sent: the close must send it, and wait.
+    let (fh, _) = f.vfs.open(&me(), attr.ino, of::READ_WRITE).await.unwrap();
+    f.vfs.write(fh, 0, b"HE").await.unwrap();
+    assert!(f.vfs.read_ready(fh, 0, 4096).is_none());
+    assert!(f.vfs.flush_ready(fh).is_none());
+    assert!(!f.vfs.release_ready(fh));
+    assert_eq!(std::fs::read(f.dir.path().join("small")).unwrap(), b"hello");
+    f.vfs.flush(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.dir.path().join("small")).unwrap(), b"HEllo");
+    assert!(f.vfs.flush_ready(fh).unwrap().is_ok());
+    assert!(f.vfs.release_ready(fh));
+}
+
+#[tokio::test]
 async fn sequential_reads_are_served_by_pipelined_readahead() {
     let f = fixture().await;
     let data: Vec<u8> = (0..(5 << 20) + 12345).map(|i: u32| (i % 251) as u8).collect();
@@ -1313,6 +1344,69 @@ async fn lookups_after_the_listing_expired_list_the_directory_again_once() {
     assert_eq!(gone.errno(), Errno::ENOENT);
     assert_eq!(listings(&f.calls), pages + 1);
     assert_eq!(f.calls.of(Op::Lstat), lstats);
+}
+
+/// Opens `dir`, reads `pages` readdir answers (all of them for `None`)
+/// and releases it.
+async fn read_listing(vfs: &Vfs, dir: Ino, pages: Option<usize>) {
+    let dh = vfs.opendir(&me(), dir).unwrap();
+    let mut offset = 0;
+    for _ in 0..pages.unwrap_or(usize::MAX) {
+        let items = vfs.readdir(dh, offset).await.unwrap();
+        let Some(last) = items.last() else { break };
+        offset = last.offset;
+    }
+    vfs.releasedir(dh).unwrap();
+}
+
+#[tokio::test]
+async fn a_frontend_keeps_a_listing_it_was_handed_whole_until_it_changes_or_expires() {
+    let f = fixture_with(VfsOptions {
+        dir_ttl: Duration::from_millis(600),
+        attr_ttl: Duration::from_millis(600),
+        readdir_page: 300,
+        ..VfsOptions::default()
+    })
+    .await;
+    for i in 0..300 {
+        std::fs::write(f.dir.path().join(format!("f{i:03}")), b"x").unwrap();
+    }
+    assert!(!f.vfs.listing_kept(ROOT_INO), "nothing handed out yet");
+    // Fetched from the remote, then listed again from the table: both
+    // are the listing the table holds.
+    read_listing(&f.vfs, ROOT_INO, None).await;
+    assert!(f.vfs.listing_kept(ROOT_INO));
+    read_listing(&f.vfs, ROOT_INO, None).await;
+    assert!(f.vfs.listing_kept(ROOT_INO));
+    // An open that reads nothing (the frontend served it) changes nothing.
+    read_listing(&f.vfs, ROOT_INO, Some(0)).await;
+    assert!(f.vfs.listing_kept(ROOT_INO));
+
+    // A name added through the VFS: the kept listing lacks it.
+    let (fh, _) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"new", 0o644, of::WRITE_ONLY)
+        .await
+        .unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert!(!f.vfs.listing_kept(ROOT_INO));
+    // Handed out in part only (one of two batches): not kept either.
+    read_listing(&f.vfs, ROOT_INO, Some(1)).await;
+    assert!(!f.vfs.listing_kept(ROOT_INO));
+    read_listing(&f.vfs, ROOT_INO, None).await;
+    assert!(f.vfs.listing_kept(ROOT_INO));
+
+    // Past the names TTL the listing is no longer vouched for.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!f.vfs.listing_kept(ROOT_INO));
+    std::fs::write(f.dir.path().join("remote-new"), b"x").unwrap();
+    let names = list(&f.vfs, ROOT_INO).await;
+    assert!(
+        names.iter().any(|n| n == "remote-new"),
+        "listed again: {}",
+        names.len()
+    );
+    assert!(f.vfs.listing_kept(ROOT_INO));
 }
 
 #[tokio::test]

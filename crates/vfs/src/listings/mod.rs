@@ -9,7 +9,7 @@ use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{Result, VfsError};
 use crate::namespace::DirItem;
-use crate::namespace::Namespace;
+use crate::namespace::{ListingStamp, Namespace};
 use crate::sync::lock;
 use prefetch::Prefetch;
 use std::collections::{HashMap, HashSet};
@@ -34,6 +34,11 @@ pub(crate) struct DirStream {
     pub restarted: bool,
     pub started: bool,
     pub done: bool,
+    /// The table's complete listing these items are, when they are all of
+    /// it (listed from the table, or fetched with nothing changing).
+    pub stamp: Option<ListingStamp>,
+    /// The frontend was handed the end of the listing: it has all of it.
+    pub handed_to_end: bool,
 }
 
 impl DirStream {
@@ -47,12 +52,21 @@ impl DirStream {
 /// Entries handed out per readdir call at most.
 const READDIR_BATCH: usize = 256;
 
-fn batch(st: &DirStream, offset: usize) -> Vec<DirItem> {
+/// Directories whose listing the frontend is known to hold, at most:
+/// beyond this they are forgotten, and listed to it again.
+const HANDED_OUT_MAX: usize = 16_384;
+
+fn batch(st: &mut DirStream, offset: usize) -> Vec<DirItem> {
     let end = st.items.len().min(offset + READDIR_BATCH);
-    st.items
+    let items = st
+        .items
         .get(offset..end)
         .map(<[DirItem]>::to_vec)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if items.is_empty() && st.done {
+        st.handed_to_end = true;
+    }
+    items
 }
 
 /// The listings of a VFS: its open directories, and the listings fetched
@@ -65,6 +79,10 @@ pub(crate) struct DirListings {
     ns: Arc<Namespace>,
     calls: Arc<RemoteCalls>,
     readdir_page: u32,
+    /// The complete listing each directory's last reader was handed to
+    /// the end: what a frontend that caches listings (FUSE's
+    /// FOPEN_CACHE_DIR) holds of it.
+    handed_out: Mutex<HashMap<Ino, ListingStamp>>,
 }
 
 impl DirListings {
@@ -82,7 +100,22 @@ impl DirListings {
             ns,
             calls,
             readdir_page,
+            handed_out: Mutex::default(),
         }
+    }
+
+    /// Whether the frontend may keep the listing of `dir` it cached: the
+    /// one it was last handed to the end is still the table's complete,
+    /// fresh listing. When not, it is forgotten: the frontend drops what
+    /// it holds and is handed a listing again.
+    pub fn listing_kept(&self, dir: Ino) -> bool {
+        let current = self.ns.table().listing_stamp(dir, Instant::now());
+        let mut handed_out = lock(&self.handed_out);
+        let kept = current.is_some() && handed_out.get(&dir) == current.as_ref();
+        if !kept {
+            handed_out.remove(&dir);
+        }
+        kept
     }
 
     /// When the names of a directory listed before have expired, the first
@@ -181,12 +214,13 @@ impl DirListings {
                 st.done = true;
                 let present: HashSet<Vec<u8>> = st.items[2..].iter().map(|i| i.name.clone()).collect();
                 table.listing_complete(dir.ino, &present, now);
+                st.stamp = table.listing_stamp_of(dir.ino, &st.items[2..], now);
                 table.store_subtree(dirs.collect(), mutations, asked, now);
                 drop(table);
                 self.prefetch.around(dir.ino);
             }
         }
-        Ok(batch(&st, offset))
+        Ok(batch(&mut st, offset))
     }
 
     /// [`Vfs::readdir`] when it can answer without waiting: the entries are
@@ -197,7 +231,7 @@ impl DirListings {
         let mut st = dir.stream.try_lock().ok()?;
         let offset = offset as usize;
         self.start_listing(&dir, &mut st, offset);
-        (st.done || st.items.len() >= offset + READDIR_BATCH).then(|| batch(&st, offset))
+        (st.done || st.items.len() >= offset + READDIR_BATCH).then(|| batch(&mut st, offset))
     }
 
     /// Starts (or, from offset 0, restarts) a stream: `.` and `..`, then,
@@ -226,9 +260,13 @@ impl DirListings {
         }
         let fetched = {
             let now = Instant::now();
-            self.ns.table().listing_from_names(dir.ino, now)
+            let table = self.ns.table();
+            table
+                .listing_from_names(dir.ino, now)
+                .map(|items| (items, table.listing_stamp(dir.ino, now)))
         };
-        if let Some(items) = fetched {
+        if let Some((items, stamp)) = fetched {
+            st.stamp = stamp;
             for mut item in items {
                 item.offset = st.items.len() as u64 + 1;
                 st.items.push(item);
@@ -243,6 +281,17 @@ impl DirListings {
             .remove_dir(fh)
             .ok_or_else(|| VfsError::new("releasedir", "", Errno::EBADF))?;
         self.ns.table().open_dec(dir.ino);
+        // Held by a readdir still running only if the frontend gave up on
+        // it: then it was not handed the end either.
+        if let Ok(st) = dir.stream.try_lock() {
+            if let (true, Some(stamp)) = (st.handed_to_end, st.stamp) {
+                let mut handed_out = lock(&self.handed_out);
+                if handed_out.len() >= HANDED_OUT_MAX {
+                    handed_out.clear();
+                }
+                handed_out.insert(dir.ino, stamp);
+            }
+        }
         Ok(())
     }
 }

@@ -117,6 +117,14 @@ fn add_first(links: &mut Vec<(Ino, Vec<u8>)>, link: (Ino, Vec<u8>)) {
     }
 }
 
+/// One complete listing of a directory, as the table held it: when its
+/// names expire, and the directory's version then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingStamp {
+    until: Instant,
+    version: u64,
+}
+
 /// A directory's listing state.
 #[derive(Default)]
 pub(crate) struct DirState {
@@ -894,6 +902,31 @@ impl InodeTable {
         self.nodes
             .get(&dir)
             .map(|n| n.dir.as_ref().map_or(0, |d| d.version))
+    }
+
+    /// Which complete listing of `dir` the table holds, while it is fresh:
+    /// equal stamps mean the same set of names, none added, removed or
+    /// given to another file in between.
+    pub fn listing_stamp(&self, dir: Ino, now: Instant) -> Option<ListingStamp> {
+        let state = self.nodes.get(&dir)?.dir.as_ref()?;
+        let until = state.listing_until.filter(|until| *until > now)?;
+        Some(ListingStamp {
+            until,
+            version: state.version,
+        })
+    }
+
+    /// [`InodeTable::listing_stamp`] of `dir` if its names are exactly
+    /// `items` (name and inode of each; `.` and `..` left out), so that a
+    /// listing handed out from `items` is the table's.
+    pub fn listing_stamp_of(&self, dir: Ino, items: &[DirItem], now: Instant) -> Option<ListingStamp> {
+        let stamp = self.listing_stamp(dir, now)?;
+        let count = self.names.by_dir.get(&dir).map_or(0, HashMap::len);
+        let same = count == items.len()
+            && items
+                .iter()
+                .all(|item| self.names.get(dir, &item.name).is_some_and(|e| e.ino == item.ino));
+        same.then_some(stamp)
     }
 
     /// Whether a complete listing of `dir` is known and fresh.

@@ -16,6 +16,7 @@ use yonder_proto::{Attr, Errno, Owner};
 
 pub use inode::DirItem;
 pub(crate) use inode::InodeTable;
+pub(crate) use inode::ListingStamp;
 
 /// The setgid bit of a directory: new nodes in it take its group.
 const SETGID: u32 = 0o2000;

@@ -229,6 +229,12 @@ impl MetaWriteBack {
 
     /// Whether `fh` is a file whose creation has not been sent yet: its
     /// close need not wait for anything.
+    /// Whether `fh` was opened by a creation acknowledged ahead of the
+    /// remote (sent or not): its release goes through [`Self::released`].
+    pub fn tracks_create(&self, fh: Fh) -> bool {
+        lock(&self.creates).contains_key(&fh)
+    }
+
     pub fn unsent_create(&self, fh: Fh) -> bool {
         lock(&self.creates)
             .get(&fh)

@@ -241,6 +241,39 @@ impl WriteBack {
 
     /// [`WriteBack::send_pending`] for a close of one of `file`'s
     /// descriptors: its error is reported and kept.
+    /// [`WriteBack::send_at_close`] when it has nothing to wait for: the
+    /// inode's write-back is free, with nothing gathered and nothing in
+    /// flight. `None` when it must wait.
+    pub fn close_ready(&self, file: &Arc<OpenFile>) -> Option<Result<()>> {
+        let io = match self.io_of_file("flush", file) {
+            Ok(io) => io,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut st = io.state.try_lock().ok()?;
+        if !st.buf.is_empty() || !st.in_flight.is_empty() {
+            return None;
+        }
+        Some(st.error_for_close(file.fh).map_or(Ok(()), Err))
+    }
+
+    /// [`WriteBack::release`] when it has nothing to wait for (as
+    /// [`WriteBack::close_ready`]); whether it was done.
+    pub fn release_ready(&self, file: &Arc<OpenFile>) -> bool {
+        if let Some(io) = self.io_of(file.ino) {
+            let Ok(mut st) = io.state.try_lock() else {
+                return false;
+            };
+            if !st.buf.is_empty() || !st.in_flight.is_empty() {
+                return false;
+            }
+            if let Some(err) = st.take_unreported(file.fh) {
+                tracing::warn!("write error lost at release: {err}");
+            }
+        }
+        self.detach(file.ino);
+        true
+    }
+
     pub async fn send_at_close(&self, file: &Arc<OpenFile>) -> Result<()> {
         let io = self.io_of_file("flush", file)?;
         let mut st = self
