@@ -1375,6 +1375,9 @@ impl Vfs {
         }
         self.files.remove(fh);
         self.inodes().open_dec(file.ino);
+        if self.files.files_of(file.ino).is_empty() {
+            self.meta.closed_for_good(file.ino);
+        }
         // Nobody waits for the remote close.
         self.files.close_released(&file);
         true
@@ -1509,7 +1512,7 @@ impl Vfs {
             Ok(file) => file,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(err) = self.meta.take_error(file.ino) {
+        if let Some(err) = self.meta.error_for_close(file.ino) {
             return Some(Err(err));
         }
         if self.meta.unsent_create(fh) {

@@ -239,8 +239,6 @@ impl WriteBack {
         self.send_buffer(file, &io, &mut st, op, Report::Consume).await
     }
 
-    /// [`WriteBack::send_pending`] for a close of one of `file`'s
-    /// descriptors: its error is reported and kept.
     /// [`WriteBack::send_at_close`] when it has nothing to wait for: the
     /// inode's write-back is free, with nothing gathered and nothing in
     /// flight. `None` when it must wait.
@@ -274,6 +272,8 @@ impl WriteBack {
         true
     }
 
+    /// [`WriteBack::send_pending`] for a close of one of `file`'s
+    /// descriptors: its error is reported and kept.
     pub async fn send_at_close(&self, file: &Arc<OpenFile>) -> Result<()> {
         let io = self.io_of_file("flush", file)?;
         let mut st = self
