@@ -603,12 +603,28 @@ impl InodeTable {
         let dst = self.names.remove(new_parent, new_name);
         self.dir_changed(parent);
         self.dir_changed(new_parent);
+        // Two names of one file: rename(2) leaves both, or (a lookup
+        // answered during the rename found the moved file under the new
+        // name already) the old one is gone. Which, the table cannot tell:
+        // the old name stays, untrusted, as the last way to the file
+        // (reopening by it checks the file's identity).
+        let one_file = match (&src, &dst) {
+            (Some(src), Some(dst)) if !exchange && src.ino == dst.ino => Some(src.ino),
+            _ => None,
+        };
         if let Some(dst) = &dst {
             self.drop_link(dst.ino, new_parent, new_name);
         }
         if let Some(src) = src {
             self.drop_link(src.ino, parent, name);
             self.add_link(src.ino, new_parent, new_name, src.until);
+        }
+        if let Some(ino) = one_file {
+            let now = Instant::now();
+            self.names.insert(parent, name, NameEntry { ino, until: now });
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.links.push((parent, name.to_vec()));
+            }
         }
         if exchange {
             if let Some(dst) = dst {
