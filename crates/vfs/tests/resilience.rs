@@ -504,9 +504,9 @@ async fn a_file_deleted_while_disconnected_answers_estale_and_is_reported() {
 
 /// Renaming one name of a file over another name of the same file changes
 /// nothing (rename(2)), but with zero TTLs the VFS cannot be sure of that
-/// and forgets the name renamed from. When the other name is then replaced,
-/// the VFS knows no path to the open file; the name it was opened by still
-/// holds it, and the reopen finds it there.
+/// and keeps the name renamed from only as untrusted. When the other name
+/// is then replaced, the reopen finds the file by a name that still holds
+/// it (the one renamed from, which is also the one it was opened by).
 #[tokio::test]
 async fn an_open_file_is_reopened_by_the_name_it_was_opened_by_when_no_other_is_known() {
     let mut s = setup_with(VfsOptions {
