@@ -653,9 +653,9 @@ impl Vfs {
 
     /// [`Vfs::setattr`] acknowledged ahead of the remote (metadata
     /// write-back): a change of mode, owner or times (by path, or through
-    /// a handle of a file that has one), of a node
-    /// with one name whose attributes are cached and which has no writes
-    /// waiting.
+    /// a handle of a file that has one), of a node with one name, that
+    /// name and those above it trusted, whose attributes are cached and
+    /// which has no writes waiting.
     fn setattr_ahead(&self, ino: Ino, fh: Option<Fh>, change: &SetAttr) -> Option<FileAttr> {
         if !self.opts.write_back || change.size.is_some() {
             return None;
@@ -673,15 +673,16 @@ impl Vfs {
             }
         }
         // Through a handle (fchmod, fchown, futimens) it is the file the
-        // path names: the handle is checked to be on this inode, and a path
-        // is only known while the file has one.
+        // path names: the handle is checked to be on this inode, and the
+        // path's names must be trusted, not just the attributes (an fstat
+        // freshens those whatever became of the names).
         if fh.is_some_and(|fh| self.files.get(fh).is_none_or(|f| f.ino != ino)) {
             return None;
         }
-        let path = self.inodes().path(ino)?;
         let now = Instant::now();
-        let new = {
+        let (path, new) = {
             let mut table = self.inodes();
+            let path = table.fresh_path(ino, now)?;
             let old = table.fresh_attr(ino, now)?;
             if old.kind != FileKind::Directory && old.nlink != 1 {
                 // Another name of the file would ask the remote for its
@@ -691,7 +692,7 @@ impl Vfs {
             let new = changed_attr(old, change);
             table.changed(ino, Change::Attributes { resized: false });
             table.set_local_attr(ino, new, now);
-            new
+            (path, new)
         };
         self.meta.submit(
             ino,

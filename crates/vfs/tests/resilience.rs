@@ -504,9 +504,9 @@ async fn a_file_deleted_while_disconnected_answers_estale_and_is_reported() {
 
 /// Renaming one name of a file over another name of the same file changes
 /// nothing (rename(2)), but with zero TTLs the VFS cannot be sure of that
-/// and forgets the name renamed from. When the other name is then replaced,
-/// the VFS knows no path to the open file; the name it was opened by still
-/// holds it, and the reopen finds it there.
+/// and keeps the name renamed from only as untrusted. When the other name
+/// is then replaced, the reopen finds the file by a name that still holds
+/// it (the one renamed from, which is also the one it was opened by).
 #[tokio::test]
 async fn an_open_file_is_reopened_by_the_name_it_was_opened_by_when_no_other_is_known() {
     let mut s = setup_with(VfsOptions {
@@ -538,6 +538,39 @@ async fn an_open_file_is_reopened_by_the_name_it_was_opened_by_when_no_other_is_
     s.vfs.release(fh).await.unwrap();
     assert_eq!(std::fs::read(s.disk("c")).unwrap(), b"FILE c");
     assert_eq!(std::fs::read(s.disk("b")).unwrap(), b"file a");
+}
+
+/// Renaming one name of a file over another of its names changes nothing
+/// (rename(2)); with zero TTLs the VFS cannot be sure of that, but must
+/// not lose the name renamed from: once the name the file was opened by is
+/// unlinked, that name is the one left to reopen the file by.
+#[tokio::test]
+async fn an_open_file_is_reopened_by_a_name_renamed_over_another_of_its_names() {
+    let mut s = setup_with(VfsOptions {
+        attr_ttl: Duration::ZERO,
+        dir_ttl: Duration::ZERO,
+        ..options()
+    })
+    .await;
+    let (fh, attr) = s
+        .vfs
+        .create(&me(), ROOT_INO, b"a", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    s.vfs.link(&me(), attr.ino, ROOT_INO, b"b").await.unwrap();
+    let plain = RenameFlags::default();
+    s.vfs
+        .rename(&me(), ROOT_INO, b"b", ROOT_INO, b"a", plain)
+        .await
+        .unwrap();
+    s.vfs.unlink(&me(), ROOT_INO, b"a").await.unwrap();
+    assert!(s.disk("b").exists(), "rename(2) left both names");
+    s.conn.disconnect();
+    s.reconnect();
+    s.vfs.write(fh, 0, b"data").await.unwrap();
+    s.vfs.flush(fh).await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(s.disk("b")).unwrap(), b"data");
 }
 
 #[tokio::test]

@@ -493,3 +493,31 @@ async fn operations_cut_off_by_a_lost_connection_are_carried_out_in_order_on_the
         assert_eq!(data, format!("data {i}"));
     }
 }
+
+/// A file renamed on the remote while open here keeps its handle; the
+/// notifier makes its old name unknown. An fstat through the handle then
+/// freshens its attributes, but not its name: a change through the handle
+/// is the renamed file's, and must not be acknowledged ahead and sent by
+/// the old name (ENOENT later, at sync).
+#[tokio::test]
+async fn a_change_through_a_handle_after_a_remote_rename_reaches_the_renamed_file() {
+    let f = fixture().await;
+    let (fh, attr) = f
+        .vfs
+        .create(&me(), ROOT_INO, b"b", 0o644, of::READ_WRITE)
+        .await
+        .unwrap();
+    f.vfs.mkdir(&me(), ROOT_INO, b"a", 0o755).await.unwrap();
+    f.vfs.flush_all().await.unwrap();
+    std::fs::rename(f.dir.path().join("b"), f.dir.path().join("a/a")).unwrap();
+    f.vfs.invalidate_path(b"b");
+    f.vfs.invalidate_path(b"a/a");
+    f.vfs.getattr(attr.ino, Some(fh)).await.unwrap();
+    let changed = f.vfs.setattr(&me(), attr.ino, Some(fh), times(1)).await.unwrap();
+    assert_eq!(changed.mtime.sec, 1);
+    f.vfs.flush_all().await.unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(f.dir.path().join("a/a")).unwrap().mtime(), 1);
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+}

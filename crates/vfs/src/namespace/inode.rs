@@ -331,6 +331,21 @@ impl InodeTable {
     /// The remote path of an inode; `None` if it has no resolvable name
     /// (unlinked, or unknown).
     pub fn path(&self, ino: Ino) -> Option<Vec<u8>> {
+        self.path_through(ino, |_| true)
+    }
+
+    /// The remote path of an inode, if every name on it is still trusted:
+    /// a name a notice made unknown (the remote may have renamed the file
+    /// or a directory above it) still leads the synchronous calls to the
+    /// file, which find out, but must not vouch for a change acknowledged
+    /// ahead and sent by that path later.
+    pub fn fresh_path(&self, ino: Ino, now: Instant) -> Option<Vec<u8>> {
+        self.path_through(ino, |entry| entry.until > now)
+    }
+
+    /// The path along the first link of each node whose parent is still
+    /// known and whose entry `usable` accepts.
+    fn path_through(&self, ino: Ino, usable: impl Fn(&NameEntry) -> bool) -> Option<Vec<u8>> {
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut cur = ino;
         while cur != ROOT_INO {
@@ -342,7 +357,7 @@ impl InodeTable {
             // forgotten) is skipped.
             let (parent, name) = node.links.iter().find(|(p, n)| {
                 (*p == ROOT_INO || self.nodes.contains_key(p))
-                    && self.names.get(*p, n).is_some_and(|e| e.ino == cur)
+                    && self.names.get(*p, n).is_some_and(|e| e.ino == cur && usable(e))
             })?;
             parts.push(name);
             cur = *parent;
@@ -596,12 +611,28 @@ impl InodeTable {
         let dst = self.names.remove(new_parent, new_name);
         self.dir_changed(parent);
         self.dir_changed(new_parent);
+        // Two names of one file: rename(2) leaves both, or (a lookup
+        // answered during the rename found the moved file under the new
+        // name already) the old one is gone. Which, the table cannot tell:
+        // the old name stays, untrusted, as the last way to the file
+        // (reopening by it checks the file's identity).
+        let one_file = match (&src, &dst) {
+            (Some(src), Some(dst)) if !exchange && src.ino == dst.ino => Some(src.ino),
+            _ => None,
+        };
         if let Some(dst) = &dst {
             self.drop_link(dst.ino, new_parent, new_name);
         }
         if let Some(src) = src {
             self.drop_link(src.ino, parent, name);
             self.add_link(src.ino, new_parent, new_name, src.until);
+        }
+        if let Some(ino) = one_file {
+            let now = Instant::now();
+            self.names.insert(parent, name, NameEntry { ino, until: now });
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.links.push((parent, name.to_vec()));
+            }
         }
         if exchange {
             if let Some(dst) = dst {
@@ -1350,6 +1381,20 @@ mod tests {
         assert_eq!(t.path(f).unwrap(), b"z/b/f");
         assert_eq!(t.resolve(b"z/b/f"), Some(f));
         assert_eq!(t.resolve(b"a/b/f"), None);
+    }
+
+    #[test]
+    fn a_path_through_a_name_made_unknown_is_not_fresh() {
+        let mut t = table();
+        let now = Instant::now();
+        let d = t.upsert(ROOT_INO, b"d", &attr(60, 0o40755), now).ino;
+        let f = t.upsert(d, b"f", &attr(61, 0o100644), now).ino;
+        assert_eq!(t.fresh_path(f, now).unwrap(), b"d/f");
+        t.changed(ROOT_INO, Change::NamesUnknown);
+        let later = now + Duration::from_millis(1);
+        assert_eq!(t.path(f).unwrap(), b"d/f", "still the way to try");
+        assert_eq!(t.fresh_path(f, later), None, "a name above it is unknown");
+        assert_eq!(t.fresh_path(ROOT_INO, later).unwrap(), b"");
     }
 
     #[test]
