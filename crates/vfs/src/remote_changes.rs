@@ -35,6 +35,15 @@ const RECHECK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// names there (its answer is what settles the question): 10 s.
 const RECHECKS_WHILE_MOVING: u32 = 500;
 
+/// How often a changed path was asked about: the tries that count
+/// towards [`RECHECKS`], and those made while an operation of this mount
+/// was changing the names there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tries {
+    counted: u32,
+    while_moving: u32,
+}
+
 /// What a changed path's answer settled.
 enum Settled {
     Yes,
@@ -93,10 +102,10 @@ impl RemoteChanges {
     /// before.
     async fn recheck(&self, changes: Vec<PathChange>) -> Vec<CacheDrop> {
         let mut checks = tokio::task::JoinSet::new();
-        let ask = |checks: &mut tokio::task::JoinSet<_>, change: PathChange, tries: u32| {
+        let ask = |checks: &mut tokio::task::JoinSet<_>, change: PathChange, tries: Tries| {
             let calls = self.calls.clone();
             checks.spawn(async move {
-                if tries > 0 {
+                if tries != Tries::default() {
                     tokio::time::sleep(RECHECK_AGAIN).await;
                 }
                 let p = &change.path[..];
@@ -105,9 +114,6 @@ impl RemoteChanges {
                 (change, tries, asked, found)
             });
         };
-        // Tries count up to RECHECKS; asking while names are moving counts
-        // from RECHECKS_WHILE_MOVING down separately (high bits).
-        const MOVING: u32 = 1 << 16;
         let mut trees = Vec::new();
         for change in changes {
             if change.kind == ChangeKind::Tree {
@@ -116,7 +122,7 @@ impl RemoteChanges {
             let (parent, ino) = self.known(&change.path);
             // Nothing cached about it or its directory: nothing to forget.
             if parent.is_some() || ino.is_some() {
-                ask(&mut checks, change, 0);
+                ask(&mut checks, change, Tries::default());
             }
         }
         let mut drops = Vec::new();
@@ -126,13 +132,26 @@ impl RemoteChanges {
         while let Some(checked) = checks.join_next().await {
             match checked {
                 Ok((change, tries, asked, found)) => {
-                    let (counted, moving) = (tries % MOVING, tries / MOVING);
-                    let last = counted + 1 >= RECHECKS;
-                    let wait_more = moving < RECHECKS_WHILE_MOVING;
+                    let last = tries.counted + 1 >= RECHECKS;
+                    let wait_more = tries.while_moving < RECHECKS_WHILE_MOVING;
                     match self.settle(&change, asked, found, last, wait_more, &mut drops) {
                         Settled::Yes => {}
-                        Settled::AskAgain => ask(&mut checks, change, tries + 1),
-                        Settled::AskWhileMoving => ask(&mut checks, change, tries + MOVING),
+                        Settled::AskAgain => ask(
+                            &mut checks,
+                            change,
+                            Tries {
+                                counted: tries.counted + 1,
+                                ..tries
+                            },
+                        ),
+                        Settled::AskWhileMoving => ask(
+                            &mut checks,
+                            change,
+                            Tries {
+                                while_moving: tries.while_moving + 1,
+                                ..tries
+                            },
+                        ),
                     }
                 }
                 Err(e) => tracing::debug!("re-checking a changed path: {e}"),

@@ -96,11 +96,10 @@ async fn echoes_of_this_mounts_changes_keep_the_caches_and_others_changes_show()
     drop(agent);
 }
 
-/// The agent pushes a notice of this mount's own rename, and it can come
-/// in before the rename's answer: the moved directory keeps its place, and
-/// names below it still resolve to the remote's paths.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_named() {
+/// A VFS over a TCP agent on a fresh directory, whose answers the
+/// returned `Delayed` may hold back, following the changes the agent
+/// pushes, with 60 s caches.
+async fn delayed_mount() -> (tempfile::TempDir, TcpAgent, Arc<Delayed>, Arc<Vfs>) {
     let dir = tempfile::tempdir().unwrap();
     let agent = TcpAgent::start(dir.path()).await.unwrap();
     let link = Link::start(
@@ -120,6 +119,15 @@ async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_n
         .unwrap();
     vfs.follow_changes(link.changes());
     eventually("changes pushed", || vfs.changes_pushed()).await;
+    (dir, agent, remote, vfs)
+}
+
+/// The agent pushes a notice of this mount's own rename, and it can come
+/// in before the rename's answer: the moved directory keeps its place, and
+/// names below it still resolve to the remote's paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_named() {
+    let (dir, agent, remote, vfs) = delayed_mount().await;
 
     let a = vfs.mkdir(&me(), ROOT_INO, b"a", 0o755).await.unwrap();
     let b = vfs.mkdir(&me(), a.ino, b"b", 0o755).await.unwrap();
@@ -155,25 +163,7 @@ async fn a_notice_that_overtakes_this_mounts_rename_leaves_the_moved_directory_n
 /// there needs no round trip).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notice_that_overtakes_this_mounts_creation_keeps_the_directory_known() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = TcpAgent::start(dir.path()).await.unwrap();
-    let link = Link::start(
-        Arc::new(TcpConnector { addr: agent.addr() }),
-        LinkOptions::default(),
-    )
-    .await
-    .unwrap();
-    let remote = Delayed::new(link.current().1);
-    let options = VfsOptions {
-        attr_ttl: Duration::from_secs(60),
-        dir_ttl: Duration::from_secs(60),
-        ..VfsOptions::default()
-    };
-    let vfs = Vfs::new(remote.clone(), options, Arc::new(MemoryJournal::default()))
-        .await
-        .unwrap();
-    vfs.follow_changes(link.changes());
-    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let (dir, agent, remote, vfs) = delayed_mount().await;
     let d = vfs.mkdir(&me(), ROOT_INO, b"d", 0o755).await.unwrap();
 
     // Long enough for the notices to be settled first.
