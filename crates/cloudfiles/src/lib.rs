@@ -1,0 +1,74 @@
+//! The Windows Cloud Files frontend: a mount is a sync root (the mount
+//! point's folder), its directories filled with placeholders when first
+//! listed, its files hydrated in ranges when first read, as OneDrive's
+//! are. Local renames, deletes and writes go to the remote; the remote's
+//! changes come back as updated, dehydrated or removed placeholders.
+//!
+//! # Parts
+//!
+//! - `os.rs`: the seam to the OS. [`CloudOs`] is what the engine asks of
+//!   the Cloud Files API (register, connect, the `CfExecute` answers,
+//!   create, update and convert placeholders), [`CloudCallbacks`] what the
+//!   API asks of the engine. Plain data only, so everything above it
+//!   builds and is tested on Linux, against a fake of the OS side
+//!   (`tests/support/fake_os.rs`) that follows the documented contract.
+//! - `sync_root.rs`: [`SyncRoot`], the engine. Callbacks are resolved by
+//!   path and served through the VFS's [`Exporter`](yonder_vfs::Exporter)
+//!   (as a frontend without opens or lookup counts): listings become
+//!   placeholders, a hydration reads in order through the VFS so its
+//!   readahead runs ahead of the transfers, a rename or delete is done on
+//!   the remote before it is acknowledged (a refusal vetoes it), and a
+//!   file written locally is sent back on close. It is the VFS's
+//!   [`FrontendCaches`](yonder_vfs::frontend::FrontendCaches): each remote
+//!   change updates, dehydrates or removes placeholders.
+//! - `placeholders.rs`: which inode and remote version each placeholder
+//!   shows, and which directories are populated.
+//! - `frontend.rs`, `mount.rs`: the [`Frontend`](yonder_vfs::frontend::Frontend)
+//!   and [`MountHandle`](yonder_vfs::frontend::MountHandle).
+//! - `windows.rs` (Windows only): [`CloudOs`] over cldapi.
+//!
+//! # The bindings
+//!
+//! The OS side is on the `windows` crate's `Win32_Storage_CloudFilters`
+//! bindings (0.62), not on `cloud-filter` 0.0.6. `cloud-filter` is a
+//! safe wrapper, but pre-1.0 with rare releases, pinned to `windows` 0.58
+//! (a second copy of the `windows` crates beside the 0.61/0.62 ones the
+//! workspace's other dependencies bring), and it registers sync roots
+//! through WinRT's `StorageProviderSyncRootManager`, which pulls in COM
+//! and WinRT. It would also put its own model of requests and tickets
+//! between ours and the API: two mappings to keep right instead of one.
+//! The engine needs eleven calls of the API, each a direct `Cf*`
+//! function or a `CfExecute` operation; the `windows` bindings are
+//! Microsoft's own, generated from the SDK's metadata, and kept current.
+//! The unsafe code that costs (the callback table and the unions of
+//! `CfExecute`) is in one file, each block with its reason.
+//!
+//! Nothing of the Windows side runs on the machines that build yonder:
+//! it is type-checked for `x86_64-pc-windows-gnu` only (Wine has no
+//! Cloud Files API, see docs/cloudfiles.md).
+
+mod error;
+mod frontend;
+mod item_path;
+mod mount;
+mod os;
+mod placeholders;
+mod requests;
+mod status;
+mod sync_root;
+#[cfg(windows)]
+mod windows;
+
+pub use error::CloudFilesError;
+pub use frontend::CloudFilesFrontend;
+pub use item_path::ItemPath;
+pub use mount::CloudFilesMount;
+pub use os::{
+    CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, Ticket, UpdateData,
+    TRANSFER_ALIGNMENT,
+};
+pub use requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+pub use status::CloudStatus;
+pub use sync_root::SyncRoot;
+#[cfg(windows)]
+pub use windows::WindowsCloudOs;
