@@ -12,8 +12,10 @@ pub enum CloudFilesError {
     Vfs {
         op: &'static str,
         path: ItemPath,
+        /// Boxed: it is large, and every result of the engine carries
+        /// room for it.
         #[source]
-        source: VfsError,
+        source: Box<VfsError>,
     },
     /// The OS refused or failed.
     #[error(transparent)]
@@ -33,7 +35,7 @@ impl CloudFilesError {
         CloudFilesError::Vfs {
             op,
             path: path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 

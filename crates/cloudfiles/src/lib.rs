@@ -64,10 +64,10 @@ pub use frontend::CloudFilesFrontend;
 pub use item_path::ItemPath;
 pub use mount::CloudFilesMount;
 pub use os::{
-    CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, Ticket, UpdateData,
+    CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData,
     TRANSFER_ALIGNMENT,
 };
-pub use requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+pub use requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
 pub use status::CloudStatus;
 pub use sync_root::SyncRoot;
 #[cfg(windows)]

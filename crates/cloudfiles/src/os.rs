@@ -6,7 +6,7 @@
 //! engine builds and is tested on every OS.
 
 use crate::item_path::ItemPath;
-use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
 use crate::status::CloudStatus;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,16 +27,6 @@ pub struct SyncRootRegistration {
     pub provider_version: String,
     /// Tells this sync root from others of the provider (the SOURCE).
     pub identity: Vec<u8>,
-}
-
-/// The request a callback carries: given back with its answer
-/// (`CF_CALLBACK_INFO`'s `ConnectionKey`, `TransferKey` and `RequestKey`,
-/// which `CF_OPERATION_INFO` takes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ticket {
-    pub connection: i64,
-    pub transfer: i64,
-    pub request: i64,
 }
 
 /// One placeholder as the engine describes it (`CF_PLACEHOLDER_CREATE_INFO`

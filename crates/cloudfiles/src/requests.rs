@@ -3,7 +3,16 @@
 //! root).
 
 use crate::item_path::ItemPath;
-use crate::os::Ticket;
+
+/// The request a callback carries: given back with its answer
+/// (`CF_CALLBACK_INFO`'s `ConnectionKey`, `TransferKey` and `RequestKey`,
+/// which `CF_OPERATION_INFO` takes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket {
+    pub connection: i64,
+    pub transfer: i64,
+    pub request: i64,
+}
 
 /// A directory's items are wanted (listing it the first time).
 #[derive(Clone, Debug)]

@@ -9,10 +9,8 @@
 //! without regard to case as NTFS does.
 
 use crate::item_path::ItemPath;
-use crate::os::{
-    CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, Ticket, UpdateData,
-};
-use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+use crate::os::{CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData};
+use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
 use crate::status::CloudStatus;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};

@@ -476,8 +476,8 @@ impl CloudOs for FakeCloudOs {
         let (path, start, end) = (path.clone(), *start, *end);
         let length = data.len() as u64;
         let size = state.items[&path].size;
-        if offset % TRANSFER_ALIGNMENT != 0
-            || (length % TRANSFER_ALIGNMENT != 0 && offset + length != size)
+        if !offset.is_multiple_of(TRANSFER_ALIGNMENT)
+            || (!length.is_multiple_of(TRANSFER_ALIGNMENT) && offset + length != size)
             || offset + length > size
             || length == 0
         {
