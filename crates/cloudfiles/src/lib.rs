@@ -37,8 +37,8 @@
 //! through WinRT's `StorageProviderSyncRootManager`, which pulls in COM
 //! and WinRT. It would also put its own model of requests and tickets
 //! between ours and the API: two mappings to keep right instead of one.
-//! The engine needs eleven calls of the API, each a direct `Cf*`
-//! function or a `CfExecute` operation; the `windows` bindings are
+//! The engine needs nine functions of the API (`CfExecute` in four of
+//! its operations); the `windows` bindings are
 //! Microsoft's own, generated from the SDK's metadata, and kept current.
 //! The unsafe code that costs (the callback table and the unions of
 //! `CfExecute`) is in one file, each block with its reason.

@@ -406,8 +406,9 @@ impl CloudOs for WindowsCloudOs {
         .map_err(|e| OsError::new("CfConvertToPlaceholder", path, e))
     }
 
-    /// Deleting raises NOTIFY_DELETE on this provider's own connection;
-    /// the engine finds the remote already without it and agrees.
+    /// Should the API raise NOTIFY_DELETE for this provider's own
+    /// delete, the engine finds the remote already without the item and
+    /// agrees.
     fn remove_item(&self, path: &ItemPath) -> Result<(), OsError> {
         let local = self.local_path("remove", path)?;
         let removed = if local.is_dir() {
