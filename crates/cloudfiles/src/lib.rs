@@ -23,6 +23,8 @@
 //!   change updates, dehydrates or removes placeholders.
 //! - `placeholders.rs`: which inode and remote version each placeholder
 //!   shows, and which directories are populated.
+//! - `send_failures.rs`: files whose changes could not be sent on close,
+//!   shown in the sync root's status until they are.
 //! - `frontend.rs`, `mount.rs`: the [`Frontend`](yonder_vfs::frontend::Frontend)
 //!   and [`MountHandle`](yonder_vfs::frontend::MountHandle).
 //! - `windows.rs` (Windows only): [`CloudOs`] over cldapi.
@@ -54,6 +56,7 @@ mod mount;
 mod os;
 mod placeholders;
 mod requests;
+mod send_failures;
 mod status;
 mod sync_root;
 #[cfg(windows)]
@@ -68,6 +71,7 @@ pub use os::{
     TRANSFER_ALIGNMENT,
 };
 pub use requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+pub use send_failures::SendFailure;
 pub use status::CloudStatus;
 pub use sync_root::SyncRoot;
 #[cfg(windows)]

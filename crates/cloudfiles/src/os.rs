@@ -7,6 +7,7 @@
 
 use crate::item_path::ItemPath;
 use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+use crate::send_failures::SendFailure;
 use crate::status::CloudStatus;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -161,6 +162,11 @@ pub trait CloudOs: Send + Sync {
 
     /// What is at `path`; `None` when nothing is.
     fn item_state(&self, path: &ItemPath) -> Result<Option<ItemState>, OsError>;
+
+    /// Shows a failure to send a file in the sync root's status (what
+    /// Explorer shows of the provider, `CfReportSyncStatus`); `None`
+    /// clears it.
+    fn report_sync_status(&self, failure: Option<&SendFailure>) -> Result<(), OsError>;
 
     /// Reads a hydrated or local file's data, to send it to the remote:
     /// fewer bytes than `length` only at the end of the file. Reading a

@@ -6,6 +6,7 @@ use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, Placeholder, UpdateData, TRANSFER_ALIGNMENT};
 use crate::placeholders::{Placeholders, Shown};
 use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+use crate::send_failures::{SendFailure, SendFailures};
 use crate::status::CloudStatus;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -37,6 +38,7 @@ pub struct SyncRoot {
     exporter: Arc<Exporter>,
     os: Arc<dyn CloudOs>,
     placeholders: Placeholders,
+    failures: SendFailures,
     /// Whom remote calls are made as: the user running the provider.
     caller: Caller,
     runtime: Handle,
@@ -50,6 +52,7 @@ impl SyncRoot {
             exporter: Exporter::new(vfs),
             os,
             placeholders: Placeholders::default(),
+            failures: SendFailures::default(),
             caller: Caller {
                 umask: 0o022,
                 ..Caller::current()
@@ -110,13 +113,18 @@ impl SyncRoot {
     /// the VFS so its readahead runs ahead of the transfers. A failure
     /// fails what was not transferred, with the remote's reason.
     pub async fn serve_fetch_data(&self, request: FetchData) {
-        let mut sent_to = request.required_offset / TRANSFER_ALIGNMENT * TRANSFER_ALIGNMENT;
+        let start = request.required_offset / TRANSFER_ALIGNMENT * TRANSFER_ALIGNMENT;
+        let mut sent_to = start;
         if let Err(e) = self.hydrate(&request, &mut sent_to).await {
             warn!("{e}");
-            let required_end = request.required_offset + request.required_length;
-            let length = required_end.saturating_sub(sent_to).max(1);
-            if let Err(e) = self.os.fail_data(request.ticket, sent_to, length, e.status()) {
-                warn!("{e}");
+            let required_end = request.required_offset.saturating_add(request.required_length);
+            // Once the required range is in, the program's read is
+            // served: a failure in the optional range just stops there.
+            if sent_to == start || sent_to < required_end.min(request.file_size) {
+                let length = required_end.saturating_sub(sent_to).max(1);
+                if let Err(e) = self.os.fail_data(request.ticket, sent_to, length, e.status()) {
+                    warn!("{e}");
+                }
             }
         }
     }
@@ -224,6 +232,7 @@ impl SyncRoot {
             .await
             .map_err(|e| CloudFilesError::vfs("rename", &request.path, e))?;
         self.placeholders.rename(&request.path, target);
+        self.show_failures(self.failures.forget_within(&request.path));
         Ok(())
     }
 
@@ -263,6 +272,7 @@ impl SyncRoot {
             Err(e) => return Err(CloudFilesError::vfs("delete", path, e)),
         }
         self.placeholders.remove(path);
+        self.show_failures(self.failures.forget_within(path));
         Ok(())
     }
 
@@ -272,8 +282,27 @@ impl SyncRoot {
         if request.deleted {
             return;
         }
-        if let Err(e) = self.send_local_file(&request.path).await {
-            warn!("{e}");
+        let shown = match self.send_local_file(&request.path).await {
+            Ok(()) => self.failures.sent(&request.path),
+            Err(e) => {
+                // The file stays not in sync (Explorer marks it so), and
+                // the sync root's status says why until it is sent.
+                warn!("{e}");
+                Some(Some(self.failures.failed(SendFailure {
+                    path: request.path.clone(),
+                    status: e.status(),
+                    message: e.to_string(),
+                })))
+            }
+        };
+        self.show_failures(shown);
+    }
+
+    fn show_failures(&self, shown: Option<Option<SendFailure>>) {
+        if let Some(shown) = shown {
+            if let Err(e) = self.os.report_sync_status(shown.as_ref()) {
+                warn!("{e}");
+            }
         }
     }
 
@@ -322,8 +351,15 @@ impl SyncRoot {
             .map_err(|e| CloudFilesError::vfs("send", path, e))?;
         let sent = self.upload(path, fh, state.size, Some(remote.ino)).await;
         let closed = vfs.release(fh).await;
-        sent?;
-        closed.map_err(|e| CloudFilesError::vfs("send", path, e))?;
+        if let Err(e) = sent.and(closed.map_err(|e| CloudFilesError::vfs("send", path, e))) {
+            // What reached the remote of this try moved its version: the
+            // next try must not take that for someone else's change.
+            vfs.invalidate_inode(remote.ino);
+            if let Ok(attr) = vfs.getattr(remote.ino, None).await {
+                self.placeholders.show(path.clone(), shown_of(&attr));
+            }
+            return Err(e);
+        }
         let attr = vfs
             .getattr(remote.ino, None)
             .await
@@ -425,38 +461,42 @@ impl SyncRoot {
     /// (unless it was written here and not yet sent: that is left to its
     /// close, which keeps both versions).
     pub async fn apply_remote_changes(&self, drops: Vec<CacheDrop>) {
-        for drop in drops {
-            let result = match drop {
-                CacheDrop::Attributes { ino } => {
-                    let mut result = Ok(());
-                    for path in self.placeholders.paths_of(ino) {
-                        result = result.and(self.refresh_item(&path).await);
-                    }
-                    result
-                }
-                CacheDrop::Entry { parent, name } => {
-                    let mut result = Ok(());
-                    if let Some(name) = ItemPath::windows_name(&name) {
-                        for dir in self.placeholders.paths_of(parent) {
-                            if self.placeholders.is_populated(&dir) {
-                                result = result.and(self.refresh_item(&dir.join(name)).await);
-                            }
-                        }
-                    }
-                    result
-                }
-                CacheDrop::Listing { ino } => {
-                    let mut result = Ok(());
-                    for dir in self.placeholders.paths_of(ino) {
-                        if self.placeholders.is_populated(&dir) {
-                            result = result.and(self.refresh_dir(&dir).await);
-                        }
-                    }
-                    result
-                }
+        // A directory listed again brings every name and file in it up to
+        // date: the drops about its entries (after a reconnection, one
+        // for every name known) need nothing more.
+        let mut listed: HashSet<ItemPath> = HashSet::new();
+        for drop in &drops {
+            let CacheDrop::Listing { ino } = drop else {
+                continue;
             };
-            if let Err(e) = result {
-                warn!("{e}");
+            for dir in self.placeholders.paths_of(*ino) {
+                if self.placeholders.is_populated(&dir) && listed.insert(dir.clone()) {
+                    if let Err(e) = self.refresh_dir(&dir).await {
+                        warn!("{e}");
+                    }
+                }
+            }
+        }
+        let in_listed = |path: &ItemPath| path.split_last().is_some_and(|(dir, _)| listed.contains(&dir));
+        for drop in drops {
+            let paths: Vec<ItemPath> = match drop {
+                CacheDrop::Listing { .. } => continue,
+                CacheDrop::Attributes { ino } => self.placeholders.paths_of(ino),
+                CacheDrop::Entry { parent, name } => match ItemPath::windows_name(&name) {
+                    Some(name) => self
+                        .placeholders
+                        .paths_of(parent)
+                        .into_iter()
+                        .filter(|dir| self.placeholders.is_populated(dir))
+                        .map(|dir| dir.join(name))
+                        .collect(),
+                    None => Vec::new(),
+                },
+            };
+            for path in paths.iter().filter(|p| !in_listed(p)) {
+                if let Err(e) = self.refresh_item(path).await {
+                    warn!("{e}");
+                }
             }
         }
     }

@@ -11,6 +11,7 @@
 use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData};
 use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+use crate::send_failures::SendFailure;
 use crate::status::CloudStatus;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -459,6 +460,49 @@ impl CloudOs for WindowsCloudOs {
             directory: metadata.is_dir(),
             size: metadata.len(),
         }))
+    }
+
+    fn report_sync_status(&self, failure: Option<&SendFailure>) -> Result<(), OsError> {
+        let root = self.root("CfReportSyncStatus")?;
+        let root_wide = wide(root.as_os_str());
+        let Some(failure) = failure else {
+            // SAFETY: a valid NUL-terminated path; no status clears it.
+            return unsafe { CfReportSyncStatus(PCWSTR(root_wide.as_ptr()), None) }
+                .map_err(|e| OsError::new("CfReportSyncStatus", root.display(), e));
+        };
+        // The description follows the structure in one buffer, of u32s
+        // for the structure's alignment (its size, 24, keeps the text's).
+        let description = wide(OsStr::new(&failure.message));
+        let header = size_of::<CF_SYNC_STATUS>();
+        let bytes = header + description.len() * 2;
+        let mut buffer = vec![0u32; bytes.div_ceil(4)];
+        let status = CF_SYNC_STATUS {
+            StructSize: bytes as u32,
+            Code: nt_status(failure.status).0 as u32,
+            DescriptionOffset: header as u32,
+            DescriptionLength: (description.len() * 2) as u32,
+            DeviceIdOffset: 0,
+            DeviceIdLength: 0,
+        };
+        // SAFETY: the buffer holds the structure and then the text, both
+        // written within its `bytes`, at offsets aligned for each.
+        unsafe {
+            let start = buffer.as_mut_ptr().cast::<u8>();
+            std::ptr::write(start.cast::<CF_SYNC_STATUS>(), status);
+            std::ptr::copy_nonoverlapping(
+                description.as_ptr(),
+                start.add(header).cast::<u16>(),
+                description.len(),
+            );
+        }
+        // SAFETY: the path and the buffer live across the call.
+        unsafe {
+            CfReportSyncStatus(
+                PCWSTR(root_wide.as_ptr()),
+                Some(buffer.as_ptr().cast::<CF_SYNC_STATUS>()),
+            )
+        }
+        .map_err(|e| OsError::new("CfReportSyncStatus", root.display(), e))
     }
 
     fn read_local(&self, path: &ItemPath, offset: u64, length: u64) -> Result<Vec<u8>, OsError> {

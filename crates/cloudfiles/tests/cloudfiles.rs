@@ -378,3 +378,28 @@ async fn a_file_changed_on_both_sides_keeps_both_versions() {
     eventually("the copy shown", || f.os.item(&copy).is_some()).await;
     f.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_the_remote_refuses_stays_unsynced_and_shows_in_the_sync_roots_status() {
+    let f = mounted(|d| std::fs::write(d.join("doc.txt"), b"version 1").unwrap()).await;
+    f.os.list("").await.unwrap();
+    f.os.read("doc.txt", 0, 4096).await.unwrap();
+
+    f.faults.fail(Op::Write, Errno::EACCES);
+    f.os.write_and_close("doc.txt", b"version 2");
+    eventually("the failure shown", || f.os.sync_status().is_some()).await;
+    let shown = f.os.sync_status().unwrap();
+    assert_eq!(shown.path, ItemPath::new("doc.txt"));
+    assert_eq!(shown.status, CloudStatus::AccessDenied);
+    assert!(shown.message.contains("doc.txt"), "{}", shown.message);
+    assert!(!f.os.item("doc.txt").unwrap().in_sync);
+    assert_eq!(std::fs::read(f.remote("doc.txt")).unwrap(), b"version 1");
+
+    // Saved again once the remote takes it: sent, and the status clears.
+    f.faults.clear();
+    f.os.write_and_close("doc.txt", b"version 3");
+    eventually("doc.txt in sync", || f.os.item("doc.txt").unwrap().in_sync).await;
+    assert_eq!(std::fs::read(f.remote("doc.txt")).unwrap(), b"version 3");
+    eventually("the status cleared", || f.os.sync_status().is_none()).await;
+    f.finish();
+}

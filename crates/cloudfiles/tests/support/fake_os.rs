@@ -30,6 +30,8 @@
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfconverttoplaceholder>.
 //! - In-sync state, cleared when a placeholder's data is written:
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/ne-cfapi-cf_in_sync_state>.
+//! - The sync root's status, shown in Explorer:
+//!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfreportsyncstatus>.
 //! - Registration and connection:
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfregistersyncroot>,
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfconnectsyncroot>,
@@ -41,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use yonder_cloudfiles::{
     CloudCallbacks, CloudOs, CloudStatus, FetchData, FetchPlaceholders, FileClosed, ItemPath, ItemState,
-    NotifyDelete, NotifyRename, OsError, Placeholder, SyncRootRegistration, Ticket, UpdateData,
+    NotifyDelete, NotifyRename, OsError, Placeholder, SendFailure, SyncRootRegistration, Ticket, UpdateData,
     TRANSFER_ALIGNMENT,
 };
 
@@ -120,6 +122,7 @@ struct State {
     answers: Vec<(Ticket, Answer)>,
     transfers: Vec<(ItemPath, u64, u64)>,
     breaches: Vec<String>,
+    sync_status: Option<SendFailure>,
 }
 
 /// The fake OS side of one sync root.
@@ -158,6 +161,11 @@ impl FakeCloudOs {
     /// Every TRANSFER_DATA: (path, offset, length).
     pub fn transfers(&self) -> Vec<(ItemPath, u64, u64)> {
         self.lock().transfers.clone()
+    }
+
+    /// What the sync root's status shows (`CfReportSyncStatus`).
+    pub fn sync_status(&self) -> Option<SendFailure> {
+        self.lock().sync_status.clone()
     }
 
     /// The engine's breaches of the contract.
@@ -618,6 +626,11 @@ impl CloudOs for FakeCloudOs {
             directory: item.directory,
             size: item.size,
         }))
+    }
+
+    fn report_sync_status(&self, failure: Option<&SendFailure>) -> Result<(), OsError> {
+        self.lock().sync_status = failure.cloned();
+        Ok(())
     }
 
     fn read_local(&self, path: &ItemPath, offset: u64, length: u64) -> Result<Vec<u8>, OsError> {
