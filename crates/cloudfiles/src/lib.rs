@@ -23,6 +23,8 @@
 //!   change updates, dehydrates or removes placeholders.
 //! - `placeholders.rs`: which inode and remote version each placeholder
 //!   shows, and which directories are populated.
+//! - `hydrations.rs`: the newest hydration of each file, so that a
+//!   request's read-ahead stops where a newer one took over.
 //! - `send_failures.rs`: files whose changes could not be sent on close,
 //!   shown in the sync root's status until they are.
 //! - `frontend.rs`, `mount.rs`: the [`Frontend`](yonder_vfs::frontend::Frontend)
@@ -51,6 +53,7 @@
 
 mod error;
 mod frontend;
+mod hydrations;
 mod item_path;
 mod mount;
 mod os;

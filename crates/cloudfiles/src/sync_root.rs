@@ -2,6 +2,7 @@
 //! VFS and brings placeholders up to date with the remote's changes.
 
 use crate::error::CloudFilesError;
+use crate::hydrations::Hydrations;
 use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, Placeholder, UpdateData, TRANSFER_ALIGNMENT};
 use crate::placeholders::{Placeholders, Shown};
@@ -39,6 +40,7 @@ pub struct SyncRoot {
     os: Arc<dyn CloudOs>,
     placeholders: Placeholders,
     failures: SendFailures,
+    hydrations: Hydrations,
     /// Whom remote calls are made as: the user running the provider.
     caller: Caller,
     runtime: Handle,
@@ -53,6 +55,7 @@ impl SyncRoot {
             os,
             placeholders: Placeholders::default(),
             failures: SendFailures::default(),
+            hydrations: Hydrations::default(),
             caller: Caller {
                 umask: 0o022,
                 ..Caller::current()
@@ -115,7 +118,10 @@ impl SyncRoot {
     pub async fn serve_fetch_data(&self, request: FetchData) {
         let start = request.required_offset / TRANSFER_ALIGNMENT * TRANSFER_ALIGNMENT;
         let mut sent_to = start;
-        if let Err(e) = self.hydrate(&request, &mut sent_to).await {
+        let id = self.hydrations.start(&request.path);
+        let hydrated = self.hydrate(&request, id, &mut sent_to).await;
+        self.hydrations.finish(&request.path, id);
+        if let Err(e) = hydrated {
             warn!("{e}");
             let required_end = request.required_offset.saturating_add(request.required_length);
             // Once the required range is in, the program's read is
@@ -129,7 +135,7 @@ impl SyncRoot {
         }
     }
 
-    async fn hydrate(&self, request: &FetchData, sent_to: &mut u64) -> Result<()> {
+    async fn hydrate(&self, request: &FetchData, id: u64, sent_to: &mut u64) -> Result<()> {
         let path = &request.path;
         let size = request.file_size;
         if request.required_offset >= size {
@@ -144,7 +150,8 @@ impl SyncRoot {
             ));
         }
         let required_end = request.required_offset.saturating_add(request.required_length);
-        let mut end = required_end.div_ceil(TRANSFER_ALIGNMENT) * TRANSFER_ALIGNMENT;
+        let required_end = required_end.div_ceil(TRANSFER_ALIGNMENT) * TRANSFER_ALIGNMENT;
+        let mut end = required_end;
         let optional_end = request.optional_offset.saturating_add(request.optional_length);
         if request.optional_length > 0 && request.optional_offset <= end && optional_end > end {
             end = optional_end.min(end + OPTIONAL_MAX);
@@ -161,6 +168,9 @@ impl SyncRoot {
         }
         let mut offset = *sent_to;
         while offset < end {
+            if offset >= required_end && self.hydrations.superseded(path, id) {
+                break;
+            }
             let want = (end - offset).min(READ_CHUNK);
             let data = self
                 .exporter

@@ -403,3 +403,39 @@ async fn a_save_the_remote_refuses_stays_unsynced_and_shows_in_the_sync_roots_st
     eventually("the status cleared", || f.os.sync_status().is_none()).await;
     f.finish();
 }
+
+/// A figure, not a check of speed: a 64 MiB file hydrated by a program
+/// reading it in order, 1 MiB at a time, from an agent on this machine.
+/// `cargo test -p yonder-cloudfiles --test cloudfiles -- --ignored --nocapture hydration_rate`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a figure for docs/cloudfiles.md, not a check"]
+async fn hydration_rate() {
+    const SIZE: usize = 64 << 20;
+    let data = pattern(SIZE);
+    let d = data.clone();
+    let f = mounted(move |dir| std::fs::write(dir.join("big"), &d).unwrap()).await;
+    f.os.list("").await.unwrap();
+    let start = Instant::now();
+    let mut read = Vec::with_capacity(SIZE);
+    while read.len() < SIZE {
+        read.extend(f.os.read("big", read.len() as u64, 1 << 20).await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    assert!(read == data, "the data read is not the file's");
+    let requests =
+        f.os.answers()
+            .iter()
+            .filter(|a| matches!(a, Answer::Data(_)))
+            .count();
+    let transfers = f.os.transfers();
+    let transferred: u64 = transfers.iter().map(|(_, _, length)| length).sum();
+    println!(
+        "hydrated {} MiB in {:.2} s ({:.0} MiB/s), {requests} FETCH_DATA, {} transfers of {} MiB in all",
+        SIZE >> 20,
+        elapsed.as_secs_f64(),
+        (SIZE >> 20) as f64 / elapsed.as_secs_f64(),
+        transfers.len(),
+        transferred >> 20
+    );
+    f.finish();
+}

@@ -1,0 +1,45 @@
+//! Which hydration of each file is the newest. A program reading in
+//! order asks for the next range while the previous request still sends
+//! its optional range (the read-ahead): that part stops once a newer
+//! request of the same file took over, or both would send the same data.
+
+use crate::item_path::ItemPath;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Latest {
+    by_path: HashMap<ItemPath, u64>,
+    next: u64,
+}
+
+/// The newest hydration of each file being hydrated.
+#[derive(Default)]
+pub struct Hydrations {
+    latest: Mutex<Latest>,
+}
+
+impl Hydrations {
+    /// A hydration of `path` starts; it is now the newest.
+    pub fn start(&self, path: &ItemPath) -> u64 {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.next += 1;
+        let id = latest.next;
+        latest.by_path.insert(path.clone(), id);
+        id
+    }
+
+    /// Whether a newer hydration of `path` than `id` started.
+    pub fn superseded(&self, path: &ItemPath, id: u64) -> bool {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.by_path.get(path).is_some_and(|newest| *newest != id)
+    }
+
+    /// Hydration `id` of `path` ended.
+    pub fn finish(&self, path: &ItemPath, id: u64) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.by_path.get(path) == Some(&id) {
+            latest.by_path.remove(path);
+        }
+    }
+}
