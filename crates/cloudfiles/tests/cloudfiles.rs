@@ -361,8 +361,11 @@ async fn a_file_changed_on_both_sides_keeps_both_versions() {
         copy.starts_with("doc (conflict ") && copy.ends_with(").txt"),
         "{copy}"
     );
-    // Neither version is lost.
-    assert_eq!(std::fs::read(f.remote(&copy)).unwrap(), b"local edit");
+    // Neither version is lost (the copy is made, then written).
+    eventually("the copy written", || {
+        std::fs::read(f.remote(&copy)).unwrap() == b"local edit"
+    })
+    .await;
     assert_eq!(
         std::fs::read(f.remote("doc.txt")).unwrap(),
         b"remote edit, longer"
