@@ -29,7 +29,9 @@
 //!   shown in the sync root's status until they are.
 //! - `frontend.rs`, `mount.rs`: the [`Frontend`](yonder_vfs::frontend::Frontend)
 //!   and [`MountHandle`](yonder_vfs::frontend::MountHandle).
-//! - `windows.rs` (Windows only): [`CloudOs`] over cldapi.
+//! - `windows.rs` (Windows only): [`CloudOs`] over cldapi; the values it
+//!   converts without Windows types (paths, times) in `api_values.rs`,
+//!   tested everywhere.
 //!
 //! # The bindings
 //!
@@ -51,6 +53,9 @@
 //! it is type-checked for `x86_64-pc-windows-gnu` only (Wine has no
 //! Cloud Files API, see docs/cloudfiles.md).
 
+// Used by the Windows side only; built and tested everywhere.
+#[cfg_attr(not(windows), allow(dead_code))]
+mod api_values;
 mod error;
 mod frontend;
 mod hydrations;

@@ -2,12 +2,10 @@
 //! `windows` crate's `Win32_Storage_CloudFilters` bindings. Type-checked
 //! only: nothing here has run (see docs/cloudfiles.md).
 //!
-//! Paths: the API names items by their path from the volume's root
-//! (`CF_CALLBACK_INFO.NormalizedPath`, `\Users\me\Remote\a\b.txt`), or
-//! in full (`C:\Users\...`); the engine by [`ItemPath`] below the sync
-//! root. `Context::relative` turns the first into the second, comparing
-//! without regard to case as NTFS does.
+//! What converts without Windows types (paths, times) is in
+//! `api_values.rs`, tested on every OS.
 
+use crate::api_values::{file_time, RootPath};
 use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData};
 use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
@@ -20,7 +18,6 @@ use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 use windows::core::{GUID, PCWSTR};
 use windows::Win32::Foundation::{
     HANDLE, NTSTATUS, STATUS_CLOUD_FILE_ACCESS_DENIED, STATUS_CLOUD_FILE_INVALID_REQUEST,
@@ -40,9 +37,8 @@ const PROVIDER_ID: GUID = GUID::from_u128(0x5d9c_0e8a_7b1f_4c36_9a52_8f0e_3c7d_2
 /// context and given back in every `CF_CALLBACK_INFO`.
 struct Context {
     callbacks: Arc<dyn CloudCallbacks>,
-    /// The sync root's path without its `\\?\` and drive prefix, in
-    /// lower case, `\`-separated.
-    root: String,
+    /// The sync root, as the API's paths are compared with it.
+    root: RootPath,
 }
 
 /// A connection: its key and the context its callbacks use.
@@ -183,7 +179,7 @@ impl CloudOs for WindowsCloudOs {
         let root = self.root("CfConnectSyncRoot")?;
         let context = Box::into_raw(Box::new(Context {
             callbacks,
-            root: volume_relative(&root.to_string_lossy()),
+            root: RootPath::new(&root.to_string_lossy()),
         }));
         let root_wide = wide(root.as_os_str());
         // SAFETY: the table is static; `context` stays valid until
@@ -569,15 +565,6 @@ fn fs_metadata(placeholder: &Placeholder) -> CF_FS_METADATA {
     }
 }
 
-/// 100-nanosecond ticks since 1601-01-01 (a FILETIME).
-fn file_time(time: SystemTime) -> i64 {
-    const UNIX_EPOCH_AS_FILETIME: i64 = 116_444_736_000_000_000;
-    match time.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(since) => UNIX_EPOCH_AS_FILETIME + (since.as_nanos() / 100) as i64,
-        Err(before) => UNIX_EPOCH_AS_FILETIME - (before.duration().as_nanos() / 100) as i64,
-    }
-}
-
 fn is_collision(result: windows::core::HRESULT) -> bool {
     // HRESULT_FROM_WIN32(ERROR_FILE_EXISTS) and (ERROR_ALREADY_EXISTS).
     result.0 as u32 == 0x8007_0050 || result.0 as u32 == 0x8007_00B7
@@ -602,17 +589,6 @@ fn wide(s: &OsStr) -> Vec<u16> {
     s.encode_wide().chain(Some(0)).collect()
 }
 
-/// A path without `\\?\` and drive letter, in lower case: how two of the
-/// API's paths are compared.
-fn volume_relative(path: &str) -> String {
-    let path = path.strip_prefix(r"\\?\").unwrap_or(path);
-    let path = match path.as_bytes() {
-        [drive, b':', ..] if drive.is_ascii_alphabetic() => &path[2..],
-        _ => path,
-    };
-    path.replace('/', "\\").trim_end_matches('\\').to_lowercase()
-}
-
 impl Context {
     /// The item a path of the API names, below the sync root; `None`
     /// outside it.
@@ -623,23 +599,7 @@ impl Context {
         // SAFETY: the API's paths are NUL-terminated and valid for the
         // callback's duration.
         let path = unsafe { path.to_string() }.ok()?;
-        let stripped = path.strip_prefix(r"\\?\").unwrap_or(&path);
-        let stripped = match stripped.as_bytes() {
-            [drive, b':', ..] if drive.is_ascii_alphabetic() => &stripped[2..],
-            _ => stripped,
-        };
-        let stripped = stripped.replace('/', "\\");
-        if stripped.len() < self.root.len()
-            || !stripped.is_char_boundary(self.root.len())
-            || stripped[..self.root.len()].to_lowercase() != self.root
-        {
-            return None;
-        }
-        let rest = &stripped[self.root.len()..];
-        if !rest.is_empty() && !rest.starts_with('\\') {
-            return None;
-        }
-        Some(ItemPath::new(&rest.replace('\\', "/")))
+        self.root.item(&path)
     }
 }
 
