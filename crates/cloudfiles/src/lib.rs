@@ -25,6 +25,8 @@
 //!   shows, and which directories are populated.
 //! - `hydrations.rs`: the newest hydration of each file, so that a
 //!   request's read-ahead stops where a newer one took over.
+//! - `own_removals.rs`: items the engine is removing itself, whose
+//!   NOTIFY_DELETE (should the OS send one) leaves the remote alone.
 //! - `send_failures.rs`: files whose changes could not be sent on close,
 //!   shown in the sync root's status until they are.
 //! - `frontend.rs`, `mount.rs`: the [`Frontend`](yonder_vfs::frontend::Frontend)
@@ -62,6 +64,7 @@ mod hydrations;
 mod item_path;
 mod mount;
 mod os;
+mod own_removals;
 mod placeholders;
 mod requests;
 mod send_failures;

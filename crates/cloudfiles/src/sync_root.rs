@@ -5,6 +5,7 @@ use crate::error::CloudFilesError;
 use crate::hydrations::Hydrations;
 use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, Placeholder, UpdateData, TRANSFER_ALIGNMENT};
+use crate::own_removals::OwnRemovals;
 use crate::placeholders::{Placeholders, Shown};
 use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
 use crate::send_failures::{SendFailure, SendFailures};
@@ -41,6 +42,7 @@ pub struct SyncRoot {
     placeholders: Placeholders,
     failures: SendFailures,
     hydrations: Hydrations,
+    own_removals: OwnRemovals,
     /// Whom remote calls are made as: the user running the provider.
     caller: Caller,
     runtime: Handle,
@@ -56,6 +58,7 @@ impl SyncRoot {
             placeholders: Placeholders::default(),
             failures: SendFailures::default(),
             hydrations: Hydrations::default(),
+            own_removals: OwnRemovals::default(),
             caller: Caller {
                 umask: 0o022,
                 ..Caller::current()
@@ -249,15 +252,23 @@ impl SyncRoot {
     /// Carries a local delete to the remote first, and lets it happen
     /// locally only if the remote did it.
     pub async fn serve_delete(&self, request: NotifyDelete) {
-        let status = match self.delete(&request).await {
+        let status = if self.own_removals.covers(&request.path) {
+            CloudStatus::Success
+        } else {
+            self.delete_remote(&request).await
+        };
+        if let Err(e) = self.os.ack_delete(request.ticket, status) {
+            warn!("{e}");
+        }
+    }
+
+    async fn delete_remote(&self, request: &NotifyDelete) -> CloudStatus {
+        match self.delete(request).await {
             Ok(()) => CloudStatus::Success,
             Err(e) => {
                 warn!("{e}");
                 e.status()
             }
-        };
-        if let Err(e) = self.os.ack_delete(request.ticket, status) {
-            warn!("{e}");
         }
     }
 
@@ -599,7 +610,19 @@ impl SyncRoot {
                 debug!("{path}: gone from the remote while written here; kept");
                 return Ok(());
             }
-            self.os.remove_item(path)?;
+            self.own_removals.start(path);
+            // The OS may ask this provider whether it may delete (and
+            // wait for the answer, which another task gives): this
+            // thread must not hold the runtime's other tasks meanwhile.
+            let multi_thread = Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let removed = if multi_thread {
+                tokio::task::block_in_place(|| self.os.remove_item(path))
+            } else {
+                self.os.remove_item(path)
+            };
+            self.own_removals.end(path);
+            removed?;
         }
         self.placeholders.remove(path);
         Ok(())

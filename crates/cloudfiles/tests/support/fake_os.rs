@@ -614,7 +614,40 @@ impl CloudOs for FakeCloudOs {
         Ok(())
     }
 
+    /// Whether the OS tells a provider of its own deletes is not
+    /// documented either way; the fake does, and waits for the answer as
+    /// for any delete, which holds the engine to the safe side.
     fn remove_item(&self, path: &ItemPath) -> Result<(), OsError> {
+        let directory = match self.lock().items.get(path) {
+            Some(item) => item.directory,
+            None => return Ok(()),
+        };
+        let callbacks = self.lock().callbacks.clone();
+        if let Some(callbacks) = callbacks {
+            let ticket = self.ticket(Waiting::Delete);
+            callbacks.notify_delete(NotifyDelete {
+                ticket,
+                path: path.clone(),
+                directory,
+            });
+            let start = Instant::now();
+            let status = loop {
+                if let Some(status) = self.lock().done.remove(&ticket) {
+                    break status;
+                }
+                if start.elapsed() > Duration::from_secs(5) {
+                    let mut state = self.lock();
+                    return Err(Self::breach(
+                        &mut state,
+                        format!("{path}: own delete not answered within 5 s"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            if !status.is_success() {
+                return Err(OsError::new("DeleteFile", path, format!("vetoed: {status:?}")));
+            }
+        }
         self.lock().items.retain(|p, _| !p.is_within(path));
         Ok(())
     }
