@@ -104,8 +104,8 @@ pub trait CloudOs: Send + Sync {
     /// `CfDisconnectSyncRoot`: no callback runs after it returns.
     fn disconnect(&self) -> Result<(), OsError>;
 
-    /// `CfUnregisterSyncRoot`: the folder's placeholders become plain
-    /// files and folders again (hydrated ones keep their data).
+    /// `CfUnregisterSyncRoot`: the folder is no longer a sync root. What
+    /// it holds stays in it.
     fn unregister(&self) -> Result<(), OsError>;
 
     /// Answers a [`FetchPlaceholders`] (`CF_OPERATION_TYPE_TRANSFER_PLACEHOLDERS`):

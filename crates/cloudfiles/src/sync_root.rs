@@ -93,11 +93,11 @@ impl SyncRoot {
     /// Windows can show (regular files and directories with names it
     /// accepts), in one transfer.
     pub async fn serve_fetch_placeholders(&self, request: FetchPlaceholders) {
-        let (placeholders, status) = match self.list_dir(&request.dir).await {
-            Ok(items) => (items, CloudStatus::Success),
+        let (placeholders, dir, status) = match self.list_dir(&request.dir).await {
+            Ok((items, dir)) => (items, Some(dir), CloudStatus::Success),
             Err(e) => {
                 warn!("{e}");
-                (Vec::new(), e.status())
+                (Vec::new(), None, e.status())
             }
         };
         let given: Vec<Placeholder> = placeholders.iter().map(|(p, _)| p.clone()).collect();
@@ -105,6 +105,11 @@ impl SyncRoot {
             Ok(()) if status.is_success() => {
                 for (placeholder, shown) in placeholders {
                     self.placeholders.show(request.dir.join(&placeholder.name), shown);
+                }
+                // Known here now even if its own placeholder was given
+                // before this engine started (a sync root outlives it).
+                if let (None, Some(dir)) = (self.placeholders.get(&request.dir), dir) {
+                    self.placeholders.show(request.dir.clone(), shown_of(&dir));
                 }
                 self.placeholders.set_populated(&request.dir);
             }
@@ -545,7 +550,7 @@ impl SyncRoot {
     }
 
     async fn refresh_dir(&self, dir: &ItemPath) -> Result<()> {
-        let items = self.list_dir(dir).await?;
+        let (items, _) = self.list_dir(dir).await?;
         let names: HashSet<String> = items.iter().map(|(p, _)| p.name.clone()).collect();
         for (placeholder, shown) in items {
             self.show_remote(dir, &placeholder, shown)?;
@@ -659,8 +664,8 @@ impl SyncRoot {
         })
     }
 
-    /// A directory's items as placeholders.
-    async fn list_dir(&self, dir: &ItemPath) -> Result<Vec<(Placeholder, Shown)>> {
+    /// A directory's items as placeholders, and the directory itself.
+    async fn list_dir(&self, dir: &ItemPath) -> Result<(Vec<(Placeholder, Shown)>, FileAttr)> {
         let attr = self.resolve("list", dir).await?;
         if attr.kind != FileKind::Directory {
             return Err(CloudFilesError::refused(
@@ -678,7 +683,7 @@ impl SyncRoot {
         if let Err(e) = vfs.releasedir(fh) {
             debug!("{e}");
         }
-        listed
+        Ok((listed?, attr))
     }
 
     async fn read_dir(&self, dir: &ItemPath, ino: Ino, fh: Fh) -> Result<Vec<(Placeholder, Shown)>> {

@@ -160,17 +160,18 @@ impl CloudOs for WindowsCloudOs {
             HardLink: CF_HARDLINK_POLICY_NONE,
             PlaceholderManagement: CF_PLACEHOLDER_MANAGEMENT_POLICY_DEFAULT,
         };
-        // SAFETY: the strings and the identity outlive the call; the
-        // structures are fully initialised.
-        unsafe {
-            CfRegisterSyncRoot(
-                PCWSTR(root.as_ptr()),
-                &sync_registration,
-                &policies,
-                CF_REGISTER_FLAG_MARK_IN_SYNC_ON_ROOT,
-            )
-        }
-        .map_err(|e| OsError::new("CfRegisterSyncRoot", registration.root.display(), e))?;
+        let register = |flags| {
+            // SAFETY: the strings and the identity outlive the call; the
+            // structures are fully initialised.
+            unsafe { CfRegisterSyncRoot(PCWSTR(root.as_ptr()), &sync_registration, &policies, flags) }
+        };
+        // A provider that ended without unregistering left the folder
+        // registered: that registration is taken over.
+        register(CF_REGISTER_FLAG_MARK_IN_SYNC_ON_ROOT)
+            .or_else(|first| {
+                register(CF_REGISTER_FLAG_MARK_IN_SYNC_ON_ROOT | CF_REGISTER_FLAG_UPDATE).map_err(|_| first)
+            })
+            .map_err(|e| OsError::new("CfRegisterSyncRoot", registration.root.display(), e))?;
         self.lock().root = Some(registration.root.clone());
         Ok(())
     }

@@ -25,7 +25,7 @@ struct Fixture {
     os: Arc<FakeCloudOs>,
     faults: Arc<Faulty>,
     mount: Option<Box<dyn MountHandle>>,
-    _link: Link,
+    link: Link,
     _agent: TcpAgent,
 }
 
@@ -75,7 +75,7 @@ async fn mounted(fill: impl FnOnce(&Path)) -> Fixture {
         os,
         faults,
         mount: Some(mount),
-        _link: link,
+        link,
         _agent: agent,
     }
 }
@@ -83,6 +83,30 @@ async fn mounted(fill: impl FnOnce(&Path)) -> Fixture {
 impl Fixture {
     fn remote(&self, path: &str) -> std::path::PathBuf {
         self.dir.path().join(path)
+    }
+
+    /// Unmounts, and mounts the same folder again with a new VFS and
+    /// engine, as a provider that ended and started again.
+    async fn remount(&mut self) {
+        let mount = self.mount.take().unwrap();
+        tokio::task::block_in_place(|| mount.unmount(false).unwrap());
+        drop(mount);
+        let vfs = Vfs::new(
+            self.link.current().1,
+            VfsOptions::default(),
+            Arc::new(MemoryJournal::default()),
+        )
+        .await
+        .unwrap();
+        vfs.follow_changes(self.link.changes());
+        eventually("changes pushed", || vfs.changes_pushed()).await;
+        let fake = self.os.clone();
+        let frontend = CloudFilesFrontend::new(move || fake.clone() as Arc<dyn CloudOs>);
+        let mount = tokio::task::block_in_place(|| {
+            frontend.start(vfs.clone(), Handle::current(), self.mountpoint.path())
+        })
+        .unwrap();
+        self.mount = Some(mount);
     }
 
     /// Unmounts and checks that the engine kept to the OS's contract
@@ -423,6 +447,34 @@ async fn a_name_the_remote_gives_to_a_directory_replaces_its_file_without_touchi
     assert!(f.os.answers().contains(&Answer::Delete(CloudStatus::Success)));
     assert_eq!(std::fs::read(f.remote("x/inner")).unwrap(), b"in");
     assert_eq!(f.os.list("x").await.unwrap(), ["inner"]);
+    f.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholders_from_before_a_restart_hydrate_and_follow_remote_changes() {
+    let mut f = mounted(|d| {
+        std::fs::write(d.join("a.txt"), b"hello").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+    })
+    .await;
+    f.os.list("").await.unwrap();
+    f.remount().await;
+
+    // The root is populated from before: not listed again; its
+    // placeholders hydrate by their paths.
+    f.os.list("").await.unwrap();
+    assert_eq!(f.os.read("a.txt", 0, 4096).await.unwrap(), b"hello");
+    // A directory first listed by this engine follows the remote's
+    // changes, though its placeholder was given by the one before.
+    assert_eq!(f.os.list("sub").await.unwrap(), Vec::<String>::new());
+    std::fs::write(f.remote("sub/new"), b"n").unwrap();
+    eventually("sub/new shown", || f.os.item("sub/new").is_some()).await;
+    let fetches =
+        f.os.answers()
+            .iter()
+            .filter(|a| matches!(a, Answer::Placeholders(_)))
+            .count();
+    assert_eq!(fetches, 2, "the root once, sub once");
     f.finish();
 }
 

@@ -396,20 +396,19 @@ impl CloudOs for FakeCloudOs {
             return Err(Self::breach(&mut state, "registered twice".into()));
         }
         state.registration = Some(registration.clone());
-        state.items.insert(
-            ItemPath::root(),
-            FakeItem {
-                directory: true,
-                placeholder: true,
-                in_sync: true,
-                size: 0,
-                modified: SystemTime::now(),
-                identity: Vec::new(),
-                populated: false,
-                data: Vec::new(),
-                hydrated: Vec::new(),
-            },
-        );
+        // A folder registered again keeps what it holds: placeholders
+        // outlive the provider that made them.
+        state.items.entry(ItemPath::root()).or_insert(FakeItem {
+            directory: true,
+            placeholder: true,
+            in_sync: true,
+            size: 0,
+            modified: SystemTime::now(),
+            identity: Vec::new(),
+            populated: false,
+            data: Vec::new(),
+            hydrated: Vec::new(),
+        });
         Ok(())
     }
 
