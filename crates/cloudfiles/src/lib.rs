@@ -23,8 +23,9 @@
 //!   change updates, dehydrates or removes placeholders.
 //! - `placeholders.rs`: which inode and remote version each placeholder
 //!   shows, and which directories are populated.
-//! - `hydrations.rs`: the newest hydration of each file, so that a
-//!   request's read-ahead stops where a newer one took over.
+//! - `hydrations.rs`: the hydrations running: the newest of each file,
+//!   so that a request's read-ahead stops where a newer one took over,
+//!   and those the OS cancelled, which stop.
 //! - `own_removals.rs`: items the engine is removing itself, whose
 //!   NOTIFY_DELETE (should the OS send one) leaves the remote alone.
 //! - `send_failures.rs`: files whose changes could not be sent on close,
@@ -81,7 +82,9 @@ pub use os::{
     CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData,
     TRANSFER_ALIGNMENT,
 };
-pub use requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+pub use requests::{
+    CancelFetchData, FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket,
+};
 pub use send_failures::SendFailure;
 pub use status::CloudStatus;
 pub use sync_root::SyncRoot;

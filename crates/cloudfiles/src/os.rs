@@ -6,7 +6,9 @@
 //! engine builds and is tested on every OS.
 
 use crate::item_path::ItemPath;
-use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+use crate::requests::{
+    CancelFetchData, FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket,
+};
 use crate::send_failures::SendFailure;
 use crate::status::CloudStatus;
 use std::path::PathBuf;
@@ -183,6 +185,8 @@ pub trait CloudCallbacks: Send + Sync {
     fn fetch_placeholders(&self, request: FetchPlaceholders);
     /// `CF_CALLBACK_TYPE_FETCH_DATA`.
     fn fetch_data(&self, request: FetchData);
+    /// `CF_CALLBACK_TYPE_CANCEL_FETCH_DATA` (no answer).
+    fn cancel_fetch_data(&self, request: CancelFetchData);
     /// `CF_CALLBACK_TYPE_NOTIFY_RENAME`.
     fn notify_rename(&self, request: NotifyRename);
     /// `CF_CALLBACK_TYPE_NOTIFY_DELETE`.

@@ -35,6 +35,14 @@ pub struct FetchData {
     pub optional_length: u64,
 }
 
+/// A [`FetchData`] is no longer wanted (the program's read was
+/// cancelled, or its handle closed): its transfers may stop.
+#[derive(Clone, Debug)]
+pub struct CancelFetchData {
+    pub ticket: Ticket,
+    pub path: ItemPath,
+}
+
 /// An item is being renamed or moved; it happens only once acknowledged.
 #[derive(Clone, Debug)]
 pub struct NotifyRename {

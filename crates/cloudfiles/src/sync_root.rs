@@ -7,7 +7,9 @@ use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, Placeholder, UpdateData, TRANSFER_ALIGNMENT};
 use crate::own_removals::OwnRemovals;
 use crate::placeholders::{Placeholders, Shown};
-use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename};
+use crate::requests::{
+    CancelFetchData, FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename,
+};
 use crate::send_failures::{SendFailure, SendFailures};
 use crate::status::CloudStatus;
 use std::collections::HashSet;
@@ -126,9 +128,14 @@ impl SyncRoot {
     pub async fn serve_fetch_data(&self, request: FetchData) {
         let start = request.required_offset / TRANSFER_ALIGNMENT * TRANSFER_ALIGNMENT;
         let mut sent_to = start;
-        let id = self.hydrations.start(&request.path);
+        let id = self.hydrations.start(&request.path, request.ticket);
         let hydrated = self.hydrate(&request, id, &mut sent_to).await;
-        self.hydrations.finish(&request.path, id);
+        let cancelled = self.hydrations.is_cancelled(id);
+        self.hydrations.finish(&request.path, request.ticket, id);
+        if cancelled {
+            debug!("{}: hydration cancelled at {sent_to}", request.path);
+            return;
+        }
         if let Err(e) = hydrated {
             warn!("{e}");
             let required_end = request.required_offset.saturating_add(request.required_length);
@@ -176,7 +183,9 @@ impl SyncRoot {
         }
         let mut offset = *sent_to;
         while offset < end {
-            if offset >= required_end && self.hydrations.superseded(path, id) {
+            if self.hydrations.is_cancelled(id)
+                || (offset >= required_end && self.hydrations.superseded(path, id))
+            {
                 break;
             }
             let want = (end - offset).min(READ_CHUNK);
@@ -185,6 +194,11 @@ impl SyncRoot {
                 .read_ino(&self.caller, attr.ino, offset, want as u32)
                 .await
                 .map_err(|e| CloudFilesError::vfs("hydrate", path, e))?;
+            // Cancelled while the read was on its way: the API would
+            // refuse the transfer.
+            if self.hydrations.is_cancelled(id) {
+                break;
+            }
             if (data.len() as u64) < want {
                 // The remote's file is shorter than the placeholder: it
                 // changed, and its notice is on its way.
@@ -735,6 +749,11 @@ impl CloudCallbacks for SyncRoot {
             self.runtime
                 .spawn(async move { me.serve_fetch_data(request).await });
         }
+    }
+
+    /// At once, not in a task: the hydration checks before each read.
+    fn cancel_fetch_data(&self, request: CancelFetchData) {
+        self.hydrations.cancel(request.ticket);
     }
 
     fn notify_rename(&self, request: NotifyRename) {

@@ -8,7 +8,9 @@
 use crate::api_values::{file_time, RootPath};
 use crate::item_path::ItemPath;
 use crate::os::{CloudCallbacks, CloudOs, ItemState, OsError, Placeholder, SyncRootRegistration, UpdateData};
-use crate::requests::{FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket};
+use crate::requests::{
+    CancelFetchData, FetchData, FetchPlaceholders, FileClosed, NotifyDelete, NotifyRename, Ticket,
+};
 use crate::send_failures::SendFailure;
 use crate::status::CloudStatus;
 use std::ffi::OsStr;
@@ -606,7 +608,7 @@ impl Context {
 
 /// The callbacks this provider answers; the table ends with
 /// `CF_CALLBACK_TYPE_NONE` (`CF_CALLBACK_REGISTRATION_END`).
-static CALLBACKS: [CF_CALLBACK_REGISTRATION; 6] = [
+static CALLBACKS: [CF_CALLBACK_REGISTRATION; 7] = [
     CF_CALLBACK_REGISTRATION {
         Type: CF_CALLBACK_TYPE_FETCH_PLACEHOLDERS,
         Callback: Some(on_fetch_placeholders),
@@ -614,6 +616,10 @@ static CALLBACKS: [CF_CALLBACK_REGISTRATION; 6] = [
     CF_CALLBACK_REGISTRATION {
         Type: CF_CALLBACK_TYPE_FETCH_DATA,
         Callback: Some(on_fetch_data),
+    },
+    CF_CALLBACK_REGISTRATION {
+        Type: CF_CALLBACK_TYPE_CANCEL_FETCH_DATA,
+        Callback: Some(on_cancel_fetch_data),
     },
     CF_CALLBACK_REGISTRATION {
         Type: CF_CALLBACK_TYPE_NOTIFY_RENAME,
@@ -693,6 +699,20 @@ unsafe extern "system" fn on_fetch_data(
         required_length: fetch.RequiredLength.max(0) as u64,
         optional_offset: fetch.OptionalFileOffset.max(0) as u64,
         optional_length: fetch.OptionalLength.max(0) as u64,
+    });
+}
+
+unsafe extern "system" fn on_cancel_fetch_data(
+    info: *const CF_CALLBACK_INFO,
+    _parameters: *const CF_CALLBACK_PARAMETERS,
+) {
+    // SAFETY: called by the API with its own info.
+    let Some((info, context, path)) = (unsafe { callback(info) }) else {
+        return;
+    };
+    context.callbacks.cancel_fetch_data(CancelFetchData {
+        ticket: ticket(info),
+        path,
     });
 }
 

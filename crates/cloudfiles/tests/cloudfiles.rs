@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use yonder_cloudfiles::{CloudFilesFrontend, CloudOs, CloudStatus, ItemPath};
 use yonder_remote::{Link, LinkOptions};
 use yonder_testkit::agent::{TcpAgent, TcpConnector};
-use yonder_testkit::faults::{Faulty, Op};
+use yonder_testkit::faults::{Delayed, Faulty, Op};
 use yonder_vfs::frontend::{Frontend, MountHandle};
 use yonder_vfs::{Errno, MemoryJournal, Vfs, VfsOptions};
 
@@ -24,6 +24,7 @@ struct Fixture {
     mountpoint: tempfile::TempDir,
     os: Arc<FakeCloudOs>,
     faults: Arc<Faulty>,
+    delays: Arc<Delayed>,
     mount: Option<Box<dyn MountHandle>>,
     link: Link,
     _agent: TcpAgent,
@@ -50,7 +51,8 @@ async fn mounted(fill: impl FnOnce(&Path)) -> Fixture {
     )
     .await
     .unwrap();
-    let faults = Faulty::new(link.current().1);
+    let delays = Delayed::new(link.current().1);
+    let faults = Faulty::new(delays.clone());
     let options = VfsOptions {
         attr_ttl: Duration::from_secs(60),
         dir_ttl: Duration::from_secs(60),
@@ -74,6 +76,7 @@ async fn mounted(fill: impl FnOnce(&Path)) -> Fixture {
         mountpoint,
         os,
         faults,
+        delays,
         mount: Some(mount),
         link,
         _agent: agent,
@@ -475,6 +478,32 @@ async fn placeholders_from_before_a_restart_hydrate_and_follow_remote_changes() 
             .filter(|a| matches!(a, Answer::Placeholders(_)))
             .count();
     assert_eq!(fetches, 2, "the root once, sub once");
+    f.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_hydration_stops_sending() {
+    const SIZE: usize = 9 << 20;
+    let data = pattern(SIZE);
+    let d = data.clone();
+    let f = mounted(move |dir| std::fs::write(dir.join("big"), &d).unwrap()).await;
+    f.os.list("").await.unwrap();
+    // Slow reads: the read-ahead (the rest of the file, as the optional
+    // range) takes a while.
+    f.delays.delay(Op::Read, Duration::from_millis(200));
+    assert_eq!(f.os.read("big", 0, 4096).await.unwrap(), &data[..4096]);
+    f.os.cancel_hydration("big");
+    // Long beside the read on its way when it was cancelled (200 ms):
+    // had the engine gone on, its transfer would be in by then.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let item = f.os.item("big").unwrap();
+    assert!(
+        !item.is_hydrated(0, SIZE as u64),
+        "hydrated to the end after the cancellation"
+    );
+    // The cancellation came while the next read was on its way (each
+    // takes 200 ms): its data is not sent.
+    assert_eq!(f.os.late_transfers(), 0);
     f.finish();
 }
 

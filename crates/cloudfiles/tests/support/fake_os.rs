@@ -32,6 +32,8 @@
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/ne-cfapi-cf_in_sync_state>.
 //! - The sync root's status, shown in Explorer:
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfreportsyncstatus>.
+//! - Cancellation (`CANCEL_FETCH_DATA`; transfers for a cancelled
+//!   request fail): the `CF_CALLBACK_TYPE` page above.
 //! - Registration and connection:
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfregistersyncroot>,
 //!   <https://learn.microsoft.com/en-us/windows/win32/api/cfapi/nf-cfapi-cfconnectsyncroot>,
@@ -42,9 +44,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use yonder_cloudfiles::{
-    CloudCallbacks, CloudOs, CloudStatus, FetchData, FetchPlaceholders, FileClosed, ItemPath, ItemState,
-    NotifyDelete, NotifyRename, OsError, Placeholder, SendFailure, SyncRootRegistration, Ticket, UpdateData,
-    TRANSFER_ALIGNMENT,
+    CancelFetchData, CloudCallbacks, CloudOs, CloudStatus, FetchData, FetchPlaceholders, FileClosed,
+    ItemPath, ItemState, NotifyDelete, NotifyRename, OsError, Placeholder, SendFailure, SyncRootRegistration,
+    Ticket, UpdateData, TRANSFER_ALIGNMENT,
 };
 
 /// One item of the sync root's folder.
@@ -123,6 +125,9 @@ struct State {
     transfers: Vec<(ItemPath, u64, u64)>,
     breaches: Vec<String>,
     sync_status: Option<SendFailure>,
+    /// Data requests cancelled, and the transfers sent for them after.
+    cancelled: Vec<Ticket>,
+    late_transfers: usize,
 }
 
 /// The fake OS side of one sync root.
@@ -166,6 +171,38 @@ impl FakeCloudOs {
     /// What the sync root's status shows (`CfReportSyncStatus`).
     pub fn sync_status(&self) -> Option<SendFailure> {
         self.lock().sync_status.clone()
+    }
+
+    /// Transfers the engine sent for requests already cancelled (the API
+    /// refuses them; one in flight at the cancellation is to be expected).
+    pub fn late_transfers(&self) -> usize {
+        self.lock().late_transfers
+    }
+
+    /// Cancels the data requests of `path` still open, as the OS does
+    /// when the program's read is cancelled or its handle closed.
+    pub fn cancel_hydration(&self, path: &str) {
+        let path = ItemPath::new(path);
+        let tickets: Vec<Ticket> = {
+            let mut state = self.lock();
+            let tickets: Vec<Ticket> = state
+                .waiting
+                .iter()
+                .filter(|(_, w)| matches!(w, Waiting::Data { path: p, .. } if *p == path))
+                .map(|(t, _)| *t)
+                .collect();
+            for ticket in &tickets {
+                state.waiting.remove(ticket);
+                state.cancelled.push(*ticket);
+            }
+            tickets
+        };
+        for ticket in tickets {
+            self.callbacks().cancel_fetch_data(CancelFetchData {
+                ticket,
+                path: path.clone(),
+            });
+        }
     }
 
     /// The engine's breaches of the contract.
@@ -474,6 +511,10 @@ impl CloudOs for FakeCloudOs {
 
     fn transfer_data(&self, ticket: Ticket, offset: u64, data: &[u8]) -> Result<(), OsError> {
         let mut state = self.lock();
+        if state.cancelled.contains(&ticket) {
+            state.late_transfers += 1;
+            return Err(OsError::new("cfexecute", "", "the request was cancelled"));
+        }
         let Some(Waiting::Data { path, start, end }) = state.waiting.get(&ticket) else {
             return Err(Self::breach(
                 &mut state,
@@ -518,6 +559,9 @@ impl CloudOs for FakeCloudOs {
         status: CloudStatus,
     ) -> Result<(), OsError> {
         let mut state = self.lock();
+        if state.cancelled.contains(&ticket) {
+            return Err(OsError::new("cfexecute", "", "the request was cancelled"));
+        }
         if !matches!(state.waiting.get(&ticket), Some(Waiting::Data { .. }))
             || status.is_success()
             || state.answered.contains(&ticket)
