@@ -306,6 +306,28 @@ fn a_container_without_yonder_gets_it_copied_once_and_later_connections_reuse_it
 }
 
 #[test]
+fn a_damaged_copy_in_the_container_is_replaced() {
+    let c = Container::start();
+    let at = c.mount("m1", &[]);
+    assert_eq!(c.agent(), "deployed-uploaded");
+    c.unmount(&at);
+    // Cut short, as by a full disk: the same size check fails.
+    c.exec(&[
+        "sh",
+        "-c",
+        "f=$(ls /root/.cache/yonder/*/yonder); head -c 4096 $f > $f.cut && mv $f.cut $f && chmod 755 $f",
+    ]);
+    let at = c.mount("m2", &[]);
+    assert_eq!(c.agent(), "deployed-uploaded", "sent again");
+    assert_eq!(c.cached_agent(), ["sum", "yonder"], "no temporary file is left");
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
+    c.unmount(&at);
+    let at = c.mount("m3", &[]);
+    assert_eq!(c.agent(), "deployed-cached", "the new copy is whole");
+    c.unmount(&at);
+}
+
+#[test]
 fn the_docker_client_command_line_reaches_a_container_too() {
     let c = Container::start();
     // No Docker engine runs here; podman takes the Docker client's command
