@@ -1148,15 +1148,26 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        // Contents that came with a listing spare the data, not the open:
-        // a descriptor must pin the file it opened, which only the
-        // agent's own descriptor does (the file may be replaced or deleted
-        // on the remote while it is open).
         let kept = if reading && !self.writes.is_dirty(ino) {
             self.inodes().take_contents(ino, Instant::now())
         } else {
             None
         };
+        // Whole contents kept here, while the remote pushes its changes,
+        // spare the open too: a change there reaches this mount within
+        // the notice's delay, as it would reach a kernel-cached page. The
+        // descriptor then pins the bytes it opened (a file replaced or
+        // deleted there afterwards reads as it was, as POSIX has it); the
+        // file is opened there only if a read needs more than these bytes.
+        let kept = match kept {
+            Some((attr, data)) if self.changes.pushed() && self.ns.table().path(ino).is_some() => {
+                return Ok(self.opened_here(ino, flags, attr, data));
+            }
+            kept => kept,
+        };
+        // Otherwise contents spare the data, not the open: a descriptor
+        // must pin the file it opened, which only the agent's own
+        // descriptor does.
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
@@ -1224,6 +1235,25 @@ impl Vfs {
                 attr
             }
         }
+    }
+
+    /// Registers a handle opened for reading from `data`, the whole file
+    /// as of `attr`, with no remote handle yet (see
+    /// [`crate::handle::OPENED_HERE`]).
+    fn opened_here(&self, ino: Ino, flags: u32, attr: FileAttr, data: Bytes) -> (Fh, FileAttr) {
+        let version = {
+            let mut table = self.inodes();
+            // Kept again for the next open, as a read of the whole file keeps it.
+            table.keep_contents(ino, &attr, data.clone());
+            table.data_state(ino).0
+        };
+        let mut readahead = Readahead::default();
+        readahead.follow_version(version);
+        readahead.follow(attr.size, attr.mtime);
+        readahead.set_head(data.clone(), true);
+        let fh = self.files.register_opened_here(ino, flags, readahead, data);
+        self.writes.attach(ino);
+        (fh, attr)
     }
 
     /// Registers a handle opened for reading, with the file's first bytes
