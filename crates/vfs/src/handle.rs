@@ -51,6 +51,11 @@ impl OpenFile {
     pub fn remote_handle(&self) -> (Handle, Generation) {
         *lock(&self.remote_handle)
     }
+
+    /// Opened here and not opened on the remote since ([`OPENED_HERE`]).
+    pub fn only_here(&self) -> bool {
+        self.remote_handle().1 == OPENED_HERE
+    }
 }
 
 pub(crate) struct HandleTable {

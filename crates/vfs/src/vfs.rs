@@ -518,12 +518,22 @@ impl Vfs {
         if self.writes.is_dirty(ino) {
             self.writes.flush_inode(ino).await;
         }
+        // A file opened here has no remote handle to ask through: it is
+        // asked by path, and once gone there it is what it was when last
+        // seen, as a descriptor pinning a deleted file shows it.
+        let only_here = fh
+            .and_then(|fh| self.files.get(fh))
+            .is_some_and(|f| f.ino == ino && f.only_here());
+        let fh = fh.filter(|_| !only_here);
         if fh.is_none() {
             if let Some(attr) = self.inodes().fresh_attr(ino, Instant::now()) {
                 return Ok(attr);
             }
         }
         match self.fetch_attr(ino, fh).await {
+            Err(e) if only_here && matches!(e.errno(), Errno::ESTALE | Errno::ENOENT) => {
+                self.inodes().get(ino).and_then(|n| n.attr).ok_or(e)
+            }
             Ok(attr) => Ok(self.inodes().set_attr(ino, &attr, Instant::now())),
             // A file deleted or replaced, with nothing open on it any more
             // (the last handle may have closed while it was asked), is
@@ -1165,6 +1175,9 @@ impl Vfs {
             }
             kept => kept,
         };
+        if reading && kept.is_none() && self.changes.pushed() {
+            self.listings.contents_around(ino);
+        }
         // Otherwise contents spare the data, not the open: a descriptor
         // must pin the file it opened, which only the agent's own
         // descriptor does.
