@@ -1,0 +1,1 @@
+//! The extension side on macOS (in progress).
