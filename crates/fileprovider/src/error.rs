@@ -102,8 +102,9 @@ pub struct ProviderError {
     pub op: &'static str,
     pub item: ItemIdentifier,
     pub status: ErrorStatus,
+    /// Boxed: errors travel in every result, most of them `Ok`.
     #[source]
-    pub source: Option<VfsError>,
+    pub source: Option<Box<VfsError>>,
 }
 
 impl ProviderError {
@@ -122,7 +123,7 @@ impl ProviderError {
             op,
             item: item.clone(),
             status: ErrorStatus::of_vfs(&error, true),
-            source: Some(error),
+            source: Some(Box::new(error)),
         }
     }
 
@@ -132,7 +133,7 @@ impl ProviderError {
             op,
             item: item.clone(),
             status: ErrorStatus::of_vfs(&error, false),
-            source: Some(error),
+            source: Some(Box::new(error)),
         }
     }
 
@@ -143,7 +144,7 @@ impl ProviderError {
             op,
             item: item.clone(),
             status: ErrorStatus::Posix(errno.to_host()),
-            source: Some(VfsError::new(op, format!("local file: {error}"), errno)),
+            source: Some(Box::new(VfsError::new(op, format!("local file: {error}"), errno))),
         }
     }
 }
