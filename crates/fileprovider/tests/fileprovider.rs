@@ -9,7 +9,10 @@ use fake::{FakeSystem, Reported};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use yonder_fileprovider::{ByteRange, ErrorDomain, ItemChanges, ItemIdentifier, ItemKind, ItemTemplate};
+use yonder_fileprovider::{
+    ByteRange, Changed, Enumerator, ErrorDomain, ItemChanges, ItemIdentifier, ItemKind, ItemTemplate,
+    SyncAnchor, MAX_CHANGES,
+};
 use yonder_remote::{Link, LinkOptions};
 use yonder_testkit::agent::{TcpAgent, TcpConnector};
 use yonder_testkit::faults::{Fault, Faulty, Op};
@@ -455,4 +458,77 @@ async fn a_permission_denied_read_reaches_the_system_as_read_no_permission() {
     let gone = system.fetch(&id("never-was")).await.unwrap_err();
     assert_eq!((gone.domain, gone.code), (ErrorDomain::FileProvider, -1005));
     assert_eq!(system.reported().len(), 2);
+}
+
+/// The change log keeps MAX_CHANGES changes: an anchor older than those,
+/// or one ahead of the log, is expired; the latest anchor is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchors_older_than_the_changes_kept_are_expired() {
+    let domain = Domain::start(|_| {}, 100).await;
+    let log = domain.system.provider.change_log();
+    let start = log.current();
+    log.record(vec![Changed::Item(b"a".to_vec())]);
+    let (changes, after_one) = log.since(start).unwrap();
+    assert_eq!(changes, [Changed::Item(b"a".to_vec())]);
+    assert_eq!(after_one.seq, start.seq + 1);
+
+    log.record(
+        (0..MAX_CHANGES)
+            .map(|i| Changed::Item(format!("f{i}").into_bytes()))
+            .collect(),
+    );
+    assert!(
+        log.since(start).is_none(),
+        "an anchor older than the log was not expired"
+    );
+    let (changes, _) = log.since(after_one).expect("the oldest anchor the log covers");
+    assert_eq!(changes.len(), MAX_CHANGES);
+    let ahead = SyncAnchor {
+        seq: log.current().seq + 1,
+        ..log.current()
+    };
+    assert!(
+        log.since(ahead).is_none(),
+        "an anchor ahead of the log was not expired"
+    );
+}
+
+/// A directory's enumerator reports the changes of its own entries; the
+/// working set's, all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_enumerates_only_its_own_entries_changes() {
+    let domain = Domain::start(
+        |root| {
+            std::fs::create_dir(root.join("d")).unwrap();
+            std::fs::write(root.join("d/inside"), b"i").unwrap();
+            std::fs::write(root.join("outside"), b"o").unwrap();
+        },
+        100,
+    )
+    .await;
+    let provider = domain.system.provider.clone();
+    let dir = Enumerator::open(provider.clone(), id("d")).await.unwrap();
+    let working_set = Enumerator::open(provider.clone(), ItemIdentifier::WorkingSet)
+        .await
+        .unwrap();
+    let from = dir.current_anchor().to_bytes();
+    provider.change_log().record(vec![
+        Changed::Item(b"d/inside".to_vec()),
+        Changed::Item(b"outside".to_vec()),
+        Changed::Item(b"d/gone".to_vec()),
+    ]);
+
+    let batch = dir.enumerate_changes(&from).await.unwrap();
+    let updated: Vec<_> = batch.updated.iter().map(|i| i.identifier.clone()).collect();
+    assert_eq!(updated, [id("d/inside")]);
+    assert_eq!(batch.deleted, [id("d/gone")]);
+    assert!(!batch.more_coming);
+
+    let batch = working_set.enumerate_changes(&from).await.unwrap();
+    let updated: Vec<_> = batch.updated.iter().map(|i| i.identifier.clone()).collect();
+    assert_eq!(updated, [id("d/inside"), id("outside")]);
+    assert_eq!(batch.deleted, [id("d/gone")]);
+    // A file is no container.
+    let refused = Enumerator::open(provider, id("outside")).await.err().unwrap();
+    assert_eq!(refused.status.domain(), ErrorDomain::Posix);
 }
