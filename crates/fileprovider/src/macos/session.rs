@@ -6,7 +6,7 @@ use crate::{ErrorStatus, ItemIdentifier, Provider, ProviderError};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 use yonder_remote::{ConnectOptions, Link, LinkOptions, Source};
 use yonder_vfs::{MemoryJournal, Vfs, VfsOptions};
 
@@ -21,8 +21,9 @@ pub struct ExtensionSession {
     /// directory for the domain, on the domain's volume.
     temporary: PathBuf,
     /// Connected on the first request, not in `initWithDomain:`, which
-    /// must not wait for ssh.
-    connected: OnceCell<Result<Connected, String>>,
+    /// must not wait for ssh; a failed attempt is made again by the next
+    /// request (the link reconnects by itself once it is up).
+    connected: Mutex<Option<Connected>>,
 }
 
 /// A domain's connection and what serves it.
@@ -48,7 +49,7 @@ impl ExtensionSession {
             source,
             display_name,
             temporary,
-            connected: OnceCell::new(),
+            connected: Mutex::new(None),
         }))
     }
 
@@ -67,16 +68,23 @@ impl ExtensionSession {
         self.runtime.block_on(request)
     }
 
-    /// The provider, once the connection is made; a connection that
-    /// cannot be made answers every request as the server unreachable.
+    /// The provider, once the connection is made; while it cannot be,
+    /// requests are answered as the server unreachable.
     pub async fn provider(
         &self,
         op: &'static str,
         item: &ItemIdentifier,
     ) -> Result<Arc<Provider>, ProviderError> {
-        let connected = self.connected.get_or_init(|| self.connect()).await;
-        match connected {
-            Ok(connected) => Ok(connected.provider.clone()),
+        let mut connected = self.connected.lock().await;
+        if let Some(connected) = connected.as_ref() {
+            return Ok(connected.provider.clone());
+        }
+        match self.connect().await {
+            Ok(made) => {
+                let provider = made.provider.clone();
+                *connected = Some(made);
+                Ok(provider)
+            }
             Err(reason) => {
                 tracing::warn!("{op} {item}: {reason}");
                 Err(ProviderError::new(op, item, ErrorStatus::ServerUnreachable))
