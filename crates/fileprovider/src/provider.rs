@@ -244,8 +244,9 @@ impl Provider {
             let n = copy_out(&self.vfs, fh, range, local.as_file())
                 .await
                 .map_err(|e| copy_error(op, id, e, true))?;
-            // The file must reach the range's end even where the remote
-            // file turned out shorter than its size said.
+            // The contract wants the file at least as long as the range's
+            // end; writes at an offset leave a hole before them, and an
+            // empty fetch writes nothing at all.
             local
                 .as_file()
                 .set_len(range.offset + n)
@@ -258,8 +259,8 @@ impl Provider {
             tracing::debug!("{op} {id}: closing: {e}");
         }
         let (path, n) = copied?;
-        // What was read is what the item is: a file that grew or shrank on
-        // the remote since its attributes were cached is reported as read.
+        // What was read is what the item is: a file that shrank on the
+        // remote since its attributes were taken is reported as read.
         let mut attr = attr;
         if n < range.len {
             attr.size = range.offset + n;
