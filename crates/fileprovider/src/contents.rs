@@ -3,8 +3,7 @@
 
 use crate::byte_range::ByteRange;
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom, Write};
 use yonder_vfs::{Fh, Vfs, VfsError};
 
 /// What one read asks the VFS for: its readahead sees a sequential reader
@@ -22,7 +21,10 @@ pub enum CopyError {
 /// (the partial fetch contract: the data at its own offset, anything
 /// around it ignored). Stops at the end of the remote file; returns the
 /// bytes copied.
-pub async fn copy_out(vfs: &Vfs, fh: Fh, range: ByteRange, local: &File) -> Result<u64, CopyError> {
+pub async fn copy_out(vfs: &Vfs, fh: Fh, range: ByteRange, mut local: &File) -> Result<u64, CopyError> {
+    local
+        .seek(SeekFrom::Start(range.offset))
+        .map_err(CopyError::Local)?;
     let mut offset = range.offset;
     while offset < range.end() {
         let want = (range.end() - offset).min(u64::from(CHUNK)) as u32;
@@ -31,7 +33,7 @@ pub async fn copy_out(vfs: &Vfs, fh: Fh, range: ByteRange, local: &File) -> Resu
             break;
         }
         // Local disk: short next to the remote read before it.
-        local.write_all_at(&data, offset).map_err(CopyError::Local)?;
+        local.write_all(&data).map_err(CopyError::Local)?;
         offset += data.len() as u64;
     }
     Ok(offset - range.offset)

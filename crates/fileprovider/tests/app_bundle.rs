@@ -2,6 +2,9 @@
 //! macOS's and is not run here): each property list parses (with
 //! Python's `plistlib`, as macOS reads them) and holds the keys the
 //! system requires of a FileProvider extension and its app.
+//!
+//! Unix only: the script is bash's.
+#![cfg(unix)]
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,9 @@
 //! extension, by a fake of the system (`fake/`), over a real VFS on a
 //! real agent serving a temporary directory through a real link, so that
 //! remote changes arrive as the agent's pushed change events.
+//!
+//! Unix only: the served tree is made with symlinks and FIFOs.
+#![cfg(unix)]
 
 mod fake;
 
