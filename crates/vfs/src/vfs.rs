@@ -489,6 +489,14 @@ impl Vfs {
         self.ns.first_link(ino).map(|(parent, _)| parent)
     }
 
+    /// The remote path `ino` is known by (the first of its names), for a
+    /// frontend that names files by path (FileProvider's item
+    /// identifiers): what a cache drop's inode stands for. `None` for a
+    /// node with no name here; the root's is empty.
+    pub fn path_of(&self, ino: Ino) -> Option<Vec<u8>> {
+        self.inodes().path(ino)
+    }
+
     /// Whether `ino` is a file that still exists here: the root, or an
     /// inode with a name or an open handle.
     pub fn is_reachable(&self, ino: Ino) -> bool {
