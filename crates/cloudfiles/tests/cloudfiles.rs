@@ -322,7 +322,11 @@ async fn remote_changes_update_add_and_remove_placeholders() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_the_remote_refuses_fails_with_access_denied() {
-    let f = mounted(|d| std::fs::write(d.join("secret"), b"s3cr3t").unwrap()).await;
+    // Larger than what a listing brings of a file's contents, so the
+    // data is asked for when read.
+    let secret = pattern(100 << 10);
+    let s = secret.clone();
+    let f = mounted(move |d| std::fs::write(d.join("secret"), &s).unwrap()).await;
     f.os.list("").await.unwrap();
     // Tests run as root, whom file modes do not stop: the remote's
     // refusal is injected at its open, as an agent serving a file its
@@ -336,7 +340,7 @@ async fn a_read_the_remote_refuses_fails_with_access_denied() {
     );
     assert!(f.os.item("secret").unwrap().hydrated.is_empty());
     f.faults.clear();
-    assert_eq!(f.os.read("secret", 0, 4096).await.unwrap(), b"s3cr3t");
+    assert_eq!(f.os.read("secret", 0, 4096).await.unwrap(), &secret[..4096]);
     f.finish();
 }
 
