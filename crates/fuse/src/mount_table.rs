@@ -194,6 +194,7 @@ pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
 /// Both, because the kernel hands a FUSE mount's device number to the
 /// next FUSE mount as soon as the first is unmounted: the device alone
 /// may name another process's new mount elsewhere.
+#[cfg(unix)]
 pub(crate) fn device_is_mounted(device: &str, path: &Path) -> Option<bool> {
     let info = mountinfo().ok()?;
     let path = escape(path);
@@ -225,7 +226,7 @@ pub(crate) fn raise_readahead(device: &str, kib: u32) {
 }
 
 /// Linux's sysfs knob has no counterpart elsewhere.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn raise_readahead(_device: &str, _kib: u32) {
     tracing::debug!(
         "readahead stays at the kernel's default (no read_ahead_kb knob on {})",

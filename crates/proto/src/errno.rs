@@ -21,6 +21,13 @@ mod host {
     pub use libc::*;
     #[cfg(any(target_os = "macos", target_os = "freebsd"))]
     pub const ENODATA: i32 = libc::ENOATTR;
+    // Windows's C runtime numbers no stale handle and no quota: the
+    // protocol's two are EIO there, which is what a Windows caller of
+    // `to_host` can report of them (`from_host` never yields them).
+    #[cfg(windows)]
+    pub const ESTALE: i32 = libc::EIO;
+    #[cfg(windows)]
+    pub const EDQUOT: i32 = libc::EIO;
 }
 
 macro_rules! errnos {
@@ -109,6 +116,7 @@ errnos! {
 
 impl Errno {
     /// The host's description of this error, e.g. "No such file or directory".
+    #[cfg(unix)]
     pub fn description(self) -> String {
         std::io::Error::from_raw_os_error(self.to_host())
             .to_string()
@@ -118,20 +126,104 @@ impl Errno {
             .to_string()
     }
 
+    /// The description of this error. Windows's `std::io::Error` speaks
+    /// Win32 error codes, not the C runtime's errno, so the host has no
+    /// message for these numbers: std's words for the matching kind.
+    #[cfg(windows)]
+    pub fn description(self) -> String {
+        match self.kind() {
+            Some(kind) => std::io::Error::from(kind).to_string(),
+            None => self.name().to_string(),
+        }
+    }
+
     /// Errno of an I/O error, EIO when it carries none.
     pub fn from_io(err: &std::io::Error) -> Errno {
-        match err.raw_os_error() {
-            Some(code) => Errno::from_host(code),
-            None => match err.kind() {
-                std::io::ErrorKind::NotFound => Errno::ENOENT,
-                std::io::ErrorKind::PermissionDenied => Errno::EACCES,
-                std::io::ErrorKind::AlreadyExists => Errno::EEXIST,
-                std::io::ErrorKind::InvalidInput => Errno::EINVAL,
-                std::io::ErrorKind::TimedOut => Errno::ETIMEDOUT,
-                std::io::ErrorKind::Unsupported => Errno::EOPNOTSUPP,
-                _ => Errno::EIO,
-            },
+        #[cfg(unix)]
+        if let Some(code) = err.raw_os_error() {
+            return Errno::from_host(code);
         }
+        use std::io::ErrorKind as K;
+        match err.kind() {
+            K::NotFound => Errno::ENOENT,
+            K::PermissionDenied => Errno::EACCES,
+            K::AlreadyExists => Errno::EEXIST,
+            K::InvalidInput => Errno::EINVAL,
+            K::TimedOut => Errno::ETIMEDOUT,
+            K::Unsupported => Errno::EOPNOTSUPP,
+            #[cfg(windows)]
+            kind => Errno::from_kind(kind),
+            #[cfg(not(windows))]
+            _ => Errno::EIO,
+        }
+    }
+
+    /// On Windows the raw code of an I/O error is a Win32 error, not an
+    /// errno: only the kind std derives from it says what happened.
+    #[cfg(windows)]
+    fn from_kind(kind: std::io::ErrorKind) -> Errno {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::NotFound => Errno::ENOENT,
+            K::PermissionDenied => Errno::EACCES,
+            K::AlreadyExists => Errno::EEXIST,
+            K::InvalidInput => Errno::EINVAL,
+            K::TimedOut => Errno::ETIMEDOUT,
+            K::Unsupported => Errno::EOPNOTSUPP,
+            K::DirectoryNotEmpty => Errno::ENOTEMPTY,
+            K::NotADirectory => Errno::ENOTDIR,
+            K::IsADirectory => Errno::EISDIR,
+            K::ReadOnlyFilesystem => Errno::EROFS,
+            K::StorageFull => Errno::ENOSPC,
+            K::QuotaExceeded => Errno::EDQUOT,
+            K::FileTooLarge => Errno::EFBIG,
+            K::ResourceBusy => Errno::EBUSY,
+            K::ExecutableFileBusy => Errno::ETXTBSY,
+            K::CrossesDevices => Errno::EXDEV,
+            K::TooManyLinks => Errno::EMLINK,
+            K::InvalidFilename => Errno::ENAMETOOLONG,
+            K::StaleNetworkFileHandle => Errno::ESTALE,
+            K::NotSeekable => Errno::ESPIPE,
+            K::Interrupted => Errno::EINTR,
+            K::WouldBlock => Errno::EAGAIN,
+            K::BrokenPipe => Errno::EPIPE,
+            K::ConnectionReset => Errno::ECONNRESET,
+            K::NotConnected => Errno::ENOTCONN,
+            K::OutOfMemory => Errno::ENOMEM,
+            K::Deadlock => Errno::EDEADLK,
+            _ => Errno::EIO,
+        }
+    }
+
+    /// The kind std gives this error, where one says it.
+    #[cfg(windows)]
+    fn kind(self) -> Option<std::io::ErrorKind> {
+        use std::io::ErrorKind as K;
+        let kinds = [
+            K::NotFound,
+            K::PermissionDenied,
+            K::AlreadyExists,
+            K::InvalidInput,
+            K::TimedOut,
+            K::Unsupported,
+            K::DirectoryNotEmpty,
+            K::NotADirectory,
+            K::IsADirectory,
+            K::ReadOnlyFilesystem,
+            K::StorageFull,
+            K::QuotaExceeded,
+            K::FileTooLarge,
+            K::ResourceBusy,
+            K::CrossesDevices,
+            K::TooManyLinks,
+            K::StaleNetworkFileHandle,
+            K::Interrupted,
+            K::BrokenPipe,
+            K::ConnectionReset,
+            K::NotConnected,
+            K::OutOfMemory,
+        ];
+        kinds.into_iter().find(|kind| Errno::from_kind(*kind) == self)
     }
 }
 
@@ -154,6 +246,11 @@ mod tests {
     #[test]
     fn host_mapping_round_trips_every_known_errno() {
         for &e in Errno::ALL {
+            // Windows's C runtime has no ESTALE or EDQUOT (see `host`).
+            #[cfg(windows)]
+            if e == Errno::ESTALE || e == Errno::EDQUOT {
+                continue;
+            }
             assert_eq!(Errno::from_host(e.to_host()), e, "{e:?}");
         }
     }
@@ -165,6 +262,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn description_is_strerror() {
         assert_eq!(Errno::ENOENT.description(), "No such file or directory");
     }
