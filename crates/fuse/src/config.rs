@@ -141,7 +141,8 @@ pub fn may_allow_other() -> bool {
     false
 }
 
-#[cfg(test)]
+// fuser's configuration, which exists on Unix only.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

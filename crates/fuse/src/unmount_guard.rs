@@ -206,7 +206,8 @@ fn unhex(text: &str) -> Option<PathBuf> {
     return String::from_utf8(decoded).ok().map(PathBuf::from);
 }
 
-#[cfg(test)]
+// What a FUSE session tells the guard: Unix only.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

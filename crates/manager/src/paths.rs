@@ -172,7 +172,8 @@ impl Paths {
     }
 }
 
-#[cfg(test)]
+// Unix modes and owners of the socket's directory.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
