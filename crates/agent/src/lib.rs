@@ -34,7 +34,8 @@ mod inline;
 mod ops;
 #[cfg(unix)]
 mod paths;
-#[cfg(windows)]
+// Built for the tests on every host too: its logic is tested on Linux.
+#[cfg(any(windows, test))]
 mod portable_agent;
 #[cfg(unix)]
 mod reply_cache;

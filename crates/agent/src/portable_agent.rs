@@ -367,6 +367,7 @@ impl PortableAgent {
 
 /// A directory opened for its attributes: Windows opens one only with
 /// `FILE_FLAG_BACKUP_SEMANTICS`.
+#[cfg(windows)]
 fn open_directory(path: &Path) -> std::io::Result<File> {
     use std::os::windows::fs::OpenOptionsExt as _;
     /// `FILE_FLAG_BACKUP_SEMANTICS`, from the Win32 file flags.
@@ -375,6 +376,12 @@ fn open_directory(path: &Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags(BACKUP_SEMANTICS)
         .open(path)
+}
+
+/// Elsewhere (the tests of this file on Linux) a directory opens as a file.
+#[cfg(not(windows))]
+fn open_directory(path: &Path) -> std::io::Result<File> {
+    File::open(path)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -481,5 +488,190 @@ fn attr_of(meta: &Metadata) -> Attr {
         ctime: modified,
         dev: 0,
         btime: meta.created().ok().map(|t| timespec(Ok(t))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yonder_proto::RenameFlags;
+
+    fn agent() -> (tempfile::TempDir, PortableAgent) {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = PortableAgent::new(dir.path().to_path_buf());
+        (dir, agent)
+    }
+
+    fn path(p: &str) -> serde_bytes::ByteBuf {
+        serde_bytes::ByteBuf::from(p.as_bytes().to_vec())
+    }
+
+    fn errno(response: Response) -> Errno {
+        match response {
+            Response::Error(err) => err.errno,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_a_directory_in_pages_sorted_with_each_entrys_kind() {
+        let (dir, agent) = agent();
+        for name in ["c", "a", "b"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let page = |cursor| match agent.handle(Request::ReadDir {
+            path: path(""),
+            cursor,
+            max_entries: 3,
+        }) {
+            Response::DirPage(page) => page,
+            other => panic!("{other:?}"),
+        };
+        let first = page(None);
+        let names: Vec<_> = first.entries.iter().map(|e| e.name.to_vec()).collect();
+        assert_eq!(names, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(first.entries[0].attr.unwrap().size, 1);
+        let rest = page(first.next);
+        assert_eq!(rest.entries.len(), 1);
+        assert_eq!(rest.entries[0].name.as_slice(), b"d");
+        assert!(rest.entries[0].attr.unwrap().is_dir());
+        assert_eq!(rest.next, None);
+    }
+
+    #[test]
+    fn a_file_is_created_written_read_and_closed_through_its_handle() {
+        let (dir, agent) = agent();
+        let Response::Opened { handle, .. } = agent.handle(Request::Open {
+            path: path("f"),
+            flags: open_flags::READ_WRITE | open_flags::CREATE | open_flags::EXCLUSIVE,
+            mode: 0o644,
+            owner: None,
+        }) else {
+            panic!("create failed")
+        };
+        let written = agent.handle(Request::Write {
+            handle,
+            offset: 2,
+            data: b"llo".to_vec(),
+        });
+        assert_eq!(written, Response::Written(3));
+        let read = agent.handle(Request::Read {
+            handle,
+            offset: 1,
+            len: 10,
+        });
+        assert_eq!(read, Response::Data(b"\0llo".to_vec()));
+        assert!(matches!(agent.handle(Request::Fstat { handle }), Response::Attr(a) if a.size == 5));
+        assert_eq!(agent.handle(Request::Close { handle }), Response::Done);
+        assert_eq!(errno(agent.handle(Request::Close { handle })), Errno::EBADF);
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"\0\0llo");
+        let again = agent.handle(Request::Open {
+            path: path("f"),
+            flags: open_flags::WRITE_ONLY | open_flags::CREATE | open_flags::EXCLUSIVE,
+            mode: 0o644,
+            owner: None,
+        });
+        assert_eq!(errno(again), Errno::EEXIST);
+    }
+
+    #[test]
+    fn open_read_brings_the_start_of_the_file() {
+        let (dir, agent) = agent();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        let Response::OpenedRead { attr, data, .. } = agent.handle(Request::OpenRead {
+            path: path("f"),
+            flags: open_flags::READ_ONLY,
+            prefetch: 4,
+        }) else {
+            panic!("open_read failed")
+        };
+        assert_eq!((attr.size, data.as_slice()), (10, &b"0123"[..]));
+    }
+
+    #[test]
+    fn paths_stay_below_the_root() {
+        let (dir, agent) = agent();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let lstat = |p: &str| agent.handle(Request::Lstat { path: path(p) });
+        assert!(matches!(lstat("d/../d/."), Response::Attr(a) if a.is_dir()));
+        assert_eq!(errno(lstat("d/../..")), Errno::EACCES);
+        assert_eq!(errno(lstat("../etc")), Errno::EACCES);
+        // Windows's own separators and drives would reach past a component.
+        assert_eq!(errno(lstat(r"d\..\..")), Errno::EINVAL);
+        assert_eq!(errno(lstat("C:")), Errno::EINVAL);
+        assert_eq!(errno(lstat("missing")), Errno::ENOENT);
+    }
+
+    #[test]
+    fn names_change_as_asked_and_what_windows_cannot_do_is_refused() {
+        let (dir, agent) = agent();
+        assert!(matches!(
+            agent.handle(Request::Mkdir {
+                path: path("d"),
+                mode: 0o755,
+                owner: None
+            }),
+            Response::Attr(a) if a.is_dir()
+        ));
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let rename = |flags| Request::Rename {
+            from: path("f"),
+            to: path("d/g"),
+            flags,
+        };
+        let noreplace = RenameFlags {
+            noreplace: true,
+            exchange: false,
+        };
+        assert_eq!(errno(agent.handle(rename(noreplace))), Errno::EINVAL);
+        assert_eq!(agent.handle(rename(RenameFlags::default())), Response::Done);
+        assert!(dir.path().join("d/g").exists());
+        assert_eq!(
+            errno(agent.handle(Request::Rmdir { path: path("d") })),
+            Errno::ENOTEMPTY
+        );
+        assert_eq!(
+            agent.handle(Request::Unlink { path: path("d/g") }),
+            Response::Done
+        );
+        assert_eq!(agent.handle(Request::Rmdir { path: path("d") }), Response::Done);
+        let Response::Error(refused) = agent.handle(Request::Symlink {
+            target: path("f"),
+            path: path("l"),
+            owner: None,
+        }) else {
+            panic!("symlink answered")
+        };
+        assert_eq!(refused.errno, Errno::EOPNOTSUPP);
+        assert!(
+            refused
+                .message
+                .contains("symlink is not supported by the agent on windows"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn setattr_truncates_and_sets_times() {
+        let (dir, agent) = agent();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        let set = SetAttr {
+            size: Some(4),
+            mtime: SetTime::Set(Timespec {
+                sec: 1_000_000,
+                nsec: 0,
+            }),
+            ..SetAttr::default()
+        };
+        let Response::Attr(attr) = agent.handle(Request::Setattr {
+            target: Target::Path(path("f")),
+            attr: set,
+        }) else {
+            panic!("setattr failed")
+        };
+        assert_eq!((attr.size, attr.mtime.sec), (4, 1_000_000));
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"0123");
     }
 }
