@@ -126,15 +126,63 @@ impl Errno {
             .to_string()
     }
 
-    /// The description of this error. Windows's `std::io::Error` speaks
+    /// The description of this error: Windows's `std::io::Error` speaks
     /// Win32 error codes, not the C runtime's errno, so the host has no
-    /// message for these numbers: std's words for the matching kind.
+    /// message for these numbers. The words are glibc's, whose numbering
+    /// the protocol's is.
     #[cfg(windows)]
     pub fn description(self) -> String {
-        match self.kind() {
-            Some(kind) => std::io::Error::from(kind).to_string(),
-            None => self.name().to_string(),
-        }
+        let words = match self {
+            Errno::EPERM => "Operation not permitted",
+            Errno::ENOENT => "No such file or directory",
+            Errno::ESRCH => "No such process",
+            Errno::EINTR => "Interrupted system call",
+            Errno::EIO => "Input/output error",
+            Errno::ENXIO => "No such device or address",
+            Errno::E2BIG => "Argument list too long",
+            Errno::EBADF => "Bad file descriptor",
+            Errno::EAGAIN => "Resource temporarily unavailable",
+            Errno::ENOMEM => "Cannot allocate memory",
+            Errno::EACCES => "Permission denied",
+            Errno::EFAULT => "Bad address",
+            Errno::EBUSY => "Device or resource busy",
+            Errno::EEXIST => "File exists",
+            Errno::EXDEV => "Invalid cross-device link",
+            Errno::ENODEV => "No such device",
+            Errno::ENOTDIR => "Not a directory",
+            Errno::EISDIR => "Is a directory",
+            Errno::EINVAL => "Invalid argument",
+            Errno::ENFILE => "Too many open files in system",
+            Errno::EMFILE => "Too many open files",
+            Errno::ENOTTY => "Inappropriate ioctl for device",
+            Errno::ETXTBSY => "Text file busy",
+            Errno::EFBIG => "File too large",
+            Errno::ENOSPC => "No space left on device",
+            Errno::ESPIPE => "Illegal seek",
+            Errno::EROFS => "Read-only file system",
+            Errno::EMLINK => "Too many links",
+            Errno::EPIPE => "Broken pipe",
+            Errno::ERANGE => "Numerical result out of range",
+            Errno::EDEADLK => "Resource deadlock avoided",
+            Errno::ENAMETOOLONG => "File name too long",
+            Errno::ENOLCK => "No locks available",
+            Errno::ENOSYS => "Function not implemented",
+            Errno::ENOTEMPTY => "Directory not empty",
+            Errno::ELOOP => "Too many levels of symbolic links",
+            Errno::ENODATA => "No data available",
+            Errno::EOVERFLOW => "Value too large for defined data type",
+            Errno::EPROTO => "Protocol error",
+            Errno::EILSEQ => "Invalid or incomplete multibyte or wide character",
+            Errno::EOPNOTSUPP => "Operation not supported",
+            Errno::ECONNRESET => "Connection reset by peer",
+            Errno::ENOTCONN => "Transport endpoint is not connected",
+            Errno::ETIMEDOUT => "Connection timed out",
+            Errno::ESTALE => "Stale file handle",
+            Errno::EDQUOT => "Disk quota exceeded",
+            Errno::ECANCELED => "Operation canceled",
+            _ => return format!("Unknown error {}", self.0),
+        };
+        words.to_string()
     }
 
     /// Errno of an I/O error, EIO when it carries none.
@@ -193,37 +241,6 @@ impl Errno {
             K::Deadlock => Errno::EDEADLK,
             _ => Errno::EIO,
         }
-    }
-
-    /// The kind std gives this error, where one says it.
-    #[cfg(windows)]
-    fn kind(self) -> Option<std::io::ErrorKind> {
-        use std::io::ErrorKind as K;
-        let kinds = [
-            K::NotFound,
-            K::PermissionDenied,
-            K::AlreadyExists,
-            K::InvalidInput,
-            K::TimedOut,
-            K::Unsupported,
-            K::DirectoryNotEmpty,
-            K::NotADirectory,
-            K::IsADirectory,
-            K::ReadOnlyFilesystem,
-            K::StorageFull,
-            K::QuotaExceeded,
-            K::FileTooLarge,
-            K::ResourceBusy,
-            K::CrossesDevices,
-            K::TooManyLinks,
-            K::StaleNetworkFileHandle,
-            K::Interrupted,
-            K::BrokenPipe,
-            K::ConnectionReset,
-            K::NotConnected,
-            K::OutOfMemory,
-        ];
-        kinds.into_iter().find(|kind| Errno::from_kind(*kind) == self)
     }
 }
 
