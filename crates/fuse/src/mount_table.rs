@@ -93,10 +93,19 @@ pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), Fu
     })
 }
 
+/// Windows has no FUSE mounts to unmount.
+#[cfg(windows)]
+pub(crate) fn fusermount_unmount(mountpoint: &Path, _lazy: bool) -> Result<(), FuseError> {
+    Err(FuseError::Unmount {
+        path: mountpoint.to_path_buf(),
+        reason: "FUSE mounts are not supported on windows".into(),
+    })
+}
+
 /// The OS's `umount` (`-f` if `lazy`: macOS and the BSDs have no lazy
 /// unmount), as macFUSE and FreeBSD's fusefs document; there is no
 /// fusermount3 there.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     let mut cmd = std::process::Command::new("umount");
     if lazy {
