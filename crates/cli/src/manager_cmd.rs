@@ -397,6 +397,7 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::Port(port) => ssh.push(format!("Port={port}")),
             OptionWord::SshCommand(command) => args.connect.ssh_command = Some(command),
             OptionWord::AgentPath(path) => args.connect.agent_path = Some(path),
+            OptionWord::DockerCommand(command) => args.connect.docker_command = Some(command),
             OptionWord::Heartbeat(s) => args.link.heartbeat = s,
             OptionWord::HeartbeatMisses(n) => args.link.heartbeat_misses = n,
             OptionWord::ReconnectTimeout(s) => args.link.reconnect_timeout = Some(s),
@@ -406,7 +407,7 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::Dropped => {}
             _ => anyhow::bail!(
                 "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
-                 port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
+                 port=, ssh_command=, agent_path=, docker_command=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
                  no_reconnect, sftp, no_deploy)",
                 word.trim()
             ),

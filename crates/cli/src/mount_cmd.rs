@@ -135,6 +135,7 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.link.reconnect_timeout = o.reconnect_timeout.or(args.link.reconnect_timeout);
     args.connect.ssh_command = o.ssh_command.clone().or(args.connect.ssh_command.take());
     args.connect.agent_path = o.agent_path.clone().or(args.connect.agent_path.take());
+    args.connect.docker_command = o.docker_command.clone().or(args.connect.docker_command.take());
     let mut fuse_options = o.fuse_options();
     if o.default_permissions {
         fuse_options.push("default_permissions".into());

@@ -25,8 +25,11 @@ use support::mount::{is_mounted, wait_timeout};
 use support::yonder_bin;
 
 /// The image every test's container runs: busybox, the libraries the
-/// yonder binary links to, and no yonder.
+/// yonder binary links to, OpenSSH's sftp-server, and no yonder.
 const IMAGE: &str = "localhost/yonder-test-busybox:latest";
+
+/// This machine's sftp-server (the test sshd's package has it).
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
 fn podman(args: &[&str]) -> Output {
     let output = Command::new("podman")
@@ -77,13 +80,19 @@ fn image() -> &'static str {
         ] {
             std::os::unix::fs::symlink("busybox", at(&format!("bin/{tool}"))).unwrap();
         }
+        // OpenSSH's sftp-server (where Debian keeps it), what a container
+        // where no agent can run falls back to.
+        std::fs::create_dir_all(at("usr/lib/openssh")).unwrap();
+        std::fs::copy(SFTP_SERVER, at("usr/lib/openssh/sftp-server")).expect(SFTP_SERVER);
         // The libraries `ldd` names, at the same paths.
-        let ldd = Command::new("ldd").arg(yonder_bin()).output().unwrap();
-        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-            if word.starts_with('/') && Path::new(word).exists() {
-                let inside = at(word.trim_start_matches('/'));
-                std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-                std::fs::copy(word, &inside).unwrap();
+        for program in [yonder_bin(), PathBuf::from(SFTP_SERVER)] {
+            let ldd = Command::new("ldd").arg(program).output().unwrap();
+            for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+                if word.starts_with('/') && Path::new(word).exists() {
+                    let inside = at(word.trim_start_matches('/'));
+                    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+                    std::fs::copy(word, &inside).unwrap();
+                }
             }
         }
         std::fs::write(at("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -300,6 +309,28 @@ fn a_container_without_yonder_gets_it_copied_once_and_later_connections_reuse_it
 }
 
 #[test]
+fn a_damaged_copy_in_the_container_is_replaced() {
+    let c = Container::start();
+    let at = c.mount("m1", &[]);
+    assert_eq!(c.agent(), "deployed-uploaded");
+    c.unmount(&at);
+    // Cut short, as by a full disk: the same size check fails.
+    c.exec(&[
+        "sh",
+        "-c",
+        "f=$(ls /root/.cache/yonder/*/yonder); head -c 4096 $f > $f.cut && mv $f.cut $f && chmod 755 $f",
+    ]);
+    let at = c.mount("m2", &[]);
+    assert_eq!(c.agent(), "deployed-uploaded", "sent again");
+    assert_eq!(c.cached_agent(), ["sum", "yonder"], "no temporary file is left");
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
+    c.unmount(&at);
+    let at = c.mount("m3", &[]);
+    assert_eq!(c.agent(), "deployed-cached", "the new copy is whole");
+    c.unmount(&at);
+}
+
+#[test]
 fn the_docker_client_command_line_reaches_a_container_too() {
     let c = Container::start();
     // No Docker engine runs here; podman takes the Docker client's command
@@ -360,7 +391,7 @@ fn a_container_that_does_not_exist_fails_in_one_line() {
 fn a_copy_that_cannot_run_there_is_refused_in_one_line_and_not_kept() {
     let c = Container::start();
     // Without its dynamic loader the container runs busybox (static) but
-    // not this build.
+    // neither this build nor sftp-server.
     c.exec(&["sh", "-c", "rm /lib64/ld-linux-x86-64.so.2"]);
     let out = c.run(&["fs", "ls", &c.source("podman")]);
     let err = String::from_utf8(out.stderr).unwrap();
@@ -368,9 +399,76 @@ fn a_copy_that_cannot_run_there_is_refused_in_one_line_and_not_kept() {
     assert!(!out.status.success(), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
-        err.contains("cannot deploy the agent there: this build does not run there"),
+        err.contains("cannot deploy the agent there (this build does not run there"),
         "{err}"
     );
+    assert!(err.contains("and SFTP failed too: "), "{err}");
     let left = c.exec(&["sh", "-c", "ls -A /root/.cache/yonder/*/ 2>/dev/null; true"]);
     assert_eq!(left.trim(), "", "nothing is left in the cache");
+}
+
+#[test]
+fn a_container_where_no_agent_can_run_is_served_by_its_sftp_server() {
+    let c = Container::start();
+    // The cache directory cannot be made: a file stands where it goes.
+    c.exec(&["sh", "-c", "rm -rf /root/.cache && echo x > /root/.cache"]);
+    let source = c.source("podman");
+    let at = c.dir.path().join("m");
+    let out = c.run(&["mount", &source, at.to_str().unwrap()]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "said once, in one line: {err}");
+    assert!(
+        err.starts_with(&format!(
+            "yonder: cannot run an agent on podman://{}: cannot create /root/.cache/yonder/",
+            c.name
+        )),
+        "{err}"
+    );
+    assert!(
+        err.trim_end().ends_with("; using SFTP (see docs/sftp.md)"),
+        "{err}"
+    );
+    let status: Value = serde_json::from_str(&c.ok(&["status", "--format", "json"])).unwrap();
+    assert_eq!(status["connections"][0]["transport"], "sftp", "{status}");
+
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
+    std::fs::write(at.join("new"), b"written through sftp-server\n").unwrap();
+    std::fs::create_dir(at.join("dir")).unwrap();
+    std::fs::rename(at.join("new"), at.join("dir/moved")).unwrap();
+    assert_eq!(
+        c.exec(&["cat", "/data/dir/moved"]),
+        "written through sftp-server\n"
+    );
+    let names: Vec<String> = std::fs::read_dir(&at)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // `--sftp` asks for it directly, with nothing said.
+    let out = c.run(&["fs", "--sftp", "cat", &source, "dir/moved"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"written through sftp-server\n");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.unmount(&at);
+}
+
+#[test]
+fn fstab_options_name_the_container_client() {
+    let c = Container::start();
+    // `docker://` run through podman, named as an fstab line would.
+    let source = c.source("docker");
+    let at = c.dir.path().join("m");
+    std::fs::create_dir(&at).unwrap();
+    c.ok(&[
+        &source,
+        at.to_str().unwrap(),
+        "-o",
+        "docker_command=podman,noatime",
+    ]);
+    assert!(is_mounted(&at));
+    assert_eq!(std::fs::read(at.join("hello")).unwrap(), b"hello\n");
+    let out = Command::new("umount").arg(&at).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

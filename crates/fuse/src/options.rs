@@ -35,7 +35,7 @@ pub enum OptionError {
     KernelFlag { option: String },
     #[error(
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
-         no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
+         no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, docker_command=, attr_ttl=, \
          dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
          write_back=on|off, write_back_cache=, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
@@ -217,6 +217,8 @@ pub enum OptionWord {
     Port(u16),
     SshCommand(String),
     AgentPath(String),
+    /// The container client's command line (`--docker-command`).
+    DockerCommand(String),
     WriteBackCache(String),
     AttrTtl(f64),
     DirTtl(f64),
@@ -296,6 +298,7 @@ impl OptionWord {
             }
             ("ssh_command", _) => OptionWord::SshCommand(need()?.to_string()),
             ("agent_path", _) => OptionWord::AgentPath(need()?.to_string()),
+            ("docker_command", _) => OptionWord::DockerCommand(need()?.to_string()),
             ("write_back_cache", _) => OptionWord::WriteBackCache(need()?.to_string()),
             ("attr_ttl", _) => OptionWord::AttrTtl(seconds()?),
             ("dir_ttl", _) => OptionWord::DirTtl(seconds()?),
@@ -364,6 +367,8 @@ pub struct MountOptions {
     pub ssh_options: Vec<String>,
     pub ssh_command: Option<String>,
     pub agent_path: Option<String>,
+    /// `docker_command=`: the client that runs a container source's agent.
+    pub docker_command: Option<String>,
     pub read_only: bool,
     pub allow_other: bool,
     pub default_permissions: bool,
@@ -434,6 +439,7 @@ impl MountOptions {
             OptionWord::Port(port) => self.ssh_options.push(format!("Port={port}")),
             OptionWord::SshCommand(command) => self.ssh_command = Some(command),
             OptionWord::AgentPath(path) => self.agent_path = Some(path),
+            OptionWord::DockerCommand(command) => self.docker_command = Some(command),
             OptionWord::AttrTtl(s) => self.attr_ttl = Some(s),
             OptionWord::DirTtl(s) => self.dir_ttl = Some(s),
             OptionWord::Heartbeat(s) => self.heartbeat = Some(s),
@@ -458,7 +464,7 @@ mod tests {
     fn words_are_sorted_into_their_parts() {
         let o = MountOptions::parse(&[
             "ro,allow_other,port=2222,IdentityFile=/k,default_permissions,dev,suid",
-            "noexec,_netdev,x-systemd.automount,ssh_command=ssh -F cfg,comment=x",
+            "noexec,_netdev,x-systemd.automount,ssh_command=ssh -F cfg,comment=x,docker_command=podman --remote",
             "heartbeat=2,op_timeout=30,no_reconnect,sftp,no_deploy,nodiratime,relatime,noexec,fsname=data",
         ])
         .unwrap();
@@ -467,6 +473,7 @@ mod tests {
             o.read_only && o.allow_other && o.default_permissions && o.no_reconnect && o.sftp && o.no_deploy
         );
         assert_eq!(o.ssh_command.as_deref(), Some("ssh -F cfg"));
+        assert_eq!(o.docker_command.as_deref(), Some("podman --remote"));
         assert_eq!(o.kernel_flags, ["noexec"]);
         assert_eq!((o.heartbeat, o.op_timeout), (Some(2.0), Some(30.0)));
         assert_eq!(o.fs_name.as_deref(), Some("data"));
@@ -487,6 +494,7 @@ mod tests {
             ("mand", "a kernel mount flag"),
             ("port=x", "port=x: not a port number"),
             ("port=", "port needs a value"),
+            ("docker_command=", "docker_command needs a value"),
             ("attr_ttl=-1", "not a number of seconds"),
             ("heartbeat_misses=0", "not a whole number"),
             ("frobnicate", "unknown mount option \"frobnicate\""),

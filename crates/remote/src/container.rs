@@ -6,7 +6,9 @@
 //! A container without `yonder` gets this build the way an ssh host does
 //! ([`crate::deploy`]'s script, run by `sh -c` in the container), except
 //! that the binary goes in with `docker cp` rather than on the script's
-//! stdin. The tree is the container's `/` unless PATH says otherwise.
+//! stdin. Where no agent can run there, the container's own `sftp-server`
+//! serves it ([`sftp_command`], chosen by `fallback.rs`). The tree is the
+//! container's `/` unless PATH says otherwise.
 
 use crate::deploy::{AgentOrigin, CopyIn};
 use crate::session::{Connector, Session};
@@ -65,11 +67,17 @@ impl ContainerConnector {
         Ok((client, address, root))
     }
 
+    /// `CLIENT exec -i CONTAINER`: the start of every command run there.
+    fn exec(&self) -> Result<Vec<String>> {
+        let (mut exec, container, _) = self.target()?;
+        exec.extend(["exec".into(), "-i".into(), container.to_string()]);
+        Ok(exec)
+    }
+
     async fn spawn(&self) -> Result<Spawned> {
         let describe = self.source.describe();
         let (client, container, root) = self.target()?;
-        let mut exec = client.clone();
-        exec.extend(["exec".into(), "-i".into(), container.to_string()]);
+        let exec = self.exec()?;
         let deploying = match (&self.options.agent_path, self.options.no_deploy) {
             (None, false) => current_build(&describe).await,
             _ => None,
@@ -128,6 +136,37 @@ impl Connector for ContainerConnector {
     fn describe(&self) -> String {
         self.source.describe()
     }
+}
+
+/// Where images keep OpenSSH's `sftp-server` (Debian and Ubuntu, Fedora
+/// and RHEL, Alpine and Arch, others): a container runs no sshd, but many
+/// images that have the OpenSSH client or server installed have it.
+const SFTP_SERVERS: &[&str] = &[
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/sftp-server",
+    "/usr/lib/sftp-server",
+];
+
+/// `CLIENT exec -i CONTAINER sh -c ...`: runs the container's `sftp-server`
+/// on the command's stdio, or says in one line on stderr that there is
+/// none. What a container where no agent can run falls back to.
+pub fn sftp_command(source: &Source, options: &ConnectOptions) -> Result<Vec<String>> {
+    let connector = ContainerConnector {
+        source: source.clone(),
+        options: options.clone(),
+    };
+    let mut argv = connector.exec()?;
+    let script = format!(
+        "for p in {}; do [ -x \"$p\" ] && exec \"$p\"; done; \
+         command -v sftp-server >/dev/null 2>&1 && exec sftp-server; \
+         echo 'no sftp-server in the container (it looked in the PATH and in {})' >&2; exit 127",
+        SFTP_SERVERS.join(" "),
+        SFTP_SERVERS.join(", ")
+    );
+    argv.extend(["sh".into(), "-c".into(), script]);
+    Ok(argv)
 }
 
 /// `docker cp LOCAL CONTAINER:PATH`: how the agent's binary gets into a

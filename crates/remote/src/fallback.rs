@@ -1,13 +1,13 @@
-//! [`FallbackConnector`]: an ssh source's agent, deployed where it is
-//! missing, and the host's SFTP server where no agent can run (a read-only
-//! or noexec cache directory, another platform, a build that does not run
-//! there). The fallback is decided once: every later connection of the
+//! [`FallbackConnector`]: an ssh or container source's agent, deployed
+//! where it is missing, and the SFTP server there where no agent can run (a
+//! read-only or noexec cache directory, another platform, a build that
+//! does not run there). The fallback is decided once: every later connection of the
 //! same connector (reconnections) goes straight to SFTP, without trying
 //! the deployment again, and the reason is said once.
 
 use crate::session::{Connector, Session, Transport};
 use crate::sftp::connect_sftp;
-use crate::source::{self, ConnectOptions, Source};
+use crate::source::{ConnectOptions, Source};
 use crate::{RemoteError, Result};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -17,15 +17,18 @@ use std::sync::{Arc, Mutex};
 pub struct FallbackConnector {
     source: Source,
     options: ConnectOptions,
+    /// How the agent is started (and deployed) there.
+    agent: Arc<dyn Connector>,
     /// Why no agent can run there, once that is known.
     fallback: Mutex<Option<String>>,
 }
 
 impl FallbackConnector {
-    pub fn new(source: Source, options: ConnectOptions) -> FallbackConnector {
+    pub fn new(source: Source, options: ConnectOptions, agent: Arc<dyn Connector>) -> FallbackConnector {
         FallbackConnector {
             source,
             options,
+            agent,
             fallback: Mutex::new(None),
         }
     }
@@ -60,8 +63,8 @@ impl Connector for FallbackConnector {
         if let Some(reason) = self.fallen_back() {
             return self.connect_sftp(&reason).await;
         }
-        match source::connect_agent(&self.source, &self.options).await {
-            Ok(client) => Ok(Arc::new(client)),
+        match self.agent.connect().await {
+            Ok(session) => Ok(session),
             Err(RemoteError::Undeployable { reason, .. }) => {
                 // The binary prints the notice to the user (this may be the
                 // manager, whose log is no terminal).
@@ -88,7 +91,7 @@ impl Connector for FallbackConnector {
     }
 }
 
-/// The one line that tells the user an ssh `source` is served through SFTP
+/// The one line that tells the user a `source` is served through SFTP
 /// because no agent can run there (`reason`), without the `yonder: `
 /// every message of the binary begins with.
 pub fn fallback_notice(source: &Source, reason: &str) -> String {
@@ -97,6 +100,8 @@ pub fn fallback_notice(source: &Source, reason: &str) -> String {
             Some(user) => format!("{user}@{host}"),
             None => host.clone(),
         },
+        // A container: its name, without the path.
+        Source::Url { scheme, address, .. } => format!("{scheme}://{address}"),
         other => other.describe(),
     };
     format!("cannot run an agent on {host}: {reason}; using SFTP (see docs/sftp.md)")

@@ -1,7 +1,8 @@
-//! Which transport reaches a source: the host's SFTP server for an ssh
-//! source with [`ConnectOptions::sftp`]; for one that deploys its agent,
-//! that agent, or SFTP where none can run ([`FallbackConnector`]); for a
-//! container, `docker exec` ([`container`]); else an agent
+//! Which transport reaches a source: the SFTP server there for an ssh or
+//! container source with [`ConnectOptions::sftp`]; for one that deploys its
+//! agent, that agent (through ssh, or `docker exec` for a container,
+//! [`container`]), or SFTP where none can run ([`FallbackConnector`]); else
+//! an agent
 //! ([`source::connector_for`]). Chosen here, above all of them,
 //! because the SFTP transport starts ssh with the agent's command line
 //! (`source.rs`).
@@ -24,11 +25,30 @@ pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dy
             source: source.clone(),
             options: options.clone(),
         })),
+        Source::Url { scheme, .. } if options.sftp && CONTAINER_SCHEMES.contains(&scheme.as_str()) => {
+            Ok(Arc::new(SftpConnector {
+                source: source.clone(),
+                options: options.clone(),
+            }))
+        }
         Source::Ssh { .. } if options.agent_path.is_none() && !options.no_deploy => {
-            Ok(Arc::new(FallbackConnector::new(source.clone(), options.clone())))
+            let agent = source::connector_for(source, options)?;
+            Ok(Arc::new(FallbackConnector::new(
+                source.clone(),
+                options.clone(),
+                agent,
+            )))
         }
         Source::Url { scheme, .. } if CONTAINER_SCHEMES.contains(&scheme.as_str()) => {
-            Ok(container::connector(source, options))
+            let agent = container::connector(source, options);
+            if options.agent_path.is_some() || options.no_deploy {
+                return Ok(agent);
+            }
+            Ok(Arc::new(FallbackConnector::new(
+                source.clone(),
+                options.clone(),
+                agent,
+            )))
         }
         _ => source::connector_for(source, options),
     }

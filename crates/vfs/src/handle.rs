@@ -15,6 +15,12 @@ use yonder_proto::Handle;
 /// carried out: it has no remote handle yet (see `write_back/meta.rs`).
 pub(crate) const NOT_YET_CREATED: Generation = Generation(u64::MAX);
 
+/// The "connection" of a file opened for reading from its whole contents
+/// kept here, while the remote pushes its changes: no remote handle until
+/// a read needs one, when it is opened by path like a handle of a
+/// connection since replaced (same-file check included).
+pub(crate) const OPENED_HERE: Generation = Generation(u64::MAX - 1);
+
 pub(crate) struct OpenFile {
     pub fh: Fh,
     pub ino: Ino,
@@ -36,11 +42,19 @@ pub(crate) struct OpenFile {
     /// For a file whose creation was acknowledged ahead: that operation,
     /// which gives it its remote handle.
     pub created: Option<Arc<Pending>>,
+    /// For a file opened here ([`OPENED_HERE`]): the bytes it opened, what
+    /// it reads once the file is gone from the remote.
+    pub opened_bytes: Option<bytes::Bytes>,
 }
 
 impl OpenFile {
     pub fn remote_handle(&self) -> (Handle, Generation) {
         *lock(&self.remote_handle)
+    }
+
+    /// Opened here and not opened on the remote since ([`OPENED_HERE`]).
+    pub fn only_here(&self) -> bool {
+        self.remote_handle().1 == OPENED_HERE
     }
 }
 

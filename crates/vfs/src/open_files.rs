@@ -13,7 +13,7 @@ use crate::calls::RemoteCalls;
 use crate::connection::Generation;
 use crate::error::{display_path, Result, VfsError};
 use crate::events::{Events, VfsEvent};
-use crate::handle::{HandleTable, OpenFile, NOT_YET_CREATED};
+use crate::handle::{HandleTable, OpenFile, NOT_YET_CREATED, OPENED_HERE};
 use crate::meta_order::Pending;
 use crate::namespace::Namespace;
 use crate::readahead::Readahead;
@@ -120,7 +120,21 @@ impl OpenFiles {
         flags: u32,
         readahead: Readahead,
     ) -> Fh {
-        self.register(ino, remote_handle, flags, readahead, None).fh
+        self.register(ino, remote_handle, flags, readahead, None, None).fh
+    }
+
+    /// Registers a file opened for reading from `bytes`, its whole
+    /// contents kept here, with no remote handle until a read needs one
+    /// ([`OPENED_HERE`]).
+    pub fn register_opened_here(
+        &self,
+        ino: Ino,
+        flags: u32,
+        readahead: Readahead,
+        bytes: bytes::Bytes,
+    ) -> Fh {
+        self.register(ino, (Handle(0), OPENED_HERE), flags, readahead, None, Some(bytes))
+            .fh
     }
 
     /// Registers a file whose creation (`created`) was acknowledged and
@@ -132,6 +146,7 @@ impl OpenFiles {
             flags,
             Readahead::default(),
             Some(created),
+            None,
         )
     }
 
@@ -150,6 +165,7 @@ impl OpenFiles {
         flags: u32,
         readahead: Readahead,
         created: Option<Arc<Pending>>,
+        opened_bytes: Option<bytes::Bytes>,
     ) -> Arc<OpenFile> {
         let opened_as = self.ns.table().path(ino);
         let file = self.table().insert_file(|fh| OpenFile {
@@ -162,6 +178,7 @@ impl OpenFiles {
             readahead: Mutex::new(readahead),
             lost: std::sync::atomic::AtomicBool::new(false),
             created,
+            opened_bytes,
         });
         self.ns.table().open_inc(ino);
         file
@@ -258,6 +275,11 @@ impl OpenFiles {
         }
         let Some(reopened) = found else {
             let path = tried.unwrap_or_else(|| format!("<inode {}>", file.ino));
+            if opened_on == OPENED_HERE {
+                // Gone there since it was opened here: not a handle lost,
+                // as the bytes it opened are still what it reads.
+                return Err(VfsError::new("open", path, Errno::ESTALE));
+            }
             return Err(self.handle_lost(file, path));
         };
         let mut slot = lock(&file.remote_handle);
@@ -351,11 +373,12 @@ impl OpenFiles {
     /// connection was lost (or replaced) meanwhile.
     pub async fn reopen_all(self: &Arc<Self>, remote: &Arc<dyn Remote>, generation: Generation) -> bool {
         // A file still being created gets its handle from its creation,
-        // which waits for this connection to be up.
+        // which waits for this connection to be up; one opened here gets
+        // one when a read needs it.
         let open: Vec<Arc<OpenFile>> = self
             .all()
             .into_iter()
-            .filter(|f| f.remote_handle().1 != NOT_YET_CREATED)
+            .filter(|f| ![NOT_YET_CREATED, OPENED_HERE].contains(&f.remote_handle().1))
             .collect();
         for chunk in open.chunks(16) {
             let mut reopening = tokio::task::JoinSet::new();

@@ -17,7 +17,7 @@ use crate::sync::lock;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
-use yonder_proto::Handle;
+use yonder_proto::{Errno, Handle};
 use yonder_remote::{Remote, RemoteError};
 
 /// The read side of a VFS.
@@ -65,7 +65,8 @@ impl Reading {
         // Reads may run again: on a lost connection, wait for the next one
         // (until the operation's deadline) and read there, with nothing of
         // what was read ahead on the old one.
-        self.files
+        let read = self
+            .files
             .call_handle(file, "read", |remote, handle| async move {
                 let read = self.read_on(file, &remote, handle, offset, size).await;
                 if read.as_ref().is_err_and(|e| e.is_connection_lost()) {
@@ -73,7 +74,16 @@ impl Reading {
                 }
                 read
             })
-            .await
+            .await;
+        match (read, &file.opened_bytes) {
+            // Opened here, and gone from the remote since: what it opened.
+            (Err(e), Some(bytes)) if e.errno() == Errno::ESTALE => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes.slice(start..end))
+            }
+            (read, _) => read,
+        }
     }
 
     /// One attempt at [`Reading::read`] through `handle` on `remote`.

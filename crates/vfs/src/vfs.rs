@@ -489,6 +489,14 @@ impl Vfs {
         self.ns.first_link(ino).map(|(parent, _)| parent)
     }
 
+    /// The remote path `ino` is known by (the first of its names), for a
+    /// frontend that names files by path (FileProvider's item
+    /// identifiers): what a cache drop's inode stands for. `None` for a
+    /// node with no name here; the root's is empty.
+    pub fn path_of(&self, ino: Ino) -> Option<Vec<u8>> {
+        self.inodes().path(ino)
+    }
+
     /// Whether `ino` is a file that still exists here: the root, or an
     /// inode with a name or an open handle.
     pub fn is_reachable(&self, ino: Ino) -> bool {
@@ -518,12 +526,22 @@ impl Vfs {
         if self.writes.is_dirty(ino) {
             self.writes.flush_inode(ino).await;
         }
+        // A file opened here has no remote handle to ask through: it is
+        // asked by path, and once gone there it is what it was when last
+        // seen, as a descriptor pinning a deleted file shows it.
+        let only_here = fh
+            .and_then(|fh| self.files.get(fh))
+            .is_some_and(|f| f.ino == ino && f.only_here());
+        let fh = fh.filter(|_| !only_here);
         if fh.is_none() {
             if let Some(attr) = self.inodes().fresh_attr(ino, Instant::now()) {
                 return Ok(attr);
             }
         }
         match self.fetch_attr(ino, fh).await {
+            Err(e) if only_here && matches!(e.errno(), Errno::ESTALE | Errno::ENOENT) => {
+                self.inodes().get(ino).and_then(|n| n.attr).ok_or(e)
+            }
             Ok(attr) => Ok(self.inodes().set_attr(ino, &attr, Instant::now())),
             // A file deleted or replaced, with nothing open on it any more
             // (the last handle may have closed while it was asked), is
@@ -1148,15 +1166,29 @@ impl Vfs {
             self.inodes().open_dec(ino);
             return Ok(opened);
         }
-        // Contents that came with a listing spare the data, not the open:
-        // a descriptor must pin the file it opened, which only the
-        // agent's own descriptor does (the file may be replaced or deleted
-        // on the remote while it is open).
         let kept = if reading && !self.writes.is_dirty(ino) {
             self.inodes().take_contents(ino, Instant::now())
         } else {
             None
         };
+        // Whole contents kept here, while the remote pushes its changes,
+        // spare the open too: a change there reaches this mount within
+        // the notice's delay, as it would reach a kernel-cached page. The
+        // descriptor then pins the bytes it opened (a file replaced or
+        // deleted there afterwards reads as it was, as POSIX has it); the
+        // file is opened there only if a read needs more than these bytes.
+        let kept = match kept {
+            Some((attr, data)) if self.changes.pushed() && self.ns.table().path(ino).is_some() => {
+                return Ok(self.opened_here(ino, flags, attr, data));
+            }
+            kept => kept,
+        };
+        if reading && kept.is_none() && self.changes.pushed() {
+            self.listings.contents_around(ino);
+        }
+        // Otherwise contents spare the data, not the open: a descriptor
+        // must pin the file it opened, which only the agent's own
+        // descriptor does.
         let path = self.stale_opens.openable_path(ino, caller.pid)?;
         let p = &path[..];
         if reading {
@@ -1224,6 +1256,25 @@ impl Vfs {
                 attr
             }
         }
+    }
+
+    /// Registers a handle opened for reading from `data`, the whole file
+    /// as of `attr`, with no remote handle yet (see
+    /// [`crate::handle::OPENED_HERE`]).
+    fn opened_here(&self, ino: Ino, flags: u32, attr: FileAttr, data: Bytes) -> (Fh, FileAttr) {
+        let version = {
+            let mut table = self.inodes();
+            // Kept again for the next open, as a read of the whole file keeps it.
+            table.keep_contents(ino, &attr, data.clone());
+            table.data_state(ino).0
+        };
+        let mut readahead = Readahead::default();
+        readahead.follow_version(version);
+        readahead.follow(attr.size, attr.mtime);
+        readahead.set_head(data.clone(), true);
+        let fh = self.files.register_opened_here(ino, flags, readahead, data);
+        self.writes.attach(ino);
+        (fh, attr)
     }
 
     /// Registers a handle opened for reading, with the file's first bytes

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use yonder_remote::{Link, LinkOptions};
 use yonder_testkit::agent::{TcpAgent, TcpConnector};
 use yonder_testkit::faults::{Delayed, Op};
+use yonder_testkit::observe::Counted;
 use yonder_vfs::{open_flags, Caller, Errno, MemoryJournal, RenameFlags, Vfs, VfsOptions, ROOT_INO};
 
 fn me() -> Caller {
@@ -194,4 +195,182 @@ async fn a_notice_that_overtakes_this_mounts_creation_keeps_the_directory_known(
         "the notices made the directory's names unknown: {absent:?}"
     );
     drop(agent);
+}
+
+/// With the changes pushed, a small file whose whole contents this mount
+/// keeps is opened and read with no round trip; a change made on the
+/// remote shows at the next open; a descriptor open when the file is
+/// deleted there reads what it opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_contents_open_with_no_round_trip_while_changes_are_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small"), b"first version\n").unwrap();
+    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let link = Link::start(
+        Arc::new(TcpConnector { addr: agent.addr() }),
+        LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let calls = Counted::new(link.current().1);
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(calls.clone(), options, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    vfs.follow_changes(link.changes());
+    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let opens = || calls.of(Op::Open) + calls.of(Op::OpenRead);
+    let read_whole = |fh| {
+        let vfs = vfs.clone();
+        async move { vfs.read(fh, 0, 4096).await.unwrap().to_vec() }
+    };
+
+    let ino = vfs.lookup(&me(), ROOT_INO, b"small").await.unwrap().ino;
+    let (fh, _) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+    assert_eq!(read_whole(fh).await, b"first version\n");
+    vfs.release(fh).await.unwrap();
+    let before = (opens(), calls.of(Op::Read));
+    for _ in 0..3 {
+        let (fh, attr) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+        assert_eq!(attr.size, 14);
+        assert_eq!(read_whole(fh).await, b"first version\n");
+        vfs.release(fh).await.unwrap();
+    }
+    assert_eq!(
+        (opens(), calls.of(Op::Read)),
+        before,
+        "opened and read from what is kept"
+    );
+
+    // Changed on the remote: the next open shows it, within the notice's delay.
+    std::fs::write(dir.path().join("small"), b"second, longer version\n").unwrap();
+    let start = Instant::now();
+    loop {
+        let (fh, _) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+        let data = read_whole(fh).await;
+        vfs.release(fh).await.unwrap();
+        if data == b"second, longer version\n" {
+            break;
+        }
+        assert_eq!(data, b"first version\n", "one version or the other, whole");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the change did not show"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleted there while open here: the descriptor reads what it opened.
+    let (fh, _) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+    std::fs::remove_file(dir.path().join("small")).unwrap();
+    let start = Instant::now();
+    while !matches!(vfs.lookup(&me(), ROOT_INO, b"small").await, Err(e) if e.errno() == Errno::ENOENT) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the deletion did not show"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(vfs.getattr(ino, Some(fh)).await.unwrap().size, 23);
+    assert_eq!(read_whole(fh).await, b"second, longer version\n");
+    vfs.release(fh).await.unwrap();
+
+    // Replaced there (an atomic save) while open here: the same.
+    std::fs::write(dir.path().join("doc"), b"old\n").unwrap();
+    let ino = vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap().ino;
+    let (fh, _) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+    assert_eq!(read_whole(fh).await, b"old\n");
+    vfs.release(fh).await.unwrap();
+    let (fh, _) = vfs.open(&me(), ino, open_flags::READ_ONLY).await.unwrap();
+    std::fs::write(dir.path().join(".doc.tmp"), b"the new one\n").unwrap();
+    std::fs::rename(dir.path().join(".doc.tmp"), dir.path().join("doc")).unwrap();
+    let start = Instant::now();
+    while vfs.lookup(&me(), ROOT_INO, b"doc").await.unwrap().ino == ino {
+        assert!(start.elapsed() < Duration::from_secs(5), "the save did not show");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(vfs.getattr(ino, Some(fh)).await.unwrap().size, 4);
+    assert_eq!(read_whole(fh).await, b"old\n");
+    vfs.release(fh).await.unwrap();
+}
+
+/// With the changes pushed, opening a small file whose contents did not
+/// come with its directory's listing fetches its siblings' with one more
+/// listing: a reader going through them (`cat *`) opens the rest with no
+/// round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_one_small_file_fetches_its_siblings_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    // Larger than what a walk's listing brings (16 KiB), smaller than what
+    // the siblings' listing does (64 KiB).
+    let body = |i: usize| format!("{i:05}").repeat(4000).into_bytes();
+    for i in 0..20 {
+        std::fs::write(dir.path().join(format!("d/f{i:02}")), body(i)).unwrap();
+    }
+    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let link = Link::start(
+        Arc::new(TcpConnector { addr: agent.addr() }),
+        LinkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let calls = Counted::new(link.current().1);
+    let options = VfsOptions {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..VfsOptions::default()
+    };
+    let vfs = Vfs::new(calls.clone(), options, Arc::new(MemoryJournal::default()))
+        .await
+        .unwrap();
+    vfs.follow_changes(link.changes());
+    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let opens = || calls.of(Op::Open) + calls.of(Op::OpenRead);
+    let read_whole = |fh| {
+        let vfs = vfs.clone();
+        async move {
+            let mut data = Vec::new();
+            loop {
+                let chunk = vfs.read(fh, data.len() as u64, 1 << 16).await.unwrap();
+                if chunk.is_empty() {
+                    return data;
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+    };
+
+    let d = vfs.lookup(&me(), ROOT_INO, b"d").await.unwrap().ino;
+    let listing = vfs.opendir(&me(), d).unwrap();
+    vfs.readdir(listing, 0).await.unwrap();
+    let mut inos = Vec::new();
+    for i in 0..20 {
+        inos.push(
+            vfs.lookup(&me(), d, format!("f{i:02}").as_bytes())
+                .await
+                .unwrap()
+                .ino,
+        );
+    }
+    let listings = calls.of(Op::ListTree);
+    let (fh, _) = vfs.open(&me(), inos[0], open_flags::READ_ONLY).await.unwrap();
+    assert_eq!(read_whole(fh).await, body(0));
+    vfs.release(fh).await.unwrap();
+    eventually("the siblings' listing", || calls.of(Op::ListTree) > listings).await;
+    // Landed in the table just after its answer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let before = opens();
+    for (i, ino) in inos.iter().enumerate().skip(1) {
+        let (fh, _) = vfs.open(&me(), *ino, open_flags::READ_ONLY).await.unwrap();
+        assert_eq!(read_whole(fh).await, body(i), "f{i:02}");
+        vfs.release(fh).await.unwrap();
+    }
+    assert_eq!(opens(), before, "the siblings opened with no round trip");
+    assert_eq!(calls.of(Op::ListTree), listings + 1, "one listing fetched them");
 }

@@ -1,6 +1,7 @@
 //! The SFTP transport: a host's own SFTP server (`ssh -s HOST sftp`, the
 //! ssh command line the agent uses, so the user's configuration, keys,
-//! agent and ProxyJump work) serves the tree, where no agent can run.
+//! agent and ProxyJump work) serves the tree, where no agent can run; in
+//! a container, its `sftp-server` run with `docker exec`.
 //!
 //! - `wire.rs`: SFTP v3 packets and the OpenSSH extensions, no I/O;
 //! - `cipher.rs`: AES-GCM first in ssh's cipher list where nobody chose;
@@ -26,8 +27,11 @@ pub use channel::SftpChannel;
 pub use remote::SftpRemote;
 
 use crate::child::StdioChild;
+use crate::container;
 use crate::session::{Connector, Session, Transport};
-use crate::source::{ssh_destination, ssh_needs_keepalive, ConnectOptions, Source, SSH_KEEPALIVE};
+use crate::source::{
+    ssh_destination, ssh_needs_keepalive, ConnectOptions, Source, CONTAINER_SCHEMES, SSH_KEEPALIVE,
+};
 use crate::{RemoteError, Result};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -77,26 +81,35 @@ pub fn sftp_command(source: &Source, options: &ConnectOptions, keepalive: bool) 
     Ok(argv)
 }
 
-/// Connects to the SFTP server of an ssh `source` and serves the tree its
-/// path names (the home for none). What agent deployment falls back to
-/// when no agent can run on the host.
+/// Connects to the SFTP server of `source` and serves the tree its path
+/// names: an ssh host's (the home for no path), or a container's
+/// `sftp-server`, run with `docker exec` (its `/` for no path). What agent
+/// deployment falls back to where no agent can run.
 pub async fn connect_sftp(source: &Source, options: &ConnectOptions) -> Result<SftpRemote> {
     let describe = source.describe();
-    let Source::Ssh { path, .. } = source else {
-        return Err(RemoteError::Connect {
-            source_desc: describe,
-            reason: "SFTP needs an ssh source".into(),
-        });
+    let (argv, root) = match source {
+        Source::Ssh { path, .. } => {
+            let options = &cipher::with_fast_cipher(source, options).await;
+            let keepalive = ssh_needs_keepalive(source, options).await;
+            let root = match path.as_str() {
+                "" | "~" => "",
+                p => p.strip_prefix("~/").unwrap_or(p),
+            };
+            (sftp_command(source, options, keepalive)?, root.to_string())
+        }
+        Source::Url { scheme, path, .. } if CONTAINER_SCHEMES.contains(&scheme.as_str()) => {
+            let root = if path.is_empty() { "/" } else { path.as_str() };
+            (container::sftp_command(source, options)?, root.to_string())
+        }
+        _ => {
+            return Err(RemoteError::Connect {
+                source_desc: describe,
+                reason: "SFTP needs an ssh or a container source".into(),
+            })
+        }
     };
-    let options = &cipher::with_fast_cipher(source, options).await;
-    let keepalive = ssh_needs_keepalive(source, options).await;
-    let argv = sftp_command(source, options, keepalive)?;
     tracing::debug!(?argv, "starting sftp");
     let (mut child, stdin, stdout) = StdioChild::spawn(&argv, &describe)?;
-    let root = match path.as_str() {
-        "" | "~" => "",
-        p => p.strip_prefix("~/").unwrap_or(p),
-    };
     let started = async {
         let (channel, info) = SftpChannel::handshake(stdout, stdin, &describe).await?;
         SftpRemote::start(channel, info, root.as_bytes(), &describe).await

@@ -125,6 +125,12 @@ impl DirListings {
         self.prefetch.relist(dir).await
     }
 
+    /// A reader opened `file`, a small file whose contents are not kept:
+    /// its siblings' are fetched ahead (see `prefetch.rs`).
+    pub fn contents_around(&self, file: Ino) {
+        self.prefetch.contents_around(file)
+    }
+
     fn insert_dir(&self, dir: OpenDir) -> Fh {
         let fh = self.numbers.next();
         lock(&self.dirs).insert(fh, Arc::new(dir));

@@ -9,9 +9,10 @@ use crate::attr::Ino;
 use crate::calls::RemoteCalls;
 use crate::namespace::Namespace;
 use crate::sync::lock;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use yonder_proto::TreeBudget;
 
 /// What a listing asks to come with it (`ListTree`): a large directory in
@@ -29,6 +30,27 @@ pub(super) fn tree_budget(readdir_page: u32) -> TreeBudget {
     }
 }
 
+/// What a directory's listing asks to come with it when a reader opens
+/// one of its small files whose contents are not kept (`contents_around`):
+/// that directory alone, with up to 1 MiB of its files of up to 64 KiB.
+fn contents_budget(readdir_page: u32) -> TreeBudget {
+    TreeBudget {
+        max_bytes: 2 << 20,
+        max_entries: readdir_page,
+        max_depth: 0,
+        file_max: CONTENTS_FILE_MAX as u32,
+        data_bytes: 1 << 20,
+    }
+}
+
+/// Largest file whose contents come with a listing asked for them.
+const CONTENTS_FILE_MAX: u64 = 64 << 10;
+
+/// How long a directory whose contents were fetched ahead is not asked for
+/// them again: a directory with more than one answer's worth of small
+/// files would otherwise be sent the same first megabyte on every open.
+const CONTENTS_AGAIN_AFTER: Duration = Duration::from_secs(30);
+
 /// Directory listings fetched ahead at once, and per walk step.
 const PREFETCH_PARALLEL: usize = 8;
 
@@ -38,6 +60,8 @@ const PREFETCH_MAX: usize = 64;
 pub(super) struct Prefetch {
     /// Directory listings being fetched ahead of a reader.
     prefetching: Mutex<HashSet<Ino>>,
+    /// Directories whose files' contents were fetched ahead, and when.
+    contents_fetched: Mutex<HashMap<Ino, Instant>>,
     slots: Arc<tokio::sync::Semaphore>,
     ns: Arc<Namespace>,
     calls: Arc<RemoteCalls>,
@@ -58,6 +82,7 @@ impl Prefetch {
     ) -> Arc<Prefetch> {
         Arc::new_cyclic(|me| Prefetch {
             prefetching: Mutex::default(),
+            contents_fetched: Mutex::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL)),
             ns,
             calls,
@@ -109,6 +134,49 @@ impl Prefetch {
         }
     }
 
+    /// A reader that opens a small file whose contents are not kept here
+    /// (`cat *`, `grep -r`, a build, after a `find` or an `ls` whose
+    /// listing brought only some) will open its siblings next: their
+    /// contents, fetched now in one round trip with their directory's
+    /// listing, spare an open round trip each (see `Vfs::open`). Once per
+    /// directory every [`CONTENTS_AGAIN_AFTER`], and only where two or more
+    /// small files lack theirs.
+    pub fn contents_around(&self, file: Ino) {
+        let Some(prefetch) = self.me.upgrade() else { return };
+        let now = Instant::now();
+        let dir = {
+            let table = self.ns.table();
+            let Some(dir) = table.get(file).and_then(|n| n.links.first()).map(|(p, _)| *p) else {
+                return;
+            };
+            if table.small_files_without_contents(dir, CONTENTS_FILE_MAX, now) < 2 {
+                return;
+            }
+            dir
+        };
+        {
+            let mut fetched = lock(&self.contents_fetched);
+            if fetched
+                .get(&dir)
+                .is_some_and(|at| now < *at + CONTENTS_AGAIN_AFTER)
+            {
+                return;
+            }
+            if fetched.len() >= 4096 {
+                fetched.retain(|_, at| now < *at + CONTENTS_AGAIN_AFTER);
+            }
+            fetched.insert(dir, now);
+        }
+        self.runtime.spawn(async move {
+            let Ok(_slot) = prefetch.slots.clone().acquire_owned().await else {
+                return;
+            };
+            prefetch
+                .fetch_with(dir, contents_budget(prefetch.readdir_page))
+                .await;
+        });
+    }
+
     pub(super) async fn prefetch_listing(&self, ino: Ino) {
         let Ok(_slot) = self.slots.clone().acquire_owned().await else {
             return;
@@ -147,6 +215,11 @@ impl Prefetch {
     /// directory is paged by its reader as usual) and the directory did not
     /// change meanwhile.
     pub(super) async fn fetch_listing(&self, dir: Ino) {
+        self.fetch_with(dir, tree_budget(self.readdir_page)).await
+    }
+
+    /// [`Prefetch::fetch_listing`] with `budget`.
+    async fn fetch_with(&self, dir: Ino, budget: TreeBudget) {
         let (path, version) = {
             let table = self.ns.table();
             match (table.path(dir), table.dir_version(dir)) {
@@ -164,10 +237,7 @@ impl Prefetch {
         if !self.calls.order().is_quiet(&path) {
             return;
         }
-        match remote
-            .list_tree(&path, None, tree_budget(self.readdir_page))
-            .await
-        {
+        match remote.list_tree(&path, None, budget).await {
             Ok(tree) if tree.next.is_none() => {
                 let mut dirs = tree.dirs.into_iter();
                 let top = dirs.next().map(|d| d.entries).unwrap_or_default();

@@ -1181,6 +1181,22 @@ impl InodeTable {
     }
 
     /// Directories named in `dir`, by inode, with no fresh listing.
+    /// How many regular files of `dir` of 1 to `file_max` bytes, by
+    /// their fresh attributes, have no contents kept here.
+    pub fn small_files_without_contents(&self, dir: Ino, file_max: u64, now: Instant) -> usize {
+        let Some(entries) = self.names.by_dir.get(&dir) else {
+            return 0;
+        };
+        entries
+            .values()
+            .filter(|e| {
+                self.fresh_attr(e.ino, now)
+                    .is_some_and(|a| a.kind == FileKind::Regular && (1..=file_max).contains(&a.size))
+                    && !self.contents.holds(e.ino)
+            })
+            .count()
+    }
+
     pub fn unlisted_subdirs(&self, dir: Ino, now: Instant) -> Vec<Ino> {
         let Some(entries) = self.names.by_dir.get(&dir) else {
             return Vec::new();
