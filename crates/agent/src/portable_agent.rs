@@ -269,6 +269,14 @@ impl PortableAgent {
             }
         }
         let is_dir = std::fs::metadata(&full).is_ok_and(|m| m.is_dir());
+        // As open(2) answers: a directory is opened for reading only, and
+        // O_DIRECTORY opens nothing else.
+        if is_dir && access != open_flags::READ_ONLY {
+            return Err(OpError::new(op, &show(path), Errno::EISDIR));
+        }
+        if !is_dir && flags & open_flags::DIRECTORY != 0 && full.exists() {
+            return Err(OpError::new(op, &show(path), Errno::ENOTDIR));
+        }
         let file = if is_dir {
             // std opens a directory only for reading its attributes; its
             // listing goes by path (`ReadDir`).
@@ -573,6 +581,32 @@ mod tests {
             owner: None,
         });
         assert_eq!(errno(again), Errno::EEXIST);
+    }
+
+    #[test]
+    fn a_directory_opens_for_reading_only_and_o_directory_opens_nothing_else() {
+        let (dir, agent) = agent();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let open = |p: &str, flags| {
+            agent.handle(Request::Open {
+                path: path(p),
+                flags,
+                mode: 0,
+                owner: None,
+            })
+        };
+        let Response::Opened { handle, attr } = open("d", open_flags::READ_ONLY | open_flags::DIRECTORY)
+        else {
+            panic!("opening the directory failed")
+        };
+        assert!(attr.is_dir());
+        assert_eq!(agent.handle(Request::Close { handle }), Response::Done);
+        assert_eq!(errno(open("d", open_flags::WRITE_ONLY)), Errno::EISDIR);
+        assert_eq!(
+            errno(open("f", open_flags::READ_ONLY | open_flags::DIRECTORY)),
+            Errno::ENOTDIR
+        );
     }
 
     #[test]
