@@ -52,6 +52,7 @@ impl OpError {
         }
     }
 
+    #[cfg(unix)]
     pub(crate) fn sys(op: &str, subject: &str, err: rustix::io::Errno) -> OpError {
         OpError::new(op, subject, Errno::from_host(err.raw_os_error()))
     }

@@ -11,28 +11,51 @@
 //! stdout carries the protocol, so this crate never prints: diagnostics are
 //! `tracing` events, routed by the binary (to stderr or a log file).
 
+// The agent proper is built on Unix system calls (rustix's `*at` calls,
+// splice, inotify through notify, flock); on Windows a portable agent on
+// std::fs alone serves a local tree (`portable_agent.rs`).
+#[cfg(unix)]
 mod attr;
+#[cfg(unix)]
 mod dirs;
 mod error;
+#[cfg(unix)]
 mod fence;
+#[cfg(unix)]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(unix)]
 mod handler;
+#[cfg(unix)]
 mod handles;
+#[cfg(unix)]
 mod inline;
+#[cfg(unix)]
 mod ops;
+#[cfg(unix)]
 mod paths;
+// Built for the tests on every host too: its logic is tested on Linux.
+#[cfg(any(windows, test))]
+mod portable_agent;
+#[cfg(unix)]
 mod reply_cache;
+#[cfg(unix)]
 mod splice;
+#[cfg(unix)]
 mod stdio;
+#[cfg(unix)]
 mod tree;
+#[cfg(unix)]
 mod watch;
 mod wire;
 
 pub use error::AgentError;
+#[cfg(unix)]
 pub use handler::Handler;
 
+#[cfg(unix)]
 use handler::run;
+#[cfg(unix)]
 use ops::Agent;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +64,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::{encode_response, kind, protocol_error, read_frame};
 use yonder_proto::stream::{write_parts, FrameReader};
-use yonder_proto::{Errno, Hello, Message, Notice, Response, WireError, CAPABILITIES, PROTOCOL_VERSION};
+use yonder_proto::{Errno, Hello, Message, Response, WireError, PROTOCOL_VERSION};
+#[cfg(unix)]
+use yonder_proto::{Notice, CAPABILITIES};
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -64,6 +89,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the protocol on `reader`/`writer` until the reader reaches EOF.
 /// Returns Ok on clean EOF.
+#[cfg(unix)]
 pub async fn serve<R, W>(config: AgentConfig, reader: R, writer: W) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -72,6 +98,7 @@ where
     serve_with(config, reader, writer, None).await
 }
 
+#[cfg(unix)]
 /// [`serve`], with `splice_out` (a second descriptor of `writer`'s pipe or
 /// socket) to send read data without copying it.
 async fn serve_with<R, W>(
@@ -92,7 +119,7 @@ where
 
     let mut reader = FrameReader::new(BufReader::with_capacity(READ_BUFFER, reader));
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
-    let client_watches = handshake(&mut reader, &mut writer).await?;
+    let client_watches = handshake(&mut reader, &mut writer, CAPABILITIES).await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (watch, watch_tasks) = match client_watches.then(|| start_watching(root.path(), tx.clone())) {
@@ -130,6 +157,7 @@ where
     }
 }
 
+#[cfg(unix)]
 /// Convenience used by `yonder agent --stdio --root DIR`: builds a tokio
 /// runtime and serves stdin/stdout.
 pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
@@ -157,14 +185,17 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
     result
 }
 
+#[cfg(unix)]
 /// The agent's side of a client's watch: the directories watched and
 /// where their notices go.
 type Watching = (Arc<watch::Watch>, mpsc::UnboundedSender<Notice>);
 
+#[cfg(unix)]
 /// Stops the tasks that watch and send notices when dropped: with the
 /// session, so that the writer (which they feed) can end.
 struct WatchTasks(Vec<tokio::task::AbortHandle>);
 
+#[cfg(unix)]
 impl Drop for WatchTasks {
     fn drop(&mut self) {
         for task in &self.0 {
@@ -173,6 +204,7 @@ impl Drop for WatchTasks {
     }
 }
 
+#[cfg(unix)]
 /// Starts watching the served tree for a client that asked for notices,
 /// each sent to the writer as a frame of id 0.
 fn start_watching(
@@ -206,9 +238,13 @@ fn start_watching(
     ))
 }
 
-/// Answers the client's `Hello`; whether the client asked for pushed
-/// change notices (both sides list `watch`).
-async fn handshake<R, W>(reader: &mut FrameReader<R>, writer: &mut W) -> Result<bool, AgentError>
+/// Answers the client's `Hello`, announcing `capabilities`; whether the
+/// client asked for pushed change notices (both sides list `watch`).
+async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    capabilities: &[&str],
+) -> Result<bool, AgentError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -222,7 +258,7 @@ where
             tracing::debug!(client = %client.software, capabilities = ?client.capabilities, "handshake");
             let hello = Hello {
                 version: PROTOCOL_VERSION,
-                capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+                capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
                 software: format!("yonder {} agent", env!("CARGO_PKG_VERSION")),
             };
             let watches = [&hello.capabilities, &client.capabilities]
@@ -262,6 +298,7 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, message: Message) -> Result
     writer.flush().await.map_err(io_err)
 }
 
+#[cfg(unix)]
 /// An encoded response (or notice) on its way to the writer. A response
 /// holds its request's in-flight slot until written, so that unsent
 /// responses count against [`MAX_IN_FLIGHT`] too.
@@ -271,6 +308,7 @@ struct Outgoing {
     _slot: Option<OwnedSemaphorePermit>,
 }
 
+#[cfg(unix)]
 /// A read's data, sent after the frame header.
 enum Payload {
     /// In the buffer it was read into.
@@ -279,6 +317,7 @@ enum Payload {
     Spliced(splice::Spliced),
 }
 
+#[cfg(unix)]
 impl Outgoing {
     fn new(id: u64, response: Response, slot: OwnedSemaphorePermit) -> Outgoing {
         let (frame, payload) = encode_response(id, response);
@@ -301,6 +340,7 @@ impl Outgoing {
     }
 }
 
+#[cfg(unix)]
 async fn read_requests<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     agent: Arc<Agent>,
@@ -395,6 +435,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+#[cfg(unix)]
 /// Owns the writer. Responses that completed while the previous write was
 /// in progress share one flush; a lone response is flushed immediately.
 async fn write_responses<W: AsyncWrite + Unpin>(
@@ -438,6 +479,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     writer.shutdown().await.map_err(io_err)
 }
 
+#[cfg(unix)]
 fn writer_failure(joined: Result<Result<(), AgentError>, tokio::task::JoinError>) -> AgentError {
     match joined {
         Ok(Err(err)) => err,
@@ -453,6 +495,7 @@ fn writer_failure(joined: Result<Result<(), AgentError>, tokio::task::JoinError>
 }
 
 /// The error and its causes on one line, for logs.
+#[cfg(unix)]
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -464,6 +507,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+#[cfg(unix)]
 /// Every open file and directory listing holds a descriptor; the default
 /// soft limit (often 1024) is low for a busy mount, the hard limit rarely is.
 fn raise_fd_limit() {
@@ -481,4 +525,103 @@ fn raise_fd_limit() {
             }
         }
     }
+}
+
+/// Serves the protocol on `reader`/`writer` until the reader reaches EOF,
+/// with the portable agent (`portable_agent.rs`): each request on the
+/// blocking pool, answered as it finishes. It announces no capability, so
+/// the client pushes no `Once`, `Fence` or `ListTree` and expects no
+/// notices.
+#[cfg(windows)]
+pub async fn serve<R, W>(config: AgentConfig, reader: R, writer: W) -> Result<(), AgentError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let root = std::path::absolute(&config.root).map_err(|source| AgentError::Root {
+        path: config.root.clone(),
+        source,
+    })?;
+    match std::fs::metadata(&root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(AgentError::RootNotDirectory { path: root }),
+        Err(source) => return Err(AgentError::Root { path: root, source }),
+    }
+    tracing::debug!(root = %root.display(), "serving");
+    let mut reader = FrameReader::new(BufReader::with_capacity(READ_BUFFER, reader));
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    handshake(&mut reader, &mut writer, &[]).await?;
+    let agent = Arc::new(portable_agent::PortableAgent::new(root));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Response, OwnedSemaphorePermit)>();
+    let mut responses = tokio::spawn(async move {
+        let io_err = |source| AgentError::Io {
+            op: "writing responses to the client",
+            source,
+        };
+        while let Some((id, response, _slot)) = rx.recv().await {
+            let (frame, payload) = encode_response(id, response);
+            write_parts(&mut writer, &frame, &payload).await.map_err(io_err)?;
+            if rx.is_empty() {
+                writer.flush().await.map_err(io_err)?;
+            }
+        }
+        writer.shutdown().await.map_err(io_err)
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(frame) = read_frame(&mut reader).await? {
+        let slot = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let id = frame.id;
+        let response = match frame.into_message() {
+            Ok(Message::Request(request)) => {
+                let (agent, tx) = (agent.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let op = request.op();
+                    // Unwind safety: the agent's one table changes by single
+                    // map operations.
+                    let response =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| agent.handle(request)))
+                            .unwrap_or_else(|_| {
+                                Response::Error(WireError {
+                                    errno: Errno::EIO,
+                                    message: format!("{op}: internal error in the agent"),
+                                })
+                            });
+                    let _ = tx.send((id, response, slot));
+                });
+                continue;
+            }
+            Ok(other) => protocol_error(format!("unexpected {} message after the handshake", kind(&other))),
+            Err(err) => protocol_error(err.to_string()),
+        };
+        let _ = tx.send((id, response, slot));
+    }
+    drop(tx);
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut responses).await {
+        Ok(Ok(written)) => written,
+        Ok(Err(join)) => Err(AgentError::Io {
+            op: "writing responses to the client",
+            source: std::io::Error::other(join),
+        }),
+        Err(_) => {
+            responses.abort();
+            Ok(())
+        }
+    }
+}
+
+/// `yonder agent --stdio --root DIR` on Windows: [`serve`] on stdin and
+/// stdout.
+#[cfg(windows)]
+pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Runtime { source })?;
+    let result = runtime.block_on(serve(config, tokio::io::stdin(), tokio::io::stdout()));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }

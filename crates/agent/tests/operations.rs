@@ -1,5 +1,9 @@
 //! Each operation's happy path and its errors, against a real temporary tree.
 
+// The Unix agent's own system calls (Windows is served by the portable
+// agent instead): these run on Unix only.
+#![cfg(unix)]
+
 mod common;
 
 use common::{connect, wire, Session};

@@ -1,5 +1,9 @@
 //! Handshake, framing, decode failures and concurrency.
 
+// The Unix agent's own system calls (Windows is served by the portable
+// agent instead): these run on Unix only.
+#![cfg(unix)]
+
 mod common;
 
 use common::{connect, start, wire};

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::io::Write as _;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -370,6 +369,14 @@ async fn execute(client: Arc<dyn Remote>, command: FsCommand) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// Windows has no umask: new files get the modes a default umask of 022
+/// leaves (the portable agent keeps only their read-only bit anyway).
+#[cfg(windows)]
+fn umask() -> u32 {
+    0o022
+}
+
+#[cfg(unix)]
 fn umask() -> u32 {
     // The process umask can only be read by setting it; set it straight back.
     let old = rustix_umask(0o022);
@@ -377,6 +384,7 @@ fn umask() -> u32 {
     old
 }
 
+#[cfg(unix)]
 fn rustix_umask(mask: u32) -> u32 {
     // SAFETY: umask(2) only swaps the process's file mode creation mask; it
     // cannot fail and touches no memory. This runs before any thread that
@@ -535,7 +543,7 @@ impl JsonAttr {
             nsec: t.nsec,
         };
         JsonAttr {
-            name: String::from_utf8_lossy(std::ffi::OsStr::from_bytes(name).as_bytes()).into_owned(),
+            name: String::from_utf8_lossy(name).into_owned(),
             kind: kind_name(a),
             mode: format!("{:04o}", a.permissions()),
             ino: a.ino,
@@ -566,7 +574,7 @@ fn stat_time(t: &JsonTime) -> String {
     let Some(tm) = local_time(t.sec) else {
         return format!("{}.{:09}", t.sec, t.nsec);
     };
-    let offset = tm.tm_gmtoff / 60;
+    let offset = utc_offset_minutes(&tm);
     let sign = if offset < 0 { '-' } else { '+' };
     format!(
         "{}-{:02}-{:02} {:02}:{:02}:{:02}.{:09} {sign}{:02}{:02}",
@@ -582,7 +590,48 @@ fn stat_time(t: &JsonTime) -> String {
     )
 }
 
+#[cfg(unix)]
+fn utc_offset_minutes(tm: &libc::tm) -> i64 {
+    tm.tm_gmtoff / 60
+}
+
+/// Times are shown in UTC on Windows (see [`local_time`]).
+#[cfg(windows)]
+fn utc_offset_minutes(_tm: &libc::tm) -> i64 {
+    0
+}
+
+/// The broken-down UTC time of `sec` seconds since the epoch: Windows's C
+/// runtime has no `localtime_r`, and std no time zones.
+#[cfg(windows)]
+fn local_time(sec: i64) -> Option<libc::tm> {
+    let days = sec.div_euclid(86_400);
+    let of_day = sec.rem_euclid(86_400);
+    // Days to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(libc::tm {
+        tm_sec: (of_day % 60) as i32,
+        tm_min: (of_day / 60 % 60) as i32,
+        tm_hour: (of_day / 3600) as i32,
+        tm_mday: day as i32,
+        tm_mon: (month - 1) as i32,
+        tm_year: i32::try_from(year - 1900).ok()?,
+        tm_wday: (days + 4).rem_euclid(7) as i32,
+        tm_yday: 0,
+        tm_isdst: 0,
+    })
+}
+
 /// The broken-down local time of `sec` seconds since the epoch.
+#[cfg(unix)]
 fn local_time(sec: i64) -> Option<libc::tm> {
     // time_t is 64 bits wide on every target yonder builds for.
     let time = sec as libc::time_t;
@@ -709,7 +758,20 @@ fn ls_time(sec: i64, now: i64) -> String {
     }
 }
 
+/// Windows has no uid: the number is shown.
+#[cfg(windows)]
+fn user_name(_uid: u32) -> Option<String> {
+    None
+}
+
+/// Windows has no gid: the number is shown.
+#[cfg(windows)]
+fn group_name(_gid: u32) -> Option<String> {
+    None
+}
+
 /// The local name of a user id, through the system's user database (NSS).
+#[cfg(unix)]
 fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: an all-zero `passwd` is a valid value for getpwuid_r to fill.
@@ -727,6 +789,7 @@ fn user_name(uid: u32) -> Option<String> {
 }
 
 /// The local name of a group id, through the system's group database.
+#[cfg(unix)]
 fn group_name(gid: u32) -> Option<String> {
     // Groups may list many members: grow the buffer while it is too small.
     let mut size = 4096;

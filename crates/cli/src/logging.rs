@@ -11,12 +11,13 @@ pub fn init(debug: bool, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            // Logs name the user's files and hosts: theirs alone to read.
-            let file = std::fs::OpenOptions::new()
-                .mode(0o600)
-                .create(true)
-                .append(true)
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // Logs name the user's files and hosts: theirs alone to read
+            // (on Windows, the profile directory's ACL keeps it theirs).
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
                 .open(path)
                 .map_err(|e| anyhow::anyhow!("open log file {}: {e}", path.display()))?;
             builder

@@ -8,6 +8,8 @@ mod fs_cmd;
 mod logging;
 mod manager_cmd;
 mod mount_cmd;
+// The form mount(8) runs for an /etc/fstab line: Unix's alone.
+#[cfg(unix)]
 mod mount_helper;
 mod serve_nfs_cmd;
 mod unmount_guard_cmd;
@@ -154,6 +156,7 @@ impl ConnectArgs {
 }
 
 fn main() -> ExitCode {
+    #[cfg(unix)]
     if let Some(code) = mount_helper::main_if_helper_form(&Cli::command()) {
         return code;
     }

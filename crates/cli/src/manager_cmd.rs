@@ -211,6 +211,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Out of the caller's session and process group: a terminal's hangup
     // or Ctrl+C does not reach the manager. Fails harmlessly when already
     // a session leader (started by systemd).
+    #[cfg(unix)]
     let _ = rustix::process::setsid();
     let paths = paths();
     if let Some(dir) = paths.log.parent() {
@@ -288,21 +289,32 @@ fn stop() -> anyhow::Result<ExitCode> {
         Err(ManagerError::ProtocolMismatch { .. }) => {
             // Another version: stopped by signal, as its hello names it.
             let hello = Client::hello_of(&paths)?;
-            let pid = hello
-                .pid
-                .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-                .context("the running manager did not say its pid")?;
-            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-                .with_context(|| format!("signal the manager (pid {})", pid.as_raw_pid()))?;
+            #[cfg(unix)]
+            {
+                let pid = hello
+                    .pid
+                    .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+                    .context("the running manager did not say its pid")?;
+                rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                    .with_context(|| format!("signal the manager (pid {})", pid.as_raw_pid()))?;
+            }
+            #[cfg(windows)]
+            anyhow::bail!(
+                "the running manager (pid {}) speaks another control protocol, and Windows has no \
+                 SIGTERM to stop it with: end it with taskkill /PID {0}",
+                hello
+                    .pid
+                    .map_or_else(|| "unknown".to_string(), |pid| pid.to_string())
+            );
         }
         Err(e) => return Err(e.into()),
     }
     let deadline = Instant::now() + SLOW;
-    while paths.socket.exists() && Instant::now() < deadline {
+    while paths.manager_listening() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::ensure!(
-        !paths.socket.exists(),
+        !paths.manager_listening(),
         "the manager did not stop within {SLOW:?}; see {}",
         paths.log.display()
     );

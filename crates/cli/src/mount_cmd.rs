@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::runtime::Runtime;
+#[cfg(unix)]
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use yonder_manager::delivery::deliver_pending;
 use yonder_manager::mount_builder::{fuse_config, MountBuilder};
@@ -304,6 +305,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     // gives up: the connection attempt is dropped, which ends ssh, and the
     // mount point made for the mount goes. Once mounted, a signal unmounts.
     let mut signals = runtime.block_on(async { Signals::install() })?;
+    #[cfg(unix)]
     crate::mount_helper::signals_caught();
     // The link reconnects by itself; the VFS takes each new connection.
     let started = runtime.block_on(async {
@@ -338,6 +340,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());
     std::io::stdout().flush()?;
+    #[cfg(unix)]
     crate::mount_helper::detach_stdio_once_ready();
     serve_until_signal(&runtime, mounted, &args.source, signals)?;
     link.close();
@@ -353,15 +356,21 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGINT, SIGTERM and SIGHUP, as they arrive.
+/// SIGINT, SIGTERM and SIGHUP, as they arrive; on Windows, Ctrl+C.
 struct Signals {
+    #[cfg(unix)]
     int: Signal,
+    #[cfg(unix)]
     term: Signal,
+    #[cfg(unix)]
     hup: Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
 }
 
 impl Signals {
     /// Installs the handlers; needs the runtime's context.
+    #[cfg(unix)]
     fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
@@ -370,13 +379,27 @@ impl Signals {
         })
     }
 
+    #[cfg(windows)]
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            ctrl_c: tokio::signal::windows::ctrl_c()?,
+        })
+    }
+
     /// The next signal's name (one that came while no one was waiting counts).
+    #[cfg(unix)]
     async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
             _ = self.hup.recv() => "SIGHUP",
         }
+    }
+
+    #[cfg(windows)]
+    async fn next(&mut self) -> &'static str {
+        self.ctrl_c.recv().await;
+        "Ctrl+C"
     }
 }
 

@@ -8,7 +8,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
 use yonder_manager::mount_builder::MountBuilder;
 use yonder_manager::protocol::{ConnectSpec, MountSpec};
 use yonder_nfs::{mount_command, NfsConfig, NfsFrontend, Os};
@@ -89,14 +88,21 @@ pub fn run(args: ServeNfsArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
     runtime.block_on(async {
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut int = signal(SignalKind::interrupt())?;
+            let mut term = signal(SignalKind::terminate())?;
+            let mut hup = signal(SignalKind::hangup())?;
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
         }
+        // A console's Ctrl+C (or Ctrl+Break): Windows's only stop signal.
+        #[cfg(windows)]
+        tokio::signal::ctrl_c().await?;
         anyhow::Ok(())
     })?;
     tracing::info!("stopping: sending buffered writes");

@@ -11,6 +11,9 @@
 //! resource limits no higher than this process's: crun refuses a host with
 //! hybrid cgroups, and raising a limit needs CAP_SYS_RESOURCE.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use serde_json::Value;

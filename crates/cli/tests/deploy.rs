@@ -8,6 +8,9 @@
 //! `SetEnv`); this side's cache of the prepared binary is shared by the
 //! tests (one per build). Mounts through the manager, so runs as root.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use serde_json::Value;

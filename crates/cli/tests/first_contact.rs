@@ -2,6 +2,9 @@
 //! itself, a clear word about a mount point already in use, logs without
 //! colour codes in files and pipes, and shell completions.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use std::ffi::OsStr;

@@ -1,5 +1,8 @@
 //! `yonder fs` end to end: the real binary, over a local source and over ssh.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::Write;

@@ -3,6 +3,9 @@
 //! `yonder SOURCE MOUNTPOINT -o OPTIONS`; and that helper form run directly.
 //! As root: mount(8) with a private fstab, and mount namespaces.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

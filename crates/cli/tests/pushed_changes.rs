@@ -8,6 +8,9 @@
 //! "At once" is told from "after the TTL" with a generous bound (3 s
 //! against 60 s); how fast it really is belongs to the benchmarks.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -4,6 +4,9 @@
 //! crates/testkit/tests, with the agent's request handling called directly
 //! and a `Scoped` view.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use support::{fixture, Transport};

@@ -11,6 +11,9 @@
 //! Heartbeats every second, dead after 3 silent ones. Runs as root (FUSE),
 //! with no stdin; every wait is bounded.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs::{self, File, OpenOptions};

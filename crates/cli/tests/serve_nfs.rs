@@ -1,5 +1,8 @@
 //! `yonder serve-nfs` and `yonder mount --backend nfs` through the binary.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 //! the kernel's attribute and name caches).
 
 use crate::options::{OptionError, OptionWord};
+#[cfg(unix)]
 use fuser::{MountOption, SessionACL};
 
 /// How to mount one file system with FUSE. Several mounts of one process
@@ -80,6 +81,7 @@ impl MountConfig {
     /// `read_only` or not, on a host where `fusermount3` does
     /// (`may_allow_other`, see [`may_allow_other`]) or does not accept
     /// `allow_other` from this user.
+    #[cfg(unix)]
     pub fn fuser_config(&self, read_only: bool, may_allow_other: bool) -> fuser::Config {
         let mut mount_options = vec![
             MountOption::FSName(self.fs_name.clone().unwrap_or_else(|| "yonder".to_string())),
@@ -124,6 +126,7 @@ impl MountConfig {
 /// Whether `fusermount3` accepts `allow_other` from this user: root, or
 /// `user_allow_other` in /etc/fuse.conf. Without it a mount is not removed
 /// automatically when its process dies.
+#[cfg(unix)]
 pub fn may_allow_other() -> bool {
     // SAFETY: geteuid cannot fail and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
@@ -132,7 +135,14 @@ pub fn may_allow_other() -> bool {
         .unwrap_or(false)
 }
 
-#[cfg(test)]
+/// No FUSE mount, so no `allow_other`, on Windows.
+#[cfg(windows)]
+pub fn may_allow_other() -> bool {
+    false
+}
+
+// fuser's configuration, which exists on Unix only.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

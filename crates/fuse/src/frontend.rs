@@ -1,7 +1,9 @@
 //! [`FuseFrontend`]: FUSE as one [`Frontend`] among others, for the mount
 //! builder, which knows frontends only through that trait.
 
-use crate::{MountConfig, Mounted, OptionError};
+#[cfg(unix)]
+use crate::Mounted;
+use crate::{MountConfig, OptionError};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -33,7 +35,19 @@ impl Frontend for FuseFrontend {
         runtime: Handle,
         mountpoint: &Path,
     ) -> Result<Box<dyn MountHandle>, FrontendError> {
-        let mounted = Mounted::start(vfs, runtime, mountpoint, &self.config).map_err(FrontendError::new)?;
-        Ok(Box::new(mounted))
+        #[cfg(unix)]
+        {
+            let mounted =
+                Mounted::start(vfs, runtime, mountpoint, &self.config).map_err(FrontendError::new)?;
+            Ok(Box::new(mounted))
+        }
+        #[cfg(windows)]
+        {
+            let _ = (vfs, runtime, &self.config);
+            Err(FrontendError::new(crate::FuseError::MountPoint {
+                path: mountpoint.to_path_buf(),
+                reason: "FUSE mounts are not supported on windows (no FUSE driver there)".to_string(),
+            }))
+        }
     }
 }

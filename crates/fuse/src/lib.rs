@@ -24,13 +24,20 @@
 //! [`MountConfig`]): one process may run any number of mounts, and deciding
 //! when to unmount (signals, a control socket) is the caller's business.
 
+// The kernel side is fuser's, which has no Windows backend: there the
+// crate keeps its options, configuration and frontend, whose mounts are
+// refused (`frontend.rs`), and the modules that talk to the kernel are out.
+#[cfg(unix)]
 mod caches;
 mod config;
+#[cfg(unix)]
 mod convert;
 mod frontend;
+#[cfg(unix)]
 mod fs;
 mod mount_table;
 pub mod options;
+#[cfg(unix)]
 mod session;
 pub mod unmount_guard;
 
@@ -38,6 +45,7 @@ pub use config::{may_allow_other, MountConfig};
 pub use frontend::FuseFrontend;
 pub use mount_table::{mounted_at, unmount, MountedAt};
 pub use options::{MountOptions, OptionError};
+#[cfg(unix)]
 pub use session::Mounted;
 pub use unmount_guard::UnmountGuard;
 pub use yonder_vfs::frontend::MountStatus;
@@ -45,10 +53,13 @@ pub use yonder_vfs::frontend::MountStatus;
 /// This frontend's name in status output.
 pub const FRONTEND_NAME: &str = "fuse";
 
+#[cfg(unix)]
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::sync::mpsc;
+#[cfg(unix)]
 use tokio::runtime::Handle;
 use yonder_vfs::VfsError;
 
@@ -69,11 +80,13 @@ pub enum FuseError {
 }
 
 /// Runs `fut` on `rt` and waits for it from a plain (non-runtime) thread.
+#[cfg(unix)]
 pub(crate) fn block_on<T: Send + 'static>(rt: &Handle, fut: impl Future<Output = T> + Send + 'static) -> T {
     try_block_on(rt, fut).expect("runtime shut down while a mount operation was running")
 }
 
 /// [`block_on`], failing instead of panicking if the runtime has shut down.
+#[cfg(unix)]
 pub(crate) fn try_block_on<T: Send + 'static>(
     rt: &Handle,
     fut: impl Future<Output = T> + Send + 'static,

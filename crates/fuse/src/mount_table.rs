@@ -93,10 +93,19 @@ pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), Fu
     })
 }
 
+/// Windows has no FUSE mounts to unmount.
+#[cfg(windows)]
+pub(crate) fn fusermount_unmount(mountpoint: &Path, _lazy: bool) -> Result<(), FuseError> {
+    Err(FuseError::Unmount {
+        path: mountpoint.to_path_buf(),
+        reason: "FUSE mounts are not supported on windows".into(),
+    })
+}
+
 /// The OS's `umount` (`-f` if `lazy`: macOS and the BSDs have no lazy
 /// unmount), as macFUSE and FreeBSD's fusefs document; there is no
 /// fusermount3 there.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), FuseError> {
     let mut cmd = std::process::Command::new("umount");
     if lazy {
@@ -194,6 +203,7 @@ pub(crate) fn mount_entry(path: &Path) -> io::Result<Option<MountEntry>> {
 /// Both, because the kernel hands a FUSE mount's device number to the
 /// next FUSE mount as soon as the first is unmounted: the device alone
 /// may name another process's new mount elsewhere.
+#[cfg(unix)]
 pub(crate) fn device_is_mounted(device: &str, path: &Path) -> Option<bool> {
     let info = mountinfo().ok()?;
     let path = escape(path);
@@ -225,7 +235,7 @@ pub(crate) fn raise_readahead(device: &str, kib: u32) {
 }
 
 /// Linux's sysfs knob has no counterpart elsewhere.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) fn raise_readahead(_device: &str, _kib: u32) {
     tracing::debug!(
         "readahead stays at the kernel's default (no read_ahead_kb knob on {})",

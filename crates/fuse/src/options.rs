@@ -17,6 +17,7 @@
 //! - anything else: refused, sshfs's options naming why yonder does not
 //!   need them.
 
+#[cfg(unix)]
 use fuser::MountOption;
 
 /// A `-o` word yonder does not take.
@@ -335,6 +336,7 @@ impl OptionWord {
     }
 
     /// The word's meaning for the kernel mount, if it has one there.
+    #[cfg(unix)]
     pub(crate) fn fuser_option(&self) -> Option<MountOption> {
         Some(match self {
             OptionWord::Kernel(flag) => match *flag {

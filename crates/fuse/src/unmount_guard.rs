@@ -22,7 +22,10 @@
 //! requests; it acts only on the device it was told of, at its path.
 
 use crate::mount_table::{fusermount_unmount, mount_entry};
-use std::io::{self, BufRead, Write};
+#[cfg(unix)]
+use std::io::Write;
+use std::io::{self, BufRead};
+#[cfg(unix)]
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -48,12 +51,12 @@ impl UnmountGuard {
     /// process group of its own, so that a Ctrl+C at the terminal, meant
     /// for the mount process, does not end it.
     pub fn spawn(mut command: Command) -> io::Result<UnmountGuard> {
-        use std::os::unix::process::CommandExt;
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()?;
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // Windows's process group, out of the console's Ctrl+C.
+        #[cfg(windows)]
+        std::os::windows::process::CommandExt::creation_flags(&mut command, 0x0000_0200);
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
         let pipe = child.stdin.take();
         Ok(UnmountGuard {
             pipe: Mutex::new(pipe),
@@ -63,16 +66,19 @@ impl UnmountGuard {
 
     /// Tells the guard about a new mount of `device` (`major:minor`) at
     /// `mountpoint` (canonical).
+    #[cfg(unix)]
     pub(crate) fn watch(&self, mountpoint: &Path, device: &str) {
         self.send(&format!("watch {device} {}\n", hex(mountpoint)));
     }
 
     /// Tells the guard that the mount at `mountpoint` was unmounted by its
     /// process: nothing to watch there.
+    #[cfg(unix)]
     pub(crate) fn release(&self, mountpoint: &Path) {
         self.send(&format!("release {}\n", hex(mountpoint)));
     }
 
+    #[cfg(unix)]
     fn send(&self, line: &str) {
         let mut pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
         let Some(writer) = pipe.as_mut() else { return };
@@ -174,6 +180,8 @@ fn answers_enotconn(path: &Path) -> bool {
     )
 }
 
+// Only a FUSE session (Unix) tells the guard of mounts.
+#[cfg(unix)]
 fn hex(path: &Path) -> String {
     path.as_os_str()
         .as_bytes()
@@ -191,10 +199,15 @@ fn unhex(text: &str) -> Option<PathBuf> {
         .chunks(2)
         .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    Some(PathBuf::from(std::ffi::OsString::from_vec(decoded)))
+    #[cfg(unix)]
+    return Some(PathBuf::from(std::ffi::OsString::from_vec(decoded)));
+    // Windows paths are UTF-16: their UTF-8 form would travel.
+    #[cfg(windows)]
+    return String::from_utf8(decoded).ok().map(PathBuf::from);
 }
 
-#[cfg(test)]
+// What a FUSE session tells the guard: Unix only.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -9,6 +9,9 @@
 //! which only an agent in this process (with `yonder_testkit::observe` and
 //! `yonder_testkit::faults` wrappers) allows.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

@@ -5,11 +5,11 @@
 //! none: `yonder manager run` detached (its own session, working
 //! directory `/`, stdio on /dev/null), then waits for its socket.
 
+use crate::control_socket::{self, set_read_timeout, ClientStream};
 use crate::paths::Paths;
 use crate::protocol::{Event, Hello, Request, Response, PROTOCOL};
 use crate::ManagerError;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,8 +28,8 @@ pub fn client_protocol() -> u32 {
 
 /// A connection to the manager, hellos exchanged.
 pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    reader: BufReader<ClientStream>,
+    writer: ClientStream,
     socket: std::path::PathBuf,
     /// The manager's hello.
     pub manager: Hello,
@@ -48,12 +48,12 @@ impl Client {
         Self::open(paths).map(|(_, _, hello)| hello)
     }
 
-    fn open(paths: &Paths) -> Result<(BufReader<UnixStream>, UnixStream, Hello), ManagerError> {
+    fn open(paths: &Paths) -> Result<(BufReader<ClientStream>, ClientStream, Hello), ManagerError> {
         if paths.dir().exists() {
             paths.check_dir()?;
         }
-        let stream = match UnixStream::connect(&paths.socket) {
-            Ok(stream) => stream,
+        let (stream, writer) = match control_socket::connect(&paths.socket) {
+            Ok(ends) => ends,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -66,10 +66,7 @@ impl Client {
             }
             Err(e) => return Err(ManagerError::io("connect to", &paths.socket, e)),
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let writer = stream
-            .try_clone()
-            .map_err(|e| ManagerError::io("connect to", &paths.socket, e))?;
+        set_read_timeout(&stream, Some(Duration::from_secs(10)));
         let mut reader = BufReader::new(stream);
         let line = read_line(&mut reader, &paths.socket)?.ok_or_else(|| ManagerError::Protocol {
             socket: paths.socket.clone(),
@@ -124,7 +121,7 @@ impl Client {
     /// an error response becomes [`ManagerError::Failed`].
     pub fn request(&mut self, request: &Request, timeout: Duration) -> Result<Response, ManagerError> {
         self.send(request)?;
-        let _ = self.reader.get_ref().set_read_timeout(Some(timeout));
+        set_read_timeout(self.reader.get_ref(), Some(timeout));
         let line = read_line(&mut self.reader, &self.socket)?.ok_or_else(|| ManagerError::Protocol {
             socket: self.socket.clone(),
             reason: "the manager closed the connection without answering".into(),
@@ -142,7 +139,7 @@ impl Client {
     /// After `Events` was answered: the next event, or None once the
     /// manager has gone.
     pub fn next_event(&mut self) -> Result<Option<Event>, ManagerError> {
-        let _ = self.reader.get_ref().set_read_timeout(None);
+        set_read_timeout(self.reader.get_ref(), None);
         let Some(line) = read_line(&mut self.reader, &self.socket)? else {
             return Ok(None);
         };
@@ -156,13 +153,13 @@ impl Client {
 
     /// Waits until the manager closes the connection (after `Stop`: its exit).
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ManagerError> {
-        let _ = self.reader.get_ref().set_read_timeout(Some(timeout));
+        set_read_timeout(self.reader.get_ref(), Some(timeout));
         while read_line(&mut self.reader, &self.socket)?.is_some() {}
         Ok(())
     }
 }
 
-fn read_line(reader: &mut BufReader<UnixStream>, socket: &Path) -> Result<Option<String>, ManagerError> {
+fn read_line(reader: &mut BufReader<ClientStream>, socket: &Path) -> Result<Option<String>, ManagerError> {
     let mut line = String::new();
     match reader.read_line(&mut line) {
         Ok(0) => Ok(None),
@@ -180,7 +177,8 @@ pub fn ensure_running(paths: &Paths, exe: &Path, args: &[String]) -> Result<Clie
         other => return other,
     }
     paths.prepare_dir()?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["manager", "run"])
         .args(args)
         // Not the caller's directory, which the manager would keep busy
@@ -188,7 +186,12 @@ pub fn ensure_running(paths: &Paths, exe: &Path, args: &[String]) -> Result<Clie
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    // Windows's session of its own: no console (DETACHED_PROCESS), out of
+    // the caller's Ctrl+C (CREATE_NEW_PROCESS_GROUP).
+    #[cfg(windows)]
+    std::os::windows::process::CommandExt::creation_flags(&mut command, 0x0000_0008 | 0x0000_0200);
+    let mut child = command
         .spawn()
         .map_err(|e| ManagerError::io("start the manager", exe, e))?;
     let deadline = Instant::now() + START_TIMEOUT;

@@ -12,6 +12,7 @@
 //! acts on it meanwhile.
 
 use crate::connection::{Connection, Destination};
+use crate::control_socket::{ControlListener, ControlStream, ControlWriter};
 use crate::events::{connection_event, missed, mount_event, EventBus};
 use crate::mount_builder::{BuiltMount, MountBuilder, MountError};
 use crate::paths::Paths;
@@ -23,12 +24,10 @@ use crate::reap::Reaper;
 use crate::state::{failed_beyond, ConnectionState, MountState, KEPT_FAILED};
 use crate::ManagerError;
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use yonder_remote::LinkState;
 use yonder_vfs::frontend::MountHandle;
@@ -251,28 +250,44 @@ fn take_lock(paths: &Paths) -> Result<std::fs::File, ManagerError> {
         .write(true)
         .open(&paths.lock)
         .map_err(|e| ManagerError::io("open lock file", &paths.lock, e))?;
-    let _ = lock.set_permissions(std::fs::Permissions::from_mode(0o600));
-    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(lock),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(ManagerError::AlreadyRunning {
-            socket: paths.socket.clone(),
-        }),
-        Err(e) => Err(ManagerError::io("lock", &paths.lock, e.into())),
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = lock.set_permissions(std::fs::Permissions::from_mode(0o600));
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(lock),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(ManagerError::AlreadyRunning {
+                socket: paths.socket.clone(),
+            }),
+            Err(e) => Err(ManagerError::io("lock", &paths.lock, e.into())),
+        }
     }
+    // The pipe's first instance is the lock on Windows (see
+    // `control_socket.rs`): the file only records where the log is.
+    #[cfg(windows)]
+    Ok(lock)
 }
 
 async fn serve(config: Config) -> Result<(), ManagerError> {
     let paths = config.paths.clone();
     // Holding the lock, any socket file left is a dead manager's.
+    #[cfg(unix)]
     match std::fs::remove_file(&paths.socket) {
         Ok(()) => tracing::info!("removed stale socket {}", paths.socket.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ManagerError::io("remove stale socket", &paths.socket, e)),
     }
-    let listener =
-        UnixListener::bind(&paths.socket).map_err(|e| ManagerError::io("listen on", &paths.socket, e))?;
-    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| ManagerError::io("chmod", &paths.socket, e))?;
+    let mut listener = match ControlListener::bind(&paths.socket) {
+        Ok(listener) => listener,
+        // Another manager's pipe (Windows: the name is the lock).
+        #[cfg(windows)]
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(ManagerError::AlreadyRunning {
+                socket: paths.socket.clone(),
+            })
+        }
+        Err(e) => return Err(ManagerError::io("listen on", &paths.socket, e)),
+    };
     let (stop, mut stopped) = watch::channel(false);
     let manager = Arc::new(Manager {
         config,
@@ -288,61 +303,77 @@ async fn serve(config: Config) -> Result<(), ManagerError> {
         paths.socket.display()
     );
     tokio::spawn(health_loop(Arc::downgrade(&manager)));
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| ManagerError::io("signal", &paths.socket, e))?;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(stream) => {
+                        tokio::spawn(client_session(manager.clone(), stream));
+                    }
+                    Err(e) => tracing::warn!("accept on {}: {e}", paths.socket.display()),
+                },
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping");
+                    break;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    break;
+                }
+                _ = hup.recv() => tracing::info!("SIGHUP ignored"),
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+        }
+    }
+    // Windows has Ctrl+C (and Ctrl+Break) for a console process, no
+    // SIGTERM or SIGHUP.
+    #[cfg(windows)]
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     tokio::spawn(client_session(manager.clone(), stream));
                 }
                 Err(e) => tracing::warn!("accept on {}: {e}", paths.socket.display()),
             },
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: stopping");
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("Ctrl+C: stopping");
                 break;
             }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: stopping");
-                break;
-            }
-            _ = hup.recv() => tracing::info!("SIGHUP ignored"),
             _ = stopped.wait_for(|s| *s) => break,
         }
     }
     // No new clients from here; those connected see their requests refused.
     drop(listener);
+    #[cfg(unix)]
     let _ = std::fs::remove_file(&paths.socket);
     manager.shutdown().await;
     Ok(())
 }
 
 /// One client: peer check, hellos, then requests until it hangs up.
-async fn client_session(manager: Arc<Manager>, stream: UnixStream) {
-    // The peer's credentials, as the kernel recorded them at connect
-    // (SO_PEERCRED): who the client is, whatever it says.
-    let peer = stream.peer_cred();
+async fn client_session(manager: Arc<Manager>, stream: ControlStream) {
+    // The peer as the OS recorded it at connect (SO_PEERCRED): who the
+    // client is, whatever it says.
+    let peer = stream.check_peer();
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
-    let me = rustix::process::getuid().as_raw();
-    match peer {
-        Ok(cred) if cred.uid() == me => {}
-        other => {
-            let who = match other {
-                Ok(cred) => format!("uid {}", cred.uid()),
-                Err(e) => format!("an unknown user ({e})"),
-            };
-            tracing::warn!("refused a connection from {who}");
-            let refusal = Response::Error {
-                message: format!("connections from {who} are refused: this manager serves uid {me} only"),
-            };
-            let _ = send(&mut writer, &refusal).await;
-            return;
-        }
+    if let Err(who) = peer {
+        tracing::warn!("refused a connection from {who}");
+        let me = ControlStream::served_user();
+        let refusal = Response::Error {
+            message: format!("connections from {who} are refused: this manager serves {me} only"),
+        };
+        let _ = send(&mut writer, &refusal).await;
+        return;
     }
     if send(&mut writer, &Hello::this(PROTOCOL, Some(std::process::id())))
         .await
@@ -402,22 +433,14 @@ async fn client_session(manager: Arc<Manager>, stream: UnixStream) {
     }
 }
 
-async fn send<T: serde::Serialize>(
-    writer: &mut tokio::net::unix::OwnedWriteHalf,
-    message: &T,
-) -> std::io::Result<()> {
+async fn send<T: serde::Serialize>(writer: &mut ControlWriter, message: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     line.push(b'\n');
     writer.write_all(&line).await?;
     writer.flush().await
 }
 
-async fn stream_events(
-    manager: &Manager,
-    mut writer: tokio::net::unix::OwnedWriteHalf,
-    topic: Topic,
-    after: Option<u64>,
-) {
+async fn stream_events(manager: &Manager, mut writer: ControlWriter, topic: Topic, after: Option<u64>) {
     let (backlog, mut rx) = manager.events.subscribe(after);
     if send(&mut writer, &Response::Subscribed).await.is_err() {
         return;

@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod connection;
+mod control_socket;
 pub mod daemon;
 pub mod delivery;
 mod events;

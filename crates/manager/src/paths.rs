@@ -14,8 +14,13 @@
 //!
 //! `YONDER_MANAGER_SOCKET` names the socket directly (tests, debugging);
 //! its directory is then taken as it is, unchecked.
+//!
+//! On Windows the socket is a named pipe, `\\.\pipe\yonder-manager-USER`
+//! (see `control_socket.rs`), and the lock and log are in
+//! `%LOCALAPPDATA%\yonder`, the user's own profile: no directory to check.
 
 use crate::ManagerError;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +42,7 @@ fn env_path(name: &str) -> Option<PathBuf> {
 
 impl Paths {
     /// The paths for this user, from the environment.
+    #[cfg(unix)]
     pub fn from_env() -> Paths {
         let uid = rustix::process::getuid().as_raw();
         let (socket, checked_dir) = match env_path("YONDER_MANAGER_SOCKET") {
@@ -61,6 +67,29 @@ impl Paths {
         }
     }
 
+    /// The paths for this user, from the environment.
+    #[cfg(windows)]
+    pub fn from_env() -> Paths {
+        let user = std::env::var("USERNAME").unwrap_or_default();
+        let socket = env_path("YONDER_MANAGER_SOCKET")
+            .unwrap_or_else(|| PathBuf::from(format!(r"\\.\pipe\yonder-manager-{user}")));
+        let state = env_path("LOCALAPPDATA")
+            .unwrap_or_else(std::env::temp_dir)
+            .join("yonder");
+        Paths {
+            socket,
+            lock: state.join("manager.lock"),
+            log: state.join("manager.log"),
+            checked_dir: false,
+        }
+    }
+
+    /// Whether a manager listens (on Unix: whether its socket file is
+    /// still there).
+    pub fn manager_listening(&self) -> bool {
+        crate::control_socket::exists(&self.socket)
+    }
+
     /// The socket's directory.
     pub fn dir(&self) -> &Path {
         self.socket.parent().unwrap_or(Path::new("/"))
@@ -69,9 +98,22 @@ impl Paths {
     /// Creates the socket's directory (0700) if missing, and checks that it
     /// is this user's own and closed to others.
     pub fn prepare_dir(&self) -> Result<(), ManagerError> {
+        // The pipe has no directory; the lock's is the user's profile's.
+        #[cfg(windows)]
+        if let Some(dir) = self.lock.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| ManagerError::io("create directory", dir, source))?;
+        }
         if !self.checked_dir {
             return Ok(());
         }
+        #[cfg(unix)]
+        self.create_dir()?;
+        self.check_dir()
+    }
+
+    #[cfg(unix)]
+    fn create_dir(&self) -> Result<(), ManagerError> {
         let dir = self.dir();
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
@@ -86,7 +128,7 @@ impl Paths {
             }
             Err(source) => return Err(ManagerError::io("create directory", dir, source)),
         }
-        self.check_dir()
+        Ok(())
     }
 
     /// Checks the socket's directory without creating it.
@@ -94,6 +136,15 @@ impl Paths {
         if !self.checked_dir {
             return Ok(());
         }
+        #[cfg(unix)]
+        return self.check_owner_only();
+        #[cfg(windows)]
+        return Ok(());
+    }
+
+    /// The directory is this user's, and closed to others.
+    #[cfg(unix)]
+    fn check_owner_only(&self) -> Result<(), ManagerError> {
         let dir = self.dir();
         let meta = std::fs::symlink_metadata(dir)
             .map_err(|source| ManagerError::io("inspect directory", dir, source))?;
@@ -121,7 +172,8 @@ impl Paths {
     }
 }
 
-#[cfg(test)]
+// Unix modes and owners of the socket's directory.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -18,6 +18,8 @@ impl Reaper {
     /// Reaps the helpers that were zombies at the last call and still are.
     pub(crate) fn reap(&mut self) {
         let zombies = fusermount_zombies();
+        // No fusermount, and no zombies, off Unix.
+        #[cfg(unix)]
         for pid in zombies.intersection(&self.seen) {
             if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
                 match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {

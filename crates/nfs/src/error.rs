@@ -11,6 +11,12 @@ pub enum NfsError {
         mountpoint.display()
     )]
     NoNfsClient { mountpoint: PathBuf },
+    #[error(
+        "mount {}: NFS mounts are not supported on {os} (yonder knows no NFS mount command there); \
+         `yonder serve-nfs` serves the tree to a client of your own",
+        mountpoint.display()
+    )]
+    NoMountCommand { mountpoint: PathBuf, os: &'static str },
     #[error("mount {}: {program} failed: {detail}", mountpoint.display())]
     MountCommand {
         mountpoint: PathBuf,

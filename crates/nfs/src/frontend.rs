@@ -77,9 +77,16 @@ impl Frontend for NfsFrontend {
         }
         // Checked before anything is served: the one line the user needs.
         let custom = mount_command_override();
-        let os = Os::current()
-            .filter(|os| custom.is_some() || nfs_client_available(*os))
-            .ok_or_else(no_client)?;
+        let os = match Os::current() {
+            Some(os) if custom.is_some() || nfs_client_available(os) => os,
+            Some(_) => return Err(no_client()),
+            None => {
+                return Err(FrontendError::new(NfsError::NoMountCommand {
+                    mountpoint: mountpoint.to_path_buf(),
+                    os: std::env::consts::OS,
+                }))
+            }
+        };
         let mountpoint = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
         let server = runtime
             .block_on(NfsServer::start(vfs, self.config))

@@ -3,6 +3,9 @@
 //! (`support/nfs_driver.c`, built here with `cc`), against a server in
 //! this process over an agent serving a temporary directory.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, OnceLock};

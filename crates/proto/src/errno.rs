@@ -21,6 +21,13 @@ mod host {
     pub use libc::*;
     #[cfg(any(target_os = "macos", target_os = "freebsd"))]
     pub const ENODATA: i32 = libc::ENOATTR;
+    // Windows's C runtime numbers no stale handle and no quota: the
+    // protocol's two are EIO there, which is what a Windows caller of
+    // `to_host` can report of them (`from_host` never yields them).
+    #[cfg(windows)]
+    pub const ESTALE: i32 = libc::EIO;
+    #[cfg(windows)]
+    pub const EDQUOT: i32 = libc::EIO;
 }
 
 macro_rules! errnos {
@@ -109,6 +116,7 @@ errnos! {
 
 impl Errno {
     /// The host's description of this error, e.g. "No such file or directory".
+    #[cfg(unix)]
     pub fn description(self) -> String {
         std::io::Error::from_raw_os_error(self.to_host())
             .to_string()
@@ -118,19 +126,120 @@ impl Errno {
             .to_string()
     }
 
+    /// The description of this error: Windows's `std::io::Error` speaks
+    /// Win32 error codes, not the C runtime's errno, so the host has no
+    /// message for these numbers. The words are glibc's, whose numbering
+    /// the protocol's is.
+    #[cfg(windows)]
+    pub fn description(self) -> String {
+        let words = match self {
+            Errno::EPERM => "Operation not permitted",
+            Errno::ENOENT => "No such file or directory",
+            Errno::ESRCH => "No such process",
+            Errno::EINTR => "Interrupted system call",
+            Errno::EIO => "Input/output error",
+            Errno::ENXIO => "No such device or address",
+            Errno::E2BIG => "Argument list too long",
+            Errno::EBADF => "Bad file descriptor",
+            Errno::EAGAIN => "Resource temporarily unavailable",
+            Errno::ENOMEM => "Cannot allocate memory",
+            Errno::EACCES => "Permission denied",
+            Errno::EFAULT => "Bad address",
+            Errno::EBUSY => "Device or resource busy",
+            Errno::EEXIST => "File exists",
+            Errno::EXDEV => "Invalid cross-device link",
+            Errno::ENODEV => "No such device",
+            Errno::ENOTDIR => "Not a directory",
+            Errno::EISDIR => "Is a directory",
+            Errno::EINVAL => "Invalid argument",
+            Errno::ENFILE => "Too many open files in system",
+            Errno::EMFILE => "Too many open files",
+            Errno::ENOTTY => "Inappropriate ioctl for device",
+            Errno::ETXTBSY => "Text file busy",
+            Errno::EFBIG => "File too large",
+            Errno::ENOSPC => "No space left on device",
+            Errno::ESPIPE => "Illegal seek",
+            Errno::EROFS => "Read-only file system",
+            Errno::EMLINK => "Too many links",
+            Errno::EPIPE => "Broken pipe",
+            Errno::ERANGE => "Numerical result out of range",
+            Errno::EDEADLK => "Resource deadlock avoided",
+            Errno::ENAMETOOLONG => "File name too long",
+            Errno::ENOLCK => "No locks available",
+            Errno::ENOSYS => "Function not implemented",
+            Errno::ENOTEMPTY => "Directory not empty",
+            Errno::ELOOP => "Too many levels of symbolic links",
+            Errno::ENODATA => "No data available",
+            Errno::EOVERFLOW => "Value too large for defined data type",
+            Errno::EPROTO => "Protocol error",
+            Errno::EILSEQ => "Invalid or incomplete multibyte or wide character",
+            Errno::EOPNOTSUPP => "Operation not supported",
+            Errno::ECONNRESET => "Connection reset by peer",
+            Errno::ENOTCONN => "Transport endpoint is not connected",
+            Errno::ETIMEDOUT => "Connection timed out",
+            Errno::ESTALE => "Stale file handle",
+            Errno::EDQUOT => "Disk quota exceeded",
+            Errno::ECANCELED => "Operation canceled",
+            _ => return format!("Unknown error {}", self.0),
+        };
+        words.to_string()
+    }
+
     /// Errno of an I/O error, EIO when it carries none.
     pub fn from_io(err: &std::io::Error) -> Errno {
-        match err.raw_os_error() {
-            Some(code) => Errno::from_host(code),
-            None => match err.kind() {
-                std::io::ErrorKind::NotFound => Errno::ENOENT,
-                std::io::ErrorKind::PermissionDenied => Errno::EACCES,
-                std::io::ErrorKind::AlreadyExists => Errno::EEXIST,
-                std::io::ErrorKind::InvalidInput => Errno::EINVAL,
-                std::io::ErrorKind::TimedOut => Errno::ETIMEDOUT,
-                std::io::ErrorKind::Unsupported => Errno::EOPNOTSUPP,
-                _ => Errno::EIO,
-            },
+        #[cfg(unix)]
+        if let Some(code) = err.raw_os_error() {
+            return Errno::from_host(code);
+        }
+        use std::io::ErrorKind as K;
+        match err.kind() {
+            K::NotFound => Errno::ENOENT,
+            K::PermissionDenied => Errno::EACCES,
+            K::AlreadyExists => Errno::EEXIST,
+            K::InvalidInput => Errno::EINVAL,
+            K::TimedOut => Errno::ETIMEDOUT,
+            K::Unsupported => Errno::EOPNOTSUPP,
+            #[cfg(windows)]
+            kind => Errno::from_kind(kind),
+            #[cfg(not(windows))]
+            _ => Errno::EIO,
+        }
+    }
+
+    /// On Windows the raw code of an I/O error is a Win32 error, not an
+    /// errno: only the kind std derives from it says what happened.
+    #[cfg(windows)]
+    fn from_kind(kind: std::io::ErrorKind) -> Errno {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::NotFound => Errno::ENOENT,
+            K::PermissionDenied => Errno::EACCES,
+            K::AlreadyExists => Errno::EEXIST,
+            K::InvalidInput => Errno::EINVAL,
+            K::TimedOut => Errno::ETIMEDOUT,
+            K::Unsupported => Errno::EOPNOTSUPP,
+            K::DirectoryNotEmpty => Errno::ENOTEMPTY,
+            K::NotADirectory => Errno::ENOTDIR,
+            K::IsADirectory => Errno::EISDIR,
+            K::ReadOnlyFilesystem => Errno::EROFS,
+            K::StorageFull => Errno::ENOSPC,
+            K::QuotaExceeded => Errno::EDQUOT,
+            K::FileTooLarge => Errno::EFBIG,
+            K::ResourceBusy => Errno::EBUSY,
+            K::ExecutableFileBusy => Errno::ETXTBSY,
+            K::CrossesDevices => Errno::EXDEV,
+            K::TooManyLinks => Errno::EMLINK,
+            K::InvalidFilename => Errno::ENAMETOOLONG,
+            K::StaleNetworkFileHandle => Errno::ESTALE,
+            K::NotSeekable => Errno::ESPIPE,
+            K::Interrupted => Errno::EINTR,
+            K::WouldBlock => Errno::EAGAIN,
+            K::BrokenPipe => Errno::EPIPE,
+            K::ConnectionReset => Errno::ECONNRESET,
+            K::NotConnected => Errno::ENOTCONN,
+            K::OutOfMemory => Errno::ENOMEM,
+            K::Deadlock => Errno::EDEADLK,
+            _ => Errno::EIO,
         }
     }
 }
@@ -154,6 +263,11 @@ mod tests {
     #[test]
     fn host_mapping_round_trips_every_known_errno() {
         for &e in Errno::ALL {
+            // Windows's C runtime has no ESTALE or EDQUOT (see `host`).
+            #[cfg(windows)]
+            if e == Errno::ESTALE || e == Errno::EDQUOT {
+                continue;
+            }
             assert_eq!(Errno::from_host(e.to_host()), e, "{e:?}");
         }
     }
@@ -165,6 +279,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn description_is_strerror() {
         assert_eq!(Errno::ENOENT.description(), "No such file or directory");
     }

@@ -144,6 +144,17 @@ pub mod open_flags {
     #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
     const HOST_NOATIME: libc::c_int = 0;
 
+    /// Whether `flags` are all the protocol's, with a valid access mode:
+    /// what a peer that maps them to no host flags (SFTP) still checks.
+    pub fn known(flags: u32) -> bool {
+        let known = [
+            CREATE, EXCLUSIVE, TRUNCATE, APPEND, NOFOLLOW, DIRECTORY, SYNC, DSYNC, NONBLOCK, NOATIME,
+        ]
+        .iter()
+        .fold(ACCESS_MASK, |acc, bit| acc | bit);
+        flags & !known == 0 && matches!(flags & ACCESS_MASK, READ_ONLY | WRITE_ONLY | READ_WRITE)
+    }
+
     /// The host's `O_*` flags for `flags`; `None` for bits the protocol
     /// does not know, so that a newer peer's flag is refused rather than
     /// ignored. Descriptor flags (`O_CLOEXEC`) are the caller's to add.

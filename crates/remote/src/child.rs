@@ -93,6 +93,7 @@ impl StdioChild {
 /// async code, on a runtime's worker thread or its
 /// `block_on` thread, which live as long as the runtime (yonder never
 /// uses `block_in_place`, which would retire a worker thread early).
+#[cfg(unix)]
 fn leave_terminal_signals_to_us(command: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, where
@@ -127,8 +128,20 @@ fn leave_terminal_signals_to_us(command: &mut Command) {
     }
 }
 
+/// Windows delivers Ctrl+C to every process of the console's group: a
+/// process group of its own keeps the child out of it, as ignoring
+/// SIGINT does on Unix. Windows has no parent-death signal; a killed
+/// yonder leaves the child to end when its stdin closes.
+#[cfg(windows)]
+fn leave_terminal_signals_to_us(command: &mut Command) {
+    /// `CREATE_NEW_PROCESS_GROUP`, from the Win32 process creation flags.
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    command.creation_flags(CREATE_NEW_PROCESS_GROUP);
+}
+
 /// Grows a pipe from the default 64 KiB to 1 MiB (the unprivileged
 /// maximum), so a 1 MiB read response crosses in one wakeup instead of 16.
+#[cfg(unix)]
 fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
     #[cfg(target_os = "linux")]
     if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20) {
@@ -137,6 +150,11 @@ fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
     #[cfg(not(target_os = "linux"))]
     let _ = pipe;
 }
+
+/// Windows's anonymous pipes take their size at creation, in the
+/// standard library: nothing to grow.
+#[cfg(windows)]
+fn enlarge_pipe<P>(_pipe: &P) {}
 
 async fn forward_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();

@@ -600,6 +600,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_payload_is_prepared_once_per_build_and_found_again() {
         let cache = tempfile::tempdir().unwrap();
         let exe = cache.path().join("program");

@@ -301,17 +301,33 @@ fn find_scp_colon(text: &str) -> Option<usize> {
     if text.starts_with('/') || text.starts_with('.') {
         return None;
     }
+    // Windows's scp reads a drive (`C:\data`, `C:/data`) as a local path,
+    // and a backslash as a separator: so does yonder there.
+    if cfg!(windows) && names_a_drive(text) {
+        return None;
+    }
     let mut in_brackets = false;
     for (i, c) in text.char_indices() {
         match c {
             '[' => in_brackets = true,
             ']' => in_brackets = false,
             '/' if !in_brackets => return None,
+            '\\' if cfg!(windows) && !in_brackets => return None,
             ':' if !in_brackets => return Some(i),
             _ => {}
         }
     }
     None
+}
+
+/// Whether `text` begins with a Windows drive: a letter, a colon, then
+/// the end or a separator.
+fn names_a_drive(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 2
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes.get(2), None | Some(b'\\' | b'/'))
 }
 
 /// `ssh://[user@]host[:port]`, an IPv6 host in brackets: how a SOURCE and
@@ -768,6 +784,19 @@ async fn explain_failure(err: RemoteError, child: &mut StdioChild, describe: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drive_is_told_from_a_one_letter_host() {
+        assert!(names_a_drive(r"C:\data"));
+        assert!(names_a_drive("c:/data"));
+        assert!(names_a_drive("D:"));
+        assert!(
+            !names_a_drive("C:data"),
+            "host C, its home's data, as scp reads it"
+        );
+        assert!(!names_a_drive("host:/srv"));
+        assert!(!names_a_drive("1:/x"));
+    }
 
     /// A transport registered for the tests: it only names itself.
     struct Named(String);

@@ -8,7 +8,11 @@
 //! hours on a silent, half-open peer (the heartbeat's pings then fail at
 //! once instead of waiting for the next miss).
 
+#[cfg(unix)]
 use std::os::fd::AsFd;
+// A socket is not a descriptor on Windows.
+#[cfg(windows)]
+use std::os::windows::io::AsSocket as AsFd;
 use std::time::Duration;
 
 /// Turns on TCP keepalive on `socket`: first probe after `idle` without

@@ -24,6 +24,10 @@
 //! tests exercise the real `ssh` path without depending on any daemon or key
 //! that exists on the machine. It is stopped when dropped.
 
+// The fixtures serve the Unix agent (its `Handler`), run sshd and mount:
+// Unix only. On Windows the crate is empty, and so are the tests on it.
+#![cfg(unix)]
+
 pub mod agent;
 pub mod contract;
 pub mod direct;

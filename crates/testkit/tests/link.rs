@@ -4,6 +4,9 @@
 //! `--no-reconnect`, `reconnect_now` and `close`. Each test asserts the
 //! exact sequence of states the link went through.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;

@@ -7,6 +7,9 @@
 //! instantiations live with the binary, in
 //! crates/cli/tests/remote_contract.rs.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use yonder_testkit::contract::Subject;
 
 async fn subject() -> Subject {

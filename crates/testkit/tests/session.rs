@@ -3,6 +3,9 @@
 //! unable to fence) is watched, shut down and replaced when it ends, and
 //! each replacement's remote is published with its generation.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,6 +6,9 @@
 //!
 //! A failure names what breaks the rule and where.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use yonder_testkit::impl_placement::{crate_sources, stray_impls};
 use yonder_testkit::module_graph::workspace_graphs;

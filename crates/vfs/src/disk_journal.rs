@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -162,12 +163,14 @@ impl DiskJournal {
             let path = path.display().to_string();
             move |source| DiskJournalError::Io { path, source }
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
+        let mut dir_builder = std::fs::DirBuilder::new();
+        dir_builder.recursive(true);
+        #[cfg(unix)]
+        dir_builder.mode(0o700);
+        dir_builder.create(dir).map_err(io(dir))?;
         let lock_path = dir.join(format!("{name}.lock"));
+        let path = dir.join(format!("{name}.journal"));
+        #[cfg(unix)]
         let mut lock_file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -176,7 +179,33 @@ impl DiskJournal {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        let path = dir.join(format!("{name}.journal"));
+        // Windows locks a file by opening it unshared: a second holder
+        // cannot open it at all, so who holds it cannot be read either.
+        #[cfg(windows)]
+        let mut lock_file = {
+            use std::os::windows::fs::OpenOptionsExt as _;
+            /// `ERROR_SHARING_VIOLATION`, the Win32 error of an open that
+            /// another handle's share mode refuses.
+            const SHARING_VIOLATION: i32 = 32;
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .share_mode(0)
+                .open(&lock_path)
+            {
+                Ok(file) => file,
+                Err(e) if e.raw_os_error() == Some(SHARING_VIOLATION) => {
+                    return Err(DiskJournalError::Held {
+                        path: path.display().to_string(),
+                        holder: "another process (Windows does not say which)".to_string(),
+                    })
+                }
+                Err(e) => return Err(io(&lock_path)(e)),
+            }
+        };
+        #[cfg(unix)]
         if let Err(e) = rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             if e == rustix::io::Errno::WOULDBLOCK {
                 let mut who = String::new();
@@ -420,10 +449,13 @@ impl Shared {
             };
             // macOS has no fdatasync, and its fsync leaves the data in the
             // drive's cache; F_FULLFSYNC is what reaches the medium.
-            #[cfg(not(target_os = "macos"))]
-            let synced = rustix::fs::fdatasync(&*file);
+            #[cfg(all(unix, not(target_os = "macos")))]
+            let synced = rustix::fs::fdatasync(&*file).map_err(std::io::Error::from);
+            // FlushFileBuffers: Windows's one way to the medium.
+            #[cfg(windows)]
+            let synced = file.sync_data();
             #[cfg(target_os = "macos")]
-            let synced = rustix::fs::fcntl_fullfsync(&*file);
+            let synced = rustix::fs::fcntl_fullfsync(&*file).map_err(std::io::Error::from);
             {
                 let mut state = self.lock();
                 match synced {
@@ -431,7 +463,7 @@ impl Shared {
                         state.synced = target;
                     }
                     Ok(()) => {}
-                    Err(e) => state.fail(path, "syncing", &e.into()),
+                    Err(e) => state.fail(path, "syncing", &e),
                 }
             }
             self.changed.notify_all();
@@ -489,12 +521,13 @@ fn covers(synced: (u64, u64), wanted: (u64, u64)) -> bool {
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    // Only the owner's: on Windows a new file inherits its directory's
+    // ACL, the user's own profile.
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)
 }
 
 fn encode_entry(seq: Seq, entry: &Entry) -> Vec<u8> {

@@ -2,6 +2,9 @@
 //! agent served in process: what this mount does itself, echoed back by
 //! the agent, leaves its caches as they were; what others do is seen.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_remote::{Link, LinkOptions};

@@ -76,6 +76,9 @@
 //! setup and a trace of every step as it ran (paths and handles resolved,
 //! with its answer), then the mismatch.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -9,6 +9,9 @@
 //! the cut is exact; the last ones run the VFS behind a real
 //! `yonder_remote::Link` over the fault proxy.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yonder_testkit::direct::DirectAgent;

@@ -4,6 +4,9 @@
 //! `yonder_testkit::faults` wrappers that fail or cut calls when a test
 //! asks.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -5,6 +5,9 @@
 //! operation the remote refuses comes back at fsync, close, sync and in
 //! the events.
 
+// On the test kit's fixtures (the Unix agent, sshd, real mounts): Unix only.
+#![cfg(unix)]
+
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -975,7 +975,7 @@ impl Remote for SftpRemote {
 
     async fn open(&self, path: &[u8], flags: u32, mode: u32, owner: Option<Owner>) -> Result<(Handle, Attr)> {
         let op = "open";
-        if of::to_host(flags).is_none() {
+        if !of::known(flags) {
             return Err(RemoteError::os(op, display_path(path), Errno::EINVAL));
         }
         let full = self.full(op, path)?;
