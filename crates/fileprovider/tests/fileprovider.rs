@@ -427,7 +427,9 @@ async fn remote_changes_signal_the_working_set_and_update_the_items() {
 async fn a_permission_denied_read_reaches_the_system_as_read_no_permission() {
     let domain = Domain::start(
         |root| {
-            std::fs::write(root.join("secret"), b"s").unwrap();
+            // Larger than any listing brings contents for (64 KiB): a
+            // small file's kept contents open without asking the remote.
+            std::fs::write(root.join("secret"), vec![b's'; 100_000]).unwrap();
             std::fs::write(root.join("open"), b"o").unwrap();
         },
         100,
