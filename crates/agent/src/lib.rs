@@ -12,6 +12,7 @@
 //! `tracing` events, routed by the binary (to stderr or a log file).
 
 mod attr;
+mod direct;
 mod dirs;
 mod error;
 mod fence;
@@ -29,6 +30,7 @@ mod tree;
 mod watch;
 mod wire;
 
+pub use direct::serve_listener;
 pub use error::AgentError;
 pub use handler::Handler;
 
@@ -69,16 +71,34 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_with(config, reader, writer, None).await
+    serve_with(config, reader, writer, None, true).await
+}
+
+/// [`serve`] on a direct connection (already authenticated, see
+/// `direct.rs`): the same protocol, but it opens no listener of its own:
+/// only the stream that started the agent hands out secrets. Boxed: a
+/// direct connection is served from within `serve_with`'s own future.
+pub(crate) fn serve_direct<R, W>(
+    config: AgentConfig,
+    reader: R,
+    writer: W,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AgentError>> + Send>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve_with(config, reader, writer, None, false))
 }
 
 /// [`serve`], with `splice_out` (a second descriptor of `writer`'s pipe or
-/// socket) to send read data without copying it.
+/// socket) to send read data without copying it; `bootstrap`: whether this
+/// stream may open direct listeners (`Request::DirectListen`).
 async fn serve_with<R, W>(
     config: AgentConfig,
     reader: R,
     writer: W,
     splice_out: Option<splice::SpliceOut>,
+    bootstrap: bool,
 ) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -105,9 +125,12 @@ where
         agent.on_visit(Box::new(move |path| watch.directory(path, &notices)));
     }
     let splicing = splice_out.is_some();
+    // Dropped when this stream ends, and with it every direct listener and
+    // connection it opened.
+    let direct = bootstrap.then(|| (config.clone(), Arc::new(direct::DirectListeners::default())));
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
     let read = tokio::select! {
-        read = read_requests(&mut reader, agent, tx, splicing, watch) => read,
+        read = read_requests(&mut reader, agent, tx, splicing, watch, direct) => read,
         // Only an error ends the writer while the reader holds a sender.
         written = &mut responses => return Err(writer_failure(written)),
     };
@@ -149,12 +172,23 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
         };
         let reader = stdio::stdin().map_err(io_err)?;
         let (writer, splice_out) = stdio::stdout().map_err(io_err)?;
-        serve_with(config, reader, writer, splice_out).await
+        serve_with(config, reader, writer, splice_out, true).await
     });
     // Blocking threads stuck in a system call (or in a read of stdin after a
     // protocol error) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// `yonder agent --listen ADDR --key FILE`: builds a runtime and serves
+/// every connection that proves `key` ([`serve_listener`]) until killed.
+pub fn run_listener(config: AgentConfig, addr: &str, key: Vec<u8>) -> Result<(), AgentError> {
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Runtime { source })?;
+    runtime.block_on(serve_listener(config, addr, key))
 }
 
 /// The agent's side of a client's watch: the directories watched and
@@ -307,6 +341,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     tx: mpsc::UnboundedSender<Outgoing>,
     splicing: bool,
     watch: Option<Watching>,
+    direct: Option<(AgentConfig, Arc<direct::DirectListeners>)>,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut inline = inline::InlinePolicy::new(agent.root());
@@ -324,6 +359,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
             watch.before(request, notices);
         }
         let response = match message {
+            Ok(Message::Request(yonder_proto::Request::DirectListen { bind, connections }))
+                if direct.is_some() =>
+            {
+                let (config, listeners) = direct.as_ref().expect("checked");
+                tracing::debug!(id, op = "direct-listen", "request");
+                listeners.listen(config, bind, connections).await
+            }
             // A quick metadata call costs less than the two thread hand-offs
             // the pool would add (see `inline`).
             Ok(Message::Request(request)) if inline.allows(&request) && !agent.may_wait(&request) => {

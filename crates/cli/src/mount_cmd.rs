@@ -331,8 +331,8 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
-    if let Some(reason) = link.transport().fallback() {
-        eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+    if let Some(notice) = link.transport().notice(&source) {
+        eprintln!("yonder: {notice}");
     }
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());

@@ -251,9 +251,7 @@ impl Connection {
     /// The line telling the user that this connection is served through
     /// SFTP because no agent can run there, if it is.
     pub fn fallback_notice(&self) -> Option<String> {
-        let transport = self.transport();
-        let reason = transport.fallback()?;
-        Some(yonder_remote::fallback_notice(&self.destination.source(), reason))
+        self.transport().notice(&self.destination.source())
     }
 
     /// Reconnects now (`yonder reconnect`).
