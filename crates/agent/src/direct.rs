@@ -194,8 +194,8 @@ async fn serve_connection(config: AgentConfig, tls: yonder_direct::ServerStream)
 
 /// `yonder agent --listen ADDR --key FILE`: serves every connection to
 /// `addr` that proves `key`, until the process ends.
-pub async fn serve_listener(config: AgentConfig, addr: &str, key: Vec<u8>) -> Result<(), AgentError> {
-    let listener = bind_listener(addr).await.map_err(|source| AgentError::Io {
+pub async fn serve_listener(config: AgentConfig, addr: String, key: Vec<u8>) -> Result<(), AgentError> {
+    let listener = bind_listener(&addr).await.map_err(|source| AgentError::Io {
         op: "listening for direct connections",
         source,
     })?;

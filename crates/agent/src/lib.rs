@@ -188,7 +188,7 @@ pub fn run_listener(config: AgentConfig, addr: &str, key: Vec<u8>) -> Result<(),
         .enable_all()
         .build()
         .map_err(|source| AgentError::Runtime { source })?;
-    runtime.block_on(serve_listener(config, addr, key))
+    runtime.block_on(serve_listener(config, addr.to_string(), key))
 }
 
 /// The agent's side of a client's watch: the directories watched and

@@ -36,7 +36,7 @@ pub enum OptionError {
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
          dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
-         write_back=on|off, write_back_cache=, the \
+         transport=ssh|direct|auto, direct_bind=, direct_connect=, key=, write_back=on|off, write_back_cache=, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -228,6 +228,14 @@ pub enum OptionWord {
     Sftp,
     /// Never send the agent to a host that lacks it (`--no-deploy`).
     NoDeploy,
+    /// `transport=ssh|direct|auto` (`--transport`).
+    Transport(String),
+    /// `direct_bind=ADDR` (`--direct-bind`).
+    DirectBind(String),
+    /// `direct_connect=HOST:PORT` (`--direct-connect`).
+    DirectConnect(String),
+    /// `key=FILE`: a `tcp://` source's key file (`--key`).
+    Key(String),
     WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
@@ -283,6 +291,18 @@ impl OptionWord {
             ("no_reconnect", None) => OptionWord::NoReconnect,
             ("sftp", None) => OptionWord::Sftp,
             ("no_deploy", None) => OptionWord::NoDeploy,
+            ("transport", _) => match need()? {
+                value @ ("ssh" | "direct" | "auto") => OptionWord::Transport(value.to_string()),
+                _ => {
+                    return Err(OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "ssh, direct or auto".into(),
+                    })
+                }
+            },
+            ("direct_bind", _) => OptionWord::DirectBind(need()?.to_string()),
+            ("direct_connect", _) => OptionWord::DirectConnect(need()?.to_string()),
+            ("key", _) => OptionWord::Key(need()?.to_string()),
             ("fsname", _) => OptionWord::FsName(need()?.to_string()),
             ("port", _) => {
                 let port = need()?;
@@ -381,6 +401,12 @@ pub struct MountOptions {
     pub sftp: bool,
     /// `no_deploy`: never send the agent to a host that lacks it.
     pub no_deploy: bool,
+    /// `transport=`, `direct_bind=`, `direct_connect=`, `key=`: the
+    /// direct path (`--transport` and its flags).
+    pub transport: Option<String>,
+    pub direct_bind: Option<String>,
+    pub direct_connect: Option<String>,
+    pub key: Option<String>,
     /// `write_back=on|off`: metadata write-back.
     pub write_back: Option<bool>,
     /// `write_back_cache=DIR`: where the write-back journal lives.
@@ -441,6 +467,10 @@ impl MountOptions {
             OptionWord::NoReconnect => self.no_reconnect = true,
             OptionWord::Sftp => self.sftp = true,
             OptionWord::NoDeploy => self.no_deploy = true,
+            OptionWord::Transport(value) => self.transport = Some(value),
+            OptionWord::DirectBind(value) => self.direct_bind = Some(value),
+            OptionWord::DirectConnect(value) => self.direct_connect = Some(value),
+            OptionWord::Key(value) => self.key = Some(value),
             OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::WriteBackCache(dir) => self.write_back_cache = Some(dir),
             OptionWord::Dropped => {}

@@ -61,10 +61,56 @@ pub struct ConnectSpec {
     /// Never send the agent to a host without one (`--no-deploy`).
     #[serde(default)]
     pub no_deploy: bool,
+    /// What carries the agent's requests (`--transport`): `ssh`, `direct`
+    /// or `auto` (the default).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Where the agent listens for the direct connection (`--direct-bind`).
+    #[serde(default)]
+    pub direct_bind: Option<String>,
+    /// Where to connect the direct connection instead (`--direct-connect`).
+    #[serde(default)]
+    pub direct_connect: Option<String>,
+    /// The key file of a `tcp://` source (`--key`).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]
     pub link: LinkSpec,
+}
+
+impl ConnectSpec {
+    /// The request for `source` reached with `options`.
+    pub fn new(source: String, options: &yonder_remote::ConnectOptions, link: LinkSpec) -> ConnectSpec {
+        ConnectSpec {
+            source,
+            ssh_options: options.ssh_options.clone(),
+            ssh_command: options.ssh_command.clone(),
+            agent_path: options.agent_path.clone(),
+            docker_command: options.docker_command.clone(),
+            sftp: options.sftp,
+            no_deploy: options.no_deploy,
+            transport: Some(options.direct.transport.to_string()),
+            direct_bind: options.direct.bind.clone(),
+            direct_connect: options.direct.connect.clone(),
+            key_file: options.direct.key_file.clone(),
+            link,
+        }
+    }
+
+    /// The direct path's settings it asks for.
+    pub fn direct_options(&self) -> Result<yonder_remote::DirectOptions, String> {
+        Ok(yonder_remote::DirectOptions {
+            transport: match &self.transport {
+                Some(text) => text.parse()?,
+                None => Default::default(),
+            },
+            bind: self.direct_bind.clone(),
+            connect: self.direct_connect.clone(),
+            key_file: self.key_file.clone(),
+        })
+    }
 }
 
 /// Heartbeats and reconnection of a connection (`--heartbeat`,
