@@ -344,6 +344,26 @@ impl Mounted {
         }
     }
 
+    /// The one connection's `transport` in `yonder status` (managed).
+    fn status_transport(&self) -> Option<String> {
+        let dir = self.manager.as_ref()?;
+        let out = Command::new(yonder_bin())
+            .args(["status", "--format", "json"])
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Some(
+            status["connections"][0]["transport"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
     /// Black-holes the whole network between mount and remote.
     fn blackhole(&self) {
         self.remote.proxy.blackhole();
@@ -585,8 +605,18 @@ fn twenty_cuts_via(mode: Mode, route: Route) {
     assert!(status.success(), "dd failed: {status}");
     m.wait_states(1 + 2 * cuts, "connected", Duration::from_secs(60));
     if route == Route::Direct {
-        assert_eq!(m.remote.agents().len(), 1, "the direct connection was not reopened through the ssh session");
-        assert!(m.remote.direct.accepted() > cuts as u64, "not carried by the direct connection");
+        if let Some(transport) = m.status_transport() {
+            assert_eq!(transport, "direct", "yonder status");
+        }
+        assert_eq!(
+            m.remote.agents().len(),
+            1,
+            "the direct connection was not reopened through the ssh session"
+        );
+        assert!(
+            m.remote.direct.accepted() > cuts as u64,
+            "not carried by the direct connection"
+        );
     }
     let written = fs::read(m.disk("big")).unwrap();
     assert_eq!(written.len(), total);

@@ -201,8 +201,10 @@ impl DirectConnector {
                 Ok(direct)
             }
             Err(reason) if self.options.transport == TransportChoice::Auto => {
+                // The command that made the connection tells the user
+                // (`Transport::notice`); the library only logs it.
                 if !state.told {
-                    tracing::warn!(
+                    tracing::info!(
                         "{}: no direct connection: {reason}; staying on ssh",
                         self.bootstrap.describe()
                     );

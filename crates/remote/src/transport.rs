@@ -47,6 +47,14 @@ pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dy
 /// opens the direct path, where there is one).
 fn agent_connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
     match source {
+        Source::Url { scheme, path, .. }
+            if scheme == LISTENER_SCHEME && !matches!(path.as_str(), "" | "/") =>
+        {
+            Err(RemoteError::Connect {
+                source_desc: source.describe(),
+                reason: "a tcp:// source serves its listener's --root; name no path after the port".into(),
+            })
+        }
         Source::Url { scheme, address, .. } if scheme == LISTENER_SCHEME => Ok(Arc::new(KeyConnector {
             address: address.clone(),
             key_file: options.direct.key_file.clone(),

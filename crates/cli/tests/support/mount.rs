@@ -167,7 +167,9 @@ pub fn run_variant(v: Variant, name: &str, check: fn(Variant)) {
     let (gaps, races, what) = match (v.frontend, v.transport) {
         (super::Frontend::Nfs, _) => (NFS_GAPS, NFS_RACES, "NFS"),
         (super::Frontend::Fuse, Transport::Sftp) => (SFTP_GAPS, SFTP_RACES, "SFTP"),
-        (super::Frontend::Fuse, Transport::Local | Transport::Ssh | Transport::Direct) => (&[][..], &[][..], ""),
+        (super::Frontend::Fuse, Transport::Local | Transport::Ssh | Transport::Direct) => {
+            (&[][..], &[][..], "")
+        }
     };
     let find = |list: &[(&str, &'static str)]| list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why);
     if let Some(why) = find(gaps) {
