@@ -360,12 +360,14 @@ pub struct ConnectionInfo {
     /// or the last one's while reconnecting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// What carries it: `agent`, or `sftp` (the host's SFTP server, asked
-    /// for with `--sftp` or standing in for an agent that cannot run there).
+    /// What carries it: `agent`, `direct` (the agent over a TLS connection
+    /// of its own), or `sftp` (the host's SFTP server, asked for with
+    /// `--sftp` or standing in for an agent that cannot run there).
     #[serde(default = "agent_transport")]
     pub transport: String,
     /// Why it is served through SFTP when an agent was wanted (the
-    /// remote's cache is read-only or noexec, another platform, ...).
+    /// remote's cache is read-only or noexec, another platform, ...), or
+    /// over ssh when a direct connection was (`--transport auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
     /// Made by `yonder connect`: kept when its last mount goes.
