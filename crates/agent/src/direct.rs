@@ -11,7 +11,8 @@
 //! * Standalone (`yonder agent --listen ADDR --key FILE`, [`serve_listener`]):
 //!   every connection that proves the key, for as long as the process runs.
 
-use crate::{serve_direct, AgentConfig, AgentError};
+use crate::ops::Agent;
+use crate::{paths, serve_direct, AgentConfig, AgentError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,11 +28,18 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most connections one `DirectListen` may ask for.
 const MAX_CONNECTIONS: u32 = 64;
 
+/// Most threads the direct connections' runtime runs.
+const MAX_THREADS: usize = 8;
+
 /// The direct listeners opened through one stream, and the connections they
 /// accepted: all end when it is dropped, with the stream that asked for them.
 #[derive(Default)]
 pub(crate) struct DirectListeners {
     tasks: Mutex<Vec<AbortHandle>>,
+    /// Where the direct connections run: a runtime of several threads, so
+    /// that their TLS (and streams) are not all on the one thread of the
+    /// stdio agent's. Made with the first listener.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
 impl Drop for DirectListeners {
@@ -39,10 +47,30 @@ impl Drop for DirectListeners {
         for task in self.tasks.get_mut().unwrap().drain(..) {
             task.abort();
         }
+        // Dropped on the stdio agent's runtime thread, which must not block.
+        if let Some(runtime) = self.runtime.get_mut().unwrap().take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
 impl DirectListeners {
+    fn runtime(&self) -> std::io::Result<tokio::runtime::Handle> {
+        let mut runtime = self.runtime.lock().unwrap();
+        if let Some(runtime) = &*runtime {
+            return Ok(runtime.handle().clone());
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_THREADS));
+        let made = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("yonder-direct")
+            .enable_all()
+            .build()?;
+        let handle = made.handle().clone();
+        *runtime = Some(made);
+        Ok(handle)
+    }
+
     fn keep(&self, task: AbortHandle) {
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
@@ -87,13 +115,26 @@ impl DirectListeners {
             .map_err(|e| (Errno::from_io(&e), format!("listening on {host}: {e}")))?;
         let identity = ServerIdentity::generate().map_err(|e| (Errno::EIO, e.to_string()))?;
         let fingerprint = identity.fingerprint();
+        let root = paths::Root::open(&config.root).map_err(|e| (Errno::EIO, e.to_string()))?;
+        let agent = Arc::new(Agent::new(root));
+        let runtime = self.runtime().map_err(|e| {
+            (
+                Errno::from_io(&e),
+                format!("starting the direct connections' runtime: {e}"),
+            )
+        })?;
         let secrets: Vec<Vec<u8>> = (0..connections).map(|_| random_secret().to_vec()).collect();
         let acceptor = Arc::new(Acceptor::single_use(identity, secrets.clone()));
         tracing::info!(%local, connections, "direct listener open");
-        let accepting = tokio::spawn(accept_expected(
+        // The listener was made on the stdio runtime's reactor: it moves
+        // to the direct one as a std socket.
+        let listener = listener
+            .into_std()
+            .map_err(|e| (Errno::from_io(&e), format!("listening on {host}: {e}")))?;
+        let accepting = runtime.spawn(accept_expected(
             listener,
             acceptor,
-            config.clone(),
+            (config.clone(), agent),
             Arc::downgrade(self),
         ));
         self.keep(accepting.abort_handle());
@@ -128,11 +169,18 @@ async fn bind_listener(host: &str) -> std::io::Result<TcpListener> {
 /// connection authenticated on a task of its own, so that one that stalls
 /// holds up no other.
 async fn accept_expected(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     acceptor: Arc<Acceptor>,
-    config: AgentConfig,
+    (config, agent): (AgentConfig, Arc<Agent>),
     listeners: std::sync::Weak<DirectListeners>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!("direct listener: {err}");
+            return;
+        }
+    };
     let all_spent = Arc::new(Notify::new());
     let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
     tokio::pin!(deadline);
@@ -156,13 +204,14 @@ async fn accept_expected(
             }
         };
         let (acceptor, config, all_spent) = (acceptor.clone(), config.clone(), all_spent.clone());
+        let agent = agent.clone();
         let connection = tokio::spawn(async move {
             let served = authenticate(&acceptor, stream).await;
             if acceptor.remaining() == 0 {
                 all_spent.notify_one();
             }
             if let Some(tls) = served {
-                serve_connection(config, tls).await;
+                serve_connection(config, agent, tls).await;
             }
         });
         match listeners.upgrade() {
@@ -182,11 +231,11 @@ async fn authenticate(acceptor: &Acceptor, stream: TcpStream) -> Option<yonder_d
     }
 }
 
-async fn serve_connection(config: AgentConfig, tls: yonder_direct::ServerStream) {
+async fn serve_connection(config: AgentConfig, agent: Arc<Agent>, tls: yonder_direct::ServerStream) {
     let peer = tls.get_ref().0.peer_addr().ok();
     tracing::info!(?peer, "direct connection authenticated");
     let (reader, writer) = tokio::io::split(tls);
-    match serve_direct(config, reader, writer).await {
+    match serve_direct(config, agent, reader, writer).await {
         Ok(()) => tracing::debug!(?peer, "direct connection ended"),
         Err(err) => tracing::warn!(?peer, "direct connection: {err}"),
     }
@@ -218,7 +267,13 @@ pub async fn serve_listener(config: AgentConfig, addr: String, key: Vec<u8>) -> 
         let (acceptor, config) = (acceptor.clone(), config.clone());
         tokio::spawn(async move {
             if let Some(tls) = authenticate(&acceptor, stream).await {
-                serve_connection(config, tls).await;
+                // Each client of the standalone listener its own state:
+                // several streams of one client are not told apart here.
+                let agent = match paths::Root::open(&config.root) {
+                    Ok(root) => Arc::new(Agent::new(root)),
+                    Err(err) => return tracing::warn!("{err}"),
+                };
+                serve_connection(config, agent, tls).await;
             }
         });
     }

@@ -71,15 +71,18 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_with(config, reader, writer, None, true).await
+    serve_with(config, reader, writer, None, true, None).await
 }
 
 /// [`serve`] on a direct connection (already authenticated, see
 /// `direct.rs`): the same protocol, but it opens no listener of its own:
-/// only the stream that started the agent hands out secrets. Boxed: a
+/// only the stream that started the agent hands out secrets. The streams
+/// of one client share `agent` (its handles, fence and reply records), so
+/// that any of them may carry a read of a file another opened. Boxed: a
 /// direct connection is served from within `serve_with`'s own future.
 pub(crate) fn serve_direct<R, W>(
     config: AgentConfig,
+    agent: Arc<Agent>,
     reader: R,
     writer: W,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AgentError>> + Send>>
@@ -87,24 +90,30 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(serve_with(config, reader, writer, None, false))
+    Box::pin(serve_with(config, reader, writer, None, false, Some(agent)))
 }
 
 /// [`serve`], with `splice_out` (a second descriptor of `writer`'s pipe or
 /// socket) to send read data without copying it; `bootstrap`: whether this
-/// stream may open direct listeners (`Request::DirectListen`).
+/// stream may open direct listeners (`Request::DirectListen`); `shared`:
+/// the agent state this stream shares with others of its client.
 async fn serve_with<R, W>(
     config: AgentConfig,
     reader: R,
     writer: W,
     splice_out: Option<splice::SpliceOut>,
     bootstrap: bool,
+    shared: Option<Arc<Agent>>,
 ) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let root = paths::Root::open(&config.root)?;
+    let root = match &shared {
+        Some(agent) => agent.root().to_path_buf(),
+        None => config.root.clone(),
+    };
+    let root = paths::Root::open(&root)?;
     // The client already applied the caller's umask; applying the agent's as
     // well would strip bits the caller asked for.
     rustix::process::umask(rustix::fs::Mode::empty());
@@ -119,7 +128,7 @@ where
         Some(Some((watching, tasks))) => (Some(watching), Some(tasks)),
         _ => (None, None),
     };
-    let agent = Arc::new(Agent::new(root));
+    let agent = shared.unwrap_or_else(|| Arc::new(Agent::new(root)));
     if let Some((watch, notices)) = &watch {
         let (watch, notices) = (watch.clone(), notices.clone());
         agent.on_visit(Box::new(move |path| watch.directory(path, &notices)));
@@ -172,7 +181,7 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
         };
         let reader = stdio::stdin().map_err(io_err)?;
         let (writer, splice_out) = stdio::stdout().map_err(io_err)?;
-        serve_with(config, reader, writer, splice_out, true).await
+        serve_with(config, reader, writer, splice_out, true, None).await
     });
     // Blocking threads stuck in a system call (or in a read of stdin after a
     // protocol error) must not delay the exit.

@@ -112,6 +112,9 @@ pub struct ConnectArgs {
     /// proxy in between, as tests and benchmarks use.
     #[arg(long, value_name = "HOST:PORT", hide = true)]
     pub direct_connect: Option<String>,
+    /// How many direct connections carry reads and writes (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub direct_streams: Option<u32>,
     /// The key file of a `tcp://HOST:PORT/PATH` source (the one its
     /// `yonder agent --listen` was given).
     #[arg(long, value_name = "FILE")]
@@ -173,6 +176,7 @@ impl ConnectArgs {
                 bind: self.direct_bind.clone(),
                 connect: self.direct_connect.clone(),
                 key_file: self.key.clone(),
+                streams: self.direct_streams.unwrap_or(0),
             },
             ..Default::default()
         }

@@ -388,11 +388,12 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::DirectBind(value) => args.connect.direct_bind = Some(value),
             OptionWord::DirectConnect(value) => args.connect.direct_connect = Some(value),
             OptionWord::Key(value) => args.connect.key = Some(value.into()),
+            OptionWord::DirectStreams(n) => args.connect.direct_streams = Some(n),
             OptionWord::Dropped => {}
             _ => anyhow::bail!(
                 "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
                  port=, ssh_command=, agent_path=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
-                 no_reconnect, sftp, no_deploy, transport=, direct_bind=, direct_connect=, key=)",
+                 no_reconnect, sftp, no_deploy, transport=, direct_bind=, direct_connect=, direct_streams=, key=)",
                 word.trim()
             ),
         }

@@ -140,6 +140,7 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.connect.direct_bind = o.direct_bind.clone().or(args.connect.direct_bind.take());
     args.connect.direct_connect = o.direct_connect.clone().or(args.connect.direct_connect.take());
     args.connect.key = o.key.as_ref().map(PathBuf::from).or(args.connect.key.take());
+    args.connect.direct_streams = o.direct_streams.or(args.connect.direct_streams);
     let mut fuse_options = o.fuse_options();
     if o.default_permissions {
         fuse_options.push("default_permissions".into());

@@ -36,7 +36,7 @@ pub enum OptionError {
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, attr_ttl=, \
          dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
-         transport=ssh|direct|auto, direct_bind=, direct_connect=, key=, write_back=on|off, write_back_cache=, the \
+         transport=ssh|direct|auto, direct_bind=, direct_connect=, direct_streams=, key=, write_back=on|off, write_back_cache=, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -236,6 +236,8 @@ pub enum OptionWord {
     DirectConnect(String),
     /// `key=FILE`: a `tcp://` source's key file (`--key`).
     Key(String),
+    /// `direct_streams=N` (`--direct-streams`).
+    DirectStreams(u32),
     WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
@@ -303,6 +305,16 @@ impl OptionWord {
             ("direct_bind", _) => OptionWord::DirectBind(need()?.to_string()),
             ("direct_connect", _) => OptionWord::DirectConnect(need()?.to_string()),
             ("key", _) => OptionWord::Key(need()?.to_string()),
+            ("direct_streams", _) => OptionWord::DirectStreams(
+                need()?
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "1 to 64 connections".into(),
+                    })?,
+            ),
             ("fsname", _) => OptionWord::FsName(need()?.to_string()),
             ("port", _) => {
                 let port = need()?;
@@ -407,6 +419,7 @@ pub struct MountOptions {
     pub direct_bind: Option<String>,
     pub direct_connect: Option<String>,
     pub key: Option<String>,
+    pub direct_streams: Option<u32>,
     /// `write_back=on|off`: metadata write-back.
     pub write_back: Option<bool>,
     /// `write_back_cache=DIR`: where the write-back journal lives.
@@ -471,6 +484,7 @@ impl MountOptions {
             OptionWord::DirectBind(value) => self.direct_bind = Some(value),
             OptionWord::DirectConnect(value) => self.direct_connect = Some(value),
             OptionWord::Key(value) => self.key = Some(value),
+            OptionWord::DirectStreams(n) => self.direct_streams = Some(n),
             OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::WriteBackCache(dir) => self.write_back_cache = Some(dir),
             OptionWord::Dropped => {}

@@ -74,6 +74,9 @@ pub struct ConnectSpec {
     /// The key file of a `tcp://` source (`--key`).
     #[serde(default)]
     pub key_file: Option<std::path::PathBuf>,
+    /// How many direct connections (`--direct-streams`; 0: the default).
+    #[serde(default)]
+    pub direct_streams: u32,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]
@@ -95,6 +98,7 @@ impl ConnectSpec {
             direct_bind: options.direct.bind.clone(),
             direct_connect: options.direct.connect.clone(),
             key_file: options.direct.key_file.clone(),
+            direct_streams: options.direct.streams,
             link,
         }
     }
@@ -109,6 +113,7 @@ impl ConnectSpec {
             bind: self.direct_bind.clone(),
             connect: self.direct_connect.clone(),
             key_file: self.key_file.clone(),
+            streams: self.direct_streams,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! the key file.
 
 use crate::session::{Connector, DirectOffer, Session, Transport};
+use crate::streams::Streams;
 use crate::{AgentClient, RemoteError, Result};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -77,6 +78,22 @@ pub struct DirectOptions {
     pub connect: Option<String>,
     /// The key file of a standalone listener (`tcp://` sources, `--key`).
     pub key_file: Option<PathBuf>,
+    /// How many direct connections carry reads and writes
+    /// (`--direct-streams`); 0: [`DEFAULT_STREAMS`].
+    pub streams: u32,
+}
+
+/// Direct connections opened by default: reads and writes spread over
+/// them (see `streams.rs`).
+pub const DEFAULT_STREAMS: u32 = 4;
+
+impl DirectOptions {
+    fn streams(&self) -> u32 {
+        match self.streams {
+            0 => DEFAULT_STREAMS,
+            n => n,
+        }
+    }
 }
 
 /// A connector whose sessions are direct connections bootstrapped through
@@ -117,12 +134,13 @@ impl DirectConnector {
         }
     }
 
-    /// A direct connection through `opener`'s agent, and its address.
+    /// The direct connections through `opener`'s agent, as one session,
+    /// and their address and number.
     async fn open_direct(
         &self,
         opener: &Arc<dyn Session>,
-    ) -> std::result::Result<(Arc<AgentClient>, String), String> {
-        let asked = opener.direct_listen(self.options.bind.clone(), 1);
+    ) -> std::result::Result<(Arc<dyn Session>, String, usize), String> {
+        let asked = opener.direct_listen(self.options.bind.clone(), self.options.streams());
         let offer = match tokio::time::timeout(DIRECT_TIMEOUT, asked).await {
             Err(_) => return Err(format!("the agent did not answer within {DIRECT_TIMEOUT:?}")),
             Ok(Err(err)) => return Err(err.to_string()),
@@ -130,27 +148,42 @@ impl DirectConnector {
             Ok(Ok(Some(offer))) => offer,
         };
         let address = connect_address(&offer, self.options.connect.as_deref());
-        let describe = format!("direct {address}");
-        let tls = ClientTls::pinned(offer.fingerprint);
+        let tls = Arc::new(ClientTls::pinned(offer.fingerprint));
+        let mut secrets = offer.secrets.into_iter();
+        let first = secrets.next().ok_or("the agent offered no connection")?;
+        // The first stream alone, so that it is the one whose watch the
+        // agent keeps (the first to say Hello); then the rest at once.
         let connected = async {
-            let stream = tcp_connect(&address).await?;
-            let tls = tls
-                .connect(stream, &offer.secrets[0])
-                .await
-                .map_err(|e| e.to_string())?;
-            let (reader, writer) = tokio::io::split(tls);
-            AgentClient::handshake(reader, writer, &describe)
-                .await
-                .map_err(|e| e.to_string())
+            let first = connect_stream(tls.clone(), address.clone(), first).await?;
+            let rest: Vec<_> = secrets
+                .map(|secret| tokio::spawn(connect_stream(tls.clone(), address.clone(), secret)))
+                .collect();
+            let mut streams = vec![first];
+            for stream in rest {
+                match stream.await {
+                    Ok(Ok(stream)) => streams.push(stream),
+                    // One stream fewer is slower, not wrong.
+                    Ok(Err(err)) => tracing::warn!("{address}: a direct stream: {err}"),
+                    Err(join) => std::panic::resume_unwind(join.into_panic()),
+                }
+            }
+            Ok::<_, String>(streams)
         };
-        let client = match tokio::time::timeout(DIRECT_TIMEOUT, connected).await {
+        let mut streams = match tokio::time::timeout(DIRECT_TIMEOUT, connected).await {
             Err(_) => return Err(format!("{address}: no connection within {DIRECT_TIMEOUT:?}")),
             Ok(result) => result?,
         };
         if let Some(origin) = opener.agent_origin() {
-            client.set_origin(origin);
+            for stream in &streams {
+                stream.set_origin(origin.clone());
+            }
         }
-        Ok((Arc::new(client), address))
+        let count = streams.len();
+        let session: Arc<dyn Session> = match count {
+            1 => streams.pop().expect("one stream"),
+            _ => Arc::new(Streams::new(streams)),
+        };
+        Ok((session, address, count))
     }
 }
 
@@ -190,13 +223,13 @@ impl DirectConnector {
     fn settle(
         &self,
         opener: Arc<dyn Session>,
-        opened: std::result::Result<(Arc<AgentClient>, String), String>,
+        opened: std::result::Result<(Arc<dyn Session>, String, usize), String>,
     ) -> Result<Arc<dyn Session>> {
         let mut state = self.state.lock().unwrap();
         match opened {
-            Ok((direct, address)) => {
+            Ok((direct, address, streams)) => {
                 end_with(&direct, &opener);
-                state.transport = Some(Transport::Direct { address, streams: 1 });
+                state.transport = Some(Transport::Direct { address, streams });
                 state.opener = Some(opener);
                 Ok(direct)
             }
@@ -226,7 +259,7 @@ impl DirectConnector {
 
 /// Ends `direct` when `opener` ends: the agent serving it goes with its
 /// ssh session.
-fn end_with(direct: &Arc<AgentClient>, opener: &Arc<dyn Session>) {
+fn end_with(direct: &Arc<dyn Session>, opener: &Arc<dyn Session>) {
     let opener_closed = opener.closed();
     let direct_closed = direct.closed();
     let direct = Arc::downgrade(direct);
@@ -253,6 +286,22 @@ fn connect_address(offer: &DirectOffer, given: Option<&str>) -> String {
         None if offer.address.contains(':') => format!("[{}]:{}", offer.address, offer.port),
         None => format!("{}:{}", offer.address, offer.port),
     }
+}
+
+/// One direct connection: TCP, TLS pinned, the proof of `secret`, Hello.
+async fn connect_stream(
+    tls: Arc<ClientTls>,
+    address: String,
+    secret: Vec<u8>,
+) -> std::result::Result<Arc<AgentClient>, String> {
+    let stream = tcp_connect(&address).await?;
+    let tls = tls.connect(stream, &secret).await.map_err(|e| e.to_string())?;
+    let (reader, writer) = tokio::io::split(tls);
+    let describe = format!("direct {address}");
+    let client = AgentClient::handshake(reader, writer, &describe)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(client))
 }
 
 async fn tcp_connect(address: &str) -> std::result::Result<TcpStream, String> {

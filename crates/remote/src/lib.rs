@@ -33,6 +33,7 @@ mod session;
 pub mod sftp;
 mod shell;
 pub mod source;
+mod streams;
 pub mod tcp;
 mod transport;
 
@@ -40,7 +41,7 @@ pub use bytes::Bytes;
 pub use changes::{ChangeFeed, RemoteChange};
 pub use client::AgentClient;
 pub use deploy::AgentOrigin;
-pub use direct::{DirectConnector, DirectOptions, KeyConnector, TransportChoice};
+pub use direct::{DirectConnector, DirectOptions, KeyConnector, TransportChoice, DEFAULT_STREAMS};
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
 pub use fallback::{fallback_notice, FallbackConnector};
@@ -53,6 +54,7 @@ pub use source::{
     connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
     CONTAINER_SCHEMES, URL_TRANSPORTS,
 };
+pub use streams::Streams;
 pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;
 pub mod transfer;

@@ -230,3 +230,40 @@ async fn the_standalone_listener_serves_its_key_and_refuses_another() {
     .await;
     listener.abort();
 }
+
+#[tokio::test]
+async fn the_streams_of_one_listener_share_handles_and_a_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+    let (client, _agent) = yonder_testkit::agent::connect(dir.path()).await.unwrap();
+    let offer = offer(&client, 3).await;
+    let mut streams = Vec::new();
+    for secret in &offer.secrets {
+        let tls = connect(&offer, secret).await.unwrap();
+        let (reader, writer) = tokio::io::split(tls);
+        streams.push(Arc::new(
+            AgentClient::handshake(reader, writer, "direct").await.unwrap(),
+        ));
+    }
+    // A handle opened on one stream reads and writes on the others.
+    let flags = yonder_proto::open_flags::READ_WRITE;
+    let (handle, _) = streams[0].open(b"f", flags, 0, None).await.unwrap();
+    assert_eq!(streams[2].read(handle, 2, 3).await.unwrap(), b"234");
+    streams[1]
+        .write(handle, 0, yonder_remote::Bytes::from_static(b"ab"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"ab23456789");
+    // One fence for all: a newer generation fenced through another
+    // connection of the session refuses changes on every stream.
+    let together = yonder_remote::Streams::new(streams.clone());
+    let session = 0x5eed_0000_0000_0001;
+    assert!(Session::fence(&together, session, 1).await.unwrap());
+    let (newer, _agent2) = yonder_testkit::agent::connect(dir.path()).await.unwrap();
+    assert!(newer.fence(session, 2).await.unwrap());
+    let refused = streams[2]
+        .write(handle, 0, yonder_remote::Bytes::from_static(b"zz"))
+        .await;
+    assert!(refused.is_err(), "a fenced-off stream wrote");
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"ab23456789");
+}
