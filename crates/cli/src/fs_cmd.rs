@@ -189,7 +189,7 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
         let options = connect.options();
         let connector = yonder_remote::connector_for(&source, &options)?;
         let client: Arc<dyn Remote> = connector.connect().await?;
-        if let Some(notice) = connector.transport().notice(&source) {
+        if let Some(notice) = yonder_remote::transport_notice(&connector.transport(), &source) {
             eprintln!("yonder: {notice}");
         }
         execute(client, args.command).await

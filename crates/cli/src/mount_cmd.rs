@@ -329,7 +329,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
-    if let Some(notice) = link.transport().notice(&source) {
+    if let Some(notice) = yonder_remote::transport_notice(&link.transport(), &source) {
         eprintln!("yonder: {notice}");
     }
     // Scripts wait for this line: the mount is usable once it is printed.

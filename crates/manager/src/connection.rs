@@ -260,7 +260,7 @@ impl Connection {
     /// The line telling the user that this connection is served through
     /// SFTP because no agent can run there, if it is.
     pub fn fallback_notice(&self) -> Option<String> {
-        self.transport().notice(&self.destination.source())
+        yonder_remote::transport_notice(&self.transport(), &self.destination.source())
     }
 
     /// Reconnects now (`yonder reconnect`).

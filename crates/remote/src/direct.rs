@@ -235,7 +235,7 @@ impl DirectConnector {
             }
             Err(reason) if self.options.transport == TransportChoice::Auto => {
                 // The command that made the connection tells the user
-                // (`Transport::notice`); the library only logs it.
+                // (`transport_notice`); the library only logs it.
                 if !state.told {
                     tracing::info!(
                         "{}: no direct connection: {reason}; staying on ssh",

@@ -44,7 +44,7 @@ pub use deploy::AgentOrigin;
 pub use direct::{DirectConnector, DirectOptions, KeyConnector, TransportChoice, DEFAULT_STREAMS};
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
-pub use fallback::{fallback_notice, FallbackConnector};
+pub use fallback::{fallback_notice, transport_notice, FallbackConnector};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use operation::Operation;
 pub use remote::{tree_from_page, Remote};

@@ -142,21 +142,6 @@ impl Transport {
             Transport::Agent | Transport::Direct { .. } => None,
         }
     }
-
-    /// The one line telling the user that `source` is not served the way
-    /// it was asked to be, and why (without the `yonder: ` prefix).
-    pub fn notice(&self, source: &crate::Source) -> Option<String> {
-        match self {
-            Transport::Sftp {
-                fallback: Some(reason),
-            } => Some(crate::fallback_notice(source, reason)),
-            Transport::AgentNotDirect { reason } => Some(format!(
-                "no direct connection to {}: {reason}; staying on ssh",
-                source.describe()
-            )),
-            _ => None,
-        }
-    }
 }
 
 /// The agent's client, over whatever stream it was given, supervised
