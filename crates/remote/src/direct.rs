@@ -214,6 +214,14 @@ impl Connector for DirectConnector {
             .clone()
             .unwrap_or_else(|| self.bootstrap.transport())
     }
+
+    fn release(&self) {
+        let kept = self.state.lock().unwrap().opener.take();
+        if let Some(opener) = kept {
+            opener.shutdown("released");
+        }
+        self.bootstrap.release();
+    }
 }
 
 impl DirectConnector {
@@ -232,6 +240,15 @@ impl DirectConnector {
                 state.transport = Some(Transport::Direct { address, streams });
                 state.opener = Some(opener);
                 Ok(direct)
+            }
+            // No agent to ask (the host's SFTP server stands in for one):
+            // that transport's own notice says so.
+            Err(_)
+                if self.options.transport == TransportChoice::Auto
+                    && matches!(self.bootstrap.transport(), Transport::Sftp { .. }) =>
+            {
+                state.transport = None;
+                Ok(opener)
             }
             Err(reason) if self.options.transport == TransportChoice::Auto => {
                 // The command that made the connection tells the user

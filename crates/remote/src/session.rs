@@ -106,6 +106,11 @@ pub trait Connector: Send + Sync + 'static {
     fn transport(&self) -> Transport {
         Transport::Agent
     }
+
+    /// Lets go of what it keeps between connections (the direct path's
+    /// ssh session): the link calls it when it closes, and before a
+    /// reconnection the user asked for, which starts afresh.
+    fn release(&self) {}
 }
 
 /// What carries a connection to its far end.
