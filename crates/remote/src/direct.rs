@@ -169,7 +169,7 @@ impl DirectConnector {
             }
             Ok::<_, String>(streams)
         };
-        let mut streams = match tokio::time::timeout(DIRECT_TIMEOUT, connected).await {
+        let streams = match tokio::time::timeout(DIRECT_TIMEOUT, connected).await {
             Err(_) => return Err(format!("{address}: no connection within {DIRECT_TIMEOUT:?}")),
             Ok(result) => result?,
         };
@@ -179,10 +179,7 @@ impl DirectConnector {
             }
         }
         let count = streams.len();
-        let session: Arc<dyn Session> = match count {
-            1 => streams.pop().expect("one stream"),
-            _ => Arc::new(Streams::new(streams)),
-        };
+        let session: Arc<dyn Session> = Arc::new(Streams::new(streams, Some(opener.clone())));
         Ok((session, address, count))
     }
 }

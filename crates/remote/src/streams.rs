@@ -5,7 +5,8 @@
 //! of the bytes, go round the streams, so that no one TCP window or one
 //! core's cipher is the ceiling; everything else goes on the first, which
 //! carries the fence and the pushed notices; a heartbeat goes on every
-//! one, so that a stream that stalls is a connection that stalls.
+//! one, so that a stream that stalls is a connection that stalls. With one
+//! stream it only keeps the session that opened it alive beside it.
 
 use crate::exchange::{Describe, Exchange};
 use crate::session::{BoxFuture, Session};
@@ -25,15 +26,20 @@ use yonder_proto::{Handle, Notice, Request, Response};
 pub struct Streams {
     streams: Vec<Arc<AgentClient>>,
     next: AtomicUsize,
+    /// The session that opened them, kept open as long as they are: the
+    /// agent serving them ends with it.
+    _opener: Option<Arc<dyn Session>>,
 }
 
 impl Streams {
     /// `streams`, at least one; the first is the one the link fences.
-    pub fn new(streams: Vec<Arc<AgentClient>>) -> Streams {
+    /// `opener`: the session to keep open beside them.
+    pub fn new(streams: Vec<Arc<AgentClient>>, opener: Option<Arc<dyn Session>>) -> Streams {
         assert!(!streams.is_empty(), "no streams");
         Streams {
             streams,
             next: AtomicUsize::new(0),
+            _opener: opener,
         }
     }
 

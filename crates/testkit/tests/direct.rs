@@ -256,7 +256,7 @@ async fn the_streams_of_one_listener_share_handles_and_a_fence() {
     assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"ab23456789");
     // One fence for all: a newer generation fenced through another
     // connection of the session refuses changes on every stream.
-    let together = yonder_remote::Streams::new(streams.clone());
+    let together = yonder_remote::Streams::new(streams.clone(), None);
     let session = 0x5eed_0000_0000_0001;
     assert!(Session::fence(&together, session, 1).await.unwrap());
     let (newer, _agent2) = yonder_testkit::agent::connect(dir.path()).await.unwrap();
