@@ -175,7 +175,7 @@ impl DirectConnector {
         };
         if let Some(origin) = opener.agent_origin() {
             for stream in &streams {
-                stream.set_origin(origin.clone());
+                stream.set_origin(origin);
             }
         }
         let count = streams.len();

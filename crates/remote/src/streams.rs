@@ -71,36 +71,30 @@ impl Streams {
 }
 
 impl Exchange for Streams {
-    fn exchange(
-        &self,
-        request: Request,
-        subject: Describe<'_>,
-    ) -> impl Future<Output = Result<Response>> + Send {
-        async move {
-            match &request {
-                Request::Read { .. } => self.bulk().exchange(request, subject).await,
-                request if Streams::is_ping(request) => {
-                    let others: Vec<_> = self.streams[1..]
-                        .iter()
-                        .map(|stream| {
-                            let stream = stream.clone();
-                            tokio::spawn(async move {
-                                stream.exchange(Request::Ping, &|| "<ping>".to_string()).await
-                            })
-                        })
-                        .collect();
-                    let answer = self.first().exchange(request.clone(), subject).await;
-                    for other in others {
-                        match other.await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(err)) => return Err(err),
-                            Err(join) => std::panic::resume_unwind(join.into_panic()),
-                        }
+    async fn exchange(&self, request: Request, subject: Describe<'_>) -> Result<Response> {
+        match &request {
+            Request::Read { .. } => self.bulk().exchange(request, subject).await,
+            request if Streams::is_ping(request) => {
+                let others: Vec<_> = self.streams[1..]
+                    .iter()
+                    .map(|stream| {
+                        let stream = stream.clone();
+                        tokio::spawn(
+                            async move { stream.exchange(Request::Ping, &|| "<ping>".to_string()).await },
+                        )
+                    })
+                    .collect();
+                let answer = self.first().exchange(request.clone(), subject).await;
+                for other in others {
+                    match other.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(err)) => return Err(err),
+                        Err(join) => std::panic::resume_unwind(join.into_panic()),
                     }
-                    answer
                 }
-                _ => self.first().exchange(request, subject).await,
+                answer
             }
+            _ => self.first().exchange(request, subject).await,
         }
     }
 
