@@ -254,13 +254,35 @@ impl Acceptor {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "unknown peer".into());
         let _ = stream.set_nodelay(true);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(stream, &peer)).await {
+        self.accept_stream(stream, &peer).await
+    }
+
+    /// [`Acceptor::accept`] on any byte stream (`peer` names it in
+    /// errors): what the handshake fuzz target drives.
+    pub async fn accept_stream<S>(
+        &self,
+        stream: S,
+        peer: &str,
+    ) -> Result<tokio_rustls::server::TlsStream<S>, DirectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(stream, peer)).await {
             Ok(result) => result,
-            Err(_) => Err(DirectError::Timeout { peer }),
+            Err(_) => Err(DirectError::Timeout {
+                peer: peer.to_string(),
+            }),
         }
     }
 
-    async fn handshake(&self, stream: TcpStream, peer: &str) -> Result<ServerStream, DirectError> {
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        peer: &str,
+    ) -> Result<tokio_rustls::server::TlsStream<S>, DirectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.identity.config.clone());
         let mut tls = acceptor.accept(stream).await.map_err(|source| DirectError::Tls {
             peer: peer.to_string(),
