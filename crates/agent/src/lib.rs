@@ -17,6 +17,8 @@
 #[cfg(unix)]
 mod attr;
 #[cfg(unix)]
+mod direct;
+#[cfg(unix)]
 mod dirs;
 mod error;
 #[cfg(unix)]
@@ -49,6 +51,8 @@ mod tree;
 mod watch;
 mod wire;
 
+#[cfg(unix)]
+pub use direct::serve_listener;
 pub use error::AgentError;
 #[cfg(unix)]
 pub use handler::Handler;
@@ -95,23 +99,51 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_with(config, reader, writer, None).await
+    serve_with(config, reader, writer, None, true, None).await
+}
+
+/// [`serve`] on a direct connection (already authenticated, see
+/// `direct.rs`): the same protocol, but it opens no listener of its own:
+/// only the stream that started the agent hands out secrets. The streams
+/// of one client share `agent` (its handles, fence and reply records), so
+/// that any of them may carry a read of a file another opened. Boxed: a
+/// direct connection is served from within `serve_with`'s own future.
+#[cfg(unix)]
+pub(crate) fn serve_direct<R, W>(
+    config: AgentConfig,
+    agent: Arc<Agent>,
+    reader: R,
+    writer: W,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AgentError>> + Send>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve_with(config, reader, writer, None, false, Some(agent)))
 }
 
 #[cfg(unix)]
 /// [`serve`], with `splice_out` (a second descriptor of `writer`'s pipe or
-/// socket) to send read data without copying it.
+/// socket) to send read data without copying it; `bootstrap`: whether this
+/// stream may open direct listeners (`Request::DirectListen`); `shared`:
+/// the agent state this stream shares with others of its client.
 async fn serve_with<R, W>(
     config: AgentConfig,
     reader: R,
     writer: W,
     splice_out: Option<splice::SpliceOut>,
+    bootstrap: bool,
+    shared: Option<Arc<Agent>>,
 ) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let root = paths::Root::open(&config.root)?;
+    let root = match &shared {
+        Some(agent) => agent.root().to_path_buf(),
+        None => config.root.clone(),
+    };
+    let root = paths::Root::open(&root)?;
     // The client already applied the caller's umask; applying the agent's as
     // well would strip bits the caller asked for.
     rustix::process::umask(rustix::fs::Mode::empty());
@@ -126,15 +158,18 @@ where
         Some(Some((watching, tasks))) => (Some(watching), Some(tasks)),
         _ => (None, None),
     };
-    let agent = Arc::new(Agent::new(root));
+    let agent = shared.unwrap_or_else(|| Arc::new(Agent::new(root)));
     if let Some((watch, notices)) = &watch {
         let (watch, notices) = (watch.clone(), notices.clone());
         agent.on_visit(Box::new(move |path| watch.directory(path, &notices)));
     }
     let splicing = splice_out.is_some();
+    // Dropped when this stream ends, and with it every direct listener and
+    // connection it opened.
+    let direct = bootstrap.then(|| (config.clone(), Arc::new(direct::DirectListeners::default())));
     let mut responses = tokio::spawn(write_responses(writer, rx, agent.clone(), splice_out));
     let read = tokio::select! {
-        read = read_requests(&mut reader, agent, tx, splicing, watch) => read,
+        read = read_requests(&mut reader, agent, tx, splicing, watch, direct) => read,
         // Only an error ends the writer while the reader holds a sender.
         written = &mut responses => return Err(writer_failure(written)),
     };
@@ -177,12 +212,24 @@ pub fn run_stdio(config: AgentConfig) -> Result<(), AgentError> {
         };
         let reader = stdio::stdin().map_err(io_err)?;
         let (writer, splice_out) = stdio::stdout().map_err(io_err)?;
-        serve_with(config, reader, writer, splice_out).await
+        serve_with(config, reader, writer, splice_out, true, None).await
     });
     // Blocking threads stuck in a system call (or in a read of stdin after a
     // protocol error) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// `yonder agent --listen ADDR --key FILE`: builds a runtime and serves
+/// every connection that proves `key` ([`serve_listener`]) until killed.
+#[cfg(unix)]
+pub fn run_listener(config: AgentConfig, addr: &str, key: Vec<u8>) -> Result<(), AgentError> {
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Runtime { source })?;
+    runtime.block_on(serve_listener(config, addr.to_string(), key))
 }
 
 #[cfg(unix)]
@@ -347,6 +394,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     tx: mpsc::UnboundedSender<Outgoing>,
     splicing: bool,
     watch: Option<Watching>,
+    direct: Option<(AgentConfig, Arc<direct::DirectListeners>)>,
 ) -> Result<(), AgentError> {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut inline = inline::InlinePolicy::new(agent.root());
@@ -364,6 +412,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
             watch.before(request, notices);
         }
         let response = match message {
+            Ok(Message::Request(yonder_proto::Request::DirectListen { bind, connections }))
+                if direct.is_some() =>
+            {
+                let (config, listeners) = direct.as_ref().expect("checked");
+                tracing::debug!(id, op = "direct-listen", "request");
+                listeners.listen(config, bind, connections).await
+            }
             // A quick metadata call costs less than the two thread hand-offs
             // the pool would add (see `inline`).
             Ok(Message::Request(request)) if inline.allows(&request) && !agent.may_wait(&request) => {

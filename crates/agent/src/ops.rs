@@ -324,6 +324,16 @@ impl Agent {
                 Ok(Response::Done)
             }
             Request::Ping => Ok(Response::Done),
+            // Answered by the reader of the stream that started the agent
+            // (`direct.rs`), which alone may hand out its secrets.
+            Request::DirectListen { .. } => Err(Subject {
+                op,
+                what: "direct listener".into(),
+            }
+            .refused(
+                Errno::EOPNOTSUPP,
+                "only the connection that started the agent may open a direct listener",
+            )),
             // `handle` takes these apart before dispatching.
             request @ Request::Once { .. } => Ok(self.handle(request)),
             Request::Fence { session, generation } => {

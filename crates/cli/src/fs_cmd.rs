@@ -183,12 +183,13 @@ pub fn run(args: FsArgs) -> anyhow::Result<ExitCode> {
             no_deploy: args.no_deploy,
             docker_command: args.docker_command,
             debug: args.debug,
+            ..Default::default()
         };
         let options = connect.options();
         let connector = yonder_remote::connector_for(&source, &options)?;
         let client: Arc<dyn Remote> = connector.connect().await?;
-        if let Some(reason) = connector.transport().fallback() {
-            eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+        if let Some(notice) = yonder_remote::transport_notice(&connector.transport(), &source) {
+            eprintln!("yonder: {notice}");
         }
         execute(client, args.command).await
     })

@@ -98,6 +98,29 @@ pub struct ConnectArgs {
     /// `docker`, `podman`), e.g. "podman --remote".
     #[arg(long, value_name = "COMMAND")]
     pub docker_command: Option<String>,
+    /// What carries the agent's requests: `ssh` (the ssh session that
+    /// started it), `direct` (a TCP connection of its own inside TLS 1.3,
+    /// opened through the ssh session: past one ssh channel's
+    /// throughput), or `auto`: direct where it can be reached from here,
+    /// else ssh, said once.
+    #[arg(long, value_name = "ssh|direct|auto", default_value_t = yonder_remote::TransportChoice::Auto)]
+    pub transport: yonder_remote::TransportChoice,
+    /// Where the agent listens for the direct connection (an address of
+    /// the remote host; default: the one the ssh connection arrived at).
+    #[arg(long, value_name = "ADDR")]
+    pub direct_bind: Option<String>,
+    /// Connect the direct connection to HOST:PORT instead of where the
+    /// agent listens (`HOST:` keeps the listener's port): for a relay or a
+    /// proxy in between, as tests and benchmarks use.
+    #[arg(long, value_name = "HOST:PORT", hide = true)]
+    pub direct_connect: Option<String>,
+    /// How many direct connections carry reads and writes (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub direct_streams: Option<u32>,
+    /// The key file of a `tcp://HOST:PORT/PATH` source (the one its
+    /// `yonder agent --listen` was given).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     /// Log debug detail to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -150,6 +173,13 @@ impl ConnectArgs {
             sftp: self.sftp,
             no_deploy: self.no_deploy,
             docker_command: self.docker_command.clone(),
+            direct: yonder_remote::DirectOptions {
+                transport: self.transport,
+                bind: self.direct_bind.clone(),
+                connect: self.direct_connect.clone(),
+                key_file: self.key.clone(),
+                streams: self.direct_streams.unwrap_or(0),
+            },
             ..Default::default()
         }
     }

@@ -357,16 +357,7 @@ fn connect_spec(
     options: &yonder_remote::ConnectOptions,
     link: LinkSpec,
 ) -> anyhow::Result<ConnectSpec> {
-    Ok(ConnectSpec {
-        source: absolute_source(source)?,
-        ssh_options: options.ssh_options.clone(),
-        ssh_command: options.ssh_command.clone(),
-        agent_path: options.agent_path.clone(),
-        sftp: options.sftp,
-        no_deploy: options.no_deploy,
-        docker_command: options.docker_command.clone(),
-        link,
-    })
+    Ok(ConnectSpec::new(absolute_source(source)?, options, link))
 }
 
 /// `source`, checked, with a local path made absolute: the manager takes
@@ -404,11 +395,19 @@ fn fold_connect_options(args: &mut ConnectCmdArgs) -> anyhow::Result<Vec<String>
             OptionWord::NoReconnect => args.link.no_reconnect = true,
             OptionWord::Sftp => args.connect.sftp = true,
             OptionWord::NoDeploy => args.connect.no_deploy = true,
+            OptionWord::Transport(value) => {
+                args.connect.transport = value.parse().map_err(anyhow::Error::msg)?
+            }
+            OptionWord::DirectBind(value) => args.connect.direct_bind = Some(value),
+            OptionWord::DirectConnect(value) => args.connect.direct_connect = Some(value),
+            OptionWord::Key(value) => args.connect.key = Some(value.into()),
+            OptionWord::DirectStreams(n) => args.connect.direct_streams = Some(n),
             OptionWord::Dropped => {}
             _ => anyhow::bail!(
                 "option {}: a mount's, not a connection's (yonder connect takes ssh options as Key=value, \
-                 port=, ssh_command=, agent_path=, docker_command=, heartbeat=, heartbeat_misses=, reconnect_timeout=, \
-                 no_reconnect, sftp, no_deploy)",
+                 port=, ssh_command=, agent_path=, docker_command=, heartbeat=, heartbeat_misses=, \
+                 reconnect_timeout=, no_reconnect, sftp, no_deploy, transport=, direct_bind=, direct_connect=, \
+                 direct_streams=, key=)",
                 word.trim()
             ),
         }

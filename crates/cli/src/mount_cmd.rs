@@ -136,6 +136,13 @@ fn fold_options(args: &mut MountArgs) -> anyhow::Result<(Vec<String>, Vec<String
     args.connect.ssh_command = o.ssh_command.clone().or(args.connect.ssh_command.take());
     args.connect.agent_path = o.agent_path.clone().or(args.connect.agent_path.take());
     args.connect.docker_command = o.docker_command.clone().or(args.connect.docker_command.take());
+    if let Some(transport) = &o.transport {
+        args.connect.transport = transport.parse().map_err(anyhow::Error::msg)?;
+    }
+    args.connect.direct_bind = o.direct_bind.clone().or(args.connect.direct_bind.take());
+    args.connect.direct_connect = o.direct_connect.clone().or(args.connect.direct_connect.take());
+    args.connect.key = o.key.as_ref().map(PathBuf::from).or(args.connect.key.take());
+    args.connect.direct_streams = o.direct_streams.or(args.connect.direct_streams);
     let mut fuse_options = o.fuse_options();
     if o.default_permissions {
         fuse_options.push("default_permissions".into());
@@ -235,16 +242,7 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     let link_options = args.link.options()?;
     let op_timeout = seconds("op-timeout", args.op_timeout)?;
     let spec = MountSpec {
-        connect: ConnectSpec {
-            source: args.source.clone(),
-            ssh_options: connect.ssh_options.clone(),
-            ssh_command: connect.ssh_command.clone(),
-            agent_path: connect.agent_path.clone(),
-            no_deploy: connect.no_deploy,
-            docker_command: connect.docker_command.clone(),
-            sftp: connect.sftp,
-            link: args.link.spec(),
-        },
+        connect: ConnectSpec::new(args.source.clone(), &connect, args.link.spec()),
         mountpoint: args.mountpoint.clone(),
         read_only: args.read_only,
         attr_ttl_secs: seconds("attr-ttl", args.attr_ttl)?.as_secs_f64(),
@@ -334,8 +332,8 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
-    if let Some(reason) = link.transport().fallback() {
-        eprintln!("yonder: {}", yonder_remote::fallback_notice(&source, reason));
+    if let Some(notice) = yonder_remote::transport_notice(&link.transport(), &source) {
+        eprintln!("yonder: {notice}");
     }
     // Scripts wait for this line: the mount is usable once it is printed.
     println!("{}", mounted.mountpoint().display());

@@ -36,16 +36,7 @@ pub fn run(args: ServeNfsArgs) -> anyhow::Result<ExitCode> {
     let connect = args.connect.options();
     let link_options = args.link.options()?;
     let spec = MountSpec {
-        connect: ConnectSpec {
-            source: args.source.clone(),
-            ssh_options: connect.ssh_options.clone(),
-            ssh_command: connect.ssh_command.clone(),
-            agent_path: connect.agent_path.clone(),
-            no_deploy: connect.no_deploy,
-            sftp: connect.sftp,
-            docker_command: connect.docker_command.clone(),
-            link: args.link.spec(),
-        },
+        connect: ConnectSpec::new(args.source.clone(), &connect, args.link.spec()),
         mountpoint: PathBuf::from(&args.source),
         read_only: args.read_only,
         attr_ttl_secs: 60.0,

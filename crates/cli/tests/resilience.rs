@@ -32,10 +32,14 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const MISSES: u32 = 3;
 
 struct Remote {
-    /// Runs the proxy.
+    /// Runs the proxies.
     rt: tokio::runtime::Runtime,
     sshd: Sshd,
     proxy: FaultProxy,
+    /// In front of the agent's direct listener, on the port it is told to
+    /// bind (`--direct-bind`), for a mount over `Route::Direct`.
+    direct: FaultProxy,
+    direct_port: u16,
 }
 
 impl Remote {
@@ -48,7 +52,16 @@ impl Remote {
         let sshd = Sshd::start().expect("start sshd");
         let target = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
         let proxy = rt.block_on(FaultProxy::start(target)).unwrap();
-        Remote { rt, sshd, proxy }
+        let direct_port = yonder_testkit::free_port();
+        let direct_target = format!("127.0.0.1:{direct_port}").parse().unwrap();
+        let direct = rt.block_on(FaultProxy::start(direct_target)).unwrap();
+        Remote {
+            rt,
+            sshd,
+            proxy,
+            direct,
+            direct_port,
+        }
     }
 
     /// The `yonder agent` processes the sshd runs (one per session).
@@ -62,6 +75,16 @@ impl Remote {
             })
             .collect()
     }
+}
+
+/// What carries the mount's requests; the network between is the proxy's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The ssh session (`--transport ssh`).
+    Ssh,
+    /// A direct connection (`--transport direct`) through a proxy of its
+    /// own, opened through the ssh session (through the other proxy).
+    Direct,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +123,33 @@ both_modes!(
     a_write_delivered_late_to_a_replaced_agent_changes_nothing,
 );
 
+/// The same over the direct path: its connection cut alone (and opened
+/// again through the ssh session that stays), and the whole network
+/// black-holed.
+mod direct {
+    use super::{Mode, Route};
+
+    #[test]
+    fn foreground_twenty_cuts_of_the_direct_connection_during_a_64_mib_dd_lose_nothing() {
+        super::twenty_cuts_via(Mode::Foreground, Route::Direct)
+    }
+
+    #[test]
+    fn managed_twenty_cuts_of_the_direct_connection_during_a_64_mib_dd_lose_nothing() {
+        super::twenty_cuts_via(Mode::Managed, Route::Direct)
+    }
+
+    #[test]
+    fn foreground_a_black_holed_network_is_declared_dead_and_the_same_descriptor_reads_on() {
+        super::black_hole_via(Mode::Foreground, Route::Direct)
+    }
+
+    #[test]
+    fn managed_a_black_holed_network_is_declared_dead_and_the_same_descriptor_reads_on() {
+        super::black_hole_via(Mode::Managed, Route::Direct)
+    }
+}
+
 /// Repeated `YONDER_CUT_REPEATS` times each (once by default: two rounds
 /// in all, one per mode).
 mod exactly_once {
@@ -116,6 +166,7 @@ mod exactly_once {
 
 struct Mounted {
     mode: Mode,
+    route: Route,
     remote: Remote,
     backing: tempfile::TempDir,
     _parent: tempfile::TempDir,
@@ -156,6 +207,11 @@ impl Mounted {
     /// Mounts a fresh backing directory over ssh through the proxy, with
     /// `extra` arguments.
     fn start(mode: Mode, extra: &[&str]) -> Mounted {
+        Mounted::start_via(mode, Route::Ssh, extra)
+    }
+
+    /// [`Mounted::start`], the requests carried by `route`.
+    fn start_via(mode: Mode, route: Route, extra: &[&str]) -> Mounted {
         let remote = Remote::start();
         let backing = tempfile::Builder::new()
             .prefix("yonder-backing")
@@ -218,6 +274,17 @@ impl Mounted {
         if mode == Mode::Foreground {
             args.push("--foreground".into());
         }
+        match route {
+            Route::Ssh => args.extend(["--transport".into(), "ssh".into()]),
+            Route::Direct => args.extend([
+                "--transport".into(),
+                "direct".into(),
+                "--direct-bind".into(),
+                format!("127.0.0.1:{}", remote.direct_port),
+                "--direct-connect".into(),
+                format!("127.0.0.1:{}", remote.direct.port()),
+            ]),
+        }
         args.extend(extra.iter().map(|a| a.to_string()));
         for option in remote.sshd.ssh_options() {
             args.extend(["-o".to_string(), option]);
@@ -248,6 +315,7 @@ impl Mounted {
         };
         Mounted {
             mode,
+            route,
             remote,
             backing,
             _parent: parent,
@@ -268,6 +336,46 @@ impl Mounted {
 
     fn proxy(&self) -> &FaultProxy {
         &self.remote.proxy
+    }
+
+    /// Cuts the connection that carries the requests: ssh's, or the
+    /// direct one alone (the ssh session stays).
+    fn cut(&self) {
+        match self.route {
+            Route::Ssh => self.remote.proxy.drop_all(),
+            Route::Direct => self.remote.direct.drop_all(),
+        }
+    }
+
+    /// The one connection's `transport` in `yonder status` (managed).
+    fn status_transport(&self) -> Option<String> {
+        let dir = self.manager.as_ref()?;
+        let out = Command::new(yonder_bin())
+            .args(["status", "--format", "json"])
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Some(
+            status["connections"][0]["transport"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// Black-holes the whole network between mount and remote.
+    fn blackhole(&self) {
+        self.remote.proxy.blackhole();
+        self.remote.direct.blackhole();
+    }
+
+    fn restore(&self) {
+        self.remote.proxy.restore();
+        self.remote.direct.restore();
     }
 
     /// The connection states the mount logged (or the manager published),
@@ -412,7 +520,11 @@ fn errno(err: &std::io::Error) -> i32 {
 /// once restored the mount comes back, and a descriptor opened before reads
 /// the right data.
 fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on(mode: Mode) {
-    let m = Mounted::start(mode, &[]);
+    black_hole_via(mode, Route::Ssh)
+}
+
+fn black_hole_via(mode: Mode, route: Route) {
+    let m = Mounted::start_via(mode, route, &[]);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(m.disk("f"), &data).unwrap();
     let f = File::open(m.at("f")).unwrap();
@@ -421,12 +533,12 @@ fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on(mode: Mo
     assert_eq!(head, data[..1000]);
     m.wait_states(1, "connected", Duration::from_secs(5));
 
-    m.proxy().blackhole();
+    m.blackhole();
     let detected = m.wait_states(2, "reconnecting", Duration::from_secs(15));
     eprintln!("declared dead {detected:?} after the black hole");
     assert!(detected <= dead_window(), "{detected:?} > {:?}", dead_window());
     std::thread::sleep(Duration::from_secs(1));
-    m.proxy().restore();
+    m.restore();
     let back = m.wait_states(3, "connected", Duration::from_secs(40));
     eprintln!("connected again {back:?} after the restore");
 
@@ -440,7 +552,14 @@ fn a_black_holed_link_is_declared_dead_and_the_same_descriptor_reads_on(mode: Mo
 /// (b) 20 cuts during a 64 MiB `dd ... conv=fsync` on one descriptor: dd
 /// succeeds and the remote file is the same bytes.
 fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
-    let m = Mounted::start(mode, &[]);
+    twenty_cuts_via(mode, Route::Ssh)
+}
+
+/// [`twenty_cuts_during_a_64_mib_dd_lose_nothing`] over `route`; over the
+/// direct path, each cut is of the direct connection alone, reopened
+/// through the one ssh session (one agent throughout).
+fn twenty_cuts_via(mode: Mode, route: Route) {
+    let m = Mounted::start_via(mode, route, &[]);
     let work = tempfile::tempdir().unwrap();
     let fifo = work.path().join("in");
     let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -480,7 +599,7 @@ fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
                 // live connection.
                 m.wait_states(1 + 2 * cut, "connected", Duration::from_secs(60));
             }
-            m.proxy().drop_all();
+            m.cut();
             cut += 1;
         }
     }
@@ -488,6 +607,20 @@ fn twenty_cuts_during_a_64_mib_dd_lose_nothing(mode: Mode) {
     let status = wait_timeout(&mut dd, Duration::from_secs(300)).expect("dd hung");
     assert!(status.success(), "dd failed: {status}");
     m.wait_states(1 + 2 * cuts, "connected", Duration::from_secs(60));
+    if route == Route::Direct {
+        if let Some(transport) = m.status_transport() {
+            assert_eq!(transport, "direct", "yonder status");
+        }
+        assert_eq!(
+            m.remote.agents().len(),
+            1,
+            "the direct connection was not reopened through the ssh session"
+        );
+        assert!(
+            m.remote.direct.accepted() > cuts as u64,
+            "not carried by the direct connection"
+        );
+    }
     let written = fs::read(m.disk("big")).unwrap();
     assert_eq!(written.len(), total);
     assert!(written == source, "the remote file differs from what dd wrote");

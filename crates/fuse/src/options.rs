@@ -37,7 +37,7 @@ pub enum OptionError {
         "unknown mount option {option:?} (yonder takes ro, allow_other, default_permissions, \
          no_default_permissions, nonempty, debug, fsname=, port=, ssh_command=, agent_path=, docker_command=, attr_ttl=, \
          dir_ttl=, heartbeat=, heartbeat_misses=, op_timeout=, reconnect_timeout=, no_reconnect, sftp, no_deploy, \
-         write_back=on|off, write_back_cache=, the \
+         transport=ssh|direct|auto, direct_bind=, direct_connect=, direct_streams=, key=, write_back=on|off, write_back_cache=, the \
          kernel's nodev/nosuid/noexec/noatime/sync/dirsync, and ssh options as Key=value)"
     )]
     Unknown { option: String },
@@ -231,6 +231,16 @@ pub enum OptionWord {
     Sftp,
     /// Never send the agent to a host that lacks it (`--no-deploy`).
     NoDeploy,
+    /// `transport=ssh|direct|auto` (`--transport`).
+    Transport(String),
+    /// `direct_bind=ADDR` (`--direct-bind`).
+    DirectBind(String),
+    /// `direct_connect=HOST:PORT` (`--direct-connect`).
+    DirectConnect(String),
+    /// `key=FILE`: a `tcp://` source's key file (`--key`).
+    Key(String),
+    /// `direct_streams=N` (`--direct-streams`).
+    DirectStreams(u32),
     WriteBack(bool),
     /// Accepted, and nothing to do (see [`DROPPED`]).
     Dropped,
@@ -286,6 +296,28 @@ impl OptionWord {
             ("no_reconnect", None) => OptionWord::NoReconnect,
             ("sftp", None) => OptionWord::Sftp,
             ("no_deploy", None) => OptionWord::NoDeploy,
+            ("transport", _) => match need()? {
+                value @ ("ssh" | "direct" | "auto") => OptionWord::Transport(value.to_string()),
+                _ => {
+                    return Err(OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "ssh, direct or auto".into(),
+                    })
+                }
+            },
+            ("direct_bind", _) => OptionWord::DirectBind(need()?.to_string()),
+            ("direct_connect", _) => OptionWord::DirectConnect(need()?.to_string()),
+            ("key", _) => OptionWord::Key(need()?.to_string()),
+            ("direct_streams", _) => OptionWord::DirectStreams(
+                need()?
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| OptionError::BadValue {
+                        option: word.to_string(),
+                        reason: "1 to 64 connections".into(),
+                    })?,
+            ),
             ("fsname", _) => OptionWord::FsName(need()?.to_string()),
             ("port", _) => {
                 let port = need()?;
@@ -388,6 +420,13 @@ pub struct MountOptions {
     pub sftp: bool,
     /// `no_deploy`: never send the agent to a host that lacks it.
     pub no_deploy: bool,
+    /// `transport=`, `direct_bind=`, `direct_connect=`, `key=`: the
+    /// direct path (`--transport` and its flags).
+    pub transport: Option<String>,
+    pub direct_bind: Option<String>,
+    pub direct_connect: Option<String>,
+    pub key: Option<String>,
+    pub direct_streams: Option<u32>,
     /// `write_back=on|off`: metadata write-back.
     pub write_back: Option<bool>,
     /// `write_back_cache=DIR`: where the write-back journal lives.
@@ -449,6 +488,11 @@ impl MountOptions {
             OptionWord::NoReconnect => self.no_reconnect = true,
             OptionWord::Sftp => self.sftp = true,
             OptionWord::NoDeploy => self.no_deploy = true,
+            OptionWord::Transport(value) => self.transport = Some(value),
+            OptionWord::DirectBind(value) => self.direct_bind = Some(value),
+            OptionWord::DirectConnect(value) => self.direct_connect = Some(value),
+            OptionWord::Key(value) => self.key = Some(value),
+            OptionWord::DirectStreams(n) => self.direct_streams = Some(n),
             OptionWord::WriteBack(on) => self.write_back = Some(on),
             OptionWord::WriteBackCache(dir) => self.write_back_cache = Some(dir),
             OptionWord::Dropped => {}

@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;
-use yonder_remote::{ConnectOptions, Link, LinkOptions, LinkState, Remote, Source};
+use yonder_remote::{ConnectOptions, DirectOptions, Link, LinkOptions, LinkState, Remote, Source};
 
 /// Where a connection goes: what tells two connections apart. A mount
 /// reuses a connection to the same destination.
@@ -34,6 +34,7 @@ pub enum Destination {
         /// Through the host's SFTP server, not an agent.
         sftp: bool,
         no_deploy: bool,
+        direct: DirectOptions,
     },
     /// Through a transport of `yonder_remote::URL_TRANSPORTS`.
     Url {
@@ -42,6 +43,7 @@ pub enum Destination {
         agent_path: Option<String>,
         docker_command: Option<String>,
         no_deploy: bool,
+        direct: DirectOptions,
     },
 }
 
@@ -50,6 +52,7 @@ impl Destination {
     /// path, or for ssh a path relative to the remote home.
     pub fn parse(spec: &ConnectSpec) -> Result<(Destination, Vec<u8>), ManagerError> {
         let source = Source::parse(&spec.source).map_err(|e| ManagerError::Failed(e.to_string()))?;
+        let direct = spec.direct_options().map_err(ManagerError::Failed)?;
         Ok(match source {
             Source::Local { root } => {
                 if !root.is_absolute() {
@@ -79,6 +82,7 @@ impl Destination {
                     agent_path: spec.agent_path.clone(),
                     sftp: spec.sftp,
                     no_deploy: spec.no_deploy,
+                    direct,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -94,6 +98,7 @@ impl Destination {
                     agent_path: spec.agent_path.clone(),
                     docker_command: spec.docker_command.clone(),
                     no_deploy: spec.no_deploy,
+                    direct,
                 };
                 (destination, root.as_bytes().to_vec())
             }
@@ -130,6 +135,7 @@ impl Destination {
                 agent_path,
                 sftp,
                 no_deploy,
+                direct,
                 ..
             } => ConnectOptions {
                 ssh_options: ssh_options.clone(),
@@ -137,17 +143,20 @@ impl Destination {
                 agent_path: agent_path.clone(),
                 sftp: *sftp,
                 no_deploy: *no_deploy,
+                direct: direct.clone(),
                 ..Default::default()
             },
             Destination::Url {
                 agent_path,
                 docker_command,
                 no_deploy,
+                direct,
                 ..
             } => ConnectOptions {
                 agent_path: agent_path.clone(),
                 docker_command: docker_command.clone(),
                 no_deploy: *no_deploy,
+                direct: direct.clone(),
                 ..Default::default()
             },
         }
@@ -251,9 +260,7 @@ impl Connection {
     /// The line telling the user that this connection is served through
     /// SFTP because no agent can run there, if it is.
     pub fn fallback_notice(&self) -> Option<String> {
-        let transport = self.transport();
-        let reason = transport.fallback()?;
-        Some(yonder_remote::fallback_notice(&self.destination.source(), reason))
+        yonder_remote::transport_notice(&self.transport(), &self.destination.source())
     }
 
     /// Reconnects now (`yonder reconnect`).

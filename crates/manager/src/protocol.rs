@@ -61,10 +61,61 @@ pub struct ConnectSpec {
     /// Never send the agent to a host without one (`--no-deploy`).
     #[serde(default)]
     pub no_deploy: bool,
+    /// What carries the agent's requests (`--transport`): `ssh`, `direct`
+    /// or `auto` (the default).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Where the agent listens for the direct connection (`--direct-bind`).
+    #[serde(default)]
+    pub direct_bind: Option<String>,
+    /// Where to connect the direct connection instead (`--direct-connect`).
+    #[serde(default)]
+    pub direct_connect: Option<String>,
+    /// The key file of a `tcp://` source (`--key`).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// How many direct connections (`--direct-streams`; 0: the default).
+    #[serde(default)]
+    pub direct_streams: u32,
     /// How the connection rides out network failures (for a new
     /// connection; one that exists keeps its own).
     #[serde(default)]
     pub link: LinkSpec,
+}
+
+impl ConnectSpec {
+    /// The request for `source` reached with `options`.
+    pub fn new(source: String, options: &yonder_remote::ConnectOptions, link: LinkSpec) -> ConnectSpec {
+        ConnectSpec {
+            source,
+            ssh_options: options.ssh_options.clone(),
+            ssh_command: options.ssh_command.clone(),
+            agent_path: options.agent_path.clone(),
+            docker_command: options.docker_command.clone(),
+            sftp: options.sftp,
+            no_deploy: options.no_deploy,
+            transport: Some(options.direct.transport.to_string()),
+            direct_bind: options.direct.bind.clone(),
+            direct_connect: options.direct.connect.clone(),
+            key_file: options.direct.key_file.clone(),
+            direct_streams: options.direct.streams,
+            link,
+        }
+    }
+
+    /// The direct path's settings it asks for.
+    pub fn direct_options(&self) -> Result<yonder_remote::DirectOptions, String> {
+        Ok(yonder_remote::DirectOptions {
+            transport: match &self.transport {
+                Some(text) => text.parse()?,
+                None => Default::default(),
+            },
+            bind: self.direct_bind.clone(),
+            connect: self.direct_connect.clone(),
+            key_file: self.key_file.clone(),
+            streams: self.direct_streams,
+        })
+    }
 }
 
 /// Heartbeats and reconnection of a connection (`--heartbeat`,
@@ -314,12 +365,14 @@ pub struct ConnectionInfo {
     /// or the last one's while reconnecting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// What carries it: `agent`, or `sftp` (the host's SFTP server, asked
-    /// for with `--sftp` or standing in for an agent that cannot run there).
+    /// What carries it: `agent`, `direct` (the agent over a TLS connection
+    /// of its own), or `sftp` (the host's SFTP server, asked for with
+    /// `--sftp` or standing in for an agent that cannot run there).
     #[serde(default = "agent_transport")]
     pub transport: String,
     /// Why it is served through SFTP when an agent was wanted (the
-    /// remote's cache is read-only or noexec, another platform, ...).
+    /// remote's cache is read-only or noexec, another platform, ...), or
+    /// over ssh when a direct connection was (`--transport auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
     /// Made by `yonder connect`: kept when its last mount goes.

@@ -52,4 +52,5 @@ pub const CAPABILITIES: &[&str] = &[
     "once",
     "watch",
     "tree",
+    "direct",
 ];

@@ -613,6 +613,17 @@ pub enum Request {
         cursor: Option<u64>,
         budget: TreeBudget,
     },
+    /// Asks the agent to listen for `connections` direct connections (TLS
+    /// on TCP, see the `yonder-direct` crate) on an ephemeral port of
+    /// `bind` (by default the address the ssh connection arrived at, from
+    /// `SSH_CONNECTION`, else loopback). Answered by `Response::Direct`.
+    /// Sent only over the stream that started the agent (ssh's), and only
+    /// to an agent that lists the `direct` capability: what it answers is
+    /// secret, and only that stream is already authenticated.
+    DirectListen {
+        bind: Option<String>,
+        connections: u32,
+    },
 }
 
 /// What `Lseek` looks for. Only these two travel: a kernel answers
@@ -706,6 +717,7 @@ impl Request {
             Request::Fence { .. } => "fence",
             Request::Once { request, .. } => request.op(),
             Request::ListTree { .. } => "listtree",
+            Request::DirectListen { .. } => "direct-listen",
         }
     }
 
@@ -744,7 +756,8 @@ impl Request {
             | Request::Ping
             | Request::Realpath { .. }
             | Request::Fence { .. }
-            | Request::ListTree { .. } => false,
+            | Request::ListTree { .. }
+            | Request::DirectListen { .. } => false,
         }
     }
 }
@@ -787,6 +800,17 @@ pub enum Response {
     Offset(u64),
     /// The answer to `ListTree`.
     Tree(TreePage),
+    /// The answer to `DirectListen`: where the agent listens, the SHA-256
+    /// of the certificate it made for this listener (the client pins it),
+    /// and one single-use secret per expected connection (32 bytes each),
+    /// which a connection proves it knows before anything is served.
+    Direct {
+        address: String,
+        port: u16,
+        #[serde(with = "serde_bytes")]
+        fingerprint: Vec<u8>,
+        secrets: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// What happened at a path an agent reports changed, weakest first.

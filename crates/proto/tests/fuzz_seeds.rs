@@ -82,6 +82,10 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
                 ..SetAttr::default()
             },
         }),
+        Message::Request(Request::DirectListen {
+            bind: Some("192.0.2.1".into()),
+            connections: 4,
+        }),
     ];
     let responses = [
         hello("yonder agent"),
@@ -110,6 +114,12 @@ fn frame_seeds() -> BTreeMap<&'static str, Vec<u8>> {
         }),
         Message::Response(Response::Written(5)),
         Message::Response(Response::Offset(4096)),
+        Message::Response(Response::Direct {
+            address: "192.0.2.1".into(),
+            port: 40000,
+            fingerprint: vec![7; 32],
+            secrets: vec![serde_bytes::ByteBuf::from(vec![9; 32])],
+        }),
         Message::Notice(Notice::Changed(vec![
             PathChange {
                 path: path("d/f"),

@@ -91,6 +91,23 @@ impl Connector for FallbackConnector {
     }
 }
 
+/// The one line telling the user that `source` is not served the way it
+/// was asked to be, and why (without the `yonder: ` prefix): through SFTP
+/// where no agent can run, or over ssh where no direct connection could
+/// be made.
+pub fn transport_notice(transport: &Transport, source: &Source) -> Option<String> {
+    match transport {
+        Transport::Sftp {
+            fallback: Some(reason),
+        } => Some(fallback_notice(source, reason)),
+        Transport::AgentNotDirect { reason } => Some(format!(
+            "no direct connection to {}: {reason}; staying on ssh",
+            source.describe()
+        )),
+        _ => None,
+    }
+}
+
 /// The one line that tells the user a `source` is served through SFTP
 /// because no agent can run there (`reason`), without the `yonder: `
 /// every message of the binary begins with.

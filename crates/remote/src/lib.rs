@@ -21,6 +21,7 @@ mod child;
 mod client;
 pub mod container;
 pub mod deploy;
+mod direct;
 mod error;
 mod exchange;
 mod fallback;
@@ -32,6 +33,7 @@ mod session;
 pub mod sftp;
 mod shell;
 pub mod source;
+mod streams;
 pub mod tcp;
 mod transport;
 
@@ -39,18 +41,20 @@ pub use bytes::Bytes;
 pub use changes::{ChangeFeed, RemoteChange};
 pub use client::AgentClient;
 pub use deploy::AgentOrigin;
+pub use direct::{DirectConnector, DirectOptions, KeyConnector, TransportChoice, DEFAULT_STREAMS};
 pub use error::{RemoteError, Result};
 pub use exchange::{Describe, Exchange};
-pub use fallback::{fallback_notice, FallbackConnector};
+pub use fallback::{fallback_notice, transport_notice, FallbackConnector};
 pub use link::{Link, LinkOptions, LinkState, LinkStatus};
 pub use operation::Operation;
 pub use remote::{tree_from_page, Remote};
 pub use scoped::Scoped;
-pub use session::{BoxFuture, Connector, Session, Transport};
+pub use session::{BoxFuture, Connector, DirectOffer, Session, Transport};
 pub use source::{
     connect_agent, spawn, ConnectOptions, MakeConnector, Source, SourceConnector, SourceError, Spawned,
     CONTAINER_SCHEMES, URL_TRANSPORTS,
 };
+pub use streams::Streams;
 pub use transport::{connect, connector_for};
 pub use yonder_proto as proto;
 pub mod transfer;

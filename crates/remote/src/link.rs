@@ -428,6 +428,7 @@ impl Supervisor {
                     // the session's reply records go with it.
                     let _ = tokio::time::timeout(Duration::from_secs(1), client.ping()).await;
                     client.shutdown("link closed");
+                    self.connector.release();
                     // The agent process is gone (and reaped) before the
                     // link says it is closed.
                     let _ = tokio::time::timeout(Duration::from_secs(2), client.exited()).await;
@@ -442,6 +443,7 @@ impl Supervisor {
                 }
                 End::Requested => {
                     self.lost_at = Some(std::time::Instant::now());
+                    self.connector.release();
                     "reconnection requested".to_string()
                 }
                 End::Lost(reason, at) => {

@@ -9,14 +9,15 @@
 //! protocol (SFTP, say) implements this trait for its client and returns it
 //! from its [`Connector`]. The heartbeat is [`Remote::ping`].
 
-use crate::{AgentClient, AgentOrigin, Remote, Result};
+use crate::exchange::{call, unexpected};
+use crate::{AgentClient, AgentOrigin, Remote, RemoteError, Result};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::broadcast;
-use yonder_proto::Notice;
+use yonder_proto::{Notice, Request, Response};
 
 /// A boxed future that borrows nothing from the session it came from.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -65,6 +66,29 @@ pub trait Session: Remote {
     fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
         None
     }
+
+    /// Whether the connection has ended already.
+    fn is_closed(&self) -> bool {
+        false
+    }
+
+    /// Asks the far end to listen for `connections` direct connections
+    /// (`Request::DirectListen`) on `bind` (its default: where the ssh
+    /// connection arrived). `Ok(None)`: this transport or peer has none.
+    async fn direct_listen(&self, bind: Option<String>, connections: u32) -> Result<Option<DirectOffer>> {
+        let _ = (bind, connections);
+        Ok(None)
+    }
+}
+
+/// An agent's answer to `DirectListen`: where to connect, the certificate
+/// to expect there, and a secret per connection.
+#[derive(Clone)]
+pub struct DirectOffer {
+    pub address: String,
+    pub port: u16,
+    pub fingerprint: [u8; 32],
+    pub secrets: Vec<Vec<u8>>,
 }
 
 /// How a link makes a connection: the same way each time (a reconnection
@@ -82,6 +106,11 @@ pub trait Connector: Send + Sync + 'static {
     fn transport(&self) -> Transport {
         Transport::Agent
     }
+
+    /// Lets go of what it keeps between connections (the direct path's
+    /// ssh session): the link calls it when it closes, and before a
+    /// reconnection the user asked for, which starts afresh.
+    fn release(&self) {}
 }
 
 /// What carries a connection to its far end.
@@ -92,14 +121,21 @@ pub enum Transport {
     /// The host's own SFTP server: asked for (`--sftp`), or, with
     /// `fallback` (why), because no agent could be deployed there.
     Sftp { fallback: Option<String> },
+    /// yonder's agent over direct TLS connections (`streams` of them, to
+    /// `address`), opened through its ssh session or a standalone listener.
+    Direct { address: String, streams: usize },
+    /// yonder's agent over the stream that started it, because the direct
+    /// path (`--transport auto`) could not be made: why.
+    AgentNotDirect { reason: String },
 }
 
 impl Transport {
     /// `agent` or `sftp`, as `yonder status` shows it.
     pub fn name(&self) -> &'static str {
         match self {
-            Transport::Agent => "agent",
+            Transport::Agent | Transport::AgentNotDirect { .. } => "agent",
             Transport::Sftp { .. } => "sftp",
+            Transport::Direct { .. } => "direct",
         }
     }
 
@@ -107,7 +143,8 @@ impl Transport {
     pub fn fallback(&self) -> Option<&str> {
         match self {
             Transport::Sftp { fallback } => fallback.as_deref(),
-            Transport::Agent => None,
+            Transport::AgentNotDirect { reason } => Some(reason),
+            Transport::Agent | Transport::Direct { .. } => None,
         }
     }
 }
@@ -146,5 +183,40 @@ impl Session for AgentClient {
 
     fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
         AgentClient::notices(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        AgentClient::is_closed(self)
+    }
+
+    async fn direct_listen(&self, bind: Option<String>, connections: u32) -> Result<Option<DirectOffer>> {
+        if !self.peer().capabilities.iter().any(|c| c == "direct") {
+            return Ok(None);
+        }
+        let describe = || "<direct listener>".to_string();
+        let request = Request::DirectListen { bind, connections };
+        match call(self, request, &describe).await? {
+            Response::Direct {
+                address,
+                port,
+                fingerprint,
+                secrets,
+            } => {
+                let fingerprint = fingerprint
+                    .try_into()
+                    .map_err(|f: Vec<u8>| RemoteError::Protocol {
+                        op: "direct-listen",
+                        path: describe(),
+                        reason: format!("a certificate fingerprint of {} bytes", f.len()),
+                    })?;
+                Ok(Some(DirectOffer {
+                    address,
+                    port,
+                    fingerprint,
+                    secrets: secrets.into_iter().map(|s| s.into_vec()).collect(),
+                }))
+            }
+            other => Err(unexpected("direct-listen", describe(), other)),
+        }
     }
 }

@@ -58,6 +58,11 @@ pub const URL_TRANSPORTS: &[(&str, MakeConnector)] = &[];
 /// with this module's machinery (no import cycles).
 pub const CONTAINER_SCHEMES: &[&str] = &["docker", "podman"];
 
+/// The scheme of a standalone agent listener (`tcp://HOST:PORT[/PATH]`,
+/// `yonder agent --listen`): parsed here, its connector chosen in
+/// `transport.rs` with the other direct connections'.
+pub const LISTENER_SCHEME: &str = "tcp";
+
 /// How a link reaches `source` through an agent: as a child process
 /// (local, or through ssh), or the transport registered for its scheme.
 /// ([`crate::connector_for`] also knows the SFTP transport, which uses this
@@ -131,7 +136,10 @@ impl Source {
             return Err(fail("empty source"));
         }
         if let Some((scheme, rest)) = text.split_once("://") {
-            if transports.iter().any(|(name, _)| *name == scheme) || CONTAINER_SCHEMES.contains(&scheme) {
+            if transports.iter().any(|(name, _)| *name == scheme)
+                || CONTAINER_SCHEMES.contains(&scheme)
+                || scheme == LISTENER_SCHEME
+            {
                 let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                 if address.is_empty() {
                     return Err(fail("missing address"));
@@ -404,6 +412,8 @@ pub struct ConnectOptions {
     /// instead of an agent: for hosts where none can run. No agent is
     /// started, so none is deployed either.
     pub sftp: bool,
+    /// The direct data path: whether to use it, and how to reach it.
+    pub direct: crate::direct::DirectOptions,
 }
 
 /// The argv that starts the agent for `source`, with yonder's ssh

@@ -1,7 +1,7 @@
 //! TCP keepalive for transports that open a TCP connection themselves.
 //!
-//! No transport of yonder's does yet (ssh keeps its own connection alive,
-//! see [`crate::source::SSH_KEEPALIVE`]); a direct TCP transport calls
+//! ssh keeps its own connection alive (see
+//! [`crate::source::SSH_KEEPALIVE`]); the direct path (`direct.rs`) calls
 //! [`set_keepalive`] on its socket in its [`crate::Connector`], as the test
 //! harness's TCP connector does. The link's heartbeat notices a dead link
 //! in any case; keepalive also ends a connection the kernel would keep for

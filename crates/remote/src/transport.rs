@@ -8,11 +8,12 @@
 //! (`source.rs`).
 
 use crate::container;
+use crate::direct::{DirectConnector, KeyConnector, TransportChoice};
 use crate::fallback::FallbackConnector;
 use crate::session::Connector;
 use crate::sftp::SftpConnector;
-use crate::source::{self, ConnectOptions, Source, CONTAINER_SCHEMES};
-use crate::{Remote, Result};
+use crate::source::{self, ConnectOptions, Source, CONTAINER_SCHEMES, LISTENER_SCHEME};
+use crate::{Remote, RemoteError, Result};
 use std::sync::Arc;
 
 /// How a link reaches `source`: its SFTP server (`--sftp`), the agent as a
@@ -20,7 +21,45 @@ use std::sync::Arc;
 /// SFTP where it cannot be), in a container (`docker exec`), or the
 /// transport registered for its scheme.
 pub fn connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
+    let agent = agent_connector_for(source, options)?;
+    let direct = &options.direct;
+    let wanted = match (direct.transport, source) {
+        (_, Source::Url { scheme, .. }) if scheme == LISTENER_SCHEME => false,
+        (TransportChoice::Ssh, _) => false,
+        (TransportChoice::Direct, _) if options.sftp => {
+            return Err(RemoteError::Connect {
+                source_desc: source.describe(),
+                reason: "--transport direct needs an agent, and --sftp runs none".into(),
+            })
+        }
+        (TransportChoice::Direct, _) => true,
+        // A local agent's pipe is faster than TLS, and a container's
+        // network is its own.
+        (TransportChoice::Auto, Source::Ssh { .. }) => !options.sftp,
+        (TransportChoice::Auto, _) => false,
+    };
+    Ok(match wanted {
+        true => Arc::new(DirectConnector::new(agent, direct.clone())),
+        false => agent,
+    })
+}
+
+/// [`connector_for`] without the direct path: what starts the agent (and
+/// opens the direct path, where there is one).
+fn agent_connector_for(source: &Source, options: &ConnectOptions) -> Result<Arc<dyn Connector>> {
     match source {
+        Source::Url { scheme, path, .. }
+            if scheme == LISTENER_SCHEME && !matches!(path.as_str(), "" | "/") =>
+        {
+            Err(RemoteError::Connect {
+                source_desc: source.describe(),
+                reason: "a tcp:// source serves its listener's --root; name no path after the port".into(),
+            })
+        }
+        Source::Url { scheme, address, .. } if scheme == LISTENER_SCHEME => Ok(Arc::new(KeyConnector {
+            address: address.clone(),
+            key_file: options.direct.key_file.clone(),
+        })),
         Source::Ssh { .. } if options.sftp => Ok(Arc::new(SftpConnector {
             source: source.clone(),
             options: options.clone(),

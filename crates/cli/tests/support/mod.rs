@@ -14,6 +14,9 @@ pub enum Transport {
     Ssh,
     /// No agent: the private sshd's SFTP server (`--sftp`).
     Sftp,
+    /// A local `yonder agent` child, its requests over a direct TLS
+    /// connection it opened on loopback (`--transport direct`).
+    Direct,
 }
 
 impl Transport {
@@ -120,6 +123,10 @@ pub fn source_for(transport: Transport, root: &Path, sshd: Option<&Sshd>) -> (St
     };
     match transport {
         Transport::Local => (root.display().to_string(), options),
+        Transport::Direct => {
+            options.direct.transport = yonder_remote::TransportChoice::Direct;
+            (root.display().to_string(), options)
+        }
         Transport::Ssh => {
             let sshd = sshd.expect("ssh transport needs an sshd");
             options.ssh_options = sshd.ssh_options();

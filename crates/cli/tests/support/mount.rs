@@ -21,7 +21,7 @@ pub struct Mount {
 
 /// Generates, for each `fn name(v: Variant)` listed, one `#[test]` per
 /// frontend × transport: `fuse_local::name`, `fuse_ssh::name`,
-/// `fuse_sftp::name`. A new
+/// `fuse_sftp::name`, `fuse_direct::name`. A new
 /// frontend joins by adding its two lines here (and a [`Frontend`]
 /// variant); a check that does not apply to it can look at `v.frontend`.
 ///
@@ -40,6 +40,7 @@ macro_rules! mount_suite {
         mount_suite!(@variant fuse_local, Fuse, Local; $($test),*);
         mount_suite!(@variant fuse_ssh, Fuse, Ssh; $($test),*);
         mount_suite!(@variant fuse_sftp, Fuse, Sftp; $($test),*);
+        mount_suite!(@variant fuse_direct, Fuse, Direct; $($test),*);
     };
     (@variant $module:ident, $frontend:ident, $transport:ident; $($test:ident),*) => {
         mod $module {
@@ -166,7 +167,9 @@ pub fn run_variant(v: Variant, name: &str, check: fn(Variant)) {
     let (gaps, races, what) = match (v.frontend, v.transport) {
         (super::Frontend::Nfs, _) => (NFS_GAPS, NFS_RACES, "NFS"),
         (super::Frontend::Fuse, Transport::Sftp) => (SFTP_GAPS, SFTP_RACES, "SFTP"),
-        (super::Frontend::Fuse, Transport::Local | Transport::Ssh) => (&[][..], &[][..], ""),
+        (super::Frontend::Fuse, Transport::Local | Transport::Ssh | Transport::Direct) => {
+            (&[][..], &[][..], "")
+        }
     };
     let find = |list: &[(&str, &'static str)]| list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why);
     if let Some(why) = find(gaps) {
@@ -452,6 +455,9 @@ fn mount_command(
     }
     if options.sftp {
         cmd.arg("--sftp");
+    }
+    if options.direct.transport != yonder_remote::TransportChoice::Auto {
+        cmd.args(["--transport", &options.direct.transport.to_string()]);
     }
     cmd
 }
