@@ -1178,7 +1178,7 @@ impl Vfs {
         // deleted there afterwards reads as it was, as POSIX has it); the
         // file is opened there only if a read needs more than these bytes.
         let kept = match kept {
-            Some((attr, data)) if self.changes.pushed() && self.ns.table().path(ino).is_some() => {
+            Some((attr, data)) if self.changes.pushed() && self.inodes().path(ino).is_some() => {
                 return Ok(self.opened_here(ino, flags, attr, data));
             }
             kept => kept,

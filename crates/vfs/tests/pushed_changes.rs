@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use yonder_remote::{Link, LinkOptions};
+use yonder_remote::{Link, LinkOptions, Remote};
 use yonder_testkit::agent::{TcpAgent, TcpConnector};
 use yonder_testkit::faults::{Delayed, Op};
 use yonder_testkit::observe::Counted;
@@ -105,14 +105,25 @@ async fn echoes_of_this_mounts_changes_keep_the_caches_and_others_changes_show()
 /// pushes, with 60 s caches.
 async fn delayed_mount() -> (tempfile::TempDir, TcpAgent, Arc<Delayed>, Arc<Vfs>) {
     let dir = tempfile::tempdir().unwrap();
-    let agent = TcpAgent::start(dir.path()).await.unwrap();
+    let (agent, remote, vfs) = mount_following_changes(dir.path(), Delayed::new).await;
+    (dir, agent, remote, vfs)
+}
+
+/// A VFS over a real link to an agent serving `root`, through the remote
+/// `wrap` puts in front of the link, following the changes the agent
+/// pushes, with 60 s caches.
+async fn mount_following_changes<R: Remote + 'static>(
+    root: &std::path::Path,
+    wrap: impl FnOnce(Arc<dyn Remote>) -> Arc<R>,
+) -> (TcpAgent, Arc<R>, Arc<Vfs>) {
+    let agent = TcpAgent::start(root).await.unwrap();
     let link = Link::start(
         Arc::new(TcpConnector { addr: agent.addr() }),
         LinkOptions::default(),
     )
     .await
     .unwrap();
-    let remote = Delayed::new(link.current().1);
+    let remote = wrap(link.current().1);
     let options = VfsOptions {
         attr_ttl: Duration::from_secs(60),
         dir_ttl: Duration::from_secs(60),
@@ -123,7 +134,7 @@ async fn delayed_mount() -> (tempfile::TempDir, TcpAgent, Arc<Delayed>, Arc<Vfs>
         .unwrap();
     vfs.follow_changes(link.changes());
     eventually("changes pushed", || vfs.changes_pushed()).await;
-    (dir, agent, remote, vfs)
+    (agent, remote, vfs)
 }
 
 /// The agent pushes a notice of this mount's own rename, and it can come
@@ -205,24 +216,7 @@ async fn a_notice_that_overtakes_this_mounts_creation_keeps_the_directory_known(
 async fn kept_contents_open_with_no_round_trip_while_changes_are_pushed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("small"), b"first version\n").unwrap();
-    let agent = TcpAgent::start(dir.path()).await.unwrap();
-    let link = Link::start(
-        Arc::new(TcpConnector { addr: agent.addr() }),
-        LinkOptions::default(),
-    )
-    .await
-    .unwrap();
-    let calls = Counted::new(link.current().1);
-    let options = VfsOptions {
-        attr_ttl: Duration::from_secs(60),
-        dir_ttl: Duration::from_secs(60),
-        ..VfsOptions::default()
-    };
-    let vfs = Vfs::new(calls.clone(), options, Arc::new(MemoryJournal::default()))
-        .await
-        .unwrap();
-    vfs.follow_changes(link.changes());
-    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let (_agent, calls, vfs) = mount_following_changes(dir.path(), Counted::new).await;
     let opens = || calls.of(Op::Open) + calls.of(Op::OpenRead);
     let read_whole = |fh| {
         let vfs = vfs.clone();
@@ -312,24 +306,7 @@ async fn opening_one_small_file_fetches_its_siblings_contents() {
     for i in 0..20 {
         std::fs::write(dir.path().join(format!("d/f{i:02}")), body(i)).unwrap();
     }
-    let agent = TcpAgent::start(dir.path()).await.unwrap();
-    let link = Link::start(
-        Arc::new(TcpConnector { addr: agent.addr() }),
-        LinkOptions::default(),
-    )
-    .await
-    .unwrap();
-    let calls = Counted::new(link.current().1);
-    let options = VfsOptions {
-        attr_ttl: Duration::from_secs(60),
-        dir_ttl: Duration::from_secs(60),
-        ..VfsOptions::default()
-    };
-    let vfs = Vfs::new(calls.clone(), options, Arc::new(MemoryJournal::default()))
-        .await
-        .unwrap();
-    vfs.follow_changes(link.changes());
-    eventually("changes pushed", || vfs.changes_pushed()).await;
+    let (_agent, calls, vfs) = mount_following_changes(dir.path(), Counted::new).await;
     let opens = || calls.of(Op::Open) + calls.of(Op::OpenRead);
     let read_whole = |fh| {
         let vfs = vfs.clone();
