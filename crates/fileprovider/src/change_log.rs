@@ -47,7 +47,9 @@ impl ChangeLog {
         ChangeLog {
             vfs: Arc::downgrade(vfs),
             system,
-            epoch: log_epoch(),
+            // Anchors of an earlier process of the extension must not be taken
+            // for this one's.
+            epoch: yonder_vfs::fresh_epoch(),
             state: Mutex::new(LogState {
                 latest: 0,
                 changes: VecDeque::new(),
@@ -127,18 +129,4 @@ impl FrontendCaches for ChangeLog {
             .collect();
         self.record(changes);
     }
-}
-
-/// A number no earlier process of the extension is likely to have drawn:
-/// its anchors must not be taken for this one's.
-fn log_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }

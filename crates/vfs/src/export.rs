@@ -80,7 +80,7 @@ impl Exporter {
     pub fn new(vfs: Arc<Vfs>) -> Arc<Exporter> {
         Arc::new_cyclic(|me| Exporter {
             vfs,
-            epoch: export_epoch(),
+            epoch: fresh_epoch(),
             open_cache: Mutex::default(),
             me: me.clone(),
         })
@@ -210,9 +210,10 @@ impl Exporter {
     }
 }
 
-/// A number no other export is likely to have drawn: file handles from an
-/// earlier mount must not resolve in this one.
-fn export_epoch() -> u64 {
+/// A number no other process (or export) is likely to have drawn: file
+/// handles from an earlier mount must not resolve in this one, nor a
+/// frontend's tokens from an earlier process in the next.
+pub fn fresh_epoch() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

@@ -70,7 +70,7 @@ pub use connection::{Connection, ConnectionState, Generation};
 pub use disk_journal::{DiskJournal, DiskJournalError, Durability};
 pub use error::{Result, VfsError};
 pub use events::VfsEvent;
-pub use export::{Exporter, FileHandle};
+pub use export::{fresh_epoch, Exporter, FileHandle};
 pub use journal::{Entry, Journal, MemoryJournal, MetaOp, Seq};
 pub use namespace::DirItem;
 pub use options::VfsOptions;
